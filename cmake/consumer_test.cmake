@@ -1,0 +1,27 @@
+# Builds and runs a small consumer program against resilite, either installed into a temporary
+# prefix and found with find_package, or pulled in with add_subdirectory.
+file(REMOVE_RECURSE "${WORK_DIR}")
+file(MAKE_DIRECTORY "${WORK_DIR}")
+
+function(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "command failed (${rc}): ${ARGN}\n${out}\n${err}")
+  endif()
+endfunction()
+
+if(MODE STREQUAL "find_package")
+  set(prefix "${WORK_DIR}/prefix")
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/resilite-build"
+      -DRESILITE_BUILD_TESTS=OFF -DRESILITE_BUILD_EXAMPLES=OFF -DRESILITE_BUILD_BENCHMARKS=OFF
+      "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  run(${CMAKE_COMMAND} --install "${WORK_DIR}/resilite-build")
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer/find_package" -B "${WORK_DIR}/build"
+      "-DCMAKE_PREFIX_PATH=${prefix}")
+else()
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer/add_subdirectory" -B "${WORK_DIR}/build"
+      "-DRESILITE_SOURCE_DIR=${SOURCE_DIR}")
+endif()
+run(${CMAKE_COMMAND} --build "${WORK_DIR}/build")
+run("${WORK_DIR}/build/consumer" "${WORK_DIR}/consumer.db")
+message(STATUS "consumer (${MODE}) built and ran")

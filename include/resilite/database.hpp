@@ -1,0 +1,459 @@
+#pragma once
+// resilite::Database<Policies...>: one declaration of how a database should behave, composed
+// from policies (one per slot, defaults for the rest).
+
+#include <resilite/checkpoint_mode.hpp>
+#include <resilite/checkpoint_result.hpp>
+#include <resilite/database_options.hpp>
+#include <resilite/detail/policy_set.hpp>
+#include <resilite/error.hpp>
+#include <resilite/event.hpp>
+#include <resilite/settings.hpp>
+#include <resilite/sqlite/connection.hpp>
+#include <resilite/transaction.hpp>
+#include <resilite/transaction_mode.hpp>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace resilite {
+
+namespace detail {
+template <class Clock>
+struct subscription_of {
+    using type = std::monostate;  // clocks that cannot announce advances need no subscription
+};
+template <advancing_clock Clock>
+struct subscription_of<Clock> {
+    using type = decltype(std::declval<const Clock&>().subscribe(std::function<void()>{}));
+};
+}  // namespace detail
+
+template <class... Policies>
+class Database {
+    using policy_set = detail::policy_set<Policies...>;
+    static_assert(policy_set::all_policies, "resilite::Database<...>: see the message above");
+
+public:
+    using durability_type = typename policy_set::template get<slot::durability>;
+    using observer_type = typename policy_set::template get<slot::observer>;
+    using clock_type = typename policy_set::template get<slot::clock>;
+    using time_point = std::chrono::steady_clock::time_point;
+    using transaction_type = basic_transaction<Database>;
+    using savepoint_type = basic_savepoint<Database>;
+    using options = database_options<observer_type, clock_type>;
+
+    static_assert(durability_policy<durability_type>,
+                  "resilite::Database<...>: the durability policy lacks a member of "
+                  "resilite::durability_policy (sync, allows_normal, checkpoint_seconds, "
+                  "wal_alert_bytes, background_thread); derive from resilite::wal_durability<>");
+    static_assert(observer_policy<observer_type>,
+                  "resilite::Database<...>: the observer policy needs `void on_event(const "
+                  "resilite::event&) const` and `static constexpr bool enabled`");
+    static_assert(clock_policy<clock_type>,
+                  "resilite::Database<...>: the clock policy needs now() -> steady_clock "
+                  "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
+
+    // The settings the policies ask for, before any run-time change.
+    [[nodiscard]] static constexpr settings default_settings() {
+        settings s;
+        s.sync = durability_type::sync;
+        s.checkpoint_interval = std::chrono::seconds{durability_type::checkpoint_seconds};
+        s.wal_alert_bytes = durability_type::wal_alert_bytes;
+        return s;
+    }
+
+    // Opens (creating if missing), switches to WAL with the policy's synchronous level and
+    // reads both back, then starts background maintenance if the policy wants it.
+    explicit Database(std::filesystem::path path, options opts = {})
+        : path_(std::move(path)),
+          observer_(std::move(opts.observer)),
+          clock_(std::move(opts.clock)),
+          settings_(opts.settings.value_or(default_settings())) {
+        const auto start = now();
+        try {
+            refuse_invalid(settings_, "open");
+            conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX, nullptr,
+                          settings_.statement_cache_capacity);
+            conn_->busy_timeout(settings_.busy_timeout);
+            apply_durability(settings_.sync);
+        } catch (...) {
+            auto f = detail::op_failure::from_current_exception();
+            annotate_current(start);
+            emit_since("open", start, outcome::failed, 0, f.klass, f.detail);
+            conn_.reset();
+            throw;
+        }
+        next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
+        emit_since("open", start, outcome::ok, 0, error_class::none, {});
+        if constexpr (durability_type::background_thread) start_background();
+    }
+
+    Database(const Database&) = delete;
+    Database& operator=(const Database&) = delete;
+    Database(Database&&) = delete;
+    Database& operator=(Database&&) = delete;
+
+    // Stops background work, runs a TRUNCATE checkpoint and closes. Never throws: a failed
+    // checkpoint is reported as an event and left to the next open.
+    ~Database() {
+        stop_background();
+        std::lock_guard lock(mutex_);
+        if (!conn_) return;
+        const auto start = now();
+        try {
+            const auto r = checkpoint_locked(checkpoint_mode::truncate);
+            emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0,
+                       error_class::none, r.complete ? "" : "final checkpoint incomplete");
+        } catch (...) {
+            try {
+                auto f = detail::op_failure::from_current_exception();
+                emit_since("close", start, outcome::warning, 0, f.klass, f.detail);
+            } catch (...) {  // nothing more to report with
+            }
+        }
+        conn_.reset();
+    }
+
+    // ---- statements -------------------------------------------------------------------------
+
+    // Runs one statement; returns the rows it changed.
+    template <class... Args>
+    std::int64_t exec(std::string_view sql, const Args&... args) {
+        std::lock_guard lock(mutex_);
+        return run_op("exec", [&] { return conn().exec(sql, args...); },
+                      [](std::int64_t n) { return n; });
+    }
+
+    // Runs a script of several statements without parameters (schema set-up).
+    void exec_script(std::string_view sql) {
+        std::lock_guard lock(mutex_);
+        run_op("exec_script", [&] { conn().exec_script(sql); });
+    }
+
+    // Every row, each as T or std::tuple<T...>.
+    template <class... T, class... Args>
+    [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
+        static_assert(!(std::is_same_v<T, std::string_view> || ...),
+                      "resilite::Database::query: std::string_view would dangle once the query "
+                      "returns; read std::string instead");
+        std::lock_guard lock(mutex_);
+        return run_op("query", [&] { return conn().template query_all<T...>(sql, args...); },
+                      [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
+    }
+
+    // The first row, if there is one.
+    template <class... T, class... Args>
+    [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql,
+                                                               const Args&... args) {
+        static_assert(!(std::is_same_v<T, std::string_view> || ...),
+                      "resilite::Database::query_one: std::string_view would dangle once the "
+                      "query returns; read std::string instead");
+        std::lock_guard lock(mutex_);
+        return run_op("query", [&] { return conn().template query_one<T...>(sql, args...); },
+                      [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
+    }
+
+    // ---- transactions -----------------------------------------------------------------------
+
+    // Runs f(tx) in a transaction: committed when f returns, rolled back when it throws (the
+    // exception is passed on). Returns what f returns.
+    template <class F>
+    decltype(auto) transaction(F&& f, transaction_mode mode = transaction_mode::immediate) {
+        static_assert(std::is_invocable_v<F, transaction_type&>,
+                      "resilite::Database::transaction(f): f must be callable as f(tx), e.g. "
+                      "[&](auto& tx) { tx.exec(...); }");
+        auto tx = begin(mode);
+        using R = std::invoke_result_t<F, transaction_type&>;
+        try {
+            if constexpr (std::is_void_v<R>) {
+                std::invoke(f, tx);
+                tx.commit();
+                return;
+            } else {
+                R result = std::invoke(f, tx);
+                tx.commit();
+                return result;
+            }
+        } catch (...) {
+            if (tx.active()) tx.fail_with_current_exception();
+            throw;
+        }
+    }
+
+    // An explicit transaction: call commit(); leaving it any other way rolls back.
+    [[nodiscard]] transaction_type begin(transaction_mode mode = transaction_mode::immediate) {
+        std::unique_lock lock(mutex_);
+        const auto start = now();
+        try {
+            sqlite::transaction tx{conn(), mode};
+            return transaction_type{*this, std::move(lock), std::move(tx), start};
+        } catch (...) {
+            auto f = detail::op_failure::from_current_exception();
+            annotate_current(start);
+            emit_since("transaction", start, outcome::failed, 0, f.klass, f.detail);
+            throw;
+        }
+    }
+
+    // ---- durability and maintenance ---------------------------------------------------------
+
+    checkpoint_result checkpoint(checkpoint_mode mode = checkpoint_mode::passive) {
+        std::lock_guard lock(mutex_);
+        return run_op("checkpoint", [&] { return checkpoint_locked(mode); },
+                      [](const checkpoint_result& r) {
+                          return static_cast<std::int64_t>(r.checkpointed_frames);
+                      });
+    }
+
+    // Runs whatever periodic work is due by the clock (PASSIVE checkpoint, WAL size check).
+    // Called by the background thread, or by the application when the policy has none.
+    // Returns true when something was due.
+    bool maintain() {
+        std::lock_guard lock(mutex_);
+        const auto t = now();
+        if (t.time_since_epoch().count() < next_checkpoint_ns_.load()) return false;
+        next_checkpoint_ns_ = (t + settings_.checkpoint_interval).time_since_epoch().count();
+        static_cast<void>(checkpoint(checkpoint_mode::passive));
+        const auto wal = wal_bytes();
+        if (wal > settings_.wal_alert_bytes) {
+            emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
+                       fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
+                                   settings_.wal_alert_bytes));
+        }
+        return true;
+    }
+
+    // Size of the -wal file now (0 when there is none).
+    [[nodiscard]] std::uint64_t wal_bytes() const {
+        std::error_code ec;
+        const auto n = std::filesystem::file_size(std::filesystem::path{path_.string() + "-wal"}, ec);
+        return ec ? 0 : static_cast<std::uint64_t>(n);
+    }
+
+    // ---- settings ---------------------------------------------------------------------------
+
+    [[nodiscard]] settings current_settings() const {
+        std::lock_guard lock(mutex_);
+        return settings_;
+    }
+
+    // Validates, applies and swaps in new settings; they govern the next operation. Invalid
+    // settings are refused with an invalid_setting error and the old ones stay in force.
+    void reconfigure(const settings& next) {
+        std::lock_guard lock(mutex_);
+        const auto start = now();
+        const settings previous = settings_;
+        try {
+            refuse_invalid(next, "reconfigure");
+            apply(next);
+            settings_ = next;
+        } catch (...) {
+            auto f = detail::op_failure::from_current_exception();
+            try {
+                apply(previous);
+            } catch (...) {  // the connection keeps whatever it had; settings_ is unchanged
+            }
+            annotate_current(start);
+            emit_since("reconfigure", start, outcome::failed, 0, f.klass, f.detail);
+            throw;
+        }
+        if (next.checkpoint_interval != previous.checkpoint_interval) {
+            next_checkpoint_ns_ = (now() + next.checkpoint_interval).time_since_epoch().count();
+            wake_background();
+        }
+        emit_since("reconfigure", start, outcome::ok, 0, error_class::none, {});
+    }
+
+    // ---- access -----------------------------------------------------------------------------
+
+    // Runs f(connection) under the writer lock: the escape hatch to the SQLite layer.
+    template <class F>
+    decltype(auto) with_connection(F&& f) {
+        std::lock_guard lock(mutex_);
+        return std::invoke(f, conn());
+    }
+
+    [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    [[nodiscard]] observer_type& observer() noexcept { return observer_; }
+    [[nodiscard]] const clock_type& clock() const noexcept { return clock_; }
+
+private:
+    friend transaction_type;
+    friend savepoint_type;
+
+    [[nodiscard]] time_point now() const { return clock_.now(); }
+    [[nodiscard]] sqlite::connection& conn() { return *conn_; }
+
+    // Every operation ends here: exactly one event per operation (P17).
+    void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows,
+                    error_class klass, std::string_view detail) noexcept {
+        if constexpr (observer_type::enabled) {
+            try {
+                observer_.on_event(event{name, o, now() - start, rows, 1, klass, detail});
+            } catch (...) {  // an observer must never change what an operation does
+            }
+        }
+    }
+
+    // Adds what only this layer knows (attempts, elapsed time) to an escaping resilite::error.
+    void annotate_current(time_point start) {
+        try {
+            throw;
+        } catch (error& e) {
+            e.annotate(1, now() - start);
+        } catch (...) {
+        }
+    }
+
+    template <class F, class Rows>
+    auto run_op(std::string_view name, F&& f, Rows&& rows_of) {
+        const auto start = now();
+        try {
+            auto result = f();
+            emit_since(name, start, outcome::ok, rows_of(result), error_class::none, {});
+            return result;
+        } catch (...) {
+            annotate_current(start);
+            auto failure = detail::op_failure::from_current_exception();
+            emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail);
+            throw;
+        }
+    }
+
+    template <class F>
+    void run_op(std::string_view name, F&& f) {
+        run_op(name, [&] { f(); return 0; }, [](int) { return std::int64_t{0}; });
+    }
+
+    void refuse_invalid(const settings& s, std::string_view operation) const {
+        auto problem = s.problem();
+        if (!problem && s.sync == synchronous::normal && !durability_type::allows_normal) {
+            problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
+        }
+        if (problem) {
+            throw detail::library_failure(error_class::invalid_setting, operation, *problem,
+                                          path_.string());
+        }
+    }
+
+    void apply(const settings& s) {
+        conn().busy_timeout(s.busy_timeout);
+        conn().cache().set_capacity(s.statement_cache_capacity);
+        if (s.sync != settings_.sync) apply_synchronous(s.sync);
+    }
+
+    void apply_durability(synchronous sync) {
+        const auto mode = conn().template query_one<std::string>("PRAGMA journal_mode=WAL");
+        if (!mode || (*mode != "wal" && *mode != "WAL")) {
+            throw detail::library_failure(
+                error_class::durability, "open",
+                fmt::format("journal_mode is '{}' after asking for WAL; WAL needs a file on a "
+                            "local file system (not :memory:, not a network share)",
+                            mode.value_or("?")),
+                path_.string());
+        }
+        apply_synchronous(sync);
+    }
+
+    void apply_synchronous(synchronous sync) {
+        conn().exec_script(fmt::format("PRAGMA synchronous={}", to_string(sync)));
+        const auto level = conn().template query_one<int>("PRAGMA synchronous");
+        if (!level || *level != static_cast<int>(sync)) {
+            throw detail::library_failure(
+                error_class::durability, "open",
+                fmt::format("synchronous reads back as {} after setting {}", level.value_or(-1),
+                            to_string(sync)),
+                path_.string());
+        }
+    }
+
+    checkpoint_result checkpoint_locked(checkpoint_mode mode) {
+        static constexpr int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_FULL,
+                                        SQLITE_CHECKPOINT_RESTART, SQLITE_CHECKPOINT_TRUNCATE};
+        checkpoint_result r;
+        const int rc = sqlite3_wal_checkpoint_v2(conn().native_handle(), nullptr,
+                                                 modes[static_cast<int>(mode)], &r.wal_frames,
+                                                 &r.checkpointed_frames);
+        if (rc == SQLITE_BUSY) return r;  // readers or another writer in the way: not an error
+        conn().check(rc, "checkpoint");
+        r.complete = r.checkpointed_frames == r.wal_frames;
+        return r;
+    }
+
+    // ---- background maintenance ---------------------------------------------------------------
+
+    void start_background() {
+        if constexpr (advancing_clock<clock_type>) {
+            clock_subscription_ = clock_.subscribe([this] { wake_background(); });
+        }
+        worker_ = std::jthread([this](std::stop_token st) { background_loop(st); });
+    }
+
+    void stop_background() noexcept {
+        if constexpr (advancing_clock<clock_type>) clock_subscription_ = {};
+        if (worker_.joinable()) {
+            worker_.request_stop();  // wakes the condition_variable_any wait
+            worker_.join();
+        }
+    }
+
+    void wake_background() {
+        {
+            std::lock_guard lock(wake_mutex_);
+            wake_ = true;
+        }
+        wake_cv_.notify_all();
+    }
+
+    void background_loop(std::stop_token st) {
+        while (!st.stop_requested()) {
+            {
+                std::unique_lock lock(wake_mutex_);
+                if constexpr (advancing_clock<clock_type>) {
+                    wake_cv_.wait(lock, st, [&] { return wake_; });
+                } else {
+                    const auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
+                    wake_cv_.wait_until(lock, st, due, [&] { return wake_; });
+                }
+                wake_ = false;
+            }
+            if (st.stop_requested()) return;
+            try {
+                static_cast<void>(maintain());
+            } catch (...) {  // reported as an event by the operation that failed
+            }
+        }
+    }
+
+    std::filesystem::path path_;
+    [[no_unique_address]] observer_type observer_;
+    clock_type clock_;
+    mutable std::recursive_mutex mutex_;  // the writer lock; recursive so tx.exec can re-enter
+    settings settings_;
+    std::optional<sqlite::connection> conn_;
+    std::atomic<std::int64_t> next_checkpoint_ns_{0};
+
+    std::mutex wake_mutex_;
+    std::condition_variable_any wake_cv_;
+    bool wake_ = false;
+    [[no_unique_address]] typename detail::subscription_of<clock_type>::type clock_subscription_{};
+    std::jthread worker_;  // last: stopped before anything it uses goes away
+};
+
+}  // namespace resilite

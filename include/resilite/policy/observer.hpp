@@ -1,0 +1,66 @@
+#pragma once
+// Observer policy family: where events go. Observers must not throw; if one does, the
+// exception is swallowed so that observing never changes what an operation does.
+
+#include <resilite/event.hpp>
+#include <resilite/slot.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <concepts>
+#include <cstdio>
+#include <functional>
+#include <utility>
+
+namespace resilite {
+
+// Default: prints events at or above MinLevel to stderr through fmt (failures and warnings
+// by default, so successful operations cost no I/O).
+template <outcome MinLevel = outcome::warning>
+struct stderr_observer {
+    using slot = resilite::slot::observer;
+    static constexpr bool enabled = true;
+
+    void on_event(const event& e) const noexcept {
+        if (static_cast<int>(e.result) < static_cast<int>(MinLevel)) return;
+        try {
+            fmt::print(stderr, "resilite: {} {} ({} rows, {} attempt{}, {:.3f} ms){}{}\n", e.name,
+                       to_string(e.result), e.rows, e.attempts, e.attempts == 1 ? "" : "s",
+                       std::chrono::duration<double, std::milli>(e.duration).count(),
+                       e.detail.empty() ? "" : ": ", e.detail);
+        } catch (...) {  // stderr unavailable: nothing sensible left to do
+        }
+    }
+};
+
+// Hands every event to a function set at run time (for metrics, logging frameworks, tests).
+struct callback_observer {
+    using slot = resilite::slot::observer;
+    static constexpr bool enabled = true;
+
+    callback_observer() = default;
+    explicit callback_observer(std::function<void(const event&)> f) : callback(std::move(f)) {}
+
+    void on_event(const event& e) const {
+        if (callback) callback(e);
+    }
+
+    std::function<void(const event&)> callback;
+};
+
+// Discards everything; Database skips even the timing when this is chosen.
+struct null_observer {
+    using slot = resilite::slot::observer;
+    static constexpr bool enabled = false;
+    void on_event(const event&) const noexcept {}
+};
+
+template <class P>
+concept observer_policy = std::same_as<typename P::slot, slot::observer> &&
+                          requires(const P& p, const event& e) {
+                              p.on_event(e);
+                              { P::enabled } -> std::convertible_to<bool>;
+                          };
+
+}  // namespace resilite

@@ -1,0 +1,3 @@
+#include <resilite/resilite.hpp>
+using Db = resilite::Database<resilite::wal_durability<resilite::synchronous::normal>>;
+int main() { return sizeof(Db) > 0 ? 0 : 1; }

@@ -1,0 +1,234 @@
+// Database<Policies...>: composition, open and close, threads, and the one-event-per-operation
+// rule (P17).
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+#include <fstream>
+#include <thread>
+
+using resilite::outcome;
+
+namespace {
+struct custom_observer {
+    using slot = resilite::slot::observer;
+    static constexpr bool enabled = true;
+    void on_event(const resilite::event&) const noexcept {}
+};
+}  // namespace
+
+TEST_CASE("policies fill their slots and defaults fill the rest", "[database]") {
+    using Default = resilite::Database<>;
+    STATIC_REQUIRE(std::is_same_v<Default::durability_type, resilite::wal_durability<>>);
+    STATIC_REQUIRE(std::is_same_v<Default::observer_type, resilite::stderr_observer<>>);
+    STATIC_REQUIRE(std::is_same_v<Default::clock_type, resilite::system_clock>);
+    using Custom = resilite::Database<resilite::manual_clock, custom_observer,
+                                      resilite::wal_durability<resilite::synchronous::extra>>;
+    STATIC_REQUIRE(std::is_same_v<Custom::observer_type, custom_observer>);
+    STATIC_REQUIRE(std::is_same_v<Custom::clock_type, resilite::manual_clock>);
+    STATIC_REQUIRE(Custom::durability_type::sync == resilite::synchronous::extra);
+    STATIC_REQUIRE(Custom::default_settings().sync == resilite::synchronous::extra);
+    // Order does not matter.
+    using Reordered = resilite::Database<resilite::wal_durability<resilite::synchronous::extra>,
+                                         custom_observer, resilite::manual_clock>;
+    STATIC_REQUIRE(std::is_same_v<Reordered::observer_type, Custom::observer_type>);
+}
+
+TEST_CASE("open switches to WAL with synchronous FULL and reads both back", "[database][durability]") {
+    test::temp_dir dir;
+    resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "d.db"};
+    CHECK(db.query_one<std::string>("PRAGMA journal_mode") == "wal");
+    CHECK(db.query_one<int>("PRAGMA synchronous") == 2);
+    resilite::Database<resilite::null_observer, resilite::wal_durability<resilite::synchronous::extra, 60, 64, false>>
+        extra{dir / "e.db"};
+    CHECK(extra.query_one<int>("PRAGMA synchronous") == 3);
+    resilite::Database<resilite::null_observer, resilite::relaxed_durability<60, 64, false>> relaxed{dir / "r.db"};
+    CHECK(relaxed.query_one<int>("PRAGMA synchronous") == 1);
+}
+
+TEST_CASE("open refuses a database that cannot use WAL, with a durability error", "[database][durability]") {
+    test::event_log log;
+    try {
+        test::recording_db db{":memory:", test::recording(log)};
+        FAIL("in-memory database accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::durability);
+        CHECK_THAT(e.technical().note, Catch::Contains("WAL"));
+    }
+    const auto events = log.events();
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].name == "open");
+    CHECK(events[0].result == outcome::failed);
+}
+
+TEST_CASE("open classifies a file that is not a database", "[database]") {
+    test::temp_dir dir;
+    {
+        std::ofstream junk(dir / "junk.db");
+        junk << std::string(8192, 'j');
+    }
+    try {
+        resilite::Database<resilite::null_observer> db{dir / "junk.db"};
+        FAIL("junk accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::not_a_database);
+        CHECK(e.user_message() == resilite::user_message(resilite::error_class::not_a_database));
+    }
+}
+
+TEST_CASE("close runs a TRUNCATE checkpoint so the WAL is empty and data is in the main file", "[database][durability]") {
+    test::temp_dir dir;
+    test::event_log log;
+    const auto path = dir / "c.db";
+    {
+        test::recording_db db{path, test::recording(log)};
+        db.exec_script("CREATE TABLE t(x)");
+        for (int i = 0; i < 100; ++i) db.exec("INSERT INTO t VALUES(?)", i);
+        CHECK(db.wal_bytes() > 0);
+    }
+    const auto events = log.events();
+    REQUIRE_FALSE(events.empty());
+    CHECK(events.back().name == "close");
+    CHECK(events.back().result == outcome::ok);
+    std::error_code ec;
+    const auto wal = std::filesystem::file_size(dir / "c.db-wal", ec);
+    CHECK((ec || wal == 0));
+    resilite::sqlite::connection c{path, SQLITE_OPEN_READONLY};
+    CHECK(c.query_one<int>("SELECT count(*) FROM t") == 100);
+}
+
+TEST_CASE("threads share one Database; writes are serialized and none is lost", "[database][threads]") {
+    test::temp_dir dir;
+    resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "t.db"};
+    db.exec_script("CREATE TABLE t(thread INTEGER, n INTEGER, PRIMARY KEY(thread, n))");
+    constexpr int threads = 4;
+    constexpr int per_thread = 200;
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+        workers.emplace_back([&db, t] {
+            for (int n = 0; n < per_thread; ++n) {
+                if (n % 2 == 0) {
+                    db.exec("INSERT INTO t VALUES(?, ?)", t, n);
+                } else {
+                    db.transaction([&](auto& tx) { tx.exec("INSERT INTO t VALUES(?, ?)", t, n); });
+                }
+                static_cast<void>(db.query_one<int>("SELECT count(*) FROM t WHERE thread = ?", t));
+            }
+        });
+    }
+    for (auto& w : workers) w.join();
+    CHECK(db.query_one<int>("SELECT count(*) FROM t") == threads * per_thread);
+}
+
+namespace {
+enum class op_kind { exec_ok, exec_fail, query, query_one, tx_commit, tx_throw, begin_rollback, savepoint, checkpoint, count };
+
+struct expected_event {
+    std::string name;
+    outcome result;
+    std::int64_t rows;
+};
+}  // namespace
+
+TEST_CASE("P17 comprehensive operation logging", "[database][observer][property][P17]") {
+    test::temp_dir dir;
+    test::event_log log;
+    test::recording_db db{dir / "p17.db", test::recording(log)};
+    db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL)");
+
+    rc::prop("every operation emits exactly one event with name, duration, outcome and rows", [&] {
+        const auto kinds = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, static_cast<int>(op_kind::count)));
+        log.clear();
+        std::vector<expected_event> expected;
+        for (int k : kinds) {
+            const auto n = *rc::gen::inRange(1, 5);
+            switch (static_cast<op_kind>(k)) {
+                case op_kind::exec_ok: {
+                    std::string sql = "INSERT INTO t(v) VALUES(1)";
+                    for (int i = 1; i < n; ++i) sql += ",(1)";
+                    RC_ASSERT(db.exec(sql) == n);
+                    expected.push_back({"exec", outcome::ok, n});
+                    break;
+                }
+                case op_kind::exec_fail:
+                    try {
+                        db.exec("INSERT INTO t(v) VALUES(NULL)");
+                    } catch (const resilite::error&) {
+                    }
+                    expected.push_back({"exec", outcome::failed, 0});
+                    break;
+                case op_kind::query: {
+                    const auto rows = db.query<int>("SELECT v FROM t LIMIT ?", n);
+                    expected.push_back({"query", outcome::ok, static_cast<std::int64_t>(rows.size())});
+                    break;
+                }
+                case op_kind::query_one: {
+                    const auto row = db.query_one<int>("SELECT v FROM t WHERE id = ?", n);
+                    expected.push_back({"query", outcome::ok, row ? 1 : 0});
+                    break;
+                }
+                case op_kind::tx_commit:
+                    db.transaction([&](auto& tx) {
+                        for (int i = 0; i < n; ++i) tx.exec("INSERT INTO t(v) VALUES(2)");
+                    });
+                    for (int i = 0; i < n; ++i) expected.push_back({"exec", outcome::ok, 1});
+                    expected.push_back({"transaction", outcome::ok, n});
+                    break;
+                case op_kind::tx_throw:
+                    try {
+                        db.transaction([&](auto& tx) {
+                            tx.exec("INSERT INTO t(v) VALUES(3)");
+                            throw std::runtime_error("user failure");
+                        });
+                    } catch (const std::runtime_error&) {
+                    }
+                    expected.push_back({"exec", outcome::ok, 1});
+                    expected.push_back({"transaction", outcome::failed, 0});
+                    break;
+                case op_kind::begin_rollback: {
+                    auto tx = db.begin();
+                    tx.exec("DELETE FROM t WHERE id = ?", -n);
+                    tx.rollback();
+                    expected.push_back({"exec", outcome::ok, 0});
+                    expected.push_back({"transaction", outcome::ok, 0});
+                    break;
+                }
+                case op_kind::savepoint:
+                    db.transaction([&](auto& tx) {
+                        tx.savepoint([&](auto& sp) { sp.exec("INSERT INTO t(v) VALUES(4)"); });
+                    });
+                    expected.push_back({"exec", outcome::ok, 1});
+                    expected.push_back({"savepoint", outcome::ok, 1});
+                    expected.push_back({"transaction", outcome::ok, 1});
+                    break;
+                case op_kind::checkpoint:
+                    static_cast<void>(db.checkpoint());
+                    expected.push_back({"checkpoint", outcome::ok, -1});  // rows: frames, not checked
+                    break;
+                case op_kind::count: break;
+            }
+        }
+        const auto events = log.events();
+        RC_ASSERT(events.size() == expected.size());
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            RC_ASSERT(events[i].name == expected[i].name);
+            RC_ASSERT(events[i].result == expected[i].result);
+            if (expected[i].rows >= 0) RC_ASSERT(events[i].rows == expected[i].rows);
+            RC_ASSERT(events[i].duration >= std::chrono::nanoseconds{0});
+            RC_ASSERT(events[i].attempts == 1);
+            if (events[i].result == outcome::failed) RC_ASSERT(!events[i].detail.empty());
+        }
+    });
+}
+
+TEST_CASE("an observer that throws does not change what an operation does", "[database][observer]") {
+    test::temp_dir dir;
+    resilite::callback_observer throwing{[](const resilite::event&) { throw std::runtime_error("observer bug"); }};
+    test::recording_db::options o;
+    o.observer = throwing;
+    test::recording_db db{dir / "o.db", o};
+    db.exec_script("CREATE TABLE t(x)");
+    CHECK(db.exec("INSERT INTO t VALUES(1)") == 1);
+    CHECK(db.query_one<int>("SELECT x FROM t") == 1);
+}

@@ -1,0 +1,253 @@
+// Database transactions: atomicity (P6), automatic rollback (P7), savepoints, modes.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+#include <map>
+
+namespace {
+using model = std::map<int, std::string>;
+
+struct op {
+    bool erase;
+    int key;
+    std::string value;
+};
+
+rc::Gen<op> gen_op() {
+    return rc::gen::build<op>(rc::gen::set(&op::erase, rc::gen::arbitrary<bool>()),
+                              rc::gen::set(&op::key, rc::gen::inRange(0, 20)),
+                              rc::gen::set(&op::value, rc::gen::arbitrary<std::string>()));
+}
+
+template <class Tx>
+void apply(Tx& tx, const op& o) {
+    if (o.erase) {
+        tx.exec("DELETE FROM kv WHERE k = ?", o.key);
+    } else {
+        tx.exec("INSERT INTO kv(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", o.key, o.value);
+    }
+}
+
+void apply(model& m, const op& o) {
+    if (o.erase) {
+        m.erase(o.key);
+    } else {
+        m[o.key] = o.value;
+    }
+}
+
+template <class Db>
+model read_all(Db& db) {
+    model m;
+    for (auto& [k, v] : db.template query<int, std::string>("SELECT k, v FROM kv")) m[k] = v;
+    return m;
+}
+
+model read_all(resilite::sqlite::connection& c) {
+    model m;
+    for (const auto& [k, v] : c.query<int, std::string>("SELECT k, v FROM kv")) m[k] = v;
+    return m;
+}
+
+struct boom : std::runtime_error {
+    boom() : std::runtime_error("boom") {}
+};
+
+using db_t = resilite::Database<resilite::null_observer, test::manual_durability>;
+}  // namespace
+
+TEST_CASE("P6 transaction atomicity", "[transaction][property][P6]") {
+    test::temp_dir dir;
+    db_t db{dir / "p6.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    resilite::sqlite::connection observer{dir / "p6.db"};  // sees only committed state
+
+    rc::prop("all effects of a transaction are visible after commit, or none", [&] {
+        const auto before = read_all(db);
+        const auto ops = *rc::gen::container<std::vector<op>>(gen_op());
+        // Where it fails: never (-1), by an exception in the user's code, or by a constraint.
+        const int fail_at = *rc::gen::inRange(-1, static_cast<int>(ops.size()));
+        const bool by_constraint = *rc::gen::arbitrary<bool>();
+        model expected = before;
+        bool committed = true;
+        try {
+            db.transaction([&](auto& tx) {
+                for (int i = 0; i < static_cast<int>(ops.size()); ++i) {
+                    if (i == fail_at) {
+                        if (by_constraint) tx.exec("INSERT INTO kv(k, v) VALUES(?, NULL)", 1000 + i);
+                        throw boom{};
+                    }
+                    apply(tx, ops[static_cast<std::size_t>(i)]);
+                    // Inside the transaction nothing is visible to another connection.
+                    RC_ASSERT(read_all(observer) == before);
+                }
+                if (fail_at == static_cast<int>(ops.size())) throw boom{};
+            });
+        } catch (const boom&) {
+            committed = false;
+        } catch (const resilite::error& e) {
+            RC_ASSERT(e.klass() == resilite::error_class::constraint);
+            committed = false;
+        }
+        if (committed) {
+            for (const auto& o : ops) apply(expected, o);
+        }
+        RC_ASSERT(committed == (fail_at < 0));
+        RC_ASSERT(read_all(db) == expected);
+        RC_ASSERT(read_all(observer) == expected);
+    });
+}
+
+TEST_CASE("P7 automatic transaction rollback", "[transaction][property][P7]") {
+    test::temp_dir dir;
+    db_t db{dir / "p7.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+
+    rc::prop("leaving by exception or early return restores the state; the connection stays usable", [&] {
+        const auto before = read_all(db);
+        const auto ops = *rc::gen::nonEmpty(rc::gen::container<std::vector<op>>(gen_op()));
+        const int how = *rc::gen::inRange(0, 4);
+        switch (how) {
+            case 0:  // exception out of Database::transaction
+                try {
+                    db.transaction([&](auto& tx) {
+                        for (const auto& o : ops) apply(tx, o);
+                        throw boom{};
+                    });
+                    RC_FAIL("no exception");
+                } catch (const boom&) {
+                }
+                break;
+            case 1: {  // early return: an explicit transaction left without commit()
+                auto leave_early = [&] {
+                    auto tx = db.begin();
+                    for (const auto& o : ops) {
+                        apply(tx, o);
+                        if (o.erase) return;
+                    }
+                };
+                leave_early();
+                break;
+            }
+            case 2: {  // explicit rollback()
+                auto tx = db.begin(resilite::transaction_mode::deferred);
+                for (const auto& o : ops) apply(tx, o);
+                tx.rollback();
+                break;
+            }
+            default:  // an exception inside a savepoint inside a transaction that then throws too
+                try {
+                    db.transaction([&](auto& tx) {
+                        try {
+                            tx.savepoint([&](auto& inner) {
+                                for (const auto& o : ops) apply(inner, o);
+                                throw boom{};
+                            });
+                        } catch (const boom&) {
+                        }
+                        for (const auto& o : ops) apply(tx, o);
+                        throw std::runtime_error("outer");
+                    });
+                } catch (const std::runtime_error&) {
+                }
+                break;
+        }
+        RC_ASSERT(read_all(db) == before);
+        RC_ASSERT(!db.with_connection([](auto& c) { return c.in_transaction(); }));
+        // Usable: a new transaction commits.
+        const op marker{false, 99, "usable"};
+        db.transaction([&](auto& tx) { apply(tx, marker); });
+        auto after = before;
+        apply(after, marker);
+        RC_ASSERT(read_all(db) == after);
+        db.exec("DELETE FROM kv WHERE k = 99");
+    });
+}
+
+TEST_CASE("transaction returns what the function returns and commits", "[transaction]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    const auto id = db.transaction([](auto& tx) {
+        tx.exec("INSERT INTO kv(v) VALUES(?)", "x");
+        return tx.database().with_connection([](auto& c) { return c.last_insert_rowid(); });
+    });
+    CHECK(id == 1);
+    CHECK(db.query_one<std::string>("SELECT v FROM kv WHERE k = ?", id) == "x");
+    const auto n = db.transaction([](auto& tx) { return tx.template query<int>("SELECT k FROM kv").size(); },
+                                  resilite::transaction_mode::deferred);
+    CHECK(n == 1);
+}
+
+TEST_CASE("nested savepoints keep and undo the right parts", "[transaction][savepoint]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    db.transaction([](auto& tx) {
+        tx.exec("INSERT INTO kv VALUES(1, 'outer')");
+        tx.savepoint([](auto& a) {
+            a.exec("INSERT INTO kv VALUES(2, 'a')");
+            try {
+                a.savepoint([](auto& b) {
+                    b.exec("INSERT INTO kv VALUES(3, 'b')");
+                    throw boom{};
+                });
+            } catch (const boom&) {
+            }
+            a.savepoint([](auto& c) { c.exec("INSERT INTO kv VALUES(4, 'c')"); });
+        });
+        {
+            auto sp = tx.begin_savepoint();
+            tx.exec("INSERT INTO kv VALUES(5, 'undone')");
+            sp.rollback();
+        }
+        {
+            auto sp = tx.begin_savepoint();
+            tx.exec("INSERT INTO kv VALUES(6, 'left open')");
+        }
+        {
+            auto sp = tx.begin_savepoint();
+            tx.exec("INSERT INTO kv VALUES(7, 'kept')");
+            sp.release();
+        }
+    });
+    CHECK(db.query<int>("SELECT k FROM kv ORDER BY k") == std::vector<int>{1, 2, 4, 7});
+}
+
+TEST_CASE("transaction inside a transaction is refused with a pointer to savepoints", "[transaction]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.transaction([&](auto&) {
+        try {
+            db.transaction([](auto&) {});
+            FAIL("nested transaction accepted");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+        }
+    });
+}
+
+TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[transaction]") {
+    test::temp_dir dir;
+    test::event_log log;
+    test::recording_db db{dir / "t.db", test::recording(log)};
+    db.exec_script(
+        "CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+        "CREATE TABLE child(p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);"
+        "PRAGMA foreign_keys = ON;");
+    log.clear();
+    CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.exec("INSERT INTO child VALUES(42)"); }), resilite::error);
+    const auto events = log.events();
+    // Deferred FK failure at COMMIT leaves the transaction open in SQLite; resilite rolls it back.
+    CHECK_FALSE(db.with_connection([](auto& c) { return c.in_transaction(); }));
+    CHECK(db.query_one<int>("SELECT count(*) FROM child") == 0);
+    REQUIRE(events.size() >= 2);
+    CHECK(events[events.size() - 2].name == "exec");
+    CHECK(events.back().name == "transaction");
+    CHECK(events.back().result == resilite::outcome::failed);
+    CHECK(events.back().error == resilite::error_class::constraint);
+    CHECK(events.back().rows == 0);
+    CHECK(log.count("transaction") == 1);
+}

@@ -1,0 +1,98 @@
+// Durability maintenance: periodic PASSIVE checkpoints and WAL size alerts, driven by the clock.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace std::chrono_literals;
+
+namespace {
+template <class Db>
+void write_rows(Db& db, int n) {
+    db.transaction([&](auto& tx) {
+        for (int i = 0; i < n; ++i) tx.exec("INSERT INTO t VALUES(?)", std::string(200, 'x'));
+    });
+}
+}  // namespace
+
+TEST_CASE("maintain runs a PASSIVE checkpoint when the clock says it is due", "[durability][maintenance]") {
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
+                                  resilite::wal_durability<resilite::synchronous::full, 60, 64, false>>;
+    Db db{dir / "m.db", {log.observer(), clock, std::nullopt}};
+    db.exec_script("CREATE TABLE t(x)");
+    write_rows(db, 50);
+
+    CHECK_FALSE(db.maintain());  // not due yet
+    clock.advance(59s);
+    CHECK_FALSE(db.maintain());
+    CHECK(log.count("checkpoint") == 0);
+    clock.advance(1s);
+    CHECK(db.maintain());
+    CHECK(log.count("checkpoint") == 1);
+    const auto cp = log.events().back();
+    CHECK(cp.result == resilite::outcome::ok);
+    CHECK(cp.rows > 0);  // frames copied into the database
+    CHECK_FALSE(db.maintain());  // the next one is 60 s later
+    clock.advance(60s);
+    CHECK(db.maintain());
+    CHECK(log.count("checkpoint") == 2);
+}
+
+TEST_CASE("a WAL above the alert threshold raises a warning event", "[durability][maintenance]") {
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
+                                  resilite::wal_durability<resilite::synchronous::full, 10, 1, false>>;
+    Db db{dir / "w.db", {log.observer(), clock, std::nullopt}};
+    db.exec_script("CREATE TABLE t(x)");
+    // Hold a reader open so the checkpoint cannot reset the WAL, then grow it past 1 MiB.
+    resilite::sqlite::connection reader{dir / "w.db"};
+    reader.exec("BEGIN");
+    static_cast<void>(reader.query_one<int>("SELECT count(*) FROM t"));
+    write_rows(db, 6000);
+    REQUIRE(db.wal_bytes() > (1u << 20));
+    clock.advance(10s);
+    CHECK(db.maintain());
+    REQUIRE(log.count("wal_size_alert") == 1);
+    for (const auto& e : log.events()) {
+        if (e.name == "wal_size_alert") {
+            CHECK(e.result == resilite::outcome::warning);
+            CHECK_THAT(e.detail, Catch::Contains("above the alert threshold"));
+        }
+    }
+    reader.exec("COMMIT");
+}
+
+TEST_CASE("the background thread runs maintenance as the manual clock advances", "[durability][maintenance]") {
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
+                                  resilite::wal_durability<resilite::synchronous::full, 30, 64, true>>;
+    Db db{dir / "b.db", {log.observer(), clock, std::nullopt}};
+    db.exec_script("CREATE TABLE t(x)");
+    write_rows(db, 10);
+    clock.advance(10s);  // not due: the thread wakes, finds nothing to do
+    clock.advance(25s);  // due
+    CHECK(log.wait_for("checkpoint", 1));
+    clock.advance(30s);
+    CHECK(log.wait_for("checkpoint", 2));
+}
+
+TEST_CASE("changing the checkpoint interval reschedules the next checkpoint", "[durability][maintenance]") {
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
+                                  resilite::wal_durability<resilite::synchronous::full, 600, 64, false>>;
+    Db db{dir / "r.db", {log.observer(), clock, std::nullopt}};
+    auto s = db.current_settings();
+    s.checkpoint_interval = 5s;
+    db.reconfigure(s);
+    clock.advance(5s);
+    CHECK(db.maintain());
+    CHECK(log.count("checkpoint") == 1);
+}

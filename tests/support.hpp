@@ -1,0 +1,108 @@
+#pragma once
+// Shared test helpers: temporary directories (never the working directory) and an observer
+// that records events.
+
+#include <resilite/resilite.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace test {
+
+// A fresh directory under the system temp dir, removed with everything in it at scope exit.
+class temp_dir {
+public:
+    temp_dir() {
+        std::string templ = (std::filesystem::temp_directory_path() / "resilite-test-XXXXXX").string();
+        if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = templ;
+    }
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    ~temp_dir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+    [[nodiscard]] std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// An owned copy of a resilite::event.
+struct recorded_event {
+    std::string name;
+    resilite::outcome result;
+    std::chrono::nanoseconds duration;
+    std::int64_t rows;
+    int attempts;
+    resilite::error_class error;
+    std::string detail;
+};
+
+// Shared by copies, so the observer inside a Database and the test see the same list.
+class event_log {
+public:
+    [[nodiscard]] resilite::callback_observer observer() const {
+        auto s = state_;
+        return resilite::callback_observer{[s](const resilite::event& e) {
+            {
+                std::lock_guard lock(s->mutex);
+                s->events.push_back({std::string{e.name}, e.result, e.duration, e.rows, e.attempts,
+                                     e.error, std::string{e.detail}});
+            }
+            s->cv.notify_all();
+        }};
+    }
+    [[nodiscard]] std::vector<recorded_event> events() const {
+        std::lock_guard lock(state_->mutex);
+        return state_->events;
+    }
+    [[nodiscard]] std::size_t count(const std::string& name) const {
+        std::lock_guard lock(state_->mutex);
+        std::size_t n = 0;
+        for (const auto& e : state_->events) n += e.name == name ? 1 : 0;
+        return n;
+    }
+    void clear() {
+        std::lock_guard lock(state_->mutex);
+        state_->events.clear();
+    }
+    // Waits (on a condition variable, not a sleep) until `name` has been seen n times.
+    bool wait_for(const std::string& name, std::size_t n, std::chrono::seconds limit = std::chrono::seconds{20}) {
+        std::unique_lock lock(state_->mutex);
+        return state_->cv.wait_for(lock, limit, [&] {
+            std::size_t seen = 0;
+            for (const auto& e : state_->events) seen += e.name == name ? 1 : 0;
+            return seen >= n;
+        });
+    }
+
+private:
+    struct state {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::vector<recorded_event> events;
+    };
+    std::shared_ptr<state> state_ = std::make_shared<state>();
+};
+
+// Background thread off, so tests decide when maintenance runs.
+using manual_durability = resilite::wal_durability<resilite::synchronous::full, 60, 64, false>;
+
+using recording_db = resilite::Database<resilite::callback_observer, manual_durability>;
+
+inline recording_db::options recording(const event_log& log) {
+    recording_db::options o;
+    o.observer = log.observer();
+    return o;
+}
+
+}  // namespace test
