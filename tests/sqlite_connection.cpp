@@ -16,6 +16,8 @@ TEST_CASE("connection exec returns rows changed, queries read typed rows", "[sql
     CHECK(c.last_insert_rowid() == 3);
     CHECK(c.exec("UPDATE t SET name = upper(name) WHERE id >= ?", 2) == 2);
     CHECK(c.exec("SELECT * FROM t") == 0);
+    CHECK(c.exec("CREATE INDEX t_name ON t(name)") == 0);  // DDL after DML: not the last DML's count
+    CHECK(c.exec("DELETE FROM t WHERE id = ?", 99) == 0);
     std::vector<std::pair<std::int64_t, std::string>> seen;
     for (const auto& [id, name] : c.query<std::int64_t, std::string>("SELECT id, name FROM t ORDER BY id")) {
         seen.emplace_back(id, name);

@@ -149,9 +149,7 @@ public:
     // Every row, each as T or std::tuple<T...>.
     template <class... T, class... Args>
     [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
-        static_assert(!(std::is_same_v<T, std::string_view> || ...),
-                      "resilite::Database::query: std::string_view would dangle once the query "
-                      "returns; read std::string instead");
+        static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         std::lock_guard lock(mutex_);
         return run_op("query", [&] { return conn().template query_all<T...>(sql, args...); },
                       [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
@@ -161,9 +159,7 @@ public:
     template <class... T, class... Args>
     [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql,
                                                                const Args&... args) {
-        static_assert(!(std::is_same_v<T, std::string_view> || ...),
-                      "resilite::Database::query_one: std::string_view would dangle once the "
-                      "query returns; read std::string instead");
+        static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         std::lock_guard lock(mutex_);
         return run_op("query", [&] { return conn().template query_one<T...>(sql, args...); },
                       [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
@@ -290,7 +286,7 @@ public:
     }
 
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
-    [[nodiscard]] observer_type& observer() noexcept { return observer_; }
+    [[nodiscard]] const observer_type& observer() const noexcept { return observer_; }
     [[nodiscard]] const clock_type& clock() const noexcept { return clock_; }
 
 private:

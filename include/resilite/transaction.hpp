@@ -75,12 +75,14 @@ public:
 
     template <class... T, class... Args>
     [[nodiscard]] auto query(std::string_view sql, const Args&... args) {
+        static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return db_->run_op("query", [&] { return db_->conn().template query_all<T...>(sql, args...); },
                            [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
     }
 
     template <class... T, class... Args>
     [[nodiscard]] auto query_one(std::string_view sql, const Args&... args) {
+        static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return db_->run_op("query", [&] { return db_->conn().template query_one<T...>(sql, args...); },
                            [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
     }

@@ -7,10 +7,13 @@
 
 namespace resilite {
 
-inline constexpr struct {
-    int major = RESILITE_VERSION_MAJOR;
-    int minor = RESILITE_VERSION_MINOR;
-    int patch = RESILITE_VERSION_PATCH;
-} version{};
+struct version_info {
+    int major;
+    int minor;
+    int patch;
+};
+
+inline constexpr version_info version{RESILITE_VERSION_MAJOR, RESILITE_VERSION_MINOR,
+                                      RESILITE_VERSION_PATCH};
 
 }  // namespace resilite

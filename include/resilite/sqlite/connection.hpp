@@ -51,14 +51,18 @@ public:
         sqlite3_close_v2(std::exchange(db_, nullptr));
     }
 
-    // Runs one statement with bound arguments; returns the rows it changed (0 for a query).
+    // Runs one statement with bound arguments; returns the rows it changed (0 for queries and
+    // DDL; rows changed by triggers are not counted, as with sqlite3_changes).
     template <class... Args>
     std::int64_t exec(std::string_view sql, const Args&... args) {
         auto stmt = cache_.acquire(db_, sql);
         stmt->bind_all_static(args...);  // args outlive every step below
+        const auto before = sqlite3_total_changes64(db_);
         while (stmt->step()) {
         }
-        return stmt->read_only() ? 0 : sqlite3_changes64(db_);
+        // sqlite3_changes64 keeps the count of the last INSERT/UPDATE/DELETE, so a DDL statement
+        // would report its predecessor's rows; the total tells whether this one changed any.
+        return sqlite3_total_changes64(db_) == before ? 0 : sqlite3_changes64(db_);
     }
 
     // Runs several statements without arguments (schema scripts, pragmas).
@@ -82,6 +86,7 @@ public:
     // All rows at once.
     template <class... T, class... Args>
     [[nodiscard]] std::vector<row_t<T...>> query_all(std::string_view sql, const Args&... args) {
+        static_assert(resilite::detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         auto stmt = cache_.acquire(db_, sql);
         stmt->bind_all_static(args...);
         detail::check_columns(*stmt, sizeof...(T));
@@ -93,6 +98,7 @@ public:
     // The first row, if any; further rows are not read.
     template <class... T, class... Args>
     [[nodiscard]] std::optional<row_t<T...>> query_one(std::string_view sql, const Args&... args) {
+        static_assert(resilite::detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         auto stmt = cache_.acquire(db_, sql);
         stmt->bind_all_static(args...);
         detail::check_columns(*stmt, sizeof...(T));

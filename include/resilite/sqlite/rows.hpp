@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <iterator>
 #include <optional>
+#include <string_view>
+#include <type_traits>
 #include <tuple>
 #include <utility>
 
@@ -18,7 +20,14 @@ using row_t = std::conditional_t<sizeof...(T) == 1, std::tuple_element_t<0, std:
 
 }  // namespace resilite::sqlite
 
+// Results that outlive the statement must own their text: a view would dangle.
+#define RESILITE_NO_VIEWS_MESSAGE \
+    "std::string_view would dangle once the query returns; read std::string instead"
+
 namespace resilite::detail {
+template <class... T>
+inline constexpr bool owning_row = !(std::is_same_v<T, std::string_view> || ...);
+
 template <class... T, std::size_t... I>
 sqlite::row_t<T...> read_row(sqlite::statement& s, std::index_sequence<I...>) {
     if constexpr (sizeof...(T) == 1) {
