@@ -38,7 +38,8 @@ template <class C>
 void point_select(benchmark::State& state) {
     C c{select_db(), "OFF"};
     int i = 1;
-    for (auto _ : state) benchmark::DoNotOptimize(c.point_select(bench::next_id(i)));
+    for (auto _ : state)
+        benchmark::DoNotOptimize(c.point_select(bench::next_id(i)));
 }
 
 template <class C>
@@ -63,7 +64,8 @@ void commit_full(benchmark::State& state) {
     bench::remove_database(path);
     C c{path, "FULL"};
     int i = 0;
-    for (auto _ : state) c.commit_one(++i);
+    for (auto _ : state)
+        c.commit_one(++i);
 }
 
 // Records each benchmark's time so the ratios can be printed after the usual table.

@@ -21,7 +21,8 @@ int run(const char* work, const std::filesystem::path& dir) {
         std::size_t sum = 0;
         int i = 1;
         CALLGRIND_START_INSTRUMENTATION;
-        for (int k = 0; k < selects; ++k) sum += c.point_select(bench::next_id(i)).size();
+        for (int k = 0; k < selects; ++k)
+            sum += c.point_select(bench::next_id(i)).size();
         CALLGRIND_STOP_INSTRUMENTATION;
         return sum > 0 ? 0 : 1;
     }
@@ -40,7 +41,8 @@ int run(const char* work, const std::filesystem::path& dir) {
 
 int main(int argc, char** argv) {
     if (argc != 4) {
-        fmt::print(stderr, "usage: bench_instructions point_select|insert_batch raw|sqlitecpp|resilite DIR\n");
+        fmt::print(stderr,
+                   "usage: bench_instructions point_select|insert_batch raw|sqlitecpp|resilite DIR\n");
         return 2;
     }
     const std::string who = argv[2];

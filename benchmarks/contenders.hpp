@@ -16,7 +16,8 @@ namespace bench {
 
 inline constexpr int table_rows = 100'000;
 
-inline const char* const create_table = "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, v REAL)";
+inline const char* const create_table =
+    "CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY, name TEXT NOT NULL, v REAL)";
 
 inline void check(int rc, sqlite3* db) {
     if (rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -26,7 +27,8 @@ inline void check(int rc, sqlite3* db) {
 }
 
 inline void remove_database(const std::filesystem::path& p) {
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(p.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(p.string() + suffix);
 }
 
 // Fills `path` with table_rows rows for the point selects (built once with the raw API).
@@ -34,7 +36,9 @@ inline void build_select_database(const std::filesystem::path& path) {
     remove_database(path);
     sqlite3* db = nullptr;
     check(sqlite3_open(path.c_str(), &db), db);
-    check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; BEGIN;", nullptr, nullptr, nullptr), db);
+    check(sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=OFF; BEGIN;", nullptr, nullptr,
+                       nullptr),
+          db);
     check(sqlite3_exec(db, create_table, nullptr, nullptr, nullptr), db);
     sqlite3_stmt* s = nullptr;
     check(sqlite3_prepare_v2(db, "INSERT INTO t VALUES(?, ?, ?)", -1, &s, nullptr), db);
@@ -52,7 +56,9 @@ inline void build_select_database(const std::filesystem::path& path) {
 }
 
 // A pseudo-random walk over the keys, the same for every contender.
-inline int next_id(int& i) { return (i = i * 7919 % table_rows) + 1; }
+inline int next_id(int& i) {
+    return (i = i * 7919 % table_rows) + 1;
+}
 
 // `sync` is the synchronous level ("OFF" to measure only the library's own cost, "FULL").
 struct raw {
@@ -64,7 +70,8 @@ struct raw {
     raw(const std::filesystem::path& path, const char* sync) {
         check(sqlite3_open(path.c_str(), &db), db);
         check(sqlite3_exec(db, fmt::format("PRAGMA journal_mode=WAL; PRAGMA synchronous={}", sync).c_str(),
-                           nullptr, nullptr, nullptr), db);
+                           nullptr, nullptr, nullptr),
+              db);
         check(sqlite3_exec(db, create_table, nullptr, nullptr, nullptr), db);
         check(sqlite3_prepare_v2(db, "SELECT name FROM t WHERE id = ?", -1, &select, nullptr), db);
         check(sqlite3_prepare_v2(db, "INSERT INTO t(name, v) VALUES(?, ?)", -1, &insert, nullptr), db);
@@ -90,7 +97,8 @@ struct raw {
     }
     void insert_batch(int rows) {
         check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db);
-        for (int i = 0; i < rows; ++i) insert_row("row", i * 0.25);
+        for (int i = 0; i < rows; ++i)
+            insert_row("row", i * 0.25);
         check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db);
     }
     void commit_one(int i) {
@@ -133,7 +141,8 @@ struct sqlitecpp {
     }
     void insert_batch(int rows) {
         SQLite::Transaction tx{db, SQLite::TransactionBehavior::IMMEDIATE};
-        for (int i = 0; i < rows; ++i) insert_row("row", i * 0.25);
+        for (int i = 0; i < rows; ++i)
+            insert_row("row", i * 0.25);
         tx.commit();
     }
     void commit_one(int i) {
@@ -160,11 +169,14 @@ struct resilite_default {
     }
     void insert_batch(int rows) {
         db.transaction([rows](auto& tx) {
-            for (int i = 0; i < rows; ++i) tx.exec("INSERT INTO t(name, v) VALUES(?, ?)", std::string{"row"}, i * 0.25);
+            for (int i = 0; i < rows; ++i)
+                tx.exec("INSERT INTO t(name, v) VALUES(?, ?)", std::string{"row"}, i * 0.25);
         });
     }
     void commit_one(int i) {
-        db.transaction([i](auto& tx) { tx.exec("INSERT INTO t(name, v) VALUES(?, ?)", std::string{"commit"}, double(i)); });
+        db.transaction([i](auto& tx) {
+            tx.exec("INSERT INTO t(name, v) VALUES(?, ?)", std::string{"commit"}, double(i));
+        });
     }
 };
 

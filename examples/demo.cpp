@@ -7,16 +7,12 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
-#include <vector>
 
 namespace {
-struct logged_event {
-    std::string line;
-};
-
 std::filesystem::path demo_directory(int argc, char** argv) {
     for (int i = 1; i + 1 < argc; ++i) {
         if (std::string{argv[i]} == "--dir") {
@@ -28,22 +24,40 @@ std::filesystem::path demo_directory(int argc, char** argv) {
     if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("cannot create a temporary directory");
     return templ;
 }
+
+bool hide_statement_events = false;  // set while the demo writes in bulk
+
+// Every event the library emits, printed in line with the narrative.
+void print_event(const resilite::event& e) {
+    if (hide_statement_events && e.name == "exec") return;
+    fmt::print("     [event] {:<12} {:<7} rows={:<5} {:>8.3f} ms{}{}\n", e.name, to_string(e.result), e.rows,
+               std::chrono::duration<double, std::milli>(e.duration).count(), e.detail.empty() ? "" : "  ",
+               e.result == resilite::outcome::failed ? std::string{"(detail below)"} : std::string{e.detail});
+}
+
+using Db = resilite::Database<resilite::callback_observer>;  // all other policies: the defaults
+
+Db::options demo_options() {
+    Db::options o;
+    o.observer.callback = print_event;
+    return o;
+}
 }  // namespace
 
 int main(int argc, char** argv) try {
     const auto dir = demo_directory(argc, argv);
     const auto path = dir / "demo.db";
-    std::filesystem::remove(path);
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
     fmt::print("resilite {}.{}.{} demo, SQLite {}\n", resilite::version.major, resilite::version.minor,
                resilite::version.patch, sqlite3_libversion());
     fmt::print("database: {}\n\n", path.string());
 
-    // The default policies with one change: every event is printed, not only problems.
-    using Db = resilite::Database<resilite::stderr_observer<resilite::outcome::ok>>;
     std::int64_t rows = 0;
     {
-        Db db{path};
-        fmt::print("1. opened: journal_mode={}, synchronous={} (2 = FULL)\n",
+        fmt::print("1. open with the default policies\n");
+        Db db{path, demo_options()};
+        fmt::print("   journal_mode={}, synchronous={} (2 = FULL), read back after open\n",
                    db.query_one<std::string>("PRAGMA journal_mode").value_or("?"),
                    db.query_one<int>("PRAGMA synchronous").value_or(-1));
 
@@ -51,45 +65,52 @@ int main(int argc, char** argv) try {
             "CREATE TABLE IF NOT EXISTS readings("
             " id INTEGER PRIMARY KEY, sensor TEXT NOT NULL, value REAL NOT NULL, taken_at TEXT NOT NULL)");
 
+        fmt::print("2. write 1000 readings in one transaction (BEGIN IMMEDIATE ... COMMIT)\n");
+        hide_statement_events = true;
         db.transaction([](auto& tx) {
             for (int i = 0; i < 1000; ++i) {
                 tx.exec("INSERT INTO readings(sensor, value, taken_at) VALUES(?, ?, datetime('now'))",
                         fmt::format("sensor-{}", i % 4), 20.0 + (i % 50) * 0.1);
             }
         });
-        fmt::print("2. wrote 1000 readings in one transaction (BEGIN IMMEDIATE ... COMMIT)\n");
+        hide_statement_events = false;
+        fmt::print(
+            "   (one event for the transaction, one for each statement inside it: 1001 in all;\n"
+            "    only the transaction's is shown here)\n");
 
-        for (const auto& [sensor, n, avg] :
-             db.query<std::string, int, double>("SELECT sensor, count(*), avg(value) FROM readings GROUP BY sensor")) {
+        fmt::print("3. read them back, typed\n");
+        for (const auto& [sensor, n, avg] : db.query<std::string, int, double>(
+                 "SELECT sensor, count(*), avg(value) FROM readings GROUP BY sensor")) {
             fmt::print("   {}: {} readings, average {:.2f}\n", sensor, n, avg);
         }
 
+        fmt::print("4. a transaction that breaks a NOT NULL rule half-way\n");
         try {
             db.transaction([](auto& tx) {
                 tx.exec("INSERT INTO readings(sensor, value, taken_at) VALUES('sensor-9', 1.0, 'now')");
                 tx.exec("INSERT INTO readings(sensor, value, taken_at) VALUES(NULL, 2.0, 'now')");
             });
         } catch (const resilite::error& e) {
-            fmt::print("3. a transaction broke a NOT NULL rule and was rolled back whole\n");
+            fmt::print("   rolled back whole.\n");
             fmt::print("   what a user sees : {}\n", e.user_message());
             fmt::print("   what the log gets: {}\n", e.what());
         }
         rows = db.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(-1);
-        fmt::print("4. rows now: {} (the half-done transaction left nothing behind)\n", rows);
-        fmt::print("5. WAL before close: {} bytes\n", db.wal_bytes());
+        fmt::print("   rows now: {} (the half-done transaction left nothing behind)\n", rows);
+        fmt::print("5. close (WAL is {} bytes before)\n", db.wal_bytes());
     }
     std::error_code ec;
     const auto wal = std::filesystem::file_size(dir / "demo.db-wal", ec);
-    fmt::print("6. closed with a TRUNCATE checkpoint: WAL now {} bytes, database {} bytes\n", ec ? 0 : wal,
+    fmt::print("   TRUNCATE checkpoint at close: WAL now {} bytes, database {} bytes\n", ec ? 0 : wal,
                std::filesystem::file_size(path));
 
-    // Reopen: everything committed is there.
-    Db again{path};
+    fmt::print("6. reopen\n");
+    Db again{path, demo_options()};
     const auto reopened = again.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(-1);
-    fmt::print("7. reopened: {} rows, integrity_check = {}\n", reopened,
-               again.query_one<std::string>("PRAGMA integrity_check").value_or("?"));
-    if (reopened != rows || rows != 1000) {
-        fmt::print("demo FAILED: expected 1000 rows\n");
+    const auto check = again.query_one<std::string>("PRAGMA integrity_check").value_or("?");
+    fmt::print("   {} rows, integrity_check = {}\n", reopened, check);
+    if (reopened != rows || rows != 1000 || check != "ok") {
+        fmt::print("\ndemo FAILED: expected 1000 rows and a clean integrity check\n");
         return 1;
     }
     fmt::print("\ndemo finished: all committed data present\n");

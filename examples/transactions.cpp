@@ -5,8 +5,8 @@
 #include <filesystem>
 #include <stdexcept>
 
-using Db = resilite::Database<resilite::callback_observer,
-                              resilite::wal_durability<resilite::synchronous::extra>>;
+using Db =
+    resilite::Database<resilite::callback_observer, resilite::wal_durability<resilite::synchronous::extra>>;
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-transactions.db";
@@ -19,7 +19,8 @@ int main() {
                     static_cast<long long>(e.rows));
     };
     Db db{path, options};
-    db.exec_script("CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))");
+    db.exec_script(
+        "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))");
     db.exec("INSERT INTO accounts VALUES(1, 100), (2, 0)");
 
     // A transfer that would overdraw: the CHECK fails, both updates are rolled back.

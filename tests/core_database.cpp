@@ -40,10 +40,12 @@ TEST_CASE("open switches to WAL with synchronous FULL and reads both back", "[da
     resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "d.db"};
     CHECK(db.query_one<std::string>("PRAGMA journal_mode") == "wal");
     CHECK(db.query_one<int>("PRAGMA synchronous") == 2);
-    resilite::Database<resilite::null_observer, resilite::wal_durability<resilite::synchronous::extra, 60, 64, false>>
+    resilite::Database<resilite::null_observer,
+                       resilite::wal_durability<resilite::synchronous::extra, 60, 64, false>>
         extra{dir / "e.db"};
     CHECK(extra.query_one<int>("PRAGMA synchronous") == 3);
-    resilite::Database<resilite::null_observer, resilite::relaxed_durability<60, 64, false>> relaxed{dir / "r.db"};
+    resilite::Database<resilite::null_observer, resilite::relaxed_durability<60, 64, false>> relaxed{dir /
+                                                                                                     "r.db"};
     CHECK(relaxed.query_one<int>("PRAGMA synchronous") == 1);
 }
 
@@ -77,14 +79,16 @@ TEST_CASE("open classifies a file that is not a database", "[database]") {
     }
 }
 
-TEST_CASE("close runs a TRUNCATE checkpoint so the WAL is empty and data is in the main file", "[database][durability]") {
+TEST_CASE("close runs a TRUNCATE checkpoint so the WAL is empty and data is in the main file",
+          "[database][durability]") {
     test::temp_dir dir;
     test::event_log log;
     const auto path = dir / "c.db";
     {
         test::recording_db db{path, test::recording(log)};
         db.exec_script("CREATE TABLE t(x)");
-        for (int i = 0; i < 100; ++i) db.exec("INSERT INTO t VALUES(?)", i);
+        for (int i = 0; i < 100; ++i)
+            db.exec("INSERT INTO t VALUES(?)", i);
         CHECK(db.wal_bytes() > 0);
     }
     const auto events = log.events();
@@ -117,12 +121,24 @@ TEST_CASE("threads share one Database; writes are serialized and none is lost", 
             }
         });
     }
-    for (auto& w : workers) w.join();
+    for (auto& w : workers)
+        w.join();
     CHECK(db.query_one<int>("SELECT count(*) FROM t") == threads * per_thread);
 }
 
 namespace {
-enum class op_kind { exec_ok, exec_fail, query, query_one, tx_commit, tx_throw, begin_rollback, savepoint, checkpoint, count };
+enum class op_kind {
+    exec_ok,
+    exec_fail,
+    query,
+    query_one,
+    tx_commit,
+    tx_throw,
+    begin_rollback,
+    savepoint,
+    checkpoint,
+    count
+};
 
 struct expected_event {
     std::string name;
@@ -138,7 +154,8 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
     db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL)");
 
     rc::prop("every operation emits exactly one event with name, duration, outcome and rows", [&] {
-        const auto kinds = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, static_cast<int>(op_kind::count)));
+        const auto kinds =
+            *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, static_cast<int>(op_kind::count)));
         log.clear();
         std::vector<expected_event> expected;
         for (int k : kinds) {
@@ -146,7 +163,8 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
             switch (static_cast<op_kind>(k)) {
                 case op_kind::exec_ok: {
                     std::string sql = "INSERT INTO t(v) VALUES(1)";
-                    for (int i = 1; i < n; ++i) sql += ",(1)";
+                    for (int i = 1; i < n; ++i)
+                        sql += ",(1)";
                     RC_ASSERT(db.exec(sql) == n);
                     expected.push_back({"exec", outcome::ok, n});
                     break;
@@ -170,9 +188,11 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                 }
                 case op_kind::tx_commit:
                     db.transaction([&](auto& tx) {
-                        for (int i = 0; i < n; ++i) tx.exec("INSERT INTO t(v) VALUES(2)");
+                        for (int i = 0; i < n; ++i)
+                            tx.exec("INSERT INTO t(v) VALUES(2)");
                     });
-                    for (int i = 0; i < n; ++i) expected.push_back({"exec", outcome::ok, 1});
+                    for (int i = 0; i < n; ++i)
+                        expected.push_back({"exec", outcome::ok, 1});
                     expected.push_back({"transaction", outcome::ok, n});
                     break;
                 case op_kind::tx_throw:
@@ -206,7 +226,8 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     static_cast<void>(db.checkpoint());
                     expected.push_back({"checkpoint", outcome::ok, -1});  // rows: frames, not checked
                     break;
-                case op_kind::count: break;
+                case op_kind::count:
+                    break;
             }
         }
         const auto events = log.events();
@@ -224,7 +245,8 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
 
 TEST_CASE("an observer that throws does not change what an operation does", "[database][observer]") {
     test::temp_dir dir;
-    resilite::callback_observer throwing{[](const resilite::event&) { throw std::runtime_error("observer bug"); }};
+    resilite::callback_observer throwing{
+        [](const resilite::event&) { throw std::runtime_error("observer bug"); }};
     test::recording_db::options o;
     o.observer = throwing;
     test::recording_db db{dir / "o.db", o};

@@ -12,12 +12,11 @@ using resilite::error_class;
 
 namespace {
 constexpr int primary_codes[] = {
-    SQLITE_OK,       SQLITE_ERROR,    SQLITE_INTERNAL, SQLITE_PERM,     SQLITE_ABORT,
-    SQLITE_BUSY,     SQLITE_LOCKED,   SQLITE_NOMEM,    SQLITE_READONLY, SQLITE_INTERRUPT,
-    SQLITE_IOERR,    SQLITE_CORRUPT,  SQLITE_NOTFOUND, SQLITE_FULL,     SQLITE_CANTOPEN,
-    SQLITE_PROTOCOL, SQLITE_EMPTY,    SQLITE_SCHEMA,   SQLITE_TOOBIG,   SQLITE_CONSTRAINT,
-    SQLITE_MISMATCH, SQLITE_MISUSE,   SQLITE_NOLFS,    SQLITE_AUTH,     SQLITE_FORMAT,
-    SQLITE_RANGE,    SQLITE_NOTADB,   SQLITE_NOTICE,   SQLITE_WARNING,  SQLITE_ROW,
+    SQLITE_OK,       SQLITE_ERROR,      SQLITE_INTERNAL, SQLITE_PERM,      SQLITE_ABORT,   SQLITE_BUSY,
+    SQLITE_LOCKED,   SQLITE_NOMEM,      SQLITE_READONLY, SQLITE_INTERRUPT, SQLITE_IOERR,   SQLITE_CORRUPT,
+    SQLITE_NOTFOUND, SQLITE_FULL,       SQLITE_CANTOPEN, SQLITE_PROTOCOL,  SQLITE_EMPTY,   SQLITE_SCHEMA,
+    SQLITE_TOOBIG,   SQLITE_CONSTRAINT, SQLITE_MISMATCH, SQLITE_MISUSE,    SQLITE_NOLFS,   SQLITE_AUTH,
+    SQLITE_FORMAT,   SQLITE_RANGE,      SQLITE_NOTADB,   SQLITE_NOTICE,    SQLITE_WARNING, SQLITE_ROW,
     SQLITE_DONE};
 
 bool contains(std::string_view haystack, std::string_view needle) {
@@ -40,10 +39,10 @@ struct expected_failure {
 // Provokes one real failure of the chosen kind, with `value` bound where there is a value.
 expected_failure provoke(test::recording_db& db, const std::filesystem::path& path, failure_kind kind,
                          const std::string& value, const std::string& table) {
-    db.exec_script(fmt::format(
-        "CREATE TABLE IF NOT EXISTS \"{0}\"(id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE "
-        "CHECK (length(v) < 100), n INTEGER) STRICT",
-        table));
+    db.exec_script(
+        fmt::format("CREATE TABLE IF NOT EXISTS \"{0}\"(id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE "
+                    "CHECK (length(v) < 100), n INTEGER) STRICT",
+                    table));
     db.exec(fmt::format("INSERT OR IGNORE INTO \"{}\"(v) VALUES(?)", table), value);
     expected_failure f{};
     {
@@ -93,7 +92,8 @@ expected_failure provoke(test::recording_db& db, const std::filesystem::path& pa
                 f = {SQLITE_RANGE, fmt::format("SELECT v FROM \"{}\" WHERE v = ?", table)};
                 static_cast<void>(db.query<std::string>(f.sql, value, value));
                 break;
-            case failure_kind::count: break;
+            case failure_kind::count:
+                break;
         }
     }
     throw std::logic_error("the failure was not provoked");
@@ -132,7 +132,8 @@ TEST_CASE("error is a system_error carrying class, user message and technical de
     CHECK(base.code().value() == SQLITE_IOERR_FSYNC);
     CHECK(base.code().category() == resilite::sqlite_category());
     CHECK(e.user_message() == resilite::user_message(error_class::io));
-    CHECK_THAT(std::string{e.what()}, Catch::Contains("SQLITE_IOERR_FSYNC") && Catch::Contains("/data/app.db"));
+    CHECK_THAT(std::string{e.what()},
+               Catch::Contains("SQLITE_IOERR_FSYNC") && Catch::Contains("/data/app.db"));
     static_assert(std::is_nothrow_copy_constructible_v<error>);
     error copy = e;
     copy.annotate(3, std::chrono::milliseconds{12});
@@ -186,7 +187,8 @@ TEST_CASE("P8 user-friendly error messages", "[error][property][P8]") {
 
 TEST_CASE("P9 detailed technical logging", "[error][property][P9]") {
     rc::prop("every failure records operation, SQL, code and name, message, attempt, elapsed", [] {
-        const auto kind = static_cast<failure_kind>(*rc::gen::inRange(0, static_cast<int>(failure_kind::count)));
+        const auto kind =
+            static_cast<failure_kind>(*rc::gen::inRange(0, static_cast<int>(failure_kind::count)));
         const auto value = *marker("val");
         const auto table = *marker("tbl");
         test::temp_dir dir;
@@ -209,15 +211,30 @@ TEST_CASE("P9 detailed technical logging", "[error][property][P9]") {
             RC_ASSERT(t.database_path == path.string());
             RC_ASSERT(e.code().value() == t.extended_code);
             switch (kind) {
-                case failure_kind::unique: RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_UNIQUE); break;
-                case failure_kind::not_null: RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_NOTNULL); break;
-                case failure_kind::check: RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_CHECK); break;
-                case failure_kind::datatype: RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_DATATYPE); break;
+                case failure_kind::unique:
+                    RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_UNIQUE);
+                    break;
+                case failure_kind::not_null:
+                    RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_NOTNULL);
+                    break;
+                case failure_kind::check:
+                    RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_CHECK);
+                    break;
+                case failure_kind::datatype:
+                    RC_ASSERT(t.extended_code == SQLITE_CONSTRAINT_DATATYPE);
+                    break;
                 case failure_kind::syntax:
-                case failure_kind::no_table: RC_ASSERT(t.extended_code == SQLITE_ERROR); break;
-                case failure_kind::busy: RC_ASSERT((t.extended_code & 0xff) == SQLITE_BUSY); break;
-                case failure_kind::range: RC_ASSERT(t.extended_code == SQLITE_RANGE); break;
-                case failure_kind::count: break;
+                case failure_kind::no_table:
+                    RC_ASSERT(t.extended_code == SQLITE_ERROR);
+                    break;
+                case failure_kind::busy:
+                    RC_ASSERT((t.extended_code & 0xff) == SQLITE_BUSY);
+                    break;
+                case failure_kind::range:
+                    RC_ASSERT(t.extended_code == SQLITE_RANGE);
+                    break;
+                case failure_kind::count:
+                    break;
             }
             // The observer got the same record.
             const auto events = log.events();

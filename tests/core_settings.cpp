@@ -80,7 +80,8 @@ TEST_CASE("invalid setting changes are refused with a clear error and the old se
     CHECK(log.count("reconfigure") == 4);
 
     // With the opt-in, NORMAL is accepted.
-    resilite::Database<resilite::null_observer, resilite::relaxed_durability<60, 64, false>> relaxed{dir / "r.db"};
+    resilite::Database<resilite::null_observer, resilite::relaxed_durability<60, 64, false>> relaxed{dir /
+                                                                                                     "r.db"};
     auto s = relaxed.current_settings();
     s.sync = resilite::synchronous::full;
     relaxed.reconfigure(s);

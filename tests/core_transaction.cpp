@@ -26,7 +26,8 @@ void apply(Tx& tx, const op& o) {
     if (o.erase) {
         tx.exec("DELETE FROM kv WHERE k = ?", o.key);
     } else {
-        tx.exec("INSERT INTO kv(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", o.key, o.value);
+        tx.exec("INSERT INTO kv(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v", o.key,
+                o.value);
     }
 }
 
@@ -41,13 +42,15 @@ void apply(model& m, const op& o) {
 template <class Db>
 model read_all(Db& db) {
     model m;
-    for (auto& [k, v] : db.template query<int, std::string>("SELECT k, v FROM kv")) m[k] = v;
+    for (auto& [k, v] : db.template query<int, std::string>("SELECT k, v FROM kv"))
+        m[k] = v;
     return m;
 }
 
 model read_all(resilite::sqlite::connection& c) {
     model m;
-    for (const auto& [k, v] : c.query<int, std::string>("SELECT k, v FROM kv")) m[k] = v;
+    for (const auto& [k, v] : c.query<int, std::string>("SELECT k, v FROM kv"))
+        m[k] = v;
     return m;
 }
 
@@ -92,7 +95,8 @@ TEST_CASE("P6 transaction atomicity", "[transaction][property][P6]") {
             committed = false;
         }
         if (committed) {
-            for (const auto& o : ops) apply(expected, o);
+            for (const auto& o : ops)
+                apply(expected, o);
         }
         RC_ASSERT(committed == (fail_at < 0));
         RC_ASSERT(read_all(db) == expected);
@@ -113,7 +117,8 @@ TEST_CASE("P7 automatic transaction rollback", "[transaction][property][P7]") {
             case 0:  // exception out of Database::transaction
                 try {
                     db.transaction([&](auto& tx) {
-                        for (const auto& o : ops) apply(tx, o);
+                        for (const auto& o : ops)
+                            apply(tx, o);
                         throw boom{};
                     });
                     RC_FAIL("no exception");
@@ -133,7 +138,8 @@ TEST_CASE("P7 automatic transaction rollback", "[transaction][property][P7]") {
             }
             case 2: {  // explicit rollback()
                 auto tx = db.begin(resilite::transaction_mode::deferred);
-                for (const auto& o : ops) apply(tx, o);
+                for (const auto& o : ops)
+                    apply(tx, o);
                 tx.rollback();
                 break;
             }
@@ -142,12 +148,14 @@ TEST_CASE("P7 automatic transaction rollback", "[transaction][property][P7]") {
                     db.transaction([&](auto& tx) {
                         try {
                             tx.savepoint([&](auto& inner) {
-                                for (const auto& o : ops) apply(inner, o);
+                                for (const auto& o : ops)
+                                    apply(inner, o);
                                 throw boom{};
                             });
                         } catch (const boom&) {
                         }
-                        for (const auto& o : ops) apply(tx, o);
+                        for (const auto& o : ops)
+                            apply(tx, o);
                         throw std::runtime_error("outer");
                     });
                 } catch (const std::runtime_error&) {
@@ -238,7 +246,8 @@ TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[
         "CREATE TABLE child(p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);"
         "PRAGMA foreign_keys = ON;");
     log.clear();
-    CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.exec("INSERT INTO child VALUES(42)"); }), resilite::error);
+    CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.exec("INSERT INTO child VALUES(42)"); }),
+                    resilite::error);
     const auto events = log.events();
     // Deferred FK failure at COMMIT leaves the transaction open in SQLite; resilite rolls it back.
     CHECK_FALSE(db.with_connection([](auto& c) { return c.in_transaction(); }));

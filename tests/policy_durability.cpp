@@ -9,7 +9,8 @@ namespace {
 template <class Db>
 void write_rows(Db& db, int n) {
     db.transaction([&](auto& tx) {
-        for (int i = 0; i < n; ++i) tx.exec("INSERT INTO t VALUES(?)", std::string(200, 'x'));
+        for (int i = 0; i < n; ++i)
+            tx.exec("INSERT INTO t VALUES(?)", std::string(200, 'x'));
     });
 }
 }  // namespace
@@ -33,7 +34,7 @@ TEST_CASE("maintain runs a PASSIVE checkpoint when the clock says it is due", "[
     CHECK(log.count("checkpoint") == 1);
     const auto cp = log.events().back();
     CHECK(cp.result == resilite::outcome::ok);
-    CHECK(cp.rows > 0);  // frames copied into the database
+    CHECK(cp.rows > 0);          // frames copied into the database
     CHECK_FALSE(db.maintain());  // the next one is 60 s later
     clock.advance(60s);
     CHECK(db.maintain());
@@ -66,7 +67,8 @@ TEST_CASE("a WAL above the alert threshold raises a warning event", "[durability
     reader.exec("COMMIT");
 }
 
-TEST_CASE("the background thread runs maintenance as the manual clock advances", "[durability][maintenance]") {
+TEST_CASE("the background thread runs maintenance as the manual clock advances",
+          "[durability][maintenance]") {
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;

@@ -40,7 +40,8 @@ TEST_CASE("stderr observer prints failures and warnings, not successes", "[obser
     stderr_capture capture{dir / "stderr.txt"};
     std::string out;
     {
-        resilite::Database<resilite::wal_durability<resilite::synchronous::full, 60, 64, false>> db{dir / "s.db"};
+        resilite::Database<resilite::wal_durability<resilite::synchronous::full, 60, 64, false>> db{dir /
+                                                                                                    "s.db"};
         db.exec_script("CREATE TABLE t(x NOT NULL)");
         db.exec("INSERT INTO t VALUES(1)");
         try {

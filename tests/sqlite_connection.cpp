@@ -82,7 +82,8 @@ TEST_CASE("connection closes cleanly with statements cached and after failures",
     {
         connection c{dir / "c.db"};
         c.exec("CREATE TABLE t(x)");
-        for (int i = 0; i < 5; ++i) c.exec(fmt::format("INSERT INTO t VALUES({})", i));
+        for (int i = 0; i < 5; ++i)
+            c.exec(fmt::format("INSERT INTO t VALUES({})", i));
         CHECK(c.cache().size() > 0);
         CHECK_THROWS(c.exec("INSERT INTO nowhere VALUES(1)"));
         c.close();

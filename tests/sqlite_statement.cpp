@@ -56,13 +56,15 @@ TEST_CASE("binding round trips: text with embedded NULs, views and empty strings
     const std::string utf8 = "Grüße, 世界";
     CHECK(round_trip<std::string>(f.c, utf8) == utf8);
     // A view read inside a lazy range is valid until the next step.
-    for (auto v : f.c.query<std::string_view>("SELECT x FROM v")) CHECK(v == utf8);
+    for (auto v : f.c.query<std::string_view>("SELECT x FROM v"))
+        CHECK(v == utf8);
 }
 
 TEST_CASE("binding round trips: blobs, empty and large", "[sqlite][statement]") {
     fixture f;
     resilite::blob all_bytes;
-    for (int i = 0; i < 256; ++i) all_bytes.push_back(static_cast<std::byte>(i));
+    for (int i = 0; i < 256; ++i)
+        all_bytes.push_back(static_cast<std::byte>(i));
     CHECK(round_trip<resilite::blob>(f.c, all_bytes) == all_bytes);
     CHECK(round_trip<resilite::blob>(f.c, std::span<const std::byte>{all_bytes}) == all_bytes);
     const std::vector<std::uint8_t> small{0, 1, 255};
@@ -71,7 +73,8 @@ TEST_CASE("binding round trips: blobs, empty and large", "[sqlite][statement]") 
     CHECK(f.c.query_one<std::string>("SELECT typeof(x) FROM v") == "blob");  // not NULL
 
     resilite::blob large(16u << 20);
-    for (std::size_t i = 0; i < large.size(); ++i) large[i] = static_cast<std::byte>((i * 131) ^ (i >> 9));
+    for (std::size_t i = 0; i < large.size(); ++i)
+        large[i] = static_cast<std::byte>((i * 131) ^ (i >> 9));
     CHECK(round_trip<resilite::blob>(f.c, large) == large);
 }
 
@@ -127,16 +130,17 @@ TEST_CASE("query column count must match the requested types", "[sqlite][stateme
 TEST_CASE("binding round trips: any text and blob (property)", "[sqlite][statement][property]") {
     fixture f;
     rc::prop("text and blobs come back byte for byte", [&](const std::string& text,
-                                                            const std::vector<std::uint8_t>& bytes,
-                                                            std::int64_t n, bool null_it) {
+                                                           const std::vector<std::uint8_t>& bytes,
+                                                           std::int64_t n, bool null_it) {
         f.c.exec("DELETE FROM v");
         f.c.exec("CREATE TABLE IF NOT EXISTS w(t, b, n, o)");
         f.c.exec("DELETE FROM w");
         std::optional<std::int64_t> o;
         if (!null_it) o = n;
         f.c.exec("INSERT INTO w VALUES(?, ?, ?, ?)", text, bytes, n, o);
-        auto row = f.c.query_one<std::string, std::vector<std::uint8_t>, std::int64_t,
-                                 std::optional<std::int64_t>>("SELECT t, b, n, o FROM w");
+        auto row =
+            f.c.query_one<std::string, std::vector<std::uint8_t>, std::int64_t, std::optional<std::int64_t>>(
+                "SELECT t, b, n, o FROM w");
         RC_ASSERT(row.has_value());
         RC_ASSERT(std::get<0>(*row) == text);
         RC_ASSERT(std::get<1>(*row) == bytes);

@@ -10,7 +10,8 @@ TEST_CASE("statement cache reuses prepared statements", "[sqlite][cache]") {
     connection c{dir / "cache.db", connection::default_flags, nullptr, 4};
     c.exec("CREATE TABLE t(x)");
     const auto misses = c.cache().misses();
-    for (int i = 0; i < 10; ++i) c.exec("INSERT INTO t VALUES(?)", i);
+    for (int i = 0; i < 10; ++i)
+        c.exec("INSERT INTO t VALUES(?)", i);
     CHECK(c.cache().misses() == misses + 1);
     CHECK(c.cache().hits() >= 9);
     CHECK(c.query_one<int>("SELECT count(*) FROM t") == 10);
@@ -19,7 +20,8 @@ TEST_CASE("statement cache reuses prepared statements", "[sqlite][cache]") {
 TEST_CASE("statement cache stays within its capacity and evicts the least recently used", "[sqlite][cache]") {
     test::temp_dir dir;
     connection c{dir / "cache.db", connection::default_flags, nullptr, 3};
-    for (int i = 0; i < 10; ++i) CHECK(c.query_one<int>(fmt::format("SELECT {}", i)) == i);
+    for (int i = 0; i < 10; ++i)
+        CHECK(c.query_one<int>(fmt::format("SELECT {}", i)) == i);
     CHECK(c.cache().size() == 3);
     const auto misses = c.cache().misses();
     static_cast<void>(c.query_one<int>("SELECT 9"));  // most recent: still cached
@@ -34,7 +36,8 @@ TEST_CASE("statement cache handles the same SQL in use twice at once", "[sqlite]
     test::temp_dir dir;
     connection c{dir / "cache.db"};
     c.exec("CREATE TABLE t(x)");
-    for (int i = 1; i <= 3; ++i) c.exec("INSERT INTO t VALUES(?)", i);
+    for (int i = 1; i <= 3; ++i)
+        c.exec("INSERT INTO t VALUES(?)", i);
     int pairs = 0;
     for (int a : c.query<int>("SELECT x FROM t ORDER BY x")) {
         for (int b : c.query<int>("SELECT x FROM t ORDER BY x")) {
@@ -55,6 +58,6 @@ TEST_CASE("statement cache returns statements with bindings cleared", "[sqlite][
     while (lease->step()) {
     }
     const auto second = c.query_one<std::optional<int>>("SELECT x FROM t WHERE rowid = 2");
-    REQUIRE(second.has_value());        // the row exists...
-    CHECK_FALSE(second->has_value());   // ...and holds NULL
+    REQUIRE(second.has_value());       // the row exists...
+    CHECK_FALSE(second->has_value());  // ...and holds NULL
 }

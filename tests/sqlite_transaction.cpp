@@ -8,7 +8,9 @@ using resilite::sqlite::savepoint;
 using resilite::sqlite::transaction;
 
 namespace {
-int count(connection& c) { return *c.query_one<int>("SELECT count(*) FROM t"); }
+int count(connection& c) {
+    return *c.query_one<int>("SELECT count(*) FROM t");
+}
 }  // namespace
 
 TEST_CASE("sqlite transaction commits, rolls back, and rolls back when destroyed", "[sqlite][transaction]") {
@@ -75,7 +77,7 @@ TEST_CASE("savepoints: release keeps, rollback undoes only the inner part", "[sq
         {
             savepoint gone{c, "gone"};
             c.exec("INSERT INTO t VALUES(5)");
-        }  // left without release: undone
+        }                           // left without release: undone
         CHECK(c.in_transaction());  // the outer transaction is still open
         tx.commit();
     }

@@ -55,8 +55,8 @@ public:
         return resilite::callback_observer{[s](const resilite::event& e) {
             {
                 std::lock_guard lock(s->mutex);
-                s->events.push_back({std::string{e.name}, e.result, e.duration, e.rows, e.attempts,
-                                     e.error, std::string{e.detail}});
+                s->events.push_back({std::string{e.name}, e.result, e.duration, e.rows, e.attempts, e.error,
+                                     std::string{e.detail}});
             }
             s->cv.notify_all();
         }};
@@ -68,7 +68,8 @@ public:
     [[nodiscard]] std::size_t count(const std::string& name) const {
         std::lock_guard lock(state_->mutex);
         std::size_t n = 0;
-        for (const auto& e : state_->events) n += e.name == name ? 1 : 0;
+        for (const auto& e : state_->events)
+            n += e.name == name ? 1 : 0;
         return n;
     }
     void clear() {
@@ -76,11 +77,13 @@ public:
         state_->events.clear();
     }
     // Waits (on a condition variable, not a sleep) until `name` has been seen n times.
-    bool wait_for(const std::string& name, std::size_t n, std::chrono::seconds limit = std::chrono::seconds{20}) {
+    bool wait_for(const std::string& name, std::size_t n,
+                  std::chrono::seconds limit = std::chrono::seconds{20}) {
         std::unique_lock lock(state_->mutex);
         return state_->cv.wait_for(lock, limit, [&] {
             std::size_t seen = 0;
-            for (const auto& e : state_->events) seen += e.name == name ? 1 : 0;
+            for (const auto& e : state_->events)
+                seen += e.name == name ? 1 : 0;
             return seen >= n;
         });
     }

@@ -94,7 +94,7 @@ public:
             apply_durability(settings_.sync);
         } catch (...) {
             auto f = detail::op_failure::from_current_exception();
-            annotate_current(start);
+            annotate_current(start, "open");
             emit_since("open", start, outcome::failed, 0, f.klass, f.detail);
             conn_.reset();
             throw;
@@ -118,8 +118,8 @@ public:
         const auto start = now();
         try {
             const auto r = checkpoint_locked(checkpoint_mode::truncate);
-            emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0,
-                       error_class::none, r.complete ? "" : "final checkpoint incomplete");
+            emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0, error_class::none,
+                       r.complete ? "" : "final checkpoint incomplete");
         } catch (...) {
             try {
                 auto f = detail::op_failure::from_current_exception();
@@ -136,8 +136,8 @@ public:
     template <class... Args>
     std::int64_t exec(std::string_view sql, const Args&... args) {
         std::lock_guard lock(mutex_);
-        return run_op("exec", [&] { return conn().exec(sql, args...); },
-                      [](std::int64_t n) { return n; });
+        return run_op(
+            "exec", [&] { return conn().exec(sql, args...); }, [](std::int64_t n) { return n; });
     }
 
     // Runs a script of several statements without parameters (schema set-up).
@@ -151,18 +151,19 @@ public:
     [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         std::lock_guard lock(mutex_);
-        return run_op("query", [&] { return conn().template query_all<T...>(sql, args...); },
-                      [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
+        return run_op(
+            "query", [&] { return conn().template query_all<T...>(sql, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
     }
 
     // The first row, if there is one.
     template <class... T, class... Args>
-    [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql,
-                                                               const Args&... args) {
+    [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         std::lock_guard lock(mutex_);
-        return run_op("query", [&] { return conn().template query_one<T...>(sql, args...); },
-                      [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
+        return run_op(
+            "query", [&] { return conn().template query_one<T...>(sql, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
     }
 
     // ---- transactions -----------------------------------------------------------------------
@@ -201,7 +202,7 @@ public:
             return transaction_type{*this, std::move(lock), std::move(tx), start};
         } catch (...) {
             auto f = detail::op_failure::from_current_exception();
-            annotate_current(start);
+            annotate_current(start, "begin");
             emit_since("transaction", start, outcome::failed, 0, f.klass, f.detail);
             throw;
         }
@@ -211,10 +212,9 @@ public:
 
     checkpoint_result checkpoint(checkpoint_mode mode = checkpoint_mode::passive) {
         std::lock_guard lock(mutex_);
-        return run_op("checkpoint", [&] { return checkpoint_locked(mode); },
-                      [](const checkpoint_result& r) {
-                          return static_cast<std::int64_t>(r.checkpointed_frames);
-                      });
+        return run_op(
+            "checkpoint", [&] { return checkpoint_locked(mode); },
+            [](const checkpoint_result& r) { return static_cast<std::int64_t>(r.checkpointed_frames); });
     }
 
     // Runs whatever periodic work is due by the clock (PASSIVE checkpoint, WAL size check).
@@ -265,7 +265,7 @@ public:
                 apply(previous);
             } catch (...) {  // the connection keeps whatever it had; settings_ is unchanged
             }
-            annotate_current(start);
+            annotate_current(start, "reconfigure");
             emit_since("reconfigure", start, outcome::failed, 0, f.klass, f.detail);
             throw;
         }
@@ -297,8 +297,8 @@ private:
     [[nodiscard]] sqlite::connection& conn() { return *conn_; }
 
     // Every operation ends here: exactly one event per operation (P17).
-    void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows,
-                    error_class klass, std::string_view detail) noexcept {
+    void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
+                    std::string_view detail) noexcept {
         if constexpr (observer_type::enabled) {
             try {
                 observer_.on_event(event{name, o, now() - start, rows, 1, klass, detail});
@@ -308,11 +308,11 @@ private:
     }
 
     // Adds what only this layer knows (attempts, elapsed time) to an escaping resilite::error.
-    void annotate_current(time_point start) {
+    void annotate_current(time_point start, std::string_view operation) {
         try {
             throw;
         } catch (error& e) {
-            e.annotate(1, now() - start);
+            e.annotate(1, now() - start, operation);
         } catch (...) {
         }
     }
@@ -325,7 +325,7 @@ private:
             emit_since(name, start, outcome::ok, rows_of(result), error_class::none, {});
             return result;
         } catch (...) {
-            annotate_current(start);
+            annotate_current(start, name);
             auto failure = detail::op_failure::from_current_exception();
             emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail);
             throw;
@@ -334,7 +334,13 @@ private:
 
     template <class F>
     void run_op(std::string_view name, F&& f) {
-        run_op(name, [&] { f(); return 0; }, [](int) { return std::int64_t{0}; });
+        run_op(
+            name,
+            [&] {
+                f();
+                return 0;
+            },
+            [](int) { return std::int64_t{0}; });
     }
 
     void refuse_invalid(const settings& s, std::string_view operation) const {
@@ -343,8 +349,7 @@ private:
             problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
         }
         if (problem) {
-            throw detail::library_failure(error_class::invalid_setting, operation, *problem,
-                                          path_.string());
+            throw detail::library_failure(error_class::invalid_setting, operation, *problem, path_.string());
         }
     }
 
@@ -371,11 +376,10 @@ private:
         conn().exec_script(fmt::format("PRAGMA synchronous={}", to_string(sync)));
         const auto level = conn().template query_one<int>("PRAGMA synchronous");
         if (!level || *level != static_cast<int>(sync)) {
-            throw detail::library_failure(
-                error_class::durability, "open",
-                fmt::format("synchronous reads back as {} after setting {}", level.value_or(-1),
-                            to_string(sync)),
-                path_.string());
+            throw detail::library_failure(error_class::durability, "open",
+                                          fmt::format("synchronous reads back as {} after setting {}",
+                                                      level.value_or(-1), to_string(sync)),
+                                          path_.string());
         }
     }
 
@@ -383,9 +387,9 @@ private:
         static constexpr int modes[] = {SQLITE_CHECKPOINT_PASSIVE, SQLITE_CHECKPOINT_FULL,
                                         SQLITE_CHECKPOINT_RESTART, SQLITE_CHECKPOINT_TRUNCATE};
         checkpoint_result r;
-        const int rc = sqlite3_wal_checkpoint_v2(conn().native_handle(), nullptr,
-                                                 modes[static_cast<int>(mode)], &r.wal_frames,
-                                                 &r.checkpointed_frames);
+        const int rc =
+            sqlite3_wal_checkpoint_v2(conn().native_handle(), nullptr, modes[static_cast<int>(mode)],
+                                      &r.wal_frames, &r.checkpointed_frames);
         if (rc == SQLITE_BUSY) return r;  // readers or another writer in the way: not an error
         conn().check(rc, "checkpoint");
         r.complete = r.checkpointed_frames == r.wal_frames;

@@ -48,15 +48,15 @@ public:
 
 // What an engineer needs to understand a failure. Never shown to end users.
 struct technical_detail {
-    std::string operation;            // "exec", "open", "commit", ...
-    std::string sql;                  // statement text, without bound values
-    int extended_code = SQLITE_OK;    // SQLite's extended result code (0 when not from SQLite)
-    std::string code_name;            // "SQLITE_CONSTRAINT_UNIQUE"
-    std::string sqlite_message;       // sqlite3_errmsg() at the time of failure
-    int attempt = 1;                  // which attempt failed (1-based)
+    std::string operation;                // "exec", "open", "commit", ...
+    std::string sql;                      // statement text, without bound values
+    int extended_code = SQLITE_OK;        // SQLite's extended result code (0 when not from SQLite)
+    std::string code_name;                // "SQLITE_CONSTRAINT_UNIQUE"
+    std::string sqlite_message;           // sqlite3_errmsg() at the time of failure
+    int attempt = 1;                      // which attempt failed (1-based)
     std::chrono::nanoseconds elapsed{0};  // time spent on the operation, all attempts included
     std::string database_path;
-    std::string note;                 // resilite's own explanation, when it adds one
+    std::string note;  // resilite's own explanation, when it adds one
 };
 
 namespace detail {
@@ -107,10 +107,18 @@ public:
 
     // Fills in what only the caller knows (attempt count, total time). Used by the library as
     // an error travels outwards; the state is shared, so every copy sees the update.
-    void annotate(int attempt, std::chrono::nanoseconds elapsed) {
-        state_->detail.attempt = attempt;
-        state_->detail.elapsed = elapsed;
-        state_->what = detail::describe(state_->klass, state_->detail);
+    // `operation` names the user-level operation; the step that failed stays after a '/'
+    // ("exec/step", "transaction/commit").
+    void annotate(int attempt, std::chrono::nanoseconds elapsed, std::string_view operation = {}) {
+        auto& d = state_->detail;
+        d.attempt = attempt;
+        d.elapsed = elapsed;
+        if (!operation.empty() && d.operation != operation &&
+            !d.operation.starts_with(fmt::format("{}/", operation))) {
+            d.operation =
+                d.operation.empty() ? std::string{operation} : fmt::format("{}/{}", operation, d.operation);
+        }
+        state_->what = detail::describe(state_->klass, d);
     }
 
 private:
@@ -136,8 +144,8 @@ namespace detail {
 }
 
 // An error that resilite itself raises (no SQLite code behind it).
-[[nodiscard]] inline error library_failure(error_class klass, std::string_view operation,
-                                           std::string note, std::string_view path = {}) {
+[[nodiscard]] inline error library_failure(error_class klass, std::string_view operation, std::string note,
+                                           std::string_view path = {}) {
     technical_detail d;
     d.operation = operation;
     d.note = std::move(note);

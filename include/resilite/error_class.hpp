@@ -11,34 +11,34 @@
 namespace resilite {
 
 enum class error_class : std::uint8_t {
-    none,              // not an error (SQLITE_OK); never carried by a thrown resilite::error
-    sql,               // generic SQL error: syntax, missing table, ...
-    internal,          // SQLite or resilite internal fault
-    permission,        // access permission denied by the OS
-    aborted,           // operation aborted (e.g. by a callback or ROLLBACK)
-    busy,              // database file locked by another connection
-    locked,            // table locked inside this process (shared cache) or deadlock
-    no_memory,         // allocation failed
-    read_only,         // write attempted on a read-only database
-    interrupted,       // sqlite3_interrupt()
-    io,                // disk I/O failure
-    corrupt,           // database disk image is malformed
-    not_found,         // file control / VFS lookup failed
-    full,              // disk or database full
-    cant_open,         // unable to open the database file
-    protocol,          // locking protocol error
-    schema,            // schema changed under a prepared statement, or schema drift
-    too_big,           // string or blob too large
-    constraint,        // constraint violation
-    mismatch,          // data type mismatch
-    misuse,            // library used incorrectly
-    auth,              // authorization denied
-    range,             // bind parameter index out of range
-    not_a_database,    // file is not a database
-    durability,        // the required durability mode (WAL, synchronous) could not be set
-    invalid_setting,   // a runtime setting was refused; the old settings stay
-    retry_exhausted,   // attempts or deadline ran out (the last cause is carried)
-    degraded,          // refused because the database is running degraded
+    none,             // not an error (SQLITE_OK); never carried by a thrown resilite::error
+    sql,              // generic SQL error: syntax, missing table, ...
+    internal,         // SQLite or resilite internal fault
+    permission,       // access permission denied by the OS
+    aborted,          // operation aborted (e.g. by a callback or ROLLBACK)
+    busy,             // database file locked by another connection
+    locked,           // table locked inside this process (shared cache) or deadlock
+    no_memory,        // allocation failed
+    read_only,        // write attempted on a read-only database
+    interrupted,      // sqlite3_interrupt()
+    io,               // disk I/O failure
+    corrupt,          // database disk image is malformed
+    not_found,        // file control / VFS lookup failed
+    full,             // disk or database full
+    cant_open,        // unable to open the database file
+    protocol,         // locking protocol error
+    schema,           // schema changed under a prepared statement, or schema drift
+    too_big,          // string or blob too large
+    constraint,       // constraint violation
+    mismatch,         // data type mismatch
+    misuse,           // library used incorrectly
+    auth,             // authorization denied
+    range,            // bind parameter index out of range
+    not_a_database,   // file is not a database
+    durability,       // the required durability mode (WAL, synchronous) could not be set
+    invalid_setting,  // a runtime setting was refused; the old settings stay
+    retry_exhausted,  // attempts or deadline ran out (the last cause is carried)
+    degraded,         // refused because the database is running degraded
 };
 
 inline constexpr std::size_t error_class_count = static_cast<std::size_t>(error_class::degraded) + 1;
@@ -94,38 +94,70 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
 // Every primary result code maps to exactly one class; extended codes map through their primary.
 [[nodiscard]] constexpr error_class classify(int sqlite_code) noexcept {
     switch (sqlite_code & 0xff) {
-        case SQLITE_OK: return error_class::none;
-        case SQLITE_ERROR: return error_class::sql;
-        case SQLITE_INTERNAL: return error_class::internal;
-        case SQLITE_PERM: return error_class::permission;
-        case SQLITE_ABORT: return error_class::aborted;
-        case SQLITE_BUSY: return error_class::busy;
-        case SQLITE_LOCKED: return error_class::locked;
-        case SQLITE_NOMEM: return error_class::no_memory;
-        case SQLITE_READONLY: return error_class::read_only;
-        case SQLITE_INTERRUPT: return error_class::interrupted;
-        case SQLITE_IOERR: return error_class::io;
-        case SQLITE_CORRUPT: return error_class::corrupt;
-        case SQLITE_NOTFOUND: return error_class::not_found;
-        case SQLITE_FULL: return error_class::full;
-        case SQLITE_CANTOPEN: return error_class::cant_open;
-        case SQLITE_PROTOCOL: return error_class::protocol;
-        case SQLITE_EMPTY: return error_class::internal;  // unused by SQLite
-        case SQLITE_SCHEMA: return error_class::schema;
-        case SQLITE_TOOBIG: return error_class::too_big;
-        case SQLITE_CONSTRAINT: return error_class::constraint;
-        case SQLITE_MISMATCH: return error_class::mismatch;
-        case SQLITE_MISUSE: return error_class::misuse;
-        case SQLITE_NOLFS: return error_class::io;
-        case SQLITE_AUTH: return error_class::auth;
-        case SQLITE_FORMAT: return error_class::internal;  // unused by SQLite
-        case SQLITE_RANGE: return error_class::range;
-        case SQLITE_NOTADB: return error_class::not_a_database;
-        case SQLITE_NOTICE: return error_class::internal;   // log-only codes: seeing one
-        case SQLITE_WARNING: return error_class::internal;  // as a result is a fault
-        case SQLITE_ROW: return error_class::misuse;        // a row where none was expected
-        case SQLITE_DONE: return error_class::misuse;       // no row where one was expected
-        default: return error_class::internal;
+        case SQLITE_OK:
+            return error_class::none;
+        case SQLITE_ERROR:
+            return error_class::sql;
+        case SQLITE_INTERNAL:
+            return error_class::internal;
+        case SQLITE_PERM:
+            return error_class::permission;
+        case SQLITE_ABORT:
+            return error_class::aborted;
+        case SQLITE_BUSY:
+            return error_class::busy;
+        case SQLITE_LOCKED:
+            return error_class::locked;
+        case SQLITE_NOMEM:
+            return error_class::no_memory;
+        case SQLITE_READONLY:
+            return error_class::read_only;
+        case SQLITE_INTERRUPT:
+            return error_class::interrupted;
+        case SQLITE_IOERR:
+            return error_class::io;
+        case SQLITE_CORRUPT:
+            return error_class::corrupt;
+        case SQLITE_NOTFOUND:
+            return error_class::not_found;
+        case SQLITE_FULL:
+            return error_class::full;
+        case SQLITE_CANTOPEN:
+            return error_class::cant_open;
+        case SQLITE_PROTOCOL:
+            return error_class::protocol;
+        case SQLITE_EMPTY:
+            return error_class::internal;  // unused by SQLite
+        case SQLITE_SCHEMA:
+            return error_class::schema;
+        case SQLITE_TOOBIG:
+            return error_class::too_big;
+        case SQLITE_CONSTRAINT:
+            return error_class::constraint;
+        case SQLITE_MISMATCH:
+            return error_class::mismatch;
+        case SQLITE_MISUSE:
+            return error_class::misuse;
+        case SQLITE_NOLFS:
+            return error_class::io;
+        case SQLITE_AUTH:
+            return error_class::auth;
+        case SQLITE_FORMAT:
+            return error_class::internal;  // unused by SQLite
+        case SQLITE_RANGE:
+            return error_class::range;
+        case SQLITE_NOTADB:
+            return error_class::not_a_database;
+        case SQLITE_NOTICE:
+            return error_class::internal;  // log-only codes: seeing one
+        case SQLITE_WARNING:
+            return error_class::internal;  // as a result is a fault
+        case SQLITE_ROW:
+            return error_class::misuse;  // a row where none was expected
+        case SQLITE_DONE:
+            return error_class::misuse;  // no row where one was expected
+        default:
+            return error_class::internal;
     }
 }
 

@@ -16,24 +16,22 @@ namespace resilite {
 
 struct settings {
     synchronous sync = synchronous::full;
-    std::chrono::seconds checkpoint_interval{60};   // periodic PASSIVE checkpoint
-    std::uint64_t wal_alert_bytes = 64ull << 20;    // event when the WAL file grows past this
-    std::chrono::milliseconds busy_timeout{5000};   // SQLite's own busy handler, per statement
-    std::size_t statement_cache_capacity = 64;      // prepared statements kept per connection
+    std::chrono::seconds checkpoint_interval{60};  // periodic PASSIVE checkpoint
+    std::uint64_t wal_alert_bytes = 64ull << 20;   // event when the WAL file grows past this
+    std::chrono::milliseconds busy_timeout{5000};  // SQLite's own busy handler, per statement
+    std::size_t statement_cache_capacity = 64;     // prepared statements kept per connection
 
     friend bool operator==(const settings&, const settings&) = default;
 
     // Why these settings cannot be used, or nothing when they are valid.
     [[nodiscard]] std::optional<std::string> problem() const {
         if (checkpoint_interval <= std::chrono::seconds{0}) {
-            return fmt::format("checkpoint_interval must be positive (got {}s)",
-                               checkpoint_interval.count());
+            return fmt::format("checkpoint_interval must be positive (got {}s)", checkpoint_interval.count());
         }
         if (wal_alert_bytes == 0) return std::string{"wal_alert_bytes must be positive"};
         if (busy_timeout < std::chrono::milliseconds{0} ||
             busy_timeout > std::chrono::milliseconds{600'000}) {
-            return fmt::format("busy_timeout must be within 0..600000 ms (got {} ms)",
-                               busy_timeout.count());
+            return fmt::format("busy_timeout must be within 0..600000 ms (got {} ms)", busy_timeout.count());
         }
         if (statement_cache_capacity == 0 || statement_cache_capacity > 10'000) {
             return fmt::format("statement_cache_capacity must be within 1..10000 (got {})",

@@ -10,9 +10,12 @@ enum class synchronous : int { normal = 1, full = 2, extra = 3 };
 
 [[nodiscard]] constexpr std::string_view to_string(synchronous s) noexcept {
     switch (s) {
-        case synchronous::normal: return "NORMAL";
-        case synchronous::full: return "FULL";
-        case synchronous::extra: return "EXTRA";
+        case synchronous::normal:
+            return "NORMAL";
+        case synchronous::full:
+            return "FULL";
+        case synchronous::extra:
+            return "EXTRA";
     }
     return "?";
 }

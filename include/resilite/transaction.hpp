@@ -69,22 +69,24 @@ public:
 
     template <class... Args>
     std::int64_t exec(std::string_view sql, const Args&... args) {
-        return db_->run_op("exec", [&] { return db_->conn().exec(sql, args...); },
-                           [](std::int64_t n) { return n; });
+        return db_->run_op(
+            "exec", [&] { return db_->conn().exec(sql, args...); }, [](std::int64_t n) { return n; });
     }
 
     template <class... T, class... Args>
     [[nodiscard]] auto query(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return db_->run_op("query", [&] { return db_->conn().template query_all<T...>(sql, args...); },
-                           [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
+        return db_->run_op(
+            "query", [&] { return db_->conn().template query_all<T...>(sql, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
     }
 
     template <class... T, class... Args>
     [[nodiscard]] auto query_one(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return db_->run_op("query", [&] { return db_->conn().template query_one<T...>(sql, args...); },
-                           [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
+        return db_->run_op(
+            "query", [&] { return db_->conn().template query_one<T...>(sql, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
     }
 
     // Runs f(*this) inside a savepoint: released when f returns, undone (and the exception
@@ -109,6 +111,7 @@ public:
         try {
             tx_.commit();
         } catch (...) {
+            db_->annotate_current(start_, "commit");
             auto f = detail::op_failure::from_current_exception();
             if (!tx_.conn().in_transaction()) {  // SQLite rolled back already: nothing to retry
                 tx_.rollback();

@@ -12,9 +12,12 @@ enum class transaction_mode { immediate, deferred, exclusive };
 
 [[nodiscard]] constexpr std::string_view begin_statement(transaction_mode m) noexcept {
     switch (m) {
-        case transaction_mode::deferred: return "BEGIN DEFERRED";
-        case transaction_mode::exclusive: return "BEGIN EXCLUSIVE";
-        case transaction_mode::immediate: break;
+        case transaction_mode::deferred:
+            return "BEGIN DEFERRED";
+        case transaction_mode::exclusive:
+            return "BEGIN EXCLUSIVE";
+        case transaction_mode::immediate:
+            break;
     }
     return "BEGIN IMMEDIATE";
 }

@@ -13,7 +13,6 @@ struct version_info {
     int patch;
 };
 
-inline constexpr version_info version{RESILITE_VERSION_MAJOR, RESILITE_VERSION_MINOR,
-                                      RESILITE_VERSION_PATCH};
+inline constexpr version_info version{RESILITE_VERSION_MAJOR, RESILITE_VERSION_MINOR, RESILITE_VERSION_PATCH};
 
 }  // namespace resilite

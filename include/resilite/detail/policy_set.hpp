@@ -24,13 +24,15 @@ namespace resilite::detail {
 namespace hana = boost::hana;
 
 // Every slot the library knows, with its default policy.
-inline constexpr auto slot_defaults = hana::make_map(
-    hana::make_pair(hana::type_c<slot::durability>, hana::type_c<wal_durability<>>),
-    hana::make_pair(hana::type_c<slot::observer>, hana::type_c<stderr_observer<>>),
-    hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>));
+inline constexpr auto slot_defaults =
+    hana::make_map(hana::make_pair(hana::type_c<slot::durability>, hana::type_c<wal_durability<>>),
+                   hana::make_pair(hana::type_c<slot::observer>, hana::type_c<stderr_observer<>>),
+                   hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>));
 
 template <class P>
-concept has_slot = requires { typename P::slot; };
+concept has_slot = requires {
+    typename P::slot;
+};
 
 template <class P>
 constexpr bool is_policy() {
@@ -74,8 +76,7 @@ inline constexpr bool at_most_one_in_slot =
 
 template <class Slot, class... Ps>
 constexpr auto find_policy() {
-    return hana::find_if(hana::tuple_t<Ps...>, in_slot<Slot>)
-        .value_or(slot_defaults[hana::type_c<Slot>]);
+    return hana::find_if(hana::tuple_t<Ps...>, in_slot<Slot>).value_or(slot_defaults[hana::type_c<Slot>]);
 }
 
 template <class... Ps>

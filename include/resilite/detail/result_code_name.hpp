@@ -10,7 +10,9 @@ namespace resilite::detail {
 
 [[nodiscard]] inline std::string_view result_code_name(int code) noexcept {
     switch (code) {
-#define RESILITE_CODE(c) case c: return #c;
+#define RESILITE_CODE(c) \
+    case c:              \
+        return #c;
         RESILITE_CODE(SQLITE_OK)
         RESILITE_CODE(SQLITE_ERROR)
         RESILITE_CODE(SQLITE_INTERNAL)
@@ -268,7 +270,8 @@ namespace resilite::detail {
         RESILITE_CODE(SQLITE_OK_SYMLINK)
 #endif
 #undef RESILITE_CODE
-        default: return "SQLITE_UNKNOWN";
+        default:
+            return "SQLITE_UNKNOWN";
     }
 }
 

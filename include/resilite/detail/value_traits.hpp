@@ -140,13 +140,12 @@ struct value_traits<char[N]> {
 inline int bind_bytes(sqlite3_stmt* s, int i, const void* p, std::size_t n, bool copy) {
     // A null pointer would bind NULL; an empty blob must stay an empty blob.
     static constexpr char empty = 0;
-    return sqlite3_bind_blob64(s, i, p != nullptr ? p : &empty, n,
-                               copy ? SQLITE_TRANSIENT : SQLITE_STATIC);
+    return sqlite3_bind_blob64(s, i, p != nullptr ? p : &empty, n, copy ? SQLITE_TRANSIENT : SQLITE_STATIC);
 }
 
 template <class Byte>
-    requires(std::same_as<Byte, std::byte> || std::same_as<Byte, std::uint8_t>)
-struct value_traits<std::vector<Byte>> {
+requires(std::same_as<Byte, std::byte> ||
+         std::same_as<Byte, std::uint8_t>) struct value_traits<std::vector<Byte>> {
     static int bind(sqlite3_stmt* s, int i, const std::vector<Byte>& v, bool copy) {
         return bind_bytes(s, i, v.data(), v.size(), copy);
     }

@@ -36,8 +36,8 @@ class manual_clock {
     struct state {
         std::mutex time_mutex;
         std::chrono::steady_clock::time_point now{std::chrono::hours{24}};
-        std::chrono::system_clock::time_point utc{std::chrono::sys_days{
-            std::chrono::year{2026} / std::chrono::November / 22}};
+        std::chrono::system_clock::time_point utc{
+            std::chrono::sys_days{std::chrono::year{2026} / std::chrono::November / 22}};
         std::vector<std::chrono::nanoseconds> sleeps;
         std::mutex listener_mutex;  // held while listeners run, so unsubscribing waits for them
         std::map<std::uint64_t, std::function<void()>> listeners;
@@ -53,8 +53,7 @@ public:
     public:
         subscription() = default;
         subscription(std::shared_ptr<state> s, std::uint64_t id) : state_(std::move(s)), id_(id) {}
-        subscription(subscription&& o) noexcept
-            : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)) {}
+        subscription(subscription&& o) noexcept : state_(std::move(o.state_)), id_(std::exchange(o.id_, 0)) {}
         subscription& operator=(subscription&& o) noexcept {
             if (this != &o) {
                 reset();
@@ -100,7 +99,8 @@ public:
             state_->utc += std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
         }
         std::lock_guard lock(state_->listener_mutex);
-        for (auto& [id, f] : state_->listeners) f();
+        for (auto& [id, f] : state_->listeners)
+            f();
     }
     [[nodiscard]] std::vector<std::chrono::nanoseconds> sleeps() const {
         std::lock_guard lock(state_->time_mutex);
@@ -119,17 +119,17 @@ private:
 
 template <class P>
 concept clock_policy = std::same_as<typename P::slot, slot::clock> &&
-                       requires(const P& c, std::chrono::nanoseconds d) {
-                           { c.now() } -> std::same_as<std::chrono::steady_clock::time_point>;
-                           { c.utc_now() } -> std::same_as<std::chrono::system_clock::time_point>;
-                           c.sleep_for(d);
-                       };
+    requires(const P& c, std::chrono::nanoseconds d) {
+    { c.now() } -> std::same_as<std::chrono::steady_clock::time_point>;
+    { c.utc_now() } -> std::same_as<std::chrono::system_clock::time_point>;
+    c.sleep_for(d);
+};
 
 // A clock that announces its advances (manual_clock) lets the scheduler wait for them instead
 // of for a real deadline.
 template <class P>
 concept advancing_clock = clock_policy<P> && requires(const P& c) {
-    { c.subscribe(std::function<void()>{}) };
+    {c.subscribe(std::function<void()>{})};
 };
 
 }  // namespace resilite

@@ -31,8 +31,7 @@ struct wal_durability {
 
 // The explicit opt-in to synchronous=NORMAL: faster commits, but the last transactions before a
 // power failure may be lost (the database stays consistent).
-template <std::uint32_t CheckpointSeconds = 60, std::uint64_t WalAlertMiB = 64,
-          bool BackgroundThread = true>
+template <std::uint32_t CheckpointSeconds = 60, std::uint64_t WalAlertMiB = 64, bool BackgroundThread = true>
 struct relaxed_durability {
     using slot = resilite::slot::durability;
     static constexpr synchronous sync = synchronous::normal;

@@ -58,9 +58,9 @@ struct null_observer {
 
 template <class P>
 concept observer_policy = std::same_as<typename P::slot, slot::observer> &&
-                          requires(const P& p, const event& e) {
-                              p.on_event(e);
-                              { P::enabled } -> std::convertible_to<bool>;
-                          };
+    requires(const P& p, const event& e) {
+    p.on_event(e);
+    { P::enabled } -> std::convertible_to<bool>;
+};
 
 }  // namespace resilite

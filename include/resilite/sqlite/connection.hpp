@@ -91,7 +91,8 @@ public:
         stmt->bind_all_static(args...);
         detail::check_columns(*stmt, sizeof...(T));
         std::vector<row_t<T...>> out;
-        while (stmt->step()) out.push_back(read_row<T...>(*stmt));
+        while (stmt->step())
+            out.push_back(read_row<T...>(*stmt));
         return out;
     }
 

@@ -15,8 +15,8 @@
 namespace resilite::sqlite {
 
 template <class... T>
-using row_t = std::conditional_t<sizeof...(T) == 1, std::tuple_element_t<0, std::tuple<T...>>,
-                                 std::tuple<T...>>;
+using row_t =
+    std::conditional_t<sizeof...(T) == 1, std::tuple_element_t<0, std::tuple<T...>>, std::tuple<T...>>;
 
 }  // namespace resilite::sqlite
 
@@ -42,8 +42,8 @@ inline void check_columns(sqlite::statement& s, std::size_t wanted) {
         technical_detail d;
         d.operation = "query";
         d.sql = s.sql();
-        d.note = fmt::format("the query returns {} columns but {} types were asked for",
-                             s.column_count(), wanted);
+        d.note =
+            fmt::format("the query returns {} columns but {} types were asked for", s.column_count(), wanted);
         throw error{error_class::mismatch, std::move(d)};
     }
 }

@@ -16,9 +16,7 @@ class savepoint {
 public:
     // `name` must be unique among open savepoints; it is quoted as an identifier.
     savepoint(connection& c, const std::string& name)
-        : conn_(&c),
-          name_(quote(name)),
-          undo_sql_(fmt::format("ROLLBACK TO {0}; RELEASE {0}", name_)) {
+        : conn_(&c), name_(quote(name)), undo_sql_(fmt::format("ROLLBACK TO {0}; RELEASE {0}", name_)) {
         c.exec_script(fmt::format("SAVEPOINT {}", name_));
         active_ = true;
     }

@@ -25,8 +25,8 @@ public:
                                           persistent ? SQLITE_PREPARE_PERSISTENT : 0, &stmt_, &tail);
         if (rc != SQLITE_OK) throw detail::sqlite_failure(db, rc, "prepare", sql, path_of(db));
         if (stmt_ == nullptr) {
-            throw detail::library_failure(error_class::misuse, "prepare",
-                                          "the SQL text holds no statement", path_of(db));
+            throw detail::library_failure(error_class::misuse, "prepare", "the SQL text holds no statement",
+                                          path_of(db));
         }
         if (tail != nullptr) {
             for (const char* p = tail; p < sql.data() + sql.size(); ++p) {

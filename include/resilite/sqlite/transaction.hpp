@@ -11,21 +11,18 @@ namespace resilite::sqlite {
 
 class transaction {
 public:
-    explicit transaction(connection& c, transaction_mode mode = transaction_mode::immediate)
-        : conn_(&c) {
+    explicit transaction(connection& c, transaction_mode mode = transaction_mode::immediate) : conn_(&c) {
         if (c.in_transaction()) {
             throw detail::library_failure(
                 error_class::misuse, "begin",
-                "a transaction is already open on this connection; use a savepoint to nest",
-                c.path());
+                "a transaction is already open on this connection; use a savepoint to nest", c.path());
         }
         c.exec(begin_statement(mode));
         active_ = true;
     }
     transaction(const transaction&) = delete;
     transaction& operator=(const transaction&) = delete;
-    transaction(transaction&& o) noexcept
-        : conn_(o.conn_), active_(std::exchange(o.active_, false)) {}
+    transaction(transaction&& o) noexcept : conn_(o.conn_), active_(std::exchange(o.active_, false)) {}
     transaction& operator=(transaction&&) = delete;
 
     ~transaction() { abandon(); }
@@ -52,7 +49,8 @@ public:
         active_ = false;
         // Direct call: no allocation, no exception. A failed ROLLBACK leaves SQLite to roll back
         // the journal at the next access, which is safe.
-        if (conn_->in_transaction()) sqlite3_exec(conn_->native_handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+        if (conn_->in_transaction())
+            sqlite3_exec(conn_->native_handle(), "ROLLBACK", nullptr, nullptr, nullptr);
     }
 
 private:
