@@ -6,6 +6,12 @@
 using namespace std::chrono_literals;
 
 namespace {
+// A database on the manual clock with the given checkpoint interval, WAL alert and thread choice.
+template <std::uint32_t CheckpointSeconds, std::uint64_t WalAlertMiB, bool Background = false>
+using clocked_db = resilite::Database<
+    resilite::callback_observer, resilite::manual_clock,
+    resilite::wal_durability<resilite::synchronous::full, CheckpointSeconds, WalAlertMiB, Background>>;
+
 template <class Db>
 void write_rows(Db& db, int n) {
     db.transaction([&](auto& tx) {
@@ -19,8 +25,7 @@ TEST_CASE("maintain runs a PASSIVE checkpoint when the clock says it is due", "[
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;
-    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
-                                  resilite::wal_durability<resilite::synchronous::full, 60, 64, false>>;
+    using Db = clocked_db<60, 64, false>;
     Db db{dir / "m.db", {log.observer(), clock, std::nullopt}};
     db.exec_script("CREATE TABLE t(x)");
     write_rows(db, 50);
@@ -45,8 +50,7 @@ TEST_CASE("a WAL above the alert threshold raises a warning event", "[durability
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;
-    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
-                                  resilite::wal_durability<resilite::synchronous::full, 10, 1, false>>;
+    using Db = clocked_db<10, 1, false>;
     Db db{dir / "w.db", {log.observer(), clock, std::nullopt}};
     db.exec_script("CREATE TABLE t(x)");
     // Hold a reader open so the checkpoint cannot reset the WAL, then grow it past 1 MiB.
@@ -72,8 +76,7 @@ TEST_CASE("the background thread runs maintenance as the manual clock advances",
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;
-    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
-                                  resilite::wal_durability<resilite::synchronous::full, 30, 64, true>>;
+    using Db = clocked_db<30, 64, true>;
     Db db{dir / "b.db", {log.observer(), clock, std::nullopt}};
     db.exec_script("CREATE TABLE t(x)");
     write_rows(db, 10);
@@ -88,8 +91,7 @@ TEST_CASE("changing the checkpoint interval reschedules the next checkpoint", "[
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;
-    using Db = resilite::Database<resilite::callback_observer, resilite::manual_clock,
-                                  resilite::wal_durability<resilite::synchronous::full, 600, 64, false>>;
+    using Db = clocked_db<600, 64, false>;
     Db db{dir / "r.db", {log.observer(), clock, std::nullopt}};
     auto s = db.current_settings();
     s.checkpoint_interval = 5s;

@@ -93,6 +93,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
 
 // Every primary result code maps to exactly one class; extended codes map through their primary.
 [[nodiscard]] constexpr error_class classify(int sqlite_code) noexcept {
+    // NOLINTNEXTLINE(bugprone-branch-clone): one line per code, several codes share a class
     switch (sqlite_code & 0xff) {
         case SQLITE_OK:
             return error_class::none;

@@ -190,25 +190,10 @@ public:
     }
 
     void release() {
-        try {
-            sp_.release();
-        } catch (...) {
-            auto f = detail::op_failure::from_current_exception();
-            report(outcome::failed, f.klass, f.detail);
-            throw;
-        }
-        report(outcome::ok, error_class::none, "released", true);
+        finish([this] { sp_.release(); }, "released", true);
     }
-
     void rollback() {
-        try {
-            sp_.rollback();
-        } catch (...) {
-            auto f = detail::op_failure::from_current_exception();
-            report(outcome::failed, f.klass, f.detail);
-            throw;
-        }
-        report(outcome::ok, error_class::none, "rolled back");
+        finish([this] { sp_.rollback(); }, "rolled back", false);
     }
 
     [[nodiscard]] bool active() const noexcept { return sp_.active(); }
@@ -238,6 +223,19 @@ private:
             report(outcome::failed, failure.klass, failure.detail);
             throw;
         }
+    }
+
+    // Ends the savepoint with `step` and reports how that went.
+    template <class F>
+    void finish(F&& step, std::string_view done, bool kept) {
+        try {
+            step();
+        } catch (...) {
+            auto f = detail::op_failure::from_current_exception();
+            report(outcome::failed, f.klass, f.detail);
+            throw;
+        }
+        report(outcome::ok, error_class::none, done, kept);
     }
 
     void report(outcome o, error_class klass, std::string_view detail, bool kept = false) noexcept {
