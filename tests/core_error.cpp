@@ -206,7 +206,18 @@ TEST_CASE("P9 detailed technical logging", "[error][property][P9]") {
             RC_ASSERT(t.extended_code != SQLITE_OK);
             RC_ASSERT(t.code_name == resilite::detail::result_code_name(t.extended_code));
             RC_ASSERT(!t.sqlite_message.empty());
-            RC_ASSERT(t.attempt == 1);
+            // Busy is retried (test::fast_retry: 4 attempts), then reported as exhausted with
+            // the busy error as its cause; nothing else is retried.
+            const bool retried = kind == failure_kind::busy;
+            RC_ASSERT(t.attempt == (retried ? 4 : 1));
+            if (retried) {
+                RC_ASSERT(e.klass() == resilite::error_class::retry_exhausted);
+                const auto cause = e.cause();
+                RC_ASSERT(cause.has_value());
+                RC_ASSERT(cause->klass() == resilite::error_class::busy);
+            } else {
+                RC_ASSERT(!e.cause().has_value());
+            }
             RC_ASSERT(t.elapsed > std::chrono::nanoseconds{0});
             RC_ASSERT(t.database_path == path.string());
             RC_ASSERT(e.code().value() == t.extended_code);

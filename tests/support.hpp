@@ -100,7 +100,10 @@ private:
 // Background thread off, so tests decide when maintenance runs.
 using manual_durability = resilite::wal_durability<resilite::synchronous::full, 60, 64, false>;
 
-using recording_db = resilite::Database<resilite::callback_observer, manual_durability>;
+// Retries that give up within milliseconds, so busy tests stay fast: 4 attempts, 1..8 ms apart.
+using fast_retry = resilite::exponential_backoff<1, 8, 4>;
+
+using recording_db = resilite::Database<resilite::callback_observer, manual_durability, fast_retry>;
 
 inline recording_db::options recording(const event_log& log) {
     recording_db::options o;

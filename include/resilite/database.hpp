@@ -5,7 +5,10 @@
 #include <resilite/checkpoint_mode.hpp>
 #include <resilite/checkpoint_result.hpp>
 #include <resilite/database_options.hpp>
+#include <resilite/detail/backoff.hpp>
 #include <resilite/detail/policy_set.hpp>
+#include <resilite/detail/retry_scope.hpp>
+#include <resilite/detail/retry_state.hpp>
 #include <resilite/error.hpp>
 #include <resilite/event.hpp>
 #include <resilite/settings.hpp>
@@ -23,6 +26,7 @@
 #include <functional>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <stop_token>
 #include <string>
 #include <system_error>
@@ -53,6 +57,7 @@ public:
     using durability_type = typename policy_set::template get<slot::durability>;
     using observer_type = typename policy_set::template get<slot::observer>;
     using clock_type = typename policy_set::template get<slot::clock>;
+    using retry_type = typename policy_set::template get<slot::retry>;
     using time_point = std::chrono::steady_clock::time_point;
     using transaction_type = basic_transaction<Database>;
     using savepoint_type = basic_savepoint<Database>;
@@ -65,6 +70,10 @@ public:
     static_assert(observer_policy<observer_type>,
                   "resilite::Database<...>: the observer policy needs `void on_event(const "
                   "resilite::event&) const` and `static constexpr bool enabled`");
+    static_assert(retry_policy<retry_type>,
+                  "resilite::Database<...>: the retry policy needs `static constexpr "
+                  "resilite::retry_settings defaults`; use resilite::exponential_backoff<> or "
+                  "resilite::constant_backoff<>");
     static_assert(clock_policy<clock_type>,
                   "resilite::Database<...>: the clock policy needs now() -> steady_clock "
                   "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
@@ -75,32 +84,42 @@ public:
         s.sync = durability_type::sync;
         s.checkpoint_interval = std::chrono::seconds{durability_type::checkpoint_seconds};
         s.wal_alert_bytes = durability_type::wal_alert_bytes;
+        s.retry = retry_type::defaults;
         return s;
     }
 
     // Opens (creating if missing), switches to WAL with the policy's synchronous level and
-    // reads both back, then starts background maintenance if the policy wants it.
+    // reads both back, then starts background maintenance if the policy wants it. A busy or
+    // unavailable file is retried under the retry policy (connection recovery).
     explicit Database(std::filesystem::path path, options opts = {})
         : path_(std::move(path)),
           observer_(std::move(opts.observer)),
           clock_(std::move(opts.clock)),
-          settings_(opts.settings.value_or(default_settings())) {
-        const auto start = now();
+          settings_(opts.settings.value_or(default_settings())),
+          inject_failure_(std::move(opts.inject_failure)),
+          rng_(std::random_device{}()) {
+        auto st = start_retry();
         try {
             refuse_invalid(settings_, "open");
-            conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX, nullptr,
-                          settings_.statement_cache_capacity);
-            conn_->busy_timeout(settings_.busy_timeout);
-            apply_durability(settings_.sync);
         } catch (...) {
-            auto f = detail::op_failure::from_current_exception();
-            annotate_current(start, "open");
-            emit_since("open", start, outcome::failed, 0, f.klass, f.detail);
-            conn_.reset();
+            finish_failed("open", st);
             throw;
         }
+        for (;;) {
+            ++st.attempt;
+            try {
+                std::lock_guard lock(mutex_);
+                inject("open", st.attempt);
+                open_connection(st);
+                break;
+            } catch (...) {
+                conn_.reset();
+                if (retry_after_failure("open", st, retry_context::reconnecting)) continue;
+                throw;
+            }
+        }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
-        emit_since("open", start, outcome::ok, 0, error_class::none, {});
+        emit_since("open", st.start, outcome::ok, 0, error_class::none, {}, st.attempt);
         if constexpr (durability_type::background_thread) start_background();
     }
 
@@ -135,14 +154,12 @@ public:
     // Runs one statement; returns the rows it changed.
     template <class... Args>
     std::int64_t exec(std::string_view sql, const Args&... args) {
-        std::lock_guard lock(mutex_);
         return run_op(
             "exec", [&] { return conn().exec(sql, args...); }, [](std::int64_t n) { return n; });
     }
 
     // Runs a script of several statements without parameters (schema set-up).
     void exec_script(std::string_view sql) {
-        std::lock_guard lock(mutex_);
         run_op("exec_script", [&] { conn().exec_script(sql); });
     }
 
@@ -150,7 +167,6 @@ public:
     template <class... T, class... Args>
     [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        std::lock_guard lock(mutex_);
         return run_op(
             "query", [&] { return conn().template query_all<T...>(sql, args...); },
             [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
@@ -160,7 +176,6 @@ public:
     template <class... T, class... Args>
     [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        std::lock_guard lock(mutex_);
         return run_op(
             "query", [&] { return conn().template query_one<T...>(sql, args...); },
             [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
@@ -170,48 +185,63 @@ public:
 
     // Runs f(tx) in a transaction: committed when f returns, rolled back when it throws (the
     // exception is passed on). Returns what f returns.
+    //
+    // When the database is busy (another connection writing, a stale snapshot) the whole
+    // transaction is rolled back and f runs again, under the retry policy: f must not have
+    // effects outside the database, or must make them depend on tx.attempt().
     template <class F>
     decltype(auto) transaction(F&& f, transaction_mode mode = transaction_mode::immediate) {
         static_assert(std::is_invocable_v<F, transaction_type&>,
                       "resilite::Database::transaction(f): f must be callable as f(tx), e.g. "
                       "[&](auto& tx) { tx.exec(...); }");
-        auto tx = begin(mode);
         using R = std::invoke_result_t<F, transaction_type&>;
-        try {
-            if constexpr (std::is_void_v<R>) {
-                std::invoke(f, tx);
-                tx.commit();
-                return;
-            } else {
-                R result = std::invoke(f, tx);
-                tx.commit();
-                return result;
+        auto st = start_retry();
+        for (;;) {
+            ++st.attempt;
+            std::optional<transaction_type> tx;
+            try {
+                tx.emplace(begin_attempt(mode, st, true));
+                if constexpr (std::is_void_v<R>) {
+                    std::invoke(f, *tx);
+                    tx->commit();
+                    finish_transaction(*tx, st);
+                    return;
+                } else {
+                    R result = std::invoke(f, *tx);
+                    tx->commit();
+                    finish_transaction(*tx, st);
+                    return result;
+                }
+            } catch (...) {
+                if (tx) {
+                    st.attempt = tx->state_.attempt;  // commit retries count as attempts
+                    tx.reset();                       // rolls back, releases the writer lock
+                }
+                if (retry_after_failure("transaction", st, retry_context::whole_transaction)) continue;
+                throw;
             }
-        } catch (...) {
-            if (tx.active()) tx.fail_with_current_exception();
-            throw;
         }
     }
 
-    // An explicit transaction: call commit(); leaving it any other way rolls back.
+    // An explicit transaction: call commit(); leaving it any other way rolls back. BEGIN and
+    // COMMIT are retried when busy; statements inside are not (the transaction cannot be
+    // replayed without your code: use transaction(f) for that).
     [[nodiscard]] transaction_type begin(transaction_mode mode = transaction_mode::immediate) {
-        std::unique_lock lock(mutex_);
-        const auto start = now();
-        try {
-            sqlite::transaction tx{conn(), mode};
-            return transaction_type{*this, std::move(lock), std::move(tx), start};
-        } catch (...) {
-            auto f = detail::op_failure::from_current_exception();
-            annotate_current(start, "begin");
-            emit_since("transaction", start, outcome::failed, 0, f.klass, f.detail);
-            throw;
+        auto st = start_retry();
+        for (;;) {
+            ++st.attempt;
+            try {
+                return begin_attempt(mode, st, false);
+            } catch (...) {
+                if (retry_after_failure("transaction", st, retry_context::reconnecting)) continue;
+                throw;
+            }
         }
     }
 
     // ---- durability and maintenance ---------------------------------------------------------
 
     checkpoint_result checkpoint(checkpoint_mode mode = checkpoint_mode::passive) {
-        std::lock_guard lock(mutex_);
         return run_op(
             "checkpoint", [&] { return checkpoint_locked(mode); },
             [](const checkpoint_result& r) { return static_cast<std::int64_t>(r.checkpointed_frames); });
@@ -286,6 +316,8 @@ public:
     }
 
     [[nodiscard]] const std::filesystem::path& path() const noexcept { return path_; }
+    // Attempts that failed and were retried, since open (for health metrics).
+    [[nodiscard]] std::uint64_t retries() const noexcept { return retries_.load(); }
     [[nodiscard]] const observer_type& observer() const noexcept { return observer_; }
     [[nodiscard]] const clock_type& clock() const noexcept { return clock_; }
 
@@ -296,39 +328,50 @@ private:
     [[nodiscard]] time_point now() const { return clock_.now(); }
     [[nodiscard]] sqlite::connection& conn() { return *conn_; }
 
-    // Every operation ends here: exactly one event per operation (P17).
+    // Every operation ends here: exactly one event per operation (P17), plus one "retry" event
+    // per attempt that failed and was retried.
     void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
-                    std::string_view detail) noexcept {
+                    std::string_view detail, int attempts = 1) noexcept {
         if constexpr (observer_type::enabled) {
             try {
-                observer_.on_event(event{name, o, now() - start, rows, 1, klass, detail});
+                observer_.on_event(event{name, o, now() - start, rows, attempts, klass, detail});
             } catch (...) {  // an observer must never change what an operation does
             }
         }
     }
 
     // Adds what only this layer knows (attempts, elapsed time) to an escaping resilite::error.
-    void annotate_current(time_point start, std::string_view operation) {
+    void annotate_current(time_point start, std::string_view operation, int attempt = 1) {
         try {
             throw;
         } catch (error& e) {
-            e.annotate(1, now() - start, operation);
+            e.annotate(attempt, now() - start, operation);
         } catch (...) {
         }
     }
 
+    // One operation in autocommit mode: each attempt takes the writer lock, runs f, and on a
+    // retryable failure the lock is released while the backoff delay passes.
     template <class F, class Rows>
     auto run_op(std::string_view name, F&& f, Rows&& rows_of) {
-        const auto start = now();
-        try {
-            auto result = f();
-            emit_since(name, start, outcome::ok, rows_of(result), error_class::none, {});
-            return result;
-        } catch (...) {
-            annotate_current(start, name);
-            auto failure = detail::op_failure::from_current_exception();
-            emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail);
-            throw;
+        auto st = start_retry();
+        for (;;) {
+            ++st.attempt;
+            try {
+                std::unique_lock lock(mutex_);
+                const bool nested = conn().in_transaction();  // inside the caller's transaction
+                if (!nested) prepare_attempt(st);
+                inject(name, st.attempt);
+                auto result = f();
+                lock.unlock();
+                emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
+                return result;
+            } catch (...) {
+                const bool nested = with_lock([&] { return conn_ && conn().in_transaction(); });
+                if (!nested && retry_after_failure(name, st, retry_context::reconnecting)) continue;
+                if (nested) finish_failed(name, st);
+                throw;
+            }
         }
     }
 
@@ -343,6 +386,198 @@ private:
             [](int) { return std::int64_t{0}; });
     }
 
+    // A statement inside a transaction: one attempt; the transaction decides about retries.
+    template <class F, class Rows>
+    auto run_in_transaction(std::string_view name, F&& f, Rows&& rows_of) {
+        const auto start = now();
+        try {
+            inject(name, 1);
+            auto result = f();
+            emit_since(name, start, outcome::ok, rows_of(result), error_class::none, {});
+            return result;
+        } catch (...) {
+            annotate_current(start, name);
+            auto failure = detail::op_failure::from_current_exception();
+            emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail);
+            throw;
+        }
+    }
+
+    // ---- retries ------------------------------------------------------------------------------
+
+    enum class retry_context {
+        reconnecting,       // nothing open: busy is retried, a broken connection reopened
+        whole_transaction,  // the user's transaction is replayed from the start
+        commit_only,        // COMMIT is retried while the transaction stays open
+    };
+
+    template <class F>
+    decltype(auto) with_lock(F&& f) {
+        std::lock_guard lock(mutex_);
+        return f();
+    }
+
+    [[nodiscard]] detail::retry_state start_retry() const {
+        std::lock_guard lock(mutex_);
+        return detail::retry_state{now(), 0, std::chrono::nanoseconds{settings_.retry.base}, settings_.retry,
+                                   settings_.busy_timeout};
+    }
+
+    // Before an attempt: SQLite's busy wait never runs past the operation's deadline.
+    void prepare_attempt(const detail::retry_state& st) {
+        const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(now()));
+        const auto wait = std::clamp(remaining, std::chrono::milliseconds{0}, st.busy_timeout);
+        if (wait != applied_busy_timeout_) {
+            conn().busy_timeout(wait);
+            applied_busy_timeout_ = wait;
+        }
+    }
+
+    void inject(std::string_view operation, int attempt) {
+        if (!inject_failure_) return;
+        if (const int code = inject_failure_(operation, attempt); code != SQLITE_OK) {
+            throw detail::sqlite_failure(nullptr, code, operation, {}, path_.string());
+        }
+    }
+
+    // Called from a catch block after a failed attempt. Returns true after sleeping the backoff
+    // delay (and reopening the connection if it broke) when the operation should be tried
+    // again; returns false to rethrow the failure as it is; throws retry_exhausted when a
+    // retryable failure ran out of attempts or time. Emits the operation's failure event when
+    // it gives up, and a "retry" event for every attempt it retries.
+    bool retry_after_failure(std::string_view name, detail::retry_state& st, retry_context ctx) {
+        const error* failure = nullptr;
+        try {
+            throw;
+        } catch (const error& e) {
+            failure = &e;
+        } catch (...) {
+        }
+        auto scope = failure != nullptr ? detail::retry_scope_of(*failure) : detail::retry_scope::none;
+        if (ctx == retry_context::commit_only && scope != detail::retry_scope::statement) {
+            scope = detail::retry_scope::none;
+        }
+        if (scope == detail::retry_scope::none) {
+            finish_failed(name, st);
+            return false;
+        }
+        const auto remaining = st.remaining(now());
+        if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0}) {
+            const auto elapsed = now() - st.start;
+            technical_detail d = failure->technical();
+            d.operation = std::string{name};
+            d.attempt = st.attempt;
+            d.elapsed = elapsed;
+            d.note = fmt::format("gave up after {} attempt{} in {} ms (limits: {} attempts, {} ms)",
+                                 st.attempt, st.attempt == 1 ? "" : "s",
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
+                                 st.limits.max_attempts, st.limits.deadline.count());
+            error exhausted{error_class::retry_exhausted, std::move(d), *failure};
+            emit_since(name, st.start, outcome::failed, 0, exhausted.klass(), exhausted.what(), st.attempt);
+            throw exhausted;
+        }
+        std::chrono::nanoseconds delay;
+        {
+            std::lock_guard lock(rng_mutex_);
+            delay = detail::draw_delay(st.limits, st.attempt, st.previous_delay, rng_);
+        }
+        delay = std::min(delay, remaining);
+        st.previous_delay = delay;
+        ++retries_;
+        emit_since("retry", now(), outcome::warning, 0, failure->klass(),
+                   fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
+                               failure->technical().code_name,
+                               std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
+                   st.attempt);
+        clock_.sleep_for(delay);
+        if (scope == detail::retry_scope::reconnect && ctx != retry_context::commit_only) reconnect();
+        return true;
+    }
+
+    // Reports a failure that is not retried (or no longer): annotated error, one failure event.
+    void finish_failed(std::string_view name, const detail::retry_state& st) {
+        annotate_current(st.start, name, std::max(st.attempt, 1));
+        auto failure = detail::op_failure::from_current_exception();
+        emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail,
+                   std::max(st.attempt, 1));
+    }
+
+    // Closes a connection SQLite reported unusable and opens a new one; if that fails too, the
+    // next attempt reports it.
+    void reconnect() noexcept {
+        std::lock_guard lock(mutex_);
+        if (conn_ && conn_->in_transaction()) return;  // never drop an open transaction
+        conn_.reset();
+        try {
+            open_connection(start_retry());
+        } catch (...) {
+            conn_.reset();
+        }
+    }
+
+    // One attempt to BEGIN; the returned transaction holds the writer lock.
+    transaction_type begin_attempt(transaction_mode mode, const detail::retry_state& st, bool managed) {
+        std::unique_lock lock(mutex_);
+        if (!conn_)
+            throw detail::library_failure(error_class::cant_open, "begin", "no open connection",
+                                          path_.string());
+        prepare_attempt(st);
+        inject("begin", st.attempt);
+        sqlite::transaction tx{conn(), mode};
+        return transaction_type{*this, std::move(lock), std::move(tx), st, managed};
+    }
+
+    // COMMIT, retried while SQLite keeps the transaction open and busy (the lock stays held).
+    void commit_with_retry(sqlite::transaction& tx, detail::retry_state& st) {
+        for (;;) {
+            try {
+                inject("commit", st.attempt);
+                tx.commit();
+                return;
+            } catch (...) {
+                if (!tx.conn().in_transaction()) throw;  // SQLite ended it: only a replay can help
+                if (retry_after_failure_silently(st)) {
+                    ++st.attempt;
+                    continue;
+                }
+                throw;
+            }
+        }
+    }
+
+    // For COMMIT: sleeps and returns true when a busy COMMIT may be tried again; the caller
+    // reports the final failure.
+    bool retry_after_failure_silently(detail::retry_state& st) {
+        try {
+            throw;
+        } catch (const error& e) {
+            if (detail::retry_scope_of(e) != detail::retry_scope::statement) return false;
+            const auto remaining = st.remaining(now());
+            if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0})
+                return false;
+            std::chrono::nanoseconds delay;
+            {
+                std::lock_guard lock(rng_mutex_);
+                delay =
+                    std::min(detail::draw_delay(st.limits, st.attempt, st.previous_delay, rng_), remaining);
+            }
+            st.previous_delay = delay;
+            ++retries_;
+            emit_since("retry", now(), outcome::warning, 0, e.klass(),
+                       fmt::format("commit attempt {} failed with {}", st.attempt, e.technical().code_name),
+                       st.attempt);
+            clock_.sleep_for(delay);
+            return true;
+        } catch (...) {
+            return false;
+        }
+    }
+
+    void finish_transaction(transaction_type& tx, const detail::retry_state& st) {
+        emit_since("transaction", st.start, outcome::ok, tx.kept_rows_, error_class::none, "committed",
+                   tx.state_.attempt);
+    }
+
     void refuse_invalid(const settings& s, std::string_view operation) const {
         auto problem = s.problem();
         if (!problem && s.sync == synchronous::normal && !durability_type::allows_normal) {
@@ -353,8 +588,15 @@ private:
         }
     }
 
+    void open_connection(const detail::retry_state& st) {
+        conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX, nullptr,
+                      settings_.statement_cache_capacity);
+        applied_busy_timeout_ = std::chrono::milliseconds{-1};
+        prepare_attempt(st);
+        apply_durability(settings_.sync);
+    }
+
     void apply(const settings& s) {
-        conn().busy_timeout(s.busy_timeout);
         conn().cache().set_capacity(s.statement_cache_capacity);
         if (s.sync != settings_.sync) apply_synchronous(s.sync);
     }
@@ -447,6 +689,11 @@ private:
     mutable std::recursive_mutex mutex_;  // the writer lock; recursive so tx.exec can re-enter
     settings settings_;
     std::optional<sqlite::connection> conn_;
+    std::chrono::milliseconds applied_busy_timeout_{-1};  // what SQLite's busy handler has now
+    std::function<int(std::string_view, int)> inject_failure_;
+    std::mutex rng_mutex_;
+    std::mt19937_64 rng_;  // jitter
+    std::atomic<std::uint64_t> retries_{0};
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
     std::mutex wake_mutex_;

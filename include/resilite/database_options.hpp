@@ -1,11 +1,13 @@
 #pragma once
 // resilite::database_options: the run-time objects a Database is built with: the observer and
-// clock instances (copies of a manual_clock share its timeline) and, optionally, settings that
-// replace the ones seeded from the policies.
+// clock instances (copies of a manual_clock share its timeline), optionally settings that
+// replace the ones seeded from the policies, and a failure-injection hook for tests.
 
 #include <resilite/settings.hpp>
 
+#include <functional>
 #include <optional>
+#include <string_view>
 
 namespace resilite {
 
@@ -14,6 +16,9 @@ struct database_options {
     Observer observer{};
     Clock clock{};
     std::optional<resilite::settings> settings{};
+    // Test hook: called before every attempt of every operation; a non-zero SQLite result code
+    // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY).
+    std::function<int(std::string_view operation, int attempt)> inject_failure{};
 };
 
 }  // namespace resilite

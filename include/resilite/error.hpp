@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -64,9 +65,11 @@ struct error_state {
     error_class klass;
     technical_detail detail;
     std::string what;
+    std::shared_ptr<error_state> cause;  // what a retry_exhausted error gave up on
 };
 
-[[nodiscard]] inline std::string describe(error_class klass, const technical_detail& d) {
+[[nodiscard]] inline std::string describe(error_class klass, const technical_detail& d,
+                                          const error_state* cause = nullptr) {
     std::string out = fmt::format("{} [class {}; operation {}", user_message(klass), name(klass),
                                   d.operation.empty() ? "?" : d.operation);
     if (d.extended_code != SQLITE_OK) {
@@ -78,6 +81,7 @@ struct error_state {
                        std::chrono::duration_cast<std::chrono::microseconds>(d.elapsed).count());
     if (!d.database_path.empty()) out += fmt::format("; database {}", d.database_path);
     if (!d.note.empty()) out += fmt::format("; {}", d.note);
+    if (cause != nullptr) out += fmt::format("; last cause: {}", name(cause->klass));
     out += ']';
     return out;
 }
@@ -90,12 +94,24 @@ struct error_state {
 class error : public std::system_error {
 public:
     error(error_class klass, technical_detail detail)
-        : std::system_error(detail.extended_code != SQLITE_OK
-                                ? std::error_code{detail.extended_code, sqlite_category()}
-                                : std::error_code{static_cast<int>(klass), resilite_category()}),
+        : std::system_error(code_for(klass, detail.extended_code)),
           state_(std::make_shared<detail::error_state>(
-              detail::error_state{klass, std::move(detail), std::string{}})) {
+              detail::error_state{klass, std::move(detail), std::string{}, nullptr})) {
         state_->what = detail::describe(state_->klass, state_->detail);
+    }
+
+    // An error that ends a series of attempts (retry_exhausted), keeping the last cause.
+    error(error_class klass, technical_detail detail, const error& cause)
+        : std::system_error(code_for(klass, detail.extended_code)),
+          state_(std::make_shared<detail::error_state>(
+              detail::error_state{klass, std::move(detail), std::string{}, cause.state_})) {
+        state_->what = detail::describe(state_->klass, state_->detail, state_->cause.get());
+    }
+
+    // The error this one gave up on (set for retry_exhausted), if any.
+    [[nodiscard]] std::optional<error> cause() const {
+        if (!state_->cause) return std::nullopt;
+        return error{state_->cause};
     }
 
     [[nodiscard]] error_class klass() const noexcept { return state_->klass; }
@@ -118,10 +134,18 @@ public:
             d.operation =
                 d.operation.empty() ? std::string{operation} : fmt::format("{}/{}", operation, d.operation);
         }
-        state_->what = detail::describe(state_->klass, d);
+        state_->what = detail::describe(state_->klass, d, state_->cause.get());
     }
 
 private:
+    explicit error(std::shared_ptr<detail::error_state> state)
+        : std::system_error(code_for(state->klass, state->detail.extended_code)), state_(std::move(state)) {}
+
+    static std::error_code code_for(error_class klass, int extended_code) {
+        return extended_code != SQLITE_OK ? std::error_code{extended_code, sqlite_category()}
+                                          : std::error_code{static_cast<int>(klass), resilite_category()};
+    }
+
     std::shared_ptr<detail::error_state> state_;  // shared: copying an exception must not throw
 };
 

@@ -2,6 +2,7 @@
 // resilite::settings: the runtime knobs, seeded from the compile-time policies and changeable
 // while running with Database::reconfigure() (validated, swapped whole).
 
+#include <resilite/retry_settings.hpp>
 #include <resilite/synchronous.hpp>
 
 #include <fmt/format.h>
@@ -18,8 +19,9 @@ struct settings {
     synchronous sync = synchronous::full;
     std::chrono::seconds checkpoint_interval{60};  // periodic PASSIVE checkpoint
     std::uint64_t wal_alert_bytes = 64ull << 20;   // event when the WAL file grows past this
-    std::chrono::milliseconds busy_timeout{5000};  // SQLite's own busy handler, per statement
+    std::chrono::milliseconds busy_timeout{100};   // SQLite's own busy wait inside each attempt
     std::size_t statement_cache_capacity = 64;     // prepared statements kept per connection
+    retry_settings retry{};                        // backoff between attempts
 
     friend bool operator==(const settings&, const settings&) = default;
 
@@ -39,7 +41,7 @@ struct settings {
         }
         const int s = static_cast<int>(sync);
         if (s < 1 || s > 3) return fmt::format("synchronous level {} is not allowed", s);
-        return std::nullopt;
+        return retry.problem();
     }
 };
 

@@ -7,5 +7,6 @@ namespace resilite::slot {
 struct durability {};
 struct observer {};
 struct clock {};
+struct retry {};
 
 }  // namespace resilite::slot

@@ -6,6 +6,7 @@
 
 #include <resilite/error.hpp>
 #include <resilite/event.hpp>
+#include <resilite/detail/retry_state.hpp>
 #include <resilite/sqlite/savepoint.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
@@ -55,8 +56,10 @@ public:
         : db_(o.db_),
           lock_(std::move(o.lock_)),
           tx_(std::move(o.tx_)),
-          start_(o.start_),
+          state_(o.state_),
+          managed_(o.managed_),
           changes_at_start_(o.changes_at_start_),
+          kept_rows_(o.kept_rows_),
           reported_(std::exchange(o.reported_, true)),
           depth_(o.depth_) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
@@ -69,14 +72,14 @@ public:
 
     template <class... Args>
     std::int64_t exec(std::string_view sql, const Args&... args) {
-        return db_->run_op(
+        return db_->run_in_transaction(
             "exec", [&] { return db_->conn().exec(sql, args...); }, [](std::int64_t n) { return n; });
     }
 
     template <class... T, class... Args>
     [[nodiscard]] auto query(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return db_->run_op(
+        return db_->run_in_transaction(
             "query", [&] { return db_->conn().template query_all<T...>(sql, args...); },
             [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
     }
@@ -84,7 +87,7 @@ public:
     template <class... T, class... Args>
     [[nodiscard]] auto query_one(std::string_view sql, const Args&... args) {
         static_assert(detail::owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return db_->run_op(
+        return db_->run_in_transaction(
             "query", [&] { return db_->conn().template query_one<T...>(sql, args...); },
             [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
     }
@@ -107,11 +110,12 @@ public:
     // A savepoint to release() or rollback() by hand; leaving it open undoes it.
     [[nodiscard]] basic_savepoint<Db> begin_savepoint() { return basic_savepoint<Db>{*this}; }
 
+    // COMMIT; retried under the retry policy while the database is busy.
     void commit() {
         try {
-            tx_.commit();
+            db_->commit_with_retry(tx_, state_);
         } catch (...) {
-            db_->annotate_current(start_, "commit");
+            db_->annotate_current(state_.start, "commit", state_.attempt);
             auto f = detail::op_failure::from_current_exception();
             if (!tx_.conn().in_transaction()) {  // SQLite rolled back already: nothing to retry
                 tx_.rollback();
@@ -129,42 +133,40 @@ public:
 
     [[nodiscard]] bool active() const noexcept { return tx_.active(); }
     [[nodiscard]] Db& database() const noexcept { return *db_; }
-
-    // Used by Database::transaction when the user's function throws.
-    void fail_with_current_exception() noexcept {
-        try {
-            auto f = detail::op_failure::from_current_exception();
-            tx_.rollback();
-            report(outcome::failed, f.klass, f.detail);
-        } catch (...) {  // rollback failed: the destructor retries it without throwing
-        }
-    }
+    // Which attempt this is (1 for the first). Database::transaction(f) replays f when the
+    // database was busy; f can use this to keep effects outside the database idempotent.
+    [[nodiscard]] int attempt() const noexcept { return state_.attempt; }
 
 private:
     friend Db;
     friend class basic_savepoint<Db>;
 
     basic_transaction(Db& db, std::unique_lock<std::recursive_mutex> lock, sqlite::transaction tx,
-                      time_point start)
+                      const detail::retry_state& state, bool managed)
         : db_(&db),
           lock_(std::move(lock)),
           tx_(std::move(tx)),
-          start_(start),
+          state_(state),
+          managed_(managed),
           changes_at_start_(db.conn().total_changes()) {}
 
     // Rows count only what was kept: a rolled back transaction changed nothing.
+    // A transaction run by Database::transaction(f) is reported by it, once for all attempts.
     void report(outcome o, error_class klass, std::string_view detail, bool kept = false) noexcept {
         if (reported_) return;
         reported_ = true;
-        const auto rows = kept ? db_->conn().total_changes() - changes_at_start_ : 0;
-        db_->emit_since("transaction", start_, o, rows, klass, detail);
+        kept_rows_ = kept ? db_->conn().total_changes() - changes_at_start_ : 0;
+        if (!managed_)
+            db_->emit_since("transaction", state_.start, o, kept_rows_, klass, detail, state_.attempt);
     }
 
     Db* db_;
     std::unique_lock<std::recursive_mutex> lock_;
     sqlite::transaction tx_;
-    time_point start_;
+    detail::retry_state state_;
+    bool managed_ = false;
     std::int64_t changes_at_start_ = 0;
+    std::int64_t kept_rows_ = 0;
     bool reported_ = false;
     int depth_ = 0;  // open savepoints, for unique names
 };

@@ -5,6 +5,7 @@
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/observer.hpp>
+#include <resilite/policy/retry.hpp>
 #include <resilite/slot.hpp>
 
 #include <boost/hana/at_key.hpp>
@@ -27,7 +28,8 @@ namespace hana = boost::hana;
 inline constexpr auto slot_defaults =
     hana::make_map(hana::make_pair(hana::type_c<slot::durability>, hana::type_c<wal_durability<>>),
                    hana::make_pair(hana::type_c<slot::observer>, hana::type_c<stderr_observer<>>),
-                   hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>));
+                   hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>),
+                   hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>));
 
 template <class P>
 concept has_slot = requires {
@@ -48,7 +50,7 @@ template <class P>
 struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
-                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock); "
+                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -88,6 +90,8 @@ struct policy_set {
                   "resilite::Database<...>: two observer policies given: keep one");
     static_assert(at_most_one_in_slot<slot::clock, Ps...>,
                   "resilite::Database<...>: two clock policies given: keep one");
+    static_assert(at_most_one_in_slot<slot::retry, Ps...>,
+                  "resilite::Database<...>: two retry policies given: keep one");
 
     // The policy given for Slot, or the slot's default.
     template <class Slot>

@@ -1,0 +1,66 @@
+#pragma once
+// Retry policy family: which delays separate attempts when the database is busy, how many
+// attempts, and the overall deadline. The parameters seed resilite::settings::retry.
+
+#include <resilite/jitter.hpp>
+#include <resilite/retry_settings.hpp>
+#include <resilite/slot.hpp>
+
+#include <concepts>
+#include <cstdint>
+
+namespace resilite {
+
+// Delay before the n-th retry: min(CapMs, BaseMs * Multiplier^(n-1)), randomised by Jitter.
+template <std::uint32_t BaseMs = 2, std::uint32_t CapMs = 1000, int MaxAttempts = 10,
+          resilite::jitter Jitter = resilite::jitter::full, std::uint32_t DeadlineMs = 30'000,
+          std::uint32_t Multiplier = 2>
+struct exponential_backoff {
+    static_assert(CapMs >= BaseMs, "resilite::exponential_backoff: CapMs must be at least BaseMs");
+    static_assert(MaxAttempts >= 1,
+                  "resilite::exponential_backoff: MaxAttempts counts the first attempt too; use 1 or more");
+    static_assert(Multiplier >= 1, "resilite::exponential_backoff: Multiplier must be at least 1");
+    static_assert(DeadlineMs > 0, "resilite::exponential_backoff: DeadlineMs must be positive");
+
+    using slot = resilite::slot::retry;
+    static constexpr retry_settings defaults{
+        retry_settings::strategy::exponential, Jitter,     std::chrono::milliseconds{BaseMs},
+        std::chrono::milliseconds{CapMs},      Multiplier, MaxAttempts,
+        std::chrono::milliseconds{DeadlineMs}};
+};
+
+// The same delay before every retry (no jitter).
+template <std::uint32_t DelayMs = 10, int MaxAttempts = 10, std::uint32_t DeadlineMs = 30'000>
+struct constant_backoff {
+    static_assert(MaxAttempts >= 1,
+                  "resilite::constant_backoff: MaxAttempts counts the first attempt too; use 1 or more");
+    static_assert(DeadlineMs > 0, "resilite::constant_backoff: DeadlineMs must be positive");
+
+    using slot = resilite::slot::retry;
+    static constexpr retry_settings defaults{retry_settings::strategy::constant,
+                                             resilite::jitter::none,
+                                             std::chrono::milliseconds{DelayMs},
+                                             std::chrono::milliseconds{DelayMs},
+                                             1,
+                                             MaxAttempts,
+                                             std::chrono::milliseconds{DeadlineMs}};
+};
+
+// One attempt only: busy errors reach the caller at once (SQLite's own busy_timeout still waits).
+struct no_retry {
+    using slot = resilite::slot::retry;
+    static constexpr retry_settings defaults{retry_settings::strategy::constant,
+                                             resilite::jitter::none,
+                                             std::chrono::milliseconds{0},
+                                             std::chrono::milliseconds{0},
+                                             1,
+                                             1,
+                                             std::chrono::milliseconds{30'000}};
+};
+
+template <class P>
+concept retry_policy = std::same_as<typename P::slot, slot::retry> && requires {
+    { P::defaults } -> std::convertible_to<retry_settings>;
+};
+
+}  // namespace resilite
