@@ -9,9 +9,12 @@
 #include <resilite/error.hpp>
 #include <resilite/error_class.hpp>
 #include <resilite/event.hpp>
+#include <resilite/jitter.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/observer.hpp>
+#include <resilite/policy/retry.hpp>
+#include <resilite/retry_settings.hpp>
 #include <resilite/settings.hpp>
 #include <resilite/slot.hpp>
 #include <resilite/synchronous.hpp>

@@ -18,10 +18,10 @@ struct retry_settings {
     strategy kind = strategy::exponential;
     resilite::jitter jitter = resilite::jitter::full;
     std::chrono::milliseconds base{2};           // first delay (constant: every delay)
-    std::chrono::milliseconds cap{1000};         // no delay is longer
+    std::chrono::milliseconds cap{100};          // no delay is longer
     unsigned multiplier = 2;                     // exponential growth per retry
-    int max_attempts = 10;                       // attempts in all, the first included
-    std::chrono::milliseconds deadline{30'000};  // for all attempts and delays together
+    int max_attempts = 1000;                     // attempts in all, the first included
+    std::chrono::milliseconds deadline{10'000};  // for all attempts and delays together
 
     friend bool operator==(const retry_settings&, const retry_settings&) = default;
 

@@ -19,7 +19,7 @@ struct settings {
     synchronous sync = synchronous::full;
     std::chrono::seconds checkpoint_interval{60};  // periodic PASSIVE checkpoint
     std::uint64_t wal_alert_bytes = 64ull << 20;   // event when the WAL file grows past this
-    std::chrono::milliseconds busy_timeout{100};   // SQLite's own busy wait inside each attempt
+    std::chrono::milliseconds busy_timeout{1000};  // SQLite's own busy wait inside each attempt
     std::size_t statement_cache_capacity = 64;     // prepared statements kept per connection
     retry_settings retry{};                        // backoff between attempts
 
