@@ -43,7 +43,8 @@ writer_result write_for(const commit_fn& commit, int writer, clock_type::time_po
     for (int seq = 0; clock_type::now() < until; ++seq) {
         const auto t0 = clock_type::now();
         if (commit(writer, seq)) {
-            r.latencies_ms.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+            r.latencies_ms.push_back(
+                std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
         } else {
             ++r.errors;
         }
@@ -63,15 +64,20 @@ struct summary {
     std::uint64_t errors = 0;
 };
 
-summary run(const std::string& name, const std::filesystem::path& dir, const process_setup& setup, double seconds) {
+summary run(const std::string& name, const std::filesystem::path& dir, const process_setup& setup,
+            double seconds) {
     const auto path = dir / (name + ".db");
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
     {
         resilite::sqlite::connection c{path};
-        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE w(writer INTEGER, seq INTEGER, pad TEXT, PRIMARY KEY(writer, seq))");
+        c.exec_script(
+            "PRAGMA journal_mode=WAL; CREATE TABLE w(writer INTEGER, seq INTEGER, pad TEXT, PRIMARY "
+            "KEY(writer, seq))");
     }
     const auto start = clock_type::now() + std::chrono::milliseconds{200};  // everyone starts together
-    const auto until = start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
+    const auto until =
+        start + std::chrono::duration_cast<clock_type::duration>(std::chrono::duration<double>(seconds));
     std::vector<pid_t> children;
     for (int p = 0; p < processes; ++p) {
         const pid_t pid = ::fork();
@@ -82,7 +88,8 @@ summary run(const std::string& name, const std::filesystem::path& dir, const pro
             const auto r = write_for(commit, 100 + p, until);
             std::ofstream out(dir / fmt::format("{}-child{}.txt", name, p));
             out << r.errors << '\n';
-            for (double l : r.latencies_ms) out << l << '\n';
+            for (double l : r.latencies_ms)
+                out << l << '\n';
             std::_Exit(0);
         }
         children.push_back(pid);
@@ -97,7 +104,8 @@ summary run(const std::string& name, const std::filesystem::path& dir, const pro
             results[static_cast<std::size_t>(t)] = write_for(commit, t, until);
         });
     }
-    for (auto& th : pool) th.join();
+    for (auto& th : pool)
+        th.join();
     summary s{name, seconds, {}, 0};
     for (auto& r : results) {
         s.errors += r.errors;
@@ -110,7 +118,8 @@ summary run(const std::string& name, const std::filesystem::path& dir, const pro
         std::uint64_t errors = 0;
         in >> errors;
         s.errors += errors;
-        for (double l = 0; in >> l;) s.latencies_ms.push_back(l);
+        for (double l = 0; in >> l;)
+            s.latencies_ms.push_back(l);
     }
     return s;
 }
@@ -187,7 +196,8 @@ process_setup resilite_setup(std::function<void(resilite::settings&)> adjust) {
         return [db](int) -> commit_fn {
             return [db](int writer, int seq) {
                 try {
-                    db->transaction([&](auto& tx) { tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad); });
+                    db->transaction(
+                        [&](auto& tx) { tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad); });
                     return true;
                 } catch (const resilite::error& e) {
                     if (std::getenv("BENCH_VERBOSE") != nullptr) fmt::print(stderr, "{}\n", e.what());
@@ -206,23 +216,30 @@ int main(int argc, char** argv) {
     const std::filesystem::path dir = templ;
 
     std::vector<summary> all;
-    all.push_back(run("raw", dir, [](const auto& p) { return raw_setup(p); }, seconds));
-    all.push_back(run("sqlitecpp", dir, [](const auto& p) { return sqlitecpp_setup(p); }, seconds));
+    all.push_back(run(
+        "raw", dir, [](const auto& p) { return raw_setup(p); }, seconds));
+    all.push_back(run(
+        "sqlitecpp", dir, [](const auto& p) { return sqlitecpp_setup(p); }, seconds));
     all.push_back(run("resilite", dir, resilite_setup([](resilite::settings&) {}), seconds));
     if (std::getenv("BENCH_PER_THREAD") != nullptr) {
-        all.push_back(run("resilite-db-per-thread", dir, [](const std::filesystem::path& path) -> writer_factory {
-            return [path](int) -> commit_fn {
-                auto db = std::make_shared<resilite::Database<resilite::null_observer>>(path);
-                return [db](int writer, int seq) {
-                    try {
-                        db->transaction([&](auto& tx) { tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad); });
-                        return true;
-                    } catch (const resilite::error&) {
-                        return false;
-                    }
+        all.push_back(run(
+            "resilite-db-per-thread", dir,
+            [](const std::filesystem::path& path) -> writer_factory {
+                return [path](int) -> commit_fn {
+                    auto db = std::make_shared<resilite::Database<resilite::null_observer>>(path);
+                    return [db](int writer, int seq) {
+                        try {
+                            db->transaction([&](auto& tx) {
+                                tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad);
+                            });
+                            return true;
+                        } catch (const resilite::error&) {
+                            return false;
+                        }
+                    };
                 };
-            };
-        }, seconds));
+            },
+            seconds));
     }
     // The alternatives weighed for the defaults: SQLite's busy wait inside each attempt (ms),
     // the backoff cap between attempts (ms), attempts.
@@ -240,13 +257,14 @@ int main(int argc, char** argv) {
     }
     fmt::print("{} threads + {} processes, single-row commits (synchronous=FULL), {:.1f} s each\n\n", threads,
                processes, seconds);
-    fmt::print("{:<22} {:>12} {:>10} {:>10} {:>10} {:>16}\n", "contender", "commits/s", "p50 ms", "p99 ms", "errors",
-               "throughput/raw");
+    fmt::print("{:<22} {:>12} {:>10} {:>10} {:>10} {:>16}\n", "contender", "commits/s", "p50 ms", "p99 ms",
+               "errors", "throughput/raw");
     const double raw_rate = static_cast<double>(all[0].latencies_ms.size()) / all[0].seconds;
     for (const auto& s : all) {
         const double rate = static_cast<double>(s.latencies_ms.size()) / s.seconds;
         fmt::print("{:<22} {:>12.0f} {:>10.3f} {:>10.3f} {:>10} {:>16.3f}\n", s.name, rate,
-                   percentile(s.latencies_ms, 0.5), percentile(s.latencies_ms, 0.99), s.errors, rate / raw_rate);
+                   percentile(s.latencies_ms, 0.5), percentile(s.latencies_ms, 0.99), s.errors,
+                   rate / raw_rate);
     }
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
