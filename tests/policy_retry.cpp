@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <set>
@@ -117,8 +118,9 @@ TEST_CASE("P1 connection recovery", "[retry][property][P1]") {
         const int k = *rc::gen::inRange(0, limits.max_attempts + 3);
         const int code = *rc::gen::element(SQLITE_BUSY, SQLITE_LOCKED, SQLITE_BUSY_SNAPSHOT,
                                            SQLITE_IOERR_READ, SQLITE_CANTOPEN, SQLITE_PROTOCOL);
-        const int which = *rc::gen::inRange(0, 3);  // exec, transaction, query
-        const std::string op = which == 0 ? "exec" : which == 1 ? "begin" : "query";
+        const int which = *rc::gen::inRange(0, 4);  // exec, transaction, query, open
+        const std::string op = std::array{"exec", "begin", "query", "open"}[static_cast<std::size_t>(which)];
+        bool armed = false;  // failures are injected into the operation under test only
 
         test::event_log log;
         resilite::manual_clock clock;
@@ -126,16 +128,16 @@ TEST_CASE("P1 connection recovery", "[retry][property][P1]") {
         o.observer = log.observer();
         o.clock = clock;
         o.inject_failure = [&](std::string_view operation, int attempt) {
-            return operation == op && attempt <= k ? code : SQLITE_OK;
+            return armed && operation == op && attempt <= k ? code : SQLITE_OK;
         };
+        o.settings = manual_db::default_settings();
+        o.settings->retry = limits;
         static int case_number = 0;
         const auto path = dir / fmt::format("p1-{}.db", ++case_number);
         manual_db db{path, o};
-        auto s = db.current_settings();
-        s.retry = limits;
-        db.reconfigure(s);
         db.exec_script("CREATE TABLE t(x)");
         log.clear();
+        std::optional<manual_db> reopened;
 
         int bodies = 0;
         const auto run = [&] {
@@ -149,12 +151,16 @@ TEST_CASE("P1 connection recovery", "[retry][property][P1]") {
                         tx.exec("INSERT INTO t VALUES(1)");
                     });
                     break;
-                default:
+                case 2:
                     static_cast<void>(db.query<int>("SELECT x FROM t"));
+                    break;
+                default:
+                    reopened.emplace(path, o);
                     break;
             }
         };
         const auto sleeps_before = clock.sleeps().size();
+        armed = true;
         const bool expect_success = k < limits.max_attempts;
         try {
             run();
@@ -182,7 +188,8 @@ TEST_CASE("P1 connection recovery", "[retry][property][P1]") {
         }
         // Every attempt is visible: one retry event per retried attempt, then the operation's.
         // (Statements run inside the transaction's body have events of their own: left out.)
-        const std::string op_event = which == 0 ? "exec" : which == 1 ? "transaction" : "query";
+        const std::string op_event =
+            std::array{"exec", "transaction", "query", "open"}[static_cast<std::size_t>(which)];
         std::vector<test::recorded_event> events;
         for (const auto& e : log.events()) {
             if (e.name == "retry" || e.name == op_event) events.push_back(e);
@@ -195,9 +202,13 @@ TEST_CASE("P1 connection recovery", "[retry][property][P1]") {
         RC_ASSERT(events.back().attempts == attempts);
         RC_ASSERT(events.back().result ==
                   (expect_success ? resilite::outcome::ok : resilite::outcome::failed));
-        RC_ASSERT(db.retries() == static_cast<std::uint64_t>(attempts - 1));
+        if (which != 3) RC_ASSERT(db.retries() == static_cast<std::uint64_t>(attempts - 1));
+        if (which == 3 && expect_success) {
+            RC_ASSERT(reopened->retries() == static_cast<std::uint64_t>(attempts - 1));
+            RC_ASSERT(reopened->query_one<std::string>("PRAGMA journal_mode") == "wal");
+        }
         // The write happened exactly once, or not at all.
-        if (which != 2) {
+        if (which == 0 || which == 1) {
             RC_ASSERT(db.query_one<int>("SELECT count(*) FROM t") == (expect_success ? 1 : 0));
         }
         if (which == 1) RC_ASSERT(bodies == (expect_success ? 1 : 0));  // failures came at BEGIN
