@@ -9,8 +9,11 @@
 #include <resilite/detail/policy_set.hpp>
 #include <resilite/detail/retry_scope.hpp>
 #include <resilite/detail/retry_state.hpp>
+#include <resilite/detail/row_sql.hpp>
+#include <resilite/detail/schema_sync.hpp>
 #include <resilite/error.hpp>
 #include <resilite/event.hpp>
+#include <resilite/schema_report.hpp>
 #include <resilite/settings.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/transaction.hpp>
@@ -58,6 +61,8 @@ public:
     using observer_type = typename policy_set::template get<slot::observer>;
     using clock_type = typename policy_set::template get<slot::clock>;
     using retry_type = typename policy_set::template get<slot::retry>;
+    using schema_type = typename policy_set::template get<slot::schema>;
+    using migrations_type = typename policy_set::template get<slot::migrations>;
     using time_point = std::chrono::steady_clock::time_point;
     using transaction_type = basic_transaction<Database>;
     using savepoint_type = basic_savepoint<Database>;
@@ -74,6 +79,10 @@ public:
                   "resilite::Database<...>: the retry policy needs `static constexpr "
                   "resilite::retry_settings defaults`; use resilite::exponential_backoff<> or "
                   "resilite::constant_backoff<>");
+    static_assert(schema_policy<schema_type>,
+                  "resilite::Database<...>: the schema policy must be a resilite::schema<...>");
+    static_assert(migrations_policy<migrations_type>,
+                  "resilite::Database<...>: the migrations policy must be a resilite::migrations<...>");
     static_assert(clock_policy<clock_type>,
                   "resilite::Database<...>: the clock policy needs now() -> steady_clock "
                   "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
@@ -97,6 +106,7 @@ public:
           clock_(std::move(opts.clock)),
           settings_(opts.settings.value_or(default_settings())),
           inject_failure_(std::move(opts.inject_failure)),
+          before_migrations_(std::move(opts.before_migrations)),
           rng_(std::random_device{}()) {
         auto st = start_retry();
         try {
@@ -118,8 +128,16 @@ public:
                 throw;
             }
         }
+        try {
+            prepare_schema();
+        } catch (...) {
+            finish_failed("open", st);
+            std::lock_guard lock(mutex_);
+            conn_.reset();
+            throw;
+        }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
-        emit_since("open", st.start, outcome::ok, 0, error_class::none, {}, st.attempt);
+        emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "", st.attempt);
         if constexpr (durability_type::background_thread) start_background();
     }
 
@@ -180,6 +198,71 @@ public:
             "query", [&] { return conn().template query_one<T...>(sql, args...); },
             [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
     }
+
+    // ---- typed rows (tables declared in the schema policy) -------------------------------------
+
+    // Inserts the row; returns its rowid.
+    template <class Row>
+    std::int64_t insert(const Row& row) {
+        using sql = detail::row_sql<table_for<Row>>;
+        return run_op(
+            "insert",
+            [&] {
+                detail::exec_with_row(conn(), sql::insert(), row);
+                return conn().last_insert_rowid();
+            },
+            [](std::int64_t) { return std::int64_t{1}; });
+    }
+
+    // Inserts the row, or updates every other column of the row with the same primary key.
+    template <class Row>
+    std::int64_t upsert(const Row& row) {
+        using table = table_for<Row>;
+        static_assert(table::primary_key_size > 0, "resilite::Database::upsert: the table needs a primary_key");
+        return run_op(
+            "upsert", [&] { return detail::exec_with_row(conn(), detail::row_sql<table>::upsert(), row); },
+            [](std::int64_t n) { return n; });
+    }
+
+    // The row with this primary key (one value per key column), if any.
+    template <class Row, class... Key>
+    [[nodiscard]] std::optional<Row> get(const Key&... key) {
+        using table = table_for<Row>;
+        static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
+                      "resilite::Database::get<Row>(key...): give one value per primary key column");
+        return run_op(
+            "get", [&] { return detail::select_struct<Row>(conn(), detail::row_sql<table>::get(), key...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
+    }
+
+    // Rows of the table, filtered by an SQL tail: select<User>("WHERE name = ? ORDER BY id", "Ann").
+    template <class Row, class... Args>
+    [[nodiscard]] std::vector<Row> select(std::string_view tail = {}, const Args&... args) {
+        using table = table_for<Row>;
+        const auto sql = tail.empty() ? detail::row_sql<table>::select_all()
+                                      : fmt::format("{} {}", detail::row_sql<table>::select_all(), tail);
+        return run_op(
+            "select", [&] { return detail::select_structs<Row>(conn(), sql, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
+    }
+
+    // Deletes the row with this primary key; returns 1, or 0 when there was none.
+    template <class Row, class... Key>
+    std::int64_t erase(const Key&... key) {
+        using table = table_for<Row>;
+        static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
+                      "resilite::Database::erase<Row>(key...): give one value per primary key column");
+        return run_op(
+            "erase", [&] { return conn().exec(detail::row_sql<table>::erase(), key...); },
+            [](std::int64_t n) { return n; });
+    }
+
+    // What schema sync did at open (empty when no schema is declared).
+    [[nodiscard]] const schema_report& sync_report() const noexcept { return sync_report_; }
+    // True when the database was opened read-only (newer than the code, newer_database::read_only).
+    [[nodiscard]] bool read_only() const noexcept { return read_only_; }
+    // PRAGMA user_version: the last migration applied.
+    [[nodiscard]] int version() { return query_one<int>("PRAGMA user_version").value_or(0); }
 
     // ---- transactions -----------------------------------------------------------------------
 
@@ -324,6 +407,120 @@ public:
 private:
     friend transaction_type;
     friend savepoint_type;
+
+    template <class Row>
+    struct table_lookup {
+        static constexpr auto found = schema_type::template find_table<Row>();
+        using type = typename std::remove_cvref_t<decltype(found.value_or(boost::hana::type_c<void>))>::type;
+        static_assert(!std::is_void_v<type>,
+                      "resilite::Database: this row type is not declared in the schema; add "
+                      "resilite::table<\"name\", Row, ...> to the resilite::schema<...> policy");
+    };
+    template <class Row>
+    using table_for = typename table_lookup<Row>::type;
+
+    // ---- schema and migrations ------------------------------------------------------------------
+
+    // After open: a brand-new database gets the declared schema and the latest version in one
+    // transaction; an existing one gets its pending migrations, then schema sync.
+    void prepare_schema() {
+        constexpr int latest = migrations_type::latest;
+        if constexpr (schema_type::empty && latest == 0) return;
+        int version = 0;
+        bool brand_new = false;
+        with_lock([&] {
+            version = conn().template query_one<int>("PRAGMA user_version").value_or(0);
+            brand_new = version == 0 && conn().template query_one<int>(
+                                            "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+                                            "ESCAPE '\\'") == 0;
+        });
+        if (version > latest && latest > 0) {
+            if constexpr (migrations_type::on_newer == newer_database::refuse) {
+                throw detail::library_failure(
+                    error_class::schema, "open",
+                    fmt::format("the database is at version {}, newer than this application's {}; it was not "
+                                "opened (newer_database::refuse) and not changed",
+                                version, latest),
+                    path_.string());
+            } else {
+                reopen_read_only();
+                sync_report_.mode = schema_type::mode;
+                sync_report_.drifts.push_back({schema_report::severity::warning, {}, {},
+                                               fmt::format("database version {} is newer than the application's "
+                                                           "{}: opened read-only, schema not synced",
+                                                           version, latest)});
+                return;
+            }
+        }
+        if (brand_new && !schema_type::empty) {
+            sync_schema(latest);
+            return;
+        }
+        if (version < latest) run_migrations(version);
+        if constexpr (!schema_type::empty) sync_schema(std::nullopt);
+    }
+
+    void sync_schema(std::optional<int> stamp_version) {
+        const auto start = now();
+        with_lock([&] { sync_report_ = detail::sync_schema(conn(), schema_type::definition(), schema_type::mode, stamp_version); });
+        const auto status = sync_report_.status();
+        std::int64_t applied = 0;
+        for (const auto& a : sync_report_.actions) applied += a.applied ? 1 : 0;
+        emit_since("schema_sync", start,
+                   status == schema_status::ok ? outcome::ok
+                                               : (status == schema_status::warnings ? outcome::warning : outcome::failed),
+                   applied, status == schema_status::critical ? error_class::schema : error_class::none,
+                   status == schema_status::ok && applied == 0 ? std::string{} : sync_report_.to_text());
+    }
+
+    void run_migrations(int from) {
+        if (before_migrations_) before_migrations_(from, migrations_type::latest);
+        migrations_type::for_each([&](auto id) {
+            using M = typename decltype(id)::type;
+            if (M::version <= from) return;
+            const auto start = now();
+            const auto label = detail::migration_name<M>().empty()
+                                   ? fmt::format("migration {}", M::version)
+                                   : fmt::format("migration {} ({})", M::version, detail::migration_name<M>());
+            const auto note = fmt::format("{} failed and was rolled back; the database stays at version {}", label,
+                                          M::version - 1);
+            try {
+                transaction([&](transaction_type& tx) {
+                    if constexpr (detail::sql_migration<M>) {
+                        tx.exec_script(M::sql);
+                    } else {
+                        static_assert(requires { M::up(tx); },
+                                      "resilite::migrations: a migration needs `static constexpr std::string_view "
+                                      "sql` or `static void up(auto& tx)`");
+                        M::up(tx);
+                    }
+                    tx.exec(fmt::format("PRAGMA user_version = {}", M::version));
+                });
+            } catch (const error& e) {
+                technical_detail d = e.technical();
+                d.operation = "migrate";
+                d.note = d.note.empty() ? note : fmt::format("{}: {}", note, d.note);
+                error wrapped{error_class::migration, std::move(d), e};
+                emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
+                throw wrapped;
+            } catch (const std::exception& e) {
+                auto wrapped = detail::library_failure(error_class::migration, "migrate",
+                                                       fmt::format("{}: {}", note, e.what()), path_.string());
+                emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
+                throw wrapped;
+            }
+            emit_since("migrate", start, outcome::ok, 0, error_class::none, label);
+        });
+    }
+
+    void reopen_read_only() {
+        std::lock_guard lock(mutex_);
+        conn_.reset();
+        conn_.emplace(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr, settings_.statement_cache_capacity);
+        applied_busy_timeout_ = std::chrono::milliseconds{-1};
+        prepare_attempt(start_retry());
+        read_only_ = true;
+    }
 
     [[nodiscard]] time_point now() const { return clock_.now(); }
     [[nodiscard]] sqlite::connection& conn() { return *conn_; }
@@ -691,6 +888,9 @@ private:
     std::optional<sqlite::connection> conn_;
     std::chrono::milliseconds applied_busy_timeout_{-1};  // what SQLite's busy handler has now
     std::function<int(std::string_view, int)> inject_failure_;
+    std::function<void(int, int)> before_migrations_;
+    resilite::schema_report sync_report_{};
+    bool read_only_ = false;
     std::mutex rng_mutex_;
     std::mt19937_64 rng_;  // jitter
     std::atomic<std::uint64_t> retries_{0};

@@ -19,6 +19,9 @@ struct database_options {
     // Test hook: called before every attempt of every operation; a non-zero SQLite result code
     // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY).
     std::function<int(std::string_view operation, int attempt)> inject_failure{};
+    // Called once before the first pending migration runs, with the database's version and the
+    // version it is about to be brought to (a backup belongs here).
+    std::function<void(int from_version, int to_version)> before_migrations{};
 };
 
 }  // namespace resilite

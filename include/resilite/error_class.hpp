@@ -39,9 +39,10 @@ enum class error_class : std::uint8_t {
     invalid_setting,  // a runtime setting was refused; the old settings stay
     retry_exhausted,  // attempts or deadline ran out (the last cause is carried)
     degraded,         // refused because the database is running degraded
+    migration,        // a migration failed and was rolled back (the version is unchanged)
 };
 
-inline constexpr std::size_t error_class_count = static_cast<std::size_t>(error_class::degraded) + 1;
+inline constexpr std::size_t error_class_count = static_cast<std::size_t>(error_class::migration) + 1;
 
 namespace detail {
 struct error_class_info {
@@ -80,6 +81,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"invalid_setting", "A configuration change was refused; the previous settings remain."},
     {"retry_exhausted", "The database stayed unavailable after several attempts."},
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
+    {"migration", "The database could not be upgraded for this version of the application; it was left as it was."},
 }};
 }  // namespace detail
 

@@ -8,5 +8,7 @@ struct durability {};
 struct observer {};
 struct clock {};
 struct retry {};
+struct schema {};
+struct migrations {};
 
 }  // namespace resilite::slot

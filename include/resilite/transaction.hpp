@@ -7,6 +7,7 @@
 #include <resilite/error.hpp>
 #include <resilite/event.hpp>
 #include <resilite/detail/retry_state.hpp>
+#include <resilite/detail/row_sql.hpp>
 #include <resilite/sqlite/savepoint.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
@@ -74,6 +75,57 @@ public:
     std::int64_t exec(std::string_view sql, const Args&... args) {
         return db_->run_in_transaction(
             "exec", [&] { return db_->conn().exec(sql, args...); }, [](std::int64_t n) { return n; });
+    }
+
+    void exec_script(std::string_view sql) {
+        db_->run_in_transaction(
+            "exec_script",
+            [&] {
+                db_->conn().exec_script(sql);
+                return 0;
+            },
+            [](int) { return std::int64_t{0}; });
+    }
+
+    // Typed rows, as on the Database (see there).
+    template <class Row>
+    std::int64_t insert(const Row& row) {
+        using sql = detail::row_sql<typename Db::template table_for<Row>>;
+        return db_->run_in_transaction(
+            "insert",
+            [&] {
+                detail::exec_with_row(db_->conn(), sql::insert(), row);
+                return db_->conn().last_insert_rowid();
+            },
+            [](std::int64_t) { return std::int64_t{1}; });
+    }
+    template <class Row>
+    std::int64_t upsert(const Row& row) {
+        using sql = detail::row_sql<typename Db::template table_for<Row>>;
+        return db_->run_in_transaction(
+            "upsert", [&] { return detail::exec_with_row(db_->conn(), sql::upsert(), row); },
+            [](std::int64_t n) { return n; });
+    }
+    template <class Row, class... Key>
+    [[nodiscard]] std::optional<Row> get(const Key&... key) {
+        using sql = detail::row_sql<typename Db::template table_for<Row>>;
+        return db_->run_in_transaction(
+            "get", [&] { return detail::select_struct<Row>(db_->conn(), sql::get(), key...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.has_value()); });
+    }
+    template <class Row, class... Args>
+    [[nodiscard]] std::vector<Row> select(std::string_view tail = {}, const Args&... args) {
+        using sql = detail::row_sql<typename Db::template table_for<Row>>;
+        const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
+        return db_->run_in_transaction(
+            "select", [&] { return detail::select_structs<Row>(db_->conn(), text, args...); },
+            [](const auto& v) { return static_cast<std::int64_t>(v.size()); });
+    }
+    template <class Row, class... Key>
+    std::int64_t erase(const Key&... key) {
+        using sql = detail::row_sql<typename Db::template table_for<Row>>;
+        return db_->run_in_transaction(
+            "erase", [&] { return db_->conn().exec(sql::erase(), key...); }, [](std::int64_t n) { return n; });
     }
 
     template <class... T, class... Args>

@@ -4,8 +4,10 @@
 
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
+#include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
+#include <resilite/schema/schema.hpp>
 #include <resilite/slot.hpp>
 
 #include <boost/hana/at_key.hpp>
@@ -29,7 +31,9 @@ inline constexpr auto slot_defaults =
     hana::make_map(hana::make_pair(hana::type_c<slot::durability>, hana::type_c<wal_durability<>>),
                    hana::make_pair(hana::type_c<slot::observer>, hana::type_c<stderr_observer<>>),
                    hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>),
-                   hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>));
+                   hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>),
+    hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
+    hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>));
 
 template <class P>
 concept has_slot = requires {
@@ -50,7 +54,7 @@ template <class P>
 struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
-                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry); "
+                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, schema, migrations); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -92,6 +96,11 @@ struct policy_set {
                   "resilite::Database<...>: two clock policies given: keep one");
     static_assert(at_most_one_in_slot<slot::retry, Ps...>,
                   "resilite::Database<...>: two retry policies given: keep one");
+    static_assert(at_most_one_in_slot<slot::schema, Ps...>,
+                  "resilite::Database<...>: two schema policies given: put every table in one resilite::schema<...>");
+    static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
+                  "resilite::Database<...>: two migrations policies given: list every migration in one "
+                  "resilite::migrations<...>");
 
     // The policy given for Slot, or the slot's default.
     template <class Slot>

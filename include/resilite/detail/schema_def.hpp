@@ -1,0 +1,112 @@
+#pragma once
+// The run-time description of a declared schema, built once from the compile-time
+// declarations, and the SQL that creates each part. The sync engine works on this form (so
+// property P3 can generate random schemas at run time).
+
+#include <fmt/format.h>
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail {
+
+struct column_def {
+    std::string name;
+    std::string type;  // INTEGER, REAL, TEXT, BLOB
+    bool not_null = true;
+    std::optional<std::string> default_sql;
+    bool unique = false;
+    bool secret = false;
+};
+
+struct index_def {
+    std::string name;
+    std::vector<std::string> columns;
+    bool unique = false;
+    std::string where;  // partial index condition, empty for none
+};
+
+struct table_def {
+    std::string name;
+    std::vector<column_def> columns;
+    std::vector<std::string> primary_key;
+    std::vector<index_def> indexes;
+};
+
+struct trigger_def {
+    std::string name;
+    std::string sql;  // after CREATE TRIGGER "name"
+};
+
+struct schema_def {
+    std::vector<table_def> tables;
+    std::vector<trigger_def> triggers;
+};
+
+// "name" with embedded quotes doubled: identifiers are quoted everywhere.
+[[nodiscard]] inline std::string quote_id(std::string_view id) {
+    std::string out = "\"";
+    for (char c : id) {
+        out += c;
+        if (c == '"') out += '"';
+    }
+    out += '"';
+    return out;
+}
+
+[[nodiscard]] inline std::string quote_list(const std::vector<std::string>& ids) {
+    std::string out;
+    for (const auto& id : ids) {
+        if (!out.empty()) out += ',';
+        out += quote_id(id);
+    }
+    return out;
+}
+
+// A single integer primary key is SQLite's rowid alias and must be spelled INTEGER PRIMARY KEY.
+[[nodiscard]] inline bool is_rowid_alias(const table_def& t, const column_def& c) {
+    return t.primary_key.size() == 1 && t.primary_key[0] == c.name && c.type == "INTEGER";
+}
+
+// The column as it appears in CREATE TABLE; `for_add` leaves out UNIQUE (ALTER TABLE ADD
+// COLUMN cannot add it: a unique index does the job instead).
+[[nodiscard]] inline std::string column_sql(const table_def& t, const column_def& c, bool for_add = false) {
+    std::string out = fmt::format("{} {}", quote_id(c.name), c.type);
+    if (is_rowid_alias(t, c)) return out + " PRIMARY KEY";
+    if (c.not_null) out += " NOT NULL";
+    if (c.default_sql) out += fmt::format(" DEFAULT ({})", *c.default_sql);
+    if (c.unique && !for_add) out += " UNIQUE";
+    return out;
+}
+
+[[nodiscard]] inline std::string create_table_sql(const table_def& t) {
+    std::string cols;
+    bool alias = false;
+    for (const auto& c : t.columns) {
+        if (!cols.empty()) cols += ", ";
+        cols += column_sql(t, c);
+        alias = alias || is_rowid_alias(t, c);
+    }
+    if (!t.primary_key.empty() && !alias) cols += fmt::format(", PRIMARY KEY({})", quote_list(t.primary_key));
+    return fmt::format("CREATE TABLE {}({})", quote_id(t.name), cols);
+}
+
+[[nodiscard]] inline std::string create_index_sql(const table_def& t, const index_def& i) {
+    std::string out = fmt::format("CREATE {}INDEX {} ON {}({})", i.unique ? "UNIQUE " : "", quote_id(i.name),
+                                  quote_id(t.name), quote_list(i.columns));
+    if (!i.where.empty()) out += fmt::format(" WHERE {}", i.where);
+    return out;
+}
+
+// The unique index that stands in for a UNIQUE column added after the table was created.
+[[nodiscard]] inline index_def unique_column_index(const table_def& t, const column_def& c) {
+    return index_def{fmt::format("resilite_unique_{}_{}", t.name, c.name), {c.name}, true, {}};
+}
+
+[[nodiscard]] inline std::string create_trigger_sql(const trigger_def& tr) {
+    return fmt::format("CREATE TRIGGER {} {}", quote_id(tr.name), tr.sql);
+}
+
+}  // namespace resilite::detail

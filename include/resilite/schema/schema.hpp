@@ -1,0 +1,125 @@
+#pragma once
+// resilite::schema<Tables and triggers...>: the schema policy. Declared once, synced at open:
+// missing tables, columns, indexes and triggers are added; drift is reported (schema_report).
+//
+//   using Schema = resilite::schema<users, orders, resilite::trigger<"count_orders", "...">>;
+//   using Strict = resilite::basic_schema<resilite::schema_mode::strict, users, orders>;
+
+#include <resilite/detail/schema_def.hpp>
+#include <resilite/schema/table.hpp>
+#include <resilite/schema/trigger.hpp>
+#include <resilite/schema_mode.hpp>
+#include <resilite/slot.hpp>
+
+#include <boost/hana/filter.hpp>
+#include <boost/hana/find_if.hpp>
+#include <boost/hana/tuple.hpp>
+#include <boost/hana/type.hpp>
+
+#include <array>
+#include <string_view>
+#include <type_traits>
+
+namespace resilite {
+
+namespace detail {
+template <class T>
+concept table_decl = requires { requires T::is_table; };
+template <class T>
+concept trigger_decl = requires { requires T::is_trigger; };
+
+template <class T>
+constexpr std::string_view table_name_of() {
+    if constexpr (table_decl<T>) {
+        return T::name;
+    } else {
+        return {};
+    }
+}
+template <class T>
+constexpr std::string_view trigger_name_of() {
+    if constexpr (trigger_decl<T>) {
+        return T::name;
+    } else {
+        return {};
+    }
+}
+
+template <std::size_t N>
+constexpr bool distinct_names(const std::array<std::string_view, N>& names) {
+    for (std::size_t i = 0; i < N; ++i) {
+        for (std::size_t j = i + 1; j < N; ++j) {
+            if (!names[i].empty() && names[i] == names[j]) return false;
+        }
+    }
+    return true;
+}
+
+template <class Row>
+struct table_of_row_t {
+    template <class T>
+    constexpr auto operator()(T) const {
+        using Item = typename T::type;
+        if constexpr (table_decl<Item>) {
+            return boost::hana::bool_c<std::is_same_v<typename Item::row_type, Row>>;
+        } else {
+            return boost::hana::false_c;
+        }
+    }
+};
+}  // namespace detail
+
+template <schema_mode Mode, class... Items>
+struct basic_schema {
+    static_assert(((detail::table_decl<Items> || detail::trigger_decl<Items>) && ... && true),
+                  "resilite::schema<...>: list resilite::table<...> and resilite::trigger<...> types only");
+    static_assert(detail::distinct_names(std::array<std::string_view, sizeof...(Items) + 1>{
+                      detail::table_name_of<Items>()..., std::string_view{}}),
+                  "resilite::schema<...>: two tables share a name");
+    static_assert(detail::distinct_names(std::array<std::string_view, sizeof...(Items) + 1>{
+                      detail::trigger_name_of<Items>()..., std::string_view{}}),
+                  "resilite::schema<...>: two triggers share a name");
+
+    using slot = resilite::slot::schema;
+    static constexpr schema_mode mode = Mode;
+    static constexpr bool empty = sizeof...(Items) == 0;
+
+    // The declaration in its run-time form, built once.
+    [[nodiscard]] static const detail::schema_def& definition() {
+        static const detail::schema_def def = [] {
+            detail::schema_def d;
+            (add<Items>(d), ...);
+            return d;
+        }();
+        return def;
+    }
+
+    // The table declared for Row (a boost::hana::optional of its type).
+    template <class Row>
+    static constexpr auto find_table() {
+        return boost::hana::find_if(boost::hana::tuple_t<Items...>, detail::table_of_row_t<Row>{});
+    }
+
+private:
+    template <class Item>
+    static void add(detail::schema_def& d) {
+        if constexpr (detail::table_decl<Item>) {
+            d.tables.push_back(Item::definition());
+        } else {
+            d.triggers.push_back({std::string{Item::name}, std::string{Item::sql}});
+        }
+    }
+};
+
+template <class... Items>
+using schema = basic_schema<schema_mode::add_missing, Items...>;
+
+using no_schema = basic_schema<schema_mode::add_missing>;
+
+template <class P>
+concept schema_policy = std::same_as<typename P::slot, slot::schema> && requires {
+    { P::definition() } -> std::convertible_to<const detail::schema_def&>;
+    { P::mode } -> std::convertible_to<schema_mode>;
+};
+
+}  // namespace resilite
