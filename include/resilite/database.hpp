@@ -137,7 +137,8 @@ public:
             throw;
         }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
-        emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "", st.attempt);
+        emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "",
+                   st.attempt);
         if constexpr (durability_type::background_thread) start_background();
     }
 
@@ -218,7 +219,8 @@ public:
     template <class Row>
     std::int64_t upsert(const Row& row) {
         using table = table_for<Row>;
-        static_assert(table::primary_key_size > 0, "resilite::Database::upsert: the table needs a primary_key");
+        static_assert(table::primary_key_size > 0,
+                      "resilite::Database::upsert: the table needs a primary_key");
         return run_op(
             "upsert", [&] { return detail::exec_with_row(conn(), detail::row_sql<table>::upsert(), row); },
             [](std::int64_t n) { return n; });
@@ -430,9 +432,10 @@ private:
         bool brand_new = false;
         with_lock([&] {
             version = conn().template query_one<int>("PRAGMA user_version").value_or(0);
-            brand_new = version == 0 && conn().template query_one<int>(
-                                            "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
-                                            "ESCAPE '\\'") == 0;
+            brand_new =
+                version == 0 && conn().template query_one<int>(
+                                    "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
+                                    "ESCAPE '\\'") == 0;
         });
         if (version > latest && latest > 0) {
             if constexpr (migrations_type::on_newer == newer_database::refuse) {
@@ -445,10 +448,13 @@ private:
             } else {
                 reopen_read_only();
                 sync_report_.mode = schema_type::mode;
-                sync_report_.drifts.push_back({schema_report::severity::warning, {}, {},
-                                               fmt::format("database version {} is newer than the application's "
-                                                           "{}: opened read-only, schema not synced",
-                                                           version, latest)});
+                sync_report_.drifts.push_back(
+                    {schema_report::severity::warning,
+                     {},
+                     {},
+                     fmt::format("database version {} is newer than the application's "
+                                 "{}: opened read-only, schema not synced",
+                                 version, latest)});
                 return;
             }
         }
@@ -462,13 +468,18 @@ private:
 
     void sync_schema(std::optional<int> stamp_version) {
         const auto start = now();
-        with_lock([&] { sync_report_ = detail::sync_schema(conn(), schema_type::definition(), schema_type::mode, stamp_version); });
+        with_lock([&] {
+            sync_report_ =
+                detail::sync_schema(conn(), schema_type::definition(), schema_type::mode, stamp_version);
+        });
         const auto status = sync_report_.status();
         std::int64_t applied = 0;
-        for (const auto& a : sync_report_.actions) applied += a.applied ? 1 : 0;
+        for (const auto& a : sync_report_.actions)
+            applied += a.applied ? 1 : 0;
         emit_since("schema_sync", start,
-                   status == schema_status::ok ? outcome::ok
-                                               : (status == schema_status::warnings ? outcome::warning : outcome::failed),
+                   status == schema_status::ok
+                       ? outcome::ok
+                       : (status == schema_status::warnings ? outcome::warning : outcome::failed),
                    applied, status == schema_status::critical ? error_class::schema : error_class::none,
                    status == schema_status::ok && applied == 0 ? std::string{} : sync_report_.to_text());
     }
@@ -479,19 +490,21 @@ private:
             using M = typename decltype(id)::type;
             if (M::version <= from) return;
             const auto start = now();
-            const auto label = detail::migration_name<M>().empty()
-                                   ? fmt::format("migration {}", M::version)
-                                   : fmt::format("migration {} ({})", M::version, detail::migration_name<M>());
-            const auto note = fmt::format("{} failed and was rolled back; the database stays at version {}", label,
-                                          M::version - 1);
+            const auto label =
+                detail::migration_name<M>().empty()
+                    ? fmt::format("migration {}", M::version)
+                    : fmt::format("migration {} ({})", M::version, detail::migration_name<M>());
+            const auto note = fmt::format("{} failed and was rolled back; the database stays at version {}",
+                                          label, M::version - 1);
             try {
                 transaction([&](transaction_type& tx) {
                     if constexpr (detail::sql_migration<M>) {
                         tx.exec_script(M::sql);
                     } else {
-                        static_assert(requires { M::up(tx); },
-                                      "resilite::migrations: a migration needs `static constexpr std::string_view "
-                                      "sql` or `static void up(auto& tx)`");
+                        static_assert(
+                            requires { M::up(tx); },
+                            "resilite::migrations: a migration needs `static constexpr std::string_view "
+                            "sql` or `static void up(auto& tx)`");
                         M::up(tx);
                     }
                     tx.exec(fmt::format("PRAGMA user_version = {}", M::version));
@@ -516,7 +529,8 @@ private:
     void reopen_read_only() {
         std::lock_guard lock(mutex_);
         conn_.reset();
-        conn_.emplace(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr, settings_.statement_cache_capacity);
+        conn_.emplace(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr,
+                      settings_.statement_cache_capacity);
         applied_busy_timeout_ = std::chrono::milliseconds{-1};
         prepare_attempt(start_retry());
         read_only_ = true;

@@ -81,7 +81,8 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"invalid_setting", "A configuration change was refused; the previous settings remain."},
     {"retry_exhausted", "The database stayed unavailable after several attempts."},
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
-    {"migration", "The database could not be upgraded for this version of the application; it was left as it was."},
+    {"migration",
+     "The database could not be upgraded for this version of the application; it was left as it was."},
 }};
 }  // namespace detail
 

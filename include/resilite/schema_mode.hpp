@@ -13,9 +13,12 @@ enum class schema_mode {
 
 [[nodiscard]] constexpr std::string_view to_string(schema_mode m) noexcept {
     switch (m) {
-        case schema_mode::add_missing: return "add-missing";
-        case schema_mode::strict: return "strict";
-        case schema_mode::report_only: return "report-only";
+        case schema_mode::add_missing:
+            return "add-missing";
+        case schema_mode::strict:
+            return "strict";
+        case schema_mode::report_only:
+            return "report-only";
     }
     return "?";
 }

@@ -43,16 +43,17 @@ struct schema_report {
     [[nodiscard]] int exit_code() const { return static_cast<int>(status()); }
 
     [[nodiscard]] std::string to_text() const {
-        std::string out = fmt::format("schema sync ({}): {}, {} action{}{}, {} drift item{}\n", to_string(mode),
-                                      to_string(status()), actions.size(), actions.size() == 1 ? "" : "s",
-                                      changed ? " applied" : (actions.empty() ? "" : " not applied"),
-                                      drifts.size(), drifts.size() == 1 ? "" : "s");
+        std::string out =
+            fmt::format("schema sync ({}): {}, {} action{}{}, {} drift item{}\n", to_string(mode),
+                        to_string(status()), actions.size(), actions.size() == 1 ? "" : "s",
+                        changed ? " applied" : (actions.empty() ? "" : " not applied"), drifts.size(),
+                        drifts.size() == 1 ? "" : "s");
         for (const auto& a : actions) {
             out += fmt::format("  {} {}: {}\n", a.applied ? "done " : "to do", a.table, a.description);
         }
         for (const auto& d : drifts) {
-            out += fmt::format("  {} {}{}{}: {}\n", d.level == severity::critical ? "CRITICAL" : "warning ", d.table,
-                               d.column.empty() ? "" : ".", d.column, d.description);
+            out += fmt::format("  {} {}{}{}: {}\n", d.level == severity::critical ? "CRITICAL" : "warning ",
+                               d.table, d.column.empty() ? "" : ".", d.column, d.description);
         }
         return out;
     }

@@ -10,9 +10,12 @@ enum class schema_status { ok = 0, critical = 1, warnings = 2 };
 
 [[nodiscard]] constexpr std::string_view to_string(schema_status s) noexcept {
     switch (s) {
-        case schema_status::ok: return "ok";
-        case schema_status::critical: return "critical";
-        case schema_status::warnings: return "warnings";
+        case schema_status::ok:
+            return "ok";
+        case schema_status::critical:
+            return "critical";
+        case schema_status::warnings:
+            return "warnings";
     }
     return "?";
 }

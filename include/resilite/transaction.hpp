@@ -125,7 +125,8 @@ public:
     std::int64_t erase(const Key&... key) {
         using sql = detail::row_sql<typename Db::template table_for<Row>>;
         return db_->run_in_transaction(
-            "erase", [&] { return db_->conn().exec(sql::erase(), key...); }, [](std::int64_t n) { return n; });
+            "erase", [&] { return db_->conn().exec(sql::erase(), key...); },
+            [](std::int64_t n) { return n; });
     }
 
     template <class... T, class... Args>

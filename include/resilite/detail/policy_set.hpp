@@ -32,8 +32,8 @@ inline constexpr auto slot_defaults =
                    hana::make_pair(hana::type_c<slot::observer>, hana::type_c<stderr_observer<>>),
                    hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>),
                    hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>),
-    hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
-    hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>));
+                   hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
+                   hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>));
 
 template <class P>
 concept has_slot = requires {
@@ -54,7 +54,8 @@ template <class P>
 struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
-                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, schema, migrations); "
+                  "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, "
+                  "schema, migrations); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -96,8 +97,9 @@ struct policy_set {
                   "resilite::Database<...>: two clock policies given: keep one");
     static_assert(at_most_one_in_slot<slot::retry, Ps...>,
                   "resilite::Database<...>: two retry policies given: keep one");
-    static_assert(at_most_one_in_slot<slot::schema, Ps...>,
-                  "resilite::Database<...>: two schema policies given: put every table in one resilite::schema<...>");
+    static_assert(
+        at_most_one_in_slot<slot::schema, Ps...>,
+        "resilite::Database<...>: two schema policies given: put every table in one resilite::schema<...>");
     static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
                   "resilite::Database<...>: two migrations policies given: list every migration in one "
                   "resilite::migrations<...>");

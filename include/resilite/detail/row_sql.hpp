@@ -39,7 +39,8 @@ struct row_sql {
     }
     static std::string placeholders() {
         std::string out;
-        for (std::size_t i = 0; i < def().columns.size(); ++i) out += i == 0 ? "?" : ",?";
+        for (std::size_t i = 0; i < def().columns.size(); ++i)
+            out += i == 0 ? "?" : ",?";
         return out;
     }
     static const std::string& insert() {
@@ -52,7 +53,8 @@ struct row_sql {
             std::string set;
             for (const auto& c : def().columns) {
                 bool key = false;
-                for (const auto& k : def().primary_key) key = key || k == c.name;
+                for (const auto& k : def().primary_key)
+                    key = key || k == c.name;
                 if (key) continue;
                 if (!set.empty()) set += ',';
                 set += fmt::format("{0}=excluded.{0}", quote_id(c.name));
@@ -71,7 +73,8 @@ struct row_sql {
         return s;
     }
     static const std::string& erase() {
-        static const std::string s = fmt::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
+        static const std::string s =
+            fmt::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
         return s;
     }
 };
@@ -100,7 +103,8 @@ std::vector<Row> select_structs(sqlite::connection& c, std::string_view sql, con
     auto stmt = c.prepare_cached(sql);
     stmt->bind_all_static(args...);
     std::vector<Row> out;
-    while (stmt->step()) out.push_back(read_struct<Row>(*stmt));
+    while (stmt->step())
+        out.push_back(read_struct<Row>(*stmt));
     return out;
 }
 

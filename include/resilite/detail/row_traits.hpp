@@ -26,8 +26,7 @@ struct sql_type_of {
     static constexpr bool supported = false;
 };
 template <class T>
-    requires(std::integral<T>)
-struct sql_type_of<T> {
+requires(std::integral<T>) struct sql_type_of<T> {
     static constexpr bool supported = true;
     static constexpr std::string_view type = "INTEGER";
     static constexpr bool nullable = false;
@@ -61,7 +60,8 @@ template <class Row>
 inline constexpr bool is_described = boost::hana::Struct<Row>::value;
 
 template <class Row, class Accessor>
-using member_type_t = std::remove_cvref_t<decltype(boost::hana::second(std::declval<Accessor>())(std::declval<Row&>()))>;
+using member_type_t =
+    std::remove_cvref_t<decltype(boost::hana::second(std::declval<Accessor>())(std::declval<Row&>()))>;
 
 // Member names, in declaration order.
 template <class Row>

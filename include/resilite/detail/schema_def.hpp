@@ -74,8 +74,11 @@ struct schema_def {
 // COLUMN cannot add it: a unique index does the job instead).
 [[nodiscard]] inline std::string column_sql(const table_def& t, const column_def& c, bool for_add = false) {
     std::string out = fmt::format("{} {}", quote_id(c.name), c.type);
-    if (is_rowid_alias(t, c)) return out + " PRIMARY KEY";
-    if (c.not_null) out += " NOT NULL";
+    if (is_rowid_alias(t, c)) {
+        out += " PRIMARY KEY";
+    } else if (c.not_null) {
+        out += " NOT NULL";
+    }
     if (c.default_sql) out += fmt::format(" DEFAULT ({})", *c.default_sql);
     if (c.unique && !for_add) out += " UNIQUE";
     return out;

@@ -23,7 +23,8 @@ namespace resilite::detail {
 
 [[nodiscard]] inline std::string lower(std::string_view s) {
     std::string out{s};
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    for (auto& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return out;
 }
 
@@ -46,12 +47,15 @@ namespace resilite::detail {
 // Default expressions compare without outer parentheses and surrounding blanks.
 [[nodiscard]] inline std::string normalize_default(std::string_view s) {
     auto trim = [](std::string_view v) {
-        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front()))) v.remove_prefix(1);
-        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back()))) v.remove_suffix(1);
+        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front())))
+            v.remove_prefix(1);
+        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back())))
+            v.remove_suffix(1);
         return v;
     };
     auto v = trim(s);
-    while (v.size() >= 2 && v.front() == '(' && v.back() == ')') v = trim(v.substr(1, v.size() - 2));
+    while (v.size() >= 2 && v.front() == '(' && v.back() == ')')
+        v = trim(v.substr(1, v.size() - 2));
     return std::string{v};
 }
 
@@ -68,7 +72,8 @@ struct schema_inspector {
     std::map<std::string, std::string> objects;  // "type:lower(name)" -> sql
 
     explicit schema_inspector(sqlite::connection& conn) : c(conn) {
-        for (const auto& [type, name, sql] : c.query_all<std::string, std::string, std::optional<std::string>>(
+        for (const auto& [type, name, sql] :
+             c.query_all<std::string, std::string, std::optional<std::string>>(
                  "SELECT type, name, sql FROM sqlite_master")) {
             objects[type + ":" + lower(name)] = sql.value_or("");
         }
@@ -87,7 +92,8 @@ struct schema_inspector {
         return out;
     }
     [[nodiscard]] bool has_rows(const std::string& table) const {
-        return c.query_one<int>(fmt::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table))).value_or(0) != 0;
+        return c.query_one<int>(fmt::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table)))
+                   .value_or(0) != 0;
     }
     // A unique index (or UNIQUE / PRIMARY KEY constraint) on exactly this one column.
     [[nodiscard]] bool unique_on(const std::string& table, const std::string& column) const {
@@ -102,7 +108,8 @@ struct schema_inspector {
 };
 
 // Works out the actions and drift; changes nothing.
-[[nodiscard]] inline schema_report plan_schema(sqlite::connection& c, const schema_def& def, schema_mode mode) {
+[[nodiscard]] inline schema_report plan_schema(sqlite::connection& c, const schema_def& def,
+                                               schema_mode mode) {
     using severity = schema_report::severity;
     schema_report r;
     r.mode = mode;
@@ -129,11 +136,15 @@ struct schema_inspector {
         }
         std::sort(pk.begin(), pk.end());
         std::vector<std::string> db_pk;
-        for (auto& p : pk) db_pk.push_back(p.second);
+        for (auto& p : pk)
+            db_pk.push_back(p.second);
         std::vector<std::string> decl_pk;
-        for (const auto& p : t.primary_key) decl_pk.push_back(lower(p));
+        for (const auto& p : t.primary_key)
+            decl_pk.push_back(lower(p));
         if (db_pk != decl_pk) {
-            r.drifts.push_back({severity::critical, t.name, {},
+            r.drifts.push_back({severity::critical,
+                                t.name,
+                                {},
                                 fmt::format("primary key differs: declared ({}), database ({})",
                                             fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
         }
@@ -141,7 +152,8 @@ struct schema_inspector {
         for (const auto& col : t.columns) {
             const auto* e = find_col(col.name);
             if (e == nullptr) {
-                const bool in_pk = std::find(decl_pk.begin(), decl_pk.end(), lower(col.name)) != decl_pk.end();
+                const bool in_pk =
+                    std::find(decl_pk.begin(), decl_pk.end(), lower(col.name)) != decl_pk.end();
                 if (in_pk) continue;  // reported with the primary key
                 if (col.not_null && !col.default_sql) {
                     if (!rows) rows = db.has_rows(t.name);
@@ -152,13 +164,14 @@ struct schema_inspector {
                         continue;
                     }
                 }
-                r.actions.push_back({t.name, "add column " + col.name,
-                                     fmt::format("ALTER TABLE {} ADD COLUMN {}", quote_id(t.name),
-                                                 column_sql(t, col, true)),
-                                     false});
+                r.actions.push_back(
+                    {t.name, "add column " + col.name,
+                     fmt::format("ALTER TABLE {} ADD COLUMN {}", quote_id(t.name), column_sql(t, col, true)),
+                     false});
                 if (col.unique) {
                     const auto u = unique_column_index(t, col);
-                    r.actions.push_back({t.name, "create unique index " + u.name, create_index_sql(t, u), false});
+                    r.actions.push_back(
+                        {t.name, "create unique index " + u.name, create_index_sql(t, u), false});
                 }
                 continue;
             }
@@ -186,8 +199,9 @@ struct schema_inspector {
             }
         }
         for (const auto& e : existing) {
-            const bool declared = std::any_of(t.columns.begin(), t.columns.end(),
-                                              [&](const column_def& d) { return lower(d.name) == lower(e.name); });
+            const bool declared = std::any_of(t.columns.begin(), t.columns.end(), [&](const column_def& d) {
+                return lower(d.name) == lower(e.name);
+            });
             if (!declared) {
                 r.drifts.push_back({severity::warning, t.name, e.name,
                                     "column exists in the database but is not declared (kept, not used)"});
@@ -239,7 +253,8 @@ struct schema_inspector {
                               c.path());
     };
     if (mode == schema_mode::strict && !r.drifts.empty()) fail_strict();
-    if (mode == schema_mode::report_only || r.actions.empty() || r.status() == schema_status::critical) return r;
+    if (mode == schema_mode::report_only || r.actions.empty() || r.status() == schema_status::critical)
+        return r;
 
     sqlite::transaction write{c, transaction_mode::immediate};
     r = plan_schema(c, def, mode);  // again, now that no one else can change the schema
@@ -250,8 +265,11 @@ struct schema_inspector {
         } catch (const error& e) {
             // e.g. duplicates prevent a UNIQUE index: undo everything, report it.
             write.rollback();
-            for (auto& undone : r.actions) undone.applied = false;
-            r.drifts.push_back({schema_report::severity::critical, a.table, {},
+            for (auto& undone : r.actions)
+                undone.applied = false;
+            r.drifts.push_back({schema_report::severity::critical,
+                                a.table,
+                                {},
                                 fmt::format("{} failed, nothing was changed: {}", a.description,
                                             e.technical().sqlite_message)});
             return r;

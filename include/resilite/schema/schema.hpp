@@ -24,9 +24,13 @@ namespace resilite {
 
 namespace detail {
 template <class T>
-concept table_decl = requires { requires T::is_table; };
+concept table_decl = requires {
+    requires T::is_table;
+};
 template <class T>
-concept trigger_decl = requires { requires T::is_trigger; };
+concept trigger_decl = requires {
+    requires T::is_trigger;
+};
 
 template <class T>
 constexpr std::string_view table_name_of() {
@@ -71,7 +75,7 @@ struct table_of_row_t {
 
 template <schema_mode Mode, class... Items>
 struct basic_schema {
-    static_assert(((detail::table_decl<Items> || detail::trigger_decl<Items>) && ... && true),
+    static_assert(((detail::table_decl<Items> || detail::trigger_decl<Items>)&&... && true),
                   "resilite::schema<...>: list resilite::table<...> and resilite::trigger<...> types only");
     static_assert(detail::distinct_names(std::array<std::string_view, sizeof...(Items) + 1>{
                       detail::table_name_of<Items>()..., std::string_view{}}),

@@ -43,7 +43,9 @@ struct is_secret : std::false_type {};
 template <fixed_string C>
 struct is_secret<secret<C>> : std::true_type {};
 template <class T>
-concept index_option = requires { requires T::is_index; };
+concept index_option = requires {
+    requires T::is_index;
+};
 
 template <class T>
 constexpr std::size_t primary_key_size() {
@@ -56,8 +58,8 @@ constexpr std::size_t primary_key_size() {
 
 template <class T>
 constexpr bool is_table_option() {
-    return is_primary_key<T>::value || is_default_value<T>::value || is_unique<T>::value || is_secret<T>::value ||
-           index_option<T>;
+    return is_primary_key<T>::value || is_default_value<T>::value || is_unique<T>::value ||
+           is_secret<T>::value || index_option<T>;
 }
 
 // Every column an option names is a member of Row.
@@ -78,10 +80,12 @@ constexpr bool option_columns_exist() {
 template <class Opt, class Item>
 void apply_option(table_def& t, const Item&) {
     if constexpr (is_primary_key<Opt>::value) {
-        for (auto c : Opt::columns) t.primary_key.emplace_back(c);
+        for (auto c : Opt::columns)
+            t.primary_key.emplace_back(c);
     } else if constexpr (index_option<Opt>) {
         index_def i{std::string{Opt::name}, {}, Opt::is_unique, std::string{Opt::where}};
-        for (auto c : Opt::columns) i.columns.emplace_back(c);
+        for (auto c : Opt::columns)
+            i.columns.emplace_back(c);
         t.indexes.push_back(std::move(i));
     } else {
         for (auto& col : t.columns) {

@@ -1,0 +1,149 @@
+// Typed rows on declared tables, and a trigger-maintained summary table.
+#include "support.hpp"
+
+#include <catch2/catch.hpp>
+
+namespace rows_test {
+struct user {
+    BOOST_HANA_DEFINE_STRUCT(user, (std::int64_t, id), (std::string, name),
+                             (std::optional<std::string>, email), (double, score), (bool, active),
+                             (resilite::blob, avatar));
+};
+struct membership {
+    BOOST_HANA_DEFINE_STRUCT(membership, (std::int64_t, group_id), (std::int64_t, user_id),
+                             (std::optional<std::int64_t>, since), (std::string, role));
+};
+struct order {
+    BOOST_HANA_DEFINE_STRUCT(order, (std::int64_t, id), (std::string, customer), (std::int64_t, cents));
+};
+struct order_total {
+    BOOST_HANA_DEFINE_STRUCT(order_total, (std::string, customer), (std::int64_t, orders),
+                             (std::int64_t, cents));
+};
+
+using users = resilite::table<"users", user, resilite::primary_key<"id">, resilite::unique<"email">,
+                              resilite::secret<"avatar">, resilite::default_value<"score", "0">,
+                              resilite::index<"users_by_name", "name">>;
+using memberships = resilite::table<"memberships", membership, resilite::primary_key<"group_id", "user_id">,
+                                    resilite::default_value<"role", "'member'">>;
+using orders = resilite::table<"orders", order, resilite::primary_key<"id">,
+                               resilite::partial_index<"big_orders", "cents > 10000", "customer">>;
+// The materialized summary of seed 003: kept by triggers instead of a slow view.
+using order_totals = resilite::table<"order_totals", order_total, resilite::primary_key<"customer">>;
+using add_total =
+    resilite::trigger<"orders_add_total",
+                      "AFTER INSERT ON orders BEGIN "
+                      "INSERT INTO order_totals(customer, orders, cents) VALUES(NEW.customer, 1, NEW.cents) "
+                      "ON CONFLICT(customer) DO UPDATE SET orders = orders + 1, cents = cents + NEW.cents; "
+                      "END">;
+using remove_total =
+    resilite::trigger<"orders_remove_total",
+                      "AFTER DELETE ON orders BEGIN "
+                      "UPDATE order_totals SET orders = orders - 1, cents = cents - OLD.cents "
+                      "WHERE customer = OLD.customer; END">;
+
+using schema = resilite::schema<users, memberships, orders, order_totals, add_total, remove_total>;
+using db_t = resilite::Database<schema, resilite::null_observer, test::manual_durability>;
+}  // namespace rows_test
+
+using namespace rows_test;
+
+TEST_CASE("a declared table maps members to typed columns", "[schema][rows]") {
+    const auto def = users::definition();
+    REQUIRE(def.columns.size() == 6);
+    CHECK(def.columns[0].type == "INTEGER");
+    CHECK(def.columns[1].type == "TEXT");
+    CHECK(def.columns[1].not_null);
+    CHECK_FALSE(def.columns[2].not_null);  // optional
+    CHECK(def.columns[2].unique);
+    CHECK(def.columns[3].type == "REAL");
+    CHECK(def.columns[3].default_sql == "0");
+    CHECK(def.columns[4].type == "INTEGER");  // bool
+    CHECK(def.columns[5].type == "BLOB");
+    CHECK(def.columns[5].secret);
+    CHECK(def.primary_key == std::vector<std::string>{"id"});
+    CHECK(resilite::detail::create_table_sql(def) ==
+          "CREATE TABLE \"users\"(\"id\" INTEGER PRIMARY KEY, \"name\" TEXT NOT NULL, \"email\" TEXT UNIQUE, "
+          "\"score\" REAL NOT NULL DEFAULT (0), \"active\" INTEGER NOT NULL, \"avatar\" BLOB NOT NULL)");
+    STATIC_REQUIRE(memberships::primary_key_size == 2);
+}
+
+TEST_CASE("typed rows: insert, get, upsert, select, erase", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "rows.db"};
+    CHECK(db.sync_report().status() == resilite::schema_status::ok);
+    CHECK(db.sync_report().changed);
+
+    const resilite::blob avatar{std::byte{0}, std::byte{255}, std::byte{7}};
+    CHECK(db.insert(user{1, "Ann", std::nullopt, 1.5, true, avatar}) == 1);
+    CHECK(db.insert(user{2, "Bo", std::string{"bo@example.org"}, 0, false, {}}) == 2);
+    auto ann = db.get<user>(1);
+    REQUIRE(ann.has_value());
+    CHECK(ann->name == "Ann");
+    CHECK_FALSE(ann->email.has_value());
+    CHECK(ann->score == 1.5);
+    CHECK(ann->active);
+    CHECK(ann->avatar == avatar);
+    CHECK_FALSE(db.get<user>(99).has_value());
+
+    CHECK(db.upsert(user{1, "Ann Smith", std::string{"ann@example.org"}, 2.0, false, {}}) == 1);
+    CHECK(db.get<user>(1)->name == "Ann Smith");
+    CHECK(db.upsert(user{3, "Cy", std::nullopt, 0, true, {}}) == 1);
+    CHECK(db.query_one<int>("SELECT count(*) FROM users") == 3);
+
+    const auto active = db.select<user>("WHERE active = ? ORDER BY id", true);
+    REQUIRE(active.size() == 1);
+    CHECK(active[0].name == "Cy");
+    CHECK(db.select<user>().size() == 3);
+
+    // UNIQUE is enforced.
+    CHECK_THROWS_AS(db.insert(user{4, "Dup", std::string{"bo@example.org"}, 0, false, {}}), resilite::error);
+
+    CHECK(db.erase<user>(2) == 1);
+    CHECK(db.erase<user>(2) == 0);
+    CHECK(db.select<user>().size() == 2);
+}
+
+TEST_CASE("typed rows: composite keys, defaults and use inside a transaction", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "rows.db"};
+    db.transaction([](auto& tx) {
+        tx.insert(membership{10, 1, std::nullopt, "owner"});
+        tx.insert(membership{10, 2, 1700000000, "member"});
+        tx.upsert(membership{10, 2, 1700000001, "admin"});
+        CHECK(tx.template get<membership>(10, 2)->role == "admin");
+    });
+    CHECK(db.get<membership>(10, 2)->since == 1700000001);
+    CHECK(db.select<membership>("WHERE group_id = ?", 10).size() == 2);
+    CHECK(db.erase<membership>(10, 1) == 1);
+    db.exec("INSERT INTO memberships(group_id, user_id) VALUES(11, 1)");
+    CHECK(db.get<membership>(11, 1)->role == "member");  // the declared default
+}
+
+TEST_CASE("a trigger-maintained summary table stays exact", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "orders.db"};
+    db.transaction([](auto& tx) {
+        tx.insert(order{1, "acme", 500});
+        tx.insert(order{2, "acme", 20000});
+        tx.insert(order{3, "zeta", 100});
+    });
+    db.erase<order>(1);
+    const auto totals = db.select<order_total>("ORDER BY customer");
+    REQUIRE(totals.size() == 2);
+    CHECK(totals[0].customer == "acme");
+    CHECK(totals[0].orders == 1);
+    CHECK(totals[0].cents == 20000);
+    CHECK(totals[1].cents == 100);
+    CHECK(db.query_one<std::string>("SELECT sql FROM sqlite_master WHERE name = 'big_orders'") ==
+          "CREATE INDEX \"big_orders\" ON \"orders\"(\"customer\") WHERE cents > 10000");
+}
+
+TEST_CASE("reopening a database in sync changes nothing and reports ok", "[schema][rows]") {
+    test::temp_dir dir;
+    { db_t db{dir / "again.db"}; }
+    db_t db{dir / "again.db"};
+    CHECK(db.sync_report().status() == resilite::schema_status::ok);
+    CHECK(db.sync_report().actions.empty());
+    CHECK_FALSE(db.sync_report().changed);
+}
