@@ -1,11 +1,29 @@
 // The same shapes as the failing files, written correctly: must compile, or the compile-fail
 // tests could be passing for the wrong reason.
 #include <resilite/resilite.hpp>
-using Extra = resilite::Database<resilite::wal_durability<resilite::synchronous::extra>,
-                                 resilite::null_observer>;
+using Extra =
+    resilite::Database<resilite::wal_durability<resilite::synchronous::extra>, resilite::null_observer>;
 using Relaxed = resilite::Database<resilite::relaxed_durability<>, resilite::manual_clock>;
 int main() {
     Extra db{"unused.db"};
     db.exec("INSERT INTO t VALUES(?)", 42);
     return sizeof(Relaxed) > 0 ? 0 : 1;
+}
+
+// The schema shapes of the failing files, written correctly.
+struct item {
+    BOOST_HANA_DEFINE_STRUCT(item, (std::int64_t, id), (std::string, name));
+};
+using items = resilite::table<"items", item, resilite::primary_key<"id">, resilite::index<"by_name", "name">>;
+struct first {
+    static constexpr int version = 1;
+    static constexpr std::string_view sql = "SELECT 1";
+};
+struct second {
+    static constexpr int version = 2;
+    static constexpr std::string_view sql = "SELECT 2";
+};
+using WithSchema = resilite::Database<resilite::schema<items>, resilite::migrations<first, second>>;
+[[maybe_unused]] static std::int64_t use(WithSchema& db) {
+    return db.insert(item{1, "x"});
 }

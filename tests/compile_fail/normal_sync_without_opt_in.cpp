@@ -1,3 +1,5 @@
 #include <resilite/resilite.hpp>
 using Db = resilite::Database<resilite::wal_durability<resilite::synchronous::normal>>;
-int main() { return sizeof(Db) > 0 ? 0 : 1; }
+int main() {
+    return sizeof(Db) > 0 ? 0 : 1;
+}
