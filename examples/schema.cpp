@@ -1,0 +1,68 @@
+// Declared schema: tables from structs, synced at open; typed rows; versioned migrations.
+#include <resilite/resilite.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+struct User {
+    BOOST_HANA_DEFINE_STRUCT(User, (std::int64_t, id), (std::string, name), (std::optional<std::string>, email),
+                             (std::int64_t, logins));
+};
+struct Order {
+    BOOST_HANA_DEFINE_STRUCT(Order, (std::int64_t, id), (std::int64_t, user_id), (std::int64_t, cents));
+};
+struct UserTotal {
+    BOOST_HANA_DEFINE_STRUCT(UserTotal, (std::int64_t, user_id), (std::int64_t, orders), (std::int64_t, cents));
+};
+
+using users = resilite::table<"users", User, resilite::primary_key<"id">, resilite::unique<"email">,
+                              resilite::default_value<"logins", "0">, resilite::index<"users_by_name", "name">>;
+using orders = resilite::table<"orders", Order, resilite::primary_key<"id">,
+                               resilite::index<"orders_by_user", "user_id">>;
+// A summary kept exact by a trigger, instead of a slow aggregate view.
+using user_totals = resilite::table<"user_totals", UserTotal, resilite::primary_key<"user_id">>;
+using count_orders = resilite::trigger<"orders_count",
+                                       "AFTER INSERT ON orders BEGIN "
+                                       "INSERT INTO user_totals VALUES(NEW.user_id, 1, NEW.cents) "
+                                       "ON CONFLICT(user_id) DO UPDATE SET orders = orders + 1, cents = cents + NEW.cents; "
+                                       "END">;
+
+// Version 1 is the schema above; version 2 backfills data (existing databases only: a new
+// database is created at the latest version directly).
+struct backfill_logins {
+    static constexpr int version = 1;
+    static constexpr std::string_view name = "count logins from 1";
+    static constexpr std::string_view sql = "UPDATE users SET logins = 1 WHERE logins = 0";
+};
+struct normalize_names {
+    static constexpr int version = 2;
+    static void up(auto& tx) { tx.exec("UPDATE users SET name = trim(name)"); }
+};
+
+using Db = resilite::Database<resilite::schema<users, orders, user_totals, count_orders>,
+                              resilite::migrations<backfill_logins, normalize_names>>;
+
+int main() {
+    const auto path = std::filesystem::temp_directory_path() / "resilite-schema.db";
+    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+
+    Db db{path};  // creates every table, index and trigger, at version 2
+    std::printf("%s", db.sync_report().to_text().c_str());
+    std::printf("version %d, exit code %d\n", db.version(), db.sync_report().exit_code());
+
+    db.insert(User{1, "Ann", std::nullopt, 0});
+    db.upsert(User{1, "Ann", std::string{"ann@example.org"}, 3});
+    db.transaction([](auto& tx) {
+        tx.insert(Order{1, 1, 1200});
+        tx.insert(Order{2, 1, 800});
+    });
+    const auto ann = db.get<User>(1);
+    const auto total = db.get<UserTotal>(1);
+    std::printf("%s <%s>: %lld orders, %lld cents\n", ann->name.c_str(), ann->email.value_or("-").c_str(),
+                static_cast<long long>(total->orders), static_cast<long long>(total->cents));
+    for (const auto& o : db.select<Order>("WHERE cents > ? ORDER BY id", 1000)) {
+        std::printf("big order %lld\n", static_cast<long long>(o.id));
+    }
+    return total->cents == 2000 ? 0 : 1;
+}
