@@ -67,7 +67,7 @@ struct summary {
 summary run(const std::string& name, const std::filesystem::path& dir, const process_setup& setup,
             double seconds) {
     const auto path = dir / (name + ".db");
-    for (const char* suffix : {"", "-wal", "-shm"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(path.string() + suffix);
     {
         resilite::sqlite::connection c{path};

@@ -27,7 +27,7 @@ inline void check(int rc, sqlite3* db) {
 }
 
 inline void remove_database(const std::filesystem::path& p) {
-    for (const char* suffix : {"", "-wal", "-shm"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(p.string() + suffix);
 }
 

@@ -47,7 +47,7 @@ Db::options demo_options() {
 int main(int argc, char** argv) try {
     const auto dir = demo_directory(argc, argv);
     const auto path = dir / "demo.db";
-    for (const char* suffix : {"", "-wal", "-shm"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(path.string() + suffix);
     fmt::print("resilite {}.{}.{} demo, SQLite {}\n", resilite::version.major, resilite::version.minor,
                resilite::version.patch, sqlite3_libversion());

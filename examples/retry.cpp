@@ -12,7 +12,7 @@ using Db = resilite::Database<resilite::exponential_backoff<2 /*base ms*/, 100 /
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-retry.db";
-    for (const char* suffix : {"", "-wal", "-shm"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(path.string() + suffix);
 
     Db::options options;

@@ -45,7 +45,7 @@ using Db = resilite::Database<resilite::schema<users, orders, user_totals, count
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-schema.db";
-    for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"}) std::filesystem::remove(path.string() + suffix);
 
     Db db{path};  // creates every table, index and trigger, at version 2
     std::printf("%s", db.sync_report().to_text().c_str());

@@ -2,10 +2,12 @@
 // resilite::Database<Policies...>: one declaration of how a database should behave, composed
 // from policies (one per slot, defaults for the rest).
 
+#include <resilite/check_health.hpp>
 #include <resilite/checkpoint_mode.hpp>
 #include <resilite/checkpoint_result.hpp>
 #include <resilite/database_options.hpp>
 #include <resilite/detail/backoff.hpp>
+#include <resilite/detail/marker.hpp>
 #include <resilite/detail/policy_set.hpp>
 #include <resilite/detail/retry_scope.hpp>
 #include <resilite/detail/retry_state.hpp>
@@ -111,6 +113,7 @@ public:
         auto st = start_retry();
         try {
             refuse_invalid(settings_, "open");
+            refuse_damaged();
         } catch (...) {
             finish_failed("open", st);
             throw;
@@ -136,6 +139,7 @@ public:
             conn_.reset();
             throw;
         }
+        if (!read_only_ && on_disk()) detail::write_marker(path_);
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
         emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "",
                    st.attempt);
@@ -787,6 +791,30 @@ private:
     void finish_transaction(transaction_type& tx, const detail::retry_state& st) {
         emit_since("transaction", st.start, outcome::ok, tx.kept_rows_, error_class::none, "committed",
                    tx.state_.attempt);
+    }
+
+    [[nodiscard]] bool on_disk() const {
+        const auto p = path_.string();
+        return !p.empty() && p != ":memory:" && !p.starts_with("file:");
+    }
+
+    // A header-level look before SQLite touches the file: opening a damaged or emptied
+    // database would let SQLite (or schema sync) write over what is left of it.
+    void refuse_damaged() const {
+        if (!on_disk()) return;
+        const auto health = check_health(path_, check_level::header);
+        if (health.ok()) return;
+        using F = health_report::finding;
+        const auto klass = health.result == F::not_a_database ? error_class::not_a_database
+                           : health.result == F::io_error      ? error_class::io
+                                                               : error_class::corrupt;
+        std::string advice = health.result == F::missing
+                                 ? fmt::format("; if it was removed on purpose, remove {} too",
+                                               detail::marker_path(path_).string())
+                                 : std::string{"; nothing was changed: restore it from a backup"};
+        throw detail::library_failure(klass, "open",
+                                      fmt::format("{}: {}{}", to_string(health.result), health.detail, advice),
+                                      path_.string());
     }
 
     void refuse_invalid(const settings& s, std::string_view operation) const {

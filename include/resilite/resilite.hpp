@@ -2,6 +2,8 @@
 // resilite: SQLite databases that survive production. Include this for everything a user needs.
 
 #include <resilite/blob.hpp>
+#include <resilite/check_health.hpp>
+#include <resilite/check_level.hpp>
 #include <resilite/checkpoint_mode.hpp>
 #include <resilite/checkpoint_result.hpp>
 #include <resilite/database.hpp>
@@ -9,6 +11,7 @@
 #include <resilite/error.hpp>
 #include <resilite/error_class.hpp>
 #include <resilite/event.hpp>
+#include <resilite/health_report.hpp>
 #include <resilite/jitter.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>

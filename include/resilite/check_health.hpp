@@ -1,0 +1,88 @@
+#pragma once
+// resilite::check_health(path, level): looks at a database without changing it. Used at open
+// (header level) and by healing; applications can run it on demand.
+
+#include <resilite/detail/marker.hpp>
+#include <resilite/detail/wal_check.hpp>
+#include <resilite/error.hpp>
+#include <resilite/health_report.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace resilite {
+
+[[nodiscard]] inline health_report check_health(const std::filesystem::path& path,
+                                                check_level level = check_level::quick) {
+    using F = health_report::finding;
+    health_report r;
+    r.level = level;
+    std::error_code ec;
+    const bool marked = std::filesystem::exists(detail::marker_path(path), ec);
+    if (!std::filesystem::exists(path, ec)) {
+        r.result = marked ? F::missing : F::new_database;
+        r.detail = marked ? "the database file is gone, but resilite had initialised it" : "no database file yet";
+        return r;
+    }
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) return {F::io_error, level, ec.message()};
+    if (size == 0) {
+        r.result = marked ? F::emptied : F::new_database;
+        r.detail = marked ? "the database file is empty (0 bytes), but resilite had initialised it: data lost"
+                          : "empty file, never initialised";
+        return r;
+    }
+    std::array<unsigned char, 100> header{};
+    {
+        std::ifstream in(path, std::ios::binary);
+        in.read(reinterpret_cast<char*>(header.data()), header.size());
+        if (static_cast<std::size_t>(in.gcount()) < header.size()) {
+            return {F::bad_header, level, fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
+        }
+    }
+    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
+        return {F::not_a_database, level, "the file does not start with the SQLite header (\"SQLite format 3\")"};
+    }
+    const auto be32 = [&](std::size_t at) {
+        return std::uint32_t{header[at]} << 24 | std::uint32_t{header[at + 1]} << 16 |
+               std::uint32_t{header[at + 2]} << 8 | header[at + 3];
+    };
+    const std::uint32_t raw_page = std::uint32_t{header[16]} << 8 | header[17];
+    const std::uint32_t page_size = raw_page == 1 ? 65536u : raw_page;
+    if (page_size < 512 || (page_size & (page_size - 1)) != 0) {
+        return {F::bad_header, level, fmt::format("the header's page size {} is invalid", raw_page)};
+    }
+    // The in-header page count is valid when its "version valid for" matches the change counter.
+    if (be32(92) == be32(24) && be32(28) != 0) {
+        const auto expected = static_cast<std::uintmax_t>(be32(28)) * page_size;
+        if (size < expected) {
+            return {F::bad_header, level,
+                    fmt::format("the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
+                                size, be32(28), page_size, expected)};
+        }
+    }
+    if (const auto wal = detail::check_wal(path.string() + "-wal"); !wal.ok) return {F::bad_wal, level, wal.detail};
+    if (level == check_level::header) return r;
+
+    try {
+        sqlite::connection c{path, SQLITE_OPEN_READONLY};
+        const auto pragma = level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+        const auto lines = c.query_all<std::string>(pragma);
+        if (lines.size() == 1 && lines[0] == "ok") return r;
+        std::string found;
+        for (const auto& l : lines) found += (found.empty() ? "" : "; ") + l;
+        return {F::corrupt, level, found};
+    } catch (const error& e) {
+        if (e.klass() == error_class::not_a_database) return {F::not_a_database, level, e.what()};
+        if (e.klass() == error_class::corrupt) return {F::corrupt, level, e.what()};
+        return {F::io_error, level, e.what()};
+    }
+}
+
+}  // namespace resilite
