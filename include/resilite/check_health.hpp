@@ -27,7 +27,8 @@ namespace resilite {
     const bool marked = std::filesystem::exists(detail::marker_path(path), ec);
     if (!std::filesystem::exists(path, ec)) {
         r.result = marked ? F::missing : F::new_database;
-        r.detail = marked ? "the database file is gone, but resilite had initialised it" : "no database file yet";
+        r.detail =
+            marked ? "the database file is gone, but resilite had initialised it" : "no database file yet";
         return r;
     }
     const auto size = std::filesystem::file_size(path, ec);
@@ -43,11 +44,13 @@ namespace resilite {
         std::ifstream in(path, std::ios::binary);
         in.read(reinterpret_cast<char*>(header.data()), header.size());
         if (static_cast<std::size_t>(in.gcount()) < header.size()) {
-            return {F::bad_header, level, fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
+            return {F::bad_header, level,
+                    fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
         }
     }
     if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
-        return {F::not_a_database, level, "the file does not start with the SQLite header (\"SQLite format 3\")"};
+        return {F::not_a_database, level,
+                "the file does not start with the SQLite header (\"SQLite format 3\")"};
     }
     const auto be32 = [&](std::size_t at) {
         return std::uint32_t{header[at]} << 24 | std::uint32_t{header[at + 1]} << 16 |
@@ -62,21 +65,26 @@ namespace resilite {
     if (be32(92) == be32(24) && be32(28) != 0) {
         const auto expected = static_cast<std::uintmax_t>(be32(28)) * page_size;
         if (size < expected) {
-            return {F::bad_header, level,
-                    fmt::format("the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
-                                size, be32(28), page_size, expected)};
+            return {
+                F::bad_header, level,
+                fmt::format(
+                    "the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
+                    size, be32(28), page_size, expected)};
         }
     }
-    if (const auto wal = detail::check_wal(path.string() + "-wal"); !wal.ok) return {F::bad_wal, level, wal.detail};
+    if (const auto wal = detail::check_wal(path.string() + "-wal"); !wal.ok)
+        return {F::bad_wal, level, wal.detail};
     if (level == check_level::header) return r;
 
     try {
         sqlite::connection c{path, SQLITE_OPEN_READONLY};
-        const auto pragma = level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+        const auto pragma =
+            level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
         const auto lines = c.query_all<std::string>(pragma);
         if (lines.size() == 1 && lines[0] == "ok") return r;
         std::string found;
-        for (const auto& l : lines) found += (found.empty() ? "" : "; ") + l;
+        for (const auto& l : lines)
+            found += (found.empty() ? "" : "; ") + l;
         return {F::corrupt, level, found};
     } catch (const error& e) {
         if (e.klass() == error_class::not_a_database) return {F::not_a_database, level, e.what()};

@@ -13,9 +13,12 @@ enum class check_level {
 
 [[nodiscard]] constexpr std::string_view to_string(check_level l) noexcept {
     switch (l) {
-        case check_level::header: return "header";
-        case check_level::quick: return "quick";
-        case check_level::full: return "full";
+        case check_level::header:
+            return "header";
+        case check_level::quick:
+            return "quick";
+        case check_level::full:
+            return "full";
     }
     return "?";
 }

@@ -109,6 +109,7 @@ public:
           settings_(opts.settings.value_or(default_settings())),
           inject_failure_(std::move(opts.inject_failure)),
           before_migrations_(std::move(opts.before_migrations)),
+          vfs_(std::move(opts.vfs)),
           rng_(std::random_device{}()) {
         auto st = start_retry();
         try {
@@ -533,8 +534,8 @@ private:
     void reopen_read_only() {
         std::lock_guard lock(mutex_);
         conn_.reset();
-        conn_.emplace(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr,
-                      settings_.statement_cache_capacity);
+        conn_.emplace(path_, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                      vfs_.empty() ? nullptr : vfs_.c_str(), settings_.statement_cache_capacity);
         applied_busy_timeout_ = std::chrono::milliseconds{-1};
         prepare_attempt(start_retry());
         read_only_ = true;
@@ -806,15 +807,15 @@ private:
         if (health.ok()) return;
         using F = health_report::finding;
         const auto klass = health.result == F::not_a_database ? error_class::not_a_database
-                           : health.result == F::io_error      ? error_class::io
-                                                               : error_class::corrupt;
+                           : health.result == F::io_error     ? error_class::io
+                                                              : error_class::corrupt;
         std::string advice = health.result == F::missing
                                  ? fmt::format("; if it was removed on purpose, remove {} too",
                                                detail::marker_path(path_).string())
                                  : std::string{"; nothing was changed: restore it from a backup"};
-        throw detail::library_failure(klass, "open",
-                                      fmt::format("{}: {}{}", to_string(health.result), health.detail, advice),
-                                      path_.string());
+        throw detail::library_failure(
+            klass, "open", fmt::format("{}: {}{}", to_string(health.result), health.detail, advice),
+            path_.string());
     }
 
     void refuse_invalid(const settings& s, std::string_view operation) const {
@@ -828,8 +829,8 @@ private:
     }
 
     void open_connection(const detail::retry_state& st) {
-        conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX, nullptr,
-                      settings_.statement_cache_capacity);
+        conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX,
+                      vfs_.empty() ? nullptr : vfs_.c_str(), settings_.statement_cache_capacity);
         applied_busy_timeout_ = std::chrono::milliseconds{-1};
         prepare_attempt(st);
         apply_durability(settings_.sync);
@@ -931,6 +932,7 @@ private:
     std::chrono::milliseconds applied_busy_timeout_{-1};  // what SQLite's busy handler has now
     std::function<int(std::string_view, int)> inject_failure_;
     std::function<void(int, int)> before_migrations_;
+    std::string vfs_;
     resilite::schema_report sync_report_{};
     bool read_only_ = false;
     std::mutex rng_mutex_;

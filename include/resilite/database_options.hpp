@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace resilite {
@@ -16,6 +17,9 @@ struct database_options {
     Observer observer{};
     Clock clock{};
     std::optional<resilite::settings> settings{};
+    // The SQLite VFS to open the database with (empty: the default), e.g. a
+    // resilite::testing::fault_vfs in tests.
+    std::string vfs{};
     // Test hook: called before every attempt of every operation; a non-zero SQLite result code
     // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY).
     std::function<int(std::string_view operation, int attempt)> inject_failure{};

@@ -26,21 +26,32 @@ struct health_report {
     std::string detail;                       // what was found, for logs
 
     // True when the database can be used as it is (including a brand new one).
-    [[nodiscard]] bool ok() const noexcept { return result == finding::ok || result == finding::new_database; }
+    [[nodiscard]] bool ok() const noexcept {
+        return result == finding::ok || result == finding::new_database;
+    }
 };
 
 [[nodiscard]] constexpr std::string_view to_string(health_report::finding f) noexcept {
     using F = health_report::finding;
     switch (f) {
-        case F::ok: return "ok";
-        case F::new_database: return "new database";
-        case F::missing: return "missing";
-        case F::emptied: return "emptied";
-        case F::bad_header: return "bad header";
-        case F::bad_wal: return "bad WAL";
-        case F::not_a_database: return "not a database";
-        case F::corrupt: return "corrupt";
-        case F::io_error: return "I/O error";
+        case F::ok:
+            return "ok";
+        case F::new_database:
+            return "new database";
+        case F::missing:
+            return "missing";
+        case F::emptied:
+            return "emptied";
+        case F::bad_header:
+            return "bad header";
+        case F::bad_wal:
+            return "bad WAL";
+        case F::not_a_database:
+            return "not a database";
+        case F::corrupt:
+            return "corrupt";
+        case F::io_error:
+            return "I/O error";
     }
     return "?";
 }

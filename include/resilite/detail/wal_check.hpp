@@ -17,11 +17,13 @@ struct wal_check_result {
 };
 
 [[nodiscard]] inline std::uint32_t wal_word(const unsigned char* p, bool big_endian) {
-    return big_endian ? (std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3])
-                      : (std::uint32_t{p[3]} << 24 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[1]} << 8 | p[0]);
+    return big_endian
+               ? (std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3])
+               : (std::uint32_t{p[3]} << 24 | std::uint32_t{p[2]} << 16 | std::uint32_t{p[1]} << 8 | p[0]);
 }
 
-inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian, std::uint32_t& s0, std::uint32_t& s1) {
+inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian, std::uint32_t& s0,
+                         std::uint32_t& s1) {
     for (std::size_t i = 0; i + 8 <= n; i += 8) {
         s0 += wal_word(p + i, big_endian) + s1;
         s1 += wal_word(p + i + 4, big_endian) + s0;
@@ -69,8 +71,9 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
     for (std::size_t i = first_bad + 1; i < frames; ++i) {
         const unsigned char* h = data.data() + 32 + i * frame;
         if (wal_word(h + 8, true) == salt1 && wal_word(h + 12, true) == salt2) {
-            return {false, "WAL frame " + std::to_string(first_bad + 1) + " of " + std::to_string(frames) +
-                               " fails its checksum while later frames are intact: committed changes would be lost"};
+            return {false,
+                    "WAL frame " + std::to_string(first_bad + 1) + " of " + std::to_string(frames) +
+                        " fails its checksum while later frames are intact: committed changes would be lost"};
         }
     }
     return {};

@@ -19,7 +19,8 @@
 namespace resilite::testing {
 
 namespace detail {
-inline void write_bytes(const std::filesystem::path& path, std::int64_t offset, const std::vector<unsigned char>& bytes) {
+inline void write_bytes(const std::filesystem::path& path, std::int64_t offset,
+                        const std::vector<unsigned char>& bytes) {
     std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
     if (!f) throw std::runtime_error("cannot open " + path.string());
     f.seekp(offset);
@@ -38,13 +39,15 @@ inline std::uint32_t page_size_of(const std::filesystem::path& path) {
 // Random bytes over the 100-byte header. Detected at check_level::header.
 inline void overwrite_header(const std::filesystem::path& db, std::mt19937_64& rng) {
     std::vector<unsigned char> junk(100);
-    for (auto& b : junk) b = static_cast<unsigned char>(rng());
+    for (auto& b : junk)
+        b = static_cast<unsigned char>(rng());
     junk[0] = static_cast<unsigned char>(junk[0] == 'S' ? 'X' : junk[0]);  // never the magic by chance
     detail::write_bytes(db, 0, junk);
 }
 
-// Zeroes page n (1-based; use 2 or more, page 1 holds the header). When the page is part of a
-// b-tree or an overflow chain, detected at check_level::quick.
+// Zeroes page n (1-based; use 2 or more, page 1 holds the header). When the page is a b-tree
+// page (table or index), detected at check_level::quick. Zeroing the last page of an overflow
+// chain, or a free page, damages no structure and no check can see it.
 inline void zero_page(const std::filesystem::path& db, std::uint32_t n) {
     if (n < 1) throw std::invalid_argument("pages are numbered from 1");
     const auto size = detail::page_size_of(db);
@@ -70,7 +73,8 @@ inline void flip_wal_byte(const std::filesystem::path& db, std::uint32_t frame, 
     unsigned char h[32]{};
     in.read(reinterpret_cast<char*>(h), sizeof h);
     if (in.gcount() != 32) throw std::invalid_argument("no WAL to damage");
-    const std::uint32_t raw = std::uint32_t{h[8]} << 24 | std::uint32_t{h[9]} << 16 | std::uint32_t{h[10]} << 8 | h[11];
+    const std::uint32_t raw =
+        std::uint32_t{h[8]} << 24 | std::uint32_t{h[9]} << 16 | std::uint32_t{h[10]} << 8 | h[11];
     const std::uint32_t page = raw == 1 ? 65536u : raw;
     const auto frames = (std::filesystem::file_size(wal) - 32) / (24 + page);
     if (frame < 1 || frame > frames) throw std::invalid_argument("no such WAL frame");
@@ -92,7 +96,8 @@ inline void flip_wal_byte(const std::filesystem::path& db, std::uint32_t frame, 
     std::ifstream in(wal, std::ios::binary);
     unsigned char h[12]{};
     in.read(reinterpret_cast<char*>(h), sizeof h);
-    const std::uint32_t raw = std::uint32_t{h[8]} << 24 | std::uint32_t{h[9]} << 16 | std::uint32_t{h[10]} << 8 | h[11];
+    const std::uint32_t raw =
+        std::uint32_t{h[8]} << 24 | std::uint32_t{h[9]} << 16 | std::uint32_t{h[10]} << 8 | h[11];
     const std::uint32_t page = raw == 1 ? 65536u : raw;
     return page == 0 ? 0 : static_cast<std::uint32_t>((size - 32) / (24 + page));
 }
@@ -109,8 +114,9 @@ inline std::string swap_index_definition(const std::filesystem::path& db) {
         if (indexed.size() != 1) continue;
         for (const auto& column : c.query_all<std::string>("SELECT name FROM pragma_table_info(?)", table)) {
             if (column == indexed[0]) continue;
-            const auto swapped = fmt::format("CREATE INDEX {} ON {}({})", resilite::detail::quote_id(index),
-                                             resilite::detail::quote_id(table), resilite::detail::quote_id(column));
+            const auto swapped =
+                fmt::format("CREATE INDEX {} ON {}({})", resilite::detail::quote_id(index),
+                            resilite::detail::quote_id(table), resilite::detail::quote_id(column));
             c.exec_script("PRAGMA writable_schema = ON");
             c.exec("UPDATE sqlite_master SET sql = ? WHERE type = 'index' AND name = ?", swapped, index);
             c.exec_script("PRAGMA writable_schema = OFF");

@@ -11,9 +11,11 @@
 // Power loss: every write since the last xSync of its file is kept in a list. When the power
 // is cut (the n-th xSync, or cut_power()), every later call fails with SQLITE_IOERR and
 // power_loss() then rewrites each affected file: back to its last synced content, then each
-// unsynced write, in order, either applied, dropped, or torn (random bytes over its 512-byte
-// sectors). The -shm files are removed (shared memory does not survive a reboot).
-// Directory entries are treated as durable (a created file does not vanish).
+// unsynced write, in order, either applied, dropped, or torn (random bytes over every sector it
+// touches, the file's xSectorSize). Because a torn sector can take bytes written earlier with
+// it, the VFS does not claim power-safe overwrite: SQLite then pads each WAL commit to a
+// sector boundary, as it must on such disks. The -shm files are removed (shared memory does not survive a
+// reboot). Directory entries are treated as durable (a created file does not vanish).
 
 #include <sqlite3.h>
 
@@ -50,7 +52,8 @@ public:
         vfs_.pNext = nullptr;
         vfs_.xOpen = &fault_vfs::x_open;
         vfs_.xDelete = &fault_vfs::x_delete;
-        if (sqlite3_vfs_register(&vfs_, 0) != SQLITE_OK) throw std::runtime_error("cannot register the fault VFS");
+        if (sqlite3_vfs_register(&vfs_, 0) != SQLITE_OK)
+            throw std::runtime_error("cannot register the fault VFS");
     }
     fault_vfs(const fault_vfs&) = delete;
     fault_vfs& operator=(const fault_vfs&) = delete;
@@ -68,7 +71,8 @@ public:
     }
     void clear_failures() {
         std::lock_guard lock(mutex_);
-        for (auto& r : rules_) r = {};
+        for (auto& r : rules_)
+            r = {};
     }
     // Calls of `op` seen so far.
     [[nodiscard]] int count(io_op op) const {
@@ -126,17 +130,20 @@ public:
                 if (what == write_fate::applied) {
                     write_at(f, w.offset, w.new_bytes);
                 } else if (what == write_fate::torn) {
-                    const std::int64_t first = w.offset / 512 * 512;
-                    const std::int64_t last = (w.offset + static_cast<std::int64_t>(w.new_bytes.size()) + 511) / 512 * 512;
+                    const std::int64_t first = w.offset / w.sector * w.sector;
+                    const std::int64_t end = w.offset + static_cast<std::int64_t>(w.new_bytes.size());
+                    const std::int64_t last = (end + w.sector - 1) / w.sector * w.sector;
                     std::vector<unsigned char> junk(static_cast<std::size_t>(last - first));
-                    for (auto& b : junk) b = static_cast<unsigned char>(rng());
+                    for (auto& b : junk)
+                        b = static_cast<unsigned char>(rng());
                     write_at(f, first, junk);
                 }
             }
             std::fclose(f);
         }
         pending_.clear();
-        for (const auto& shm : shm_files_) std::filesystem::remove(shm);
+        for (const auto& shm : shm_files_)
+            std::filesystem::remove(shm);
         shm_files_.clear();
         crashed_ = false;
         crash_at_sync_ = -1;
@@ -160,6 +167,7 @@ private:
         std::int64_t old_size = -1;            // file size before, when the write extended it
         std::vector<unsigned char> new_bytes;
         bool is_truncate = false;
+        std::int64_t sector = 512;
     };
     struct file {
         sqlite3_file base;
@@ -198,7 +206,8 @@ private:
 
     // ---- VFS methods --------------------------------------------------------------------------
 
-    static int x_open(sqlite3_vfs* v, const char* name, sqlite3_file* out, int flags, int* out_flags) noexcept {
+    static int x_open(sqlite3_vfs* v, const char* name, sqlite3_file* out, int flags,
+                      int* out_flags) noexcept {
         auto& vfs = self(v);
         auto& f = as(out);
         f.base.pMethods = nullptr;
@@ -225,25 +234,25 @@ private:
 
     // One table of methods for every file (the unix VFS gives all files the same ones).
     void init_methods(const sqlite3_io_methods& real) {
-            methods_ = real;
-            methods_.iVersion = std::min(real.iVersion, 2);  // no mmap: every write goes through xWrite
-            methods_.xClose = &x_close;
-            methods_.xRead = &x_read;
-            methods_.xWrite = &x_write;
-            methods_.xTruncate = &x_truncate;
-            methods_.xSync = &x_sync;
-            methods_.xFileSize = &x_file_size;
-            methods_.xLock = &x_lock;
-            methods_.xUnlock = &x_unlock;
-            methods_.xCheckReservedLock = &x_check_reserved;
-            methods_.xFileControl = &x_file_control;
-            methods_.xSectorSize = &x_sector_size;
-            methods_.xDeviceCharacteristics = &x_device;
-            methods_.xShmMap = &x_shm_map;
-            methods_.xShmLock = &x_shm_lock;
-            methods_.xShmBarrier = &x_shm_barrier;
-            methods_.xShmUnmap = &x_shm_unmap;
-            methods_ready_ = true;
+        methods_ = real;
+        methods_.iVersion = std::min(real.iVersion, 2);  // no mmap: every write goes through xWrite
+        methods_.xClose = &x_close;
+        methods_.xRead = &x_read;
+        methods_.xWrite = &x_write;
+        methods_.xTruncate = &x_truncate;
+        methods_.xSync = &x_sync;
+        methods_.xFileSize = &x_file_size;
+        methods_.xLock = &x_lock;
+        methods_.xUnlock = &x_unlock;
+        methods_.xCheckReservedLock = &x_check_reserved;
+        methods_.xFileControl = &x_file_control;
+        methods_.xSectorSize = &x_sector_size;
+        methods_.xDeviceCharacteristics = &x_device;
+        methods_.xShmMap = &x_shm_map;
+        methods_.xShmLock = &x_shm_lock;
+        methods_.xShmBarrier = &x_shm_barrier;
+        methods_.xShmUnmap = &x_shm_unmap;
+        methods_ready_ = true;
     }
 
     static int x_delete(sqlite3_vfs* v, const char* name, int sync_dir) noexcept {
@@ -290,11 +299,12 @@ private:
                 w.offset = off;
                 const auto kept = std::max<sqlite3_int64>(0, std::min<sqlite3_int64>(n, size - off));
                 w.old_bytes.resize(static_cast<std::size_t>(kept));
-                if (kept > 0 && f.real->pMethods->xRead(f.real, w.old_bytes.data(), static_cast<int>(kept), off) !=
-                                    SQLITE_OK) {
+                if (kept > 0 && f.real->pMethods->xRead(f.real, w.old_bytes.data(), static_cast<int>(kept),
+                                                        off) != SQLITE_OK) {
                     return SQLITE_IOERR_WRITE;
                 }
                 if (growth > 0) w.old_size = size;
+                w.sector = std::max(512, f.real->pMethods->xSectorSize(f.real));
                 const auto* bytes = static_cast<const unsigned char*>(buf);
                 w.new_bytes.assign(bytes, bytes + n);
                 vfs.pending_[f.path].push_back(std::move(w));
@@ -319,8 +329,8 @@ private:
                     w.offset = size;
                     w.is_truncate = true;
                     w.old_bytes.resize(static_cast<std::size_t>(old - size));
-                    if (f.real->pMethods->xRead(f.real, w.old_bytes.data(), static_cast<int>(old - size), size) !=
-                        SQLITE_OK) {
+                    if (f.real->pMethods->xRead(f.real, w.old_bytes.data(), static_cast<int>(old - size),
+                                                size) != SQLITE_OK) {
                         return SQLITE_IOERR_TRUNCATE;
                     }
                     vfs.pending_[f.path].push_back(std::move(w));
@@ -359,16 +369,21 @@ private:
         if (as(p).vfs->crashed()) return SQLITE_IOERR_LOCK;
         return as(p).real->pMethods->xLock(as(p).real, level);
     }
-    static int x_unlock(sqlite3_file* p, int level) noexcept { return as(p).real->pMethods->xUnlock(as(p).real, level); }
+    static int x_unlock(sqlite3_file* p, int level) noexcept {
+        return as(p).real->pMethods->xUnlock(as(p).real, level);
+    }
     static int x_check_reserved(sqlite3_file* p, int* out) noexcept {
         return as(p).real->pMethods->xCheckReservedLock(as(p).real, out);
     }
     static int x_file_control(sqlite3_file* p, int op, void* arg) noexcept {
         return as(p).real->pMethods->xFileControl(as(p).real, op, arg);
     }
-    static int x_sector_size(sqlite3_file* p) noexcept { return as(p).real->pMethods->xSectorSize(as(p).real); }
+    static int x_sector_size(sqlite3_file* p) noexcept {
+        return as(p).real->pMethods->xSectorSize(as(p).real);
+    }
+    // Not power-safe: a torn write may damage the rest of its sectors (see power_loss()).
     static int x_device(sqlite3_file* p) noexcept {
-        return as(p).real->pMethods->xDeviceCharacteristics(as(p).real);
+        return as(p).real->pMethods->xDeviceCharacteristics(as(p).real) & ~SQLITE_IOCAP_POWERSAFE_OVERWRITE;
     }
     static int x_shm_map(sqlite3_file* p, int page, int size, int extend, void volatile** out) noexcept {
         auto& f = as(p);
@@ -385,7 +400,9 @@ private:
         return as(p).real->pMethods->xShmLock(as(p).real, offset, n, flags);
     }
     static void x_shm_barrier(sqlite3_file* p) noexcept { as(p).real->pMethods->xShmBarrier(as(p).real); }
-    static int x_shm_unmap(sqlite3_file* p, int del) noexcept { return as(p).real->pMethods->xShmUnmap(as(p).real, del); }
+    static int x_shm_unmap(sqlite3_file* p, int del) noexcept {
+        return as(p).real->pMethods->xShmUnmap(as(p).real, del);
+    }
 
     std::string name_;
     sqlite3_vfs* base_ = nullptr;
