@@ -1,0 +1,79 @@
+// Testing your own application with resilite's toolkit: cut the power in the middle of your
+// writes and check that every commit you acknowledged survived; damage a file on purpose and
+// check that it is noticed.
+#include <resilite/resilite.hpp>
+#include <resilite/testing/corruption.hpp>
+#include <resilite/testing/fault_vfs.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string>
+
+namespace {
+// The application code under test: records an order.
+template <class Db>
+void record_order(Db& db, int id) {
+    db.transaction([&](auto& tx) {
+        tx.exec("INSERT INTO orders(id, item) VALUES(?, ?)", id, "widget");
+        tx.exec("UPDATE stats SET orders = orders + 1");
+    });
+}
+
+using AppDb = resilite::Database<resilite::null_observer, resilite::no_retry>;
+}  // namespace
+
+int main() {
+    const auto dir = std::filesystem::temp_directory_path() / "resilite-testing-example";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+
+    // 1. Power loss at every possible sync of the workload.
+    resilite::testing::fault_vfs vfs{"my-app-tests"};
+    std::mt19937_64 rng{42};
+    int failures = 0;
+    for (int crash_at = 1; crash_at <= 30; ++crash_at) {
+        const auto path = dir / ("orders-" + std::to_string(crash_at) + ".db");
+        std::set<int> acknowledged;
+        vfs.crash_at_sync(crash_at);
+        try {
+            AppDb::options options;
+            options.vfs = vfs.name();
+            AppDb db{path, options};
+            db.exec_script(
+                "CREATE TABLE IF NOT EXISTS orders(id INTEGER PRIMARY KEY, item TEXT NOT NULL);"
+                "CREATE TABLE IF NOT EXISTS stats(orders INTEGER NOT NULL);"
+                "INSERT INTO stats SELECT 0 WHERE NOT EXISTS(SELECT 1 FROM stats);");
+            for (int id = 1; id <= 20; ++id) {
+                record_order(db, id);
+                acknowledged.insert(id);
+            }
+        } catch (const resilite::error&) {  // the power went out
+        }
+        if (!vfs.crashed()) vfs.cut_power();
+        vfs.power_loss(rng);  // the files as a rebooted machine finds them
+
+        resilite::sqlite::connection check{path};
+        const bool has_orders = check.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'orders'") == 1;
+        for (int id : acknowledged) {
+            if (!has_orders || check.query_one<int>("SELECT count(*) FROM orders WHERE id = ?", id) != 1) ++failures;
+        }
+    }
+    std::printf("power loss: %d acknowledged orders lost\n", failures);
+
+    // 2. Damage detection: zero a page, and ask the health check.
+    const auto path = dir / "damaged.db";
+    {
+        resilite::Database<resilite::null_observer> db{path};
+        db.exec_script("CREATE TABLE t(x TEXT); CREATE INDEX t_x ON t(x);");
+        db.transaction([](auto& tx) {
+            for (int i = 0; i < 500; ++i) tx.exec("INSERT INTO t VALUES(?)", std::string(100, 'a' + i % 26));
+        });
+    }  // closed with a TRUNCATE checkpoint: everything is in the main file
+    resilite::testing::zero_page(path, 3);
+    const auto health = resilite::check_health(path, resilite::check_level::quick);
+    std::printf("after zeroing page 3: %s (%s)\n", std::string{resilite::to_string(health.result)}.c_str(),
+                health.detail.substr(0, 60).c_str());
+    return failures == 0 && !health.ok() ? 0 : 1;
+}
