@@ -92,8 +92,8 @@ TEST_CASE("power-loss at a random sync loses no acknowledged commit (WAL + FULL)
         if (a.present.size() == acked.size() + 1) ++in_flight_kept;
         REQUIRE(a.integrity == "ok");
     }
+    INFO("in-flight transactions that survived: " << in_flight_kept << " of " << n);
     CHECK(crashes == n);
-    UNSCOPED_INFO("in-flight transactions that survived: " << in_flight_kept << " of " << n);
 }
 
 TEST_CASE("power-loss control: synchronous=OFF must lose acknowledged commits",
