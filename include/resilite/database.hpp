@@ -6,7 +6,11 @@
 #include <resilite/checkpoint_mode.hpp>
 #include <resilite/checkpoint_result.hpp>
 #include <resilite/database_options.hpp>
+#include <resilite/backup_result.hpp>
 #include <resilite/detail/backoff.hpp>
+#include <resilite/detail/backup_files.hpp>
+#include <resilite/detail/metrics.hpp>
+#include <resilite/health_snapshot.hpp>
 #include <resilite/detail/marker.hpp>
 #include <resilite/detail/policy_set.hpp>
 #include <resilite/detail/retry_scope.hpp>
@@ -65,6 +69,7 @@ public:
     using retry_type = typename policy_set::template get<slot::retry>;
     using schema_type = typename policy_set::template get<slot::schema>;
     using migrations_type = typename policy_set::template get<slot::migrations>;
+    using backup_type = typename policy_set::template get<slot::backup>;
     using time_point = std::chrono::steady_clock::time_point;
     using transaction_type = basic_transaction<Database>;
     using savepoint_type = basic_savepoint<Database>;
@@ -85,6 +90,8 @@ public:
                   "resilite::Database<...>: the schema policy must be a resilite::schema<...>");
     static_assert(migrations_policy<migrations_type>,
                   "resilite::Database<...>: the migrations policy must be a resilite::migrations<...>");
+    static_assert(backup_policy<backup_type>,
+                  "resilite::Database<...>: the backup policy must be a resilite::backup<...>");
     static_assert(clock_policy<clock_type>,
                   "resilite::Database<...>: the clock policy needs now() -> steady_clock "
                   "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
@@ -96,6 +103,7 @@ public:
         s.checkpoint_interval = std::chrono::seconds{durability_type::checkpoint_seconds};
         s.wal_alert_bytes = durability_type::wal_alert_bytes;
         s.retry = retry_type::defaults;
+        s.backup = backup_type::defaults;
         return s;
     }
 
@@ -142,6 +150,7 @@ public:
         }
         if (!read_only_ && on_disk()) detail::write_marker(path_);
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
+        schedule_backups_and_checks(now());
         emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "",
                    st.attempt);
         if constexpr (durability_type::background_thread) start_background();
@@ -343,16 +352,114 @@ public:
     bool maintain() {
         std::lock_guard lock(mutex_);
         const auto t = now();
-        if (t.time_since_epoch().count() < next_checkpoint_ns_.load()) return false;
-        next_checkpoint_ns_ = (t + settings_.checkpoint_interval).time_since_epoch().count();
-        static_cast<void>(checkpoint(checkpoint_mode::passive));
-        const auto wal = wal_bytes();
-        if (wal > settings_.wal_alert_bytes) {
-            emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
-                       fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
-                                   settings_.wal_alert_bytes));
+        bool did = false;
+        if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
+            did = true;
+            next_checkpoint_ns_ = (t + settings_.checkpoint_interval).time_since_epoch().count();
+            static_cast<void>(checkpoint(checkpoint_mode::passive));
+            const auto wal = wal_bytes();
+            if (wal > settings_.wal_alert_bytes) {
+                emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
+                           fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
+                                       settings_.wal_alert_bytes));
+            }
         }
-        return true;
+        const auto due = [&](std::optional<time_point>& next, auto interval) {
+            if (!next || t < *next) return false;
+            next = t + interval;
+            return true;
+        };
+        if (due(next_quick_check_, settings_.quick_check_interval)) {
+            did = true;
+            static_cast<void>(check(check_level::quick));
+        }
+        if (due(next_integrity_check_, settings_.integrity_check_interval)) {
+            did = true;
+            static_cast<void>(check(check_level::full));
+        }
+        if (due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(settings_.backup.interval))) {
+            did = true;
+            try {
+                static_cast<void>(backup_now());
+            } catch (...) {  // reported by the backup's own event; the schedule goes on
+            }
+        }
+        return did;
+    }
+
+    // ---- checks, backups, health ---------------------------------------------------------------
+
+    // Checks the open database (quick_check or integrity_check; header: the file's header and
+    // WAL). The result is kept for health().
+    health_report check(check_level level = check_level::quick) {
+        std::lock_guard lock(mutex_);
+        const auto start = now();
+        health_report r;
+        if (level == check_level::header) {
+            r = check_health(path_, check_level::header);
+        } else {
+            r.level = level;
+            try {
+                const auto lines = conn().template query_all<std::string>(
+                    level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)");
+                if (lines.size() != 1 || lines[0] != "ok") {
+                    r.result = health_report::finding::corrupt;
+                    for (const auto& l : lines)
+                        r.detail += (r.detail.empty() ? "" : "; ") + l;
+                }
+            } catch (const error& e) {
+                r.result = e.klass() == error_class::not_a_database ? health_report::finding::not_a_database
+                                                                    : health_report::finding::corrupt;
+                r.detail = e.what();
+            }
+        }
+        last_check_ = r;
+        last_check_time_ = clock_.utc_now();
+        emit_since("check", start, r.ok() ? outcome::ok : outcome::failed, 0,
+                   r.ok() ? error_class::none : error_class::corrupt,
+                   r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
+        return r;
+    }
+
+    // Takes a backup now, through SQLite: refuses a source that fails its check, copies to a
+    // temporary file, checks the copy, syncs it, renames it into place and syncs the directory,
+    // appends to the manifest, applies retention, then runs the sink command if any.
+    backup_result backup_now() {
+        const auto start = now();
+        try {
+            auto r = take_backup();
+            emit_since("backup", start, r.sink_error.empty() ? outcome::ok : outcome::warning, r.pages,
+                       error_class::none,
+                       r.sink_error.empty() ? r.path.string()
+                                            : fmt::format("{}; {}", r.path.string(), r.sink_error));
+            return r;
+        } catch (...) {
+            annotate_current(start, "backup");
+            auto f = detail::op_failure::from_current_exception();
+            emit_since("backup", start, outcome::failed, 0, f.klass, f.detail);
+            throw;
+        }
+    }
+
+    // The state of the database and of the library's work on it.
+    [[nodiscard]] health_snapshot health() {
+        health_snapshot s;
+        metrics_.fill(s);
+        s.retries = retries_.load();
+        s.wal_bytes = wal_bytes();
+        std::lock_guard lock(mutex_);
+        s.last_check = last_check_;
+        s.last_check_time = last_check_time_;
+        s.last_backup_time = last_backup_time_;
+        if (last_backup_time_) {
+            s.last_backup_age =
+                std::chrono::duration_cast<std::chrono::seconds>(clock_.utc_now() - *last_backup_time_);
+        }
+        if (conn_) {
+            s.page_count = conn().template query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+            s.freelist_count = conn().template query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
+        }
+        return s;
     }
 
     // Size of the -wal file now (0 when there is none).
@@ -491,6 +598,7 @@ private:
 
     void run_migrations(int from) {
         if (before_migrations_) before_migrations_(from, migrations_type::latest);
+        if (settings_.backup.enabled && !read_only_) static_cast<void>(backup_now());  // a way back
         migrations_type::for_each([&](auto id) {
             using M = typename decltype(id)::type;
             if (M::version <= from) return;
@@ -548,9 +656,11 @@ private:
     // per attempt that failed and was retried.
     void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
                     std::string_view detail, int attempts = 1) noexcept {
+        const auto duration = now() - start;
+        if (name != "retry" && name != "wal_size_alert") metrics_.record(o, klass, duration);
         if constexpr (observer_type::enabled) {
             try {
-                observer_.on_event(event{name, o, now() - start, rows, attempts, klass, detail});
+                observer_.on_event(event{name, o, duration, rows, attempts, klass, detail});
             } catch (...) {  // an observer must never change what an operation does
             }
         }
@@ -878,6 +988,156 @@ private:
         return r;
     }
 
+    // ---- backups --------------------------------------------------------------------------------
+
+    void schedule_backups_and_checks(time_point t) {
+        std::lock_guard lock(mutex_);
+        const auto after = [&](auto interval) -> std::optional<time_point> {
+            if (interval <= decltype(interval){0}) return std::nullopt;
+            return t + interval;
+        };
+        next_quick_check_ = after(settings_.quick_check_interval);
+        next_integrity_check_ = after(settings_.integrity_check_interval);
+        next_backup_ = settings_.backup.enabled ? after(settings_.backup.interval) : std::nullopt;
+    }
+
+    backup_result take_backup() {
+        backup_settings s;
+        {
+            std::lock_guard lock(mutex_);
+            s = settings_.backup;
+        }
+        const auto dir = detail::backup_directory(path_, s);
+        std::filesystem::create_directories(dir);
+        detail::clean_leftovers(dir);
+        const auto started = now();
+        // 1. Never back up a damaged source: the copy would carry the damage.
+        const auto source = check(s.check);
+        if (!source.ok()) {
+            throw detail::library_failure(
+                error_class::corrupt, "backup",
+                fmt::format("the database failed its {} check, so it was not backed up ({}: {})",
+                            to_string(s.check), to_string(source.result), source.detail),
+                path_.string());
+        }
+        // 2. Copy through SQLite into a temporary file.
+        const auto tmp = dir / fmt::format(".{}.tmp-{}", path_.filename().string(), ::getpid());
+        const auto remove_tmp = [&] {
+            std::error_code ec;
+            for (const char* suffix : {"", "-journal", "-wal", "-shm"})
+                std::filesystem::remove(tmp.string() + suffix, ec);
+        };
+        remove_tmp();
+        backup_result r;
+        try {
+            if (s.how == backup_settings::method::vacuum_into) {
+                std::lock_guard lock(mutex_);
+                conn().exec("VACUUM INTO ?", tmp.string());
+            } else {
+                r.restarts = copy_online(tmp, s, started);
+            }
+            {
+                sqlite::connection copy{tmp};
+                copy.exec_script("PRAGMA journal_mode=DELETE");  // a backup is one self-contained file
+                r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+            }
+            // 3. Check the copy before it is called a backup.
+            r.check = check_health(tmp, s.check == check_level::header ? check_level::quick : s.check);
+            if (!r.check.ok()) {
+                throw detail::library_failure(
+                    error_class::corrupt, "backup",
+                    fmt::format("the copy failed its check ({}); it was discarded", r.check.detail),
+                    path_.string());
+            }
+            // 4. Durable promotion: sync the file, rename, sync the directory.
+            if (!detail::fsync_path(tmp, false)) {
+                throw detail::library_failure(error_class::io, "backup", "could not sync the copy",
+                                              path_.string());
+            }
+            r.taken = clock_.utc_now();
+            r.path = dir / detail::backup_name(path_, r.taken);
+            const auto base = detail::backup_name(path_, r.taken);  // ends in ".db"
+            for (int n = 2; std::filesystem::exists(r.path); ++n) {
+                r.path =
+                    dir / fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);  // same millisecond
+            }
+            std::filesystem::rename(tmp, r.path);
+            static_cast<void>(detail::fsync_path(dir, true));
+        } catch (...) {
+            remove_tmp();
+            throw;
+        }
+        remove_tmp();
+        r.bytes = std::filesystem::file_size(r.path);
+        r.duration = now() - started;
+        // 5. Manifest, retention, off-machine copy.
+        detail::append_manifest(dir, r);
+        const auto all = detail::list_backups(path_, dir);
+        const auto keep = detail::retained(all, s);
+        for (const auto& b : all) {
+            std::error_code ec;
+            if (keep.count(b.path) == 0) std::filesystem::remove(b.path, ec);
+        }
+        r.sink_error = detail::run_sink(s.sink, r.path);
+        std::lock_guard lock(mutex_);
+        last_backup_time_ = r.taken;
+        return r;
+    }
+
+    // The backup API from the writer connection, a few pages at a time under the lock, so that
+    // writers go on between steps (their changes reach the copy without restarting it).
+    int copy_online(const std::filesystem::path& tmp, const backup_settings& s, time_point started) {
+        sqlite3* dst = nullptr;
+        if (const int rc =
+                sqlite3_open_v2(tmp.c_str(), &dst, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+            rc != SQLITE_OK) {
+            auto failure = detail::sqlite_failure(dst, rc, "backup", {}, tmp.string());
+            sqlite3_close_v2(dst);
+            throw failure;
+        }
+        sqlite3_backup* b = nullptr;
+        {
+            std::lock_guard lock(mutex_);
+            b = sqlite3_backup_init(dst, "main", conn().native_handle(), "main");
+        }
+        const auto fail = [&](int rc, std::string note) {
+            auto failure = rc != SQLITE_OK ? detail::sqlite_failure(dst, rc, "backup", {}, path_.string())
+                                           : detail::library_failure(error_class::busy, "backup",
+                                                                     std::move(note), path_.string());
+            if (b != nullptr) sqlite3_backup_finish(b);
+            sqlite3_close_v2(dst);
+            return failure;
+        };
+        if (b == nullptr) throw fail(sqlite3_extended_errcode(dst), {});
+        int restarts = 0;
+        int last_remaining = -1;
+        for (;;) {
+            int rc = SQLITE_OK;
+            int remaining = 0;
+            {
+                std::lock_guard lock(mutex_);
+                rc = sqlite3_backup_step(b, s.pages_per_step);
+                remaining = sqlite3_backup_remaining(b);
+            }
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) throw fail(rc, {});
+            if (last_remaining >= 0 && remaining > last_remaining) ++restarts;  // another process wrote
+            last_remaining = remaining;
+            if (now() - started > s.time_limit) {
+                throw fail(SQLITE_OK,
+                           fmt::format("the backup could not finish within {} s ({} restarts, {} pages "
+                                       "left); other writers kept changing the database",
+                                       s.time_limit.count(), restarts, remaining));
+            }
+            clock_.sleep_for(s.pause);
+        }
+        const int rc = sqlite3_backup_finish(b);
+        b = nullptr;
+        if (rc != SQLITE_OK) throw fail(rc, {});
+        sqlite3_close_v2(dst);
+        return restarts;
+    }
+
     // ---- background maintenance ---------------------------------------------------------------
 
     void start_background() {
@@ -938,6 +1198,10 @@ private:
     std::mutex rng_mutex_;
     std::mt19937_64 rng_;  // jitter
     std::atomic<std::uint64_t> retries_{0};
+    detail::metrics metrics_;
+    std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_;
+    std::optional<health_report> last_check_;
+    std::optional<std::chrono::system_clock::time_point> last_check_time_, last_backup_time_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
     std::mutex wake_mutex_;

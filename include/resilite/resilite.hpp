@@ -1,6 +1,8 @@
 #pragma once
 // resilite: SQLite databases that survive production. Include this for everything a user needs.
 
+#include <resilite/backup_result.hpp>
+#include <resilite/backup_settings.hpp>
 #include <resilite/blob.hpp>
 #include <resilite/check_health.hpp>
 #include <resilite/check_level.hpp>
@@ -12,12 +14,15 @@
 #include <resilite/error_class.hpp>
 #include <resilite/event.hpp>
 #include <resilite/health_report.hpp>
+#include <resilite/health_snapshot.hpp>
 #include <resilite/jitter.hpp>
+#include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
+#include <resilite/restore.hpp>
 #include <resilite/retry_settings.hpp>
 #include <resilite/schema/default_value.hpp>
 #include <resilite/schema/index.hpp>

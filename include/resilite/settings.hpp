@@ -2,6 +2,7 @@
 // resilite::settings: the runtime knobs, seeded from the compile-time policies and changeable
 // while running with Database::reconfigure() (validated, swapped whole).
 
+#include <resilite/backup_settings.hpp>
 #include <resilite/retry_settings.hpp>
 #include <resilite/synchronous.hpp>
 
@@ -17,11 +18,14 @@ namespace resilite {
 
 struct settings {
     synchronous sync = synchronous::full;
-    std::chrono::seconds checkpoint_interval{60};  // periodic PASSIVE checkpoint
-    std::uint64_t wal_alert_bytes = 64ull << 20;   // event when the WAL file grows past this
-    std::chrono::milliseconds busy_timeout{1000};  // SQLite's own busy wait inside each attempt
-    std::size_t statement_cache_capacity = 64;     // prepared statements kept per connection
-    retry_settings retry{};                        // backoff between attempts
+    std::chrono::seconds checkpoint_interval{60};      // periodic PASSIVE checkpoint
+    std::uint64_t wal_alert_bytes = 64ull << 20;       // event when the WAL file grows past this
+    std::chrono::milliseconds busy_timeout{1000};      // SQLite's own busy wait inside each attempt
+    std::size_t statement_cache_capacity = 64;         // prepared statements kept per connection
+    retry_settings retry{};                            // backoff between attempts
+    backup_settings backup{};                          // copies, schedule, retention
+    std::chrono::seconds quick_check_interval{0};      // scheduled quick_check (0: off)
+    std::chrono::seconds integrity_check_interval{0};  // scheduled integrity_check (0: off)
 
     friend bool operator==(const settings&, const settings&) = default;
 
@@ -41,6 +45,11 @@ struct settings {
         }
         const int s = static_cast<int>(sync);
         if (s < 1 || s > 3) return fmt::format("synchronous level {} is not allowed", s);
+        if (quick_check_interval < std::chrono::seconds{0} ||
+            integrity_check_interval < std::chrono::seconds{0}) {
+            return std::string{"check intervals must not be negative"};
+        }
+        if (auto p = backup.problem()) return p;
         return retry.problem();
     }
 };

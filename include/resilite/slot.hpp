@@ -10,5 +10,6 @@ struct clock {};
 struct retry {};
 struct schema {};
 struct migrations {};
+struct backup {};
 
 }  // namespace resilite::slot

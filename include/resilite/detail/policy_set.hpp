@@ -2,6 +2,7 @@
 // Finds, for each slot, the policy the user gave or the slot's default, and rejects with a
 // readable message a type that is no policy or two policies for one slot.
 
+#include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/migrations.hpp>
@@ -33,7 +34,8 @@ inline constexpr auto slot_defaults =
                    hana::make_pair(hana::type_c<slot::clock>, hana::type_c<system_clock>),
                    hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>),
                    hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
-                   hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>));
+                   hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>),
+                   hana::make_pair(hana::type_c<slot::backup>, hana::type_c<no_backup>));
 
 template <class P>
 concept has_slot = requires {
@@ -100,6 +102,8 @@ struct policy_set {
     static_assert(
         at_most_one_in_slot<slot::schema, Ps...>,
         "resilite::Database<...>: two schema policies given: put every table in one resilite::schema<...>");
+    static_assert(at_most_one_in_slot<slot::backup, Ps...>,
+                  "resilite::Database<...>: two backup policies given: keep one");
     static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
                   "resilite::Database<...>: two migrations policies given: list every migration in one "
                   "resilite::migrations<...>");
