@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ pkg-config libsqlite3-dev sqlite3 libboost-dev libfmt-dev catch2
-          librapidcheck-dev libbenchmark-dev libsqlitecpp-dev)
+          librapidcheck-dev libbenchmark-dev libsqlitecpp-dev rclone)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,318 @@
+// Backups: schedule and retention (P12), consistency under writes, refusal of a damaged source,
+// a kill during a backup, the sink command, restore.
+#include "support.hpp"
+
+#include <resilite/testing/corruption.hpp>
+#include <resilite/testing/kill_harness.hpp>
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+using namespace std::chrono_literals;
+
+namespace {
+template <class Backup>
+using backed_db =
+    resilite::Database<Backup, resilite::callback_observer, resilite::manual_clock, test::manual_durability>;
+
+std::vector<std::filesystem::path> backups_in(const std::filesystem::path& db) {
+    std::vector<std::filesystem::path> out;
+    for (const auto& b :
+         resilite::detail::list_backups(db, std::filesystem::path{db.string() + ".backups"})) {
+        out.push_back(b.path);
+    }
+    return out;
+}
+
+std::vector<std::int64_t> rows_of(const std::filesystem::path& file) {
+    resilite::sqlite::connection c{file, SQLITE_OPEN_READONLY};
+    return c.query_all<std::int64_t>("SELECT n FROM t ORDER BY n");
+}
+}  // namespace
+
+TEST_CASE("P12 automatic backup creation", "[backup][property][P12]") {
+    test::temp_dir dir;
+    int case_number = 0;
+    rc::prop(
+        "backups follow the schedule, are consistent snapshots that pass their check, retention keeps "
+        "exactly what it promises",
+        [&] {
+            using Db = backed_db<resilite::backup<resilite::online_backup<7>, resilite::every_minutes<10>,
+                                                  resilite::keep_last<24>>>;
+            const int keep = *rc::gen::inRange(1, 5);
+            const bool generations = *rc::gen::arbitrary<bool>();
+            const int hourly = *rc::gen::inRange(0, 3), daily = *rc::gen::inRange(0, 3),
+                      weekly = *rc::gen::inRange(1, 3);
+            test::event_log log;
+            resilite::manual_clock clock;
+            Db::options o;
+            o.observer = log.observer();
+            o.clock = clock;
+            o.settings = Db::default_settings();
+            o.settings->backup.keep_last = keep;
+            if (generations) {
+                o.settings->backup.keep_hourly = hourly;
+                o.settings->backup.keep_daily = daily;
+                o.settings->backup.keep_weekly = weekly;
+            }
+            const auto path = dir / fmt::format("p12-{}.db", ++case_number);
+            Db db{path, o};
+            db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad TEXT)");
+            std::int64_t next = 1;
+            auto since_last = 0min;  // clock time since open or the last backup
+            std::vector<std::pair<std::chrono::system_clock::time_point, std::vector<std::int64_t>>> taken;
+            const int steps = *rc::gen::inRange(1, 25);
+            for (int step = 0; step < steps; ++step) {
+                const int commits = *rc::gen::inRange(0, 4);
+                for (int c = 0; c < commits; ++c) {
+                    db.exec("INSERT INTO t VALUES(?, ?)", next++, std::string(300, 'x'));
+                }
+                const auto advance = std::chrono::minutes{*rc::gen::inRange(0, 6 * 60)};
+                clock.advance(advance);
+                since_last += advance;
+                const auto count_before = log.count("backup");
+                static_cast<void>(db.maintain());
+                const bool due = since_last >= 10min;  // the schedule: every 10 minutes
+                RC_ASSERT(log.count("backup") == count_before + (due ? 1u : 0u));
+                if (due) {
+                    since_last = 0min;
+                    std::vector<std::int64_t> now_rows;
+                    for (std::int64_t n = 1; n < next; ++n)
+                        now_rows.push_back(n);
+                    taken.emplace_back(clock.utc_now(), now_rows);
+                }
+            }
+            // Each backup equals the database at the moment it was taken and passes its check.
+            const auto files = backups_in(path);
+            const auto all =
+                resilite::detail::list_backups(path, std::filesystem::path{path.string() + ".backups"});
+            for (const auto& b : all) {
+                RC_ASSERT(resilite::check_health(b.path, resilite::check_level::full).result ==
+                          resilite::health_report::finding::ok);
+                const auto it = std::find_if(taken.begin(), taken.end(),
+                                             [&](const auto& t) { return t.first == b.taken; });
+                RC_ASSERT(it != taken.end());
+                RC_ASSERT(rows_of(b.path) == it->second);
+            }
+            // Retention: computed here independently of the library.
+            std::set<std::chrono::system_clock::time_point> expected;
+            if (!taken.empty()) expected.insert(taken.back().first);
+            if (!generations) {
+                for (std::size_t i = taken.size() > static_cast<std::size_t>(keep) ? taken.size() - keep : 0;
+                     i < taken.size(); ++i) {
+                    expected.insert(taken[i].first);
+                }
+            } else {
+                for (auto [width, count] :
+                     {std::pair{1h, hourly}, std::pair{24h, daily}, std::pair{168h, weekly}}) {
+                    std::map<std::int64_t, std::chrono::system_clock::time_point> newest;
+                    for (const auto& t : taken)
+                        newest[t.first.time_since_epoch() / width] = t.first;
+                    int n = 0;
+                    for (auto it = newest.rbegin(); it != newest.rend() && n < count; ++it, ++n) {
+                        expected.insert(it->second);
+                    }
+                }
+            }
+            std::set<std::chrono::system_clock::time_point> kept;
+            for (const auto& b : all)
+                kept.insert(b.taken);
+            RC_ASSERT(kept == expected);
+        });
+}
+
+TEST_CASE("backup-under-writes: a backup taken while a writer commits holds exactly rows 1..S",
+          "[backup][writes]") {
+    test::temp_dir dir;
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<4, 1>, resilite::on_demand, resilite::keep_last<10>>,
+        resilite::null_observer, test::manual_durability>;
+    Db db{dir / "w.db"};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad TEXT)");
+    for (int n = 1; n <= 2000; ++n) {
+        if (n == 1) db.exec("BEGIN");
+        db.exec("INSERT INTO t VALUES(?, ?)", n, std::string(200, 'p'));
+        if (n == 2000) db.exec("COMMIT");
+    }
+    std::atomic<bool> stop{false};
+    std::atomic<std::int64_t> committed{2000};
+    std::thread writer([&] {
+        for (std::int64_t n = 2001; !stop; ++n) {
+            db.exec("INSERT INTO t VALUES(?, ?)", n, std::string(200, 'q'));
+            committed = n;
+        }
+    });
+    std::vector<resilite::backup_result> results;
+    for (int i = 0; i < 3; ++i)
+        results.push_back(db.backup_now());
+    stop = true;
+    writer.join();
+    for (const auto& r : results) {
+        CHECK(resilite::check_health(r.path, resilite::check_level::full).ok());
+        const auto rows = rows_of(r.path);
+        REQUIRE_FALSE(rows.empty());
+        const auto s = rows.back();
+        CHECK(static_cast<std::int64_t>(rows.size()) == s);  // 1..S, no gaps
+        CHECK(rows.front() == 1);
+        CHECK(s >= 2000);
+        CHECK(s <= committed);
+    }
+}
+
+TEST_CASE("refusal: a source that fails its check is never backed up", "[backup][refusal]") {
+    test::temp_dir dir;
+    const auto path = dir / "r.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE t(a TEXT, b TEXT); CREATE INDEX t_a ON t(a);");
+        for (int i = 0; i < 100; ++i)
+            c.exec("INSERT INTO t VALUES(?, ?)", std::to_string(i), std::to_string(-i));
+    }
+    resilite::testing::swap_index_definition(path);  // only integrity_check sees this
+    using Db = resilite::Database<resilite::backup<resilite::online_backup<>, resilite::on_demand,
+                                                   resilite::keep_last<3>, resilite::check_level::full>,
+                                  resilite::callback_observer, test::manual_durability>;
+    test::event_log log;
+    Db db{path, test::recording(log)};
+    try {
+        static_cast<void>(db.backup_now());
+        FAIL("backed up a damaged database");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::corrupt);
+        CHECK_THAT(e.technical().note, Catch::Contains("not backed up"));
+    }
+    CHECK(backups_in(path).empty());
+    const auto events = log.events();
+    CHECK(std::any_of(events.begin(), events.end(), [](const auto& e) {
+        return e.name == "backup" && e.result == resilite::outcome::failed;
+    }));
+}
+
+TEST_CASE("sigkill during a backup never leaves a partial file promoted; leftovers are cleaned",
+          "[backup][sigkill]") {
+    test::temp_dir dir;
+    const auto path = dir / "k.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<2, 1>, resilite::on_demand, resilite::keep_last<50>>,
+        resilite::null_observer, test::manual_durability>;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad TEXT)");
+        db.transaction([](auto& tx) {
+            for (int n = 1; n <= 3000; ++n)
+                tx.exec("INSERT INTO t VALUES(?, ?)", n, std::string(300, 'k'));
+        });
+    }
+    std::mt19937_64 rng{11};
+    int interrupted = 0;  // kills that left a temporary file: they landed inside a backup
+    for (int trial = 0; trial < 8; ++trial) {
+        static_cast<void>(resilite::testing::run_and_kill(
+            [&](const auto& report) {
+                Db db{path};
+                for (std::int64_t i = 0;; ++i) {
+                    static_cast<void>(db.backup_now());
+                    report(i);
+                }
+            },
+            std::chrono::microseconds{2000 + rng() % 30000}));
+        for (const auto& b : backups_in(path)) {
+            INFO(b);
+            CHECK(
+                resilite::check_health(b, resilite::check_level::full).ok());  // every promoted file is whole
+        }
+        for (const auto& e : std::filesystem::directory_iterator(path.string() + ".backups")) {
+            if (e.path().filename().string().find(".tmp") != std::string::npos) {
+                ++interrupted;
+                break;
+            }
+        }
+    }
+    CHECK(interrupted > 0);
+    Db db{path};
+    const auto r = db.backup_now();
+    for (const auto& e : std::filesystem::directory_iterator(path.string() + ".backups")) {
+        CHECK(e.path().filename().string().find(".tmp") == std::string::npos);  // leftovers cleaned
+    }
+    CHECK(rows_of(r.path).size() == 3000);
+}
+
+TEST_CASE("sink: the finished backup is handed to a command; its failure is reported, the backup kept",
+          "[backup][sink]") {
+    test::temp_dir dir;
+    const auto path = dir / "s.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::callback_observer, test::manual_durability>;
+    test::event_log log;
+    auto o = Db::options{};
+    o.observer = log.observer();
+    o.settings = Db::default_settings();
+    std::filesystem::create_directories(dir / "offsite");
+    const bool have_rclone = std::system("command -v rclone >/dev/null 2>&1") == 0;
+    o.settings->backup.sink =
+        have_rclone ? fmt::format("rclone copyto {{path}} {}/offsite/{{name}}", dir.path().string())
+                    : fmt::format("cp {{path}} {}/offsite/{{name}}", dir.path().string());
+    if (!have_rclone) WARN("rclone is not installed: the sink test uses cp");
+    {
+        Db db{path, o};
+        db.exec_script("CREATE TABLE t(n INTEGER); INSERT INTO t VALUES(42);");
+        const auto r = db.backup_now();
+        CHECK(r.sink_error.empty());
+        const auto shipped = dir / "offsite" / r.path.filename();
+        REQUIRE(std::filesystem::exists(shipped));
+        CHECK(std::filesystem::file_size(shipped) == r.bytes);
+        CHECK(rows_of(shipped) == std::vector<std::int64_t>{42});
+    }
+    o.settings->backup.sink = "false";
+    Db db{path, o};
+    log.clear();
+    const auto r = db.backup_now();
+    CHECK_FALSE(r.sink_error.empty());
+    CHECK(std::filesystem::exists(r.path));
+    const auto events = log.events();
+    CHECK(std::any_of(events.begin(), events.end(), [](const auto& e) {
+        return e.name == "backup" && e.result == resilite::outcome::warning &&
+               e.detail.find("sink command") != std::string::npos;
+    }));
+}
+
+TEST_CASE("restore: checks the backup, replaces the target atomically, refuses an open target",
+          "[backup][restore]") {
+    test::temp_dir dir;
+    const auto path = dir / "live.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, test::manual_durability>;
+    resilite::backup_result saved;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER)");
+        db.exec("INSERT INTO t VALUES(1)");
+        saved = db.backup_now();
+        db.exec("INSERT INTO t VALUES(2)");
+        try {
+            resilite::restore(saved.path, path);
+            FAIL("restored over an open database");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::busy);
+        }
+        CHECK(db.query_one<int>("SELECT count(*) FROM t") == 2);
+    }
+    resilite::restore(saved.path, path);
+    {
+        Db db{path};
+        CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{1});
+    }
+    // A damaged backup is refused and the target left alone.
+    const auto bad = dir / "bad.db";
+    std::filesystem::copy_file(saved.path, bad);
+    std::mt19937_64 rng{5};
+    resilite::testing::overwrite_header(bad, rng);
+    CHECK_THROWS_AS(resilite::restore(bad, path), resilite::error);
+    Db db{path};
+    CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{1});
+}
