@@ -1,0 +1,133 @@
+// Health monitoring: metrics equal the true counts (P10), scheduled checks, the JSON snapshot.
+#include "support.hpp"
+
+#include <resilite/testing/corruption.hpp>
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+using namespace std::chrono_literals;
+using resilite::error_class;
+
+namespace {
+using monitored_db = resilite::Database<resilite::null_observer, resilite::manual_clock,
+                                        test::manual_durability, resilite::exponential_backoff<1, 4, 4>>;
+}  // namespace
+
+TEST_CASE("P10 health monitoring data collection", "[health][property][P10]") {
+    test::temp_dir dir;
+    int case_number = 0;
+    rc::prop("for any sequence of operations with injected outcomes the metrics equal the true counts", [&] {
+        // Each operation: 0 ok, 1 constraint failure, 2 k busy attempts then ok, 3 busy until exhausted.
+        const auto plan = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 4));
+        std::vector<int> busy_count;
+        for (std::size_t i = 0; i < plan.size(); ++i)
+            busy_count.push_back(*rc::gen::inRange(1, 4));
+        std::size_t current = 0;
+        resilite::manual_clock clock;
+        monitored_db::options o;
+        o.clock = clock;
+        bool armed = false;
+        o.inject_failure = [&](std::string_view operation, int attempt) {
+            if (!armed || operation != "exec") return SQLITE_OK;
+            switch (plan[current]) {
+                case 1:
+                    return SQLITE_CONSTRAINT_UNIQUE;
+                case 2:
+                    return attempt <= busy_count[current] ? SQLITE_BUSY : SQLITE_OK;
+                case 3:
+                    return SQLITE_BUSY;
+                default:
+                    return SQLITE_OK;
+            }
+        };
+        monitored_db db{dir / fmt::format("p10-{}.db", ++case_number), o};
+        db.exec_script("CREATE TABLE t(x)");
+        const auto before = db.health();
+        armed = true;
+        std::uint64_t failures = 0, retries = 0, constraint = 0, exhausted = 0;
+        for (current = 0; current < plan.size(); ++current) {
+            try {
+                db.exec("INSERT INTO t VALUES(1)");
+            } catch (const resilite::error& e) {
+                ++failures;
+                constraint += e.klass() == error_class::constraint ? 1 : 0;
+                exhausted += e.klass() == error_class::retry_exhausted ? 1 : 0;
+            }
+            retries += plan[current] == 2   ? static_cast<std::uint64_t>(busy_count[current])
+                       : plan[current] == 3 ? 3u
+                                            : 0u;
+        }
+        armed = false;
+        const auto h = db.health();
+        RC_ASSERT(h.operations - before.operations == plan.size());
+        RC_ASSERT(h.failures - before.failures == failures);
+        RC_ASSERT(h.failures_by_class[static_cast<std::size_t>(error_class::constraint)] == constraint);
+        RC_ASSERT(h.failures_by_class[static_cast<std::size_t>(error_class::retry_exhausted)] == exhausted);
+        RC_ASSERT(constraint == static_cast<std::uint64_t>(std::count(plan.begin(), plan.end(), 1)));
+        RC_ASSERT(exhausted == static_cast<std::uint64_t>(std::count(plan.begin(), plan.end(), 3)));
+        RC_ASSERT(h.retries - before.retries == retries);
+        RC_ASSERT(h.latency_samples - before.latency_samples == plan.size());
+        RC_ASSERT(h.p50 <= h.p95);
+        RC_ASSERT(h.p95 <= h.p99);
+    });
+}
+
+TEST_CASE("health: scheduled checks run by the clock and a damaged database shows in the snapshot",
+          "[health]") {
+    test::temp_dir dir;
+    const auto path = dir / "m.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE t(a TEXT, b TEXT); CREATE INDEX t_a ON t(a);");
+        for (int i = 0; i < 50; ++i)
+            c.exec("INSERT INTO t VALUES(?, ?)", std::to_string(i), std::to_string(-i));
+    }
+    resilite::testing::swap_index_definition(path);
+    resilite::manual_clock clock;
+    monitored_db::options o;
+    o.clock = clock;
+    o.settings = monitored_db::default_settings();
+    o.settings->quick_check_interval = 10min;
+    o.settings->integrity_check_interval = 1h;
+    monitored_db db{path, o};
+    CHECK_FALSE(db.health().last_check.has_value());
+    clock.advance(10min);
+    CHECK(db.maintain());
+    auto h = db.health();
+    REQUIRE(h.last_check.has_value());
+    CHECK(h.last_check->level == resilite::check_level::quick);
+    CHECK(h.last_check->ok());  // quick_check does not see the swapped index
+    clock.advance(50min);
+    CHECK(db.maintain());
+    h = db.health();
+    CHECK(h.last_check->level == resilite::check_level::full);
+    CHECK(h.last_check->result == resilite::health_report::finding::corrupt);
+    CHECK(h.failures_by_class[static_cast<std::size_t>(error_class::corrupt)] == 1);
+    const auto json = h.to_json();
+    CHECK_THAT(json, Catch::Contains("\"last_check\":{\"result\":\"corrupt\",\"level\":\"full\"}"));
+    CHECK_THAT(json, Catch::Contains("\"failures_by_class\":{\"corrupt\":1}"));
+    CHECK_THAT(json, Catch::Contains("\"page_count\":"));
+}
+
+TEST_CASE("health: backup age, WAL size and latency percentiles", "[health]") {
+    test::temp_dir dir;
+    using Db = resilite::Database<
+        resilite::null_observer, resilite::manual_clock, test::manual_durability,
+        resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>>;
+    resilite::manual_clock clock;
+    Db::options o;
+    o.clock = clock;
+    Db db{dir / "b.db", o};
+    db.exec_script("CREATE TABLE t(x)");
+    CHECK_FALSE(db.health().last_backup_age.has_value());
+    static_cast<void>(db.backup_now());
+    clock.advance(90s);
+    const auto h = db.health();
+    REQUIRE(h.last_backup_age.has_value());
+    CHECK(*h.last_backup_age == 90s);
+    CHECK(h.wal_bytes > 0);
+    CHECK(h.page_count >= 2);
+    CHECK(h.operations >= 3);  // open, exec_script, check, backup
+    CHECK_THAT(h.to_json(), Catch::Contains("\"last_backup_age_s\":90"));
+}
