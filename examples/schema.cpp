@@ -6,27 +6,30 @@
 #include <string>
 
 struct User {
-    BOOST_HANA_DEFINE_STRUCT(User, (std::int64_t, id), (std::string, name), (std::optional<std::string>, email),
-                             (std::int64_t, logins));
+    BOOST_HANA_DEFINE_STRUCT(User, (std::int64_t, id), (std::string, name),
+                             (std::optional<std::string>, email), (std::int64_t, logins));
 };
 struct Order {
     BOOST_HANA_DEFINE_STRUCT(Order, (std::int64_t, id), (std::int64_t, user_id), (std::int64_t, cents));
 };
 struct UserTotal {
-    BOOST_HANA_DEFINE_STRUCT(UserTotal, (std::int64_t, user_id), (std::int64_t, orders), (std::int64_t, cents));
+    BOOST_HANA_DEFINE_STRUCT(UserTotal, (std::int64_t, user_id), (std::int64_t, orders),
+                             (std::int64_t, cents));
 };
 
-using users = resilite::table<"users", User, resilite::primary_key<"id">, resilite::unique<"email">,
-                              resilite::default_value<"logins", "0">, resilite::index<"users_by_name", "name">>;
+using users =
+    resilite::table<"users", User, resilite::primary_key<"id">, resilite::unique<"email">,
+                    resilite::default_value<"logins", "0">, resilite::index<"users_by_name", "name">>;
 using orders = resilite::table<"orders", Order, resilite::primary_key<"id">,
                                resilite::index<"orders_by_user", "user_id">>;
 // A summary kept exact by a trigger, instead of a slow aggregate view.
 using user_totals = resilite::table<"user_totals", UserTotal, resilite::primary_key<"user_id">>;
-using count_orders = resilite::trigger<"orders_count",
-                                       "AFTER INSERT ON orders BEGIN "
-                                       "INSERT INTO user_totals VALUES(NEW.user_id, 1, NEW.cents) "
-                                       "ON CONFLICT(user_id) DO UPDATE SET orders = orders + 1, cents = cents + NEW.cents; "
-                                       "END">;
+using count_orders =
+    resilite::trigger<"orders_count",
+                      "AFTER INSERT ON orders BEGIN "
+                      "INSERT INTO user_totals VALUES(NEW.user_id, 1, NEW.cents) "
+                      "ON CONFLICT(user_id) DO UPDATE SET orders = orders + 1, cents = cents + NEW.cents; "
+                      "END">;
 
 // Version 1 is the schema above; version 2 backfills data (existing databases only: a new
 // database is created at the latest version directly).
@@ -45,7 +48,8 @@ using Db = resilite::Database<resilite::schema<users, orders, user_totals, count
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-schema.db";
-    for (const char* suffix : {"", "-wal", "-shm", "-resilite"}) std::filesystem::remove(path.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
+        std::filesystem::remove(path.string() + suffix);
 
     Db db{path};  // creates every table, index and trigger, at version 2
     std::printf("%s", db.sync_report().to_text().c_str());

@@ -55,9 +55,11 @@ int main() {
         vfs.power_loss(rng);  // the files as a rebooted machine finds them
 
         resilite::sqlite::connection check{path};
-        const bool has_orders = check.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'orders'") == 1;
+        const bool has_orders =
+            check.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'orders'") == 1;
         for (int id : acknowledged) {
-            if (!has_orders || check.query_one<int>("SELECT count(*) FROM orders WHERE id = ?", id) != 1) ++failures;
+            if (!has_orders || check.query_one<int>("SELECT count(*) FROM orders WHERE id = ?", id) != 1)
+                ++failures;
         }
     }
     std::printf("power loss: %d acknowledged orders lost\n", failures);
@@ -68,7 +70,8 @@ int main() {
         resilite::Database<resilite::null_observer> db{path};
         db.exec_script("CREATE TABLE t(x TEXT); CREATE INDEX t_x ON t(x);");
         db.transaction([](auto& tx) {
-            for (int i = 0; i < 500; ++i) tx.exec("INSERT INTO t VALUES(?)", std::string(100, 'a' + i % 26));
+            for (int i = 0; i < 500; ++i)
+                tx.exec("INSERT INTO t VALUES(?)", std::string(100, 'a' + i % 26));
         });
     }  // closed with a TRUNCATE checkpoint: everything is in the main file
     resilite::testing::zero_page(path, 3);

@@ -10,7 +10,8 @@ using Db =
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-transactions.db";
-    for (const char* suffix : {"", "-wal", "-shm", "-resilite"}) std::filesystem::remove(path.string() + suffix);
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
+        std::filesystem::remove(path.string() + suffix);
 
     Db::options options;
     options.observer.callback = [](const resilite::event& e) {

@@ -147,8 +147,14 @@ TEST_CASE("backup-under-writes: a backup taken while a writer commits holds exac
         }
     });
     std::vector<resilite::backup_result> results;
-    for (int i = 0; i < 3; ++i)
-        results.push_back(db.backup_now());
+    try {
+        for (int i = 0; i < 3; ++i)
+            results.push_back(db.backup_now());
+    } catch (...) {
+        stop = true;  // never leave the writer running (or joinable) on the way out
+        writer.join();
+        throw;
+    }
     stop = true;
     writer.join();
     for (const auto& r : results) {

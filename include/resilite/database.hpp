@@ -1011,8 +1011,14 @@ private:
         std::filesystem::create_directories(dir);
         detail::clean_leftovers(dir);
         const auto started = now();
-        // 1. Never back up a damaged source: the copy would carry the damage.
-        const auto source = check(s.check);
+        // 1. Never back up a damaged source: the copy would carry the damage. Checked through a
+        //    connection of its own, so writers are not held up while it runs.
+        const auto source = check_health(path_, s.check);
+        {
+            std::lock_guard lock(mutex_);
+            last_check_ = source;
+            last_check_time_ = clock_.utc_now();
+        }
         if (!source.ok()) {
             throw detail::library_failure(
                 error_class::corrupt, "backup",
@@ -1031,8 +1037,9 @@ private:
         backup_result r;
         try {
             if (s.how == backup_settings::method::vacuum_into) {
-                std::lock_guard lock(mutex_);
-                conn().exec("VACUUM INTO ?", tmp.string());
+                // A reader of its own: under WAL it runs beside the writer instead of blocking it.
+                sqlite::connection reader{path_, SQLITE_OPEN_READONLY, vfs_.empty() ? nullptr : vfs_.c_str()};
+                reader.exec("VACUUM INTO ?", tmp.string());
             } else {
                 r.restarts = copy_online(tmp, s, started);
             }

@@ -5,6 +5,7 @@
 // is an ordinary torn write from a crash.
 
 #include <cstdint>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -31,9 +32,16 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
 }
 
 [[nodiscard]] inline wal_check_result check_wal(const std::string& wal_path) {
+    // The size first, then no more than that: a live writer appends frames one after the other,
+    // so everything below the size was complete when it was measured.
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(wal_path, ec);
+    if (ec) return {};  // no WAL: nothing to check
     std::ifstream in(wal_path, std::ios::binary);
-    if (!in) return {};  // no WAL: nothing to check
-    std::vector<unsigned char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in) return {};
+    std::vector<unsigned char> data(static_cast<std::size_t>(size));
+    in.read(reinterpret_cast<char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    data.resize(static_cast<std::size_t>(in.gcount()));
     if (data.size() < 32) return {};  // empty or torn header: SQLite ignores it
     const auto be = [&](std::size_t at) { return wal_word(data.data() + at, true); };
     const std::uint32_t magic = be(0);
@@ -52,8 +60,9 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
     for (std::size_t i = 0; i < frames; ++i) {
         const unsigned char* h = data.data() + 32 + i * frame;
         if (wal_word(h + 8, true) != salt1 || wal_word(h + 12, true) != salt2) {
-            first_bad = i;
-            break;
+            // Another generation (the log was restarted, possibly while being read): the end of
+            // this one, not damage.
+            return {};
         }
         std::uint32_t c0 = s0;
         std::uint32_t c1 = s1;

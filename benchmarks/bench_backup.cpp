@@ -1,0 +1,123 @@
+// Backing up a large database while a writer commits: throughput of the online backup API and
+// of VACUUM INTO against a plain file copy (cp) of the same file, and the writer's worst commit
+// latency while each runs.
+//   bench_backup [megabytes, default 1024]
+#include <resilite/resilite.hpp>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+
+template <class Db>
+void fill(Db& db, std::int64_t megabytes) {
+    db.with_connection([](auto& c) { c.exec_script("PRAGMA synchronous=OFF"); });  // setup only
+    db.exec_script("CREATE TABLE IF NOT EXISTS big(id INTEGER PRIMARY KEY, payload BLOB NOT NULL)");
+    const std::int64_t rows = megabytes * 1024;  // 1 KiB each
+    resilite::blob payload(1000);
+    for (std::int64_t done = 0; done < rows;) {
+        db.transaction([&](auto& tx) {
+            for (int i = 0; i < 20000 && done < rows; ++i, ++done) {
+                payload[static_cast<std::size_t>(done % 1000)] = static_cast<std::byte>(done);
+                tx.exec("INSERT INTO big(payload) VALUES(?)", payload);
+            }
+        });
+    }
+    db.with_connection(
+        [](auto& c) { c.exec_script("PRAGMA synchronous=FULL; PRAGMA wal_checkpoint(TRUNCATE);"); });
+}
+
+struct writer_stats {
+    std::uint64_t commits = 0;
+    double worst_ms = 0;
+};
+
+// Commits small transactions until told to stop; reports the worst commit latency.
+template <class Db>
+writer_stats write_during(Db& db, const std::function<void()>& work) {
+    std::atomic<bool> stop{false};
+    writer_stats stats;
+    std::thread writer([&] {
+        while (!stop) {
+            const auto t0 = clock_type::now();
+            db.exec("INSERT INTO big(payload) VALUES(?)", resilite::blob(200));
+            stats.worst_ms = std::max(
+                stats.worst_ms, std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+            ++stats.commits;
+        }
+    });
+    work();
+    stop = true;
+    writer.join();
+    return stats;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::int64_t megabytes = argc > 1 ? std::atoll(argv[1]) : 1024;
+    std::string templ = (std::filesystem::temp_directory_path() / "resilite-bench-backup-XXXXXX").string();
+    if (::mkdtemp(templ.data()) == nullptr) return 1;
+    const std::filesystem::path dir = templ;
+    const auto path = dir / "big.db";
+    using Online = resilite::Database<
+        resilite::null_observer,
+        resilite::backup<resilite::online_backup<1024, 1>, resilite::on_demand, resilite::keep_last<2>>>;
+    using Vacuum = resilite::Database<
+        resilite::null_observer,
+        resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>>;
+    {
+        Online db{path};
+        const auto t0 = clock_type::now();
+        fill(db, megabytes);
+        fmt::print("generated {} MiB in {:.1f} s\n", std::filesystem::file_size(path) >> 20,
+                   std::chrono::duration<double>(clock_type::now() - t0).count());
+    }
+    const double size_mb = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
+
+    // cp of the same (closed, quiescent) file: the speed limit of the disk.
+    const auto t0 = clock_type::now();
+    std::filesystem::copy_file(path, dir / "copy.db");
+    const double cp_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    std::filesystem::remove(dir / "copy.db");
+    fmt::print("{:<28} {:>9.1f} MiB/s\n", "cp (file copy, no writer)", size_mb / cp_s);
+
+    // Settings with checks of the source and the copy at header level only, to time the copy;
+    // then once more with the default quick_check on both sides.
+    for (auto level : {resilite::check_level::header, resilite::check_level::quick}) {
+        {
+            Online::options o;
+            o.settings = Online::default_settings();
+            o.settings->backup.check = level;
+            Online db{path, o};
+            resilite::backup_result r;
+            const auto w = write_during(db, [&] { r = db.backup_now(); });
+            const double s = std::chrono::duration<double>(r.duration).count();
+            fmt::print(
+                "{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} "
+                "ms\n",
+                "online backup API", size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
+        }
+        {
+            Vacuum::options o;
+            o.settings = Vacuum::default_settings();
+            o.settings->backup.check = level;
+            Vacuum db{path, o};
+            resilite::backup_result r;
+            const auto w = write_during(db, [&] { r = db.backup_now(); });
+            const double s = std::chrono::duration<double>(r.duration).count();
+            fmt::print(
+                "{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} "
+                "ms\n",
+                "VACUUM INTO", size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
+        }
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+    return 0;
+}
