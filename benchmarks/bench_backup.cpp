@@ -57,6 +57,20 @@ writer_stats write_during(Db& db, const std::function<void()>& work) {
     writer.join();
     return stats;
 }
+// One backup of `path` while a writer commits nonstop; prints throughput and the writer's stall.
+template <class Db>
+void run_with_writer(const char* label, const std::filesystem::path& path, resilite::check_level level,
+                     double size_mb, double cp_s) {
+    typename Db::options o;
+    o.settings = Db::default_settings();
+    o.settings->backup.check = level;
+    Db db{path, o};
+    resilite::backup_result r;
+    const auto w = write_during(db, [&] { r = db.backup_now(); });
+    const double s = std::chrono::duration<double>(r.duration).count();
+    fmt::print("{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} ms\n",
+               label, size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,32 +115,8 @@ int main(int argc, char** argv) {
     // Settings with checks of the source and the copy at header level only, to time the copy;
     // then once more with the default quick_check on both sides.
     for (auto level : {resilite::check_level::header, resilite::check_level::quick}) {
-        {
-            Online::options o;
-            o.settings = Online::default_settings();
-            o.settings->backup.check = level;
-            Online db{path, o};
-            resilite::backup_result r;
-            const auto w = write_during(db, [&] { r = db.backup_now(); });
-            const double s = std::chrono::duration<double>(r.duration).count();
-            fmt::print(
-                "{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} "
-                "ms\n",
-                "online backup API", size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
-        }
-        {
-            Vacuum::options o;
-            o.settings = Vacuum::default_settings();
-            o.settings->backup.check = level;
-            Vacuum db{path, o};
-            resilite::backup_result r;
-            const auto w = write_during(db, [&] { r = db.backup_now(); });
-            const double s = std::chrono::duration<double>(r.duration).count();
-            fmt::print(
-                "{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} "
-                "ms\n",
-                "VACUUM INTO", size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
-        }
+        run_with_writer<Online>("online backup API", path, level, size_mb, cp_s);
+        run_with_writer<Vacuum>("VACUUM INTO", path, level, size_mb, cp_s);
     }
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);

@@ -172,13 +172,7 @@ TEST_CASE("backup-under-writes: a backup taken while a writer commits holds exac
 TEST_CASE("refusal: a source that fails its check is never backed up", "[backup][refusal]") {
     test::temp_dir dir;
     const auto path = dir / "r.db";
-    {
-        resilite::sqlite::connection c{path};
-        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE t(a TEXT, b TEXT); CREATE INDEX t_a ON t(a);");
-        for (int i = 0; i < 100; ++i)
-            c.exec("INSERT INTO t VALUES(?, ?)", std::to_string(i), std::to_string(-i));
-    }
-    resilite::testing::swap_index_definition(path);  // only integrity_check sees this
+    test::database_with_swapped_index(path, 100);  // only integrity_check sees it
     using Db = resilite::Database<resilite::backup<resilite::online_backup<>, resilite::on_demand,
                                                    resilite::keep_last<3>, resilite::check_level::full>,
                                   resilite::callback_observer, test::manual_durability>;

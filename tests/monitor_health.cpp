@@ -77,13 +77,7 @@ TEST_CASE("health: scheduled checks run by the clock and a damaged database show
           "[health]") {
     test::temp_dir dir;
     const auto path = dir / "m.db";
-    {
-        resilite::sqlite::connection c{path};
-        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE t(a TEXT, b TEXT); CREATE INDEX t_a ON t(a);");
-        for (int i = 0; i < 50; ++i)
-            c.exec("INSERT INTO t VALUES(?, ?)", std::to_string(i), std::to_string(-i));
-    }
-    resilite::testing::swap_index_definition(path);
+    test::database_with_swapped_index(path, 50);  // only integrity_check sees it
     resilite::manual_clock clock;
     monitored_db::options o;
     o.clock = clock;

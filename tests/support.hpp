@@ -3,6 +3,7 @@
 // that records events.
 
 #include <resilite/resilite.hpp>
+#include <resilite/testing/corruption.hpp>
 
 #include <atomic>
 #include <condition_variable>
@@ -109,6 +110,17 @@ inline recording_db::options recording(const event_log& log) {
     recording_db::options o;
     o.observer = log.observer();
     return o;
+}
+
+// A WAL database whose index definition was swapped: quick_check passes, integrity_check fails.
+inline void database_with_swapped_index(const std::filesystem::path& path, int rows) {
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE t(a TEXT, b TEXT); CREATE INDEX t_a ON t(a);");
+        for (int i = 0; i < rows; ++i)
+            c.exec("INSERT INTO t VALUES(?, ?)", std::to_string(i), std::to_string(-i));
+    }
+    resilite::testing::swap_index_definition(path);
 }
 
 }  // namespace test
