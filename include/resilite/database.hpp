@@ -680,11 +680,13 @@ private:
     // retryable failure the lock is released while the backoff delay passes.
     template <class F, class Rows>
     auto run_op(std::string_view name, F&& f, Rows&& rows_of) {
-        auto st = start_retry();
+        detail::retry_state st;
+        st.start = now();
         for (;;) {
             ++st.attempt;
             try {
                 std::unique_lock lock(mutex_);
+                if (st.attempt == 1) load_limits(st);         // under the lock this attempt takes anyway
                 const bool nested = conn().in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(st);
                 inject(name, st.attempt);
@@ -745,13 +747,25 @@ private:
 
     [[nodiscard]] detail::retry_state start_retry() const {
         std::lock_guard lock(mutex_);
-        return detail::retry_state{now(), 0, std::chrono::nanoseconds{settings_.retry.base}, settings_.retry,
-                                   settings_.busy_timeout};
+        detail::retry_state st;
+        st.start = now();
+        load_limits(st);
+        return st;
     }
 
-    // Before an attempt: SQLite's busy wait never runs past the operation's deadline.
+    // Copies the retry limits in force (the caller holds the writer lock).
+    void load_limits(detail::retry_state& st) const {
+        st.previous_delay = std::chrono::nanoseconds{settings_.retry.base};
+        st.limits = settings_.retry;
+        st.busy_timeout = settings_.busy_timeout;
+    }
+
+    // Before an attempt: SQLite's busy wait never runs past the operation's deadline. (The
+    // first attempt starts with the whole deadline ahead: no clock read needed.)
     void prepare_attempt(const detail::retry_state& st) {
-        const auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(now()));
+        const auto remaining =
+            st.attempt <= 1 ? st.limits.deadline
+                            : std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(now()));
         const auto wait = std::clamp(remaining, std::chrono::milliseconds{0}, st.busy_timeout);
         if (wait != applied_busy_timeout_) {
             conn().busy_timeout(wait);

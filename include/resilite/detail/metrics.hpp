@@ -9,41 +9,38 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
-#include <mutex>
+#include <atomic>
 #include <vector>
 
 namespace resilite::detail {
 
+// Lock-free: every operation records here, so it must cost next to nothing.
 class metrics {
 public:
     static constexpr std::size_t window = 4096;
 
     void record(outcome o, error_class klass, std::chrono::nanoseconds duration) noexcept {
-        std::lock_guard lock(mutex_);
-        ++operations_;
+        operations_.fetch_add(1, std::memory_order_relaxed);
         if (o == outcome::failed) {
-            ++failures_;
-            ++by_class_[static_cast<std::size_t>(klass)];
+            failures_.fetch_add(1, std::memory_order_relaxed);
+            by_class_[static_cast<std::size_t>(klass)].fetch_add(1, std::memory_order_relaxed);
         }
-        if (samples_.size() < window) {
-            samples_.push_back(duration.count());
-        } else {
-            samples_[next_] = duration.count();
-        }
-        next_ = (next_ + 1) % window;
-        ++total_samples_;
+        const auto n = samples_taken_.fetch_add(1, std::memory_order_relaxed);
+        samples_[n % window].store(duration.count(), std::memory_order_relaxed);
     }
 
     void fill(health_snapshot& s) const {
-        std::vector<std::int64_t> sorted;
-        {
-            std::lock_guard lock(mutex_);
-            s.operations = operations_;
-            s.failures = failures_;
-            s.failures_by_class = by_class_;
-            s.latency_samples = total_samples_;
-            sorted = samples_;
+        s.operations = operations_.load(std::memory_order_relaxed);
+        s.failures = failures_.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < by_class_.size(); ++i) {
+            s.failures_by_class[i] = by_class_[i].load(std::memory_order_relaxed);
         }
+        s.latency_samples = samples_taken_.load(std::memory_order_relaxed);
+        std::vector<std::int64_t> sorted;
+        const auto n = std::min<std::uint64_t>(s.latency_samples, window);
+        sorted.reserve(static_cast<std::size_t>(n));
+        for (std::size_t i = 0; i < n; ++i)
+            sorted.push_back(samples_[i].load(std::memory_order_relaxed));
         std::sort(sorted.begin(), sorted.end());
         const auto at = [&](double q) {
             if (sorted.empty()) return std::chrono::nanoseconds{0};
@@ -56,13 +53,11 @@ public:
     }
 
 private:
-    mutable std::mutex mutex_;
-    std::uint64_t operations_ = 0;
-    std::uint64_t failures_ = 0;
-    std::array<std::uint64_t, error_class_count> by_class_{};
-    std::vector<std::int64_t> samples_;
-    std::size_t next_ = 0;
-    std::uint64_t total_samples_ = 0;
+    std::atomic<std::uint64_t> operations_{0};
+    std::atomic<std::uint64_t> failures_{0};
+    std::array<std::atomic<std::uint64_t>, error_class_count> by_class_{};
+    std::atomic<std::uint64_t> samples_taken_{0};
+    std::array<std::atomic<std::int64_t>, window> samples_{};
 };
 
 }  // namespace resilite::detail
