@@ -685,6 +685,7 @@ private:
         for (;;) {
             ++st.attempt;
             try {
+                yield_to_backup();
                 std::unique_lock lock(mutex_);
                 if (st.attempt == 1) load_limits(st);         // under the lock this attempt takes anyway
                 const bool nested = conn().in_transaction();  // inside the caller's transaction
@@ -857,6 +858,7 @@ private:
 
     // One attempt to BEGIN; the returned transaction holds the writer lock.
     transaction_type begin_attempt(transaction_mode mode, const detail::retry_state& st, bool managed) {
+        yield_to_backup();
         std::unique_lock lock(mutex_);
         if (!conn_)
             throw detail::library_failure(error_class::cant_open, "begin", "no open connection",
@@ -1105,6 +1107,25 @@ private:
         return r;
     }
 
+    // The writer lock is not fair: a thread committing in a loop takes it back before a waiting
+    // backup wakes up. A backup step announces itself; new operations wait (briefly) for it.
+    std::unique_lock<std::recursive_mutex> lock_for_backup() {
+        backup_waiting_.store(true, std::memory_order_relaxed);
+        std::unique_lock lock(mutex_);
+        {
+            std::lock_guard g(backup_turn_mutex_);
+            backup_waiting_.store(false, std::memory_order_relaxed);
+        }
+        backup_turn_.notify_all();
+        return lock;
+    }
+
+    void yield_to_backup() {
+        if (!backup_waiting_.load(std::memory_order_relaxed)) return;  // the common case: one load
+        std::unique_lock g(backup_turn_mutex_);
+        backup_turn_.wait_for(g, std::chrono::milliseconds{5}, [&] { return !backup_waiting_.load(); });
+    }
+
     // The backup API from the writer connection, a few pages at a time under the lock, so that
     // writers go on between steps (their changes reach the copy without restarting it).
     int copy_online(const std::filesystem::path& tmp, const backup_settings& s, time_point started) {
@@ -1139,7 +1160,7 @@ private:
             int rc = SQLITE_OK;
             int remaining = 0;
             {
-                std::lock_guard lock(mutex_);
+                auto lock = lock_for_backup();
                 rc = sqlite3_backup_step(b, s.pages_per_step);
                 remaining = sqlite3_backup_remaining(b);
             }
@@ -1222,6 +1243,9 @@ private:
     std::mutex rng_mutex_;
     std::mt19937_64 rng_;  // jitter
     std::atomic<std::uint64_t> retries_{0};
+    std::atomic<bool> backup_waiting_{false};  // a backup step wants the writer lock next
+    std::mutex backup_turn_mutex_;
+    std::condition_variable backup_turn_;
     detail::metrics metrics_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_;
     std::optional<health_report> last_check_;
