@@ -125,3 +125,28 @@ TEST_CASE("health: backup age, WAL size and latency percentiles", "[health]") {
     CHECK(h.operations >= 3);  // open, exec_script, check, backup
     CHECK_THAT(h.to_json(), Catch::Contains("\"last_backup_age_s\":90"));
 }
+
+TEST_CASE("health: check and backup schedules changed at run time take effect", "[health][settings]") {
+    test::temp_dir dir;
+    using Db = resilite::Database<
+        resilite::null_observer, resilite::manual_clock, test::manual_durability,
+        resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<5>>>;
+    resilite::manual_clock clock;
+    Db::options o;
+    o.clock = clock;
+    Db db{dir / "r.db", o};
+    clock.advance(2h);
+    static_cast<void>(db.maintain());  // a checkpoint, but no check or backup is scheduled
+    CHECK_FALSE(db.health().last_check.has_value());
+    auto s = db.current_settings();
+    s.quick_check_interval = 5min;
+    s.backup.interval = 30min;
+    db.reconfigure(s);
+    clock.advance(5min);
+    CHECK(db.maintain());
+    CHECK(db.health().last_check.has_value());
+    CHECK_FALSE(db.health().last_backup_time.has_value());
+    clock.advance(25min);
+    CHECK(db.maintain());
+    CHECK(db.health().last_backup_time.has_value());
+}

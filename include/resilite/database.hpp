@@ -500,6 +500,11 @@ public:
             next_checkpoint_ns_ = (now() + next.checkpoint_interval).time_since_epoch().count();
             wake_background();
         }
+        if (next.backup != previous.backup || next.quick_check_interval != previous.quick_check_interval ||
+            next.integrity_check_interval != previous.integrity_check_interval) {
+            schedule_backups_and_checks(now());  // counted from now
+            wake_background();
+        }
         emit_since("reconfigure", start, outcome::ok, 0, error_class::none, {});
     }
 
@@ -1208,14 +1213,25 @@ private:
         wake_cv_.notify_all();
     }
 
+    // The earliest moment any periodic work is due (taken before wake_mutex_: reconfigure()
+    // holds the writer lock when it wakes the thread, so the two are never held the other way).
+    [[nodiscard]] time_point next_due() {
+        std::lock_guard lock(mutex_);
+        auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_}) {
+            if (next && *next < due) due = *next;
+        }
+        return due;
+    }
+
     void background_loop(std::stop_token st) {
         while (!st.stop_requested()) {
+            [[maybe_unused]] const auto due = advancing_clock<clock_type> ? time_point{} : next_due();
             {
                 std::unique_lock lock(wake_mutex_);
                 if constexpr (advancing_clock<clock_type>) {
                     wake_cv_.wait(lock, st, [&] { return wake_; });
                 } else {
-                    const auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
                     wake_cv_.wait_until(lock, st, due, [&] { return wake_; });
                 }
                 wake_ = false;
