@@ -316,3 +316,29 @@ TEST_CASE("restore: checks the backup, replaces the target atomically, refuses a
     Db db{path};
     CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{1});
 }
+
+TEST_CASE("a backup that cannot finish within its time limit says so and leaves nothing behind", "[backup]") {
+    test::temp_dir dir;
+    const auto path = dir / "slow.db";
+    // One page per step and 5 ms between steps (on the manual clock): 300 pages take 1.5 s.
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<1, 5, 1>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, resilite::manual_clock, test::manual_durability>;
+    Db db{path};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad TEXT)");
+    db.transaction([](auto& tx) {
+        for (int n = 1; n <= 1000; ++n)
+            tx.exec("INSERT INTO t VALUES(?, ?)", n, std::string(1000, 's'));
+    });
+    try {
+        static_cast<void>(db.backup_now());
+        FAIL("a slow backup claimed success");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::busy);
+        CHECK_THAT(e.technical().note, Catch::Contains("could not finish within 1 s"));
+    }
+    CHECK(backups_in(path).empty());
+    for (const auto& entry : std::filesystem::directory_iterator(path.string() + ".backups")) {
+        CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
+    }
+}
