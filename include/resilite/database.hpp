@@ -392,29 +392,13 @@ public:
     // Checks the open database (quick_check or integrity_check; header: the file's header and
     // WAL). The result is kept for health().
     health_report check(check_level level = check_level::quick) {
-        std::lock_guard lock(mutex_);
         const auto start = now();
-        health_report r;
-        if (level == check_level::header) {
-            r = check_health(path_, check_level::header);
-        } else {
-            r.level = level;
-            try {
-                const auto lines = conn().template query_all<std::string>(
-                    level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)");
-                if (lines.size() != 1 || lines[0] != "ok") {
-                    r.result = health_report::finding::corrupt;
-                    for (const auto& l : lines)
-                        r.detail += (r.detail.empty() ? "" : "; ") + l;
-                }
-            } catch (const error& e) {
-                r.result = e.klass() == error_class::not_a_database ? health_report::finding::not_a_database
-                                                                    : health_report::finding::corrupt;
-                r.detail = e.what();
-            }
+        const auto r = check_health(path_, level);  // a reader of its own: writers go on meanwhile
+        {
+            std::lock_guard lock(mutex_);
+            last_check_ = r;
+            last_check_time_ = clock_.utc_now();
         }
-        last_check_ = r;
-        last_check_time_ = clock_.utc_now();
         emit_since("check", start, r.ok() ? outcome::ok : outcome::failed, 0,
                    r.ok() ? error_class::none : error_class::corrupt,
                    r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
@@ -822,22 +806,28 @@ private:
             emit_since(name, st.start, outcome::failed, 0, exhausted.klass(), exhausted.what(), st.attempt);
             throw exhausted;
         }
+        back_off(name, st, *failure, remaining);
+        if (scope == detail::retry_scope::reconnect && ctx != retry_context::commit_only) reconnect();
+        return true;
+    }
+
+    // One backoff step: draws the delay (never past the deadline), counts the retry, reports the
+    // failed attempt as a "retry" event and sleeps.
+    void back_off(std::string_view name, detail::retry_state& st, const error& failure,
+                  std::chrono::nanoseconds remaining) {
         std::chrono::nanoseconds delay;
         {
             std::lock_guard lock(rng_mutex_);
-            delay = detail::draw_delay(st.limits, st.attempt, st.previous_delay, rng_);
+            delay = std::min(detail::draw_delay(st.limits, st.attempt, st.previous_delay, rng_), remaining);
         }
-        delay = std::min(delay, remaining);
         st.previous_delay = delay;
         ++retries_;
-        emit_since("retry", now(), outcome::warning, 0, failure->klass(),
+        emit_since("retry", now(), outcome::warning, 0, failure.klass(),
                    fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
-                               failure->technical().code_name,
+                               failure.technical().code_name,
                                std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
                    st.attempt);
         clock_.sleep_for(delay);
-        if (scope == detail::retry_scope::reconnect && ctx != retry_context::commit_only) reconnect();
-        return true;
     }
 
     // Reports a failure that is not retried (or no longer): annotated error, one failure event.
@@ -902,18 +892,7 @@ private:
             const auto remaining = st.remaining(now());
             if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0})
                 return false;
-            std::chrono::nanoseconds delay;
-            {
-                std::lock_guard lock(rng_mutex_);
-                delay =
-                    std::min(detail::draw_delay(st.limits, st.attempt, st.previous_delay, rng_), remaining);
-            }
-            st.previous_delay = delay;
-            ++retries_;
-            emit_since("retry", now(), outcome::warning, 0, e.klass(),
-                       fmt::format("commit attempt {} failed with {}", st.attempt, e.technical().code_name),
-                       st.attempt);
-            clock_.sleep_for(delay);
+            back_off("commit", st, e, remaining);
             return true;
         } catch (...) {
             return false;
@@ -1032,14 +1011,8 @@ private:
         std::filesystem::create_directories(dir);
         detail::clean_leftovers(dir);
         const auto started = now();
-        // 1. Never back up a damaged source: the copy would carry the damage. Checked through a
-        //    connection of its own, so writers are not held up while it runs.
-        const auto source = check_health(path_, s.check);
-        {
-            std::lock_guard lock(mutex_);
-            last_check_ = source;
-            last_check_time_ = clock_.utc_now();
-        }
+        // 1. Never back up a damaged source: the copy would carry the damage.
+        const auto source = check(s.check);
         if (!source.ok()) {
             throw detail::library_failure(
                 error_class::corrupt, "backup",
