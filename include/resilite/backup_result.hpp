@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 namespace resilite {
@@ -19,6 +20,8 @@ struct backup_result {
     std::chrono::nanoseconds duration{0};
     int restarts = 0;        // online backup restarted by another writer
     std::string sink_error;  // empty when no sink or it succeeded
+    // The last archive record the copy holds (records after it are replayed on top of it).
+    std::optional<std::int64_t> archive_seq;
 };
 
 }  // namespace resilite

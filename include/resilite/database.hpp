@@ -7,10 +7,13 @@
 #include <resilite/checkpoint_result.hpp>
 #include <resilite/database_options.hpp>
 #include <resilite/backup_result.hpp>
+#include <resilite/archive_report.hpp>
+#include <resilite/detail/archive_writer.hpp>
 #include <resilite/detail/backoff.hpp>
 #include <resilite/detail/backup_files.hpp>
 #include <resilite/detail/metrics.hpp>
 #include <resilite/health_snapshot.hpp>
+#include <resilite/inspect_archive.hpp>
 #include <resilite/detail/marker.hpp>
 #include <resilite/detail/policy_set.hpp>
 #include <resilite/detail/retry_scope.hpp>
@@ -36,6 +39,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <system_error>
@@ -70,6 +74,7 @@ public:
     using schema_type = typename policy_set::template get<slot::schema>;
     using migrations_type = typename policy_set::template get<slot::migrations>;
     using backup_type = typename policy_set::template get<slot::backup>;
+    using archive_type = typename policy_set::template get<slot::archive>;
     using time_point = std::chrono::steady_clock::time_point;
     using transaction_type = basic_transaction<Database>;
     using savepoint_type = basic_savepoint<Database>;
@@ -92,6 +97,11 @@ public:
                   "resilite::Database<...>: the migrations policy must be a resilite::migrations<...>");
     static_assert(backup_policy<backup_type>,
                   "resilite::Database<...>: the backup policy must be a resilite::backup<...>");
+    static_assert(archive_policy<archive_type>,
+                  "resilite::Database<...>: the archive policy must be a resilite::archive<...>");
+    static_assert(!archive_type::defaults.enabled || !schema_type::empty,
+                  "resilite::archive<> needs a declared schema: the archive records the rows of the declared "
+                  "tables; add resilite::schema<resilite::table<...>, ...>");
     static_assert(clock_policy<clock_type>,
                   "resilite::Database<...>: the clock policy needs now() -> steady_clock "
                   "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
@@ -104,6 +114,7 @@ public:
         s.wal_alert_bytes = durability_type::wal_alert_bytes;
         s.retry = retry_type::defaults;
         s.backup = backup_type::defaults;
+        s.archive = archive_type::defaults;
         return s;
     }
 
@@ -149,6 +160,17 @@ public:
             throw;
         }
         if (!read_only_ && on_disk()) detail::write_marker(path_);
+        if constexpr (archiving) {
+            try {
+                start_archive();
+            } catch (...) {
+                finish_failed("open", st);
+                std::lock_guard lock(mutex_);
+                archive_.reset();
+                conn_.reset();
+                throw;
+            }
+        }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
         schedule_backups_and_checks(now());
         emit_since("open", st.start, outcome::ok, 0, error_class::none, read_only_ ? "read-only" : "",
@@ -168,6 +190,7 @@ public:
         std::lock_guard lock(mutex_);
         if (!conn_) return;
         const auto start = now();
+        if constexpr (archiving) drain_archive_quietly(true);
         try {
             const auto r = checkpoint_locked(checkpoint_mode::truncate);
             emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0, error_class::none,
@@ -377,6 +400,14 @@ public:
             did = true;
             static_cast<void>(check(check_level::full));
         }
+        if constexpr (archiving) {
+            const bool batched = settings_.archive.when == archive_settings::flush::batched;
+            if (archive_ && (archive_pending_ || (batched && t >= next_archive_))) {
+                did = true;
+                next_archive_ = t + settings_.archive.interval;
+                drain_archive_quietly(false);
+            }
+        }
         if (due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(settings_.backup.interval))) {
             did = true;
             try {
@@ -425,6 +456,57 @@ public:
         }
     }
 
+    // ---- archive --------------------------------------------------------------------------------
+
+    // Where the archive's segments are: settings().archive.directory, or "<database>.archive".
+    [[nodiscard]] std::filesystem::path archive_directory() const {
+        const auto& dir = settings_.archive.directory;
+        return dir.empty() ? std::filesystem::path{path_.string() + ".archive"} : std::filesystem::path{dir};
+    }
+
+    // Archives whatever is still in the outbox now, and stores the last archived sequence
+    // number in the database. Returns that number.
+    std::int64_t drain_archive() {
+        static_assert(archiving, "resilite::Database::drain_archive(): add the resilite::archive<> policy");
+        return run_op(
+            "archive",
+            [&] {
+                if (!archive_) {
+                    throw detail::library_failure(error_class::misuse, "archive",
+                                                  "archiving is off (read-only or not a file)", path_.string());
+                }
+                static_cast<void>(archive_->drain(conn(), clock_.utc_now(), true));
+                archive_pending_ = false;
+                return archive_->last_seq();
+            },
+            [](std::int64_t) { return std::int64_t{0}; });
+    }
+
+    // Drains, then validates the archive and rebuilds it in a scratch directory: reports what a
+    // recovery from the archive alone would give, and whether it equals this database table by
+    // table (secret columns left out: they are never archived).
+    [[nodiscard]] archive_report check_archive() {
+        static_assert(archiving, "resilite::Database::check_archive(): add the resilite::archive<> policy");
+        static_cast<void>(drain_archive());
+        inspect_options o;
+        o.live_database = path_;
+        std::set<std::string> declared;
+        with_lock([&] {
+            for (const auto& t : archive_->tables()) {
+                declared.insert(detail::lower(t.name));
+                for (const auto& c : t.secrets)
+                    o.excluded_columns.insert(detail::lower(t.name) + "." + c);
+            }
+            for (const auto& t : detail::archive::user_tables(conn()))
+                if (declared.count(detail::lower(t)) == 0) o.excluded_columns.insert(detail::lower(t) + ".*");
+        });
+        const auto start = now();
+        auto r = inspect_archive(archive_directory(), o);
+        emit_since("check_archive", start, r.status() == schema_status::ok ? outcome::ok : outcome::warning,
+                   r.records, error_class::none, r.status() == schema_status::ok ? std::string{} : r.to_text());
+        return r;
+    }
+
     // The state of the database and of the library's work on it.
     [[nodiscard]] health_snapshot health() {
         health_snapshot s;
@@ -468,6 +550,12 @@ public:
         const settings previous = settings_;
         try {
             refuse_invalid(next, "reconfigure");
+            if (next.archive.enabled != settings_.archive.enabled ||
+                next.archive.directory != settings_.archive.directory) {
+                throw detail::library_failure(error_class::invalid_setting, "reconfigure",
+                                              "archive enabled and directory are fixed while the database is open",
+                                              path_.string());
+            }
             apply(next);
             settings_ = next;
         } catch (...) {
@@ -479,6 +567,13 @@ public:
             annotate_current(start, "reconfigure");
             emit_since("reconfigure", start, outcome::failed, 0, f.klass, f.detail);
             throw;
+        }
+        if constexpr (archiving) {
+            if (archive_) archive_->set_settle_rows(next.archive.settle_rows);
+            if (next.archive.interval != previous.archive.interval || next.archive.when != previous.archive.when) {
+                next_archive_ = now() + next.archive.interval;
+                wake_background();
+            }
         }
         if (next.checkpoint_interval != previous.checkpoint_interval) {
             next_checkpoint_ns_ = (now() + next.checkpoint_interval).time_since_epoch().count();
@@ -680,7 +775,12 @@ private:
                 const bool nested = conn().in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(st);
                 inject(name, st.attempt);
+                [[maybe_unused]] const auto changes_before =
+                    archiving ? sqlite3_total_changes64(conn().native_handle()) : 0;
                 auto result = f();
+                if constexpr (archiving) {
+                    if (!nested && sqlite3_total_changes64(conn().native_handle()) != changes_before) after_commit();
+                }
                 lock.unlock();
                 emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
                 return result;
@@ -870,6 +970,7 @@ private:
             try {
                 inject("commit", st.attempt);
                 tx.commit();
+                after_commit();
                 return;
             } catch (...) {
                 if (!tx.conn().in_transaction()) throw;  // SQLite ended it: only a replay can help
@@ -933,6 +1034,9 @@ private:
         if (!problem && s.sync == synchronous::normal && !durability_type::allows_normal) {
             problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
         }
+        if (!problem && s.archive.enabled && !archiving) {
+            problem = "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
+        }
         if (problem) {
             throw detail::library_failure(error_class::invalid_setting, operation, *problem, path_.string());
         }
@@ -988,6 +1092,59 @@ private:
         return r;
     }
 
+    // ---- archive ---------------------------------------------------------------------------------
+
+    static constexpr bool archiving = archive_type::defaults.enabled;
+
+    // At open, after schema sync and migrations: the capture triggers match the tables, schema
+    // changes are recorded, and whatever a crash left in the outbox is archived.
+    void start_archive() {
+        if (read_only_ || !settings_.archive.enabled) return;
+        if (!on_disk()) {
+            throw detail::library_failure(error_class::misuse, "open", "an archive needs a database file",
+                                          path_.string());
+        }
+        std::lock_guard lock(mutex_);
+        const auto start = now();
+        archive_.emplace(archive_directory(), path_.filename().string(),
+                         detail::archive::capture_tables(schema_type::definition()), settings_.archive.settle_rows);
+        const auto notes = archive_->catch_up(conn(), clock_.utc_now());
+        next_archive_ = now() + settings_.archive.interval;
+        emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
+                   error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
+    }
+
+    // After a commit (the caller holds the writer lock): with flush on commit, the new records
+    // are in the segment and synced before the operation returns.
+    void after_commit() noexcept {
+        if constexpr (archiving) {
+            if (archive_ && settings_.archive.when == archive_settings::flush::on_commit &&
+                !conn().in_transaction())
+                drain_archive_quietly(false);
+        }
+    }
+
+    // A failed drain never fails the operation that committed: the changes are safe in the
+    // outbox, a warning says so, and the next drain archives them.
+    void drain_archive_quietly(bool settle) noexcept {
+        if (!archive_ || !conn_) return;
+        const auto start = now();
+        try {
+            static_cast<void>(archive_->drain(conn(), clock_.utc_now(), settle));
+            archive_pending_ = false;
+        } catch (...) {
+            archive_pending_ = true;
+            try {
+                auto f = detail::op_failure::from_current_exception();
+                emit_since("archive", start, outcome::warning, 0, f.klass,
+                           fmt::format("not archived yet (the changes are kept in the outbox and archived "
+                                       "at the next drain): {}",
+                                       f.detail));
+            } catch (...) {
+            }
+        }
+    }
+
     // ---- backups --------------------------------------------------------------------------------
 
     void schedule_backups_and_checks(time_point t) {
@@ -1012,6 +1169,10 @@ private:
         detail::clean_leftovers(dir);
         const auto started = now();
         // 1. Never back up a damaged source: the copy would carry the damage.
+        if constexpr (archiving) {  // the copy then knows exactly which archive records it holds
+            std::lock_guard lock(mutex_);
+            drain_archive_quietly(true);
+        }
         const auto source = check(s.check);
         if (!source.ok()) {
             throw detail::library_failure(
@@ -1041,6 +1202,10 @@ private:
                 sqlite::connection copy{tmp};
                 copy.exec_script("PRAGMA journal_mode=DELETE");  // a backup is one self-contained file
                 r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+                if (copy.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") ==
+                    1) {
+                    r.archive_seq = copy.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+                }
             }
             // 3. Check the copy before it is called a backup.
             r.check = check_health(tmp, s.check == check_level::header ? check_level::quick : s.check);
@@ -1194,6 +1359,10 @@ private:
         for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_}) {
             if (next && *next < due) due = *next;
         }
+        if constexpr (archiving) {
+            if (archive_ && settings_.archive.when == archive_settings::flush::batched && next_archive_ < due)
+                due = next_archive_;
+        }
         return due;
     }
 
@@ -1240,6 +1409,9 @@ private:
     std::optional<health_report> last_check_;
     std::optional<std::chrono::system_clock::time_point> last_check_time_, last_backup_time_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
+    std::optional<detail::archive::archive_writer> archive_;
+    bool archive_pending_ = false;  // a drain failed: maintain() and the next commit try again
+    time_point next_archive_{};
 
     std::mutex wake_mutex_;
     std::condition_variable_any wake_cv_;

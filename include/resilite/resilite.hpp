@@ -1,6 +1,8 @@
 #pragma once
 // resilite: SQLite databases that survive production. Include this for everything a user needs.
 
+#include <resilite/archive_report.hpp>
+#include <resilite/archive_settings.hpp>
 #include <resilite/backup_result.hpp>
 #include <resilite/backup_settings.hpp>
 #include <resilite/blob.hpp>
@@ -15,13 +17,17 @@
 #include <resilite/event.hpp>
 #include <resilite/health_report.hpp>
 #include <resilite/health_snapshot.hpp>
+#include <resilite/inspect_archive.hpp>
 #include <resilite/jitter.hpp>
+#include <resilite/policy/archive.hpp>
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
+#include <resilite/rebuild.hpp>
+#include <resilite/replay_archive.hpp>
 #include <resilite/restore.hpp>
 #include <resilite/retry_settings.hpp>
 #include <resilite/schema/default_value.hpp>

@@ -2,6 +2,7 @@
 // resilite::settings: the runtime knobs, seeded from the compile-time policies and changeable
 // while running with Database::reconfigure() (validated, swapped whole).
 
+#include <resilite/archive_settings.hpp>
 #include <resilite/backup_settings.hpp>
 #include <resilite/retry_settings.hpp>
 #include <resilite/synchronous.hpp>
@@ -24,6 +25,7 @@ struct settings {
     std::size_t statement_cache_capacity = 64;         // prepared statements kept per connection
     retry_settings retry{};                            // backoff between attempts
     backup_settings backup{};                          // copies, schedule, retention
+    archive_settings archive{};                        // text archive of every committed change
     std::chrono::seconds quick_check_interval{0};      // scheduled quick_check (0: off)
     std::chrono::seconds integrity_check_interval{0};  // scheduled integrity_check (0: off)
 
@@ -50,6 +52,7 @@ struct settings {
             return std::string{"check intervals must not be negative"};
         }
         if (auto p = backup.problem()) return p;
+        if (auto p = archive.problem()) return p;
         return retry.problem();
     }
 };

@@ -11,5 +11,6 @@ struct retry {};
 struct schema {};
 struct migrations {};
 struct backup {};
+struct archive {};
 
 }  // namespace resilite::slot

@@ -114,9 +114,10 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     {
         std::ofstream out(manifest, std::ios::app);
         if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq\n";
-        out << fmt::format("{}\t{:%Y-%m-%dT%H:%M:%S}Z\t{}\t{}\t{}\t-\n", r.path.filename().string(),
+        out << fmt::format("{}\t{:%Y-%m-%dT%H:%M:%S}Z\t{}\t{}\t{}\t{}\n", r.path.filename().string(),
                            std::chrono::floor<std::chrono::seconds>(r.taken), r.bytes, r.pages,
-                           r.check.ok() ? "ok" : "failed");
+                           r.check.ok() ? "ok" : "failed",
+                           r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"});
     }
     static_cast<void>(fsync_path(manifest, false));
 }

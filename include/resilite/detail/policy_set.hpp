@@ -2,6 +2,7 @@
 // Finds, for each slot, the policy the user gave or the slot's default, and rejects with a
 // readable message a type that is no policy or two policies for one slot.
 
+#include <resilite/policy/archive.hpp>
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
@@ -35,7 +36,8 @@ inline constexpr auto slot_defaults =
                    hana::make_pair(hana::type_c<slot::retry>, hana::type_c<exponential_backoff<>>),
                    hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
                    hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>),
-                   hana::make_pair(hana::type_c<slot::backup>, hana::type_c<no_backup>));
+                   hana::make_pair(hana::type_c<slot::backup>, hana::type_c<no_backup>),
+                   hana::make_pair(hana::type_c<slot::archive>, hana::type_c<no_archive>));
 
 template <class P>
 concept has_slot = requires {
@@ -57,7 +59,7 @@ struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
                   "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, "
-                  "schema, migrations); "
+                  "schema, migrations, backup, archive); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -104,6 +106,8 @@ struct policy_set {
         "resilite::Database<...>: two schema policies given: put every table in one resilite::schema<...>");
     static_assert(at_most_one_in_slot<slot::backup, Ps...>,
                   "resilite::Database<...>: two backup policies given: keep one");
+    static_assert(at_most_one_in_slot<slot::archive, Ps...>,
+                  "resilite::Database<...>: two archive policies given: keep one");
     static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
                   "resilite::Database<...>: two migrations policies given: list every migration in one "
                   "resilite::migrations<...>");

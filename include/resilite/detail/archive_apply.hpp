@@ -1,0 +1,135 @@
+#pragma once
+// What rebuild, replay_archive and inspect_archive share: applying the archive's records in one
+// transaction (user triggers held back so that replayed rows are not changed twice), the
+// library's bookkeeping in the result, and the per-table summary.
+
+#include <resilite/archive_report.hpp>
+#include <resilite/detail/archive_capture.hpp>
+#include <resilite/detail/archive_replay.hpp>
+#include <resilite/error.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+[[nodiscard]] inline archive_report start_report(const std::filesystem::path& dir, const archive_contents& a) {
+    archive_report r;
+    r.directory = dir;
+    r.segments = a.segments;
+    r.problems = a.problems;
+    r.records = static_cast<std::int64_t>(a.records.size());
+    if (!a.records.empty()) {
+        r.first_seq = a.records.front().header.seq;
+        r.first_time = a.records.front().header.utc;
+        r.last_seq = a.records.back().header.seq;
+        r.last_time = a.records.back().header.utc;
+        if (a.records[a.start].header.kind == record_kind::baseline) r.baseline_seq = a.records[a.start].header.seq;
+    }
+    return r;
+}
+
+[[nodiscard]] inline std::vector<std::string> user_tables(sqlite::connection& c) {
+    std::vector<std::string> out;
+    for (auto& name : c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"))
+        if (!reserved_name(name)) out.push_back(std::move(name));
+    return out;
+}
+
+// Applies the records from index `from` whose sequence number is above `after`, inside the
+// caller's transaction. Every trigger on the tables is dropped first and created again after
+// the rows (the archive already holds what they did). Leaves the state table at the last
+// record applied. Returns the number of records applied.
+inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
+                                  std::int64_t after, archive_report& report) {
+    std::vector<std::string> held_back;
+    for (auto& [name, sql] : c.query_all<std::string, std::string>(
+             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
+        held_back.push_back(sql);
+        c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
+    }
+    std::set<std::string> tables;
+    for (const auto& t : user_tables(c))
+        tables.insert(lower(t));
+    std::int64_t applied = 0, last_seq = after, last_id = 0;
+    {
+        replayer rp{c, std::move(tables), true};
+        for (std::size_t i = from; i < a.records.size(); ++i) {
+            const auto& r = a.records[i];
+            if (r.header.seq <= after) continue;
+            if (rp.apply(r, report.problems)) ++applied;
+            last_seq = r.header.seq;
+            last_id = r.header.last_id;
+        }
+        for (const auto& sql : rp.deferred_triggers())
+            rp.trusted(sql);
+    }
+    for (const auto& sql : held_back) {
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) == 0)
+            c.exec_script(sql);
+    }
+    c.exec_script(create_internal_sql);
+    if (last_seq > after) {
+        c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = max(last_id, ?)", last_seq, last_id);
+        // Outbox numbers go on from the archive's, so a later drain never reuses one.
+        c.exec("DELETE FROM sqlite_sequence WHERE name = 'resilite_archive_outbox'");
+        c.exec("INSERT INTO sqlite_sequence(name, seq) VALUES('resilite_archive_outbox', "
+               "(SELECT last_id FROM resilite_archive_state))");
+    }
+    return applied;
+}
+
+// Records the schema as it is as the archived one, so opening the result with archiving on
+// does not start a new snapshot.
+inline void record_schema_as_archived(sqlite::connection& c) {
+    c.exec_script("DELETE FROM resilite_archive_schema");
+    c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) SELECT type, name, tbl_name, sql "
+           "FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE "
+           "'resilite\\_%' ESCAPE '\\'");
+}
+
+inline void summarize_tables(sqlite::connection& c, archive_report& report) {
+    report.tables.clear();
+    for (const auto& t : user_tables(c)) {
+        std::vector<std::string> cols;
+        for (auto& col : schema_inspector{c}.columns(t))
+            cols.push_back(col.name);
+        auto [rows, hash] = content_hash(c, t, cols);
+        report.tables.push_back({t, rows, hash, std::nullopt});
+    }
+}
+
+inline void check_result(sqlite::connection& c, archive_report& report) {
+    for (auto& msg : c.query_all<std::string>("PRAGMA integrity_check")) {
+        if (msg == "ok") break;
+        report.problems.push_back({archive_problem::kind::integrity, {}, 0, msg, true});
+    }
+    for (auto& [table, rowid, parent] : c.query_all<std::string, std::optional<std::int64_t>, std::string>(
+             "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")) {
+        report.problems.push_back({archive_problem::kind::foreign_key, {}, 0,
+                                   fmt::format("{} row {} refers to a missing row of {}", table,
+                                               rowid ? fmt::format("{}", *rowid) : std::string{"?"}, parent),
+                                   false});
+    }
+}
+
+// Builds a database from the archive alone at `file` (which must not exist): from the newest
+// snapshot on, fast (no journal on disk, no syncs: the caller syncs the finished file).
+inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file, archive_report& report) {
+    sqlite::connection c{file};
+    c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
+    c.exec_script(create_internal_sql);
+    report.applied_records = apply_records(c, a, a.start, 0, report);
+    record_schema_as_archived(c);
+    c.exec_script("COMMIT; PRAGMA journal_mode=DELETE;");
+    check_result(c, report);
+    summarize_tables(c, report);
+}
+
+}  // namespace resilite::detail::archive

@@ -1,0 +1,348 @@
+#pragma once
+// Capture: the outbox and state tables, the triggers that write each row change into the
+// outbox as an SQL statement (values quoted by SQLite's own quote()), the schema records (DDL
+// when the change is additive, a full snapshot otherwise) and the baseline snapshot.
+
+#include <resilite/detail/archive_format.hpp>
+#include <resilite/detail/schema_def.hpp>
+#include <resilite/detail/schema_sync.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+inline constexpr std::string_view outbox_table = "resilite_archive_outbox";
+inline constexpr std::string_view state_table = "resilite_archive_state";
+
+inline constexpr std::string_view create_internal_sql =
+    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "stmt TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
+    "tbl_name TEXT NOT NULL, sql TEXT NOT NULL, PRIMARY KEY(type, name));\n"
+    "INSERT OR IGNORE INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(1, 0, 0, 1);";
+
+// Names the library keeps for itself: never archived, never writable by a replay.
+[[nodiscard]] inline bool reserved_name(std::string_view name) {
+    const auto l = lower(name);
+    return l.starts_with("sqlite_") || l.starts_with("resilite_");
+}
+
+// 'text' as an SQL string literal.
+[[nodiscard]] inline std::string sql_literal(std::string_view s) {
+    std::string out = "'";
+    for (char c : s) {
+        out += c;
+        if (c == '\'') out += '\'';
+    }
+    out += '\'';
+    return out;
+}
+
+// What the archive needs of a declared table: its name and the columns it must never write.
+struct capture_table {
+    std::string name;
+    std::set<std::string> secrets;  // lower-case
+};
+
+[[nodiscard]] inline std::vector<capture_table> capture_tables(const schema_def& def) {
+    std::vector<capture_table> out;
+    for (const auto& t : def.tables) {
+        capture_table c{t.name, {}};
+        for (const auto& col : t.columns) {
+            const bool key = std::find(t.primary_key.begin(), t.primary_key.end(), col.name) != t.primary_key.end();
+            if (col.secret && !key) c.secrets.insert(lower(col.name));  // a key is never secret
+        }
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+// The table as the database has it now (columns added by sync or migrations included).
+struct table_shape {
+    std::string name;
+    std::vector<existing_column> columns;
+    std::vector<std::string> key;  // primary key columns in key order; empty: the rowid
+};
+
+[[nodiscard]] inline table_shape shape_of(sqlite::connection& c, const std::string& table) {
+    table_shape s{table, schema_inspector{c}.columns(table), {}};
+    std::vector<std::pair<int, std::string>> pk;
+    for (const auto& col : s.columns)
+        if (col.pk > 0) pk.emplace_back(col.pk, col.name);
+    std::sort(pk.begin(), pk.end());
+    for (auto& p : pk)
+        s.key.push_back(p.second);
+    return s;
+}
+
+// A literal for a NOT NULL secret column without a default, so a replayed insert is valid
+// without the secret.
+[[nodiscard]] inline std::string placeholder(std::string_view type) {
+    const auto a = affinity(type);
+    if (a == "integer" || a == "numeric") return "0";
+    if (a == "real") return "0.0";
+    if (a == "blob") return "X''";
+    return "''";
+}
+
+// SQL expressions (over a row reference: NEW, OLD, or the quoted table name for a snapshot)
+// whose values are the statement texts that reproduce a row change.
+struct statement_builder {
+    const table_shape& t;
+    const capture_table& cap;
+
+    [[nodiscard]] bool secret(const existing_column& c) const {
+        return cap.secrets.count(lower(c.name)) != 0 &&
+               std::find(t.key.begin(), t.key.end(), c.name) == t.key.end();
+    }
+    [[nodiscard]] bool keyed() const { return !t.key.empty(); }
+    [[nodiscard]] std::vector<std::string> key_columns() const {
+        return keyed() ? t.key : std::vector<std::string>{"rowid"};
+    }
+    [[nodiscard]] static std::string ref_col(std::string_view ref, const std::string& col) {
+        return col == "rowid" ? fmt::format("{}.rowid", ref) : fmt::format("{}.{}", ref, quote_id(col));
+    }
+    [[nodiscard]] static std::string id_of(const std::string& col) { return col == "rowid" ? col : quote_id(col); }
+
+    // Columns whose values are archived: the key (rowid first for a table without one), then
+    // every other column that is not secret.
+    [[nodiscard]] std::vector<std::string> archived_columns() const {
+        std::vector<std::string> out = keyed() ? std::vector<std::string>{} : std::vector<std::string>{"rowid"};
+        for (const auto& c : t.columns)
+            if (!secret(c)) out.push_back(c.name);
+        return out;
+    }
+
+    // INSERT ... ON CONFLICT(key) DO UPDATE SET every other archived column: idempotent, and a
+    // secret column of an existing row keeps its value.
+    [[nodiscard]] std::string upsert(std::string_view ref) const {
+        const auto cols = archived_columns();
+        const auto keys = key_columns();
+        std::vector<std::string> names;
+        std::string values;  // SQL expression pieces
+        for (const auto& c : cols) {
+            names.push_back(id_of(c));
+            values += fmt::format("{}quote({})", values.empty() ? "" : " || ',' || ", ref_col(ref, c));
+        }
+        std::string fixed_tail;  // required secrets get a placeholder, never their value
+        for (const auto& c : t.columns) {
+            if (secret(c) && c.not_null && !c.default_sql) {
+                names.push_back(quote_id(c.name));
+                fixed_tail += "," + placeholder(c.type);
+            }
+        }
+        std::vector<std::string> sets;
+        for (const auto& c : cols) {
+            if (std::find(keys.begin(), keys.end(), c) != keys.end()) continue;
+            sets.push_back(fmt::format("{0}=excluded.{0}", quote_id(c)));
+        }
+        std::vector<std::string> key_ids;
+        for (const auto& k : keys)
+            key_ids.push_back(id_of(k));
+        const auto conflict = sets.empty() ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
+                                           : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};",
+                                                         fmt::join(key_ids, ","), fmt::join(sets, ","));
+        return fmt::format("{} || {} || {}",
+                           sql_literal(fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name),
+                                                   fmt::join(names, ","))),
+                           values, sql_literal(fixed_tail + ")" + conflict));
+    }
+
+    [[nodiscard]] std::string erase(std::string_view ref) const {
+        std::string out = sql_literal(fmt::format("DELETE FROM {} WHERE ", quote_id(t.name)));
+        bool first = true;
+        for (const auto& k : key_columns()) {
+            out += fmt::format(" || {} || quote({})", sql_literal(fmt::format("{}{} IS ", first ? "" : " AND ", id_of(k))),
+                               ref_col(ref, k));
+            first = false;
+        }
+        return out + " || ';'";
+    }
+
+    [[nodiscard]] std::string changed(const std::vector<std::string>& cols) const {
+        std::vector<std::string> parts;
+        for (const auto& c : cols)
+            parts.push_back(fmt::format("{} IS NOT {}", ref_col("OLD", c), ref_col("NEW", c)));
+        return fmt::format("{}", fmt::join(parts, " OR "));
+    }
+
+    [[nodiscard]] std::string trigger_name(std::string_view what) const {
+        return fmt::format("resilite_archive_{}_{}", t.name, what);
+    }
+
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> triggers() const {
+        const auto into = fmt::format("INSERT INTO {}(stmt)", outbox_table);
+        const auto on = quote_id(t.name);
+        return {
+            {trigger_name("insert"), fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} VALUES({}); END",
+                                                 quote_id(trigger_name("insert")), on, into, upsert("NEW"))},
+            {trigger_name("update"),
+             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} SELECT {} WHERE {}; {} VALUES({}); END",
+                         quote_id(trigger_name("update")), on, changed(archived_columns()), into, erase("OLD"),
+                         changed(key_columns()), into, upsert("NEW"))},
+            {trigger_name("delete"), fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} VALUES({}); END",
+                                                 quote_id(trigger_name("delete")), on, into, erase("OLD"))},
+        };
+    }
+};
+
+// ---- the schema as archived ---------------------------------------------------------------------
+
+struct schema_object {
+    std::string type, name, tbl_name, sql;
+    friend bool operator==(const schema_object&, const schema_object&) = default;
+};
+
+// The declared tables' objects as the database has them (tables, their indexes and triggers;
+// the library's own left out), tables first.
+[[nodiscard]] inline std::vector<schema_object> live_objects(sqlite::connection& c,
+                                                             const std::vector<capture_table>& tables) {
+    std::set<std::string> declared;
+    for (const auto& t : tables)
+        declared.insert(lower(t.name));
+    std::vector<schema_object> out;
+    for (auto& [type, name, tbl, sql] : c.query_all<std::string, std::string, std::string, std::string>(
+             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name")) {
+        if (reserved_name(name) || declared.count(lower(tbl)) == 0) continue;
+        out.push_back({type, name, tbl, sql});
+    }
+    return out;
+}
+
+[[nodiscard]] inline std::vector<schema_object> archived_objects(sqlite::connection& c) {
+    std::vector<schema_object> out;
+    for (auto& [type, name, tbl, sql] : c.query_all<std::string, std::string, std::string, std::string>(
+             "SELECT type, name, tbl_name, sql FROM resilite_archive_schema "
+             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name")) {
+        out.push_back({type, name, tbl, sql});
+    }
+    return out;
+}
+
+// "CREATE TABLE x(...)" -> "CREATE TABLE IF NOT EXISTS x(...);" (SQLite stores the text
+// normalized: upper-case keywords, IF NOT EXISTS removed).
+[[nodiscard]] inline std::string if_not_exists(std::string_view sql) {
+    for (std::string_view head : {"CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE TRIGGER "}) {
+        if (sql.starts_with(head)) return fmt::format("{}IF NOT EXISTS {};", head, sql.substr(head.size()));
+    }
+    return fmt::format("{};", sql);
+}
+
+// Columns of a CREATE TABLE text, by letting SQLite read it in a scratch database.
+[[nodiscard]] inline std::vector<existing_column> columns_of_sql(const schema_object& table) {
+    sqlite::connection scratch{":memory:"};
+    scratch.exec_script(table.sql);
+    return schema_inspector{scratch}.columns(table.name);
+}
+
+[[nodiscard]] inline std::string column_definition(const existing_column& c) {
+    std::string out = quote_id(c.name);
+    if (!c.type.empty()) out += " " + c.type;
+    if (c.not_null) out += " NOT NULL";
+    if (c.default_sql) out += " DEFAULT " + *c.default_sql;
+    return out;
+}
+
+// The statements that take the archived schema to the live one, or nothing when the change is
+// not additive (something removed or redefined): then only a snapshot can describe it.
+[[nodiscard]] inline std::optional<std::vector<std::string>> additive_changes(
+    const std::vector<schema_object>& archived, const std::vector<schema_object>& live) {
+    std::map<std::string, const schema_object*> before;
+    for (const auto& o : archived)
+        before[o.type + ":" + lower(o.name)] = &o;
+    std::vector<std::string> out;
+    std::size_t matched = 0;
+    for (const auto& o : live) {
+        const auto it = before.find(o.type + ":" + lower(o.name));
+        if (it == before.end()) {
+            out.push_back(if_not_exists(o.sql));
+            continue;
+        }
+        ++matched;
+        if (it->second->sql == o.sql) continue;
+        if (o.type != "table") return std::nullopt;
+        const auto old_cols = columns_of_sql(*it->second);
+        const auto new_cols = columns_of_sql(o);
+        if (new_cols.size() <= old_cols.size()) return std::nullopt;
+        for (std::size_t i = 0; i < old_cols.size(); ++i) {
+            const auto &a = old_cols[i], &b = new_cols[i];
+            if (a.name != b.name || a.type != b.type || a.not_null != b.not_null || a.default_sql != b.default_sql ||
+                a.pk != b.pk)
+                return std::nullopt;
+        }
+        for (std::size_t i = old_cols.size(); i < new_cols.size(); ++i) {
+            if (new_cols[i].pk > 0) return std::nullopt;
+            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name), column_definition(new_cols[i])));
+        }
+    }
+    if (matched != archived.size()) return std::nullopt;  // something was dropped or renamed
+    // Tables first (their columns included), then indexes and triggers.
+    std::stable_partition(out.begin(), out.end(), [](const std::string& s) {
+        return s.starts_with("CREATE TABLE") || s.starts_with("ALTER TABLE");
+    });
+    return out;
+}
+
+inline void add_to_outbox(sqlite::connection& c, std::string_view stmt) {
+    c.exec("INSERT INTO resilite_archive_outbox(stmt) VALUES(?)", stmt);
+}
+
+// A full snapshot: the schema and every row of the declared tables, between markers that make
+// it a record of its own. A rebuild starts from the newest one.
+inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>& tables,
+                         const std::vector<schema_object>& live) {
+    add_to_outbox(c, baseline_begin);
+    for (const auto& o : live)
+        add_to_outbox(c, if_not_exists(o.sql));
+    for (const auto& cap : tables) {
+        const auto shape = shape_of(c, cap.name);
+        if (shape.columns.empty()) continue;
+        const statement_builder b{shape, cap};
+        c.exec(fmt::format("INSERT INTO resilite_archive_outbox(stmt) SELECT {} FROM {}", b.upsert(quote_id(cap.name)),
+                           quote_id(cap.name)));
+    }
+    add_to_outbox(c, baseline_end);
+}
+
+// Makes the capture triggers match the tables as they are now; returns true when it changed
+// any (the caller holds a write transaction).
+inline bool install_triggers(sqlite::connection& c, const std::vector<capture_table>& tables) {
+    std::map<std::string, std::string> want;  // lower(name) -> sql
+    for (const auto& cap : tables) {
+        const auto shape = shape_of(c, cap.name);
+        if (shape.columns.empty()) continue;
+        for (auto& [name, sql] : statement_builder{shape, cap}.triggers())
+            want[lower(name)] = sql;
+    }
+    bool changed = false;
+    for (auto& [name, sql] : c.query_all<std::string, std::string>(
+             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'resilite\\_archive\\_%' "
+             "ESCAPE '\\'")) {
+        const auto it = want.find(lower(name));
+        if (it != want.end() && it->second == sql) {
+            want.erase(it);
+            continue;
+        }
+        c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
+        changed = true;
+    }
+    for (const auto& [name, sql] : want) {
+        c.exec_script(sql);
+        changed = true;
+    }
+    return changed;
+}
+
+}  // namespace resilite::detail::archive

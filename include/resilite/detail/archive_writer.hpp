@@ -1,0 +1,342 @@
+#pragma once
+// The archive's writing side: drains committed outbox rows into the current monthly segment
+// (appended, fdatasync'ed), numbers records, repairs a torn tail left by a crash, and at open
+// brings the archive up to date with the database (schema records, baseline, triggers).
+//
+// Every drain runs inside BEGIN IMMEDIATE: SQLite's write lock serializes drains of all
+// connections and processes, so records never interleave. Archived rows are deleted from the
+// outbox in batches (settle): until then the segment's last record tells which rows it holds.
+
+#include <resilite/detail/archive_capture.hpp>
+#include <resilite/detail/archive_format.hpp>
+#include <resilite/detail/durable_file.hpp>
+#include <resilite/error.hpp>
+#include <resilite/sqlite/transaction.hpp>
+#include <resilite/transaction_mode.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+[[nodiscard]] inline bool is_segment_name(std::string_view n) {
+    return n.size() == 11 && n.ends_with(".sql") && n[4] == '_' &&
+           std::all_of(n.begin(), n.begin() + 4, [](char c) { return c >= '0' && c <= '9'; }) &&
+           std::all_of(n.begin() + 5, n.begin() + 7, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Segment file names in the directory, oldest first.
+[[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (is_segment_name(name)) out.push_back(name);
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+[[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
+    throw library_failure(error_class::io, "archive", fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)),
+                          p.string());
+}
+
+// Appends and syncs; a new file is created with the preamble and its directory synced.
+inline void append_durably(const std::filesystem::path& file, std::string_view preamble, std::string_view text) {
+    const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) fail_io("cannot open archive segment", file);
+    struct ::stat st {};
+    const bool fresh = ::fstat(fd, &st) == 0 && st.st_size == 0;
+    std::string all = fresh ? std::string{preamble} + std::string{text} : std::string{};
+    std::string_view rest = fresh ? std::string_view{all} : text;
+    while (!rest.empty()) {
+        const auto n = ::write(fd, rest.data(), rest.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            const int e = errno;
+            ::close(fd);
+            errno = e;
+            fail_io("cannot append to archive segment", file);
+        }
+        rest.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (::fdatasync(fd) != 0) {
+        const int e = errno;
+        ::close(fd);
+        errno = e;
+        fail_io("cannot sync archive segment", file);
+    }
+    ::close(fd);
+    if (fresh && !fsync_path(file.parent_path(), true)) fail_io("cannot sync archive directory", file.parent_path());
+}
+
+struct tail_info {
+    std::int64_t seq = 0, last_id = 0, first_id = 0;
+    std::uint32_t crc = 0;
+    std::string utc;
+};
+
+class archive_writer {
+public:
+    archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> tables,
+                   int settle_rows)
+        : dir_(std::move(dir)), database_(std::move(database_name)), tables_(std::move(tables)),
+          settle_rows_(settle_rows) {}
+
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+    [[nodiscard]] const std::vector<capture_table>& tables() const noexcept { return tables_; }
+    [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
+    void set_settle_rows(int n) noexcept { settle_rows_ = n; }
+
+    // At open, before anything else writes: outbox and state tables, agreement with what the
+    // archive already holds, schema records (or a snapshot), capture triggers; then a drain.
+    // Returns notes worth an event (empty when all was routine).
+    std::vector<std::string> catch_up(sqlite::connection& c, std::chrono::system_clock::time_point now) {
+        std::filesystem::create_directories(dir_);
+        std::vector<std::string> notes;
+        {
+            sqlite::transaction tx{c, transaction_mode::immediate};
+            c.exec_script(create_internal_sql);
+            const auto [db_seq, db_id] =
+                c.query_one<std::int64_t, std::int64_t>("SELECT last_seq, last_id FROM resilite_archive_state")
+                    .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
+            known_ = false;
+            if (auto note = refresh_tail()) notes.push_back(std::move(*note));
+            const auto archive_seq = last_seq_;
+            bool need_baseline = false;
+            last_id_ = db_id;
+            if (archive_seq > db_seq) {
+                // The archive is ahead: our own records not yet settled (a crash after the
+                // append), or a database restored from an older copy.
+                if (tail_ && holds_tail_rows(c, *tail_)) {
+                    last_id_ = tail_->last_id;
+                } else {
+                    notes.push_back(fmt::format(
+                        "the archive ends at txn {} but the database's outbox does not hold that record "
+                        "(restored from a copy?); its unarchived changes are numbered from txn {}",
+                        archive_seq, archive_seq + 1));
+                }
+            } else if (archive_seq < db_seq) {
+                need_baseline = true;
+                notes.push_back(fmt::format(
+                    "the archive ends at txn {} but the database had archived up to txn {} (archive "
+                    "directory replaced or damaged?); a full snapshot was written so that the archive "
+                    "alone can rebuild the database again",
+                    archive_seq, db_seq));
+                last_seq_ = db_seq;  // numbers are never used twice
+            }
+            unsettled_ = c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id <= ?",
+                                                   last_id_)
+                             .value_or(0);
+            const auto live = live_objects(c, tables_);
+            const auto archived = archived_objects(c);
+            bool baseline = need_baseline;
+            std::vector<std::string> ddl;
+            if (archived.empty()) {
+                for (const auto& t : tables_) {
+                    if (schema_inspector{c}.has_rows(t.name)) baseline = true;
+                }
+                if (!baseline) {
+                    for (const auto& o : live)
+                        ddl.push_back(if_not_exists(o.sql));
+                }
+                if (baseline && !need_baseline) notes.push_back("archiving started on a database that holds data: "
+                                                                "a full snapshot was written first");
+            } else if (!baseline) {
+                if (auto changes = additive_changes(archived, live)) {
+                    ddl = std::move(*changes);
+                } else {
+                    baseline = true;
+                    notes.push_back("the schema changed in a way a DDL record cannot express (something "
+                                    "removed or redefined): a full snapshot was written");
+                }
+            }
+            for (const auto& stmt : ddl)
+                add_to_outbox(c, stmt);
+            if (baseline) add_baseline(c, tables_, live);
+            if (live != archived) {
+                c.exec_script("DELETE FROM resilite_archive_schema");
+                for (const auto& o : live) {
+                    c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)", o.type,
+                           o.name, o.tbl_name, o.sql);
+                }
+            }
+            static_cast<void>(install_triggers(c, tables_));
+            tx.commit();
+        }
+        static_cast<void>(drain(c, now, true));
+        return notes;
+    }
+
+    // Appends the outbox rows not yet archived as records; with `settle` (or when enough have
+    // piled up) also deletes archived rows and stores the last sequence number in the database.
+    // Returns the number of records written. Throws on failure; the rows stay in the outbox.
+    std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
+        sqlite::transaction tx{c, transaction_mode::immediate};
+        static_cast<void>(refresh_tail());
+        const auto rows = c.query_all<std::int64_t, std::string>(
+            "SELECT id, stmt FROM resilite_archive_outbox WHERE id > ? ORDER BY id", last_id_);
+        std::int64_t written = 0;
+        if (!rows.empty()) {
+            auto utc = utc_text(now);
+            if (utc < last_utc_) utc = last_utc_;  // never older than the record before
+            std::string text;
+            std::string body;
+            std::int64_t first = 0, last = 0;
+            record_kind kind = record_kind::changes;
+            std::int64_t seq = last_seq_;
+            const auto flush = [&] {
+                if (first == 0) return;
+                text += format_record({++seq, utc, kind, first, last, body.size()}, body);
+                body.clear();
+                first = 0;
+                kind = record_kind::changes;
+                ++written;
+            };
+            for (const auto& [id, stmt] : rows) {
+                if (stmt == baseline_begin) flush();
+                if (first == 0) first = id;
+                last = id;
+                if (stmt == baseline_begin) {
+                    kind = record_kind::baseline;
+                } else if (stmt == baseline_end) {
+                    flush();
+                } else {
+                    body += stmt;
+                    body += '\n';
+                }
+            }
+            flush();
+            const auto segment = segment_name(utc);
+            append_durably(dir_ / segment, segment_preamble(database_, segment), text);
+            std::error_code ec;
+            tail_segment_ = segment;
+            tail_size_ = std::filesystem::file_size(dir_ / segment, ec);
+            known_ = !ec;
+            last_seq_ = seq;
+            last_id_ = std::get<0>(rows.back());
+            last_utc_ = utc;
+            unsettled_ += static_cast<std::int64_t>(rows.size());
+        }
+        if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_ ||
+            (settle && stored_seq(c) != last_seq_)) {
+            c.exec("DELETE FROM resilite_archive_outbox WHERE id <= ?", last_id_);
+            c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+            unsettled_ = 0;
+        }
+        tx.commit();
+        return written;
+    }
+
+private:
+    [[nodiscard]] static std::int64_t stored_seq(sqlite::connection& c) {
+        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    }
+
+    // Do the outbox rows of this record still sit in the database, with the same text? Then the
+    // record was drained from this database and only the settle was lost.
+    [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) const {
+        std::string body;
+        record_kind kind = record_kind::changes;
+        std::int64_t expected = t.first_id;
+        for (const auto& [id, stmt] : c.query_all<std::int64_t, std::string>(
+                 "SELECT id, stmt FROM resilite_archive_outbox WHERE id BETWEEN ? AND ? ORDER BY id", t.first_id,
+                 t.last_id)) {
+            if (id != expected++) return false;
+            if (stmt == baseline_begin) {
+                kind = record_kind::baseline;
+            } else if (stmt != baseline_end) {
+                body += stmt;
+                body += '\n';
+            }
+        }
+        return expected == t.last_id + 1 && checksum(t.seq, t.utc, kind, body) == t.crc;
+    }
+
+    // Learns where the archive ends, unless nothing changed since this writer last looked (one
+    // directory listing and one stat). A torn last record (a crash while appending; its rows are
+    // still in the outbox) is moved aside to "<segment>.torn-<time>" and cut off.
+    std::optional<std::string> refresh_tail() {
+        const auto segments = list_segments(dir_);
+        if (segments.empty()) {
+            known_ = true;
+            tail_segment_.clear();
+            tail_size_ = 0;
+            return std::nullopt;
+        }
+        std::error_code ec;
+        const auto size = std::filesystem::file_size(dir_ / segments.back(), ec);
+        if (known_ && !ec && segments.back() == tail_segment_ && size == tail_size_) return std::nullopt;
+        std::optional<std::string> note;
+        for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+            const auto path = dir_ / *it;
+            const auto text = read_file(path);
+            const auto contents = read_segment(text, *it);
+            if (contents.torn_tail && it == segments.rbegin()) {
+                const auto aside =
+                    dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
+                {
+                    std::ofstream out(aside, std::ios::binary);
+                    out << std::string_view{text}.substr(contents.good_end);
+                }
+                static_cast<void>(fsync_path(aside, false));
+                if (::truncate(path.c_str(), static_cast<off_t>(contents.good_end)) != 0) {
+                    fail_io("cannot cut the torn tail of", path);
+                }
+                static_cast<void>(fsync_path(path, false));
+                note = fmt::format("{}: an incomplete last record (a crash while appending) was moved to {}; "
+                                   "its changes are still in the outbox and were archived again",
+                                   *it, aside.filename().string());
+            }
+            if (!contents.records.empty()) {
+                const auto best = std::max_element(
+                    contents.records.begin(), contents.records.end(),
+                    [](const record& a, const record& b) { return a.header.seq < b.header.seq; });
+                tail_ = tail_info{best->header.seq, best->header.last_id, best->header.first_id, best->crc,
+                                  best->header.utc};
+                last_seq_ = std::max(last_seq_, best->header.seq);
+                if (known_) last_id_ = std::max(last_id_, best->header.last_id);  // another process drained
+                last_utc_ = std::max(last_utc_, best->header.utc);
+                break;
+            }
+        }
+        tail_segment_ = segments.back();
+        tail_size_ = std::filesystem::file_size(dir_ / segments.back(), ec);
+        known_ = !ec;
+        return note;
+    }
+
+    std::filesystem::path dir_;
+    std::string database_;
+    std::vector<capture_table> tables_;
+    int settle_rows_;
+    bool known_ = false;  // tail_segment_/tail_size_ describe the archive's end
+    std::string tail_segment_;
+    std::uintmax_t tail_size_ = 0;
+    std::optional<tail_info> tail_;
+    std::int64_t last_seq_ = 0, last_id_ = 0;
+    std::string last_utc_;
+    std::int64_t unsettled_ = 0;  // archived rows still in the outbox
+};
+
+}  // namespace resilite::detail::archive
