@@ -719,6 +719,7 @@ private:
                 emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
                 throw wrapped;
             }
+            migrated_ = true;
             emit_since("migrate", start, outcome::ok, 0, error_class::none, label);
         });
     }
@@ -1108,7 +1109,7 @@ private:
         const auto start = now();
         archive_.emplace(archive_directory(), path_.filename().string(),
                          detail::archive::capture_tables(schema_type::definition()), settings_.archive.settle_rows);
-        const auto notes = archive_->catch_up(conn(), clock_.utc_now());
+        const auto notes = archive_->catch_up(conn(), clock_.utc_now(), migrated_);
         next_archive_ = now() + settings_.archive.interval;
         emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
                    error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
@@ -1410,6 +1411,7 @@ private:
     std::optional<std::chrono::system_clock::time_point> last_check_time_, last_backup_time_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
     std::optional<detail::archive::archive_writer> archive_;
+    bool migrated_ = false;         // migrations ran at this open: the archive takes a snapshot
     bool archive_pending_ = false;  // a drain failed: maintain() and the next commit try again
     time_point next_archive_{};
 

@@ -323,6 +323,8 @@ private:
             case SQLITE_CREATE_INDEX:
                 if (s.kind_ == statement_kind::create_index && known(second) && !reserved_name(first))
                     return SQLITE_OK;
+                if (s.kind_ == statement_kind::create_table && lower(first).starts_with("sqlite_autoindex_"))
+                    return SQLITE_OK;  // a PRIMARY KEY or UNIQUE constraint's own index
                 return deny(fmt::format("creating index {} is not allowed", first));
             case SQLITE_REINDEX:  // part of CREATE INDEX
                 if (s.kind_ == statement_kind::create_index) return SQLITE_OK;

@@ -111,7 +111,10 @@ public:
     // At open, before anything else writes: outbox and state tables, agreement with what the
     // archive already holds, schema records (or a snapshot), capture triggers; then a drain.
     // Returns notes worth an event (empty when all was routine).
-    std::vector<std::string> catch_up(sqlite::connection& c, std::chrono::system_clock::time_point now) {
+    // `migrated`: migrations ran before this; their row changes went through the capture
+    // triggers of the old shape, so only a snapshot describes the result for certain.
+    std::vector<std::string> catch_up(sqlite::connection& c, std::chrono::system_clock::time_point now,
+                                      bool migrated) {
         std::filesystem::create_directories(dir_);
         std::vector<std::string> notes;
         {
@@ -162,6 +165,9 @@ public:
                 }
                 if (baseline && !need_baseline) notes.push_back("archiving started on a database that holds data: "
                                                                 "a full snapshot was written first");
+            } else if (!baseline && migrated) {
+                baseline = true;
+                notes.push_back("migrations ran: a full snapshot of their outcome was written");
             } else if (!baseline) {
                 if (auto changes = additive_changes(archived, live)) {
                     ddl = std::move(*changes);
