@@ -162,8 +162,13 @@ struct archive_contents {
 
 enum class statement_kind { row_change, create_table, create_index, create_trigger, add_column, other };
 
+struct statement_head {
+    statement_kind kind = statement_kind::other;
+    std::string words;  // the first two words, upper case, for messages: "DROP TABLE"
+};
+
 // What a statement says it is, from its first words (comments and spaces skipped).
-[[nodiscard]] inline statement_kind classify(std::string_view sql) {
+[[nodiscard]] inline statement_head classify(std::string_view sql) {
     std::vector<std::string> words;
     std::size_t i = 0;
     while (i < sql.size() && words.size() < 5) {
@@ -195,14 +200,20 @@ enum class statement_kind { row_change, create_table, create_index, create_trigg
         }
     }
     const auto w = [&](std::size_t n) { return n < words.size() ? words[n] : std::string{}; };
-    if (w(0) == "insert" || w(0) == "replace" || w(0) == "update" || w(0) == "delete")
-        return statement_kind::row_change;
-    if (w(0) == "create" && w(1) == "table") return statement_kind::create_table;
-    if (w(0) == "create" && (w(1) == "index" || (w(1) == "unique" && w(2) == "index")))
-        return statement_kind::create_index;
-    if (w(0) == "create" && w(1) == "trigger") return statement_kind::create_trigger;
-    if (w(0) == "alter" && w(1) == "table" && w(3) == "add") return statement_kind::add_column;
-    return statement_kind::other;
+    std::string head = w(1).empty() || w(1) == "<name>" ? w(0) : w(0) + " " + w(1);
+    std::transform(head.begin(), head.end(), head.begin(),
+                   [](char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); });
+    const auto kind = [&] {
+        if (w(0) == "insert" || w(0) == "replace" || w(0) == "update" || w(0) == "delete")
+            return statement_kind::row_change;
+        if (w(0) == "create" && w(1) == "table") return statement_kind::create_table;
+        if (w(0) == "create" && (w(1) == "index" || (w(1) == "unique" && w(2) == "index")))
+            return statement_kind::create_index;
+        if (w(0) == "create" && w(1) == "trigger") return statement_kind::create_trigger;
+        if (w(0) == "alter" && w(1) == "table" && w(3) == "add") return statement_kind::add_column;
+        return statement_kind::other;
+    }();
+    return {kind, head.empty() ? std::string{"this statement"} : head};
 }
 
 // Applies records on one connection, each in a savepoint of the caller's transaction.
@@ -245,15 +256,22 @@ public:
                              static_cast<int>(std::count(r.body.begin(), r.body.begin() + static_cast<std::ptrdiff_t>(
                                                                              std::min(lead, r.body.size())),
                                                          '\n'));
-            kind_ = classify(std::string_view{p, static_cast<std::size_t>(end - p)});
-            refusal_.clear();
+            const auto head = classify(std::string_view{p, static_cast<std::size_t>(end - p)});
+            kind_ = head.kind;
+            refusal_ = kind_ == statement_kind::other
+                           ? fmt::format("{} is not allowed in a replay (only row changes and additive DDL are)",
+                                         head.words)
+                           : std::string{};
             sqlite3_stmt* stmt = nullptr;
             const char* tail = nullptr;
             int rc = sqlite3_prepare_v2(c_.native_handle(), p, static_cast<int>(end - p), &stmt, &tail);
-            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::other) {
-                refusal_ = "only row changes and additive DDL may be replayed";
-                rc = SQLITE_AUTH;
-            }
+            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::other) rc = SQLITE_AUTH;
+            // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
+            const bool guarded = rc == SQLITE_ERROR && stmt == nullptr &&
+                                 (std::string_view{sqlite3_errmsg(c_.native_handle())}.find("may not be modified") !=
+                                      std::string_view::npos ||
+                                  std::string_view{sqlite3_errmsg(c_.native_handle())}.find("reserved for internal use") !=
+                                      std::string_view::npos);
             if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::create_trigger && defer_triggers_) {
                 deferred_.emplace_back(p, static_cast<std::size_t>(tail - p));  // created after the rows
             } else if (rc == SQLITE_OK && stmt != nullptr) {
@@ -264,11 +282,13 @@ public:
             const std::string message = rc == SQLITE_OK ? std::string{} : sqlite3_errmsg(c_.native_handle());
             sqlite3_finalize(stmt);
             if (rc != SQLITE_OK) {
-                const bool refused = !refusal_.empty() || rc == SQLITE_AUTH;
+                // Denied by the authorizer (SQLite may report that as SQLITE_AUTH or as an
+                // error naming what was not authorized), or by SQLite's own guards.
+                const bool refused = rc == SQLITE_AUTH || guarded || !refusal_.empty();
                 problems.push_back({refused ? archive_problem::kind::refused : archive_problem::kind::failed,
                                     r.segment, line,
                                     fmt::format("txn {}: {}; the record was not applied", r.header.seq,
-                                                refused ? (refusal_.empty() ? message : refusal_) : message),
+                                                refusal_.empty() ? message : refusal_),
                                     true});
                 trusted("ROLLBACK TO resilite_replay; RELEASE resilite_replay");
                 deferred_.resize(deferred_before);
@@ -289,7 +309,7 @@ private:
         const std::string_view second = b != nullptr ? b : "";
         const bool ddl = s.kind_ != statement_kind::row_change && s.kind_ != statement_kind::other;
         const auto deny = [&](std::string why) {
-            if (s.refusal_.empty()) s.refusal_ = std::move(why);
+            if (s.refusal_.empty()) s.refusal_ = std::move(why);  // the statement's own words win
             return SQLITE_DENY;
         };
         const auto known = [&](std::string_view table) { return s.tables_.count(lower(table)) != 0; };
