@@ -62,7 +62,7 @@ struct archive_problem {
 struct archive_table_summary {
     std::string name;
     std::int64_t rows = 0;
-    std::string content_hash;           // over every archived column, independent of row order
+    std::string content_hash;           // inspect_archive: over every column, independent of row order
     std::optional<bool> matches_live;  // set when compared with a live database
 };
 
@@ -105,8 +105,8 @@ struct archive_report {
                                             : std::string{"the first record"},
                            applied_records, applied_records == 1 ? "" : "s");
         for (const auto& t : tables) {
-            out += fmt::format("  table {}: {} row{}, hash {}{}\n", t.name, t.rows, t.rows == 1 ? "" : "s",
-                               t.content_hash,
+            out += fmt::format("  table {}: {} row{}{}{}\n", t.name, t.rows, t.rows == 1 ? "" : "s",
+                               t.content_hash.empty() ? "" : ", hash " + t.content_hash,
                                !t.matches_live ? "" : (*t.matches_live ? ", equals live" : ", DIFFERS from live"));
         }
         if (reproduces_live) {

@@ -20,7 +20,7 @@ struct archive_settings {
     std::string directory;                     // empty: "<database>.archive" beside it
     // Archived rows are removed from the outbox in batches of this many (an extra commit of its
     // own each time); the segment, not the outbox, is what makes them durable.
-    int settle_rows = 256;
+    int settle_rows = 4096;
 
     friend bool operator==(const archive_settings&, const archive_settings&) = default;
 

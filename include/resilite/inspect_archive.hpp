@@ -45,7 +45,7 @@ inline archive_report inspect_archive(const std::filesystem::path& archive_dir, 
     };
     try {
         const auto trial = scratch / "trial.db";
-        a::build_from_archive(contents, trial, report);
+        a::build_from_archive(contents, trial, report, true);
         if (options.live_database) {
             sqlite::connection rebuilt{trial, SQLITE_OPEN_READONLY};
             sqlite::connection live{*options.live_database, SQLITE_OPEN_READONLY};

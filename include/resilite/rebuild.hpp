@@ -72,7 +72,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
     const auto tmp = dir / fmt::format(".{}.rebuild-{}", new_db.filename().string(), ::getpid());
     a::remove_database_files(tmp);
     try {
-        a::build_from_archive(contents, tmp, report);
+        a::build_from_archive(contents, tmp, report, false);
         if (!report.rebuildable() && !options.keep_going) a::refuse_rebuild(report, new_db);
         if (!detail::fsync_path(tmp, false)) {
             throw detail::library_failure(error_class::io, "rebuild", "could not sync the rebuilt database",

@@ -53,7 +53,7 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir, c
                                       db.string());
     }
     tx.commit();
-    a::summarize_tables(c, report);
+    a::summarize_tables(c, report, false);
     return report;
 }
 

@@ -27,3 +27,9 @@ using WithSchema = resilite::Database<resilite::schema<items>, resilite::migrati
 [[maybe_unused]] static std::int64_t use(WithSchema& db) {
     return db.insert(item{1, "x"});
 }
+
+// The archive's shape, with the schema it needs.
+using Archived = resilite::Database<resilite::schema<items>, resilite::archive<>>;
+[[maybe_unused]] static std::int64_t archived(Archived& db) {
+    return db.insert(item{1, "x"}) + db.drain_archive();
+}

@@ -77,10 +77,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
     c.exec_script(create_internal_sql);
     if (last_seq > after) {
         c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = max(last_id, ?)", last_seq, last_id);
-        // Outbox numbers go on from the archive's, so a later drain never reuses one.
-        c.exec("DELETE FROM sqlite_sequence WHERE name = 'resilite_archive_outbox'");
-        c.exec("INSERT INTO sqlite_sequence(name, seq) VALUES('resilite_archive_outbox', "
-               "(SELECT last_id FROM resilite_archive_state))");
+        keep_outbox_numbering(c);
     }
     return applied;
 }
@@ -94,9 +91,16 @@ inline void record_schema_as_archived(sqlite::connection& c) {
            "'resilite\\_%' ESCAPE '\\'");
 }
 
-inline void summarize_tables(sqlite::connection& c, archive_report& report) {
+// Rows per table; with `hashes` also each table's content hash (sorting every row: the
+// comparison with a live database needs it, a plain rebuild does not).
+inline void summarize_tables(sqlite::connection& c, archive_report& report, bool hashes) {
     report.tables.clear();
     for (const auto& t : user_tables(c)) {
+        if (!hashes) {
+            const auto rows = c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM {}", quote_id(t)));
+            report.tables.push_back({t, rows.value_or(0), {}, std::nullopt});
+            continue;
+        }
         std::vector<std::string> cols;
         for (auto& col : schema_inspector{c}.columns(t))
             cols.push_back(col.name);
@@ -121,7 +125,8 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 
 // Builds a database from the archive alone at `file` (which must not exist): from the newest
 // snapshot on, fast (no journal on disk, no syncs: the caller syncs the finished file).
-inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file, archive_report& report) {
+inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file, archive_report& report,
+                               bool hashes) {
     sqlite::connection c{file};
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);
@@ -129,7 +134,7 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
     record_schema_as_archived(c);
     c.exec_script("COMMIT; PRAGMA journal_mode=DELETE;");
     check_result(c, report);
-    summarize_tables(c, report);
+    summarize_tables(c, report, hashes);
 }
 
 }  // namespace resilite::detail::archive

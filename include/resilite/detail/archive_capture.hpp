@@ -24,8 +24,7 @@ inline constexpr std::string_view outbox_table = "resilite_archive_outbox";
 inline constexpr std::string_view state_table = "resilite_archive_state";
 
 inline constexpr std::string_view create_internal_sql =
-    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY AUTOINCREMENT, "
-    "stmt TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY, stmt TEXT NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
     "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
@@ -293,6 +292,15 @@ struct schema_object {
         return s.starts_with("CREATE TABLE") || s.starts_with("ALTER TABLE");
     });
     return out;
+}
+
+// Outbox ids only grow (a drain takes the rows above the last archived id), yet the table has
+// no AUTOINCREMENT (a write to sqlite_sequence for every captured row): instead the row with
+// the last archived id always stays, already archived, so the next id is always above it.
+inline void keep_outbox_numbering(sqlite::connection& c) {
+    c.exec("DELETE FROM resilite_archive_outbox WHERE id < (SELECT last_id FROM resilite_archive_state)");
+    c.exec("INSERT OR IGNORE INTO resilite_archive_outbox(id, stmt) SELECT last_id, '-- archived' FROM "
+           "resilite_archive_state WHERE last_id > 0");
 }
 
 inline void add_to_outbox(sqlite::connection& c, std::string_view stmt) {

@@ -246,16 +246,20 @@ public:
     // the statement's segment and line) when one is refused or fails.
     bool apply(const record& r, std::vector<archive_problem>& problems) {
         trusted("SAVEPOINT resilite_replay");
-        const char* p = r.body.data();
-        const char* const end = r.body.data() + r.body.size();
+        // NUL-terminated, so that SQLite parses in place: given a length, sqlite3_prepare_v2
+        // copies the rest of the text for every statement (quadratic in the record's size).
+        const std::string body{r.body};
+        const char* p = body.c_str();
+        const char* const end = p + body.size();
         const auto deferred_before = deferred_.size();
+        int line = r.line + 2;  // the body starts after the header and BEGIN
+        const char* counted = p;  // newlines before here are in `line`
         while (p < end) {
-            const auto offset = static_cast<std::size_t>(p - r.body.data());
-            const auto lead = r.body.find_first_not_of(" \t\r\n", offset);
-            const int line = r.line + 2 +
-                             static_cast<int>(std::count(r.body.begin(), r.body.begin() + static_cast<std::ptrdiff_t>(
-                                                                             std::min(lead, r.body.size())),
-                                                         '\n'));
+            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+                ++p;
+            if (p == end) break;
+            line += static_cast<int>(std::count(counted, p, '\n'));
+            counted = p;
             const auto head = classify(std::string_view{p, static_cast<std::size_t>(end - p)});
             kind_ = head.kind;
             refusal_ = kind_ == statement_kind::other
@@ -264,7 +268,7 @@ public:
                            : std::string{};
             sqlite3_stmt* stmt = nullptr;
             const char* tail = nullptr;
-            int rc = sqlite3_prepare_v2(c_.native_handle(), p, static_cast<int>(end - p), &stmt, &tail);
+            int rc = sqlite3_prepare_v2(c_.native_handle(), p, -1, &stmt, &tail);
             if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::other) rc = SQLITE_AUTH;
             // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
             const bool guarded = rc == SQLITE_ERROR && stmt == nullptr &&

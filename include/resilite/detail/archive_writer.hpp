@@ -148,7 +148,7 @@ public:
                     archive_seq, db_seq));
                 last_seq_ = db_seq;  // numbers are never used twice
             }
-            unsettled_ = c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id <= ?",
+            unsettled_ = c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id < ?",
                                                    last_id_)
                              .value_or(0);
             const auto live = live_objects(c, tables_);
@@ -246,8 +246,8 @@ public:
         }
         if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_ ||
             (settle && stored_seq(c) != last_seq_)) {
-            c.exec("DELETE FROM resilite_archive_outbox WHERE id <= ?", last_id_);
             c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+            keep_outbox_numbering(c);
             unsettled_ = 0;
         }
         tx.commit();

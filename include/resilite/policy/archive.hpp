@@ -30,7 +30,7 @@ template <class Flush = flush_on_commit>
 struct archive {
     using slot = resilite::slot::archive;
     static constexpr archive_settings defaults{true, Flush::when, std::chrono::milliseconds{Flush::interval_ms},
-                                               {}, 256};
+                                               {}, 4096};
 };
 
 struct no_archive {

@@ -1,0 +1,187 @@
+// The text archive's cost and its rebuild speed.
+//   1. Write throughput with synchronous=FULL: one row per commit, and 100 rows per commit, by the
+//      raw C API, SQLiteCpp, resilite without archive, with archive flushed at every commit
+//      (durable before the call returns) and with a batched archive (every 1000 ms).
+//   2. Rebuilding a database of N rows (default 1 M) from its archive alone, against the sqlite3
+//      shell replaying the same segment file (no checksums, no authorizer).
+//   bench_archive [commits, default 2000] [rows, default 1000000]
+#include <resilite/resilite.hpp>
+
+#include <SQLiteCpp/SQLiteCpp.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <functional>
+
+namespace {
+using clock_type = std::chrono::steady_clock;
+
+struct Item {
+    BOOST_HANA_DEFINE_STRUCT(Item, (std::int64_t, id), (std::string, name), (double, score));
+};
+using items = resilite::table<"items", Item, resilite::primary_key<"id">>;
+using quiet = resilite::wal_durability<resilite::synchronous::full, 60, 64, false>;
+using Plain = resilite::Database<resilite::schema<items>, resilite::null_observer, quiet>;
+using OnCommit = resilite::Database<resilite::schema<items>, resilite::archive<>, resilite::null_observer, quiet>;
+using Batched = resilite::Database<resilite::schema<items>, resilite::archive<resilite::flush_every_ms<1000>>,
+                                   resilite::null_observer>;  // the background thread drains
+
+std::filesystem::path fresh_dir(const char* name) {
+    std::string templ = (std::filesystem::temp_directory_path() / fmt::format("resilite-bench-{}-XXXXXX", name)).string();
+    if (::mkdtemp(templ.data()) == nullptr) std::abort();
+    return templ;
+}
+
+double seconds(const std::function<void()>& f) {
+    const auto t0 = clock_type::now();
+    f();
+    return std::chrono::duration<double>(clock_type::now() - t0).count();
+}
+
+Item item(std::int64_t i) { return Item{i, fmt::format("name number {}", i), static_cast<double>(i) / 3}; }
+
+void check(int rc, sqlite3* db) {
+    if (rc != SQLITE_OK && rc != SQLITE_DONE) {
+        fmt::print(stderr, "sqlite: {}\n", sqlite3_errmsg(db));
+        std::abort();
+    }
+}
+
+// commits × per_commit rows, each commit durable.
+double raw_c(const std::filesystem::path& p, int commits, int per_commit) {
+    sqlite3* db = nullptr;
+    check(sqlite3_open(p.c_str(), &db), db);
+    check(sqlite3_exec(db,
+                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY "
+                       "KEY, name TEXT NOT NULL, score REAL NOT NULL)",
+                       nullptr, nullptr, nullptr),
+          db);
+    sqlite3_stmt* ins = nullptr;
+    check(sqlite3_prepare_v2(db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)", -1, &ins, nullptr), db);
+    const double s = seconds([&] {
+        std::int64_t id = 0;
+        for (int c = 0; c < commits; ++c) {
+            if (per_commit > 1) check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db);
+            for (int r = 0; r < per_commit; ++r) {
+                const auto it = item(++id);
+                sqlite3_bind_int64(ins, 1, it.id);
+                sqlite3_bind_text(ins, 2, it.name.c_str(), static_cast<int>(it.name.size()), SQLITE_TRANSIENT);
+                sqlite3_bind_double(ins, 3, it.score);
+                check(sqlite3_step(ins), db);
+                sqlite3_reset(ins);
+            }
+            if (per_commit > 1) check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db);
+        }
+    });
+    sqlite3_finalize(ins);
+    sqlite3_close_v2(db);
+    return s;
+}
+
+double sqlitecpp(const std::filesystem::path& p, int commits, int per_commit) {
+    SQLite::Database db{p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE};
+    db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY KEY, name "
+            "TEXT NOT NULL, score REAL NOT NULL)");
+    SQLite::Statement ins{db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)"};
+    return seconds([&] {
+        std::int64_t id = 0;
+        for (int c = 0; c < commits; ++c) {
+            std::optional<SQLite::Transaction> tx;
+            if (per_commit > 1) tx.emplace(db);
+            for (int r = 0; r < per_commit; ++r) {
+                const auto it = item(++id);
+                ins.bind(1, it.id);
+                ins.bind(2, it.name);
+                ins.bind(3, it.score);
+                ins.exec();
+                ins.reset();
+            }
+            if (tx) tx->commit();
+        }
+    });
+}
+
+template <class Db>
+double resilite_writes(const std::filesystem::path& p, int commits, int per_commit) {
+    Db db{p};
+    return seconds([&] {
+        std::int64_t id = 0;
+        for (int c = 0; c < commits; ++c) {
+            if (per_commit == 1) {
+                db.insert(item(++id));
+            } else {
+                db.transaction([&](auto& tx) {
+                    for (int r = 0; r < per_commit; ++r)
+                        tx.insert(item(++id));
+                });
+            }
+        }
+    });
+}
+
+void write_throughput(int commits, int per_commit) {
+    const auto dir = fresh_dir("archive-writes");
+    const double raw = raw_c(dir / "raw.db", commits, per_commit);
+    const double cpp = sqlitecpp(dir / "cpp.db", commits, per_commit);
+    const double off = resilite_writes<Plain>(dir / "off.db", commits, per_commit);
+    const double on = resilite_writes<OnCommit>(dir / "on.db", commits, per_commit);
+    const double batched = resilite_writes<Batched>(dir / "batched.db", commits, per_commit);
+    const auto rate = [&](double s) { return static_cast<double>(commits) / s; };
+    fmt::print("{} commits of {} row{} (synchronous=FULL):\n", commits, per_commit, per_commit == 1 ? "" : "s");
+    fmt::print("  raw C API            {:8.0f} commits/s\n", rate(raw));
+    fmt::print("  SQLiteCpp            {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(cpp), cpp / raw);
+    fmt::print("  resilite, no archive {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(off), off / raw);
+    fmt::print("  archive on commit    {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(on), on / raw,
+               on / off);
+    fmt::print("  archive batched 1 s  {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(batched),
+               batched / raw, batched / off);
+    std::filesystem::remove_all(dir);
+}
+
+void rebuild_speed(std::int64_t rows) {
+    const auto dir = fresh_dir("archive-rebuild");
+    const auto live = dir / "live.db";
+    const double fill = seconds([&] {
+        OnCommit db{live};
+        for (std::int64_t done = 0; done < rows;) {
+            db.transaction([&](auto& tx) {
+                for (int i = 0; i < 10'000 && done < rows; ++i)
+                    tx.insert(item(++done));
+            });
+        }
+    });
+    std::uintmax_t bytes = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "live.db.archive"))
+        bytes += e.file_size();
+    fmt::print("rebuild of {} rows ({:.1f} MB of archive, written in {:.1f} s):\n", rows,
+               static_cast<double>(bytes) / 1e6, fill);
+    resilite::archive_report report;
+    const double ours = seconds([&] { report = resilite::rebuild(dir / "live.db.archive", dir / "rebuilt.db"); });
+    if (report.tables.empty() || report.tables[0].rows != rows) {
+        fmt::print(stderr, "rebuild is incomplete:\n{}", report.to_text());
+        std::abort();
+    }
+    fmt::print("  resilite::rebuild    {:6.2f} s  (CRC, authorizer, integrity and foreign-key check, hashes)\n", ours);
+    if (std::system("command -v sqlite3 > /dev/null 2>&1") == 0) {
+        const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'", (dir / "live.db.archive").string(),
+                                         (dir / "shell.db").string());
+        const double shell = seconds([&] {
+            if (std::system(command.c_str()) != 0) std::abort();
+        });
+        fmt::print("  sqlite3 shell replay {:6.2f} s  (ratio {:.2f})\n", shell, ours / shell);
+    }
+    std::filesystem::remove_all(dir);
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IONBF, 0);
+    const int commits = argc > 1 ? std::atoi(argv[1]) : 2000;
+    const std::int64_t rows = argc > 2 ? std::atoll(argv[2]) : 1'000'000;
+    write_throughput(commits, 1);
+    write_throughput(commits / 10, 100);
+    rebuild_speed(rows);
+}
