@@ -11,6 +11,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -23,8 +27,12 @@ namespace resilite::detail::archive {
 inline constexpr std::string_view outbox_table = "resilite_archive_outbox";
 inline constexpr std::string_view state_table = "resilite_archive_state";
 
+// An outbox row is a whole statement (template NULL: schema records, snapshot markers), or a
+// template's id and the row's values (see statement_template).
 inline constexpr std::string_view create_internal_sql =
-    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY, stmt TEXT NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY, template INTEGER, stmt TEXT, "
+    "c0, c1, c2, c3, c4, c5, c6, c7);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_template(id INTEGER PRIMARY KEY, parts TEXT NOT NULL UNIQUE);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
     "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
@@ -95,8 +103,19 @@ struct table_shape {
     return "''";
 }
 
-// SQL expressions (over a row reference: NEW, OLD, or the quoted table name for a snapshot)
-// whose values are the statement texts that reproduce a row change.
+// A statement with holes: the fixed pieces around each value. Stored once (joined by the unit
+// separator) in resilite_archive_template; a captured row stores only the template's id and
+// the values themselves, unquoted, in the outbox's untyped columns c0, c1, ... The drain
+// quotes them when it writes the text: capturing costs little more than the row's own insert.
+struct statement_template {
+    std::vector<std::string> pieces;  // values + 1 of them
+    std::vector<std::string> values;  // SQL expressions, e.g. NEW."id"
+
+    [[nodiscard]] std::string parts() const { return fmt::format("{}", fmt::join(pieces, "\x1f")); }
+};
+
+// The statements that reproduce a row change, as templates over a row reference: NEW, OLD, or
+// the quoted table name for a snapshot.
 struct statement_builder {
     const table_shape& t;
     const capture_table& cap;
@@ -125,14 +144,14 @@ struct statement_builder {
 
     // INSERT ... ON CONFLICT(key) DO UPDATE SET every other archived column: idempotent, and a
     // secret column of an existing row keeps its value.
-    [[nodiscard]] std::string upsert(std::string_view ref) const {
+    [[nodiscard]] statement_template upsert(std::string_view ref) const {
         const auto cols = archived_columns();
         const auto keys = key_columns();
         std::vector<std::string> names;
-        std::string values;  // SQL expression pieces
+        statement_template out;
         for (const auto& c : cols) {
             names.push_back(id_of(c));
-            values += fmt::format("{}quote({})", values.empty() ? "" : " || ',' || ", ref_col(ref, c));
+            out.values.push_back(ref_col(ref, c));
         }
         std::string fixed_tail;  // required secrets get a placeholder, never their value
         for (const auto& c : t.columns) {
@@ -152,21 +171,23 @@ struct statement_builder {
         const auto conflict = sets.empty() ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
                                            : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};",
                                                          fmt::join(key_ids, ","), fmt::join(sets, ","));
-        return fmt::format("{} || {} || {}",
-                           sql_literal(fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name),
-                                                   fmt::join(names, ","))),
-                           values, sql_literal(fixed_tail + ")" + conflict));
+        out.pieces.push_back(fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
+        for (std::size_t i = 1; i < cols.size(); ++i)
+            out.pieces.emplace_back(",");
+        out.pieces.push_back(fixed_tail + ")" + conflict);
+        return out;
     }
 
-    [[nodiscard]] std::string erase(std::string_view ref) const {
-        std::string out = sql_literal(fmt::format("DELETE FROM {} WHERE ", quote_id(t.name)));
-        bool first = true;
+    [[nodiscard]] statement_template erase(std::string_view ref) const {
+        statement_template out;
+        std::string piece = fmt::format("DELETE FROM {} WHERE ", quote_id(t.name));
         for (const auto& k : key_columns()) {
-            out += fmt::format(" || {} || quote({})", sql_literal(fmt::format("{}{} IS ", first ? "" : " AND ", id_of(k))),
-                               ref_col(ref, k));
-            first = false;
+            out.pieces.push_back(piece + fmt::format("{} IS ", id_of(k)));
+            out.values.push_back(ref_col(ref, k));
+            piece = " AND ";
         }
-        return out + " || ';'";
+        out.pieces.emplace_back(";");
+        return out;
     }
 
     [[nodiscard]] std::string changed(const std::vector<std::string>& cols) const {
@@ -180,18 +201,32 @@ struct statement_builder {
         return fmt::format("resilite_archive_{}_{}", t.name, what);
     }
 
-    [[nodiscard]] std::vector<std::pair<std::string, std::string>> triggers() const {
-        const auto into = fmt::format("INSERT INTO {}(stmt)", outbox_table);
+    // INSERT INTO the outbox of a template's id and values; with `select_tail` ("WHERE ...",
+    // "FROM ...") an INSERT ... SELECT.
+    [[nodiscard]] static std::string capture(std::int64_t id, const statement_template& st,
+                                             std::string_view select_tail = {}) {
+        std::string cols = "template";
+        for (std::size_t i = 0; i < st.values.size(); ++i)
+            cols += fmt::format(",c{}", i);
+        const auto values = fmt::format("{}, {}", id, fmt::join(st.values, ", "));
+        return select_tail.empty()
+                   ? fmt::format("INSERT INTO {}({}) VALUES({});", outbox_table, cols, values)
+                   : fmt::format("INSERT INTO {}({}) SELECT {} {};", outbox_table, cols, values, select_tail);
+    }
+
+    // `upsert_id`, `erase_id`: the ids of this table's templates in resilite_archive_template.
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> triggers(std::int64_t upsert_id,
+                                                                            std::int64_t erase_id) const {
         const auto on = quote_id(t.name);
         return {
-            {trigger_name("insert"), fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} VALUES({}); END",
-                                                 quote_id(trigger_name("insert")), on, into, upsert("NEW"))},
+            {trigger_name("insert"), fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
+                                                 quote_id(trigger_name("insert")), on, capture(upsert_id, upsert("NEW")))},
             {trigger_name("update"),
-             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} SELECT {} WHERE {}; {} VALUES({}); END",
-                         quote_id(trigger_name("update")), on, changed(archived_columns()), into, erase("OLD"),
-                         changed(key_columns()), into, upsert("NEW"))},
-            {trigger_name("delete"), fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} VALUES({}); END",
-                                                 quote_id(trigger_name("delete")), on, into, erase("OLD"))},
+             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END", quote_id(trigger_name("update")),
+                         on, changed(archived_columns()), capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
+                         capture(upsert_id, upsert("NEW")))},
+            {trigger_name("delete"), fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
+                                                 quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
         };
     }
 };
@@ -294,6 +329,138 @@ struct schema_object {
     return out;
 }
 
+// The id of a template, stored the first time it is used. Templates are never changed or
+// removed: outbox rows captured under an older shape of a table still refer to theirs.
+[[nodiscard]] inline std::int64_t template_id(sqlite::connection& c, const statement_template& st) {
+    const auto parts = st.parts();
+    c.exec("INSERT OR IGNORE INTO resilite_archive_template(parts) VALUES(?)", parts);
+    return c.query_one<std::int64_t>("SELECT id FROM resilite_archive_template WHERE parts = ?", parts).value_or(0);
+}
+
+// The outbox has as many value columns as the widest template needs.
+inline void widen_outbox(sqlite::connection& c, std::size_t values) {
+    auto have = static_cast<std::size_t>(
+        c.query_one<std::int64_t>("SELECT count(*) - 3 FROM pragma_table_info('resilite_archive_outbox')").value_or(0));
+    for (; have < values; ++have)
+        c.exec_script(fmt::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
+}
+
+// A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
+// quote() gives, with the shortest exact form for a REAL and text with NUL bytes kept whole).
+inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
+    switch (sqlite3_column_type(s, col)) {
+        case SQLITE_INTEGER:
+            fmt::format_to(std::back_inserter(out), "{}", sqlite3_column_int64(s, col));
+            return;
+        case SQLITE_FLOAT: {
+            const double d = sqlite3_column_double(s, col);
+            if (std::isinf(d)) {
+                out += d < 0 ? "-9.0e+999" : "9.0e+999";
+                return;
+            }
+            const auto start = out.size();
+            fmt::format_to(std::back_inserter(out), "{}", d);
+            if (out.find_first_of(".e", start) == std::string::npos) out += ".0";  // stays a REAL
+            return;
+        }
+        case SQLITE_TEXT: {
+            const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+            const std::string_view text{p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))};
+            if (text.find('\0') != std::string_view::npos) {
+                out += "CAST(X'";
+                for (unsigned char ch : text)
+                    fmt::format_to(std::back_inserter(out), "{:02X}", ch);
+                out += "' AS TEXT)";
+                return;
+            }
+            out += '\'';
+            for (char ch : text) {
+                out += ch;
+                if (ch == '\'') out += '\'';
+            }
+            out += '\'';
+            return;
+        }
+        case SQLITE_BLOB: {
+            const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(s, col));
+            const auto n = static_cast<std::size_t>(sqlite3_column_bytes(s, col));
+            out += "X'";
+            for (std::size_t i = 0; i < n; ++i)
+                fmt::format_to(std::back_inserter(out), "{:02X}", p[i]);
+            out += '\'';
+            return;
+        }
+        default:
+            out += "NULL";
+    }
+}
+
+// Templates by id, read once (they never change).
+class template_cache {
+public:
+    [[nodiscard]] const std::vector<std::string>& pieces(sqlite::connection& c, std::int64_t id) {
+        auto it = pieces_.find(id);
+        if (it == pieces_.end()) {
+            const auto parts = c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
+            if (!parts) {
+                throw library_failure(error_class::corrupt, "archive",
+                                      fmt::format("outbox row refers to template {}, which is missing", id), c.path());
+            }
+            std::vector<std::string> out;
+            std::size_t from = 0;
+            for (auto sep = parts->find('\x1f'); sep != std::string::npos; sep = parts->find('\x1f', from)) {
+                out.push_back(parts->substr(from, sep - from));
+                from = sep + 1;
+            }
+            out.push_back(parts->substr(from));
+            it = pieces_.emplace(id, std::move(out)).first;
+        }
+        return it->second;
+    }
+
+private:
+    std::map<std::int64_t, std::vector<std::string>> pieces_;
+};
+
+// Outbox rows above `after_id` (up to `up_to`) as whole statements, in order.
+[[nodiscard]] inline std::vector<std::pair<std::int64_t, std::string>> outbox_rows(
+    sqlite::connection& c, template_cache& templates, std::int64_t after_id,
+    std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
+    std::vector<std::pair<std::int64_t, std::string>> out;
+    // SELECT *: another process may have widened the outbox; SQLite re-prepares and the new
+    // columns are there.
+    auto stmt = c.prepare_cached("SELECT * FROM resilite_archive_outbox WHERE id > ? AND id <= ? ORDER BY id");
+    stmt->bind_all(after_id, up_to);
+    struct reset_on_exit {
+        sqlite::statement& s;
+        ~reset_on_exit() { s.reset(); }
+    } guard{*stmt};
+    while (stmt->step()) {
+        sqlite3_stmt* h = stmt->native_handle();
+        const auto id = sqlite3_column_int64(h, 0);
+        if (sqlite3_column_type(h, 1) == SQLITE_NULL) {
+            const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(h, 2));
+            out.emplace_back(id, text != nullptr ? std::string{text} : std::string{});
+            continue;
+        }
+        const auto& pieces = templates.pieces(c, sqlite3_column_int64(h, 1));
+        const int values = static_cast<int>(pieces.size()) - 1;
+        if (3 + values > sqlite3_column_count(h)) {
+            throw library_failure(error_class::corrupt, "archive",
+                                  fmt::format("outbox row {} needs {} values but the outbox has {} columns", id,
+                                              values, sqlite3_column_count(h) - 3),
+                                  c.path());
+        }
+        std::string statement = pieces[0];
+        for (int i = 0; i < values; ++i) {
+            append_literal(statement, h, 3 + i);
+            statement += pieces[static_cast<std::size_t>(i) + 1];
+        }
+        out.emplace_back(id, std::move(statement));
+    }
+    return out;
+}
+
 // Outbox ids only grow (a drain takes the rows above the last archived id), yet the table has
 // no AUTOINCREMENT (a write to sqlite_sequence for every captured row): instead the row with
 // the last archived id always stays, already archived, so the next id is always above it.
@@ -318,10 +485,25 @@ inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>
         const auto shape = shape_of(c, cap.name);
         if (shape.columns.empty()) continue;
         const statement_builder b{shape, cap};
-        c.exec(fmt::format("INSERT INTO resilite_archive_outbox(stmt) SELECT {} FROM {}", b.upsert(quote_id(cap.name)),
-                           quote_id(cap.name)));
+        const auto u = b.upsert(quote_id(cap.name));
+        widen_outbox(c, u.values.size());
+        c.exec_script(statement_builder::capture(template_id(c, u), u, "FROM " + quote_id(cap.name)));
     }
     add_to_outbox(c, baseline_end);
+}
+
+// Outbox rows above `after_id` (up to `up_to`) as whole statements, in order.
+[[nodiscard]] inline std::vector<std::pair<std::int64_t, std::string>> outbox_rows(
+    sqlite::connection& c, std::int64_t after_id, std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
+    std::vector<std::pair<std::int64_t, std::string>> out;
+    for (auto& [id, head, values, tail] :
+         c.query_all<std::int64_t, std::optional<std::string>, std::string, std::optional<std::string>>(
+             "SELECT o.id, t.head, o.stmt, t.tail FROM resilite_archive_outbox o LEFT JOIN resilite_archive_template t "
+             "ON t.id = o.template WHERE o.id > ? AND o.id <= ? ORDER BY o.id",
+             after_id, up_to)) {
+        out.emplace_back(id, head ? *head + values + tail.value_or("") : std::move(values));
+    }
+    return out;
 }
 
 // Makes the capture triggers match the tables as they are now; returns true when it changed
@@ -331,7 +513,11 @@ inline bool install_triggers(sqlite::connection& c, const std::vector<capture_ta
     for (const auto& cap : tables) {
         const auto shape = shape_of(c, cap.name);
         if (shape.columns.empty()) continue;
-        for (auto& [name, sql] : statement_builder{shape, cap}.triggers())
+        const statement_builder b{shape, cap};
+        const auto u = b.upsert("NEW");
+        const auto e = b.erase("OLD");
+        widen_outbox(c, std::max(u.values.size(), e.values.size()));
+        for (auto& [name, sql] : b.triggers(template_id(c, u), template_id(c, e)))
             want[lower(name)] = sql;
     }
     bool changed = false;

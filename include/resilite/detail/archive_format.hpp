@@ -21,6 +21,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -83,10 +84,19 @@ struct record {
                        segment.substr(0, segment.size() - 4));
 }
 
+// Appends the record to `out` (no intermediate copies: a snapshot record can be large).
+inline void append_record(std::string& out, const record_header& h, std::string_view body) {
+    fmt::format_to(std::back_inserter(out), "{}{} {} {} outbox {}-{} bytes {}\nBEGIN;\n", header_prefix, h.seq, h.utc,
+                   to_string(h.kind), h.first_id, h.last_id, body.size());
+    out += body;
+    fmt::format_to(std::back_inserter(out), "{}{} crc32 {:08x}\n", trailer_prefix, h.seq,
+                   checksum(h.seq, h.utc, h.kind, body));
+}
+
 [[nodiscard]] inline std::string format_record(const record_header& h, std::string_view body) {
-    return fmt::format("{}{} {} {} outbox {}-{} bytes {}\nBEGIN;\n{}{}{} crc32 {:08x}\n", header_prefix, h.seq,
-                       h.utc, to_string(h.kind), h.first_id, h.last_id, body.size(), body, trailer_prefix,
-                       h.seq, checksum(h.seq, h.utc, h.kind, body));
+    std::string out;
+    append_record(out, h, body);
+    return out;
 }
 
 namespace parse {

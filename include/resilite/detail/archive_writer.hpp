@@ -200,8 +200,7 @@ public:
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         sqlite::transaction tx{c, transaction_mode::immediate};
         static_cast<void>(refresh_tail());
-        const auto rows = c.query_all<std::int64_t, std::string>(
-            "SELECT id, stmt FROM resilite_archive_outbox WHERE id > ? ORDER BY id", last_id_);
+        const auto rows = outbox_rows(c, templates_, last_id_);
         std::int64_t written = 0;
         if (!rows.empty()) {
             auto utc = utc_text(now);
@@ -213,7 +212,7 @@ public:
             std::int64_t seq = last_seq_;
             const auto flush = [&] {
                 if (first == 0) return;
-                text += format_record({++seq, utc, kind, first, last, body.size()}, body);
+                append_record(text, {++seq, utc, kind, first, last, body.size()}, body);
                 body.clear();
                 first = 0;
                 kind = record_kind::changes;
@@ -261,13 +260,11 @@ private:
 
     // Do the outbox rows of this record still sit in the database, with the same text? Then the
     // record was drained from this database and only the settle was lost.
-    [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) const {
+    [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) {
         std::string body;
         record_kind kind = record_kind::changes;
         std::int64_t expected = t.first_id;
-        for (const auto& [id, stmt] : c.query_all<std::int64_t, std::string>(
-                 "SELECT id, stmt FROM resilite_archive_outbox WHERE id BETWEEN ? AND ? ORDER BY id", t.first_id,
-                 t.last_id)) {
+        for (const auto& [id, stmt] : outbox_rows(c, templates_, t.first_id - 1, t.last_id)) {
             if (id != expected++) return false;
             if (stmt == baseline_begin) {
                 kind = record_kind::baseline;
@@ -343,6 +340,7 @@ private:
     std::int64_t last_seq_ = 0, last_id_ = 0;
     std::string last_utc_;
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
+    template_cache templates_;
 };
 
 }  // namespace resilite::detail::archive
