@@ -25,12 +25,14 @@ struct Item {
 using items = resilite::table<"items", Item, resilite::primary_key<"id">>;
 using quiet = resilite::wal_durability<resilite::synchronous::full, 60, 64, false>;
 using Plain = resilite::Database<resilite::schema<items>, resilite::null_observer, quiet>;
-using OnCommit = resilite::Database<resilite::schema<items>, resilite::archive<>, resilite::null_observer, quiet>;
+using OnCommit =
+    resilite::Database<resilite::schema<items>, resilite::archive<>, resilite::null_observer, quiet>;
 using Batched = resilite::Database<resilite::schema<items>, resilite::archive<resilite::flush_every_ms<1000>>,
                                    resilite::null_observer>;  // the background thread drains
 
 std::filesystem::path fresh_dir(const char* name) {
-    std::string templ = (std::filesystem::temp_directory_path() / fmt::format("resilite-bench-{}-XXXXXX", name)).string();
+    std::string templ =
+        (std::filesystem::temp_directory_path() / fmt::format("resilite-bench-{}-XXXXXX", name)).string();
     if (::mkdtemp(templ.data()) == nullptr) std::abort();
     return templ;
 }
@@ -41,7 +43,9 @@ double seconds(const std::function<void()>& f) {
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-Item item(std::int64_t i) { return Item{i, fmt::format("name number {}", i), static_cast<double>(i) / 3}; }
+Item item(std::int64_t i) {
+    return Item{i, fmt::format("name number {}", i), static_cast<double>(i) / 3};
+}
 
 void check(int rc, sqlite3* db) {
     if (rc != SQLITE_OK && rc != SQLITE_DONE) {
@@ -54,13 +58,15 @@ void check(int rc, sqlite3* db) {
 double raw_c(const std::filesystem::path& p, int commits, int per_commit) {
     sqlite3* db = nullptr;
     check(sqlite3_open(p.c_str(), &db), db);
-    check(sqlite3_exec(db,
-                       "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY "
-                       "KEY, name TEXT NOT NULL, score REAL NOT NULL)",
-                       nullptr, nullptr, nullptr),
+    check(sqlite3_exec(
+              db,
+              "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY "
+              "KEY, name TEXT NOT NULL, score REAL NOT NULL)",
+              nullptr, nullptr, nullptr),
           db);
     sqlite3_stmt* ins = nullptr;
-    check(sqlite3_prepare_v2(db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)", -1, &ins, nullptr), db);
+    check(sqlite3_prepare_v2(db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)", -1, &ins, nullptr),
+          db);
     const double s = seconds([&] {
         std::int64_t id = 0;
         for (int c = 0; c < commits; ++c) {
@@ -68,7 +74,8 @@ double raw_c(const std::filesystem::path& p, int commits, int per_commit) {
             for (int r = 0; r < per_commit; ++r) {
                 const auto it = item(++id);
                 sqlite3_bind_int64(ins, 1, it.id);
-                sqlite3_bind_text(ins, 2, it.name.c_str(), static_cast<int>(it.name.size()), SQLITE_TRANSIENT);
+                sqlite3_bind_text(ins, 2, it.name.c_str(), static_cast<int>(it.name.size()),
+                                  SQLITE_TRANSIENT);
                 sqlite3_bind_double(ins, 3, it.score);
                 check(sqlite3_step(ins), db);
                 sqlite3_reset(ins);
@@ -83,8 +90,9 @@ double raw_c(const std::filesystem::path& p, int commits, int per_commit) {
 
 double sqlitecpp(const std::filesystem::path& p, int commits, int per_commit) {
     SQLite::Database db{p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE};
-    db.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY KEY, name "
-            "TEXT NOT NULL, score REAL NOT NULL)");
+    db.exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY KEY, name "
+        "TEXT NOT NULL, score REAL NOT NULL)");
     SQLite::Statement ins{db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)"};
     return seconds([&] {
         std::int64_t id = 0;
@@ -130,14 +138,15 @@ void write_throughput(int commits, int per_commit) {
     const double on = resilite_writes<OnCommit>(dir / "on.db", commits, per_commit);
     const double batched = resilite_writes<Batched>(dir / "batched.db", commits, per_commit);
     const auto rate = [&](double s) { return static_cast<double>(commits) / s; };
-    fmt::print("{} commits of {} row{} (synchronous=FULL):\n", commits, per_commit, per_commit == 1 ? "" : "s");
+    fmt::print("{} commits of {} row{} (synchronous=FULL):\n", commits, per_commit,
+               per_commit == 1 ? "" : "s");
     fmt::print("  raw C API            {:8.0f} commits/s\n", rate(raw));
     fmt::print("  SQLiteCpp            {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(cpp), cpp / raw);
     fmt::print("  resilite, no archive {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(off), off / raw);
-    fmt::print("  archive on commit    {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(on), on / raw,
-               on / off);
-    fmt::print("  archive batched 1 s  {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(batched),
-               batched / raw, batched / off);
+    fmt::print("  archive on commit    {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(on),
+               on / raw, on / off);
+    fmt::print("  archive batched 1 s  {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n",
+               rate(batched), batched / raw, batched / off);
     std::filesystem::remove_all(dir);
 }
 
@@ -159,12 +168,15 @@ void rebuild_speed(std::int64_t rows) {
     fmt::print("rebuild of {} rows ({:.1f} MB of archive, written in {:.1f} s):\n", rows,
                static_cast<double>(bytes) / 1e6, fill);
     resilite::archive_report report;
-    const double ours = seconds([&] { report = resilite::rebuild(dir / "live.db.archive", dir / "rebuilt.db"); });
+    const double ours =
+        seconds([&] { report = resilite::rebuild(dir / "live.db.archive", dir / "rebuilt.db"); });
     if (report.tables.empty() || report.tables[0].rows != rows) {
         fmt::print(stderr, "rebuild is incomplete:\n{}", report.to_text());
         std::abort();
     }
-    fmt::print("  resilite::rebuild    {:6.2f} s  (CRC, authorizer, integrity and foreign-key check, hashes)\n", ours);
+    fmt::print(
+        "  resilite::rebuild    {:6.2f} s  (CRC, authorizer, integrity and foreign-key check, hashes)\n",
+        ours);
     if (std::system("command -v sqlite3 > /dev/null 2>&1") == 0) {
         const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'", (dir / "live.db.archive").string(),
                                          (dir / "shell.db").string());

@@ -20,8 +20,9 @@ struct Member {
 struct Post {
     BOOST_HANA_DEFINE_STRUCT(Post, (std::int64_t, id), (std::int64_t, author), (std::string, body));
 };
-using members = resilite::table<"members", Member, resilite::primary_key<"id">, resilite::secret<"password_hash">,
-                                resilite::default_value<"password_hash", "''">>;
+using members =
+    resilite::table<"members", Member, resilite::primary_key<"id">, resilite::secret<"password_hash">,
+                    resilite::default_value<"password_hash", "''">>;
 using posts = resilite::table<"posts", Post, resilite::primary_key<"id">>;
 
 // Flushed and synced at every commit; resilite::archive<resilite::flush_every_ms<500>> batches.
@@ -52,8 +53,9 @@ static int walk_through() {
         // What the archive holds, as text (secrets never written):
         for (const auto& e : std::filesystem::directory_iterator(db.archive_directory())) {
             std::ifstream seg(e.path());
-            std::printf("---- %s\n%s", e.path().filename().c_str(),
-                        std::string{std::istreambuf_iterator<char>(seg), std::istreambuf_iterator<char>()}.c_str());
+            std::printf(
+                "---- %s\n%s", e.path().filename().c_str(),
+                std::string{std::istreambuf_iterator<char>(seg), std::istreambuf_iterator<char>()}.c_str());
         }
         // Validate and simulate a recovery, compared with the live database.
         const auto r = db.check_archive();
@@ -67,7 +69,8 @@ static int walk_through() {
     Db rebuilt{dir / "rebuilt.db", [&] {
                    Db::options o;
                    o.settings = Db::default_settings();
-                   o.settings->archive.directory = (dir / "forum.db.archive").string();  // keep archiving there
+                   o.settings->archive.directory =
+                       (dir / "forum.db.archive").string();  // keep archiving there
                    return o;
                }()};
     const auto ann = rebuilt.get<Member>(1);
@@ -89,8 +92,10 @@ int main(int argc, char** argv) {
             std::printf("%s", resilite::replay_archive(argv[2], argv[3]).to_text().c_str());
             return 0;
         }
-        std::fprintf(stderr, "usage: %s [report <archive> [db] | rebuild <archive> <new.db> | replay <archive> <db>]\n",
-                     argv[0]);
+        std::fprintf(
+            stderr,
+            "usage: %s [report <archive> [db] | rebuild <archive> <new.db> | replay <archive> <db>]\n",
+            argv[0]);
         return 64;
     } catch (const resilite::error& e) {
         std::fprintf(stderr, "%s\n%s\n", std::string{e.user_message()}.c_str(), e.what());

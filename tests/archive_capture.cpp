@@ -34,12 +34,15 @@ TEST_CASE("archive capture: row changes become upserts of the whole row and dele
     CHECK(text.find("CREATE TABLE IF NOT EXISTS \"items\"") != std::string::npos);
     // The secret token gets a placeholder (it is NOT NULL without a default), never its value, and
     // the update part leaves an existing row's token alone.
-    CHECK(text.find("INSERT INTO \"items\"(\"id\",\"name\",\"score\",\"token\") VALUES(1,'Ann',1.5,'') ON "
-                    "CONFLICT(\"id\") DO UPDATE SET \"name\"=excluded.\"name\",\"score\"=excluded.\"score\";") !=
+    CHECK(text.find(
+              "INSERT INTO \"items\"(\"id\",\"name\",\"score\",\"token\") VALUES(1,'Ann',1.5,'') ON "
+              "CONFLICT(\"id\") DO UPDATE SET \"name\"=excluded.\"name\",\"score\"=excluded.\"score\";") !=
           std::string::npos);
-    CHECK(text.find("VALUES(2,'O''Brien\nsecond line',0.1,'')") != std::string::npos);  // quote() escapes exactly
+    CHECK(text.find("VALUES(2,'O''Brien\nsecond line',0.1,'')") !=
+          std::string::npos);  // quote() escapes exactly
     CHECK(text.find("DELETE FROM \"items\" WHERE \"id\" IS 1;") != std::string::npos);
-    CHECK(text.find("INSERT INTO \"logs\"(rowid,\"msg\") VALUES(2,X'00FF') ON CONFLICT(rowid)") != std::string::npos);
+    CHECK(text.find("INSERT INTO \"logs\"(rowid,\"msg\") VALUES(2,X'00FF') ON CONFLICT(rowid)") !=
+          std::string::npos);
     CHECK(text.find("DELETE FROM \"items\" WHERE \"id\" IS 2;") != std::string::npos);
     CHECK(text.find("VALUES(7,'Bo',0.1,'')") != std::string::npos);
     CHECK(text.find("tok-") == std::string::npos);  // secrets never archived
@@ -50,7 +53,8 @@ TEST_CASE("archive capture: row changes become upserts of the whole row and dele
     CHECK(report.last_seq == 5);
 }
 
-TEST_CASE("archive secret: secret values never appear in any segment, whatever changes them", "[archive][secret]") {
+TEST_CASE("archive secret: secret values never appear in any segment, whatever changes them",
+          "[archive][secret]") {
     test::temp_dir dir;
     {
         ItemsDb db{dir / "app.db", items_options()};
@@ -58,7 +62,9 @@ TEST_CASE("archive secret: secret values never appear in any segment, whatever c
             db.insert(Item{i, fmt::format("n{}", i), i * 1.0, fmt::format("SECRET-{}", i)});
         db.exec("UPDATE items SET token = 'SECRET-changed' WHERE id < 5");  // secret-only: no record
         db.exec("UPDATE items SET token = 'SECRET-both', name = 'x' WHERE id = 7");
-        db.with_connection([](auto& c) { c.exec("INSERT INTO items(id, name, score, token) VALUES(99, 'raw', 0, 'SECRET-raw')"); });
+        db.with_connection([](auto& c) {
+            c.exec("INSERT INTO items(id, name, score, token) VALUES(99, 'raw', 0, 'SECRET-raw')");
+        });
         db.exec("UPDATE items SET score = score + 1");
         static_cast<void>(db.drain_archive());
         const auto report = db.check_archive();
@@ -68,8 +74,10 @@ TEST_CASE("archive secret: secret values never appear in any segment, whatever c
     // The snapshot path too: archiving switched on for a database that holds secrets.
     {
         BaseDb db{dir / "other.db", {}};
-        db.exec("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL, token TEXT NOT "
-                "NULL DEFAULT '')");
+        db.exec(
+            "CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL, token TEXT "
+            "NOT "
+            "NULL DEFAULT '')");
         db.exec("INSERT INTO items VALUES(1, 'a', 1, 'SECRET-old')");
     }
     {
@@ -111,7 +119,8 @@ TEST_CASE("archive batched: maintain() drains on the interval, close drains the 
     {
         BatchedDb db{dir / "app.db", batched_options(clock)};
         db.insert(Item{1, "a", 0, "t"});
-        CHECK(segments_text(dir / "app.db.archive").find("'a'") == std::string::npos);  // waits for the interval
+        CHECK(segments_text(dir / "app.db.archive").find("'a'") ==
+              std::string::npos);  // waits for the interval
         clock.advance(std::chrono::milliseconds{999});
         static_cast<void>(db.maintain());
         CHECK(segments_text(dir / "app.db.archive").find("'a'") == std::string::npos);
@@ -150,7 +159,8 @@ TEST_CASE("archive baseline: archiving switched on for a database with data writ
     const auto rebuilt = dir / "rebuilt.db";
     const auto r = resilite::rebuild(dir / "app.db.archive", rebuilt);
     CHECK(r.applied_records == 2);
-    CHECK(table_hash(rebuilt, "items", {"id", "name", "score"}) == table_hash(dir / "app.db", "items", {"id", "name", "score"}));
+    CHECK(table_hash(rebuilt, "items", {"id", "name", "score"}) ==
+          table_hash(dir / "app.db", "items", {"id", "name", "score"}));
     CHECK(table_hash(rebuilt, "logs", {"msg"}) == table_hash(dir / "app.db", "logs", {"msg"}));
     // Reopening the rebuilt database with archiving on continues the same archive: no new snapshot.
     {
@@ -165,7 +175,8 @@ TEST_CASE("archive baseline: archiving switched on for a database with data writ
     CHECK(after.last_seq == 3);
 }
 
-TEST_CASE("archive schema records: added columns and tables become DDL, other changes a snapshot", "[archive]") {
+TEST_CASE("archive schema records: added columns and tables become DDL, other changes a snapshot",
+          "[archive]") {
     test::temp_dir dir;
     {
         ItemsDb db{dir / "app.db", items_options()};
@@ -177,7 +188,8 @@ TEST_CASE("archive schema records: added columns and tables become DDL, other ch
         db.insert(Tag{"red"});
         const auto text = segments_text(dir / "app.db.archive");
         INFO(text);
-        CHECK(text.find("ALTER TABLE \"items\" ADD COLUMN \"note\" TEXT NOT NULL DEFAULT 'none';") != std::string::npos);
+        CHECK(text.find("ALTER TABLE \"items\" ADD COLUMN \"note\" TEXT NOT NULL DEFAULT 'none';") !=
+              std::string::npos);
         CHECK(text.find("CREATE TABLE IF NOT EXISTS \"tags\"") != std::string::npos);
         const auto report = db.check_archive();
         INFO(report.to_text());
@@ -196,7 +208,8 @@ TEST_CASE("archive schema records: added columns and tables become DDL, other ch
     }
 }
 
-TEST_CASE("archive crash after the append, before the outbox is settled: nothing archived twice", "[archive]") {
+TEST_CASE("archive crash after the append, before the outbox is settled: nothing archived twice",
+          "[archive]") {
     test::temp_dir dir;
     resilite::manual_clock clock;
     {
@@ -204,8 +217,8 @@ TEST_CASE("archive crash after the append, before the outbox is settled: nothing
         db.insert(Item{1, "a", 0, "t"});
         db.insert(Item{2, "b", 0, "t"});
         snapshot_database(dir / "app.db", dir / "crash");  // the outbox holds both rows
-    }  // close drains them into the archive and settles
-    restore_database(dir / "crash", dir / "app.db");  // as if the settle never happened
+    }                                                      // close drains them into the archive and settles
+    restore_database(dir / "crash", dir / "app.db");       // as if the settle never happened
     {
         BatchedDb db{dir / "app.db", batched_options(clock)};
         db.insert(Item{3, "c", 0, "t"});
@@ -300,7 +313,8 @@ TEST_CASE("archive sigkill between commit and drain loses nothing", "[archive][k
     }
 }
 
-TEST_CASE("archive drains from several processes are serialized: no interleaved lines, no gaps", "[archive]") {
+TEST_CASE("archive drains from several processes are serialized: no interleaved lines, no gaps",
+          "[archive]") {
     test::temp_dir dir;
     const auto db_path = dir / "app.db";
     { ItemsDb init{db_path, items_options()}; }
@@ -336,7 +350,8 @@ TEST_CASE("archive drains from several processes are serialized: no interleaved 
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == writers * rows);
 }
 
-TEST_CASE("archive and backups: the manifest records the archive sequence number each copy holds", "[archive][backup]") {
+TEST_CASE("archive and backups: the manifest records the archive sequence number each copy holds",
+          "[archive][backup]") {
     test::temp_dir dir;
     ItemsBackupDb db{dir / "app.db"};
     db.insert(Item{1, "a", 0, "t"});
@@ -353,5 +368,6 @@ TEST_CASE("archive and backups: the manifest records the archive sequence number
     std::filesystem::copy_file(b.path, restored);
     const auto r = resilite::replay_archive(dir / "app.db.archive", restored);
     CHECK(r.applied_records == 1);
-    CHECK(table_hash(restored, "items", {"id", "name", "score"}) == table_hash(dir / "app.db", "items", {"id", "name", "score"}));
+    CHECK(table_hash(restored, "items", {"id", "name", "score"}) ==
+          table_hash(dir / "app.db", "items", {"id", "name", "score"}));
 }

@@ -18,8 +18,8 @@ namespace fmtr = resilite::detail::archive;
 namespace {
 
 using BatchedV2Db = resilite::Database<resilite::schema<items_v2, logs, tags>,
-                                       resilite::archive<resilite::flush_every_ms<1000>>, common, test::manual_durability,
-                                       resilite::manual_clock>;
+                                       resilite::archive<resilite::flush_every_ms<1000>>, common,
+                                       test::manual_durability, resilite::manual_clock>;
 
 // One live database (first with the V1 table, after add_column with V2), batched archiving so
 // that commits wait in the outbox until a drain, the interval or the close.
@@ -94,7 +94,8 @@ rc::Gen<double> gen_score() {
 }
 
 std::vector<std::string> archived_item_columns(bool v2) {
-    return v2 ? std::vector<std::string>{"id", "name", "score", "note"} : std::vector<std::string>{"id", "name", "score"};
+    return v2 ? std::vector<std::string>{"id", "name", "score", "note"}
+              : std::vector<std::string>{"id", "name", "score"};
 }
 
 }  // namespace
@@ -112,13 +113,16 @@ TEST_CASE("archive state machine: a rebuild from archives alone equals the live 
                 const auto name = *gen_text();
                 const auto score = *gen_score();
                 live.with([&](auto& db) {
-                    db.exec("INSERT OR REPLACE INTO items(id, name, score, token) VALUES(?, ?, ?, ?)", id, name, score,
-                            fmt::format("SECRET-{}", id));
+                    db.exec("INSERT OR REPLACE INTO items(id, name, score, token) VALUES(?, ?, ?, ?)", id,
+                            name, score, fmt::format("SECRET-{}", id));
                 });
             } else if (what < 45) {
                 const auto name = *gen_text();
-                live.with([&](auto& db) { db.exec("UPDATE items SET name = ?, score = score + 1 WHERE id = ?", name, id); });
-                if (live.upgraded()) live.with([&](auto& db) { db.exec("UPDATE items SET note = ? WHERE id = ?", name, id); });
+                live.with([&](auto& db) {
+                    db.exec("UPDATE items SET name = ?, score = score + 1 WHERE id = ?", name, id);
+                });
+                if (live.upgraded())
+                    live.with([&](auto& db) { db.exec("UPDATE items SET note = ? WHERE id = ?", name, id); });
             } else if (what < 55) {
                 live.with([&](auto& db) { db.exec("DELETE FROM items WHERE id = ?", id); });
             } else if (what < 65) {
@@ -172,9 +176,13 @@ std::filesystem::path five_inserts(const test::temp_dir& dir) {
     return dir / "app.db.archive" / "2026_11.sql";
 }
 
-std::string segment_of(const std::filesystem::path& seg) { return read_all(seg); }
+std::string segment_of(const std::filesystem::path& seg) {
+    return read_all(seg);
+}
 
-std::size_t record_start(const std::string& text, int seq) { return text.find(fmt::format("-- txn {} ", seq)); }
+std::size_t record_start(const std::string& text, int seq) {
+    return text.find(fmt::format("-- txn {} ", seq));
+}
 
 std::string record_text(const std::string& text, int seq) {
     const auto start = record_start(text, seq);
@@ -183,7 +191,8 @@ std::string record_text(const std::string& text, int seq) {
 }
 
 int line_of(const std::string& text, std::size_t offset) {
-    return 1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
+    return 1 + static_cast<int>(
+                   std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
 }
 
 bool has_problem(const resilite::archive_report& r, resilite::archive_problem::kind k, int line, bool fatal) {
@@ -194,8 +203,10 @@ bool has_problem(const resilite::archive_report& r, resilite::archive_problem::k
 
 }  // namespace
 
-TEST_CASE("archive damaged: torn, garbage, duplicate and tampered records are handled deterministically and reported",
-          "[archive]") {
+TEST_CASE(
+    "archive damaged: torn, garbage, duplicate and tampered records are handled deterministically and "
+    "reported",
+    "[archive]") {
     using K = resilite::archive_problem::kind;
     test::temp_dir dir;
     const auto seg = five_inserts(dir);
@@ -261,7 +272,8 @@ TEST_CASE("archive damaged: torn, garbage, duplicate and tampered records are ha
         write_all(seg, tampered);
         const auto r = resilite::inspect_archive(seg.parent_path());
         CHECK_FALSE(r.rebuildable());
-        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) { return p.what == K::damaged || p.what == K::checksum; }));
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(),
+                          [](const auto& p) { return p.what == K::damaged || p.what == K::checksum; }));
         twice_same();
     }
     SECTION("a missing record is a gap") {
@@ -270,8 +282,9 @@ TEST_CASE("archive damaged: torn, garbage, duplicate and tampered records are ha
         removed.erase(removed.find(rec), rec.size());
         write_all(seg, removed);
         const auto r = resilite::inspect_archive(seg.parent_path());
-        CHECK(std::any_of(r.problems.begin(), r.problems.end(),
-                          [](const auto& p) { return p.what == K::gap && p.fatal && p.message.find("txn 4 to 4") != std::string::npos; }));
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == K::gap && p.fatal && p.message.find("txn 4 to 4") != std::string::npos;
+        }));
         CHECK_THROWS_AS(resilite::rebuild(seg.parent_path(), dir / "refused.db"), resilite::error);
     }
     SECTION("the same number with other content is a conflicting duplicate") {
@@ -299,14 +312,16 @@ void write_records(const std::filesystem::path& dir, const std::vector<std::stri
     std::int64_t seq = 0;
     for (const auto& body : bodies) {
         ++seq;
-        text += fmtr::format_record({seq, "2026-11-22T10:00:00.000Z", fmtr::record_kind::changes, seq, seq, body.size()}, body);
+        text += fmtr::format_record(
+            {seq, "2026-11-22T10:00:00.000Z", fmtr::record_kind::changes, seq, seq, body.size()}, body);
     }
     write_all(dir / "2026_11.sql", text);
 }
 }  // namespace
 
-TEST_CASE("archive injection: statements other than row changes and additive DDL are refused with segment and line",
-          "[archive][injection]") {
+TEST_CASE(
+    "archive injection: statements other than row changes and additive DDL are refused with segment and line",
+    "[archive][injection]") {
     test::temp_dir dir;
     const auto archive = dir / "evil.archive";
     const std::vector<std::string> bodies = {
@@ -315,13 +330,15 @@ TEST_CASE("archive injection: statements other than row changes and additive DDL
         fmt::format("ATTACH DATABASE '{}' AS x;\n", (dir / "other.db").string()),
         "PRAGMA writable_schema=ON;\n",
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(50, load_extension('/tmp/evil.so'));\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok');\nUPDATE sqlite_master SET sql = 'x' WHERE name = 't';\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok');\nUPDATE sqlite_master SET sql = 'x' WHERE name = "
+        "'t';\n",
         "INSERT INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(2, 0, 0, 1);\n",
         "CREATE TEMP TRIGGER \"x\" AFTER INSERT ON \"t\" BEGIN SELECT 1; END;\n",
         "ALTER TABLE \"t\" RENAME TO \"u\";\n",
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(52,'ok');\nBEGIN;\n",
         "CREATE TABLE sqlite_stat9(x);\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(1,'kept') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=excluded.\"v\";\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(1,'kept') ON CONFLICT(\"id\") DO UPDATE SET "
+        "\"v\"=excluded.\"v\";\n",
     };
     write_records(archive, bodies);
     // Each record's statement lines: header at 2 + 4 * (n - 1) for one-line bodies; computed
@@ -363,8 +380,9 @@ TEST_CASE("archive injection: statements other than row changes and additive DDL
     CHECK_FALSE(std::filesystem::exists(dir / "other.db"));
 }
 
-TEST_CASE("archive replay is idempotent: replaying again applies nothing, re-applying every record changes nothing",
-          "[archive]") {
+TEST_CASE(
+    "archive replay is idempotent: replaying again applies nothing, re-applying every record changes nothing",
+    "[archive]") {
     test::temp_dir dir;
     {
         ItemsDb db{dir / "app.db", items_options()};

@@ -16,15 +16,16 @@
 namespace test::archive {
 
 struct Item {
-    BOOST_HANA_DEFINE_STRUCT(Item, (std::int64_t, id), (std::string, name), (double, score), (std::string, token));
+    BOOST_HANA_DEFINE_STRUCT(Item, (std::int64_t, id), (std::string, name), (double, score),
+                             (std::string, token));
 };
 struct ItemV2 {
-    BOOST_HANA_DEFINE_STRUCT(ItemV2, (std::int64_t, id), (std::string, name), (double, score), (std::string, token),
-                             (std::string, note));
+    BOOST_HANA_DEFINE_STRUCT(ItemV2, (std::int64_t, id), (std::string, name), (double, score),
+                             (std::string, token), (std::string, note));
 };
 struct ItemV3 {
-    BOOST_HANA_DEFINE_STRUCT(ItemV3, (std::int64_t, id), (std::string, name), (double, score), (std::string, token),
-                             (std::string, note), (std::int64_t, rank));
+    BOOST_HANA_DEFINE_STRUCT(ItemV3, (std::int64_t, id), (std::string, name), (double, score),
+                             (std::string, token), (std::string, note), (std::int64_t, rank));
 };
 struct Log {
     BOOST_HANA_DEFINE_STRUCT(Log, (std::string, msg));
@@ -37,8 +38,9 @@ struct Tag {
 using items = resilite::table<"items", Item, resilite::primary_key<"id">, resilite::secret<"token">>;
 using items_v2 = resilite::table<"items", ItemV2, resilite::primary_key<"id">, resilite::secret<"token">,
                                  resilite::default_value<"note", "'none'">>;
-using items_v3 = resilite::table<"items", ItemV3, resilite::primary_key<"id">, resilite::secret<"token">,
-                                 resilite::default_value<"note", "'none'">, resilite::default_value<"rank", "0">>;
+using items_v3 =
+    resilite::table<"items", ItemV3, resilite::primary_key<"id">, resilite::secret<"token">,
+                    resilite::default_value<"note", "'none'">, resilite::default_value<"rank", "0">>;
 using logs = resilite::table<"logs", Log>;  // no key: archived by rowid
 using tags = resilite::table<"tags", Tag, resilite::primary_key<"name">>;
 
@@ -49,18 +51,20 @@ struct add_rank {
 };
 
 using common = resilite::callback_observer;
-using ItemsDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, common, manual_durability>;
-using ItemsV2Db =
-    resilite::Database<resilite::schema<items_v2, logs, tags>, resilite::archive<>, common, manual_durability>;
+using ItemsDb =
+    resilite::Database<resilite::schema<items, logs>, resilite::archive<>, common, manual_durability>;
+using ItemsV2Db = resilite::Database<resilite::schema<items_v2, logs, tags>, resilite::archive<>, common,
+                                     manual_durability>;
 using MigratedDb = resilite::Database<resilite::schema<items_v3, logs, tags>, resilite::migrations<add_rank>,
                                       resilite::archive<>, common, manual_durability>;
 using PlainItemsDb = resilite::Database<resilite::schema<items, logs>, common, manual_durability>;
 using BaseDb = resilite::Database<common, manual_durability>;
-using BatchedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<resilite::flush_every_ms<1000>>,
-                                     common, manual_durability, resilite::manual_clock>;
-using ItemsBackupDb =
-    resilite::Database<resilite::schema<items, logs>, resilite::archive<>,
-                       resilite::backup<resilite::online_backup<>, resilite::on_demand>, common, manual_durability>;
+using BatchedDb =
+    resilite::Database<resilite::schema<items, logs>, resilite::archive<resilite::flush_every_ms<1000>>,
+                       common, manual_durability, resilite::manual_clock>;
+using ItemsBackupDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>,
+                                         resilite::backup<resilite::online_backup<>, resilite::on_demand>,
+                                         common, manual_durability>;
 
 template <class Db>
 typename Db::options archive_options() {
@@ -68,9 +72,15 @@ typename Db::options archive_options() {
     o.settings = Db::default_settings();
     return o;
 }
-inline ItemsDb::options items_options() { return archive_options<ItemsDb>(); }
-inline ItemsV2Db::options items_options_v2() { return archive_options<ItemsV2Db>(); }
-inline MigratedDb::options migrated_options() { return archive_options<MigratedDb>(); }
+inline ItemsDb::options items_options() {
+    return archive_options<ItemsDb>();
+}
+inline ItemsV2Db::options items_options_v2() {
+    return archive_options<ItemsV2Db>();
+}
+inline MigratedDb::options migrated_options() {
+    return archive_options<MigratedDb>();
+}
 inline BatchedDb::options batched_options(const resilite::manual_clock& clock) {
     auto o = archive_options<BatchedDb>();
     o.clock = clock;
@@ -101,7 +111,8 @@ inline std::size_t count_of(std::string_view text, std::string_view what) {
     return n;
 }
 
-inline std::pair<std::int64_t, std::string> table_hash(const std::filesystem::path& db, const std::string& table,
+inline std::pair<std::int64_t, std::string> table_hash(const std::filesystem::path& db,
+                                                       const std::string& table,
                                                        const std::vector<std::string>& columns) {
     resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
     return resilite::detail::archive::content_hash(c, table, columns);
@@ -126,7 +137,8 @@ inline void restore_database(const std::filesystem::path& from, const std::files
         std::filesystem::remove(db.string() + suffix, ec);
     for (const char* suffix : {"", "-wal"}) {
         const auto saved = from / (db.filename().string() + suffix);
-        if (std::filesystem::exists(saved)) std::filesystem::copy_file(saved, std::filesystem::path{db.string() + suffix});
+        if (std::filesystem::exists(saved))
+            std::filesystem::copy_file(saved, std::filesystem::path{db.string() + suffix});
     }
 }
 

@@ -42,19 +42,32 @@ struct archive_problem {
 [[nodiscard]] constexpr std::string_view to_string(archive_problem::kind k) noexcept {
     using K = archive_problem::kind;
     switch (k) {
-        case K::torn_tail: return "torn tail";
-        case K::garbage: return "garbage";
-        case K::damaged: return "damaged record";
-        case K::checksum: return "checksum mismatch";
-        case K::duplicate: return "duplicate";
-        case K::conflicting_duplicate: return "conflicting duplicate";
-        case K::gap: return "sequence gap";
-        case K::time_order: return "time order";
-        case K::refused: return "refused";
-        case K::failed: return "failed statement";
-        case K::foreign_key: return "foreign key";
-        case K::integrity: return "integrity";
-        case K::mismatch: return "differs from live";
+        case K::torn_tail:
+            return "torn tail";
+        case K::garbage:
+            return "garbage";
+        case K::damaged:
+            return "damaged record";
+        case K::checksum:
+            return "checksum mismatch";
+        case K::duplicate:
+            return "duplicate";
+        case K::conflicting_duplicate:
+            return "conflicting duplicate";
+        case K::gap:
+            return "sequence gap";
+        case K::time_order:
+            return "time order";
+        case K::refused:
+            return "refused";
+        case K::failed:
+            return "failed statement";
+        case K::foreign_key:
+            return "foreign key";
+        case K::integrity:
+            return "integrity";
+        case K::mismatch:
+            return "differs from live";
     }
     return "?";
 }
@@ -62,7 +75,7 @@ struct archive_problem {
 struct archive_table_summary {
     std::string name;
     std::int64_t rows = 0;
-    std::string content_hash;           // inspect_archive: over every column, independent of row order
+    std::string content_hash;          // inspect_archive: over every column, independent of row order
     std::optional<bool> matches_live;  // set when compared with a live database
 };
 
@@ -105,19 +118,19 @@ struct archive_report {
                                             : std::string{"the first record"},
                            applied_records, applied_records == 1 ? "" : "s");
         for (const auto& t : tables) {
-            out += fmt::format("  table {}: {} row{}{}{}\n", t.name, t.rows, t.rows == 1 ? "" : "s",
-                               t.content_hash.empty() ? "" : ", hash " + t.content_hash,
-                               !t.matches_live ? "" : (*t.matches_live ? ", equals live" : ", DIFFERS from live"));
+            out += fmt::format(
+                "  table {}: {} row{}{}{}\n", t.name, t.rows, t.rows == 1 ? "" : "s",
+                t.content_hash.empty() ? "" : ", hash " + t.content_hash,
+                !t.matches_live ? "" : (*t.matches_live ? ", equals live" : ", DIFFERS from live"));
         }
         if (reproduces_live) {
             out += fmt::format("  the archive alone {} the live database\n",
                                *reproduces_live ? "reproduces" : "does NOT reproduce");
         }
         for (const auto& p : problems) {
-            out += fmt::format("  {} {}{}: {}\n", p.fatal ? "FATAL  " : "warning", to_string(p.what),
-                               p.segment.empty() ? std::string{}
-                                                 : fmt::format(" at {}:{}", p.segment, p.line),
-                               p.message);
+            out += fmt::format(
+                "  {} {}{}: {}\n", p.fatal ? "FATAL  " : "warning", to_string(p.what),
+                p.segment.empty() ? std::string{} : fmt::format(" at {}:{}", p.segment, p.line), p.message);
         }
         return out;
     }

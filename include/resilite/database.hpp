@@ -153,23 +153,14 @@ public:
         }
         try {
             prepare_schema();
+            if (!read_only_ && on_disk()) detail::write_marker(path_);
+            if constexpr (archiving) start_archive();  // after sync and migrations: it records them
         } catch (...) {
             finish_failed("open", st);
             std::lock_guard lock(mutex_);
+            archive_.reset();
             conn_.reset();
             throw;
-        }
-        if (!read_only_ && on_disk()) detail::write_marker(path_);
-        if constexpr (archiving) {
-            try {
-                start_archive();
-            } catch (...) {
-                finish_failed("open", st);
-                std::lock_guard lock(mutex_);
-                archive_.reset();
-                conn_.reset();
-                throw;
-            }
         }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
         schedule_backups_and_checks(now());
@@ -473,7 +464,8 @@ public:
             [&] {
                 if (!archive_) {
                     throw detail::library_failure(error_class::misuse, "archive",
-                                                  "archiving is off (read-only or not a file)", path_.string());
+                                                  "archiving is off (read-only or not a file)",
+                                                  path_.string());
                 }
                 static_cast<void>(archive_->drain(conn(), clock_.utc_now(), true));
                 archive_pending_ = false;
@@ -503,7 +495,8 @@ public:
         const auto start = now();
         auto r = inspect_archive(archive_directory(), o);
         emit_since("check_archive", start, r.status() == schema_status::ok ? outcome::ok : outcome::warning,
-                   r.records, error_class::none, r.status() == schema_status::ok ? std::string{} : r.to_text());
+                   r.records, error_class::none,
+                   r.status() == schema_status::ok ? std::string{} : r.to_text());
         return r;
     }
 
@@ -552,9 +545,9 @@ public:
             refuse_invalid(next, "reconfigure");
             if (next.archive.enabled != settings_.archive.enabled ||
                 next.archive.directory != settings_.archive.directory) {
-                throw detail::library_failure(error_class::invalid_setting, "reconfigure",
-                                              "archive enabled and directory are fixed while the database is open",
-                                              path_.string());
+                throw detail::library_failure(
+                    error_class::invalid_setting, "reconfigure",
+                    "archive enabled and directory are fixed while the database is open", path_.string());
             }
             apply(next);
             settings_ = next;
@@ -570,7 +563,8 @@ public:
         }
         if constexpr (archiving) {
             if (archive_) archive_->set_settle_rows(next.archive.settle_rows);
-            if (next.archive.interval != previous.archive.interval || next.archive.when != previous.archive.when) {
+            if (next.archive.interval != previous.archive.interval ||
+                next.archive.when != previous.archive.when) {
                 next_archive_ = now() + next.archive.interval;
                 wake_background();
             }
@@ -780,7 +774,8 @@ private:
                     archiving ? sqlite3_total_changes64(conn().native_handle()) : 0;
                 auto result = f();
                 if constexpr (archiving) {
-                    if (!nested && sqlite3_total_changes64(conn().native_handle()) != changes_before) after_commit();
+                    if (!nested && sqlite3_total_changes64(conn().native_handle()) != changes_before)
+                        after_commit();
                 }
                 lock.unlock();
                 emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
@@ -1036,7 +1031,8 @@ private:
             problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
         }
         if (!problem && s.archive.enabled && !archiving) {
-            problem = "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
+            problem =
+                "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
         }
         if (problem) {
             throw detail::library_failure(error_class::invalid_setting, operation, *problem, path_.string());
@@ -1108,7 +1104,8 @@ private:
         std::lock_guard lock(mutex_);
         const auto start = now();
         archive_.emplace(archive_directory(), path_.filename().string(),
-                         detail::archive::capture_tables(schema_type::definition()), settings_.archive.settle_rows);
+                         detail::archive::capture_tables(schema_type::definition()),
+                         settings_.archive.settle_rows);
         const auto notes = archive_->catch_up(conn(), clock_.utc_now(), migrated_);
         next_archive_ = now() + settings_.archive.interval;
         emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
@@ -1203,9 +1200,10 @@ private:
                 sqlite::connection copy{tmp};
                 copy.exec_script("PRAGMA journal_mode=DELETE");  // a backup is one self-contained file
                 r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
-                if (copy.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") ==
-                    1) {
-                    r.archive_seq = copy.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+                if (copy.query_one<int>(
+                        "SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1) {
+                    r.archive_seq =
+                        copy.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
                 }
             }
             // 3. Check the copy before it is called a backup.

@@ -27,12 +27,14 @@ struct inspect_options {
     std::set<std::string> excluded_columns;
 };
 
-inline archive_report inspect_archive(const std::filesystem::path& archive_dir, const inspect_options& options = {}) {
+inline archive_report inspect_archive(const std::filesystem::path& archive_dir,
+                                      const inspect_options& options = {}) {
     namespace a = detail::archive;
     const auto contents = a::read_archive(archive_dir);
     auto report = a::start_report(archive_dir, contents);
     if (contents.records.empty()) {
-        report.problems.push_back({archive_problem::kind::gap, {}, 0, "the archive holds no valid record", true});
+        report.problems.push_back(
+            {archive_problem::kind::gap, {}, 0, "the archive holds no valid record", true});
         return report;
     }
     static std::atomic<int> counter{0};
@@ -67,20 +69,27 @@ inline archive_report inspect_archive(const std::filesystem::path& archive_dir, 
                 t.matches_live = same;
                 if (!same) {
                     all = false;
-                    report.problems.push_back({archive_problem::kind::mismatch, {}, 0,
-                                               fmt::format("table {}: the rebuilt rows differ from the live ones", t.name),
-                                               true});
+                    report.problems.push_back(
+                        {archive_problem::kind::mismatch,
+                         {},
+                         0,
+                         fmt::format("table {}: the rebuilt rows differ from the live ones", t.name),
+                         true});
                 }
             }
             live.exec_script("COMMIT");
             for (const auto& t : a::user_tables(live)) {
-                const bool archived = std::any_of(report.tables.begin(), report.tables.end(),
-                                                  [&](const archive_table_summary& s) { return s.name == t; });
+                const bool archived =
+                    std::any_of(report.tables.begin(), report.tables.end(),
+                                [&](const archive_table_summary& s) { return s.name == t; });
                 if (!archived && options.excluded_columns.count(detail::lower(t) + ".*") == 0) {
                     all = false;
-                    report.problems.push_back({archive_problem::kind::mismatch, {}, 0,
-                                               fmt::format("table {} is in the live database but not in the archive", t),
-                                               true});
+                    report.problems.push_back(
+                        {archive_problem::kind::mismatch,
+                         {},
+                         0,
+                         fmt::format("table {} is in the live database but not in the archive", t),
+                         true});
                 }
             }
             report.reproduces_live = all;

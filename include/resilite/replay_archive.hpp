@@ -21,12 +21,12 @@ struct replay_options {
     bool keep_going = false;  // apply what can be applied despite fatal problems
 };
 
-inline archive_report replay_archive(const std::filesystem::path& archive_dir, const std::filesystem::path& db,
-                                     replay_options options = {}) {
+inline archive_report replay_archive(const std::filesystem::path& archive_dir,
+                                     const std::filesystem::path& db, replay_options options = {}) {
     namespace a = detail::archive;
     if (!std::filesystem::exists(db)) {
-        throw detail::library_failure(error_class::cant_open, "replay", "no database to replay into; use rebuild",
-                                      db.string());
+        throw detail::library_failure(error_class::cant_open, "replay",
+                                      "no database to replay into; use rebuild", db.string());
     }
     const auto contents = a::read_archive(archive_dir);
     auto report = a::start_report(archive_dir, contents);
@@ -47,10 +47,10 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir, c
         !contents.records.empty() && after < contents.records[contents.start].header.seq;
     report.applied_records = a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report);
     if (!report.rebuildable() && !options.keep_going) {
-        throw detail::library_failure(error_class::corrupt, "replay",
-                                      fmt::format("a record could not be applied, nothing was replayed:\n{}",
-                                                  report.to_text()),
-                                      db.string());
+        throw detail::library_failure(
+            error_class::corrupt, "replay",
+            fmt::format("a record could not be applied, nothing was replayed:\n{}", report.to_text()),
+            db.string());
     }
     tx.commit();
     a::summarize_tables(c, report, false);

@@ -19,7 +19,8 @@
 
 namespace resilite::detail::archive {
 
-[[nodiscard]] inline archive_report start_report(const std::filesystem::path& dir, const archive_contents& a) {
+[[nodiscard]] inline archive_report start_report(const std::filesystem::path& dir,
+                                                 const archive_contents& a) {
     archive_report r;
     r.directory = dir;
     r.segments = a.segments;
@@ -30,14 +31,16 @@ namespace resilite::detail::archive {
         r.first_time = a.records.front().header.utc;
         r.last_seq = a.records.back().header.seq;
         r.last_time = a.records.back().header.utc;
-        if (a.records[a.start].header.kind == record_kind::baseline) r.baseline_seq = a.records[a.start].header.seq;
+        if (a.records[a.start].header.kind == record_kind::baseline)
+            r.baseline_seq = a.records[a.start].header.seq;
     }
     return r;
 }
 
 [[nodiscard]] inline std::vector<std::string> user_tables(sqlite::connection& c) {
     std::vector<std::string> out;
-    for (auto& name : c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"))
+    for (auto& name :
+         c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name"))
         if (!reserved_name(name)) out.push_back(std::move(name));
     return out;
 }
@@ -71,12 +74,14 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             rp.trusted(sql);
     }
     for (const auto& sql : held_back) {
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) == 0)
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) ==
+            0)
             c.exec_script(sql);
     }
     c.exec_script(create_internal_sql);
     if (last_seq > after) {
-        c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = max(last_id, ?)", last_seq, last_id);
+        c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = max(last_id, ?)", last_seq,
+               last_id);
         keep_outbox_numbering(c);
     }
     return applied;
@@ -86,9 +91,11 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
 // does not start a new snapshot.
 inline void record_schema_as_archived(sqlite::connection& c) {
     c.exec_script("DELETE FROM resilite_archive_schema");
-    c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) SELECT type, name, tbl_name, sql "
-           "FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE "
-           "'resilite\\_%' ESCAPE '\\'");
+    c.exec(
+        "INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) SELECT type, name, tbl_name, sql "
+        "FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT "
+        "LIKE "
+        "'resilite\\_%' ESCAPE '\\'");
 }
 
 // Rows per table; with `hashes` also each table's content hash (sorting every row: the
@@ -116,7 +123,9 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
     }
     for (auto& [table, rowid, parent] : c.query_all<std::string, std::optional<std::int64_t>, std::string>(
              "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")) {
-        report.problems.push_back({archive_problem::kind::foreign_key, {}, 0,
+        report.problems.push_back({archive_problem::kind::foreign_key,
+                                   {},
+                                   0,
                                    fmt::format("{} row {} refers to a missing row of {}", table,
                                                rowid ? fmt::format("{}", *rowid) : std::string{"?"}, parent),
                                    false});
@@ -125,8 +134,8 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 
 // Builds a database from the archive alone at `file` (which must not exist): from the newest
 // snapshot on, fast (no journal on disk, no syncs: the caller syncs the finished file).
-inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file, archive_report& report,
-                               bool hashes) {
+inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file,
+                               archive_report& report, bool hashes) {
     sqlite::connection c{file};
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);

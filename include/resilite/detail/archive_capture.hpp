@@ -32,7 +32,8 @@ inline constexpr std::string_view state_table = "resilite_archive_state";
 inline constexpr std::string_view create_internal_sql =
     "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY, template INTEGER, stmt TEXT, "
     "c0, c1, c2, c3, c4, c5, c6, c7);\n"
-    "CREATE TABLE IF NOT EXISTS resilite_archive_template(id INTEGER PRIMARY KEY, parts TEXT NOT NULL UNIQUE);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_template(id INTEGER PRIMARY KEY, parts TEXT NOT NULL "
+    "UNIQUE);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
     "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
@@ -43,17 +44,6 @@ inline constexpr std::string_view create_internal_sql =
 [[nodiscard]] inline bool reserved_name(std::string_view name) {
     const auto l = lower(name);
     return l.starts_with("sqlite_") || l.starts_with("resilite_");
-}
-
-// 'text' as an SQL string literal.
-[[nodiscard]] inline std::string sql_literal(std::string_view s) {
-    std::string out = "'";
-    for (char c : s) {
-        out += c;
-        if (c == '\'') out += '\'';
-    }
-    out += '\'';
-    return out;
 }
 
 // What the archive needs of a declared table: its name and the columns it must never write.
@@ -67,7 +57,8 @@ struct capture_table {
     for (const auto& t : def.tables) {
         capture_table c{t.name, {}};
         for (const auto& col : t.columns) {
-            const bool key = std::find(t.primary_key.begin(), t.primary_key.end(), col.name) != t.primary_key.end();
+            const bool key =
+                std::find(t.primary_key.begin(), t.primary_key.end(), col.name) != t.primary_key.end();
             if (col.secret && !key) c.secrets.insert(lower(col.name));  // a key is never secret
         }
         out.push_back(std::move(c));
@@ -131,12 +122,15 @@ struct statement_builder {
     [[nodiscard]] static std::string ref_col(std::string_view ref, const std::string& col) {
         return col == "rowid" ? fmt::format("{}.rowid", ref) : fmt::format("{}.{}", ref, quote_id(col));
     }
-    [[nodiscard]] static std::string id_of(const std::string& col) { return col == "rowid" ? col : quote_id(col); }
+    [[nodiscard]] static std::string id_of(const std::string& col) {
+        return col == "rowid" ? col : quote_id(col);
+    }
 
     // Columns whose values are archived: the key (rowid first for a table without one), then
     // every other column that is not secret.
     [[nodiscard]] std::vector<std::string> archived_columns() const {
-        std::vector<std::string> out = keyed() ? std::vector<std::string>{} : std::vector<std::string>{"rowid"};
+        std::vector<std::string> out =
+            keyed() ? std::vector<std::string>{} : std::vector<std::string>{"rowid"};
         for (const auto& c : t.columns)
             if (!secret(c)) out.push_back(c.name);
         return out;
@@ -168,10 +162,12 @@ struct statement_builder {
         std::vector<std::string> key_ids;
         for (const auto& k : keys)
             key_ids.push_back(id_of(k));
-        const auto conflict = sets.empty() ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
-                                           : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};",
-                                                         fmt::join(key_ids, ","), fmt::join(sets, ","));
-        out.pieces.push_back(fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
+        const auto conflict = sets.empty()
+                                  ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
+                                  : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};", fmt::join(key_ids, ","),
+                                                fmt::join(sets, ","));
+        out.pieces.push_back(
+            fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
         for (std::size_t i = 1; i < cols.size(); ++i)
             out.pieces.emplace_back(",");
         out.pieces.push_back(fixed_tail + ")" + conflict);
@@ -219,14 +215,17 @@ struct statement_builder {
                                                                             std::int64_t erase_id) const {
         const auto on = quote_id(t.name);
         return {
-            {trigger_name("insert"), fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
-                                                 quote_id(trigger_name("insert")), on, capture(upsert_id, upsert("NEW")))},
+            {trigger_name("insert"),
+             fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
+                         quote_id(trigger_name("insert")), on, capture(upsert_id, upsert("NEW")))},
             {trigger_name("update"),
-             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END", quote_id(trigger_name("update")),
-                         on, changed(archived_columns()), capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
+             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END",
+                         quote_id(trigger_name("update")), on, changed(archived_columns()),
+                         capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
                          capture(upsert_id, upsert("NEW")))},
-            {trigger_name("delete"), fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
-                                                 quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
+            {trigger_name("delete"),
+             fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
+                         quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
         };
     }
 };
@@ -268,7 +267,8 @@ struct schema_object {
 // "CREATE TABLE x(...)" -> "CREATE TABLE IF NOT EXISTS x(...);" (SQLite stores the text
 // normalized: upper-case keywords, IF NOT EXISTS removed).
 [[nodiscard]] inline std::string if_not_exists(std::string_view sql) {
-    for (std::string_view head : {"CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE TRIGGER "}) {
+    for (std::string_view head :
+         {"CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE TRIGGER "}) {
         if (sql.starts_with(head)) return fmt::format("{}IF NOT EXISTS {};", head, sql.substr(head.size()));
     }
     return fmt::format("{};", sql);
@@ -312,13 +312,14 @@ struct schema_object {
         if (new_cols.size() <= old_cols.size()) return std::nullopt;
         for (std::size_t i = 0; i < old_cols.size(); ++i) {
             const auto &a = old_cols[i], &b = new_cols[i];
-            if (a.name != b.name || a.type != b.type || a.not_null != b.not_null || a.default_sql != b.default_sql ||
-                a.pk != b.pk)
+            if (a.name != b.name || a.type != b.type || a.not_null != b.not_null ||
+                a.default_sql != b.default_sql || a.pk != b.pk)
                 return std::nullopt;
         }
         for (std::size_t i = old_cols.size(); i < new_cols.size(); ++i) {
             if (new_cols[i].pk > 0) return std::nullopt;
-            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name), column_definition(new_cols[i])));
+            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name),
+                                      column_definition(new_cols[i])));
         }
     }
     if (matched != archived.size()) return std::nullopt;  // something was dropped or renamed
@@ -334,13 +335,15 @@ struct schema_object {
 [[nodiscard]] inline std::int64_t template_id(sqlite::connection& c, const statement_template& st) {
     const auto parts = st.parts();
     c.exec("INSERT OR IGNORE INTO resilite_archive_template(parts) VALUES(?)", parts);
-    return c.query_one<std::int64_t>("SELECT id FROM resilite_archive_template WHERE parts = ?", parts).value_or(0);
+    return c.query_one<std::int64_t>("SELECT id FROM resilite_archive_template WHERE parts = ?", parts)
+        .value_or(0);
 }
 
 // The outbox has as many value columns as the widest template needs.
 inline void widen_outbox(sqlite::connection& c, std::size_t values) {
     auto have = static_cast<std::size_t>(
-        c.query_one<std::int64_t>("SELECT count(*) - 3 FROM pragma_table_info('resilite_archive_outbox')").value_or(0));
+        c.query_one<std::int64_t>("SELECT count(*) - 3 FROM pragma_table_info('resilite_archive_outbox')")
+            .value_or(0));
     for (; have < values; ++have)
         c.exec_script(fmt::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
 }
@@ -373,12 +376,7 @@ inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
                 out += "' AS TEXT)";
                 return;
             }
-            out += '\'';
-            for (char ch : text) {
-                out += ch;
-                if (ch == '\'') out += '\'';
-            }
-            out += '\'';
+            append_quoted(out, text, '\'');
             return;
         }
         case SQLITE_BLOB: {
@@ -401,10 +399,12 @@ public:
     [[nodiscard]] const std::vector<std::string>& pieces(sqlite::connection& c, std::int64_t id) {
         auto it = pieces_.find(id);
         if (it == pieces_.end()) {
-            const auto parts = c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
+            const auto parts =
+                c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
             if (!parts) {
                 throw library_failure(error_class::corrupt, "archive",
-                                      fmt::format("outbox row refers to template {}, which is missing", id), c.path());
+                                      fmt::format("outbox row refers to template {}, which is missing", id),
+                                      c.path());
             }
             std::vector<std::string> out;
             std::size_t from = 0;
@@ -429,7 +429,8 @@ private:
     std::vector<std::pair<std::int64_t, std::string>> out;
     // SELECT *: another process may have widened the outbox; SQLite re-prepares and the new
     // columns are there.
-    auto stmt = c.prepare_cached("SELECT * FROM resilite_archive_outbox WHERE id > ? AND id <= ? ORDER BY id");
+    auto stmt =
+        c.prepare_cached("SELECT * FROM resilite_archive_outbox WHERE id > ? AND id <= ? ORDER BY id");
     stmt->bind_all(after_id, up_to);
     struct reset_on_exit {
         sqlite::statement& s;
@@ -447,8 +448,8 @@ private:
         const int values = static_cast<int>(pieces.size()) - 1;
         if (3 + values > sqlite3_column_count(h)) {
             throw library_failure(error_class::corrupt, "archive",
-                                  fmt::format("outbox row {} needs {} values but the outbox has {} columns", id,
-                                              values, sqlite3_column_count(h) - 3),
+                                  fmt::format("outbox row {} needs {} values but the outbox has {} columns",
+                                              id, values, sqlite3_column_count(h) - 3),
                                   c.path());
         }
         std::string statement = pieces[0];
@@ -466,8 +467,9 @@ private:
 // the last archived id always stays, already archived, so the next id is always above it.
 inline void keep_outbox_numbering(sqlite::connection& c) {
     c.exec("DELETE FROM resilite_archive_outbox WHERE id < (SELECT last_id FROM resilite_archive_state)");
-    c.exec("INSERT OR IGNORE INTO resilite_archive_outbox(id, stmt) SELECT last_id, '-- archived' FROM "
-           "resilite_archive_state WHERE last_id > 0");
+    c.exec(
+        "INSERT OR IGNORE INTO resilite_archive_outbox(id, stmt) SELECT last_id, '-- archived' FROM "
+        "resilite_archive_state WHERE last_id > 0");
 }
 
 inline void add_to_outbox(sqlite::connection& c, std::string_view stmt) {
@@ -494,11 +496,13 @@ inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>
 
 // Outbox rows above `after_id` (up to `up_to`) as whole statements, in order.
 [[nodiscard]] inline std::vector<std::pair<std::int64_t, std::string>> outbox_rows(
-    sqlite::connection& c, std::int64_t after_id, std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
+    sqlite::connection& c, std::int64_t after_id,
+    std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
     std::vector<std::pair<std::int64_t, std::string>> out;
     for (auto& [id, head, values, tail] :
          c.query_all<std::int64_t, std::optional<std::string>, std::string, std::optional<std::string>>(
-             "SELECT o.id, t.head, o.stmt, t.tail FROM resilite_archive_outbox o LEFT JOIN resilite_archive_template t "
+             "SELECT o.id, t.head, o.stmt, t.tail FROM resilite_archive_outbox o LEFT JOIN "
+             "resilite_archive_template t "
              "ON t.id = o.template WHERE o.id > ? AND o.id <= ? ORDER BY o.id",
              after_id, up_to)) {
         out.emplace_back(id, head ? *head + values + tail.value_or("") : std::move(values));
@@ -521,9 +525,10 @@ inline bool install_triggers(sqlite::connection& c, const std::vector<capture_ta
             want[lower(name)] = sql;
     }
     bool changed = false;
-    for (auto& [name, sql] : c.query_all<std::string, std::string>(
-             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'resilite\\_archive\\_%' "
-             "ESCAPE '\\'")) {
+    for (auto& [name, sql] :
+         c.query_all<std::string, std::string>("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                               "AND name LIKE 'resilite\\_archive\\_%' "
+                                               "ESCAPE '\\'")) {
         const auto it = want.find(lower(name));
         if (it != want.end() && it->second == sql) {
             want.erase(it);

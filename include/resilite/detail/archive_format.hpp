@@ -55,7 +55,7 @@ struct record {
     std::string_view body;  // statements, each ending in ";\n"
     std::uint32_t crc = 0;
     std::string segment;
-    int line = 0;  // the header's line
+    int line = 0;         // the header's line
     std::size_t end = 0;  // offset just after the record in its segment
 };
 
@@ -86,8 +86,8 @@ struct record {
 
 // Appends the record to `out` (no intermediate copies: a snapshot record can be large).
 inline void append_record(std::string& out, const record_header& h, std::string_view body) {
-    fmt::format_to(std::back_inserter(out), "{}{} {} {} outbox {}-{} bytes {}\nBEGIN;\n", header_prefix, h.seq, h.utc,
-                   to_string(h.kind), h.first_id, h.last_id, body.size());
+    fmt::format_to(std::back_inserter(out), "{}{} {} {} outbox {}-{} bytes {}\nBEGIN;\n", header_prefix,
+                   h.seq, h.utc, to_string(h.kind), h.first_id, h.last_id, body.size());
     out += body;
     fmt::format_to(std::back_inserter(out), "{}{} crc32 {:08x}\n", trailer_prefix, h.seq,
                    checksum(h.seq, h.utc, h.kind, body));
@@ -133,8 +133,8 @@ template <class Int>
     } else if (!take(line, "changes")) {
         return std::nullopt;
     }
-    if (!take(line, " outbox ") || !number(line, h.first_id) || !take(line, "-") || !number(line, h.last_id) ||
-        !take(line, " bytes ") || !number(line, h.bytes) || !line.empty()) {
+    if (!take(line, " outbox ") || !number(line, h.first_id) || !take(line, "-") ||
+        !number(line, h.last_id) || !take(line, " bytes ") || !number(line, h.bytes) || !line.empty()) {
         return std::nullopt;
     }
     return h;
@@ -179,7 +179,8 @@ struct segment_contents {
     };
     const auto flush_garbage = [&] {
         if (garbage_line == 0) return;
-        out.problems.push_back({K::garbage, segment, garbage_line, "text that is not an archive record", false});
+        out.problems.push_back(
+            {K::garbage, segment, garbage_line, "text that is not an archive record", false});
         garbage_line = 0;
     };
     while (pos < text.size()) {
@@ -188,7 +189,8 @@ struct segment_contents {
             if (!complete) {  // an unfinished last line: torn while a record was being appended
                 flush_garbage();
                 out.torn_tail = true;
-                out.problems.push_back({K::torn_tail, segment, line, "unfinished last line (skipped)", false});
+                out.problems.push_back(
+                    {K::torn_tail, segment, line, "unfinished last line (skipped)", false});
                 break;
             }
             const bool blank = l.find_first_not_of(" \t\r") == std::string_view::npos;

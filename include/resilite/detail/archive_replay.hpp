@@ -48,7 +48,8 @@ struct archive_contents {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;
                 std::string_view m = p.message;
-                if (parse::take(m, "txn ") && parse::number(m, seq)) damaged.emplace_back(seq, a.problems.size());
+                if (parse::take(m, "txn ") && parse::number(m, seq))
+                    damaged.emplace_back(seq, a.problems.size());
             }
             a.problems.push_back(std::move(p));
         }
@@ -61,13 +62,14 @@ struct archive_contents {
     for (auto& r : a.records) {
         if (!unique.empty() && unique.back().header.seq == r.header.seq) {
             const bool same = unique.back().crc == r.crc;
-            a.problems.push_back({same ? K::duplicate : K::conflicting_duplicate, r.segment, r.line,
-                                  same ? fmt::format("txn {} appears again (first at {}:{}); skipped", r.header.seq,
-                                                     unique.back().segment, unique.back().line)
-                                       : fmt::format("txn {} appears again with other content (first at {}:{}); "
-                                                     "the first one is used",
-                                                     r.header.seq, unique.back().segment, unique.back().line),
-                                  !same});
+            a.problems.push_back(
+                {same ? K::duplicate : K::conflicting_duplicate, r.segment, r.line,
+                 same ? fmt::format("txn {} appears again (first at {}:{}); skipped", r.header.seq,
+                                    unique.back().segment, unique.back().line)
+                      : fmt::format("txn {} appears again with other content (first at {}:{}); "
+                                    "the first one is used",
+                                    r.header.seq, unique.back().segment, unique.back().line),
+                 !same});
             continue;
         }
         unique.push_back(std::move(r));
@@ -86,11 +88,12 @@ struct archive_contents {
     if (!a.records.empty()) {
         const auto& first = a.records[a.start];
         if (first.header.kind != record_kind::baseline && first.header.seq != 1) {
-            a.problems.push_back({K::gap, first.segment, first.line,
-                                  fmt::format("the archive starts at txn {} and holds no snapshot: txn 1 to {} are "
-                                              "missing",
-                                              first.header.seq, first.header.seq - 1),
-                                  true});
+            a.problems.push_back(
+                {K::gap, first.segment, first.line,
+                 fmt::format("the archive starts at txn {} and holds no snapshot: txn 1 to {} are "
+                             "missing",
+                             first.header.seq, first.header.seq - 1),
+                 true});
         }
     }
     for (std::size_t i = a.start + 1; i < a.records.size(); ++i) {
@@ -100,15 +103,16 @@ struct archive_contents {
             const bool explained = std::any_of(damaged.begin(), damaged.end(), [&](const auto& d) {
                 return d.first > prev.header.seq && d.first < r.header.seq;
             });
-            a.problems.push_back({K::gap, r.segment, r.line,
-                                  fmt::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
-                                              explained ? " (see the damaged records above)" : ""),
-                                  true});
+            a.problems.push_back(
+                {K::gap, r.segment, r.line,
+                 fmt::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
+                             explained ? " (see the damaged records above)" : ""),
+                 true});
         }
         if (r.header.utc < prev.header.utc) {
             a.problems.push_back({K::time_order, r.segment, r.line,
-                                  fmt::format("txn {} ({}) is older than txn {} ({})", r.header.seq, r.header.utc,
-                                              prev.header.seq, prev.header.utc),
+                                  fmt::format("txn {} ({}) is older than txn {} ({})", r.header.seq,
+                                              r.header.utc, prev.header.seq, prev.header.utc),
                                   false});
         }
     }
@@ -118,45 +122,142 @@ struct archive_contents {
 // Functions a replayed statement may call: SQLite's pure built-ins. Anything else (an
 // application function, load_extension, fts3_tokenizer, sqlite_* internals) is refused.
 [[nodiscard]] inline bool allowed_function(std::string_view name) {
-    static const std::set<std::string, std::less<>> allowed = {
-        "abs", "char", "coalesce", "concat", "concat_ws", "date", "datetime", "format", "glob", "hex", "ifnull",
-        "iif", "instr", "julianday", "length", "like", "likelihood", "likely", "lower", "ltrim", "max", "min",
-        "nullif", "octet_length", "printf", "quote", "random", "randomblob", "replace", "round", "rtrim", "sign",
-        "soundex", "strftime", "substr", "substring", "time", "timediff", "trim", "typeof", "unhex", "unicode",
-        "unixepoch", "unlikely", "upper", "zeroblob", "json", "json_array", "json_extract", "json_object",
-        "json_insert", "json_replace", "json_set", "json_remove", "json_type", "json_valid", "json_quote",
-        "json_patch", "count", "sum", "total", "avg", "group_concat", "acos", "asin", "atan", "atan2", "ceil",
-        "ceiling", "cos", "degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power",
-        "radians", "sin", "sqrt", "tan", "trunc", "current_date", "current_time", "current_timestamp"};
+    static const std::set<std::string, std::less<>> allowed = {"abs",
+                                                               "char",
+                                                               "coalesce",
+                                                               "concat",
+                                                               "concat_ws",
+                                                               "date",
+                                                               "datetime",
+                                                               "format",
+                                                               "glob",
+                                                               "hex",
+                                                               "ifnull",
+                                                               "iif",
+                                                               "instr",
+                                                               "julianday",
+                                                               "length",
+                                                               "like",
+                                                               "likelihood",
+                                                               "likely",
+                                                               "lower",
+                                                               "ltrim",
+                                                               "max",
+                                                               "min",
+                                                               "nullif",
+                                                               "octet_length",
+                                                               "printf",
+                                                               "quote",
+                                                               "random",
+                                                               "randomblob",
+                                                               "replace",
+                                                               "round",
+                                                               "rtrim",
+                                                               "sign",
+                                                               "soundex",
+                                                               "strftime",
+                                                               "substr",
+                                                               "substring",
+                                                               "time",
+                                                               "timediff",
+                                                               "trim",
+                                                               "typeof",
+                                                               "unhex",
+                                                               "unicode",
+                                                               "unixepoch",
+                                                               "unlikely",
+                                                               "upper",
+                                                               "zeroblob",
+                                                               "json",
+                                                               "json_array",
+                                                               "json_extract",
+                                                               "json_object",
+                                                               "json_insert",
+                                                               "json_replace",
+                                                               "json_set",
+                                                               "json_remove",
+                                                               "json_type",
+                                                               "json_valid",
+                                                               "json_quote",
+                                                               "json_patch",
+                                                               "count",
+                                                               "sum",
+                                                               "total",
+                                                               "avg",
+                                                               "group_concat",
+                                                               "acos",
+                                                               "asin",
+                                                               "atan",
+                                                               "atan2",
+                                                               "ceil",
+                                                               "ceiling",
+                                                               "cos",
+                                                               "degrees",
+                                                               "exp",
+                                                               "floor",
+                                                               "ln",
+                                                               "log",
+                                                               "log10",
+                                                               "log2",
+                                                               "mod",
+                                                               "pi",
+                                                               "pow",
+                                                               "power",
+                                                               "radians",
+                                                               "sin",
+                                                               "sqrt",
+                                                               "tan",
+                                                               "trunc",
+                                                               "current_date",
+                                                               "current_time",
+                                                               "current_timestamp"};
     return allowed.count(lower(name)) != 0;
 }
 
 [[nodiscard]] inline std::string_view action_name(int action) {
     switch (action) {
-        case SQLITE_DROP_INDEX: return "DROP INDEX";
-        case SQLITE_DROP_TABLE: return "DROP TABLE";
-        case SQLITE_DROP_TRIGGER: return "DROP TRIGGER";
-        case SQLITE_DROP_VIEW: return "DROP VIEW";
+        case SQLITE_DROP_INDEX:
+            return "DROP INDEX";
+        case SQLITE_DROP_TABLE:
+            return "DROP TABLE";
+        case SQLITE_DROP_TRIGGER:
+            return "DROP TRIGGER";
+        case SQLITE_DROP_VIEW:
+            return "DROP VIEW";
         case SQLITE_DROP_TEMP_INDEX:
         case SQLITE_DROP_TEMP_TABLE:
         case SQLITE_DROP_TEMP_TRIGGER:
-        case SQLITE_DROP_TEMP_VIEW: return "DROP TEMP";
+        case SQLITE_DROP_TEMP_VIEW:
+            return "DROP TEMP";
         case SQLITE_CREATE_VIEW:
-        case SQLITE_CREATE_TEMP_VIEW: return "CREATE VIEW";
+        case SQLITE_CREATE_TEMP_VIEW:
+            return "CREATE VIEW";
         case SQLITE_CREATE_TEMP_TABLE:
         case SQLITE_CREATE_TEMP_INDEX:
-        case SQLITE_CREATE_TEMP_TRIGGER: return "CREATE TEMP";
-        case SQLITE_CREATE_VTABLE: return "CREATE VIRTUAL TABLE";
-        case SQLITE_DROP_VTABLE: return "DROP VIRTUAL TABLE";
-        case SQLITE_PRAGMA: return "PRAGMA";
-        case SQLITE_ATTACH: return "ATTACH";
-        case SQLITE_DETACH: return "DETACH";
-        case SQLITE_TRANSACTION: return "a transaction statement";
-        case SQLITE_SAVEPOINT: return "SAVEPOINT";
-        case SQLITE_ANALYZE: return "ANALYZE";
-        case SQLITE_REINDEX: return "REINDEX";
-        case SQLITE_ALTER_TABLE: return "ALTER TABLE other than ADD COLUMN";
-        default: return "this kind of statement";
+        case SQLITE_CREATE_TEMP_TRIGGER:
+            return "CREATE TEMP";
+        case SQLITE_CREATE_VTABLE:
+            return "CREATE VIRTUAL TABLE";
+        case SQLITE_DROP_VTABLE:
+            return "DROP VIRTUAL TABLE";
+        case SQLITE_PRAGMA:
+            return "PRAGMA";
+        case SQLITE_ATTACH:
+            return "ATTACH";
+        case SQLITE_DETACH:
+            return "DETACH";
+        case SQLITE_TRANSACTION:
+            return "a transaction statement";
+        case SQLITE_SAVEPOINT:
+            return "SAVEPOINT";
+        case SQLITE_ANALYZE:
+            return "ANALYZE";
+        case SQLITE_REINDEX:
+            return "REINDEX";
+        case SQLITE_ALTER_TABLE:
+            return "ALTER TABLE other than ADD COLUMN";
+        default:
+            return "this kind of statement";
     }
 }
 
@@ -252,7 +353,7 @@ public:
         const char* p = body.c_str();
         const char* const end = p + body.size();
         const auto deferred_before = deferred_.size();
-        int line = r.line + 2;  // the body starts after the header and BEGIN
+        int line = r.line + 2;    // the body starts after the header and BEGIN
         const char* counted = p;  // newlines before here are in `line`
         while (p < end) {
             while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
@@ -262,21 +363,24 @@ public:
             counted = p;
             const auto head = classify(std::string_view{p, static_cast<std::size_t>(end - p)});
             kind_ = head.kind;
-            refusal_ = kind_ == statement_kind::other
-                           ? fmt::format("{} is not allowed in a replay (only row changes and additive DDL are)",
-                                         head.words)
-                           : std::string{};
+            refusal_ =
+                kind_ == statement_kind::other
+                    ? fmt::format("{} is not allowed in a replay (only row changes and additive DDL are)",
+                                  head.words)
+                    : std::string{};
             sqlite3_stmt* stmt = nullptr;
             const char* tail = nullptr;
             int rc = sqlite3_prepare_v2(c_.native_handle(), p, -1, &stmt, &tail);
             if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::other) rc = SQLITE_AUTH;
             // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
-            const bool guarded = rc == SQLITE_ERROR && stmt == nullptr &&
-                                 (std::string_view{sqlite3_errmsg(c_.native_handle())}.find("may not be modified") !=
-                                      std::string_view::npos ||
-                                  std::string_view{sqlite3_errmsg(c_.native_handle())}.find("reserved for internal use") !=
-                                      std::string_view::npos);
-            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::create_trigger && defer_triggers_) {
+            const bool guarded =
+                rc == SQLITE_ERROR && stmt == nullptr &&
+                (std::string_view{sqlite3_errmsg(c_.native_handle())}.find("may not be modified") !=
+                     std::string_view::npos ||
+                 std::string_view{sqlite3_errmsg(c_.native_handle())}.find("reserved for internal use") !=
+                     std::string_view::npos);
+            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::create_trigger &&
+                defer_triggers_) {
                 deferred_.emplace_back(p, static_cast<std::size_t>(tail - p));  // created after the rows
             } else if (rc == SQLITE_OK && stmt != nullptr) {
                 while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
@@ -376,13 +480,15 @@ private:
 
 // Order-independent summary of a table's rows over the given columns: row count and a 64-bit
 // FNV-1a hash of the sorted rows (each row as its columns' quote() texts).
-[[nodiscard]] inline std::pair<std::int64_t, std::string> content_hash(sqlite::connection& c, const std::string& table,
+[[nodiscard]] inline std::pair<std::int64_t, std::string> content_hash(sqlite::connection& c,
+                                                                       const std::string& table,
                                                                        std::vector<std::string> columns) {
     std::sort(columns.begin(), columns.end());
     std::vector<std::string> parts;
     for (const auto& col : columns)
         parts.push_back(fmt::format("quote({})", quote_id(col)));
-    const auto sql = fmt::format("SELECT {} FROM {}", parts.empty() ? "''" : fmt::format("{}", fmt::join(parts, "||char(31)||")),
+    const auto sql = fmt::format("SELECT {} FROM {}",
+                                 parts.empty() ? "''" : fmt::format("{}", fmt::join(parts, "||char(31)||")),
                                  quote_id(table));
     auto rows = c.query_all<std::string>(sql);
     std::sort(rows.begin(), rows.end());

@@ -57,12 +57,13 @@ namespace resilite::detail::archive {
 }
 
 [[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
-    throw library_failure(error_class::io, "archive", fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)),
-                          p.string());
+    throw library_failure(error_class::io, "archive",
+                          fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
 }
 
 // Appends and syncs; a new file is created with the preamble and its directory synced.
-inline void append_durably(const std::filesystem::path& file, std::string_view preamble, std::string_view text) {
+inline void append_durably(const std::filesystem::path& file, std::string_view preamble,
+                           std::string_view text) {
     const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) fail_io("cannot open archive segment", file);
     struct ::stat st {};
@@ -87,7 +88,8 @@ inline void append_durably(const std::filesystem::path& file, std::string_view p
         fail_io("cannot sync archive segment", file);
     }
     ::close(fd);
-    if (fresh && !fsync_path(file.parent_path(), true)) fail_io("cannot sync archive directory", file.parent_path());
+    if (fresh && !fsync_path(file.parent_path(), true))
+        fail_io("cannot sync archive directory", file.parent_path());
 }
 
 struct tail_info {
@@ -100,7 +102,9 @@ class archive_writer {
 public:
     archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> tables,
                    int settle_rows)
-        : dir_(std::move(dir)), database_(std::move(database_name)), tables_(std::move(tables)),
+        : dir_(std::move(dir)),
+          database_(std::move(database_name)),
+          tables_(std::move(tables)),
           settle_rows_(settle_rows) {}
 
     [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
@@ -120,9 +124,9 @@ public:
         {
             sqlite::transaction tx{c, transaction_mode::immediate};
             c.exec_script(create_internal_sql);
-            const auto [db_seq, db_id] =
-                c.query_one<std::int64_t, std::int64_t>("SELECT last_seq, last_id FROM resilite_archive_state")
-                    .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
+            const auto [db_seq, db_id] = c.query_one<std::int64_t, std::int64_t>(
+                                              "SELECT last_seq, last_id FROM resilite_archive_state")
+                                             .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
             known_ = false;
             if (auto note = refresh_tail()) notes.push_back(std::move(*note));
             const auto archive_seq = last_seq_;
@@ -148,8 +152,8 @@ public:
                     archive_seq, db_seq));
                 last_seq_ = db_seq;  // numbers are never used twice
             }
-            unsettled_ = c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id < ?",
-                                                   last_id_)
+            unsettled_ = c.query_one<std::int64_t>(
+                              "SELECT count(*) FROM resilite_archive_outbox WHERE id < ?", last_id_)
                              .value_or(0);
             const auto live = live_objects(c, tables_);
             const auto archived = archived_objects(c);
@@ -163,8 +167,10 @@ public:
                     for (const auto& o : live)
                         ddl.push_back(if_not_exists(o.sql));
                 }
-                if (baseline && !need_baseline) notes.push_back("archiving started on a database that holds data: "
-                                                                "a full snapshot was written first");
+                if (baseline && !need_baseline)
+                    notes.push_back(
+                        "archiving started on a database that holds data: "
+                        "a full snapshot was written first");
             } else if (!baseline && migrated) {
                 baseline = true;
                 notes.push_back("migrations ran: a full snapshot of their outcome was written");
@@ -173,8 +179,9 @@ public:
                     ddl = std::move(*changes);
                 } else {
                     baseline = true;
-                    notes.push_back("the schema changed in a way a DDL record cannot express (something "
-                                    "removed or redefined): a full snapshot was written");
+                    notes.push_back(
+                        "the schema changed in a way a DDL record cannot express (something "
+                        "removed or redefined): a full snapshot was written");
                 }
             }
             for (const auto& stmt : ddl)
@@ -183,8 +190,9 @@ public:
             if (live != archived) {
                 c.exec_script("DELETE FROM resilite_archive_schema");
                 for (const auto& o : live) {
-                    c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)", o.type,
-                           o.name, o.tbl_name, o.sql);
+                    c.exec(
+                        "INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)",
+                        o.type, o.name, o.tbl_name, o.sql);
                 }
             }
             static_cast<void>(install_triggers(c, tables_));
@@ -307,9 +315,10 @@ private:
                     fail_io("cannot cut the torn tail of", path);
                 }
                 static_cast<void>(fsync_path(path, false));
-                note = fmt::format("{}: an incomplete last record (a crash while appending) was moved to {}; "
-                                   "its changes are still in the outbox and were archived again",
-                                   *it, aside.filename().string());
+                note = fmt::format(
+                    "{}: an incomplete last record (a crash while appending) was moved to {}; "
+                    "its changes are still in the outbox and were archived again",
+                    *it, aside.filename().string());
             }
             if (!contents.records.empty()) {
                 const auto best = std::max_element(

@@ -45,14 +45,20 @@ struct schema_def {
     std::vector<trigger_def> triggers;
 };
 
+// Appends `text` between `quote` characters, embedded ones doubled (SQL's only escape).
+inline void append_quoted(std::string& out, std::string_view text, char quote) {
+    out += quote;
+    for (char c : text) {
+        out += c;
+        if (c == quote) out += quote;
+    }
+    out += quote;
+}
+
 // "name" with embedded quotes doubled: identifiers are quoted everywhere.
 [[nodiscard]] inline std::string quote_id(std::string_view id) {
-    std::string out = "\"";
-    for (char c : id) {
-        out += c;
-        if (c == '"') out += '"';
-    }
-    out += '"';
+    std::string out;
+    append_quoted(out, id, '"');
     return out;
 }
 

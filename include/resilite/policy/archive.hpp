@@ -29,8 +29,8 @@ struct flush_every_ms {
 template <class Flush = flush_on_commit>
 struct archive {
     using slot = resilite::slot::archive;
-    static constexpr archive_settings defaults{true, Flush::when, std::chrono::milliseconds{Flush::interval_ms},
-                                               {}, 4096};
+    static constexpr archive_settings defaults{
+        true, Flush::when, std::chrono::milliseconds{Flush::interval_ms}, {}, 4096};
 };
 
 struct no_archive {
