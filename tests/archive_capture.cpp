@@ -371,3 +371,39 @@ TEST_CASE("archive and backups: the manifest records the archive sequence number
     CHECK(table_hash(restored, "items", {"id", "name", "score"}) ==
           table_hash(dir / "app.db", "items", {"id", "name", "score"}));
 }
+
+TEST_CASE("archive drain failure: the commit stands, a warning says so, the next drain catches up",
+          "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    test::event_log log;
+    auto o = batched_options(clock);
+    o.observer = log.observer();
+    BatchedDb db{dir / "app.db", o};
+    const auto segment = dir / "app.db.archive" / "2026_11.sql";  // the manual clock's month
+    static_cast<void>(db.drain_archive());
+    const auto before = read_all(segment);
+    std::filesystem::rename(segment, dir / "moved.sql");
+    std::filesystem::create_directory(segment);  // appending now fails (even for root)
+    db.insert(Item{1, "kept", 0, "t"});
+    clock.advance(std::chrono::seconds{1});
+    CHECK(db.maintain());
+    CHECK(db.health().archive_pending == 1);
+    bool warned = false;
+    for (const auto& e : log.events()) {
+        warned = warned || (e.name == "archive" && e.result == resilite::outcome::warning &&
+                            e.detail.find("kept in the outbox") != std::string::npos);
+    }
+    CHECK(warned);
+    CHECK(db.get<Item>(1).has_value());  // the commit stands
+    std::filesystem::remove(segment);
+    std::filesystem::rename(dir / "moved.sql", segment);
+    CHECK(db.maintain());  // a failed drain is retried at the next maintain()
+    CHECK(db.health().archive_pending == 0);
+    CHECK(db.health().to_json().find("\"archive_pending\":0") != std::string::npos);
+    CHECK(read_all(segment).find("'kept'") != std::string::npos);
+    const auto report = db.check_archive();
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    CHECK(before.size() < read_all(segment).size());
+}

@@ -517,6 +517,12 @@ public:
         if (conn_) {
             s.page_count = conn().template query_one<std::int64_t>("PRAGMA page_count").value_or(0);
             s.freelist_count = conn().template query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
+            if constexpr (archiving) {
+                if (archive_) {
+                    s.archive_seq = archive_->last_seq();
+                    s.archive_pending = archive_->pending(conn());
+                }
+            }
         }
         return s;
     }

@@ -29,6 +29,8 @@ struct health_snapshot {
     std::uint64_t retries = 0;
     std::uint64_t latency_samples = 0;  // operations timed (percentiles use the latest 4096)
     std::chrono::nanoseconds p50{0}, p95{0}, p99{0};
+    std::optional<std::int64_t> archive_seq;  // the last archive record written (archive<> only)
+    std::int64_t archive_pending = 0;         // captured changes not yet in the archive
 
     [[nodiscard]] std::string to_json() const {
         std::string by_class;
@@ -49,11 +51,12 @@ struct health_snapshot {
             "{{\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
-            "\"p95\":{},\"p99\":{}}}}}",
+            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{}}}",
             check, time_or_null(last_check_time), time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"}, wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
-            p95.count(), p99.count());
+            p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
+            archive_pending);
     }
 };
 

@@ -111,6 +111,12 @@ public:
     [[nodiscard]] const std::vector<capture_table>& tables() const noexcept { return tables_; }
     [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
+    // Captured rows this writer has not archived yet (another process may have meanwhile).
+    [[nodiscard]] std::int64_t pending(sqlite::connection& c) const {
+        return c
+            .query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > ?", last_id_)
+            .value_or(0);
+    }
 
     // At open, before anything else writes: outbox and state tables, agreement with what the
     // archive already holds, schema records (or a snapshot), capture triggers; then a drain.
