@@ -407,3 +407,27 @@ TEST_CASE("archive drain failure: the commit stands, a warning says so, the next
     CHECK(report.reproduces_live == true);
     CHECK(before.size() < read_all(segment).size());
 }
+
+TEST_CASE("archive segments rotate monthly (UTC) and read as one archive", "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;  // starts at 2026-11-22T00:00:00Z
+    {
+        BatchedDb db{dir / "app.db", batched_options(clock)};
+        db.insert(Item{1, "november", 0, "t"});
+        static_cast<void>(db.drain_archive());
+        clock.advance(std::chrono::hours{24 * 10});
+        db.insert(Item{2, "december", 0, "t"});
+        static_cast<void>(db.drain_archive());
+        clock.advance(std::chrono::hours{24 * 40});
+        db.erase<Item>(1);
+        const auto report = db.check_archive();
+        CHECK(report.segments == std::vector<std::string>{"2026_11.sql", "2026_12.sql", "2027_01.sql"});
+        CHECK(report.problems.empty());
+        CHECK(report.reproduces_live == true);
+        CHECK(report.last_time.starts_with("2027-01-"));
+    }
+    const auto dec = read_all(dir / "app.db.archive" / "2026_12.sql");
+    CHECK(dec.starts_with("-- resilite archive v1 · database app.db · segment 2026_12\n"));
+    CHECK(dec.find("'december'") != std::string::npos);
+    CHECK(dec.find("'november'") == std::string::npos);
+}
