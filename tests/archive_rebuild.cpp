@@ -173,7 +173,10 @@ std::filesystem::path five_inserts(const test::temp_dir& dir) {
         for (int i = 1; i <= 5; ++i)
             db.insert(Item{i, fmt::format("r{}", i), 0, "t"});
     }
-    return dir / "app.db.archive" / "2026_11.sql";
+    // The month of the system clock: one segment (unless the test runs across a month's end).
+    const auto segments = resilite::detail::archive::list_segments(dir / "app.db.archive");
+    REQUIRE(segments.size() == 1);
+    return dir / "app.db.archive" / segments.front();
 }
 
 std::string segment_of(const std::filesystem::path& seg) {
@@ -195,9 +198,10 @@ int line_of(const std::string& text, std::size_t offset) {
                    std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(offset), '\n'));
 }
 
-bool has_problem(const resilite::archive_report& r, resilite::archive_problem::kind k, int line, bool fatal) {
+bool has_problem(const resilite::archive_report& r, resilite::archive_problem::kind k, int line, bool fatal,
+                 const std::string& segment = "2026_11.sql") {
     return std::any_of(r.problems.begin(), r.problems.end(), [&](const resilite::archive_problem& p) {
-        return p.what == k && p.line == line && p.fatal == fatal && p.segment == "2026_11.sql";
+        return p.what == k && p.line == line && p.fatal == fatal && p.segment == segment;
     });
 }
 
@@ -211,6 +215,7 @@ TEST_CASE(
     test::temp_dir dir;
     const auto seg = five_inserts(dir);
     const auto original = segment_of(seg);
+    const auto name = seg.filename().string();
     const auto rebuild_rows = [&](resilite::rebuild_options o = {}) {
         const auto target = dir / "rebuilt.db";
         std::filesystem::remove(target);
@@ -229,7 +234,7 @@ TEST_CASE(
         write_all(seg, original.substr(0, start + 40));
         const auto [r, names] = rebuild_rows();
         CHECK(names == std::vector<std::string>{"r1", "r2", "r3", "r4"});
-        CHECK(has_problem(r, K::torn_tail, line_of(original, start), false));
+        CHECK(has_problem(r, K::torn_tail, line_of(original, start), false, name));
         CHECK(r.status() == resilite::schema_status::warnings);
         twice_same();
     }
@@ -238,14 +243,14 @@ TEST_CASE(
         write_all(seg, original.substr(0, at) + "this is not SQL\nneither is this\n" + original.substr(at));
         const auto [r, names] = rebuild_rows();
         CHECK(names.size() == 5);
-        CHECK(has_problem(r, K::garbage, line_of(original, at), false));
+        CHECK(has_problem(r, K::garbage, line_of(original, at), false, name));
         twice_same();
     }
     SECTION("a duplicated record is skipped") {
         write_all(seg, original + record_text(original, 3));
         const auto [r, names] = rebuild_rows();
         CHECK(names.size() == 5);
-        CHECK(has_problem(r, K::duplicate, line_of(original, original.size()), false));
+        CHECK(has_problem(r, K::duplicate, line_of(original, original.size()), false, name));
         twice_same();
     }
     SECTION("a tampered value fails its checksum: the rebuild refuses, or with keep_going reports the loss") {
@@ -260,7 +265,7 @@ TEST_CASE(
         o.keep_going = true;
         const auto [r, names] = rebuild_rows(o);
         CHECK(names == std::vector<std::string>{"r1", "r2", "r4", "r5"});
-        CHECK(has_problem(r, K::checksum, line_of(original, record_start(original, 4)), true));
+        CHECK(has_problem(r, K::checksum, line_of(original, record_start(original, 4)), true, name));
         CHECK_FALSE(r.rebuildable());
         CHECK(r.exit_code() == 1);
         twice_same();
@@ -454,4 +459,53 @@ TEST_CASE("archive inspect: a change the archive never saw makes the report say 
     CHECK(r.reproduces_live == false);
     CHECK(r.exit_code() == 1);
     CHECK(r.to_text().find("DIFFERS from live") != std::string::npos);
+}
+
+TEST_CASE("archive validation: time order, foreign keys and format versions are checked", "[archive]") {
+    using K = resilite::archive_problem::kind;
+    test::temp_dir dir;
+    SECTION("a record older than the one before it is a warning") {
+        const auto archive = dir / "a";
+        std::filesystem::create_directories(archive);
+        std::string text = fmtr::segment_preamble("x.db", "2026_11.sql");
+        const std::string ddl = "CREATE TABLE IF NOT EXISTS \"t\"(\"id\" INTEGER PRIMARY KEY);\n";
+        const std::string row = "INSERT INTO \"t\"(\"id\") VALUES(1) ON CONFLICT(\"id\") DO NOTHING;\n";
+        text += fmtr::format_record(
+            {1, "2026-11-22T10:00:00.000Z", fmtr::record_kind::changes, 1, 1, ddl.size()}, ddl);
+        text += fmtr::format_record(
+            {2, "2026-11-22T09:00:00.000Z", fmtr::record_kind::changes, 2, 2, row.size()}, row);
+        write_all(archive / "2026_11.sql", text);
+        const auto r = resilite::inspect_archive(archive);
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(),
+                          [](const auto& p) { return p.what == K::time_order && !p.fatal; }));
+        CHECK(r.rebuildable());
+        CHECK(r.exit_code() == 2);
+    }
+    SECTION("rows that refer to missing rows are reported after the trial rebuild") {
+        const auto archive = dir / "b";
+        write_records(
+            archive,
+            {"CREATE TABLE IF NOT EXISTS \"parent\"(\"id\" INTEGER PRIMARY KEY);\n"
+             "CREATE TABLE IF NOT EXISTS \"child\"(\"id\" INTEGER PRIMARY KEY, \"parent\" INTEGER "
+             "REFERENCES \"parent\"(\"id\"));\n",
+             "INSERT INTO \"child\"(\"id\",\"parent\") VALUES(1,42) ON CONFLICT(\"id\") DO NOTHING;\n"});
+        const auto r = resilite::inspect_archive(archive);
+        INFO(r.to_text());
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == K::foreign_key && p.message.find("child row 1") != std::string::npos;
+        }));
+    }
+    SECTION("a segment in an unknown format version is not read, and nothing is appended to it") {
+        const auto seg = five_inserts(dir);
+        auto text = read_all(seg);
+        text.replace(0, std::string{"-- resilite archive v1"}.size(), "-- resilite archive v2");
+        write_all(seg, text);
+        const auto r = resilite::inspect_archive(seg.parent_path());
+        CHECK(r.records == 0);
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == K::damaged && p.fatal && p.message.find("format v2") != std::string::npos;
+        }));
+        CHECK_THROWS_AS((ItemsDb{dir / "app.db", items_options()}), resilite::error);
+        CHECK(read_all(seg) == text);
+    }
 }

@@ -29,6 +29,7 @@
 
 namespace resilite::detail::archive {
 
+inline constexpr std::string_view format_prefix = "-- resilite archive v";
 inline constexpr std::string_view format_line = "-- resilite archive v1";
 inline constexpr std::string_view header_prefix = "-- txn ";
 inline constexpr std::string_view trailer_prefix = "COMMIT; -- txn ";
@@ -158,6 +159,7 @@ struct segment_contents {
     std::vector<archive_problem> problems;
     std::size_t good_end = 0;  // offset after the last complete record (or the preamble)
     bool torn_tail = false;
+    bool unknown_format = false;  // written by another format version: nothing read
 };
 
 // Reads one segment. Every record is framed by its header's byte count and checked against its
@@ -194,6 +196,21 @@ struct segment_contents {
                 break;
             }
             const bool blank = l.find_first_not_of(" \t\r") == std::string_view::npos;
+            if (l.starts_with(format_prefix)) {
+                const auto rest = l.substr(format_prefix.size());
+                const auto version = rest.substr(0, rest.find(' '));
+                if (version != "1") {
+                    // Another format version: its records cannot be trusted to mean what this
+                    // reader thinks they mean.
+                    out.problems.push_back({K::damaged, segment, line,
+                                            fmt::format("written in archive format v{}; this reader knows v1 "
+                                                        "(read it with a newer resilite)",
+                                                        version),
+                                            true});
+                    out.unknown_format = true;
+                    break;
+                }
+            }
             if (blank || l.starts_with("--")) {  // the preamble, comments
                 flush_garbage();
                 if (out.good_end == pos) out.good_end = pos + l.size() + 1;

@@ -309,6 +309,14 @@ private:
             const auto path = dir_ / *it;
             const auto text = read_file(path);
             const auto contents = read_segment(text, *it);
+            if (contents.unknown_format) {
+                throw library_failure(
+                    error_class::misuse, "archive",
+                    fmt::format("{} was written in another archive format version; nothing is "
+                                "appended to it (upgrade resilite, or archive to a new directory)",
+                                *it),
+                    path.string());
+            }
             if (contents.torn_tail && it == segments.rbegin()) {
                 const auto aside =
                     dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
