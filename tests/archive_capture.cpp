@@ -431,3 +431,22 @@ TEST_CASE("archive segments rotate monthly (UTC) and read as one archive", "[arc
     CHECK(dec.find("'december'") != std::string::npos);
     CHECK(dec.find("'november'") == std::string::npos);
 }
+
+TEST_CASE("archive reopen finds where the archive ends, after small and after large records", "[archive]") {
+    test::temp_dir dir;
+    for (int round = 0; round < 3; ++round) {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.insert(Item{round * 10'000, "small", 0, "t"});
+        db.transaction([&](auto& tx) {  // one record larger than the tail is read with at once
+            for (int i = 1; i < 3000; ++i)
+                tx.insert(Item{round * 10'000 + i,
+                               fmt::format("a longer name to make the record large {}", i), i * 0.5, "t"});
+        });
+    }
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    CHECK(report.last_seq == 7);  // the schema, then two records per round
+}

@@ -4,6 +4,7 @@
 #include "archive_support.hpp"
 
 #include <resilite/detail/archive_format.hpp>
+#include <resilite/detail/archive_writer.hpp>
 
 #include <catch2/catch.hpp>
 #include <rapidcheck.h>
@@ -508,4 +509,25 @@ TEST_CASE("archive validation: time order, foreign keys and format versions are 
         CHECK_THROWS_AS((ItemsDb{dir / "app.db", items_options()}), resilite::error);
         CHECK(read_all(seg) == text);
     }
+}
+
+TEST_CASE(
+    "archive tail: the last record is read from the end of the segment, anything unusual reads it whole",
+    "[archive]") {
+    test::temp_dir dir;
+    const auto seg = five_inserts(dir);
+    const auto text = read_all(seg);
+    const auto name = seg.filename().string();
+    const auto tail = fmtr::read_last_record(seg, text.size(), name);
+    REQUIRE(tail.has_value());
+    CHECK(tail->seq == 6);
+    CHECK(tail->first_id == tail->last_id);
+    write_all(seg, text.substr(0, text.size() - 5));  // torn
+    CHECK_FALSE(fmtr::read_last_record(seg, text.size() - 5, name).has_value());
+    write_all(seg, text + "garbage\n");
+    CHECK_FALSE(fmtr::read_last_record(seg, text.size() + 8, name).has_value());
+    auto v2 = text;
+    v2[std::string{"-- resilite archive v"}.size()] = '2';
+    write_all(seg, v2);
+    CHECK_FALSE(fmtr::read_last_record(seg, v2.size(), name).has_value());
 }

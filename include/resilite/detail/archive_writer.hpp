@@ -98,6 +98,52 @@ struct tail_info {
     std::string utc;
 };
 
+// The last record of a segment that ends with a complete, valid record and starts with a v1
+// preamble, read from the end (a monthly segment can be large: reading it whole at every open
+// and after every other process's drain would be slow). Nothing when anything is unusual: the
+// caller then reads the whole segment.
+[[nodiscard]] inline std::optional<tail_info> read_last_record(const std::filesystem::path& path,
+                                                               std::uintmax_t size, const std::string& name) {
+    constexpr std::uintmax_t chunk_max = 1u << 16;
+    if (size == 0) return std::nullopt;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    const auto read_at = [&](std::uintmax_t offset, std::size_t n) {
+        std::string buf(n, '\0');
+        std::size_t got = 0;
+        while (got < n) {
+            const auto r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += static_cast<std::size_t>(r);
+        }
+        buf.resize(got);
+        return buf;
+    };
+    const auto head = read_at(0, format_line.size() + 1);
+    const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
+    const auto buf = read_at(size - chunk, chunk);
+    ::close(fd);
+    if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
+        return std::nullopt;
+    if (buf.size() != chunk || buf.empty() || buf.back() != '\n') return std::nullopt;
+    const auto line_start = buf.rfind('\n', buf.size() - 2);
+    std::string_view last{buf};
+    last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
+    std::int64_t seq = 0;
+    if (!parse::take(last, trailer_prefix) || !parse::number(last, seq)) return std::nullopt;
+    if (line_start == std::string::npos) return std::nullopt;
+    // The record's header line, before its trailer line ("-- txn N " appears in both).
+    const auto header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
+    if (header == std::string::npos || (header == 0 ? chunk != size : buf[header - 1] != '\n'))
+        return std::nullopt;
+    const auto contents = read_segment(std::string_view{buf}.substr(header), name);
+    if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
+    const auto& r = contents.records.front();
+    if (header + r.end != buf.size()) return std::nullopt;
+    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc};
+}
+
 class archive_writer {
 public:
     archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> tables,
@@ -305,8 +351,22 @@ private:
         const auto size = std::filesystem::file_size(dir_ / segments.back(), ec);
         if (known_ && !ec && segments.back() == tail_segment_ && size == tail_size_) return std::nullopt;
         std::optional<std::string> note;
+        const auto adopt = [&](const tail_info& t) {
+            tail_ = t;
+            last_seq_ = std::max(last_seq_, t.seq);
+            if (known_) last_id_ = std::max(last_id_, t.last_id);  // another process drained
+            last_utc_ = std::max(last_utc_, t.utc);
+        };
         for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
             const auto path = dir_ / *it;
+            std::error_code size_ec;
+            const auto bytes = std::filesystem::file_size(path, size_ec);
+            if (!size_ec) {
+                if (const auto t = read_last_record(path, bytes, *it)) {
+                    adopt(*t);
+                    break;
+                }
+            }
             const auto text = read_file(path);
             const auto contents = read_segment(text, *it);
             if (contents.unknown_format) {
@@ -338,11 +398,8 @@ private:
                 const auto best = std::max_element(
                     contents.records.begin(), contents.records.end(),
                     [](const record& a, const record& b) { return a.header.seq < b.header.seq; });
-                tail_ = tail_info{best->header.seq, best->header.last_id, best->header.first_id, best->crc,
-                                  best->header.utc};
-                last_seq_ = std::max(last_seq_, best->header.seq);
-                if (known_) last_id_ = std::max(last_id_, best->header.last_id);  // another process drained
-                last_utc_ = std::max(last_utc_, best->header.utc);
+                adopt(tail_info{best->header.seq, best->header.last_id, best->header.first_id, best->crc,
+                                best->header.utc});
                 break;
             }
         }
