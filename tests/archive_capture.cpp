@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <limits>
 #include <set>
 
 using namespace test::archive;
@@ -449,4 +450,54 @@ TEST_CASE("archive reopen finds where the archive ends, after small and after la
     CHECK(report.problems.empty());
     CHECK(report.reproduces_live == true);
     CHECK(report.last_seq == 7);  // the schema, then two records per round
+}
+
+TEST_CASE("archive values: every value reads back with the same type and bits", "[archive]") {
+    test::temp_dir dir;
+    ItemsDb db{dir / "app.db", items_options()};
+    const std::vector<double> reals = {0.1 + 0.2,
+                                       -0.0,
+                                       5e-324,
+                                       1.7976931348623157e308,
+                                       1e16,
+                                       9007199254740993.0,
+                                       1.0 / 3,
+                                       -2.5,
+                                       std::numeric_limits<double>::infinity(),
+                                       -std::numeric_limits<double>::infinity()};
+    std::int64_t id = std::numeric_limits<std::int64_t>::min();
+    for (double r : reals)
+        db.exec("INSERT INTO items(id, name, score, token) VALUES(?, ?, ?, 't')", id++, "real", r);
+    db.exec("INSERT INTO items(id, name, score, token) VALUES(?, 'max', 1, 't')",
+            std::numeric_limits<std::int64_t>::max());
+    resilite::blob all_bytes(256);
+    for (std::size_t i = 0; i < all_bytes.size(); ++i)
+        all_bytes[i] = static_cast<std::byte>(i);
+    db.exec("INSERT INTO logs(msg) VALUES(?)", all_bytes);
+    db.exec("INSERT INTO logs(msg) VALUES(?)", resilite::blob{});
+    db.exec("INSERT INTO logs(msg) VALUES(?)", std::string{"nul\0inside", 10});
+    db.exec("INSERT INTO logs(msg) VALUES(?)",
+            std::string{"unicode: \xc3\xa9\xe2\x82\xac \xf0\x9f\x98\x80 'q' \"d\""});
+    db.exec("INSERT INTO logs(msg) VALUES(?)", std::string{});
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    const auto rebuilt = dir / "rebuilt.db";
+    static_cast<void>(resilite::rebuild(db.archive_directory(), rebuilt));
+    resilite::sqlite::connection c{rebuilt};
+    const auto typed = [](resilite::sqlite::connection& conn, const char* sql) {
+        return conn.query_all<std::string>(sql);
+    };
+    resilite::sqlite::connection live{dir / "app.db"};
+    const char* const bits =
+        "SELECT id || ' ' || typeof(score) || ' ' || hex(CAST(score AS BLOB)) || ' ' || "
+        "printf('%!.17g', score) FROM items ORDER BY id";
+    CHECK(typed(c, bits) == typed(live, bits));
+    const char* const logs =
+        "SELECT typeof(msg) || ' ' || length(CAST(msg AS BLOB)) || ' ' || hex(msg) FROM logs "
+        "ORDER BY rowid";
+    CHECK(typed(c, logs) == typed(live, logs));
+    CHECK(c.query_one<int>("SELECT count(*) FROM items WHERE score = 0.0 AND 1 / score < 0") ==
+          1);  // -0.0 kept
 }

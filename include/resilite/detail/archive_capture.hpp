@@ -1,7 +1,8 @@
 #pragma once
 // Capture: the outbox and state tables, the triggers that write each row change into the
-// outbox as an SQL statement (values quoted by SQLite's own quote()), the schema records (DDL
-// when the change is additive, a full snapshot otherwise) and the baseline snapshot.
+// outbox (a statement template's id and the row's values), the formatting of those rows into
+// SQL text at drain time, the schema records (DDL when the change is additive, a full snapshot
+// otherwise) and the baseline snapshot.
 
 #include <resilite/detail/archive_format.hpp>
 #include <resilite/detail/schema_def.hpp>
@@ -25,7 +26,6 @@
 namespace resilite::detail::archive {
 
 inline constexpr std::string_view outbox_table = "resilite_archive_outbox";
-inline constexpr std::string_view state_table = "resilite_archive_state";
 
 // An outbox row is a whole statement (template NULL: schema records, snapshot markers), or a
 // template's id and the row's values (see statement_template).
@@ -348,6 +348,15 @@ inline void widen_outbox(sqlite::connection& c, std::size_t values) {
         c.exec_script(fmt::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
 }
 
+inline void append_hex(std::string& out, std::string_view bytes) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    out.reserve(out.size() + 2 * bytes.size());
+    for (unsigned char b : bytes) {
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+}
+
 // A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
 // quote() gives, with the shortest exact form for a REAL and text with NUL bytes kept whole).
 inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
@@ -371,8 +380,7 @@ inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
             const std::string_view text{p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))};
             if (text.find('\0') != std::string_view::npos) {
                 out += "CAST(X'";
-                for (unsigned char ch : text)
-                    fmt::format_to(std::back_inserter(out), "{:02X}", ch);
+                append_hex(out, text);
                 out += "' AS TEXT)";
                 return;
             }
@@ -380,11 +388,9 @@ inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
             return;
         }
         case SQLITE_BLOB: {
-            const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(s, col));
-            const auto n = static_cast<std::size_t>(sqlite3_column_bytes(s, col));
+            const auto* p = static_cast<const char*>(sqlite3_column_blob(s, col));
             out += "X'";
-            for (std::size_t i = 0; i < n; ++i)
-                fmt::format_to(std::back_inserter(out), "{:02X}", p[i]);
+            append_hex(out, {p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))});
             out += '\'';
             return;
         }
