@@ -499,3 +499,21 @@ TEST_CASE("archive values: every value reads back with the same type and bits", 
         "ORDER BY rowid";
     CHECK(typed(c, logs) == typed(live, logs));
 }
+
+TEST_CASE("archive bookkeeping is not counted as the application's rows", "[archive]") {
+    test::temp_dir dir;
+    test::event_log log;
+    auto o = items_options();
+    o.observer = log.observer();
+    ItemsDb db{dir / "app.db", o};
+    db.transaction([](auto& tx) {
+        for (int i = 0; i < 3; ++i)
+            tx.insert(Item{i, "r", 0, "t"});
+        tx.savepoint([](auto& inner) { inner.exec("UPDATE items SET name = 's' WHERE id < 2"); });
+    });
+    CHECK(db.exec("DELETE FROM items WHERE id = 0") == 1);
+    std::vector<std::int64_t> rows;
+    for (const auto& e : log.events())
+        if (e.name == "transaction" || e.name == "savepoint") rows.push_back(e.rows);
+    CHECK(rows == std::vector<std::int64_t>{2, 5});  // the savepoint's 2 updates, the transaction's 5 rows
+}

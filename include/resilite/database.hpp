@@ -972,7 +972,6 @@ private:
             try {
                 inject("commit", st.attempt);
                 tx.commit();
-                after_commit();
                 return;
             } catch (...) {
                 if (!tx.conn().in_transaction()) throw;  // SQLite ended it: only a replay can help
@@ -1116,6 +1115,21 @@ private:
         next_archive_ = now() + settings_.archive.interval;
         emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
                    error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
+    }
+
+    // Rows changed on the connection so far, less the outbox rows the capture triggers wrote:
+    // transactions report the application's rows, not the archive's bookkeeping.
+    [[nodiscard]] std::int64_t direct_changes() {
+        auto n = conn().total_changes();
+        if constexpr (archiving) {
+            if (archive_) {
+                n -= conn()
+                         .template query_one<std::int64_t>(
+                             "SELECT ifnull(max(id), 0) FROM resilite_archive_outbox")
+                         .value_or(0);
+            }
+        }
+        return n;
     }
 
     // After a commit (the caller holds the writer lock): with flush on commit, the new records

@@ -177,6 +177,7 @@ public:
             throw;
         }
         report(outcome::ok, error_class::none, "committed", true);
+        db_->after_commit();  // archive: drained (with flush on commit) before commit() returns
     }
 
     void rollback() {
@@ -201,14 +202,14 @@ private:
           tx_(std::move(tx)),
           state_(state),
           managed_(managed),
-          changes_at_start_(db.conn().total_changes()) {}
+          changes_at_start_(db.direct_changes()) {}
 
     // Rows count only what was kept: a rolled back transaction changed nothing.
     // A transaction run by Database::transaction(f) is reported by it, once for all attempts.
     void report(outcome o, error_class klass, std::string_view detail, bool kept = false) noexcept {
         if (reported_) return;
         reported_ = true;
-        kept_rows_ = kept ? db_->conn().total_changes() - changes_at_start_ : 0;
+        kept_rows_ = kept ? db_->direct_changes() - changes_at_start_ : 0;
         if (!managed_)
             db_->emit_since("transaction", state_.start, o, kept_rows_, klass, detail, state_.attempt);
     }
@@ -260,7 +261,7 @@ private:
         : tx_(&tx),
           sp_(tx.db_->conn(), fmt::format("resilite_sp_{}", tx.depth_ + 1)),
           start_(tx.db_->now()),
-          changes_at_start_(tx.db_->conn().total_changes()) {
+          changes_at_start_(tx.db_->direct_changes()) {
         ++tx_->depth_;
     }
 
@@ -297,7 +298,7 @@ private:
         if (reported_) return;
         reported_ = true;
         auto& db = *tx_->db_;
-        const auto rows = kept ? db.conn().total_changes() - changes_at_start_ : 0;
+        const auto rows = kept ? db.direct_changes() - changes_at_start_ : 0;
         db.emit_since("savepoint", start_, o, rows, klass, detail);
     }
 
