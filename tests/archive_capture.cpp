@@ -517,3 +517,28 @@ TEST_CASE("archive bookkeeping is not counted as the application's rows", "[arch
         if (e.name == "transaction" || e.name == "savepoint") rows.push_back(e.rows);
     CHECK(rows == std::vector<std::int64_t>{2, 5});  // the savepoint's 2 updates, the transaction's 5 rows
 }
+
+TEST_CASE(
+    "archive directory that cannot be written: the database opens and works, the outbox keeps everything",
+    "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    test::event_log log;
+    auto o = batched_options(clock);
+    o.observer = log.observer();
+    write_all(dir / "app.db.archive", "a file where the directory should be");
+    BatchedDb db{dir / "app.db", o};
+    bool warned = false;
+    for (const auto& e : log.events())
+        warned = warned || (e.name == "archive" && e.result == resilite::outcome::warning &&
+                            e.detail.find("cannot create the archive directory") != std::string::npos);
+    CHECK(warned);
+    db.insert(Item{1, "kept", 0, "t"});
+    CHECK(db.health().archive_pending >= 2);  // the schema record and the row
+    std::filesystem::remove(dir / "app.db.archive");
+    CHECK(db.maintain());  // the failed drain is retried
+    CHECK(db.health().archive_pending == 0);
+    const auto report = db.check_archive();
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}

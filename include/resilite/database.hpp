@@ -1111,8 +1111,9 @@ private:
         archive_.emplace(archive_directory(), path_.filename().string(),
                          detail::archive::capture_tables(schema_type::definition()),
                          settings_.archive.settle_rows);
-        const auto notes = archive_->catch_up(conn(), clock_.utc_now(), migrated_);
+        const auto notes = archive_->catch_up(conn(), migrated_);
         next_archive_ = now() + settings_.archive.interval;
+        drain_archive_quietly(true);  // what a crash left in the outbox, and the schema records
         emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
                    error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
     }

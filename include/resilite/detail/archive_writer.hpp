@@ -165,13 +165,12 @@ public:
     }
 
     // At open, before anything else writes: outbox and state tables, agreement with what the
-    // archive already holds, schema records (or a snapshot), capture triggers; then a drain.
-    // Returns notes worth an event (empty when all was routine).
+    // archive already holds, schema records (or a snapshot), capture triggers. The caller drains
+    // next (a directory that cannot be written must not stop the database: the outbox keeps
+    // everything until it can). Returns notes worth an event (empty when all was routine).
     // `migrated`: migrations ran before this; their row changes went through the capture
     // triggers of the old shape, so only a snapshot describes the result for certain.
-    std::vector<std::string> catch_up(sqlite::connection& c, std::chrono::system_clock::time_point now,
-                                      bool migrated) {
-        std::filesystem::create_directories(dir_);
+    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated) {
         std::vector<std::string> notes;
         {
             sqlite::transaction tx{c, transaction_mode::immediate};
@@ -250,7 +249,6 @@ public:
             static_cast<void>(install_triggers(c, tables_));
             tx.commit();
         }
-        static_cast<void>(drain(c, now, true));
         return notes;
     }
 
@@ -293,6 +291,16 @@ public:
             }
             flush();
             const auto segment = segment_name(utc);
+            if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
+                std::filesystem::create_directories(dir_, dir_ec);
+                if (dir_ec) {
+                    throw library_failure(error_class::io, "archive",
+                                          fmt::format("cannot create the archive directory {}: {}",
+                                                      dir_.string(), dir_ec.message()),
+                                          dir_.string());
+                }
+                static_cast<void>(fsync_path(dir_.parent_path(), true));
+            }
             append_durably(dir_ / segment, segment_preamble(database_, segment), text);
             std::error_code ec;
             tail_segment_ = segment;
