@@ -542,3 +542,36 @@ TEST_CASE(
     CHECK(report.problems.empty());
     CHECK(report.reproduces_live == true);
 }
+
+TEST_CASE("archive drains larger than the memory limit are written row by row, records unchanged",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    for (const std::size_t limit : {std::size_t{64} << 20, std::size_t{200}}) {
+        test::temp_dir dir;
+        const auto db = dir / "app.db";
+        resilite::sqlite::connection c{db};
+        c.exec_script(
+            "PRAGMA journal_mode=WAL; CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+            "token TEXT NOT NULL DEFAULT '')");
+        for (int i = 0; i < 500; ++i)  // rows before archiving: a snapshot larger than the limit
+            c.exec("INSERT INTO items(id, name, token) VALUES(?, ?, 'SECRET')", i, fmt::format("row {}", i));
+        a::archive_writer writer{dir / "archive", "app.db", {{"items", {"token"}}}, 4096};
+        writer.set_memory_limit(limit);
+        const auto notes = writer.catch_up(c, false);
+        CHECK(notes.size() == 1);  // "archiving started on a database that holds data"
+        CHECK(writer.drain(c, std::chrono::system_clock::now(), true) == 1);
+        c.exec_script("BEGIN");
+        for (int i = 500; i < 800; ++i)
+            c.exec("INSERT INTO items(id, name) VALUES(?, ?)", i, fmt::format("row {}", i));
+        c.exec("DELETE FROM items WHERE id < 100");
+        c.exec_script("COMMIT");
+        CHECK(writer.drain(c, std::chrono::system_clock::now(), false) == 1);
+        const auto report = resilite::inspect_archive(dir / "archive", {db, {"items.token"}});
+        INFO("limit " << limit << "\n" << report.to_text());
+        CHECK(report.problems.empty());
+        CHECK(report.records == 2);
+        CHECK(report.baseline_seq == 1);
+        CHECK(report.reproduces_live == true);
+        CHECK(segments_text(dir / "archive").find("SECRET") == std::string::npos);
+    }
+}

@@ -428,11 +428,11 @@ private:
     std::map<std::int64_t, std::vector<std::string>> pieces_;
 };
 
-// Outbox rows above `after_id` (up to `up_to`) as whole statements, in order.
-[[nodiscard]] inline std::vector<std::pair<std::int64_t, std::string>> outbox_rows(
-    sqlite::connection& c, template_cache& templates, std::int64_t after_id,
-    std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
-    std::vector<std::pair<std::int64_t, std::string>> out;
+// Calls f(id, statement) for each outbox row above `after_id` (up to `up_to`), in order, one
+// row in memory at a time.
+template <class F>
+void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::int64_t after_id,
+                         std::int64_t up_to, F&& f) {
     // SELECT *: another process may have widened the outbox; SQLite re-prepares and the new
     // columns are there.
     auto stmt =
@@ -442,30 +442,31 @@ private:
         sqlite::statement& s;
         ~reset_on_exit() { s.reset(); }
     } guard{*stmt};
+    std::string statement;
     while (stmt->step()) {
         sqlite3_stmt* h = stmt->native_handle();
         const auto id = sqlite3_column_int64(h, 0);
         if (sqlite3_column_type(h, 1) == SQLITE_NULL) {
             const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(h, 2));
-            out.emplace_back(id, text != nullptr ? std::string{text} : std::string{});
-            continue;
+            statement.assign(text != nullptr ? text : "");
+        } else {
+            const auto& pieces = templates.pieces(c, sqlite3_column_int64(h, 1));
+            const int values = static_cast<int>(pieces.size()) - 1;
+            if (3 + values > sqlite3_column_count(h)) {
+                throw library_failure(
+                    error_class::corrupt, "archive",
+                    fmt::format("outbox row {} needs {} values but the outbox has {} columns", id, values,
+                                sqlite3_column_count(h) - 3),
+                    c.path());
+            }
+            statement.assign(pieces[0]);
+            for (int i = 0; i < values; ++i) {
+                append_literal(statement, h, 3 + i);
+                statement += pieces[static_cast<std::size_t>(i) + 1];
+            }
         }
-        const auto& pieces = templates.pieces(c, sqlite3_column_int64(h, 1));
-        const int values = static_cast<int>(pieces.size()) - 1;
-        if (3 + values > sqlite3_column_count(h)) {
-            throw library_failure(error_class::corrupt, "archive",
-                                  fmt::format("outbox row {} needs {} values but the outbox has {} columns",
-                                              id, values, sqlite3_column_count(h) - 3),
-                                  c.path());
-        }
-        std::string statement = pieces[0];
-        for (int i = 0; i < values; ++i) {
-            append_literal(statement, h, 3 + i);
-            statement += pieces[static_cast<std::size_t>(i) + 1];
-        }
-        out.emplace_back(id, std::move(statement));
+        f(id, std::string_view{statement});
     }
-    return out;
 }
 
 // Outbox ids only grow (a drain takes the rows above the last archived id), yet the table has
@@ -498,22 +499,6 @@ inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>
         c.exec_script(statement_builder::capture(template_id(c, u), u, "FROM " + quote_id(cap.name)));
     }
     add_to_outbox(c, baseline_end);
-}
-
-// Outbox rows above `after_id` (up to `up_to`) as whole statements, in order.
-[[nodiscard]] inline std::vector<std::pair<std::int64_t, std::string>> outbox_rows(
-    sqlite::connection& c, std::int64_t after_id,
-    std::int64_t up_to = std::numeric_limits<std::int64_t>::max()) {
-    std::vector<std::pair<std::int64_t, std::string>> out;
-    for (auto& [id, head, values, tail] :
-         c.query_all<std::int64_t, std::optional<std::string>, std::string, std::optional<std::string>>(
-             "SELECT o.id, t.head, o.stmt, t.tail FROM resilite_archive_outbox o LEFT JOIN "
-             "resilite_archive_template t "
-             "ON t.id = o.template WHERE o.id > ? AND o.id <= ? ORDER BY o.id",
-             after_id, up_to)) {
-        out.emplace_back(id, head ? *head + values + tail.value_or("") : std::move(values));
-    }
-    return out;
 }
 
 // Makes the capture triggers match the tables as they are now; returns true when it changed

@@ -60,13 +60,25 @@ struct record {
     std::size_t end = 0;  // offset just after the record in its segment
 };
 
+// A record's CRC-32 (over number, time, kind and body), computed as its body is produced.
+class record_checksum {
+public:
+    record_checksum(std::int64_t seq, std::string_view utc, record_kind kind) {
+        const auto head = fmt::format("{} {} {}\n", seq, utc, to_string(kind));
+        crc_.process_bytes(head.data(), head.size());
+    }
+    void add(std::string_view text) { crc_.process_bytes(text.data(), text.size()); }
+    [[nodiscard]] std::uint32_t value() const { return crc_.checksum(); }
+
+private:
+    boost::crc_32_type crc_;
+};
+
 [[nodiscard]] inline std::uint32_t checksum(std::int64_t seq, std::string_view utc, record_kind kind,
                                             std::string_view body) {
-    boost::crc_32_type crc;
-    const auto head = fmt::format("{} {} {}\n", seq, utc, to_string(kind));
-    crc.process_bytes(head.data(), head.size());
-    crc.process_bytes(body.data(), body.size());
-    return crc.checksum();
+    record_checksum crc{seq, utc, kind};
+    crc.add(body);
+    return crc.value();
 }
 
 [[nodiscard]] inline std::string utc_text(std::chrono::system_clock::time_point t) {
@@ -85,13 +97,21 @@ struct record {
                        segment.substr(0, segment.size() - 4));
 }
 
-// Appends the record to `out` (no intermediate copies: a snapshot record can be large).
-inline void append_record(std::string& out, const record_header& h, std::string_view body) {
+// The lines before a record's body (h.bytes is the body's length) and after it.
+inline void append_record_head(std::string& out, const record_header& h) {
     fmt::format_to(std::back_inserter(out), "{}{} {} {} outbox {}-{} bytes {}\nBEGIN;\n", header_prefix,
-                   h.seq, h.utc, to_string(h.kind), h.first_id, h.last_id, body.size());
+                   h.seq, h.utc, to_string(h.kind), h.first_id, h.last_id, h.bytes);
+}
+inline void append_record_tail(std::string& out, std::int64_t seq, std::uint32_t crc) {
+    fmt::format_to(std::back_inserter(out), "{}{} crc32 {:08x}\n", trailer_prefix, seq, crc);
+}
+
+// Appends the record to `out` (no intermediate copies: a snapshot record can be large).
+inline void append_record(std::string& out, record_header h, std::string_view body) {
+    h.bytes = body.size();
+    append_record_head(out, h);
     out += body;
-    fmt::format_to(std::back_inserter(out), "{}{} crc32 {:08x}\n", trailer_prefix, h.seq,
-                   checksum(h.seq, h.utc, h.kind, body));
+    append_record_tail(out, h.seq, checksum(h.seq, h.utc, h.kind, body));
 }
 
 [[nodiscard]] inline std::string format_record(const record_header& h, std::string_view body) {

@@ -61,36 +61,53 @@ namespace resilite::detail::archive {
                           fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
 }
 
-// Appends and syncs; a new file is created with the preamble and its directory synced.
-inline void append_durably(const std::filesystem::path& file, std::string_view preamble,
-                           std::string_view text) {
-    const int fd = ::open(file.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0) fail_io("cannot open archive segment", file);
-    struct ::stat st {};
-    const bool fresh = ::fstat(fd, &st) == 0 && st.st_size == 0;
-    std::string all = fresh ? std::string{preamble} + std::string{text} : std::string{};
-    std::string_view rest = fresh ? std::string_view{all} : text;
-    while (!rest.empty()) {
-        const auto n = ::write(fd, rest.data(), rest.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            const int e = errno;
-            ::close(fd);
-            errno = e;
-            fail_io("cannot append to archive segment", file);
+// Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
+// new). A new file starts with the preamble. Closing without finish() leaves what was written,
+// unsynced: a torn tail the next drain repairs.
+class segment_appender {
+public:
+    segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
+        fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (fd_ < 0) fail_io("cannot open archive segment", file_);
+        struct ::stat st {};
+        fresh_ = ::fstat(fd_, &st) == 0 && st.st_size == 0;
+        if (fresh_) buffer_ = preamble;
+    }
+    segment_appender(const segment_appender&) = delete;
+    segment_appender& operator=(const segment_appender&) = delete;
+    ~segment_appender() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+
+    std::string& buffer() noexcept { return buffer_; }
+    // Writes the buffer out once it holds `at_least` bytes.
+    void flush(std::size_t at_least = 0) {
+        if (buffer_.size() < at_least || buffer_.empty()) return;
+        std::string_view rest{buffer_};
+        while (!rest.empty()) {
+            const auto n = ::write(fd_, rest.data(), rest.size());
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_io("cannot append to archive segment", file_);
+            }
+            rest.remove_prefix(static_cast<std::size_t>(n));
         }
-        rest.remove_prefix(static_cast<std::size_t>(n));
+        buffer_.clear();
     }
-    if (::fdatasync(fd) != 0) {
-        const int e = errno;
-        ::close(fd);
-        errno = e;
-        fail_io("cannot sync archive segment", file);
+    void finish() {
+        flush();
+        if (::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
+        ::close(std::exchange(fd_, -1));
+        if (fresh_ && !fsync_path(file_.parent_path(), true))
+            fail_io("cannot sync archive directory", file_.parent_path());
     }
-    ::close(fd);
-    if (fresh && !fsync_path(file.parent_path(), true))
-        fail_io("cannot sync archive directory", file.parent_path());
-}
+
+private:
+    std::filesystem::path file_;
+    int fd_ = -1;
+    bool fresh_ = false;
+    std::string buffer_;
+};
 
 struct tail_info {
     std::int64_t seq = 0, last_id = 0, first_id = 0;
@@ -157,6 +174,8 @@ public:
     [[nodiscard]] const std::vector<capture_table>& tables() const noexcept { return tables_; }
     [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
+    // Drains larger than this are written in a second pass instead of being held in memory.
+    void set_memory_limit(std::size_t bytes) noexcept { memory_limit_ = bytes; }
     // Captured rows this writer has not archived yet (another process may have meanwhile).
     [[nodiscard]] std::int64_t pending(sqlite::connection& c) const {
         return c
@@ -258,39 +277,59 @@ public:
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         sqlite::transaction tx{c, transaction_mode::immediate};
         static_cast<void>(refresh_tail());
-        const auto rows = outbox_rows(c, templates_, last_id_);
-        std::int64_t written = 0;
-        if (!rows.empty()) {
-            auto utc = utc_text(now);
-            if (utc < last_utc_) utc = last_utc_;  // never older than the record before
-            std::string text;
-            std::string body;
-            std::int64_t first = 0, last = 0;
-            record_kind kind = record_kind::changes;
-            std::int64_t seq = last_seq_;
-            const auto flush = [&] {
-                if (first == 0) return;
-                append_record(text, {++seq, utc, kind, first, last, body.size()}, body);
-                body.clear();
-                first = 0;
-                kind = record_kind::changes;
-                ++written;
-            };
-            for (const auto& [id, stmt] : rows) {
-                if (stmt == baseline_begin) flush();
-                if (first == 0) first = id;
-                last = id;
-                if (stmt == baseline_begin) {
-                    kind = record_kind::baseline;
-                } else if (stmt == baseline_end) {
-                    flush();
-                } else {
-                    body += stmt;
-                    body += '\n';
+        auto utc = utc_text(now);
+        if (utc < last_utc_) utc = last_utc_;  // never older than the record before
+        // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
+        // lengths and checksums. Their text is kept while it is small; past memory_limit_ (a
+        // snapshot of a large database) it is dropped and written by a second pass, row by row.
+        struct planned {
+            record_header header;
+            std::uint32_t crc;
+        };
+        std::vector<planned> records;
+        std::optional<record_checksum> crc;
+        record_header cur;
+        std::string text, body;
+        bool streaming = false;
+        std::int64_t rows = 0, last_row = last_id_;
+        const auto close_record = [&] {
+            if (!crc) return;
+            records.push_back({cur, crc->value()});
+            if (!streaming) append_record(text, cur, body);
+            body.clear();
+            crc.reset();
+        };
+        for_each_outbox_row(
+            c, templates_, last_id_, std::numeric_limits<std::int64_t>::max(),
+            [&](std::int64_t id, std::string_view stmt) {
+                ++rows;
+                last_row = id;
+                if (stmt == baseline_begin) close_record();
+                if (!crc) {
+                    const auto kind = stmt == baseline_begin ? record_kind::baseline : record_kind::changes;
+                    cur = {last_seq_ + static_cast<std::int64_t>(records.size()) + 1, utc, kind, id, id, 0};
+                    crc.emplace(cur.seq, utc, kind);
                 }
-            }
-            flush();
-            const auto segment = segment_name(utc);
+                cur.last_id = id;
+                if (stmt == baseline_begin) return;
+                if (stmt == baseline_end) {
+                    close_record();
+                    return;
+                }
+                crc->add(stmt);
+                crc->add("\n");
+                cur.bytes += stmt.size() + 1;
+                if (streaming) return;
+                body += stmt;
+                body += '\n';
+                if (text.size() + body.size() > memory_limit_) {
+                    streaming = true;
+                    std::string{}.swap(text);
+                    std::string{}.swap(body);
+                }
+            });
+        close_record();
+        if (!records.empty()) {
             if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
                 std::filesystem::create_directories(dir_, dir_ec);
                 if (dir_ec) {
@@ -301,16 +340,34 @@ public:
                 }
                 static_cast<void>(fsync_path(dir_.parent_path(), true));
             }
-            append_durably(dir_ / segment, segment_preamble(database_, segment), text);
+            const auto segment = segment_name(utc);
+            segment_appender out{dir_ / segment, segment_preamble(database_, segment)};
+            if (!streaming) {
+                out.buffer() += text;
+            } else {  // pass 2: the same rows again (the write lock keeps them as they were)
+                constexpr std::size_t chunk = 1 << 20;
+                for (const auto& r : records) {
+                    append_record_head(out.buffer(), r.header);
+                    for_each_outbox_row(c, templates_, r.header.first_id - 1, r.header.last_id,
+                                        [&](std::int64_t, std::string_view stmt) {
+                                            if (stmt == baseline_begin || stmt == baseline_end) return;
+                                            out.buffer() += stmt;
+                                            out.buffer() += '\n';
+                                            out.flush(chunk);
+                                        });
+                    append_record_tail(out.buffer(), r.header.seq, r.crc);
+                }
+            }
+            out.finish();
             std::error_code ec;
             tail_segment_ = segment;
             tail_size_ = std::filesystem::file_size(dir_ / segment, ec);
             known_ = !ec;
-            last_seq_ = seq;
-            last_id_ = std::get<0>(rows.back());
+            last_seq_ = records.back().header.seq;
             last_utc_ = utc;
-            unsettled_ += static_cast<std::int64_t>(rows.size());
         }
+        last_id_ = last_row;
+        unsettled_ += rows;
         if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_ ||
             (settle && stored_seq(c) != last_seq_)) {
             c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
@@ -318,7 +375,7 @@ public:
             unsettled_ = 0;
         }
         tx.commit();
-        return written;
+        return static_cast<std::int64_t>(records.size());
     }
 
 private:
@@ -329,19 +386,20 @@ private:
     // Do the outbox rows of this record still sit in the database, with the same text? Then the
     // record was drained from this database and only the settle was lost.
     [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) {
-        std::string body;
-        record_kind kind = record_kind::changes;
+        std::optional<record_checksum> crc;
         std::int64_t expected = t.first_id;
-        for (const auto& [id, stmt] : outbox_rows(c, templates_, t.first_id - 1, t.last_id)) {
-            if (id != expected++) return false;
-            if (stmt == baseline_begin) {
-                kind = record_kind::baseline;
-            } else if (stmt != baseline_end) {
-                body += stmt;
-                body += '\n';
-            }
-        }
-        return expected == t.last_id + 1 && checksum(t.seq, t.utc, kind, body) == t.crc;
+        bool contiguous = true;
+        for_each_outbox_row(
+            c, templates_, t.first_id - 1, t.last_id, [&](std::int64_t id, std::string_view stmt) {
+                contiguous = contiguous && id == expected++;
+                if (!crc)
+                    crc.emplace(t.seq, t.utc,
+                                stmt == baseline_begin ? record_kind::baseline : record_kind::changes);
+                if (stmt == baseline_begin || stmt == baseline_end) return;
+                crc->add(stmt);
+                crc->add("\n");
+            });
+        return contiguous && crc && expected == t.last_id + 1 && crc->value() == t.crc;
     }
 
     // Learns where the archive ends, unless nothing changed since this writer last looked (one
@@ -428,6 +486,7 @@ private:
     std::int64_t last_seq_ = 0, last_id_ = 0;
     std::string last_utc_;
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
+    std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
 };
 
