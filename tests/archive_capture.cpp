@@ -575,3 +575,27 @@ TEST_CASE("archive drains larger than the memory limit are written row by row, r
         CHECK(segments_text(dir / "archive").find("SECRET") == std::string::npos);
     }
 }
+
+TEST_CASE("archive writers notice a segment another connection started, even with a clock behind",
+          "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock ahead, behind;  // two connections, one clock stepped back by a month
+    BatchedDb a{dir / "app.db", batched_options(ahead)};
+    BatchedDb b{dir / "app.db", batched_options(behind)};
+    a.insert(Item{1, "a1", 0, "t"});
+    static_cast<void>(a.drain_archive());
+    b.insert(Item{2, "b1", 0, "t"});
+    static_cast<void>(b.drain_archive());  // b now knows where the archive ends
+    ahead.advance(std::chrono::hours{24 * 10});
+    a.insert(Item{3, "a2", 0, "t"});
+    static_cast<void>(a.drain_archive());  // starts 2026_12.sql, notes it at the end of 2026_11.sql
+    CHECK(read_all(dir / "app.db.archive" / "2026_11.sql").ends_with("-- continued in 2026_12.sql\n"));
+    b.insert(Item{4, "b2", 0, "t"});
+    static_cast<void>(b.drain_archive());  // must not reuse a number
+    const auto report = b.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    CHECK(segments_text(dir / "app.db.archive").find("'b2'") >
+          segments_text(dir / "app.db.archive").find("'a2'"));
+}

@@ -36,13 +36,6 @@ inline void remove_database_files(const std::filesystem::path& p) {
     for (const char* suffix : {"", "-journal", "-wal", "-shm"})
         std::filesystem::remove(p.string() + suffix, ec);
 }
-[[noreturn]] inline void refuse_rebuild(const archive_report& r, const std::filesystem::path& target) {
-    throw library_failure(error_class::corrupt, "rebuild",
-                          fmt::format("the archive cannot rebuild everything, so nothing was written "
-                                      "(rebuild_options::keep_going builds what it can):\n{}",
-                                      r.to_text()),
-                          target.string());
-}
 }  // namespace detail::archive
 
 inline archive_report rebuild(const std::filesystem::path& archive_dir, const std::filesystem::path& new_db,
@@ -66,14 +59,16 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                                       fmt::format("the archive holds no valid record\n{}", report.to_text()),
                                       new_db.string());
     }
-    if (!report.rebuildable() && !options.keep_going) a::refuse_rebuild(report, new_db);
+    a::refuse_incomplete(report, options.keep_going, "rebuild", "nothing was written",
+                         "rebuild_options::keep_going", new_db);
     const auto dir = std::filesystem::absolute(new_db).parent_path();
     std::filesystem::create_directories(dir);
     const auto tmp = dir / fmt::format(".{}.rebuild-{}", new_db.filename().string(), ::getpid());
     a::remove_database_files(tmp);
     try {
         a::build_from_archive(contents, tmp, report, false);
-        if (!report.rebuildable() && !options.keep_going) a::refuse_rebuild(report, new_db);
+        a::refuse_incomplete(report, options.keep_going, "rebuild", "nothing was written",
+                             "rebuild_options::keep_going", new_db);
         if (!detail::fsync_path(tmp, false)) {
             throw detail::library_failure(error_class::io, "rebuild", "could not sync the rebuilt database",
                                           new_db.string());

@@ -30,13 +30,8 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
     }
     const auto contents = a::read_archive(archive_dir);
     auto report = a::start_report(archive_dir, contents);
-    if (!report.rebuildable() && !options.keep_going) {
-        throw detail::library_failure(error_class::corrupt, "replay",
-                                      fmt::format("the archive has problems, nothing was replayed "
-                                                  "(replay_options::keep_going applies what it can):\n{}",
-                                                  report.to_text()),
-                                      db.string());
-    }
+    a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                         "replay_options::keep_going", db);
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(std::chrono::milliseconds{5000});
     sqlite::transaction tx{c, transaction_mode::immediate};
@@ -46,12 +41,8 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
     const bool from_snapshot =
         !contents.records.empty() && after < contents.records[contents.start].header.seq;
     report.applied_records = a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report);
-    if (!report.rebuildable() && !options.keep_going) {
-        throw detail::library_failure(
-            error_class::corrupt, "replay",
-            fmt::format("a record could not be applied, nothing was replayed:\n{}", report.to_text()),
-            db.string());
-    }
+    a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                         "replay_options::keep_going", db);
     tx.commit();
     a::summarize_tables(c, report, false);
     return report;

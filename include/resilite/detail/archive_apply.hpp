@@ -37,6 +37,19 @@ namespace resilite::detail::archive {
     return r;
 }
 
+// Throws (class corrupt, the report in the detail) when the archive cannot give everything
+// that was committed and the caller did not ask to go on regardless.
+inline void refuse_incomplete(const archive_report& r, bool keep_going, std::string_view operation,
+                              std::string_view nothing_done, std::string_view option,
+                              const std::filesystem::path& target) {
+    if (r.rebuildable() || keep_going) return;
+    throw library_failure(error_class::corrupt, operation,
+                          fmt::format("the archive cannot give everything that was committed, so {} ({} does "
+                                      "what it can):\n{}",
+                                      nothing_done, option, r.to_text()),
+                          target.string());
+}
+
 [[nodiscard]] inline std::vector<std::string> user_tables(sqlite::connection& c) {
     std::vector<std::string> out;
     for (auto& name :

@@ -341,6 +341,12 @@ public:
                 static_cast<void>(fsync_path(dir_.parent_path(), true));
             }
             const auto segment = segment_name(utc);
+            if (!tail_segment_.empty() && segment != tail_segment_) {
+                // Tells other writers, who only stat the segment they know, that a newer one starts.
+                segment_appender old{dir_ / tail_segment_, {}};
+                old.buffer() = fmt::format("-- continued in {}\n", segment);
+                old.flush();
+            }
             segment_appender out{dir_ / segment, segment_preamble(database_, segment)};
             if (!streaming) {
                 out.buffer() += text;
@@ -402,10 +408,17 @@ private:
         return contiguous && crc && expected == t.last_id + 1 && crc->value() == t.crc;
     }
 
-    // Learns where the archive ends, unless nothing changed since this writer last looked (one
-    // directory listing and one stat). A torn last record (a crash while appending; its rows are
-    // still in the outbox) is moved aside to "<segment>.torn-<time>" and cut off.
+    // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
+    // (a crash while appending; its rows are still in the outbox) is moved aside to "<segment>.torn-<time>"
+    // and cut off.
     std::optional<std::string> refresh_tail() {
+        std::error_code ec;
+        // The common case, one stat: the segment this writer last saw has not grown. A drain that
+        // starts a newer segment first appends a note to the old one (see drain), so an unchanged
+        // tail also means no newer segment: no directory listing on every commit.
+        if (known_ && !tail_segment_.empty() &&
+            std::filesystem::file_size(dir_ / tail_segment_, ec) == tail_size_ && !ec)
+            return std::nullopt;
         const auto segments = list_segments(dir_);
         if (segments.empty()) {
             known_ = true;
@@ -413,9 +426,6 @@ private:
             tail_size_ = 0;
             return std::nullopt;
         }
-        std::error_code ec;
-        const auto size = std::filesystem::file_size(dir_ / segments.back(), ec);
-        if (known_ && !ec && segments.back() == tail_segment_ && size == tail_size_) return std::nullopt;
         std::optional<std::string> note;
         const auto adopt = [&](const tail_info& t) {
             tail_ = t;
