@@ -6,6 +6,10 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace std::chrono_literals;
 using resilite::error_class;
 
@@ -149,4 +153,46 @@ TEST_CASE("health: check and backup schedules changed at run time take effect", 
     clock.advance(25min);
     CHECK(db.maintain());
     CHECK(db.health().last_backup_time.has_value());
+}
+
+namespace {
+// Another process opens the database, reads and closes. Closing the last connection to a WAL
+// database checkpoints it and deletes the -wal: SQLite decides it is the last by taking an
+// EXCLUSIVE lock, which succeeds only if no other process holds a SHARED lock.
+void another_process_opens_and_closes(const std::filesystem::path& path) {
+    // A fresh program (the sqlite3 shell), not a fork: a forked child would inherit SQLite's
+    // in-process record of this process's locks and never ask the kernel.
+    const pid_t child = ::fork();
+    if (child == 0) {
+        const int null = ::open("/dev/null", O_WRONLY);
+        ::dup2(null, 1);
+        ::execlp("sqlite3", "sqlite3", path.c_str(), "SELECT count(*) FROM sqlite_master;", nullptr);
+        ::_exit(127);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+}
+}  // namespace
+
+TEST_CASE("lock: checks, backups and a second Database never drop this process's SQLite locks",
+          "[health][lock]") {
+    test::temp_dir dir;
+    const auto path = dir / "locks.db";
+    monitored_db db{path};
+    db.exec_script("CREATE TABLE t(x)");
+    db.exec("INSERT INTO t VALUES(1)");  // frames in the WAL; this connection holds its SHARED lock
+    const auto wal = std::filesystem::path{path.string() + "-wal"};
+    REQUIRE(std::filesystem::exists(wal));
+    SECTION("header check") { static_cast<void>(db.check(resilite::check_level::header)); }
+    SECTION("quick check") { static_cast<void>(db.check(resilite::check_level::quick)); }
+    SECTION("check_health") { static_cast<void>(resilite::check_health(path, resilite::check_level::full)); }
+    SECTION("backup") { static_cast<void>(db.backup_now()); }
+    SECTION("a second Database on the same file") { monitored_db second{path}; }
+    another_process_opens_and_closes(path);
+    // Had our locks been dropped, the other process would have deleted the WAL we commit into.
+    REQUIRE(std::filesystem::exists(wal));
+    db.exec("INSERT INTO t VALUES(2)");
+    REQUIRE(db.query_one<std::int64_t>("SELECT count(*) FROM t") == 2);
 }

@@ -3,6 +3,7 @@
 // (header level) and by healing; applications can run it on demand.
 
 #include <resilite/detail/marker.hpp>
+#include <resilite/detail/peek_file.hpp>
 #include <resilite/detail/wal_check.hpp>
 #include <resilite/error.hpp>
 #include <resilite/health_report.hpp>
@@ -13,7 +14,7 @@
 #include <array>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <algorithm>
 #include <string>
 
 namespace resilite {
@@ -39,15 +40,16 @@ namespace resilite {
                           : "empty file, never initialised";
         return r;
     }
+    // Through SQLite, never a descriptor of ours: see detail/peek_file.hpp (closing one would
+    // drop this process's locks on a database it has open).
+    const auto peek = detail::peek_file(path, 100);
+    if (peek.rc != SQLITE_OK) return {F::io_error, level, peek.message};
     std::array<unsigned char, 100> header{};
-    {
-        std::ifstream in(path, std::ios::binary);
-        in.read(reinterpret_cast<char*>(header.data()), header.size());
-        if (static_cast<std::size_t>(in.gcount()) < header.size()) {
-            return {F::bad_header, level,
-                    fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
-        }
+    if (peek.bytes.size() < header.size()) {
+        return {F::bad_header, level,
+                fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
     }
+    std::copy(peek.bytes.begin(), peek.bytes.end(), header.begin());
     if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
         return {F::not_a_database, level,
                 "the file does not start with the SQLite header (\"SQLite format 3\")"};
