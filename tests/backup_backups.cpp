@@ -224,7 +224,8 @@ TEST_CASE("sigkill during a backup never leaves a partial file promoted; leftove
             CHECK(
                 resilite::check_health(b, resilite::check_level::full).ok());  // every promoted file is whole
         }
-        for (const auto& e : std::filesystem::directory_iterator(path.string() + ".backups")) {
+        std::error_code ec;  // a kill before the first backup started leaves no directory yet
+        for (const auto& e : std::filesystem::directory_iterator(path.string() + ".backups", ec)) {
             if (e.path().filename().string().find(".tmp") != std::string::npos) {
                 ++interrupted;
                 break;
@@ -341,4 +342,31 @@ TEST_CASE("a backup that cannot finish within its time limit says so and leaves 
     for (const auto& entry : std::filesystem::directory_iterator(path.string() + ".backups")) {
         CHECK(entry.path().filename().string().find(".tmp") == std::string::npos);
     }
+}
+
+TEST_CASE("identity: a backup of a database replaced at the path never rotates out the last good backup",
+          "[backup][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability,
+                                  resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    Db db{path};
+    db.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('precious')");
+    const auto good = db.backup_now();
+    {
+        resilite::sqlite::connection other{dir / "other.db"};
+        other.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('stranger')");
+    }
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));  // its WAL would mask the swap
+    std::filesystem::rename(dir / "other.db", path);  // replaced while open
+    try {
+        static_cast<void>(db.backup_now());
+        FAIL("backed up a different database in place of this one");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::corrupt);
+    }
+    REQUIRE(std::filesystem::exists(good.path));
+    resilite::sqlite::connection c{good.path};
+    CHECK(c.query_all<std::string>("SELECT x FROM t") == std::vector<std::string>{"precious"});
 }

@@ -254,3 +254,72 @@ TEST_CASE("an observer that throws does not change what an operation does", "[da
     CHECK(db.exec("INSERT INTO t VALUES(1)") == 1);
     CHECK(db.query_one<int>("SELECT x FROM t") == 1);
 }
+
+TEST_CASE("identity: a different, new or emptied database at the path is refused at open", "[database][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('original')");
+    }
+    int tables_with_identity = 0;  // how many resilite_identity tables the replacement has
+    const auto swap_in = [&](const std::function<void(const std::filesystem::path&)>& make) {
+        for (const char* suffix : {"", "-wal", "-shm"})
+            std::filesystem::remove(path.string() + suffix);
+        make(path);
+    };
+    const auto refused = [&](std::string_view why) {
+        try {
+            Db db{path};
+            FAIL("opened a database that is not the one resilite keeps at this path");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::corrupt);
+            CHECK(std::string{e.what()}.find(why) != std::string::npos);
+        }
+    };
+    SECTION("another resilite database") {
+        const auto other = dir / "other.db";
+        { Db o{other}; o.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('other')"); }
+        swap_in([&](const auto& p) { std::filesystem::copy_file(other, p); });
+        tables_with_identity = 1;
+        refused("different database");
+    }
+    SECTION("a database made by someone else") {
+        swap_in([](const auto& p) {
+            resilite::sqlite::connection c{p};
+            c.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('stranger')");
+        });
+        refused("not the database resilite keeps here");
+    }
+    SECTION("a new empty database") {
+        swap_in([](const auto& p) {
+            resilite::sqlite::connection c{p};
+            c.exec_script("PRAGMA journal_mode=WAL");
+        });
+        refused("not the database resilite keeps here");
+    }
+    // Nothing was written into what is there now: no identity stamped, no table added.
+    resilite::sqlite::connection c{path};
+    CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_identity'") ==
+          std::optional<int>{tables_with_identity});
+}
+
+TEST_CASE("identity: the same database reopens; a backup restored in place keeps it", "[database][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    std::string first;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(x)");
+        first = db.query_one<std::string>("SELECT identity FROM resilite_identity").value_or("");
+    }
+    REQUIRE(first.size() == 32);
+    const auto marker = resilite::detail::read_marker(path);
+    CHECK(marker.identity == first);
+    CHECK(marker.synchronous == "FULL");
+    Db again{path};
+    CHECK(again.query_one<std::string>("SELECT identity FROM resilite_identity") == first);
+}

@@ -8,6 +8,8 @@
 #include <array>
 #include <atomic>
 #include <csignal>
+#include <fstream>
+#include <optional>
 #include <set>
 #include <sys/wait.h>
 #include <thread>
@@ -530,4 +532,178 @@ TEST_CASE("contention with the library's backoff alone: the writers really colli
     const auto retries = run_contention(std::chrono::milliseconds{0});
     INFO("retries: " << retries);
     CHECK(retries > 0);
+}
+
+TEST_CASE("reconnect never creates a database: files removed while open, then one I/O error",
+          "[retry][reconnect][identity]") {
+    test::temp_dir dir;
+    const auto path = dir / "gone.db";
+    resilite::manual_clock clock;
+    bool armed = false;
+    manual_db::options o;
+    o.clock = clock;
+    o.inject_failure = [&](std::string_view operation, int attempt) {
+        return armed && operation == "exec" && attempt == 1 ? SQLITE_IOERR_READ : SQLITE_OK;
+    };
+    manual_db db{path, o};
+    db.exec_script("CREATE TABLE t(x)");
+    db.exec("INSERT INTO t VALUES(1)");
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
+    armed = true;
+    try {
+        db.exec("INSERT INTO t VALUES(2)");
+        FAIL("wrote after its database file was removed");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::corrupt);
+        CHECK(std::string{e.what()}.find("missing") != std::string::npos);
+    }
+    CHECK_FALSE(std::filesystem::exists(path));  // no new, empty database in its place
+}
+
+TEST_CASE("reconnect to a database replaced while open is refused (identity)", "[retry][reconnect][identity]") {
+    test::temp_dir dir;
+    const auto path = dir / "mine.db";
+    const auto other = dir / "other.db";
+    { manual_db o{other}; o.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('foreign')"); }
+    resilite::manual_clock clock;
+    bool armed = false;
+    manual_db::options o;
+    o.clock = clock;
+    o.inject_failure = [&](std::string_view operation, int attempt) {
+        return armed && operation == "exec" && attempt == 1 ? SQLITE_IOERR_READ : SQLITE_OK;
+    };
+    manual_db db{path, o};
+    db.exec_script("CREATE TABLE t(x)");
+    db.exec("INSERT INTO t VALUES('mine')");
+    std::filesystem::rename(other, path);  // another database takes the path
+    for (const char* suffix : {"-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
+    armed = true;
+    try {
+        db.exec("INSERT INTO t VALUES('lost?')");
+        FAIL("wrote into another database");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::corrupt);
+        CHECK(std::string{e.what()}.find("different database") != std::string::npos);
+    }
+    resilite::sqlite::connection check{path};
+    CHECK(check.query_all<std::string>("SELECT x FROM t") == std::vector<std::string>{"foreign"});
+}
+
+TEST_CASE("busy open: schema sync waits out another process's write lock", "[retry][busy open]") {
+    struct Row {
+        BOOST_HANA_DEFINE_STRUCT(Row, (std::int64_t, id));
+    };
+    using Db = resilite::Database<resilite::schema<resilite::table<"rows", Row, resilite::primary_key<"id">>>,
+                                  resilite::callback_observer, test::manual_durability,
+                                  resilite::exponential_backoff<1, 20, 100000, resilite::jitter::full, 600000>>;
+    test::temp_dir dir;
+    const auto path = dir / "busy.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("PRAGMA journal_mode=WAL; CREATE TABLE other(x);");
+    }
+    int ready[2];
+    int release[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(release) == 0);
+    const pid_t holder = spawn([&] {
+        resilite::sqlite::connection c{path};
+        c.exec("BEGIN IMMEDIATE");
+        c.exec("INSERT INTO other VALUES(1)");
+        char byte = 'r';
+        if (::write(ready[1], &byte, 1) != 1) return 2;
+        ::alarm(60);
+        if (::read(release[0], &byte, 1) != 1) return 2;
+        c.exec("COMMIT");
+        return 0;
+    });
+    char byte = 0;
+    REQUIRE(::read(ready[0], &byte, 1) == 1);
+    test::event_log log;
+    Db::options o;
+    o.observer = log.observer();
+    o.settings = Db::default_settings();
+    o.settings->busy_timeout = 10ms;
+    std::optional<std::string> failure;
+    std::thread opener([&] {
+        try {
+            Db db{path, o};
+            db.insert(Row{1});
+        } catch (const std::exception& e) {
+            failure = e.what();
+        }
+    });
+    // Release the lock only once the opener has met it and retried: counted, not timed.
+    for (;;) {
+        bool retried = log.count("retry") > 0;
+        bool finished = log.count("open") > 0;
+        if (retried || finished) break;
+        std::this_thread::sleep_for(1ms);
+    }
+    REQUIRE(::write(release[1], "x", 1) == 1);
+    opener.join();
+    CHECK(wait_exit(holder) == 0);
+    INFO(failure.value_or(""));
+    CHECK_FALSE(failure);
+    CHECK(log.count("retry") > 0);
+}
+
+TEST_CASE("busy open: a missing directory is a clear error at once, not retries", "[retry][busy open]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    const auto t0 = clock.now();
+    manual_db::options o;
+    o.clock = clock;
+    try {
+        manual_db db{dir / "no" / "such" / "dir.db", o};
+        FAIL("opened in a directory that does not exist");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::cant_open);
+        CHECK(e.technical().attempt == 1);
+        CHECK(std::string{e.what()}.find("does not exist") != std::string::npos);
+    }
+    CHECK(clock.now() == t0);  // no backoff delay was slept
+}
+
+TEST_CASE("busy open: a full disk at open is a clear `full` error at once, not retries", "[retry][busy open]") {
+    test::temp_dir dir;
+    const auto mnt = dir / "small";
+    std::filesystem::create_directories(mnt);
+    if (std::system(fmt::format("mount -t tmpfs -o size=256k tmpfs '{}' 2>/dev/null", mnt.string()).c_str()) !=
+        0) {
+        WARN("cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
+        return;
+    }
+    struct unmount {
+        std::filesystem::path p;
+        ~unmount() { static_cast<void>(std::system(fmt::format("umount '{}'", p.string()).c_str())); }
+    } guard{mnt};
+    const auto path = mnt / "full.db";
+    {
+        manual_db setup{path};
+        setup.exec_script("CREATE TABLE t(x)");
+    }
+    {  // fill the volume
+        std::ofstream fill(mnt / "fill", std::ios::binary);
+        const std::string block(4096, 'f');
+        while (fill.write(block.data(), static_cast<std::streamsize>(block.size())))
+            ;
+    }
+    resilite::manual_clock clock;
+    manual_db::options o;
+    o.clock = clock;
+    try {
+        manual_db db{path, o};
+        db.exec("INSERT INTO t VALUES(randomblob(100000))");
+        FAIL("wrote onto a full disk");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::full);
+        CHECK(e.technical().attempt == 1);
+    }
 }

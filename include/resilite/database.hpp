@@ -14,6 +14,7 @@
 #include <resilite/detail/metrics.hpp>
 #include <resilite/health_snapshot.hpp>
 #include <resilite/inspect_archive.hpp>
+#include <resilite/detail/identity.hpp>
 #include <resilite/detail/marker.hpp>
 #include <resilite/detail/policy_set.hpp>
 #include <resilite/detail/retry_scope.hpp>
@@ -29,6 +30,9 @@
 #include <resilite/transaction_mode.hpp>
 
 #include <fmt/format.h>
+
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -133,34 +137,36 @@ public:
         auto st = start_retry();
         try {
             refuse_invalid(settings_, "open");
+            refuse_unusable_path();
             refuse_damaged();
         } catch (...) {
             finish_failed("open", st);
             throw;
         }
+        // Every step is retried when the database is busy: another process may hold the write
+        // lock while we sync the schema, stamp the identity or catch the archive up.
         for (;;) {
             ++st.attempt;
             try {
-                std::lock_guard lock(mutex_);
-                inject("open", st.attempt);
-                open_connection(st);
+                {
+                    std::lock_guard lock(mutex_);
+                    inject("open", st.attempt);
+                    open_connection(st, true);
+                    verify_identity();  // before anything writes: never write into another database
+                }
+                prepare_schema();
+                finish_identity();
+                if constexpr (archiving) start_archive();  // after sync and migrations: it records them
                 break;
             } catch (...) {
-                conn_.reset();
-                if (retry_after_failure("open", st, retry_context::reconnecting)) continue;
+                {
+                    std::lock_guard lock(mutex_);
+                    archive_.reset();
+                    conn_.reset();
+                }
+                if (retry_after_failure("open", st, retry_context::opening)) continue;
                 throw;
             }
-        }
-        try {
-            prepare_schema();
-            if (!read_only_ && on_disk()) detail::write_marker(path_);
-            if constexpr (archiving) start_archive();  // after sync and migrations: it records them
-        } catch (...) {
-            finish_failed("open", st);
-            std::lock_guard lock(mutex_);
-            archive_.reset();
-            conn_.reset();
-            throw;
         }
         next_checkpoint_ns_ = (now() + settings_.checkpoint_interval).time_since_epoch().count();
         schedule_backups_and_checks(now());
@@ -467,6 +473,7 @@ public:
                                                   "archiving is off (read-only or not a file)",
                                                   path_.string());
                 }
+                reclaim_archive_if_lost();
                 static_cast<void>(archive_->drain(conn(), clock_.utc_now(), true));
                 archive_pending_ = false;
                 return archive_->last_seq();
@@ -631,7 +638,7 @@ private:
             brand_new =
                 version == 0 && conn().template query_one<int>(
                                     "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
-                                    "ESCAPE '\\'") == 0;
+                                    "ESCAPE '\\' AND name NOT LIKE 'resilite\\_%' ESCAPE '\\'") == 0;
         });
         if (version > latest && latest > 0) {
             if constexpr (migrations_type::on_newer == newer_database::refuse) {
@@ -735,7 +742,15 @@ private:
     }
 
     [[nodiscard]] time_point now() const { return clock_.now(); }
-    [[nodiscard]] sqlite::connection& conn() { return *conn_; }
+    [[nodiscard]] sqlite::connection& conn() {
+        if (!conn_) [[unlikely]] {
+            // A reconnect failed: say why (a missing or foreign file is not "busy").
+            if (broken_) throw *broken_;
+            throw detail::library_failure(error_class::cant_open, "connection", "no open connection",
+                                          path_.string());
+        }
+        return *conn_;
+    }
 
     // Every operation ends here: exactly one event per operation (P17), plus one "retry" event
     // per attempt that failed and was retried.
@@ -826,6 +841,7 @@ private:
     // ---- retries ------------------------------------------------------------------------------
 
     enum class retry_context {
+        opening,            // the open flow: it opens the connection again itself
         reconnecting,       // nothing open: busy is retried, a broken connection reopened
         whole_transaction,  // the user's transaction is replayed from the start
         commit_only,        // COMMIT is retried while the transaction stays open
@@ -909,7 +925,10 @@ private:
             throw exhausted;
         }
         back_off(name, st, *failure, remaining);
-        if (scope == detail::retry_scope::reconnect && ctx != retry_context::commit_only) reconnect();
+        if (scope == detail::retry_scope::reconnect && ctx == retry_context::opening) refuse_full_disk(*failure);
+        if (scope == detail::retry_scope::reconnect && ctx != retry_context::commit_only &&
+            ctx != retry_context::opening)
+            reconnect();
         return true;
     }
 
@@ -941,15 +960,25 @@ private:
     }
 
     // Closes a connection SQLite reported unusable and opens a new one; if that fails too, the
-    // next attempt reports it.
+    // next attempt reports it. A reconnect never creates a file and runs open's damage checks: a
+    // file removed, emptied or replaced while we were connected is damage, not a fresh start.
     void reconnect() noexcept {
         std::lock_guard lock(mutex_);
         if (conn_ && conn_->in_transaction()) return;  // never drop an open transaction
         conn_.reset();
         try {
-            open_connection(start_retry());
+            refuse_damaged();
+            open_connection(start_retry(), false);
+            verify_identity();
+            broken_.reset();
         } catch (...) {
             conn_.reset();
+            try {
+                throw;
+            } catch (const error& e) {
+                broken_ = e;
+            } catch (...) {
+            }
         }
     }
 
@@ -1011,6 +1040,97 @@ private:
         return !p.empty() && p != ":memory:" && !p.starts_with("file:");
     }
 
+    // Problems no retry can solve, said at once instead of after the retry deadline.
+    void refuse_unusable_path() const {
+        if (!on_disk()) return;
+        const auto dir = std::filesystem::absolute(path_).parent_path();
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec)) {
+            throw detail::library_failure(error_class::cant_open, "open",
+                                          fmt::format("the directory {} does not exist", dir.string()),
+                                          path_.string());
+        }
+        // The longest side file resilite makes is the sidecar ("-resilite"), and backups add a
+        // time to the name; a name too long for them would fail later, one feature at a time.
+        const auto name = path_.filename().string().size();
+        const auto limit = static_cast<std::size_t>(::pathconf(dir.c_str(), _PC_NAME_MAX));
+        const std::size_t longest_suffix = settings_.backup.enabled ? 30 : 9;
+        if (limit > longest_suffix && name > limit - longest_suffix) {
+            throw detail::library_failure(
+                error_class::cant_open, "open",
+                fmt::format("the file name is {} bytes; at most {} fit with the side files resilite keeps "
+                            "beside it{}",
+                            name, limit - longest_suffix, settings_.backup.enabled ? " and its backups" : ""),
+                path_.string());
+        }
+    }
+
+    // An I/O error while opening on a volume without free space is a full disk: no retry helps.
+    void refuse_full_disk(const error& failure) const {
+        struct statvfs fs {};
+        const auto dir = std::filesystem::absolute(path_).parent_path();
+        if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_bavail > 0) return;
+        technical_detail d = failure.technical();
+        d.note = fmt::format("the volume holding {} has no free space", dir.string());
+        throw error{error_class::full, std::move(d)};
+    }
+
+    // The identity stored in the database must be the one its sidecar records (both empty for a
+    // database resilite never saw; the first open stamps them). Reads only: runs before anything
+    // writes. The caller holds the writer lock.
+    void verify_identity() {
+        if (!on_disk()) return;
+        const auto side = detail::read_marker(path_);
+        const auto mine = detail::read_identity(conn());
+        if (mine) {
+            if (!side.identity.empty() && *mine != side.identity) {
+                throw detail::library_failure(
+                    error_class::corrupt, "open",
+                    fmt::format("a different database is at this path: its identity is {}, but the "
+                                "database resilite keeps here is {}; nothing was changed (if the "
+                                "replacement is intended, remove {})",
+                                *mine, side.identity, detail::marker_path(path_).string()),
+                    path_.string());
+            }
+            identity_ = *mine;
+            return;
+        }
+        if (!side.identity.empty()) {
+            throw detail::library_failure(
+                error_class::corrupt, "open",
+                fmt::format("the file at this path is not the database resilite keeps here (identity {}): "
+                            "it is new, emptied or another database; nothing was changed: restore it "
+                            "from a backup (or remove {} if the replacement is intended)",
+                            side.identity, detail::marker_path(path_).string()),
+                path_.string());
+        }
+        identity_.clear();
+    }
+
+    // After schema sync: a database without identity gets one, and the sidecar records it with
+    // the synchronous level in use.
+    void finish_identity() {
+        if (!on_disk()) return;
+        std::lock_guard lock(mutex_);
+        if (identity_.empty() && !read_only_) {
+            sqlite::transaction tx{conn(), transaction_mode::immediate};
+            detail::stamp_identity(conn(), detail::new_identity());
+            tx.commit();
+            identity_ = detail::read_identity(conn()).value_or("");  // another process may have won
+        }
+        if (read_only_) return;
+        detail::marker m{true, identity_, std::string{to_string(settings_.sync)}};
+        const auto old = detail::read_marker(path_);
+        if (old.identity != m.identity || old.synchronous != m.synchronous) {
+            if (!detail::write_marker(path_, m)) {
+                throw detail::library_failure(
+                    error_class::io, "open",
+                    fmt::format("could not write the sidecar {}", detail::marker_path(path_).string()),
+                    path_.string());
+            }
+        }
+    }
+
     // A header-level look before SQLite touches the file: opening a damaged or emptied
     // database would let SQLite (or schema sync) write over what is left of it.
     void refuse_damaged() const {
@@ -1044,8 +1164,8 @@ private:
         }
     }
 
-    void open_connection(const detail::retry_state& st) {
-        conn_.emplace(path_, sqlite::connection::default_flags | SQLITE_OPEN_NOMUTEX,
+    void open_connection(const detail::retry_state& st, bool create) {
+        conn_.emplace(path_, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                       vfs_.empty() ? nullptr : vfs_.c_str(), settings_.statement_cache_capacity);
         applied_busy_timeout_ = std::chrono::milliseconds{-1};
         prepare_attempt(st);
@@ -1108,10 +1228,22 @@ private:
         }
         std::lock_guard lock(mutex_);
         const auto start = now();
-        archive_.emplace(archive_directory(), path_.filename().string(),
+        // The archive belongs to one database: records of two databases in one directory could
+        // rebuild neither. The changes stay in this database (a later open with the right
+        // directory archives them, from a full snapshot).
+        const auto dir = archive_directory();
+        if (const auto owner = detail::read_archive_identity(dir); owner && *owner != identity_) {
+            emit_since("archive", start, outcome::warning, 0, error_class::misuse,
+                       fmt::format("archiving is off: the archive directory {} belongs to another database "
+                                   "(identity {}, this one is {}); give this database its own directory",
+                                   dir.string(), *owner, identity_));
+            return;
+        }
+        archive_.emplace(dir, path_.filename().string(),
                          detail::archive::capture_tables(schema_type::definition()),
                          settings_.archive.settle_rows);
-        const auto notes = archive_->catch_up(conn(), migrated_);
+        auto notes = archive_->catch_up(conn(), migrated_);
+        claim_archive_directory();
         next_archive_ = now() + settings_.archive.interval;
         drain_archive_quietly(true);  // what a crash left in the outbox, and the schema records
         emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, archive_->last_seq(),
@@ -1143,12 +1275,41 @@ private:
         }
     }
 
+    // Writes the archive directory's identity file (an archive from before identities is
+    // adopted). Its absence later means the directory was removed or replaced while open.
+    void claim_archive_directory() {
+        std::error_code ec;
+        std::filesystem::create_directories(archive_->directory(), ec);
+        archive_claimed_ = !ec && detail::write_archive_identity(archive_->directory(), identity_);
+    }
+
+    // Before a drain: a directory removed (or emptied) while open would otherwise be recreated
+    // silently, holding only the changes from now on, so the archive could never rebuild the
+    // database again. A full snapshot goes first instead, and a warning says what happened.
+    void reclaim_archive_if_lost() {
+        std::error_code ec;
+        if (std::filesystem::exists(detail::archive_identity_path(archive_->directory()), ec) || ec) return;
+        if (!archive_claimed_) {  // never written (the directory could not be): try again
+            claim_archive_directory();
+            return;
+        }
+        const auto start = now();
+        static_cast<void>(archive_->catch_up(conn(), true));  // true: a snapshot first
+        claim_archive_directory();
+        emit_since("archive", start, outcome::warning, 0, error_class::none,
+                   fmt::format("the archive directory {} was removed or replaced while the database was "
+                               "open: a full snapshot was written first, so that the archive alone can "
+                               "rebuild the database again",
+                               archive_->directory().string()));
+    }
+
     // A failed drain never fails the operation that committed: the changes are safe in the
     // outbox, a warning says so, and the next drain archives them.
     void drain_archive_quietly(bool settle) noexcept {
         if (!archive_ || !conn_) return;
         const auto start = now();
         try {
+            reclaim_archive_if_lost();
             static_cast<void>(archive_->drain(conn(), clock_.utc_now(), settle));
             archive_pending_ = false;
         } catch (...) {
@@ -1221,6 +1382,17 @@ private:
                 sqlite::connection copy{tmp};
                 copy.exec_script("PRAGMA journal_mode=DELETE");  // a backup is one self-contained file
                 r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+                // A copy of another database must never rotate out a backup of this one.
+                if (const auto id = detail::read_identity(copy).value_or("none");
+                    !identity_.empty() && id != identity_) {
+                    throw detail::library_failure(
+                        error_class::corrupt, "backup",
+                        fmt::format("the file at the path is not the database this Database opened "
+                                    "(identity {}, expected {}): replaced while open? The copy was "
+                                    "discarded and earlier backups kept",
+                                    id, identity_),
+                        path_.string());
+                }
                 if (copy.query_one<int>(
                         "SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1) {
                     r.archive_seq =
@@ -1412,6 +1584,8 @@ private:
     mutable std::recursive_mutex mutex_;  // the writer lock; recursive so tx.exec can re-enter
     settings settings_;
     std::optional<sqlite::connection> conn_;
+    std::optional<error> broken_;  // why the last reconnect failed (conn_ is empty then)
+    std::string identity_;         // this database's identity (detail/identity.hpp)
     std::chrono::milliseconds applied_busy_timeout_{-1};  // what SQLite's busy handler has now
     std::function<int(std::string_view, int)> inject_failure_;
     std::function<void(int, int)> before_migrations_;
@@ -1432,6 +1606,7 @@ private:
     std::optional<detail::archive::archive_writer> archive_;
     bool migrated_ = false;         // migrations ran at this open: the archive takes a snapshot
     bool archive_pending_ = false;  // a drain failed: maintain() and the next commit try again
+    bool archive_claimed_ = false;  // the archive directory's identity file was written
     time_point next_archive_{};
 
     std::mutex wake_mutex_;

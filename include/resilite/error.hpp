@@ -162,7 +162,10 @@ namespace detail {
     d.sql = sql;
     d.extended_code = extended;
     d.code_name = result_code_name(extended);
-    d.sqlite_message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    // The connection's message only when it is about this failure (a backup step or a VFS
+    // call reports its code without setting it: "not an error" would say nothing).
+    d.sqlite_message = db != nullptr && extended == sqlite3_extended_errcode(db) ? sqlite3_errmsg(db)
+                                                                                 : sqlite3_errstr(rc);
     d.database_path = path;
     return error{classify(extended), std::move(d)};
 }

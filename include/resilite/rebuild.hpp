@@ -14,6 +14,7 @@
 #include <resilite/detail/archive_apply.hpp>
 #include <resilite/detail/archive_replay.hpp>
 #include <resilite/detail/durable_file.hpp>
+#include <resilite/detail/identity.hpp>
 #include <resilite/error.hpp>
 
 #include <unistd.h>
@@ -67,6 +68,12 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
     a::remove_database_files(tmp);
     try {
         a::build_from_archive(contents, tmp, report, false);
+        if (const auto id = detail::read_archive_identity(archive_dir)) {
+            // The rebuilt database is the archived one: it takes its identity, so that it opens
+            // where the original was (the sidecar there names that identity).
+            sqlite::connection c{tmp};
+            detail::stamp_identity(c, *id);
+        }
         a::refuse_incomplete(report, options.keep_going, "rebuild", "nothing was written",
                              "rebuild_options::keep_going", new_db);
         if (!detail::fsync_path(tmp, false)) {

@@ -1,6 +1,10 @@
 #pragma once
-// The marker beside a database that resilite initialised ("app.db-resilite"). It tells a file
-// that was emptied (truncated to 0 bytes: data lost) from a brand new one (nothing lost).
+// The sidecar beside a database that resilite initialised ("app.db-resilite"). It tells a file
+// that was emptied (truncated to 0 bytes: data lost) from a brand new one (nothing lost), holds
+// the database's identity (so that a new, emptied or different database at the path is seen as
+// damage), and the synchronous level last used (what a torn WAL tail can mean after a crash).
+
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -12,18 +16,61 @@ namespace resilite::detail {
     return std::filesystem::path{db.string() + "-resilite"};
 }
 
-// Written once, after the first successful open; never throws (a missing marker only costs
-// the emptied-file diagnosis).
-inline void write_marker(const std::filesystem::path& db) noexcept {
+struct marker {
+    bool exists = false;
+    std::string identity;     // empty in a marker written before identities existed
+    std::string synchronous;  // "FULL", "NORMAL", ...; empty when unknown
+};
+
+[[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
+    marker m;
     try {
-        const auto m = marker_path(db);
-        std::error_code ec;
-        if (std::filesystem::exists(m, ec)) return;
-        std::ofstream out(m);
-        out << "resilite marker: this database was initialised by resilite; if it is ever found empty, "
-               "its data was lost (restore it, do not recreate it)\n";
+        std::ifstream in(marker_path(db));
+        m.exists = static_cast<bool>(in);
+        for (std::string line; std::getline(in, line);) {
+            if (line.starts_with("identity ")) m.identity = line.substr(9);
+            if (line.starts_with("synchronous ")) m.synchronous = line.substr(12);
+        }
     } catch (...) {
     }
+    return m;
+}
+
+// Replaces the marker atomically (temporary file, rename). Returns false when it could not be
+// written: the caller decides whether that matters.
+[[nodiscard]] inline bool write_marker(const std::filesystem::path& db, const marker& m) noexcept {
+    try {
+        const auto target = marker_path(db);
+        // A short temporary name: the marker's own name may be near the file-name limit.
+        const auto tmp = target.parent_path() / (".resilite-marker-" + std::to_string(::getpid()));
+        {
+            std::ofstream out(tmp, std::ios::trunc);
+            out << "resilite marker: this database was initialised by resilite; if it is ever found empty, "
+                   "its data was lost (restore it, do not recreate it)\n";
+            if (!m.identity.empty()) out << "identity " << m.identity << '\n';
+            if (!m.synchronous.empty()) out << "synchronous " << m.synchronous << '\n';
+            out.flush();
+            if (!out) {
+                std::error_code ec;
+                std::filesystem::remove(tmp, ec);
+                return false;
+            }
+        }
+        std::error_code ec;
+        std::filesystem::rename(tmp, target, ec);
+        if (!ec) return true;
+        std::filesystem::remove(tmp, ec);
+        return false;
+    } catch (...) {
+        return false;
+    }
+}
+
+// Writes a marker without identity if there is none (tests that build databases by hand).
+inline void write_marker(const std::filesystem::path& db) noexcept {
+    std::error_code ec;
+    if (std::filesystem::exists(marker_path(db), ec)) return;
+    static_cast<void>(write_marker(db, marker{}));
 }
 
 }  // namespace resilite::detail

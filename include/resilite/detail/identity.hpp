@@ -1,0 +1,64 @@
+#pragma once
+// A database's identity: 128 random bits, stored in the database (table resilite_identity), in
+// its sidecar and in its archive directory. A file at the path whose identity differs from the
+// sidecar's (or that has none while the sidecar has one) is a new, emptied or different
+// database: damage, never a database to write into, back up or archive.
+
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <random>
+#include <string>
+
+namespace resilite::detail {
+
+inline constexpr std::string_view identity_table = "resilite_identity";
+
+[[nodiscard]] inline std::string new_identity() {
+    std::random_device rd;
+    std::string id;
+    for (int i = 0; i < 4; ++i)
+        id += fmt::format("{:08x}", static_cast<std::uint32_t>(rd()));
+    return id;
+}
+
+// The identity stored in the database, if any.
+[[nodiscard]] inline std::optional<std::string> read_identity(sqlite::connection& c) {
+    if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+                         identity_table) != 1)
+        return std::nullopt;
+    return c.query_one<std::string>("SELECT identity FROM resilite_identity LIMIT 1");
+}
+
+// Stores the identity if the database has none yet (the caller is inside a write transaction or
+// accepts autocommit).
+inline void stamp_identity(sqlite::connection& c, const std::string& id) {
+    c.exec_script("CREATE TABLE IF NOT EXISTS resilite_identity(identity TEXT NOT NULL)");
+    c.exec("INSERT INTO resilite_identity(identity) SELECT ? WHERE NOT EXISTS(SELECT 1 FROM resilite_identity)",
+           id);
+}
+
+// The identity file of an archive directory: which database the archive belongs to.
+[[nodiscard]] inline std::filesystem::path archive_identity_path(const std::filesystem::path& dir) {
+    return dir / "IDENTITY";
+}
+
+[[nodiscard]] inline std::optional<std::string> read_archive_identity(const std::filesystem::path& dir) {
+    std::ifstream in(archive_identity_path(dir));
+    std::string line;
+    if (!in || !std::getline(in, line) || !line.starts_with("resilite database ")) return std::nullopt;
+    return line.substr(18);
+}
+
+[[nodiscard]] inline bool write_archive_identity(const std::filesystem::path& dir, const std::string& id) {
+    std::ofstream out(archive_identity_path(dir), std::ios::trunc);
+    out << "resilite database " << id << '\n';
+    out.flush();
+    return static_cast<bool>(out);
+}
+
+}  // namespace resilite::detail
