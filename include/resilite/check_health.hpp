@@ -15,9 +15,21 @@
 #include <cstring>
 #include <filesystem>
 #include <algorithm>
+#include <fstream>
 #include <string>
 
 namespace resilite {
+
+namespace detail {
+// A rollback journal SQLite would play back: it starts with the journal magic.
+[[nodiscard]] inline bool hot_journal(const std::filesystem::path& db) {
+    static constexpr unsigned char magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
+    std::ifstream in(db.string() + "-journal", std::ios::binary);
+    unsigned char head[8]{};
+    in.read(reinterpret_cast<char*>(head), sizeof head);
+    return in.gcount() == 8 && std::memcmp(head, magic, 8) == 0;
+}
+}  // namespace detail
 
 [[nodiscard]] inline health_report check_health(const std::filesystem::path& path,
                                                 check_level level = check_level::quick) {
@@ -50,6 +62,19 @@ namespace resilite {
                 fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
     }
     std::copy(peek.bytes.begin(), peek.bytes.end(), header.begin());
+    // What the WAL says first: a crash during a checkpoint can tear page 1 in the main file
+    // while the log still holds it whole; SQLite recovers from the log, so the check does too.
+    const auto sync = detail::read_marker(path).synchronous;
+    const auto wal = detail::check_wal(path.string() + "-wal", sync != "NORMAL" && sync != "OFF");
+    if (!wal.ok) return {F::bad_wal, level, wal.detail};
+    if (wal.page1.size() == header.size() && std::memcmp(header.data(), wal.page1.data(), header.size()) != 0)
+        std::copy(wal.page1.begin(), wal.page1.end(), header.begin());
+    // A hot rollback journal (a crash while the file was created or left WAL mode) puts the
+    // original pages back when SQLite next opens the file: the header is its business then.
+    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0 && detail::hot_journal(path)) {
+        r.detail = "a rollback journal from an interrupted transaction will restore the file";
+        return r;
+    }
     if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
         return {F::not_a_database, level,
                 "the file does not start with the SQLite header (\"SQLite format 3\")"};
@@ -78,8 +103,6 @@ namespace resilite {
                     size, be32(28), page_size, expected)};
         }
     }
-    if (const auto wal = detail::check_wal(path.string() + "-wal"); !wal.ok)
-        return {F::bad_wal, level, wal.detail};
     if (level == check_level::header) return r;
 
     try {

@@ -1113,9 +1113,15 @@ private:
         if (!on_disk()) return;
         std::lock_guard lock(mutex_);
         if (identity_.empty() && !read_only_) {
-            sqlite::transaction tx{conn(), transaction_mode::immediate};
-            detail::stamp_identity(conn(), detail::new_identity());
-            tx.commit();
+            // Synced whatever the durability policy: the sidecar names it next, and a sidecar
+            // naming an identity the database lost would refuse a healthy database.
+            if (settings_.sync == synchronous::normal) apply_synchronous(synchronous::full);
+            {
+                sqlite::transaction tx{conn(), transaction_mode::immediate};
+                detail::stamp_identity(conn(), detail::new_identity());
+                tx.commit();
+            }
+            if (settings_.sync == synchronous::normal) apply_synchronous(synchronous::normal);
             identity_ = detail::read_identity(conn()).value_or("");  // another process may have won
         }
         if (read_only_) return;

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -64,9 +65,10 @@ inline void truncate_file(const std::filesystem::path& db, truncation how) {
     std::filesystem::resize_file(db, to);
 }
 
-// Flips one byte in the page data of WAL frame n (1-based). When frame n is not the last
-// frame, detected at check_level::header (WAL checksums); when it is the last, SQLite cannot
-// tell it from a torn write and drops it.
+// Flips one byte in the page data of WAL frame n (1-based). When a later transaction follows
+// frame n's, detected at check_level::header (WAL checksums); inside the last transaction no
+// check can tell it from a torn write after a crash (SQLite drops that transaction), so it is not
+// reported.
 inline void flip_wal_byte(const std::filesystem::path& db, std::uint32_t frame, std::mt19937_64& rng) {
     const auto wal = std::filesystem::path{db.string() + "-wal"};
     std::ifstream in(wal, std::ios::binary);
@@ -85,6 +87,25 @@ inline void flip_wal_byte(const std::filesystem::path& db, std::uint32_t frame, 
     in.read(&byte, 1);
     in.close();
     detail::write_bytes(wal, at, {static_cast<unsigned char>(~static_cast<unsigned char>(byte))});
+}
+
+// The numbers (1-based) of the WAL frames that end a transaction (commit frames), in order.
+[[nodiscard]] inline std::vector<std::uint32_t> wal_commit_frames(const std::filesystem::path& db) {
+    const auto wal = std::filesystem::path{db.string() + "-wal"};
+    std::ifstream in(wal, std::ios::binary);
+    std::vector<unsigned char> data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::uint32_t> out;
+    if (data.size() < 32) return out;
+    const auto be = [&](std::size_t at) {
+        return std::uint32_t{data[at]} << 24 | std::uint32_t{data[at + 1]} << 16 |
+               std::uint32_t{data[at + 2]} << 8 | data[at + 3];
+    };
+    const std::uint32_t page = be(8) == 1 ? 65536u : be(8);
+    const std::size_t frame = 24 + static_cast<std::size_t>(page);
+    for (std::size_t i = 0; 32 + (i + 1) * frame <= data.size(); ++i) {
+        if (be(32 + i * frame + 4) != 0) out.push_back(static_cast<std::uint32_t>(i + 1));
+    }
+    return out;
 }
 
 // Number of frames in the WAL (0 when there is none).
