@@ -8,7 +8,12 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <set>
 #include <thread>
 
@@ -369,4 +374,81 @@ TEST_CASE("identity: a backup of a database replaced at the path never rotates o
     REQUIRE(std::filesystem::exists(good.path));
     resilite::sqlite::connection c{good.path};
     CHECK(c.query_all<std::string>("SELECT x FROM t") == std::vector<std::string>{"precious"});
+}
+
+TEST_CASE("restore: onto a target with a damaged header, the damaged files are quarantined, not refused",
+          "[backup][restore]") {
+    test::temp_dir dir;
+    const auto path = dir / "live.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, test::manual_durability>;
+    resilite::backup_result saved;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER); INSERT INTO t VALUES(7)");
+        saved = db.backup_now();
+    }
+    std::mt19937_64 rng{9};
+    resilite::testing::overwrite_header(path, rng);
+    const auto damaged_bytes = std::filesystem::file_size(path);
+    const auto aside = resilite::restore(saved.path, path);
+    REQUIRE_FALSE(aside.empty());
+    CHECK(std::filesystem::file_size(aside / "live.db") == damaged_bytes);  // kept, never deleted
+    Db db{path};
+    CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{7});
+}
+
+TEST_CASE("restore: temporary files of a killed restore are removed by the next one", "[backup][restore]") {
+    test::temp_dir dir;
+    const auto path = dir / "live.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, test::manual_durability>;
+    resilite::backup_result saved;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER); INSERT INTO t VALUES(1)");
+        saved = db.backup_now();
+    }
+    // A process that died mid-restore (its pid no longer exists) left its copy behind.
+    const pid_t dead = ::fork();
+    if (dead == 0) ::_exit(0);
+    ::waitpid(dead, nullptr, 0);
+    const auto left = dir / fmt::format(".live.db.restore.tmp-{}", dead);
+    { std::ofstream{left} << "partial"; }
+    static_cast<void>(resilite::restore(saved.path, path));
+    CHECK_FALSE(std::filesystem::exists(left));
+}
+
+TEST_CASE("backup: a full disk is a clear `full` error, not \"not an error\"", "[backup]") {
+    test::temp_dir dir;
+    const auto mnt = dir / "small";
+    std::filesystem::create_directories(mnt);
+    if (std::system(fmt::format("mount -t tmpfs -o size=512k tmpfs '{}' 2>/dev/null", mnt.string()).c_str()) !=
+        0) {
+        WARN("cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
+        return;
+    }
+    struct unmount {
+        std::filesystem::path p;
+        ~unmount() { static_cast<void>(std::system(fmt::format("umount '{}'", p.string()).c_str())); }
+    } guard{mnt};
+    using Db = resilite::Database<resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+                                  resilite::null_observer, test::manual_durability>;
+    Db::options o;
+    o.settings = Db::default_settings();
+    o.settings->backup.directory = mnt.string();
+    Db db{dir / "big.db", o};
+    db.exec_script(
+        "CREATE TABLE t(b BLOB); WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 300) "
+        "INSERT INTO t SELECT randomblob(4096) FROM c");
+    try {
+        static_cast<void>(db.backup_now());
+        FAIL("a 1.2 MB backup fit on a 512 kB volume");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::full);
+        CHECK(std::string{e.what()}.find("not an error") == std::string::npos);
+    }
 }
