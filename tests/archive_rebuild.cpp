@@ -531,3 +531,60 @@ TEST_CASE(
     write_all(seg, v2);
     CHECK_FALSE(fmtr::read_last_record(seg, v2.size(), name).has_value());
 }
+
+namespace {
+// A segment whose second record claims a body length that wraps around: read naively, its end
+// lands on the first record's trailer and the reader goes round in circles.
+std::string wrapping_segment(bool valid_record_after) {
+    const std::string ddl = "CREATE TABLE IF NOT EXISTS \"t\"(\"id\" INTEGER PRIMARY KEY, \"v\" TEXT);\n";
+    std::string text = fmtr::segment_preamble("evil.db", "2026_11.sql");
+    text += fmtr::format_record({1, "2026-11-22T10:00:00.000Z", fmtr::record_kind::changes, 1, 1, 0}, ddl);
+    const auto trailer = text.rfind(fmtr::trailer_prefix);
+    const std::string head_without_bytes = "-- txn 1 2026-11-22T10:00:00.000Z changes outbox 1-1 bytes ";
+    // The body would start after the header (whose length depends on the number) and "BEGIN;\n".
+    std::uint64_t bytes = 0;
+    for (int digits = 1; digits <= 20; ++digits) {
+        const auto body_start = text.size() + head_without_bytes.size() + static_cast<std::size_t>(digits) + 1 + 7;
+        bytes = static_cast<std::uint64_t>(trailer) - static_cast<std::uint64_t>(body_start);  // wraps
+        if (fmt::format("{}", bytes).size() == static_cast<std::size_t>(digits)) break;
+    }
+    text += fmt::format("{}{}\nBEGIN;\nINSERT INTO \"t\"(\"id\",\"v\") VALUES(1,'x') ON CONFLICT(\"id\") DO "
+                        "UPDATE SET \"v\"=excluded.\"v\";\nCOMMIT; -- txn 1 crc32 00000000\n",
+                        head_without_bytes, bytes);
+    if (valid_record_after) {
+        const std::string row =
+            "INSERT INTO \"t\"(\"id\",\"v\") VALUES(2,'kept') ON CONFLICT(\"id\") DO UPDATE SET "
+            "\"v\"=excluded.\"v\";\n";
+        text += fmtr::format_record({2, "2026-11-22T10:00:01.000Z", fmtr::record_kind::changes, 2, 2, 0}, row);
+    }
+    return text;
+}
+}  // namespace
+
+TEST_CASE("hostile archive: a record length that wraps around is refused, nothing hangs or exhausts memory",
+          "[archive][hostile]") {
+    using K = resilite::archive_problem::kind;
+    test::temp_dir dir;
+    const auto archive = dir / "evil.archive";
+    std::filesystem::create_directories(archive);
+    const auto text = wrapping_segment(true);
+    write_all(archive / "2026_11.sql", text);
+    const int hostile_line = line_of(text, text.find("\n-- txn 1 ", text.find("COMMIT; -- txn 1")) + 1);
+    resilite::rebuild_options o;
+    o.keep_going = true;
+    const auto r = resilite::rebuild(archive, dir / "rebuilt.db", o);
+    INFO(r.to_text());
+    CHECK(has_problem(r, K::damaged, hostile_line, true));
+    CHECK(r.applied_records == 2);
+    CHECK_THROWS_AS(resilite::rebuild(archive, dir / "refused.db"), resilite::error);
+    CHECK_FALSE(resilite::inspect_archive(archive).rebuildable());
+
+    // The writer reads the same segment when it is the current one: opening must work.
+    const auto app = dir / "app";
+    std::filesystem::create_directories(app / "app.db.archive");
+    write_all(app / "app.db.archive" / "2026_11.sql", wrapping_segment(false));
+    resilite::manual_clock clock;
+    BatchedDb db{app / "app.db", batched_options(clock)};
+    db.insert(Item{1, "after", 0, "t"});
+    CHECK(db.drain_archive() > 0);
+}
