@@ -4,7 +4,8 @@
 //   auto report = resilite::rebuild("app.db.archive", "rebuilt.db");
 //
 // Reads every segment, checks every record's CRC-32, starts at the newest snapshot and replays
-// each record under an authorizer that allows only row changes and additive DDL. The result is
+// each record's statements if they have the shapes the writer produces (row upserts of
+// literals, deletes by key, additive DDL; never a trigger), under an authorizer. The result is
 // built in a temporary file, checked (integrity and foreign keys), synced and renamed into
 // place. By default any problem that means a committed change would be missing (a damaged
 // record, a gap, a refused statement) is an error and nothing is created; a torn last record (a

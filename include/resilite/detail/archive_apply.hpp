@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <set>
@@ -59,8 +60,9 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
 }
 
 // Applies the records from index `from` whose sequence number is above `after`, inside the
-// caller's transaction. Every trigger on the tables is dropped first and created again after
-// the rows (the archive already holds what they did). Leaves the state table at the last
+// caller's transaction. Every trigger the database already has is dropped first and created
+// again after the rows (the archive already holds what they did); the archive itself never
+// creates one. Leaves the state table at the last
 // record applied. Returns the number of records applied.
 inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
                                   std::int64_t after, archive_report& report) {
@@ -75,7 +77,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
         tables.insert(lower(t));
     std::int64_t applied = 0, last_seq = after, last_id = 0;
     {
-        replayer rp{c, std::move(tables), true};
+        replayer rp{c, std::move(tables)};
         for (std::size_t i = from; i < a.records.size(); ++i) {
             const auto& r = a.records[i];
             if (r.header.seq <= after) continue;
@@ -83,8 +85,6 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             last_seq = r.header.seq;
             last_id = r.header.last_id;
         }
-        for (const auto& sql : rp.deferred_triggers())
-            rp.trusted(sql);
     }
     for (const auto& sql : held_back) {
         if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) ==
@@ -150,6 +150,15 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file,
                                archive_report& report, bool hashes) {
     sqlite::connection c{file};
+    // Every value of a fresh build comes from a record, where its literal is at least as long
+    // as the value: nothing larger can be legitimate. Nothing is ever attached.
+    std::size_t largest = 0;
+    for (std::size_t i = a.start; i < a.records.size(); ++i)
+        largest = std::max(largest, a.records[i].body.size());
+    const auto length = std::min<std::size_t>(std::max<std::size_t>(2 * largest, 16u << 20),
+                                              static_cast<std::size_t>(sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, -1)));
+    sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, static_cast<int>(length));
+    sqlite3_limit(c.native_handle(), SQLITE_LIMIT_ATTACHED, 0);
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);
     report.applied_records = apply_records(c, a, a.start, 0, report);
