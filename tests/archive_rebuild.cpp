@@ -10,7 +10,12 @@
 #include <rapidcheck.h>
 #include <rapidcheck/catch.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <functional>
 #include <memory>
 
 using namespace test::archive;
@@ -168,7 +173,8 @@ TEST_CASE("archive state machine: a rebuild from archives alone equals the live 
 namespace {
 
 // An archive of five inserts (plus the schema record): txn 1 schema, txn 2..6 rows r1..r5.
-std::filesystem::path five_inserts(const test::temp_dir& dir) {
+std::filesystem::path five_inserts(const std::filesystem::path& dir) {
+    std::filesystem::create_directories(dir);
     {
         ItemsDb db{dir / "app.db", items_options()};
         for (int i = 1; i <= 5; ++i)
@@ -214,7 +220,7 @@ TEST_CASE(
     "[archive]") {
     using K = resilite::archive_problem::kind;
     test::temp_dir dir;
-    const auto seg = five_inserts(dir);
+    const auto seg = five_inserts(dir.path());
     const auto original = segment_of(seg);
     const auto name = seg.filename().string();
     const auto rebuild_rows = [&](resilite::rebuild_options o = {}) {
@@ -418,7 +424,7 @@ TEST_CASE(
 
 TEST_CASE("archive rebuild never writes over a database and leaves no temporary file behind", "[archive]") {
     test::temp_dir dir;
-    static_cast<void>(five_inserts(dir));
+    static_cast<void>(five_inserts(dir.path()));
     const auto archive = dir / "app.db.archive";
     CHECK_THROWS_AS(resilite::rebuild(archive, dir / "app.db"), resilite::error);
     CHECK_THROWS_AS(resilite::rebuild(dir / "no-such-archive", dir / "x.db"), resilite::error);
@@ -429,12 +435,12 @@ TEST_CASE("archive rebuild never writes over a database and leaves no temporary 
     const auto r = resilite::rebuild(archive, target, o);
     CHECK(r.applied_records == 6);
     for (const auto& e : std::filesystem::directory_iterator(dir.path()))
-        CHECK(e.path().filename().string().find(".rebuild-") == std::string::npos);
+        CHECK(e.path().filename().string().find("rebuild") == std::string::npos);
 }
 
 TEST_CASE("archive segments are plain SQL: the sqlite3 shell replays them to the same rows", "[archive]") {
     test::temp_dir dir;
-    const auto seg = five_inserts(dir);
+    const auto seg = five_inserts(dir.path());
     if (std::system("command -v sqlite3 > /dev/null 2>&1") != 0) {
         WARN("sqlite3 shell not installed; skipped");
         return;
@@ -496,7 +502,7 @@ TEST_CASE("archive validation: time order, foreign keys and format versions are 
         }));
     }
     SECTION("a segment in an unknown format version is not read, and nothing is appended to it") {
-        const auto seg = five_inserts(dir);
+        const auto seg = five_inserts(dir.path());
         auto text = read_all(seg);
         text.replace(0, std::string{"-- resilite archive v1"}.size(), "-- resilite archive v2");
         write_all(seg, text);
@@ -514,7 +520,7 @@ TEST_CASE(
     "archive tail: the last record is read from the end of the segment, anything unusual reads it whole",
     "[archive]") {
     test::temp_dir dir;
-    const auto seg = five_inserts(dir);
+    const auto seg = five_inserts(dir.path());
     const auto text = read_all(seg);
     const auto name = seg.filename().string();
     const auto tail = fmtr::read_last_record(seg, text.size(), name);
@@ -739,4 +745,103 @@ TEST_CASE("hostile archive: the work of a replayed statement is bounded, counted
     CHECK(normal.apply(r, problems));
     CHECK(problems.empty());
     CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 't_v'") == 1);
+}
+
+TEST_CASE("archive errors say the archive is the problem, and every failure of rebuild, replay and inspect is "
+          "a resilite::error",
+          "[archive]") {
+    test::temp_dir dir;
+    const auto seg = five_inserts(dir.path());
+    const auto archive = seg.parent_path();
+    const auto is_archive_error = [](const resilite::error& e) {
+        INFO(e.what());
+        CHECK(resilite::name(e.klass()) == "archive");
+        CHECK_THAT(std::string{e.user_message()}, Catch::Contains("archive"));
+    };
+    auto tampered = read_all(seg);
+    tampered[tampered.find("'r3'") + 2] = '9';
+    write_all(seg, tampered);
+    for (const auto& attempt : std::vector<std::function<void()>>{
+             [&] { static_cast<void>(resilite::rebuild(archive, dir / "refused.db")); },
+             [&] { static_cast<void>(resilite::replay_archive(archive, dir / "app.db")); },
+             [&] { static_cast<void>(resilite::rebuild(dir / "no-such-archive", dir / "x.db")); },
+         }) {
+        try {
+            attempt();
+            FAIL("no error");
+        } catch (const resilite::error& e) {
+            is_archive_error(e);
+        }
+    }
+
+    // Long file names: 250 bytes is a valid name (the temporary file must not make it longer
+    // than the file system allows); 300 bytes is not, and says so as a resilite::error.
+    static_cast<void>(five_inserts(dir / "ok"));
+    const auto good = dir.path() / "ok" / "app.db.archive";
+    const auto long_name = dir / std::string(250, 'n');
+    CHECK(resilite::rebuild(good, long_name).applied_records == 6);
+    CHECK(std::filesystem::exists(long_name));
+    for (const auto& attempt : std::vector<std::function<void()>>{
+             [&] { static_cast<void>(resilite::rebuild(good, dir / std::string(300, 'n'))); },
+             [&] { static_cast<void>(resilite::replay_archive(good, dir / std::string(300, 'n'))); },
+             [&] { static_cast<void>(resilite::rebuild(good, dir / std::string(300, 'd') / "x.db")); },
+             [&] { static_cast<void>(resilite::rebuild(dir / std::string(300, 'a'), dir / "y.db")); },
+         }) {
+        CHECK_THROWS_AS(attempt(), resilite::error);
+    }
+}
+
+namespace {
+// The id of a process that has ended (and been reaped).
+pid_t dead_pid() {
+    const pid_t child = ::fork();
+    if (child == 0) ::_exit(0);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    return child;
+}
+}  // namespace
+
+TEST_CASE("archive temporary files of a killed rebuild or inspect are removed by the next one, a live "
+          "process's are kept",
+          "[archive]") {
+    test::temp_dir dir;
+    static_cast<void>(five_inserts(dir.path()));
+    const auto archive = dir / "app.db.archive";
+    const auto dead = dead_pid();
+    const auto out = dir / "out";
+    std::filesystem::create_directories(out);
+    const auto stale = out / fmt::format(".target.db.rebuild-{}", dead);
+    const auto stale_journal = out / fmt::format(".other.db.rebuild-{}-journal", dead);
+    const auto live = out / fmt::format(".other.db.rebuild-{}", ::getpid());
+    const auto unrelated = out / fmt::format("notes.rebuild-{}", dead);
+    for (const auto& p : {stale, stale_journal, live, unrelated})
+        write_all(p, "left behind");
+    static_cast<void>(resilite::rebuild(archive, out / "target.db"));
+    CHECK_FALSE(std::filesystem::exists(stale));
+    CHECK_FALSE(std::filesystem::exists(stale_journal));
+    CHECK(std::filesystem::exists(live));  // may be another thread's rebuild in progress
+    CHECK(std::filesystem::exists(unrelated));
+
+    // inspect's scratch directories live in the temporary directory.
+    const auto tmp = dir / "tmp";
+    std::filesystem::create_directories(tmp);
+    const auto stale_scratch = tmp / fmt::format("resilite-inspect-{}-0", dead);
+    const auto live_scratch = tmp / fmt::format("resilite-inspect-{}-999999", ::getpid());
+    for (const auto& p : {stale_scratch, live_scratch}) {
+        std::filesystem::create_directories(p);
+        write_all(p / "trial.db", "left behind");
+    }
+    const char* old = std::getenv("TMPDIR");
+    const std::string saved = old != nullptr ? old : "";
+    ::setenv("TMPDIR", tmp.c_str(), 1);
+    const auto report = resilite::inspect_archive(archive);
+    if (old != nullptr) {
+        ::setenv("TMPDIR", saved.c_str(), 1);
+    } else {
+        ::unsetenv("TMPDIR");
+    }
+    CHECK(report.rebuildable());
+    CHECK_FALSE(std::filesystem::exists(stale_scratch));
+    CHECK(std::filesystem::exists(live_scratch));
 }

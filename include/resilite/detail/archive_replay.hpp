@@ -350,7 +350,7 @@ public:
                 if (sqlite3_get_autocommit(c_.native_handle()) != 0) {
                     // SQLite rolled back the caller's whole transaction (an interrupted statement,
                     // a full disk): nothing can go on from here.
-                    throw library_failure(error_class::corrupt, "replay",
+                    throw library_failure(error_class::archive, "replay",
                                           fmt::format("{}:{}: txn {}: {}; nothing was applied", r.segment, line,
                                                       r.header.seq, message),
                                           c_.path());

@@ -57,7 +57,7 @@ namespace resilite::detail::archive {
 }
 
 [[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
-    throw library_failure(error_class::io, "archive",
+    throw library_failure(error_class::archive, "archive",
                           fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
 }
 
@@ -333,7 +333,7 @@ public:
             if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
                 std::filesystem::create_directories(dir_, dir_ec);
                 if (dir_ec) {
-                    throw library_failure(error_class::io, "archive",
+                    throw library_failure(error_class::archive, "archive",
                                           fmt::format("cannot create the archive directory {}: {}",
                                                       dir_.string(), dir_ec.message()),
                                           dir_.string());
@@ -447,7 +447,7 @@ private:
             const auto contents = read_segment(text, *it);
             if (contents.unknown_format) {
                 throw library_failure(
-                    error_class::misuse, "archive",
+                    error_class::archive, "archive",
                     fmt::format("{} was written in another archive format version; nothing is "
                                 "appended to it (upgrade resilite, or archive to a new directory)",
                                 *it),
