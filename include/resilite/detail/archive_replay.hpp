@@ -40,7 +40,14 @@ struct archive_contents {
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir) {
     using K = archive_problem::kind;
     archive_contents a;
-    a.segments = list_segments(dir);
+    std::vector<std::string> odd;
+    a.segments = list_segments(dir, &odd);
+    for (const auto& name : odd) {
+        // Never followed or read: a link could lead anywhere. Records it holds count as missing.
+        a.problems.push_back({K::damaged, name, 0,
+                              unusable_segment(dir / name).value_or("not a regular file") + "; not read",
+                              true});
+    }
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     for (const auto& name : a.segments) {
         const auto& text = a.texts.emplace_back(read_file(dir / name));
