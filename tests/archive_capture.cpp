@@ -8,8 +8,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <limits>
 #include <set>
@@ -258,8 +261,13 @@ TEST_CASE("archive torn tail: a record cut short by a crash is moved aside and a
         CHECK(report.reproduces_live == true);
     }
     bool moved = false;
-    for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.archive"))
-        moved = moved || e.path().filename().string().starts_with("2026_11.sql.torn-");
+    for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.archive")) {
+        if (!e.path().filename().string().starts_with("2026_11.sql.torn-")) continue;
+        CHECK_FALSE(moved);  // one file for the one tear
+        moved = true;
+        const auto written = text.substr(0, cut + (text.size() - cut) / 2);
+        CHECK(read_all(e.path()) == written.substr(written.rfind("\n-- txn ") + 1));  // the torn bytes, kept
+    }
     CHECK(moved);
     bool said = false;
     for (const auto& e : log.events())
@@ -598,6 +606,128 @@ TEST_CASE("archive writers notice a segment another connection started, even wit
     CHECK(report.reproduces_live == true);
     CHECK(segments_text(dir / "app.db.archive").find("'b2'") >
           segments_text(dir / "app.db.archive").find("'a2'"));
+}
+
+namespace {
+std::vector<std::string> torn_files(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir))
+        if (e.path().filename().string().find(".torn-") != std::string::npos) out.push_back(e.path().string());
+    return out;
+}
+
+bool warned_with(const test::event_log& log, std::string_view text) {
+    for (const auto& e : log.events())
+        if (e.name == "archive" && e.result == resilite::outcome::warning && e.detail.find(text) != std::string::npos)
+            return true;
+    return false;
+}
+
+// Files may grow to `bytes` and no further while it lives (writes past it fail with EFBIG,
+// as appends to a full volume fail with ENOSPC, after a partial write).
+class file_size_limit {
+public:
+    explicit file_size_limit(rlim_t bytes) {
+        ::getrlimit(RLIMIT_FSIZE, &saved_);
+        previous_ = std::signal(SIGXFSZ, SIG_IGN);
+        rlimit l = saved_;
+        l.rlim_cur = bytes;
+        ::setrlimit(RLIMIT_FSIZE, &l);
+    }
+    file_size_limit(const file_size_limit&) = delete;
+    file_size_limit& operator=(const file_size_limit&) = delete;
+    ~file_size_limit() {
+        ::setrlimit(RLIMIT_FSIZE, &saved_);
+        std::signal(SIGXFSZ, previous_);
+    }
+
+private:
+    rlimit saved_{};
+    void (*previous_)(int) = nullptr;
+};
+}  // namespace
+
+TEST_CASE("archive volume full: failed appends leave no torn file and nothing behind; the outbox catches up",
+          "[archive]") {
+    test::temp_dir dir;
+    test::event_log log;
+    auto o = items_options();
+    o.observer = log.observer();
+    ItemsDb db{dir / "app.db", o};
+    db.insert(Item{1, "before", 0, "t"});
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto seg = archive / segments.front();
+    // Comment lines make the segment larger than the database and its WAL will grow to, so that
+    // only the archive hits the limit.
+    auto text = read_all(seg);
+    const auto first_record = text.find("-- txn ");
+    std::string padding;
+    while (padding.size() < (4u << 20))
+        padding += "-- padding: an archive volume that is nearly full\n";
+    write_all(seg, text.substr(0, first_record) + padding + text.substr(first_record));
+    const auto padded = read_all(seg);
+    {
+        const file_size_limit limit{padded.size() + 40};  // room for part of one record
+        for (int i = 2; i <= 21; ++i)
+            db.insert(Item{i, fmt::format("during {}", i), 0, "t"});  // each commit's drain fails
+    }
+    CHECK(warned_with(log, "cannot append"));
+    CHECK(torn_files(archive).empty());
+    CHECK(read_all(seg) == padded);  // what a failed append wrote was taken back
+    CHECK(db.health().archive_pending > 0);
+    static_cast<void>(db.drain_archive());
+    CHECK(db.health().archive_pending == 0);
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    CHECK(torn_files(archive).empty());
+}
+
+TEST_CASE("archive segment name taken by a directory: the database opens, warns and keeps the outbox",
+          "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    test::event_log log;
+    auto o = batched_options(clock);
+    o.observer = log.observer();
+    std::filesystem::create_directories(dir / "app.db.archive" / "2026_11.sql");
+    BatchedDb db{dir / "app.db", o};
+    CHECK(warned_with(log, "2026_11.sql"));
+    db.insert(Item{1, "kept", 0, "t"});
+    CHECK_THROWS_AS(db.drain_archive(), resilite::error);
+    CHECK(db.health().archive_pending >= 2);  // the schema record and the row
+    std::filesystem::remove(dir / "app.db.archive" / "2026_11.sql");
+    static_cast<void>(db.drain_archive());
+    CHECK(db.health().archive_pending == 0);
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("archive segment that is a symbolic link is never followed: nothing is appended to its target",
+          "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    test::event_log log;
+    auto o = batched_options(clock);
+    o.observer = log.observer();
+    const auto victim = dir / "unrelated.txt";
+    write_all(victim, "someone else's file\n");
+    std::filesystem::create_directories(dir / "app.db.archive");
+    std::filesystem::create_symlink(victim, dir / "app.db.archive" / "2026_11.sql");
+    BatchedDb db{dir / "app.db", o};
+    CHECK(warned_with(log, "symbolic link"));
+    db.insert(Item{1, "kept", 0, "t"});
+    CHECK_THROWS_AS(db.drain_archive(), resilite::error);
+    CHECK(read_all(victim) == "someone else's file\n");
+    CHECK(db.health().archive_pending >= 2);
+    // A reader does not follow it either, and says so.
+    const auto report = resilite::inspect_archive(dir / "app.db.archive");
+    CHECK(report.to_text().find("symbolic link") != std::string::npos);
 }
 
 TEST_CASE("archive: a directory removed while open gets a full snapshot; the archive alone rebuilds every row",

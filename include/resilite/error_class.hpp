@@ -40,9 +40,10 @@ enum class error_class : std::uint8_t {
     retry_exhausted,  // attempts or deadline ran out (the last cause is carried)
     degraded,         // refused because the database is running degraded
     migration,        // a migration failed and was rolled back (the version is unchanged)
+    archive,          // the text archive is damaged, incomplete, hostile or cannot be written
 };
 
-inline constexpr std::size_t error_class_count = static_cast<std::size_t>(error_class::migration) + 1;
+inline constexpr std::size_t error_class_count = static_cast<std::size_t>(error_class::archive) + 1;
 
 namespace detail {
 struct error_class_info {
@@ -83,6 +84,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
     {"migration",
      "The database could not be upgraded for this version of the application; it was left as it was."},
+    {"archive", "The text archive is damaged or cannot be used."},
 }};
 }  // namespace detail
 

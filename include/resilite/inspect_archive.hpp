@@ -27,8 +27,8 @@ struct inspect_options {
     std::set<std::string> excluded_columns;
 };
 
-inline archive_report inspect_archive(const std::filesystem::path& archive_dir,
-                                      const inspect_options& options = {}) {
+namespace detail::archive {
+[[nodiscard]] inline archive_report inspect(const std::filesystem::path& archive_dir, const inspect_options& options) {
     namespace a = detail::archive;
     const auto contents = a::read_archive(archive_dir);
     auto report = a::start_report(archive_dir, contents);
@@ -38,6 +38,7 @@ inline archive_report inspect_archive(const std::filesystem::path& archive_dir,
         return report;
     }
     static std::atomic<int> counter{0};
+    a::remove_stale_temporaries(std::filesystem::temp_directory_path(), true);  // killed inspections'
     const auto scratch = std::filesystem::temp_directory_path() /
                          fmt::format("resilite-inspect-{}-{}", ::getpid(), counter.fetch_add(1));
     std::filesystem::create_directories(scratch);
@@ -100,6 +101,14 @@ inline archive_report inspect_archive(const std::filesystem::path& archive_dir,
     }
     cleanup();
     return report;
+}
+}  // namespace detail::archive
+
+// Every failure is a resilite::error.
+inline archive_report inspect_archive(const std::filesystem::path& archive_dir,
+                                      const inspect_options& options = {}) {
+    namespace a = detail::archive;
+    return a::guarded("inspect", archive_dir, [&] { return detail::archive::inspect(archive_dir, options); });
 }
 
 }  // namespace resilite

@@ -9,8 +9,19 @@
 #include <resilite/error.hpp>
 #include <resilite/sqlite/connection.hpp>
 
+#include <signal.h>
+#include <sys/types.h>
+
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <exception>
+#include <initializer_list>
+#include <limits>
+#include <new>
+#include <system_error>
 #include <cstdint>
 #include <filesystem>
 #include <set>
@@ -18,6 +29,71 @@
 #include <vector>
 
 namespace resilite::detail::archive {
+
+// Runs f; anything it throws that is not a resilite::error becomes one (a file name too long
+// for the file system, memory running out), so that callers need to catch one type only.
+template <class F>
+auto guarded(std::string_view operation, const std::filesystem::path& path, F&& f) -> decltype(f()) {
+    try {
+        return f();
+    } catch (const error&) {
+        throw;
+    } catch (const std::filesystem::filesystem_error& e) {
+        const auto klass = [&] {
+            const auto c = e.code();
+            if (c == std::errc::filename_too_long || c == std::errc::no_such_file_or_directory ||
+                c == std::errc::not_a_directory || c == std::errc::is_a_directory)
+                return error_class::cant_open;
+            if (c == std::errc::permission_denied || c == std::errc::operation_not_permitted)
+                return error_class::permission;
+            if (c == std::errc::no_space_on_device) return error_class::full;
+            if (c == std::errc::read_only_file_system) return error_class::read_only;
+            return error_class::io;
+        }();
+        throw library_failure(klass, operation, e.what(), path.string());
+    } catch (const std::bad_alloc&) {
+        throw library_failure(error_class::no_memory, operation, "out of memory", path.string());
+    } catch (const std::exception& e) {
+        throw library_failure(error_class::internal, operation, e.what(), path.string());
+    }
+}
+
+// The process that owns a temporary file named "<prefix><pid><rest>", when it has ended: its
+// file is stale (a killed rebuild or inspect) and can go.
+[[nodiscard]] inline bool owner_gone(std::string_view name, std::string_view prefix,
+                                     std::initializer_list<std::string_view> rests) {
+    const auto at = name.rfind(prefix);
+    if (at == std::string_view::npos) return false;
+    auto rest = name.substr(at + prefix.size());
+    long long pid = 0;
+    const auto [p, ec] = std::from_chars(rest.data(), rest.data() + rest.size(), pid);
+    if (ec != std::errc{} || p == rest.data() || pid <= 0 || pid > std::numeric_limits<pid_t>::max())
+        return false;
+    rest.remove_prefix(static_cast<std::size_t>(p - rest.data()));
+    const bool shaped = std::any_of(rests.begin(), rests.end(), [&](std::string_view r) {
+        if (r == "-<n>") {  // a counter
+            return rest.size() > 1 && rest[0] == '-' &&
+                   std::all_of(rest.begin() + 1, rest.end(), [](char c) { return c >= '0' && c <= '9'; });
+        }
+        return rest == r;
+    });
+    return shaped && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+}
+
+// Removes what killed rebuilds left in `dir` (".<name>.rebuild-<pid>" and its journal files),
+// or, with `inspect`, killed inspections' scratch directories ("resilite-inspect-<pid>-<n>").
+inline void remove_stale_temporaries(const std::filesystem::path& dir, bool inspect) {
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        const bool stale = inspect ? name.starts_with("resilite-inspect-") &&
+                                         owner_gone(name, "resilite-inspect-", {"-<n>"})
+                                   : name.starts_with(".") &&
+                                         owner_gone(name, ".rebuild-", {"", "-journal", "-wal", "-shm"});
+        std::error_code rm;
+        if (stale) std::filesystem::remove_all(it->path(), rm);
+    }
+}
 
 [[nodiscard]] inline archive_report start_report(const std::filesystem::path& dir,
                                                  const archive_contents& a) {
@@ -37,13 +113,13 @@ namespace resilite::detail::archive {
     return r;
 }
 
-// Throws (class corrupt, the report in the detail) when the archive cannot give everything
+// Throws (class archive, the report in the detail) when the archive cannot give everything
 // that was committed and the caller did not ask to go on regardless.
 inline void refuse_incomplete(const archive_report& r, bool keep_going, std::string_view operation,
                               std::string_view nothing_done, std::string_view option,
                               const std::filesystem::path& target) {
     if (r.rebuildable() || keep_going) return;
-    throw library_failure(error_class::corrupt, operation,
+    throw library_failure(error_class::archive, operation,
                           fmt::format("the archive cannot give everything that was committed, so {} ({} does "
                                       "what it can):\n{}",
                                       nothing_done, option, r.to_text()),
@@ -59,8 +135,9 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
 }
 
 // Applies the records from index `from` whose sequence number is above `after`, inside the
-// caller's transaction. Every trigger on the tables is dropped first and created again after
-// the rows (the archive already holds what they did). Leaves the state table at the last
+// caller's transaction. Every trigger the database already has is dropped first and created
+// again after the rows (the archive already holds what they did); the archive itself never
+// creates one. Leaves the state table at the last
 // record applied. Returns the number of records applied.
 inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
                                   std::int64_t after, archive_report& report) {
@@ -75,7 +152,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
         tables.insert(lower(t));
     std::int64_t applied = 0, last_seq = after, last_id = 0;
     {
-        replayer rp{c, std::move(tables), true};
+        replayer rp{c, std::move(tables)};
         for (std::size_t i = from; i < a.records.size(); ++i) {
             const auto& r = a.records[i];
             if (r.header.seq <= after) continue;
@@ -83,8 +160,6 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             last_seq = r.header.seq;
             last_id = r.header.last_id;
         }
-        for (const auto& sql : rp.deferred_triggers())
-            rp.trusted(sql);
     }
     for (const auto& sql : held_back) {
         if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) ==
@@ -150,6 +225,15 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file,
                                archive_report& report, bool hashes) {
     sqlite::connection c{file};
+    // Every value of a fresh build comes from a record, where its literal is at least as long
+    // as the value: nothing larger can be legitimate. Nothing is ever attached.
+    std::size_t largest = 0;
+    for (std::size_t i = a.start; i < a.records.size(); ++i)
+        largest = std::max(largest, a.records[i].body.size());
+    const auto length = std::min<std::size_t>(std::max<std::size_t>(2 * largest, 16u << 20),
+                                              static_cast<std::size_t>(sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, -1)));
+    sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, static_cast<int>(length));
+    sqlite3_limit(c.native_handle(), SQLITE_LIMIT_ATTACHED, 0);
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);
     report.applied_records = apply_records(c, a, a.start, 0, report);

@@ -408,7 +408,7 @@ public:
             const auto parts =
                 c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
             if (!parts) {
-                throw library_failure(error_class::corrupt, "archive",
+                throw library_failure(error_class::archive, "archive",
                                       fmt::format("outbox row refers to template {}, which is missing", id),
                                       c.path());
             }
@@ -454,7 +454,7 @@ void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::
             const int values = static_cast<int>(pieces.size()) - 1;
             if (3 + values > sqlite3_column_count(h)) {
                 throw library_failure(
-                    error_class::corrupt, "archive",
+                    error_class::archive, "archive",
                     fmt::format("outbox row {} needs {} values but the outbox has {} columns", id, values,
                                 sqlite3_column_count(h) - 3),
                     c.path());

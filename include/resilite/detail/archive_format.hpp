@@ -120,6 +120,9 @@ inline void append_record(std::string& out, record_header h, std::string_view bo
     return out;
 }
 
+// Far beyond any real archive, far below overflow.
+inline constexpr std::int64_t max_seq = std::int64_t{1} << 60;
+
 namespace parse {
 
 [[nodiscard]] inline bool take(std::string_view& s, std::string_view word) {
@@ -158,6 +161,8 @@ template <class Int>
         !number(line, h.last_id) || !take(line, " bytes ") || !number(line, h.bytes) || !line.empty()) {
         return std::nullopt;
     }
+    // Numbers a writer can produce: sequence arithmetic (seq + 1, gaps) then cannot overflow.
+    if (h.seq < 1 || h.seq > max_seq || h.first_id < 0 || h.last_id < h.first_id) return std::nullopt;
     return h;
 }
 
@@ -246,7 +251,9 @@ struct segment_contents {
         const auto h = complete ? parse::header(l) : std::nullopt;
         const std::size_t body_start = pos + l.size() + 1 + 7;  // "BEGIN;\n"
         const bool begins = complete && text.substr(pos + l.size() + 1, 7) == "BEGIN;\n";
-        if (h && begins && body_start + h->bytes <= text.size()) {
+        // A claimed length never exceeds what is left of the segment (a length that wraps
+        // around would send the reader backwards, round and round).
+        if (h && begins && h->bytes <= text.size() - body_start) {
             const auto body = text.substr(body_start, h->bytes);
             const auto [t, t_complete] = next_line(body_start + h->bytes);
             const auto crc = t_complete ? parse::trailer(t, h->seq) : std::nullopt;

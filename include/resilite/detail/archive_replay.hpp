@@ -1,11 +1,12 @@
 #pragma once
 // The archive's reading side: every segment read and checked, records put in sequence order
-// with duplicates and gaps reported, and a replayer that applies records under an authorizer
-// that allows only row changes and additive DDL on the archive's own tables.
+// with duplicates and gaps reported, and a replayer that applies only the writer's statement
+// shapes (archive_grammar.hpp), under an authorizer and a bound on the work of each statement.
 
 #include <resilite/archive_report.hpp>
 #include <resilite/detail/archive_capture.hpp>
 #include <resilite/detail/archive_format.hpp>
+#include <resilite/detail/archive_grammar.hpp>
 #include <resilite/detail/archive_writer.hpp>
 #include <resilite/sqlite/connection.hpp>
 
@@ -39,7 +40,14 @@ struct archive_contents {
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir) {
     using K = archive_problem::kind;
     archive_contents a;
-    a.segments = list_segments(dir);
+    std::vector<std::string> odd;
+    a.segments = list_segments(dir, &odd);
+    for (const auto& name : odd) {
+        // Never followed or read: a link could lead anywhere. Records it holds count as missing.
+        a.problems.push_back({K::damaged, name, 0,
+                              unusable_segment(dir / name).value_or("not a regular file") + "; not read",
+                              true});
+    }
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     for (const auto& name : a.segments) {
         const auto& text = a.texts.emplace_back(read_file(dir / name));
@@ -261,75 +269,39 @@ struct archive_contents {
     }
 }
 
-enum class statement_kind { row_change, create_table, create_index, create_trigger, add_column, other };
-
-struct statement_head {
-    statement_kind kind = statement_kind::other;
-    std::string words;  // the first two words, upper case, for messages: "DROP TABLE"
+// How much work a replayed statement may do, in SQLite virtual machine steps: a fixed allowance
+// plus a share that grows with the data the statement may legitimately touch (the database
+// before the replay, what the archive has added so far, the statement itself). The writer's
+// shapes stay far below it (an upsert costs a few dozen steps, an index over n rows some tens
+// per row); a statement that runs away is stopped, and the count is the same on every machine.
+struct replay_budget {
+    std::int64_t base_steps = 10'000'000;
+    std::int64_t steps_per_byte = 64;
 };
 
-// What a statement says it is, from its first words (comments and spaces skipped).
-[[nodiscard]] inline statement_head classify(std::string_view sql) {
-    std::vector<std::string> words;
-    std::size_t i = 0;
-    while (i < sql.size() && words.size() < 5) {
-        const char c = sql[i];
-        if (std::isspace(static_cast<unsigned char>(c))) {
-            ++i;
-        } else if (sql.substr(i, 2) == "--") {
-            i = sql.find('\n', i);
-            if (i == std::string_view::npos) break;
-        } else if (sql.substr(i, 2) == "/*") {
-            i = sql.find("*/", i + 2);
-            if (i == std::string_view::npos) break;
-            i += 2;
-        } else if (c == '"' || c == '`' || c == '[') {  // a quoted name
-            const char close = c == '[' ? ']' : c;
-            auto j = i + 1;
-            while (j < sql.size() && !(sql[j] == close && (j + 1 >= sql.size() || sql[j + 1] != close)))
-                j += sql[j] == close ? 2 : 1;
-            words.emplace_back("<name>");
-            i = j + 1;
-        } else if (std::isalnum(static_cast<unsigned char>(c)) || c == '_') {
-            auto j = i;
-            while (j < sql.size() && (std::isalnum(static_cast<unsigned char>(sql[j])) || sql[j] == '_'))
-                ++j;
-            words.push_back(lower(sql.substr(i, j - i)));
-            i = j;
-        } else {
-            break;
-        }
-    }
-    const auto w = [&](std::size_t n) { return n < words.size() ? words[n] : std::string{}; };
-    std::string head = w(1).empty() || w(1) == "<name>" ? w(0) : w(0) + " " + w(1);
-    std::transform(head.begin(), head.end(), head.begin(),
-                   [](char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); });
-    const auto kind = [&] {
-        if (w(0) == "insert" || w(0) == "replace" || w(0) == "update" || w(0) == "delete")
-            return statement_kind::row_change;
-        if (w(0) == "create" && w(1) == "table") return statement_kind::create_table;
-        if (w(0) == "create" && (w(1) == "index" || (w(1) == "unique" && w(2) == "index")))
-            return statement_kind::create_index;
-        if (w(0) == "create" && w(1) == "trigger") return statement_kind::create_trigger;
-        if (w(0) == "alter" && w(1) == "table" && w(3) == "add") return statement_kind::add_column;
-        return statement_kind::other;
-    }();
-    return {kind, head.empty() ? std::string{"this statement"} : head};
-}
-
-// Applies records on one connection, each in a savepoint of the caller's transaction.
+// Applies records on one connection, each in a savepoint of the caller's transaction. Every
+// statement must have one of the writer's shapes (archive_grammar.hpp) and pass the authorizer;
+// a trigger in the archive is never created (it is code that would run inside the application:
+// the application's declared schema adds its triggers when it opens the database).
 class replayer {
 public:
     // `tables`: the tables row changes may touch (lower-case); CREATE TABLE records add to it.
-    replayer(sqlite::connection& c, std::set<std::string> tables, bool defer_triggers)
-        : c_(c), tables_(std::move(tables)), defer_triggers_(defer_triggers) {
+    replayer(sqlite::connection& c, std::set<std::string> tables, replay_budget budget = {})
+        : c_(c), tables_(std::move(tables)), budget_(budget) {
+        const auto pages = c_.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+        const auto page_size = c_.query_one<std::int64_t>("PRAGMA page_size").value_or(0);
+        basis_ = pages * page_size;
         sqlite3_set_authorizer(c_.native_handle(), &replayer::authorize, this);
+        sqlite3_progress_handler(c_.native_handle(), steps_per_call, &replayer::progress, this);
     }
     replayer(const replayer&) = delete;
     replayer& operator=(const replayer&) = delete;
-    ~replayer() { sqlite3_set_authorizer(c_.native_handle(), nullptr, nullptr); }
+    ~replayer() {
+        sqlite3_progress_handler(c_.native_handle(), 0, nullptr, nullptr);
+        sqlite3_set_authorizer(c_.native_handle(), nullptr, nullptr);
+    }
 
-    // Runs SQL of the library's own (no authorizer limits).
+    // Runs SQL of the library's own (no authorizer limits, no step budget).
     void trusted(std::string_view sql) {
         trusted_ = true;
         try {
@@ -341,93 +313,147 @@ public:
         trusted_ = false;
     }
 
-    [[nodiscard]] const std::vector<std::string>& deferred_triggers() const noexcept { return deferred_; }
-
     // Applies every statement of the record, or none: returns false and adds a problem (with
     // the statement's segment and line) when one is refused or fails.
     bool apply(const record& r, std::vector<archive_problem>& problems) {
         trusted("SAVEPOINT resilite_replay");
-        // NUL-terminated, so that SQLite parses in place: given a length, sqlite3_prepare_v2
-        // copies the rest of the text for every statement (quadratic in the record's size).
-        const std::string body{r.body};
-        const char* p = body.c_str();
-        const char* const end = p + body.size();
-        const auto deferred_before = deferred_.size();
+        const std::string_view body = r.body;
+        std::size_t p = 0;
         int line = r.line + 2;    // the body starts after the header and BEGIN
-        const char* counted = p;  // newlines before here are in `line`
-        while (p < end) {
-            while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'))
+        std::size_t counted = 0;  // newlines before here are in `line`
+        while (p < body.size()) {
+            while (p < body.size() && (body[p] == ' ' || body[p] == '\t' || body[p] == '\r' || body[p] == '\n'))
                 ++p;
-            if (p == end) break;
-            line += static_cast<int>(std::count(counted, p, '\n'));
+            if (p == body.size()) break;
+            line += static_cast<int>(std::count(body.begin() + static_cast<std::ptrdiff_t>(counted),
+                                                body.begin() + static_cast<std::ptrdiff_t>(p), '\n'));
             counted = p;
-            const auto head = classify(std::string_view{p, static_cast<std::size_t>(end - p)});
-            kind_ = head.kind;
-            refusal_ =
-                kind_ == statement_kind::other
-                    ? fmt::format("{} is not allowed in a replay (only row changes and additive DDL are)",
-                                  head.words)
-                    : std::string{};
-            sqlite3_stmt* stmt = nullptr;
-            const char* tail = nullptr;
-            int rc = sqlite3_prepare_v2(c_.native_handle(), p, -1, &stmt, &tail);
-            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::other) rc = SQLITE_AUTH;
-            // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
-            const bool guarded =
-                rc == SQLITE_ERROR && stmt == nullptr &&
-                (std::string_view{sqlite3_errmsg(c_.native_handle())}.find("may not be modified") !=
-                     std::string_view::npos ||
-                 std::string_view{sqlite3_errmsg(c_.native_handle())}.find("reserved for internal use") !=
-                     std::string_view::npos);
-            if (rc == SQLITE_OK && stmt != nullptr && kind_ == statement_kind::create_trigger &&
-                defer_triggers_) {
-                deferred_.emplace_back(p, static_cast<std::size_t>(tail - p));  // created after the rows
-            } else if (rc == SQLITE_OK && stmt != nullptr) {
-                while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-                }
-                if (rc == SQLITE_DONE) rc = SQLITE_OK;
+            const auto rest = body.substr(p);
+            const auto check = check_statement(rest);
+            const auto text = rest.substr(0, check.length);
+            kind_ = check.kind;
+            refusal_.clear();
+            std::string message;
+            bool refused = false;
+            if (kind_ == statement_kind::create_trigger) {
+                problems.push_back({archive_problem::kind::refused, r.segment, line,
+                                    fmt::format("txn {}: a trigger is never created from an archive (it would "
+                                                "run inside the application); the application's declared "
+                                                "schema adds its triggers when it opens the database",
+                                                r.header.seq),
+                                    false});
+                p += check.length;
+                continue;
             }
-            const std::string message = rc == SQLITE_OK ? std::string{} : sqlite3_errmsg(c_.native_handle());
-            sqlite3_finalize(stmt);
-            if (rc != SQLITE_OK) {
-                // Denied by the authorizer (SQLite may report that as SQLITE_AUTH or as an
-                // error naming what was not authorized), or by SQLite's own guards.
-                const bool refused = rc == SQLITE_AUTH || guarded || !refusal_.empty();
+            if (kind_ == statement_kind::other) {
+                refused = true;
+                message = fmt::format("{} is not a statement the archive writer produces (only upserts of "
+                                      "literal rows, deletes by key and additive DDL are replayed)",
+                                      check.words);
+            } else {
+                message = run(text, refused);
+            }
+            if (!message.empty()) {
+                if (sqlite3_get_autocommit(c_.native_handle()) != 0) {
+                    // SQLite rolled back the caller's whole transaction (an interrupted statement,
+                    // a full disk): nothing can go on from here.
+                    throw library_failure(error_class::archive, "replay",
+                                          fmt::format("{}:{}: txn {}: {}; nothing was applied", r.segment, line,
+                                                      r.header.seq, message),
+                                          c_.path());
+                }
                 problems.push_back({refused ? archive_problem::kind::refused : archive_problem::kind::failed,
                                     r.segment, line,
-                                    fmt::format("txn {}: {}; the record was not applied", r.header.seq,
-                                                refusal_.empty() ? message : refusal_),
+                                    fmt::format("txn {}: {}; the record was not applied", r.header.seq, message),
                                     true});
                 trusted("ROLLBACK TO resilite_replay; RELEASE resilite_replay");
-                deferred_.resize(deferred_before);
                 return false;
             }
-            p = tail;
+            applied_bytes_ += static_cast<std::int64_t>(check.length);
+            p += check.length;
         }
         trusted("RELEASE resilite_replay");
         return true;
     }
 
 private:
+    static constexpr int steps_per_call = 1000;
+
+    // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
+    std::string run(std::string_view text, bool& refused) {
+        steps_ = 0;
+        allowed_steps_ =
+            budget_.base_steps + budget_.steps_per_byte * (basis_ + applied_bytes_ + static_cast<std::int64_t>(text.size()));
+        sqlite3_stmt* stmt = nullptr;
+        const char* tail = nullptr;
+        // Given the statement's exact length, SQLite copies only that (never the rest of the body).
+        int rc = sqlite3_prepare_v2(c_.native_handle(), text.data(), static_cast<int>(text.size()), &stmt, &tail);
+        const auto guarded = [&] {
+            const std::string_view m = sqlite3_errmsg(c_.native_handle());
+            return m.find("may not be modified") != std::string_view::npos ||
+                   m.find("reserved for internal use") != std::string_view::npos;
+        };
+        if (rc == SQLITE_OK && (stmt == nullptr || tail != text.data() + text.size())) {
+            sqlite3_finalize(stmt);
+            refused = true;
+            return "SQLite reads this text differently from the archive's grammar";
+        }
+        if (rc == SQLITE_OK) {
+            while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            }
+            if (rc == SQLITE_DONE) rc = SQLITE_OK;
+        }
+        std::string message = rc == SQLITE_OK ? std::string{} : sqlite3_errmsg(c_.native_handle());
+        // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
+        const bool guard = rc == SQLITE_ERROR && stmt == nullptr && guarded();
+        sqlite3_finalize(stmt);
+        if (rc == SQLITE_OK) return {};
+        if (overrun_) {
+            overrun_ = false;
+            refused = true;
+            return fmt::format("the statement was stopped after {} steps, more work than any statement the "
+                               "archive writer produces",
+                               steps_);
+        }
+        // Denied by the authorizer (SQLite may report that as SQLITE_AUTH or as an error naming
+        // what was not authorized), or by SQLite's own guards.
+        refused = rc == SQLITE_AUTH || guard || !refusal_.empty();
+        return refusal_.empty() ? message : refusal_;
+    }
+
+    static int progress(void* self) {
+        auto& s = *static_cast<replayer*>(self);
+        if (s.trusted_) return 0;
+        s.steps_ += steps_per_call;
+        if (s.steps_ <= s.allowed_steps_) return 0;
+        s.overrun_ = true;
+        return 1;
+    }
+
     static int authorize(void* self, int action, const char* a, const char* b, const char* db,
                          const char* /*trigger*/) {
         auto& s = *static_cast<replayer*>(self);
         if (s.trusted_) return SQLITE_OK;
         const std::string_view first = a != nullptr ? a : "";
         const std::string_view second = b != nullptr ? b : "";
-        const bool ddl = s.kind_ != statement_kind::row_change && s.kind_ != statement_kind::other;
+        const bool row = s.kind_ == statement_kind::row_change;
         const auto deny = [&](std::string why) {
-            if (s.refusal_.empty()) s.refusal_ = std::move(why);  // the statement's own words win
+            if (s.refusal_.empty()) s.refusal_ = std::move(why);
             return SQLITE_DENY;
         };
         const auto known = [&](std::string_view table) { return s.tables_.count(lower(table)) != 0; };
+        if (s.kind_ == statement_kind::other || s.kind_ == statement_kind::create_trigger)
+            return deny("this statement is not allowed in a replay");
         switch (action) {
             case SQLITE_READ:
+                return SQLITE_OK;
             case SQLITE_SELECT:
             case SQLITE_RECURSIVE:
-                return SQLITE_OK;
+                if (!row) return SQLITE_OK;  // DDL's own internal reads
+                return deny("a SELECT is not allowed in a replayed row change");
             case SQLITE_FUNCTION:
-                if (allowed_function(second)) return SQLITE_OK;
+                // Literals need no function; DDL expressions may use SQLite's pure built-ins.
+                if (!row && allowed_function(second)) return SQLITE_OK;
                 return deny(fmt::format("the function {}() is not allowed in a replay", second));
             case SQLITE_INSERT:
             case SQLITE_UPDATE:
@@ -436,7 +462,7 @@ private:
                     return deny(fmt::format("writing to database '{}' is not allowed", db));
                 const auto t = lower(first);
                 if (t == "sqlite_master" || t == "sqlite_schema") {
-                    return ddl ? SQLITE_OK : deny("writing the schema table directly is not allowed");
+                    return !row ? SQLITE_OK : deny("writing the schema table directly is not allowed");
                 }
                 if (t == "sqlite_sequence") return SQLITE_OK;
                 if (reserved_name(t)) return deny(fmt::format("table {} belongs to the library", first));
@@ -457,10 +483,6 @@ private:
             case SQLITE_REINDEX:  // part of CREATE INDEX
                 if (s.kind_ == statement_kind::create_index) return SQLITE_OK;
                 return deny("REINDEX is not allowed in a replay");
-            case SQLITE_CREATE_TRIGGER:
-                if (s.kind_ == statement_kind::create_trigger && known(second) && !reserved_name(first))
-                    return SQLITE_OK;
-                return deny(fmt::format("creating trigger {} is not allowed", first));
             case SQLITE_ALTER_TABLE:
                 if (s.kind_ == statement_kind::add_column && known(second)) return SQLITE_OK;
                 return deny(fmt::format("ALTER TABLE {} other than ADD COLUMN is not allowed", second));
@@ -471,11 +493,14 @@ private:
 
     sqlite::connection& c_;
     std::set<std::string> tables_;
-    bool defer_triggers_;
+    replay_budget budget_;
     bool trusted_ = false;
     statement_kind kind_ = statement_kind::other;
     std::string refusal_;
-    std::vector<std::string> deferred_;
+    std::int64_t basis_ = 0;          // bytes of the database before the replay
+    std::int64_t applied_bytes_ = 0;  // bytes of statements applied so far
+    std::int64_t steps_ = 0, allowed_steps_ = 0;
+    bool overrun_ = false;
 };
 
 // Order-independent summary of a table's rows over the given columns: row count and a 64-bit

@@ -39,44 +39,108 @@ namespace resilite::detail::archive {
            std::all_of(n.begin() + 5, n.begin() + 7, [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// Segment file names in the directory, oldest first.
-[[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir) {
+// Segment file names in the directory, oldest first: regular files only (never a link, which
+// could lead to any file; never a directory). `odd`, if given, receives the other entries that
+// are named like segments.
+[[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir,
+                                                            std::vector<std::string>* odd = nullptr) {
     std::vector<std::string> out;
     std::error_code ec;
     for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
         const auto name = it->path().filename().string();
-        if (is_segment_name(name)) out.push_back(name);
+        if (!is_segment_name(name)) continue;
+        std::error_code st;
+        if (it->symlink_status(st).type() == std::filesystem::file_type::regular) {
+            out.push_back(name);
+        } else if (odd != nullptr) {
+            odd->push_back(name);
+        }
     }
     std::sort(out.begin(), out.end());
+    if (odd != nullptr) std::sort(odd->begin(), odd->end());
     return out;
 }
 
-[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 [[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
-    throw library_failure(error_class::io, "archive",
+    throw library_failure(error_class::archive, "archive",
                           fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
 }
 
+// Why a segment path cannot be used, or nothing when it is a regular file or absent. A link is
+// never followed: it could make the archive append to, cut or read any file.
+[[nodiscard]] inline std::optional<std::string> unusable_segment(const std::filesystem::path& p) {
+    struct ::stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return std::nullopt;
+    if (S_ISLNK(st.st_mode)) {
+        return fmt::format("archive segment {} is a symbolic link; resilite never follows links in an "
+                           "archive (replace it with the file itself)",
+                           p.string());
+    }
+    return fmt::format("archive segment {} is not a regular file (a directory?); move it away", p.string());
+}
+
+// A segment's whole text: a regular file, never through a link, exactly its size (a device or
+// a FIFO named like a segment could otherwise block or never end).
+[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
+    if (auto why = unusable_segment(p)) throw library_failure(error_class::archive, "archive", *why, p.string());
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail_io("cannot read archive segment", p);
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw library_failure(error_class::archive, "archive",
+                              fmt::format("archive segment {} is not a regular file", p.string()), p.string());
+    }
+    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < out.size()) {
+        const auto n = ::read(fd, out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    out.resize(got);
+    return out;
+}
+
 // Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
-// new). A new file starts with the preamble. Closing without finish() leaves what was written,
-// unsynced: a torn tail the next drain repairs.
+// new). A new file starts with the preamble. Closing without finish() (a failed write: a full
+// volume) takes back what this appender wrote, and removes the file if it created it: a failure
+// we see is no tear and leaves nothing behind (the caller holds the write lock: no one else
+// appends meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
 class segment_appender {
 public:
     segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
-        fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+        if (auto why = unusable_segment(file_))
+            throw library_failure(error_class::archive, "archive", *why, file_.string());
+        fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+        if (fd_ < 0 && errno == ENOENT) {
+            fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            created_ = fd_ >= 0;
+        }
         if (fd_ < 0) fail_io("cannot open archive segment", file_);
         struct ::stat st {};
-        fresh_ = ::fstat(fd_, &st) == 0 && st.st_size == 0;
+        if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(std::exchange(fd_, -1));
+            throw library_failure(error_class::archive, "archive",
+                                  fmt::format("archive segment {} is not a regular file", file_.string()),
+                                  file_.string());
+        }
+        start_ = st.st_size;
+        fresh_ = st.st_size == 0;
         if (fresh_) buffer_ = preamble;
     }
     segment_appender(const segment_appender&) = delete;
     segment_appender& operator=(const segment_appender&) = delete;
     ~segment_appender() {
-        if (fd_ >= 0) ::close(fd_);
+        if (fd_ < 0) return;
+        if (created_) {
+            static_cast<void>(::unlink(file_.c_str()));
+        } else if (written_) {
+            static_cast<void>(::ftruncate(fd_, start_));
+        }
+        ::close(fd_);
     }
 
     std::string& buffer() noexcept { return buffer_; }
@@ -90,6 +154,7 @@ public:
                 if (errno == EINTR) continue;
                 fail_io("cannot append to archive segment", file_);
             }
+            written_ = written_ || n > 0;
             rest.remove_prefix(static_cast<std::size_t>(n));
         }
         buffer_.clear();
@@ -105,9 +170,28 @@ public:
 private:
     std::filesystem::path file_;
     int fd_ = -1;
-    bool fresh_ = false;
+    bool fresh_ = false, created_ = false, written_ = false;
+    off_t start_ = 0;  // the size before this appender wrote
     std::string buffer_;
 };
+
+// Sets a torn tail aside in a file of its own, created new (never through a link), written
+// whole and synced; on any failure the file is removed and the caller must not cut the tail.
+[[nodiscard]] inline bool set_aside(const std::filesystem::path& aside, std::string_view bytes) {
+    const int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    bool ok = true;
+    while (ok && !bytes.empty()) {
+        const auto n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    ok = ok && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) static_cast<void>(::unlink(aside.c_str()));
+    return ok;
+}
 
 struct tail_info {
     std::int64_t seq = 0, last_id = 0, first_id = 0;
@@ -198,11 +282,25 @@ public:
                                               "SELECT last_seq, last_id FROM resilite_archive_state")
                                              .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
             known_ = false;
-            if (auto note = refresh_tail()) notes.push_back(std::move(*note));
+            // An archive that cannot be read (a segment that is a link or a directory, no
+            // permission) must not stop the database: the outbox keeps every change, and each
+            // drain reads the archive's end again first.
+            bool readable = true;
+            try {
+                if (auto note = refresh_tail()) notes.push_back(std::move(*note));
+            } catch (const error& e) {
+                if (format_refused_) throw;  // another format version: never written over
+                readable = false;
+                notes.push_back(fmt::format("the archive cannot be read ({}); the outbox keeps every change "
+                                            "until it can",
+                                            e.technical().note));
+            }
             const auto archive_seq = last_seq_;
             bool need_baseline = false;
             last_id_ = db_id;
-            if (archive_seq > db_seq) {
+            if (!readable) {
+                last_seq_ = std::max(last_seq_, db_seq);
+            } else if (archive_seq > db_seq) {
                 // The archive is ahead: our own records not yet settled (a crash after the
                 // append), or a database restored from an older copy.
                 if (tail_ && holds_tail_rows(c, *tail_)) {
@@ -333,7 +431,7 @@ public:
             if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
                 std::filesystem::create_directories(dir_, dir_ec);
                 if (dir_ec) {
-                    throw library_failure(error_class::io, "archive",
+                    throw library_failure(error_class::archive, "archive",
                                           fmt::format("cannot create the archive directory {}: {}",
                                                       dir_.string(), dir_ec.message()),
                                           dir_.string());
@@ -345,7 +443,7 @@ public:
                 // Tells other writers, who only stat the segment they know, that a newer one starts.
                 segment_appender old{dir_ / tail_segment_, {}};
                 old.buffer() = fmt::format("-- continued in {}\n", segment);
-                old.flush();
+                old.finish();
             }
             segment_appender out{dir_ / segment, segment_preamble(database_, segment)};
             if (!streaming) {
@@ -446,25 +544,29 @@ private:
             const auto text = read_file(path);
             const auto contents = read_segment(text, *it);
             if (contents.unknown_format) {
+                format_refused_ = true;
                 throw library_failure(
-                    error_class::misuse, "archive",
+                    error_class::archive, "archive",
                     fmt::format("{} was written in another archive format version; nothing is "
                                 "appended to it (upgrade resilite, or archive to a new directory)",
                                 *it),
                     path.string());
             }
             if (contents.torn_tail && it == segments.rbegin()) {
-                const auto aside =
-                    dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
-                {
-                    std::ofstream out(aside, std::ios::binary);
-                    out << std::string_view{text}.substr(contents.good_end);
-                }
-                static_cast<void>(fsync_path(aside, false));
-                if (::truncate(path.c_str(), static_cast<off_t>(contents.good_end)) != 0) {
+                // The torn bytes are kept: cut only once they are safely in a file of their own.
+                auto aside = dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
+                for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
+                    aside = dir_ / fmt::format("{}.torn-{}-{}", *it, utc_text(std::chrono::system_clock::now()), n);
+                if (!set_aside(aside, std::string_view{text}.substr(contents.good_end)))
+                    fail_io("cannot set aside the torn tail of", path);
+                const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(contents.good_end)) != 0 || ::fsync(fd) != 0) {
+                    const int saved = errno;
+                    if (fd >= 0) ::close(fd);
+                    errno = saved;
                     fail_io("cannot cut the torn tail of", path);
                 }
-                static_cast<void>(fsync_path(path, false));
+                ::close(fd);
                 note = fmt::format(
                     "{}: an incomplete last record (a crash while appending) was moved to {}; "
                     "its changes are still in the outbox and were archived again",
@@ -490,6 +592,7 @@ private:
     std::vector<capture_table> tables_;
     int settle_rows_;
     bool known_ = false;  // tail_segment_/tail_size_ describe the archive's end
+    bool format_refused_ = false;
     std::string tail_segment_;
     std::uintmax_t tail_size_ = 0;
     std::optional<tail_info> tail_;

@@ -1,0 +1,349 @@
+#pragma once
+// The statement shapes a replay accepts: exactly what the archive writer produces, checked over
+// SQLite's tokens before SQLite sees the text. A record's CRC-32 is no signature (anyone can
+// compute one), so the grammar, not the checksum, decides what may run:
+//
+//   INSERT INTO "t"("a","b") VALUES(<literal>,<literal>) ON CONFLICT("a") DO UPDATE SET "b"=excluded."b";
+//   INSERT INTO "t"(...) VALUES(...) ON CONFLICT(...) DO NOTHING;
+//   DELETE FROM "t" WHERE "a" IS <literal> AND "b" IS <literal>;
+//   CREATE TABLE IF NOT EXISTS t(<column definitions>) [WITHOUT ROWID] [, STRICT];
+//   CREATE [UNIQUE] INDEX IF NOT EXISTS i ON t(<columns>) [WHERE <expression>];
+//   ALTER TABLE "t" ADD COLUMN <column definition>;
+//   CREATE TRIGGER IF NOT EXISTS ... END;   (recognized, never run: see statement_kind)
+//
+// A literal is what the writer prints for a value: an integer or real (with an optional minus),
+// 'text', X'blob', NULL or CAST(X'..' AS TEXT). Row statements hold nothing else: no SELECT,
+// no sub-query, no CTE, no function, no parameter. DDL bodies may hold expressions (CHECK,
+// DEFAULT, an index's WHERE) but never a SELECT or a parameter; the authorizer, the second wall,
+// then allows only SQLite's pure built-in functions in them.
+
+#include <algorithm>
+#include <cctype>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+enum class statement_kind {
+    row_change,      // an upsert or a delete by key
+    create_table,    // CREATE TABLE IF NOT EXISTS
+    create_index,    // CREATE [UNIQUE] INDEX IF NOT EXISTS
+    add_column,      // ALTER TABLE ... ADD COLUMN
+    create_trigger,  // a trigger is code: never created from an archive (the application's schema adds it)
+    other,           // refused
+};
+
+namespace grammar {
+
+enum class tok { word, id, string, blob, number, variable, op, semicolon, bad };
+
+struct token {
+    tok kind = tok::bad;
+    std::string_view text;
+};
+
+[[nodiscard]] inline bool id_char(unsigned char c) {
+    return std::isalnum(c) != 0 || c == '_' || c == '$' || c >= 0x80;
+}
+
+// Splits `sql` into tokens (spaces and comments dropped) up to and including the first ';'
+// (or the end). `end` is set to the offset after the last token read.
+[[nodiscard]] inline std::vector<token> tokenize(std::string_view sql, std::size_t& end, bool stop_at_semicolon) {
+    std::vector<token> out;
+    std::size_t i = 0;
+    const auto at = [&](std::size_t k) { return k < sql.size() ? static_cast<unsigned char>(sql[k]) : 0u; };
+    while (i < sql.size()) {
+        const auto c = at(i);
+        const auto start = i;
+        const auto push = [&](tok k, std::size_t len) {
+            out.push_back({k, sql.substr(start, len)});
+            i = start + len;
+        };
+        if (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f') {
+            ++i;
+        } else if (c == '-' && at(i + 1) == '-') {
+            const auto nl = sql.find('\n', i);
+            i = nl == std::string_view::npos ? sql.size() : nl + 1;
+        } else if (c == '/' && at(i + 1) == '*') {
+            const auto close = sql.find("*/", i + 2);
+            i = close == std::string_view::npos ? sql.size() : close + 2;
+        } else if (c == '\'' || c == '"' || c == '`' || c == '[') {
+            const char close = c == '[' ? ']' : static_cast<char>(c);
+            auto j = i + 1;
+            for (;;) {
+                j = sql.find(close, j);
+                if (j == std::string_view::npos) break;
+                if (close != ']' && at(j + 1) == static_cast<unsigned char>(close)) {
+                    j += 2;  // a doubled quote
+                    continue;
+                }
+                break;
+            }
+            if (j == std::string_view::npos) {
+                push(tok::bad, sql.size() - i);
+            } else {
+                push(c == '\'' ? tok::string : tok::id, j + 1 - i);
+            }
+        } else if ((c == 'x' || c == 'X') && at(i + 1) == '\'') {
+            auto j = i + 2;
+            while (std::isxdigit(static_cast<int>(at(j))) != 0)
+                ++j;
+            const bool ok = at(j) == '\'' && (j - i - 2) % 2 == 0;
+            push(ok ? tok::blob : tok::bad, ok ? j + 1 - i : std::max<std::size_t>(j - i, 1));
+        } else if (std::isdigit(static_cast<int>(c)) != 0 ||
+                   (c == '.' && std::isdigit(static_cast<int>(at(i + 1))) != 0)) {
+            auto j = i;
+            if (c == '0' && (at(j + 1) == 'x' || at(j + 1) == 'X')) {
+                j += 2;
+                while (std::isxdigit(static_cast<int>(at(j))) != 0)
+                    ++j;
+            } else {
+                while (std::isdigit(static_cast<int>(at(j))) != 0)
+                    ++j;
+                if (at(j) == '.') {
+                    ++j;
+                    while (std::isdigit(static_cast<int>(at(j))) != 0)
+                        ++j;
+                }
+                if (at(j) == 'e' || at(j) == 'E') {
+                    auto k = j + 1;
+                    if (at(k) == '+' || at(k) == '-') ++k;
+                    if (std::isdigit(static_cast<int>(at(k))) != 0) {
+                        while (std::isdigit(static_cast<int>(at(k))) != 0)
+                            ++k;
+                        j = k;
+                    }
+                }
+            }
+            push(id_char(at(j)) ? tok::bad : tok::number, j - i);  // "12abc" is no number
+        } else if (id_char(c)) {
+            auto j = i;
+            while (j < sql.size() && id_char(at(j)))
+                ++j;
+            push(tok::word, j - i);
+        } else if (c == '?' || c == ':' || c == '@' || c == '$' || c == '#') {
+            push(tok::variable, 1);
+        } else if (c == ';') {
+            push(tok::semicolon, 1);
+            if (stop_at_semicolon) break;
+        } else {
+            static constexpr std::string_view two[] = {"<=", ">=", "<>", "!=", "==", "||", "<<", ">>", "->"};
+            std::size_t len = 1;
+            for (auto t : two)
+                if (sql.substr(i, 2) == t) len = 2;
+            push(tok::op, len);
+        }
+    }
+    end = i;
+    return out;
+}
+
+[[nodiscard]] inline bool same_word(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
+            return false;
+    return true;
+}
+
+// A cursor over a statement's tokens with the small vocabulary the shapes need.
+class reader {
+public:
+    explicit reader(const std::vector<token>& t) : t_(t) {}
+    [[nodiscard]] bool done() const { return i_ >= t_.size(); }
+    [[nodiscard]] const token* peek() const { return done() ? nullptr : &t_[i_]; }
+    bool kw(std::string_view w) {
+        if (done() || t_[i_].kind != tok::word || !same_word(t_[i_].text, w)) return false;
+        ++i_;
+        return true;
+    }
+    bool op(std::string_view o) {
+        if (done() || t_[i_].kind != tok::op || t_[i_].text != o) return false;
+        ++i_;
+        return true;
+    }
+    bool semicolon_last() { return i_ + 1 == t_.size() && t_[i_++].kind == tok::semicolon; }
+    // A name as the writer quotes it ("t"), or `rowid` where it allows that.
+    std::optional<std::string_view> quoted(bool rowid = false) {
+        if (done()) return std::nullopt;
+        const auto& t = t_[i_];
+        if ((t.kind == tok::id && t.text.front() == '"') || (rowid && t.kind == tok::word && same_word(t.text, "rowid"))) {
+            ++i_;
+            return t.text;
+        }
+        return std::nullopt;
+    }
+    // A name in DDL text as SQLite stored it: bare or quoted in any style, never schema-qualified.
+    bool name() {
+        if (done() || (t_[i_].kind != tok::id && t_[i_].kind != tok::word && t_[i_].kind != tok::string)) return false;
+        ++i_;
+        return done() || t_[i_].kind != tok::op || t_[i_].text != ".";
+    }
+    bool literal() {
+        static_cast<void>(op("-"));
+        if (done()) return false;
+        const auto& t = t_[i_];
+        if (t.kind == tok::number || t.kind == tok::string || t.kind == tok::blob) {
+            ++i_;
+            return true;
+        }
+        if (kw("NULL")) return true;
+        // Text holding NUL bytes: CAST(X'..' AS TEXT).
+        return kw("CAST") && op("(") && !done() && t_[i_++].kind == tok::blob && kw("AS") && kw("TEXT") && op(")");
+    }
+    // Tokens up to the matching ')' (the '(' already read), none of them a SELECT, VALUES or
+    // parameter. With `to_end`, the rest of the statement instead (before the ';').
+    bool balanced(bool to_end = false) {
+        int depth = to_end ? 0 : 1;
+        while (!done()) {
+            const auto& t = t_[i_];
+            if (t.kind == tok::semicolon) return to_end && depth == 0;
+            if (t.kind == tok::variable || t.kind == tok::bad) return false;
+            if (t.kind == tok::word && (same_word(t.text, "SELECT") || same_word(t.text, "VALUES"))) return false;
+            ++i_;
+            if (t.kind == tok::op && t.text == "(") ++depth;
+            if (t.kind == tok::op && t.text == ")") {
+                if (--depth == 0 && !to_end) return true;
+                if (depth < 0) return false;
+            }
+        }
+        return false;
+    }
+
+private:
+    const std::vector<token>& t_;
+    std::size_t i_ = 0;
+};
+
+// INSERT INTO "t"(cols) VALUES(literals) ON CONFLICT(keys) DO UPDATE SET "c"=excluded."c",... | DO NOTHING;
+[[nodiscard]] inline bool upsert(reader r) {
+    if (!r.kw("INSERT") || !r.kw("INTO") || !r.quoted() || !r.op("(")) return false;
+    std::size_t columns = 0;
+    do {
+        if (!r.quoted(true)) return false;
+        ++columns;
+    } while (r.op(","));
+    if (!r.op(")") || !r.kw("VALUES") || !r.op("(")) return false;
+    std::size_t values = 0;
+    do {
+        if (!r.literal()) return false;
+        ++values;
+    } while (r.op(","));
+    if (values != columns || !r.op(")") || !r.kw("ON") || !r.kw("CONFLICT") || !r.op("(")) return false;
+    do {
+        if (!r.quoted(true)) return false;
+    } while (r.op(","));
+    if (!r.op(")") || !r.kw("DO")) return false;
+    if (r.kw("NOTHING")) return r.semicolon_last();
+    if (!r.kw("UPDATE") || !r.kw("SET")) return false;
+    do {
+        const auto target = r.quoted();
+        if (!target || !r.op("=") || !r.kw("excluded") || !r.op(".")) return false;
+        const auto source = r.quoted();
+        if (!source || *source != *target) return false;
+    } while (r.op(","));
+    return r.semicolon_last();
+}
+
+// DELETE FROM "t" WHERE "k" IS literal [AND ...];
+[[nodiscard]] inline bool erase(reader r) {
+    if (!r.kw("DELETE") || !r.kw("FROM") || !r.quoted() || !r.kw("WHERE")) return false;
+    do {
+        if (!r.quoted(true) || !r.kw("IS") || !r.literal()) return false;
+    } while (r.kw("AND"));
+    return r.semicolon_last();
+}
+
+[[nodiscard]] inline bool create_table(reader r) {
+    if (!r.kw("CREATE") || !r.kw("TABLE") || !r.kw("IF") || !r.kw("NOT") || !r.kw("EXISTS") || !r.name() ||
+        !r.op("(") || !r.balanced())
+        return false;
+    while (r.kw("WITHOUT") || r.kw("ROWID") || r.kw("STRICT") || r.op(",")) {
+    }
+    return r.semicolon_last();
+}
+
+[[nodiscard]] inline bool create_index(reader r) {
+    if (!r.kw("CREATE")) return false;
+    static_cast<void>(r.kw("UNIQUE"));
+    if (!r.kw("INDEX") || !r.kw("IF") || !r.kw("NOT") || !r.kw("EXISTS") || !r.name() || !r.kw("ON") || !r.name() ||
+        !r.op("(") || !r.balanced())
+        return false;
+    if (r.kw("WHERE") && !r.balanced(true)) return false;
+    return r.semicolon_last();
+}
+
+[[nodiscard]] inline bool add_column(reader r) {
+    if (!r.kw("ALTER") || !r.kw("TABLE") || !r.name() || !r.kw("ADD")) return false;
+    static_cast<void>(r.kw("COLUMN"));
+    return r.name() && r.balanced(true) && r.semicolon_last();
+}
+
+}  // namespace grammar
+
+struct statement_check {
+    statement_kind kind = statement_kind::other;
+    std::size_t length = 0;  // bytes of the statement, its ';' included
+    std::string words;       // its first words, upper case, for messages: "DROP TABLE"
+};
+
+// Where the statement at the start of `sql` ends and which of the writer's shapes it has
+// (`other` when none).
+[[nodiscard]] inline statement_check check_statement(std::string_view sql) {
+    std::size_t end = 0;
+    auto tokens = grammar::tokenize(sql, end, true);
+    statement_check out;
+    out.length = end;
+    for (std::size_t i = 0; i < tokens.size() && i < 2 && tokens[i].kind == grammar::tok::word; ++i) {
+        if (!out.words.empty()) out.words += ' ';
+        for (char c : tokens[i].text)
+            out.words += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    }
+    if (out.words.empty()) out.words = "this statement";
+    const grammar::reader r{tokens};
+    const auto first = [&](std::size_t i, std::string_view w) {
+        return tokens.size() > i && tokens[i].kind == grammar::tok::word && grammar::same_word(tokens[i].text, w);
+    };
+    if (first(0, "CREATE") && (first(1, "TRIGGER") || (first(1, "TEMP") && first(2, "TRIGGER")) ||
+                               (first(1, "TEMPORARY") && first(2, "TRIGGER")))) {
+        // A trigger body holds ';': it ends at "END;" outside any CASE. Read a statement's worth
+        // of tokens at a time, so that the whole scan stays linear.
+        out.kind = first(1, "TRIGGER") ? statement_kind::create_trigger : statement_kind::other;
+        std::size_t at = 0;
+        int cases = 0;
+        while (at < sql.size()) {
+            std::size_t len = 0;
+            const auto part = grammar::tokenize(sql.substr(at), len, true);
+            at += len;
+            for (std::size_t i = 0; i < part.size(); ++i) {
+                if (part[i].kind != grammar::tok::word) continue;
+                if (grammar::same_word(part[i].text, "CASE")) ++cases;
+                if (!grammar::same_word(part[i].text, "END")) continue;
+                if (cases > 0) {
+                    --cases;
+                } else if (i + 2 == part.size() && part[i + 1].kind == grammar::tok::semicolon) {
+                    out.length = at;
+                    return out;
+                }
+            }
+            if (len == 0) break;
+        }
+        out.length = sql.size();
+        return out;
+    }
+    if (grammar::upsert(r) || grammar::erase(r)) {
+        out.kind = statement_kind::row_change;
+    } else if (grammar::create_table(r)) {
+        out.kind = statement_kind::create_table;
+    } else if (grammar::create_index(r)) {
+        out.kind = statement_kind::create_index;
+    } else if (grammar::add_column(r)) {
+        out.kind = statement_kind::add_column;
+    }
+    return out;
+}
+
+}  // namespace resilite::detail::archive
