@@ -147,3 +147,26 @@ TEST_CASE("reopening a database in sync changes nothing and reports ok", "[schem
     CHECK(db.sync_report().actions.empty());
     CHECK_FALSE(db.sync_report().changed);
 }
+
+TEST_CASE("typed rows read values exactly: a text in a REAL column is a mismatch", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "rows.db"};
+    db.exec("INSERT INTO users(id, name, score, active, avatar) VALUES(1, 'Ann', 'high', 1, x'')");
+    const auto check_score = [](const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::mismatch);
+        CHECK_THAT(e.technical().note, Catch::Contains("column 3 ('score') holds TEXT"));
+        CHECK_THAT(e.technical().note, Catch::Contains("double"));
+    };
+    try {
+        const auto u = db.get<user>(1);
+        FAIL("get returned score " << (u ? u->score : -1.0));
+    } catch (const resilite::error& e) {
+        check_score(e);
+    }
+    try {
+        static_cast<void>(db.select<user>());
+        FAIL("select succeeded");
+    } catch (const resilite::error& e) {
+        check_score(e);
+    }
+}

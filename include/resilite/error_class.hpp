@@ -72,7 +72,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"schema", "The database structure does not match what the application expects."},
     {"too_big", "A value is too large to be stored in the database."},
     {"constraint", "The change was refused because it breaks a rule of the data."},
-    {"mismatch", "A value has the wrong type for where it was stored."},
+    {"mismatch", "A value does not have the type expected for it."},
     {"misuse", "The application used the database library incorrectly."},
     {"auth", "The operation is not allowed."},
     {"range", "The application passed the wrong number of values to the database."},
