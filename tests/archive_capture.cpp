@@ -301,7 +301,7 @@ TEST_CASE("archive sigkill between commit and drain loses nothing", "[archive][k
                     }
                 }
             },
-            std::chrono::milliseconds{150 + 40 * run});
+            resilite::testing::after_acknowledged{static_cast<std::size_t>(5 + 4 * run)});
         REQUIRE(result.killed);
         REQUIRE(!result.acknowledged.empty());
         {

@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <cctype>
 #include <set>
 #include <thread>
 
@@ -257,4 +258,38 @@ TEST_CASE("P9 detailed technical logging", "[error][property][P9]") {
             RC_ASSERT(failed->detail == std::string{e.what()});
         }
     });
+}
+
+TEST_CASE("errors resilite raises itself carry a RESILITE_ code name, one per class", "[error]") {
+    std::set<std::string> names;
+    for (std::size_t i = 1; i < resilite::error_class_count; ++i) {  // `none` is never thrown
+        const auto c = static_cast<error_class>(i);
+        std::string expected = "RESILITE_";
+        for (char ch : resilite::name(c))
+            expected += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        const auto lib = resilite::detail::library_failure(c, "op", "why");
+        CHECK(lib.technical().code_name == expected);
+        CHECK(resilite::detail::library_code_name(c) == expected);
+        CHECK_THAT(std::string{lib.what()}, Catch::Contains(expected));
+        names.insert(lib.technical().code_name);
+        // Built directly, without a SQLite code, the same.
+        CHECK(error(c, resilite::technical_detail{}).technical().code_name == expected);
+    }
+    CHECK(names.size() == resilite::error_class_count - 1);
+
+    // A real one: a lossy read.
+    test::temp_dir dir;
+    resilite::sqlite::connection c{dir / "c.db"};
+    try {
+        static_cast<void>(c.query_one<std::int64_t>("SELECT 'abc'"));
+        FAIL("no error");
+    } catch (const error& e) {
+        CHECK(e.technical().code_name == "RESILITE_MISMATCH");
+        CHECK(e.technical().extended_code == SQLITE_OK);
+    }
+    // An error with a SQLite code keeps SQLite's name.
+    resilite::technical_detail d;
+    d.extended_code = SQLITE_BUSY;
+    d.code_name = "SQLITE_BUSY";
+    CHECK(error(error_class::retry_exhausted, d).technical().code_name == "SQLITE_BUSY");
 }

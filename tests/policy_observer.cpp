@@ -88,3 +88,62 @@ TEST_CASE("callback observer receives structured events; null observer costs not
     STATIC_REQUIRE(resilite::observer_policy<resilite::null_observer>);
     STATIC_REQUIRE(resilite::observer_policy<resilite::callback_observer>);
 }
+
+namespace {
+// Runs one INSERT whose first `busy_attempts` attempts fail with SQLITE_BUSY (injected, so no
+// timing is involved) under a stderr observer, and returns what was printed.
+template <class Observer>
+std::string retried_insert(const test::temp_dir& dir, int busy_attempts, bool expect_failure) {
+    using Db = resilite::Database<Observer, test::manual_durability, test::fast_retry>;
+    stderr_capture capture{dir / "stderr.txt"};
+    {
+        auto armed = std::make_shared<bool>(false);
+        typename Db::options options;
+        options.inject_failure = [armed, busy_attempts](std::string_view op, int attempt) {
+            return *armed && op == "exec" && attempt <= busy_attempts ? SQLITE_BUSY : SQLITE_OK;
+        };
+        Db db{dir / "r.db", options};
+        db.exec_script("CREATE TABLE IF NOT EXISTS t(x)");
+        *armed = true;
+        try {
+            db.exec("INSERT INTO t VALUES(1)");
+            CHECK_FALSE(expect_failure);
+        } catch (const resilite::error& e) {
+            CHECK(expect_failure);
+            CHECK(e.klass() == resilite::error_class::retry_exhausted);
+        }
+        *armed = false;
+    }
+    return capture.finish();
+}
+
+std::size_t lines_containing(const std::string& text, std::string_view what) {
+    std::size_t n = 0;
+    std::istringstream in{text};
+    for (std::string line; std::getline(in, line);)
+        n += line.find(what) != std::string::npos ? 1 : 0;
+    return n;
+}
+}  // namespace
+
+TEST_CASE("stderr observer prints a retried operation once with its attempt count, not every retry",
+          "[observer]") {
+    test::temp_dir dir;
+    SECTION("an operation that succeeds after retries: one line with the count") {
+        const auto out = retried_insert<resilite::stderr_observer<>>(dir, 2, false);
+        CHECK(lines_containing(out, "resilite: retry") == 0);
+        CHECK(lines_containing(out, "resilite: exec ok (1 rows, 3 attempts") == 1);
+        CHECK(lines_containing(out, "resilite:") == 1);
+    }
+    SECTION("an operation that finally fails: its failure line only") {
+        const auto out = retried_insert<resilite::stderr_observer<>>(dir, 1000, true);
+        CHECK(lines_containing(out, "resilite: retry") == 0);
+        CHECK(lines_containing(out, "resilite: exec failed (0 rows, 4 attempts") == 1);
+        CHECK(lines_containing(out, "resilite:") == 1);
+    }
+    SECTION("at level ok every retry is printed too") {
+        const auto out = retried_insert<resilite::stderr_observer<resilite::outcome::ok>>(dir, 2, false);
+        CHECK(lines_containing(out, "resilite: retry warning") == 2);
+        CHECK(lines_containing(out, "resilite: exec ok (1 rows, 3 attempts") == 1);
+    }
+}

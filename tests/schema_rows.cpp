@@ -42,6 +42,14 @@ using remove_total =
                       "UPDATE order_totals SET orders = orders - 1, cents = cents - OLD.cents "
                       "WHERE customer = OLD.customer; END">;
 
+// A table whose database copy lacks a declared column (report_only leaves drift alone).
+struct reading {
+    BOOST_HANA_DEFINE_STRUCT(reading, (std::int64_t, id), (std::string, city), (std::string, region));
+};
+using readings = resilite::table<"readings", reading, resilite::primary_key<"id">>;
+using report_db = resilite::Database<resilite::basic_schema<resilite::schema_mode::report_only, readings>,
+                                     resilite::null_observer, test::manual_durability>;
+
 using schema = resilite::schema<users, memberships, orders, order_totals, add_total, remove_total>;
 using db_t = resilite::Database<schema, resilite::null_observer, test::manual_durability>;
 }  // namespace rows_test
@@ -146,4 +154,76 @@ TEST_CASE("reopening a database in sync changes nothing and reports ok", "[schem
     CHECK(db.sync_report().status() == resilite::schema_status::ok);
     CHECK(db.sync_report().actions.empty());
     CHECK_FALSE(db.sync_report().changed);
+}
+
+TEST_CASE("a declared column the database lacks is a schema error naming it, never its name as a value",
+          "[schema][rows]") {
+    test::temp_dir dir;
+    {
+        resilite::sqlite::connection c{dir / "drift.db"};
+        c.exec_script("CREATE TABLE readings(id INTEGER PRIMARY KEY, city TEXT NOT NULL);"
+                      "INSERT INTO readings VALUES(1, 'Oslo')");
+    }
+    report_db db{dir / "drift.db"};
+    const auto check_missing_region = [](const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::schema);
+        CHECK_THAT(e.technical().note, Catch::Contains("\"region\""));
+        CHECK_THAT(e.technical().note, Catch::Contains("\"readings\""));
+        CHECK_THAT(e.technical().sqlite_message, Catch::Contains("no such column: region"));
+    };
+    try {
+        const auto r = db.get<reading>(1);
+        FAIL("get returned a row; region = '" << (r ? r->region : std::string{"<none>"}) << "'");
+    } catch (const resilite::error& e) {
+        check_missing_region(e);
+    }
+    try {
+        const auto all = db.select<reading>();
+        FAIL("select returned " << all.size() << " rows; region = '"
+                                << (all.empty() ? std::string{"<none>"} : all[0].region) << "'");
+    } catch (const resilite::error& e) {
+        check_missing_region(e);
+    }
+    try {
+        static_cast<void>(db.insert(reading{2, "Bergen", "west"}));
+        FAIL("insert succeeded");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::schema);
+        CHECK_THAT(e.technical().note, Catch::Contains("\"region\""));
+    }
+}
+
+TEST_CASE("a column only the caller's select tail names stays an sql error", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "rows.db"};
+    try {
+        static_cast<void>(db.select<user>("WHERE \"nosuch\" = 1"));
+        FAIL("select with a bad tail succeeded");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::sql);
+        CHECK_THAT(e.technical().sqlite_message, Catch::Contains("no such column: nosuch"));
+    }
+}
+
+TEST_CASE("typed rows read values exactly: a text in a REAL column is a mismatch", "[schema][rows]") {
+    test::temp_dir dir;
+    db_t db{dir / "rows.db"};
+    db.exec("INSERT INTO users(id, name, score, active, avatar) VALUES(1, 'Ann', 'high', 1, x'')");
+    const auto check_score = [](const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::mismatch);
+        CHECK_THAT(e.technical().note, Catch::Contains("column 3 ('score') holds TEXT"));
+        CHECK_THAT(e.technical().note, Catch::Contains("double"));
+    };
+    try {
+        const auto u = db.get<user>(1);
+        FAIL("get returned score " << (u ? u->score : -1.0));
+    } catch (const resilite::error& e) {
+        check_score(e);
+    }
+    try {
+        static_cast<void>(db.select<user>());
+        FAIL("select succeeded");
+    } catch (const resilite::error& e) {
+        check_score(e);
+    }
 }

@@ -92,3 +92,22 @@ TEST_CASE("connection closes cleanly with statements cached and after failures",
     connection again{dir / "c.db"};
     CHECK(again.query_one<int>("SELECT count(*) FROM t") == 5);
 }
+
+TEST_CASE("double-quoted names that are not columns are errors, never strings", "[sqlite][connection]") {
+    test::temp_dir dir;
+    connection c{dir / "dqs.db"};
+    c.exec("CREATE TABLE t(id INTEGER PRIMARY KEY, city TEXT)");
+    c.exec("INSERT INTO t(city) VALUES('Oslo')");
+    CHECK(c.query_one<std::string>("SELECT \"city\" FROM t") == "Oslo");  // a real column still works
+    try {
+        const auto v = c.query_one<std::string>("SELECT \"region\" FROM t");
+        FAIL("read '" << v.value_or("<no row>") << "'");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::sql);
+        CHECK_THAT(e.technical().sqlite_message, Catch::Contains("no such column: region"));
+    }
+    // DML and DDL alike: a CHECK comparing with "Oslo" would compare with a string.
+    CHECK_THROWS_AS(c.exec("UPDATE t SET city = \"Bergen\""), resilite::error);
+    CHECK_THROWS_AS(c.exec_script("CREATE TABLE u(city TEXT CHECK(city <> \"Oslo\"))"), resilite::error);
+    CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'u'") == 0);
+}

@@ -101,6 +101,94 @@ TEST_CASE("reading NULL into a non-optional type is a mismatch error", "[sqlite]
     }
 }
 
+namespace {
+// The mismatch error of reading `sql`'s only column as T, or a failure when there is none.
+template <class T>
+resilite::error read_error(connection& c, const std::string& sql) {
+    try {
+        static_cast<void>(c.query_one<T>(sql));
+    } catch (const resilite::error& e) {
+        return e;
+    }
+    FAIL("reading " << sql << " gave no error");
+    throw std::logic_error("unreachable");
+}
+
+void check_mismatch(const resilite::error& e, std::string_view storage, std::string_view cpp) {
+    CHECK(e.klass() == resilite::error_class::mismatch);
+    CHECK_THAT(e.technical().note, Catch::Contains("column 0 ('x')"));
+    CHECK_THAT(e.technical().note, Catch::Contains(std::string{storage}));
+    CHECK_THAT(e.technical().note, Catch::Contains(std::string{cpp}));
+    CHECK(e.technical().operation == "read column");
+}
+}  // namespace
+
+TEST_CASE("reads that cannot be exact are mismatch errors naming column and both types",
+          "[sqlite][statement]") {
+    fixture f;
+    SECTION("text, blob or a fraction into an integer") {
+        check_mismatch(read_error<std::int64_t>(f.c, "SELECT 'abc' AS x"), "TEXT", "std::int64_t");
+        check_mismatch(read_error<int>(f.c, "SELECT '12' AS x"), "TEXT", "std::int32_t");
+        check_mismatch(read_error<std::int64_t>(f.c, "SELECT x'01' AS x"), "BLOB", "std::int64_t");
+        check_mismatch(read_error<std::int64_t>(f.c, "SELECT 2.75 AS x"), "REAL", "std::int64_t");
+        check_mismatch(read_error<int>(f.c, "SELECT 1e300 AS x"), "REAL", "std::int32_t");
+        check_mismatch(read_error<bool>(f.c, "SELECT 'yes' AS x"), "TEXT", "bool");
+    }
+    SECTION("integers out of the C++ type's range") {
+        check_mismatch(read_error<int>(f.c, "SELECT 3000000000 AS x"), "INTEGER", "std::int32_t");
+        check_mismatch(read_error<std::int16_t>(f.c, "SELECT -40000 AS x"), "INTEGER", "std::int16_t");
+        check_mismatch(read_error<std::uint32_t>(f.c, "SELECT -1 AS x"), "INTEGER", "std::uint32_t");
+        check_mismatch(read_error<std::uint8_t>(f.c, "SELECT 256 AS x"), "INTEGER", "std::uint8_t");
+        check_mismatch(read_error<bool>(f.c, "SELECT 2 AS x"), "INTEGER", "bool");
+        check_mismatch(read_error<std::optional<int>>(f.c, "SELECT 3000000000 AS x"), "INTEGER",
+                       "std::int32_t");
+    }
+    SECTION("text, blob or an inexact integer into a floating point type") {
+        check_mismatch(read_error<double>(f.c, "SELECT 'abc' AS x"), "TEXT", "double");
+        check_mismatch(read_error<double>(f.c, "SELECT '1.5' AS x"), "TEXT", "double");
+        check_mismatch(read_error<double>(f.c, "SELECT x'00' AS x"), "BLOB", "double");
+        check_mismatch(read_error<double>(f.c, "SELECT 9007199254740993 AS x"), "INTEGER", "double");
+        check_mismatch(read_error<double>(f.c, "SELECT 9223372036854775807 AS x"), "INTEGER", "double");
+        check_mismatch(read_error<float>(f.c, "SELECT 0.1 AS x"), "REAL", "float");
+        check_mismatch(read_error<float>(f.c, "SELECT 16777217 AS x"), "INTEGER", "float");
+        check_mismatch(read_error<float>(f.c, "SELECT 1e300 AS x"), "REAL", "float");
+    }
+    SECTION("real or blob into text, numbers into a blob") {
+        check_mismatch(read_error<std::string>(f.c, "SELECT 0.1 AS x"), "REAL", "std::string");
+        check_mismatch(read_error<std::string>(f.c, "SELECT x'41' AS x"), "BLOB", "std::string");
+        check_mismatch(read_error<resilite::blob>(f.c, "SELECT 7 AS x"), "INTEGER", "resilite::blob");
+        check_mismatch(read_error<resilite::blob>(f.c, "SELECT 7.5 AS x"), "REAL", "resilite::blob");
+    }
+    SECTION("the error names the column by index and name") {
+        try {
+            static_cast<void>(f.c.query_one<int, int>("SELECT 1 AS a, 'two' AS b"));
+            FAIL("no error");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::mismatch);
+            CHECK_THAT(e.technical().note, Catch::Contains("column 1 ('b')"));
+            CHECK_THAT(e.technical().sql, Catch::Contains("'two' AS b"));
+        }
+    }
+}
+
+TEST_CASE("exact conversions between storage classes are read", "[sqlite][statement]") {
+    fixture f;
+    CHECK(f.c.query_one<std::int64_t>("SELECT 3.0") == 3);  // SQLite may hand back integral reals
+    CHECK(f.c.query_one<int>("SELECT -2.0") == -2);
+    CHECK(f.c.query_one<std::int64_t>("SELECT -9223372036854775808.0") == std::numeric_limits<std::int64_t>::min());
+    CHECK(f.c.query_one<std::uint8_t>("SELECT 255") == 255);
+    CHECK(f.c.query_one<std::int16_t>("SELECT -32768") == -32768);
+    CHECK(f.c.query_one<bool>("SELECT 1") == true);
+    CHECK(f.c.query_one<bool>("SELECT 0.0") == false);
+    CHECK(f.c.query_one<double>("SELECT 9007199254740992") == 9007199254740992.0);
+    CHECK(f.c.query_one<double>("SELECT 7") == 7.0);
+    CHECK(f.c.query_one<float>("SELECT 0.5") == 0.5F);
+    CHECK(f.c.query_one<float>("SELECT 16777216") == 16777216.0F);
+    CHECK(f.c.query_one<std::string>("SELECT 42") == "42");  // decimal text of an integer is exact
+    CHECK(f.c.query_one<resilite::blob>("SELECT 'AB'") == resilite::blob{std::byte{'A'}, std::byte{'B'}});
+    CHECK_FALSE(f.c.query_one<std::optional<int>>("SELECT NULL").value().has_value());
+}
+
 TEST_CASE("wrong number of arguments is a range error naming both counts", "[sqlite][statement]") {
     fixture f;
     try {

@@ -61,6 +61,13 @@ struct technical_detail {
 };
 
 namespace detail {
+// A failure without a SQLite code is named after its class (RESILITE_MISMATCH), so that
+// technical().code_name is never empty.
+[[nodiscard]] inline technical_detail with_code_name(error_class klass, technical_detail d) {
+    if (d.extended_code == SQLITE_OK && d.code_name.empty()) d.code_name = library_code_name(klass);
+    return d;
+}
+
 struct error_state {
     error_class klass;
     technical_detail detail;
@@ -74,6 +81,8 @@ struct error_state {
                                   d.operation.empty() ? "?" : d.operation);
     if (d.extended_code != SQLITE_OK) {
         out += fmt::format("; {} ({})", d.code_name, d.extended_code);
+    } else if (!d.code_name.empty()) {
+        out += fmt::format("; {}", d.code_name);
     }
     if (!d.sqlite_message.empty()) out += fmt::format("; sqlite: {}", d.sqlite_message);
     if (!d.sql.empty()) out += fmt::format("; sql: {}", d.sql);
@@ -96,7 +105,8 @@ public:
     error(error_class klass, technical_detail detail)
         : std::system_error(code_for(klass, detail.extended_code)),
           state_(std::make_shared<detail::error_state>(
-              detail::error_state{klass, std::move(detail), std::string{}, nullptr})) {
+              detail::error_state{klass, detail::with_code_name(klass, std::move(detail)), std::string{},
+                                  nullptr})) {
         state_->what = detail::describe(state_->klass, state_->detail);
     }
 
@@ -104,7 +114,8 @@ public:
     error(error_class klass, technical_detail detail, const error& cause)
         : std::system_error(code_for(klass, detail.extended_code)),
           state_(std::make_shared<detail::error_state>(
-              detail::error_state{klass, std::move(detail), std::string{}, cause.state_})) {
+              detail::error_state{klass, detail::with_code_name(klass, std::move(detail)), std::string{},
+                                  cause.state_})) {
         state_->what = detail::describe(state_->klass, state_->detail, state_->cause.get());
     }
 

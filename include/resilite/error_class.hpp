@@ -38,7 +38,7 @@ enum class error_class : std::uint8_t {
     durability,       // the required durability mode (WAL, synchronous) could not be set
     invalid_setting,  // a runtime setting was refused; the old settings stay
     retry_exhausted,  // attempts or deadline ran out (the last cause is carried)
-    degraded,         // refused because the database is running degraded
+    degraded,         // reserved: nothing raises it until degradation modes land
     migration,        // a migration failed and was rolled back (the version is unchanged)
     archive,          // the text archive is damaged, incomplete, hostile or cannot be written
 };
@@ -73,7 +73,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"schema", "The database structure does not match what the application expects."},
     {"too_big", "A value is too large to be stored in the database."},
     {"constraint", "The change was refused because it breaks a rule of the data."},
-    {"mismatch", "A value has the wrong type for where it was stored."},
+    {"mismatch", "A value does not have the type expected for it."},
     {"misuse", "The application used the database library incorrectly."},
     {"auth", "The operation is not allowed."},
     {"range", "The application passed the wrong number of values to the database."},
@@ -95,6 +95,25 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
 [[nodiscard]] constexpr std::string_view user_message(error_class c) noexcept {
     return detail::error_class_table[static_cast<std::size_t>(c)].user_message;
 }
+
+namespace detail {
+// technical().code_name of a failure resilite raises itself (no SQLite code behind it), so that
+// logs name every failure the same way: RESILITE_ and the class name in capitals.
+inline constexpr std::array<std::string_view, error_class_count> library_code_names{{
+    "RESILITE_NONE",        "RESILITE_SQL",           "RESILITE_INTERNAL",        "RESILITE_PERMISSION",
+    "RESILITE_ABORTED",     "RESILITE_BUSY",          "RESILITE_LOCKED",          "RESILITE_NO_MEMORY",
+    "RESILITE_READ_ONLY",   "RESILITE_INTERRUPTED",   "RESILITE_IO",              "RESILITE_CORRUPT",
+    "RESILITE_NOT_FOUND",   "RESILITE_FULL",          "RESILITE_CANT_OPEN",       "RESILITE_PROTOCOL",
+    "RESILITE_SCHEMA",      "RESILITE_TOO_BIG",       "RESILITE_CONSTRAINT",      "RESILITE_MISMATCH",
+    "RESILITE_MISUSE",      "RESILITE_AUTH",          "RESILITE_RANGE",           "RESILITE_NOT_A_DATABASE",
+    "RESILITE_DURABILITY",  "RESILITE_INVALID_SETTING", "RESILITE_RETRY_EXHAUSTED", "RESILITE_DEGRADED",
+    "RESILITE_MIGRATION",
+}};
+
+[[nodiscard]] constexpr std::string_view library_code_name(error_class c) noexcept {
+    return library_code_names[static_cast<std::size_t>(c)];
+}
+}  // namespace detail
 
 // Every primary result code maps to exactly one class; extended codes map through their primary.
 [[nodiscard]] constexpr error_class classify(int sqlite_code) noexcept {

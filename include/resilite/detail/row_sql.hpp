@@ -12,6 +12,8 @@
 #include <fmt/format.h>
 
 #include <string>
+#include <string_view>
+#include <utility>
 
 namespace resilite::detail {
 
@@ -79,6 +81,76 @@ struct row_sql {
     }
 };
 
+// The identifier quote_id wrote at the start of `s`, unquoted; empty when there is none.
+inline std::string unquote_id_prefix(std::string_view s) {
+    std::string out;
+    if (s.empty() || s.front() != '"') return out;
+    for (std::size_t i = 1; i < s.size(); ++i) {
+        if (s[i] != '"') {
+            out += s[i];
+        } else if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            ++i;
+        } else {
+            return out;
+        }
+    }
+    return {};
+}
+
+// The table a typed-row statement names. row_sql writes "INSERT INTO <table>..." and
+// "SELECT <the row's columns> FROM <table>...", so the name is at a known place.
+template <class Row>
+std::string table_of_row_sql(std::string_view sql) {
+    constexpr std::string_view insert_prefix = "INSERT INTO ";
+    if (sql.starts_with(insert_prefix)) return unquote_id_prefix(sql.substr(insert_prefix.size()));
+    std::string select_prefix = "SELECT ";
+    bool first = true;
+    for (auto name : member_names<Row>()) {
+        if (!std::exchange(first, false)) select_prefix += ',';
+        select_prefix += quote_id(name);
+    }
+    select_prefix += " FROM ";
+    if (sql.starts_with(select_prefix)) return unquote_id_prefix(sql.substr(select_prefix.size()));
+    return {};
+}
+
+// A typed-row statement that fails to prepare because the database lacks a column the row
+// declares (drift that report_only leaves alone, a column dropped by hand) is a schema error
+// naming the column and the table, not SQLite's bare "no such column". A column only the
+// caller's SQL tail names stays the caller's sql error.
+template <class Row>
+void throw_if_declared_column_missing(const error& e) {
+    if (e.klass() != error_class::sql || e.technical().operation != "prepare") return;
+    const std::string_view message = e.technical().sqlite_message;
+    constexpr std::string_view no_such = "no such column: ";
+    constexpr std::string_view no_named = " has no column named ";
+    std::string_view column;
+    if (message.starts_with(no_such)) {
+        column = message.substr(no_such.size());
+    } else if (const auto at = message.find(no_named); at != std::string_view::npos) {
+        column = message.substr(at + no_named.size());
+    }
+    if (column.empty() || !has_member<Row>(column)) return;
+    technical_detail d = e.technical();
+    const auto table = table_of_row_sql<Row>(d.sql);
+    d.note = fmt::format("the table {} has no column {}, which the row type declares; the database "
+                         "does not match the declared schema (see sync_report())",
+                         table.empty() ? std::string{"?"} : quote_id(table), quote_id(column));
+    throw error{error_class::schema, std::move(d)};
+}
+
+// Prepares (or takes from the cache) a statement of the typed-row path for Row.
+template <class Row>
+sqlite::statement_cache::lease prepare_for_row(sqlite::connection& c, std::string_view sql) {
+    try {
+        return c.prepare_cached(sql);
+    } catch (const error& e) {
+        throw_if_declared_column_missing<Row>(e);
+        throw;
+    }
+}
+
 // Reads the current row of `s` into a Row, column i into member i.
 template <class Row>
 Row read_struct(sqlite::statement& s) {
@@ -94,13 +166,18 @@ Row read_struct(sqlite::statement& s) {
 // Runs `sql` with the row's members bound in order, then `extra...` after them.
 template <class Row>
 std::int64_t exec_with_row(sqlite::connection& c, const std::string& sql, const Row& row) {
-    return boost::hana::unpack(boost::hana::members(row),
-                               [&](const auto&... values) { return c.exec(sql, values...); });
+    try {
+        return boost::hana::unpack(boost::hana::members(row),
+                                   [&](const auto&... values) { return c.exec(sql, values...); });
+    } catch (const error& e) {
+        throw_if_declared_column_missing<Row>(e);
+        throw;
+    }
 }
 
 template <class Row, class... Args>
 std::vector<Row> select_structs(sqlite::connection& c, std::string_view sql, const Args&... args) {
-    auto stmt = c.prepare_cached(sql);
+    auto stmt = prepare_for_row<Row>(c, sql);
     stmt->bind_all_static(args...);
     std::vector<Row> out;
     while (stmt->step())
@@ -110,7 +187,7 @@ std::vector<Row> select_structs(sqlite::connection& c, std::string_view sql, con
 
 template <class Row, class... Args>
 std::optional<Row> select_struct(sqlite::connection& c, std::string_view sql, const Args&... args) {
-    auto stmt = c.prepare_cached(sql);
+    auto stmt = prepare_for_row<Row>(c, sql);
     stmt->bind_all_static(args...);
     if (!stmt->step()) return std::nullopt;
     return read_struct<Row>(*stmt);

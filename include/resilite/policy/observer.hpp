@@ -16,14 +16,21 @@
 namespace resilite {
 
 // Default: prints events at or above MinLevel to stderr through fmt (failures and warnings
-// by default, so successful operations cost no I/O).
+// by default, so successful operations cost no I/O). One line per operation: a busy database
+// retried a thousand times must not flood stderr, so "retry" events are printed only at level
+// ok; otherwise the operation's own line carries the attempt count, and an operation that
+// succeeded only after retries counts as a warning (printed once, "exec ok (..., 3 attempts").
 template <outcome MinLevel = outcome::warning>
 struct stderr_observer {
     using slot = resilite::slot::observer;
     static constexpr bool enabled = true;
 
     void on_event(const event& e) const noexcept {
-        if (static_cast<int>(e.result) < static_cast<int>(MinLevel)) return;
+        if constexpr (MinLevel != outcome::ok) {
+            if (e.name == "retry") return;
+        }
+        const auto level = e.result == outcome::ok && e.attempts > 1 ? outcome::warning : e.result;
+        if (static_cast<int>(level) < static_cast<int>(MinLevel)) return;
         try {
             fmt::print(stderr, "resilite: {} {} ({} rows, {} attempt{}, {:.3f} ms){}{}\n", e.name,
                        to_string(e.result), e.rows, e.attempts, e.attempts == 1 ? "" : "s",

@@ -35,6 +35,17 @@ public:
         }
         db_ = db;
         sqlite3_extended_result_codes(db_, 1);
+        // SQLite's legacy misfeature turns a double-quoted name that is not a column into a
+        // string ("region" reads as 'region'): silent wrong data. Off for DML and DDL alike
+        // (existing schemas that relied on it still load: SQLite always allows it there).
+        for (const int option : {SQLITE_DBCONFIG_DQS_DML, SQLITE_DBCONFIG_DQS_DDL}) {
+            const int config_rc = sqlite3_db_config(db_, option, 0, nullptr);
+            if (config_rc != SQLITE_OK) {
+                auto failure = detail::sqlite_failure(db_, config_rc, "open/db_config", {}, path_);
+                sqlite3_close_v2(std::exchange(db_, nullptr));
+                throw failure;
+            }
+        }
     }
 
     connection(const connection&) = delete;
