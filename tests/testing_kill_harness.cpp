@@ -19,7 +19,7 @@ TEST_CASE("sigkill at random moments loses no acknowledged commit", "[fault][sig
         setup.exec_script("CREATE TABLE t(seq INTEGER PRIMARY KEY, payload TEXT NOT NULL)");
     }
     std::mt19937_64 rng{20261122};
-    const int n = resilite::testing::trials(100);
+    const int n = resilite::testing::trials(200);
     std::int64_t next = 1;
     int killed = 0;
     std::set<std::int64_t> all_acknowledged;

@@ -107,8 +107,9 @@ inline constexpr std::array<std::string_view, error_class_count> library_code_na
     "RESILITE_SCHEMA",      "RESILITE_TOO_BIG",       "RESILITE_CONSTRAINT",      "RESILITE_MISMATCH",
     "RESILITE_MISUSE",      "RESILITE_AUTH",          "RESILITE_RANGE",           "RESILITE_NOT_A_DATABASE",
     "RESILITE_DURABILITY",  "RESILITE_INVALID_SETTING", "RESILITE_RETRY_EXHAUSTED", "RESILITE_DEGRADED",
-    "RESILITE_MIGRATION",
+    "RESILITE_MIGRATION",   "RESILITE_ARCHIVE",
 }};
+static_assert(!library_code_names.back().empty(), "resilite: a new error_class needs its RESILITE_ code name");
 
 [[nodiscard]] constexpr std::string_view library_code_name(error_class c) noexcept {
     return library_code_names[static_cast<std::size_t>(c)];
