@@ -647,7 +647,7 @@ private:
 };
 }  // namespace
 
-TEST_CASE("archive volume full: failed appends leave no torn file and nothing behind; the outbox catches up",
+TEST_CASE("archive volume full: failed appends leave no torn file and nothing behind, the outbox catches up",
           "[archive]") {
     test::temp_dir dir;
     test::event_log log;
@@ -730,7 +730,7 @@ TEST_CASE("archive segment that is a symbolic link is never followed: nothing is
     CHECK(report.to_text().find("symbolic link") != std::string::npos);
 }
 
-TEST_CASE("archive: a directory removed while open gets a full snapshot; the archive alone rebuilds every row",
+TEST_CASE("archive: a directory removed while open gets a full snapshot, the archive alone rebuilds every row",
           "[archive][identity]") {
     test::temp_dir dir;
     test::event_log log;

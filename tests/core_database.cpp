@@ -102,7 +102,7 @@ TEST_CASE("close runs a TRUNCATE checkpoint so the WAL is empty and data is in t
     CHECK(c.query_one<int>("SELECT count(*) FROM t") == 100);
 }
 
-TEST_CASE("threads share one Database; writes are serialized and none is lost", "[database][threads]") {
+TEST_CASE("threads share one Database, writes are serialized and none is lost", "[database][threads]") {
     test::temp_dir dir;
     resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "t.db"};
     db.exec_script("CREATE TABLE t(thread INTEGER, n INTEGER, PRIMARY KEY(thread, n))");
@@ -306,7 +306,7 @@ TEST_CASE("identity: a different, new or emptied database at the path is refused
           std::optional<int>{tables_with_identity});
 }
 
-TEST_CASE("identity: the same database reopens; a backup restored in place keeps it", "[database][identity]") {
+TEST_CASE("identity: the same database reopens, a backup restored in place keeps it", "[database][identity]") {
     using Db = resilite::Database<resilite::null_observer, test::manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -2,13 +2,21 @@
 #include "support.hpp"
 
 #include <resilite/testing/corruption.hpp>
+#include <resilite/testing/trials.hpp>
 
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstdio>
+#include <random>
+#include <set>
+#include <thread>
+#include <vector>
 
 using namespace std::chrono_literals;
 using resilite::error_class;
@@ -195,4 +203,184 @@ TEST_CASE("lock: checks, backups and a second Database never drop this process's
     REQUIRE(std::filesystem::exists(wal));
     db.exec("INSERT INTO t VALUES(2)");
     REQUIRE(db.query_one<std::int64_t>("SELECT count(*) FROM t") == 2);
+}
+
+TEST_CASE("health: damage met by any operation marks the database unhealthy with one corrupt event",
+          "[health][corrupt]") {
+    test::temp_dir dir;
+    const auto path = dir / "damaged.db";
+    test::event_log log;
+    using Db = resilite::Database<resilite::callback_observer, test::manual_durability, resilite::no_retry>;
+    Db::options o;
+    o.observer = log.observer();
+    Db db{path, o};
+    // t's root is page 2, side's page 3, t's leaves from page 4 on.
+    db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT); CREATE TABLE side(x)");
+    db.transaction([](auto& tx) {
+        for (int i = 0; i < 400; ++i)
+            tx.exec("INSERT INTO t VALUES(?, ?)", i, std::string(300, 'x'));
+    });
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    REQUIRE(db.health().healthy);
+    resilite::testing::zero_page(path, 6);  // a leaf of t
+    {  // another connection's commit makes ours drop its page cache and read the file again
+        resilite::sqlite::connection other{path};
+        other.exec("INSERT INTO side VALUES(1)");
+    }
+    int failures = 0;
+    for (int i = 0; i < 3; ++i) {
+        try {
+            static_cast<void>(db.query<std::int64_t>("SELECT id FROM t ORDER BY pad, id"));
+        } catch (const resilite::error& e) {
+            ++failures;
+            CHECK(e.klass() == resilite::error_class::corrupt);
+        }
+    }
+    CHECK(failures == 3);
+    const auto h = db.health();
+    CHECK_FALSE(h.healthy);
+    CHECK_FALSE(h.damage.empty());
+    CHECK(h.to_json().find("\"healthy\":false") != std::string::npos);
+    CHECK(log.count("corrupt") == 1);  // once, not per failing operation
+}
+
+TEST_CASE("health: a failed transaction counts as one failure", "[health]") {
+    test::temp_dir dir;
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability, resilite::no_retry>;
+    Db db{dir / "once.db"};
+    db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY)");
+    const auto before = db.health().failures;
+    try {
+        db.transaction([](auto& tx) {
+            tx.exec("INSERT INTO t VALUES(1)");
+            tx.exec("INSERT INTO t VALUES(1)");  // constraint
+        });
+        FAIL("a duplicate key was accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::constraint);
+    }
+    CHECK(db.health().failures == before + 1);
+}
+
+TEST_CASE("errors stay one line: a long integrity_check is summarised, the whole text in technical().report",
+          "[health][error]") {
+    resilite::technical_detail d;
+    d.operation = "backup";
+    d.note = "the database failed its full check\nrow 1 missing from index a\nrow 2 missing from index a";
+    const resilite::error e{resilite::error_class::corrupt, d};
+    CHECK(std::string{e.what()}.find('\n') == std::string::npos);
+    CHECK_THAT(std::string{e.what()}, Catch::Contains("the database failed its full check (+2 more lines"));
+    CHECK(e.technical().report == d.note);
+}
+
+namespace {
+struct Entry {
+    BOOST_HANA_DEFINE_STRUCT(Entry, (std::int64_t, id), (std::string, who));
+};
+using entries = resilite::table<"entries", Entry, resilite::primary_key<"id">>;
+using stress_db =
+    resilite::Database<resilite::schema<entries>, resilite::archive<>, resilite::null_observer,
+                       test::manual_durability,
+                       resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>,
+                       resilite::exponential_backoff<1, 50, 100000, resilite::jitter::full, 600000>>;
+
+// A writer process: two Database objects (one per thread) on the same file, each committing
+// rows and reporting every acknowledged id through the pipe, with header and quick checks and
+// backups in between. Runs until killed.
+[[noreturn]] void stress_child(const std::filesystem::path& path, int slot, int out) {
+    ::alarm(300);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 2; ++t) {
+        threads.emplace_back([&, t] {
+            try {
+                stress_db db{path};
+                const std::int64_t base = (static_cast<std::int64_t>(slot) * 2 + t) * 1'000'000'000;
+                for (std::int64_t i = 1;; ++i) {
+                    db.insert(Entry{base + i, "w"});
+                    const std::int64_t id = base + i;
+                    if (::write(out, &id, sizeof id) != sizeof id) ::_exit(3);
+                    if (i % 7 == 0) static_cast<void>(db.check(resilite::check_level::header));
+                    if (i % 29 == 0) static_cast<void>(db.check(resilite::check_level::quick));
+                    if (i % 53 == 0) static_cast<void>(db.backup_now());
+                }
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "stress writer failed: %s\n", e.what());
+                ::_exit(2);
+            }
+        });
+    }
+    for (auto& th : threads)
+        th.join();
+    ::_exit(0);
+}
+}  // namespace
+
+TEST_CASE("lock: two Databases per process in three processes, checks, backups and kills lose nothing",
+          "[health][lock][sigkill]") {
+    test::temp_dir dir;
+    const auto path = dir / "stress.db";
+    { stress_db setup{path}; }  // closed before any fork: children inherit no open connection
+    int fds[2];
+    REQUIRE(::pipe(fds) == 0);
+    std::mt19937_64 rng{20261130};
+    std::set<std::int64_t> acknowledged;
+    std::vector<pid_t> children(3, -1);
+    int generation = 0;  // every writer its own id range
+    const auto start_child = [&](int slot) {
+        const int id_range = generation++;
+        const pid_t pid = ::fork();
+        if (pid == 0) {
+            ::close(fds[0]);
+            stress_child(path, id_range, fds[1]);
+        }
+        children[static_cast<std::size_t>(slot)] = pid;
+    };
+    for (int s = 0; s < 3; ++s)
+        start_child(s);
+    // Counted, not timed: each round reads a random number of acknowledgements, then kills one
+    // writer and starts another in its place.
+    const int rounds = resilite::testing::trials(8);
+    for (int round = 0; round < rounds; ++round) {
+        const auto wanted = 40 + rng() % 80;
+        for (std::uint64_t n = 0; n < wanted; ++n) {
+            std::int64_t id = 0;
+            REQUIRE(::read(fds[0], &id, sizeof id) == static_cast<ssize_t>(sizeof id));
+            acknowledged.insert(id);
+        }
+        const auto victim = static_cast<int>(rng() % 3);
+        ::kill(children[static_cast<std::size_t>(victim)], SIGKILL);
+        int status = 0;
+        ::waitpid(children[static_cast<std::size_t>(victim)], &status, 0);
+        REQUIRE((WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL));  // not a writer that failed
+        start_child(victim);
+    }
+    for (auto pid : children)
+        ::kill(pid, SIGKILL);
+    for (auto pid : children)
+        ::waitpid(pid, nullptr, 0);
+    ::close(fds[1]);
+    for (std::int64_t id = 0; ::read(fds[0], &id, sizeof id) == static_cast<ssize_t>(sizeof id);)
+        acknowledged.insert(id);  // what was acknowledged before the last kills
+    ::close(fds[0]);
+
+    stress_db db{path};
+    REQUIRE(db.query_one<std::string>("PRAGMA integrity_check") == "ok");
+    std::set<std::int64_t> present;
+    for (auto id : db.query<std::int64_t>("SELECT id FROM entries"))
+        present.insert(id);
+    std::size_t lost = 0;
+    for (auto id : acknowledged)
+        lost += present.count(id) == 0 ? 1 : 0;
+    INFO(acknowledged.size() << " acknowledged, " << present.size() << " present");
+    CHECK(lost == 0);
+    CHECK(acknowledged.size() >= static_cast<std::size_t>(rounds) * 40);
+    const auto report = db.check_archive();
+    for (const auto& p : report.problems) {
+        INFO(p.message);
+        CHECK(p.what != resilite::archive_problem::kind::gap);
+        CHECK(p.what != resilite::archive_problem::kind::duplicate);
+        CHECK(p.what != resilite::archive_problem::kind::conflicting_duplicate);
+        CHECK_FALSE(p.fatal);
+    }
+    CHECK(report.reproduces_live == true);
 }

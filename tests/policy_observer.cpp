@@ -71,7 +71,7 @@ TEST_CASE("stderr observer at level ok prints every operation", "[observer]") {
     CHECK_THAT(out, Catch::Contains("resilite: close ok"));
 }
 
-TEST_CASE("callback observer receives structured events; null observer costs nothing", "[observer]") {
+TEST_CASE("callback observer receives structured events, null observer costs nothing", "[observer]") {
     test::temp_dir dir;
     test::event_log log;
     {

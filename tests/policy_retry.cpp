@@ -74,7 +74,7 @@ int wait_exit(pid_t pid) {
 }
 }  // namespace
 
-TEST_CASE("retry policies seed the settings; the default policy is the default settings", "[retry]") {
+TEST_CASE("retry policies seed the settings, the default policy is the default settings", "[retry]") {
     STATIC_REQUIRE(resilite::exponential_backoff<>::defaults == retry_settings{});
     STATIC_REQUIRE(resilite::Database<>::default_settings().retry == retry_settings{});
     using Custom = resilite::Database<resilite::constant_backoff<25, 7, 900>>;

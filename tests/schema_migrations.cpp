@@ -290,3 +290,27 @@ TEST_CASE("sigkill during a migration leaves the schema entirely old or entirely
     CHECK(old_seen + new_seen == 12);
     CHECK(old_seen > 0);  // at least one kill landed inside the migration
 }
+
+TEST_CASE("a deploy rollback is refused: code without migrations<> opens no database stamped by newer code",
+          "[migrations][schema]") {
+    struct Note {
+        BOOST_HANA_DEFINE_STRUCT(Note, (std::int64_t, id), (std::string, text));
+    };
+    using notes = resilite::table<"notes", Note, resilite::primary_key<"id">>;
+    using Old = resilite::Database<resilite::schema<notes>, resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "rolled-back.db";
+    {
+        Old db{path};
+        db.insert(Note{1, "a"});
+        db.exec("PRAGMA user_version = 1");  // as a newer release with one migration leaves it
+    }
+    try {
+        Old db{path};
+        FAIL("older code opened a database stamped by newer code");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::schema);
+        CHECK_THAT(e.technical().note, Catch::Contains("version 1"));
+    }
+}

@@ -432,7 +432,7 @@ TEST_CASE("modes: strict refuses any drift, report-only changes nothing", "[sche
         FAIL("strict accepted drift");
     } catch (const resilite::error& e) {
         CHECK(e.klass() == resilite::error_class::schema);
-        CHECK_THAT(e.technical().note, Catch::Contains("legacy"));
+        CHECK_THAT(e.technical().report, Catch::Contains("legacy"));  // the whole report; what() one line
     }
     CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'index'") == 0);
 
@@ -448,4 +448,63 @@ TEST_CASE("modes: strict refuses any drift, report-only changes nothing", "[sche
     const auto created = sync(fresh, simple_table(), schema_mode::strict);
     CHECK(created.changed);
     CHECK(created.status() == schema_status::ok);
+}
+
+namespace {
+struct Place {
+    BOOST_HANA_DEFINE_STRUCT(Place, (std::int64_t, id), (std::string, name), (std::int64_t, size));
+};
+}  // namespace
+
+TEST_CASE("open fails with class schema when the declared schema cannot be created", "[schema][open]") {
+    // SQLite rejects the index condition: nothing may be half-created, and open must say so.
+    using bad = resilite::table<"places", Place, resilite::primary_key<"id">,
+                                resilite::partial_index<"places_big", "no_such_column > 3", "size">>;
+    using Db = resilite::Database<resilite::schema<bad>, resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "bad.db";
+    try {
+        Db db{path};
+        FAIL("opened a database without the declared tables");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::schema);
+        CHECK(std::string{e.what()}.find('\n') == std::string::npos);  // one line
+        CHECK_THAT(e.technical().report, Catch::Contains("places_big"));
+    }
+    resilite::sqlite::connection c{path};
+    CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'places'") == 0);
+}
+
+TEST_CASE("open fails on critical drift unless report_only, warnings never fail", "[schema][open][drift]") {
+    using places = resilite::table<"places", Place, resilite::primary_key<"id">>;
+    test::temp_dir dir;
+    const auto path = dir / "drift.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("CREATE TABLE places(id INTEGER PRIMARY KEY, name TEXT NOT NULL, size BLOB NOT NULL, "
+                      "extra TEXT)");  // size: another affinity (critical); extra: undeclared (warning)
+    }
+    using Default = resilite::Database<resilite::schema<places>, resilite::null_observer, test::manual_durability>;
+    try {
+        Default db{path};
+        FAIL("opened a database whose column type differs from the declaration");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::schema);
+        CHECK_THAT(e.technical().report, Catch::Contains("size"));
+    }
+    using ReportOnly =
+        resilite::Database<resilite::report_only_schema<places>, resilite::null_observer, test::manual_durability>;
+    {
+        ReportOnly db{path};
+        CHECK(db.sync_report().status() == schema_status::critical);
+    }
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("DROP TABLE places; CREATE TABLE places(id INTEGER PRIMARY KEY, name TEXT NOT NULL, "
+                      "size INTEGER NOT NULL, extra TEXT)");  // only the warning left
+    }
+    Default db{path};
+    CHECK(db.sync_report().status() == schema_status::warnings);
 }

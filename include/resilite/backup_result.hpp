@@ -19,6 +19,7 @@ struct backup_result {
     health_report check;  // the copy's check
     std::chrono::nanoseconds duration{0};
     int restarts = 0;        // online backup restarted by another writer
+    bool vacuumed = false;   // taken with VACUUM INTO (chosen, or after max_restarts restarts)
     std::string sink_error;  // empty when no sink or it succeeded
     // The last archive record the copy holds (records after it are replayed on top of it).
     std::optional<std::int64_t> archive_seq;

@@ -25,11 +25,13 @@ struct backup_settings {
     std::string directory;                                 // empty: "<database>.backups" beside it
     std::string sink;                                      // command run with the finished backup, e.g.
                                                            // "rclone copyto {path} remote:backups/{name}"
+    int max_restarts = 2;  // online: restarts by other processes' writes before VACUUM INTO takes over
 
     friend bool operator==(const backup_settings&, const backup_settings&) = default;
 
     [[nodiscard]] std::optional<std::string> problem() const {
         if (pages_per_step < 1) return std::string{"backup pages_per_step must be at least 1"};
+        if (max_restarts < 0) return std::string{"backup max_restarts must not be negative"};
         if (pause < std::chrono::milliseconds{0}) return std::string{"backup pause must not be negative"};
         if (time_limit <= std::chrono::seconds{0}) return std::string{"backup time_limit must be positive"};
         if (interval < std::chrono::minutes{0}) return std::string{"backup interval must not be negative"};

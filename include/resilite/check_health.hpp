@@ -113,7 +113,7 @@ namespace detail {
         if (lines.size() == 1 && lines[0] == "ok") return r;
         std::string found;
         for (const auto& l : lines)
-            found += (found.empty() ? "" : "; ") + l;
+            found += (found.empty() ? "" : "\n") + l;  // one problem a line: errors summarise
         return {F::corrupt, level, found};
     } catch (const error& e) {
         if (e.klass() == error_class::not_a_database) return {F::not_a_database, level, e.what()};

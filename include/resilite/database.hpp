@@ -430,6 +430,7 @@ public:
         emit_since("check", start, r.ok() ? outcome::ok : outcome::failed, 0,
                    r.ok() ? error_class::none : error_class::corrupt,
                    r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
+        if (!r.ok()) note_damage(error_class::corrupt, fmt::format("check: {}: {}", to_string(r.result), r.detail));
         return r;
     }
 
@@ -511,6 +512,11 @@ public:
     [[nodiscard]] health_snapshot health() {
         health_snapshot s;
         metrics_.fill(s);
+        {
+            std::lock_guard lock(damage_mutex_);
+            s.healthy = damage_.empty();
+            s.damage = damage_;
+        }
         s.retries = retries_.load();
         s.wal_bytes = wal_bytes();
         std::lock_guard lock(mutex_);
@@ -640,13 +646,15 @@ private:
                                     "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite\\_%' "
                                     "ESCAPE '\\' AND name NOT LIKE 'resilite\\_%' ESCAPE '\\'") == 0;
         });
-        if (version > latest && latest > 0) {
+        // A deploy rollback: code older than the database (also code without migrations<>, whose
+        // latest version is 0) must not write into a schema it does not know.
+        if (version > latest) {
             if constexpr (migrations_type::on_newer == newer_database::refuse) {
                 throw detail::library_failure(
                     error_class::schema, "open",
-                    fmt::format("the database is at version {}, newer than this application's {}; it was not "
-                                "opened (newer_database::refuse) and not changed",
-                                version, latest),
+                    fmt::format("the database is at version {}, newer than this application's {}{}; it was "
+                                "not opened (newer_database::refuse) and not changed",
+                                version, latest, latest == 0 ? " (it declares no migrations)" : ""),
                     path_.string());
             } else {
                 reopen_read_only();
@@ -685,6 +693,17 @@ private:
                        : (status == schema_status::warnings ? outcome::warning : outcome::failed),
                    applied, status == schema_status::critical ? error_class::schema : error_class::none,
                    status == schema_status::ok && applied == 0 ? std::string{} : sync_report_.to_text());
+        // The database cannot be brought to the declared schema (a declaration SQLite rejects, or
+        // critical drift): open fails rather than hand out a database whose first insert fails.
+        // Warnings never fail; report_only only reports.
+        if (status == schema_status::critical && schema_type::mode != schema_mode::report_only) {
+            throw detail::library_failure(
+                error_class::schema, "open",
+                fmt::format("the database does not match the declared schema and could not be brought to it; "
+                            "nothing was changed\n{}",
+                            sync_report_.to_text()),
+                path_.string());
+        }
     }
 
     void run_migrations(int from) {
@@ -755,9 +774,10 @@ private:
     // Every operation ends here: exactly one event per operation (P17), plus one "retry" event
     // per attempt that failed and was retried.
     void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
-                    std::string_view detail, int attempts = 1) noexcept {
+                    std::string_view detail, int attempts = 1, bool counted = true) noexcept {
         const auto duration = now() - start;
-        if (name != "retry" && name != "wal_size_alert") metrics_.record(o, klass, duration);
+        if (counted && name != "retry" && name != "wal_size_alert" && name != "corrupt")
+            metrics_.record(o, klass, duration);
         if constexpr (observer_type::enabled) {
             try {
                 observer_.on_event(event{name, o, duration, rows, attempts, klass, detail});
@@ -833,7 +853,9 @@ private:
         } catch (...) {
             annotate_current(start, name);
             auto failure = detail::op_failure::from_current_exception();
-            emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail);
+            note_damage(failure.klass, failure.detail);
+            // One failed transaction is one failure: the transaction's own event counts it.
+            emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail, 1, false);
             throw;
         }
     }
@@ -955,8 +977,24 @@ private:
     void finish_failed(std::string_view name, const detail::retry_state& st) {
         annotate_current(st.start, name, std::max(st.attempt, 1));
         auto failure = detail::op_failure::from_current_exception();
+        note_damage(failure.klass, failure.detail);
         emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail,
                    std::max(st.attempt, 1));
+    }
+
+    // SQLite said the file is damaged: never silent. The database is marked unhealthy (health()
+    // shows it) and a `corrupt` event says what was seen, once. Healing will start from here.
+    void note_damage(error_class klass, std::string_view what) noexcept {
+        if (klass != error_class::corrupt && klass != error_class::not_a_database) return;
+        try {
+            {
+                std::lock_guard lock(damage_mutex_);
+                if (!damage_.empty()) return;
+                damage_ = std::string{what};
+            }
+            emit_since("corrupt", now(), outcome::failed, 0, klass, what);
+        } catch (...) {
+        }
     }
 
     // Closes a connection SQLite reported unusable and opens a new one; if that fails too, the
@@ -1112,7 +1150,8 @@ private:
     void finish_identity() {
         if (!on_disk()) return;
         std::lock_guard lock(mutex_);
-        if (identity_.empty() && !read_only_) {
+        // (report_only promises to change nothing: no identity is stamped then.)
+        if (identity_.empty() && !read_only_ && schema_type::mode != schema_mode::report_only) {
             // Synced whatever the durability policy: the sidecar names it next, and a sidecar
             // naming an identity the database lost would refuse a healthy database.
             if (settings_.sync == synchronous::normal) apply_synchronous(synchronous::full);
@@ -1352,7 +1391,7 @@ private:
         }
         const auto dir = detail::backup_directory(path_, s);
         std::filesystem::create_directories(dir);
-        detail::clean_leftovers(dir);
+        detail::clean_leftovers(dir, path_);
         const auto started = now();
         // 1. Never back up a damaged source: the copy would carry the damage.
         if constexpr (archiving) {  // the copy then knows exactly which archive records it holds
@@ -1368,7 +1407,7 @@ private:
                 path_.string());
         }
         // 2. Copy through SQLite into a temporary file.
-        const auto tmp = dir / fmt::format(".{}.tmp-{}", path_.filename().string(), ::getpid());
+        const auto tmp = dir / detail::backup_temp_name(path_);
         const auto remove_tmp = [&] {
             std::error_code ec;
             for (const char* suffix : {"", "-journal", "-wal", "-shm"})
@@ -1377,12 +1416,17 @@ private:
         remove_tmp();
         backup_result r;
         try {
-            if (s.how == backup_settings::method::vacuum_into) {
-                // A reader of its own: under WAL it runs beside the writer instead of blocking it.
+            if (s.how == backup_settings::method::online) {
+                r.restarts = copy_online(tmp, s, started);
+                r.vacuumed = r.restarts > s.max_restarts;  // other processes kept restarting it
+                if (r.vacuumed) remove_tmp();
+            }
+            if (s.how == backup_settings::method::vacuum_into || r.vacuumed) {
+                // A reader of its own: under WAL it runs beside the writer instead of blocking it,
+                // and reads one snapshot, which no other process's write can restart.
+                r.vacuumed = true;
                 sqlite::connection reader{path_, SQLITE_OPEN_READONLY, vfs_.empty() ? nullptr : vfs_.c_str()};
                 reader.exec("VACUUM INTO ?", tmp.string());
-            } else {
-                r.restarts = copy_online(tmp, s, started);
             }
             {
                 sqlite::connection copy{tmp};
@@ -1509,6 +1553,11 @@ private:
             if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED) throw fail(rc, {});
             if (last_remaining >= 0 && remaining > last_remaining) ++restarts;  // another process wrote
             last_remaining = remaining;
+            if (restarts > s.max_restarts) {  // the caller takes the backup with VACUUM INTO instead
+                sqlite3_backup_finish(b);
+                sqlite3_close_v2(dst);
+                return restarts;
+            }
             if (now() - started > s.time_limit) {
                 throw fail(SQLITE_OK,
                            fmt::format("the backup could not finish within {} s ({} restarts, {} pages "
@@ -1592,6 +1641,8 @@ private:
     std::optional<sqlite::connection> conn_;
     std::optional<error> broken_;  // why the last reconnect failed (conn_ is empty then)
     std::string identity_;         // this database's identity (detail/identity.hpp)
+    std::mutex damage_mutex_;      // health() never waits for the writer lock
+    std::string damage_;           // the first damage SQLite reported since open (empty: none)
     std::chrono::milliseconds applied_busy_timeout_{-1};  // what SQLite's busy handler has now
     std::function<int(std::string_view, int)> inject_failure_;
     std::function<void(int, int)> before_migrations_;

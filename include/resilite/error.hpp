@@ -57,7 +57,9 @@ struct technical_detail {
     int attempt = 1;                      // which attempt failed (1-based)
     std::chrono::nanoseconds elapsed{0};  // time spent on the operation, all attempts included
     std::string database_path;
-    std::string note;  // resilite's own explanation, when it adds one
+    std::string note;    // resilite's own explanation, when it adds one (one line)
+    std::string report;  // a long multi-line account (integrity_check output, a schema or
+                         // archive report), summarised in note; empty when there is none
 };
 
 namespace detail {
@@ -65,6 +67,16 @@ namespace detail {
 // technical().code_name is never empty.
 [[nodiscard]] inline technical_detail with_code_name(error_class klass, technical_detail d) {
     if (d.extended_code == SQLITE_OK && d.code_name.empty()) d.code_name = library_code_name(klass);
+    // what() stays one line: a multi-line note keeps its first line and the count of the rest;
+    // the whole text moves to `report`.
+    if (const auto nl = d.note.find('\n'); nl != std::string::npos) {
+        std::size_t more = 0;
+        for (auto i = nl; i < d.note.size(); ++i)
+            more += d.note[i] == '\n' && i + 1 < d.note.size() ? 1 : 0;
+        if (d.report.empty()) d.report = d.note;
+        d.note = fmt::format("{} (+{} more line{} in technical().report)", d.note.substr(0, nl), more,
+                             more == 1 ? "" : "s");
+    }
     return d;
 }
 

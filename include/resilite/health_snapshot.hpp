@@ -16,6 +16,10 @@
 namespace resilite {
 
 struct health_snapshot {
+    // False once any operation met SQLITE_CORRUPT / SQLITE_NOTADB (or a check found damage)
+    // since open; `damage` says what was seen first.
+    bool healthy = true;
+    std::string damage;
     std::optional<health_report> last_check;
     std::optional<std::chrono::system_clock::time_point> last_check_time;   // UTC
     std::optional<std::chrono::system_clock::time_point> last_backup_time;  // UTC
@@ -48,11 +52,11 @@ struct health_snapshot {
                                              to_string(last_check->result), to_string(last_check->level))
                                : std::string{"null"};
         return fmt::format(
-            "{{\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
+            "{{\"healthy\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
             "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{}}}",
-            check, time_or_null(last_check_time), time_or_null(last_backup_time),
+            healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"}, wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
             p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},

@@ -24,20 +24,6 @@
 namespace resilite {
 
 namespace detail {
-// Removes `<dir>/<prefix><pid>` files left by processes that no longer exist (killed mid-way).
-inline void remove_stale_temp_files(const std::filesystem::path& dir, const std::string& prefix) noexcept {
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
-        const auto name = it->path().filename().string();
-        if (!name.starts_with(prefix)) continue;
-        const auto pid = std::atoll(name.c_str() + prefix.size());
-        if (pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)) {
-            std::error_code ignored;
-            std::filesystem::remove(it->path(), ignored);
-        }
-    }
-}
-
 // Moves a database and its side files into `<db>.quarantine-<UTC>/` (never deleted by resilite).
 inline std::filesystem::path quarantine(const std::filesystem::path& db) {
     const auto stamp = fmt::format("{:%Y%m%dT%H%M%S}Z", std::chrono::floor<std::chrono::seconds>(

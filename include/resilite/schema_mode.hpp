@@ -6,9 +6,9 @@
 namespace resilite {
 
 enum class schema_mode {
-    add_missing,  // add missing tables, columns, indexes, triggers; report drift (default)
-    strict,       // any drift is an error and nothing is changed
-    report_only,  // simulate: report what would be done, change nothing
+    add_missing,  // add what is missing; warnings are reported, critical drift fails open (default)
+    strict,       // any drift, warnings included, fails open and nothing is changed
+    report_only,  // simulate: report what would be done, change nothing, never fail
 };
 
 [[nodiscard]] constexpr std::string_view to_string(schema_mode m) noexcept {

@@ -8,7 +8,10 @@
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -145,13 +148,17 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
 }
 
 // Temporary files of backups that never finished (a killed process): removed at the next run.
-inline void clean_leftovers(const std::filesystem::path& dir) {
-    std::error_code ec;
-    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
-        const auto name = e.path().filename().string();
-        if (name.starts_with(".") && name.find(".tmp") != std::string::npos)
-            std::filesystem::remove(e.path(), ec);
-    }
+// Temporary copies of killed backups of `db` (".<name>.tmp-<pid>-<n>"); those of live
+// processes are theirs to finish.
+inline void clean_leftovers(const std::filesystem::path& dir, const std::filesystem::path& db) {
+    remove_stale_temp_files(dir, fmt::format(".{}.tmp-", db.filename().string()));
+}
+
+// A name no other backup in flight has: the pid (for clean_leftovers) and a counter (several
+// Database objects in one process).
+[[nodiscard]] inline std::string backup_temp_name(const std::filesystem::path& db) {
+    static std::atomic<unsigned> counter{0};
+    return fmt::format(".{}.tmp-{}-{}", db.filename().string(), ::getpid(), counter++);
 }
 
 }  // namespace resilite::detail

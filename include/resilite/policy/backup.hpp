@@ -15,14 +15,18 @@
 namespace resilite {
 
 // The backup API, PagesPerStep pages at a time with PauseMs between steps (writers go on in
-// between); gives up after TimeLimitSeconds and says so.
-template <int PagesPerStep = 256, int PauseMs = 1, int TimeLimitSeconds = 600>
+// between); gives up after TimeLimitSeconds and says so. Another process's write restarts the
+// copy: after MaxRestarts restarts the backup is taken with VACUUM INTO instead, which reads one
+// snapshot and cannot be restarted.
+template <int PagesPerStep = 256, int PauseMs = 1, int TimeLimitSeconds = 600, int MaxRestarts = 2>
 struct online_backup {
     static_assert(PagesPerStep >= 1, "resilite::online_backup: PagesPerStep must be at least 1");
+    static_assert(MaxRestarts >= 0, "resilite::online_backup: MaxRestarts must not be negative");
     static constexpr auto method = backup_settings::method::online;
     static constexpr int pages_per_step = PagesPerStep;
     static constexpr int pause_ms = PauseMs;
     static constexpr int time_limit_seconds = TimeLimitSeconds;
+    static constexpr int max_restarts = MaxRestarts;
 };
 
 // VACUUM INTO: one statement, a compact copy; holds a read transaction while it runs.
@@ -31,6 +35,7 @@ struct vacuum_into {
     static constexpr int pages_per_step = 256;
     static constexpr int pause_ms = 0;
     static constexpr int time_limit_seconds = 600;
+    static constexpr int max_restarts = 0;
 };
 
 template <int Minutes>
@@ -71,7 +76,8 @@ struct backup {
                                               Retention::daily,
                                               Retention::weekly,
                                               {},
-                                              {}};
+                                              {},
+                                              Method::max_restarts};
 };
 
 struct no_backup {

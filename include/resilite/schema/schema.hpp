@@ -3,7 +3,7 @@
 // missing tables, columns, indexes and triggers are added; drift is reported (schema_report).
 //
 //   using Schema = resilite::schema<users, orders, resilite::trigger<"count_orders", "...">>;
-//   using Strict = resilite::basic_schema<resilite::schema_mode::strict, users, orders>;
+//   using Strict = resilite::strict_schema<users, orders>;   // any drift fails open
 
 #include <resilite/detail/schema_def.hpp>
 #include <resilite/schema/table.hpp>
@@ -115,8 +115,16 @@ private:
     }
 };
 
+// The default: adds what is missing, tolerates warnings (an undeclared column, a different
+// default), and fails open on critical drift or a declaration SQLite rejects.
 template <class... Items>
 using schema = basic_schema<schema_mode::add_missing, Items...>;
+// Any drift, warnings included, fails open; nothing is changed.
+template <class... Items>
+using strict_schema = basic_schema<schema_mode::strict, Items...>;
+// Never changes the database and never fails open: sync_report() says what would be done.
+template <class... Items>
+using report_only_schema = basic_schema<schema_mode::report_only, Items...>;
 
 using no_schema = basic_schema<schema_mode::add_missing>;
 
