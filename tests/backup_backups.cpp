@@ -218,9 +218,7 @@ TEST_CASE("sigkill during a backup never leaves a partial file promoted; leftove
                     report(i);
                 }
             },
-            // Right after a finished backup the child starts the next one: the kill lands in it
-            // however fast the machine is.
-            resilite::testing::after_acknowledged{1 + rng() % 3}));
+            std::chrono::microseconds{2000 + rng() % 30000}));
         for (const auto& b : backups_in(path)) {
             INFO(b);
             CHECK(
