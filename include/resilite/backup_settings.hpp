@@ -25,7 +25,7 @@ struct backup_settings {
     std::string directory;                                 // empty: "<database>.backups" beside it
     std::string sink;                                      // command run with the finished backup, e.g.
                                                            // "rclone copyto {path} remote:backups/{name}"
-    int max_restarts = 2;  // online: restarts by other processes' writes before VACUUM INTO takes over
+    int max_restarts = 1;  // online: restarts by other processes' writes before VACUUM INTO takes over
 
     friend bool operator==(const backup_settings&, const backup_settings&) = default;
 

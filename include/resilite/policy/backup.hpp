@@ -18,7 +18,7 @@ namespace resilite {
 // between); gives up after TimeLimitSeconds and says so. Another process's write restarts the
 // copy: after MaxRestarts restarts the backup is taken with VACUUM INTO instead, which reads one
 // snapshot and cannot be restarted.
-template <int PagesPerStep = 256, int PauseMs = 1, int TimeLimitSeconds = 600, int MaxRestarts = 2>
+template <int PagesPerStep = 256, int PauseMs = 1, int TimeLimitSeconds = 600, int MaxRestarts = 1>
 struct online_backup {
     static_assert(PagesPerStep >= 1, "resilite::online_backup: PagesPerStep must be at least 1");
     static_assert(MaxRestarts >= 0, "resilite::online_backup: MaxRestarts must not be negative");
