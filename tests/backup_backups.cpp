@@ -442,17 +442,12 @@ TEST_CASE("restore: temporary files of a killed restore are removed by the next 
 
 TEST_CASE("backup: a full disk is a clear `full` error, not \"not an error\"", "[backup]") {
     test::temp_dir dir;
-    const auto mnt = dir / "small";
-    std::filesystem::create_directories(mnt);
-    if (std::system(fmt::format("mount -t tmpfs -o size=512k tmpfs '{}' 2>/dev/null", mnt.string()).c_str()) !=
-        0) {
+    const test::small_volume volume{dir.path(), "512k"};
+    if (!volume.mounted()) {
         WARN("cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
         return;
     }
-    struct unmount {
-        std::filesystem::path p;
-        ~unmount() { static_cast<void>(std::system(fmt::format("umount '{}'", p.string()).c_str())); }
-    } guard{mnt};
+    const auto& mnt = volume.path();
     using Db = resilite::Database<resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
                                   resilite::null_observer, test::manual_durability>;
     Db::options o;

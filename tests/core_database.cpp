@@ -323,3 +323,20 @@ TEST_CASE("identity: the same database reopens, a backup restored in place keeps
     Db again{path};
     CHECK(again.query_one<std::string>("SELECT identity FROM resilite_identity") == first);
 }
+
+TEST_CASE("open refuses a file name too long for the side files, at once and clearly", "[database]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    // 247 bytes: SQLite itself would take it ("-journal" fits in 255), the sidecar would not.
+    const auto path = dir / (std::string(244, 'n') + ".db");
+    try {
+        Db db{path};
+        FAIL("opened a database whose sidecar cannot be written");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::cant_open);
+        CHECK_THAT(e.technical().note, Catch::Contains("file name is 247 bytes"));
+    }
+    CHECK_FALSE(std::filesystem::exists(path));
+    Db fits{dir / (std::string(243, 'n') + ".db")};  // 246 bytes: the longest that fits
+}

@@ -672,17 +672,12 @@ TEST_CASE("busy open: a missing directory is a clear error at once, not retries"
 
 TEST_CASE("busy open: a full disk at open is a clear `full` error at once, not retries", "[retry][busy open]") {
     test::temp_dir dir;
-    const auto mnt = dir / "small";
-    std::filesystem::create_directories(mnt);
-    if (std::system(fmt::format("mount -t tmpfs -o size=256k tmpfs '{}' 2>/dev/null", mnt.string()).c_str()) !=
-        0) {
+    const test::small_volume volume{dir.path(), "256k"};
+    if (!volume.mounted()) {
         WARN("cannot mount a small tmpfs here (needs root): the full-disk case is not exercised");
         return;
     }
-    struct unmount {
-        std::filesystem::path p;
-        ~unmount() { static_cast<void>(std::system(fmt::format("umount '{}'", p.string()).c_str())); }
-    } guard{mnt};
+    const auto& mnt = volume.path();
     const auto path = mnt / "full.db";
     {
         manual_db setup{path};

@@ -12,6 +12,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace test {
@@ -35,6 +36,30 @@ public:
 
 private:
     std::filesystem::path path_;
+};
+
+// A small tmpfs mounted at <dir>/<name> for disk-full tests, unmounted at scope exit. Mounting
+// needs root (CI runs as root); elsewhere mounted() is false and the test says so.
+class small_volume {
+public:
+    small_volume(const std::filesystem::path& dir, std::string_view size, std::string name = "small")
+        : path_(dir / name) {
+        std::filesystem::create_directories(path_);
+        const auto cmd = "mount -t tmpfs -o size=" + std::string{size} + " tmpfs '" + path_.string() +
+                         "' 2>/dev/null";
+        mounted_ = std::system(cmd.c_str()) == 0;
+    }
+    small_volume(const small_volume&) = delete;
+    small_volume& operator=(const small_volume&) = delete;
+    ~small_volume() {
+        if (mounted_) static_cast<void>(std::system(("umount '" + path_.string() + "'").c_str()));
+    }
+    [[nodiscard]] bool mounted() const { return mounted_; }
+    [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+
+private:
+    std::filesystem::path path_;
+    bool mounted_ = false;
 };
 
 // An owned copy of a resilite::event.
