@@ -14,6 +14,7 @@
 #include <iterator>
 #include <string>
 
+// snippet-begin: declaration
 struct Member {
     BOOST_HANA_DEFINE_STRUCT(Member, (std::int64_t, id), (std::string, name), (std::string, password_hash));
 };
@@ -27,6 +28,7 @@ using posts = resilite::table<"posts", Post, resilite::primary_key<"id">>;
 
 // Flushed and synced at every commit; resilite::archive<resilite::flush_every_ms<500>> batches.
 using Db = resilite::Database<resilite::schema<members, posts>, resilite::archive<>>;
+// snippet-end: declaration
 
 static int report(const std::filesystem::path& archive, const char* live) {
     resilite::inspect_options o;
@@ -64,8 +66,21 @@ static int walk_through() {
     }
     // The database is lost; the archive alone rebuilds it.
     std::filesystem::remove(path);
-    const auto r = resilite::rebuild(dir / "forum.db.archive", dir / "rebuilt.db");
-    std::printf("rebuilt from %lld records\n", static_cast<long long>(r.applied_records));
+    // snippet-begin: recover
+    const auto archive = dir / "forum.db.archive";                // <database>.archive, beside it
+    auto built = resilite::rebuild(archive, dir / "rebuilt.db");  // from the archive alone
+    // A copy restored from a backup takes the records after the number it holds (none here):
+    auto more = resilite::replay_archive(archive, dir / "rebuilt.db");
+    // Validate and trial-rebuild, compared with a live database (db.check_archive() does this
+    // for an open one, after draining):
+    resilite::inspect_options options;
+    options.live_database = dir / "rebuilt.db";
+    auto check = resilite::inspect_archive(archive, options);
+    std::printf("%s", check.to_text().c_str());  // exit_code(): 0 ok, 1 critical, 2 warnings
+    // snippet-end: recover
+    std::printf("rebuilt from %lld records, %lld more replayed\n",
+                static_cast<long long>(built.applied_records), static_cast<long long>(more.applied_records));
+    if (check.exit_code() != 0) return check.exit_code();
     Db rebuilt{dir / "rebuilt.db", [&] {
                    Db::options o;
                    o.settings = Db::default_settings();

@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <string>
 
+// snippet-begin: policy
 using Db = resilite::Database<
     resilite::backup<resilite::online_backup<>, resilite::every_minutes<60>, resilite::keep_last<24>>>;
+// snippet-end: policy
 
 int main() {
     const auto dir = std::filesystem::temp_directory_path() / "resilite-backup-example";

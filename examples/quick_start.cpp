@@ -1,16 +1,12 @@
-// Quick start: the snippet in README.md.
+// Quick start: the region below is README.md's first snippet, character for character
+// (tests/docs/check_snippets.cpp compares them), built and run by the test suite.
+// snippet-begin: quick_start
 #include <resilite/resilite.hpp>
 
-#include <cstdio>
-#include <filesystem>
-#include <string>
+#include <iostream>
 
 int main() {
-    const auto path = std::filesystem::temp_directory_path() / "resilite-quick-start.db";
-
-    // Default policies: WAL + synchronous=FULL, checkpoints in the background, failures and
-    // warnings printed to stderr.
-    resilite::Database<> db{path};
+    resilite::Database<> db{"app.db"};  // WAL + synchronous=FULL, problems printed to stderr
     db.exec_script("CREATE TABLE IF NOT EXISTS users(id INTEGER PRIMARY KEY, name TEXT NOT NULL)");
 
     db.transaction([](auto& tx) {
@@ -19,15 +15,14 @@ int main() {
     });  // committed here; an exception inside would have rolled both back
 
     for (const auto& [id, name] : db.query<std::int64_t, std::string>("SELECT id, name FROM users")) {
-        std::printf("%lld %s\n", static_cast<long long>(id), name.c_str());
+        std::cout << id << ' ' << name << '\n';
     }
 
     try {
         db.exec("INSERT INTO users(name) VALUES(NULL)");
     } catch (const resilite::error& e) {
-        std::printf("shown to the user: %s\n", std::string{e.user_message()}.c_str());
-        std::printf("class: %s, code: %s\n", std::string{resilite::name(e.klass())}.c_str(),
-                    e.technical().code_name.c_str());
+        std::cout << e.user_message() << '\n';  // plain words: "The change was refused because ..."
+        std::clog << e.what() << '\n';          // for logs: class, SQLITE_CONSTRAINT_NOTNULL, SQL, path, ...
     }
-    return 0;
 }
+// snippet-end: quick_start

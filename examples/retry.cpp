@@ -6,9 +6,11 @@
 #include <filesystem>
 #include <string>
 
+// snippet-begin: policy
 using Db = resilite::Database<resilite::exponential_backoff<2 /*base ms*/, 100 /*cap ms*/, 1000 /*attempts*/,
                                                             resilite::jitter::full, 300 /*deadline ms*/>,
                               resilite::callback_observer>;
+// snippet-end: policy
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-retry.db";
@@ -44,5 +46,22 @@ int main() {
                     e.cause() ? std::string{resilite::name(e.cause()->klass())}.c_str() : "-");
     }
     other.exec("ROLLBACK");
+
+    // snippet-begin: reconfigure
+    resilite::settings s = db.current_settings();    // starts from the policies' parameters
+    s.sync = resilite::synchronous::extra;           // PRAGMA synchronous
+    s.busy_timeout = std::chrono::milliseconds{50};  // SQLite's busy wait inside each attempt
+    s.retry.deadline = std::chrono::seconds{2};      // all attempts of one operation together
+    s.statement_cache_capacity = 128;
+    db.reconfigure(s);  // validated whole, then in force from the next operation
+
+    s.checkpoint_interval = std::chrono::seconds{0};  // invalid
+    try {
+        db.reconfigure(s);
+    } catch (const resilite::error& e) {  // class invalid_setting; the previous settings remain
+        std::printf("refused: %s\n", e.what());
+    }
+    // snippet-end: reconfigure
+    if (db.current_settings().retry.deadline != std::chrono::seconds{2}) return 1;
     return db.query_one<std::string>("SELECT state FROM jobs") == "queued" ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <string>
 
+// snippet-begin: tables
 struct User {
     BOOST_HANA_DEFINE_STRUCT(User, (std::int64_t, id), (std::string, name),
                              (std::optional<std::string>, email), (std::int64_t, logins));
@@ -21,7 +22,8 @@ using users =
     resilite::table<"users", User, resilite::primary_key<"id">, resilite::unique<"email">,
                     resilite::default_value<"logins", "0">, resilite::index<"users_by_name", "name">>;
 using orders = resilite::table<"orders", Order, resilite::primary_key<"id">,
-                               resilite::index<"orders_by_user", "user_id">>;
+                               resilite::index<"orders_by_user", "user_id">,
+                               resilite::partial_index<"big_orders", "WHERE cents >= 100000", "user_id">>;
 // A summary kept exact by a trigger, instead of a slow aggregate view.
 using user_totals = resilite::table<"user_totals", UserTotal, resilite::primary_key<"user_id">>;
 using count_orders =
@@ -30,12 +32,22 @@ using count_orders =
                       "INSERT INTO user_totals VALUES(NEW.user_id, 1, NEW.cents) "
                       "ON CONFLICT(user_id) DO UPDATE SET orders = orders + 1, cents = cents + NEW.cents; "
                       "END">;
+// snippet-end: tables
+
+// snippet-begin: assigned_key
+// An integer primary key SQLite assigns: leave it std::nullopt and insert() returns the new key.
+struct Note {
+    BOOST_HANA_DEFINE_STRUCT(Note, (std::optional<std::int64_t>, id), (std::string, text));
+};
+using notes = resilite::table<"notes", Note, resilite::primary_key<"id">>;  // "id" INTEGER PRIMARY KEY
+// snippet-end: assigned_key
 
 // Version 1 is the schema above; version 2 backfills data (existing databases only: a new
 // database is created at the latest version directly).
+// snippet-begin: migrations
 struct backfill_logins {
     static constexpr int version = 1;
-    static constexpr std::string_view name = "count logins from 1";
+    static constexpr std::string_view name = "count logins from 1";  // optional, for messages
     static constexpr std::string_view sql = "UPDATE users SET logins = 1 WHERE logins = 0";
 };
 struct normalize_names {
@@ -43,8 +55,9 @@ struct normalize_names {
     static void up(auto& tx) { tx.exec("UPDATE users SET name = trim(name)"); }
 };
 
-using Db = resilite::Database<resilite::schema<users, orders, user_totals, count_orders>,
+using Db = resilite::Database<resilite::schema<users, orders, user_totals, count_orders, notes>,
                               resilite::migrations<backfill_logins, normalize_names>>;
+// snippet-end: migrations
 
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-schema.db";
@@ -68,5 +81,13 @@ int main() {
     for (const auto& o : db.select<Order>("WHERE cents > ? ORDER BY id", 1000)) {
         std::printf("big order %lld\n", static_cast<long long>(o.id));
     }
-    return total->cents == 2000 ? 0 : 1;
+
+    // snippet-begin: assigned_key_use
+    const std::int64_t first = db.insert(Note{std::nullopt, "call Ann"});       // 1
+    const std::int64_t second = db.insert(Note{std::nullopt, "ship order 2"});  // 2
+    const auto note = db.get<Note>(second);                                     // note->id == second
+    // snippet-end: assigned_key_use
+    std::printf("notes %lld and %lld: %s\n", static_cast<long long>(first), static_cast<long long>(second),
+                note->text.c_str());
+    return total->cents == 2000 && first == 1 && second == 2 && note->id == second ? 0 : 1;
 }

@@ -4,6 +4,7 @@
 #include <resilite/resilite.hpp>
 #include <resilite/testing/corruption.hpp>
 #include <resilite/testing/fault_vfs.hpp>
+#include <resilite/testing/kill_harness.hpp>
 
 #include <cstdio>
 #include <filesystem>
@@ -36,6 +37,7 @@ int main() {
     for (int crash_at = 1; crash_at <= 30; ++crash_at) {
         const auto path = dir / ("orders-" + std::to_string(crash_at) + ".db");
         std::set<int> acknowledged;
+        // snippet-begin: power_loss
         vfs.crash_at_sync(crash_at);
         try {
             AppDb::options options;
@@ -53,6 +55,7 @@ int main() {
         }
         if (!vfs.crashed()) vfs.cut_power();
         vfs.power_loss(rng);  // the files as a rebooted machine finds them
+        // snippet-end: power_loss
 
         resilite::sqlite::connection check{path};
         const bool has_orders =
@@ -78,5 +81,30 @@ int main() {
     const auto health = resilite::check_health(path, resilite::check_level::quick);
     std::printf("after zeroing page 3: %s (%s)\n", std::string{resilite::to_string(health.result)}.c_str(),
                 health.detail.substr(0, 60).c_str());
-    return failures == 0 && !health.ok() ? 0 : 1;
+
+    // 3. A real SIGKILL in the middle of the writes.
+    const auto killed = dir / "killed.db";
+    {
+        resilite::Database<resilite::null_observer> setup{killed};
+        setup.exec_script("CREATE TABLE t(seq INTEGER NOT NULL)");
+    }
+    // snippet-begin: kill
+    const auto r = resilite::testing::run_and_kill(
+        [&](const auto& report) {
+            resilite::Database<resilite::null_observer> db{killed};
+            for (std::int64_t seq = 1;; ++seq) {
+                db.exec("INSERT INTO t VALUES(?)", seq);
+                report(seq);  // acknowledged: must survive the kill
+            }
+        },
+        resilite::testing::after_acknowledged{2 + rng() % 9});
+    // every number in r.acknowledged is in the database
+    // snippet-end: kill
+    int lost = 0;
+    resilite::sqlite::connection after{killed};
+    for (const auto seq : r.acknowledged) {
+        if (after.query_one<int>("SELECT count(*) FROM t WHERE seq = ?", seq) != 1) ++lost;
+    }
+    std::printf("killed after %zu acknowledged commits: %d lost\n", r.acknowledged.size(), lost);
+    return failures == 0 && !health.ok() && r.killed && lost == 0 ? 0 : 1;
 }

@@ -5,21 +5,22 @@
 #include <filesystem>
 #include <stdexcept>
 
-using Db =
-    resilite::Database<resilite::callback_observer, resilite::wal_durability<resilite::synchronous::extra>>;
-
 int main() {
     const auto path = std::filesystem::temp_directory_path() / "resilite-transactions.db";
     for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(path.string() + suffix);
 
+    // snippet-begin: policies
+    using Db = resilite::Database<resilite::wal_durability<resilite::synchronous::extra>,
+                                  resilite::callback_observer>;
     Db::options options;
-    options.observer.callback = [](const resilite::event& e) {
+    options.observer.callback = [](const resilite::event& e) {  // name, result, duration, rows, ...
         std::printf("event %-12.*s %-7.*s rows=%lld\n", static_cast<int>(e.name.size()), e.name.data(),
                     static_cast<int>(to_string(e.result).size()), to_string(e.result).data(),
                     static_cast<long long>(e.rows));
     };
     Db db{path, options};
+    // snippet-end: policies
     db.exec_script(
         "CREATE TABLE accounts(id INTEGER PRIMARY KEY, balance INTEGER NOT NULL CHECK (balance >= 0))");
     db.exec("INSERT INTO accounts VALUES(1, 100), (2, 0)");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the whole test suite twice: a normal build (with the consumer and
-# compile-fail tests) and an AddressSanitizer + UndefinedBehaviorSanitizer build.
+# compile-fail tests, and the check that the docs' snippets equal the compiled examples) and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build.
 # Property tests use a fixed seed unless RESILITE_RANDOM_SEED=1 (or RC_PARAMS is set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,4 +26,4 @@ cmake -S . -B build/sanitize -DCMAKE_BUILD_TYPE=Debug -DRESILITE_BUILD_BENCHMARK
       -DRESILITE_SANITIZE=address,undefined
 cmake --build build/sanitize -j "$jobs"
 ASAN_OPTIONS="detect_leaks=1:abort_on_error=1" UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
-  ctest --test-dir build/sanitize -j "$jobs" --output-on-failure -E '^(consumer|compile_fail)\.'
+  ctest --test-dir build/sanitize -j "$jobs" --output-on-failure -E '^(consumer|compile_fail|docs)\.'

@@ -227,3 +227,53 @@ TEST_CASE("typed rows read values exactly: a text in a REAL column is a mismatch
         check_score(e);
     }
 }
+
+namespace assigned_key_test {
+// An integer primary key that may be std::nullopt: SQLite assigns the rowid.
+struct note {
+    BOOST_HANA_DEFINE_STRUCT(note, (std::optional<std::int64_t>, id), (std::string, text));
+};
+using notes = resilite::table<"notes", note, resilite::primary_key<"id">>;
+using notes_db =
+    resilite::Database<resilite::schema<notes>, resilite::null_observer, test::manual_durability>;
+using archived_notes_db = resilite::Database<resilite::schema<notes>, resilite::archive<>,
+                                             resilite::null_observer, test::manual_durability>;
+}  // namespace assigned_key_test
+
+TEST_CASE("typed rows: an optional integer primary key left empty is assigned, and insert returns it",
+          "[schema][rows]") {
+    using namespace assigned_key_test;
+    CHECK(resilite::detail::create_table_sql(notes::definition()) ==
+          "CREATE TABLE \"notes\"(\"id\" INTEGER PRIMARY KEY, \"text\" TEXT NOT NULL)");
+    test::temp_dir dir;
+    {
+        notes_db db{dir / "notes.db"};
+        CHECK(db.insert(note{std::nullopt, "first"}) == 1);
+        CHECK(db.insert(note{std::nullopt, "second"}) == 2);
+        CHECK(db.insert(note{10, "chosen"}) == 10);
+        CHECK(db.insert(note{std::nullopt, "after"}) == 11);
+        const auto second = db.get<note>(2);
+        REQUIRE(second.has_value());
+        CHECK(second->id == 2);
+        CHECK(second->text == "second");
+        db.transaction([](auto& tx) {
+            CHECK(tx.insert(note{std::nullopt, "in a transaction"}) == 12);
+            CHECK(tx.insert(note{std::nullopt, "and another"}) == 13);
+        });
+        CHECK(db.get<note>(13)->text == "and another");
+    }
+    {
+        // Reopened: in sync, the key still assigned.
+        notes_db db{dir / "notes.db"};
+        CHECK(db.sync_report().actions.empty());
+        CHECK(db.sync_report().status() == resilite::schema_status::ok);
+        CHECK(db.insert(note{std::nullopt, "reopened"}) == 14);
+    }
+    // With an archive the capture triggers write the outbox in the same statement; insert still
+    // returns the row's own rowid, and the archive records the assigned key.
+    archived_notes_db db{dir / "archived.db"};
+    CHECK(db.insert(note{std::nullopt, "a"}) == 1);
+    CHECK(db.insert(note{std::nullopt, "b"}) == 2);
+    db.transaction([](auto& tx) { CHECK(tx.insert(note{std::nullopt, "c"}) == 3); });
+    CHECK(db.check_archive().exit_code() == 0);
+}

@@ -507,4 +507,53 @@ TEST_CASE("open fails on critical drift unless report_only, warnings never fail"
     }
     Default db{path};
     CHECK(db.sync_report().status() == schema_status::warnings);
+
+namespace partial_where_test {
+struct item {
+    BOOST_HANA_DEFINE_STRUCT(item, (std::int64_t, id), (std::string, name),
+                             (std::optional<std::int64_t>, deleted),
+                             (std::optional<std::string>, whereabouts));
+};
+// docs/schema.md once wrote the condition with its keyword; both spellings must work.
+using items = resilite::table<
+    "items", item, resilite::primary_key<"id">,
+    resilite::partial_index<"live_by_name", "WHERE deleted IS NULL", "name">,
+    resilite::unique_partial_index<"live_unique_name", " \n\twhere\n deleted IS NULL", "name">,
+    resilite::partial_index<"placed", "whereabouts IS NOT NULL", "whereabouts">,  // not the keyword
+    resilite::partial_index<"parenthesized", "Where(deleted IS NOT NULL)", "deleted">>;
+using db_t = resilite::Database<resilite::schema<items>, resilite::null_observer, test::manual_durability>;
+}  // namespace partial_where_test
+
+TEST_CASE("sync: a partial index condition may start with WHERE, in any case", "[schema][sync]") {
+    using namespace partial_where_test;
+    test::temp_dir dir;
+    {
+        db_t db{dir / "w.db"};
+        CHECK(db.sync_report().status() == schema_status::ok);
+        const auto sql_of = [&](const char* name) {
+            return db.query_one<std::string>("SELECT sql FROM sqlite_master WHERE name = ?", name)
+                .value_or("");
+        };
+        CHECK(sql_of("live_by_name") ==
+              "CREATE INDEX \"live_by_name\" ON \"items\"(\"name\") WHERE deleted IS NULL");
+        CHECK(sql_of("live_unique_name") ==
+              "CREATE UNIQUE INDEX \"live_unique_name\" ON \"items\"(\"name\") WHERE deleted IS NULL");
+        CHECK(sql_of("placed") ==
+              "CREATE INDEX \"placed\" ON \"items\"(\"whereabouts\") WHERE whereabouts IS NOT NULL");
+        CHECK(sql_of("parenthesized") ==
+              "CREATE INDEX \"parenthesized\" ON \"items\"(\"deleted\") WHERE (deleted IS NOT NULL)");
+        db.insert(item{1, "Ann", 1, std::nullopt});
+        db.insert(item{2, "Ann", std::nullopt, std::nullopt});  // the deleted Ann is not indexed
+        CHECK_THROWS_AS(db.insert(item{3, "Ann", std::nullopt, std::nullopt}), resilite::error);
+    }
+    // In sync at the next open: the stored definitions equal the declared ones.
+    db_t again{dir / "w.db"};
+    CHECK(again.sync_report().actions.empty());
+    CHECK_FALSE(again.sync_report().changed);
+    // Run-time definitions (the form the sync engine works on) are treated the same way.
+    const table_def t{"t", {column_def{"x", "INTEGER", false, {}, false, false}}, {}, {}};
+    CHECK(resilite::detail::create_index_sql(t, index_def{"i", {"x"}, false, "wHeRe x > 1"}) ==
+          "CREATE INDEX \"i\" ON \"t\"(\"x\") WHERE x > 1");
+    CHECK(resilite::detail::create_index_sql(t, index_def{"i", {"x"}, false, "WHERE"}) ==
+          "CREATE INDEX \"i\" ON \"t\"(\"x\")");
 }

@@ -102,10 +102,40 @@ inline void append_quoted(std::string& out, std::string_view text, char quote) {
     return fmt::format("CREATE TABLE {}({})", quote_id(t.name), cols);
 }
 
+// A partial index's condition without a leading WHERE keyword (any case, with the whitespace
+// around it): the declaration may be written either way, and the DDL adds the keyword once.
+// A condition that merely starts with those letters ("whereabouts IS NULL") is kept whole.
+[[nodiscard]] constexpr std::string_view partial_index_condition(std::string_view where) noexcept {
+    constexpr auto space = [](char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+    };
+    constexpr auto word = [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+               c == '$' || static_cast<unsigned char>(c) >= 0x80;
+    };
+    std::size_t i = 0;
+    while (i < where.size() && space(where[i]))
+        ++i;
+    constexpr std::string_view keyword = "where";
+    if (where.size() - i < keyword.size()) return where;
+    for (std::size_t k = 0; k < keyword.size(); ++k) {
+        const char c = where[i + k];
+        if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != keyword[k]) return where;
+    }
+    i += keyword.size();
+    if (i < where.size() && word(where[i])) return where;
+    while (i < where.size() && space(where[i]))
+        ++i;
+    return where.substr(i);
+}
+static_assert(partial_index_condition(" Where  x > 1") == "x > 1");
+static_assert(partial_index_condition("whereabouts IS NULL") == "whereabouts IS NULL");
+
 [[nodiscard]] inline std::string create_index_sql(const table_def& t, const index_def& i) {
     std::string out = fmt::format("CREATE {}INDEX {} ON {}({})", i.unique ? "UNIQUE " : "", quote_id(i.name),
                                   quote_id(t.name), quote_list(i.columns));
-    if (!i.where.empty()) out += fmt::format(" WHERE {}", i.where);
+    const auto where = partial_index_condition(i.where);
+    if (!where.empty()) out += fmt::format(" WHERE {}", where);
     return out;
 }
 

@@ -26,7 +26,7 @@ struct index : detail::index_decl<false, Name, "", Columns...> {};
 template <detail::fixed_string Name, detail::fixed_string... Columns>
 struct unique_index : detail::index_decl<true, Name, "", Columns...> {};
 
-// Only rows matching Where ("deleted_at IS NULL") are indexed.
+// Only rows matching Where ("deleted_at IS NULL", or "WHERE deleted_at IS NULL") are indexed.
 template <detail::fixed_string Name, detail::fixed_string Where, detail::fixed_string... Columns>
 struct partial_index : detail::index_decl<false, Name, Where, Columns...> {};
 
