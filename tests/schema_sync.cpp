@@ -507,6 +507,7 @@ TEST_CASE("open fails on critical drift unless report_only, warnings never fail"
     }
     Default db{path};
     CHECK(db.sync_report().status() == schema_status::warnings);
+}
 
 namespace partial_where_test {
 struct item {
