@@ -340,3 +340,23 @@ TEST_CASE("open refuses a file name too long for the side files, at once and cle
     CHECK_FALSE(std::filesystem::exists(path));
     Db fits{dir / (std::string(243, 'n') + ".db")};  // 246 bytes: the longest that fits
 }
+
+TEST_CASE("identity: a check notices a database replaced while open", "[database][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    Db db{path};
+    db.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('mine')");
+    REQUIRE(db.check(resilite::check_level::header).ok());
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));  // its WAL would mask the swap
+    {
+        resilite::sqlite::connection other{dir / "other.db"};
+        other.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('stranger')");
+    }
+    std::filesystem::rename(dir / "other.db", path);
+    const auto r = db.check(resilite::check_level::header);
+    INFO(r.detail);
+    CHECK_FALSE(r.ok());
+    CHECK_THAT(r.detail, Catch::Contains("replaced while open"));
+    CHECK_FALSE(db.health().healthy);
+}

@@ -421,7 +421,22 @@ public:
     // WAL). The result is kept for health().
     health_report check(check_level level = check_level::quick) {
         const auto start = now();
-        const auto r = check_health(path_, level);  // a reader of its own: writers go on meanwhile
+        auto r = check_health(path_, level);  // a reader of its own: writers go on meanwhile
+        // The file at the path must still be the database this Database opened: one replaced
+        // while open takes no write of ours (they go to the file we hold), so say so.
+        if (r.result == health_report::finding::ok && on_disk() && !identity_.empty()) {
+            try {
+                sqlite::connection reader{path_, SQLITE_OPEN_READONLY, vfs_.empty() ? nullptr : vfs_.c_str()};
+                if (const auto there = detail::read_identity(reader).value_or("none"); there != identity_) {
+                    r = {health_report::finding::corrupt, level,
+                         fmt::format("the file at the path is not the database this Database opened (identity "
+                                     "{}, expected {}): it was replaced while open",
+                                     there, identity_)};
+                }
+            } catch (const error& e) {
+                r = {health_report::finding::io_error, level, e.what()};
+            }
+        }
         {
             std::lock_guard lock(mutex_);
             last_check_ = r;
