@@ -638,12 +638,7 @@ TEST_CASE("busy open: schema sync waits out another process's write lock", "[ret
         }
     });
     // Release the lock only once the opener has met it and retried: counted, not timed.
-    for (;;) {
-        bool retried = log.count("retry") > 0;
-        bool finished = log.count("open") > 0;
-        if (retried || finished) break;
-        std::this_thread::sleep_for(1ms);
-    }
+    REQUIRE(log.wait_for_any({"retry", "open"}, 1, std::chrono::seconds{300}));
     REQUIRE(::write(release[1], "x", 1) == 1);
     opener.join();
     CHECK(wait_exit(holder) == 0);

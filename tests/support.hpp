@@ -5,6 +5,7 @@
 #include <resilite/resilite.hpp>
 #include <resilite/testing/corruption.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -105,11 +106,16 @@ public:
     // Waits (on a condition variable, not a sleep) until `name` has been seen n times.
     bool wait_for(const std::string& name, std::size_t n,
                   std::chrono::seconds limit = std::chrono::seconds{20}) {
+        return wait_for_any({name}, n, limit);
+    }
+    // The same for any of several names (e.g. "retry" or the operation's own end).
+    bool wait_for_any(const std::vector<std::string>& names, std::size_t n,
+                      std::chrono::seconds limit = std::chrono::seconds{20}) {
         std::unique_lock lock(state_->mutex);
         return state_->cv.wait_for(lock, limit, [&] {
             std::size_t seen = 0;
             for (const auto& e : state_->events)
-                seen += e.name == name ? 1 : 0;
+                seen += std::find(names.begin(), names.end(), e.name) != names.end() ? 1 : 0;
             return seen >= n;
         });
     }

@@ -21,7 +21,9 @@
 namespace resilite {
 
 namespace detail {
-// A rollback journal SQLite would play back: it starts with the journal magic.
+// A rollback journal SQLite would play back: it starts with the journal magic. Read directly:
+// SQLite takes no POSIX lock on a journal (only the main file and -shm are locked), so closing
+// this descriptor cannot drop one.
 [[nodiscard]] inline bool hot_journal(const std::filesystem::path& db) {
     static constexpr unsigned char magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
     std::ifstream in(db.string() + "-journal", std::ios::binary);
