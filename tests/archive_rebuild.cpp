@@ -3,8 +3,8 @@
 
 #include "archive_support.hpp"
 
-#include <resilite/detail/archive_format.hpp>
-#include <resilite/detail/archive_writer.hpp>
+#include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/archive/detail/archive_writer.hpp>
 
 #include <catch2/catch.hpp>
 #include <rapidcheck.h>

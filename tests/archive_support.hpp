@@ -4,7 +4,7 @@
 
 #include "support.hpp"
 
-#include <resilite/detail/archive_replay.hpp>
+#include <resilite/archive/detail/archive_replay.hpp>
 
 #include <fmt/format.h>
 

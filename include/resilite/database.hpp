@@ -2,32 +2,32 @@
 // resilite::Database<Policies...>: one declaration of how a database should behave, composed
 // from policies (one per slot, defaults for the rest).
 
-#include <resilite/check_health.hpp>
-#include <resilite/checkpoint_mode.hpp>
-#include <resilite/checkpoint_result.hpp>
-#include <resilite/database_options.hpp>
-#include <resilite/backup_result.hpp>
-#include <resilite/archive_report.hpp>
-#include <resilite/detail/archive_writer.hpp>
-#include <resilite/detail/backoff.hpp>
-#include <resilite/detail/backup_files.hpp>
-#include <resilite/detail/metrics.hpp>
-#include <resilite/health_snapshot.hpp>
-#include <resilite/inspect_archive.hpp>
-#include <resilite/detail/identity.hpp>
-#include <resilite/detail/marker.hpp>
-#include <resilite/detail/policy_set.hpp>
-#include <resilite/detail/retry_scope.hpp>
-#include <resilite/detail/retry_state.hpp>
-#include <resilite/detail/row_sql.hpp>
-#include <resilite/detail/schema_sync.hpp>
-#include <resilite/error.hpp>
-#include <resilite/event.hpp>
-#include <resilite/schema_report.hpp>
-#include <resilite/settings.hpp>
+#include <resilite/monitor/check_health.hpp>
+#include <resilite/durability/checkpoint_mode.hpp>
+#include <resilite/durability/checkpoint_result.hpp>
+#include <resilite/core/database_options.hpp>
+#include <resilite/backup/backup_result.hpp>
+#include <resilite/archive/archive_report.hpp>
+#include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/retry/detail/backoff.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/monitor/detail/metrics.hpp>
+#include <resilite/monitor/health_snapshot.hpp>
+#include <resilite/archive/inspect_archive.hpp>
+#include <resilite/core/detail/identity.hpp>
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/policy/detail/policy_set.hpp>
+#include <resilite/retry/detail/retry_scope.hpp>
+#include <resilite/retry/detail/retry_state.hpp>
+#include <resilite/schema/detail/row_sql.hpp>
+#include <resilite/schema/detail/schema_sync.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/monitor/event.hpp>
+#include <resilite/schema/schema_report.hpp>
+#include <resilite/core/settings.hpp>
 #include <resilite/sqlite/connection.hpp>
-#include <resilite/transaction.hpp>
-#include <resilite/transaction_mode.hpp>
+#include <resilite/core/transaction.hpp>
+#include <resilite/core/transaction_mode.hpp>
 
 #include <fmt/format.h>
 

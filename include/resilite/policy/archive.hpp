@@ -7,8 +7,8 @@
 //
 // Secret columns (resilite::secret<"col">) are never written to the archive.
 
-#include <resilite/archive_settings.hpp>
-#include <resilite/slot.hpp>
+#include <resilite/archive/archive_settings.hpp>
+#include <resilite/policy/slot.hpp>
 
 #include <concepts>
 

@@ -5,9 +5,9 @@
 //   resilite::backup<resilite::online_backup<>, resilite::every_minutes<60>, resilite::keep_last<24>>
 //   resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_generations<24, 7, 4>>
 
-#include <resilite/backup_settings.hpp>
-#include <resilite/check_level.hpp>
-#include <resilite/slot.hpp>
+#include <resilite/backup/backup_settings.hpp>
+#include <resilite/monitor/check_level.hpp>
+#include <resilite/policy/slot.hpp>
 
 #include <concepts>
 #include <cstdint>

@@ -1,8 +1,8 @@
 #pragma once
 // Durability policy family: WAL journal, synchronous level, checkpoints, WAL size alert.
 
-#include <resilite/slot.hpp>
-#include <resilite/synchronous.hpp>
+#include <resilite/policy/slot.hpp>
+#include <resilite/durability/synchronous.hpp>
 
 #include <concepts>
 #include <cstdint>

@@ -2,9 +2,9 @@
 // Retry policy family: which delays separate attempts when the database is busy, how many
 // attempts, and the overall deadline. The parameters seed resilite::settings::retry.
 
-#include <resilite/jitter.hpp>
-#include <resilite/retry_settings.hpp>
-#include <resilite/slot.hpp>
+#include <resilite/retry/jitter.hpp>
+#include <resilite/retry/retry_settings.hpp>
+#include <resilite/policy/slot.hpp>
 
 #include <concepts>
 #include <cstdint>

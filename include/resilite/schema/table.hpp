@@ -8,8 +8,8 @@
 //                                 resilite::unique<"email">, resilite::index<"users_by_name", "name">>;
 
 #include <resilite/detail/fixed_string.hpp>
-#include <resilite/detail/row_traits.hpp>
-#include <resilite/detail/schema_def.hpp>
+#include <resilite/schema/detail/row_traits.hpp>
+#include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/schema/default_value.hpp>
 #include <resilite/schema/index.hpp>
 #include <resilite/schema/primary_key.hpp>

@@ -1,7 +1,7 @@
 #pragma once
 // resilite::sqlite::connection: RAII over one sqlite3 handle, with a statement cache.
 
-#include <resilite/error.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/sqlite/rows.hpp>
 #include <resilite/sqlite/statement.hpp>
 #include <resilite/sqlite/statement_cache.hpp>

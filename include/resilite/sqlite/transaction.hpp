@@ -3,7 +3,7 @@
 // committed. The plain SQLite-level building block under resilite::basic_transaction.
 
 #include <resilite/sqlite/connection.hpp>
-#include <resilite/transaction_mode.hpp>
+#include <resilite/core/transaction_mode.hpp>
 
 #include <utility>
 

@@ -4,8 +4,8 @@
 // detects it. Close every connection (after a TRUNCATE checkpoint if the data must be in the
 // main file) before using them.
 
-#include <resilite/check_level.hpp>
-#include <resilite/detail/schema_def.hpp>
+#include <resilite/monitor/check_level.hpp>
+#include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <cstdint>

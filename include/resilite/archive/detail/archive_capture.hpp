@@ -1,0 +1,538 @@
+#pragma once
+// Capture: the outbox and state tables, the triggers that write each row change into the
+// outbox (a statement template's id and the row's values), the formatting of those rows into
+// SQL text at drain time, the schema records (DDL when the change is additive, a full snapshot
+// otherwise) and the baseline snapshot.
+
+#include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/schema/detail/schema_def.hpp>
+#include <resilite/schema/detail/schema_sync.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <iterator>
+#include <limits>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+inline constexpr std::string_view outbox_table = "resilite_archive_outbox";
+
+// An outbox row is a whole statement (template NULL: schema records, snapshot markers), or a
+// template's id and the row's values (see statement_template).
+inline constexpr std::string_view create_internal_sql =
+    "CREATE TABLE IF NOT EXISTS resilite_archive_outbox(id INTEGER PRIMARY KEY, template INTEGER, stmt TEXT, "
+    "c0, c1, c2, c3, c4, c5, c6, c7);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_template(id INTEGER PRIMARY KEY, parts TEXT NOT NULL "
+    "UNIQUE);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
+    "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
+    "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
+    "tbl_name TEXT NOT NULL, sql TEXT NOT NULL, PRIMARY KEY(type, name));\n"
+    "INSERT OR IGNORE INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(1, 0, 0, 1);";
+
+// Names the library keeps for itself: never archived, never writable by a replay.
+[[nodiscard]] inline bool reserved_name(std::string_view name) {
+    const auto l = lower(name);
+    return l.starts_with("sqlite_") || l.starts_with("resilite_");
+}
+
+// What the archive needs of a declared table: its name and the columns it must never write.
+struct capture_table {
+    std::string name;
+    std::set<std::string> secrets;  // lower-case
+};
+
+[[nodiscard]] inline std::vector<capture_table> capture_tables(const schema_def& def) {
+    std::vector<capture_table> out;
+    for (const auto& t : def.tables) {
+        capture_table c{t.name, {}};
+        for (const auto& col : t.columns) {
+            const bool key =
+                std::find(t.primary_key.begin(), t.primary_key.end(), col.name) != t.primary_key.end();
+            if (col.secret && !key) c.secrets.insert(lower(col.name));  // a key is never secret
+        }
+        out.push_back(std::move(c));
+    }
+    return out;
+}
+
+// The table as the database has it now (columns added by sync or migrations included).
+struct table_shape {
+    std::string name;
+    std::vector<existing_column> columns;
+    std::vector<std::string> key;  // primary key columns in key order; empty: the rowid
+};
+
+[[nodiscard]] inline table_shape shape_of(sqlite::connection& c, const std::string& table) {
+    table_shape s{table, schema_inspector{c}.columns(table), {}};
+    std::vector<std::pair<int, std::string>> pk;
+    for (const auto& col : s.columns)
+        if (col.pk > 0) pk.emplace_back(col.pk, col.name);
+    std::sort(pk.begin(), pk.end());
+    for (auto& p : pk)
+        s.key.push_back(p.second);
+    return s;
+}
+
+// A literal for a NOT NULL secret column without a default, so a replayed insert is valid
+// without the secret.
+[[nodiscard]] inline std::string placeholder(std::string_view type) {
+    const auto a = affinity(type);
+    if (a == "integer" || a == "numeric") return "0";
+    if (a == "real") return "0.0";
+    if (a == "blob") return "X''";
+    return "''";
+}
+
+// A statement with holes: the fixed pieces around each value. Stored once (joined by the unit
+// separator) in resilite_archive_template; a captured row stores only the template's id and
+// the values themselves, unquoted, in the outbox's untyped columns c0, c1, ... The drain
+// quotes them when it writes the text: capturing costs little more than the row's own insert.
+struct statement_template {
+    std::vector<std::string> pieces;  // values + 1 of them
+    std::vector<std::string> values;  // SQL expressions, e.g. NEW."id"
+
+    [[nodiscard]] std::string parts() const { return fmt::format("{}", fmt::join(pieces, "\x1f")); }
+};
+
+// The statements that reproduce a row change, as templates over a row reference: NEW, OLD, or
+// the quoted table name for a snapshot.
+struct statement_builder {
+    const table_shape& t;
+    const capture_table& cap;
+
+    [[nodiscard]] bool secret(const existing_column& c) const {
+        return cap.secrets.count(lower(c.name)) != 0 &&
+               std::find(t.key.begin(), t.key.end(), c.name) == t.key.end();
+    }
+    [[nodiscard]] bool keyed() const { return !t.key.empty(); }
+    [[nodiscard]] std::vector<std::string> key_columns() const {
+        return keyed() ? t.key : std::vector<std::string>{"rowid"};
+    }
+    [[nodiscard]] static std::string ref_col(std::string_view ref, const std::string& col) {
+        return col == "rowid" ? fmt::format("{}.rowid", ref) : fmt::format("{}.{}", ref, quote_id(col));
+    }
+    [[nodiscard]] static std::string id_of(const std::string& col) {
+        return col == "rowid" ? col : quote_id(col);
+    }
+
+    // Columns whose values are archived: the key (rowid first for a table without one), then
+    // every other column that is not secret.
+    [[nodiscard]] std::vector<std::string> archived_columns() const {
+        std::vector<std::string> out =
+            keyed() ? std::vector<std::string>{} : std::vector<std::string>{"rowid"};
+        for (const auto& c : t.columns)
+            if (!secret(c)) out.push_back(c.name);
+        return out;
+    }
+
+    // INSERT ... ON CONFLICT(key) DO UPDATE SET every other archived column: idempotent, and a
+    // secret column of an existing row keeps its value.
+    [[nodiscard]] statement_template upsert(std::string_view ref) const {
+        const auto cols = archived_columns();
+        const auto keys = key_columns();
+        std::vector<std::string> names;
+        statement_template out;
+        for (const auto& c : cols) {
+            names.push_back(id_of(c));
+            out.values.push_back(ref_col(ref, c));
+        }
+        std::string fixed_tail;  // required secrets get a placeholder, never their value
+        for (const auto& c : t.columns) {
+            if (secret(c) && c.not_null && !c.default_sql) {
+                names.push_back(quote_id(c.name));
+                fixed_tail += "," + placeholder(c.type);
+            }
+        }
+        std::vector<std::string> sets;
+        for (const auto& c : cols) {
+            if (std::find(keys.begin(), keys.end(), c) != keys.end()) continue;
+            sets.push_back(fmt::format("{0}=excluded.{0}", quote_id(c)));
+        }
+        std::vector<std::string> key_ids;
+        for (const auto& k : keys)
+            key_ids.push_back(id_of(k));
+        const auto conflict = sets.empty()
+                                  ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
+                                  : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};", fmt::join(key_ids, ","),
+                                                fmt::join(sets, ","));
+        out.pieces.push_back(
+            fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
+        for (std::size_t i = 1; i < cols.size(); ++i)
+            out.pieces.emplace_back(",");
+        out.pieces.push_back(fixed_tail + ")" + conflict);
+        return out;
+    }
+
+    [[nodiscard]] statement_template erase(std::string_view ref) const {
+        statement_template out;
+        std::string piece = fmt::format("DELETE FROM {} WHERE ", quote_id(t.name));
+        for (const auto& k : key_columns()) {
+            out.pieces.push_back(piece + fmt::format("{} IS ", id_of(k)));
+            out.values.push_back(ref_col(ref, k));
+            piece = " AND ";
+        }
+        out.pieces.emplace_back(";");
+        return out;
+    }
+
+    [[nodiscard]] std::string changed(const std::vector<std::string>& cols) const {
+        std::vector<std::string> parts;
+        for (const auto& c : cols)
+            parts.push_back(fmt::format("{} IS NOT {}", ref_col("OLD", c), ref_col("NEW", c)));
+        return fmt::format("{}", fmt::join(parts, " OR "));
+    }
+
+    [[nodiscard]] std::string trigger_name(std::string_view what) const {
+        return fmt::format("resilite_archive_{}_{}", t.name, what);
+    }
+
+    // INSERT INTO the outbox of a template's id and values; with `select_tail` ("WHERE ...",
+    // "FROM ...") an INSERT ... SELECT.
+    [[nodiscard]] static std::string capture(std::int64_t id, const statement_template& st,
+                                             std::string_view select_tail = {}) {
+        std::string cols = "template";
+        for (std::size_t i = 0; i < st.values.size(); ++i)
+            cols += fmt::format(",c{}", i);
+        const auto values = fmt::format("{}, {}", id, fmt::join(st.values, ", "));
+        return select_tail.empty()
+                   ? fmt::format("INSERT INTO {}({}) VALUES({});", outbox_table, cols, values)
+                   : fmt::format("INSERT INTO {}({}) SELECT {} {};", outbox_table, cols, values, select_tail);
+    }
+
+    // `upsert_id`, `erase_id`: the ids of this table's templates in resilite_archive_template.
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> triggers(std::int64_t upsert_id,
+                                                                            std::int64_t erase_id) const {
+        const auto on = quote_id(t.name);
+        return {
+            {trigger_name("insert"),
+             fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
+                         quote_id(trigger_name("insert")), on, capture(upsert_id, upsert("NEW")))},
+            {trigger_name("update"),
+             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END",
+                         quote_id(trigger_name("update")), on, changed(archived_columns()),
+                         capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
+                         capture(upsert_id, upsert("NEW")))},
+            {trigger_name("delete"),
+             fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
+                         quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
+        };
+    }
+};
+
+// ---- the schema as archived ---------------------------------------------------------------------
+
+struct schema_object {
+    std::string type, name, tbl_name, sql;
+    friend bool operator==(const schema_object&, const schema_object&) = default;
+};
+
+// The declared tables' objects as the database has them (tables, their indexes and triggers;
+// the library's own left out), tables first.
+[[nodiscard]] inline std::vector<schema_object> live_objects(sqlite::connection& c,
+                                                             const std::vector<capture_table>& tables) {
+    std::set<std::string> declared;
+    for (const auto& t : tables)
+        declared.insert(lower(t.name));
+    std::vector<schema_object> out;
+    for (auto& [type, name, tbl, sql] : c.query_all<std::string, std::string, std::string, std::string>(
+             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL "
+             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name")) {
+        if (reserved_name(name) || declared.count(lower(tbl)) == 0) continue;
+        out.push_back({type, name, tbl, sql});
+    }
+    return out;
+}
+
+[[nodiscard]] inline std::vector<schema_object> archived_objects(sqlite::connection& c) {
+    std::vector<schema_object> out;
+    for (auto& [type, name, tbl, sql] : c.query_all<std::string, std::string, std::string, std::string>(
+             "SELECT type, name, tbl_name, sql FROM resilite_archive_schema "
+             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name")) {
+        out.push_back({type, name, tbl, sql});
+    }
+    return out;
+}
+
+// "CREATE TABLE x(...)" -> "CREATE TABLE IF NOT EXISTS x(...);" (SQLite stores the text
+// normalized: upper-case keywords, IF NOT EXISTS removed).
+[[nodiscard]] inline std::string if_not_exists(std::string_view sql) {
+    for (std::string_view head :
+         {"CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE TRIGGER "}) {
+        if (sql.starts_with(head)) return fmt::format("{}IF NOT EXISTS {};", head, sql.substr(head.size()));
+    }
+    return fmt::format("{};", sql);
+}
+
+// Columns of a CREATE TABLE text, by letting SQLite read it in a scratch database.
+[[nodiscard]] inline std::vector<existing_column> columns_of_sql(const schema_object& table) {
+    sqlite::connection scratch{":memory:"};
+    scratch.exec_script(table.sql);
+    return schema_inspector{scratch}.columns(table.name);
+}
+
+[[nodiscard]] inline std::string column_definition(const existing_column& c) {
+    std::string out = quote_id(c.name);
+    if (!c.type.empty()) out += " " + c.type;
+    if (c.not_null) out += " NOT NULL";
+    if (c.default_sql) out += " DEFAULT " + *c.default_sql;
+    return out;
+}
+
+// The statements that take the archived schema to the live one, or nothing when the change is
+// not additive (something removed or redefined): then only a snapshot can describe it.
+[[nodiscard]] inline std::optional<std::vector<std::string>> additive_changes(
+    const std::vector<schema_object>& archived, const std::vector<schema_object>& live) {
+    std::map<std::string, const schema_object*> before;
+    for (const auto& o : archived)
+        before[o.type + ":" + lower(o.name)] = &o;
+    std::vector<std::string> out;
+    std::size_t matched = 0;
+    for (const auto& o : live) {
+        const auto it = before.find(o.type + ":" + lower(o.name));
+        if (it == before.end()) {
+            out.push_back(if_not_exists(o.sql));
+            continue;
+        }
+        ++matched;
+        if (it->second->sql == o.sql) continue;
+        if (o.type != "table") return std::nullopt;
+        const auto old_cols = columns_of_sql(*it->second);
+        const auto new_cols = columns_of_sql(o);
+        if (new_cols.size() <= old_cols.size()) return std::nullopt;
+        for (std::size_t i = 0; i < old_cols.size(); ++i) {
+            const auto &a = old_cols[i], &b = new_cols[i];
+            if (a.name != b.name || a.type != b.type || a.not_null != b.not_null ||
+                a.default_sql != b.default_sql || a.pk != b.pk)
+                return std::nullopt;
+        }
+        for (std::size_t i = old_cols.size(); i < new_cols.size(); ++i) {
+            if (new_cols[i].pk > 0) return std::nullopt;
+            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name),
+                                      column_definition(new_cols[i])));
+        }
+    }
+    if (matched != archived.size()) return std::nullopt;  // something was dropped or renamed
+    // Tables first (their columns included), then indexes and triggers.
+    std::stable_partition(out.begin(), out.end(), [](const std::string& s) {
+        return s.starts_with("CREATE TABLE") || s.starts_with("ALTER TABLE");
+    });
+    return out;
+}
+
+// The id of a template, stored the first time it is used. Templates are never changed or
+// removed: outbox rows captured under an older shape of a table still refer to theirs.
+[[nodiscard]] inline std::int64_t template_id(sqlite::connection& c, const statement_template& st) {
+    const auto parts = st.parts();
+    c.exec("INSERT OR IGNORE INTO resilite_archive_template(parts) VALUES(?)", parts);
+    return c.query_one<std::int64_t>("SELECT id FROM resilite_archive_template WHERE parts = ?", parts)
+        .value_or(0);
+}
+
+// The outbox has as many value columns as the widest template needs.
+inline void widen_outbox(sqlite::connection& c, std::size_t values) {
+    auto have = static_cast<std::size_t>(
+        c.query_one<std::int64_t>("SELECT count(*) - 3 FROM pragma_table_info('resilite_archive_outbox')")
+            .value_or(0));
+    for (; have < values; ++have)
+        c.exec_script(fmt::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
+}
+
+inline void append_hex(std::string& out, std::string_view bytes) {
+    static constexpr char digits[] = "0123456789ABCDEF";
+    out.reserve(out.size() + 2 * bytes.size());
+    for (unsigned char b : bytes) {
+        out += digits[b >> 4];
+        out += digits[b & 15];
+    }
+}
+
+// A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
+// quote() gives, with the shortest exact form for a REAL and text with NUL bytes kept whole).
+inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
+    switch (sqlite3_column_type(s, col)) {
+        case SQLITE_INTEGER:
+            fmt::format_to(std::back_inserter(out), "{}", sqlite3_column_int64(s, col));
+            return;
+        case SQLITE_FLOAT: {
+            const double d = sqlite3_column_double(s, col);
+            if (std::isinf(d)) {
+                out += d < 0 ? "-9.0e+999" : "9.0e+999";
+                return;
+            }
+            const auto start = out.size();
+            fmt::format_to(std::back_inserter(out), "{}", d);
+            if (out.find_first_of(".e", start) == std::string::npos) out += ".0";  // stays a REAL
+            return;
+        }
+        case SQLITE_TEXT: {
+            const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
+            const std::string_view text{p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))};
+            if (text.find('\0') != std::string_view::npos) {
+                out += "CAST(X'";
+                append_hex(out, text);
+                out += "' AS TEXT)";
+                return;
+            }
+            append_quoted(out, text, '\'');
+            return;
+        }
+        case SQLITE_BLOB: {
+            const auto* p = static_cast<const char*>(sqlite3_column_blob(s, col));
+            out += "X'";
+            append_hex(out, {p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))});
+            out += '\'';
+            return;
+        }
+        default:
+            out += "NULL";
+    }
+}
+
+// Templates by id, read once (they never change).
+class template_cache {
+public:
+    [[nodiscard]] const std::vector<std::string>& pieces(sqlite::connection& c, std::int64_t id) {
+        auto it = pieces_.find(id);
+        if (it == pieces_.end()) {
+            const auto parts =
+                c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
+            if (!parts) {
+                throw library_failure(error_class::archive, "archive",
+                                      fmt::format("outbox row refers to template {}, which is missing", id),
+                                      c.path());
+            }
+            std::vector<std::string> out;
+            std::size_t from = 0;
+            for (auto sep = parts->find('\x1f'); sep != std::string::npos; sep = parts->find('\x1f', from)) {
+                out.push_back(parts->substr(from, sep - from));
+                from = sep + 1;
+            }
+            out.push_back(parts->substr(from));
+            it = pieces_.emplace(id, std::move(out)).first;
+        }
+        return it->second;
+    }
+
+private:
+    std::map<std::int64_t, std::vector<std::string>> pieces_;
+};
+
+// Calls f(id, statement) for each outbox row above `after_id` (up to `up_to`), in order, one
+// row in memory at a time.
+template <class F>
+void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::int64_t after_id,
+                         std::int64_t up_to, F&& f) {
+    // SELECT *: another process may have widened the outbox; SQLite re-prepares and the new
+    // columns are there.
+    auto stmt =
+        c.prepare_cached("SELECT * FROM resilite_archive_outbox WHERE id > ? AND id <= ? ORDER BY id");
+    stmt->bind_all(after_id, up_to);
+    struct reset_on_exit {
+        sqlite::statement& s;
+        ~reset_on_exit() { s.reset(); }
+    } guard{*stmt};
+    std::string statement;
+    while (stmt->step()) {
+        sqlite3_stmt* h = stmt->native_handle();
+        const auto id = sqlite3_column_int64(h, 0);
+        if (sqlite3_column_type(h, 1) == SQLITE_NULL) {
+            const auto* text = reinterpret_cast<const char*>(sqlite3_column_text(h, 2));
+            statement.assign(text != nullptr ? text : "");
+        } else {
+            const auto& pieces = templates.pieces(c, sqlite3_column_int64(h, 1));
+            const int values = static_cast<int>(pieces.size()) - 1;
+            if (3 + values > sqlite3_column_count(h)) {
+                throw library_failure(
+                    error_class::archive, "archive",
+                    fmt::format("outbox row {} needs {} values but the outbox has {} columns", id, values,
+                                sqlite3_column_count(h) - 3),
+                    c.path());
+            }
+            statement.assign(pieces[0]);
+            for (int i = 0; i < values; ++i) {
+                append_literal(statement, h, 3 + i);
+                statement += pieces[static_cast<std::size_t>(i) + 1];
+            }
+        }
+        f(id, std::string_view{statement});
+    }
+}
+
+// Outbox ids only grow (a drain takes the rows above the last archived id), yet the table has
+// no AUTOINCREMENT (a write to sqlite_sequence for every captured row): instead the row with
+// the last archived id always stays, already archived, so the next id is always above it.
+inline void keep_outbox_numbering(sqlite::connection& c) {
+    c.exec("DELETE FROM resilite_archive_outbox WHERE id < (SELECT last_id FROM resilite_archive_state)");
+    c.exec(
+        "INSERT OR IGNORE INTO resilite_archive_outbox(id, stmt) SELECT last_id, '-- archived' FROM "
+        "resilite_archive_state WHERE last_id > 0");
+}
+
+inline void add_to_outbox(sqlite::connection& c, std::string_view stmt) {
+    c.exec("INSERT INTO resilite_archive_outbox(stmt) VALUES(?)", stmt);
+}
+
+// A full snapshot: the schema and every row of the declared tables, between markers that make
+// it a record of its own. A rebuild starts from the newest one.
+inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>& tables,
+                         const std::vector<schema_object>& live) {
+    add_to_outbox(c, baseline_begin);
+    for (const auto& o : live)
+        add_to_outbox(c, if_not_exists(o.sql));
+    for (const auto& cap : tables) {
+        const auto shape = shape_of(c, cap.name);
+        if (shape.columns.empty()) continue;
+        const statement_builder b{shape, cap};
+        const auto u = b.upsert(quote_id(cap.name));
+        widen_outbox(c, u.values.size());
+        c.exec_script(statement_builder::capture(template_id(c, u), u, "FROM " + quote_id(cap.name)));
+    }
+    add_to_outbox(c, baseline_end);
+}
+
+// Makes the capture triggers match the tables as they are now; returns true when it changed
+// any (the caller holds a write transaction).
+inline bool install_triggers(sqlite::connection& c, const std::vector<capture_table>& tables) {
+    std::map<std::string, std::string> want;  // lower(name) -> sql
+    for (const auto& cap : tables) {
+        const auto shape = shape_of(c, cap.name);
+        if (shape.columns.empty()) continue;
+        const statement_builder b{shape, cap};
+        const auto u = b.upsert("NEW");
+        const auto e = b.erase("OLD");
+        widen_outbox(c, std::max(u.values.size(), e.values.size()));
+        for (auto& [name, sql] : b.triggers(template_id(c, u), template_id(c, e)))
+            want[lower(name)] = sql;
+    }
+    bool changed = false;
+    for (auto& [name, sql] :
+         c.query_all<std::string, std::string>("SELECT name, sql FROM sqlite_master WHERE type = 'trigger' "
+                                               "AND name LIKE 'resilite\\_archive\\_%' "
+                                               "ESCAPE '\\'")) {
+        const auto it = want.find(lower(name));
+        if (it != want.end() && it->second == sql) {
+            want.erase(it);
+            continue;
+        }
+        c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
+        changed = true;
+    }
+    for (const auto& [name, sql] : want) {
+        c.exec_script(sql);
+        changed = true;
+    }
+    return changed;
+}
+
+}  // namespace resilite::detail::archive

@@ -1,0 +1,535 @@
+#pragma once
+// The archive's reading side: every segment read and checked, records put in sequence order
+// with duplicates and gaps reported, and a replayer that applies only the writer's statement
+// shapes (archive_grammar.hpp), under an authorizer and a bound on the work of each statement.
+
+#include <resilite/archive/archive_report.hpp>
+#include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/archive/detail/archive_grammar.hpp>
+#include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <sqlite3.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+struct archive_contents {
+    std::deque<std::string> texts;  // segment texts; records point into them
+    std::vector<std::string> segments;
+    std::vector<record> records;  // valid, unique, in sequence order
+    std::vector<archive_problem> problems;
+    std::size_t start = 0;  // index of the record a rebuild starts at (the newest baseline)
+};
+
+// Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
+// and time going backwards. Problems before the newest baseline cost a rebuild nothing and are
+// downgraded to warnings.
+[[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir) {
+    using K = archive_problem::kind;
+    archive_contents a;
+    std::vector<std::string> odd;
+    a.segments = list_segments(dir, &odd);
+    for (const auto& name : odd) {
+        // Never followed or read: a link could lead anywhere. Records it holds count as missing.
+        a.problems.push_back({K::damaged, name, 0,
+                              unusable_segment(dir / name).value_or("not a regular file") + "; not read",
+                              true});
+    }
+    std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
+    for (const auto& name : a.segments) {
+        const auto& text = a.texts.emplace_back(read_file(dir / name));
+        auto contents = read_segment(text, name);
+        for (auto& p : contents.problems) {
+            if (p.what == K::checksum) {
+                std::int64_t seq = 0;
+                std::string_view m = p.message;
+                if (parse::take(m, "txn ") && parse::number(m, seq))
+                    damaged.emplace_back(seq, a.problems.size());
+            }
+            a.problems.push_back(std::move(p));
+        }
+        for (auto& r : contents.records)
+            a.records.push_back(std::move(r));
+    }
+    std::stable_sort(a.records.begin(), a.records.end(),
+                     [](const record& x, const record& y) { return x.header.seq < y.header.seq; });
+    std::vector<record> unique;
+    for (auto& r : a.records) {
+        if (!unique.empty() && unique.back().header.seq == r.header.seq) {
+            const bool same = unique.back().crc == r.crc;
+            a.problems.push_back(
+                {same ? K::duplicate : K::conflicting_duplicate, r.segment, r.line,
+                 same ? fmt::format("txn {} appears again (first at {}:{}); skipped", r.header.seq,
+                                    unique.back().segment, unique.back().line)
+                      : fmt::format("txn {} appears again with other content (first at {}:{}); "
+                                    "the first one is used",
+                                    r.header.seq, unique.back().segment, unique.back().line),
+                 !same});
+            continue;
+        }
+        unique.push_back(std::move(r));
+    }
+    a.records = std::move(unique);
+    for (std::size_t i = 0; i < a.records.size(); ++i) {
+        if (a.records[i].header.kind == record_kind::baseline) a.start = i;
+    }
+    const std::int64_t start_seq = a.records.empty() ? 0 : a.records[a.start].header.seq;
+    for (const auto& [seq, index] : damaged) {
+        if (seq < start_seq) {
+            a.problems[index].fatal = false;
+            a.problems[index].message += " (before the snapshot a rebuild starts from: nothing lost)";
+        }
+    }
+    if (!a.records.empty()) {
+        const auto& first = a.records[a.start];
+        if (first.header.kind != record_kind::baseline && first.header.seq != 1) {
+            a.problems.push_back(
+                {K::gap, first.segment, first.line,
+                 fmt::format("the archive starts at txn {} and holds no snapshot: txn 1 to {} are "
+                             "missing",
+                             first.header.seq, first.header.seq - 1),
+                 true});
+        }
+    }
+    for (std::size_t i = a.start + 1; i < a.records.size(); ++i) {
+        const auto& prev = a.records[i - 1];
+        const auto& r = a.records[i];
+        if (r.header.seq != prev.header.seq + 1) {
+            const bool explained = std::any_of(damaged.begin(), damaged.end(), [&](const auto& d) {
+                return d.first > prev.header.seq && d.first < r.header.seq;
+            });
+            a.problems.push_back(
+                {K::gap, r.segment, r.line,
+                 fmt::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
+                             explained ? " (see the damaged records above)" : ""),
+                 true});
+        }
+        if (r.header.utc < prev.header.utc) {
+            a.problems.push_back({K::time_order, r.segment, r.line,
+                                  fmt::format("txn {} ({}) is older than txn {} ({})", r.header.seq,
+                                              r.header.utc, prev.header.seq, prev.header.utc),
+                                  false});
+        }
+    }
+    return a;
+}
+
+// Functions a replayed statement may call: SQLite's pure built-ins. Anything else (an
+// application function, load_extension, fts3_tokenizer, sqlite_* internals) is refused.
+[[nodiscard]] inline bool allowed_function(std::string_view name) {
+    static const std::set<std::string, std::less<>> allowed = {"abs",
+                                                               "char",
+                                                               "coalesce",
+                                                               "concat",
+                                                               "concat_ws",
+                                                               "date",
+                                                               "datetime",
+                                                               "format",
+                                                               "glob",
+                                                               "hex",
+                                                               "ifnull",
+                                                               "iif",
+                                                               "instr",
+                                                               "julianday",
+                                                               "length",
+                                                               "like",
+                                                               "likelihood",
+                                                               "likely",
+                                                               "lower",
+                                                               "ltrim",
+                                                               "max",
+                                                               "min",
+                                                               "nullif",
+                                                               "octet_length",
+                                                               "printf",
+                                                               "quote",
+                                                               "random",
+                                                               "randomblob",
+                                                               "replace",
+                                                               "round",
+                                                               "rtrim",
+                                                               "sign",
+                                                               "soundex",
+                                                               "strftime",
+                                                               "substr",
+                                                               "substring",
+                                                               "time",
+                                                               "timediff",
+                                                               "trim",
+                                                               "typeof",
+                                                               "unhex",
+                                                               "unicode",
+                                                               "unixepoch",
+                                                               "unlikely",
+                                                               "upper",
+                                                               "zeroblob",
+                                                               "json",
+                                                               "json_array",
+                                                               "json_extract",
+                                                               "json_object",
+                                                               "json_insert",
+                                                               "json_replace",
+                                                               "json_set",
+                                                               "json_remove",
+                                                               "json_type",
+                                                               "json_valid",
+                                                               "json_quote",
+                                                               "json_patch",
+                                                               "count",
+                                                               "sum",
+                                                               "total",
+                                                               "avg",
+                                                               "group_concat",
+                                                               "acos",
+                                                               "asin",
+                                                               "atan",
+                                                               "atan2",
+                                                               "ceil",
+                                                               "ceiling",
+                                                               "cos",
+                                                               "degrees",
+                                                               "exp",
+                                                               "floor",
+                                                               "ln",
+                                                               "log",
+                                                               "log10",
+                                                               "log2",
+                                                               "mod",
+                                                               "pi",
+                                                               "pow",
+                                                               "power",
+                                                               "radians",
+                                                               "sin",
+                                                               "sqrt",
+                                                               "tan",
+                                                               "trunc",
+                                                               "current_date",
+                                                               "current_time",
+                                                               "current_timestamp"};
+    return allowed.count(lower(name)) != 0;
+}
+
+[[nodiscard]] inline std::string_view action_name(int action) {
+    switch (action) {
+        case SQLITE_DROP_INDEX:
+            return "DROP INDEX";
+        case SQLITE_DROP_TABLE:
+            return "DROP TABLE";
+        case SQLITE_DROP_TRIGGER:
+            return "DROP TRIGGER";
+        case SQLITE_DROP_VIEW:
+            return "DROP VIEW";
+        case SQLITE_DROP_TEMP_INDEX:
+        case SQLITE_DROP_TEMP_TABLE:
+        case SQLITE_DROP_TEMP_TRIGGER:
+        case SQLITE_DROP_TEMP_VIEW:
+            return "DROP TEMP";
+        case SQLITE_CREATE_VIEW:
+        case SQLITE_CREATE_TEMP_VIEW:
+            return "CREATE VIEW";
+        case SQLITE_CREATE_TEMP_TABLE:
+        case SQLITE_CREATE_TEMP_INDEX:
+        case SQLITE_CREATE_TEMP_TRIGGER:
+            return "CREATE TEMP";
+        case SQLITE_CREATE_VTABLE:
+            return "CREATE VIRTUAL TABLE";
+        case SQLITE_DROP_VTABLE:
+            return "DROP VIRTUAL TABLE";
+        case SQLITE_PRAGMA:
+            return "PRAGMA";
+        case SQLITE_ATTACH:
+            return "ATTACH";
+        case SQLITE_DETACH:
+            return "DETACH";
+        case SQLITE_TRANSACTION:
+            return "a transaction statement";
+        case SQLITE_SAVEPOINT:
+            return "SAVEPOINT";
+        case SQLITE_ANALYZE:
+            return "ANALYZE";
+        case SQLITE_REINDEX:
+            return "REINDEX";
+        case SQLITE_ALTER_TABLE:
+            return "ALTER TABLE other than ADD COLUMN";
+        default:
+            return "this kind of statement";
+    }
+}
+
+// How much work a replayed statement may do, in SQLite virtual machine steps: a fixed allowance
+// plus a share that grows with the data the statement may legitimately touch (the database
+// before the replay, what the archive has added so far, the statement itself). The writer's
+// shapes stay far below it (an upsert costs a few dozen steps, an index over n rows some tens
+// per row); a statement that runs away is stopped, and the count is the same on every machine.
+struct replay_budget {
+    std::int64_t base_steps = 10'000'000;
+    std::int64_t steps_per_byte = 64;
+};
+
+// Applies records on one connection, each in a savepoint of the caller's transaction. Every
+// statement must have one of the writer's shapes (archive_grammar.hpp) and pass the authorizer;
+// a trigger in the archive is never created (it is code that would run inside the application:
+// the application's declared schema adds its triggers when it opens the database).
+class replayer {
+public:
+    // `tables`: the tables row changes may touch (lower-case); CREATE TABLE records add to it.
+    replayer(sqlite::connection& c, std::set<std::string> tables, replay_budget budget = {})
+        : c_(c), tables_(std::move(tables)), budget_(budget) {
+        const auto pages = c_.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+        const auto page_size = c_.query_one<std::int64_t>("PRAGMA page_size").value_or(0);
+        basis_ = pages * page_size;
+        sqlite3_set_authorizer(c_.native_handle(), &replayer::authorize, this);
+        sqlite3_progress_handler(c_.native_handle(), steps_per_call, &replayer::progress, this);
+    }
+    replayer(const replayer&) = delete;
+    replayer& operator=(const replayer&) = delete;
+    ~replayer() {
+        sqlite3_progress_handler(c_.native_handle(), 0, nullptr, nullptr);
+        sqlite3_set_authorizer(c_.native_handle(), nullptr, nullptr);
+    }
+
+    // Runs SQL of the library's own (no authorizer limits, no step budget).
+    void trusted(std::string_view sql) {
+        trusted_ = true;
+        try {
+            c_.exec_script(sql);
+        } catch (...) {
+            trusted_ = false;
+            throw;
+        }
+        trusted_ = false;
+    }
+
+    // Applies every statement of the record, or none: returns false and adds a problem (with
+    // the statement's segment and line) when one is refused or fails.
+    bool apply(const record& r, std::vector<archive_problem>& problems) {
+        trusted("SAVEPOINT resilite_replay");
+        const std::string_view body = r.body;
+        std::size_t p = 0;
+        int line = r.line + 2;    // the body starts after the header and BEGIN
+        std::size_t counted = 0;  // newlines before here are in `line`
+        while (p < body.size()) {
+            while (p < body.size() && (body[p] == ' ' || body[p] == '\t' || body[p] == '\r' || body[p] == '\n'))
+                ++p;
+            if (p == body.size()) break;
+            line += static_cast<int>(std::count(body.begin() + static_cast<std::ptrdiff_t>(counted),
+                                                body.begin() + static_cast<std::ptrdiff_t>(p), '\n'));
+            counted = p;
+            const auto rest = body.substr(p);
+            const auto check = check_statement(rest);
+            const auto text = rest.substr(0, check.length);
+            kind_ = check.kind;
+            refusal_.clear();
+            std::string message;
+            bool refused = false;
+            if (kind_ == statement_kind::create_trigger) {
+                problems.push_back({archive_problem::kind::refused, r.segment, line,
+                                    fmt::format("txn {}: a trigger is never created from an archive (it would "
+                                                "run inside the application); the application's declared "
+                                                "schema adds its triggers when it opens the database",
+                                                r.header.seq),
+                                    false});
+                p += check.length;
+                continue;
+            }
+            if (kind_ == statement_kind::other) {
+                refused = true;
+                message = fmt::format("{} is not a statement the archive writer produces (only upserts of "
+                                      "literal rows, deletes by key and additive DDL are replayed)",
+                                      check.words);
+            } else {
+                message = run(text, refused);
+            }
+            if (!message.empty()) {
+                if (sqlite3_get_autocommit(c_.native_handle()) != 0) {
+                    // SQLite rolled back the caller's whole transaction (an interrupted statement,
+                    // a full disk): nothing can go on from here.
+                    throw library_failure(error_class::archive, "replay",
+                                          fmt::format("{}:{}: txn {}: {}; nothing was applied", r.segment, line,
+                                                      r.header.seq, message),
+                                          c_.path());
+                }
+                problems.push_back({refused ? archive_problem::kind::refused : archive_problem::kind::failed,
+                                    r.segment, line,
+                                    fmt::format("txn {}: {}; the record was not applied", r.header.seq, message),
+                                    true});
+                trusted("ROLLBACK TO resilite_replay; RELEASE resilite_replay");
+                return false;
+            }
+            applied_bytes_ += static_cast<std::int64_t>(check.length);
+            p += check.length;
+        }
+        trusted("RELEASE resilite_replay");
+        return true;
+    }
+
+private:
+    static constexpr int steps_per_call = 1000;
+
+    // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
+    std::string run(std::string_view text, bool& refused) {
+        steps_ = 0;
+        allowed_steps_ =
+            budget_.base_steps + budget_.steps_per_byte * (basis_ + applied_bytes_ + static_cast<std::int64_t>(text.size()));
+        sqlite3_stmt* stmt = nullptr;
+        const char* tail = nullptr;
+        // Given the statement's exact length, SQLite copies only that (never the rest of the body).
+        int rc = sqlite3_prepare_v2(c_.native_handle(), text.data(), static_cast<int>(text.size()), &stmt, &tail);
+        const auto guarded = [&] {
+            const std::string_view m = sqlite3_errmsg(c_.native_handle());
+            return m.find("may not be modified") != std::string_view::npos ||
+                   m.find("reserved for internal use") != std::string_view::npos;
+        };
+        if (rc == SQLITE_OK && (stmt == nullptr || tail != text.data() + text.size())) {
+            sqlite3_finalize(stmt);
+            refused = true;
+            return "SQLite reads this text differently from the archive's grammar";
+        }
+        if (rc == SQLITE_OK) {
+            while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+            }
+            if (rc == SQLITE_DONE) rc = SQLITE_OK;
+        }
+        std::string message = rc == SQLITE_OK ? std::string{} : sqlite3_errmsg(c_.native_handle());
+        // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
+        const bool guard = rc == SQLITE_ERROR && stmt == nullptr && guarded();
+        sqlite3_finalize(stmt);
+        if (rc == SQLITE_OK) return {};
+        if (overrun_) {
+            overrun_ = false;
+            refused = true;
+            return fmt::format("the statement was stopped after {} steps, more work than any statement the "
+                               "archive writer produces",
+                               steps_);
+        }
+        // Denied by the authorizer (SQLite may report that as SQLITE_AUTH or as an error naming
+        // what was not authorized), or by SQLite's own guards.
+        refused = rc == SQLITE_AUTH || guard || !refusal_.empty();
+        return refusal_.empty() ? message : refusal_;
+    }
+
+    static int progress(void* self) {
+        auto& s = *static_cast<replayer*>(self);
+        if (s.trusted_) return 0;
+        s.steps_ += steps_per_call;
+        if (s.steps_ <= s.allowed_steps_) return 0;
+        s.overrun_ = true;
+        return 1;
+    }
+
+    static int authorize(void* self, int action, const char* a, const char* b, const char* db,
+                         const char* /*trigger*/) {
+        auto& s = *static_cast<replayer*>(self);
+        if (s.trusted_) return SQLITE_OK;
+        const std::string_view first = a != nullptr ? a : "";
+        const std::string_view second = b != nullptr ? b : "";
+        const bool row = s.kind_ == statement_kind::row_change;
+        const auto deny = [&](std::string why) {
+            if (s.refusal_.empty()) s.refusal_ = std::move(why);
+            return SQLITE_DENY;
+        };
+        const auto known = [&](std::string_view table) { return s.tables_.count(lower(table)) != 0; };
+        if (s.kind_ == statement_kind::other || s.kind_ == statement_kind::create_trigger)
+            return deny("this statement is not allowed in a replay");
+        switch (action) {
+            case SQLITE_READ:
+                return SQLITE_OK;
+            case SQLITE_SELECT:
+            case SQLITE_RECURSIVE:
+                if (!row) return SQLITE_OK;  // DDL's own internal reads
+                return deny("a SELECT is not allowed in a replayed row change");
+            case SQLITE_FUNCTION:
+                // Literals need no function; DDL expressions may use SQLite's pure built-ins.
+                if (!row && allowed_function(second)) return SQLITE_OK;
+                return deny(fmt::format("the function {}() is not allowed in a replay", second));
+            case SQLITE_INSERT:
+            case SQLITE_UPDATE:
+            case SQLITE_DELETE: {
+                if (db != nullptr && std::string_view{db} != "main")
+                    return deny(fmt::format("writing to database '{}' is not allowed", db));
+                const auto t = lower(first);
+                if (t == "sqlite_master" || t == "sqlite_schema") {
+                    return !row ? SQLITE_OK : deny("writing the schema table directly is not allowed");
+                }
+                if (t == "sqlite_sequence") return SQLITE_OK;
+                if (reserved_name(t)) return deny(fmt::format("table {} belongs to the library", first));
+                if (known(t)) return SQLITE_OK;
+                return deny(fmt::format("table {} is not one the archive created", first));
+            }
+            case SQLITE_CREATE_TABLE:
+                if (s.kind_ != statement_kind::create_table || reserved_name(first))
+                    return deny(fmt::format("creating table {} is not allowed", first));
+                s.tables_.insert(lower(first));
+                return SQLITE_OK;
+            case SQLITE_CREATE_INDEX:
+                if (s.kind_ == statement_kind::create_index && known(second) && !reserved_name(first))
+                    return SQLITE_OK;
+                if (s.kind_ == statement_kind::create_table && lower(first).starts_with("sqlite_autoindex_"))
+                    return SQLITE_OK;  // a PRIMARY KEY or UNIQUE constraint's own index
+                return deny(fmt::format("creating index {} is not allowed", first));
+            case SQLITE_REINDEX:  // part of CREATE INDEX
+                if (s.kind_ == statement_kind::create_index) return SQLITE_OK;
+                return deny("REINDEX is not allowed in a replay");
+            case SQLITE_ALTER_TABLE:
+                if (s.kind_ == statement_kind::add_column && known(second)) return SQLITE_OK;
+                return deny(fmt::format("ALTER TABLE {} other than ADD COLUMN is not allowed", second));
+            default:
+                return deny(fmt::format("{} is not allowed in a replay", action_name(action)));
+        }
+    }
+
+    sqlite::connection& c_;
+    std::set<std::string> tables_;
+    replay_budget budget_;
+    bool trusted_ = false;
+    statement_kind kind_ = statement_kind::other;
+    std::string refusal_;
+    std::int64_t basis_ = 0;          // bytes of the database before the replay
+    std::int64_t applied_bytes_ = 0;  // bytes of statements applied so far
+    std::int64_t steps_ = 0, allowed_steps_ = 0;
+    bool overrun_ = false;
+};
+
+// Order-independent summary of a table's rows over the given columns: row count and a 64-bit
+// FNV-1a hash of the sorted rows (each row as its columns' quote() texts).
+[[nodiscard]] inline std::pair<std::int64_t, std::string> content_hash(sqlite::connection& c,
+                                                                       const std::string& table,
+                                                                       std::vector<std::string> columns) {
+    std::sort(columns.begin(), columns.end());
+    std::vector<std::string> parts;
+    for (const auto& col : columns)
+        parts.push_back(fmt::format("quote({})", quote_id(col)));
+    const auto sql = fmt::format("SELECT {} FROM {}",
+                                 parts.empty() ? "''" : fmt::format("{}", fmt::join(parts, "||char(31)||")),
+                                 quote_id(table));
+    auto rows = c.query_all<std::string>(sql);
+    std::sort(rows.begin(), rows.end());
+    std::uint64_t h = 1469598103934665603ull;
+    const auto mix = [&](std::string_view s) {
+        for (unsigned char ch : s) {
+            h ^= ch;
+            h *= 1099511628211ull;
+        }
+    };
+    mix(fmt::format("{}", fmt::join(columns, ",")));
+    for (const auto& r : rows) {
+        mix(r);
+        mix("\n");
+    }
+    return {static_cast<std::int64_t>(rows.size()), fmt::format("{:016x}", h)};
+}
+
+}  // namespace resilite::detail::archive

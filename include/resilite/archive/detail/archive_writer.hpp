@@ -1,0 +1,606 @@
+#pragma once
+// The archive's writing side: drains committed outbox rows into the current monthly segment
+// (appended, fdatasync'ed), numbers records, repairs a torn tail left by a crash, and at open
+// brings the archive up to date with the database (schema records, baseline, triggers).
+//
+// Every drain runs inside BEGIN IMMEDIATE: SQLite's write lock serializes drains of all
+// connections and processes, so records never interleave. Archived rows are deleted from the
+// outbox in batches (settle): until then the segment's last record tells which rows it holds.
+
+#include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/sqlite/transaction.hpp>
+#include <resilite/core/transaction_mode.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+[[nodiscard]] inline bool is_segment_name(std::string_view n) {
+    return n.size() == 11 && n.ends_with(".sql") && n[4] == '_' &&
+           std::all_of(n.begin(), n.begin() + 4, [](char c) { return c >= '0' && c <= '9'; }) &&
+           std::all_of(n.begin() + 5, n.begin() + 7, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Segment file names in the directory, oldest first: regular files only (never a link, which
+// could lead to any file; never a directory). `odd`, if given, receives the other entries that
+// are named like segments.
+[[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir,
+                                                            std::vector<std::string>* odd = nullptr) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (!is_segment_name(name)) continue;
+        std::error_code st;
+        if (it->symlink_status(st).type() == std::filesystem::file_type::regular) {
+            out.push_back(name);
+        } else if (odd != nullptr) {
+            odd->push_back(name);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    if (odd != nullptr) std::sort(odd->begin(), odd->end());
+    return out;
+}
+
+[[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
+    throw library_failure(error_class::archive, "archive",
+                          fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
+}
+
+// Why a segment path cannot be used, or nothing when it is a regular file or absent. A link is
+// never followed: it could make the archive append to, cut or read any file.
+[[nodiscard]] inline std::optional<std::string> unusable_segment(const std::filesystem::path& p) {
+    struct ::stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return std::nullopt;
+    if (S_ISLNK(st.st_mode)) {
+        return fmt::format("archive segment {} is a symbolic link; resilite never follows links in an "
+                           "archive (replace it with the file itself)",
+                           p.string());
+    }
+    return fmt::format("archive segment {} is not a regular file (a directory?); move it away", p.string());
+}
+
+// A segment's whole text: a regular file, never through a link, exactly its size (a device or
+// a FIFO named like a segment could otherwise block or never end).
+[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
+    if (auto why = unusable_segment(p)) throw library_failure(error_class::archive, "archive", *why, p.string());
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail_io("cannot read archive segment", p);
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw library_failure(error_class::archive, "archive",
+                              fmt::format("archive segment {} is not a regular file", p.string()), p.string());
+    }
+    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < out.size()) {
+        const auto n = ::read(fd, out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    out.resize(got);
+    return out;
+}
+
+// Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
+// new). A new file starts with the preamble. Closing without finish() (a failed write: a full
+// volume) takes back what this appender wrote, and removes the file if it created it: a failure
+// we see is no tear and leaves nothing behind (the caller holds the write lock: no one else
+// appends meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
+class segment_appender {
+public:
+    segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
+        if (auto why = unusable_segment(file_))
+            throw library_failure(error_class::archive, "archive", *why, file_.string());
+        fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+        if (fd_ < 0 && errno == ENOENT) {
+            fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            created_ = fd_ >= 0;
+        }
+        if (fd_ < 0) fail_io("cannot open archive segment", file_);
+        struct ::stat st {};
+        if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(std::exchange(fd_, -1));
+            throw library_failure(error_class::archive, "archive",
+                                  fmt::format("archive segment {} is not a regular file", file_.string()),
+                                  file_.string());
+        }
+        start_ = st.st_size;
+        fresh_ = st.st_size == 0;
+        if (fresh_) buffer_ = preamble;
+    }
+    segment_appender(const segment_appender&) = delete;
+    segment_appender& operator=(const segment_appender&) = delete;
+    ~segment_appender() {
+        if (fd_ < 0) return;
+        if (created_) {
+            static_cast<void>(::unlink(file_.c_str()));
+        } else if (written_) {
+            static_cast<void>(::ftruncate(fd_, start_));
+        }
+        ::close(fd_);
+    }
+
+    std::string& buffer() noexcept { return buffer_; }
+    // Writes the buffer out once it holds `at_least` bytes.
+    void flush(std::size_t at_least = 0) {
+        if (buffer_.size() < at_least || buffer_.empty()) return;
+        std::string_view rest{buffer_};
+        while (!rest.empty()) {
+            const auto n = ::write(fd_, rest.data(), rest.size());
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_io("cannot append to archive segment", file_);
+            }
+            written_ = written_ || n > 0;
+            rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        buffer_.clear();
+    }
+    void finish() {
+        flush();
+        if (::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
+        ::close(std::exchange(fd_, -1));
+        if (fresh_ && !fsync_path(file_.parent_path(), true))
+            fail_io("cannot sync archive directory", file_.parent_path());
+    }
+
+private:
+    std::filesystem::path file_;
+    int fd_ = -1;
+    bool fresh_ = false, created_ = false, written_ = false;
+    off_t start_ = 0;  // the size before this appender wrote
+    std::string buffer_;
+};
+
+// Sets a torn tail aside in a file of its own, created new (never through a link), written
+// whole and synced; on any failure the file is removed and the caller must not cut the tail.
+[[nodiscard]] inline bool set_aside(const std::filesystem::path& aside, std::string_view bytes) {
+    const int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    bool ok = true;
+    while (ok && !bytes.empty()) {
+        const auto n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    ok = ok && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) static_cast<void>(::unlink(aside.c_str()));
+    return ok;
+}
+
+struct tail_info {
+    std::int64_t seq = 0, last_id = 0, first_id = 0;
+    std::uint32_t crc = 0;
+    std::string utc;
+};
+
+// The last record of a segment that ends with a complete, valid record and starts with a v1
+// preamble, read from the end (a monthly segment can be large: reading it whole at every open
+// and after every other process's drain would be slow). Nothing when anything is unusual: the
+// caller then reads the whole segment.
+[[nodiscard]] inline std::optional<tail_info> read_last_record(const std::filesystem::path& path,
+                                                               std::uintmax_t size, const std::string& name) {
+    constexpr std::uintmax_t chunk_max = 1u << 16;
+    if (size == 0) return std::nullopt;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    const auto read_at = [&](std::uintmax_t offset, std::size_t n) {
+        std::string buf(n, '\0');
+        std::size_t got = 0;
+        while (got < n) {
+            const auto r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += static_cast<std::size_t>(r);
+        }
+        buf.resize(got);
+        return buf;
+    };
+    const auto head = read_at(0, format_line.size() + 1);
+    const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
+    const auto buf = read_at(size - chunk, chunk);
+    ::close(fd);
+    if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
+        return std::nullopt;
+    if (buf.size() != chunk || buf.empty() || buf.back() != '\n') return std::nullopt;
+    const auto line_start = buf.rfind('\n', buf.size() - 2);
+    std::string_view last{buf};
+    last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
+    std::int64_t seq = 0;
+    if (!parse::take(last, trailer_prefix) || !parse::number(last, seq)) return std::nullopt;
+    if (line_start == std::string::npos) return std::nullopt;
+    // The record's header line, before its trailer line ("-- txn N " appears in both).
+    const auto header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
+    if (header == std::string::npos || (header == 0 ? chunk != size : buf[header - 1] != '\n'))
+        return std::nullopt;
+    const auto contents = read_segment(std::string_view{buf}.substr(header), name);
+    if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
+    const auto& r = contents.records.front();
+    if (header + r.end != buf.size()) return std::nullopt;
+    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc};
+}
+
+class archive_writer {
+public:
+    archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> tables,
+                   int settle_rows)
+        : dir_(std::move(dir)),
+          database_(std::move(database_name)),
+          tables_(std::move(tables)),
+          settle_rows_(settle_rows) {}
+
+    [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
+    [[nodiscard]] const std::vector<capture_table>& tables() const noexcept { return tables_; }
+    [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
+    void set_settle_rows(int n) noexcept { settle_rows_ = n; }
+    // Drains larger than this are written in a second pass instead of being held in memory.
+    void set_memory_limit(std::size_t bytes) noexcept { memory_limit_ = bytes; }
+    // Captured rows this writer has not archived yet (another process may have meanwhile).
+    [[nodiscard]] std::int64_t pending(sqlite::connection& c) const {
+        return c
+            .query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > ?", last_id_)
+            .value_or(0);
+    }
+
+    // At open, before anything else writes: outbox and state tables, agreement with what the
+    // archive already holds, schema records (or a snapshot), capture triggers. The caller drains
+    // next (a directory that cannot be written must not stop the database: the outbox keeps
+    // everything until it can). Returns notes worth an event (empty when all was routine).
+    // `migrated`: migrations ran before this; their row changes went through the capture
+    // triggers of the old shape, so only a snapshot describes the result for certain.
+    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated) {
+        std::vector<std::string> notes;
+        {
+            sqlite::transaction tx{c, transaction_mode::immediate};
+            c.exec_script(create_internal_sql);
+            const auto [db_seq, db_id] = c.query_one<std::int64_t, std::int64_t>(
+                                              "SELECT last_seq, last_id FROM resilite_archive_state")
+                                             .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
+            known_ = false;
+            // An archive that cannot be read (a segment that is a link or a directory, no
+            // permission) must not stop the database: the outbox keeps every change, and each
+            // drain reads the archive's end again first.
+            bool readable = true;
+            try {
+                if (auto note = refresh_tail()) notes.push_back(std::move(*note));
+            } catch (const error& e) {
+                if (format_refused_) throw;  // another format version: never written over
+                readable = false;
+                notes.push_back(fmt::format("the archive cannot be read ({}); the outbox keeps every change "
+                                            "until it can",
+                                            e.technical().note));
+            }
+            const auto archive_seq = last_seq_;
+            bool need_baseline = false;
+            last_id_ = db_id;
+            if (!readable) {
+                last_seq_ = std::max(last_seq_, db_seq);
+            } else if (archive_seq > db_seq) {
+                // The archive is ahead: our own records not yet settled (a crash after the
+                // append), or a database restored from an older copy.
+                if (tail_ && holds_tail_rows(c, *tail_)) {
+                    last_id_ = tail_->last_id;
+                } else {
+                    notes.push_back(fmt::format(
+                        "the archive ends at txn {} but the database's outbox does not hold that record "
+                        "(restored from a copy?); its unarchived changes are numbered from txn {}",
+                        archive_seq, archive_seq + 1));
+                }
+            } else if (archive_seq < db_seq) {
+                need_baseline = true;
+                notes.push_back(fmt::format(
+                    "the archive ends at txn {} but the database had archived up to txn {} (archive "
+                    "directory replaced or damaged?); a full snapshot was written so that the archive "
+                    "alone can rebuild the database again",
+                    archive_seq, db_seq));
+                last_seq_ = db_seq;  // numbers are never used twice
+            }
+            unsettled_ = c.query_one<std::int64_t>(
+                              "SELECT count(*) FROM resilite_archive_outbox WHERE id < ?", last_id_)
+                             .value_or(0);
+            const auto live = live_objects(c, tables_);
+            const auto archived = archived_objects(c);
+            bool baseline = need_baseline;
+            std::vector<std::string> ddl;
+            if (archived.empty()) {
+                for (const auto& t : tables_) {
+                    if (schema_inspector{c}.has_rows(t.name)) baseline = true;
+                }
+                if (!baseline) {
+                    for (const auto& o : live)
+                        ddl.push_back(if_not_exists(o.sql));
+                }
+                if (baseline && !need_baseline)
+                    notes.push_back(
+                        "archiving started on a database that holds data: "
+                        "a full snapshot was written first");
+            } else if (!baseline && migrated) {
+                baseline = true;
+                notes.push_back("migrations ran: a full snapshot of their outcome was written");
+            } else if (!baseline) {
+                if (auto changes = additive_changes(archived, live)) {
+                    ddl = std::move(*changes);
+                } else {
+                    baseline = true;
+                    notes.push_back(
+                        "the schema changed in a way a DDL record cannot express (something "
+                        "removed or redefined): a full snapshot was written");
+                }
+            }
+            for (const auto& stmt : ddl)
+                add_to_outbox(c, stmt);
+            if (baseline) add_baseline(c, tables_, live);
+            if (live != archived) {
+                c.exec_script("DELETE FROM resilite_archive_schema");
+                for (const auto& o : live) {
+                    c.exec(
+                        "INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)",
+                        o.type, o.name, o.tbl_name, o.sql);
+                }
+            }
+            static_cast<void>(install_triggers(c, tables_));
+            tx.commit();
+        }
+        return notes;
+    }
+
+    // Appends the outbox rows not yet archived as records; with `settle` (or when enough have
+    // piled up) also deletes archived rows and stores the last sequence number in the database.
+    // Returns the number of records written. Throws on failure; the rows stay in the outbox.
+    std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
+        sqlite::transaction tx{c, transaction_mode::immediate};
+        static_cast<void>(refresh_tail());
+        auto utc = utc_text(now);
+        if (utc < last_utc_) utc = last_utc_;  // never older than the record before
+        // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
+        // lengths and checksums. Their text is kept while it is small; past memory_limit_ (a
+        // snapshot of a large database) it is dropped and written by a second pass, row by row.
+        struct planned {
+            record_header header;
+            std::uint32_t crc;
+        };
+        std::vector<planned> records;
+        std::optional<record_checksum> crc;
+        record_header cur;
+        std::string text, body;
+        bool streaming = false;
+        std::int64_t rows = 0, last_row = last_id_;
+        const auto close_record = [&] {
+            if (!crc) return;
+            records.push_back({cur, crc->value()});
+            if (!streaming) append_record(text, cur, body);
+            body.clear();
+            crc.reset();
+        };
+        for_each_outbox_row(
+            c, templates_, last_id_, std::numeric_limits<std::int64_t>::max(),
+            [&](std::int64_t id, std::string_view stmt) {
+                ++rows;
+                last_row = id;
+                if (stmt == baseline_begin) close_record();
+                if (!crc) {
+                    const auto kind = stmt == baseline_begin ? record_kind::baseline : record_kind::changes;
+                    cur = {last_seq_ + static_cast<std::int64_t>(records.size()) + 1, utc, kind, id, id, 0};
+                    crc.emplace(cur.seq, utc, kind);
+                }
+                cur.last_id = id;
+                if (stmt == baseline_begin) return;
+                if (stmt == baseline_end) {
+                    close_record();
+                    return;
+                }
+                crc->add(stmt);
+                crc->add("\n");
+                cur.bytes += stmt.size() + 1;
+                if (streaming) return;
+                body += stmt;
+                body += '\n';
+                if (text.size() + body.size() > memory_limit_) {
+                    streaming = true;
+                    std::string{}.swap(text);
+                    std::string{}.swap(body);
+                }
+            });
+        close_record();
+        if (!records.empty()) {
+            if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
+                std::filesystem::create_directories(dir_, dir_ec);
+                if (dir_ec) {
+                    throw library_failure(error_class::archive, "archive",
+                                          fmt::format("cannot create the archive directory {}: {}",
+                                                      dir_.string(), dir_ec.message()),
+                                          dir_.string());
+                }
+                static_cast<void>(fsync_path(dir_.parent_path(), true));
+            }
+            const auto segment = segment_name(utc);
+            if (!tail_segment_.empty() && segment != tail_segment_) {
+                // Tells other writers, who only stat the segment they know, that a newer one starts.
+                segment_appender old{dir_ / tail_segment_, {}};
+                old.buffer() = fmt::format("-- continued in {}\n", segment);
+                old.finish();
+            }
+            segment_appender out{dir_ / segment, segment_preamble(database_, segment)};
+            if (!streaming) {
+                out.buffer() += text;
+            } else {  // pass 2: the same rows again (the write lock keeps them as they were)
+                constexpr std::size_t chunk = 1 << 20;
+                for (const auto& r : records) {
+                    append_record_head(out.buffer(), r.header);
+                    for_each_outbox_row(c, templates_, r.header.first_id - 1, r.header.last_id,
+                                        [&](std::int64_t, std::string_view stmt) {
+                                            if (stmt == baseline_begin || stmt == baseline_end) return;
+                                            out.buffer() += stmt;
+                                            out.buffer() += '\n';
+                                            out.flush(chunk);
+                                        });
+                    append_record_tail(out.buffer(), r.header.seq, r.crc);
+                }
+            }
+            out.finish();
+            std::error_code ec;
+            tail_segment_ = segment;
+            tail_size_ = std::filesystem::file_size(dir_ / segment, ec);
+            known_ = !ec;
+            last_seq_ = records.back().header.seq;
+            last_utc_ = utc;
+        }
+        last_id_ = last_row;
+        unsettled_ += rows;
+        if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_ ||
+            (settle && stored_seq(c) != last_seq_)) {
+            c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+            keep_outbox_numbering(c);
+            unsettled_ = 0;
+        }
+        tx.commit();
+        return static_cast<std::int64_t>(records.size());
+    }
+
+private:
+    [[nodiscard]] static std::int64_t stored_seq(sqlite::connection& c) {
+        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    }
+
+    // Do the outbox rows of this record still sit in the database, with the same text? Then the
+    // record was drained from this database and only the settle was lost.
+    [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) {
+        std::optional<record_checksum> crc;
+        std::int64_t expected = t.first_id;
+        bool contiguous = true;
+        for_each_outbox_row(
+            c, templates_, t.first_id - 1, t.last_id, [&](std::int64_t id, std::string_view stmt) {
+                contiguous = contiguous && id == expected++;
+                if (!crc)
+                    crc.emplace(t.seq, t.utc,
+                                stmt == baseline_begin ? record_kind::baseline : record_kind::changes);
+                if (stmt == baseline_begin || stmt == baseline_end) return;
+                crc->add(stmt);
+                crc->add("\n");
+            });
+        return contiguous && crc && expected == t.last_id + 1 && crc->value() == t.crc;
+    }
+
+    // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
+    // (a crash while appending; its rows are still in the outbox) is moved aside to "<segment>.torn-<time>"
+    // and cut off.
+    std::optional<std::string> refresh_tail() {
+        std::error_code ec;
+        // The common case, one stat: the segment this writer last saw has not grown. A drain that
+        // starts a newer segment first appends a note to the old one (see drain), so an unchanged
+        // tail also means no newer segment: no directory listing on every commit.
+        if (known_ && !tail_segment_.empty() &&
+            std::filesystem::file_size(dir_ / tail_segment_, ec) == tail_size_ && !ec)
+            return std::nullopt;
+        const auto segments = list_segments(dir_);
+        if (segments.empty()) {
+            known_ = true;
+            tail_segment_.clear();
+            tail_size_ = 0;
+            return std::nullopt;
+        }
+        std::optional<std::string> note;
+        const auto adopt = [&](const tail_info& t) {
+            tail_ = t;
+            last_seq_ = std::max(last_seq_, t.seq);
+            if (known_) last_id_ = std::max(last_id_, t.last_id);  // another process drained
+            last_utc_ = std::max(last_utc_, t.utc);
+        };
+        for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+            const auto path = dir_ / *it;
+            std::error_code size_ec;
+            const auto bytes = std::filesystem::file_size(path, size_ec);
+            if (!size_ec) {
+                if (const auto t = read_last_record(path, bytes, *it)) {
+                    adopt(*t);
+                    break;
+                }
+            }
+            const auto text = read_file(path);
+            const auto contents = read_segment(text, *it);
+            if (contents.unknown_format) {
+                format_refused_ = true;
+                throw library_failure(
+                    error_class::archive, "archive",
+                    fmt::format("{} was written in another archive format version; nothing is "
+                                "appended to it (upgrade resilite, or archive to a new directory)",
+                                *it),
+                    path.string());
+            }
+            if (contents.torn_tail && it == segments.rbegin()) {
+                // The torn bytes are kept: cut only once they are safely in a file of their own.
+                auto aside = dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
+                for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
+                    aside = dir_ / fmt::format("{}.torn-{}-{}", *it, utc_text(std::chrono::system_clock::now()), n);
+                if (!set_aside(aside, std::string_view{text}.substr(contents.good_end)))
+                    fail_io("cannot set aside the torn tail of", path);
+                const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+                if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(contents.good_end)) != 0 || ::fsync(fd) != 0) {
+                    const int saved = errno;
+                    if (fd >= 0) ::close(fd);
+                    errno = saved;
+                    fail_io("cannot cut the torn tail of", path);
+                }
+                ::close(fd);
+                note = fmt::format(
+                    "{}: an incomplete last record (a crash while appending) was moved to {}; "
+                    "its changes are still in the outbox and were archived again",
+                    *it, aside.filename().string());
+            }
+            if (!contents.records.empty()) {
+                const auto best = std::max_element(
+                    contents.records.begin(), contents.records.end(),
+                    [](const record& a, const record& b) { return a.header.seq < b.header.seq; });
+                adopt(tail_info{best->header.seq, best->header.last_id, best->header.first_id, best->crc,
+                                best->header.utc});
+                break;
+            }
+        }
+        tail_segment_ = segments.back();
+        tail_size_ = std::filesystem::file_size(dir_ / segments.back(), ec);
+        known_ = !ec;
+        return note;
+    }
+
+    std::filesystem::path dir_;
+    std::string database_;
+    std::vector<capture_table> tables_;
+    int settle_rows_;
+    bool known_ = false;  // tail_segment_/tail_size_ describe the archive's end
+    bool format_refused_ = false;
+    std::string tail_segment_;
+    std::uintmax_t tail_size_ = 0;
+    std::optional<tail_info> tail_;
+    std::int64_t last_seq_ = 0, last_id_ = 0;
+    std::string last_utc_;
+    std::int64_t unsettled_ = 0;  // archived rows still in the outbox
+    std::size_t memory_limit_ = 64u << 20;
+    template_cache templates_;
+};
+
+}  // namespace resilite::detail::archive

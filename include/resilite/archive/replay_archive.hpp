@@ -1,0 +1,55 @@
+#pragma once
+// resilite::replay_archive: applies to an existing database the archive records it does not
+// hold yet (those after the sequence number it stores), in one transaction. Idempotent:
+// replaying again applies nothing, and every archived statement is an upsert or a delete by
+// key, so even a record applied twice leaves the same rows.
+
+#include <resilite/archive/archive_report.hpp>
+#include <resilite/archive/detail/archive_apply.hpp>
+#include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/transaction.hpp>
+
+#include <fmt/format.h>
+
+#include <filesystem>
+
+namespace resilite {
+
+struct replay_options {
+    bool keep_going = false;  // apply what can be applied despite fatal problems
+};
+
+inline archive_report replay_archive(const std::filesystem::path& archive_dir,
+                                     const std::filesystem::path& db, replay_options options = {}) {
+    namespace a = detail::archive;
+    return a::guarded("replay", db, [&] {
+        if (!std::filesystem::exists(db)) {
+            throw detail::library_failure(error_class::cant_open, "replay",
+                                          "no database to replay into; use rebuild", db.string());
+        }
+        const auto contents = a::read_archive(archive_dir);
+        auto report = a::start_report(archive_dir, contents);
+        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                             "replay_options::keep_going", db);
+        sqlite::connection c{db, SQLITE_OPEN_READWRITE};
+        c.busy_timeout(std::chrono::milliseconds{5000});
+        sqlite::transaction tx{c, transaction_mode::immediate};
+        c.exec_script(a::create_internal_sql);
+        const auto after =
+            c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+        // A database behind the newest snapshot starts from it: older records may be incomplete.
+        const bool from_snapshot =
+            !contents.records.empty() && after < contents.records[contents.start].header.seq;
+        report.applied_records =
+            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report);
+        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                             "replay_options::keep_going", db);
+        tx.commit();
+        a::summarize_tables(c, report, false);
+        return report;
+    });
+}
+
+}  // namespace resilite

@@ -1,0 +1,164 @@
+#pragma once
+// Backup files on disk: names with their UTC time, the manifest, retention, the sink command.
+
+#include <resilite/backup/backup_result.hpp>
+#include <resilite/backup/backup_settings.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace resilite::detail {
+
+[[nodiscard]] inline std::filesystem::path backup_directory(const std::filesystem::path& db,
+                                                            const backup_settings& s) {
+    return s.directory.empty() ? std::filesystem::path{db.string() + ".backups"}
+                               : std::filesystem::path{s.directory};
+}
+
+// "app-20261122T080102.123Z.db": sortable, and the time can be read back.
+[[nodiscard]] inline std::string backup_name(const std::filesystem::path& db,
+                                             std::chrono::system_clock::time_point t) {
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+    return fmt::format("{}-{:%Y%m%dT%H%M%S}.{:03}Z.db", db.stem().string(),
+                       std::chrono::floor<std::chrono::seconds>(t), ms);
+}
+
+struct backup_file {
+    std::filesystem::path path;
+    std::chrono::system_clock::time_point taken;
+};
+
+// The backups of `db` in `dir`, oldest first (by the time in their names).
+[[nodiscard]] inline std::vector<backup_file> list_backups(const std::filesystem::path& db,
+                                                           const std::filesystem::path& dir) {
+    std::vector<backup_file> out;
+    std::error_code ec;
+    const auto prefix = db.stem().string() + "-";
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        const auto name = e.path().filename().string();
+        // prefix + 8 digits T 6 digits . 3 digits Z .db (+ optional -n before .db)
+        if (!name.starts_with(prefix) || !name.ends_with(".db") || name.size() < prefix.size() + 23) continue;
+        const auto stamp = name.substr(prefix.size(), 20);  // YYYYMMDDTHHMMSS.mmmZ
+        std::tm tm{};
+        int ms = 0;
+        if (std::sscanf(stamp.c_str(), "%4d%2d%2dT%2d%2d%2d.%3dZ", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+                        &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &ms) != 7) {
+            continue;
+        }
+        const auto day = std::chrono::year{tm.tm_year} /
+                         std::chrono::month{static_cast<unsigned>(tm.tm_mon)} /
+                         std::chrono::day{static_cast<unsigned>(tm.tm_mday)};
+        const auto t = std::chrono::sys_days{day} + std::chrono::hours{tm.tm_hour} +
+                       std::chrono::minutes{tm.tm_min} + std::chrono::seconds{tm.tm_sec} +
+                       std::chrono::milliseconds{ms};
+        out.push_back({e.path(), std::chrono::time_point_cast<std::chrono::system_clock::duration>(t)});
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+        return a.taken != b.taken ? a.taken < b.taken : a.path < b.path;
+    });
+    return out;
+}
+
+// Which backups retention keeps: the newest `keep_last`, or the newest in each of the last
+// N hours / days / weeks; the newest backup is always kept.
+[[nodiscard]] inline std::set<std::filesystem::path> retained(const std::vector<backup_file>& all,
+                                                              const backup_settings& s) {
+    std::set<std::filesystem::path> keep;
+    if (all.empty()) return keep;
+    keep.insert(all.back().path);
+    const bool generations = s.keep_hourly + s.keep_daily + s.keep_weekly > 0;
+    if (!generations) {
+        for (std::size_t i = all.size() > static_cast<std::size_t>(s.keep_last) ? all.size() - s.keep_last
+                                                                                : 0;
+             i < all.size(); ++i) {
+            keep.insert(all[i].path);
+        }
+        return keep;
+    }
+    const auto bucket_keep = [&](std::chrono::seconds width, int count) {
+        std::map<std::int64_t, std::filesystem::path, std::greater<>> newest;  // bucket -> newest in it
+        for (const auto& b : all) {
+            const auto bucket =
+                std::chrono::duration_cast<std::chrono::seconds>(b.taken.time_since_epoch()) / width;
+            newest[bucket] = b.path;  // `all` is oldest first: the last assignment is the newest
+        }
+        int taken = 0;
+        for (const auto& [bucket, path] : newest) {
+            if (taken++ >= count) break;
+            keep.insert(path);
+        }
+    };
+    bucket_keep(std::chrono::hours{1}, s.keep_hourly);
+    bucket_keep(std::chrono::hours{24}, s.keep_daily);
+    bucket_keep(std::chrono::hours{24 * 7}, s.keep_weekly);
+    return keep;
+}
+
+// One line per backup: name, UTC time, bytes, pages, check result, archive sequence number.
+inline void append_manifest(const std::filesystem::path& dir, const backup_result& r) {
+    const auto manifest = dir / "MANIFEST";
+    const bool fresh = !std::filesystem::exists(manifest);
+    {
+        std::ofstream out(manifest, std::ios::app);
+        if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq\n";
+        out << fmt::format("{}\t{:%Y-%m-%dT%H:%M:%S}Z\t{}\t{}\t{}\t{}\n", r.path.filename().string(),
+                           std::chrono::floor<std::chrono::seconds>(r.taken), r.bytes, r.pages,
+                           r.check.ok() ? "ok" : "failed",
+                           r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"});
+    }
+    static_cast<void>(fsync_path(manifest, false));
+}
+
+// Runs the sink command with {path} and {name} replaced; returns an error text, or empty.
+[[nodiscard]] inline std::string run_sink(const std::string& command, const std::filesystem::path& backup) {
+    if (command.empty()) return {};
+    const auto quote = [](const std::string& s) {
+        std::string out = "'";
+        for (char c : s)
+            out += c == '\'' ? std::string{"'\\''"} : std::string(1, c);
+        return out + "'";
+    };
+    std::string cmd = command;
+    const auto replace = [&](const std::string& key, const std::string& value) {
+        for (auto at = cmd.find(key); at != std::string::npos; at = cmd.find(key, at + value.size())) {
+            cmd.replace(at, key.size(), value);
+        }
+    };
+    replace("{path}", quote(backup.string()));
+    replace("{name}", quote(backup.filename().string()));
+    const int status = std::system((cmd + " >/dev/null 2>&1").c_str());
+    if (status == 0) return {};
+    return fmt::format("sink command exited with status {}: {}", status, command);
+}
+
+// Temporary files of backups that never finished (a killed process): removed at the next run.
+// Temporary copies of killed backups of `db` (".<name>.tmp-<pid>-<n>"); those of live
+// processes are theirs to finish.
+inline void clean_leftovers(const std::filesystem::path& dir, const std::filesystem::path& db) {
+    remove_stale_temp_files(dir, fmt::format(".{}.tmp-", db.filename().string()));
+}
+
+// A name no other backup in flight has: the pid (for clean_leftovers) and a counter (several
+// Database objects in one process).
+[[nodiscard]] inline std::string backup_temp_name(const std::filesystem::path& db) {
+    static std::atomic<unsigned> counter{0};
+    return fmt::format(".{}.tmp-{}-{}", db.filename().string(), ::getpid(), counter++);
+}
+
+}  // namespace resilite::detail

@@ -1,0 +1,106 @@
+#pragma once
+// resilite::restore(backup, target): puts a backup in place of a database, safely: the backup
+// is checked first, copied to a temporary file, synced and renamed over the target, and a
+// target that another connection has open is never overwritten.
+
+#include <resilite/monitor/check_health.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <fmt/chrono.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace resilite {
+
+namespace detail {
+// Moves a database and its side files into `<db>.quarantine-<UTC>/` (never deleted by resilite).
+inline std::filesystem::path quarantine(const std::filesystem::path& db) {
+    const auto stamp = fmt::format("{:%Y%m%dT%H%M%S}Z", std::chrono::floor<std::chrono::seconds>(
+                                                              std::chrono::system_clock::now()));
+    auto dir = std::filesystem::path{fmt::format("{}.quarantine-{}", db.string(), stamp)};
+    for (int n = 2; std::filesystem::exists(dir); ++n)
+        dir = fmt::format("{}.quarantine-{}-{}", db.string(), stamp, n);
+    std::filesystem::create_directory(dir);
+    std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
+        const std::filesystem::path f{db.string() + suffix};
+        std::error_code ec;
+        if (std::filesystem::exists(f, ec))
+            std::filesystem::rename(f, dir / (db.filename().string() + suffix));
+    }
+    static_cast<void>(fsync_path(dir, true));
+    static_cast<void>(fsync_path(db.has_parent_path() ? db.parent_path() : ".", true));
+    return dir;
+}
+}  // namespace detail
+
+// Returns where a damaged target was moved (empty when the target was healthy or absent).
+inline std::filesystem::path restore(const std::filesystem::path& backup, const std::filesystem::path& target,
+                                     check_level level = check_level::quick) {
+    const auto health = check_health(backup, level);
+    if (health.result != health_report::finding::ok) {
+        throw detail::library_failure(
+            error_class::corrupt, "restore",
+            fmt::format("the backup failed its {} check ({}: {}); nothing was changed", to_string(level),
+                        to_string(health.result), health.detail),
+            target.string());
+    }
+    try {
+        std::filesystem::path quarantined;
+        std::error_code ec;
+        if (std::filesystem::exists(target, ec) && std::filesystem::file_size(target, ec) > 0) {
+            if (!check_health(target, check_level::header).ok()) {
+                // Restore is the tool for a damaged database: keep the damaged files aside.
+                quarantined = detail::quarantine(target);
+            } else {
+                // Leaving WAL mode needs the database to itself: it fails while anyone has it open.
+                try {
+                    sqlite::connection c{target};
+                    c.busy_timeout(std::chrono::milliseconds{0});
+                    const auto mode = c.query_one<std::string>("PRAGMA journal_mode=DELETE");
+                    if (!mode || *mode != "delete") throw std::runtime_error("still in WAL mode");
+                } catch (const std::exception& e) {
+                    throw detail::library_failure(
+                        error_class::busy, "restore",
+                        fmt::format("the target database is open elsewhere; close it first ({})", e.what()),
+                        target.string());
+                }
+            }
+        }
+        const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path{"."};
+        const auto prefix = fmt::format(".{}.restore.tmp-", target.filename().string());
+        detail::remove_stale_temp_files(dir, prefix);
+        const auto tmp = dir / fmt::format("{}{}", prefix, ::getpid());
+        std::filesystem::copy_file(backup, tmp, std::filesystem::copy_options::overwrite_existing);
+        if (!detail::fsync_path(tmp, false)) {
+            std::filesystem::remove(tmp, ec);
+            throw detail::library_failure(error_class::io, "restore", "could not sync the restored copy",
+                                          target.string());
+        }
+        for (const char* stale : {"-wal", "-shm", "-journal"})
+            std::filesystem::remove(target.string() + stale, ec);
+        std::filesystem::rename(tmp, target);
+        static_cast<void>(detail::fsync_path(dir, true));
+        return quarantined;
+    } catch (const std::filesystem::filesystem_error& e) {
+        // Every failure is a resilite::error: a full disk, a name too long, a missing directory.
+        const auto code = e.code().value();
+        throw detail::library_failure(code == ENOSPC                            ? error_class::full
+                                      : code == ENAMETOOLONG || code == ENOENT ? error_class::cant_open
+                                                                                : error_class::io,
+                                      "restore", e.what(), target.string());
+    }
+}
+
+}  // namespace resilite

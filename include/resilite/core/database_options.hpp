@@ -1,0 +1,31 @@
+#pragma once
+// resilite::database_options: the run-time objects a Database is built with: the observer and
+// clock instances (copies of a manual_clock share its timeline), optionally settings that
+// replace the ones seeded from the policies, and a failure-injection hook for tests.
+
+#include <resilite/core/settings.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace resilite {
+
+template <class Observer, class Clock>
+struct database_options {
+    Observer observer{};
+    Clock clock{};
+    std::optional<resilite::settings> settings{};
+    // The SQLite VFS to open the database with (empty: the default), e.g. a
+    // resilite::testing::fault_vfs in tests.
+    std::string vfs{};
+    // Test hook: called before every attempt of every operation; a non-zero SQLite result code
+    // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY).
+    std::function<int(std::string_view operation, int attempt)> inject_failure{};
+    // Called once before the first pending migration runs, with the database's version and the
+    // version it is about to be brought to (a backup belongs here).
+    std::function<void(int from_version, int to_version)> before_migrations{};
+};
+
+}  // namespace resilite

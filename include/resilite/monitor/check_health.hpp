@@ -1,0 +1,127 @@
+#pragma once
+// resilite::check_health(path, level): looks at a database without changing it. Used at open
+// (header level) and by healing; applications can run it on demand.
+
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/monitor/detail/peek_file.hpp>
+#include <resilite/monitor/detail/wal_check.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/monitor/health_report.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
+
+#include <array>
+#include <cstring>
+#include <filesystem>
+#include <algorithm>
+#include <fstream>
+#include <string>
+
+namespace resilite {
+
+namespace detail {
+// A rollback journal SQLite would play back: it starts with the journal magic. Read directly:
+// SQLite takes no POSIX lock on a journal (only the main file and -shm are locked), so closing
+// this descriptor cannot drop one.
+[[nodiscard]] inline bool hot_journal(const std::filesystem::path& db) {
+    static constexpr unsigned char magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
+    std::ifstream in(db.string() + "-journal", std::ios::binary);
+    unsigned char head[8]{};
+    in.read(reinterpret_cast<char*>(head), sizeof head);
+    return in.gcount() == 8 && std::memcmp(head, magic, 8) == 0;
+}
+}  // namespace detail
+
+[[nodiscard]] inline health_report check_health(const std::filesystem::path& path,
+                                                check_level level = check_level::quick) {
+    using F = health_report::finding;
+    health_report r;
+    r.level = level;
+    std::error_code ec;
+    const bool marked = std::filesystem::exists(detail::marker_path(path), ec);
+    if (!std::filesystem::exists(path, ec)) {
+        r.result = marked ? F::missing : F::new_database;
+        r.detail =
+            marked ? "the database file is gone, but resilite had initialised it" : "no database file yet";
+        return r;
+    }
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) return {F::io_error, level, ec.message()};
+    if (size == 0) {
+        r.result = marked ? F::emptied : F::new_database;
+        r.detail = marked ? "the database file is empty (0 bytes), but resilite had initialised it: data lost"
+                          : "empty file, never initialised";
+        return r;
+    }
+    // Through SQLite, never a descriptor of ours: see detail/peek_file.hpp (closing one would
+    // drop this process's locks on a database it has open).
+    const auto peek = detail::peek_file(path, 100);
+    if (peek.rc != SQLITE_OK) return {F::io_error, level, peek.message};
+    std::array<unsigned char, 100> header{};
+    if (peek.bytes.size() < header.size()) {
+        return {F::bad_header, level,
+                fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
+    }
+    std::copy(peek.bytes.begin(), peek.bytes.end(), header.begin());
+    // What the WAL says first: a crash during a checkpoint can tear page 1 in the main file
+    // while the log still holds it whole; SQLite recovers from the log, so the check does too.
+    const auto sync = detail::read_marker(path).synchronous;
+    const auto wal = detail::check_wal(path.string() + "-wal", sync != "NORMAL" && sync != "OFF");
+    if (!wal.ok) return {F::bad_wal, level, wal.detail};
+    if (wal.page1.size() == header.size() && std::memcmp(header.data(), wal.page1.data(), header.size()) != 0)
+        std::copy(wal.page1.begin(), wal.page1.end(), header.begin());
+    // A hot rollback journal (a crash while the file was created or left WAL mode) puts the
+    // original pages back when SQLite next opens the file: the header is its business then.
+    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0 && detail::hot_journal(path)) {
+        r.detail = "a rollback journal from an interrupted transaction will restore the file";
+        return r;
+    }
+    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
+        return {F::not_a_database, level,
+                "the file does not start with the SQLite header (\"SQLite format 3\")"};
+    }
+    const auto be32 = [&](std::size_t at) {
+        return std::uint32_t{header[at]} << 24 | std::uint32_t{header[at + 1]} << 16 |
+               std::uint32_t{header[at + 2]} << 8 | header[at + 3];
+    };
+    const std::uint32_t raw_page = std::uint32_t{header[16]} << 8 | header[17];
+    const std::uint32_t page_size = raw_page == 1 ? 65536u : raw_page;
+    if (page_size < 512 || (page_size & (page_size - 1)) != 0) {
+        return {F::bad_header, level, fmt::format("the header's page size {} is invalid", raw_page)};
+    }
+    // The in-header page count is valid when its "version valid for" matches the change counter.
+    // With frames in the WAL the count is skipped: a checkpoint in progress (another process)
+    // writes page 1 before it extends the file, and the WAL holds the pages meanwhile.
+    std::error_code wal_ec;
+    const bool wal_in_use = std::filesystem::file_size(path.string() + "-wal", wal_ec) > 32 && !wal_ec;
+    if (!wal_in_use && be32(92) == be32(24) && be32(28) != 0) {
+        const auto expected = static_cast<std::uintmax_t>(be32(28)) * page_size;
+        if (size < expected) {
+            return {
+                F::bad_header, level,
+                fmt::format(
+                    "the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
+                    size, be32(28), page_size, expected)};
+        }
+    }
+    if (level == check_level::header) return r;
+
+    try {
+        sqlite::connection c{path, SQLITE_OPEN_READONLY};
+        const auto pragma =
+            level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+        const auto lines = c.query_all<std::string>(pragma);
+        if (lines.size() == 1 && lines[0] == "ok") return r;
+        std::string found;
+        for (const auto& l : lines)
+            found += (found.empty() ? "" : "\n") + l;  // one problem a line: errors summarise
+        return {F::corrupt, level, found};
+    } catch (const error& e) {
+        if (e.klass() == error_class::not_a_database) return {F::not_a_database, level, e.what()};
+        if (e.klass() == error_class::corrupt) return {F::corrupt, level, e.what()};
+        return {F::io_error, level, e.what()};
+    }
+}
+
+}  // namespace resilite

@@ -1,0 +1,67 @@
+#pragma once
+// resilite::health_snapshot: what Database::health() reports, printable as JSON.
+
+#include <resilite/core/error_class.hpp>
+#include <resilite/monitor/health_report.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace resilite {
+
+struct health_snapshot {
+    // False once any operation met SQLITE_CORRUPT / SQLITE_NOTADB (or a check found damage)
+    // since open; `damage` says what was seen first.
+    bool healthy = true;
+    std::string damage;
+    std::optional<health_report> last_check;
+    std::optional<std::chrono::system_clock::time_point> last_check_time;   // UTC
+    std::optional<std::chrono::system_clock::time_point> last_backup_time;  // UTC
+    std::optional<std::chrono::seconds> last_backup_age;
+    std::uint64_t wal_bytes = 0;
+    std::int64_t page_count = 0;
+    std::int64_t freelist_count = 0;
+    std::uint64_t operations = 0;  // operations ended (every event but retry and alerts)
+    std::uint64_t failures = 0;
+    std::array<std::uint64_t, error_class_count> failures_by_class{};
+    std::uint64_t retries = 0;
+    std::uint64_t latency_samples = 0;  // operations timed (percentiles use the latest 4096)
+    std::chrono::nanoseconds p50{0}, p95{0}, p99{0};
+    std::optional<std::int64_t> archive_seq;  // the last archive record written (archive<> only)
+    std::int64_t archive_pending = 0;         // captured changes not yet in the archive
+
+    [[nodiscard]] std::string to_json() const {
+        std::string by_class;
+        for (std::size_t i = 0; i < failures_by_class.size(); ++i) {
+            if (failures_by_class[i] == 0) continue;
+            by_class += fmt::format("{}\"{}\":{}", by_class.empty() ? "" : ",",
+                                    name(static_cast<error_class>(i)), failures_by_class[i]);
+        }
+        const auto time_or_null = [](const std::optional<std::chrono::system_clock::time_point>& t) {
+            return t ? fmt::format("\"{:%Y-%m-%dT%H:%M:%S}Z\"", std::chrono::floor<std::chrono::seconds>(*t))
+                     : std::string{"null"};
+        };
+        const auto check = last_check
+                               ? fmt::format("{{\"result\":\"{}\",\"level\":\"{}\"}}",
+                                             to_string(last_check->result), to_string(last_check->level))
+                               : std::string{"null"};
+        return fmt::format(
+            "{{\"healthy\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
+            "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
+            "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
+            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{}}}",
+            healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
+            last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"}, wal_bytes,
+            page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
+            p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
+            archive_pending);
+    }
+};
+
+}  // namespace resilite

@@ -1,0 +1,42 @@
+#pragma once
+// resilite::retry_settings: the run-time form of a retry policy (seeded from it, changeable with
+// Database::reconfigure).
+
+#include <resilite/retry/jitter.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+namespace resilite {
+
+struct retry_settings {
+    enum class strategy { exponential, constant };
+
+    strategy kind = strategy::exponential;
+    resilite::jitter jitter = resilite::jitter::full;
+    std::chrono::milliseconds base{2};           // first delay (constant: every delay)
+    std::chrono::milliseconds cap{100};          // no delay is longer
+    unsigned multiplier = 2;                     // exponential growth per retry
+    int max_attempts = 1000;                     // attempts in all, the first included
+    std::chrono::milliseconds deadline{10'000};  // for all attempts and delays together
+
+    friend bool operator==(const retry_settings&, const retry_settings&) = default;
+
+    [[nodiscard]] std::optional<std::string> problem() const {
+        if (base < std::chrono::milliseconds{0}) return fmt::format("retry base must not be negative");
+        if (cap < base) {
+            return fmt::format("retry cap ({} ms) must be at least the base ({} ms)", cap.count(),
+                               base.count());
+        }
+        if (multiplier < 1) return std::string{"retry multiplier must be at least 1"};
+        if (max_attempts < 1)
+            return fmt::format("retry max_attempts must be at least 1 (got {})", max_attempts);
+        if (deadline <= std::chrono::milliseconds{0}) return std::string{"retry deadline must be positive"};
+        return std::nullopt;
+    }
+};
+
+}  // namespace resilite

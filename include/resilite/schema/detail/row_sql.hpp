@@ -1,0 +1,196 @@
+#pragma once
+// Typed rows: the SQL for a declared table's insert/upsert/get/select/erase (built once per
+// table) and the mapping between a row struct and statement parameters/columns.
+
+#include <resilite/schema/detail/row_traits.hpp>
+#include <resilite/schema/detail/schema_def.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <boost/hana/for_each.hpp>
+#include <boost/hana/members.hpp>
+
+#include <fmt/format.h>
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace resilite::detail {
+
+template <class Table>
+struct row_sql {
+    static const table_def& def() {
+        static const table_def d = Table::definition();
+        return d;
+    }
+    static std::string columns() {
+        std::string out;
+        for (const auto& c : def().columns) {
+            if (!out.empty()) out += ',';
+            out += quote_id(c.name);
+        }
+        return out;
+    }
+    static std::string key_condition() {
+        std::string out;
+        for (const auto& k : def().primary_key) {
+            if (!out.empty()) out += " AND ";
+            out += quote_id(k) + " = ?";
+        }
+        return out;
+    }
+    static std::string placeholders() {
+        std::string out;
+        for (std::size_t i = 0; i < def().columns.size(); ++i)
+            out += i == 0 ? "?" : ",?";
+        return out;
+    }
+    static const std::string& insert() {
+        static const std::string s =
+            fmt::format("INSERT INTO {}({}) VALUES({})", quote_id(def().name), columns(), placeholders());
+        return s;
+    }
+    static const std::string& upsert() {
+        static const std::string s = [] {
+            std::string set;
+            for (const auto& c : def().columns) {
+                bool key = false;
+                for (const auto& k : def().primary_key)
+                    key = key || k == c.name;
+                if (key) continue;
+                if (!set.empty()) set += ',';
+                set += fmt::format("{0}=excluded.{0}", quote_id(c.name));
+            }
+            return fmt::format("{} ON CONFLICT({}) DO {}", insert(), quote_list(def().primary_key),
+                               set.empty() ? std::string{"NOTHING"} : "UPDATE SET " + set);
+        }();
+        return s;
+    }
+    static const std::string& select_all() {
+        static const std::string s = fmt::format("SELECT {} FROM {}", columns(), quote_id(def().name));
+        return s;
+    }
+    static const std::string& get() {
+        static const std::string s = fmt::format("{} WHERE {}", select_all(), key_condition());
+        return s;
+    }
+    static const std::string& erase() {
+        static const std::string s =
+            fmt::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
+        return s;
+    }
+};
+
+// The identifier quote_id wrote at the start of `s`, unquoted; empty when there is none.
+inline std::string unquote_id_prefix(std::string_view s) {
+    std::string out;
+    if (s.empty() || s.front() != '"') return out;
+    for (std::size_t i = 1; i < s.size(); ++i) {
+        if (s[i] != '"') {
+            out += s[i];
+        } else if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            ++i;
+        } else {
+            return out;
+        }
+    }
+    return {};
+}
+
+// The table a typed-row statement names. row_sql writes "INSERT INTO <table>..." and
+// "SELECT <the row's columns> FROM <table>...", so the name is at a known place.
+template <class Row>
+std::string table_of_row_sql(std::string_view sql) {
+    constexpr std::string_view insert_prefix = "INSERT INTO ";
+    if (sql.starts_with(insert_prefix)) return unquote_id_prefix(sql.substr(insert_prefix.size()));
+    std::string select_prefix = "SELECT ";
+    bool first = true;
+    for (auto name : member_names<Row>()) {
+        if (!std::exchange(first, false)) select_prefix += ',';
+        select_prefix += quote_id(name);
+    }
+    select_prefix += " FROM ";
+    if (sql.starts_with(select_prefix)) return unquote_id_prefix(sql.substr(select_prefix.size()));
+    return {};
+}
+
+// A typed-row statement that fails to prepare because the database lacks a column the row
+// declares (drift that report_only leaves alone, a column dropped by hand) is a schema error
+// naming the column and the table, not SQLite's bare "no such column". A column only the
+// caller's SQL tail names stays the caller's sql error.
+template <class Row>
+void throw_if_declared_column_missing(const error& e) {
+    if (e.klass() != error_class::sql || e.technical().operation != "prepare") return;
+    const std::string_view message = e.technical().sqlite_message;
+    constexpr std::string_view no_such = "no such column: ";
+    constexpr std::string_view no_named = " has no column named ";
+    std::string_view column;
+    if (message.starts_with(no_such)) {
+        column = message.substr(no_such.size());
+    } else if (const auto at = message.find(no_named); at != std::string_view::npos) {
+        column = message.substr(at + no_named.size());
+    }
+    if (column.empty() || !has_member<Row>(column)) return;
+    technical_detail d = e.technical();
+    const auto table = table_of_row_sql<Row>(d.sql);
+    d.note = fmt::format("the table {} has no column {}, which the row type declares; the database "
+                         "does not match the declared schema (see sync_report())",
+                         table.empty() ? std::string{"?"} : quote_id(table), quote_id(column));
+    throw error{error_class::schema, std::move(d)};
+}
+
+// Prepares (or takes from the cache) a statement of the typed-row path for Row.
+template <class Row>
+sqlite::statement_cache::lease prepare_for_row(sqlite::connection& c, std::string_view sql) {
+    try {
+        return c.prepare_cached(sql);
+    } catch (const error& e) {
+        throw_if_declared_column_missing<Row>(e);
+        throw;
+    }
+}
+
+// Reads the current row of `s` into a Row, column i into member i.
+template <class Row>
+Row read_struct(sqlite::statement& s) {
+    Row row{};
+    int i = 0;
+    boost::hana::for_each(boost::hana::accessors<Row>(), [&](auto p) {
+        using M = member_type_t<Row, decltype(p)>;
+        boost::hana::second(p)(row) = s.template column<M>(i++);
+    });
+    return row;
+}
+
+// Runs `sql` with the row's members bound in order, then `extra...` after them.
+template <class Row>
+std::int64_t exec_with_row(sqlite::connection& c, const std::string& sql, const Row& row) {
+    try {
+        return boost::hana::unpack(boost::hana::members(row),
+                                   [&](const auto&... values) { return c.exec(sql, values...); });
+    } catch (const error& e) {
+        throw_if_declared_column_missing<Row>(e);
+        throw;
+    }
+}
+
+template <class Row, class... Args>
+std::vector<Row> select_structs(sqlite::connection& c, std::string_view sql, const Args&... args) {
+    auto stmt = prepare_for_row<Row>(c, sql);
+    stmt->bind_all_static(args...);
+    std::vector<Row> out;
+    while (stmt->step())
+        out.push_back(read_struct<Row>(*stmt));
+    return out;
+}
+
+template <class Row, class... Args>
+std::optional<Row> select_struct(sqlite::connection& c, std::string_view sql, const Args&... args) {
+    auto stmt = prepare_for_row<Row>(c, sql);
+    stmt->bind_all_static(args...);
+    if (!stmt->step()) return std::nullopt;
+    return read_struct<Row>(*stmt);
+}
+
+}  // namespace resilite::detail

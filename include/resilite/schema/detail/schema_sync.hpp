@@ -1,0 +1,285 @@
+#pragma once
+// Schema sync: compares a declared schema with the database and adds what is missing, in one
+// transaction. Anything that could only be fixed by rebuilding a table (and so risk its data)
+// is reported as drift and never touched.
+
+#include <resilite/schema/detail/schema_def.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/schema/schema_report.hpp>
+#include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/transaction.hpp>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resilite::detail {
+
+[[nodiscard]] inline std::string lower(std::string_view s) {
+    std::string out{s};
+    for (auto& c : out)
+        c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+
+// SQLite's column affinity rules (datatype3.html, section 3.1).
+[[nodiscard]] inline std::string_view affinity(std::string_view declared) {
+    const auto t = lower(declared);
+    if (t.find("int") != std::string::npos) return "INTEGER";
+    if (t.find("char") != std::string::npos || t.find("clob") != std::string::npos ||
+        t.find("text") != std::string::npos) {
+        return "TEXT";
+    }
+    if (t.find("blob") != std::string::npos || t.empty()) return "BLOB";
+    if (t.find("real") != std::string::npos || t.find("floa") != std::string::npos ||
+        t.find("doub") != std::string::npos) {
+        return "REAL";
+    }
+    return "NUMERIC";
+}
+
+// Default expressions compare without outer parentheses and surrounding blanks.
+[[nodiscard]] inline std::string normalize_default(std::string_view s) {
+    auto trim = [](std::string_view v) {
+        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.front())))
+            v.remove_prefix(1);
+        while (!v.empty() && std::isspace(static_cast<unsigned char>(v.back())))
+            v.remove_suffix(1);
+        return v;
+    };
+    auto v = trim(s);
+    while (v.size() >= 2 && v.front() == '(' && v.back() == ')')
+        v = trim(v.substr(1, v.size() - 2));
+    return std::string{v};
+}
+
+struct existing_column {
+    std::string name;
+    std::string type;
+    bool not_null = false;
+    std::optional<std::string> default_sql;
+    int pk = 0;  // position in the primary key, 0 when not part of it
+};
+
+struct schema_inspector {
+    sqlite::connection& c;
+    std::map<std::string, std::string> objects;  // "type:lower(name)" -> sql
+
+    explicit schema_inspector(sqlite::connection& conn) : c(conn) {
+        for (const auto& [type, name, sql] :
+             c.query_all<std::string, std::string, std::optional<std::string>>(
+                 "SELECT type, name, sql FROM sqlite_master")) {
+            objects[type + ":" + lower(name)] = sql.value_or("");
+        }
+    }
+    [[nodiscard]] const std::string* find(std::string_view type, std::string_view name) const {
+        const auto it = objects.find(std::string{type} + ":" + lower(name));
+        return it == objects.end() ? nullptr : &it->second;
+    }
+    [[nodiscard]] std::vector<existing_column> columns(const std::string& table) const {
+        std::vector<existing_column> out;
+        for (const auto& [name, type, notnull, dflt, pk] :
+             c.query_all<std::string, std::string, int, std::optional<std::string>, int>(
+                 "SELECT name, type, \"notnull\", dflt_value, pk FROM pragma_table_info(?)", table)) {
+            out.push_back({name, type, notnull != 0, dflt, pk});
+        }
+        return out;
+    }
+    [[nodiscard]] bool has_rows(const std::string& table) const {
+        return c.query_one<int>(fmt::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table)))
+                   .value_or(0) != 0;
+    }
+    // A unique index (or UNIQUE / PRIMARY KEY constraint) on exactly this one column.
+    [[nodiscard]] bool unique_on(const std::string& table, const std::string& column) const {
+        for (const auto& [index, unique] :
+             c.query_all<std::string, int>("SELECT name, \"unique\" FROM pragma_index_list(?)", table)) {
+            if (unique == 0) continue;
+            const auto cols = c.query_all<std::string>("SELECT name FROM pragma_index_info(?)", index);
+            if (cols.size() == 1 && lower(cols[0]) == lower(column)) return true;
+        }
+        return false;
+    }
+};
+
+// Works out the actions and drift; changes nothing.
+[[nodiscard]] inline schema_report plan_schema(sqlite::connection& c, const schema_def& def,
+                                               schema_mode mode) {
+    using severity = schema_report::severity;
+    schema_report r;
+    r.mode = mode;
+    const schema_inspector db{c};
+    for (const auto& t : def.tables) {
+        if (db.find("table", t.name) == nullptr) {
+            r.actions.push_back({t.name, "create table", create_table_sql(t), false});
+            for (const auto& i : t.indexes) {
+                r.actions.push_back({t.name, "create index " + i.name, create_index_sql(t, i), false});
+            }
+            continue;
+        }
+        const auto existing = db.columns(t.name);
+        auto find_col = [&](const std::string& name) -> const existing_column* {
+            for (const auto& e : existing) {
+                if (lower(e.name) == lower(name)) return &e;
+            }
+            return nullptr;
+        };
+        // Primary key: the database's, in key order, against the declaration.
+        std::vector<std::pair<int, std::string>> pk;
+        for (const auto& e : existing) {
+            if (e.pk > 0) pk.emplace_back(e.pk, lower(e.name));
+        }
+        std::sort(pk.begin(), pk.end());
+        std::vector<std::string> db_pk;
+        for (auto& p : pk)
+            db_pk.push_back(p.second);
+        std::vector<std::string> decl_pk;
+        for (const auto& p : t.primary_key)
+            decl_pk.push_back(lower(p));
+        if (db_pk != decl_pk) {
+            r.drifts.push_back({severity::critical,
+                                t.name,
+                                {},
+                                fmt::format("primary key differs: declared ({}), database ({})",
+                                            fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
+        }
+        std::optional<bool> rows;  // asked only when it matters
+        for (const auto& col : t.columns) {
+            const auto* e = find_col(col.name);
+            if (e == nullptr) {
+                const bool in_pk =
+                    std::find(decl_pk.begin(), decl_pk.end(), lower(col.name)) != decl_pk.end();
+                if (in_pk) continue;  // reported with the primary key
+                if (col.not_null && !col.default_sql) {
+                    if (!rows) rows = db.has_rows(t.name);
+                    if (*rows) {
+                        r.drifts.push_back({severity::critical, t.name, col.name,
+                                            "missing NOT NULL column without DEFAULT cannot be added to a "
+                                            "table that holds rows; declare a default_value"});
+                        continue;
+                    }
+                }
+                r.actions.push_back(
+                    {t.name, "add column " + col.name,
+                     fmt::format("ALTER TABLE {} ADD COLUMN {}", quote_id(t.name), column_sql(t, col, true)),
+                     false});
+                if (col.unique) {
+                    const auto u = unique_column_index(t, col);
+                    r.actions.push_back(
+                        {t.name, "create unique index " + u.name, create_index_sql(t, u), false});
+                }
+                continue;
+            }
+            if (affinity(e->type) != affinity(col.type)) {
+                r.drifts.push_back({severity::critical, t.name, col.name,
+                                    fmt::format("type differs: declared {}, database {}", col.type,
+                                                e->type.empty() ? "(none)" : e->type)});
+            }
+            const bool rowid_alias = is_rowid_alias(t, col);
+            if (!rowid_alias && col.not_null != e->not_null) {
+                r.drifts.push_back({severity::warning, t.name, col.name,
+                                    col.not_null ? "declared NOT NULL, but the database allows NULL"
+                                                 : "declared nullable, but the database requires a value"});
+            }
+            const auto want = col.default_sql ? normalize_default(*col.default_sql) : std::string{};
+            const auto have = e->default_sql ? normalize_default(*e->default_sql) : std::string{};
+            if (want != have) {
+                r.drifts.push_back({severity::warning, t.name, col.name,
+                                    fmt::format("DEFAULT differs: declared {}, database {}",
+                                                want.empty() ? "none" : want, have.empty() ? "none" : have)});
+            }
+            if (col.unique && !db.unique_on(t.name, col.name)) {
+                const auto u = unique_column_index(t, col);
+                r.actions.push_back({t.name, "create unique index " + u.name, create_index_sql(t, u), false});
+            }
+        }
+        for (const auto& e : existing) {
+            const bool declared = std::any_of(t.columns.begin(), t.columns.end(), [&](const column_def& d) {
+                return lower(d.name) == lower(e.name);
+            });
+            if (!declared) {
+                r.drifts.push_back({severity::warning, t.name, e.name,
+                                    "column exists in the database but is not declared (kept, not used)"});
+            }
+        }
+        for (const auto& i : t.indexes) {
+            const auto want = create_index_sql(t, i);
+            const auto* have = db.find("index", i.name);
+            if (have == nullptr) {
+                r.actions.push_back({t.name, "create index " + i.name, want, false});
+            } else if (*have != want) {
+                r.actions.push_back({t.name, "recreate index " + i.name,
+                                     fmt::format("DROP INDEX {}; {}", quote_id(i.name), want), false});
+            }
+        }
+    }
+    for (const auto& tr : def.triggers) {
+        const auto want = create_trigger_sql(tr);
+        const auto* have = db.find("trigger", tr.name);
+        if (have == nullptr) {
+            r.actions.push_back({tr.name, "create trigger " + tr.name, want, false});
+        } else if (*have != want) {
+            r.actions.push_back({tr.name, "recreate trigger " + tr.name,
+                                 fmt::format("DROP TRIGGER {}; {}", quote_id(tr.name), want), false});
+        }
+    }
+    return r;
+}
+
+// Plans inside a read transaction (the common case, nothing to do, writes nothing); when there
+// is work and the mode allows it, plans again under the write lock and applies everything in
+// one transaction. Critical drift means nothing is applied. strict throws on any drift (missing
+// objects are still created: they are additions, not drift).
+// `stamp_version`, when given, is written to PRAGMA user_version in the same transaction (a new
+// database created from the declaration is at the latest version at once).
+[[nodiscard]] inline schema_report sync_schema(sqlite::connection& c, const schema_def& def, schema_mode mode,
+                                               std::optional<int> stamp_version = std::nullopt) {
+    schema_report r;
+    {
+        sqlite::transaction read{c, transaction_mode::deferred};
+        r = plan_schema(c, def, mode);
+        read.rollback();
+    }
+    const auto fail_strict = [&] {
+        throw library_failure(error_class::schema, "schema sync",
+                              fmt::format("strict schema mode: the database differs from the declaration, "
+                                          "nothing was changed\n{}",
+                                          r.to_text()),
+                              c.path());
+    };
+    if (mode == schema_mode::strict && !r.drifts.empty()) fail_strict();
+    if (mode == schema_mode::report_only || r.actions.empty() || r.status() == schema_status::critical)
+        return r;
+
+    sqlite::transaction write{c, transaction_mode::immediate};
+    r = plan_schema(c, def, mode);  // again, now that no one else can change the schema
+    if (r.status() == schema_status::critical) return r;
+    for (auto& a : r.actions) {
+        try {
+            c.exec_script(a.sql);
+        } catch (const error& e) {
+            // e.g. duplicates prevent a UNIQUE index: undo everything, report it.
+            write.rollback();
+            for (auto& undone : r.actions)
+                undone.applied = false;
+            r.drifts.push_back({schema_report::severity::critical,
+                                a.table,
+                                {},
+                                fmt::format("{} failed, nothing was changed: {}", a.description,
+                                            e.technical().sqlite_message)});
+            return r;
+        }
+        a.applied = true;
+    }
+    if (stamp_version) c.exec_script(fmt::format("PRAGMA user_version = {}", *stamp_version));
+    write.commit();
+    r.changed = true;
+    return r;
+}
+
+}  // namespace resilite::detail
