@@ -28,7 +28,7 @@ TEST_CASE("policies fill their slots and defaults fill the rest", "[database]") 
     STATIC_REQUIRE(std::is_same_v<Custom::observer_type, custom_observer>);
     STATIC_REQUIRE(std::is_same_v<Custom::clock_type, resilite::manual_clock>);
     STATIC_REQUIRE(Custom::durability_type::sync == resilite::synchronous::extra);
-    STATIC_REQUIRE(Custom::default_settings().sync == resilite::synchronous::extra);
+    REQUIRE(Custom::default_settings().sync == resilite::synchronous::extra);
     // Order does not matter.
     using Reordered = resilite::Database<resilite::wal_durability<resilite::synchronous::extra>,
                                          custom_observer, resilite::manual_clock>;

@@ -17,6 +17,7 @@
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/sqlite/file_set.hpp>
 
 #include <unistd.h>
 
@@ -34,9 +35,7 @@ struct rebuild_options {
 
 namespace detail::archive {
 inline void remove_database_files(const std::filesystem::path& p) {
-    std::error_code ec;
-    for (const char* suffix : {"", "-journal", "-wal", "-shm"})
-        std::filesystem::remove(p.string() + suffix, ec);
+    sqlite::file_set{p}.remove_all();
 }
 }  // namespace detail::archive
 
@@ -88,9 +87,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                                               new_db.string());
             }
             if (options.replace) {
-                std::error_code ec;
-                for (const char* suffix : {"-wal", "-shm", "-journal"})
-                    std::filesystem::remove(new_db.string() + suffix, ec);
+                sqlite::file_set{new_db}.remove_side_files();
             }
             std::filesystem::rename(tmp, new_db);
             static_cast<void>(detail::fsync_path(dir, true));

@@ -7,6 +7,7 @@
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/file_set.hpp>
 
 #include <fmt/format.h>
 
@@ -33,12 +34,7 @@ inline std::filesystem::path quarantine(const std::filesystem::path& db) {
         dir = fmt::format("{}.quarantine-{}-{}", db.string(), stamp, n);
     std::filesystem::create_directory(dir);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
-    for (const char* suffix : {"", "-wal", "-shm", "-journal"}) {
-        const std::filesystem::path f{db.string() + suffix};
-        std::error_code ec;
-        if (std::filesystem::exists(f, ec))
-            std::filesystem::rename(f, dir / (db.filename().string() + suffix));
-    }
+    sqlite::file_set{db}.move_into(dir);
     static_cast<void>(fsync_path(dir, true));
     static_cast<void>(fsync_path(db.has_parent_path() ? db.parent_path() : ".", true));
     return dir;
@@ -88,8 +84,7 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
             throw detail::library_failure(error_class::io, "restore", "could not sync the restored copy",
                                           target.string());
         }
-        for (const char* stale : {"-wal", "-shm", "-journal"})
-            std::filesystem::remove(target.string() + stale, ec);
+        sqlite::file_set{target}.remove_side_files();
         std::filesystem::rename(tmp, target);
         static_cast<void>(detail::fsync_path(dir, true));
         return quarantined;

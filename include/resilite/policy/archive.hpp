@@ -29,18 +29,33 @@ struct flush_every_ms {
 template <class Flush = flush_on_commit>
 struct archive {
     using slot = resilite::slot::archive;
-    static constexpr archive_settings defaults{
-        true, Flush::when, std::chrono::milliseconds{Flush::interval_ms}, {}, 4096};
+    static constexpr bool enabled = true;
+    // The run-time settings it starts from (a function, not a constant: they hold a string).
+    [[nodiscard]] static archive_settings defaults() {
+        return {true, Flush::when, std::chrono::milliseconds{Flush::interval_ms}, {}, 4096};
+    }
 };
 
 struct no_archive {
     using slot = resilite::slot::archive;
-    static constexpr archive_settings defaults{};
+    static constexpr bool enabled = false;
+    [[nodiscard]] static archive_settings defaults() { return {}; }
 };
 
 template <class P>
 concept archive_policy = std::same_as<typename P::slot, slot::archive> && requires {
-    { P::defaults } -> std::convertible_to<archive_settings>;
+    { P::enabled } -> std::convertible_to<bool>;
+    { P::defaults() } -> std::convertible_to<archive_settings>;
 };
+
+namespace detail {
+template <class P>
+constexpr bool checked_archive_policy() {
+    static_assert(archive_policy<P>,
+                  "resilite::Database<...>: the archive policy must be a resilite::archive<...> (or declare "
+                  "`static constexpr bool enabled` and `static archive_settings defaults()`)");
+    return true;
+}
+}  // namespace detail
 
 }  // namespace resilite

@@ -64,30 +64,46 @@ template <class Method = online_backup<>, class Schedule = every_minutes<60>, cl
           check_level Check = check_level::quick>
 struct backup {
     using slot = resilite::slot::backup;
-    static constexpr backup_settings defaults{true,
-                                              Method::method,
-                                              Method::pages_per_step,
-                                              std::chrono::milliseconds{Method::pause_ms},
-                                              std::chrono::seconds{Method::time_limit_seconds},
-                                              std::chrono::minutes{Schedule::minutes},
-                                              Check,
-                                              Retention::last,
-                                              Retention::hourly,
-                                              Retention::daily,
-                                              Retention::weekly,
-                                              {},
-                                              {},
-                                              Method::max_restarts};
+    static constexpr bool enabled = true;
+    // The run-time settings it starts from (a function, not a constant: they hold strings).
+    [[nodiscard]] static backup_settings defaults() {
+        return {true,
+                Method::method,
+                Method::pages_per_step,
+                std::chrono::milliseconds{Method::pause_ms},
+                std::chrono::seconds{Method::time_limit_seconds},
+                std::chrono::minutes{Schedule::minutes},
+                Check,
+                Retention::last,
+                Retention::hourly,
+                Retention::daily,
+                Retention::weekly,
+                {},
+                {},
+                Method::max_restarts};
+    }
 };
 
 struct no_backup {
     using slot = resilite::slot::backup;
-    static constexpr backup_settings defaults{};
+    static constexpr bool enabled = false;
+    [[nodiscard]] static backup_settings defaults() { return {}; }
 };
 
 template <class P>
 concept backup_policy = std::same_as<typename P::slot, slot::backup> && requires {
-    { P::defaults } -> std::convertible_to<backup_settings>;
+    { P::enabled } -> std::convertible_to<bool>;
+    { P::defaults() } -> std::convertible_to<backup_settings>;
 };
+
+namespace detail {
+template <class P>
+constexpr bool checked_backup_policy() {
+    static_assert(backup_policy<P>,
+                  "resilite::Database<...>: the backup policy must be a resilite::backup<...> (or declare "
+                  "`static constexpr bool enabled` and `static backup_settings defaults()`)");
+    return true;
+}
+}  // namespace detail
 
 }  // namespace resilite

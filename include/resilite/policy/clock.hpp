@@ -132,4 +132,15 @@ concept advancing_clock = clock_policy<P> && requires(const P& c) {
     {c.subscribe(std::function<void()>{})};
 };
 
+
+namespace detail {
+template <class P>
+constexpr bool checked_clock_policy() {
+    static_assert(clock_policy<P>,
+                  "resilite::Database<...>: the clock policy needs now() -> steady_clock "
+                  "time_point, utc_now() -> system_clock time_point and sleep_for(nanoseconds)");
+    return true;
+}
+}  // namespace detail
+
 }  // namespace resilite

@@ -50,4 +50,16 @@ concept durability_policy = std::same_as<typename P::slot, slot::durability> && 
     { P::background_thread } -> std::convertible_to<bool>;
 };
 
+
+namespace detail {
+template <class P>
+constexpr bool checked_durability_policy() {
+    static_assert(durability_policy<P>,
+                  "resilite::Database<...>: the durability policy lacks a member of "
+                  "resilite::durability_policy (sync, allows_normal, checkpoint_seconds, "
+                  "wal_alert_bytes, background_thread); derive from resilite::wal_durability<>");
+    return true;
+}
+}  // namespace detail
+
 }  // namespace resilite

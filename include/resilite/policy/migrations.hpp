@@ -80,4 +80,14 @@ concept migrations_policy = std::same_as<typename P::slot, slot::migrations> && 
     { P::on_newer } -> std::convertible_to<newer_database>;
 };
 
+
+namespace detail {
+template <class P>
+constexpr bool checked_migrations_policy() {
+    static_assert(migrations_policy<P>,
+                  "resilite::Database<...>: the migrations policy must be a resilite::migrations<...>");
+    return true;
+}
+}  // namespace detail
+
 }  // namespace resilite

@@ -70,4 +70,15 @@ concept observer_policy = std::same_as<typename P::slot, slot::observer> &&
     { P::enabled } -> std::convertible_to<bool>;
 };
 
+
+namespace detail {
+template <class P>
+constexpr bool checked_observer_policy() {
+    static_assert(observer_policy<P>,
+                  "resilite::Database<...>: the observer policy needs `void on_event(const "
+                  "resilite::event&) const` and `static constexpr bool enabled`");
+    return true;
+}
+}  // namespace detail
+
 }  // namespace resilite

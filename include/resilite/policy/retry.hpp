@@ -2,14 +2,33 @@
 // Retry policy family: which delays separate attempts when the database is busy, how many
 // attempts, and the overall deadline. The parameters seed resilite::settings::retry.
 
+#include <resilite/retry/detail/backoff.hpp>
 #include <resilite/retry/jitter.hpp>
+#include <resilite/retry/retry_scope.hpp>
 #include <resilite/retry/retry_settings.hpp>
 #include <resilite/policy/slot.hpp>
 
+#include <chrono>
 #include <concepts>
 #include <cstdint>
+#include <random>
 
 namespace resilite {
+
+// The behaviour every retry policy below has: which failures are retried, and how the delay
+// before a retry is drawn from the settings in force. A policy of your own derives from one of
+// them and replaces either hook (examples/custom_retry.cpp); both are found with `requires`,
+// so a policy that declares only `defaults` gets these.
+struct default_retry_hooks {
+    // Which failures a retry can cure, and what is redone for it.
+    [[nodiscard]] static retry_scope scope_of(const error& e) noexcept { return default_retry_scope(e); }
+    // The delay before the retry-th retry (1-based); `previous` is the delay drawn before the
+    // last one. The library caps it at the operation's remaining deadline.
+    [[nodiscard]] static std::chrono::nanoseconds delay(const retry_settings& s, int retry,
+                                                        std::chrono::nanoseconds previous, std::mt19937_64& rng) {
+        return detail::draw_delay(s, retry, previous, rng);
+    }
+};
 
 // Delay before the n-th retry: min(CapMs, BaseMs * Multiplier^(n-1)), randomised by Jitter.
 // The defaults were chosen with benchmarks/bench_contention (see docs/retry.md): the deadline,
@@ -18,7 +37,7 @@ namespace resilite {
 template <std::uint32_t BaseMs = 2, std::uint32_t CapMs = 100, int MaxAttempts = 1000,
           resilite::jitter Jitter = resilite::jitter::full, std::uint32_t DeadlineMs = 10'000,
           std::uint32_t Multiplier = 2>
-struct exponential_backoff {
+struct exponential_backoff : default_retry_hooks {
     static_assert(CapMs >= BaseMs, "resilite::exponential_backoff: CapMs must be at least BaseMs");
     static_assert(MaxAttempts >= 1,
                   "resilite::exponential_backoff: MaxAttempts counts the first attempt too; use 1 or more");
@@ -34,7 +53,7 @@ struct exponential_backoff {
 
 // The same delay before every retry (no jitter).
 template <std::uint32_t DelayMs = 10, int MaxAttempts = 1000, std::uint32_t DeadlineMs = 10'000>
-struct constant_backoff {
+struct constant_backoff : default_retry_hooks {
     static_assert(MaxAttempts >= 1,
                   "resilite::constant_backoff: MaxAttempts counts the first attempt too; use 1 or more");
     static_assert(DeadlineMs > 0, "resilite::constant_backoff: DeadlineMs must be positive");
@@ -50,7 +69,7 @@ struct constant_backoff {
 };
 
 // One attempt only: busy errors reach the caller at once (SQLite's own busy_timeout still waits).
-struct no_retry {
+struct no_retry : default_retry_hooks {
     using slot = resilite::slot::retry;
     static constexpr retry_settings defaults{retry_settings::strategy::constant,
                                              resilite::jitter::none,
@@ -65,5 +84,35 @@ template <class P>
 concept retry_policy = std::same_as<typename P::slot, slot::retry> && requires {
     { P::defaults } -> std::convertible_to<retry_settings>;
 };
+
+namespace detail {
+template <class P>
+constexpr bool checked_retry_policy() {
+    static_assert(retry_policy<P>,
+                  "resilite::Database<...>: the retry policy needs `static constexpr "
+                  "resilite::retry_settings defaults`; use resilite::exponential_backoff<> or "
+                  "resilite::constant_backoff<>");
+    return true;
+}
+
+// The policy's hooks where it has them, the library's where it does not.
+template <class P>
+[[nodiscard]] retry_scope retry_scope_for(const error& e) noexcept {
+    if constexpr (requires { { P::scope_of(e) } -> std::convertible_to<retry_scope>; }) {
+        return P::scope_of(e);
+    } else {
+        return default_retry_scope(e);
+    }
+}
+template <class P>
+[[nodiscard]] std::chrono::nanoseconds retry_delay_for(const retry_settings& s, int retry,
+                                                       std::chrono::nanoseconds previous, std::mt19937_64& rng) {
+    if constexpr (requires { { P::delay(s, retry, previous, rng) } -> std::convertible_to<std::chrono::nanoseconds>; }) {
+        return P::delay(s, retry, previous, rng);
+    } else {
+        return draw_delay(s, retry, previous, rng);
+    }
+}
+}  // namespace detail
 
 }  // namespace resilite

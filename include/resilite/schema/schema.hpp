@@ -134,4 +134,14 @@ concept schema_policy = std::same_as<typename P::slot, slot::schema> && requires
     { P::mode } -> std::convertible_to<schema_mode>;
 };
 
+
+namespace detail {
+template <class P>
+constexpr bool checked_schema_policy() {
+    static_assert(schema_policy<P>,
+                  "resilite::Database<...>: the schema policy must be a resilite::schema<...>");
+    return true;
+}
+}  // namespace detail
+
 }  // namespace resilite

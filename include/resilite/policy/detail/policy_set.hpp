@@ -117,4 +117,29 @@ struct policy_set {
     using get = typename decltype(find_policy<Slot, Ps...>())::type;
 };
 
+// The policy of every slot, each checked against its family's concept (the message names the
+// fix). What the components of a Database are instantiated with.
+template <class... Ps>
+struct resolved_policies {
+    using set = policy_set<Ps...>;
+    using durability = typename set::template get<slot::durability>;
+    using observer = typename set::template get<slot::observer>;
+    using clock = typename set::template get<slot::clock>;
+    using retry = typename set::template get<slot::retry>;
+    using schema = typename set::template get<slot::schema>;
+    using migrations = typename set::template get<slot::migrations>;
+    using backup = typename set::template get<slot::backup>;
+    using archive = typename set::template get<slot::archive>;
+
+    static constexpr bool valid =
+        set::all_policies && checked_durability_policy<durability>() && checked_observer_policy<observer>() &&
+        checked_clock_policy<clock>() && checked_retry_policy<retry>() && checked_schema_policy<schema>() &&
+        checked_migrations_policy<migrations>() && checked_backup_policy<backup>() &&
+        checked_archive_policy<archive>();
+    static_assert(!archive::enabled || !schema::empty,
+                  "resilite::archive<> needs a declared schema: the archive records the rows of the declared "
+                  "tables; add resilite::schema<resilite::table<...>, ...>");
+    static constexpr bool archiving = archive::enabled;
+};
+
 }  // namespace resilite::detail

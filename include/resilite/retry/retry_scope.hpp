@@ -1,9 +1,11 @@
 #pragma once
-// Which failures a retry can cure, and what must be redone for it.
+// resilite::retry_scope: which failures a retry can cure, and what must be redone for it. A
+// retry policy may replace the classification with its own `static retry_scope
+// scope_of(const error&)` (see resilite::default_retry_hooks).
 
 #include <resilite/core/error.hpp>
 
-namespace resilite::detail {
+namespace resilite {
 
 enum class retry_scope {
     none,               // cannot succeed on retry: constraint, misuse, corrupt, ...
@@ -12,7 +14,9 @@ enum class retry_scope {
     reconnect,          // I/O error or CANTOPEN: close and reopen the connection, then retry
 };
 
-[[nodiscard]] inline retry_scope retry_scope_of(const error& e) noexcept {
+// The library's classification: busy and locked retry the statement, a stale snapshot the
+// whole transaction, an I/O error reconnects first; everything else is not retried.
+[[nodiscard]] inline retry_scope default_retry_scope(const error& e) noexcept {
     if (e.technical().extended_code == SQLITE_BUSY_SNAPSHOT) return retry_scope::whole_transaction;
     switch (e.klass()) {
         case error_class::busy:
@@ -27,4 +31,4 @@ enum class retry_scope {
     }
 }
 
-}  // namespace resilite::detail
+}  // namespace resilite

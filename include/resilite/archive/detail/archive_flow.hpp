@@ -1,0 +1,223 @@
+#pragma once
+// The archive drain flow. Capture triggers put every committed change of a declared table into
+// the outbox inside the same transaction; the drain moves the outbox into the text segments
+// (synced) and settles what was archived. It runs after each commit (flush on commit) or every
+// interval (batched), at close, and before a backup, so that the backup knows which archive
+// records it holds. A failed drain never fails the commit: the changes wait in the outbox.
+//
+// With the no_archive policy every member is a no-op the compiler removes.
+
+#include <resilite/archive/archive_settings.hpp>
+#include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/archive/inspect_archive.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/identity.hpp>
+#include <resilite/monitor/health_snapshot.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <set>
+#include <string>
+
+namespace resilite::detail {
+
+template <class R>
+class archive_flow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    explicit archive_flow(context<R>& ctx) : ctx_(ctx) {}
+
+    // Where the segments are: settings().archive.directory, or "<database>.archive".
+    [[nodiscard]] std::filesystem::path directory() const {
+        const auto& dir = ctx_.config.archive.directory;
+        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+    }
+
+    [[nodiscard]] bool active() const noexcept { return writer_.has_value(); }
+
+    // At open, after schema sync and migrations: the capture triggers match the tables, schema
+    // changes are recorded, and whatever a crash left in the outbox is archived. `migrated`:
+    // migrations ran at this open, so a full snapshot is taken.
+    void start(bool migrated) {
+        if (ctx_.read_only || !ctx_.config.archive.enabled) return;
+        if (!ctx_.on_disk()) {
+            throw library_failure(error_class::misuse, "open", "an archive needs a database file",
+                                  ctx_.path.string());
+        }
+        std::lock_guard lock(ctx_.mutex);
+        const auto start = ctx_.now();
+        // The archive belongs to one database: records of two databases in one directory could
+        // rebuild neither. The changes stay in this database (a later open with the right
+        // directory archives them, from a full snapshot).
+        const auto dir = directory();
+        if (const auto owner = read_archive_identity(dir); owner && *owner != ctx_.identity) {
+            ctx_.emit_since("archive", start, outcome::warning, 0, error_class::misuse,
+                            fmt::format("archiving is off: the archive directory {} belongs to another database "
+                                        "(identity {}, this one is {}); give this database its own directory",
+                                        dir.string(), *owner, ctx_.identity));
+            return;
+        }
+        writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
+                        ctx_.config.archive.settle_rows);
+        auto notes = writer_->catch_up(ctx_.connection(), migrated);
+        claim_directory();
+        next_ = ctx_.now() + ctx_.config.archive.interval;
+        drain_quietly(true);  // what a crash left in the outbox, and the schema records
+        ctx_.emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, writer_->last_seq(),
+                        error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
+    }
+
+    void stop() noexcept { writer_.reset(); }
+
+    // Db::drain_archive(): archives the outbox now; returns the last archived sequence number.
+    // The caller holds the writer lock.
+    std::int64_t drain_now() {
+        if (!writer_) {
+            throw library_failure(error_class::misuse, "archive", "archiving is off (read-only or not a file)",
+                                  ctx_.path.string());
+        }
+        reclaim_if_lost();
+        static_cast<void>(writer_->drain(ctx_.connection(), ctx_.clock.utc_now(), true));
+        pending_ = false;
+        return writer_->last_seq();
+    }
+
+    // A failed drain never fails the operation that committed: the changes are safe in the
+    // outbox, a warning says so, and the next drain archives them.
+    void drain_quietly(bool settle) noexcept {
+        if constexpr (R::archiving) {
+            if (!writer_ || !ctx_.conn) return;
+            const auto start = ctx_.now();
+            try {
+                reclaim_if_lost();
+                static_cast<void>(writer_->drain(*ctx_.conn, ctx_.clock.utc_now(), settle));
+                pending_ = false;
+            } catch (...) {
+                pending_ = true;
+                try {
+                    auto f = op_failure::from_current_exception();
+                    ctx_.emit_since("archive", start, outcome::warning, 0, f.klass,
+                                    fmt::format("not archived yet (the changes are kept in the outbox and "
+                                                "archived at the next drain): {}",
+                                                f.detail));
+                } catch (...) {
+                }
+            }
+        }
+    }
+
+    // After a commit (the caller holds the writer lock): with flush on commit, the new records are
+    // in the segment and synced before the operation returns.
+    void after_commit() noexcept {
+        if constexpr (R::archiving) {
+            if (writer_ && ctx_.config.archive.when == archive_settings::flush::on_commit &&
+                !ctx_.conn->in_transaction())
+                drain_quietly(false);
+        }
+    }
+
+    // Rows changed on the connection so far, less the outbox rows the capture triggers wrote:
+    // transactions report the application's rows, not the archive's bookkeeping.
+    [[nodiscard]] std::int64_t direct_changes(sqlite::connection& c) {
+        auto n = c.total_changes();
+        if constexpr (R::archiving) {
+            if (writer_) {
+                n -= c.template query_one<std::int64_t>("SELECT ifnull(max(id), 0) FROM resilite_archive_outbox")
+                         .value_or(0);
+            }
+        }
+        return n;
+    }
+
+    // ---- schedule (the caller holds the writer lock) ----------------------------------------------
+
+    // Whether maintain() should drain now (a failed drain, or the batched interval passed).
+    [[nodiscard]] bool due(time_point t) {
+        if constexpr (!R::archiving) {
+            return false;
+        } else {
+            const bool batched = ctx_.config.archive.when == archive_settings::flush::batched;
+            if (!writer_ || !(pending_ || (batched && t >= next_))) return false;
+            next_ = t + ctx_.config.archive.interval;
+            return true;
+        }
+    }
+    // The next batched drain, when there is one.
+    [[nodiscard]] std::optional<time_point> next_due() const {
+        if (writer_ && ctx_.config.archive.when == archive_settings::flush::batched) return next_;
+        return std::nullopt;
+    }
+    // After reconfigure(): returns true when the schedule changed.
+    bool reconfigured(const archive_settings& next, const archive_settings& previous) {
+        if (writer_) writer_->set_settle_rows(next.settle_rows);
+        if (next.interval == previous.interval && next.when == previous.when) return false;
+        next_ = ctx_.now() + next.interval;
+        return true;
+    }
+
+    // ---- reports ----------------------------------------------------------------------------------
+
+    void fill(health_snapshot& s) {
+        if (!writer_ || !ctx_.conn) return;
+        s.archive_seq = writer_->last_seq();
+        s.archive_pending = writer_->pending(*ctx_.conn);
+    }
+
+    // What check_archive() compares: secret columns are never archived, and tables outside the
+    // declared schema are not captured. The caller holds the writer lock.
+    [[nodiscard]] inspect_options inspection() {
+        inspect_options o;
+        o.live_database = ctx_.path;
+        std::set<std::string> declared;
+        for (const auto& t : writer_->tables()) {
+            declared.insert(lower(t.name));
+            for (const auto& c : t.secrets)
+                o.excluded_columns.insert(lower(t.name) + "." + c);
+        }
+        for (const auto& t : archive::user_tables(ctx_.connection()))
+            if (declared.count(lower(t)) == 0) o.excluded_columns.insert(lower(t) + ".*");
+        return o;
+    }
+
+private:
+    // Writes the directory's identity file (an archive from before identities is adopted). Its
+    // absence later means the directory was removed or replaced while open.
+    void claim_directory() {
+        std::error_code ec;
+        std::filesystem::create_directories(writer_->directory(), ec);
+        claimed_ = !ec && write_archive_identity(writer_->directory(), ctx_.identity);
+    }
+
+    // Before a drain: a directory removed (or emptied) while open would otherwise be recreated
+    // silently, holding only the changes from now on, so the archive could never rebuild the
+    // database again. A full snapshot goes first instead, and a warning says what happened.
+    void reclaim_if_lost() {
+        std::error_code ec;
+        if (std::filesystem::exists(archive_identity_path(writer_->directory()), ec) || ec) return;
+        if (!claimed_) {  // never written (the directory could not be): try again
+            claim_directory();
+            return;
+        }
+        const auto start = ctx_.now();
+        static_cast<void>(writer_->catch_up(ctx_.connection(), true));  // true: a snapshot first
+        claim_directory();
+        ctx_.emit_since("archive", start, outcome::warning, 0, error_class::none,
+                        fmt::format("the archive directory {} was removed or replaced while the database was "
+                                    "open: a full snapshot was written first, so that the archive alone can "
+                                    "rebuild the database again",
+                                    writer_->directory().string()));
+    }
+
+    context<R>& ctx_;
+    std::optional<archive::archive_writer> writer_;
+    bool pending_ = false;  // a drain failed: maintain() and the next commit try again
+    bool claimed_ = false;  // the directory's identity file was written
+    time_point next_{};
+};
+
+}  // namespace resilite::detail

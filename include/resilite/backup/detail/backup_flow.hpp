@@ -1,0 +1,197 @@
+#pragma once
+// The backup flow, top to bottom (take()): archive drained, source checked, copied through
+// SQLite into a temporary file, the copy checked, synced, renamed into place and the directory
+// synced, the manifest appended, retention applied, the sink run. Never a file copy of a live
+// database; never a copy of a damaged source; never a copy of another database (identity).
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/backup/backup_result.hpp>
+#include <resilite/backup/backup_settings.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/identity.hpp>
+#include <resilite/monitor/detail/checker.hpp>
+#include <resilite/sqlite/backup.hpp>
+#include <resilite/sqlite/file_set.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+
+namespace resilite::detail {
+
+template <class R>
+class backup_flow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    backup_flow(context<R>& ctx, checker<R>& checks, archive_flow<R>& archive)
+        : ctx_(ctx), checks_(checks), archive_(archive) {}
+
+    // Db::backup_now(): one backup, reported as one `backup` event.
+    backup_result backup_now() {
+        const auto start = ctx_.now();
+        try {
+            auto r = take();
+            ctx_.emit_since("backup", start, r.sink_error.empty() ? outcome::ok : outcome::warning, r.pages,
+                            error_class::none,
+                            r.sink_error.empty() ? r.path.string()
+                                                 : fmt::format("{}; {}", r.path.string(), r.sink_error));
+            return r;
+        } catch (...) {
+            ctx_.annotate_current(start, "backup");
+            auto f = op_failure::from_current_exception();
+            ctx_.emit_since("backup", start, outcome::failed, 0, f.klass, f.detail);
+            throw;
+        }
+    }
+
+    // The caller holds the writer lock.
+    [[nodiscard]] std::optional<std::chrono::system_clock::time_point> last_time() const { return last_time_; }
+
+private:
+    backup_result take() {
+        const auto s = ctx_.with_lock([&] { return ctx_.config.backup; });
+        const auto& path = ctx_.path;
+        const auto dir = backup_directory(path, s);
+        std::filesystem::create_directories(dir);
+        clean_leftovers(dir, path);
+        const auto started = ctx_.now();
+        // 1. Never back up a damaged source: the copy would carry the damage. The archive is
+        //    drained first, so the copy knows exactly which archive records it holds.
+        if constexpr (R::archiving) {
+            std::lock_guard lock(ctx_.mutex);
+            archive_.drain_quietly(true);
+        }
+        const auto source = checks_.check(s.check);
+        if (!source.ok()) {
+            throw library_failure(error_class::corrupt, "backup",
+                                  fmt::format("the database failed its {} check, so it was not backed up ({}: {})",
+                                              to_string(s.check), to_string(source.result), source.detail),
+                                  path.string());
+        }
+        // 2. Copy through SQLite into a temporary file.
+        const sqlite::file_set tmp{dir / backup_temp_name(path)};
+        tmp.remove_all();
+        backup_result r;
+        try {
+            if (s.how == backup_settings::method::online) {
+                r.restarts = copy_online(tmp.database(), s, started);
+                r.vacuumed = r.restarts > s.max_restarts;  // other processes kept restarting it
+                if (r.vacuumed) tmp.remove_all();
+            }
+            if (s.how == backup_settings::method::vacuum_into || r.vacuumed) {
+                // A reader of its own: under WAL it runs beside the writer instead of blocking it,
+                // and reads one snapshot, which no other process's write can restart.
+                r.vacuumed = true;
+                sqlite::connection reader{path, SQLITE_OPEN_READONLY, ctx_.vfs_name()};
+                reader.exec("VACUUM INTO ?", tmp.database().string());
+            }
+            inspect_copy(tmp.database(), r);
+            // 3. Check the copy before it is called a backup.
+            r.check = check_health(tmp.database(), s.check == check_level::header ? check_level::quick : s.check);
+            if (!r.check.ok()) {
+                throw library_failure(error_class::corrupt, "backup",
+                                      fmt::format("the copy failed its check ({}); it was discarded", r.check.detail),
+                                      path.string());
+            }
+            // 4. Durable promotion: sync the file, rename, sync the directory.
+            if (!fsync_path(tmp.database(), false))
+                throw library_failure(error_class::io, "backup", "could not sync the copy", path.string());
+            r.taken = ctx_.clock.utc_now();
+            const auto base = backup_name(path, r.taken);  // ends in ".db"
+            r.path = dir / base;
+            for (int n = 2; std::filesystem::exists(r.path); ++n)  // the same millisecond
+                r.path = dir / fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);
+            std::filesystem::rename(tmp.database(), r.path);
+            static_cast<void>(fsync_path(dir, true));
+        } catch (...) {
+            tmp.remove_all();
+            throw;
+        }
+        tmp.remove_all();
+        r.bytes = std::filesystem::file_size(r.path);
+        r.duration = ctx_.now() - started;
+        // 5. Manifest, retention, off-machine copy.
+        append_manifest(dir, r);
+        const auto all = list_backups(path, dir);
+        const auto keep = retained(all, s);
+        for (const auto& b : all) {
+            std::error_code ec;
+            if (keep.count(b.path) == 0) std::filesystem::remove(b.path, ec);
+        }
+        r.sink_error = run_sink(s.sink, r.path);
+        std::lock_guard lock(ctx_.mutex);
+        last_time_ = r.taken;
+        return r;
+    }
+
+    // A backup is one self-contained file; a copy of another database must never rotate out a
+    // backup of this one; the copy records how far into the archive it holds.
+    void inspect_copy(const std::filesystem::path& file, backup_result& r) {
+        sqlite::connection copy{file};
+        copy.exec_script("PRAGMA journal_mode=DELETE");
+        r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+        if (const auto id = read_identity(copy).value_or("none"); !ctx_.identity.empty() && id != ctx_.identity) {
+            throw library_failure(error_class::corrupt, "backup",
+                                  fmt::format("the file at the path is not the database this Database opened "
+                                              "(identity {}, expected {}): replaced while open? The copy was "
+                                              "discarded and earlier backups kept",
+                                              id, ctx_.identity),
+                                  ctx_.path.string());
+        }
+        if (copy.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1)
+            r.archive_seq = copy.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+    }
+
+    // The backup API from the writer connection, a few pages at a time under the lock, so that
+    // writers go on between steps (their changes reach the copy without restarting it). Returns
+    // the restarts seen; more than max_restarts means the caller takes VACUUM INTO instead.
+    int copy_online(const std::filesystem::path& file, const backup_settings& s, time_point started) {
+        sqlite::connection dst{file};
+        // The copy needs no journal and no syncs of its own: a failed copy is thrown away, a
+        // finished one is synced once before it is promoted.
+        dst.exec_script("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;");
+        std::optional<sqlite::backup> b;
+        ctx_.with_lock([&] { b.emplace(dst, ctx_.connection()); });
+        int restarts = 0;
+        int last_remaining = -1;
+        for (;;) {
+            int rc = SQLITE_OK;
+            int remaining = 0;
+            {
+                auto lock = ctx_.lock_for_backup();
+                rc = b->step(s.pages_per_step);
+                remaining = b->remaining();
+            }
+            if (rc == SQLITE_DONE) break;
+            if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
+                throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
+            if (last_remaining >= 0 && remaining > last_remaining) ++restarts;  // another process wrote
+            last_remaining = remaining;
+            if (restarts > s.max_restarts) return restarts;
+            if (ctx_.now() - started > s.time_limit) {
+                throw library_failure(error_class::busy, "backup",
+                                      fmt::format("the backup could not finish within {} s ({} restarts, {} pages "
+                                                  "left); other writers kept changing the database",
+                                                  s.time_limit.count(), restarts, remaining),
+                                      ctx_.path.string());
+            }
+            ctx_.clock.sleep_for(s.pause);
+        }
+        if (const int rc = b->finish(); rc != SQLITE_OK)
+            throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
+        return restarts;
+    }
+
+    context<R>& ctx_;
+    checker<R>& checks_;
+    archive_flow<R>& archive_;
+    std::optional<std::chrono::system_clock::time_point> last_time_;
+};
+
+}  // namespace resilite::detail

@@ -1,0 +1,36 @@
+#pragma once
+// The close flow, top to bottom: stop the background thread, drain the archive, run a TRUNCATE
+// checkpoint (so the next open finds no WAL to recover), report `close`, close the connection.
+// Never throws: a failed step is reported as a warning and left to the next open.
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/monitor/detail/scheduler.hpp>
+
+#include <mutex>
+
+namespace resilite::detail {
+
+template <class R>
+void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedule) noexcept {
+    schedule.stop();
+    std::lock_guard lock(ctx.mutex);
+    if (!ctx.conn) return;
+    const auto start = ctx.now();
+    archive.drain_quietly(true);
+    try {
+        const auto r = checkpoint(*ctx.conn, checkpoint_mode::truncate);
+        ctx.emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0, error_class::none,
+                       r.complete ? "" : "final checkpoint incomplete");
+    } catch (...) {
+        try {
+            auto f = op_failure::from_current_exception();
+            ctx.emit_since("close", start, outcome::warning, 0, f.klass, f.detail);
+        } catch (...) {  // nothing more to report with
+        }
+    }
+    ctx.conn.reset();
+}
+
+}  // namespace resilite::detail

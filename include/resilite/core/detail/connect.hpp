@@ -1,0 +1,244 @@
+#pragma once
+// The steps that put a connection in place, shared by the open flow and by reconnects: refusals
+// said at once (no retry can cure them), the connection with its durability settings, and the
+// identity check that keeps a Database from ever writing into a file that is not its database.
+
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/identity.hpp>
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/monitor/check_health.hpp>
+#include <resilite/retry/detail/retry_state.hpp>
+#include <resilite/schema/schema_mode.hpp>
+#include <resilite/sqlite/transaction.hpp>
+
+#include <fmt/format.h>
+
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+namespace resilite::detail {
+
+template <class R>
+void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view operation) {
+    auto problem = s.problem();
+    if (!problem && s.sync == synchronous::normal && !R::durability::allows_normal) {
+        problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
+    }
+    if (!problem && s.archive.enabled && !R::archiving) {
+        problem = "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
+    }
+    if (problem) throw library_failure(error_class::invalid_setting, operation, *problem, ctx.path.string());
+}
+
+// Problems no retry can solve, said at once instead of after the retry deadline.
+template <class R>
+void refuse_unusable_path(const context<R>& ctx) {
+    if (!ctx.on_disk()) return;
+    const auto& path = ctx.path;
+    const auto dir = std::filesystem::absolute(path).parent_path();
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir, ec)) {
+        throw library_failure(error_class::cant_open, "open",
+                              fmt::format("the directory {} does not exist", dir.string()), path.string());
+    }
+    // The longest side file resilite makes is the sidecar ("-resilite"), and backups add a time
+    // to the name; a name too long for them would fail later, one feature at a time.
+    const auto name = path.filename().string().size();
+    const auto limit = static_cast<std::size_t>(::pathconf(dir.c_str(), _PC_NAME_MAX));
+    const bool backups = ctx.config.backup.enabled;
+    const std::size_t longest_suffix = backups ? 30 : 9;
+    if (limit > longest_suffix && name > limit - longest_suffix) {
+        throw library_failure(
+            error_class::cant_open, "open",
+            fmt::format("the file name is {} bytes; at most {} fit with the side files resilite keeps beside "
+                        "it{}",
+                        name, limit - longest_suffix, backups ? " and its backups" : ""),
+            path.string());
+    }
+}
+
+// An I/O error while opening on a volume without free space is a full disk: no retry helps.
+template <class R>
+void refuse_full_disk(const context<R>& ctx, const error& failure) {
+    struct statvfs fs {};
+    const auto dir = std::filesystem::absolute(ctx.path).parent_path();
+    if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_bavail > 0) return;
+    technical_detail d = failure.technical();
+    d.note = fmt::format("the volume holding {} has no free space", dir.string());
+    throw error{error_class::full, std::move(d)};
+}
+
+// A header-level look before SQLite touches the file: opening a damaged or emptied database
+// would let SQLite (or schema sync) write over what is left of it.
+template <class R>
+void refuse_damaged(const context<R>& ctx) {
+    if (!ctx.on_disk()) return;
+    const auto health = check_health(ctx.path, check_level::header);
+    if (health.ok()) return;
+    using F = health_report::finding;
+    const auto klass = health.result == F::not_a_database ? error_class::not_a_database
+                       : health.result == F::io_error     ? error_class::io
+                                                          : error_class::corrupt;
+    const std::string advice = health.result == F::missing
+                                   ? fmt::format("; if it was removed on purpose, remove {} too",
+                                                 marker_path(ctx.path).string())
+                                   : std::string{"; nothing was changed: restore it from a backup"};
+    throw library_failure(klass, "open",
+                          fmt::format("{}: {}{}", to_string(health.result), health.detail, advice),
+                          ctx.path.string());
+}
+
+// Before an attempt: SQLite's busy wait never runs past the operation's deadline. (The first
+// attempt starts with the whole deadline ahead: no clock read needed.) The caller holds the
+// writer lock.
+template <class R>
+void prepare_attempt(context<R>& ctx, const retry_state& st) {
+    const auto remaining = st.attempt <= 1
+                               ? st.limits.deadline
+                               : std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(ctx.now()));
+    const auto wait = std::clamp(remaining, std::chrono::milliseconds{0}, st.busy_timeout);
+    if (wait != ctx.applied_busy_timeout) {
+        ctx.connection().busy_timeout(wait);
+        ctx.applied_busy_timeout = wait;
+    }
+}
+
+// The retry limits in force (the caller holds the writer lock).
+template <class R>
+void load_limits(const context<R>& ctx, retry_state& st) {
+    st.previous_delay = std::chrono::nanoseconds{ctx.config.retry.base};
+    st.limits = ctx.config.retry;
+    st.busy_timeout = ctx.config.busy_timeout;
+}
+
+template <class R>
+[[nodiscard]] retry_state start_retry(context<R>& ctx) {
+    std::lock_guard lock(ctx.mutex);
+    retry_state st;
+    st.start = ctx.now();
+    load_limits(ctx, st);
+    return st;
+}
+
+// The caller holds the writer lock.
+template <class R>
+void open_connection(context<R>& ctx, const retry_state& st, bool create) {
+    ctx.conn.emplace(ctx.path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
+                     ctx.vfs_name(), ctx.config.statement_cache_capacity);
+    ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
+    prepare_attempt(ctx, st);
+    apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());
+}
+
+// A database newer than the code is opened read-only (newer_database::read_only).
+template <class R>
+void reopen_read_only(context<R>& ctx) {
+    std::lock_guard lock(ctx.mutex);
+    ctx.conn.reset();
+    ctx.conn.emplace(ctx.path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, ctx.vfs_name(),
+                     ctx.config.statement_cache_capacity);
+    ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
+    prepare_attempt(ctx, start_retry(ctx));
+    ctx.read_only = true;
+}
+
+// The identity stored in the database must be the one its sidecar records (both empty for a
+// database resilite never saw; the first open stamps them). Reads only: runs before anything
+// writes. The caller holds the writer lock.
+template <class R>
+void verify_identity(context<R>& ctx) {
+    if (!ctx.on_disk()) return;
+    const auto& path = ctx.path;
+    const auto side = read_marker(path);
+    const auto mine = read_identity(ctx.connection());
+    if (mine) {
+        if (!side.identity.empty() && *mine != side.identity) {
+            throw library_failure(
+                error_class::corrupt, "open",
+                fmt::format("a different database is at this path: its identity is {}, but the database "
+                            "resilite keeps here is {}; nothing was changed (if the replacement is intended, "
+                            "remove {})",
+                            *mine, side.identity, marker_path(path).string()),
+                path.string());
+        }
+        ctx.identity = *mine;
+        return;
+    }
+    if (!side.identity.empty()) {
+        throw library_failure(
+            error_class::corrupt, "open",
+            fmt::format("the file at this path is not the database resilite keeps here (identity {}): it is "
+                        "new, emptied or another database; nothing was changed: restore it from a backup (or "
+                        "remove {} if the replacement is intended)",
+                        side.identity, marker_path(path).string()),
+            path.string());
+    }
+    ctx.identity.clear();
+}
+
+// After schema sync: a database without identity gets one, and the sidecar records it with the
+// synchronous level in use.
+template <class R>
+void finish_identity(context<R>& ctx) {
+    if (!ctx.on_disk()) return;
+    std::lock_guard lock(ctx.mutex);
+    auto& c = ctx.connection();
+    const auto sync = ctx.config.sync;
+    const auto path = ctx.path.string();
+    // (report_only promises to change nothing: no identity is stamped then.)
+    if (ctx.identity.empty() && !ctx.read_only && R::schema::mode != schema_mode::report_only) {
+        // Synced whatever the durability policy: the sidecar names it next, and a sidecar naming
+        // an identity the database lost would refuse a healthy database.
+        if (sync == synchronous::normal) apply_synchronous(c, synchronous::full, path);
+        {
+            sqlite::transaction tx{c, transaction_mode::immediate};
+            stamp_identity(c, new_identity());
+            tx.commit();
+        }
+        if (sync == synchronous::normal) apply_synchronous(c, synchronous::normal, path);
+        ctx.identity = read_identity(c).value_or("");  // another process may have won
+    }
+    if (ctx.read_only) return;
+    const marker m{true, ctx.identity, std::string{to_string(sync)}};
+    const auto old = read_marker(ctx.path);
+    if (old.identity != m.identity || old.synchronous != m.synchronous) {
+        if (!write_marker(ctx.path, m)) {
+            throw library_failure(error_class::io, "open",
+                                  fmt::format("could not write the sidecar {}", marker_path(ctx.path).string()),
+                                  path);
+        }
+    }
+}
+
+// Closes a connection SQLite reported unusable and opens a new one; if that fails too, the next
+// attempt reports it. A reconnect never creates a file and runs open's damage checks: a file
+// removed, emptied or replaced while we were connected is damage, not a fresh start.
+template <class R>
+void reconnect(context<R>& ctx) noexcept {
+    std::lock_guard lock(ctx.mutex);
+    if (ctx.conn && ctx.conn->in_transaction()) return;  // never drop an open transaction
+    ctx.conn.reset();
+    try {
+        refuse_damaged(ctx);
+        open_connection(ctx, start_retry(ctx), false);
+        verify_identity(ctx);
+        ctx.broken.reset();
+    } catch (...) {
+        ctx.conn.reset();
+        try {
+            throw;
+        } catch (const error& e) {
+            ctx.broken = e;
+        } catch (...) {
+        }
+    }
+}
+
+}  // namespace resilite::detail

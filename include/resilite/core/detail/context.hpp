@@ -1,0 +1,172 @@
+#pragma once
+// The state every component of a Database shares: the path, the connection and the writer lock
+// that guards it, the settings in force, the clock and the observer, and the few services every
+// flow needs (events, damage, the test hook). Components receive it by reference; none of them
+// reaches back into the Database that owns it.
+
+#include <resilite/core/database_options.hpp>
+#include <resilite/core/detail/op_failure.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/core/settings.hpp>
+#include <resilite/monitor/detail/metrics.hpp>
+#include <resilite/monitor/event.hpp>
+#include <resilite/sqlite/connection.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace resilite::detail {
+
+template <class R>  // R: resolved_policies<...>
+class context {
+public:
+    using observer_type = typename R::observer;
+    using clock_type = typename R::clock;
+    using time_point = std::chrono::steady_clock::time_point;
+
+    context(std::filesystem::path p, database_options<observer_type, clock_type>&& opts, settings initial)
+        : path(std::move(p)),
+          observer(std::move(opts.observer)),
+          clock(std::move(opts.clock)),
+          config(std::move(initial)),
+          vfs(std::move(opts.vfs)),
+          inject_failure(std::move(opts.inject_failure)),
+          before_migrations(std::move(opts.before_migrations)),
+          rng(std::random_device{}()) {}
+
+    std::filesystem::path path;
+    [[no_unique_address]] observer_type observer;
+    clock_type clock;
+    mutable std::recursive_mutex mutex;  // the writer lock; recursive so tx.exec can re-enter
+    settings config;                     // guarded by `mutex`
+    std::optional<sqlite::connection> conn;
+    std::optional<error> broken;  // why the last reconnect failed (conn is empty then)
+    std::string identity;         // this database's identity (core/detail/identity.hpp)
+    bool read_only = false;
+    std::chrono::milliseconds applied_busy_timeout{-1};  // what SQLite's busy handler has now
+    std::string vfs;
+    std::function<int(std::string_view, int)> inject_failure;
+    std::function<void(int, int)> before_migrations;
+    metrics counters;
+    std::atomic<std::uint64_t> retries{0};
+    std::mutex rng_mutex;
+    std::mt19937_64 rng;  // jitter
+
+    [[nodiscard]] time_point now() const { return clock.now(); }
+    [[nodiscard]] const char* vfs_name() const noexcept { return vfs.empty() ? nullptr : vfs.c_str(); }
+
+    // The open connection (the caller holds the writer lock).
+    [[nodiscard]] sqlite::connection& connection() {
+        if (!conn) [[unlikely]] {
+            // A reconnect failed: say why (a missing or foreign file is not "busy").
+            if (broken) throw *broken;
+            throw library_failure(error_class::cant_open, "connection", "no open connection", path.string());
+        }
+        return *conn;
+    }
+
+    template <class F>
+    decltype(auto) with_lock(F&& f) {
+        std::lock_guard lock(mutex);
+        return f();
+    }
+
+    // A file on disk (not ":memory:" nor a URI): the side files, identity and archive apply.
+    [[nodiscard]] bool on_disk() const {
+        const auto p = path.string();
+        return !p.empty() && p != ":memory:" && !p.starts_with("file:");
+    }
+
+    // Every operation ends here: exactly one event per operation (P17), plus one "retry" event
+    // per attempt that failed and was retried. `counted`: false for a statement whose failure
+    // the enclosing transaction counts.
+    void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
+                    std::string_view detail, int attempts = 1, bool counted = true) noexcept {
+        const auto duration = now() - start;
+        if (counted && name != "retry" && name != "wal_size_alert" && name != "corrupt")
+            counters.record(o, klass, duration);
+        if constexpr (observer_type::enabled) {
+            try {
+                observer.on_event(event{name, o, duration, rows, attempts, klass, detail});
+            } catch (...) {  // an observer must never change what an operation does
+            }
+        }
+    }
+
+    // Adds what only this layer knows (attempts, elapsed time) to an escaping resilite::error.
+    void annotate_current(time_point start, std::string_view operation, int attempt = 1) {
+        try {
+            throw;
+        } catch (error& e) {
+            e.annotate(attempt, now() - start, operation);
+        } catch (...) {
+        }
+    }
+
+    // Test hook: a failure injected before an attempt, as if SQLite had returned it.
+    void inject(std::string_view operation, int attempt) {
+        if (!inject_failure) return;
+        if (const int code = inject_failure(operation, attempt); code != SQLITE_OK) {
+            throw sqlite_failure(nullptr, code, operation, {}, path.string());
+        }
+    }
+
+    // SQLite said the file is damaged: never silent. The database is marked unhealthy (health()
+    // shows it) and a `corrupt` event says what was seen, once. Healing will start from here.
+    void note_damage(error_class klass, std::string_view what) noexcept {
+        if (klass != error_class::corrupt && klass != error_class::not_a_database) return;
+        try {
+            {
+                std::lock_guard lock(damage_mutex_);
+                if (!damage_.empty()) return;
+                damage_ = std::string{what};
+            }
+            emit_since("corrupt", now(), outcome::failed, 0, klass, what);
+        } catch (...) {
+        }
+    }
+
+    // The first damage seen since open (empty: none); never waits for the writer lock.
+    [[nodiscard]] std::string damage() const {
+        std::lock_guard lock(damage_mutex_);
+        return damage_;
+    }
+
+    // The writer lock is not fair: a thread committing in a loop takes it back before a waiting
+    // backup wakes up. A backup step announces itself; new operations wait (briefly) for it.
+    [[nodiscard]] std::unique_lock<std::recursive_mutex> lock_for_backup() {
+        backup_waiting_.store(true, std::memory_order_relaxed);
+        std::unique_lock lock(mutex);
+        {
+            std::lock_guard g(backup_turn_mutex_);
+            backup_waiting_.store(false, std::memory_order_relaxed);
+        }
+        backup_turn_.notify_all();
+        return lock;
+    }
+
+    void yield_to_backup() {
+        if (!backup_waiting_.load(std::memory_order_relaxed)) return;  // the common case: one load
+        std::unique_lock g(backup_turn_mutex_);
+        backup_turn_.wait_for(g, std::chrono::milliseconds{5}, [&] { return !backup_waiting_.load(); });
+    }
+
+private:
+    mutable std::mutex damage_mutex_;
+    std::string damage_;
+    std::atomic<bool> backup_waiting_{false};  // a backup step wants the writer lock next
+    std::mutex backup_turn_mutex_;
+    std::condition_variable backup_turn_;
+};
+
+}  // namespace resilite::detail

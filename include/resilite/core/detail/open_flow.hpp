@@ -1,0 +1,66 @@
+#pragma once
+// The open flow, top to bottom:
+//   1. refuse at once what no retry can cure: invalid settings, a missing directory or a name
+//      too long for the side files, a file whose header or WAL is damaged;
+//   2. in one retried loop (another process may hold the write lock at any step):
+//      a. open the connection: WAL and the synchronous level, both read back;
+//      b. verify the identity: the file is the database resilite keeps at this path;
+//      c. schema: declared schema for a new database, pending migrations, schema sync;
+//      d. stamp the identity (first open) and write the sidecar;
+//      e. start the archive: capture triggers, schema records, what a crash left in the outbox;
+//   3. schedule the periodic work, report `open`, start the background thread.
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/backup/detail/backup_flow.hpp>
+#include <resilite/core/detail/connect.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/operation_flow.hpp>
+#include <resilite/monitor/detail/scheduler.hpp>
+#include <resilite/schema/detail/schema_setup.hpp>
+
+#include <mutex>
+
+namespace resilite::detail {
+
+template <class R, class Owner>
+void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_setup<R>& schema,
+               archive_flow<R>& archive, backup_flow<R>& backups, scheduler<R>& schedule) {
+    auto st = start_retry(ctx);
+    try {
+        refuse_invalid(ctx, ctx.config, "open");  // 1.
+        refuse_unusable_path(ctx);
+        refuse_damaged(ctx);
+    } catch (...) {
+        flow.finish_failed("open", st);
+        throw;
+    }
+    for (;;) {  // 2.
+        ++st.attempt;
+        try {
+            {
+                std::lock_guard lock(ctx.mutex);
+                ctx.inject("open", st.attempt);
+                open_connection(ctx, st, true);  // a.
+                verify_identity(ctx);            // b. before anything writes
+            }
+            schema.prepare(owner, [&] { static_cast<void>(backups.backup_now()); });  // c.
+            finish_identity(ctx);                                                    // d.
+            if constexpr (R::archiving) archive.start(schema.migrated());            // e. records c.
+            break;
+        } catch (...) {
+            {
+                std::lock_guard lock(ctx.mutex);
+                archive.stop();
+                ctx.conn.reset();
+            }
+            if (flow.retry_after_failure("open", st, retry_context::opening)) continue;
+            throw;
+        }
+    }
+    schedule.schedule_all(ctx.now());  // 3.
+    ctx.emit_since("open", st.start, outcome::ok, 0, error_class::none, ctx.read_only ? "read-only" : "",
+                   st.attempt);
+    if constexpr (R::durability::background_thread) schedule.start();
+}
+
+}  // namespace resilite::detail

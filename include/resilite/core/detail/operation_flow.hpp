@@ -1,0 +1,288 @@
+#pragma once
+// The operation flow: how every call on a Database or a transaction runs. An attempt takes the
+// writer lock, sets SQLite's busy wait to what is left of the deadline, runs the statement and,
+// after a commit, lets the archive take the new records. A failed attempt is classified by the
+// retry policy: retried after a backoff delay (reconnecting first when the connection broke),
+// or reported. Every operation emits exactly one event; every retried attempt one `retry`.
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/core/detail/connect.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/transaction_mode.hpp>
+#include <resilite/policy/retry.hpp>
+#include <resilite/retry/detail/retry_state.hpp>
+#include <resilite/sqlite/transaction.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+namespace resilite::detail {
+
+// What an attempt to BEGIN hands to the transaction it becomes: the writer lock, held for the
+// transaction's whole life, and the SQLite transaction.
+template <class Flow>
+struct transaction_parts {
+    Flow* flow;
+    std::unique_lock<std::recursive_mutex> lock;
+    sqlite::transaction tx;
+    retry_state state;
+    bool managed;  // run by transaction(f), which reports it once for all attempts
+};
+
+enum class retry_context {
+    opening,            // the open flow: it opens the connection again itself
+    reconnecting,       // nothing open: busy is retried, a broken connection reopened
+    whole_transaction,  // the user's transaction is replayed from the start
+    commit_only,        // COMMIT is retried while the transaction stays open
+};
+
+template <class R>
+class operation_flow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    operation_flow(context<R>& ctx, archive_flow<R>& archive) : ctx_(ctx), archive_(archive) {}
+
+    [[nodiscard]] context<R>& ctx() noexcept { return ctx_; }
+
+    // One operation in autocommit mode: each attempt takes the writer lock, runs f, and on a
+    // retryable failure the lock is released while the backoff delay passes.
+    template <class F, class Rows>
+    auto run(std::string_view name, F&& f, Rows&& rows_of) {
+        retry_state st;
+        st.start = ctx_.now();
+        for (;;) {
+            ++st.attempt;
+            try {
+                ctx_.yield_to_backup();
+                std::unique_lock lock(ctx_.mutex);
+                if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
+                auto& c = ctx_.connection();
+                const bool nested = c.in_transaction();  // inside the caller's transaction
+                if (!nested) prepare_attempt(ctx_, st);
+                ctx_.inject(name, st.attempt);
+                [[maybe_unused]] const auto changes_before =
+                    R::archiving ? sqlite3_total_changes64(c.native_handle()) : 0;
+                auto result = f(c);
+                if constexpr (R::archiving) {
+                    if (!nested && sqlite3_total_changes64(c.native_handle()) != changes_before)
+                        archive_.after_commit();
+                }
+                lock.unlock();
+                ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
+                return result;
+            } catch (...) {
+                const bool nested = ctx_.with_lock([&] { return ctx_.conn && ctx_.conn->in_transaction(); });
+                if (!nested && retry_after_failure(name, st, retry_context::reconnecting)) continue;
+                if (nested) finish_failed(name, st);
+                throw;
+            }
+        }
+    }
+
+    // A statement inside a transaction: one attempt; the transaction decides about retries.
+    template <class F, class Rows>
+    auto run_in_transaction(std::string_view name, F&& f, Rows&& rows_of) {
+        const auto start = ctx_.now();
+        try {
+            ctx_.inject(name, 1);
+            auto result = f(ctx_.connection());
+            ctx_.emit_since(name, start, outcome::ok, rows_of(result), error_class::none, {});
+            return result;
+        } catch (...) {
+            ctx_.annotate_current(start, name);
+            auto failure = op_failure::from_current_exception();
+            ctx_.note_damage(failure.klass, failure.detail);
+            // One failed transaction is one failure: the transaction's own event counts it.
+            ctx_.emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail, 1, false);
+            throw;
+        }
+    }
+
+    // Runs f(tx) in a transaction, replayed from the start while the database is busy.
+    template <class Tx, class Owner, class F>
+    decltype(auto) transaction(Owner& owner, F&& f, transaction_mode mode) {
+        using Result = std::invoke_result_t<F, Tx&>;
+        auto st = start_retry(ctx_);
+        for (;;) {
+            ++st.attempt;
+            std::optional<Tx> tx;
+            try {
+                tx.emplace(owner, begin_attempt(mode, st, true));
+                if constexpr (std::is_void_v<Result>) {
+                    std::invoke(f, *tx);
+                    tx->commit();
+                    finish_transaction(*tx, st);
+                    return;
+                } else {
+                    Result result = std::invoke(f, *tx);
+                    tx->commit();
+                    finish_transaction(*tx, st);
+                    return result;
+                }
+            } catch (...) {
+                if (tx) {
+                    st.attempt = tx->attempt();  // commit retries count as attempts
+                    tx.reset();                  // rolls back, releases the writer lock
+                }
+                if (retry_after_failure("transaction", st, retry_context::whole_transaction)) continue;
+                throw;
+            }
+        }
+    }
+
+    // An explicit transaction: BEGIN retried while busy.
+    template <class Tx, class Owner>
+    [[nodiscard]] Tx begin(Owner& owner, transaction_mode mode) {
+        auto st = start_retry(ctx_);
+        for (;;) {
+            ++st.attempt;
+            try {
+                return Tx{owner, begin_attempt(mode, st, false)};
+            } catch (...) {
+                if (retry_after_failure("transaction", st, retry_context::reconnecting)) continue;
+                throw;
+            }
+        }
+    }
+
+    // COMMIT, retried while SQLite keeps the transaction open and busy (the lock stays held).
+    void commit_with_retry(sqlite::transaction& tx, retry_state& st) {
+        for (;;) {
+            try {
+                ctx_.inject("commit", st.attempt);
+                tx.commit();
+                return;
+            } catch (...) {
+                if (!tx.conn().in_transaction()) throw;  // SQLite ended it: only a replay can help
+                if (commit_may_retry(st)) {
+                    ++st.attempt;
+                    continue;
+                }
+                throw;
+            }
+        }
+    }
+
+    // After a transaction committed (the writer lock is held): the archive takes its records.
+    void after_commit() noexcept { archive_.after_commit(); }
+    // Rows changed on the connection so far, less the archive's own bookkeeping rows.
+    [[nodiscard]] std::int64_t direct_changes() { return archive_.direct_changes(ctx_.connection()); }
+
+    // Called from a catch block after a failed attempt. Returns true after sleeping the backoff
+    // delay (and reopening the connection if it broke) when the operation should be tried
+    // again; returns false to rethrow the failure as it is; throws retry_exhausted when a
+    // retryable failure ran out of attempts or time. Emits the operation's failure event when it
+    // gives up, and a "retry" event for every attempt it retries.
+    bool retry_after_failure(std::string_view name, retry_state& st, retry_context where) {
+        const error* failure = nullptr;
+        try {
+            throw;
+        } catch (const error& e) {
+            failure = &e;
+        } catch (...) {
+        }
+        auto scope = failure != nullptr ? retry_scope_for<typename R::retry>(*failure) : retry_scope::none;
+        if (where == retry_context::commit_only && scope != retry_scope::statement) scope = retry_scope::none;
+        if (scope == retry_scope::none) {
+            finish_failed(name, st);
+            return false;
+        }
+        const auto remaining = st.remaining(ctx_.now());
+        if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0}) {
+            const auto elapsed = ctx_.now() - st.start;
+            technical_detail d = failure->technical();
+            d.operation = std::string{name};
+            d.attempt = st.attempt;
+            d.elapsed = elapsed;
+            d.note = fmt::format("gave up after {} attempt{} in {} ms (limits: {} attempts, {} ms)", st.attempt,
+                                 st.attempt == 1 ? "" : "s",
+                                 std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
+                                 st.limits.max_attempts, st.limits.deadline.count());
+            error exhausted{error_class::retry_exhausted, std::move(d), *failure};
+            ctx_.emit_since(name, st.start, outcome::failed, 0, exhausted.klass(), exhausted.what(), st.attempt);
+            throw exhausted;
+        }
+        back_off(name, st, *failure, remaining);
+        if (scope == retry_scope::reconnect && where == retry_context::opening) refuse_full_disk(ctx_, *failure);
+        if (scope == retry_scope::reconnect && where != retry_context::commit_only &&
+            where != retry_context::opening)
+            reconnect(ctx_);
+        return true;
+    }
+
+    // Reports a failure that is not retried (or no longer): annotated error, one failure event.
+    void finish_failed(std::string_view name, const retry_state& st) {
+        ctx_.annotate_current(st.start, name, std::max(st.attempt, 1));
+        auto failure = op_failure::from_current_exception();
+        ctx_.note_damage(failure.klass, failure.detail);
+        ctx_.emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail, std::max(st.attempt, 1));
+    }
+
+private:
+    // One attempt to BEGIN; what it returns holds the writer lock.
+    transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
+        ctx_.yield_to_backup();
+        std::unique_lock lock(ctx_.mutex);
+        if (!ctx_.conn)
+            throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());
+        prepare_attempt(ctx_, st);
+        ctx_.inject("begin", st.attempt);
+        sqlite::transaction tx{ctx_.connection(), mode};
+        return {this, std::move(lock), std::move(tx), st, managed};
+    }
+
+    template <class Tx>
+    void finish_transaction(const Tx& tx, const retry_state& st) {
+        ctx_.emit_since("transaction", st.start, outcome::ok, tx.rows_kept(), error_class::none, "committed",
+                        tx.attempt());
+    }
+
+    // For COMMIT: sleeps and returns true when a busy COMMIT may be tried again; the caller
+    // reports the final failure.
+    bool commit_may_retry(retry_state& st) {
+        try {
+            throw;
+        } catch (const error& e) {
+            if (retry_scope_for<typename R::retry>(e) != retry_scope::statement) return false;
+            const auto remaining = st.remaining(ctx_.now());
+            if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0}) return false;
+            back_off("commit", st, e, remaining);
+            return true;
+        } catch (...) {
+            return false;
+        }
+    }
+
+    // One backoff step: draws the delay (never past the deadline), counts the retry, reports the
+    // failed attempt as a "retry" event and sleeps.
+    void back_off(std::string_view name, retry_state& st, const error& failure, std::chrono::nanoseconds remaining) {
+        std::chrono::nanoseconds delay;
+        {
+            std::lock_guard lock(ctx_.rng_mutex);
+            delay = std::min(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
+                             remaining);
+        }
+        st.previous_delay = delay;
+        ++ctx_.retries;
+        ctx_.emit_since("retry", ctx_.now(), outcome::warning, 0, failure.klass(),
+                        fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
+                                    failure.technical().code_name,
+                                    std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
+                        st.attempt);
+        ctx_.clock.sleep_for(delay);
+    }
+
+    context<R>& ctx_;
+    archive_flow<R>& archive_;
+};
+
+}  // namespace resilite::detail

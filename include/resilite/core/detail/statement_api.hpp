@@ -1,0 +1,129 @@
+#pragma once
+// The statement and typed-row API, written once for a Database and for its transactions. The
+// class deriving from it supplies one hook,
+//
+//   template <class F, class Rows> auto run(std::string_view name, F&& f, Rows&& rows_of);
+//
+// which runs f(connection) as an operation named `name` (in autocommit with retries for a
+// Database, as one statement of the transaction for a transaction) and reports rows_of(result).
+
+#include <resilite/schema/detail/row_sql.hpp>
+#include <resilite/schema/detail/table_for.hpp>
+#include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/rows.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail {
+
+template <class Derived, class Schema>
+class statement_api {
+public:
+    // Runs one statement; returns the rows it changed.
+    template <class... Args>
+    std::int64_t exec(std::string_view sql, const Args&... args) {
+        return self().run(
+            "exec", [&](sqlite::connection& c) { return c.exec(sql, args...); }, changed);
+    }
+
+    // Runs a script of several statements without parameters (schema set-up).
+    void exec_script(std::string_view sql) {
+        self().run(
+            "exec_script",
+            [&](sqlite::connection& c) {
+                c.exec_script(sql);
+                return std::int64_t{0};
+            },
+            changed);
+    }
+
+    // Every row, each as T or std::tuple<T...>.
+    template <class... T, class... Args>
+    [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
+        static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
+        return self().run(
+            "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count);
+    }
+
+    // The first row, if there is one.
+    template <class... T, class... Args>
+    [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql, const Args&... args) {
+        static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
+        return self().run(
+            "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count);
+    }
+
+    // ---- typed rows (tables declared in the schema policy) ---------------------------------------
+
+    // Inserts the row; returns its rowid.
+    template <class Row>
+    std::int64_t insert(const Row& row) {
+        using sql = row_sql<table_for<Schema, Row>>;
+        return self().run(
+            "insert",
+            [&](sqlite::connection& c) {
+                exec_with_row(c, sql::insert(), row);
+                return c.last_insert_rowid();
+            },
+            [](std::int64_t) { return std::int64_t{1}; });
+    }
+
+    // Inserts the row, or updates every other column of the row with the same primary key.
+    template <class Row>
+    std::int64_t upsert(const Row& row) {
+        using table = table_for<Schema, Row>;
+        static_assert(table::primary_key_size > 0, "resilite: upsert<Row>: the table needs a primary_key");
+        return self().run(
+            "upsert", [&](sqlite::connection& c) { return exec_with_row(c, row_sql<table>::upsert(), row); },
+            changed);
+    }
+
+    // The row with this primary key (one value per key column), if any.
+    template <class Row, class... Key>
+    [[nodiscard]] std::optional<Row> get(const Key&... key) {
+        using table = table_for<Schema, Row>;
+        static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
+                      "resilite: get<Row>(key...): give one value per primary key column");
+        return self().run(
+            "get", [&](sqlite::connection& c) { return select_struct<Row>(c, row_sql<table>::get(), key...); },
+            count);
+    }
+
+    // Rows of the table, filtered by an SQL tail: select<User>("WHERE name = ? ORDER BY id", "Ann").
+    template <class Row, class... Args>
+    [[nodiscard]] std::vector<Row> select(std::string_view tail = {}, const Args&... args) {
+        using sql = row_sql<table_for<Schema, Row>>;
+        const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
+        return self().run(
+            "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count);
+    }
+
+    // Deletes the row with this primary key; returns 1, or 0 when there was none.
+    template <class Row, class... Key>
+    std::int64_t erase(const Key&... key) {
+        using table = table_for<Schema, Row>;
+        static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
+                      "resilite: erase<Row>(key...): give one value per primary key column");
+        return self().run(
+            "erase", [&](sqlite::connection& c) { return c.exec(row_sql<table>::erase(), key...); }, changed);
+    }
+
+private:
+    static constexpr auto changed = [](std::int64_t n) { return n; };
+    static constexpr auto count = [](const auto& v) {
+        if constexpr (requires { v.size(); }) {
+            return static_cast<std::int64_t>(v.size());
+        } else {
+            return static_cast<std::int64_t>(v.has_value());
+        }
+    };
+
+    Derived& self() { return static_cast<Derived&>(*this); }
+};
+
+}  // namespace resilite::detail

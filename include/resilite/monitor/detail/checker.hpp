@@ -1,0 +1,65 @@
+#pragma once
+// Db::check(): a check of the open database by a reader of its own (writers go on meanwhile),
+// plus the test that the file at the path is still the database this Database opened. The
+// last result is kept for health(); a failed check marks the database damaged.
+
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/identity.hpp>
+#include <resilite/monitor/check_health.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <mutex>
+#include <optional>
+
+namespace resilite::detail {
+
+template <class R>
+class checker {
+public:
+    explicit checker(context<R>& ctx) : ctx_(ctx) {}
+
+    health_report check(check_level level) {
+        const auto start = ctx_.now();
+        auto r = check_health(ctx_.path, level);
+        // The file at the path must still be the database this Database opened: one replaced
+        // while open takes no write of ours (they go to the file we hold), so say so.
+        if (r.result == health_report::finding::ok && ctx_.on_disk() && !ctx_.identity.empty()) {
+            try {
+                sqlite::connection reader{ctx_.path, SQLITE_OPEN_READONLY, ctx_.vfs_name()};
+                if (const auto there = read_identity(reader).value_or("none"); there != ctx_.identity) {
+                    r = {health_report::finding::corrupt, level,
+                         fmt::format("the file at the path is not the database this Database opened (identity "
+                                     "{}, expected {}): it was replaced while open",
+                                     there, ctx_.identity)};
+                }
+            } catch (const error& e) {
+                r = {health_report::finding::io_error, level, e.what()};
+            }
+        }
+        {
+            std::lock_guard lock(ctx_.mutex);
+            last_ = r;
+            last_time_ = ctx_.clock.utc_now();
+        }
+        ctx_.emit_since("check", start, r.ok() ? outcome::ok : outcome::failed, 0,
+                        r.ok() ? error_class::none : error_class::corrupt,
+                        r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
+        if (!r.ok()) ctx_.note_damage(error_class::corrupt, fmt::format("check: {}: {}", to_string(r.result), r.detail));
+        return r;
+    }
+
+    // The caller holds the writer lock.
+    void fill(health_snapshot& s) const {
+        s.last_check = last_;
+        s.last_check_time = last_time_;
+    }
+
+private:
+    context<R>& ctx_;
+    std::optional<health_report> last_;
+    std::optional<std::chrono::system_clock::time_point> last_time_;
+};
+
+}  // namespace resilite::detail

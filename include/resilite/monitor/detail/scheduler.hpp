@@ -1,0 +1,205 @@
+#pragma once
+// Periodic work: PASSIVE checkpoints and the WAL size alert, scheduled checks, batched archive
+// drains and scheduled backups. maintain() runs what is due by the clock; the background thread
+// (when the durability policy has one) calls it whenever the next item falls due, or, with a
+// manual clock, whenever the clock moves.
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/backup/detail/backup_flow.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/operation_flow.hpp>
+#include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/monitor/detail/checker.hpp>
+#include <resilite/policy/clock.hpp>
+#include <resilite/sqlite/file_set.hpp>
+
+#include <fmt/format.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <stop_token>
+#include <thread>
+#include <type_traits>
+#include <variant>
+
+namespace resilite::detail {
+
+template <class Clock>
+struct subscription_of {
+    using type = std::monostate;  // clocks that cannot announce advances need no subscription
+};
+template <advancing_clock Clock>
+struct subscription_of<Clock> {
+    using type = decltype(std::declval<const Clock&>().subscribe(std::function<void()>{}));
+};
+
+// Size of the -wal file now (0 when there is none).
+[[nodiscard]] inline std::uint64_t wal_size(const std::filesystem::path& db) {
+    std::error_code ec;
+    const auto n = std::filesystem::file_size(sqlite::file_set{db}.wal(), ec);
+    return ec ? 0 : static_cast<std::uint64_t>(n);
+}
+
+template <class R>
+class scheduler {
+    using clock_type = typename R::clock;
+
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
+              backup_flow<R>& backups)
+        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups) {}
+
+    scheduler(const scheduler&) = delete;
+    scheduler& operator=(const scheduler&) = delete;
+    ~scheduler() { stop(); }
+
+    // Db::checkpoint(): one operation with its event.
+    checkpoint_result checkpoint(checkpoint_mode mode) {
+        return flow_.run(
+            "checkpoint", [&](sqlite::connection& c) { return detail::checkpoint(c, mode); },
+            [](const checkpoint_result& r) { return static_cast<std::int64_t>(r.checkpointed_frames); });
+    }
+
+    // Counted from t: every interval starts again (at open, and after reconfigure()).
+    void schedule_all(time_point t) {
+        std::lock_guard lock(ctx_.mutex);
+        next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
+        schedule_checks_and_backups(t);
+    }
+    void schedule_checks_and_backups(time_point t) {
+        std::lock_guard lock(ctx_.mutex);
+        const auto after = [&](auto interval) -> std::optional<time_point> {
+            if (interval <= decltype(interval){0}) return std::nullopt;
+            return t + interval;
+        };
+        next_quick_check_ = after(ctx_.config.quick_check_interval);
+        next_integrity_check_ = after(ctx_.config.integrity_check_interval);
+        next_backup_ = ctx_.config.backup.enabled ? after(ctx_.config.backup.interval) : std::nullopt;
+    }
+    void schedule_checkpoint(time_point t) {
+        next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
+    }
+
+    // Runs whatever periodic work is due by the clock. Returns true when something was due.
+    bool maintain() {
+        std::lock_guard lock(ctx_.mutex);
+        const auto t = ctx_.now();
+        bool did = false;
+        if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
+            did = true;
+            schedule_checkpoint(t);
+            static_cast<void>(checkpoint(checkpoint_mode::passive));
+            if (const auto wal = wal_size(ctx_.path); wal > ctx_.config.wal_alert_bytes) {
+                ctx_.emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
+                                fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
+                                            ctx_.config.wal_alert_bytes));
+            }
+        }
+        const auto due = [&](std::optional<time_point>& next, auto interval) {
+            if (!next || t < *next) return false;
+            next = t + interval;
+            return true;
+        };
+        if (due(next_quick_check_, ctx_.config.quick_check_interval)) {
+            did = true;
+            static_cast<void>(checks_.check(check_level::quick));
+        }
+        if (due(next_integrity_check_, ctx_.config.integrity_check_interval)) {
+            did = true;
+            static_cast<void>(checks_.check(check_level::full));
+        }
+        if (archive_.due(t)) {
+            did = true;
+            archive_.drain_quietly(false);
+        }
+        if (due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(ctx_.config.backup.interval))) {
+            did = true;
+            try {
+                static_cast<void>(backups_.backup_now());
+            } catch (...) {  // reported by the backup's own event; the schedule goes on
+            }
+        }
+        return did;
+    }
+
+    // ---- background thread ------------------------------------------------------------------------
+
+    void start() {
+        if constexpr (advancing_clock<clock_type>) {
+            subscription_ = ctx_.clock.subscribe([this] { wake(); });
+        }
+        worker_ = std::jthread([this](std::stop_token st) { loop(st); });
+    }
+
+    void stop() noexcept {
+        if constexpr (advancing_clock<clock_type>) subscription_ = {};
+        if (worker_.joinable()) {
+            worker_.request_stop();  // wakes the condition_variable_any wait
+            worker_.join();
+        }
+    }
+
+    void wake() {
+        {
+            std::lock_guard lock(wake_mutex_);
+            wake_ = true;
+        }
+        wake_cv_.notify_all();
+    }
+
+private:
+    // The earliest moment any periodic work is due (taken before wake_mutex_: reconfigure() holds
+    // the writer lock when it wakes the thread, so the two are never held the other way).
+    [[nodiscard]] time_point next_due() {
+        std::lock_guard lock(ctx_.mutex);
+        auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, archive_.next_due()}) {
+            if (next && *next < due) due = *next;
+        }
+        return due;
+    }
+
+    void loop(std::stop_token st) {
+        while (!st.stop_requested()) {
+            [[maybe_unused]] const auto due = advancing_clock<clock_type> ? time_point{} : next_due();
+            {
+                std::unique_lock lock(wake_mutex_);
+                if constexpr (advancing_clock<clock_type>) {
+                    wake_cv_.wait(lock, st, [&] { return wake_; });
+                } else {
+                    wake_cv_.wait_until(lock, st, due, [&] { return wake_; });
+                }
+                wake_ = false;
+            }
+            if (st.stop_requested()) return;
+            try {
+                static_cast<void>(maintain());
+            } catch (...) {  // reported as an event by the operation that failed
+            }
+        }
+    }
+
+    context<R>& ctx_;
+    operation_flow<R>& flow_;
+    checker<R>& checks_;
+    archive_flow<R>& archive_;
+    backup_flow<R>& backups_;
+    std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_;
+    std::atomic<std::int64_t> next_checkpoint_ns_{0};
+
+    std::mutex wake_mutex_;
+    std::condition_variable_any wake_cv_;
+    bool wake_ = false;
+    [[no_unique_address]] typename subscription_of<clock_type>::type subscription_{};
+    std::jthread worker_;  // last: stopped before anything it uses goes away
+};
+
+}  // namespace resilite::detail
