@@ -44,3 +44,5 @@ class ResiliteConan(ConanFile):
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
         self.cpp_info.requires = ["sqlite3::sqlite3", "boost::headers", "fmt::fmt"]
+        if self.settings.os in ("Linux", "FreeBSD"):
+            self.cpp_info.system_libs = ["pthread"]  # the background thread (std::jthread)

@@ -1,7 +1,8 @@
 // resilite demo: the main job in README.md. Opens a database with a declared table and a text
 // archive, writes and reads data, shows what the library did on the way and how a failure is
-// reported; then damages the database file, shows that it is refused rather than written over,
-// and rebuilds it from the archive alone. (Automatic healing comes with the healing issue.)
+// reported; then damages the database file and the next open heals it by itself (quarantine,
+// the backup plus the archive records after it, verified, swapped in), and damages a page
+// under the open database: the call that meets it fails with a clear error, the next heals.
 //
 //   resilite-demo [--dir DIRECTORY]     (default: a new directory under the system temp dir)
 #include <resilite/resilite.hpp>
@@ -32,7 +33,11 @@ bool hide_statement_events = false;  // set while the demo writes in bulk
 
 // Every event the library emits, printed in line with the narrative.
 void print_event(const resilite::event& e) {
-    if (hide_statement_events && e.name == "exec") return;
+    if (hide_statement_events && (e.name == "exec" || e.name == "insert")) return;
+    if (e.name == "heal_finished" || e.name == "heal_started") {  // the report is printed whole below
+        fmt::print("     [event] {:<12} {}\n", e.name, to_string(e.result));
+        return;
+    }
     fmt::print("     [event] {:<12} {:<7} rows={:<5} {:>8.3f} ms{}{}\n", e.name, to_string(e.result), e.rows,
                std::chrono::duration<double, std::milli>(e.duration).count(), e.detail.empty() ? "" : "  ",
                e.result == resilite::outcome::failed ? std::string{"(detail below)"} : std::string{e.detail});
@@ -43,8 +48,20 @@ struct Reading {
                              (std::string, taken_at));
 };
 using readings = resilite::table<"readings", Reading, resilite::primary_key<"id">>;
-// A declared schema, every committed change archived as SQL text; all else the defaults.
-using Db = resilite::Database<resilite::schema<readings>, resilite::archive<>, resilite::callback_observer>;
+// A declared schema, every committed change archived as SQL text, backups when asked for,
+// healing; all else the defaults.
+// snippet-begin: healing
+using Db = resilite::Database<resilite::schema<readings>, resilite::archive<>,
+                              resilite::backup<resilite::online_backup<>, resilite::on_demand>, resilite::healing<>,
+                              resilite::callback_observer>;
+// snippet-end: healing
+
+bool healed_ok(Db& db, std::int64_t expected) {
+    const auto n = db.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(-1);
+    const auto check = db.query_one<std::string>("PRAGMA integrity_check").value_or("?");
+    fmt::print("   {} rows (expected {}), integrity_check = {}\n", n, expected, check);
+    return n == expected && check == "ok";
+}
 
 Db::options demo_options() {
     Db::options o;
@@ -56,9 +73,11 @@ Db::options demo_options() {
 int main(int argc, char** argv) try {
     const auto dir = demo_directory(argc, argv);
     const auto path = dir / "demo.db";
-    for (const char* suffix : {"", "-wal", "-shm", "-resilite", ".damaged"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite", "-resilite-lock", ".heal-log.jsonl"})
         std::filesystem::remove(path.string() + suffix);
-    std::filesystem::remove_all(path.string() + ".archive");
+    for (const char* dir_suffix : {".archive", ".backups"})
+        std::filesystem::remove_all(path.string() + dir_suffix);
+    std::filesystem::remove_all(dir / "quarantine");
     fmt::print("resilite {}.{}.{} demo, SQLite {}\n", resilite::version.major, resilite::version.minor,
                resilite::version.patch, sqlite3_libversion());
     fmt::print("database: {}\n\n", path.string());
@@ -112,53 +131,66 @@ int main(int argc, char** argv) try {
     fmt::print("   TRUNCATE checkpoint at close: WAL now {} bytes, database {} bytes\n", ec ? 0 : wal,
                std::filesystem::file_size(path));
 
-    std::filesystem::path archive_dir;
     {
         fmt::print("6. reopen\n");
         Db again{path, demo_options()};
-        const auto reopened = again.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(-1);
-        const auto check = again.query_one<std::string>("PRAGMA integrity_check").value_or("?");
-        fmt::print("   {} rows, integrity_check = {}\n", reopened, check);
-        if (reopened != rows || rows != 1000 || check != "ok") {
+        if (!healed_ok(again, rows) || rows != 1000) {
             fmt::print("\ndemo FAILED: expected 1000 rows and a clean integrity check\n");
             return 1;
         }
         const auto report = again.check_archive();
         fmt::print("7. validate the archive and rebuild it on trial: {}\n",
                    report.reproduces_live == true ? "it reproduces the database table by table" : "MISMATCH");
-        archive_dir = again.archive_directory();
+        const auto backup = again.backup_now();
+        fmt::print("   a backup: {} (it holds the archive up to record {})\n", backup.path.filename().string(),
+                   backup.archive_seq.value_or(0));
+        hide_statement_events = true;
+        for (int i = 0; i < 200; ++i)
+            again.exec("INSERT INTO readings(sensor, value, taken_at) VALUES('late', ?, datetime('now'))", i * 1.0);
+        hide_statement_events = false;
+        rows += 200;
+        fmt::print("   200 more readings after the backup, one commit each: only the archive holds them\n");
     }
 
-    fmt::print("8. damage the database file (its header overwritten, as a stray write would)\n");
+    fmt::print("8. damage the database file (its header overwritten, as a stray write would), then open\n");
     std::mt19937_64 rng{2026};
     resilite::testing::overwrite_header(path, rng);
-    try {
-        Db refused{path, demo_options()};
-        fmt::print("\ndemo FAILED: a damaged database was opened\n");
-        return 1;
-    } catch (const resilite::error& e) {
-        fmt::print("   open refuses it, nothing written over it.\n");
-        fmt::print("   what a user sees : {}\n", e.user_message());
-    }
+    {
+        Db db{path, demo_options()};
+        fmt::print("   the open healed it by itself:\n");
+        if (const auto heal = db.last_heal()) fmt::print("{}", heal->to_text());
+        if (!healed_ok(db, rows)) {
+            fmt::print("\ndemo FAILED: the healed database lacks committed rows\n");
+            return 1;
+        }
 
-    fmt::print("9. keep the damaged file aside and rebuild the database from the archive alone\n");
-    std::filesystem::rename(path, path.string() + ".damaged");
-    for (const char* suffix : {"-wal", "-shm"})
-        std::filesystem::remove(path.string() + suffix);
-    const auto rebuilt = resilite::rebuild(archive_dir, path);
-    fmt::print(
-        "   {} records replayed (checksums verified, statements authorized), integrity and\n"
-        "   foreign keys checked, renamed into place\n",
-        rebuilt.applied_records);
-    Db healed{path, demo_options()};
-    const auto after = healed.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(-1);
-    const auto check = healed.query_one<std::string>("PRAGMA integrity_check").value_or("?");
-    fmt::print("   {} rows, integrity_check = {}\n", after, check);
-    if (after != rows || check != "ok") {
-        fmt::print("\ndemo FAILED: the rebuilt database lacks committed rows\n");
-        return 1;
+        fmt::print("9. damage a page while the database is open (the root page of readings zeroed)\n");
+        static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+        db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+        std::uint32_t root = 0;
+        {
+            resilite::sqlite::connection reader{path, SQLITE_OPEN_READONLY};
+            root = static_cast<std::uint32_t>(
+                reader.query_one<std::int64_t>("SELECT rootpage FROM sqlite_master WHERE name = 'readings'").value_or(0));
+        }
+        resilite::testing::zero_page(path, root);
+        try {
+            static_cast<void>(db.query_one<double>("SELECT sum(value) FROM readings"));
+            fmt::print("\ndemo FAILED: a read of a damaged page succeeded\n");
+            return 1;
+        } catch (const resilite::error& e) {
+            fmt::print("   the call that met it failed, never a wrong answer: {}\n", e.user_message());
+        }
+        fmt::print("   the next call heals first ({} by then)\n", db.health().healthy ? "healthy" : "marked unhealthy");
+        if (!healed_ok(db, rows)) {
+            fmt::print("\ndemo FAILED: the healed database lacks committed rows\n");
+            return 1;
+        }
+        if (const auto heal = db.last_heal()) fmt::print("{}", heal->to_text());
     }
-    fmt::print("\ndemo finished: the database was damaged and rebuilt, all committed data present\n");
+    fmt::print("\ndemo finished: the database was damaged twice and healed by itself, all committed data present;\n"
+               "the damaged files are kept in {}\n",
+               (dir / "quarantine").string());
     return 0;
 } catch (const std::exception& e) {
     fmt::print(stderr, "demo failed: {}\n", e.what());

@@ -6,7 +6,8 @@
 // gives each public call to the component that does it. The flows read top to bottom in their
 // own files (docs/architecture.md): open (core/detail/open_flow.hpp), every operation
 // (core/detail/operation_flow.hpp), backup (backup/detail/backup_flow.hpp), archive drain
-// (archive/detail/archive_flow.hpp), close (core/detail/close_flow.hpp).
+// (archive/detail/archive_flow.hpp), heal (heal/detail/heal_flow.hpp), close
+// (core/detail/close_flow.hpp).
 
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/detail/archive_flow.hpp>
@@ -23,6 +24,8 @@
 #include <resilite/core/settings.hpp>
 #include <resilite/core/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/heal/heal_report.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/monitor/detail/checker.hpp>
@@ -59,6 +62,7 @@ public:
     using migrations_type = typename policies::migrations;
     using backup_type = typename policies::backup;
     using archive_type = typename policies::archive;
+    using healing_type = typename policies::healing;
     using time_point = std::chrono::steady_clock::time_point;
     using flow_type = detail::operation_flow<policies>;
     using transaction_type = basic_transaction<Database>;
@@ -74,6 +78,7 @@ public:
         s.retry = retry_type::defaults;
         s.backup = backup_type::defaults();
         s.archive = archive_type::defaults();
+        s.healing = healing_type::defaults();
         return s;
     }
 
@@ -82,7 +87,7 @@ public:
     // unavailable file is retried under the retry policy (connection recovery).
     explicit Database(std::filesystem::path path, options opts = {})
         : ctx_(std::move(path), std::move(opts), opts.settings ? *opts.settings : default_settings()) {
-        detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, schedule_);
+        detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, heal_, schedule_);
     }
 
     Database(const Database&) = delete;
@@ -117,6 +122,7 @@ public:
         static_assert(std::is_invocable_v<F, transaction_type&>,
                       "resilite::Database::transaction(f): f must be callable as f(tx), e.g. "
                       "[&](auto& tx) { tx.exec(...); }");
+        heal_if_due();
         return flow_.template transaction<transaction_type>(*this, std::forward<F>(f), mode);
     }
 
@@ -124,6 +130,7 @@ public:
     // COMMIT are retried when busy; statements inside are not (the transaction cannot be
     // replayed without your code: use transaction(f) for that).
     [[nodiscard]] transaction_type begin(transaction_mode mode = transaction_mode::immediate) {
+        heal_if_due();
         return flow_.template begin<transaction_type>(*this, mode);
     }
 
@@ -173,7 +180,26 @@ public:
     }
 
     // Size of the -wal file now (0 when there is none).
-    [[nodiscard]] std::uint64_t wal_bytes() const { return detail::wal_size(ctx_.path); }
+    [[nodiscard]] std::uint64_t wal_bytes() const { return sqlite::file_set{ctx_.path}.wal_size(); }
+
+    // ---- healing ----------------------------------------------------------------------------------
+
+    // Heals now (resilite::healing<>): quarantines the database, rebuilds it from the newest
+    // good backup plus the archive (or older backups, or the archive alone), verifies it and
+    // swaps it in, then reopens. Returns the report; throws (class corrupt, the manual recovery
+    // steps in technical().report) when no source could, deleting nothing. Damage seen by an
+    // operation heals this way on the next call, and damage found at open before anything else.
+    heal_report heal() {
+        static_assert(healing_type::enabled, "resilite::Database::heal(): add the resilite::healing<> policy");
+        std::lock_guard lock(ctx_.mutex);
+        return detail::heal_while_open(ctx_, archive_, heal_, "db.heal()");
+    }
+
+    // The last heal since open (at open, by heal() or after damage at run time), if any.
+    [[nodiscard]] std::optional<heal_report> last_heal() const {
+        std::lock_guard lock(ctx_.mutex);
+        return heal_.last();
+    }
 
     // ---- archive --------------------------------------------------------------------------------
 
@@ -271,7 +297,20 @@ private:
     // The statement hook of detail::statement_api: one operation in autocommit, retried.
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
+        heal_if_due();
         return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+    }
+
+    // Damage seen by an earlier call, with healing on: heal before this one (one relaxed load
+    // when there is none). Not inside a transaction: it holds the database until it ends.
+    void heal_if_due() {
+        if constexpr (healing_type::enabled) {
+            if (ctx_.heal_due.load(std::memory_order_relaxed)) [[unlikely]] {
+                std::lock_guard lock(ctx_.mutex);
+                if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()))
+                    static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
+            }
+        }
     }
 
     // The caller holds the writer lock.
@@ -288,6 +327,7 @@ private:
     detail::schema_setup<policies> schema_{ctx_, flow_};
     detail::checker<policies> checks_{ctx_};
     detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
+    detail::heal_flow<policies> heal_{ctx_};
     detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_};
 };
 

@@ -21,6 +21,9 @@
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/durability/synchronous.hpp>
+#include <resilite/heal/heal_report.hpp>
+#include <resilite/heal/healing_settings.hpp>
+#include <resilite/heal/reset_healing.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/monitor/check_level.hpp>
 #include <resilite/monitor/event.hpp>
@@ -30,6 +33,7 @@
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
+#include <resilite/policy/healing.hpp>
 #include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>

@@ -6,6 +6,7 @@
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/retry/retry_settings.hpp>
 #include <resilite/durability/synchronous.hpp>
+#include <resilite/heal/healing_settings.hpp>
 
 #include <fmt/format.h>
 
@@ -26,6 +27,7 @@ struct settings {
     retry_settings retry{};                            // backoff between attempts
     backup_settings backup{};                          // copies, schedule, retention
     archive_settings archive{};                        // text archive of every committed change
+    healing_settings healing{};                        // what happens to a database found damaged
     std::chrono::seconds quick_check_interval{0};      // scheduled quick_check (0: off)
     std::chrono::seconds integrity_check_interval{0};  // scheduled integrity_check (0: off)
 
@@ -53,6 +55,7 @@ struct settings {
         }
         if (auto p = backup.problem()) return p;
         if (auto p = archive.problem()) return p;
+        if (auto p = healing.problem()) return p;
         return retry.problem();
     }
 };

@@ -95,21 +95,31 @@ constexpr bool checked_retry_policy() {
     return true;
 }
 
-// The policy's hooks where it has them, the library's where it does not.
+// The policy's hooks where it has them, the library's where it does not. A hook that is there
+// under the name but with another signature is an error, never silently ignored.
 template <class P>
-[[nodiscard]] retry_scope retry_scope_for(const error& e) noexcept {
+[[nodiscard]] retry_scope retry_scope_for(const error& e) {
     if constexpr (requires { { P::scope_of(e) } -> std::convertible_to<retry_scope>; }) {
         return P::scope_of(e);
     } else {
+        static_assert(!requires { &P::scope_of; },
+                      "resilite: the retry policy's scope_of must be `static resilite::retry_scope "
+                      "scope_of(const resilite::error&)`");
         return default_retry_scope(e);
     }
 }
 template <class P>
 [[nodiscard]] std::chrono::nanoseconds retry_delay_for(const retry_settings& s, int retry,
                                                        std::chrono::nanoseconds previous, std::mt19937_64& rng) {
-    if constexpr (requires { { P::delay(s, retry, previous, rng) } -> std::convertible_to<std::chrono::nanoseconds>; }) {
+    if constexpr (requires {
+                      { P::delay(s, retry, previous, rng) } -> std::convertible_to<std::chrono::nanoseconds>;
+                  }) {
         return P::delay(s, retry, previous, rng);
     } else {
+        static_assert(!requires { &P::delay; },
+                      "resilite: the retry policy's delay must be `static std::chrono::nanoseconds "
+                      "delay(const resilite::retry_settings&, int retry, std::chrono::nanoseconds previous, "
+                      "std::mt19937_64&)`");
         return draw_delay(s, retry, previous, rng);
     }
 }

@@ -12,5 +12,6 @@ struct schema {};
 struct migrations {};
 struct backup {};
 struct archive {};
+struct healing {};
 
 }  // namespace resilite::slot

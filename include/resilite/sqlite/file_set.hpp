@@ -5,6 +5,7 @@
 // replayed into another one it corrupts it.
 
 #include <array>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -23,6 +24,13 @@ public:
     [[nodiscard]] std::filesystem::path wal() const { return side("-wal"); }
     [[nodiscard]] std::filesystem::path shm() const { return side("-shm"); }
     [[nodiscard]] std::filesystem::path journal() const { return side("-journal"); }
+
+    // Size of the -wal file now (0 when there is none).
+    [[nodiscard]] std::uint64_t wal_size() const noexcept {
+        std::error_code ec;
+        const auto n = std::filesystem::file_size(wal(), ec);
+        return ec ? 0 : static_cast<std::uint64_t>(n);
+    }
 
     // The side files, whether they exist or not.
     [[nodiscard]] std::vector<std::filesystem::path> side_files() const {

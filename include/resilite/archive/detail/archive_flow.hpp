@@ -8,11 +8,13 @@
 // With the no_archive policy every member is a no-op the compiler removes.
 
 #include <resilite/archive/archive_settings.hpp>
+#include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
+#include <resilite/schema/detail/schema_sync.hpp>
 
 #include <fmt/format.h>
 
@@ -115,7 +117,7 @@ public:
     // in the segment and synced before the operation returns.
     void after_commit() noexcept {
         if constexpr (R::archiving) {
-            if (writer_ && ctx_.config.archive.when == archive_settings::flush::on_commit &&
+            if (writer_ && ctx_.conn && ctx_.config.archive.when == archive_settings::flush::on_commit &&
                 !ctx_.conn->in_transaction())
                 drain_quietly(false);
         }
@@ -154,6 +156,7 @@ public:
     }
     // After reconfigure(): returns true when the schedule changed.
     bool reconfigured(const archive_settings& next, const archive_settings& previous) {
+        if (!R::archiving) return false;
         if (writer_) writer_->set_settle_rows(next.settle_rows);
         if (next.interval == previous.interval && next.when == previous.when) return false;
         next_ = ctx_.now() + next.interval;

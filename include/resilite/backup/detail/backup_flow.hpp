@@ -152,12 +152,29 @@ private:
     // writers go on between steps (their changes reach the copy without restarting it). Returns
     // the restarts seen; more than max_restarts means the caller takes VACUUM INTO instead.
     int copy_online(const std::filesystem::path& file, const backup_settings& s, time_point started) {
-        sqlite::connection dst{file};
+        std::optional<sqlite::connection> opened;
+        try {
+            opened.emplace(file);
+        } catch (error& e) {
+            e.annotate(1, ctx_.now() - started, "backup");
+            throw;
+        }
+        auto& dst = *opened;
         // The copy needs no journal and no syncs of its own: a failed copy is thrown away, a
-        // finished one is synced once before it is promoted.
-        dst.exec_script("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;");
+        // finished one is synced once before it is promoted. (Best effort: only speed depends on it.)
+        sqlite3_exec(dst.native_handle(), "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;", nullptr, nullptr,
+                     nullptr);
         std::optional<sqlite::backup> b;
         ctx_.with_lock([&] { b.emplace(dst, ctx_.connection()); });
+        // Finishing unlinks the backup from the writer connection's pager: under the lock.
+        struct finish_under_lock {
+            context<R>& ctx;
+            std::optional<sqlite::backup>& b;
+            ~finish_under_lock() {
+                std::lock_guard lock(ctx.mutex);
+                b.reset();
+            }
+        } finally{ctx_, b};
         int restarts = 0;
         int last_remaining = -1;
         for (;;) {
@@ -183,8 +200,8 @@ private:
             }
             ctx_.clock.sleep_for(s.pause);
         }
-        if (const int rc = b->finish(); rc != SQLITE_OK)
-            throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
+        const int rc = ctx_.with_lock([&] { return b->finish(); });
+        if (rc != SQLITE_OK) throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
         return restarts;
     }
 

@@ -52,8 +52,9 @@ void refuse_unusable_path(const context<R>& ctx) {
     // to the name; a name too long for them would fail later, one feature at a time.
     const auto name = path.filename().string().size();
     const auto limit = static_cast<std::size_t>(::pathconf(dir.c_str(), _PC_NAME_MAX));
+    // (healing adds "<name>.heal-log.jsonl" and "quarantine/<name>-<UTC>-<n>")
     const bool backups = ctx.config.backup.enabled;
-    const std::size_t longest_suffix = backups ? 30 : 9;
+    const std::size_t longest_suffix = backups ? 30 : ctx.config.healing.enabled ? 20 : 9;
     if (limit > longest_suffix && name > limit - longest_suffix) {
         throw library_failure(
             error_class::cant_open, "open",
@@ -206,9 +207,10 @@ void finish_identity(context<R>& ctx) {
         ctx.identity = read_identity(c).value_or("");  // another process may have won
     }
     if (ctx.read_only) return;
-    const marker m{true, ctx.identity, std::string{to_string(sync)}};
-    const auto old = read_marker(ctx.path);
-    if (old.identity != m.identity || old.synchronous != m.synchronous) {
+    auto m = read_marker(ctx.path);  // keeps the healing state it holds
+    if (m.identity != ctx.identity || m.synchronous != to_string(sync)) {
+        m.identity = ctx.identity;
+        m.synchronous = std::string{to_string(sync)};
         if (!write_marker(ctx.path, m)) {
             throw library_failure(error_class::io, "open",
                                   fmt::format("could not write the sidecar {}", marker_path(ctx.path).string()),

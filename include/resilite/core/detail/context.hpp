@@ -61,6 +61,7 @@ public:
     std::atomic<std::uint64_t> retries{0};
     std::mutex rng_mutex;
     std::mt19937_64 rng;  // jitter
+    std::atomic<bool> heal_due{false};  // damage seen with healing on: the next call heals first
 
     [[nodiscard]] time_point now() const { return clock.now(); }
     [[nodiscard]] const char* vfs_name() const noexcept { return vfs.empty() ? nullptr : vfs.c_str(); }
@@ -131,6 +132,7 @@ public:
                 if (!damage_.empty()) return;
                 damage_ = std::string{what};
             }
+            if constexpr (R::healing::enabled) heal_due.store(true, std::memory_order_relaxed);
             emit_since("corrupt", now(), outcome::failed, 0, klass, what);
         } catch (...) {
         }
@@ -140,6 +142,13 @@ public:
     [[nodiscard]] std::string damage() const {
         std::lock_guard lock(damage_mutex_);
         return damage_;
+    }
+
+    // After a heal: the database in place is sound again.
+    void clear_damage() noexcept {
+        std::lock_guard lock(damage_mutex_);
+        damage_.clear();
+        heal_due.store(false, std::memory_order_relaxed);
     }
 
     // The writer lock is not fair: a thread committing in a loop takes it back before a waiting

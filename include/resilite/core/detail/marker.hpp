@@ -2,10 +2,16 @@
 // The sidecar beside a database that resilite initialised ("app.db-resilite"). It tells a file
 // that was emptied (truncated to 0 bytes: data lost) from a brand new one (nothing lost), holds
 // the database's identity (so that a new, emptied or different database at the path is seen as
-// damage), and the synchronous level last used (what a torn WAL tail can mean after a crash).
+// damage), the synchronous level last used (what a torn WAL tail can mean after a crash), and
+// the healing state: consecutive failed heals (the circuit breaker, kept across restarts), a heal
+// begun and not finished (with where it quarantined the files), and the heal epoch, which every
+// finished heal increases so that other processes notice the swap.
+
+#include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -20,6 +26,9 @@ struct marker {
     bool exists = false;
     std::string identity;     // empty in a marker written before identities existed
     std::string synchronous;  // "FULL", "NORMAL", ...; empty when unknown
+    int heal_attempts = 0;          // heals begun since the last successful one
+    std::string heal_quarantine;    // a heal in progress: where it put the damaged files
+    std::uint64_t heal_epoch = 0;   // finished heals
 };
 
 [[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
@@ -30,6 +39,9 @@ struct marker {
         for (std::string line; std::getline(in, line);) {
             if (line.starts_with("identity ")) m.identity = line.substr(9);
             if (line.starts_with("synchronous ")) m.synchronous = line.substr(12);
+            if (line.starts_with("heal_attempts ")) m.heal_attempts = std::stoi(line.substr(14));
+            if (line.starts_with("heal_quarantine ")) m.heal_quarantine = line.substr(16);
+            if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
         }
     } catch (...) {
     }
@@ -49,8 +61,11 @@ struct marker {
                    "its data was lost (restore it, do not recreate it)\n";
             if (!m.identity.empty()) out << "identity " << m.identity << '\n';
             if (!m.synchronous.empty()) out << "synchronous " << m.synchronous << '\n';
+            if (m.heal_attempts > 0) out << "heal_attempts " << m.heal_attempts << '\n';
+            if (!m.heal_quarantine.empty()) out << "heal_quarantine " << m.heal_quarantine << '\n';
+            if (m.heal_epoch > 0) out << "heal_epoch " << m.heal_epoch << '\n';
             out.flush();
-            if (!out) {
+            if (!out || !fsync_path(tmp, false)) {
                 std::error_code ec;
                 std::filesystem::remove(tmp, ec);
                 return false;
@@ -58,7 +73,7 @@ struct marker {
         }
         std::error_code ec;
         std::filesystem::rename(tmp, target, ec);
-        if (!ec) return true;
+        if (!ec) return fsync_path(target.has_parent_path() ? target.parent_path() : ".", true);
         std::filesystem::remove(tmp, ec);
         return false;
     } catch (...) {

@@ -1,7 +1,8 @@
 #pragma once
 // The open flow, top to bottom:
 //   1. refuse at once what no retry can cure: invalid settings, a missing directory or a name
-//      too long for the side files, a file whose header or WAL is damaged;
+//      too long for the side files; with healing on, heal a file whose header or WAL is
+//      damaged (or whose heal was interrupted); refuse one that is still damaged;
 //   2. in one retried loop (another process may hold the write lock at any step):
 //      a. open the connection: WAL and the synchronous level, both read back;
 //      b. verify the identity: the file is the database resilite keeps at this path;
@@ -15,6 +16,7 @@
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/operation_flow.hpp>
+#include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/monitor/detail/scheduler.hpp>
 #include <resilite/schema/detail/schema_setup.hpp>
 
@@ -24,11 +26,15 @@ namespace resilite::detail {
 
 template <class R, class Owner>
 void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_setup<R>& schema,
-               archive_flow<R>& archive, backup_flow<R>& backups, scheduler<R>& schedule) {
+               archive_flow<R>& archive, backup_flow<R>& backups, heal_flow<R>& heal, scheduler<R>& schedule) {
     auto st = start_retry(ctx);
     try {
         refuse_invalid(ctx, ctx.config, "open");  // 1.
         refuse_unusable_path(ctx);
+        if constexpr (R::healing::enabled) {
+            if (auto damage = damage_at_open(ctx.path); damage && ctx.on_disk())
+                static_cast<void>(heal.run(std::move(*damage), "open: header check"));
+        }
         refuse_damaged(ctx);
     } catch (...) {
         flow.finish_failed("open", st);

@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -268,8 +269,8 @@ private:
         std::chrono::nanoseconds delay;
         {
             std::lock_guard lock(ctx_.rng_mutex);
-            delay = std::min(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
-                             remaining);
+            delay = std::clamp(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
+                               std::chrono::nanoseconds{0}, remaining);
         }
         st.previous_delay = delay;
         ++ctx_.retries;

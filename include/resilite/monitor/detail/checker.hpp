@@ -6,6 +6,7 @@
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/monitor/check_health.hpp>
+#include <resilite/monitor/health_snapshot.hpp>
 
 #include <fmt/format.h>
 

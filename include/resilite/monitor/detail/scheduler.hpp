@@ -39,13 +39,6 @@ struct subscription_of<Clock> {
     using type = decltype(std::declval<const Clock&>().subscribe(std::function<void()>{}));
 };
 
-// Size of the -wal file now (0 when there is none).
-[[nodiscard]] inline std::uint64_t wal_size(const std::filesystem::path& db) {
-    std::error_code ec;
-    const auto n = std::filesystem::file_size(sqlite::file_set{db}.wal(), ec);
-    return ec ? 0 : static_cast<std::uint64_t>(n);
-}
-
 template <class R>
 class scheduler {
     using clock_type = typename R::clock;
@@ -97,7 +90,7 @@ public:
             did = true;
             schedule_checkpoint(t);
             static_cast<void>(checkpoint(checkpoint_mode::passive));
-            if (const auto wal = wal_size(ctx_.path); wal > ctx_.config.wal_alert_bytes) {
+            if (const auto wal = sqlite::file_set{ctx_.path}.wal_size(); wal > ctx_.config.wal_alert_bytes) {
                 ctx_.emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
                                 fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
                                             ctx_.config.wal_alert_bytes));

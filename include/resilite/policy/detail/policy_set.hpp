@@ -6,6 +6,7 @@
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/policy/durability.hpp>
+#include <resilite/policy/healing.hpp>
 #include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
@@ -37,7 +38,8 @@ inline constexpr auto slot_defaults =
                    hana::make_pair(hana::type_c<slot::schema>, hana::type_c<no_schema>),
                    hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>),
                    hana::make_pair(hana::type_c<slot::backup>, hana::type_c<no_backup>),
-                   hana::make_pair(hana::type_c<slot::archive>, hana::type_c<no_archive>));
+                   hana::make_pair(hana::type_c<slot::archive>, hana::type_c<no_archive>),
+                   hana::make_pair(hana::type_c<slot::healing>, hana::type_c<no_healing>));
 
 template <class P>
 concept has_slot = requires {
@@ -59,7 +61,7 @@ struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
                   "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, "
-                  "schema, migrations, backup, archive); "
+                  "schema, migrations, backup, archive, healing); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -108,6 +110,8 @@ struct policy_set {
                   "resilite::Database<...>: two backup policies given: keep one");
     static_assert(at_most_one_in_slot<slot::archive, Ps...>,
                   "resilite::Database<...>: two archive policies given: keep one");
+    static_assert(at_most_one_in_slot<slot::healing, Ps...>,
+                  "resilite::Database<...>: two healing policies given: keep one");
     static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
                   "resilite::Database<...>: two migrations policies given: list every migration in one "
                   "resilite::migrations<...>");
@@ -130,12 +134,13 @@ struct resolved_policies {
     using migrations = typename set::template get<slot::migrations>;
     using backup = typename set::template get<slot::backup>;
     using archive = typename set::template get<slot::archive>;
+    using healing = typename set::template get<slot::healing>;
 
     static constexpr bool valid =
         set::all_policies && checked_durability_policy<durability>() && checked_observer_policy<observer>() &&
         checked_clock_policy<clock>() && checked_retry_policy<retry>() && checked_schema_policy<schema>() &&
         checked_migrations_policy<migrations>() && checked_backup_policy<backup>() &&
-        checked_archive_policy<archive>();
+        checked_archive_policy<archive>() && checked_healing_policy<healing>();
     static_assert(!archive::enabled || !schema::empty,
                   "resilite::archive<> needs a declared schema: the archive records the rows of the declared "
                   "tables; add resilite::schema<resilite::table<...>, ...>");

@@ -1,0 +1,238 @@
+#pragma once
+// Segment files of the archive: their names, reading them (never through a link), appending
+// to them durably, and finding the last record of a segment from its end.
+
+#include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail::archive {
+
+[[nodiscard]] inline bool is_segment_name(std::string_view n) {
+    return n.size() == 11 && n.ends_with(".sql") && n[4] == '_' &&
+           std::all_of(n.begin(), n.begin() + 4, [](char c) { return c >= '0' && c <= '9'; }) &&
+           std::all_of(n.begin() + 5, n.begin() + 7, [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Segment file names in the directory, oldest first: regular files only (never a link, which
+// could lead to any file; never a directory). `odd`, if given, receives the other entries that
+// are named like segments.
+[[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir,
+                                                            std::vector<std::string>* odd = nullptr) {
+    std::vector<std::string> out;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
+        const auto name = it->path().filename().string();
+        if (!is_segment_name(name)) continue;
+        std::error_code st;
+        if (it->symlink_status(st).type() == std::filesystem::file_type::regular) {
+            out.push_back(name);
+        } else if (odd != nullptr) {
+            odd->push_back(name);
+        }
+    }
+    std::sort(out.begin(), out.end());
+    if (odd != nullptr) std::sort(odd->begin(), odd->end());
+    return out;
+}
+
+[[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
+    throw library_failure(error_class::archive, "archive",
+                          fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
+}
+
+// Why a segment path cannot be used, or nothing when it is a regular file or absent. A link is
+// never followed: it could make the archive append to, cut or read any file.
+[[nodiscard]] inline std::optional<std::string> unusable_segment(const std::filesystem::path& p) {
+    struct ::stat st {};
+    if (::lstat(p.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return std::nullopt;
+    if (S_ISLNK(st.st_mode)) {
+        return fmt::format("archive segment {} is a symbolic link; resilite never follows links in an "
+                           "archive (replace it with the file itself)",
+                           p.string());
+    }
+    return fmt::format("archive segment {} is not a regular file (a directory?); move it away", p.string());
+}
+
+// A segment's whole text: a regular file, never through a link, exactly its size (a device or
+// a FIFO named like a segment could otherwise block or never end).
+[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
+    if (auto why = unusable_segment(p)) throw library_failure(error_class::archive, "archive", *why, p.string());
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) fail_io("cannot read archive segment", p);
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        throw library_failure(error_class::archive, "archive",
+                              fmt::format("archive segment {} is not a regular file", p.string()), p.string());
+    }
+    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    while (got < out.size()) {
+        const auto n = ::read(fd, out.data() + got, out.size() - got);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        got += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    out.resize(got);
+    return out;
+}
+
+// Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
+// new). A new file starts with the preamble. Closing without finish() (a failed write: a full
+// volume) takes back what this appender wrote, and removes the file if it created it: a failure
+// we see is no tear and leaves nothing behind (the caller holds the write lock: no one else
+// appends meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
+class segment_appender {
+public:
+    segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
+        if (auto why = unusable_segment(file_))
+            throw library_failure(error_class::archive, "archive", *why, file_.string());
+        fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+        if (fd_ < 0 && errno == ENOENT) {
+            fd_ = ::open(file_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+            created_ = fd_ >= 0;
+        }
+        if (fd_ < 0) fail_io("cannot open archive segment", file_);
+        struct ::stat st {};
+        if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(std::exchange(fd_, -1));
+            throw library_failure(error_class::archive, "archive",
+                                  fmt::format("archive segment {} is not a regular file", file_.string()),
+                                  file_.string());
+        }
+        start_ = st.st_size;
+        fresh_ = st.st_size == 0;
+        if (fresh_) buffer_ = preamble;
+    }
+    segment_appender(const segment_appender&) = delete;
+    segment_appender& operator=(const segment_appender&) = delete;
+    ~segment_appender() {
+        if (fd_ < 0) return;
+        if (created_) {
+            static_cast<void>(::unlink(file_.c_str()));
+        } else if (written_) {
+            static_cast<void>(::ftruncate(fd_, start_));
+        }
+        ::close(fd_);
+    }
+
+    std::string& buffer() noexcept { return buffer_; }
+    // Writes the buffer out once it holds `at_least` bytes.
+    void flush(std::size_t at_least = 0) {
+        if (buffer_.size() < at_least || buffer_.empty()) return;
+        std::string_view rest{buffer_};
+        while (!rest.empty()) {
+            const auto n = ::write(fd_, rest.data(), rest.size());
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                fail_io("cannot append to archive segment", file_);
+            }
+            written_ = written_ || n > 0;
+            rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        buffer_.clear();
+    }
+    void finish() {
+        flush();
+        if (::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
+        ::close(std::exchange(fd_, -1));
+        if (fresh_ && !fsync_path(file_.parent_path(), true))
+            fail_io("cannot sync archive directory", file_.parent_path());
+    }
+
+private:
+    std::filesystem::path file_;
+    int fd_ = -1;
+    bool fresh_ = false, created_ = false, written_ = false;
+    off_t start_ = 0;  // the size before this appender wrote
+    std::string buffer_;
+};
+
+// Sets a torn tail aside in a file of its own, created new (never through a link), written
+// whole and synced; on any failure the file is removed and the caller must not cut the tail.
+[[nodiscard]] inline bool set_aside(const std::filesystem::path& aside, std::string_view bytes) {
+    const int fd = ::open(aside.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    bool ok = true;
+    while (ok && !bytes.empty()) {
+        const auto n = ::write(fd, bytes.data(), bytes.size());
+        if (n < 0 && errno == EINTR) continue;
+        ok = n > 0;
+        if (ok) bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    ok = ok && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) static_cast<void>(::unlink(aside.c_str()));
+    return ok;
+}
+
+struct tail_info {
+    std::int64_t seq = 0, last_id = 0, first_id = 0;
+    std::uint32_t crc = 0;
+    std::string utc;
+};
+
+// The last record of a segment that ends with a complete, valid record and starts with a v1
+// preamble, read from the end (a monthly segment can be large: reading it whole at every open
+// and after every other process's drain would be slow). Nothing when anything is unusual: the
+// caller then reads the whole segment.
+[[nodiscard]] inline std::optional<tail_info> read_last_record(const std::filesystem::path& path,
+                                                               std::uintmax_t size, const std::string& name) {
+    constexpr std::uintmax_t chunk_max = 1u << 16;
+    if (size == 0) return std::nullopt;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    const auto read_at = [&](std::uintmax_t offset, std::size_t n) {
+        std::string buf(n, '\0');
+        std::size_t got = 0;
+        while (got < n) {
+            const auto r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+            if (r < 0 && errno == EINTR) continue;
+            if (r <= 0) break;
+            got += static_cast<std::size_t>(r);
+        }
+        buf.resize(got);
+        return buf;
+    };
+    const auto head = read_at(0, format_line.size() + 1);
+    const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
+    const auto buf = read_at(size - chunk, chunk);
+    ::close(fd);
+    if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
+        return std::nullopt;
+    if (buf.size() != chunk || buf.empty() || buf.back() != '\n') return std::nullopt;
+    const auto line_start = buf.rfind('\n', buf.size() - 2);
+    std::string_view last{buf};
+    last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
+    std::int64_t seq = 0;
+    if (!parse::take(last, trailer_prefix) || !parse::number(last, seq)) return std::nullopt;
+    if (line_start == std::string::npos) return std::nullopt;
+    // The record's header line, before its trailer line ("-- txn N " appears in both).
+    const auto header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
+    if (header == std::string::npos || (header == 0 ? chunk != size : buf[header - 1] != '\n'))
+        return std::nullopt;
+    const auto contents = read_segment(std::string_view{buf}.substr(header), name);
+    if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
+    const auto& r = contents.records.front();
+    if (header + r.end != buf.size()) return std::nullopt;
+    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc};
+}
+
+}  // namespace resilite::detail::archive

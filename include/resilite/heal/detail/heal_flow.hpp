@@ -1,0 +1,500 @@
+#pragma once
+// The heal flow, top to bottom (heal_flow::run):
+//   1. take the heal lock (one healer per database across processes); a heal another process
+//      finished while we waited is not repeated;
+//   2. the circuit breaker: after max_attempts heals in a row that did not succeed, stop and
+//      say so until resilite::reset_healing(path); otherwise count this attempt (in the sidecar,
+//      so that it survives restarts);
+//   3. quarantine the database with its -wal/-shm/-journal into <quarantine>/<name>-<UTC>/
+//      (mode 0700, files 0600); never deleted by a heal, only by retention later;
+//   4. build a candidate beside the database, source by source, until one verifies:
+//      a. each backup, newest first, that passes its check, plus the archive records after the
+//         backup's archive_seq (a backup alone only when the policy accepts the loss);
+//      b. the archive alone;
+//      verify each: integrity_check, foreign keys, and, with an archive, every table equal to
+//      what a rebuild of the archive gives (secret columns, never archived, left out);
+//   5. swap: sync the candidate, rename it into place, sync the directory;
+//   6. record: attempts reset, the heal epoch increased, one JSON line in the heal log,
+//      quarantines past retention removed, heal_finished reported.
+// When no source verifies, nothing is deleted and the error's text is the manual recovery
+// steps. Killed at any point, the next open finds the database missing or damaged, with the
+// heal recorded in the sidecar, and heals again.
+
+#include <resilite/archive/inspect_archive.hpp>
+#include <resilite/archive/rebuild.hpp>
+#include <resilite/archive/replay_archive.hpp>
+#include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/core/detail/connect.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/heal/heal_report.hpp>
+#include <resilite/monitor/check_health.hpp>
+#include <resilite/schema/detail/schema_sync.hpp>
+#include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/file_set.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace resilite::detail {
+
+// One healer per database across processes: flock on "<db>-resilite-lock" (a file of its own:
+// a POSIX lock on the database file would be dropped by any close of it in this process).
+class heal_lock {
+public:
+    explicit heal_lock(const std::filesystem::path& db)
+        : fd_(::open((db.string() + "-resilite-lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+        if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) {
+            if (fd_ >= 0) ::close(fd_);
+            throw library_failure(error_class::io, "heal", "could not take the heal lock", db.string());
+        }
+    }
+    heal_lock(const heal_lock&) = delete;
+    heal_lock& operator=(const heal_lock&) = delete;
+    ~heal_lock() { ::close(fd_); }  // releases the flock
+
+private:
+    int fd_;
+};
+
+[[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
+                                                          const healing_settings& s) {
+    if (!s.quarantine_directory.empty()) return s.quarantine_directory;
+    return std::filesystem::absolute(db).parent_path() / "quarantine";
+}
+
+[[nodiscard]] inline std::filesystem::path heal_log_path(const std::filesystem::path& db) {
+    return std::filesystem::path{db.string() + ".heal-log.jsonl"};
+}
+
+// The database file is missing, or its header or WAL is damaged, or a heal was begun and not
+// finished: what to heal from, in words; nothing when the file looks sound.
+[[nodiscard]] inline std::optional<std::string> damage_at_open(const std::filesystem::path& db) {
+    const auto m = read_marker(db);
+    const auto h = check_health(db, check_level::header);
+    if (h.result == health_report::finding::missing) {
+        if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
+        return std::nullopt;  // never created, or removed on purpose: open says which
+    }
+    if (h.ok() || h.result == health_report::finding::io_error) return std::nullopt;
+    return fmt::format("{}: {}", to_string(h.result), h.detail);
+}
+
+template <class R>
+class heal_flow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    explicit heal_flow(context<R>& ctx) : ctx_(ctx) {}
+
+    // The last heal since open, if any (the caller holds the writer lock).
+    [[nodiscard]] const std::optional<heal_report>& last() const noexcept { return last_; }
+
+    // Heals the database at the path (the caller has no connection open on it). Returns the
+    // report; throws a resilite::error (class corrupt) whose technical().report holds the
+    // manual recovery steps when it cannot.
+    heal_report run(std::string found, std::string detected_by) {
+        const auto& path = ctx_.path;
+        const auto s = ctx_.with_lock([&] { return ctx_.config; });
+        heal_report rep;
+        rep.database = path;
+        rep.started = ctx_.clock.utc_now();
+        rep.found = std::move(found);
+        rep.detected_by = std::move(detected_by);
+        start_ = ctx_.now();
+        ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
+
+        const auto epoch_before = read_marker(path).heal_epoch;
+        heal_lock lock{path};  // 1.
+        auto m = read_marker(path);
+        if (m.heal_epoch != epoch_before && check_health(path, check_level::quick).ok()) {
+            rep.healed = true;
+            rep.sources.push_back({"another process", true, "healed while this one waited for the heal lock"});
+            return finish(rep, m, s);
+        }
+        if (m.heal_attempts >= s.healing.max_attempts) {  // 2.
+            throw library_failure(
+                error_class::corrupt, "heal",
+                fmt::format("healing stopped: {} heals in a row did not succeed, and healing never loops; the "
+                            "damaged files are kept in {}. Recover by hand, then call "
+                            "resilite::reset_healing(\"{}\") to let healing run again",
+                            m.heal_attempts, m.heal_quarantine.empty() ? "(nothing was moved)" : m.heal_quarantine,
+                            path.string()),
+                path.string());
+        }
+        rep.attempt = ++m.heal_attempts;
+        save(m);  // counted before anything can go wrong: a heal that kills the process counts too
+
+        rep.quarantine = quarantine(m, s.healing);  // 3. (reports its own progress)
+        save(m);
+
+        const auto here = std::filesystem::absolute(path).parent_path();  // 4.
+        remove_stale_temp_files(here, ".resilite-heal-");                  // of a heal that was killed
+        const auto archive_dir = archive_directory(s);
+        const bool has_archive = archive_holds_records(archive_dir);
+        const auto candidate = sqlite::file_set{here / fmt::format(".resilite-heal-{}.db", ::getpid())};
+        bool healed = false;
+        const auto backups = newest_first(s);
+        for (const auto& b : backups) {
+            if (over_time(s, rep)) break;
+            if (from_backup(b, has_archive, archive_dir, candidate, s, rep)) {
+                healed = true;
+                break;
+            }
+            if (!has_archive && !s.healing.accept_loss_since_backup) break;  // every backup would say the same
+        }
+        if (!healed && has_archive && !over_time(s, rep)) healed = from_archive(archive_dir, candidate, rep);
+        if (!healed) {
+            if (!has_archive)
+                rep.sources.push_back({"archive alone", false, fmt::format("no archive at {}", archive_dir.string())});
+            if (backups.empty())
+                rep.sources.push_back({"backups", false, fmt::format("none in {}", backup_directory(path, s.backup).string())});
+            candidate.remove_all();
+            fail(rep, s, archive_dir);
+        }
+
+        const auto swap_start = ctx_.now();  // 5.
+        ctx_.inject("heal:swap", rep.attempt);
+        if (!fsync_path(candidate.database(), false))
+            throw library_failure(error_class::io, "heal", "could not sync the healed database", path.string());
+        sqlite::file_set{path}.remove_side_files();
+        std::filesystem::rename(candidate.database(), path);
+        candidate.remove_side_files();
+        static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
+        rep.phases.push_back({"swap", ctx_.now() - swap_start});
+        progress("swap", 100);
+        rep.healed = true;
+        m.heal_attempts = 0;  // 6.
+        m.heal_quarantine.clear();
+        ++m.heal_epoch;
+        return finish(rep, m, s);
+    }
+
+private:
+    heal_report finish(heal_report& rep, marker& m, const settings& s) {
+        save(m);
+        ctx_.with_lock([&] { last_ = rep; });
+        rep.duration = ctx_.now() - start_;
+        append_log(rep);
+        remove_expired_quarantines(s.healing, rep.quarantine);
+        std::int64_t rows = 0;
+        for (const auto& t : rep.tables)
+            rows += t.rows;
+        ctx_.emit_since("heal_finished", start_, rep.may_be_lost.empty() ? outcome::ok : outcome::warning, rows,
+                        error_class::none, rep.to_text());
+        return rep;
+    }
+
+    [[noreturn]] void fail(heal_report& rep, const settings& s, const std::filesystem::path& archive_dir) {
+        rep.duration = ctx_.now() - start_;
+        ctx_.with_lock([&] { last_ = rep; });
+        append_log(rep);
+        const auto& path = ctx_.path;
+        std::string tried;
+        for (const auto& src : rep.sources)
+            tried += fmt::format("\n  - {}: {}", src.source, src.detail);
+        const auto text = fmt::format(
+            "the database is damaged and no source could heal it; nothing was deleted\n"
+            "found: {}\n"
+            "the damaged files are in {}\n"
+            "sources tried:{}\n"
+            "to recover by hand:\n"
+            "  1. salvage what the damaged copy holds: sqlite3 '{}' '.recover' > salvaged.sql\n"
+            "  2. or rebuild from the archive with what it holds: resilite::rebuild(\"{}\", \"new.db\", "
+            "{{.keep_going = true}}), or restore a backup from {} with resilite::restore()\n"
+            "  3. put the result at {}, then call resilite::reset_healing(\"{}\") so that healing may run again",
+            rep.found, rep.quarantine.empty() ? std::string{"(nothing was moved)"} : rep.quarantine.string(), tried,
+            (rep.quarantine / path.filename()).string(), archive_dir.string(),
+            backup_directory(path, s.backup).string(), path.string(), path.string());
+        ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::corrupt, text);
+        throw library_failure(error_class::corrupt, "heal", text, path.string());
+    }
+
+    // Moves the database and its side files aside; a heal interrupted after this step finds them
+    // where the sidecar says.
+    std::filesystem::path quarantine(marker& m, const healing_settings& hs) {
+        const auto& path = ctx_.path;
+        const auto start = ctx_.now();
+        const sqlite::file_set files{path};
+        std::error_code ec;
+        bool any = false;
+        for (const auto& f : {files.database(), files.wal(), files.shm(), files.journal()})
+            any = any || std::filesystem::exists(f, ec);
+        if (!any) return m.heal_quarantine;  // a heal interrupted after its quarantine
+        const auto root = quarantine_root(path, hs);
+        std::filesystem::create_directories(root);
+        const auto stamp =
+            fmt::format("{:%Y%m%dT%H%M%S}Z", std::chrono::floor<std::chrono::seconds>(ctx_.clock.utc_now()));
+        auto dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
+        for (int n = 2; std::filesystem::exists(dir); ++n)
+            dir = root / fmt::format("{}-{}-{}", path.filename().string(), stamp, n);
+        std::filesystem::create_directory(dir);
+        std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+        ctx_.inject("heal:quarantine", 1);
+        files.move_into(dir);
+        for (const auto& e : std::filesystem::directory_iterator(dir))
+            std::filesystem::permissions(e.path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        static_cast<void>(fsync_path(dir, true));
+        static_cast<void>(fsync_path(root, true));
+        static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
+        m.heal_quarantine = dir.string();
+        ctx_.emit_since("heal_progress", start, outcome::ok, 10, error_class::none,
+                        fmt::format("quarantined into {}", dir.string()));
+        return dir;
+    }
+
+    bool from_backup(const backup_file& b, bool has_archive, const std::filesystem::path& archive_dir,
+                     const sqlite::file_set& candidate, const settings& s, heal_report& rep) {
+        const auto name = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
+        try {
+            const auto restore_start = ctx_.now();
+            candidate.remove_all();
+            if (const auto h = check_health(b.path, check_level::quick); !h.ok()) {
+                rep.sources.push_back({name, false, fmt::format("the backup failed its check: {}", h.detail)});
+                return false;
+            }
+            if (!has_archive && !s.healing.accept_loss_since_backup) {
+                rep.sources.push_back(
+                    {name, false,
+                     fmt::format("there is no archive, so the commits after this backup ({:%Y-%m-%d %H:%M:%S} UTC) "
+                                 "would be lost; healing from a backup alone needs resilite::accept_loss_since_backup",
+                                 std::chrono::floor<std::chrono::seconds>(b.taken))});
+                return false;
+            }
+            std::filesystem::copy_file(b.path, candidate.database());
+            rep.phases.push_back({"restore", ctx_.now() - restore_start});
+            progress("restore", 30);
+            std::optional<std::int64_t> from, to;
+            if (has_archive) {
+                const auto replay_start = ctx_.now();
+                from = archive_seq_of(candidate.database());
+                ctx_.inject("heal:replay", 1);
+                const auto r = replay_archive(archive_dir, candidate.database());
+                to = r.last_seq;
+                rep.phases.push_back({"replay", ctx_.now() - replay_start});
+                progress("replay", 60);
+            }
+            if (auto problem = verify(candidate.database(), has_archive ? &archive_dir : nullptr, rep)) {
+                rep.sources.push_back({name, false, *problem});
+                return false;
+            }
+            rep.backup_used = b.path;
+            rep.archive_from_seq = from;
+            rep.archive_to_seq = to;
+            if (!has_archive) {
+                rep.may_be_lost = fmt::format("every commit after the backup taken {:%Y-%m-%d %H:%M:%S} UTC (there is no "
+                                              "archive to replay)",
+                                              std::chrono::floor<std::chrono::seconds>(b.taken));
+            } else if (to && from && *to > *from) {
+                rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns");
+            }
+            rep.sources.push_back({name, true, to ? fmt::format("archive replayed up to record {}", *to) : std::string{}});
+            return true;
+        } catch (const std::exception& e) {
+            rep.sources.push_back({name, false, e.what()});
+            return false;
+        }
+    }
+
+    bool from_archive(const std::filesystem::path& archive_dir, const sqlite::file_set& candidate, heal_report& rep) {
+        const std::string name = "archive alone";
+        try {
+            const auto start = ctx_.now();
+            candidate.remove_all();
+            ctx_.inject("heal:replay", 1);
+            const auto r = rebuild(archive_dir, candidate.database());
+            rep.phases.push_back({"rebuild", ctx_.now() - start});
+            progress("rebuild", 60);
+            if (auto problem = verify(candidate.database(), nullptr, rep)) {
+                rep.sources.push_back({name, false, *problem});
+                return false;
+            }
+            rep.archive_from_seq = 0;
+            rep.archive_to_seq = r.last_seq;
+            rep.may_be_lost = secrets_note("the secret columns");
+            rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
+            return true;
+        } catch (const std::exception& e) {
+            rep.sources.push_back({name, false, e.what()});
+            return false;
+        }
+    }
+
+    // Secret columns are never archived: what the archive wrote holds a placeholder there.
+    [[nodiscard]] static std::string secrets_note(std::string_view which) {
+        std::vector<std::string> secrets;
+        for (const auto& t : archive::capture_tables(R::schema::definition()))
+            for (const auto& c : t.secrets)
+                secrets.push_back(t.name + "." + c);
+        if (secrets.empty()) return {};
+        return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
+    }
+
+    // Why the candidate is not good enough, or nothing. Fills the rows per table.
+    std::optional<std::string> verify(const std::filesystem::path& candidate, const std::filesystem::path* archive_dir,
+                                      heal_report& rep) {
+        const auto start = ctx_.now();
+        ctx_.inject("heal:verify", 1);
+        rep.tables.clear();
+        std::set<std::string> undeclared;
+        {
+            sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
+            const auto integrity = c.query_all<std::string>("PRAGMA integrity_check");
+            if (integrity.size() != 1 || integrity.front() != "ok")
+                return fmt::format("the result fails its integrity check: {}", integrity.empty() ? "?" : integrity.front());
+            if (!c.query_all<std::string>("SELECT \"table\" FROM pragma_foreign_key_check").empty())
+                return std::string{"the result fails its foreign-key check"};
+            std::set<std::string> declared;
+            for (const auto& t : archive::capture_tables(R::schema::definition()))
+                declared.insert(lower(t.name));
+            for (const auto& t : archive::user_tables(c)) {
+                rep.tables.push_back({t, c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM \"{}\"", t)).value_or(0)});
+                if (declared.count(lower(t)) == 0) undeclared.insert(lower(t));
+            }
+        }
+        if (archive_dir != nullptr) {
+            inspect_options o;
+            o.live_database = candidate;
+            for (const auto& t : archive::capture_tables(R::schema::definition()))
+                for (const auto& c : t.secrets)
+                    o.excluded_columns.insert(lower(t.name) + "." + c);
+            for (const auto& t : undeclared)
+                o.excluded_columns.insert(t + ".*");
+            const auto r = inspect_archive(*archive_dir, o);
+            if (r.reproduces_live != true) {
+                std::string differs;
+                for (const auto& t : r.tables)
+                    if (t.matches_live == false) differs += (differs.empty() ? "" : ", ") + t.name;
+                return fmt::format("the result differs from what the archive holds ({})",
+                                   differs.empty() ? r.to_text() : "tables " + differs);
+            }
+        }
+        rep.phases.push_back({"verify", ctx_.now() - start});
+        progress("verify", 80);
+        return std::nullopt;
+    }
+
+    [[nodiscard]] std::filesystem::path archive_directory(const settings& s) const {
+        const auto& dir = s.archive.directory;
+        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+    }
+
+    [[nodiscard]] static bool archive_holds_records(const std::filesystem::path& dir) {
+        std::error_code ec;
+        return std::filesystem::is_directory(dir, ec) && !archive::list_segments(dir).empty();
+    }
+
+    [[nodiscard]] std::vector<backup_file> newest_first(const settings& s) const {
+        const auto dir = backup_directory(ctx_.path, s.backup);
+        std::error_code ec;
+        if (!std::filesystem::is_directory(dir, ec)) return {};
+        auto all = list_backups(ctx_.path, dir);
+        std::reverse(all.begin(), all.end());
+        return all;
+    }
+
+    [[nodiscard]] static std::optional<std::int64_t> archive_seq_of(const std::filesystem::path& db) {
+        sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
+            return 0;
+        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    }
+
+    bool over_time(const settings& s, heal_report& rep) {
+        if (ctx_.now() - start_ <= s.healing.time_limit) return false;
+        rep.sources.push_back({"time limit", false,
+                               fmt::format("the heal took longer than its limit of {} s and stopped there",
+                                           s.healing.time_limit.count())});
+        return true;
+    }
+
+    void progress(std::string_view phase, int percent) {
+        ctx_.emit_since("heal_progress", ctx_.now(), outcome::ok, percent, error_class::none, phase);
+    }
+
+    void save(const marker& m) {
+        if (!write_marker(ctx_.path, m)) {
+            throw library_failure(error_class::io, "heal",
+                                  fmt::format("could not write the sidecar {}", marker_path(ctx_.path).string()),
+                                  ctx_.path.string());
+        }
+    }
+
+    // One JSON line per heal, synced: the audit trail.
+    void append_log(const heal_report& rep) noexcept {
+        try {
+            const auto log = heal_log_path(ctx_.path);
+            {
+                std::ofstream out(log, std::ios::app);
+                out << rep.to_json() << '\n';
+            }
+            static_cast<void>(fsync_path(log, false));
+        } catch (...) {
+        }
+    }
+
+    // Quarantined files older than the retention go, never the one this heal made.
+    void remove_expired_quarantines(const healing_settings& hs, const std::filesystem::path& keep) noexcept {
+        try {
+            const auto root = quarantine_root(ctx_.path, hs);
+            const auto prefix = ctx_.path.filename().string() + "-";
+            const auto now = std::filesystem::file_time_type::clock::now();
+            std::error_code ec;
+            for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+                const auto name = e.path().filename().string();
+                if (!name.starts_with(prefix) || e.path() == keep) continue;
+                const auto t = std::filesystem::last_write_time(e.path(), ec);
+                if (!ec && now - t > hs.retention) std::filesystem::remove_all(e.path(), ec);
+            }
+        } catch (...) {
+        }
+    }
+
+    context<R>& ctx_;
+    time_point start_{};
+    std::optional<heal_report> last_;
+};
+
+// A heal while the Database is open (db.heal(), or the next call after damage was seen): the
+// archive writer and the connection are closed, the flow runs, and the healed database is
+// opened again as a reconnect would (no file created, identity verified). The caller holds the
+// writer lock.
+template <class R>
+heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow<R>& flow, std::string detected_by) {
+    auto found = ctx.damage();
+    if (found.empty()) found = "a heal was asked for";
+    archive.stop();
+    ctx.conn.reset();
+    heal_report report;
+    try {
+        report = flow.run(std::move(found), std::move(detected_by));
+    } catch (const error& e) {
+        ctx.broken = e;  // every call says why there is no database, until a heal succeeds
+        throw;
+    }
+    open_connection(ctx, start_retry(ctx), false);
+    verify_identity(ctx);
+    ctx.broken.reset();
+    ctx.clear_damage();
+    if constexpr (R::archiving) archive.start(false);
+    return report;
+}
+
+}  // namespace resilite::detail

@@ -1,0 +1,94 @@
+#pragma once
+// resilite::heal_report: what a heal found and did: how the damage was seen, where the damaged
+// files were put, every source tried with its outcome, the backup and archive range used, the
+// rows per table of the healed database, the time of each phase, and what may have been lost.
+// As text for people and as one JSON line for the heal log.
+
+#include <resilite/detail/json.hpp>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resilite {
+
+struct heal_report {
+    struct source_attempt {
+        std::string source;   // "backup app-20261130T101500.000Z.db + archive", "archive alone", ...
+        bool healed = false;  // this source gave the database now in place
+        std::string detail;   // why it was not used, or what it gave
+    };
+    struct table_rows {
+        std::string name;
+        std::int64_t rows = 0;
+    };
+    struct phase_time {
+        std::string phase;  // "quarantine", "restore", "replay", "verify", "swap"
+        std::chrono::nanoseconds duration{0};
+    };
+
+    std::filesystem::path database;
+    std::chrono::system_clock::time_point started{};
+    std::string found;        // what was wrong ("corrupt: ...")
+    std::string detected_by;  // "open: header check", "run time: exec", "db.heal()"
+    std::filesystem::path quarantine;  // where the damaged files are now (empty: nothing to move)
+    std::vector<source_attempt> sources;
+    std::optional<std::filesystem::path> backup_used;
+    std::optional<std::int64_t> archive_from_seq, archive_to_seq;  // records replayed (after the backup)
+    std::vector<table_rows> tables;
+    std::vector<phase_time> phases;
+    std::string may_be_lost;  // empty: nothing committed can be missing
+    int attempt = 1;          // this heal's number among consecutive failed ones (circuit breaker)
+    bool healed = false;
+    std::chrono::nanoseconds duration{0};
+
+    [[nodiscard]] std::string to_text() const {
+        std::string out = fmt::format("heal of {}: {}\n", database.string(), healed ? "healed" : "NOT healed");
+        out += fmt::format("  found: {} (seen by {})\n", found, detected_by);
+        if (!quarantine.empty()) out += fmt::format("  damaged files kept in: {}\n", quarantine.string());
+        for (const auto& s : sources)
+            out += fmt::format("  source {}: {}{}\n", s.source, s.healed ? "used" : "not used",
+                               s.detail.empty() ? std::string{} : " (" + s.detail + ")");
+        if (backup_used) out += fmt::format("  backup: {}\n", backup_used->string());
+        if (archive_from_seq)
+            out += fmt::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1, archive_to_seq.value_or(0));
+        for (const auto& t : tables)
+            out += fmt::format("  table {}: {} rows\n", t.name, t.rows);
+        for (const auto& p : phases)
+            out += fmt::format("  {}: {} ms\n", p.phase, std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
+        out += may_be_lost.empty() ? std::string{"  nothing committed is missing\n"}
+                                   : fmt::format("  may be lost: {}\n", may_be_lost);
+        return out;
+    }
+
+    [[nodiscard]] std::string to_json() const {
+        using detail::json_string;
+        std::string sources_json, tables_json, phases_json;
+        for (const auto& s : sources)
+            sources_json += fmt::format("{}{{\"source\":{},\"healed\":{},\"detail\":{}}}", sources_json.empty() ? "" : ",",
+                                        json_string(s.source), s.healed ? "true" : "false", json_string(s.detail));
+        for (const auto& t : tables)
+            tables_json += fmt::format("{}{}:{}", tables_json.empty() ? "" : ",", json_string(t.name), t.rows);
+        for (const auto& p : phases)
+            phases_json += fmt::format("{}{}:{}", phases_json.empty() ? "" : ",", json_string(p.phase),
+                                       std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
+        const auto opt = [](const auto& v) { return v ? fmt::format("{}", *v) : std::string{"null"}; };
+        return fmt::format(
+            "{{\"database\":{},\"started\":\"{:%Y-%m-%dT%H:%M:%S}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
+            "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{},"
+            "\"archive_to_seq\":{},\"tables\":{{{}}},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"duration_ms\":{}}}",
+            json_string(database.string()), std::chrono::floor<std::chrono::seconds>(started), healed ? "true" : "false",
+            attempt, json_string(found), json_string(detected_by), json_string(quarantine.string()), sources_json,
+            backup_used ? json_string(backup_used->string()) : std::string{"null"}, opt(archive_from_seq),
+            opt(archive_to_seq), tables_json, phases_json, json_string(may_be_lost),
+            std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
+    }
+};
+
+}  // namespace resilite

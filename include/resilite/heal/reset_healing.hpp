@@ -1,0 +1,23 @@
+#pragma once
+// resilite::reset_healing(path): lets healing run again after the circuit breaker stopped it
+// (max_attempts heals in a row did not succeed). Call it once the database is recovered by hand,
+// or its backups or archive are repaired. Changes nothing else.
+
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/core/error.hpp>
+
+#include <filesystem>
+
+namespace resilite {
+
+inline void reset_healing(const std::filesystem::path& db) {
+    auto m = detail::read_marker(db);
+    if (!m.exists || m.heal_attempts == 0) return;
+    m.heal_attempts = 0;  // (an unfinished heal stays recorded: the next open takes it up)
+    if (!detail::write_marker(db, m)) {
+        throw detail::library_failure(error_class::io, "reset_healing",
+                                      "could not write the sidecar " + detail::marker_path(db).string(), db.string());
+    }
+}
+
+}  // namespace resilite

@@ -1,0 +1,401 @@
+// Healing: a damaged database is quarantined (never deleted), rebuilt from the newest good
+// backup plus the archive tail (or older backups, or the archive alone), verified and swapped
+// in, at open and after damage seen at run time; a circuit breaker stops healing that cannot
+// succeed, and its error is the manual recovery steps.
+
+#include "archive_support.hpp"
+
+#include <resilite/resilite.hpp>
+#include <resilite/testing/corruption.hpp>
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <map>
+#include <random>
+
+using namespace test::archive;
+using test::manual_durability;
+using resilite::error_class;
+
+namespace {
+
+using backups_on_demand = resilite::backup<resilite::online_backup<>, resilite::on_demand>;
+using HealDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                  resilite::healing<>, common, manual_durability>;
+using ArchiveOnlyHealDb =
+    resilite::Database<resilite::schema<items, logs>, resilite::archive<>, resilite::healing<>, common, manual_durability>;
+using BackupOnlyHealDb = resilite::Database<resilite::schema<items, logs>, backups_on_demand, resilite::healing<>,
+                                            common, manual_durability>;
+using LossyHealDb = resilite::Database<resilite::schema<items, logs>, backups_on_demand,
+                                       resilite::healing<resilite::accept_loss_since_backup>, common, manual_durability>;
+using NothingHealDb = resilite::Database<resilite::schema<items, logs>, resilite::healing<>, common, manual_durability>;
+
+template <class Db>
+typename Db::options logged(const test::event_log& log) {
+    typename Db::options o;
+    o.observer = log.observer();
+    return o;
+}
+
+template <class Db>
+void insert_items(Db& db, int from, int to) {
+    for (int i = from; i <= to; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 1.5, fmt::format("secret {}", i)});
+}
+
+// id -> name of every row of items, read straight from the file.
+std::map<std::int64_t, std::string> rows_of(const std::filesystem::path& db) {
+    resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+    std::map<std::int64_t, std::string> out;
+    for (auto& [id, name] : c.query_all<std::int64_t, std::string>("SELECT id, name FROM items"))
+        out[id] = name;
+    return out;
+}
+
+std::map<std::int64_t, std::string> expected_rows(int from, int to) {
+    std::map<std::int64_t, std::string> out;
+    for (int i = from; i <= to; ++i)
+        out[i] = fmt::format("item {}", i);
+    return out;
+}
+
+bool integrity_ok(const std::filesystem::path& db) {
+    resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+    return c.query_one<std::string>("PRAGMA integrity_check") == "ok";
+}
+
+std::size_t lines_in(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);)
+        n += line.empty() ? 0 : 1;
+    return n;
+}
+
+std::vector<std::filesystem::path> quarantined(const std::filesystem::path& dir) {
+    std::vector<std::filesystem::path> out;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "quarantine", ec))
+        out.push_back(e.path());
+    return out;
+}
+
+// A database with 40 committed items: 1..20 before a backup, 21..40 after it.
+template <class Db>
+void history_with_backup(const std::filesystem::path& path) {
+    Db db{path};
+    insert_items(db, 1, 20);
+    db.insert(Log{"before the backup"});
+    static_cast<void>(db.backup_now());
+    insert_items(db, 21, 40);
+    db.insert(Log{"after the backup"});
+}
+
+// The root page of a table, zeroed: every read of the table meets it.
+void zero_root_page(const std::filesystem::path& path, const std::string& table) {
+    std::uint32_t root = 0;
+    {
+        resilite::sqlite::connection c{path, SQLITE_OPEN_READONLY};
+        root = static_cast<std::uint32_t>(
+            c.query_one<std::int64_t>("SELECT rootpage FROM sqlite_master WHERE name = ?", table).value_or(0));
+    }
+    resilite::testing::zero_page(path, root);
+}
+
+void damage_header(const std::filesystem::path& path, std::uint64_t seed = 7) {
+    std::mt19937_64 rng{seed};
+    resilite::testing::overwrite_header(path, rng);
+}
+
+}  // namespace
+
+TEST_CASE("heal at open: a damaged header heals from the newest backup plus the archive tail, nothing committed lost",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    damage_header(path);
+
+    test::event_log log;
+    HealDb db{path, logged<HealDb>(log)};
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 40);
+    CHECK(rows_of(path) == expected_rows(1, 40));
+    CHECK(db.query_one<int>("SELECT count(*) FROM logs") == 2);
+    CHECK(db.health().healthy);
+    // The rows restored from the backup keep their secrets; the ones replayed hold placeholders.
+    CHECK(db.get<Item>(5)->token == "secret 5");
+
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->detected_by == "open: header check");
+    REQUIRE(report->backup_used.has_value());
+    CHECK(report->archive_from_seq.has_value());
+    CHECK(report->archive_to_seq > report->archive_from_seq);
+    CHECK(report->may_be_lost.find("items.token") != std::string::npos);
+    CHECK(report->sources.back().healed);
+    // The damaged files are kept, private to the owner.
+    const auto q = quarantined(dir.path());
+    REQUIRE(q.size() == 1);
+    CHECK(report->quarantine == q.front());
+    CHECK(std::filesystem::exists(q.front() / "app.db"));
+    struct stat st {};
+    REQUIRE(::stat(q.front().c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
+    REQUIRE(::stat((q.front() / "app.db").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+    // Audit: one JSON line, and the events.
+    CHECK(lines_in(dir / "app.db.heal-log.jsonl") == 1);
+    CHECK(read_all(dir / "app.db.heal-log.jsonl").find("\"healed\":true") != std::string::npos);
+    CHECK(log.count("heal_started") == 1);
+    CHECK(log.count("heal_finished") == 1);
+    CHECK(log.count("heal_progress") >= 4);
+    // The healed database goes on: writes, archive and backups.
+    db.insert(Item{41, "item 41", 0, "t"});
+    CHECK(db.check_archive().reproduces_live == true);
+    CHECK(integrity_ok(path));
+}
+
+TEST_CASE("heal at open from the archive alone when there is no backup", "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        ArchiveOnlyHealDb db{path};
+        insert_items(db, 1, 30);
+        db.erase<Item>(7);
+    }
+    resilite::testing::truncate_file(path, resilite::testing::truncation::half);
+
+    ArchiveOnlyHealDb db{path};
+    auto want = expected_rows(1, 30);
+    want.erase(7);
+    CHECK(rows_of(path) == want);
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK_FALSE(report->backup_used.has_value());
+    CHECK(report->sources.back().source == "archive alone");
+    CHECK(integrity_ok(path));
+}
+
+TEST_CASE("heal refuses a backup alone without an archive unless accept_loss_since_backup, which names the window",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<BackupOnlyHealDb>(path);
+    damage_header(path);
+
+    try {
+        BackupOnlyHealDb db{path};
+        FAIL("a damaged database without archive opened");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::corrupt);
+        const auto& text = e.technical().report;
+        INFO(text);
+        CHECK(text.find("accept_loss_since_backup") != std::string::npos);
+        CHECK(text.find("to recover by hand") != std::string::npos);
+        CHECK(text.find("reset_healing") != std::string::npos);
+        CHECK(std::string{e.what()}.find('\n') == std::string::npos);
+    }
+    // Nothing deleted: the damaged file is in quarantine.
+    const auto q = quarantined(dir.path());
+    REQUIRE(q.size() == 1);
+    CHECK(std::filesystem::exists(q.front() / "app.db"));
+
+    // The application accepts the loss: the interrupted heal is taken up from the backup.
+    LossyHealDb db{path};
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    CHECK(report->healed);
+    CHECK(report->may_be_lost.find("every commit after the backup") != std::string::npos);
+    CHECK(report->attempt == 2);
+}
+
+TEST_CASE("heal circuit breaker: after 3 heals that fail open refuses at once until reset_healing", "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        NothingHealDb db{path};
+        db.insert(Item{1, "one", 1, "t"});
+    }
+    damage_header(path);
+    const auto open_error = [&] {
+        try {
+            NothingHealDb db{path};
+        } catch (const resilite::error& e) {
+            return std::string{e.technical().report.empty() ? e.what() : e.technical().report};
+        }
+        return std::string{"opened"};
+    };
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+        const auto text = open_error();
+        INFO(text);
+        CHECK(text.find("no source could heal it") != std::string::npos);
+    }
+    CHECK(open_error().find("healing stopped: 3 heals in a row") != std::string::npos);
+    CHECK(open_error().find("healing stopped") != std::string::npos);  // and stays stopped
+    CHECK(lines_in(dir / "app.db.heal-log.jsonl") == 3);
+    // The first heal's quarantine still holds the damaged file; later ones had nothing to move.
+    const auto q = quarantined(dir.path());
+    REQUIRE(q.size() == 1);
+    CHECK(std::filesystem::exists(q.front() / "app.db"));
+
+    resilite::reset_healing(path);
+    CHECK(open_error().find("no source could heal it") != std::string::npos);
+}
+
+TEST_CASE("heal at run time: the call that meets the damage fails with corrupt, the next call heals first",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    test::event_log log;
+    HealDb db{path, logged<HealDb>(log)};
+    for (int i = 1; i <= 300; ++i)
+        db.insert(Item{i, std::string(200, static_cast<char>('a' + i % 26)), i * 1.0, "t"});
+    static_cast<void>(db.backup_now());
+    for (int i = 301; i <= 320; ++i)
+        db.insert(Item{i, std::string(200, 'z'), i * 1.0, "t"});
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    // A page of items goes bad under the open connection (its cache forgets what it read).
+    db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+    zero_root_page(path, "items");
+
+    CHECK_THROWS_AS(static_cast<void>(db.select<Item>()), resilite::error);
+    CHECK_FALSE(db.health().healthy);
+    CHECK(db.select<Item>("ORDER BY id").size() == 320);  // healed before it ran
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->detected_by.find("run time") != std::string::npos);
+    CHECK(db.health().healthy);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 320);
+    db.insert(Item{321, "after the heal", 0, "t"});
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 321);
+    CHECK(log.count("corrupt") >= 1);
+    CHECK(integrity_ok(path));
+}
+
+TEST_CASE("heal killed after each phase: the next open finishes it, never a lost commit or a missing database",
+          "[heal]") {
+    for (const char* phase : {"heal:quarantine", "heal:replay", "heal:verify", "heal:swap"}) {
+        DYNAMIC_SECTION(phase) {
+            test::temp_dir dir;
+            const auto path = dir / "app.db";
+            history_with_backup<HealDb>(path);
+            damage_header(path);
+            const pid_t child = ::fork();
+            REQUIRE(child >= 0);
+            if (child == 0) {
+                HealDb::options o;
+                o.inject_failure = [&](std::string_view operation, int) {
+                    if (operation == phase) ::_exit(0);  // killed right there
+                    return SQLITE_OK;
+                };
+                try {
+                    HealDb db{path, o};
+                } catch (...) {
+                }
+                ::_exit(3);  // the phase was never reached
+            }
+            int status = 0;
+            REQUIRE(::waitpid(child, &status, 0) == child);
+            REQUIRE(WIFEXITED(status));
+            REQUIRE(WEXITSTATUS(status) == 0);
+
+            HealDb db{path};
+            CHECK(rows_of(path) == expected_rows(1, 40));
+            CHECK(integrity_ok(path));
+            const auto report = db.last_heal();
+            REQUIRE(report.has_value());
+            CHECK(report->healed);
+            CHECK(report->attempt == 2);
+            CHECK_FALSE(quarantined(dir.path()).empty());
+        }
+    }
+}
+
+TEST_CASE("heal: no healing policy keeps the refusal", "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<ItemsBackupDb>(path);
+    damage_header(path);
+    CHECK_THROWS_AS(ItemsBackupDb(path), resilite::error);
+    CHECK(quarantined(dir.path()).empty());
+    CHECK(std::filesystem::exists(path));
+}
+
+TEST_CASE("P13 corruption recovery", "[heal][property][P13]") {
+    test::temp_dir dir;
+    int case_number = 0;
+    rc::prop("any history x corruption x with or without a backup heals to every committed row", [&] {
+        const int ops = *rc::gen::inRange(1, 60);
+        const bool with_backup = *rc::gen::arbitrary<bool>();
+        const int damage = *rc::gen::inRange(0, 5);
+        const auto seed = *rc::gen::arbitrary<std::uint64_t>();
+        std::mt19937_64 rng{seed};
+        const auto path = dir / fmt::format("p13-{}.db", ++case_number);
+        std::map<std::int64_t, std::string> model;
+        {
+            HealDb db{path};
+            const int backup_at = with_backup ? static_cast<int>(rng() % static_cast<unsigned>(ops)) : -1;
+            for (int i = 0; i < ops; ++i) {
+                const auto id = static_cast<std::int64_t>(rng() % 25);
+                switch (rng() % 3) {
+                    case 0:
+                    case 1: {
+                        const auto name = fmt::format("v{}-{}", i, std::string(rng() % 300, 'x'));
+                        db.upsert(Item{id, name, 0, "t"});
+                        model[id] = name;
+                        break;
+                    }
+                    default:
+                        db.erase<Item>(id);
+                        model.erase(id);
+                }
+                if (i == backup_at) static_cast<void>(db.backup_now());
+            }
+        }
+        switch (damage) {
+            case 0:
+                resilite::testing::overwrite_header(path, rng);
+                break;
+            case 1:
+                resilite::testing::truncate_file(path, resilite::testing::truncation::half);
+                break;
+            case 2:
+                resilite::testing::truncate_file(path, resilite::testing::truncation::fifty_bytes);
+                break;
+            case 3:
+                resilite::testing::truncate_file(path, resilite::testing::truncation::zero);
+                break;
+            default:  // the table's root page: seen at run time, by the first read of it
+                zero_root_page(path, "items");
+        }
+        HealDb db{path};
+        try {
+            static_cast<void>(db.select<Item>());
+        } catch (const resilite::error& e) {
+            RC_ASSERT(e.klass() == error_class::corrupt);  // and the next call heals first
+        }
+        std::map<std::int64_t, std::string> got;
+        for (const auto& item : db.select<Item>())
+            got[item.id] = item.name;
+        RC_ASSERT(got == model);
+        RC_ASSERT(integrity_ok(path));
+        const auto report = db.last_heal();
+        RC_ASSERT(report.has_value());
+        RC_ASSERT(report->healed);
+        RC_ASSERT(report->attempt <= 3);
+        RC_ASSERT(!report->quarantine.empty());
+        RC_ASSERT(std::filesystem::exists(report->quarantine));
+    });
+}
