@@ -301,14 +301,20 @@ private:
         return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
 
-    // Damage seen by an earlier call, with healing on: heal before this one (one relaxed load
-    // when there is none). Not inside a transaction: it holds the database until it ends.
+    // With healing on, before every call: damage seen by an earlier call is healed first, and a
+    // database another process healed (the file at the path replaced: one stat) is reopened, so
+    // that no write goes into a quarantined file. Not inside a transaction: it holds the
+    // database until it ends.
     void heal_if_due() {
         if constexpr (healing_type::enabled) {
-            if (ctx_.heal_due.load(std::memory_order_relaxed)) [[unlikely]] {
-                std::lock_guard lock(ctx_.mutex);
-                if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()))
-                    static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
+            const bool due = ctx_.heal_due.load(std::memory_order_relaxed);
+            if (!due && !detail::file_replaced(ctx_)) [[likely]] return;
+            std::lock_guard lock(ctx_.mutex);
+            if (ctx_.conn && ctx_.conn->in_transaction()) return;
+            if (ctx_.heal_due.load()) {
+                static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
+            } else if (detail::file_replaced(ctx_)) {
+                detail::follow_replaced_file(ctx_, archive_);
             }
         }
     }

@@ -14,6 +14,7 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
@@ -128,6 +129,28 @@ template <class R>
     return st;
 }
 
+// Which file the connection has open, to notice later that another one took its place (a heal
+// by another process, a restore, a replacement).
+template <class R>
+void remember_file(context<R>& ctx) noexcept {
+    struct stat st {};
+    if (ctx.on_disk() && ::stat(ctx.path.c_str(), &st) == 0) {
+        ctx.file_dev = static_cast<std::uint64_t>(st.st_dev);
+        ctx.file_ino = static_cast<std::uint64_t>(st.st_ino);
+    } else {
+        ctx.file_dev = ctx.file_ino = 0;
+    }
+}
+
+// True when the file at the path is no longer the one the connection has open (one stat).
+template <class R>
+[[nodiscard]] bool file_replaced(const context<R>& ctx) noexcept {
+    if (ctx.file_ino == 0) return false;
+    struct stat st {};
+    if (::stat(ctx.path.c_str(), &st) != 0) return true;
+    return static_cast<std::uint64_t>(st.st_ino) != ctx.file_ino || static_cast<std::uint64_t>(st.st_dev) != ctx.file_dev;
+}
+
 // The caller holds the writer lock.
 template <class R>
 void open_connection(context<R>& ctx, const retry_state& st, bool create) {
@@ -136,6 +159,7 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, st);
     apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());
+    remember_file(ctx);
 }
 
 // A database newer than the code is opened read-only (newer_database::read_only).

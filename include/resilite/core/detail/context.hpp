@@ -53,6 +53,7 @@ public:
     std::optional<error> broken;  // why the last reconnect failed (conn is empty then)
     std::string identity;         // this database's identity (core/detail/identity.hpp)
     bool read_only = false;
+    std::uint64_t file_dev = 0, file_ino = 0;  // the file the connection opened (0: unknown)
     std::chrono::milliseconds applied_busy_timeout{-1};  // what SQLite's busy handler has now
     std::string vfs;
     std::function<int(std::string_view, int)> inject_failure;

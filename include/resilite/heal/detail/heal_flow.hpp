@@ -497,4 +497,26 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     return report;
 }
 
+// The file at the path is not the one this Database has open: another process healed (or
+// restored, or replaced) it. Reopen before the next operation, as a reconnect would: a healed
+// database is taken up, a foreign or damaged one refused (the next calls say why). The caller
+// holds the writer lock and no transaction is open.
+template <class R>
+void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
+    const auto start = ctx.now();
+    archive.stop();
+    ctx.conn.reset();
+    reconnect(ctx);
+    if (!ctx.conn) {
+        ctx.emit_since("reopen", start, outcome::failed, 0, ctx.broken ? ctx.broken->klass() : error_class::cant_open,
+                       ctx.broken ? ctx.broken->what() : "the database at the path could not be opened");
+        return;
+    }
+    if constexpr (R::archiving) archive.start(false);
+    ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
+                   fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "
+                               "before this operation",
+                               read_marker(ctx.path).heal_epoch));
+}
+
 }  // namespace resilite::detail
