@@ -1,11 +1,13 @@
 #pragma once
 // The close flow, top to bottom: stop the background thread, drain the archive, run a TRUNCATE
-// checkpoint (so the next open finds no WAL to recover), report `close`, close the connection.
+// checkpoint (so the next open finds no WAL to recover), report `close`, close the connection,
+// and with healing on take this process off the sidecar's list (a clean close).
 // Never throws: a failed step is reported as a warning and left to the next open.
 
 #include <resilite/archive/detail/archive_flow.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/monitor/detail/scheduler.hpp>
 
 #include <mutex>
@@ -31,6 +33,9 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
         }
     }
     ctx.conn.reset();
+    if constexpr (R::healing::enabled) {
+        if (ctx.on_disk() && !ctx.read_only) register_close(ctx.path);
+    }
 }
 
 }  // namespace resilite::detail

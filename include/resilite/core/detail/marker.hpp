@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <vector>
 
 namespace resilite::detail {
 
@@ -29,6 +30,7 @@ struct marker {
     int heal_attempts = 0;          // heals begun since the last successful one
     std::string heal_quarantine;    // a heal in progress: where it put the damaged files
     std::uint64_t heal_epoch = 0;   // finished heals
+    std::vector<long> opened;       // pids of processes with the database open (healing<> only)
 };
 
 [[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
@@ -42,6 +44,7 @@ struct marker {
             if (line.starts_with("heal_attempts ")) m.heal_attempts = std::stoi(line.substr(14));
             if (line.starts_with("heal_quarantine ")) m.heal_quarantine = line.substr(16);
             if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
+            if (line.starts_with("opened ")) m.opened.push_back(std::stol(line.substr(7)));
         }
     } catch (...) {
     }
@@ -64,6 +67,8 @@ struct marker {
             if (m.heal_attempts > 0) out << "heal_attempts " << m.heal_attempts << '\n';
             if (!m.heal_quarantine.empty()) out << "heal_quarantine " << m.heal_quarantine << '\n';
             if (m.heal_epoch > 0) out << "heal_epoch " << m.heal_epoch << '\n';
+            for (const long pid : m.opened)
+                out << "opened " << pid << '\n';
             out.flush();
             if (!out || !fsync_path(tmp, false)) {
                 std::error_code ec;

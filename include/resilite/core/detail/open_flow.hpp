@@ -2,14 +2,17 @@
 // The open flow, top to bottom:
 //   1. refuse at once what no retry can cure: invalid settings, a missing directory or a name
 //      too long for the side files; with healing on, heal a file whose header or WAL is
-//      damaged (or whose heal was interrupted); refuse one that is still damaged;
+//      damaged (or whose heal was interrupted), or that fails a quick_check after an unclean
+//      close; refuse one that is still damaged;
 //   2. in one retried loop (another process may hold the write lock at any step):
 //      a. open the connection: WAL and the synchronous level, both read back;
 //      b. verify the identity: the file is the database resilite keeps at this path;
 //      c. schema: declared schema for a new database, pending migrations, schema sync;
 //      d. stamp the identity (first open) and write the sidecar;
 //      e. start the archive: capture triggers, schema records, what a crash left in the outbox;
-//   3. schedule the periodic work, report `open`, start the background thread.
+//   3. with healing on, list this process in the sidecar (a clean close takes it off: a process
+//      listed and gone means an unclean close, and the next open runs a quick_check); schedule
+//      the periodic work, report `open`, start the background thread.
 
 #include <resilite/archive/detail/archive_flow.hpp>
 #include <resilite/backup/detail/backup_flow.hpp>
@@ -32,8 +35,15 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
         refuse_invalid(ctx, ctx.config, "open");  // 1.
         refuse_unusable_path(ctx);
         if constexpr (R::healing::enabled) {
-            if (auto damage = damage_at_open(ctx.path); damage && ctx.on_disk())
-                static_cast<void>(heal.run(std::move(*damage), "open: header check"));
+            if (ctx.on_disk()) {
+                if (auto damage = damage_at_open(ctx.path)) {
+                    static_cast<void>(heal.run(std::move(*damage), "open: header check"));
+                } else if (unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
+                    if (const auto h = check_health(ctx.path, check_level::quick); !h.ok())
+                        static_cast<void>(heal.run(fmt::format("{}: {}", to_string(h.result), h.detail),
+                                                   "open: quick_check after an unclean close"));
+                }
+            }
         }
         refuse_damaged(ctx);
     } catch (...) {
@@ -63,7 +73,10 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             throw;
         }
     }
-    schedule.schedule_all(ctx.now());  // 3.
+    if constexpr (R::healing::enabled) {  // 3.
+        if (ctx.on_disk() && !ctx.read_only) register_open(ctx.path);
+    }
+    schedule.schedule_all(ctx.now());
     ctx.emit_since("open", st.start, outcome::ok, 0, error_class::none, ctx.read_only ? "read-only" : "",
                    st.attempt);
     if constexpr (R::durability::background_thread) schedule.start();

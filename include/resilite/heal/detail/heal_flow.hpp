@@ -41,10 +41,12 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -74,6 +76,18 @@ private:
     int fd_;
 };
 
+// Clean closes: with healing on, every process that has the database open is listed in the
+// sidecar, and leaves at close. A listed process that no longer exists closed it uncleanly (a
+// crash, a kill, a power cut): the next open runs a quick_check, which a clean restart skips.
+[[nodiscard]] inline bool process_gone(long pid) noexcept {
+    return pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+}
+
+[[nodiscard]] inline bool unclean_close_seen(const std::filesystem::path& db) {
+    const auto m = read_marker(db);
+    return std::any_of(m.opened.begin(), m.opened.end(), process_gone);
+}
+
 [[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
                                                           const healing_settings& s) {
     if (!s.quarantine_directory.empty()) return s.quarantine_directory;
@@ -95,6 +109,32 @@ private:
     }
     if (h.ok() || h.result == health_report::finding::io_error) return std::nullopt;
     return fmt::format("{}: {}", to_string(h.result), h.detail);
+}
+
+// Adds this process to the sidecar's list (and drops the processes that are gone). Serialised with
+// heals and other openers by the heal lock.
+inline void register_open(const std::filesystem::path& db) {
+    heal_lock lock{db};
+    auto m = read_marker(db);
+    if (!m.exists) return;
+    std::erase_if(m.opened, process_gone);
+    m.opened.push_back(static_cast<long>(::getpid()));
+    if (!write_marker(db, m))
+        throw library_failure(error_class::io, "open", "could not write the sidecar " + marker_path(db).string(),
+                              db.string());
+}
+
+// Takes this process off the list once (another Database of this process may still be open).
+inline void register_close(const std::filesystem::path& db) noexcept {
+    try {
+        heal_lock lock{db};
+        auto m = read_marker(db);
+        const auto mine = std::find(m.opened.begin(), m.opened.end(), static_cast<long>(::getpid()));
+        if (mine == m.opened.end()) return;
+        m.opened.erase(mine);
+        static_cast<void>(write_marker(db, m));
+    } catch (...) {  // the next open runs one quick_check more
+    }
 }
 
 template <class R>
