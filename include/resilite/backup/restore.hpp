@@ -9,9 +9,10 @@
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
-#include <fmt/chrono.h>
 
 #include <signal.h>
 #include <unistd.h>
@@ -27,8 +28,7 @@ namespace resilite {
 namespace detail {
 // Moves a database and its side files into `<db>.quarantine-<UTC>/` (never deleted by resilite).
 inline std::filesystem::path quarantine(const std::filesystem::path& db) {
-    const auto stamp = fmt::format("{:%Y%m%dT%H%M%S}Z", std::chrono::floor<std::chrono::seconds>(
-                                                              std::chrono::system_clock::now()));
+    const auto stamp = utc_format(std::chrono::system_clock::now(), "%Y%m%dT%H%M%SZ");
     auto dir = std::filesystem::path{fmt::format("{}.quarantine-{}", db.string(), stamp)};
     for (int n = 2; std::filesystem::exists(dir); ++n)
         dir = fmt::format("{}.quarantine-{}-{}", db.string(), stamp, n);

@@ -6,7 +6,8 @@
 
 #include <resilite/detail/json.hpp>
 
-#include <fmt/chrono.h>
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -80,10 +81,10 @@ struct heal_report {
                                        std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
         const auto opt = [](const auto& v) { return v ? fmt::format("{}", *v) : std::string{"null"}; };
         return fmt::format(
-            "{{\"database\":{},\"started\":\"{:%Y-%m-%dT%H:%M:%S}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
+            "{{\"database\":{},\"started\":\"{}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
             "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{},"
             "\"archive_to_seq\":{},\"tables\":{{{}}},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"duration_ms\":{}}}",
-            json_string(database.string()), std::chrono::floor<std::chrono::seconds>(started), healed ? "true" : "false",
+            json_string(database.string()), detail::utc_format(started, "%Y-%m-%dT%H:%M:%S"), healed ? "true" : "false",
             attempt, json_string(found), json_string(detected_by), json_string(quarantine.string()), sources_json,
             backup_used ? json_string(backup_used->string()) : std::string{"null"}, opt(archive_from_seq),
             opt(archive_to_seq), tables_json, phases_json, json_string(may_be_lost),

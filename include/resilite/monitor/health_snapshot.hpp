@@ -4,7 +4,8 @@
 #include <resilite/core/error_class.hpp>
 #include <resilite/monitor/health_report.hpp>
 
-#include <fmt/chrono.h>
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
 #include <array>
@@ -44,7 +45,7 @@ struct health_snapshot {
                                     name(static_cast<error_class>(i)), failures_by_class[i]);
         }
         const auto time_or_null = [](const std::optional<std::chrono::system_clock::time_point>& t) {
-            return t ? fmt::format("\"{:%Y-%m-%dT%H:%M:%S}Z\"", std::chrono::floor<std::chrono::seconds>(*t))
+            return t ? fmt::format("\"{}Z\"", detail::utc_format(*t, "%Y-%m-%dT%H:%M:%S"))
                      : std::string{"null"};
         };
         const auto check = last_check

@@ -14,7 +14,8 @@
 #include <resilite/archive/archive_report.hpp>
 
 #include <boost/crc.hpp>
-#include <fmt/chrono.h>
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -84,7 +85,7 @@ private:
 [[nodiscard]] inline std::string utc_text(std::chrono::system_clock::time_point t) {
     const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - seconds).count();
-    return fmt::format("{:%Y-%m-%dT%H:%M:%S}.{:03}Z", seconds, ms);
+    return fmt::format("{}.{:03}Z", detail::utc_format(t, "%Y-%m-%dT%H:%M:%S"), ms);
 }
 
 // "2026_11.sql" for a record written at that UTC time.

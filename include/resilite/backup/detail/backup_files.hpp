@@ -5,7 +5,8 @@
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
-#include <fmt/chrono.h>
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
 #include <unistd.h>
@@ -35,8 +36,7 @@ namespace resilite::detail {
                                              std::chrono::system_clock::time_point t) {
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-    return fmt::format("{}-{:%Y%m%dT%H%M%S}.{:03}Z.db", db.stem().string(),
-                       std::chrono::floor<std::chrono::seconds>(t), ms);
+    return fmt::format("{}-{}.{:03}Z.db", db.stem().string(), utc_format(t, "%Y%m%dT%H%M%S"), ms);
 }
 
 struct backup_file {
@@ -117,8 +117,8 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     {
         std::ofstream out(manifest, std::ios::app);
         if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq\n";
-        out << fmt::format("{}\t{:%Y-%m-%dT%H:%M:%S}Z\t{}\t{}\t{}\t{}\n", r.path.filename().string(),
-                           std::chrono::floor<std::chrono::seconds>(r.taken), r.bytes, r.pages,
+        out << fmt::format("{}\t{}Z\t{}\t{}\t{}\t{}\n", r.path.filename().string(),
+                           utc_format(r.taken, "%Y-%m-%dT%H:%M:%S"), r.bytes, r.pages,
                            r.check.ok() ? "ok" : "failed",
                            r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"});
     }

@@ -101,15 +101,19 @@ void refuse_damaged(const context<R>& ctx) {
 // attempt starts with the whole deadline ahead: no clock read needed.) The caller holds the
 // writer lock.
 template <class R>
-void prepare_attempt(context<R>& ctx, const retry_state& st) {
+void apply_busy_timeout(context<R>& ctx, std::chrono::milliseconds wait) {
+    ctx.connection().busy_timeout(wait);
+    ctx.applied_busy_timeout = wait;
+}
+
+// (On every operation's path: small enough to be inlined; the rare change is not.)
+template <class R>
+inline void prepare_attempt(context<R>& ctx, const retry_state& st) {
     const auto remaining = st.attempt <= 1
                                ? st.limits.deadline
                                : std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(ctx.now()));
     const auto wait = std::clamp(remaining, std::chrono::milliseconds{0}, st.busy_timeout);
-    if (wait != ctx.applied_busy_timeout) {
-        ctx.connection().busy_timeout(wait);
-        ctx.applied_busy_timeout = wait;
-    }
+    if (wait != ctx.applied_busy_timeout) [[unlikely]] apply_busy_timeout(ctx, wait);
 }
 
 // The retry limits in force (the caller holds the writer lock).

@@ -37,7 +37,8 @@
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
-#include <fmt/chrono.h>
+#include <resilite/detail/utc_format.hpp>
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -281,7 +282,7 @@ private:
         const auto root = quarantine_root(path, hs);
         std::filesystem::create_directories(root);
         const auto stamp =
-            fmt::format("{:%Y%m%dT%H%M%S}Z", std::chrono::floor<std::chrono::seconds>(ctx_.clock.utc_now()));
+            utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ");
         auto dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
         for (int n = 2; std::filesystem::exists(dir); ++n)
             dir = root / fmt::format("{}-{}-{}", path.filename().string(), stamp, n);
@@ -313,9 +314,9 @@ private:
             if (!has_archive && !s.healing.accept_loss_since_backup) {
                 rep.sources.push_back(
                     {name, false,
-                     fmt::format("there is no archive, so the commits after this backup ({:%Y-%m-%d %H:%M:%S} UTC) "
+                     fmt::format("there is no archive, so the commits after this backup ({} UTC) "
                                  "would be lost; healing from a backup alone needs resilite::accept_loss_since_backup",
-                                 std::chrono::floor<std::chrono::seconds>(b.taken))});
+                                 utc_format(b.taken, "%Y-%m-%d %H:%M:%S"))});
                 return false;
             }
             std::filesystem::copy_file(b.path, candidate.database());
@@ -339,9 +340,9 @@ private:
             rep.archive_from_seq = from;
             rep.archive_to_seq = to;
             if (!has_archive) {
-                rep.may_be_lost = fmt::format("every commit after the backup taken {:%Y-%m-%d %H:%M:%S} UTC (there is no "
+                rep.may_be_lost = fmt::format("every commit after the backup taken {} UTC (there is no "
                                               "archive to replay)",
-                                              std::chrono::floor<std::chrono::seconds>(b.taken));
+                                              utc_format(b.taken, "%Y-%m-%d %H:%M:%S"));
             } else if (to && from && *to > *from) {
                 rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns");
             }

@@ -10,7 +10,6 @@
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
-#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
