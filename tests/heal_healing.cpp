@@ -494,3 +494,44 @@ TEST_CASE("heal at open after an unclean close: a quick_check finds a damaged pa
         CHECK(db.last_heal()->detected_by.find("run time") != std::string::npos);
     }
 }
+
+TEST_CASE("heal time limit: a heal that takes longer than its limit stops there, says so, deletes nothing",
+          "[heal]") {
+    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                         resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
+                                         resilite::manual_clock>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;
+    {
+        ClockedDb::options o;
+        o.clock = clock;
+        ClockedDb db{path, o};
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+    }
+    damage_header(path);
+    ClockedDb::options o;
+    o.clock = clock;
+    // The quarantine takes "six minutes" (counted on the manual clock, not waited for).
+    o.inject_failure = [clock](std::string_view operation, int) {
+        if (operation == "heal:quarantine") clock.advance(std::chrono::minutes{6});
+        return SQLITE_OK;
+    };
+    try {
+        ClockedDb db{path, o};
+        FAIL("opened past the heal's time limit");
+    } catch (const resilite::error& e) {
+        INFO(e.technical().report);
+        CHECK(e.klass() == error_class::corrupt);
+        CHECK(e.technical().report.find("longer than its limit of 300 s") != std::string::npos);
+    }
+    const auto q = quarantined(dir.path());
+    REQUIRE(q.size() == 1);
+    CHECK(std::filesystem::exists(q.front() / "app.db"));
+    // Within its limit, the next open heals.
+    ClockedDb::options again;
+    again.clock = clock;
+    ClockedDb db{path, again};
+    CHECK(rows_of(path) == expected_rows(1, 10));
+}

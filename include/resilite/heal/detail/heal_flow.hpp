@@ -192,16 +192,18 @@ public:
         const bool has_archive = archive_holds_records(archive_dir);
         const auto candidate = sqlite::file_set{here / fmt::format(".resilite-heal-{}.db", ::getpid())};
         bool healed = false;
+        bool out_of_time = false;
         const auto backups = newest_first(s);
         for (const auto& b : backups) {
-            if (over_time(s, rep)) break;
+            if ((out_of_time = over_time(s, rep))) break;
             if (from_backup(b, has_archive, archive_dir, candidate, s, rep)) {
                 healed = true;
                 break;
             }
             if (!has_archive && !s.healing.accept_loss_since_backup) break;  // every backup would say the same
         }
-        if (!healed && has_archive && !over_time(s, rep)) healed = from_archive(archive_dir, candidate, rep);
+        if (!healed && has_archive && !out_of_time && !(out_of_time = over_time(s, rep)))
+            healed = from_archive(archive_dir, candidate, rep);
         if (!healed) {
             if (!has_archive)
                 rep.sources.push_back({"archive alone", false, fmt::format("no archive at {}", archive_dir.string())});
