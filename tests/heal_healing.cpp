@@ -535,3 +535,87 @@ TEST_CASE("heal time limit: a heal that takes longer than its limit stops there,
     ClockedDb db{path, again};
     CHECK(rows_of(path) == expected_rows(1, 10));
 }
+
+TEST_CASE("restore drill: backup plus archive tail equals the live database; health shows the verdict", "[heal][drill]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    test::event_log log;
+    HealDb db{path, logged<HealDb>(log)};
+    insert_items(db, 1, 20);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 21, 30);
+    db.erase<Item>(3);
+
+    const auto r = db.drill();
+    INFO(r.to_text());
+    CHECK(r.ok);
+    CHECK(r.backup_used.has_value());
+    REQUIRE(r.tables.size() == 2);
+    CHECK(r.tables[0].name == "items");
+    CHECK(r.tables[0].live_rows == 29);
+    CHECK(r.tables[0].matches);
+    CHECK(log.count("drill") == 1);
+    const auto h = db.health();
+    CHECK(h.last_drill_ok == true);
+    CHECK(h.last_drill_time.has_value());
+    CHECK(h.to_json().find("\"last_drill_ok\":true") != std::string::npos);
+    // No scratch file left behind.
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        CHECK(e.path().filename().string().find("resilite-drill") == std::string::npos);
+}
+
+TEST_CASE("restore drill fails, as an error event, when the backups and the archive could not heal the database",
+          "[heal][drill]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    SECTION("a backup without archive lacks the later commits") {
+        test::event_log log;
+        BackupOnlyHealDb db{path, logged<BackupOnlyHealDb>(log)};
+        insert_items(db, 1, 5);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 6, 8);
+        const auto r = db.drill();
+        INFO(r.to_text());
+        CHECK_FALSE(r.ok);
+        CHECK(r.problem.find("no archive") != std::string::npos);
+        CHECK(db.health().last_drill_ok == false);
+        const auto events = log.events();
+        const auto drill = std::find_if(events.begin(), events.end(), [](const auto& e) { return e.name == "drill"; });
+        REQUIRE(drill != events.end());
+        CHECK(drill->result == resilite::outcome::failed);
+    }
+    SECTION("an archive with a segment cut short cannot be replayed") {
+        ArchiveOnlyHealDb db{path};
+        insert_items(db, 1, 30);
+        static_cast<void>(db.drain_archive());
+        for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.archive")) {
+            if (e.path().extension() != ".sql") continue;
+            const auto text = read_all(e.path());
+            write_all(e.path(), text.substr(0, text.size() / 2) + "garbage in the middle\n" + text.substr(text.size() / 2));
+        }
+        const auto r = db.drill();
+        INFO(r.to_text());
+        CHECK_FALSE(r.ok);
+    }
+}
+
+TEST_CASE("restore drill on a schedule, counted on the manual clock", "[heal][drill]") {
+    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                         resilite::healing<>, common, manual_durability, resilite::manual_clock>;
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    test::event_log log;
+    ClockedDb::options o;
+    o.clock = clock;
+    o.observer = log.observer();
+    o.settings = ClockedDb::default_settings();
+    o.settings->healing.drill_interval = std::chrono::seconds{60};
+    ClockedDb db{dir / "app.db", o};
+    insert_items(db, 1, 3);
+    static_cast<void>(db.maintain());
+    CHECK(log.count("drill") == 0);
+    clock.advance(std::chrono::seconds{61});
+    CHECK(db.maintain());
+    CHECK(log.count("drill") == 1);
+    CHECK(db.health().last_drill_ok == true);
+}

@@ -25,6 +25,8 @@
 #include <resilite/core/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/heal/detail/drill_flow.hpp>
+#include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
@@ -166,6 +168,10 @@ public:
         s.wal_bytes = wal_bytes();
         std::lock_guard lock(ctx_.mutex);
         checks_.fill(s);
+        if (const auto& d = drills_.last()) {
+            s.last_drill_time = d->when;
+            s.last_drill_ok = d->ok;
+        }
         s.last_backup_time = backups_.last_time();
         if (s.last_backup_time) {
             s.last_backup_age =
@@ -199,6 +205,17 @@ public:
     [[nodiscard]] std::optional<heal_report> last_heal() const {
         std::lock_guard lock(ctx_.mutex);
         return heal_.last();
+    }
+
+    // A restore drill: the newest good backup plus the archive tail (or the archive alone) is
+    // restored into a scratch file and compared with this database table by table. A failed
+    // drill is a `drill` event with outcome failed: the backups or the archive cannot heal this
+    // database now. health() shows the last one; settings().healing.drill_interval schedules it.
+    drill_report drill() {
+        static_assert(policies::archiving || backup_type::enabled,
+                      "resilite::Database::drill(): there is nothing to restore from; add resilite::backup<> "
+                      "and resilite::archive<>");
+        return drills_.run();
     }
 
     // ---- archive --------------------------------------------------------------------------------
@@ -334,7 +351,8 @@ private:
     detail::checker<policies> checks_{ctx_};
     detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
     detail::heal_flow<policies> heal_{ctx_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_};
+    detail::drill_flow<policies> drills_{ctx_, archive_};
+    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_};
 };
 
 }  // namespace resilite

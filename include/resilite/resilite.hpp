@@ -21,6 +21,7 @@
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/durability/synchronous.hpp>
+#include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/heal/healing_settings.hpp>
 #include <resilite/heal/reset_healing.hpp>

@@ -43,6 +43,7 @@ struct heal_report {
     std::optional<std::filesystem::path> backup_used;
     std::optional<std::int64_t> archive_from_seq, archive_to_seq;  // records replayed (after the backup)
     std::vector<table_rows> tables;
+    std::string verification;  // what the healed database was checked with
     std::vector<phase_time> phases;
     std::string may_be_lost;  // empty: nothing committed can be missing
     int attempt = 1;          // this heal's number among consecutive failed ones (circuit breaker)
@@ -61,6 +62,7 @@ struct heal_report {
             out += fmt::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1, archive_to_seq.value_or(0));
         for (const auto& t : tables)
             out += fmt::format("  table {}: {} rows\n", t.name, t.rows);
+        if (!verification.empty()) out += fmt::format("  verified: {}\n", verification);
         for (const auto& p : phases)
             out += fmt::format("  {}: {} ms\n", p.phase, std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
         out += may_be_lost.empty() ? std::string{"  nothing committed is missing\n"}
@@ -83,11 +85,11 @@ struct heal_report {
         return fmt::format(
             "{{\"database\":{},\"started\":\"{}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
             "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{},"
-            "\"archive_to_seq\":{},\"tables\":{{{}}},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"duration_ms\":{}}}",
+            "\"archive_to_seq\":{},\"tables\":{{{}}},\"verification\":{},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"duration_ms\":{}}}",
             json_string(database.string()), detail::utc_format(started, "%Y-%m-%dT%H:%M:%S"), healed ? "true" : "false",
             attempt, json_string(found), json_string(detected_by), json_string(quarantine.string()), sources_json,
             backup_used ? json_string(backup_used->string()) : std::string{"null"}, opt(archive_from_seq),
-            opt(archive_to_seq), tables_json, phases_json, json_string(may_be_lost),
+            opt(archive_to_seq), tables_json, json_string(verification), phases_json, json_string(may_be_lost),
             std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
     }
 };

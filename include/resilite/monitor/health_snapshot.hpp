@@ -25,6 +25,8 @@ struct health_snapshot {
     std::optional<std::chrono::system_clock::time_point> last_check_time;   // UTC
     std::optional<std::chrono::system_clock::time_point> last_backup_time;  // UTC
     std::optional<std::chrono::seconds> last_backup_age;
+    std::optional<std::chrono::system_clock::time_point> last_drill_time;  // UTC (db.drill())
+    std::optional<bool> last_drill_ok;                                     // its verdict
     std::uint64_t wal_bytes = 0;
     std::int64_t page_count = 0;
     std::int64_t freelist_count = 0;
@@ -54,11 +56,13 @@ struct health_snapshot {
                                : std::string{"null"};
         return fmt::format(
             "{{\"healthy\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
+            "\"last_drill_time\":{},\"last_drill_ok\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
             "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{}}}",
             healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
-            last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"}, wal_bytes,
+            last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"},
+            time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null", wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
             p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
             archive_pending);

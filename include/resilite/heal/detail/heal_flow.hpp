@@ -233,8 +233,8 @@ public:
 private:
     heal_report finish(heal_report& rep, marker& m, const settings& s) {
         save(m);
-        ctx_.with_lock([&] { last_ = rep; });
         rep.duration = ctx_.now() - start_;
+        ctx_.with_lock([&] { last_ = rep; });
         append_log(rep);
         remove_expired_quarantines(s.healing, rep.quarantine);
         std::int64_t rows = 0;
@@ -412,7 +412,12 @@ private:
                 if (declared.count(lower(t)) == 0) undeclared.insert(lower(t));
             }
         }
-        if (archive_dir != nullptr) {
+        if (archive_dir != nullptr && archive_bytes(*archive_dir) > ctx_.with_lock([&] {
+                return ctx_.config.healing.trial_rebuild_limit_bytes;
+            })) {
+            rep.verification = "integrity and foreign keys (the archive is above the trial-rebuild limit)";
+        } else if (archive_dir != nullptr) {
+            rep.verification = "integrity, foreign keys, every table equal to a trial rebuild of the archive";
             inspect_options o;
             o.live_database = candidate;
             for (const auto& t : archive::capture_tables(R::schema::definition()))
@@ -429,6 +434,7 @@ private:
                                    differs.empty() ? r.to_text() : "tables " + differs);
             }
         }
+        if (archive_dir == nullptr) rep.verification = "integrity and foreign keys";
         rep.phases.push_back({"verify", ctx_.now() - start});
         progress("verify", 80);
         return std::nullopt;
@@ -437,6 +443,16 @@ private:
     [[nodiscard]] std::filesystem::path archive_directory(const settings& s) const {
         const auto& dir = s.archive.directory;
         return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+    }
+
+    [[nodiscard]] static std::uintmax_t archive_bytes(const std::filesystem::path& dir) {
+        std::uintmax_t n = 0;
+        for (const auto& name : archive::list_segments(dir)) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(dir / name, ec);
+            n += ec ? 0 : size;
+        }
+        return n;
     }
 
     [[nodiscard]] static bool archive_holds_records(const std::filesystem::path& dir) {

@@ -1,6 +1,6 @@
 #pragma once
 // Periodic work: PASSIVE checkpoints and the WAL size alert, scheduled checks, batched archive
-// drains and scheduled backups. maintain() runs what is due by the clock; the background thread
+// drains, scheduled backups and restore drills. maintain() runs what is due by the clock; the background thread
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
@@ -9,6 +9,7 @@
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/operation_flow.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/heal/detail/drill_flow.hpp>
 #include <resilite/monitor/detail/checker.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
@@ -47,8 +48,8 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups)
-        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups) {}
+              backup_flow<R>& backups, drill_flow<R>& drills)
+        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills) {}
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
@@ -76,6 +77,7 @@ public:
         next_quick_check_ = after(ctx_.config.quick_check_interval);
         next_integrity_check_ = after(ctx_.config.integrity_check_interval);
         next_backup_ = ctx_.config.backup.enabled ? after(ctx_.config.backup.interval) : std::nullopt;
+        next_drill_ = after(ctx_.config.healing.drill_interval);
     }
     void schedule_checkpoint(time_point t) {
         next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
@@ -120,6 +122,10 @@ public:
             } catch (...) {  // reported by the backup's own event; the schedule goes on
             }
         }
+        if (due(next_drill_, ctx_.config.healing.drill_interval)) {
+            did = true;
+            static_cast<void>(drills_.run());  // reported by its own event
+        }
         return did;
     }
 
@@ -154,7 +160,7 @@ private:
     [[nodiscard]] time_point next_due() {
         std::lock_guard lock(ctx_.mutex);
         auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
-        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, archive_.next_due()}) {
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due()}) {
             if (next && *next < due) due = *next;
         }
         return due;
@@ -185,7 +191,8 @@ private:
     checker<R>& checks_;
     archive_flow<R>& archive_;
     backup_flow<R>& backups_;
-    std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_;
+    drill_flow<R>& drills_;
+    std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
     std::mutex wake_mutex_;

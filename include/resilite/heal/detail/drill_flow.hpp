@@ -1,0 +1,129 @@
+#pragma once
+// The restore drill, top to bottom (drill_flow::run): what Litestream users are told to do by
+// hand, done by the library.
+//   1. drain the archive, so that it holds every commit so far;
+//   2. restore into a scratch file beside the database: the newest backup that passes its
+//      check plus the archive records after it, or the archive alone;
+//   3. under the writer lock (no commit in between): drain again, replay the newest records
+//      into the scratch file, and compare every declared table with the live one (row count and
+//      content hash; secret columns left out);
+//   4. remove the scratch file, keep the report for health(), emit `drill` (failed: an error
+//      event: the backups or the archive cannot heal this database).
+
+#include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/archive/rebuild.hpp>
+#include <resilite/archive/replay_archive.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/heal/drill_report.hpp>
+#include <resilite/monitor/check_health.hpp>
+#include <resilite/schema/detail/schema_sync.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/file_set.hpp>
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace resilite::detail {
+
+template <class R>
+class drill_flow {
+public:
+    drill_flow(context<R>& ctx, archive_flow<R>& archive) : ctx_(ctx), archive_(archive) {}
+
+    drill_report run() {
+        const auto start = ctx_.now();
+        drill_report rep;
+        rep.when = ctx_.clock.utc_now();
+        const auto s = ctx_.with_lock([&] { return ctx_.config; });
+        const auto here = std::filesystem::absolute(ctx_.path).parent_path();
+        remove_stale_temp_files(here, ".resilite-drill-");
+        const sqlite::file_set scratch{here / fmt::format(".resilite-drill-{}.db", ::getpid())};
+        try {
+            ctx_.with_lock([&] { archive_.drain_quietly(true); });  // 1.
+            const auto archive_dir = archive_.directory();
+            std::error_code ec;
+            const bool has_archive =
+                std::filesystem::is_directory(archive_dir, ec) && !archive::list_segments(archive_dir).empty();
+            restore(scratch, s, has_archive, archive_dir, rep);  // 2.
+            if (rep.problem.empty()) compare(scratch, has_archive, archive_dir, rep);  // 3.
+        } catch (const std::exception& e) {
+            rep.problem = e.what();
+        }
+        scratch.remove_all();  // 4.
+        rep.ok = rep.problem.empty();
+        rep.duration = ctx_.now() - start;
+        ctx_.with_lock([&] { last_ = rep; });
+        ctx_.emit_since("drill", start, rep.ok ? outcome::ok : outcome::failed, static_cast<std::int64_t>(rep.tables.size()),
+                        rep.ok ? error_class::none : error_class::corrupt, rep.ok ? std::string{} : rep.to_text());
+        return rep;
+    }
+
+    // The caller holds the writer lock.
+    [[nodiscard]] const std::optional<drill_report>& last() const noexcept { return last_; }
+
+private:
+    void restore(const sqlite::file_set& scratch, const settings& s, bool has_archive,
+                 const std::filesystem::path& archive_dir, drill_report& rep) {
+        scratch.remove_all();
+        const auto dir = backup_directory(ctx_.path, s.backup);
+        std::error_code ec;
+        auto backups = std::filesystem::is_directory(dir, ec) ? list_backups(ctx_.path, dir) : std::vector<backup_file>{};
+        std::reverse(backups.begin(), backups.end());
+        for (const auto& b : backups) {
+            if (!check_health(b.path, check_level::quick).ok()) continue;
+            std::filesystem::copy_file(b.path, scratch.database());
+            rep.backup_used = b.path;
+            rep.source = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
+            if (has_archive) static_cast<void>(replay_archive(archive_dir, scratch.database()));
+            return;
+        }
+        if (has_archive) {
+            static_cast<void>(rebuild(archive_dir, scratch.database()));
+            rep.source = "archive alone";
+            return;
+        }
+        rep.problem = backups.empty() ? "there is neither a backup nor an archive to restore from"
+                                      : "no backup passes its check, and there is no archive";
+    }
+
+    void compare(const sqlite::file_set& scratch, bool has_archive, const std::filesystem::path& archive_dir,
+                 drill_report& rep) {
+        std::lock_guard lock(ctx_.mutex);
+        archive_.drain_quietly(true);
+        if (has_archive) static_cast<void>(replay_archive(archive_dir, scratch.database()));
+        sqlite::connection restored{scratch.database(), SQLITE_OPEN_READONLY};
+        auto& live = ctx_.connection();
+        std::vector<std::string> different;
+        for (const auto& t : archive::capture_tables(R::schema::definition())) {
+            std::vector<std::string> columns;
+            for (auto& c : live.template query_all<std::string>("SELECT name FROM pragma_table_info(?)", t.name))
+                if (t.secrets.count(lower(c)) == 0) columns.push_back(std::move(c));
+            const auto a = archive::content_hash(live, t.name, columns);
+            const auto b = archive::content_hash(restored, t.name, columns);
+            rep.tables.push_back({t.name, a.first, b.first, a == b});
+            if (a != b) different.push_back(t.name);
+        }
+        if (!different.empty()) {
+            rep.problem = fmt::format("the restored database differs from the live one in {}{}", fmt::join(different, ", "),
+                                      has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");
+        }
+    }
+
+    context<R>& ctx_;
+    archive_flow<R>& archive_;
+    std::optional<drill_report> last_;
+};
+
+}  // namespace resilite::detail
