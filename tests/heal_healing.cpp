@@ -286,7 +286,7 @@ TEST_CASE("heal at run time: the call that meets the damage fails with corrupt, 
 
 TEST_CASE("heal killed after each phase: the next open finishes it, never a lost commit or a missing database",
           "[heal]") {
-    for (const char* phase : {"heal:quarantine", "heal:replay", "heal:verify", "heal:swap"}) {
+    for (const char* phase : {"heal:quarantine", "heal:quarantine:moved", "heal:replay", "heal:verify", "heal:swap"}) {
         DYNAMIC_SECTION(phase) {
             test::temp_dir dir;
             const auto path = dir / "app.db";
@@ -318,7 +318,11 @@ TEST_CASE("heal killed after each phase: the next open finishes it, never a lost
             REQUIRE(report.has_value());
             CHECK(report->healed);
             CHECK(report->attempt == 2);
-            CHECK_FALSE(quarantined(dir.path()).empty());
+            // One quarantine directory: a resumed heal puts the rest beside what was moved.
+            const auto q = quarantined(dir.path());
+            REQUIRE(q.size() == 1);
+            CHECK(std::filesystem::exists(q.front() / "app.db"));
+            CHECK(report->quarantine == q.front());
         }
     }
 }

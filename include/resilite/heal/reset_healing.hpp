@@ -11,8 +11,10 @@
 namespace resilite {
 
 inline void reset_healing(const std::filesystem::path& db) {
+    if (!detail::read_marker(db).exists) return;
+    const detail::sidecar_lock lock{db};  // never between a heal's read and write of the sidecar
     auto m = detail::read_marker(db);
-    if (!m.exists || m.heal_attempts == 0) return;
+    if (m.heal_attempts == 0) return;
     m.heal_attempts = 0;  // (an unfinished heal stays recorded: the next open takes it up)
     if (!detail::write_marker(db, m)) {
         throw detail::library_failure(error_class::io, "reset_healing",

@@ -235,6 +235,8 @@ void finish_identity(context<R>& ctx) {
         ctx.identity = read_identity(c).value_or("");  // another process may have won
     }
     if (ctx.read_only) return;
+    std::optional<sidecar_lock> sidecar;  // with healing, a heal in another process may be writing it
+    if constexpr (R::healing::enabled) sidecar.emplace(ctx.path);
     auto m = read_marker(ctx.path);  // keeps the healing state it holds
     if (m.identity != ctx.identity || m.synchronous != to_string(sync)) {
         m.identity = ctx.identity;

@@ -9,15 +9,43 @@
 
 #include <resilite/sqlite/detail/durable_file.hpp>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <cstdint>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <string>
 #include <vector>
 
 namespace resilite::detail {
+
+// One writer of the sidecar (and one healer) per database across processes: flock on
+// "<db>-resilite-lock", a file of its own (a POSIX lock on the database file would be dropped by
+// any close of it in this process). flocks on separate descriptors exclude each other within a
+// process too.
+class sidecar_lock {
+public:
+    explicit sidecar_lock(const std::filesystem::path& db)
+        : fd_(::open((db.string() + "-resilite-lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+        if (fd_ >= 0 && ::flock(fd_, LOCK_EX) != 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+    sidecar_lock(const sidecar_lock&) = delete;
+    sidecar_lock& operator=(const sidecar_lock&) = delete;
+    ~sidecar_lock() {
+        if (fd_ >= 0) ::close(fd_);  // releases the flock
+    }
+    [[nodiscard]] bool held() const noexcept { return fd_ >= 0; }
+
+private:
+    int fd_;
+};
 
 [[nodiscard]] inline std::filesystem::path marker_path(const std::filesystem::path& db) {
     return std::filesystem::path{db.string() + "-resilite"};
@@ -38,13 +66,14 @@ struct marker {
     try {
         std::ifstream in(marker_path(db));
         m.exists = static_cast<bool>(in);
-        for (std::string line; std::getline(in, line);) {
+        for (std::string line; std::getline(in, line);) try {  // a damaged line drops only itself
             if (line.starts_with("identity ")) m.identity = line.substr(9);
             if (line.starts_with("synchronous ")) m.synchronous = line.substr(12);
             if (line.starts_with("heal_attempts ")) m.heal_attempts = std::stoi(line.substr(14));
             if (line.starts_with("heal_quarantine ")) m.heal_quarantine = line.substr(16);
             if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
             if (line.starts_with("opened ")) m.opened.push_back(std::stol(line.substr(7)));
+        } catch (const std::exception&) {
         }
     } catch (...) {
     }
@@ -57,7 +86,9 @@ struct marker {
     try {
         const auto target = marker_path(db);
         // A short temporary name: the marker's own name may be near the file-name limit.
-        const auto tmp = target.parent_path() / (".resilite-marker-" + std::to_string(::getpid()));
+        // (One per process and database: two databases of one directory may write at once.)
+        const auto tmp = target.parent_path() / (".resilite-marker-" + std::to_string(::getpid()) + "-" +
+                                                 std::to_string(std::hash<std::string>{}(db.filename().string())));
         {
             std::ofstream out(tmp, std::ios::trunc);
             out << "resilite marker: this database was initialised by resilite; if it is ever found empty, "

@@ -18,6 +18,7 @@
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
@@ -49,7 +50,7 @@ public:
         const auto s = ctx_.with_lock([&] { return ctx_.config; });
         const auto here = std::filesystem::absolute(ctx_.path).parent_path();
         remove_stale_temp_files(here, ".resilite-drill-");
-        const sqlite::file_set scratch{here / fmt::format(".resilite-drill-{}.db", ::getpid())};
+        const sqlite::file_set scratch{here / scratch_name(".resilite-drill-", ctx_.path)};
         try {
             ctx_.with_lock([&] { archive_.drain_quietly(true); });  // 1.
             const auto archive_dir = archive_.directory();

@@ -29,6 +29,7 @@
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/identity.hpp>
 #include <resilite/core/detail/marker.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/monitor/check_health.hpp>
@@ -42,11 +43,14 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
+#include <stdio.h>  // renameat2
 #include <signal.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
+#include <functional>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -58,23 +62,15 @@
 
 namespace resilite::detail {
 
-// One healer per database across processes: flock on "<db>-resilite-lock" (a file of its own:
-// a POSIX lock on the database file would be dropped by any close of it in this process).
+// One healer per database across processes (core/detail/marker.hpp).
 class heal_lock {
 public:
-    explicit heal_lock(const std::filesystem::path& db)
-        : fd_(::open((db.string() + "-resilite-lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
-        if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) {
-            if (fd_ >= 0) ::close(fd_);
-            throw library_failure(error_class::io, "heal", "could not take the heal lock", db.string());
-        }
+    explicit heal_lock(const std::filesystem::path& db) : lock_(db) {
+        if (!lock_.held()) throw library_failure(error_class::io, "heal", "could not take the heal lock", db.string());
     }
-    heal_lock(const heal_lock&) = delete;
-    heal_lock& operator=(const heal_lock&) = delete;
-    ~heal_lock() { ::close(fd_); }  // releases the flock
 
 private:
-    int fd_;
+    sidecar_lock lock_;
 };
 
 // Clean closes: with healing on, every process that has the database open is listed in the
@@ -87,6 +83,12 @@ private:
 [[nodiscard]] inline bool unclean_close_seen(const std::filesystem::path& db) {
     const auto m = read_marker(db);
     return std::any_of(m.opened.begin(), m.opened.end(), process_gone);
+}
+
+// "<prefix><pid>-<16 hex digits of the database name>.db": one per process and database (two
+// databases of one directory may heal at once), of a fixed length whatever the name.
+[[nodiscard]] inline std::string scratch_name(std::string_view prefix, const std::filesystem::path& db) {
+    return fmt::format("{}{}-{:016x}.db", prefix, ::getpid(), std::hash<std::string>{}(db.filename().string()));
 }
 
 [[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
@@ -152,6 +154,17 @@ public:
     // report; throws a resilite::error (class corrupt) whose technical().report holds the
     // manual recovery steps when it cannot.
     heal_report run(std::string found, std::string detected_by) {
+        try {
+            return run_flow(std::move(found), std::move(detected_by));
+        } catch (const std::filesystem::filesystem_error& e) {
+            throw library_failure(error_class::io, "heal",
+                                  fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
+                                  ctx_.path.string());
+        }
+    }
+
+private:
+    heal_report run_flow(std::string found, std::string detected_by) {
         const auto& path = ctx_.path;
         const auto s = ctx_.with_lock([&] { return ctx_.config; });
         heal_report rep;
@@ -190,7 +203,7 @@ public:
         remove_stale_temp_files(here, ".resilite-heal-");                  // of a heal that was killed
         const auto archive_dir = archive_directory(s);
         const bool has_archive = archive_holds_records(archive_dir);
-        const auto candidate = sqlite::file_set{here / fmt::format(".resilite-heal-{}.db", ::getpid())};
+        const auto candidate = sqlite::file_set{here / scratch_name(".resilite-heal-", path)};
         bool healed = false;
         bool out_of_time = false;
         const auto backups = newest_first(s);
@@ -217,8 +230,16 @@ public:
         ctx_.inject("heal:swap", rep.attempt);
         if (!fsync_path(candidate.database(), false))
             throw library_failure(error_class::io, "heal", "could not sync the healed database", path.string());
-        sqlite::file_set{path}.remove_side_files();
-        std::filesystem::rename(candidate.database(), path);
+        sqlite::file_set{path}.remove_side_files();  // (moved to quarantine; none may meet the new file)
+        if (::renameat2(AT_FDCWD, candidate.database().c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
+            throw library_failure(
+                error_class::io, "heal",
+                fmt::format("the healed database could not be put in place ({}); it is kept at {}{}", std::strerror(errno),
+                            candidate.database().string(),
+                            errno == EEXIST ? ": another file appeared at the path during the heal and was left alone"
+                                            : ""),
+                path.string());
+        }
         candidate.remove_side_files();
         static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
         rep.phases.push_back({"swap", ctx_.now() - swap_start});
@@ -230,9 +251,11 @@ public:
         return finish(rep, m, s);
     }
 
-private:
     heal_report finish(heal_report& rep, marker& m, const settings& s) {
-        save(m);
+        if (!write_marker(ctx_.path, m)) {  // the heal is done: a sidecar not updated costs a count only
+            ctx_.emit_since("heal_progress", ctx_.now(), outcome::warning, 100, error_class::io,
+                            fmt::format("could not update the sidecar {}", marker_path(ctx_.path).string()));
+        }
         rep.duration = ctx_.now() - start_;
         ctx_.with_lock([&] { last_ = rep; });
         append_log(rep);
@@ -281,23 +304,34 @@ private:
         for (const auto& f : {files.database(), files.wal(), files.shm(), files.journal()})
             any = any || std::filesystem::exists(f, ec);
         if (!any) return m.heal_quarantine;  // a heal interrupted after its quarantine
-        const auto root = quarantine_root(path, hs);
-        std::filesystem::create_directories(root);
-        const auto stamp =
-            utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ");
-        auto dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
-        for (int n = 2; std::filesystem::exists(dir); ++n)
-            dir = root / fmt::format("{}-{}-{}", path.filename().string(), stamp, n);
-        std::filesystem::create_directory(dir);
-        std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+        // A heal interrupted during its quarantine recorded the directory first: the rest of the
+        // files join the ones already there (a -wal never parted from its database).
+        std::filesystem::path dir = m.heal_quarantine;
+        if (dir.empty() || !std::filesystem::is_directory(dir, ec)) {
+            const auto root = quarantine_root(path, hs);
+            std::filesystem::create_directories(root);
+            const auto stamp = utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ");
+            dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
+            for (int n = 2; std::filesystem::exists(dir); ++n)
+                dir = root / fmt::format("{}-{}-{}", path.filename().string(), stamp, n);
+            std::filesystem::create_directory(dir);
+            std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+            static_cast<void>(fsync_path(root, true));
+            m.heal_quarantine = dir.string();
+            save(m);  // recorded before anything moves
+        }
         ctx_.inject("heal:quarantine", 1);
-        files.move_into(dir);
-        for (const auto& e : std::filesystem::directory_iterator(dir))
-            std::filesystem::permissions(e.path(), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        for (const auto& f : {files.database(), files.wal(), files.shm(), files.journal()}) {
+            if (!std::filesystem::exists(f, ec)) continue;
+            auto target = dir / f.filename();
+            for (int n = 2; std::filesystem::exists(target, ec); ++n)  // never over a quarantined file
+                target = dir / fmt::format("{}.{}", f.filename().string(), n);
+            std::filesystem::rename(f, target);
+            std::filesystem::permissions(target, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+            ctx_.inject("heal:quarantine:moved", 1);
+        }
         static_cast<void>(fsync_path(dir, true));
-        static_cast<void>(fsync_path(root, true));
         static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
-        m.heal_quarantine = dir.string();
         ctx_.emit_since("heal_progress", start, outcome::ok, 10, error_class::none,
                         fmt::format("quarantined into {}", dir.string()));
         return dir;
@@ -404,6 +438,10 @@ private:
                 return fmt::format("the result fails its integrity check: {}", integrity.empty() ? "?" : integrity.front());
             if (!c.query_all<std::string>("SELECT \"table\" FROM pragma_foreign_key_check").empty())
                 return std::string{"the result fails its foreign-key check"};
+            const auto expected = read_marker(ctx_.path).identity;
+            if (const auto id = read_identity(c).value_or(""); !expected.empty() && id != expected)
+                return fmt::format("the result is another database (identity {}, expected {})", id.empty() ? "none" : id,
+                                   expected);
             std::set<std::string> declared;
             for (const auto& t : archive::capture_tables(R::schema::definition()))
                 declared.insert(lower(t.name));
@@ -518,7 +556,13 @@ private:
             std::error_code ec;
             for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
                 const auto name = e.path().filename().string();
-                if (!name.starts_with(prefix) || e.path() == keep) continue;
+                // "<name>-YYYYMMDDTHHMMSSZ[-n]": never another database's ("app.db-old-...")
+                const bool ours = name.size() >= prefix.size() + 16 && name.starts_with(prefix) &&
+                                  name[prefix.size() + 8] == 'T' && name[prefix.size() + 15] == 'Z' &&
+                                  std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()),
+                                              name.begin() + static_cast<std::ptrdiff_t>(prefix.size() + 8),
+                                              [](char c) { return c >= '0' && c <= '9'; });
+                if (!ours || e.path() == keep) continue;
                 const auto t = std::filesystem::last_write_time(e.path(), ec);
                 if (!ec && now - t > hs.retention) std::filesystem::remove_all(e.path(), ec);
             }
@@ -531,6 +575,18 @@ private:
     std::optional<heal_report> last_;
 };
 
+// Closes the connection without a checkpoint and without removing the -wal: on a damaged file a
+// checkpoint would write into what is about to be quarantined, and after another process's heal
+// the side files at the path belong to the healed database (SQLite removes them by name).
+template <class R>
+void close_leaving_files(context<R>& ctx) noexcept {
+    if (!ctx.conn) return;
+    int on = 1;
+    sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+    sqlite3_db_config(ctx.conn->native_handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    ctx.conn.reset();
+}
+
 // A heal while the Database is open (db.heal(), or the next call after damage was seen): the
 // archive writer and the connection are closed, the flow runs, and the healed database is
 // opened again as a reconnect would (no file created, identity verified). The caller holds the
@@ -539,8 +595,9 @@ template <class R>
 heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow<R>& flow, std::string detected_by) {
     auto found = ctx.damage();
     if (found.empty()) found = "a heal was asked for";
+    archive.drain_quietly(true);  // what the outbox still holds reaches the archive if it can
     archive.stop();
-    ctx.conn.reset();
+    close_leaving_files(ctx);
     heal_report report;
     try {
         report = flow.run(std::move(found), std::move(detected_by));
@@ -548,8 +605,14 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
         throw;
     }
-    open_connection(ctx, start_retry(ctx), false);
-    verify_identity(ctx);
+    try {
+        open_connection(ctx, start_retry(ctx), false);
+        verify_identity(ctx);
+    } catch (const error& e) {
+        ctx.conn.reset();  // never left open on a file that failed its checks
+        ctx.broken = e;
+        throw;
+    }
     ctx.broken.reset();
     ctx.clear_damage();
     if constexpr (R::archiving) archive.start(false);
@@ -564,7 +627,7 @@ template <class R>
 void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
     const auto start = ctx.now();
     archive.stop();
-    ctx.conn.reset();
+    close_leaving_files(ctx);  // the -wal and -shm at the path are the new database's now
     reconnect(ctx);
     if (!ctx.conn) {
         ctx.emit_since("reopen", start, outcome::failed, 0, ctx.broken ? ctx.broken->klass() : error_class::cant_open,
