@@ -2,7 +2,8 @@
 // archive, writes and reads data, shows what the library did on the way and how a failure is
 // reported; then damages the database file and the next open heals it by itself (quarantine,
 // the backup plus the archive records after it, verified, swapped in), and damages a page
-// under the open database: the call that meets it fails with a clear error, the next heals.
+// under the open database: the call that meets it fails with a clear error, and the background
+// thread heals it.
 //
 //   resilite-demo [--dir DIRECTORY]     (default: a new directory under the system temp dir)
 #include <resilite/resilite.hpp>
@@ -181,7 +182,7 @@ int main(int argc, char** argv) try {
         } catch (const resilite::error& e) {
             fmt::print("   the call that met it failed, never a wrong answer: {}\n", e.user_message());
         }
-        fmt::print("   the next call heals first ({} by then)\n", db.health().healthy ? "healthy" : "marked unhealthy");
+        fmt::print("   the background thread heals at once; the next call waits for it (or heals first)\n");
         if (!healed_ok(db, rows)) {
             fmt::print("\ndemo FAILED: the healed database lacks committed rows\n");
             return 1;

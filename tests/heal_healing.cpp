@@ -711,3 +711,63 @@ TEST_CASE("heal with the disk full: a clear error, nothing deleted; with room ag
     REQUIRE(db.last_heal().has_value());
     CHECK(db.last_heal()->attempt == 2);
 }
+
+TEST_CASE("heal at run time on the background thread: damage seen by a call is healed without another call",
+          "[heal]") {
+    using BackgroundDb =
+        resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand, resilite::healing<>,
+                           common, resilite::wal_durability<resilite::synchronous::full, 60, 64, true>,
+                           resilite::manual_clock>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;
+    test::event_log log;
+    BackgroundDb::options o;
+    o.clock = clock;
+    o.observer = log.observer();
+    BackgroundDb db{path, o};
+    insert_items(db, 1, 50);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 51, 60);
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+    zero_root_page(path, "items");
+
+    CHECK_THROWS_AS(static_cast<void>(db.select<Item>()), resilite::error);
+    REQUIRE(log.wait_for("heal_finished", 1));  // counted, not timed: the thread reports it
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    CHECK(report->healed);
+    CHECK(report->detected_by.find("background") != std::string::npos);
+    CHECK(db.health().healthy);
+    CHECK(rows_of(path) == expected_rows(1, 60));
+}
+
+TEST_CASE("heal after a persistent I/O error on a file that fails its quick_check; not for an I/O error alone",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    bool failing = false;
+    HealDb::options o;
+    o.settings = HealDb::default_settings();
+    o.settings->retry.max_attempts = 3;
+    o.inject_failure = [&](std::string_view operation, int) { return failing && operation == "query" ? SQLITE_IOERR : SQLITE_OK; };
+    HealDb db{path, o};
+    insert_items(db, 1, 40);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 41, 50);
+
+    failing = true;  // the volume answers with I/O errors, the file is sound: no heal
+    CHECK_THROWS_AS(static_cast<void>(db.query<int>("SELECT count(*) FROM items")), resilite::error);
+    CHECK(db.health().healthy);
+
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+    zero_root_page(path, "items");  // now the file is damaged too
+    CHECK_THROWS_AS(static_cast<void>(db.query<int>("SELECT count(*) FROM items")), resilite::error);
+    CHECK_FALSE(db.health().healthy);
+    failing = false;
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 50);  // healed first
+    REQUIRE(db.last_heal().has_value());
+    CHECK(db.last_heal()->found.find("persistent I/O error") != std::string::npos);
+}

@@ -352,7 +352,7 @@ private:
     detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_};
+    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_};
 };
 
 }  // namespace resilite

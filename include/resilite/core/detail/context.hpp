@@ -63,6 +63,7 @@ public:
     std::mutex rng_mutex;
     std::mt19937_64 rng;  // jitter
     std::atomic<bool> heal_due{false};  // damage seen with healing on: the next call heals first
+    std::function<void()> on_heal_due;  // wakes the background thread, which heals without a call
 
     [[nodiscard]] time_point now() const { return clock.now(); }
     [[nodiscard]] const char* vfs_name() const noexcept { return vfs.empty() ? nullptr : vfs.c_str(); }
@@ -133,7 +134,10 @@ public:
                 if (!damage_.empty()) return;
                 damage_ = std::string{what};
             }
-            if constexpr (R::healing::enabled) heal_due.store(true, std::memory_order_relaxed);
+            if constexpr (R::healing::enabled) {
+                heal_due.store(true, std::memory_order_relaxed);
+                if (on_heal_due) on_heal_due();
+            }
             emit_since("corrupt", now(), outcome::failed, 0, klass, what);
         } catch (...) {
         }

@@ -9,6 +9,7 @@
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/monitor/check_health.hpp>
 #include <resilite/policy/retry.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
 #include <resilite/sqlite/transaction.hpp>
@@ -210,6 +211,17 @@ public:
                                  st.limits.max_attempts, st.limits.deadline.count());
             error exhausted{error_class::retry_exhausted, std::move(d), *failure};
             ctx_.emit_since(name, st.start, outcome::failed, 0, exhausted.klass(), exhausted.what(), st.attempt);
+            if constexpr (R::healing::enabled) {
+                // An I/O error that outlasted every retry: damage if the file fails a quick_check
+                // (a heal follows); an unreachable volume or a permission is not damage.
+                if (failure->klass() == error_class::io && ctx_.on_disk()) {
+                    const auto h = check_health(ctx_.path, check_level::quick);
+                    if (h.result == health_report::finding::corrupt || h.result == health_report::finding::not_a_database)
+                        ctx_.note_damage(error_class::corrupt,
+                                         fmt::format("a persistent I/O error ({}), and the file fails its quick_check: {}",
+                                                     failure->technical().code_name, h.detail));
+                }
+            }
             throw exhausted;
         }
         back_off(name, st, *failure, remaining);

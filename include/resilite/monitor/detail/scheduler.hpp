@@ -1,6 +1,6 @@
 #pragma once
 // Periodic work: PASSIVE checkpoints and the WAL size alert, scheduled checks, batched archive
-// drains, scheduled backups and restore drills. maintain() runs what is due by the clock; the background thread
+// drains, scheduled backups and restore drills; with healing, a heal as soon as damage is seen. maintain() runs what is due by the clock; the background thread
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
@@ -10,6 +10,7 @@
 #include <resilite/core/detail/operation_flow.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/heal/detail/drill_flow.hpp>
+#include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/monitor/detail/checker.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
@@ -48,8 +49,8 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills)
-        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills) {}
+              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals)
+        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills), heals_(heals) {}
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
@@ -88,6 +89,15 @@ public:
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
         bool did = false;
+        if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
+            if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction())) {
+                did = true;
+                try {
+                    static_cast<void>(heal_while_open(ctx_, archive_, heals_, "run time: healed by the background thread"));
+                } catch (...) {  // reported by heal_finished; the next call says why there is no database
+                }
+            }
+        }
         if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
             did = true;
             schedule_checkpoint(t);
@@ -135,11 +145,16 @@ public:
         if constexpr (advancing_clock<clock_type>) {
             subscription_ = ctx_.clock.subscribe([this] { wake(); });
         }
+        if constexpr (R::healing::enabled) ctx_.on_heal_due = [this] { wake(); };
         worker_ = std::jthread([this](std::stop_token st) { loop(st); });
     }
 
     void stop() noexcept {
         if constexpr (advancing_clock<clock_type>) subscription_ = {};
+        if constexpr (R::healing::enabled) {
+            std::lock_guard lock(ctx_.mutex);  // (set and called under it)
+            ctx_.on_heal_due = nullptr;
+        }
         if (worker_.joinable()) {
             worker_.request_stop();  // wakes the condition_variable_any wait
             worker_.join();
@@ -192,6 +207,7 @@ private:
     archive_flow<R>& archive_;
     backup_flow<R>& backups_;
     drill_flow<R>& drills_;
+    heal_flow<R>& heals_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
