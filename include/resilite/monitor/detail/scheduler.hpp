@@ -132,9 +132,11 @@ public:
             } catch (...) {  // reported by the backup's own event; the schedule goes on
             }
         }
-        if (due(next_drill_, ctx_.config.healing.drill_interval)) {
-            did = true;
-            static_cast<void>(drills_.run());  // reported by its own event
+        if constexpr (R::archiving || R::backup::enabled) {  // (nothing to drill from otherwise)
+            if (due(next_drill_, ctx_.config.healing.drill_interval)) {
+                did = true;
+                static_cast<void>(drills_.run());  // reported by its own event
+            }
         }
         return did;
     }
