@@ -25,6 +25,7 @@
 #include <resilite/core/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/heal/detail/heal_while_open.hpp>
 #include <resilite/heal/detail/drill_flow.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>

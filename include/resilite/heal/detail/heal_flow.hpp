@@ -31,6 +31,7 @@
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/core/detail/marker.hpp>
+#include <resilite/heal/detail/heal_files.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
@@ -61,84 +62,6 @@
 #include <vector>
 
 namespace resilite::detail {
-
-// One healer per database across processes (core/detail/marker.hpp).
-class heal_lock {
-public:
-    explicit heal_lock(const std::filesystem::path& db) : lock_(db) {
-        if (!lock_.held()) throw library_failure(error_class::io, "heal", "could not take the heal lock", db.string());
-    }
-
-private:
-    sidecar_lock lock_;
-};
-
-// Clean closes: with healing on, every process that has the database open is listed in the
-// sidecar, and leaves at close. A listed process that no longer exists closed it uncleanly (a
-// crash, a kill, a power cut): the next open runs a quick_check, which a clean restart skips.
-[[nodiscard]] inline bool process_gone(long pid) noexcept {
-    return pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
-}
-
-[[nodiscard]] inline bool unclean_close_seen(const std::filesystem::path& db) {
-    const auto m = read_marker(db);
-    return std::any_of(m.opened.begin(), m.opened.end(), process_gone);
-}
-
-// "<prefix><pid>-<16 hex digits of the database name>.db": one per process and database (two
-// databases of one directory may heal at once), of a fixed length whatever the name.
-[[nodiscard]] inline std::string scratch_name(std::string_view prefix, const std::filesystem::path& db) {
-    return fmt::format("{}{}-{:016x}.db", prefix, ::getpid(), std::hash<std::string>{}(db.filename().string()));
-}
-
-[[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
-                                                          const healing_settings& s) {
-    if (!s.quarantine_directory.empty()) return s.quarantine_directory;
-    return std::filesystem::absolute(db).parent_path() / "quarantine";
-}
-
-[[nodiscard]] inline std::filesystem::path heal_log_path(const std::filesystem::path& db) {
-    return std::filesystem::path{db.string() + ".heal-log.jsonl"};
-}
-
-// The database file is missing, or its header or WAL is damaged, or a heal was begun and not
-// finished: what to heal from, in words; nothing when the file looks sound.
-[[nodiscard]] inline std::optional<std::string> damage_at_open(const std::filesystem::path& db) {
-    const auto m = read_marker(db);
-    const auto h = check_health(db, check_level::header);
-    if (h.result == health_report::finding::missing) {
-        if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
-        return std::nullopt;  // never created, or removed on purpose: open says which
-    }
-    if (h.ok() || h.result == health_report::finding::io_error) return std::nullopt;
-    return fmt::format("{}: {}", to_string(h.result), h.detail);
-}
-
-// Adds this process to the sidecar's list (and drops the processes that are gone). Serialised with
-// heals and other openers by the heal lock.
-inline void register_open(const std::filesystem::path& db) {
-    heal_lock lock{db};
-    auto m = read_marker(db);
-    if (!m.exists) return;
-    std::erase_if(m.opened, process_gone);
-    m.opened.push_back(static_cast<long>(::getpid()));
-    if (!write_marker(db, m))
-        throw library_failure(error_class::io, "open", "could not write the sidecar " + marker_path(db).string(),
-                              db.string());
-}
-
-// Takes this process off the list once (another Database of this process may still be open).
-inline void register_close(const std::filesystem::path& db) noexcept {
-    try {
-        heal_lock lock{db};
-        auto m = read_marker(db);
-        const auto mine = std::find(m.opened.begin(), m.opened.end(), static_cast<long>(::getpid()));
-        if (mine == m.opened.end()) return;
-        m.opened.erase(mine);
-        static_cast<void>(write_marker(db, m));
-    } catch (...) {  // the next open runs one quick_check more
-    }
-}
 
 template <class R>
 class heal_flow {
@@ -574,71 +497,5 @@ private:
     time_point start_{};
     std::optional<heal_report> last_;
 };
-
-// Closes the connection without a checkpoint and without removing the -wal: on a damaged file a
-// checkpoint would write into what is about to be quarantined, and after another process's heal
-// the side files at the path belong to the healed database (SQLite removes them by name).
-template <class R>
-void close_leaving_files(context<R>& ctx) noexcept {
-    if (!ctx.conn) return;
-    int on = 1;
-    sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-    sqlite3_db_config(ctx.conn->native_handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-    ctx.conn.reset();
-}
-
-// A heal while the Database is open (db.heal(), or the next call after damage was seen): the
-// archive writer and the connection are closed, the flow runs, and the healed database is
-// opened again as a reconnect would (no file created, identity verified). The caller holds the
-// writer lock.
-template <class R>
-heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow<R>& flow, std::string detected_by) {
-    auto found = ctx.damage();
-    if (found.empty()) found = "a heal was asked for";
-    archive.drain_quietly(true);  // what the outbox still holds reaches the archive if it can
-    archive.stop();
-    close_leaving_files(ctx);
-    heal_report report;
-    try {
-        report = flow.run(std::move(found), std::move(detected_by));
-    } catch (const error& e) {
-        ctx.broken = e;  // every call says why there is no database, until a heal succeeds
-        throw;
-    }
-    try {
-        open_connection(ctx, start_retry(ctx), false);
-        verify_identity(ctx);
-    } catch (const error& e) {
-        ctx.conn.reset();  // never left open on a file that failed its checks
-        ctx.broken = e;
-        throw;
-    }
-    ctx.broken.reset();
-    ctx.clear_damage();
-    if constexpr (R::archiving) archive.start(false);
-    return report;
-}
-
-// The file at the path is not the one this Database has open: another process healed (or
-// restored, or replaced) it. Reopen before the next operation, as a reconnect would: a healed
-// database is taken up, a foreign or damaged one refused (the next calls say why). The caller
-// holds the writer lock and no transaction is open.
-template <class R>
-void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
-    const auto start = ctx.now();
-    archive.stop();
-    close_leaving_files(ctx);  // the -wal and -shm at the path are the new database's now
-    reconnect(ctx);
-    if (!ctx.conn) {
-        ctx.emit_since("reopen", start, outcome::failed, 0, ctx.broken ? ctx.broken->klass() : error_class::cant_open,
-                       ctx.broken ? ctx.broken->what() : "the database at the path could not be opened");
-        return;
-    }
-    if constexpr (R::archiving) archive.start(false);
-    ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
-                   fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "
-                               "before this operation",
-                               read_marker(ctx.path).heal_epoch));
-}
 
 }  // namespace resilite::detail

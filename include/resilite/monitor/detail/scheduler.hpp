@@ -11,6 +11,7 @@
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/heal/detail/drill_flow.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/heal/detail/heal_while_open.hpp>
 #include <resilite/monitor/detail/checker.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>

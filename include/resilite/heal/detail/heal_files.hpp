@@ -1,0 +1,105 @@
+#pragma once
+// The files and records healing keeps beside a database: the heal lock, the list of processes
+// that have the database open (clean closes), the scratch names, the quarantine root, the heal
+// log, and what damage at open means.
+
+#include <resilite/core/detail/marker.hpp>
+#include <resilite/core/error.hpp>
+#include <resilite/heal/healing_settings.hpp>
+#include <resilite/monitor/check_health.hpp>
+
+#include <fmt/format.h>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace resilite::detail {
+
+// One healer per database across processes (core/detail/marker.hpp).
+class heal_lock {
+public:
+    explicit heal_lock(const std::filesystem::path& db) : lock_(db) {
+        if (!lock_.held()) throw library_failure(error_class::io, "heal", "could not take the heal lock", db.string());
+    }
+
+private:
+    sidecar_lock lock_;
+};
+
+// Clean closes: with healing on, every process that has the database open is listed in the
+// sidecar, and leaves at close. A listed process that no longer exists closed it uncleanly (a
+// crash, a kill, a power cut): the next open runs a quick_check, which a clean restart skips.
+[[nodiscard]] inline bool process_gone(long pid) noexcept {
+    return pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+}
+
+[[nodiscard]] inline bool unclean_close_seen(const std::filesystem::path& db) {
+    const auto m = read_marker(db);
+    return std::any_of(m.opened.begin(), m.opened.end(), process_gone);
+}
+
+// "<prefix><pid>-<16 hex digits of the database name>.db": one per process and database (two
+// databases of one directory may heal at once), of a fixed length whatever the name.
+[[nodiscard]] inline std::string scratch_name(std::string_view prefix, const std::filesystem::path& db) {
+    return fmt::format("{}{}-{:016x}.db", prefix, ::getpid(), std::hash<std::string>{}(db.filename().string()));
+}
+
+[[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
+                                                          const healing_settings& s) {
+    if (!s.quarantine_directory.empty()) return s.quarantine_directory;
+    return std::filesystem::absolute(db).parent_path() / "quarantine";
+}
+
+[[nodiscard]] inline std::filesystem::path heal_log_path(const std::filesystem::path& db) {
+    return std::filesystem::path{db.string() + ".heal-log.jsonl"};
+}
+
+// The database file is missing, or its header or WAL is damaged, or a heal was begun and not
+// finished: what to heal from, in words; nothing when the file looks sound.
+[[nodiscard]] inline std::optional<std::string> damage_at_open(const std::filesystem::path& db) {
+    const auto m = read_marker(db);
+    const auto h = check_health(db, check_level::header);
+    if (h.result == health_report::finding::missing) {
+        if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
+        return std::nullopt;  // never created, or removed on purpose: open says which
+    }
+    if (h.ok() || h.result == health_report::finding::io_error) return std::nullopt;
+    return fmt::format("{}: {}", to_string(h.result), h.detail);
+}
+
+// Adds this process to the sidecar's list (and drops the processes that are gone). Serialised with
+// heals and other openers by the heal lock.
+inline void register_open(const std::filesystem::path& db) {
+    heal_lock lock{db};
+    auto m = read_marker(db);
+    if (!m.exists) return;
+    std::erase_if(m.opened, process_gone);
+    m.opened.push_back(static_cast<long>(::getpid()));
+    if (!write_marker(db, m))
+        throw library_failure(error_class::io, "open", "could not write the sidecar " + marker_path(db).string(),
+                              db.string());
+}
+
+// Takes this process off the list once (another Database of this process may still be open).
+inline void register_close(const std::filesystem::path& db) noexcept {
+    try {
+        heal_lock lock{db};
+        auto m = read_marker(db);
+        const auto mine = std::find(m.opened.begin(), m.opened.end(), static_cast<long>(::getpid()));
+        if (mine == m.opened.end()) return;
+        m.opened.erase(mine);
+        static_cast<void>(write_marker(db, m));
+    } catch (...) {  // the next open runs one quick_check more
+    }
+}
+
+
+}  // namespace resilite::detail
