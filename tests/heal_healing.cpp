@@ -18,6 +18,7 @@
 
 #include <map>
 #include <random>
+#include <thread>
 
 using namespace test::archive;
 using test::manual_durability;
@@ -476,6 +477,87 @@ TEST_CASE("heal by another process: a Database that has the file open reopens th
     // The quarantined copy never sees it.
     const auto q = quarantined(dir.path()).front() / "app.db";
     CHECK(rows_of(q).count(31) == 0);
+}
+
+namespace {
+
+void touch(const std::filesystem::path& p) { std::ofstream{p} << "x"; }
+
+// Waits (polling the file system) until one of the files exists; returns its index. Counts
+// nothing but the files: however slow the machine, the other process gets there.
+std::size_t wait_for_any(std::initializer_list<std::filesystem::path> files) {
+    for (;;) {
+        std::size_t i = 0;
+        for (const auto& f : files) {
+            if (std::filesystem::exists(f)) return i;
+            ++i;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds{1});
+    }
+}
+
+}  // namespace
+
+TEST_CASE("heal by another process: a write this process started before the heal reached its files lands in "
+          "the healed database, never only in the quarantined copy",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto ready = dir / "child-ready", go = dir / "go", waiting = dir / "heal-waits",
+               moved = dir / "heal-moved", committed = dir / "committed";
+    {
+        HealDb a{path};
+        insert_items(a, 1, 20);
+        static_cast<void>(a.backup_now());
+        insert_items(a, 21, 30);
+    }
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {  // another process heals on demand once told to
+        try {
+            HealDb::options o;
+            o.observer = resilite::callback_observer{[&](const resilite::event& e) {
+                if (e.name == "heal_progress" && e.detail.find("waiting for") != std::string_view::npos) touch(waiting);
+            }};
+            o.inject_failure = [&](std::string_view op, int) {
+                if (op == "heal:quarantine:moved") touch(moved);
+                if (op == "heal:swap") static_cast<void>(wait_for_any({committed}));  // the write ends first
+                return SQLITE_OK;
+            };
+            HealDb b{path, o};
+            touch(ready);
+            static_cast<void>(wait_for_any({go}));
+            const auto r = b.heal();
+            ::_exit(r.healed ? 0 : 2);
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    static_cast<void>(wait_for_any({ready}));
+    // This process archives in batches: its commit waits in the database's outbox, which the heal
+    // drains before it moves the files (a commit in the quarantined copy would be lost).
+    using BatchedHealDb = resilite::Database<resilite::schema<items, logs>,
+                                             resilite::archive<resilite::flush_every_ms<60000>>, backups_on_demand,
+                                             resilite::healing<>, common, manual_durability>;
+    BatchedHealDb::options o;
+    // The insert has begun (its check of the file is behind it) when the other process starts to
+    // heal; it goes on once the heal waits for it or has moved the files.
+    o.inject_failure = [&](std::string_view op, int attempt) {
+        if (op == "insert" && attempt == 1 && !std::filesystem::exists(go)) {
+            touch(go);
+            static_cast<void>(wait_for_any({waiting, moved}));
+        }
+        return SQLITE_OK;
+    };
+    BatchedHealDb a{path, o};
+    a.insert(Item{31, "item 31", 0, "t"});
+    touch(committed);
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 31);
+    CHECK(rows_of(path) == expected_rows(1, 31));
 }
 
 TEST_CASE("heal at open after an unclean close: a quick_check finds a damaged page, a clean restart skips it",

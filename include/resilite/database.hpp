@@ -319,21 +319,15 @@ private:
         return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
 
-    // With healing on, before every call: damage seen by an earlier call is healed first, and a
-    // database another process healed (the file at the path replaced: one stat) is reopened, so
-    // that no write goes into a quarantined file. Not inside a transaction: it holds the
-    // database until it ends.
+    // With healing on, before every call: damage seen by an earlier call is healed first. Not
+    // inside a transaction: it holds the database until it ends. (A database another process
+    // healed is reopened by the operation itself: core/detail/gate_pass.hpp.)
     void heal_if_due() {
         if constexpr (healing_type::enabled) {
-            const bool due = ctx_.heal_due.load(std::memory_order_relaxed);
-            if (!due && !detail::file_replaced(ctx_)) [[likely]] return;
+            if (!ctx_.heal_due.load(std::memory_order_relaxed)) [[likely]] return;
             std::lock_guard lock(ctx_.mutex);
-            if (ctx_.conn && ctx_.conn->in_transaction()) return;
-            if (ctx_.heal_due.load()) {
-                static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
-            } else if (detail::file_replaced(ctx_)) {
-                detail::follow_replaced_file(ctx_, archive_);
-            }
+            if ((ctx_.conn && ctx_.conn->in_transaction()) || ctx_.gate.depth() > 0 || !ctx_.heal_due.load()) return;
+            static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
         }
     }
 

@@ -36,6 +36,7 @@ public:
         : db_(&db),
           flow_(parts.flow),
           lock_(std::move(parts.lock)),
+          pass_(std::move(parts.pass)),
           tx_(std::move(parts.tx)),
           state_(parts.state),
           managed_(parts.managed),
@@ -47,6 +48,7 @@ public:
         : db_(o.db_),
           flow_(o.flow_),
           lock_(std::move(o.lock_)),
+          pass_(std::move(o.pass_)),
           tx_(std::move(o.tx_)),
           state_(o.state_),
           managed_(o.managed_),
@@ -137,6 +139,7 @@ private:
     Db* db_;
     flow_type* flow_;
     std::unique_lock<std::recursive_mutex> lock_;
+    typename flow_type::pass_type pass_;  // (destroyed after tx_ ends, before lock_ is released)
     sqlite::transaction tx_;
     detail::retry_state state_;
     bool managed_ = false;

@@ -1,11 +1,14 @@
 #pragma once
-// The close flow, top to bottom: stop the background thread, drain the archive, run a TRUNCATE
-// checkpoint (so the next open finds no WAL to recover), report `close`, close the connection,
-// and with healing on take this process off the sidecar's list (a clean close).
+// The close flow, top to bottom: stop the background thread; with healing on, pass the gate
+// (if another process is healing or healed the file, close without a checkpoint, keeping the
+// side files, which are the healed database's); drain the archive, run a TRUNCATE checkpoint (so
+// the next open finds no WAL to recover), report `close`, close the connection, and with healing
+// on take this process off the sidecar's list (a clean close).
 // Never throws: a failed step is reported as a warning and left to the next open.
 
 #include <resilite/archive/detail/archive_flow.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/monitor/detail/scheduler.hpp>
@@ -20,6 +23,28 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
     std::lock_guard lock(ctx.mutex);
     if (!ctx.conn) return;
     const auto start = ctx.now();
+    gate_pass<R> pass;
+    if constexpr (R::healing::enabled) {
+        // Another process is healing, or healed, the database: the file this connection has open
+        // is (or will be) quarantined, and the side files at the path are the healed database's.
+        // No checkpoint, and the -wal stays (SQLite removes it by name).
+        bool replaced = false;
+        try {
+            pass = gate_pass<R>{ctx, archive, gate_pass<R>::on_replaced::ignore};
+            replaced = file_replaced(ctx);
+        } catch (...) {
+            replaced = true;
+        }
+        if (replaced) {
+            archive.stop();
+            close_leaving_files(ctx);
+            pass.leave();
+            ctx.emit_since("close", start, outcome::warning, 0, error_class::none,
+                           "another process is healing or healed the file: closed without a checkpoint");
+            if (ctx.on_disk() && !ctx.read_only) register_close(ctx.path);
+            return;
+        }
+    }
     archive.drain_quietly(true);
     try {
         const auto r = checkpoint(*ctx.conn, checkpoint_mode::truncate);
@@ -33,6 +58,7 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
         }
     }
     ctx.conn.reset();
+    pass.leave();  // (before the heal lock: core/detail/file_gate.hpp)
     if constexpr (R::healing::enabled) {
         if (ctx.on_disk() && !ctx.read_only) register_close(ctx.path);
     }

@@ -5,6 +5,7 @@
 // reaches back into the Database that owns it.
 
 #include <resilite/core/database_options.hpp>
+#include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/settings.hpp>
@@ -64,6 +65,7 @@ public:
     std::mt19937_64 rng;  // jitter
     std::atomic<bool> heal_due{false};  // damage seen with healing on: the next call heals first
     std::function<void()> on_heal_due;  // wakes the background thread, which heals without a call
+    file_gate gate;                     // healing<>: held shared by every operation (core/detail/file_gate.hpp)
 
     [[nodiscard]] time_point now() const { return clock.now(); }
     [[nodiscard]] const char* vfs_name() const noexcept { return vfs.empty() ? nullptr : vfs.c_str(); }

@@ -4,7 +4,8 @@
 //      too long for the side files; with healing on, heal a file whose header or WAL is
 //      damaged (or whose heal was interrupted), or that fails a quick_check after an unclean
 //      close; refuse one that is still damaged;
-//   2. in one retried loop (another process may hold the write lock at any step):
+//   2. in one retried loop (another process may hold the write lock at any step; with healing
+//      on, this holds the gate, so that no other process heals meanwhile):
 //      a. open the connection: WAL and the synchronous level, both read back;
 //      b. verify the identity: the file is the database resilite keeps at this path;
 //      c. schema: declared schema for a new database, pending migrations, schema sync;
@@ -18,6 +19,7 @@
 #include <resilite/backup/detail/backup_flow.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/core/detail/operation_flow.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/monitor/detail/scheduler.hpp>
@@ -50,9 +52,11 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
         flow.finish_failed("open", st);
         throw;
     }
+    gate_pass<R> pass;  // healing<>: no heal of another process during step 2
     for (;;) {  // 2.
         ++st.attempt;
         try {
+            pass = gate_pass<R>{ctx, archive, gate_pass<R>::on_replaced::ignore};
             {
                 std::lock_guard lock(ctx.mutex);
                 ctx.inject("open", st.attempt);
@@ -68,11 +72,13 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                 std::lock_guard lock(ctx.mutex);
                 archive.stop();
                 ctx.conn.reset();
+                pass.leave();
             }
             if (flow.retry_after_failure("open", st, retry_context::opening)) continue;
             throw;
         }
     }
+    pass.leave();  // (before the heal lock: core/detail/file_gate.hpp)
     if constexpr (R::healing::enabled) {  // 3.
         if (ctx.on_disk() && !ctx.read_only) register_open(ctx.path);
     }

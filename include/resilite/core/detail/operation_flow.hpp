@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_flow.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/policy/retry.hpp>
@@ -34,6 +35,7 @@ template <class Flow>
 struct transaction_parts {
     Flow* flow;
     std::unique_lock<std::recursive_mutex> lock;
+    typename Flow::pass_type pass;  // healing<>: the gate, held until the transaction ends
     sqlite::transaction tx;
     retry_state state;
     bool managed;  // run by transaction(f), which reports it once for all attempts
@@ -50,6 +52,7 @@ template <class R>
 class operation_flow {
 public:
     using time_point = std::chrono::steady_clock::time_point;
+    using pass_type = gate_pass<R>;
 
     operation_flow(context<R>& ctx, archive_flow<R>& archive) : ctx_(ctx), archive_(archive) {}
 
@@ -67,6 +70,7 @@ public:
                 ctx_.yield_to_backup();
                 std::unique_lock lock(ctx_.mutex);
                 if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
+                pass_type pass{ctx_, archive_};               // healing<>: no heal meanwhile; a healed file reopened
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
@@ -78,6 +82,7 @@ public:
                     if (!nested && sqlite3_total_changes64(c.native_handle()) != changes_before)
                         archive_.after_commit();
                 }
+                pass.leave();
                 lock.unlock();
                 ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
                 return result;
@@ -245,12 +250,13 @@ private:
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
         ctx_.yield_to_backup();
         std::unique_lock lock(ctx_.mutex);
+        pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());
         prepare_attempt(ctx_, st);
         ctx_.inject("begin", st.attempt);
         sqlite::transaction tx{ctx_.connection(), mode};
-        return {this, std::move(lock), std::move(tx), st, managed};
+        return {this, std::move(lock), std::move(pass), std::move(tx), st, managed};
     }
 
     template <class Tx>

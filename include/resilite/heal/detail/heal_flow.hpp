@@ -1,7 +1,9 @@
 #pragma once
 // The heal flow, top to bottom (heal_flow::run):
-//   1. take the heal lock (one healer per database across processes); a heal another process
-//      finished while we waited is not repeated;
+//   1. take the gate (waiting, within the time limit, for operations of other processes to end;
+//      none starts until the heal is over: core/detail/file_gate.hpp), let the caller drain the
+//      archive and close its connection, then take the heal lock (one healer per database across
+//      processes); a heal another process finished while we waited is not repeated;
 //   2. the circuit breaker: after max_attempts heals in a row that did not succeed, stop and
 //      say so until resilite::reset_healing(path); otherwise count this attempt (in the sidecar,
 //      so that it survives restarts);
@@ -29,6 +31,7 @@
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/core/detail/marker.hpp>
 #include <resilite/heal/detail/heal_files.hpp>
@@ -59,6 +62,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace resilite::detail {
@@ -76,9 +80,11 @@ public:
     // Heals the database at the path (the caller has no connection open on it). Returns the
     // report; throws a resilite::error (class corrupt) whose technical().report holds the
     // manual recovery steps when it cannot.
-    heal_report run(std::string found, std::string detected_by) {
+    // `let_go` runs once the heal holds the gate: a Database that is open drains its archive and
+    // closes its connection there.
+    heal_report run(std::string found, std::string detected_by, const std::function<void()>& let_go = {}) {
         try {
-            return run_flow(std::move(found), std::move(detected_by));
+            return run_flow(std::move(found), std::move(detected_by), let_go);
         } catch (const std::filesystem::filesystem_error& e) {
             throw library_failure(error_class::io, "heal",
                                   fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
@@ -87,7 +93,7 @@ public:
     }
 
 private:
-    heal_report run_flow(std::string found, std::string detected_by) {
+    heal_report run_flow(std::string found, std::string detected_by, const std::function<void()>& let_go) {
         const auto& path = ctx_.path;
         const auto s = ctx_.with_lock([&] { return ctx_.config; });
         heal_report rep;
@@ -99,7 +105,10 @@ private:
         ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
 
         const auto epoch_before = read_marker(path).heal_epoch;
-        heal_lock lock{path};  // 1.
+        exclusive_gate gate{path};  // 1.
+        wait_for_gate(gate, s, rep);
+        if (let_go) let_go();
+        heal_lock lock{path};
         auto m = read_marker(path);
         if (m.heal_epoch != epoch_before && check_health(path, check_level::quick).ok()) {
             rep.healed = true;
@@ -435,6 +444,27 @@ private:
         if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
             return 0;
         return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    }
+
+    // Operations of other processes end (each holds the gate for one operation or transaction);
+    // ours hold the writer lock, which the caller has. Waiting is polling: a flock cannot time
+    // out. Sleeps on the real clock, measured on the Database's (a manual clock moves only when
+    // the test says).
+    void wait_for_gate(exclusive_gate& gate, const settings& s, heal_report& rep) {
+        if (gate.try_take()) return;
+        progress("waiting for operations of other processes on the database to end", 0);
+        while (!gate.try_take()) {
+            if (ctx_.now() - start_ > s.healing.time_limit) {
+                rep.duration = ctx_.now() - start_;
+                const auto text = fmt::format(
+                    "operations of other processes held the database for longer than the heal's time limit of {} s; "
+                    "nothing was moved (the heal runs again on the next call or open)",
+                    s.healing.time_limit.count());
+                ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::busy, text);
+                throw library_failure(error_class::busy, "heal", text, ctx_.path.string());
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds{1});
+        }
     }
 
     bool over_time(const settings& s, heal_report& rep) {

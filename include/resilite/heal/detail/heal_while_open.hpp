@@ -1,50 +1,53 @@
 #pragma once
 // Healing while a Database is open: its own heal (db.heal(), or damage seen at run time), and a
-// file another process healed or replaced. The caller holds the writer lock.
+// file another process healed or replaced (core/detail/gate_pass.hpp). The caller holds the writer lock.
 
 #include <resilite/archive/detail/archive_flow.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/marker.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/heal/heal_report.hpp>
 
 #include <fmt/format.h>
-
-#include <sqlite3.h>
 
 #include <string>
 #include <utility>
 
 namespace resilite::detail {
 
-// Closes the connection without a checkpoint and without removing the -wal: on a damaged file a
-// checkpoint would write into what is about to be quarantined, and after another process's heal
-// the side files at the path belong to the healed database (SQLite removes them by name).
+// Without a checkpoint, and keeping the -wal (core/detail/gate_pass.hpp).
 template <class R>
-void close_leaving_files(context<R>& ctx) noexcept {
-    if (!ctx.conn) return;
-    int on = 1;
-    sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &on);
-    sqlite3_db_config(ctx.conn->native_handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
-    ctx.conn.reset();
+void let_go_if_open(context<R>& ctx, archive_flow<R>& archive) noexcept {
+    archive.stop();
+    close_leaving_files(ctx);
 }
 
 // A heal while the Database is open (db.heal(), or the next call after damage was seen): the
-// archive writer and the connection are closed, the flow runs, and the healed database is
+// flow runs, closing the archive writer and the connection once it holds the gate, and the healed database is
 // opened again as a reconnect would (no file created, identity verified). The caller holds the
 // writer lock.
 template <class R>
 heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow<R>& flow, std::string detected_by) {
+    if (ctx.gate.depth() > 0 || (ctx.conn && ctx.conn->in_transaction())) {
+        throw library_failure(error_class::misuse, "heal",
+                              "a heal cannot run inside a transaction or an operation of the same Database; call "
+                              "heal() after it ends",
+                              ctx.path.string());
+    }
     auto found = ctx.damage();
     if (found.empty()) found = "a heal was asked for";
-    archive.drain_quietly(true);  // what the outbox still holds reaches the archive if it can
-    archive.stop();
-    close_leaving_files(ctx);
+    // Once the heal holds the gate (no operation of any process runs): what the outbox holds,
+    // whichever process committed it, reaches the archive if it can; then the connection closes.
+    const auto let_go = [&] {
+        archive.drain_quietly(true);
+        let_go_if_open(ctx, archive);
+    };
     heal_report report;
     try {
-        report = flow.run(std::move(found), std::move(detected_by));
+        report = flow.run(std::move(found), std::move(detected_by), let_go);
     } catch (const error& e) {
+        let_go_if_open(ctx, archive);
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
         throw;
     }
@@ -60,28 +63,6 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     ctx.clear_damage();
     if constexpr (R::archiving) archive.start(false);
     return report;
-}
-
-// The file at the path is not the one this Database has open: another process healed (or
-// restored, or replaced) it. Reopen before the next operation, as a reconnect would: a healed
-// database is taken up, a foreign or damaged one refused (the next calls say why). The caller
-// holds the writer lock and no transaction is open.
-template <class R>
-void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
-    const auto start = ctx.now();
-    archive.stop();
-    close_leaving_files(ctx);  // the -wal and -shm at the path are the new database's now
-    reconnect(ctx);
-    if (!ctx.conn) {
-        ctx.emit_since("reopen", start, outcome::failed, 0, ctx.broken ? ctx.broken->klass() : error_class::cant_open,
-                       ctx.broken ? ctx.broken->what() : "the database at the path could not be opened");
-        return;
-    }
-    if constexpr (R::archiving) archive.start(false);
-    ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
-                   fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "
-                               "before this operation",
-                               read_marker(ctx.path).heal_epoch));
 }
 
 }  // namespace resilite::detail

@@ -12,6 +12,7 @@
 #include <resilite/heal/detail/drill_flow.hpp>
 #include <resilite/heal/detail/heal_flow.hpp>
 #include <resilite/heal/detail/heal_while_open.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/monitor/detail/checker.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
@@ -98,6 +99,12 @@ public:
                 } catch (...) {  // reported by heal_finished; the next call says why there is no database
                 }
             }
+        }
+        gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
+        try {
+            pass = gate_pass<R>{ctx_, archive_};
+        } catch (...) {
+            return did;
         }
         if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
             did = true;

@@ -1,0 +1,106 @@
+#pragma once
+// How an operation enters the database with healing<> on: through the gate (no heal of any
+// process runs meanwhile; core/detail/file_gate.hpp), then a look at the file at the path: if
+// another process healed, restored or replaced it, the Database reopens it before the operation
+// touches anything, so that no write goes into a quarantined file.
+
+#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/core/detail/connect.hpp>
+#include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/marker.hpp>
+
+#include <fmt/format.h>
+
+#include <sqlite3.h>
+
+#include <utility>
+
+namespace resilite::detail {
+
+// Closes the connection without a checkpoint and without removing the -wal: on a damaged file a
+// checkpoint would write into what is about to be quarantined, and after another process's heal
+// the side files at the path belong to the healed database (SQLite removes them by name).
+template <class R>
+void close_leaving_files(context<R>& ctx) noexcept {
+    if (!ctx.conn) return;
+    int on = 1;
+    sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &on);
+    sqlite3_db_config(ctx.conn->native_handle(), SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE, 1, nullptr);
+    ctx.conn.reset();
+}
+
+// The file at the path is not the one this Database has open: another process healed (or
+// restored, or replaced) it. Reopen, as a reconnect would: a healed database is taken up, a
+// foreign or damaged one refused (the next calls say why). The caller holds the writer lock and
+// no transaction is open.
+template <class R>
+void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
+    const auto start = ctx.now();
+    archive.stop();
+    close_leaving_files(ctx);  // the -wal and -shm at the path are the new database's now
+    reconnect(ctx);
+    if (!ctx.conn) {
+        ctx.emit_since("reopen", start, outcome::failed, 0, ctx.broken ? ctx.broken->klass() : error_class::cant_open,
+                       ctx.broken ? ctx.broken->what() : "the database at the path could not be opened");
+        return;
+    }
+    if constexpr (R::archiving) archive.start(false);
+    ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
+                   fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "
+                               "before this operation",
+                               read_marker(ctx.path).heal_epoch));
+}
+
+// Held for one operation (or one transaction, or one round of maintenance); nothing without
+// healing<>. The caller holds the writer lock while it makes and ends one.
+template <class R>
+class gate_pass {
+public:
+    enum class on_replaced { follow, ignore };
+
+    gate_pass() = default;
+    // Throws a busy error while another process heals (retried under the retry policy, which
+    // says "busy" when it gives up).
+    gate_pass(context<R>& ctx, archive_flow<R>& archive, on_replaced what = on_replaced::follow) {
+        if constexpr (R::healing::enabled) {
+            if (!ctx.on_disk()) return;
+            if (!ctx.gate.enter(ctx.path)) {
+                throw library_failure(error_class::busy, "gate",
+                                      "another process is healing the database; operations wait for it", ctx.path.string());
+            }
+            ctx_ = &ctx;
+            try {
+                if (what == on_replaced::follow && ctx.gate.depth() == 1 && !(ctx.conn && ctx.conn->in_transaction()) &&
+                    file_replaced(ctx)) [[unlikely]]
+                    follow_replaced_file(ctx, archive);
+            } catch (...) {
+                leave();
+                throw;
+            }
+        } else {
+            static_cast<void>(ctx);
+            static_cast<void>(archive);
+            static_cast<void>(what);
+        }
+    }
+    gate_pass(const gate_pass&) = delete;
+    gate_pass& operator=(const gate_pass&) = delete;
+    gate_pass(gate_pass&& o) noexcept : ctx_(std::exchange(o.ctx_, nullptr)) {}
+    gate_pass& operator=(gate_pass&& o) noexcept {
+        if (this != &o) {
+            leave();
+            ctx_ = std::exchange(o.ctx_, nullptr);
+        }
+        return *this;
+    }
+    ~gate_pass() { leave(); }
+
+    void leave() noexcept {
+        if (ctx_ != nullptr) std::exchange(ctx_, nullptr)->gate.leave();
+    }
+
+private:
+    context<R>* ctx_ = nullptr;
+};
+
+}  // namespace resilite::detail
