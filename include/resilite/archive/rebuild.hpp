@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <functional>
 #include <system_error>
 
 namespace resilite {
@@ -31,6 +32,9 @@ namespace resilite {
 struct rebuild_options {
     bool keep_going = false;  // build what can be built despite fatal problems (they are reported)
     bool replace = false;     // replace an existing database at the target path
+    // Asked now and then while records are applied: true stops the rebuild with an
+    // `interrupted` error, and nothing is written (e.g. a deadline).
+    std::function<bool()> stop_when;
 };
 
 namespace detail::archive {
@@ -73,7 +77,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
             dir / fmt::format(".{}.rebuild-{}", new_db.filename().string().substr(0, 200), ::getpid());
         a::remove_database_files(tmp);
         try {
-            a::build_from_archive(contents, tmp, report, false);
+            a::build_from_archive(contents, tmp, report, false, options.stop_when);
             if (const auto id = detail::read_archive_identity(archive_dir)) {
                 // The rebuilt database is the archived one: it takes its identity, so that it
                 // opens where the original was (the sidecar there names that identity).

@@ -14,11 +14,15 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <functional>
 
 namespace resilite {
 
 struct replay_options {
     bool keep_going = false;  // apply what can be applied despite fatal problems
+    // Asked now and then while records are applied: true stops the replay with an
+    // `interrupted` error, and nothing is applied (e.g. a deadline).
+    std::function<bool()> stop_when;
 };
 
 inline archive_report replay_archive(const std::filesystem::path& archive_dir,
@@ -43,7 +47,7 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
         const bool from_snapshot =
             !contents.records.empty() && after < contents.records[contents.start].header.seq;
         report.applied_records =
-            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report);
+            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when);
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
                              "replay_options::keep_going", db);
         tx.commit();

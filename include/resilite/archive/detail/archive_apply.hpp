@@ -24,6 +24,7 @@
 #include <system_error>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <string>
 #include <vector>
@@ -138,9 +139,11 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
 // caller's transaction. Every trigger the database already has is dropped first and created
 // again after the rows (the archive already holds what they did); the archive itself never
 // creates one. Leaves the state table at the last
-// record applied. Returns the number of records applied.
+// record applied. Returns the number of records applied. `stop` (if any) is asked every 64
+// records: true throws `interrupted`, and the caller's transaction rolls back.
 inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
-                                  std::int64_t after, archive_report& report) {
+                                  std::int64_t after, archive_report& report,
+                                  const std::function<bool()>& stop = {}) {
     std::vector<std::string> held_back;
     for (auto& [name, sql] : c.query_all<std::string, std::string>(
              "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
@@ -156,6 +159,12 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
         for (std::size_t i = from; i < a.records.size(); ++i) {
             const auto& r = a.records[i];
             if (r.header.seq <= after) continue;
+            if (stop && (i - from) % 64 == 0 && stop()) {
+                throw library_failure(error_class::interrupted, "apply",
+                                      fmt::format("stopped after {} of {} records, as asked: nothing was applied",
+                                                  applied, a.records.size() - from),
+                                      {});
+            }
             if (rp.apply(r, report.problems)) ++applied;
             last_seq = r.header.seq;
             last_id = r.header.last_id;
@@ -223,7 +232,7 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 // Builds a database from the archive alone at `file` (which must not exist): from the newest
 // snapshot on, fast (no journal on disk, no syncs: the caller syncs the finished file).
 inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file,
-                               archive_report& report, bool hashes) {
+                               archive_report& report, bool hashes, const std::function<bool()>& stop = {}) {
     sqlite::connection c{file};
     // Every value of a fresh build comes from a record, where its literal is at least as long
     // as the value: nothing larger can be legitimate. Nothing is ever attached.
@@ -236,7 +245,7 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
     sqlite3_limit(c.native_handle(), SQLITE_LIMIT_ATTACHED, 0);
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);
-    report.applied_records = apply_records(c, a, a.start, 0, report);
+    report.applied_records = apply_records(c, a, a.start, 0, report, stop);
     record_schema_as_archived(c);
     c.exec_script("COMMIT; PRAGMA journal_mode=DELETE;");
     check_result(c, report);

@@ -102,6 +102,7 @@ private:
         rep.found = std::move(found);
         rep.detected_by = std::move(detected_by);
         start_ = ctx_.now();
+        time_limit_ = s.healing.time_limit;
         ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
 
         const auto epoch_before = read_marker(path).heal_epoch;
@@ -290,12 +291,18 @@ private:
             std::filesystem::copy_file(b.path, candidate.database());
             rep.phases.push_back({"restore", ctx_.now() - restore_start});
             progress("restore", 30);
+            if (past_limit()) {
+                rep.sources.push_back({name, false, "stopped after the restore: the heal reached its time limit"});
+                return false;
+            }
             std::optional<std::int64_t> from, to;
             if (has_archive) {
                 const auto replay_start = ctx_.now();
                 from = archive_seq_of(candidate.database());
                 ctx_.inject("heal:replay", 1);
-                const auto r = replay_archive(archive_dir, candidate.database());
+                replay_options o;
+                o.stop_when = [this] { return past_limit(); };
+                const auto r = replay_archive(archive_dir, candidate.database(), o);
                 to = r.last_seq;
                 rep.phases.push_back({"replay", ctx_.now() - replay_start});
                 progress("replay", 60);
@@ -328,7 +335,9 @@ private:
             const auto start = ctx_.now();
             candidate.remove_all();
             ctx_.inject("heal:replay", 1);
-            const auto r = rebuild(archive_dir, candidate.database());
+            rebuild_options o;
+            o.stop_when = [this] { return past_limit(); };
+            const auto r = rebuild(archive_dir, candidate.database(), o);
             rep.phases.push_back({"rebuild", ctx_.now() - start});
             progress("rebuild", 60);
             if (auto problem = verify(candidate.database(), nullptr, rep)) {
@@ -365,6 +374,10 @@ private:
         std::set<std::string> undeclared;
         {
             sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
+            // A long check stops at the time limit (SQLITE_INTERRUPT: this source fails).
+            sqlite3_progress_handler(
+                c.native_handle(), 100000, [](void* self) { return static_cast<heal_flow*>(self)->past_limit() ? 1 : 0; },
+                this);
             const auto integrity = c.query_all<std::string>("PRAGMA integrity_check");
             if (integrity.size() != 1 || integrity.front() != "ok")
                 return fmt::format("the result fails its integrity check: {}", integrity.empty() ? "?" : integrity.front());
@@ -454,7 +467,7 @@ private:
         if (gate.try_take()) return;
         progress("waiting for operations of other processes on the database to end", 0);
         while (!gate.try_take()) {
-            if (ctx_.now() - start_ > s.healing.time_limit) {
+            if (past_limit()) {
                 rep.duration = ctx_.now() - start_;
                 const auto text = fmt::format(
                     "operations of other processes held the database for longer than the heal's time limit of {} s; "
@@ -467,8 +480,10 @@ private:
         }
     }
 
+    [[nodiscard]] bool past_limit() const { return ctx_.now() - start_ > time_limit_; }
+
     bool over_time(const settings& s, heal_report& rep) {
-        if (ctx_.now() - start_ <= s.healing.time_limit) return false;
+        if (!past_limit()) return false;
         rep.sources.push_back({"time limit", false,
                                fmt::format("the heal took longer than its limit of {} s and stopped there",
                                            s.healing.time_limit.count())});
@@ -525,6 +540,7 @@ private:
 
     context<R>& ctx_;
     time_point start_{};
+    std::chrono::nanoseconds time_limit_{};
     std::optional<heal_report> last_;
 };
 
