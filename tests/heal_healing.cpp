@@ -711,6 +711,31 @@ TEST_CASE("heal time limit inside a replay: the archive replay stops at the limi
     CHECK(rows_of(path) == expected_rows(1, 200));
 }
 
+TEST_CASE("heal not needed for a declared index whose definition was swapped: schema sync rebuilds it from the "
+          "table at open",
+          "[heal]") {
+    using indexed_items = resilite::table<"items", Item, resilite::primary_key<"id">, resilite::secret<"token">,
+                                          resilite::index<"items_by_name", "name">>;
+    using IndexedDb = resilite::Database<resilite::schema<indexed_items, logs>, resilite::archive<>, backups_on_demand,
+                                         resilite::healing<>, common, manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        IndexedDb db{path};
+        insert_items(db, 1, 30);
+    }
+    REQUIRE(resilite::testing::swap_index_definition(path) == "items_by_name");
+    REQUIRE_FALSE(integrity_ok(path));  // the index no longer matches its table
+    IndexedDb db{path};
+    CHECK(db.sync_report().actions.size() == 1);
+    CHECK(integrity_ok(path));
+    CHECK(db.check(resilite::check_level::full).ok());
+    CHECK_FALSE(db.last_heal().has_value());  // the table held every row: nothing to heal from
+    CHECK(rows_of(path) == expected_rows(1, 30));
+    CHECK(db.query_one<std::string>("SELECT name FROM items INDEXED BY items_by_name WHERE name = 'item 7'") ==
+          "item 7");
+}
+
 TEST_CASE("restore drill: backup plus archive tail equals the live database; health shows the verdict", "[heal][drill]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
