@@ -96,6 +96,12 @@ public:
             if (raw <= 0 || cpp <= 0 || res <= 0) continue;
             fmt::print("{:<14} {:>16.3f} {:>22.3f}\n", work, res / raw, res / cpp);
         }
+        for (const char* work : {"point_select", "commit_full"}) {  // what healing<> adds
+            const auto it = times_.find(fmt::format("{}<bench::resilite_healing>", work));
+            const auto base = times_.find(fmt::format("{}<bench::resilite_default>", work));
+            if (it == times_.end() || base == times_.end() || base->second <= 0) continue;
+            fmt::print("{:<14} healing<> / default: {:.3f}\n", work, it->second / base->second);
+        }
     }
 
 private:
@@ -107,12 +113,14 @@ private:
 BENCHMARK_TEMPLATE(point_select, bench::raw);
 BENCHMARK_TEMPLATE(point_select, bench::sqlitecpp);
 BENCHMARK_TEMPLATE(point_select, bench::resilite_default);
+BENCHMARK_TEMPLATE(point_select, bench::resilite_healing);
 BENCHMARK_TEMPLATE(insert_batch, bench::raw)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(insert_batch, bench::sqlitecpp)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(insert_batch, bench::resilite_default)->Unit(benchmark::kMillisecond);
 BENCHMARK_TEMPLATE(commit_full, bench::raw)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(commit_full, bench::sqlitecpp)->Unit(benchmark::kMicrosecond);
 BENCHMARK_TEMPLATE(commit_full, bench::resilite_default)->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(commit_full, bench::resilite_healing)->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
     // By default: 5 repetitions, interleaved at random so that no contender always runs first

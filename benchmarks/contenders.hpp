@@ -27,7 +27,7 @@ inline void check(int rc, sqlite3* db) {
 }
 
 inline void remove_database(const std::filesystem::path& p) {
-    for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
+    for (const char* suffix : {"", "-wal", "-shm", "-resilite", "-resilite-lock", "-resilite-gate"})
         std::filesystem::remove(p.string() + suffix);
 }
 
@@ -152,11 +152,12 @@ struct sqlitecpp {
     }
 };
 
-struct resilite_default {
-    static constexpr const char* name = "resilite";
-    resilite::Database<> db;
+template <class... Policies>
+struct resilite_with {
+    static constexpr const char* name = sizeof...(Policies) == 0 ? "resilite" : "resilite-healing";
+    resilite::Database<Policies...> db;
 
-    resilite_default(const std::filesystem::path& path, const char* sync) : db(path) {
+    resilite_with(const std::filesystem::path& path, const char* sync) : db(path) {
         if (std::string{sync} == "OFF") {
             // OFF is outside what resilite's policies allow; set it underneath so that only the
             // library's own cost is measured, as for the other two.
@@ -165,7 +166,7 @@ struct resilite_default {
         db.exec_script(create_table);
     }
     std::string point_select(int id) {
-        return db.query_one<std::string>("SELECT name FROM t WHERE id = ?", id).value();
+        return db.template query_one<std::string>("SELECT name FROM t WHERE id = ?", id).value();
     }
     void insert_batch(int rows) {
         db.transaction([rows](auto& tx) {
@@ -179,5 +180,9 @@ struct resilite_default {
         });
     }
 };
+
+using resilite_default = resilite_with<>;
+// With healing<>: every operation also passes the gate (two flock calls) and stats the file.
+using resilite_healing = resilite_with<resilite::healing<>>;
 
 }  // namespace bench
