@@ -11,6 +11,7 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -492,14 +493,19 @@ namespace {
 void touch(const std::filesystem::path& p) { std::ofstream{p} << "x"; }
 
 // Waits (polling the file system) until one of the files exists; returns its index. Counts
-// nothing but the files: however slow the machine, the other process gets there.
-std::size_t wait_for_any(std::initializer_list<std::filesystem::path> files) {
+// nothing but the files: however slow the machine, the other process gets there. If the other
+// process ends first (a failure there), returns the number of files instead of hanging.
+std::size_t wait_for_any(std::initializer_list<std::filesystem::path> files, pid_t other) {
+    const bool other_is_parent = ::getppid() == other;
     for (;;) {
         std::size_t i = 0;
         for (const auto& f : files) {
             if (std::filesystem::exists(f)) return i;
             ++i;
         }
+        const bool gone = other_is_parent ? ::getppid() != other
+                                          : ::waitpid(other, nullptr, WNOHANG) == other || ::kill(other, 0) != 0;
+        if (gone) return i;
         std::this_thread::sleep_for(std::chrono::milliseconds{1});
     }
 }
@@ -519,6 +525,7 @@ TEST_CASE("heal by another process: a write this process started before the heal
         static_cast<void>(a.backup_now());
         insert_items(a, 21, 30);
     }
+    const pid_t parent = ::getpid();
     const pid_t child = ::fork();
     REQUIRE(child >= 0);
     if (child == 0) {  // another process heals on demand once told to
@@ -529,19 +536,19 @@ TEST_CASE("heal by another process: a write this process started before the heal
             }};
             o.inject_failure = [&](std::string_view op, int) {
                 if (op == "heal:quarantine:moved") touch(moved);
-                if (op == "heal:swap") static_cast<void>(wait_for_any({committed}));  // the write ends first
+                if (op == "heal:swap") static_cast<void>(wait_for_any({committed}, parent));  // the write ends first
                 return SQLITE_OK;
             };
             HealDb b{path, o};
             touch(ready);
-            static_cast<void>(wait_for_any({go}));
+            if (wait_for_any({go}, parent) != 0) ::_exit(4);
             const auto r = b.heal();
             ::_exit(r.healed ? 0 : 2);
         } catch (...) {
             ::_exit(3);
         }
     }
-    static_cast<void>(wait_for_any({ready}));
+    REQUIRE(wait_for_any({ready}, child) == 0);
     // This process archives in batches: its commit waits in the database's outbox, which the heal
     // drains before it moves the files (a commit in the quarantined copy would be lost).
     using BatchedHealDb = resilite::Database<resilite::schema<items, logs>,
@@ -553,7 +560,7 @@ TEST_CASE("heal by another process: a write this process started before the heal
     o.inject_failure = [&](std::string_view op, int attempt) {
         if (op == "insert" && attempt == 1 && !std::filesystem::exists(go)) {
             touch(go);
-            static_cast<void>(wait_for_any({waiting, moved}));
+            static_cast<void>(wait_for_any({waiting, moved}, child));
         }
         return SQLITE_OK;
     };
@@ -566,6 +573,37 @@ TEST_CASE("heal by another process: a write this process started before the heal
     REQUIRE(WEXITSTATUS(status) == 0);
     CHECK(a.query_one<int>("SELECT count(*) FROM items") == 31);
     CHECK(rows_of(path) == expected_rows(1, 31));
+}
+
+TEST_CASE("heal by another process after both saw the damage: the second does not heal the healed database again",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 30);
+    }
+    HealDb a{path};
+    HealDb b{path};  // (two Databases of one path behave as two processes do)
+    zero_root_page(path, "items");
+    for (auto* db : {&a, &b}) {
+        try {
+            static_cast<void>(db->select<Item>());
+            FAIL("read a damaged page");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == error_class::corrupt);
+        }
+    }
+    CHECK(b.select<Item>().size() == 30);  // b heals first
+    REQUIRE(quarantined(dir.path()).size() == 1);
+    CHECK(a.select<Item>().size() == 30);  // a takes up b's heal
+    CHECK(quarantined(dir.path()).size() == 1);
+    REQUIRE(a.last_heal().has_value());
+    CHECK(a.last_heal()->sources.front().source == "another process");
+    CHECK(a.health().healthy);
+    CHECK(rows_of(path) == expected_rows(1, 30));
 }
 
 TEST_CASE("heal at open after an unclean close: a quick_check finds a damaged page, a clean restart skips it",

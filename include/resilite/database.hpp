@@ -18,6 +18,7 @@
 #include <resilite/core/detail/close_flow.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
+#include <resilite/core/detail/gate_pass.hpp>
 #include <resilite/core/detail/open_flow.hpp>
 #include <resilite/core/detail/operation_flow.hpp>
 #include <resilite/core/detail/statement_api.hpp>
@@ -152,12 +153,16 @@ public:
 
     // Checks the open database (quick_check or integrity_check; header: the file's header and
     // WAL). The result is kept for health().
-    health_report check(check_level level = check_level::quick) { return checks_.check(level); }
+    health_report check(check_level level = check_level::quick) {
+        return through_gate([&] { return checks_.check(level); });
+    }
 
     // Takes a backup now, through SQLite: refuses a source that fails its check, copies to a
     // temporary file, checks the copy, syncs it, renames it into place and syncs the directory,
     // appends to the manifest, applies retention, then runs the sink command if any.
-    backup_result backup_now() { return backups_.backup_now(); }
+    backup_result backup_now() {
+        return through_gate([&] { return backups_.backup_now(); });
+    }
 
     // The state of the database and of the library's work on it.
     [[nodiscard]] health_snapshot health() {
@@ -216,7 +221,7 @@ public:
         static_assert(policies::archiving || backup_type::enabled,
                       "resilite::Database::drill(): there is nothing to restore from; add resilite::backup<> "
                       "and resilite::archive<>");
-        return drills_.run();
+        return through_gate([&] { return drills_.run(); });
     }
 
     // ---- archive --------------------------------------------------------------------------------
@@ -328,6 +333,31 @@ private:
             std::lock_guard lock(ctx_.mutex);
             if ((ctx_.conn && ctx_.conn->in_transaction()) || ctx_.gate.depth() > 0 || !ctx_.heal_due.load()) return;
             static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
+        }
+    }
+
+    // With healing on, work on the live file outside the operation flow (a check, a backup, a
+    // drill) holds the gate too: never on a file another process is healing (a busy error then),
+    // and a healed file is reopened first.
+    template <class F>
+    decltype(auto) through_gate(F&& f) {
+        if constexpr (healing_type::enabled) {
+            detail::gate_pass<policies> pass;
+            {
+                std::lock_guard lock(ctx_.mutex);
+                pass = detail::gate_pass<policies>{ctx_, archive_};
+            }
+            struct leave_locked {  // the pass is left under the writer lock, as it was taken
+                detail::context<policies>& ctx;
+                detail::gate_pass<policies>& pass;
+                ~leave_locked() {
+                    std::lock_guard lock(ctx.mutex);
+                    pass.leave();
+                }
+            } leave{ctx_, pass};
+            return f();
+        } else {
+            return f();
         }
     }
 

@@ -144,6 +144,7 @@ void remember_file(context<R>& ctx) noexcept {
     } else {
         ctx.file_dev = ctx.file_ino = 0;
     }
+    if constexpr (R::healing::enabled) ctx.heal_epoch = read_marker(ctx.path).heal_epoch;
 }
 
 // True when the file at the path is no longer the one the connection has open (one stat).

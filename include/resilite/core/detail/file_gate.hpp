@@ -29,8 +29,11 @@ namespace resilite::detail {
     return std::filesystem::path{db.string() + "-resilite-gate"};
 }
 
+// (flock needs no write access: a gate another user created, or on a read-only volume, is
+// opened read-only.)
 [[nodiscard]] inline int open_gate(const std::filesystem::path& db, std::string_view operation) {
-    const int fd = ::open(gate_path(db).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    int fd = ::open(gate_path(db).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = ::open(gate_path(db).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         throw library_failure(error_class::io, operation,
                               fmt::format("could not open {}: {}", gate_path(db).string(), std::strerror(errno)),

@@ -44,6 +44,7 @@ void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
                        ctx.broken ? ctx.broken->what() : "the database at the path could not be opened");
         return;
     }
+    ctx.clear_damage();  // what was seen was in the file this Database no longer has open
     if constexpr (R::archiving) archive.start(false);
     ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
                    fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "

@@ -17,7 +17,8 @@
 //      what a rebuild of the archive gives (secret columns, never archived, left out);
 //   5. swap: sync the candidate, rename it into place, sync the directory;
 //   6. record: attempts reset, the heal epoch increased, one JSON line in the heal log,
-//      quarantines past retention removed, heal_finished reported.
+//      quarantines past retention removed, heal_finished reported;
+//   7. a Database that is open reopens the healed file before the gate is released.
 // When no source verifies, nothing is deleted and the error's text is the manual recovery
 // steps. Killed at any point, the next open finds the database missing or damaged, with the
 // heal recorded in the sidecar, and heals again.
@@ -80,11 +81,19 @@ public:
     // Heals the database at the path (the caller has no connection open on it). Returns the
     // report; throws a resilite::error (class corrupt) whose technical().report holds the
     // manual recovery steps when it cannot.
-    // `let_go` runs once the heal holds the gate: a Database that is open drains its archive and
-    // closes its connection there.
-    heal_report run(std::string found, std::string detected_by, const std::function<void()>& let_go = {}) {
+    // What a Database that is open adds: `epoch_seen`, the heal epoch of the file it has open (a
+    // heal another process finished since is not repeated); `let_go`, run once the heal holds
+    // the gate (drain the archive, close the connection); `take_up`, run after a heal while the
+    // gate is still held (reopen), so that no other heal starts in between.
+    struct open_database {
+        std::optional<std::uint64_t> epoch_seen;
+        std::function<void()> let_go;
+        std::function<void()> take_up;
+    };
+
+    heal_report run(std::string found, std::string detected_by, const open_database& db = {}) {
         try {
-            return run_flow(std::move(found), std::move(detected_by), let_go);
+            return run_flow(std::move(found), std::move(detected_by), db);
         } catch (const std::filesystem::filesystem_error& e) {
             throw library_failure(error_class::io, "heal",
                                   fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
@@ -93,7 +102,7 @@ public:
     }
 
 private:
-    heal_report run_flow(std::string found, std::string detected_by, const std::function<void()>& let_go) {
+    heal_report run_flow(std::string found, std::string detected_by, const open_database& db) {
         const auto& path = ctx_.path;
         const auto s = ctx_.with_lock([&] { return ctx_.config; });
         heal_report rep;
@@ -105,16 +114,18 @@ private:
         time_limit_ = s.healing.time_limit;
         ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
 
-        const auto epoch_before = read_marker(path).heal_epoch;
+        const auto epoch_before = db.epoch_seen.value_or(read_marker(path).heal_epoch);
         exclusive_gate gate{path};  // 1.
         wait_for_gate(gate, s, rep);
-        if (let_go) let_go();
+        if (db.let_go) db.let_go();
         heal_lock lock{path};
         auto m = read_marker(path);
         if (m.heal_epoch != epoch_before && check_health(path, check_level::quick).ok()) {
             rep.healed = true;
-            rep.sources.push_back({"another process", true, "healed while this one waited for the heal lock"});
-            return finish(rep, m, s);
+            rep.sources.push_back({"another process", true, "healed since this database was opened"});
+            auto done = finish(rep, m, s);
+            if (db.take_up) db.take_up();
+            return done;
         }
         if (m.heal_attempts >= s.healing.max_attempts) {  // 2.
             throw library_failure(
@@ -181,7 +192,9 @@ private:
         m.heal_attempts = 0;  // 6.
         m.heal_quarantine.clear();
         ++m.heal_epoch;
-        return finish(rep, m, s);
+        auto done = finish(rep, m, s);
+        if (db.take_up) db.take_up();  // (under the gate: 7.)
+        return done;
     }
 
     heal_report finish(heal_report& rep, marker& m, const settings& s) {
@@ -461,13 +474,15 @@ private:
 
     // Operations of other processes end (each holds the gate for one operation or transaction);
     // ours hold the writer lock, which the caller has. Waiting is polling: a flock cannot time
-    // out. Sleeps on the real clock, measured on the Database's (a manual clock moves only when
-    // the test says).
+    // out. Sleeps on the real clock; the limit is counted on the Database's clock and on the
+    // real one (a manual clock moves only when a test says, and a Database of this process
+    // holding the gate on another thread would otherwise keep us waiting forever).
     void wait_for_gate(exclusive_gate& gate, const settings& s, heal_report& rep) {
         if (gate.try_take()) return;
         progress("waiting for operations of other processes on the database to end", 0);
+        const auto real_start = std::chrono::steady_clock::now();
         while (!gate.try_take()) {
-            if (past_limit()) {
+            if (past_limit() || std::chrono::steady_clock::now() - real_start > time_limit_) {
                 rep.duration = ctx_.now() - start_;
                 const auto text = fmt::format(
                     "operations of other processes held the database for longer than the heal's time limit of {} s; "

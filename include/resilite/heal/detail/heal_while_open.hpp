@@ -11,6 +11,8 @@
 
 #include <fmt/format.h>
 
+#include <exception>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -23,45 +25,62 @@ void let_go_if_open(context<R>& ctx, archive_flow<R>& archive) noexcept {
     close_leaving_files(ctx);
 }
 
-// A heal while the Database is open (db.heal(), or the next call after damage was seen): the
-// flow runs, closing the archive writer and the connection once it holds the gate, and the healed database is
-// opened again as a reconnect would (no file created, identity verified). The caller holds the
-// writer lock.
+// A heal while the Database is open (db.heal(), or the next call after damage was seen). Once
+// the heal holds the gate (no operation of any process runs), the archive takes what the outbox
+// holds, whichever process committed it, and the connection closes; after the heal, and still
+// under the gate, the healed database is opened again as a reconnect would (no file created,
+// identity verified). The caller holds the writer lock.
 template <class R>
 heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow<R>& flow, std::string detected_by) {
     if (ctx.gate.depth() > 0 || (ctx.conn && ctx.conn->in_transaction())) {
         throw library_failure(error_class::misuse, "heal",
-                              "a heal cannot run inside a transaction or an operation of the same Database; call "
-                              "heal() after it ends",
+                              "a heal cannot run while this Database is inside a transaction or another operation "
+                              "(another thread's backup or drill); call heal() after it ends",
                               ctx.path.string());
     }
     auto found = ctx.damage();
     if (found.empty()) found = "a heal was asked for";
-    // Once the heal holds the gate (no operation of any process runs): what the outbox holds,
-    // whichever process committed it, reaches the archive if it can; then the connection closes.
-    const auto let_go = [&] {
-        archive.drain_quietly(true);
+    std::optional<error> reopen_failure;
+    std::exception_ptr archive_failure;
+    typename heal_flow<R>::open_database db;
+    db.epoch_seen = ctx.heal_epoch;
+    db.let_go = [&] {
+        // (A file another process healed meanwhile took its outbox into quarantine with it.)
+        if (!file_replaced(ctx)) archive.drain_quietly(true);
         let_go_if_open(ctx, archive);
+    };
+    db.take_up = [&] {
+        try {
+            open_connection(ctx, start_retry(ctx), false);
+            verify_identity(ctx);
+        } catch (const error& e) {
+            ctx.conn.reset();  // never left open on a file that failed its checks
+            reopen_failure = e;
+            return;
+        }
+        if constexpr (R::archiving) {
+            try {
+                archive.start(false);
+            } catch (...) {
+                archive_failure = std::current_exception();
+            }
+        }
     };
     heal_report report;
     try {
-        report = flow.run(std::move(found), std::move(detected_by), let_go);
+        report = flow.run(std::move(found), std::move(detected_by), db);
     } catch (const error& e) {
         let_go_if_open(ctx, archive);
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
         throw;
     }
-    try {
-        open_connection(ctx, start_retry(ctx), false);
-        verify_identity(ctx);
-    } catch (const error& e) {
-        ctx.conn.reset();  // never left open on a file that failed its checks
-        ctx.broken = e;
-        throw;
+    if (reopen_failure) {
+        ctx.broken = *reopen_failure;
+        throw *reopen_failure;
     }
     ctx.broken.reset();
     ctx.clear_damage();
-    if constexpr (R::archiving) archive.start(false);
+    if (archive_failure) std::rethrow_exception(archive_failure);
     return report;
 }
 
