@@ -518,7 +518,7 @@ TEST_CASE("heal by another process: a write this process started before the heal
     test::temp_dir dir;
     const auto path = dir / "app.db";
     const auto ready = dir / "child-ready", go = dir / "go", waiting = dir / "heal-waits",
-               moved = dir / "heal-moved", committed = dir / "committed";
+               moved = dir / "heal-moved", committed = dir / "committed", retrying = dir / "write-retried";
     {
         HealDb a{path};
         insert_items(a, 1, 20);
@@ -536,7 +536,8 @@ TEST_CASE("heal by another process: a write this process started before the heal
             }};
             o.inject_failure = [&](std::string_view op, int) {
                 if (op == "heal:quarantine:moved") touch(moved);
-                if (op == "heal:swap") static_cast<void>(wait_for_any({committed}, parent));  // the write ends first
+                // The write ends first, or is held back (its commit refused, then retried).
+                if (op == "heal:swap") static_cast<void>(wait_for_any({committed, retrying}, parent));
                 return SQLITE_OK;
             };
             HealDb b{path, o};
@@ -555,6 +556,9 @@ TEST_CASE("heal by another process: a write this process started before the heal
                                              resilite::archive<resilite::flush_every_ms<60000>>, backups_on_demand,
                                              resilite::healing<>, common, manual_durability>;
     BatchedHealDb::options o;
+    o.observer = resilite::callback_observer{[&](const resilite::event& e) {
+        if (e.name == "retry") touch(retrying);
+    }};
     // The insert has begun (its check of the file is behind it) when the other process starts to
     // heal; it goes on once the heal waits for it or has moved the files.
     o.inject_failure = [&](std::string_view op, int attempt) {
@@ -571,6 +575,8 @@ TEST_CASE("heal by another process: a write this process started before the heal
     REQUIRE(::waitpid(child, &status, 0) == child);
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
+    // The gate held the write back (its commit refused and retried) or the heal waited for it.
+    CHECK((std::filesystem::exists(retrying) || std::filesystem::exists(waiting)));
     CHECK(a.query_one<int>("SELECT count(*) FROM items") == 31);
     CHECK(rows_of(path) == expected_rows(1, 31));
 }

@@ -156,11 +156,20 @@ template <class R>
     return static_cast<std::uint64_t>(st.st_ino) != ctx.file_ino || static_cast<std::uint64_t>(st.st_dev) != ctx.file_dev;
 }
 
+// healing<>: SQLite calls this before every commit on the connection (never for a read); a
+// single statement enters the gate here (core/detail/file_gate.hpp).
+template <class R>
+int gate_commit_hook(void* self) noexcept {
+    auto& ctx = *static_cast<context<R>*>(self);
+    return ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); });
+}
+
 // The caller holds the writer lock.
 template <class R>
 void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     ctx.conn.emplace(ctx.path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                      ctx.vfs_name(), ctx.config.statement_cache_capacity);
+    if constexpr (R::healing::enabled) sqlite3_commit_hook(ctx.conn->native_handle(), &gate_commit_hook<R>, &ctx);
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, st);
     apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());

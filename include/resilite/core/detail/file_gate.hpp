@@ -22,6 +22,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace resilite::detail {
 
@@ -52,8 +53,16 @@ namespace resilite::detail {
 
 // An operation's side: shared, counted (a statement inside a transaction enters again). Owned by
 // the context; the caller holds the writer lock.
+//
+// Two ways in. A transaction, a check, a backup, maintenance, open and close enter at once. A
+// single statement (the common case, reads above all) only marks itself `lazy`: SQLite's commit
+// hook, which never runs for a read, enters the gate just before the statement's commit, and
+// refuses the commit (SQLite rolls it back) while a heal holds the gate or after one replaced the
+// file; the statement then fails as `busy` and is retried. So a read costs no lock at all.
 class file_gate {
 public:
+    enum class refusal { none, healing, replaced, unusable };
+
     file_gate() = default;
     file_gate(const file_gate&) = delete;
     file_gate& operator=(const file_gate&) = delete;
@@ -79,9 +88,47 @@ public:
 
     [[nodiscard]] int depth() const noexcept { return depth_; }
 
+    // A single statement runs (see above); nests.
+    void begin_lazy() noexcept {
+        if (lazy_++ == 0) refusal_ = refusal::none;
+    }
+    void end_lazy() noexcept {
+        if (--lazy_ == 0 && lazy_held_) {
+            lazy_held_ = false;
+            leave();
+        }
+    }
+
+    // From SQLite's commit hook: 0 lets the commit go on, 1 turns it into a rollback (the reason
+    // is kept for take_refusal()). `replaced()` says whether the file at the path changed.
+    template <class Replaced>
+    [[nodiscard]] int at_commit(const std::filesystem::path& db, Replaced&& replaced) noexcept {
+        if (lazy_ == 0 || depth_ > 0) return 0;  // held already, or outside any operation
+        try {
+            if (!enter(db)) {
+                refusal_ = refusal::healing;
+                return 1;
+            }
+        } catch (...) {
+            refusal_ = refusal::unusable;
+            return 1;
+        }
+        lazy_held_ = true;
+        if (replaced()) {
+            refusal_ = refusal::replaced;
+            return 1;
+        }
+        return 0;
+    }
+
+    [[nodiscard]] refusal take_refusal() noexcept { return std::exchange(refusal_, refusal::none); }
+
 private:
     int fd_ = -1;
     int depth_ = 0;
+    int lazy_ = 0;
+    bool lazy_held_ = false;
+    refusal refusal_ = refusal::none;
 };
 
 // A heal's side: exclusive, for the whole heal.

@@ -104,4 +104,67 @@ private:
     context<R>* ctx_ = nullptr;
 };
 
+// A single statement's way through (the lazy way, core/detail/file_gate.hpp): no lock unless it
+// commits; one `stat`, and if the file at the path changed, the gate at once (busy while a heal
+// runs) and the healed file reopened. The caller holds the writer lock.
+template <class R>
+class statement_pass {
+public:
+    statement_pass(context<R>& ctx, archive_flow<R>& archive) {
+        if constexpr (R::healing::enabled) {
+            if (!ctx.on_disk()) return;
+            ctx.gate.begin_lazy();
+            ctx_ = &ctx;
+            try {
+                if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction()) && file_replaced(ctx))
+                    [[unlikely]] eager_ = gate_pass<R>{ctx, archive};
+            } catch (...) {
+                leave();
+                throw;
+            }
+        } else {
+            static_cast<void>(ctx);
+            static_cast<void>(archive);
+        }
+    }
+    statement_pass(const statement_pass&) = delete;
+    statement_pass& operator=(const statement_pass&) = delete;
+    ~statement_pass() { leave(); }
+
+    void leave() noexcept {
+        eager_.leave();
+        if (ctx_ != nullptr) std::exchange(ctx_, nullptr)->gate.end_lazy();
+    }
+
+    // Called in a catch block: a commit the gate refused is `busy` (retried), whatever SQLite
+    // called it (SQLITE_CONSTRAINT_COMMITHOOK).
+    void rethrow_refusal() {
+        if constexpr (R::healing::enabled) {
+            if (ctx_ == nullptr) return;
+            using why = file_gate::refusal;
+            switch (ctx_->gate.take_refusal()) {
+                case why::none:
+                    return;
+                case why::healing:
+                    throw library_failure(error_class::busy, "gate",
+                                          "another process is healing the database; the commit was rolled back",
+                                          ctx_->path.string());
+                case why::replaced:
+                    throw library_failure(error_class::busy, "gate",
+                                          "another process healed or replaced the database; the commit was rolled "
+                                          "back, and is retried on the database at the path",
+                                          ctx_->path.string());
+                case why::unusable:
+                    throw library_failure(error_class::io, "gate",
+                                          "the gate file " + gate_path(ctx_->path).string() + " could not be opened",
+                                          ctx_->path.string());
+            }
+        }
+    }
+
+private:
+    context<R>* ctx_ = nullptr;
+    gate_pass<R> eager_;
+};
+
 }  // namespace resilite::detail

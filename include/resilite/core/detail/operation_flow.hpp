@@ -70,14 +70,14 @@ public:
                 ctx_.yield_to_backup();
                 std::unique_lock lock(ctx_.mutex);
                 if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
-                pass_type pass{ctx_, archive_};               // healing<>: no heal meanwhile; a healed file reopened
+                statement_pass<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
                 ctx_.inject(name, st.attempt);
                 [[maybe_unused]] const auto changes_before =
                     R::archiving ? sqlite3_total_changes64(c.native_handle()) : 0;
-                auto result = f(c);
+                auto result = call(f, c, pass);
                 if constexpr (R::archiving) {
                     if (!nested && sqlite3_total_changes64(c.native_handle()) != changes_before)
                         archive_.after_commit();
@@ -246,6 +246,20 @@ public:
     }
 
 private:
+    template <class F>
+    static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass<R>& pass) -> decltype(f(c)) {
+        if constexpr (R::healing::enabled) {
+            try {
+                return f(c);
+            } catch (...) {
+                pass.rethrow_refusal();
+                throw;
+            }
+        } else {
+            return f(c);
+        }
+    }
+
     // One attempt to BEGIN; what it returns holds the writer lock.
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
         ctx_.yield_to_backup();
