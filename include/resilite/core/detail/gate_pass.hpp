@@ -110,21 +110,13 @@ private:
 template <class R>
 class statement_pass {
 public:
-    statement_pass(context<R>& ctx, archive_flow<R>& archive) {
+    statement_pass([[maybe_unused]] context<R>& ctx, [[maybe_unused]] archive_flow<R>& archive) {
         if constexpr (R::healing::enabled) {
             if (!ctx.on_disk()) return;
+            if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction()) && file_replaced(ctx))
+                [[unlikely]] eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws)
             ctx.gate.begin_lazy();
             ctx_ = &ctx;
-            try {
-                if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction()) && file_replaced(ctx))
-                    [[unlikely]] eager_ = gate_pass<R>{ctx, archive};
-            } catch (...) {
-                leave();
-                throw;
-            }
-        } else {
-            static_cast<void>(ctx);
-            static_cast<void>(archive);
         }
     }
     statement_pass(const statement_pass&) = delete;
