@@ -13,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include <type_traits>
 #include <utility>
 
 namespace resilite::detail {
@@ -158,5 +159,20 @@ private:
     context<R>* ctx_ = nullptr;
     gate_pass<R> eager_;
 };
+
+// Without healing<> there is no gate: an empty stand-in, so that the operation flow costs
+// nothing more.
+struct no_pass {
+    no_pass() = default;
+    template <class Ctx, class Archive>
+    no_pass(Ctx&, Archive&) noexcept {}
+    void leave() noexcept {}
+    void rethrow_refusal() noexcept {}
+};
+
+template <class R>
+using gate_pass_for = std::conditional_t<R::healing::enabled, gate_pass<R>, no_pass>;
+template <class R>
+using statement_pass_for = std::conditional_t<R::healing::enabled, statement_pass<R>, no_pass>;
 
 }  // namespace resilite::detail

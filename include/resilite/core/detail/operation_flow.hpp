@@ -52,7 +52,7 @@ template <class R>
 class operation_flow {
 public:
     using time_point = std::chrono::steady_clock::time_point;
-    using pass_type = gate_pass<R>;
+    using pass_type = gate_pass_for<R>;
 
     operation_flow(context<R>& ctx, archive_flow<R>& archive) : ctx_(ctx), archive_(archive) {}
 
@@ -70,7 +70,7 @@ public:
                 ctx_.yield_to_backup();
                 std::unique_lock lock(ctx_.mutex);
                 if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
-                statement_pass<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
+                statement_pass_for<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
@@ -247,7 +247,7 @@ public:
 
 private:
     template <class F>
-    static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass<R>& pass) -> decltype(f(c)) {
+    static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass_for<R>& pass) -> decltype(f(c)) {
         if constexpr (R::healing::enabled) {
             try {
                 return f(c);
