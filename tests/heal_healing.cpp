@@ -720,6 +720,77 @@ TEST_CASE("heal time limit: a heal that takes longer than its limit stops there,
     CHECK(rows_of(path) == expected_rows(1, last));
 }
 
+TEST_CASE("heal at open when SQLite meets damage the header check cannot see: a zeroed page of resilite's own "
+          "table after a clean close",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    zero_root_page(path, "resilite_identity");
+    HealDb db{path};
+    REQUIRE(db.last_heal().has_value());
+    CHECK(db.last_heal()->healed);
+    CHECK(db.last_heal()->detected_by == "open: SQLite met the damage");
+    CHECK(rows_of(path) == expected_rows(1, 40));
+    CHECK(integrity_ok(path));
+}
+
+TEST_CASE("heal of damage a check found and the Database closed before healing: the next open heals it",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec("CREATE INDEX items_by_name ON items(name)");
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 30);
+    }
+    static_cast<void>(resilite::testing::swap_index_definition(path));
+    {
+        HealDb db{path};  // a quick_check does not see it; a full check does
+        REQUIRE(db.check(resilite::check_level::full).result == resilite::health_report::finding::corrupt);
+    }  // closed before any call healed it
+    HealDb db{path};
+    REQUIRE(db.last_heal().has_value());
+    CHECK(db.last_heal()->found.find("damage seen before the last close") != std::string::npos);
+    CHECK(integrity_ok(path));
+    CHECK(rows_of(path) == expected_rows(1, 30));
+}
+
+TEST_CASE("heal on demand of a sound database that runs out of time: the database is put back, unchanged, and "
+          "stays open",
+          "[heal]") {
+    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                         resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
+                                         resilite::manual_clock>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;
+    ClockedDb::options o;
+    o.clock = clock;
+    o.inject_failure = [clock](std::string_view operation, int) {
+        if (operation == "heal:replay") clock.advance(std::chrono::minutes{6});
+        return SQLITE_OK;
+    };
+    ClockedDb db{path, o};
+    insert_items(db, 1, 10);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 11, 50);
+    try {
+        static_cast<void>(db.heal());
+        FAIL("healed past the heal's time limit");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::aborted);
+        CHECK(std::string{e.what()}.find("put back where it was") != std::string::npos);
+    }
+    REQUIRE(std::filesystem::exists(path));
+    CHECK(rows_of(path) == expected_rows(1, 50));
+    CHECK(db.select<Item>().size() == 50);  // still open, on the same database
+    insert_items(db, 51, 51);
+    CHECK(rows_of(path) == expected_rows(1, 51));
+}
+
 TEST_CASE("heal not needed for a declared index whose definition was swapped: schema sync rebuilds it from the "
           "table at open",
           "[heal]") {

@@ -154,12 +154,13 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
     for (const auto& t : user_tables(c))
         tables.insert(lower(t));
     std::int64_t applied = 0, last_seq = after, last_id = 0;
+    std::size_t considered = 0;  // (stop is asked at the first record and every 64th after it)
     {
         replayer rp{c, std::move(tables)};
         for (std::size_t i = from; i < a.records.size(); ++i) {
             const auto& r = a.records[i];
             if (r.header.seq <= after) continue;
-            if (stop && (i - from) % 64 == 0 && stop()) {
+            if (stop && considered++ % 64 == 0 && stop()) {
                 throw library_failure(error_class::interrupted, "apply",
                                       fmt::format("stopped after {} of {} records, as asked: nothing was applied",
                                                   applied, a.records.size() - from),

@@ -45,6 +45,20 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
             return;
         }
     }
+    if constexpr (R::healing::enabled) {
+        // Damage seen and not healed yet: no checkpoint into the damaged file, and the sidecar
+        // keeps what was seen, so that the next open heals it.
+        if (ctx.heal_due.load() && ctx.on_disk() && !ctx.read_only) {
+            archive.drain_quietly(true);
+            archive.stop();
+            close_leaving_files(ctx);
+            pass.leave();
+            ctx.emit_since("close", start, outcome::warning, 0, error_class::corrupt,
+                           "damage seen and not healed yet: closed without a checkpoint; the next open heals it");
+            register_close(ctx.path, ctx.damage());
+            return;
+        }
+    }
     archive.drain_quietly(true);
     try {
         const auto r = checkpoint(*ctx.conn, checkpoint_mode::truncate);

@@ -4,8 +4,9 @@
 // the database's identity (so that a new, emptied or different database at the path is seen as
 // damage), the synchronous level last used (what a torn WAL tail can mean after a crash), and
 // the healing state: consecutive failed heals (the circuit breaker, kept across restarts), a heal
-// begun and not finished (with where it quarantined the files), and the heal epoch, which every
-// finished heal increases so that other processes notice the swap.
+// begun and not finished (with where it quarantined the files), the heal epoch, which every
+// finished heal increases so that other processes notice the swap, and damage a Database saw
+// but did not heal before it closed (the next open heals it).
 
 #include <resilite/sqlite/detail/durable_file.hpp>
 
@@ -13,6 +14,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <exception>
 #include <filesystem>
@@ -59,6 +61,7 @@ struct marker {
     std::string heal_quarantine;    // a heal in progress: where it put the damaged files
     std::uint64_t heal_epoch = 0;   // finished heals
     std::vector<long> opened;       // pids of processes with the database open (healing<> only)
+    std::string damage_seen;        // damage seen and not healed when a Database closed (one line)
 };
 
 [[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
@@ -73,6 +76,7 @@ struct marker {
             if (line.starts_with("heal_quarantine ")) m.heal_quarantine = line.substr(16);
             if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
             if (line.starts_with("opened ")) m.opened.push_back(std::stol(line.substr(7)));
+            if (line.starts_with("damage_seen ")) m.damage_seen = line.substr(12);
         } catch (const std::exception&) {
         }
     } catch (...) {
@@ -100,6 +104,11 @@ struct marker {
             if (m.heal_epoch > 0) out << "heal_epoch " << m.heal_epoch << '\n';
             for (const long pid : m.opened)
                 out << "opened " << pid << '\n';
+            if (!m.damage_seen.empty()) {
+                auto one_line = m.damage_seen;
+                std::replace(one_line.begin(), one_line.end(), '\n', ' ');
+                out << "damage_seen " << one_line << '\n';
+            }
             out.flush();
             if (!out || !fsync_path(tmp, false)) {
                 std::error_code ec;

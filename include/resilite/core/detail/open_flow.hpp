@@ -5,7 +5,8 @@
 //      damaged (or whose heal was interrupted), or that fails a quick_check after an unclean
 //      close; refuse one that is still damaged;
 //   2. in one retried loop (another process may hold the write lock at any step; with healing
-//      on, this holds the gate, so that no other process heals meanwhile):
+//      on, this holds the gate, so that no other process heals meanwhile, and SQLite meeting
+//      damage here heals, once, before the loop starts again):
 //      a. open the connection: WAL and the synchronous level, both read back;
 //      b. verify the identity: the file is the database resilite keeps at this path;
 //      c. schema: declared schema for a new database, pending migrations, schema sync;
@@ -26,8 +27,24 @@
 #include <resilite/schema/detail/schema_setup.hpp>
 
 #include <mutex>
+#include <optional>
+#include <string>
 
 namespace resilite::detail {
+
+// In a catch block: what SQLite said when the failure is damage it found (SQLITE_CORRUPT,
+// SQLITE_NOTADB); nothing for anything else, resilite's own refusals included (another
+// database at the path is not damage to heal).
+[[nodiscard]] inline std::optional<std::string> sqlite_damage() {
+    try {
+        throw;
+    } catch (const error& e) {
+        const int primary = e.technical().extended_code & 0xff;
+        if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB) return std::string{e.what()};
+    } catch (...) {
+    }
+    return std::nullopt;
+}
 
 template <class R, class Owner>
 void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_setup<R>& schema,
@@ -53,6 +70,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
         throw;
     }
     gate_pass<R> pass;  // healing<>: no heal of another process during step 2
+    [[maybe_unused]] bool healed_in_loop = false;
     for (;;) {  // 2.
         ++st.attempt;
         try {
@@ -68,11 +86,25 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             if constexpr (R::archiving) archive.start(schema.migrated());            // e. records c.
             break;
         } catch (...) {
+            const auto damage = sqlite_damage();
             {
                 std::lock_guard lock(ctx.mutex);
                 archive.stop();
-                ctx.conn.reset();
+                if (damage && R::healing::enabled) {
+                    close_leaving_files(ctx);  // no checkpoint into a damaged file
+                } else {
+                    ctx.conn.reset();
+                }
                 pass.leave();
+            }
+            if constexpr (R::healing::enabled) {
+                // SQLite met damage the header check could not see (a page of the schema or of
+                // resilite's own tables): heal, then open again; once.
+                if (damage && ctx.on_disk() && !healed_in_loop) {
+                    healed_in_loop = true;
+                    static_cast<void>(heal.run(*damage, "open: SQLite met the damage"));
+                    continue;
+                }
             }
             if (flow.retry_after_failure("open", st, retry_context::opening)) continue;
             throw;

@@ -63,7 +63,8 @@ private:
 }
 
 // The database file is missing, or its header or WAL is damaged, or a heal was begun and not
-// finished: what to heal from, in words; nothing when the file looks sound.
+// finished, or a Database saw damage and closed before healing it: what to heal, in words;
+// nothing when the file looks sound.
 [[nodiscard]] inline std::optional<std::string> damage_at_open(const std::filesystem::path& db) {
     const auto m = read_marker(db);
     const auto h = check_health(db, check_level::header);
@@ -71,8 +72,9 @@ private:
         if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
         return std::nullopt;  // never created, or removed on purpose: open says which
     }
-    if (h.ok() || h.result == health_report::finding::io_error) return std::nullopt;
-    return fmt::format("{}: {}", to_string(h.result), h.detail);
+    if (!h.ok() && h.result != health_report::finding::io_error) return fmt::format("{}: {}", to_string(h.result), h.detail);
+    if (!m.damage_seen.empty()) return fmt::format("damage seen before the last close: {}", m.damage_seen);
+    return std::nullopt;
 }
 
 // Adds this process to the sidecar's list (and drops the processes that are gone). Serialised with
@@ -88,14 +90,16 @@ inline void register_open(const std::filesystem::path& db) {
                               db.string());
 }
 
-// Takes this process off the list once (another Database of this process may still be open).
-inline void register_close(const std::filesystem::path& db) noexcept {
+// Takes this process off the list once (another Database of this process may still be open),
+// and records damage this Database saw and did not heal, for the next open to heal.
+inline void register_close(const std::filesystem::path& db, const std::string& damage = {}) noexcept {
     try {
         heal_lock lock{db};
         auto m = read_marker(db);
         const auto mine = std::find(m.opened.begin(), m.opened.end(), static_cast<long>(::getpid()));
-        if (mine == m.opened.end()) return;
-        m.opened.erase(mine);
+        if (mine == m.opened.end() && damage.empty()) return;
+        if (mine != m.opened.end()) m.opened.erase(mine);
+        if (!damage.empty()) m.damage_seen = damage;
         static_cast<void>(write_marker(db, m));
     } catch (...) {  // the next open runs one quick_check more
     }

@@ -20,7 +20,7 @@
 //      quarantines past retention removed, heal_finished reported;
 //   7. a Database that is open reopens the healed file before the gate is released.
 // When no source verifies, nothing is deleted and the error's text is the manual recovery
-// steps. Killed at any point, the next open finds the database missing or damaged, with the
+// steps; a quarantined database that passes an integrity check after all is put back. Killed at any point, the next open finds the database missing or damaged, with the
 // heal recorded in the sidecar, and heals again.
 
 #include <resilite/archive/inspect_archive.hpp>
@@ -64,6 +64,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace resilite::detail {
@@ -123,6 +124,7 @@ private:
         if (m.heal_epoch != epoch_before && check_health(path, check_level::quick).ok()) {
             rep.healed = true;
             rep.sources.push_back({"another process", true, "healed since this database was opened"});
+            m.damage_seen.clear();
             auto done = finish(rep, m, s);
             if (db.take_up) db.take_up();
             return done;
@@ -167,6 +169,7 @@ private:
             if (backups.empty())
                 rep.sources.push_back({"backups", false, fmt::format("none in {}", backup_directory(path, s.backup).string())});
             candidate.remove_all();
+            if (put_back_if_sound(rep, m)) fail_put_back(rep);
             fail(rep, s, archive_dir);
         }
 
@@ -191,6 +194,7 @@ private:
         rep.healed = true;
         m.heal_attempts = 0;  // 6.
         m.heal_quarantine.clear();
+        m.damage_seen.clear();
         ++m.heal_epoch;
         auto done = finish(rep, m, s);
         if (db.take_up) db.take_up();  // (under the gate: 7.)
@@ -237,6 +241,42 @@ private:
             backup_directory(path, s.backup).string(), path.string(), path.string());
         ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::corrupt, text);
         throw library_failure(error_class::corrupt, "heal", text, path.string());
+    }
+
+    // Never worse: when no source verified (out of time, say) and what was quarantined passes an
+    // integrity check after all (an on-demand heal of a sound database), it goes back where it
+    // was, rather than leave the path empty.
+    bool put_back_if_sound(heal_report& rep, marker& m) {
+        if (rep.quarantine.empty()) return false;
+        const auto& path = ctx_.path;
+        const sqlite::file_set kept{rep.quarantine / path.filename()};
+        std::error_code ec;
+        if (std::filesystem::exists(path, ec) || !std::filesystem::exists(kept.database(), ec)) return false;
+        if (!check_health(kept.database(), check_level::full).ok()) return false;
+        for (const auto& [from, to] : {std::pair{kept.database(), path}, std::pair{kept.wal(), sqlite::file_set{path}.wal()}}) {
+            if (!std::filesystem::exists(from, ec)) continue;
+            if (::renameat2(AT_FDCWD, from.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) return false;
+        }
+        static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
+        m.heal_quarantine.clear();
+        save(m);
+        return true;
+    }
+
+    [[noreturn]] void fail_put_back(heal_report& rep) {
+        rep.duration = ctx_.now() - start_;
+        rep.quarantine.clear();
+        ctx_.with_lock([&] { last_ = rep; });
+        append_log(rep);
+        std::string tried;
+        for (const auto& src : rep.sources)
+            tried += fmt::format("; {}: {}", src.source, src.detail);
+        const auto text = fmt::format(
+            "the heal did not finish ({}); the database passes its integrity check, so it was put back where it "
+            "was, unchanged",
+            tried.empty() ? "no source" : tried.substr(2));
+        ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::aborted, text);
+        throw library_failure(error_class::aborted, "heal", text, ctx_.path.string());
     }
 
     // Moves the database and its side files aside; a heal interrupted after this step finds them

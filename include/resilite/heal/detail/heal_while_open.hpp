@@ -72,6 +72,13 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     } catch (const error& e) {
         let_go_if_open(ctx, archive);
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
+        if (e.klass() == error_class::aborted) {  // the sound database was put back: open it again
+            db.take_up();
+            if (!reopen_failure) {
+                ctx.broken.reset();
+                ctx.clear_damage();
+            }
+        }
         throw;
     }
     if (reopen_failure) {
