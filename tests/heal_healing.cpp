@@ -37,6 +37,10 @@ using BackupOnlyHealDb = resilite::Database<resilite::schema<items, logs>, backu
 using LossyHealDb = resilite::Database<resilite::schema<items, logs>, backups_on_demand,
                                        resilite::healing<resilite::accept_loss_since_backup>, common, manual_durability>;
 using NothingHealDb = resilite::Database<resilite::schema<items, logs>, resilite::healing<>, common, manual_durability>;
+// Time counted on the manual clock: a heal's time limit runs out when a test says.
+using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                     resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
+                                     resilite::manual_clock>;
 
 template <class Db>
 typename Db::options logged(const test::event_log& log) {
@@ -673,9 +677,6 @@ TEST_CASE("heal at open after an unclean close: a quick_check finds a damaged pa
 TEST_CASE("heal time limit: a heal that takes longer than its limit stops there, between sources or inside an "
           "archive replay, says so, swaps nothing in, deletes nothing",
           "[heal]") {
-    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                         resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
-                                         resilite::manual_clock>;
     // Where the time runs out: "six minutes" pass there, counted on the manual clock, not waited
     // for. The replay has a tail of 190 records to apply after the backup.
     const bool in_replay = GENERATE(false, true);
@@ -761,9 +762,6 @@ TEST_CASE("heal of damage a check found and the Database closed before healing: 
 TEST_CASE("heal on demand of a sound database that runs out of time: the database is put back, unchanged, and "
           "stays open",
           "[heal]") {
-    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                         resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
-                                         resilite::manual_clock>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
     resilite::manual_clock clock;
@@ -880,17 +878,17 @@ TEST_CASE("restore drill fails, as an error event, when the backups and the arch
 }
 
 TEST_CASE("restore drill on a schedule, counted on the manual clock", "[heal][drill]") {
-    using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+    using DrilledDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
                                          resilite::healing<>, common, manual_durability, resilite::manual_clock>;
     test::temp_dir dir;
     resilite::manual_clock clock;
     test::event_log log;
-    ClockedDb::options o;
+    DrilledDb::options o;
     o.clock = clock;
     o.observer = log.observer();
-    o.settings = ClockedDb::default_settings();
+    o.settings = DrilledDb::default_settings();
     o.settings->healing.drill_interval = std::chrono::seconds{60};
-    ClockedDb db{dir / "app.db", o};
+    DrilledDb db{dir / "app.db", o};
     insert_items(db, 1, 3);
     static_cast<void>(db.maintain());
     CHECK(log.count("drill") == 0);
