@@ -1,9 +1,10 @@
 #pragma once
 // The close flow, top to bottom: stop the background thread; with healing on, pass the gate
 // (if another process is healing or healed the file, close without a checkpoint, keeping the
-// side files, which are the healed database's); drain the archive, run a TRUNCATE checkpoint (so
-// the next open finds no WAL to recover), report `close`, close the connection, and with healing
-// on take this process off the sidecar's list (a clean close).
+// side files, which are the healed database's; if damage was seen and not healed, close the
+// same way and record it in the sidecar for the next open to heal); drain the archive, run a
+// TRUNCATE checkpoint (so the next open finds no WAL to recover), report `close`, close the
+// connection, and with healing on take this process off the sidecar's list (a clean close).
 // Never throws: a failed step is reported as a warning and left to the next open.
 
 #include <resilite/archive/detail/archive_flow.hpp>
