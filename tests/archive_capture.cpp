@@ -647,7 +647,7 @@ private:
 };
 }  // namespace
 
-TEST_CASE("archive volume full: failed appends leave no torn file and nothing behind, the outbox catches up",
+TEST_CASE("archive volume full: a commit the archive cannot take is rolled back and fails with class archive",
           "[archive]") {
     test::temp_dir dir;
     test::event_log log;
@@ -668,22 +668,137 @@ TEST_CASE("archive volume full: failed appends leave no torn file and nothing be
         padding += "-- padding: an archive volume that is nearly full\n";
     write_all(seg, text.substr(0, first_record) + padding + text.substr(first_record));
     const auto padded = read_all(seg);
+    int refused = 0;
     {
         const file_size_limit limit{padded.size() + 40};  // room for part of one record
-        for (int i = 2; i <= 21; ++i)
-            db.insert(Item{i, fmt::format("during {}", i), 0, "t"});  // each commit's drain fails
+        for (int i = 2; i <= 21; ++i) {
+            try {
+                db.insert(Item{i, fmt::format("during {}", i), 0, "t"});
+            } catch (const resilite::error& e) {
+                CHECK(e.klass() == resilite::error_class::archive);
+                ++refused;
+            }
+        }
+        // A transaction too, and a single statement: nothing unarchived is acknowledged.
+        CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.exec("UPDATE items SET name = 'x'"); }), resilite::error);
+        CHECK_THROWS_AS(db.exec("DELETE FROM items"), resilite::error);
     }
-    CHECK(warned_with(log, "cannot append"));
+    CHECK(refused == 20);
     CHECK(torn_files(archive).empty());
     CHECK(read_all(seg) == padded);  // what a failed append wrote was taken back
-    CHECK(db.health().archive_pending > 0);
-    static_cast<void>(db.drain_archive());
+    CHECK(db.query<std::int64_t>("SELECT id FROM items").size() == 1);  // every refused commit rolled back
+    CHECK(db.get<Item>(1)->name == "before");
     CHECK(db.health().archive_pending == 0);
+    db.insert(Item{30, "after", 0, "t"});  // the volume has room again
     const auto report = db.check_archive();
     INFO(report.to_text());
     CHECK(report.problems.empty());
     CHECK(report.reproduces_live == true);
     CHECK(torn_files(archive).empty());
+}
+
+TEST_CASE("archive written ahead: a transaction whose COMMIT fails leaves no record, the archive equals the database",
+          "[archive]") {
+    test::temp_dir dir;
+    bool fail_commit = false;
+    auto o = items_options();
+    o.inject_failure = [&](std::string_view op, int) { return op == "commit" && fail_commit ? SQLITE_IOERR_WRITE : SQLITE_OK; };
+    ItemsDb db{dir / "app.db", o};
+    db.insert(Item{1, "kept", 0, "t"});
+    const auto before = segments_text(dir / "app.db.archive");
+    fail_commit = true;
+    CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.insert(Item{2, "reported failed", 0, "t"}); }), resilite::error);
+    fail_commit = false;
+    CHECK_FALSE(db.get<Item>(2).has_value());
+    CHECK(segments_text(dir / "app.db.archive") == before);  // the record written ahead was taken back
+    db.insert(Item{3, "next", 0, "t"});
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    CHECK(segments_text(dir / "app.db.archive").find("reported failed") == std::string::npos);
+}
+
+TEST_CASE("archive written ahead: a record whose transaction never committed (killed before COMMIT) is cancelled at open",
+          "[archive][kill]") {
+    test::temp_dir dir;
+    { ItemsDb db{dir / "app.db", items_options()}; db.insert(Item{1, "kept", 0, "t"}); }
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        auto o = items_options();
+        // Dies after the record is synced into the archive, before SQLite commits.
+        o.inject_failure = [](std::string_view op, int) -> int {
+            if (op == "commit") ::_exit(0);
+            return SQLITE_OK;
+        };
+        try {
+            ItemsDb db{dir / "app.db", o};
+            db.transaction([](auto& tx) { tx.insert(Item{2, "never committed", 0, "t"}); });
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    REQUIRE(segments_text(dir / "app.db.archive").find("never committed") != std::string::npos);
+    test::event_log log;
+    auto o = items_options();
+    o.observer = log.observer();
+    ItemsDb db{dir / "app.db", o};
+    CHECK_FALSE(db.get<Item>(2).has_value());
+    CHECK(segments_text(dir / "app.db.archive").find("never committed") == std::string::npos);
+    CHECK(warned_with(log, "never committed"));
+    bool kept = false;  // set aside, not deleted
+    for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.archive"))
+        kept = kept || e.path().filename().string().find(".cancelled-") != std::string::npos;
+    CHECK(kept);
+    db.insert(Item{3, "after", 0, "t"});
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("archive every table: tables the schema does not declare are archived with their DDL, also when created "
+          "or altered while open",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+        db.exec("INSERT INTO notes(body) VALUES('first')");
+        // Created and filled in one transaction: no capture trigger existed when its rows went in.
+        db.transaction([](auto& tx) {
+            tx.exec_script("CREATE TABLE extra(k TEXT PRIMARY KEY, v REAL)");
+            tx.exec("INSERT INTO extra VALUES('a', 1.5), ('b', 2.5)");
+        });
+        db.with_connection([](auto& c) { c.exec("INSERT INTO notes(body) VALUES('raw')"); });
+        db.exec("INSERT INTO notes(body) VALUES('third')");
+        db.transaction([](auto& tx) {
+            tx.exec_script("ALTER TABLE notes ADD COLUMN tag TEXT");
+            tx.exec("UPDATE notes SET tag = 'late' WHERE id = 1");
+        });
+        db.exec("DELETE FROM extra WHERE k = 'a'");
+        db.insert(Item{1, "declared", 0, "t"});
+    }
+    const auto text = segments_text(dir / "app.db.archive");
+    INFO(text);
+    CHECK(text.find("CREATE TABLE IF NOT EXISTS notes") != std::string::npos);
+    auto rebuilt = resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db");
+    resilite::sqlite::connection c{dir / "rebuilt.db", SQLITE_OPEN_READONLY};
+    CHECK(c.query_all<std::string, std::optional<std::string>>("SELECT body, tag FROM notes ORDER BY id") ==
+          std::vector<std::tuple<std::string, std::optional<std::string>>>{
+              {"first", "late"}, {"raw", std::nullopt}, {"third", std::nullopt}});
+    CHECK(c.query_all<std::string, double>("SELECT k, v FROM extra ORDER BY k") ==
+          std::vector<std::tuple<std::string, double>>{{"b", 2.5}});
+    CHECK(c.query_one<std::string>("SELECT name FROM items WHERE id = 1") == "declared");
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();  // every table compared, none left out
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
 }
 
 TEST_CASE("archive segment name taken by a directory: the database opens, warns and keeps the outbox",

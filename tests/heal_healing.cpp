@@ -169,6 +169,131 @@ TEST_CASE("heal at open: a damaged header heals from the newest backup plus the 
     CHECK(integrity_ok(path));
 }
 
+TEST_CASE("heal of a table the schema does not declare: every committed row is back, the archive covers it",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE IF NOT EXISTS notes(id INTEGER PRIMARY KEY, body TEXT NOT NULL)");
+        for (int i = 1; i <= 10; ++i) {
+            db.insert(Item{i, fmt::format("item {}", i), 0, "t"});
+            db.exec("INSERT INTO notes(body) VALUES(?)", fmt::format("note {}", i));
+        }
+        static_cast<void>(db.backup_now());
+        for (int i = 11; i <= 20; ++i) {
+            db.insert(Item{i, fmt::format("item {}", i), 0, "t"});
+            db.exec("INSERT INTO notes(body) VALUES(?)", fmt::format("note {}", i));
+        }
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 20);
+    CHECK(db.query_one<int>("SELECT count(*) FROM notes") == 20);
+    CHECK(report->may_be_lost.find("are missing") == std::string::npos);  // only the secrets' placeholders
+    CHECK(report->committed_seq.has_value());
+    CHECK(report->healed_seq >= report->committed_seq);
+}
+
+TEST_CASE("heal with an archive that lost its tail: the newest backup is kept, the missing records are named, "
+          "refuse_loss does not swap",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 40);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 41, 60);
+    }
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    auto text = read_all(archive / segments.front());
+    write_all(archive / segments.front(), text.substr(0, text.size() * 6 / 10));  // the tail cut
+    damage_header(path);
+    test::event_log log;
+    try {
+        HealDb db{path, logged<HealDb>(log)};
+        FAIL("a heal that loses acknowledged commits must not swap under refuse_loss");
+    } catch (const resilite::error& e) {
+        INFO(e.technical().report);
+        CHECK(e.technical().report.find("are missing") != std::string::npos);
+    }
+    // Nothing deleted: the damaged file is quarantined, the heal log says what was missing.
+    const auto logged_heal = read_all(dir / "app.db.heal-log.jsonl");
+    INFO(logged_heal);
+    CHECK(logged_heal.find("\"healed\":false") != std::string::npos);
+    CHECK(logged_heal.find("nothing committed is missing") == std::string::npos);
+    // The newest backup was not refused for being newer than the archive.
+    CHECK(logged_heal.find("differs from what the archive holds") == std::string::npos);
+}
+
+TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newest backup, the missing records named",
+          "[heal][archive]") {
+    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                           resilite::healing<resilite::accept_loss_since_backup>, common,
+                                           manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        AcceptingDb db{path};
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 40);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 41, 60);
+    }
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    auto text = read_all(archive / segments.front());
+    write_all(archive / segments.front(), text.substr(0, text.size() * 6 / 10));
+    damage_header(path);
+    AcceptingDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 40);  // the newest backup, not an older one
+    CHECK(report->may_be_lost.find("are missing") != std::string::npos);
+    CHECK(report->to_text().find("nothing committed is missing") == std::string::npos);
+    db.insert(Item{61, "after", 0, "t"});
+    CHECK(db.get<Item>(61).has_value());
+}
+
+TEST_CASE("heal never brings code in from a backup: a trigger planted in the newest backup is dropped",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 30);
+    }
+    std::filesystem::path newest;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.backups"))
+        if (e.path().extension() == ".db" && e.path() > newest) newest = e.path();
+    REQUIRE(!newest.empty());
+    {
+        resilite::sqlite::connection c{newest, SQLITE_OPEN_READWRITE};
+        c.exec_script("CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END");
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->to_text().find("trigger planted") != std::string::npos);
+    db.insert(Item{31, "after", 0, "t"});
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 31);
+    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'planted'") == 0);
+}
+
 TEST_CASE("heal at open from the archive alone when there is no backup", "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

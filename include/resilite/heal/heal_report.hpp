@@ -45,7 +45,12 @@ struct heal_report {
     std::vector<table_rows> tables;
     std::string verification;  // what the healed database was checked with
     std::vector<phase_time> phases;
-    std::string may_be_lost;  // empty: nothing committed can be missing
+    std::string may_be_lost;  // empty: no commit is known to be missing (see committed_seq)
+    // Evidence the heal did not produce itself: the highest archive record known to have
+    // committed (the high-water mark beside the database, the damaged database where readable),
+    // what it came from, and the last record the healed database holds.
+    std::optional<std::int64_t> committed_seq, healed_seq;
+    std::string evidence;
     int attempt = 1;          // this heal's number among consecutive failed ones (circuit breaker)
     bool healed = false;
     std::chrono::nanoseconds duration{0};
@@ -65,8 +70,17 @@ struct heal_report {
         if (!verification.empty()) out += fmt::format("  verified: {}\n", verification);
         for (const auto& p : phases)
             out += fmt::format("  {}: {} ms\n", p.phase, std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
-        out += may_be_lost.empty() ? std::string{"  nothing committed is missing\n"}
-                                   : fmt::format("  may be lost: {}\n", may_be_lost);
+        if (!may_be_lost.empty()) {
+            out += fmt::format("  may be lost: {}\n", may_be_lost);
+        } else if (healed && committed_seq && healed_seq && *healed_seq >= *committed_seq) {
+            out += fmt::format("  nothing committed is missing: the result holds archive record {}, and the last "
+                               "record known committed is {} ({})\n",
+                               *healed_seq, *committed_seq, evidence);
+        } else if (healed) {
+            out += fmt::format("  no commit is known to be missing{}\n",
+                               evidence.empty() ? std::string{" (no evidence beyond the sources themselves)"}
+                                                : " (" + evidence + ")");
+        }
         return out;
     }
 
@@ -85,11 +99,11 @@ struct heal_report {
         return fmt::format(
             "{{\"database\":{},\"started\":\"{}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
             "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{},"
-            "\"archive_to_seq\":{},\"tables\":{{{}}},\"verification\":{},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"duration_ms\":{}}}",
+            "\"archive_to_seq\":{},\"tables\":{{{}}},\"verification\":{},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"committed_seq\":{},\"healed_seq\":{},\"evidence\":{},\"duration_ms\":{}}}",
             json_string(database.string()), detail::utc_format(started, "%Y-%m-%dT%H:%M:%S"), healed ? "true" : "false",
             attempt, json_string(found), json_string(detected_by), json_string(quarantine.string()), sources_json,
             backup_used ? json_string(backup_used->string()) : std::string{"null"}, opt(archive_from_seq),
-            opt(archive_to_seq), tables_json, json_string(verification), phases_json, json_string(may_be_lost),
+            opt(archive_to_seq), tables_json, json_string(verification), phases_json, json_string(may_be_lost), opt(committed_seq), opt(healed_seq), json_string(evidence),
             std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
     }
 };

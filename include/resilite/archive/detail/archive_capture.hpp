@@ -485,19 +485,23 @@ inline void add_to_outbox(sqlite::connection& c, std::string_view stmt) {
 
 // A full snapshot: the schema and every row of the declared tables, between markers that make
 // it a record of its own. A rebuild starts from the newest one.
+// Every row of one table, as upserts (a table no capture trigger saw: new, or changed).
+inline void add_table_rows(sqlite::connection& c, const capture_table& cap) {
+    const auto shape = shape_of(c, cap.name);
+    if (shape.columns.empty()) return;
+    const statement_builder b{shape, cap};
+    const auto u = b.upsert(quote_id(cap.name));
+    widen_outbox(c, u.values.size());
+    c.exec_script(statement_builder::capture(template_id(c, u), u, "FROM " + quote_id(cap.name)));
+}
+
 inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>& tables,
                          const std::vector<schema_object>& live) {
     add_to_outbox(c, baseline_begin);
     for (const auto& o : live)
         add_to_outbox(c, if_not_exists(o.sql));
-    for (const auto& cap : tables) {
-        const auto shape = shape_of(c, cap.name);
-        if (shape.columns.empty()) continue;
-        const statement_builder b{shape, cap};
-        const auto u = b.upsert(quote_id(cap.name));
-        widen_outbox(c, u.values.size());
-        c.exec_script(statement_builder::capture(template_id(c, u), u, "FROM " + quote_id(cap.name)));
-    }
+    for (const auto& cap : tables)
+        add_table_rows(c, cap);
     add_to_outbox(c, baseline_end);
 }
 

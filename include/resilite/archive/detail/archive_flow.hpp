@@ -1,15 +1,19 @@
 #pragma once
-// The archive drain flow. Capture triggers put every committed change of a declared table into
-// the outbox inside the same transaction; the drain moves the outbox into the text segments
-// (synced) and settles what was archived. It runs after each commit (flush on commit) or every
-// interval (batched), at close, and before a backup, so that the backup knows which archive
-// records it holds. A failed drain never fails the commit: the changes wait in the outbox.
+// The archive flow. Capture triggers put every change of every table into the outbox inside
+// the same transaction. With flush on commit the transaction's record is written ahead: formatted
+// and synced into the segment before its COMMIT, its number stored by the same transaction; an
+// archive that cannot take it fails the transaction (class archive), so an acknowledged commit
+// is always in the archive, and a record whose COMMIT failed is taken back. Batched, the drain
+// moves the outbox into the segments every interval, at close and before a backup; a failed
+// batched drain never fails a commit: the changes wait in the outbox.
 //
 // With the no_archive policy every member is a no-op the compiler removes.
 
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/archive/detail/high_water.hpp>
+#include <resilite/sqlite/transaction.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/identity.hpp>
@@ -65,7 +69,7 @@ public:
             return;
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
-                        ctx_.config.archive.settle_rows);
+                        ctx_.config.archive.settle_rows, archive::high_water_path(ctx_.path));
         auto notes = writer_->catch_up(ctx_.connection(), migrated);
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;
@@ -99,6 +103,7 @@ public:
                 reclaim_if_lost();
                 static_cast<void>(writer_->drain(*ctx_.conn, ctx_.clock.utc_now(), settle));
                 pending_ = false;
+                report_notes();
             } catch (...) {
                 pending_ = true;
                 try {
@@ -113,14 +118,60 @@ public:
         }
     }
 
-    // After a commit (the caller holds the writer lock): with flush on commit, the new records are
-    // in the segment and synced before the operation returns.
+    // With flush on commit, records are written ahead of each COMMIT (before_commit); this
+    // catches what was committed around the library (with_connection, another program).
     void after_commit() noexcept {
         if constexpr (R::archiving) {
-            if (writer_ && ctx_.conn && ctx_.config.archive.when == archive_settings::flush::on_commit &&
-                !ctx_.conn->in_transaction())
+            if (writer_ && ctx_.conn && writes_ahead() && !ctx_.conn->in_transaction() &&
+                writer_->pending(*ctx_.conn) > 0)
                 drain_quietly(false);
+            report_notes();
         }
+    }
+
+    [[nodiscard]] bool writes_ahead() const noexcept {
+        return R::archiving && writer_ && ctx_.config.archive.when == archive_settings::flush::on_commit;
+    }
+
+    // Inside a write transaction, just before its COMMIT (the caller holds the writer lock):
+    // schema records and triggers for tables created or changed meanwhile; with flush on commit,
+    // the transaction's record written ahead. Throws (class archive) when the archive cannot
+    // take it: the caller must roll back. Then committed() or cancel_pending().
+    void before_commit(sqlite::connection& c) {
+        if constexpr (R::archiving) {
+            if (!writer_ || sqlite3_txn_state(c.native_handle(), "main") != SQLITE_TXN_WRITE) return;
+            if (writes_ahead()) reclaim_if_lost();
+            writer_->before_commit(c, ctx_.clock.utc_now(), writes_ahead());
+        }
+    }
+    void committed() noexcept {
+        if (writer_) writer_->committed();
+    }
+    void cancel_pending() noexcept {
+        if (writer_) writer_->cancel_pending();
+    }
+
+    // One statement outside a transaction, with the record written ahead: f runs inside BEGIN,
+    // and a write it made is archived before the COMMIT. Reads pay a BEGIN and a COMMIT.
+    template <class F>
+    auto autocommit(sqlite::connection& c, F&& f) {
+        sqlite::transaction tx{c, transaction_mode::deferred};
+        auto result = f();
+        if (!c.in_transaction()) {  // the statement ended the transaction itself
+            tx.abandon();
+            after_commit();
+            return result;
+        }
+        before_commit(c);
+        try {
+            tx.commit();
+        } catch (...) {
+            if (!c.in_transaction()) cancel_pending();
+            throw;
+        }
+        committed();
+        report_notes();
+        return result;
     }
 
     // Rows changed on the connection so far, less the outbox rows the capture triggers wrote:
@@ -130,7 +181,8 @@ public:
         if constexpr (R::archiving) {
             if (writer_) {
                 n -= c.template query_one<std::int64_t>("SELECT ifnull(max(id), 0) FROM resilite_archive_outbox")
-                         .value_or(0);
+                         .value_or(0) +
+                     writer_->bookkeeping();
             }
         }
         return n;
@@ -171,23 +223,27 @@ public:
         s.archive_pending = writer_->pending(*ctx_.conn);
     }
 
-    // What check_archive() compares: secret columns are never archived, and tables outside the
-    // declared schema are not captured. The caller holds the writer lock.
+    // What check_archive() compares: every table, less the secret columns (never archived).
+    // The caller holds the writer lock.
     [[nodiscard]] inspect_options inspection() {
         inspect_options o;
         o.live_database = ctx_.path;
-        std::set<std::string> declared;
-        for (const auto& t : writer_->tables()) {
-            declared.insert(lower(t.name));
+        for (const auto& t : writer_->declared())
             for (const auto& c : t.secrets)
                 o.excluded_columns.insert(lower(t.name) + "." + c);
-        }
-        for (const auto& t : archive::user_tables(ctx_.connection()))
-            if (declared.count(lower(t)) == 0) o.excluded_columns.insert(lower(t) + ".*");
         return o;
     }
 
 private:
+    void report_notes() noexcept {
+        if (!writer_) return;
+        try {
+            for (auto& note : writer_->take_notes())
+                ctx_.emit_since("archive", ctx_.now(), outcome::warning, 0, error_class::archive, note);
+        } catch (...) {
+        }
+    }
+
     // Writes the directory's identity file (an archive from before identities is adopted). Its
     // absence later means the directory was removed or replaced while open.
     void claim_directory() {

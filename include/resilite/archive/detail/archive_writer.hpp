@@ -1,14 +1,20 @@
 #pragma once
-// The archive's writing side: drains committed outbox rows into the current monthly segment
-// (appended, fdatasync'ed), numbers records, repairs a torn tail left by a crash, and at open
-// brings the archive up to date with the database (schema records, baseline, triggers).
+// The archive's writing side: moves outbox rows into the current monthly segment (appended,
+// fdatasync'ed), numbers records, repairs a torn tail left by a crash, cancels a record whose
+// transaction never committed, and keeps the archived schema and the capture triggers in step
+// with every table of the database (at open, and before each commit whose schema changed).
 //
-// Every drain runs inside BEGIN IMMEDIATE: SQLite's write lock serializes drains of all
-// connections and processes, so records never interleave. Archived rows are deleted from the
-// outbox in batches (settle): until then the segment's last record tells which rows it holds.
+// Written ahead (flush on commit): before_commit() appends the transaction's record inside
+// the transaction, with its number stored in resilite_archive_state by the same transaction;
+// the caller then commits, and cancels the record if the commit failed. Batched: drain() does
+// the same in a transaction of its own. Either way SQLite's write lock serializes every writer
+// of every process, so records never interleave, and under that lock a record numbered above
+// what the database stores is one whose transaction never committed (see resolve_tail).
+// Archived rows are deleted from the outbox in batches (settle).
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/error.hpp>
@@ -36,15 +42,22 @@ namespace resilite::detail::archive {
 
 class archive_writer {
 public:
-    archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> tables,
-                   int settle_rows)
+    // `declared`: the declared tables (their secret columns are never written); every other
+    // table of the database is archived too. `high_water_file`: beside the database (empty: none).
+    archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> declared,
+                   int settle_rows, std::filesystem::path high_water_file = {})
         : dir_(std::move(dir)),
           database_(std::move(database_name)),
-          tables_(std::move(tables)),
-          settle_rows_(settle_rows) {}
+          declared_(std::move(declared)),
+          settle_rows_(settle_rows),
+          high_water_(std::move(high_water_file)) {}
 
     [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
-    [[nodiscard]] const std::vector<capture_table>& tables() const noexcept { return tables_; }
+    [[nodiscard]] const std::vector<capture_table>& declared() const noexcept { return declared_; }
+    // Notes worth a warning event since the last call (a record cancelled, ...).
+    [[nodiscard]] std::vector<std::string> take_notes() { return std::exchange(notes_, {}); }
+    // Rows this writer's own statements changed on its connection (not the application's).
+    [[nodiscard]] std::int64_t bookkeeping() const noexcept { return bookkeeping_; }
     [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
     // Drains larger than this are written in a second pass instead of being held in memory.
@@ -67,9 +80,7 @@ public:
         {
             sqlite::transaction tx{c, transaction_mode::immediate};
             c.exec_script(create_internal_sql);
-            const auto [db_seq, db_id] = c.query_one<std::int64_t, std::int64_t>(
-                                              "SELECT last_seq, last_id FROM resilite_archive_state")
-                                             .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
+            const auto [db_seq, db_id] = read_state(c);
             known_ = false;
             // An archive that cannot be read (a segment that is a link or a directory, no
             // permission) must not stop the database: the outbox keeps every change, and each
@@ -84,86 +95,254 @@ public:
                                             "until it can",
                                             e.technical().note));
             }
-            const auto archive_seq = last_seq_;
             bool need_baseline = false;
-            last_id_ = db_id;
             if (!readable) {
                 last_seq_ = std::max(last_seq_, db_seq);
-            } else if (archive_seq > db_seq) {
-                // The archive is ahead: our own records not yet settled (a crash after the
-                // append), or a database restored from an older copy.
-                if (tail_ && holds_tail_rows(c, *tail_)) {
-                    last_id_ = tail_->last_id;
-                } else {
+                last_id_ = db_id;
+            } else {
+                resolve_tail(c);
+                auto resolved = take_notes();
+                notes.insert(notes.end(), resolved.begin(), resolved.end());
+                if (last_seq_ < db_seq) {
+                    need_baseline = true;
                     notes.push_back(fmt::format(
-                        "the archive ends at txn {} but the database's outbox does not hold that record "
-                        "(restored from a copy?); its unarchived changes are numbered from txn {}",
-                        archive_seq, archive_seq + 1));
+                        "the archive ends at txn {} but the database had archived up to txn {} (archive "
+                        "directory replaced or damaged?); a full snapshot was written so that the archive "
+                        "alone can rebuild the database again",
+                        last_seq_, db_seq));
+                    last_seq_ = db_seq;  // numbers are never used twice
                 }
-            } else if (archive_seq < db_seq) {
-                need_baseline = true;
-                notes.push_back(fmt::format(
-                    "the archive ends at txn {} but the database had archived up to txn {} (archive "
-                    "directory replaced or damaged?); a full snapshot was written so that the archive "
-                    "alone can rebuild the database again",
-                    archive_seq, db_seq));
-                last_seq_ = db_seq;  // numbers are never used twice
             }
             unsettled_ = c.query_one<std::int64_t>(
                               "SELECT count(*) FROM resilite_archive_outbox WHERE id < ?", last_id_)
                              .value_or(0);
-            const auto live = live_objects(c, tables_);
-            const auto archived = archived_objects(c);
-            bool baseline = need_baseline;
-            std::vector<std::string> ddl;
-            if (archived.empty()) {
-                for (const auto& t : tables_) {
-                    if (schema_inspector{c}.has_rows(t.name)) baseline = true;
-                }
-                if (!baseline) {
-                    for (const auto& o : live)
-                        ddl.push_back(if_not_exists(o.sql));
-                }
-                if (baseline && !need_baseline)
-                    notes.push_back(
-                        "archiving started on a database that holds data: "
-                        "a full snapshot was written first");
-            } else if (!baseline && migrated) {
-                baseline = true;
-                notes.push_back("migrations ran: a full snapshot of their outcome was written");
-            } else if (!baseline) {
-                if (auto changes = additive_changes(archived, live)) {
-                    ddl = std::move(*changes);
-                } else {
-                    baseline = true;
-                    notes.push_back(
-                        "the schema changed in a way a DDL record cannot express (something "
-                        "removed or redefined): a full snapshot was written");
-                }
-            }
-            for (const auto& stmt : ddl)
-                add_to_outbox(c, stmt);
-            if (baseline) add_baseline(c, tables_, live);
-            if (live != archived) {
-                c.exec_script("DELETE FROM resilite_archive_schema");
-                for (const auto& o : live) {
-                    c.exec(
-                        "INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)",
-                        o.type, o.name, o.tbl_name, o.sql);
-                }
-            }
-            static_cast<void>(install_triggers(c, tables_));
+            sync_schema(c, need_baseline, migrated, notes);
             tx.commit();
         }
         return notes;
     }
 
-    // Appends the outbox rows not yet archived as records; with `settle` (or when enough have
-    // piled up) also deletes archived rows and stores the last sequence number in the database.
+    // Inside the caller's write transaction, before its COMMIT: a schema that changed since the
+    // last look (a table created, altered or dropped, by any connection) gets its records and
+    // capture triggers first; then, with `append`, the outbox rows not yet archived are written
+    // ahead as records, synced, and their number stored by this transaction. Throws when the
+    // archive cannot take them: the caller rolls back, so nothing unarchived is acknowledged.
+    // After the COMMIT the caller calls committed(), or cancel_pending() when it failed.
+    void before_commit(sqlite::connection& c, std::chrono::system_clock::time_point now, bool append) {
+        if (schema_changed(c)) {
+            std::vector<std::string> notes;
+            sync_schema(c, false, false, notes);
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        }
+        if (append) static_cast<void>(drain_in(c, now, false));
+    }
+
+    // The COMMIT after before_commit() (or a drain) succeeded: the records are committed.
+    void committed() noexcept {
+        if (pending_ && !high_water_.raise(pending_->seq))
+            notes_.push_back(fmt::format("could not raise the archive's high-water mark in {}",
+                                         high_water_.file().string()));
+        pending_.reset();
+    }
+
+    // The COMMIT after before_commit() failed and SQLite rolled the transaction back: the record
+    // written ahead is taken back (it describes a transaction reported as failed), unless the
+    // segment no longer ends with it (another writer cancelled it already, under its lock).
+    void cancel_pending() noexcept {
+        if (!pending_) return;
+        const auto p = *std::exchange(pending_, std::nullopt);
+        known_ = false;
+        try {
+            std::error_code ec;
+            if (std::filesystem::file_size(p.segment, ec) != p.end || ec) return;
+            const auto t = read_last_record(p.segment, p.end, p.segment.filename().string());
+            if (!t || t->seq != p.seq || t->crc != p.crc) return;
+            if (p.created) {
+                if (::unlink(p.segment.c_str()) == 0) static_cast<void>(fsync_path(dir_, true));
+                return;
+            }
+            const int fd = ::open(p.segment.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+            if (fd < 0) return;
+            if (::ftruncate(fd, static_cast<off_t>(p.start)) == 0) static_cast<void>(::fdatasync(fd));
+            ::close(fd);
+        } catch (...) {
+        }
+    }
+
+    // Batched flush, close, backups: appends the outbox rows not yet archived, in a transaction
+    // of its own; with `settle` (or when enough have piled up) also deletes archived rows.
     // Returns the number of records written. Throws on failure; the rows stay in the outbox.
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         sqlite::transaction tx{c, transaction_mode::immediate};
+        const auto n = drain_in(c, now, settle);
+        try {
+            tx.commit();
+        } catch (...) {
+            if (!c.in_transaction()) cancel_pending();
+            throw;
+        }
+        committed();
+        return n;
+    }
+
+private:
+    struct appended {
+        std::filesystem::path segment;
+        std::uintmax_t start = 0, end = 0;
+        std::int64_t seq = 0;
+        std::uint32_t crc = 0;
+        bool created = false;
+    };
+
+    [[nodiscard]] static std::tuple<std::int64_t, std::int64_t> read_state(sqlite::connection& c) {
+        return c.query_one<std::int64_t, std::int64_t>("SELECT last_seq, last_id FROM resilite_archive_state")
+            .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
+    }
+
+    [[nodiscard]] bool schema_changed(sqlite::connection& c) {
+        const auto v = c.query_one<std::int64_t>("PRAGMA schema_version").value_or(0);
+        return v != schema_version_;
+    }
+
+    // The tables archived now: every table of the database but the library's own, virtual
+    // tables and their shadow tables (a virtual table keeps its own data); declared ones with
+    // their secret columns.
+    [[nodiscard]] std::vector<capture_table> tables(sqlite::connection& c) const {
+        std::vector<capture_table> out;
+        for (auto& row : c.query_all<std::string, std::string>(
+                 "SELECT name, type FROM pragma_table_list WHERE schema = 'main' ORDER BY name")) {
+            const auto& name = std::get<0>(row);
+            if (std::get<1>(row) != "table" || reserved_name(name)) continue;
+            const auto d = std::find_if(declared_.begin(), declared_.end(),
+                                        [&](const capture_table& t) { return lower(t.name) == lower(name); });
+            out.push_back(d != declared_.end() ? capture_table{name, d->secrets} : capture_table{name, {}});
+        }
+        return out;
+    }
+
+    // The archived schema brought to the live one: DDL records when the change is additive (and
+    // the rows of every table that is new or changed, which no capture trigger saw), a full
+    // snapshot otherwise; then the capture triggers for every table. Inside a write transaction.
+    void sync_schema(sqlite::connection& c, bool need_baseline, bool migrated, std::vector<std::string>& notes) {
+        const auto all = tables(c);
+        const auto live = live_objects(c, all);
+        const auto archived = archived_objects(c);
+        bool baseline = need_baseline;
+        std::vector<std::string> ddl;
+        std::vector<std::string> snapshot;  // tables whose rows are written whole
+        if (archived.empty()) {
+            for (const auto& t : all) {
+                if (schema_inspector{c}.has_rows(t.name)) baseline = true;
+            }
+            if (!baseline) {
+                for (const auto& o : live)
+                    ddl.push_back(if_not_exists(o.sql));
+            }
+            if (baseline && !need_baseline)
+                notes.push_back("archiving started on a database that holds data: a full snapshot was written first");
+        } else if (!baseline && migrated) {
+            baseline = true;
+            notes.push_back("migrations ran: a full snapshot of their outcome was written");
+        } else if (!baseline && live != archived) {
+            if (auto changes = additive_changes(archived, live)) {
+                ddl = std::move(*changes);
+                for (const auto& o : live) {
+                    if (o.type != "table") continue;
+                    const auto same = std::find(archived.begin(), archived.end(), o) != archived.end();
+                    if (!same && schema_inspector{c}.has_rows(o.name)) snapshot.push_back(o.name);
+                }
+            } else {
+                baseline = true;
+                notes.push_back(
+                    "the schema changed in a way a DDL record cannot express (something removed or redefined): "
+                    "a full snapshot was written");
+            }
+        }
+        for (const auto& stmt : ddl)
+            add_to_outbox(c, stmt);
+        for (const auto& name : snapshot) {
+            const auto t = std::find_if(all.begin(), all.end(), [&](const capture_table& x) { return x.name == name; });
+            if (t != all.end()) add_table_rows(c, *t);
+        }
+        if (baseline) add_baseline(c, all, live);
+        if (live != archived) {
+            c.exec_script("DELETE FROM resilite_archive_schema");
+            for (const auto& o : live) {
+                c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)", o.type,
+                       o.name, o.tbl_name, o.sql);
+            }
+        }
+        static_cast<void>(install_triggers(c, all));
+        schema_version_ = c.query_one<std::int64_t>("PRAGMA schema_version").value_or(0);
+    }
+
+    // Under the write lock: where the archive ends, compared with what the database stores.
+    // A last record numbered above the database's is either ours with its settle lost (its
+    // outbox rows are still there), or a record written ahead whose transaction never committed
+    // (a crash between the append and the COMMIT: exactly one record, above the high-water
+    // mark), which is set aside and cut off; anything else means the database is older than its
+    // archive (restored from a copy), and the archive's numbering goes on.
+    void resolve_tail(sqlite::connection& c) {
+        const auto [db_seq, db_id] = read_state(c);
+        if (auto note = refresh_tail()) notes_.push_back(std::move(*note));
+        last_id_ = db_id;
+        const auto archive_seq = tail_ ? tail_->seq : 0;
+        last_seq_ = std::max(archive_seq, db_seq);
+        if (archive_seq <= db_seq || !tail_) return;
+        if (holds_tail_rows(c, *tail_)) {
+            last_id_ = tail_->last_id;
+            return;
+        }
+        if (archive_seq == db_seq + 1 && archive_seq > high_water_.read() && cancel_uncommitted(*tail_)) {
+            last_seq_ = db_seq;
+            return;
+        }
+        notes_.push_back(fmt::format(
+            "the archive ends at txn {} but the database's outbox does not hold that record "
+            "(restored from a copy?); its unarchived changes are numbered from txn {}",
+            archive_seq, archive_seq + 1));
+    }
+
+    // Sets the record aside ("<segment>.cancelled-<time>", kept) and cuts it off. False when it
+    // is not the last thing in its segment, or cannot be set aside.
+    bool cancel_uncommitted(const tail_info& t) {
+        const auto path = dir_ / t.segment;
+        const auto text = read_file(path);
+        const auto contents = read_segment(text, t.segment);
+        const auto r = std::find_if(contents.records.begin(), contents.records.end(),
+                                    [&](const record& x) { return x.header.seq == t.seq; });
+        if (r == contents.records.end() || r->end != text.size()) return false;
+        const auto body_at = static_cast<std::size_t>(r->body.data() - text.data());
+        const auto start = text.rfind(fmt::format("{}{} ", header_prefix, t.seq), body_at);
+        if (start == std::string::npos) return false;
+        std::error_code ec;
+        auto aside = dir_ / fmt::format("{}.cancelled-{}", t.segment, utc_text(std::chrono::system_clock::now()));
+        for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
+            aside = dir_ / fmt::format("{}.cancelled-{}-{}", t.segment, utc_text(std::chrono::system_clock::now()), n);
+        if (!set_aside(aside, std::string_view{text}.substr(start))) fail_io("cannot set aside the last record of", path);
+        const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(start)) != 0 || ::fsync(fd) != 0) {
+            const int saved = errno;
+            if (fd >= 0) ::close(fd);
+            errno = saved;
+            fail_io("cannot cut the last record of", path);
+        }
+        ::close(fd);
+        notes_.push_back(fmt::format(
+            "{}: record {} was written ahead of a transaction that never committed (a crash before its COMMIT); "
+            "it was moved to {} and is not part of the archive",
+            t.segment, t.seq, aside.filename().string()));
+        known_ = false;
+        tail_.reset();
         static_cast<void>(refresh_tail());
+        return true;
+    }
+
+    // Appends the outbox rows not yet archived as records and stores the last number, inside
+    // the caller's write transaction. Returns the number of records written.
+    std::int64_t drain_in(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
+        pending_.reset();
+        resolve_tail(c);
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
@@ -258,20 +437,24 @@ public:
             known_ = !ec;
             last_seq_ = records.back().header.seq;
             last_utc_ = utc;
+            pending_ = appended{dir_ / segment, static_cast<std::uintmax_t>(out.start()), tail_size_, last_seq_,
+                                records.back().crc, out.created()};
         }
+        const bool moved = last_row != last_id_ || stored_seq(c) != last_seq_;
         last_id_ = last_row;
         unsettled_ += rows;
-        if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_ ||
-            (settle && stored_seq(c) != last_seq_)) {
-            c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+        // The number goes into the database with the transaction it describes: committed
+        // together, or not at all.
+        const auto changes_before = c.total_changes();
+        if (moved) c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+        if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_) {
             keep_outbox_numbering(c);
             unsettled_ = 0;
         }
-        tx.commit();
+        bookkeeping_ += c.total_changes() - changes_before;
         return static_cast<std::int64_t>(records.size());
     }
 
-private:
     [[nodiscard]] static std::int64_t stored_seq(sqlite::connection& c) {
         return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
     }
@@ -314,7 +497,8 @@ private:
             return std::nullopt;
         }
         std::optional<std::string> note;
-        const auto adopt = [&](const tail_info& t) {
+        const auto adopt = [&](tail_info t, const std::string& segment) {
+            t.segment = segment;
             tail_ = t;
             last_seq_ = std::max(last_seq_, t.seq);
             if (known_) last_id_ = std::max(last_id_, t.last_id);  // another process drained
@@ -326,7 +510,7 @@ private:
             const auto bytes = std::filesystem::file_size(path, size_ec);
             if (!size_ec) {
                 if (const auto t = read_last_record(path, bytes, *it)) {
-                    adopt(*t);
+                    adopt(*t, *it);
                     break;
                 }
             }
@@ -366,7 +550,8 @@ private:
                     contents.records.begin(), contents.records.end(),
                     [](const record& a, const record& b) { return a.header.seq < b.header.seq; });
                 adopt(tail_info{best->header.seq, best->header.last_id, best->header.first_id, best->crc,
-                                best->header.utc});
+                                best->header.utc, {}},
+                      *it);
                 break;
             }
         }
@@ -378,8 +563,13 @@ private:
 
     std::filesystem::path dir_;
     std::string database_;
-    std::vector<capture_table> tables_;
+    std::vector<capture_table> declared_;
     int settle_rows_;
+    high_water high_water_;
+    std::optional<appended> pending_;  // written ahead, its COMMIT not yet seen
+    std::vector<std::string> notes_;
+    std::int64_t schema_version_ = -1;
+    std::int64_t bookkeeping_ = 0;
     bool known_ = false;  // tail_segment_/tail_size_ describe the archive's end
     bool format_refused_ = false;
     std::string tail_segment_;

@@ -134,6 +134,8 @@ public:
     }
 
     std::string& buffer() noexcept { return buffer_; }
+    [[nodiscard]] off_t start() const noexcept { return start_; }
+    [[nodiscard]] bool created() const noexcept { return created_; }
     // Writes the buffer out once it holds `at_least` bytes.
     void flush(std::size_t at_least = 0) {
         if (buffer_.size() < at_least || buffer_.empty()) return;
@@ -187,6 +189,7 @@ struct tail_info {
     std::int64_t seq = 0, last_id = 0, first_id = 0;
     std::uint32_t crc = 0;
     std::string utc;
+    std::string segment;  // the segment's file name
 };
 
 // The last record of a segment that ends with a complete, valid record and starts with a v1
@@ -232,7 +235,7 @@ struct tail_info {
     if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
     const auto& r = contents.records.front();
     if (header + r.end != buf.size()) return std::nullopt;
-    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc};
+    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc, name};
 }
 
 }  // namespace resilite::detail::archive

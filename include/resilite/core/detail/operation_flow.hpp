@@ -75,13 +75,25 @@ public:
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
                 ctx_.inject(name, st.attempt);
-                [[maybe_unused]] const auto changes_before =
-                    R::archiving ? sqlite3_total_changes64(c.native_handle()) : 0;
-                auto result = call(f, c, pass);
-                if constexpr (R::archiving) {
-                    if (!nested && sqlite3_total_changes64(c.native_handle()) != changes_before)
-                        archive_.after_commit();
-                }
+                auto result = [&] {
+                    if constexpr (R::archiving) {
+                        // Written ahead: the statement runs inside BEGIN, its record is synced
+                        // into the archive before the COMMIT.
+                        if (!nested && name != "archive" && archive_.writes_ahead()) {
+                            auto in_transaction = [&](sqlite::connection& cc) {
+                                return archive_.autocommit(cc, [&] { return f(cc); });
+                            };
+                            return call(in_transaction, c, pass);
+                        }
+                        const auto changes_before = sqlite3_total_changes64(c.native_handle());
+                        auto r = call(f, c, pass);
+                        if (!nested && sqlite3_total_changes64(c.native_handle()) != changes_before)
+                            archive_.after_commit();
+                        return r;
+                    } else {
+                        return call(f, c, pass);
+                    }
+                }();
                 pass.leave();
                 lock.unlock();
                 ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
@@ -162,18 +174,26 @@ public:
     }
 
     // COMMIT, retried while SQLite keeps the transaction open and busy (the lock stays held).
+    // The archive writes the transaction's record ahead of it first (flush on commit): if it
+    // cannot, nothing is committed; if the COMMIT then fails, the record is taken back.
     void commit_with_retry(sqlite::transaction& tx, retry_state& st) {
+        archive_.before_commit(tx.conn());
         for (;;) {
             try {
                 ctx_.inject("commit", st.attempt);
                 tx.commit();
+                archive_.committed();
                 return;
             } catch (...) {
-                if (!tx.conn().in_transaction()) throw;  // SQLite ended it: only a replay can help
+                if (!tx.conn().in_transaction()) {  // SQLite ended it: only a replay can help
+                    archive_.cancel_pending();
+                    throw;
+                }
                 if (commit_may_retry(st)) {
                     ++st.attempt;
                     continue;
                 }
+                archive_.cancel_pending();  // the caller rolls back (the write lock is still held)
                 throw;
             }
         }

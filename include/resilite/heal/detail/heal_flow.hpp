@@ -29,6 +29,7 @@
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/archive/detail/high_water.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/connect.hpp>
 #include <resilite/core/detail/context.hpp>
@@ -125,7 +126,7 @@ private:
             rep.healed = true;
             rep.sources.push_back({"another process", true, "healed since this database was opened"});
             m.damage_seen.clear();
-            auto done = finish(rep, m, s);
+            auto done = finish(rep, m, s, false);  // the healer's own line is in the log already
             if (db.take_up) db.take_up();
             return done;
         }
@@ -144,6 +145,7 @@ private:
 
         rep.quarantine = quarantine(m, s.healing);  // 3. (reports its own progress)
         save(m);
+        gather_evidence(rep, s);
 
         const auto here = std::filesystem::absolute(path).parent_path();  // 4.
         remove_stale_temp_files(here, ".resilite-heal-");                  // of a heal that was killed
@@ -201,14 +203,14 @@ private:
         return done;
     }
 
-    heal_report finish(heal_report& rep, marker& m, const settings& s) {
+    heal_report finish(heal_report& rep, marker& m, const settings& s, bool log = true) {
         if (!write_marker(ctx_.path, m)) {  // the heal is done: a sidecar not updated costs a count only
             ctx_.emit_since("heal_progress", ctx_.now(), outcome::warning, 100, error_class::io,
                             fmt::format("could not update the sidecar {}", marker_path(ctx_.path).string()));
         }
         rep.duration = ctx_.now() - start_;
         ctx_.with_lock([&] { last_ = rep; });
-        append_log(rep);
+        if (log) append_log(rep);
         remove_expired_quarantines(s.healing, rep.quarantine);
         std::int64_t rows = 0;
         for (const auto& t : rep.tables)
@@ -342,6 +344,7 @@ private:
                 return false;
             }
             std::filesystem::copy_file(b.path, candidate.database());
+            const auto dropped = drop_foreign_code(candidate.database(), rep);
             rep.phases.push_back({"restore", ctx_.now() - restore_start});
             progress("restore", 30);
             if (past_limit()) {
@@ -349,6 +352,7 @@ private:
                 return false;
             }
             std::optional<std::int64_t> from, to;
+            bool archive_covers = false;  // the archive reaches at least this backup's last record
             if (has_archive) {
                 const auto replay_start = ctx_.now();
                 from = archive_seq_of(candidate.database());
@@ -356,25 +360,46 @@ private:
                 replay_options o;
                 o.stop_when = [this] { return past_limit(); };
                 const auto r = replay_archive(archive_dir, candidate.database(), o);
-                to = r.last_seq;
+                archive_covers = r.last_seq >= *from;
+                to = std::max(r.last_seq, *from);
                 rep.phases.push_back({"replay", ctx_.now() - replay_start});
                 progress("replay", 60);
             }
-            if (auto problem = verify(candidate.database(), has_archive ? &archive_dir : nullptr, rep)) {
+            // An archive that ends before the backup (its tail cut or lost) cannot be compared
+            // with it: the backup is newer, and is kept rather than an older one.
+            if (auto problem = verify(candidate.database(), archive_covers ? &archive_dir : nullptr, rep)) {
                 rep.sources.push_back({name, false, *problem});
+                return false;
+            }
+            if (has_archive && !archive_covers)
+                rep.verification += fmt::format("; the archive ends at record {}, before this backup's record {}: "
+                                                "not compared",
+                                                archive_last(archive_dir), *from);
+            const auto loss = loss_beyond(to.value_or(0), archive_dir);
+            if (loss && !s.healing.accept_loss_since_backup) {
+                rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
                 return false;
             }
             rep.backup_used = b.path;
             rep.archive_from_seq = from;
             rep.archive_to_seq = to;
+            rep.healed_seq = to;
             if (!has_archive) {
                 rep.may_be_lost = fmt::format("every commit after the backup taken {} UTC (there is no "
                                               "archive to replay)",
                                               utc_format(b.taken, "%Y-%m-%d %H:%M:%S"));
+            } else if (loss) {
+                rep.may_be_lost = *loss;
+                number_after_loss(candidate.database());
             } else if (to && from && *to > *from) {
                 rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns");
             }
-            rep.sources.push_back({name, true, to ? fmt::format("archive replayed up to record {}", *to) : std::string{}});
+            if (rep.may_be_lost.empty()) rep.may_be_lost = batched_window();
+            std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
+            if (!dropped.empty())
+                detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
+                                      detail.empty() ? "" : "; ", fmt::join(dropped, ", "));
+            rep.sources.push_back({name, true, detail});
             return true;
         } catch (const std::exception& e) {
             rep.sources.push_back({name, false, e.what()});
@@ -397,15 +422,134 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
+            const auto loss = loss_beyond(r.last_seq, archive_dir);
+            if (loss && !ctx_.with_lock([&] { return ctx_.config.healing.accept_loss_since_backup; })) {
+                rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
+                return false;
+            }
             rep.archive_from_seq = 0;
             rep.archive_to_seq = r.last_seq;
-            rep.may_be_lost = secrets_note("the secret columns");
+            rep.healed_seq = r.last_seq;
+            rep.may_be_lost = loss ? *loss : secrets_note("the secret columns");
+            if (loss) number_after_loss(candidate.database());
+            if (rep.may_be_lost.empty()) rep.may_be_lost = batched_window();
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
             rep.sources.push_back({name, false, e.what()});
             return false;
         }
+    }
+
+    // Backups are data, not code: a trigger or view in a restored copy that the damaged database
+    // did not have (the same name and text) is dropped, so a planted one never reaches the live
+    // database. The declared schema adds its own triggers at the next open; the library's
+    // capture triggers are regenerated there too. Returns what was dropped.
+    std::vector<std::string> drop_foreign_code(const std::filesystem::path& candidate, const heal_report& rep) {
+        std::set<std::pair<std::string, std::string>> had;
+        if (!rep.quarantine.empty()) {
+            try {
+                sqlite::connection q{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
+                for (auto& [name, sql] : q.query_all<std::string, std::string>(
+                         "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL"))
+                    had.emplace(name, sql);
+            } catch (const std::exception&) {
+            }
+        }
+        std::vector<std::string> dropped;
+        sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
+        for (auto& [type, name, sql] : c.query_all<std::string, std::string, std::string>(
+                 "SELECT type, name, ifnull(sql, '') FROM sqlite_master WHERE type IN ('trigger', 'view')")) {
+            if (archive::reserved_name(name) || had.count({name, sql}) != 0) continue;
+            c.exec_script(fmt::format("DROP {} {}", type == "view" ? "VIEW" : "TRIGGER", quote_id(name)));
+            dropped.push_back(fmt::format("{} {}", type, name));
+        }
+        return dropped;
+    }
+
+    // What shows which archive records committed, from outside the archive: the high-water mark
+    // beside the database, and the damaged database's own record number where it can be read.
+    void gather_evidence(heal_report& rep, const settings& s) {
+        std::vector<std::string> what;
+        std::int64_t best = 0;
+        if (const auto hwm = archive::read_high_water(archive::high_water_path(ctx_.path)); hwm > 0) {
+            best = hwm;
+            what.push_back(fmt::format("high-water mark {}", hwm));
+        }
+        if (!rep.quarantine.empty()) {
+            try {
+                const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
+                if (seq > 0) {
+                    best = std::max(best, seq);
+                    what.push_back(fmt::format("the damaged database holds record {}", seq));
+                }
+                damaged_outbox_ = unarchived_in(rep.quarantine / ctx_.path.filename());
+            } catch (const std::exception&) {
+                what.emplace_back("the damaged database cannot be read");
+                damaged_outbox_.reset();
+            }
+        }
+        batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
+        batch_interval_ = s.archive.interval;
+        if (best > 0) rep.committed_seq = best;
+        rep.evidence = fmt::format("{}", fmt::join(what, "; "));
+        evidence_seq_ = best;
+        evidence_ = rep.evidence;
+    }
+
+    // The acknowledged commits a result holding records up to `reached` lacks, by the evidence.
+    [[nodiscard]] std::optional<std::string> loss_beyond(std::int64_t reached, const std::filesystem::path& archive_dir) {
+        const auto committed = committed_seq_();
+        if (committed <= reached) return std::nullopt;
+        return fmt::format("acknowledged commits in archive records {} to {} are missing: the archive ends at record {} "
+                           "(its tail was cut or lost) while {} shows record {} committed",
+                           reached + 1, committed, archive_last(archive_dir), evidence_, committed);
+    }
+    [[nodiscard]] std::int64_t committed_seq_() const { return evidence_seq_; }
+
+    // After a loss accepted, the lost records' numbers are never used again: the healed database
+    // continues after them, and its next open writes a full snapshot (the archive has a gap).
+    void number_after_loss(const std::filesystem::path& candidate) const {
+        sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
+        c.exec("UPDATE resilite_archive_state SET last_seq = max(last_seq, ?)", evidence_seq_);
+    }
+
+    // With a batched archive, commits of the last interval may never have reached it.
+    [[nodiscard]] std::string batched_window() const {
+        if (!batched_) return {};
+        if (damaged_outbox_ && *damaged_outbox_ == 0) return {};
+        if (damaged_outbox_)
+            return fmt::format("{} changes captured in the damaged database were never archived (batched archive)",
+                               *damaged_outbox_);
+        return fmt::format("the changes committed in the last {} ms before the damage, which the batched archive "
+                           "may not have taken yet (the damaged database cannot be read to tell)",
+                           std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
+    }
+
+    // Outbox rows above the last archived one in a (damaged) database: captured, never archived.
+    [[nodiscard]] static std::optional<std::int64_t> unarchived_in(const std::filesystem::path& db) {
+        sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_outbox'") != 1)
+            return std::nullopt;
+        return c.query_one<std::int64_t>(
+            "SELECT count(*) FROM resilite_archive_outbox WHERE id > (SELECT last_id FROM resilite_archive_state)");
+    }
+
+    [[nodiscard]] static std::int64_t archive_last(const std::filesystem::path& dir) {
+        const auto segments = archive::list_segments(dir);
+        for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(dir / *it, ec);
+            if (ec) continue;
+            if (const auto t = archive::read_last_record(dir / *it, size, *it)) return t->seq;
+            const auto text = archive::read_file(dir / *it);
+            const auto contents = archive::read_segment(text, *it);
+            std::int64_t best = 0;
+            for (const auto& r : contents.records)
+                best = std::max(best, r.header.seq);
+            if (best > 0) return best;
+        }
+        return 0;
     }
 
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
@@ -424,7 +568,6 @@ private:
         const auto start = ctx_.now();
         ctx_.inject("heal:verify", 1);
         rep.tables.clear();
-        std::set<std::string> undeclared;
         {
             sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
             // A long check stops at the time limit (SQLITE_INTERRUPT: this source fails).
@@ -440,13 +583,8 @@ private:
             if (const auto id = read_identity(c).value_or(""); !expected.empty() && id != expected)
                 return fmt::format("the result is another database (identity {}, expected {})", id.empty() ? "none" : id,
                                    expected);
-            std::set<std::string> declared;
-            for (const auto& t : archive::capture_tables(R::schema::definition()))
-                declared.insert(lower(t.name));
-            for (const auto& t : archive::user_tables(c)) {
+            for (const auto& t : archive::user_tables(c))
                 rep.tables.push_back({t, c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM \"{}\"", t)).value_or(0)});
-                if (declared.count(lower(t)) == 0) undeclared.insert(lower(t));
-            }
         }
         if (archive_dir != nullptr && archive_bytes(*archive_dir) > ctx_.with_lock([&] {
                 return ctx_.config.healing.trial_rebuild_limit_bytes;
@@ -459,8 +597,6 @@ private:
             for (const auto& t : archive::capture_tables(R::schema::definition()))
                 for (const auto& c : t.secrets)
                     o.excluded_columns.insert(lower(t.name) + "." + c);
-            for (const auto& t : undeclared)
-                o.excluded_columns.insert(t + ".*");
             const auto r = inspect_archive(*archive_dir, o);
             if (r.reproduces_live != true) {
                 std::string differs;
@@ -594,6 +730,11 @@ private:
     }
 
     context<R>& ctx_;
+    std::int64_t evidence_seq_ = 0;
+    std::string evidence_;
+    std::optional<std::int64_t> damaged_outbox_;
+    bool batched_ = false;
+    std::chrono::milliseconds batch_interval_{0};
     time_point start_{};
     std::chrono::nanoseconds time_limit_{};
     std::optional<heal_report> last_;
