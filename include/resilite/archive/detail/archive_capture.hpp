@@ -360,9 +360,9 @@ inline void append_hex(std::string& out, std::string_view bytes) {
 
 // ---- REAL values as text that SQLite reads back bit for bit ----------------------------------
 //
-// SQLite before 3.43 (Debian 12 has 3.40.1) reads decimal text with a conversion that is not
-// correctly rounded (sqlite3AtoF: a 64-bit significand scaled by a power of ten, below 1e-307
-// rounded twice in double): the shortest exact form of a double does not always read back as
+// SQLite 3.40.1 (Debian 12's) reads decimal text with a conversion that is not correctly
+// rounded (sqlite3AtoF: a 64-bit significand scaled by a power of ten, below 1e-307 rounded
+// twice in double): the shortest exact form of a double does not always read back as
 // the same double (-821182.317727955 reads back as -821182.3177279551, 1 in 200 random bit
 // patterns change). A numeric literal and CAST(text AS REAL) both go through that function, so
 // each text is checked by SQLite itself before it is written. Below about 1e-290 some doubles
