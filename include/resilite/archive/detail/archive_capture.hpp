@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <iterator>
@@ -357,24 +358,125 @@ inline void append_hex(std::string& out, std::string_view bytes) {
     }
 }
 
+// ---- REAL values as text that SQLite reads back bit for bit ----------------------------------
+//
+// SQLite 3.40.1 (Debian 12's) reads decimal text with a conversion that is not correctly
+// rounded (sqlite3AtoF: a 64-bit significand scaled by a power of ten, below 1e-307 rounded
+// twice in double): the shortest exact form of a double does not always read back as
+// the same double (-821182.317727955 reads back as -821182.3177279551, 1 in 200 random bit
+// patterns change). A numeric literal and CAST(text AS REAL) both go through that function, so
+// each text is checked by SQLite itself before it is written. Below about 1e-290 some doubles
+// are the result of no decimal text at all; those are written as an exact product of two
+// decimals, `(a*b)` with b a power of two: the multiplication is exact.
+
+[[nodiscard]] inline bool same_bits(double a, double b) noexcept {
+    return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
+}
+
+// What this connection's SQLite makes of `text` as a number.
+[[nodiscard]] inline double sqlite_real(sqlite::connection& c, std::string_view text) {
+    auto stmt = c.prepare_cached("SELECT CAST(?1 AS REAL)");  // not the outbox's statement
+    sqlite3_stmt* h = stmt->native_handle();
+    c.check(sqlite3_bind_text(h, 1, text.data(), static_cast<int>(text.size()), SQLITE_STATIC), "bind");
+    if (!stmt->step()) {
+        throw library_failure(error_class::archive, "archive", "CAST(? AS REAL) returned no row", c.path());
+    }
+    return sqlite3_column_double(h, 0);
+}
+
+// `digits` times ten to the power `exp10`, as d.ddd...e<exp>.
+[[nodiscard]] inline std::string scientific(std::uint64_t digits, int exp10) {
+    const auto m = fmt::format("{}", digits);
+    std::string out = m.substr(0, 1) + "." + (m.size() > 1 ? m.substr(1) : std::string{"0"});
+    fmt::format_to(std::back_inserter(out), "e{}", exp10 + static_cast<int>(m.size()) - 1);
+    return out;
+}
+
+// Decimal text SQLite reads as exactly `a` (finite, > 0 or +0.0), or nothing. First the shortest
+// exact form (almost always enough: one step of a cached statement); then, with 17, 18 and 19
+// significant digits (SQLite keeps no more), the significands next to the correctly rounded one,
+// searched in the direction SQLite's result is off (the conversion is monotonic).
+[[nodiscard]] inline std::optional<std::string> exact_decimal(sqlite::connection& c, double a) {
+    std::string text = fmt::format("{}", a);
+    if (text.find_first_of(".e") == std::string::npos) text += ".0";  // stays a REAL
+    if (same_bits(sqlite_real(c, text), a)) return text;
+    for (const int n : {17, 18, 19}) {
+        const auto e = fmt::format("{:.{}e}", a, n - 1);  // d.ddd...e[+-]xx
+        const auto at_e = e.find('e');
+        std::uint64_t m = 0;
+        for (char ch : std::string_view{e}.substr(0, at_e))
+            if (ch != '.') m = m * 10 + static_cast<std::uint64_t>(ch - '0');
+        const int exp10 = std::stoi(e.substr(at_e + 1)) - (n - 1);
+        const auto value = [&](std::uint64_t digits) { return sqlite_real(c, scientific(digits, exp10)); };
+        double got = value(m);
+        if (same_bits(got, a)) return scientific(m, exp10);
+        // Gallop away from the side SQLite's result is on until it crosses `a`, then halve.
+        const bool up = got < a;
+        std::uint64_t near = m, far = m;  // value(near) is on the first side
+        bool crossed = false;
+        for (std::uint64_t step = 1; step <= (std::uint64_t{1} << 24); step *= 2) {
+            if (!up && step >= near) break;  // significands stay above 0
+            far = up ? near + step : near - step;
+            got = value(far);
+            if (same_bits(got, a)) return scientific(far, exp10);
+            if ((got < a) != up) {
+                crossed = true;
+                break;
+            }
+            near = far;
+        }
+        if (!crossed) continue;
+        while ((up ? far - near : near - far) > 1) {
+            const std::uint64_t mid = up ? near + (far - near) / 2 : far + (near - far) / 2;
+            got = value(mid);
+            if (same_bits(got, a)) return scientific(mid, exp10);
+            ((got < a) == up ? near : far) = mid;
+        }
+    }
+    return std::nullopt;
+}
+
+// Appends a REAL literal that this SQLite reads back as exactly `d`; a library error of class
+// archive if there is none (never seen), rather than a value that changes on the way.
+inline void append_real(std::string& out, sqlite::connection& c, double d) {
+    if (std::isnan(d)) {  // SQLite stores NaN as NULL: never read from a column
+        throw library_failure(error_class::archive, "archive", "a REAL value is NaN", c.path());
+    }
+    if (std::signbit(d)) out += '-';
+    const double a = std::fabs(d);
+    if (std::isinf(a)) {
+        out += "9.0e+999";
+        return;
+    }
+    if (auto text = exact_decimal(c, a)) {
+        out += *text;
+        return;
+    }
+    // No decimal text reads as `a`: a product of two that do, exact since `a` is a double.
+    for (const int k : {600, 500, 700}) {
+        const int shift = a < 1 ? k : -k;
+        const auto scaled = exact_decimal(c, std::ldexp(a, shift));
+        const auto unit = exact_decimal(c, std::ldexp(1.0, -shift));
+        if (scaled && unit) {
+            fmt::format_to(std::back_inserter(out), "({}*{})", *scaled, *unit);
+            return;
+        }
+    }
+    throw library_failure(error_class::archive, "archive",
+                          fmt::format("no SQL text found that SQLite reads back as the REAL {:a}", d), c.path());
+}
+
 // A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
-// quote() gives, with the shortest exact form for a REAL and text with NUL bytes kept whole).
-inline void append_literal(std::string& out, sqlite3_stmt* s, int col) {
+// quote() gives, but with a REAL checked to read back bit for bit, see append_real, and text
+// with NUL bytes kept whole).
+inline void append_literal(std::string& out, sqlite::connection& c, sqlite3_stmt* s, int col) {
     switch (sqlite3_column_type(s, col)) {
         case SQLITE_INTEGER:
             fmt::format_to(std::back_inserter(out), "{}", sqlite3_column_int64(s, col));
             return;
-        case SQLITE_FLOAT: {
-            const double d = sqlite3_column_double(s, col);
-            if (std::isinf(d)) {
-                out += d < 0 ? "-9.0e+999" : "9.0e+999";
-                return;
-            }
-            const auto start = out.size();
-            fmt::format_to(std::back_inserter(out), "{}", d);
-            if (out.find_first_of(".e", start) == std::string::npos) out += ".0";  // stays a REAL
+        case SQLITE_FLOAT:
+            append_real(out, c, sqlite3_column_double(s, col));
             return;
-        }
         case SQLITE_TEXT: {
             const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
             const std::string_view text{p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))};
@@ -461,7 +563,7 @@ void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::
             }
             statement.assign(pieces[0]);
             for (int i = 0; i < values; ++i) {
-                append_literal(statement, h, 3 + i);
+                append_literal(statement, c, h, 3 + i);
                 statement += pieces[static_cast<std::size_t>(i) + 1];
             }
         }

@@ -12,6 +12,7 @@
 //   CREATE TRIGGER IF NOT EXISTS ... END;   (recognized, never run: see statement_kind)
 //
 // A literal is what the writer prints for a value: an integer or real (with an optional minus),
+// a real that SQLite reads from no decimal text as the exact product of two, (<real>*<real>),
 // 'text', X'blob', NULL or CAST(X'..' AS TEXT). Row statements hold nothing else: no SELECT,
 // no sub-query, no CTE, no function, no parameter. DDL bodies may hold expressions (CHECK,
 // DEFAULT, an index's WHERE) but never a SELECT or a parameter; the authorizer, the second wall,
@@ -191,8 +192,18 @@ public:
             return true;
         }
         if (kw("NULL")) return true;
+        // A REAL that no decimal text reads back as: (a*b), both plain numbers.
+        if (t.kind == tok::op && t.text == "(") {
+            ++i_;
+            return number() && op("*") && number() && op(")");
+        }
         // Text holding NUL bytes: CAST(X'..' AS TEXT).
         return kw("CAST") && op("(") && !done() && t_[i_++].kind == tok::blob && kw("AS") && kw("TEXT") && op(")");
+    }
+    bool number() {
+        if (done() || t_[i_].kind != tok::number) return false;
+        ++i_;
+        return true;
     }
     // Tokens up to the matching ')' (the '(' already read), none of them a SELECT, VALUES or
     // parameter. With `to_end`, the rest of the statement instead (before the ';').

@@ -117,7 +117,10 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
     };
     std::size_t first_bad = frames;
     std::optional<std::size_t> last_commit;
-    std::optional<std::size_t> page1_pending;
+    // The newest frame of page 1 not yet followed by a commit (`frames`: none). A plain index,
+    // not a std::optional: g++ 12 at -O1 warns that the optional's value may be used
+    // uninitialized (-Wmaybe-uninitialized), which breaks users' -Werror builds.
+    std::size_t page1_pending = frames;
     for (std::size_t i = 0; i < frames; ++i) {
         const unsigned char* h = at(i);
         // Another generation (the log was restarted, possibly while being read): the end of
@@ -136,9 +139,9 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
         if (wal_word(h, true) == 1) page1_pending = i;
         if (wal_word(h + 4, true) != 0) {  // a commit frame: what it holds counts
             last_commit = i;
-            if (page1_pending) {
-                result.page1.assign(at(*page1_pending) + 24, at(*page1_pending) + 124);
-                page1_pending.reset();
+            if (page1_pending != frames) {
+                result.page1.assign(at(page1_pending) + 24, at(page1_pending) + 124);
+                page1_pending = frames;
             }
         }
     }
