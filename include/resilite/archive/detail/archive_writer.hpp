@@ -78,7 +78,9 @@ public:
     std::vector<std::string> catch_up(sqlite::connection& c, bool migrated) {
         std::vector<std::string> notes;
         {
-            sqlite::transaction tx{c, transaction_mode::immediate};
+            // Its own transaction, or the caller's (a record about to be written ahead).
+            std::optional<sqlite::transaction> tx;
+            if (!c.in_transaction()) tx.emplace(c, transaction_mode::immediate);
             c.exec_script(create_internal_sql);
             const auto [db_seq, db_id] = read_state(c);
             known_ = false;
@@ -117,7 +119,7 @@ public:
                               "SELECT count(*) FROM resilite_archive_outbox WHERE id < ?", last_id_)
                              .value_or(0);
             sync_schema(c, need_baseline, migrated, notes);
-            tx.commit();
+            if (tx) tx->commit();
         }
         return notes;
     }
