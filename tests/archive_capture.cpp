@@ -372,7 +372,7 @@ TEST_CASE("archive and backups: the manifest records the archive sequence number
     REQUIRE(b.archive_seq.has_value());
     CHECK(*b.archive_seq == 3);
     const auto manifest = read_all(dir / "app.db.backups" / "MANIFEST");
-    CHECK(manifest.find("\tok\t3\n") != std::string::npos);
+    CHECK(manifest.find("\tok\t3\t") != std::string::npos);
     // The copy plus the records after its number equal the database.
     db.insert(Item{3, "c", 0, "t"});
     static_cast<void>(db.drain_archive());

@@ -265,7 +265,79 @@ TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newe
     CHECK(db.get<Item>(61).has_value());
 }
 
-TEST_CASE("heal never brings code in from a backup: a trigger planted in the newest backup is dropped",
+TEST_CASE("heal never brings code in from a backup: a planted or renamed backup is refused, a trigger the "
+          "database no longer had is dropped",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto newest_backup = [&] {
+        std::filesystem::path newest;
+        for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.backups"))
+            if (e.path().extension() == ".db" && e.path() > newest) newest = e.path();
+        return newest;
+    };
+    SECTION("a trigger planted in the newest backup: its checksum no longer matches the manifest") {
+        {
+            HealDb db{path};
+            insert_items(db, 1, 20);
+            static_cast<void>(db.backup_now());
+            insert_items(db, 21, 30);
+        }
+        {
+            resilite::sqlite::connection c{newest_backup(), SQLITE_OPEN_READWRITE};
+            c.exec_script("CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END");
+        }
+        damage_header(path);
+        HealDb db{path};
+        const auto report = db.last_heal();
+        REQUIRE(report.has_value());
+        INFO(report->to_text());
+        CHECK(report->to_text().find("checksum differs") != std::string::npos);
+        db.insert(Item{31, "after", 0, "t"});
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 31);
+        CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'planted'") == 0);
+    }
+    SECTION("an older backup copied to a newer name: not in the manifest") {
+        {
+            HealDb db{path};
+            insert_items(db, 1, 20);
+            static_cast<void>(db.backup_now());
+            insert_items(db, 21, 30);
+        }
+        const auto old = newest_backup();
+        auto renamed = old.filename().string();
+        renamed.replace(renamed.find("-20") + 1, 4, "2199");  // later (and within the clock's range)
+        std::filesystem::copy_file(old, old.parent_path() / renamed);
+        damage_header(path);
+        HealDb db{path};
+        const auto report = db.last_heal();
+        REQUIRE(report.has_value());
+        INFO(report->to_text());
+        CHECK(report->to_text().find("not in the manifest") != std::string::npos);
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 30);
+    }
+    SECTION("a trigger the backup holds and the database dropped later is not brought back") {
+        {
+            HealDb db{path};
+            db.exec_script("CREATE TRIGGER temporary AFTER INSERT ON items BEGIN SELECT 1; END");
+            insert_items(db, 1, 20);
+            static_cast<void>(db.backup_now());
+            db.exec_script("DROP TRIGGER temporary");
+            insert_items(db, 21, 30);
+        }
+        damage_header(path);
+        HealDb db{path};
+        const auto report = db.last_heal();
+        REQUIRE(report.has_value());
+        INFO(report->to_text());
+        CHECK(report->to_text().find("trigger temporary") != std::string::npos);
+        CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'temporary'") == 0);
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 30);
+    }
+}
+
+TEST_CASE("heal with a damaged archive record older than the backup: the backup plus its tail heals, the damage "
+          "is reported",
           "[heal][archive]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
@@ -275,23 +347,22 @@ TEST_CASE("heal never brings code in from a backup: a trigger planted in the new
         static_cast<void>(db.backup_now());
         insert_items(db, 21, 30);
     }
-    std::filesystem::path newest;
-    for (const auto& e : std::filesystem::directory_iterator(dir / "app.db.backups"))
-        if (e.path().extension() == ".db" && e.path() > newest) newest = e.path();
-    REQUIRE(!newest.empty());
-    {
-        resilite::sqlite::connection c{newest, SQLITE_OPEN_READWRITE};
-        c.exec_script("CREATE TRIGGER planted AFTER INSERT ON items BEGIN DELETE FROM items; END");
-    }
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    auto text = read_all(archive / segments.front());
+    const auto at = text.find("'item 5'");  // a record the backup already holds
+    REQUIRE(at != std::string::npos);
+    text[at + 1] = 'X';
+    write_all(archive / segments.front(), text);
     damage_header(path);
     HealDb db{path};
     const auto report = db.last_heal();
     REQUIRE(report.has_value());
     INFO(report->to_text());
-    CHECK(report->to_text().find("trigger planted") != std::string::npos);
-    db.insert(Item{31, "after", 0, "t"});
-    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 31);
-    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'planted'") == 0);
+    CHECK(report->backup_used.has_value());
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 30);
+    CHECK(report->verification.find("cannot be rebuilt") != std::string::npos);
 }
 
 TEST_CASE("heal at open from the archive alone when there is no backup", "[heal]") {
@@ -1000,6 +1071,49 @@ TEST_CASE("restore drill fails, as an error event, when the backups and the arch
         INFO(r.to_text());
         CHECK_FALSE(r.ok);
     }
+}
+
+TEST_CASE("restore drill beside another process that writes: compared at one commit, never a false alarm",
+          "[heal][drill][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto started = dir / "writer-started";
+    const auto stop = dir / "writer-stop";
+    test::event_log log;
+    HealDb db{path, logged<HealDb>(log)};
+    insert_items(db, 1, 10);
+    static_cast<void>(db.backup_now());
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        int code = 0;
+        try {
+            HealDb writer{path};
+            for (int i = 1000; !std::filesystem::exists(stop); ++i) {
+                writer.insert(Item{i, fmt::format("w {}", i), 0, "t"});
+                if (i == 1005) write_all(started, "yes");
+            }
+        } catch (...) {
+            code = 1;
+        }
+        ::_exit(code);
+    }
+    while (!std::filesystem::exists(started)) std::this_thread::yield();  // the writer has committed
+    int ok = 0;
+    for (int round = 0; round < 5; ++round) {
+        const auto r = db.drill();
+        INFO(r.to_text());
+        ok += r.ok ? 1 : 0;
+    }
+    write_all(stop, "stop");
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    CHECK(ok == 5);
+    CHECK(db.health().healthy);
+    for (const auto& e : log.events())
+        CHECK(e.error != resilite::error_class::corrupt);
 }
 
 TEST_CASE("restore drill on a schedule, counted on the manual clock", "[heal][drill]") {

@@ -37,6 +37,9 @@ struct archive_problem {
     std::string message;
     // Fatal problems mean the archive cannot reproduce everything that was committed.
     bool fatal = false;
+    // The highest record number the problem concerns (a damaged record's, a gap's last), 0 when
+    // unknown: a replay after a backup that holds that record does not need it.
+    std::int64_t up_to_seq = 0;
 };
 
 [[nodiscard]] constexpr std::string_view to_string(archive_problem::kind k) noexcept {

@@ -15,6 +15,7 @@
 
 #include <filesystem>
 #include <functional>
+#include <limits>
 
 namespace resilite {
 
@@ -23,6 +24,9 @@ struct replay_options {
     // Asked now and then while records are applied: true stops the replay with an
     // `interrupted` error, and nothing is applied (e.g. a deadline).
     std::function<bool()> stop_when;
+    // The last record to apply (0: all): a restore drill replays up to the record its
+    // snapshot of the live database holds, so both sides show the same commit.
+    std::int64_t until_seq = 0;
 };
 
 inline archive_report replay_archive(const std::filesystem::path& archive_dir,
@@ -35,19 +39,28 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
         }
         const auto contents = a::read_archive(archive_dir);
         auto report = a::start_report(archive_dir, contents);
-        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                             "replay_options::keep_going", db);
         sqlite::connection c{db, SQLITE_OPEN_READWRITE};
         c.busy_timeout(std::chrono::milliseconds{5000});
         sqlite::transaction tx{c, transaction_mode::immediate};
         c.exec_script(a::create_internal_sql);
         const auto after =
             c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+        // A damaged record or a gap the database already holds past costs this replay nothing:
+        // reported, not fatal (a backup plus its tail never needs the records before it).
+        for (auto& p : report.problems) {
+            if (p.fatal && p.up_to_seq > 0 && p.up_to_seq <= after) {
+                p.fatal = false;
+                p.message += fmt::format(" (the database already holds record {}: not needed)", after);
+            }
+        }
+        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                             "replay_options::keep_going", db);
         // A database behind the newest snapshot starts from it: older records may be incomplete.
         const bool from_snapshot =
             !contents.records.empty() && after < contents.records[contents.start].header.seq;
         report.applied_records =
-            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when);
+            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
+                             options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max());
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
                              "replay_options::keep_going", db);
         tx.commit();

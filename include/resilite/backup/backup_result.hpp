@@ -23,6 +23,9 @@ struct backup_result {
     std::string sink_error;  // empty when no sink or it succeeded
     // The last archive record the copy holds (records after it are replayed on top of it).
     std::optional<std::int64_t> archive_seq;
+    // CRC-32 of the whole file as it was promoted, in the manifest: a heal trusts a backup only
+    // when its size and checksum still match.
+    std::uint32_t crc32 = 0;
 };
 
 }  // namespace resilite

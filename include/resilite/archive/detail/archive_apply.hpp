@@ -143,7 +143,8 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
 // records: true throws `interrupted`, and the caller's transaction rolls back.
 inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
                                   std::int64_t after, archive_report& report,
-                                  const std::function<bool()>& stop = {}) {
+                                  const std::function<bool()>& stop = {},
+                                  std::int64_t until = std::numeric_limits<std::int64_t>::max()) {
     std::vector<std::string> held_back;
     for (auto& [name, sql] : c.query_all<std::string, std::string>(
              "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
@@ -160,6 +161,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
         for (std::size_t i = from; i < a.records.size(); ++i) {
             const auto& r = a.records[i];
             if (r.header.seq <= after) continue;
+            if (r.header.seq > until) break;
             if (stop && considered++ % 64 == 0 && stop()) {
                 throw library_failure(error_class::interrupted, "apply",
                                       fmt::format("stopped after {} of {} records, as asked: nothing was applied",

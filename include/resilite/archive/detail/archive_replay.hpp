@@ -56,8 +56,10 @@ struct archive_contents {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;
                 std::string_view m = p.message;
-                if (parse::take(m, "txn ") && parse::number(m, seq))
+                if (parse::take(m, "txn ") && parse::number(m, seq)) {
                     damaged.emplace_back(seq, a.problems.size());
+                    p.up_to_seq = seq;
+                }
             }
             a.problems.push_back(std::move(p));
         }
@@ -101,7 +103,7 @@ struct archive_contents {
                  fmt::format("the archive starts at txn {} and holds no snapshot: txn 1 to {} are "
                              "missing",
                              first.header.seq, first.header.seq - 1),
-                 true});
+                 true, first.header.seq - 1});
         }
     }
     for (std::size_t i = a.start + 1; i < a.records.size(); ++i) {
@@ -115,7 +117,7 @@ struct archive_contents {
                 {K::gap, r.segment, r.line,
                  fmt::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
                              explained ? " (see the damaged records above)" : ""),
-                 true});
+                 true, r.header.seq - 1});
         }
         if (r.header.utc < prev.header.utc) {
             a.problems.push_back({K::time_order, r.segment, r.line,
@@ -317,6 +319,10 @@ public:
     // the statement's segment and line) when one is refused or fails.
     bool apply(const record& r, std::vector<archive_problem>& problems) {
         trusted("SAVEPOINT resilite_replay");
+        // A baseline is the whole database: rows it does not hold (deleted since a backup that
+        // had them) must not survive it. Temporary triggers note each row it writes; the rest go.
+        std::vector<std::string> swept;
+        if (r.header.kind == record_kind::baseline) swept = watch_baseline();
         const std::string_view body = r.body;
         std::size_t p = 0;
         int line = r.line + 2;    // the body starts after the header and BEGIN
@@ -372,12 +378,49 @@ public:
             applied_bytes_ += static_cast<std::int64_t>(check.length);
             p += check.length;
         }
+        for (std::size_t i = 0; i < swept.size(); ++i) {
+            trusted(fmt::format("DELETE FROM main.{0} WHERE rowid NOT IN (SELECT rid FROM temp.resilite_baseline_seen "
+                                "WHERE tbl = {1}); DROP TRIGGER temp.resilite_baseline_{2}_i; "
+                                "DROP TRIGGER temp.resilite_baseline_{2}_u;",
+                                quote_id(swept[i]), quote_literal(swept[i]), i));
+        }
         trusted("RELEASE resilite_replay");
         return true;
     }
 
 private:
     static constexpr int steps_per_call = 1000;
+
+    // The tables (with a rowid) that exist before a baseline, each watched by two temporary
+    // triggers that note the rows the baseline writes (inserted, or updated by an upsert).
+    std::vector<std::string> watch_baseline() {
+        trusted("CREATE TEMP TABLE IF NOT EXISTS resilite_baseline_seen(tbl TEXT NOT NULL, rid INTEGER NOT NULL, "
+                "PRIMARY KEY(tbl, rid)) WITHOUT ROWID; DELETE FROM temp.resilite_baseline_seen;");
+        std::vector<std::string> out;
+        trusted_ = true;  // the library's own query
+        std::vector<std::tuple<std::string, int>> tables;
+        try {
+            tables = c_.query_all<std::string, int>(
+                "SELECT name, \"wr\" FROM pragma_table_list WHERE schema = 'main' AND type = 'table'");
+        } catch (...) {
+            trusted_ = false;
+            throw;
+        }
+        trusted_ = false;
+        for (auto& row : tables) {
+            const auto& name = std::get<0>(row);
+            if (reserved_name(name) || std::get<1>(row) != 0) continue;  // WITHOUT ROWID: no rowid to note
+            const auto i = out.size();
+            trusted(fmt::format(
+                "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "
+                "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
+                "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN INSERT OR IGNORE INTO "
+                "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
+                i, quote_id(name), quote_literal(name)));
+            out.push_back(name);
+        }
+        return out;
+    }
 
     // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
     std::string run(std::string_view text, bool& refused) {
@@ -434,6 +477,10 @@ private:
                          const char* /*trigger*/) {
         auto& s = *static_cast<replayer*>(self);
         if (s.trusted_) return SQLITE_OK;
+        // The library's own temporary triggers that watch a baseline (watch_baseline).
+        if (db != nullptr && std::string_view{db} == "temp" && action == SQLITE_INSERT && a != nullptr &&
+            std::string_view{a} == "resilite_baseline_seen")
+            return SQLITE_OK;
         const std::string_view first = a != nullptr ? a : "";
         const std::string_view second = b != nullptr ? b : "";
         const bool row = s.kind_ == statement_kind::row_change;

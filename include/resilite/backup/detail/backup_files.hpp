@@ -7,7 +7,11 @@
 
 #include <resilite/detail/utc_format.hpp>
 
+#include <boost/crc.hpp>
 #include <fmt/format.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <unistd.h>
 
@@ -44,14 +48,98 @@ struct backup_file {
     std::chrono::system_clock::time_point taken;
 };
 
+// A directory that is a symbolic link is never followed: it could lead anywhere.
+[[nodiscard]] inline bool is_link_path(const std::filesystem::path& p) {
+    struct ::stat st {};
+    return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+// CRC-32 of a whole regular file (never through a link); nothing when it cannot be read.
+[[nodiscard]] inline std::optional<std::uint32_t> file_crc32(const std::filesystem::path& p) {
+    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) return std::nullopt;
+    boost::crc_32_type crc;
+    std::vector<char> buf(1 << 20);
+    for (;;) {
+        const auto n = ::read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+            ::close(fd);
+            return std::nullopt;
+        }
+        if (n == 0) break;
+        crc.process_bytes(buf.data(), static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return crc.checksum();
+}
+
+// What the manifest recorded of a backup when it was taken.
+struct manifest_entry {
+    std::uint64_t bytes = 0;
+    std::optional<std::uint32_t> crc32;  // manifests written before checksums have none
+    std::optional<std::int64_t> archive_seq;
+};
+
+[[nodiscard]] inline std::map<std::string, manifest_entry> read_manifest(const std::filesystem::path& dir) {
+    std::map<std::string, manifest_entry> out;
+    if (is_link_path(dir / "MANIFEST")) return out;
+    std::ifstream in(dir / "MANIFEST");
+    for (std::string line; std::getline(in, line);) {
+        if (line.empty() || line.front() == '#') continue;
+        std::vector<std::string> f;
+        for (std::size_t from = 0;;) {
+            const auto tab = line.find('\t', from);
+            f.push_back(line.substr(from, tab == std::string::npos ? std::string::npos : tab - from));
+            if (tab == std::string::npos) break;
+            from = tab + 1;
+        }
+        if (f.size() < 6) continue;
+        manifest_entry e;
+        try {
+            e.bytes = std::stoull(f[2]);
+            if (f[5] != "-") e.archive_seq = std::stoll(f[5]);
+            if (f.size() >= 7) e.crc32 = static_cast<std::uint32_t>(std::stoul(f[6], nullptr, 16));
+        } catch (const std::exception&) {
+            continue;
+        }
+        out[f[0]] = e;  // a later line for the same name wins
+    }
+    return out;
+}
+
+// Why a backup cannot be trusted, or nothing: it must be a regular file that matches its
+// manifest entry (size, and the checksum taken when it was made). A copy renamed, replaced or
+// planted in the directory is refused, even when it would pass every other check.
+[[nodiscard]] inline std::optional<std::string> untrusted_backup(const std::filesystem::path& backup,
+                                                               const std::map<std::string, manifest_entry>& manifest) {
+    if (is_link_path(backup)) return std::string{"the backup is a symbolic link, never followed"};
+    const auto it = manifest.find(backup.filename().string());
+    if (it == manifest.end()) return std::string{"the backup is not in the manifest (renamed or put there by hand?)"};
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(backup, ec);
+    if (ec || size != it->second.bytes)
+        return fmt::format("the backup's size ({} bytes) differs from the manifest's ({} bytes)", ec ? 0 : size,
+                           it->second.bytes);
+    if (it->second.crc32) {
+        const auto crc = file_crc32(backup);
+        if (!crc || *crc != *it->second.crc32)
+            return fmt::format("the backup's checksum differs from the one the manifest recorded when it was taken");
+    }
+    return std::nullopt;
+}
+
 // The backups of `db` in `dir`, oldest first (by the time in their names).
 [[nodiscard]] inline std::vector<backup_file> list_backups(const std::filesystem::path& db,
                                                            const std::filesystem::path& dir) {
     std::vector<backup_file> out;
     std::error_code ec;
+    if (is_link_path(dir)) return out;
     const auto prefix = db.stem().string() + "-";
     for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
         const auto name = e.path().filename().string();
+        std::error_code st;
+        if (e.symlink_status(st).type() != std::filesystem::file_type::regular) continue;
         // prefix + 8 digits T 6 digits . 3 digits Z .db (+ optional -n before .db)
         if (!name.starts_with(prefix) || !name.ends_with(".db") || name.size() < prefix.size() + 23) continue;
         const auto stamp = name.substr(prefix.size(), 20);  // YYYYMMDDTHHMMSS.mmmZ
@@ -116,11 +204,11 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     const bool fresh = !std::filesystem::exists(manifest);
     {
         std::ofstream out(manifest, std::ios::app);
-        if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq\n";
-        out << fmt::format("{}\t{}Z\t{}\t{}\t{}\t{}\n", r.path.filename().string(),
+        if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq, crc32\n";
+        out << fmt::format("{}\t{}Z\t{}\t{}\t{}\t{}\t{:08x}\n", r.path.filename().string(),
                            utc_format(r.taken, "%Y-%m-%dT%H:%M:%S"), r.bytes, r.pages,
                            r.check.ok() ? "ok" : "failed",
-                           r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"});
+                           r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"}, r.crc32);
     }
     static_cast<void>(fsync_path(manifest, false));
 }

@@ -115,6 +115,7 @@ private:
         }
         tmp.remove_all();
         r.bytes = std::filesystem::file_size(r.path);
+        r.crc32 = file_crc32(r.path).value_or(0);
         r.duration = ctx_.now() - started;
         // 5. Manifest, retention, off-machine copy.
         append_manifest(dir, r);

@@ -4,9 +4,10 @@
 //   1. drain the archive, so that it holds every commit so far;
 //   2. restore into a scratch file beside the database: the newest backup that passes its
 //      check plus the archive records after it, or the archive alone;
-//   3. under the writer lock (no commit in between): drain again, replay the newest records
-//      into the scratch file, and compare every declared table with the live one (row count and
-//      content hash; secret columns left out);
+//   3. under the writer lock: drain again, fix a snapshot of the live database (a read
+//      transaction), replay the archive into the scratch file up to the record that snapshot
+//      holds, and compare every table with the live one (row count and content hash; secret
+//      columns left out): one commit on both sides, whatever other processes write meanwhile;
 //   4. remove the scratch file, keep the report for health(), emit `drill` (failed: an error
 //      event: the backups or the archive cannot heal this database).
 
@@ -24,6 +25,7 @@
 #include <resilite/schema/detail/schema_sync.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/file_set.hpp>
+#include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
 
@@ -66,8 +68,10 @@ public:
         rep.ok = rep.problem.empty();
         rep.duration = ctx_.now() - start;
         ctx_.with_lock([&] { last_ = rep; });
+        // A drill that fails says the backups and the archive could not heal this database: a
+        // problem of theirs (class archive), not damage of the live database.
         ctx_.emit_since("drill", start, rep.ok ? outcome::ok : outcome::failed, static_cast<std::int64_t>(rep.tables.size()),
-                        rep.ok ? error_class::none : error_class::corrupt, rep.ok ? std::string{} : rep.to_text());
+                        rep.ok ? error_class::none : error_class::archive, rep.ok ? std::string{} : rep.to_text());
         return rep;
     }
 
@@ -82,8 +86,9 @@ private:
         std::error_code ec;
         auto backups = std::filesystem::is_directory(dir, ec) ? list_backups(ctx_.path, dir) : std::vector<backup_file>{};
         std::reverse(backups.begin(), backups.end());
+        const auto manifest = read_manifest(dir);
         for (const auto& b : backups) {
-            if (!check_health(b.path, check_level::quick).ok()) continue;
+            if (untrusted_backup(b.path, manifest) || !check_health(b.path, check_level::quick).ok()) continue;
             std::filesystem::copy_file(b.path, scratch.database());
             rep.backup_used = b.path;
             rep.source = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
@@ -99,15 +104,31 @@ private:
                                       : "no backup passes its check, and there is no archive";
     }
 
+    // Both sides at one commit: a read transaction on the live database fixes its snapshot, and
+    // the archive is replayed up to the record that snapshot holds (another process may commit
+    // meanwhile: it changes neither side).
     void compare(const sqlite::file_set& scratch, bool has_archive, const std::filesystem::path& archive_dir,
                  drill_report& rep) {
         std::lock_guard lock(ctx_.mutex);
         archive_.drain_quietly(true);
-        if (has_archive) static_cast<void>(replay_archive(archive_dir, scratch.database()));
-        sqlite::connection restored{scratch.database(), SQLITE_OPEN_READONLY};
         auto& live = ctx_.connection();
+        sqlite::transaction snapshot{live, transaction_mode::deferred};
+        const bool archived =
+            live.template query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1;
+        const auto seq =
+            archived ? live.template query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0) : 0;
+        if (has_archive) {
+            replay_options o;
+            o.until_seq = seq;
+            static_cast<void>(replay_archive(archive_dir, scratch.database(), o));
+        }
+        sqlite::connection restored{scratch.database(), SQLITE_OPEN_READONLY};
         std::vector<std::string> different;
-        for (const auto& t : archive::capture_tables(R::schema::definition())) {
+        const auto declared = archive::capture_tables(R::schema::definition());
+        for (const auto& name : archive::user_tables(live)) {
+            const auto d = std::find_if(declared.begin(), declared.end(),
+                                        [&](const archive::capture_table& x) { return lower(x.name) == lower(name); });
+            const archive::capture_table t = d != declared.end() ? *d : archive::capture_table{name, {}};
             std::vector<std::string> columns;
             for (auto& c : live.template query_all<std::string>("SELECT name FROM pragma_table_info(?)", t.name))
                 if (t.secrets.count(lower(c)) == 0) columns.push_back(std::move(c));
@@ -116,6 +137,7 @@ private:
             rep.tables.push_back({t.name, a.first, b.first, a == b});
             if (a != b) different.push_back(t.name);
         }
+        snapshot.rollback();
         if (!different.empty()) {
             rep.problem = fmt::format("the restored database differs from the live one in {}{}", fmt::join(different, ", "),
                                       has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");

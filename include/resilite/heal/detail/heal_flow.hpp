@@ -297,6 +297,13 @@ private:
         std::filesystem::path dir = m.heal_quarantine;
         if (dir.empty() || !std::filesystem::is_directory(dir, ec)) {
             const auto root = quarantine_root(path, hs);
+            // A link is never followed: the damaged files could be moved anywhere.
+            if (is_link_path(root))
+                throw library_failure(error_class::permission, "heal",
+                                      fmt::format("the quarantine directory {} is a symbolic link; resilite never "
+                                                  "follows one: replace it with a directory; nothing was moved",
+                                                  root.string()),
+                                      path.string());
             std::filesystem::create_directories(root);
             const auto stamp = utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ");
             dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
@@ -331,6 +338,10 @@ private:
         try {
             const auto restore_start = ctx_.now();
             candidate.remove_all();
+            if (auto why = untrusted_backup(b.path, read_manifest(b.path.parent_path()))) {
+                rep.sources.push_back({name, false, *why});
+                return false;
+            }
             if (const auto h = check_health(b.path, check_level::quick); !h.ok()) {
                 rep.sources.push_back({name, false, fmt::format("the backup failed its check: {}", h.detail)});
                 return false;
@@ -598,7 +609,16 @@ private:
                 for (const auto& c : t.secrets)
                     o.excluded_columns.insert(lower(t.name) + "." + c);
             const auto r = inspect_archive(*archive_dir, o);
-            if (r.reproduces_live != true) {
+            if (!r.rebuildable()) {
+                // Damaged records the replay did not need (before the backup's): reported, and
+                // the trial rebuild that would need them is not possible.
+                std::string problems;
+                for (const auto& p : r.problems)
+                    if (p.fatal) problems += (problems.empty() ? "" : "; ") + p.message;
+                rep.verification = fmt::format("integrity and foreign keys (the archive alone cannot be rebuilt, so "
+                                               "no trial rebuild: {})",
+                                               problems);
+            } else if (r.reproduces_live != true) {
                 std::string differs;
                 for (const auto& t : r.tables)
                     if (t.matches_live == false) differs += (differs.empty() ? "" : ", ") + t.name;

@@ -62,6 +62,13 @@ inline void append_quoted(std::string& out, std::string_view text, char quote) {
     return out;
 }
 
+// 'text' with embedded quotes doubled: a string literal.
+[[nodiscard]] inline std::string quote_literal(std::string_view text) {
+    std::string out;
+    append_quoted(out, text, '\'');
+    return out;
+}
+
 [[nodiscard]] inline std::string quote_list(const std::vector<std::string>& ids) {
     std::string out;
     for (const auto& id : ids) {
