@@ -405,7 +405,7 @@ private:
             } else if (to && from && *to > *from) {
                 rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns");
             }
-            if (rep.may_be_lost.empty()) rep.may_be_lost = batched_window();
+            add_loss(rep, batched_window());
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
             if (!dropped.empty())
                 detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
@@ -443,7 +443,7 @@ private:
             rep.healed_seq = r.last_seq;
             rep.may_be_lost = loss ? *loss : secrets_note("the secret columns");
             if (loss) number_after_loss(candidate.database());
-            if (rep.may_be_lost.empty()) rep.may_be_lost = batched_window();
+            add_loss(rep, batched_window());
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
@@ -523,6 +523,11 @@ private:
     void number_after_loss(const std::filesystem::path& candidate) const {
         sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
         c.exec("UPDATE resilite_archive_state SET last_seq = max(last_seq, ?)", evidence_seq_);
+    }
+
+    static void add_loss(heal_report& rep, const std::string& more) {
+        if (more.empty()) return;
+        rep.may_be_lost = rep.may_be_lost.empty() ? more : more + "; " + rep.may_be_lost;
     }
 
     // With a batched archive, commits of the last interval may never have reached it.
