@@ -241,8 +241,34 @@ private:
             rep.found, rep.quarantine.empty() ? std::string{"(nothing was moved)"} : rep.quarantine.string(), tried,
             (rep.quarantine / path.filename()).string(), archive_dir.string(),
             backup_directory(path, s.backup).string(), path.string(), path.string());
-        ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::corrupt, text);
-        throw library_failure(error_class::corrupt, "heal", text, path.string());
+        // Out of room is not damage: it says what to do about it.
+        const auto room = short_of_space(rep, s);
+        const auto klass = room ? error_class::full : error_class::corrupt;
+        const auto full_text = room ? fmt::format("{}\nthe volume has {} bytes free and a heal needs about {}: free "
+                                                  "space and open again",
+                                                  text, room->first, room->second)
+                                    : text;
+        ctx_.emit_since("heal_finished", start_, outcome::failed, 0, klass, full_text);
+        throw library_failure(klass, "heal", full_text, path.string());
+    }
+
+    // Free bytes and the bytes a heal needs (a restored copy of the newest backup, or of the
+    // damaged database), when there is less free than that.
+    [[nodiscard]] std::optional<std::pair<std::uintmax_t, std::uintmax_t>> short_of_space(const heal_report& rep,
+                                                                                            const settings& s) const {
+        std::error_code ec;
+        const auto info = std::filesystem::space(std::filesystem::absolute(ctx_.path).parent_path(), ec);
+        if (ec) return std::nullopt;
+        std::uintmax_t needed = 0;
+        const auto consider = [&](const std::filesystem::path& p) {
+            std::error_code size_ec;
+            const auto size = std::filesystem::file_size(p, size_ec);
+            if (!size_ec) needed = std::max(needed, size);
+        };
+        if (const auto backups = newest_first(s); !backups.empty()) consider(backups.front().path);
+        if (!rep.quarantine.empty()) consider(rep.quarantine / ctx_.path.filename());
+        if (needed == 0 || info.available >= needed) return std::nullopt;
+        return std::pair{info.available, needed};
     }
 
     // Never worse: when no source verified (out of time, say) and what was quarantined passes an
