@@ -114,6 +114,27 @@ void zero_root_page(const std::filesystem::path& path, const std::string& table)
     resilite::testing::zero_page(path, root);
 }
 
+// 60 commits with backups after 20 and 40, then the archive's one segment cut to 60 % of its
+// bytes, and the database's header damaged.
+template <class Db>
+void sixty_commits_archive_cut(const std::filesystem::path& path) {
+    {
+        Db db{path};
+        insert_items(db, 1, 20);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 21, 40);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 41, 60);
+    }
+    const auto archive = std::filesystem::path{path.string() + ".archive"};
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto text = read_all(archive / segments.front());
+    write_all(archive / segments.front(), text.substr(0, text.size() * 6 / 10));  // the tail cut
+    std::mt19937_64 rng{7};
+    resilite::testing::overwrite_header(path, rng);
+}
+
 void damage_header(const std::filesystem::path& path, std::uint64_t seed = 7) {
     std::mt19937_64 rng{seed};
     resilite::testing::overwrite_header(path, rng);
@@ -203,20 +224,7 @@ TEST_CASE("heal with an archive that lost its tail: the newest backup is kept, t
           "[heal][archive]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    {
-        HealDb db{path};
-        insert_items(db, 1, 20);
-        static_cast<void>(db.backup_now());
-        insert_items(db, 21, 40);
-        static_cast<void>(db.backup_now());
-        insert_items(db, 41, 60);
-    }
-    const auto archive = dir / "app.db.archive";
-    const auto segments = resilite::detail::archive::list_segments(archive);
-    REQUIRE(segments.size() == 1);
-    auto text = read_all(archive / segments.front());
-    write_all(archive / segments.front(), text.substr(0, text.size() * 6 / 10));  // the tail cut
-    damage_header(path);
+    sixty_commits_archive_cut<HealDb>(path);
     test::event_log log;
     try {
         HealDb db{path, logged<HealDb>(log)};
@@ -241,19 +249,7 @@ TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newe
                                            manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    {
-        AcceptingDb db{path};
-        insert_items(db, 1, 20);
-        static_cast<void>(db.backup_now());
-        insert_items(db, 21, 40);
-        static_cast<void>(db.backup_now());
-        insert_items(db, 41, 60);
-    }
-    const auto archive = dir / "app.db.archive";
-    const auto segments = resilite::detail::archive::list_segments(archive);
-    auto text = read_all(archive / segments.front());
-    write_all(archive / segments.front(), text.substr(0, text.size() * 6 / 10));
-    damage_header(path);
+    sixty_commits_archive_cut<AcceptingDb>(path);
     AcceptingDb db{path};
     const auto report = db.last_heal();
     REQUIRE(report.has_value());

@@ -163,13 +163,7 @@ public:
             return result;
         }
         before_commit(c);
-        try {
-            tx.commit();
-        } catch (...) {
-            if (!c.in_transaction()) cancel_pending();
-            throw;
-        }
-        committed();
+        writer_->commit(tx);
         report_notes();
         return result;
     }

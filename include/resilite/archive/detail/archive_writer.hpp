@@ -177,14 +177,20 @@ public:
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         sqlite::transaction tx{c, transaction_mode::immediate};
         const auto n = drain_in(c, now, settle);
+        commit(tx);
+        return n;
+    }
+
+    // COMMIT of a transaction whose record was written ahead: the mark raised after it, the
+    // record taken back when SQLite rolled the transaction back instead.
+    void commit(sqlite::transaction& tx) {
         try {
             tx.commit();
         } catch (...) {
-            if (!c.in_transaction()) cancel_pending();
+            if (!tx.conn().in_transaction()) cancel_pending();
             throw;
         }
         committed();
-        return n;
     }
 
 private:
