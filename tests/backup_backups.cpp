@@ -176,6 +176,23 @@ TEST_CASE("backup-under-writes: a backup taken while a writer commits holds exac
     }
 }
 
+TEST_CASE("health after a reopen shows the last backup from the directory, not nothing", "[backup]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    using Db = backed_db<resilite::backup<resilite::online_backup<>, resilite::on_demand>>;
+    std::chrono::system_clock::time_point taken;
+    {
+        Db db{path};
+        CHECK_FALSE(db.health().last_backup_time.has_value());
+        db.exec_script("CREATE TABLE t(n INTEGER)");
+        taken = db.backup_now().taken;
+    }
+    Db db{path};
+    const auto h = db.health();
+    REQUIRE(h.last_backup_time.has_value());
+    CHECK(std::chrono::abs(*h.last_backup_time - taken) < std::chrono::milliseconds{2});
+}
+
 TEST_CASE("refusal: a source that fails its check is never backed up", "[backup][refusal]") {
     test::temp_dir dir;
     const auto path = dir / "r.db";

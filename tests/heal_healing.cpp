@@ -361,6 +361,66 @@ TEST_CASE("heal with a damaged archive record older than the backup: the backup 
     CHECK(report->verification.find("cannot be rebuilt") != std::string::npos);
 }
 
+TEST_CASE("heal of a database that already held a foreign-key orphan: healed, the orphan reported; the "
+          "connection setup hook holds after the heal",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    auto o = HealDb::options{};
+    int connections = 0;
+    o.on_connect = [&](resilite::sqlite::connection& c) {
+        ++connections;
+        c.exec_script("PRAGMA foreign_keys = ON");
+    };
+    {
+        HealDb db{path, o};
+        db.exec_script("CREATE TABLE parent(id INTEGER PRIMARY KEY); "
+                       "CREATE TABLE child(id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))");
+        db.exec("INSERT INTO parent(id) VALUES(1)");
+        db.exec("INSERT INTO child(id, parent_id) VALUES(1, 1)");
+        // An orphan from before foreign keys were enforced (a connection without the hook).
+        db.with_connection([](auto& c) {
+            c.exec_script("PRAGMA foreign_keys = OFF");
+            c.exec("INSERT INTO child(id, parent_id) VALUES(2, 99)");
+            c.exec_script("PRAGMA foreign_keys = ON");
+        });
+        db.exec("INSERT INTO child(id, parent_id) VALUES(3, 1)");
+        static_cast<void>(db.backup_now());
+        db.exec("INSERT INTO child(id, parent_id) VALUES(4, 1)");
+        CHECK_THROWS_AS(db.exec("INSERT INTO child(id, parent_id) VALUES(5, 42)"), resilite::error);  // enforced
+    }
+    damage_header(path);
+    connections = 0;
+    HealDb db{path, o};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(db.query_one<int>("SELECT count(*) FROM child") == 4);
+    CHECK(report->verification.find("child row 2 -> parent") != std::string::npos);
+    CHECK(connections >= 1);
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);  // the hook ran on the healed file's connection
+    CHECK_THROWS_AS(db.exec("INSERT INTO child(id, parent_id) VALUES(6, 42)"), resilite::error);
+}
+
+TEST_CASE("heal never follows a quarantine directory that is a symbolic link: nothing is moved", "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    damage_header(path);
+    std::filesystem::create_directory(dir / "elsewhere");
+    std::filesystem::create_directory_symlink(dir / "elsewhere", dir / "quarantine");
+    try {
+        HealDb db{path};
+        FAIL("healed through a linked quarantine directory");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.technical().note.find("symbolic link") != std::string::npos);
+    }
+    CHECK(std::filesystem::exists(path));  // the damaged file stays where it was
+    CHECK(std::filesystem::is_empty(dir / "elsewhere"));
+}
+
 TEST_CASE("heal at open from the archive alone when there is no backup", "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

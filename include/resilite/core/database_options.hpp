@@ -12,6 +12,10 @@
 
 namespace resilite {
 
+namespace sqlite {
+class connection;
+}
+
 template <class Observer, class Clock>
 struct database_options {
     Observer observer{};
@@ -26,6 +30,12 @@ struct database_options {
     // Called once before the first pending migration runs, with the database's version and the
     // version it is about to be brought to (a backup belongs here).
     std::function<void(int from_version, int to_version)> before_migrations{};
+    // Called on every connection the Database opens, after its durability settings: at open,
+    // after a reconnect and after a heal, so per-connection settings hold for the Database's
+    // whole life (a `PRAGMA foreign_keys = ON` sent through db.exec lasts only until the
+    // connection is replaced). Put PRAGMAs, application functions or collations here; what it
+    // throws fails the open (or the reconnect).
+    std::function<void(sqlite::connection&)> on_connect{};
 };
 
 }  // namespace resilite

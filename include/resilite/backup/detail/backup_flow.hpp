@@ -50,8 +50,20 @@ public:
         }
     }
 
-    // The caller holds the writer lock.
-    [[nodiscard]] std::optional<std::chrono::system_clock::time_point> last_time() const { return last_time_; }
+    // The caller holds the writer lock. Before this Database took one: the newest backup in the
+    // directory (taken before a restart, or by another process), looked up once.
+    [[nodiscard]] std::optional<std::chrono::system_clock::time_point> last_time() const {
+        if (!last_time_ && !looked_ && ctx_.on_disk()) {
+            looked_ = true;
+            const auto dir = backup_directory(ctx_.path, ctx_.config.backup);
+            std::error_code ec;
+            if (std::filesystem::is_directory(dir, ec)) {
+                const auto all = list_backups(ctx_.path, dir);
+                if (!all.empty()) last_time_ = all.back().taken;
+            }
+        }
+        return last_time_;
+    }
 
 private:
     backup_result take() {
@@ -209,7 +221,8 @@ private:
     context<R>& ctx_;
     checker<R>& checks_;
     archive_flow<R>& archive_;
-    std::optional<std::chrono::system_clock::time_point> last_time_;
+    mutable std::optional<std::chrono::system_clock::time_point> last_time_;
+    mutable bool looked_ = false;  // the directory was searched for an earlier backup
 };
 
 }  // namespace resilite::detail

@@ -173,6 +173,7 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, st);
     apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());
+    if (ctx.on_connect) ctx.on_connect(*ctx.conn);
     remember_file(ctx);
 }
 
@@ -185,6 +186,7 @@ void reopen_read_only(context<R>& ctx) {
                      ctx.config.statement_cache_capacity);
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, start_retry(ctx));
+    if (ctx.on_connect) ctx.on_connect(*ctx.conn);
     ctx.read_only = true;
 }
 

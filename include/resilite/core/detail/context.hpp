@@ -43,6 +43,7 @@ public:
           vfs(std::move(opts.vfs)),
           inject_failure(std::move(opts.inject_failure)),
           before_migrations(std::move(opts.before_migrations)),
+          on_connect(std::move(opts.on_connect)),
           rng(std::random_device{}()) {}
 
     std::filesystem::path path;
@@ -60,6 +61,7 @@ public:
     std::string vfs;
     std::function<int(std::string_view, int)> inject_failure;
     std::function<void(int, int)> before_migrations;
+    std::function<void(sqlite::connection&)> on_connect;  // every connection this Database opens
     metrics counters;
     std::atomic<std::uint64_t> retries{0};
     std::mutex rng_mutex;

@@ -57,6 +57,7 @@
 #include <algorithm>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -521,9 +522,12 @@ private:
                     what.push_back(fmt::format("the damaged database holds record {}", seq));
                 }
                 damaged_outbox_ = unarchived_in(rep.quarantine / ctx_.path.filename());
+                sqlite::connection damaged{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
+                damaged_violations_ = foreign_key_violations(damaged);
             } catch (const std::exception&) {
                 what.emplace_back("the damaged database cannot be read");
                 damaged_outbox_.reset();
+                damaged_violations_.reset();
             }
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
@@ -566,6 +570,16 @@ private:
         return fmt::format("the changes committed in the last {} ms before the damage, which the batched archive "
                            "may not have taken yet (the damaged database cannot be read to tell)",
                            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
+    }
+
+    // "table rowid -> parent" for every row that fails the foreign-key check, sorted.
+    [[nodiscard]] static std::vector<std::string> foreign_key_violations(sqlite::connection& c) {
+        std::vector<std::string> out;
+        for (auto& [table, rowid, parent] : c.query_all<std::string, std::optional<std::int64_t>, std::string>(
+                 "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check"))
+            out.push_back(fmt::format("{} row {} -> {}", table, rowid ? fmt::format("{}", *rowid) : "?", parent));
+        std::sort(out.begin(), out.end());
+        return out;
     }
 
     // Outbox rows above the last archived one in a (damaged) database: captured, never archived.
@@ -619,8 +633,27 @@ private:
             const auto integrity = c.query_all<std::string>("PRAGMA integrity_check");
             if (integrity.size() != 1 || integrity.front() != "ok")
                 return fmt::format("the result fails its integrity check: {}", integrity.empty() ? "?" : integrity.front());
-            if (!c.query_all<std::string>("SELECT \"table\" FROM pragma_foreign_key_check").empty())
-                return std::string{"the result fails its foreign-key check"};
+            // Foreign-key violations the database already had (SQLite does not enforce foreign
+            // keys unless asked) are reported; ones the damaged database did not have are damage.
+            const auto violations = foreign_key_violations(c);
+            if (!violations.empty()) {
+                std::vector<std::string> extra;
+                if (damaged_violations_)
+                    std::set_difference(violations.begin(), violations.end(), damaged_violations_->begin(),
+                                        damaged_violations_->end(), std::back_inserter(extra));
+                if (!extra.empty())
+                    return fmt::format("the result has foreign-key violations the damaged database did not have ({})",
+                                       fmt::join(extra, ", "));
+                fk_note_ = fmt::format("; {} foreign-key violation{} ({}) that the database {}, kept as they were",
+                                       violations.size(), violations.size() == 1 ? "" : "s",
+                                       fmt::join(violations.begin(),
+                                                 violations.begin() + static_cast<std::ptrdiff_t>(
+                                                                          std::min<std::size_t>(violations.size(), 5)),
+                                                 ", "),
+                                       damaged_violations_ ? "had already" : "may have had (it cannot be read to tell)");
+            } else {
+                fk_note_.clear();
+            }
             const auto expected = read_marker(ctx_.path).identity;
             if (const auto id = read_identity(c).value_or(""); !expected.empty() && id != expected)
                 return fmt::format("the result is another database (identity {}, expected {})", id.empty() ? "none" : id,
@@ -658,6 +691,7 @@ private:
             }
         }
         if (archive_dir == nullptr) rep.verification = "integrity and foreign keys";
+        rep.verification += fk_note_;
         rep.phases.push_back({"verify", ctx_.now() - start});
         progress("verify", 80);
         return std::nullopt;
@@ -784,6 +818,8 @@ private:
     std::int64_t evidence_seq_ = 0;
     std::string evidence_;
     std::optional<std::int64_t> damaged_outbox_;
+    std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
+    std::string fk_note_;
     bool batched_ = false;
     std::chrono::milliseconds batch_interval_{0};
     time_point start_{};
