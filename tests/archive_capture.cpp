@@ -722,6 +722,36 @@ TEST_CASE("archive written ahead: a transaction whose COMMIT fails leaves no rec
     CHECK(segments_text(dir / "app.db.archive").find("reported failed") == std::string::npos);
 }
 
+TEST_CASE("archive written ahead: a COMMIT that stays busy past the retries takes its record back and rolls back",
+          "[archive]") {
+    test::temp_dir dir;
+    bool busy = false;
+    auto o = items_options();
+    o.settings->retry.max_attempts = 2;
+    o.settings->retry.base = std::chrono::milliseconds{0};
+    o.settings->retry.cap = std::chrono::milliseconds{0};
+    o.inject_failure = [&](std::string_view op, int) { return op == "commit" && busy ? SQLITE_BUSY : SQLITE_OK; };
+    ItemsDb db{dir / "app.db", o};
+    db.insert(Item{1, "kept", 0, "t"});
+    const auto before = segments_text(dir / "app.db.archive");
+    {
+        auto tx = db.begin();
+        tx.insert(Item{2, "busy", 0, "t"});
+        busy = true;
+        CHECK_THROWS_AS(tx.commit(), resilite::error);
+        busy = false;
+        CHECK_FALSE(tx.active());  // rolled back with its record: a second commit() cannot acknowledge it
+        CHECK_THROWS_AS(tx.commit(), resilite::error);
+    }
+    CHECK_FALSE(db.get<Item>(2).has_value());
+    CHECK(segments_text(dir / "app.db.archive") == before);
+    db.insert(Item{3, "next", 0, "t"});
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}
+
 TEST_CASE("archive written ahead: a record whose transaction never committed (killed before COMMIT) is cancelled at open",
           "[archive][kill]") {
     test::temp_dir dir;

@@ -51,6 +51,9 @@ struct heal_report {
     // what it came from, and the last record the healed database holds.
     std::optional<std::int64_t> committed_seq, healed_seq;
     std::string evidence;
+    // committed_seq is exact (read from the damaged database itself), not only a lower bound
+    // (the high-water mark, which may lag after a crash).
+    bool committed_exact = false;
     int attempt = 1;          // this heal's number among consecutive failed ones (circuit breaker)
     bool healed = false;
     std::chrono::nanoseconds duration{0};
@@ -72,7 +75,7 @@ struct heal_report {
             out += fmt::format("  {}: {} ms\n", p.phase, std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
         if (!may_be_lost.empty()) {
             out += fmt::format("  may be lost: {}\n", may_be_lost);
-        } else if (healed && committed_seq && healed_seq && *healed_seq >= *committed_seq) {
+        } else if (healed && committed_exact && committed_seq && healed_seq && *healed_seq >= *committed_seq) {
             out += fmt::format("  nothing committed is missing: the result holds archive record {}, and the last "
                                "record known committed is {} ({})\n",
                                *healed_seq, *committed_seq, evidence);

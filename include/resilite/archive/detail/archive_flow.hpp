@@ -122,9 +122,12 @@ public:
     // catches what was committed around the library (with_connection, another program).
     void after_commit() noexcept {
         if constexpr (R::archiving) {
-            if (writer_ && ctx_.conn && writes_ahead() && !ctx_.conn->in_transaction() &&
-                writer_->pending(*ctx_.conn) > 0)
-                drain_quietly(false);
+            try {
+                if (writer_ && ctx_.conn && writes_ahead() && !ctx_.conn->in_transaction() &&
+                    writer_->pending(*ctx_.conn) > 0)
+                    drain_quietly(false);
+            } catch (...) {  // the next drain catches up
+            }
             report_notes();
         }
     }
@@ -147,8 +150,9 @@ public:
     void committed() noexcept {
         if (writer_) writer_->committed();
     }
-    void cancel_pending() noexcept {
-        if (writer_) writer_->cancel_pending();
+    // `c`: the connection, when SQLite already ended its transaction (see archive_writer).
+    void cancel_pending(sqlite::connection* c = nullptr) noexcept {
+        if (writer_) writer_->cancel_pending(c);
     }
 
     // One statement outside a transaction, with the record written ahead: f runs inside BEGIN,

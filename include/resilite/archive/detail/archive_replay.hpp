@@ -409,7 +409,11 @@ private:
         trusted_ = false;
         for (auto& row : tables) {
             const auto& name = std::get<0>(row);
-            if (reserved_name(name) || std::get<1>(row) != 0) continue;  // WITHOUT ROWID: no rowid to note
+            if (reserved_name(name)) continue;
+            if (std::get<1>(row) != 0) {  // WITHOUT ROWID: no rowid to note; the baseline holds every row
+                trusted(fmt::format("DELETE FROM main.{}", quote_id(name)));
+                continue;
+            }
             const auto i = out.size();
             trusted(fmt::format(
                 "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "

@@ -141,20 +141,29 @@ public:
 
     // The COMMIT after before_commit() (or a drain) succeeded: the records are committed.
     void committed() noexcept {
-        if (pending_ && !high_water_.raise(pending_->seq))
-            notes_.push_back(fmt::format("could not raise the archive's high-water mark in {}",
-                                         high_water_.file().string()));
+        if (pending_ && !high_water_.raise(pending_->seq)) {
+            try {
+                notes_.push_back(fmt::format("could not raise the archive's high-water mark in {}",
+                                             high_water_.file().string()));
+            } catch (...) {
+            }
+        }
         pending_.reset();
     }
 
     // The COMMIT after before_commit() failed and SQLite rolled the transaction back: the record
     // written ahead is taken back (it describes a transaction reported as failed), unless the
     // segment no longer ends with it (another writer cancelled it already, under its lock).
-    void cancel_pending() noexcept {
+    // `c`: when SQLite already ended the transaction (its write lock is gone), the record is
+    // taken back under a write lock of its own, so that no other writer appends meanwhile; if
+    // that lock cannot be had, the next writer (or open) cancels it under its lock instead.
+    void cancel_pending(sqlite::connection* c = nullptr) noexcept {
         if (!pending_) return;
         const auto p = *std::exchange(pending_, std::nullopt);
         known_ = false;
         try {
+            std::optional<sqlite::transaction> lock;
+            if (c != nullptr && !c->in_transaction()) lock.emplace(*c, transaction_mode::immediate);
             std::error_code ec;
             if (std::filesystem::file_size(p.segment, ec) != p.end || ec) return;
             const auto t = read_last_record(p.segment, p.end, p.segment.filename().string());
@@ -187,7 +196,8 @@ public:
         try {
             tx.commit();
         } catch (...) {
-            if (!tx.conn().in_transaction()) cancel_pending();
+            // Still open (busy): the caller rolls it back, and this writer holds the lock now.
+            cancel_pending(tx.conn().in_transaction() ? nullptr : &tx.conn());
             throw;
         }
         committed();
@@ -350,6 +360,15 @@ private:
     // the caller's write transaction. Returns the number of records written.
     std::int64_t drain_in(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         pending_.reset();
+        try {
+            return append_outbox(c, now, settle);
+        } catch (...) {
+            cancel_pending();  // the caller's transaction is still open: this writer holds the lock
+            throw;
+        }
+    }
+
+    std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         resolve_tail(c);
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before

@@ -186,14 +186,18 @@ public:
                 return;
             } catch (...) {
                 if (!tx.conn().in_transaction()) {  // SQLite ended it: only a replay can help
-                    archive_.cancel_pending();
+                    archive_.cancel_pending(&tx.conn());
                     throw;
                 }
                 if (commit_may_retry(st)) {
                     ++st.attempt;
                     continue;
                 }
-                archive_.cancel_pending();  // the caller rolls back (the write lock is still held)
+                // Given up: the record is taken back while the write lock is still held, and the
+                // transaction rolled back with it, so a later commit() cannot acknowledge a
+                // transaction whose record is gone.
+                archive_.cancel_pending();
+                tx.abandon();
                 throw;
             }
         }

@@ -519,6 +519,7 @@ private:
                 const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
                 if (seq > 0) {
                     best = std::max(best, seq);
+                    rep.committed_exact = true;
                     what.push_back(fmt::format("the damaged database holds record {}", seq));
                 }
                 damaged_outbox_ = unarchived_in(rep.quarantine / ctx_.path.filename());
