@@ -55,6 +55,9 @@ struct backup_file {
 }
 
 // CRC-32 of a whole regular file (never through a link); nothing when it cannot be read.
+// Only ever a backup, and only while no connection of this process has it open (after the copy's
+// connection closed, before a heal's or drill's check opens one): closing this descriptor would
+// otherwise drop that connection's POSIX locks.
 [[nodiscard]] inline std::optional<std::uint32_t> file_crc32(const std::filesystem::path& p) {
     const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
