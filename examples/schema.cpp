@@ -22,6 +22,7 @@ using users =
     resilite::table<"users", User, resilite::primary_key<"id">, resilite::unique<"email">,
                     resilite::default_value<"logins", "0">, resilite::index<"users_by_name", "name">>;
 using orders = resilite::table<"orders", Order, resilite::primary_key<"id">,
+                               resilite::foreign_key<"user_id", "users", "id", resilite::referential_action::cascade>,
                                resilite::index<"orders_by_user", "user_id">,
                                resilite::partial_index<"big_orders", "WHERE cents >= 100000", "user_id">>;
 // A summary kept exact by a trigger, instead of a slow aggregate view.

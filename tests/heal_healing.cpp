@@ -403,6 +403,55 @@ TEST_CASE("heal of a database that already held a foreign-key orphan: healed, th
     CHECK_THROWS_AS(db.exec("INSERT INTO child(id, parent_id) VALUES(6, 42)"), resilite::error);
 }
 
+namespace declared_keys {
+struct Owner {
+    BOOST_HANA_DEFINE_STRUCT(Owner, (std::int64_t, id), (std::string, name));
+};
+struct Pet {
+    BOOST_HANA_DEFINE_STRUCT(Pet, (std::int64_t, id), (std::int64_t, owner_id));
+};
+using owners = resilite::table<"owners", Owner, resilite::primary_key<"id">>;
+using pets = resilite::table<"pets", Pet, resilite::primary_key<"id">,
+                             resilite::foreign_key<"owner_id", "owners", "id", resilite::referential_action::cascade>>;
+using Db = resilite::Database<resilite::schema<owners, pets>, resilite::archive<>, backups_on_demand,
+                              resilite::healing<>, common, manual_durability>;
+}  // namespace declared_keys
+
+TEST_CASE("heal with declared foreign keys: the cascades after the backup are replayed, the keys enforced on the "
+          "healed file",
+          "[heal][archive][foreign_key]") {
+    using namespace declared_keys;
+    test::temp_dir dir;
+    const auto path = dir / "pets.db";
+    {
+        Db db{path};
+        for (int i = 1; i <= 4; ++i) {
+            db.insert(Owner{i, fmt::format("owner {}", i)});
+            db.insert(Pet{10 * i, i});
+            db.insert(Pet{10 * i + 1, i});
+        }
+        static_cast<void>(db.backup_now());
+        db.erase<Owner>(std::int64_t{2});  // cascades: pets 20 and 21 go with it, archived as deletes
+        db.insert(Pet{50, 3});
+        CHECK(db.query_one<int>("SELECT count(*) FROM pets") == 7);
+    }
+    damage_header(path);
+    Db db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(db.query_one<int>("SELECT count(*) FROM owners") == 3);
+    CHECK(db.query_one<int>("SELECT count(*) FROM pets") == 7);
+    CHECK(db.query_one<int>("SELECT count(*) FROM pets WHERE owner_id = 2") == 0);
+    CHECK(db.query_one<int>("SELECT count(*) FROM pragma_foreign_key_check") == 0);
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);
+    CHECK_THROWS_AS(db.insert(Pet{60, 2}), resilite::error);  // owner 2 is gone: enforced
+    db.erase<Owner>(std::int64_t{3});
+    CHECK(db.query_one<int>("SELECT count(*) FROM pets") == 4);
+    CHECK(db.check_archive().reproduces_live == true);
+}
+
 TEST_CASE("heal never follows a quarantine directory that is a symbolic link: nothing is moved", "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

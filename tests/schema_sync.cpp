@@ -236,7 +236,7 @@ TEST_CASE("P3 schema validation on start-up", "[schema][property][P3]") {
             expect = "primary key differs";
         } else {  // a NOT NULL column without default, missing from a table that holds rows
             auto* target = &t;
-            column_def extra{"required_col", "TEXT", true, std::nullopt, false, false};
+            column_def extra{"required_col", "TEXT", true, std::nullopt, false, false, {}};
             // Declared in `declared`, absent from the database.
             auto declared_copy = declared;
             for (auto& dt : declared_copy.tables) {
@@ -261,7 +261,7 @@ TEST_CASE("P3 schema validation on start-up", "[schema][property][P3]") {
         build(c, existing, *rc::gen::inRange(0, 4));
         auto declared_more = declared;
         declared_more.tables.push_back(
-            table_def{"brand_new", {column_def{"x", "INTEGER", false, {}, false, false}}, {}, {}});
+            table_def{"brand_new", {column_def{"x", "INTEGER", false, {}, false, false, {}}}, {}, {}});
         const auto schema_before = schema_sql(c);
         const auto rows_before = snapshot(c, existing);
         // The primary-key change also changes NOT NULL on the key column: build used `existing`.
@@ -282,9 +282,9 @@ TEST_CASE("P3 schema validation on start-up", "[schema][property][P3]") {
 namespace {
 table_def simple_table() {
     return table_def{"items",
-                     {column_def{"id", "INTEGER", true, {}, false, false},
-                      column_def{"name", "TEXT", true, std::string{"''"}, false, false},
-                      column_def{"note", "TEXT", false, {}, false, false}},
+                     {column_def{"id", "INTEGER", true, {}, false, false, {}},
+                      column_def{"name", "TEXT", true, std::string{"''"}, false, false, {}},
+                      column_def{"note", "TEXT", false, {}, false, false, {}}},
                      {"id"},
                      {index_def{"items_by_name", {"name"}, false, {}}}};
 }
@@ -397,7 +397,7 @@ TEST_CASE("sync: a changed index or trigger definition is recreated", "[schema][
         "CREATE TABLE counts(n INTEGER);"
         "CREATE TRIGGER count_items AFTER INSERT ON items BEGIN UPDATE counts SET n = n + 2; END;");
     schema_def s{
-        {simple_table(), table_def{"counts", {column_def{"n", "INTEGER", false, {}, false, false}}, {}, {}}},
+        {simple_table(), table_def{"counts", {column_def{"n", "INTEGER", false, {}, false, false, {}}}, {}, {}}},
         {{"count_items", "AFTER INSERT ON items BEGIN UPDATE counts SET n = n + 1; END"}}};
     const auto r = resilite::detail::sync_schema(c, s, schema_mode::add_missing);
     CHECK(r.status() == schema_status::ok);
@@ -552,9 +552,163 @@ TEST_CASE("sync: a partial index condition may start with WHERE, in any case", "
     CHECK(again.sync_report().actions.empty());
     CHECK_FALSE(again.sync_report().changed);
     // Run-time definitions (the form the sync engine works on) are treated the same way.
-    const table_def t{"t", {column_def{"x", "INTEGER", false, {}, false, false}}, {}, {}};
+    const table_def t{"t", {column_def{"x", "INTEGER", false, {}, false, false, {}}}, {}, {}};
     CHECK(resilite::detail::create_index_sql(t, index_def{"i", {"x"}, false, "wHeRe x > 1"}) ==
           "CREATE INDEX \"i\" ON \"t\"(\"x\") WHERE x > 1");
     CHECK(resilite::detail::create_index_sql(t, index_def{"i", {"x"}, false, "WHERE"}) ==
           "CREATE INDEX \"i\" ON \"t\"(\"x\")");
+}
+
+namespace foreign_key_test {
+struct Customer {
+    BOOST_HANA_DEFINE_STRUCT(Customer, (std::int64_t, id), (std::string, email));
+};
+struct Order {
+    BOOST_HANA_DEFINE_STRUCT(Order, (std::int64_t, id), (std::int64_t, customer_id),
+                             (std::optional<std::string>, buyer));
+};
+using customers = resilite::table<"customers", Customer, resilite::primary_key<"id">, resilite::unique<"email">>;
+using orders = resilite::table<"orders", Order, resilite::primary_key<"id">,
+                               resilite::foreign_key<"customer_id", "customers", "id",
+                                                     resilite::referential_action::cascade>,
+                               resilite::foreign_key<"buyer", "customers", "email">>;
+using Db = resilite::Database<resilite::schema<customers, orders>, resilite::null_observer, test::manual_durability>;
+using StrictDb =
+    resilite::Database<resilite::strict_schema<customers, orders>, resilite::null_observer, test::manual_durability>;
+
+bool has_drift(const schema_report& r, std::string_view column, std::string_view text) {
+    return std::any_of(r.drifts.begin(), r.drifts.end(), [&](const auto& d) {
+        return d.column == column && d.description.find(text) != std::string::npos;
+    });
+}
+}  // namespace foreign_key_test
+
+TEST_CASE("foreign keys: declared keys are created with the table and enforced on every connection",
+          "[schema][foreign_key]") {
+    using namespace foreign_key_test;
+    test::temp_dir dir;
+    Db db{dir / "fk.db"};
+    CHECK(db.sync_report().status() == schema_status::ok);
+    CHECK(db.query_one<std::string>("SELECT sql FROM sqlite_master WHERE name = 'orders'").value_or("") ==
+          "CREATE TABLE \"orders\"(\"id\" INTEGER PRIMARY KEY, \"customer_id\" INTEGER NOT NULL REFERENCES "
+          "\"customers\"(\"id\") ON DELETE CASCADE, \"buyer\" TEXT REFERENCES \"customers\"(\"email\"))");
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);
+    db.insert(Customer{1, "ann@example.com"});
+    db.insert(Order{10, 1, "ann@example.com"});
+    db.insert(Order{11, 1, std::nullopt});
+    try {
+        db.insert(Order{12, 2, std::nullopt});  // no customer 2
+        FAIL("an order without its customer was stored");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::constraint);
+    }
+    CHECK_THROWS_AS(db.insert(Order{13, 1, std::string{"nobody@example.com"}}), resilite::error);
+    db.erase<Customer>(std::int64_t{1});  // ON DELETE CASCADE
+    CHECK(db.query_one<int>("SELECT count(*) FROM orders") == 0);
+    // The next open's sync finds the declared keys in place.
+    Db again{dir / "fk.db"};
+    CHECK(again.sync_report().drifts.empty());
+    CHECK(again.sync_report().actions.empty());
+}
+
+TEST_CASE("drift: a declared foreign key the database lacks is a warning (strict fails); a nullable column is "
+          "added with its key",
+          "[schema][drift][foreign_key]") {
+    using namespace foreign_key_test;
+    test::temp_dir dir;
+    const auto path = dir / "fk.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script("CREATE TABLE customers(id INTEGER PRIMARY KEY, email TEXT NOT NULL UNIQUE); "
+                      "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL); "
+                      "INSERT INTO customers VALUES(1, 'ann@example.com'); INSERT INTO orders VALUES(1, 1)");
+    }
+    CHECK_THROWS_AS(StrictDb(path), resilite::error);
+    {
+        Db db{path};
+        const auto& r = db.sync_report();
+        INFO(r.to_text());
+        CHECK(r.status() == schema_status::warnings);
+        CHECK(has_drift(r, "customer_id", "the database has no foreign key on this column"));
+        // buyer was missing: nullable without a default, so added with its REFERENCES clause.
+        CHECK(db.query_one<int>("SELECT count(*) FROM pragma_foreign_key_list('orders') WHERE \"from\" = 'buyer'") ==
+              1);
+        CHECK_THROWS_AS(db.exec("UPDATE orders SET buyer = 'nobody' WHERE id = 1"), resilite::error);
+        db.exec("UPDATE orders SET buyer = 'ann@example.com' WHERE id = 1");
+    }
+    {  // A different action is drift too, and a key the declaration does not have.
+        resilite::sqlite::connection c{path};
+        c.exec_script("PRAGMA foreign_keys = OFF; DROP TABLE orders; "
+                      "CREATE TABLE orders(id INTEGER PRIMARY KEY, customer_id INTEGER NOT NULL REFERENCES "
+                      "customers(id) ON DELETE SET NULL, buyer TEXT, extra INTEGER REFERENCES customers(id))");
+    }
+    Db db{path};
+    const auto& r = db.sync_report();
+    INFO(r.to_text());
+    CHECK(has_drift(r, "customer_id", "ON DELETE SET NULL"));
+    CHECK(has_drift(r, "buyer", "the database has no foreign key on this column"));
+    CHECK(has_drift(r, "extra", "not declared"));
+}
+
+namespace foreign_key_migration_test {
+struct Parent {
+    BOOST_HANA_DEFINE_STRUCT(Parent, (std::int64_t, id), (std::string, name));
+};
+struct Child {
+    BOOST_HANA_DEFINE_STRUCT(Child, (std::int64_t, id), (std::int64_t, parent_id));
+};
+using parents = resilite::table<"parents", Parent, resilite::primary_key<"id">>;
+using children = resilite::table<"children", Child, resilite::primary_key<"id">,
+                                 resilite::foreign_key<"parent_id", "parents", "id", resilite::referential_action::cascade>>;
+// SQLite's table rebuild: under enforced keys the DROP would cascade into children.
+struct rebuild_parents {
+    static constexpr int version = 1;
+    static constexpr std::string_view sql =
+        "CREATE TABLE parents_new(id INTEGER PRIMARY KEY, name TEXT NOT NULL); "
+        "INSERT INTO parents_new SELECT id, upper(name) FROM parents; DROP TABLE parents; "
+        "ALTER TABLE parents_new RENAME TO parents;";
+};
+struct orphan_children {
+    static constexpr int version = 2;
+    static constexpr std::string_view sql = "DELETE FROM parents WHERE id = 2;";
+};
+using V1 = resilite::Database<resilite::schema<parents, children>, resilite::migrations<rebuild_parents>,
+                              resilite::null_observer, test::manual_durability>;
+using V2 = resilite::Database<resilite::schema<parents, children>,
+                              resilite::migrations<rebuild_parents, orphan_children>, resilite::null_observer,
+                              test::manual_durability>;
+using V0 = resilite::Database<resilite::schema<parents, children>, resilite::null_observer, test::manual_durability>;
+}  // namespace foreign_key_migration_test
+
+TEST_CASE("migrations under declared foreign keys: a table rebuild cascades nothing; a migration that leaves "
+          "orphans is rolled back",
+          "[schema][migration][foreign_key]") {
+    using namespace foreign_key_migration_test;
+    test::temp_dir dir;
+    const auto path = dir / "m.db";
+    {
+        V0 db{path};
+        db.insert(Parent{1, "a"});
+        db.insert(Parent{2, "b"});
+        db.insert(Child{1, 1});
+        db.insert(Child{2, 2});
+    }
+    {
+        V1 db{path};
+        CHECK(db.query_one<int>("SELECT count(*) FROM children") == 2);  // not cascaded away
+        CHECK(db.query_one<std::string>("SELECT name FROM parents WHERE id = 1") == "A");
+        CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);  // on again afterwards
+    }
+    try {
+        V2 db{path};
+        FAIL("a migration that leaves a child without its parent was committed");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::migration);
+        CHECK_THAT(std::string{e.what()}, Catch::Contains("foreign key"));
+    }
+    V1 db{path};
+    CHECK(db.query_one<int>("PRAGMA user_version") == 1);
+    CHECK(db.query_one<int>("SELECT count(*) FROM parents") == 2);
 }

@@ -43,6 +43,7 @@
 #include <resilite/retry/retry_scope.hpp>
 #include <resilite/retry/retry_settings.hpp>
 #include <resilite/schema/default_value.hpp>
+#include <resilite/schema/foreign_key.hpp>
 #include <resilite/schema/index.hpp>
 #include <resilite/schema/primary_key.hpp>
 #include <resilite/schema/schema.hpp>

@@ -33,3 +33,21 @@ using Archived = resilite::Database<resilite::schema<items>, resilite::archive<>
 [[maybe_unused]] static std::int64_t archived(Archived& db) {
     return db.insert(item{1, "x"}) + db.drain_archive();
 }
+
+// Foreign keys: the parent declared in the same schema, referenced by its key (primary key,
+// unique column, or a unique index), or the table itself.
+struct user {
+    BOOST_HANA_DEFINE_STRUCT(user, (std::int64_t, id), (std::string, email), (std::optional<std::int64_t>, boss));
+};
+struct order {
+    BOOST_HANA_DEFINE_STRUCT(order, (std::int64_t, id), (std::int64_t, user_id), (std::string, email));
+};
+using users = resilite::table<"users", user, resilite::primary_key<"id">, resilite::unique<"email">,
+                              resilite::foreign_key<"boss", "users", "id", resilite::referential_action::set_null>>;
+using orders = resilite::table<"orders", order, resilite::primary_key<"id">,
+                               resilite::foreign_key<"user_id", "users", "id", resilite::referential_action::cascade>,
+                               resilite::foreign_key<"email", "users", "email">>;
+using WithKeys = resilite::Database<resilite::schema<users, orders>>;
+[[maybe_unused]] static std::int64_t keyed(WithKeys& db) {
+    return db.insert(order{1, 1, "a@example.com"});
+}

@@ -59,6 +59,36 @@ constexpr bool distinct_names(const std::array<std::string_view, N>& names) {
     return true;
 }
 
+template <class T>
+constexpr auto foreign_keys_of() {
+    if constexpr (table_decl<T>) {
+        return T::foreign_keys;
+    } else {
+        return std::array<foreign_key_ref, 0>{};
+    }
+}
+
+// True when `parent` is a table of Items whose `column` alone is a unique key.
+template <class... Items>
+constexpr bool unique_key_in(std::string_view parent, std::string_view column) {
+    return (false || ... || [&] {
+        if constexpr (table_decl<Items>) {
+            return Items::name == parent && Items::has_unique_key(column);
+        } else {
+            return false;
+        }
+    }());
+}
+
+template <class... Items>
+constexpr bool parents_declared() {
+    return (true && ... && [] {
+        for (const auto& fk : foreign_keys_of<Items>())
+            if (!unique_key_in<Items...>(fk.parent_table, fk.parent_column)) return false;
+        return true;
+    }());
+}
+
 template <class Row>
 struct table_of_row_t {
     template <class T>
@@ -83,6 +113,10 @@ struct basic_schema {
     static_assert(detail::distinct_names(std::array<std::string_view, sizeof...(Items) + 1>{
                       detail::trigger_name_of<Items>()..., std::string_view{}}),
                   "resilite::schema<...>: two triggers share a name");
+    static_assert(detail::parents_declared<Items...>(),
+                  "resilite::schema<...>: a foreign_key names a parent table that is not in this schema, or a "
+                  "parent column that is not its key: declare the parent table here, with that column as "
+                  "its single-column primary_key, unique<...> or unique_index<...>");
 
     using slot = resilite::slot::schema;
     static constexpr schema_mode mode = Mode;

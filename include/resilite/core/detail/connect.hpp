@@ -173,6 +173,9 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, st);
     apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());
+    // Declared foreign keys are enforced on every connection (SQLite's default is off, per
+    // connection); before on_connect, so the user's hook has the last word.
+    if (R::schema::definition().has_foreign_keys()) ctx.conn->exec_script("PRAGMA foreign_keys = ON");
     if (ctx.on_connect) ctx.on_connect(*ctx.conn);
     remember_file(ctx);
 }

@@ -3,6 +3,8 @@
 // declarations, and the SQL that creates each part. The sync engine works on this form (so
 // property P3 can generate random schemas at run time).
 
+#include <resilite/schema/referential_action.hpp>
+
 #include <fmt/format.h>
 
 #include <optional>
@@ -12,6 +14,15 @@
 
 namespace resilite::detail {
 
+// A column's REFERENCES clause (resilite::foreign_key).
+struct foreign_key_def {
+    std::string table;
+    std::string column;
+    referential_action on_delete = referential_action::no_action;
+    referential_action on_update = referential_action::no_action;
+    friend bool operator==(const foreign_key_def&, const foreign_key_def&) = default;
+};
+
 struct column_def {
     std::string name;
     std::string type;  // INTEGER, REAL, TEXT, BLOB
@@ -19,6 +30,7 @@ struct column_def {
     std::optional<std::string> default_sql;
     bool unique = false;
     bool secret = false;
+    std::optional<foreign_key_def> references;
 };
 
 struct index_def {
@@ -43,6 +55,14 @@ struct trigger_def {
 struct schema_def {
     std::vector<table_def> tables;
     std::vector<trigger_def> triggers;
+
+    // Any foreign key declared: SQLite's enforcement is then turned on for every connection.
+    [[nodiscard]] bool has_foreign_keys() const noexcept {
+        for (const auto& t : tables)
+            for (const auto& c : t.columns)
+                if (c.references) return true;
+        return false;
+    }
 };
 
 // Appends `text` between `quote` characters, embedded ones doubled (SQL's only escape).
@@ -83,8 +103,23 @@ inline void append_quoted(std::string& out, std::string_view text, char quote) {
     return t.primary_key.size() == 1 && t.primary_key[0] == c.name && c.type == "INTEGER";
 }
 
+// " REFERENCES "parent"("col") ON DELETE ... ON UPDATE ...", the actions only when not the default.
+[[nodiscard]] inline std::string references_sql(const foreign_key_def& fk) {
+    std::string out = fmt::format(" REFERENCES {}({})", quote_id(fk.table), quote_id(fk.column));
+    if (fk.on_delete != referential_action::no_action) out += fmt::format(" ON DELETE {}", to_sql(fk.on_delete));
+    if (fk.on_update != referential_action::no_action) out += fmt::format(" ON UPDATE {}", to_sql(fk.on_update));
+    return out;
+}
+
+// SQLite adds a column with a REFERENCES clause only when its default is NULL (with
+// enforcement on; with it off, existing rows would get a default nothing checked).
+[[nodiscard]] inline bool references_addable(const column_def& c) noexcept {
+    return !c.not_null && !c.default_sql;
+}
+
 // The column as it appears in CREATE TABLE; `for_add` leaves out UNIQUE (ALTER TABLE ADD
-// COLUMN cannot add it: a unique index does the job instead).
+// COLUMN cannot add it: a unique index does the job instead) and a REFERENCES clause SQLite
+// would refuse there (references_addable).
 [[nodiscard]] inline std::string column_sql(const table_def& t, const column_def& c, bool for_add = false) {
     std::string out = fmt::format("{} {}", quote_id(c.name), c.type);
     if (is_rowid_alias(t, c)) {
@@ -94,6 +129,7 @@ inline void append_quoted(std::string& out, std::string_view text, char quote) {
     }
     if (c.default_sql) out += fmt::format(" DEFAULT ({})", *c.default_sql);
     if (c.unique && !for_add) out += " UNIQUE";
+    if (c.references && (!for_add || references_addable(c))) out += references_sql(*c.references);
     return out;
 }
 

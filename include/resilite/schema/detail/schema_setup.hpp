@@ -108,6 +108,25 @@ private:
         using transaction_type = typename Owner::transaction_type;
         if (ctx_.before_migrations) ctx_.before_migrations(from, migrations_type::latest);
         if (ctx_.config.backup.enabled && !ctx_.read_only) backup_first();  // a way back
+        // A table rebuilt under enforced foreign keys (create, copy, DROP the old one, rename)
+        // would cascade the DROP into its child tables: migrations run with enforcement off, as
+        // SQLite's docs ask, and each one checks the keys before it commits. It is turned back
+        // on afterwards, also when a migration fails.
+        const bool enforced = ctx_.with_lock([&] {
+            return ctx_.connection().template query_one<int>("PRAGMA foreign_keys").value_or(0) != 0;
+        });
+        if (enforced) ctx_.with_lock([&] { ctx_.connection().exec_script("PRAGMA foreign_keys = OFF"); });
+        struct enforce_again {
+            context<R>& ctx;
+            bool on;
+            ~enforce_again() {
+                if (!on) return;
+                try {
+                    ctx.with_lock([&] { ctx.connection().exec_script("PRAGMA foreign_keys = ON"); });
+                } catch (...) {  // the connection is gone; a reconnect enables it again
+                }
+            }
+        } restore{ctx_, enforced};
         migrations_type::for_each([&](auto id) {
             using M = typename decltype(id)::type;
             if (M::version <= from) return;
@@ -130,6 +149,19 @@ private:
                             M::up(tx);
                         }
                         tx.exec(fmt::format("PRAGMA user_version = {}", M::version));
+                        if (enforced) {
+                            const auto orphans =
+                                tx.template query_one<std::int64_t>(
+                                      "SELECT count(*) FROM pragma_foreign_key_check")
+                                    .value_or(0);
+                            if (orphans > 0)
+                                throw library_failure(
+                                    error_class::migration, "migrate",
+                                    fmt::format("it would leave {} row{} whose foreign key references no parent "
+                                                "row (PRAGMA foreign_key_check)",
+                                                orphans, orphans == 1 ? "" : "s"),
+                                    ctx_.path.string());
+                        }
                     },
                     transaction_mode::immediate);
             } catch (const error& e) {

@@ -66,6 +66,13 @@ struct existing_column {
     int pk = 0;  // position in the primary key, 0 when not part of it
 };
 
+// One column's foreign key as the database has it (pragma_foreign_key_list).
+struct existing_reference {
+    std::string column;  // the child column ("from")
+    foreign_key_def to;  // to.column is empty when the database names only the parent table
+    std::string on_delete, on_update;
+};
+
 struct schema_inspector {
     sqlite::connection& c;
     std::map<std::string, std::string> objects;  // "type:lower(name)" -> sql
@@ -90,6 +97,19 @@ struct schema_inspector {
         }
         return out;
     }
+    // Single-column foreign keys only: a composite one is never declared, so it is reported as
+    // undeclared under its first column.
+    [[nodiscard]] std::vector<existing_reference> references(const std::string& table) const {
+        std::vector<existing_reference> out;
+        for (const auto& [from, parent, to, on_update, on_delete] :
+             c.query_all<std::string, std::string, std::optional<std::string>, std::string, std::string>(
+                 "SELECT \"from\", \"table\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?) "
+                 "WHERE seq = 0",
+                 table)) {
+            out.push_back({from, {parent, to.value_or(""), {}, {}}, on_delete, on_update});
+        }
+        return out;
+    }
     [[nodiscard]] bool has_rows(const std::string& table) const {
         return c.query_one<int>(fmt::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table)))
                    .value_or(0) != 0;
@@ -105,6 +125,41 @@ struct schema_inspector {
         return false;
     }
 };
+
+// A declared column's foreign key against the database's: SQLite cannot add or change the
+// REFERENCES clause of an existing column, so any difference is a warning (strict fails).
+inline void check_reference(schema_report& r, const table_def& t, const column_def& col,
+                            const std::vector<existing_reference>& refs) {
+    using severity = schema_report::severity;
+    const existing_reference* have = nullptr;
+    for (const auto& e : refs)
+        if (lower(e.column) == lower(col.name)) have = &e;
+    if (!col.references) {
+        if (have != nullptr)
+            r.drifts.push_back({severity::warning, t.name, col.name,
+                                fmt::format("the database has a foreign key to {} that is not declared (kept, "
+                                            "enforced)",
+                                            have->to.table)});
+        return;
+    }
+    const auto& want = *col.references;
+    const auto declared = fmt::format("declared{}", references_sql(want));
+    if (have == nullptr) {
+        r.drifts.push_back({severity::warning, t.name, col.name,
+                            fmt::format("{}, but the database has no foreign key on this column (SQLite cannot "
+                                        "add one to an existing column: rebuild the table in a migration)",
+                                        declared)});
+        return;
+    }
+    const bool same = lower(have->to.table) == lower(want.table) &&
+                      (have->to.column.empty() || lower(have->to.column) == lower(want.column)) &&
+                      have->on_delete == to_sql(want.on_delete) && have->on_update == to_sql(want.on_update);
+    if (!same)
+        r.drifts.push_back({severity::warning, t.name, col.name,
+                            fmt::format("{}, but the database has REFERENCES {}({}) ON DELETE {} ON UPDATE {}",
+                                        declared, have->to.table, have->to.column, have->on_delete,
+                                        have->on_update)});
+}
 
 // Works out the actions and drift; changes nothing.
 [[nodiscard]] inline schema_report plan_schema(sqlite::connection& c, const schema_def& def,
@@ -148,6 +203,7 @@ struct schema_inspector {
                                             fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
         }
         std::optional<bool> rows;  // asked only when it matters
+        const auto refs = db.references(t.name);
         for (const auto& col : t.columns) {
             const auto* e = find_col(col.name);
             if (e == nullptr) {
@@ -167,6 +223,13 @@ struct schema_inspector {
                     {t.name, "add column " + col.name,
                      fmt::format("ALTER TABLE {} ADD COLUMN {}", quote_id(t.name), column_sql(t, col, true)),
                      false});
+                if (col.references && !references_addable(col)) {
+                    r.drifts.push_back({severity::warning, t.name, col.name,
+                                        fmt::format("added without its foreign key{}: SQLite adds a REFERENCES "
+                                                    "column only when it is nullable without a default; add "
+                                                    "the key by rebuilding the table in a migration",
+                                                    references_sql(*col.references))});
+                }
                 if (col.unique) {
                     const auto u = unique_column_index(t, col);
                     r.actions.push_back(
@@ -192,6 +255,7 @@ struct schema_inspector {
                                     fmt::format("DEFAULT differs: declared {}, database {}",
                                                 want.empty() ? "none" : want, have.empty() ? "none" : have)});
             }
+            if (col.references || !refs.empty()) check_reference(r, t, col, refs);
             if (col.unique && !db.unique_on(t.name, col.name)) {
                 const auto u = unique_column_index(t, col);
                 r.actions.push_back({t.name, "create unique index " + u.name, create_index_sql(t, u), false});
