@@ -878,6 +878,31 @@ TEST_CASE("archive segment that is a symbolic link is never followed: nothing is
     CHECK(report.to_text().find("symbolic link") != std::string::npos);
 }
 
+TEST_CASE("archive directory that is a symbolic link is never followed: open fails, nothing written through it; "
+          "a rebuild does not read it",
+          "[archive]") {
+    test::temp_dir dir;
+    const auto elsewhere = dir / "elsewhere";
+    {  // An archive that is real, elsewhere: a rebuild from its own path works.
+        ItemsDb db{dir / "real.db", items_options()};
+        db.insert(Item{1, "one", 1.5, "t"});
+        std::filesystem::rename(db.archive_directory(), elsewhere);
+    }
+    std::filesystem::create_symlink(elsewhere, dir / "app.db.archive");
+    const auto before = std::distance(std::filesystem::directory_iterator(elsewhere), {});
+    try {
+        ItemsDb db{dir / "app.db", items_options()};
+        FAIL("opened with an archive directory that is a symbolic link");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::permission);
+        CHECK_THAT(std::string{e.what()}, Catch::Contains("symbolic link"));
+    }
+    CHECK(std::distance(std::filesystem::directory_iterator(elsewhere), {}) == before);
+    CHECK_THROWS_AS(resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db"), resilite::error);
+    CHECK_NOTHROW(resilite::rebuild(elsewhere, dir / "rebuilt-from-real.db"));
+}
+
 TEST_CASE("archive: a directory removed while open gets a full snapshot, the archive alone rebuilds every row",
           "[archive][identity]") {
     test::temp_dir dir;

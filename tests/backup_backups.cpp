@@ -193,6 +193,28 @@ TEST_CASE("health after a reopen shows the last backup from the directory, not n
     CHECK(std::chrono::abs(*h.last_backup_time - taken) < std::chrono::milliseconds{2});
 }
 
+TEST_CASE("backup directory that is a symbolic link is never followed: the backup fails, nothing is written "
+          "through it",
+          "[backup]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto elsewhere = dir / "elsewhere";
+    std::filesystem::create_directories(elsewhere);
+    std::filesystem::create_symlink(elsewhere, dir / "app.db.backups");
+    using Db = backed_db<resilite::backup<resilite::online_backup<>, resilite::on_demand>>;
+    Db db{path};
+    db.exec_script("CREATE TABLE t(n INTEGER)");
+    try {
+        static_cast<void>(db.backup_now());
+        FAIL("a backup was written through a symbolic link");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::permission);
+        CHECK_THAT(std::string{e.what()}, Catch::Contains("symbolic link"));
+    }
+    CHECK(std::filesystem::is_empty(elsewhere));
+}
+
 TEST_CASE("refusal: a source that fails its check is never backed up", "[backup][refusal]") {
     test::temp_dir dir;
     const auto path = dir / "r.db";

@@ -470,6 +470,29 @@ TEST_CASE("heal never follows a quarantine directory that is a symbolic link: no
     CHECK(std::filesystem::is_empty(dir / "elsewhere"));
 }
 
+TEST_CASE("heal never reads an archive or backups through a symbolic link: the sources say so, nothing is healed "
+          "from them",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    damage_header(path);
+    // The real archive and backups moved away, links left in their place.
+    std::filesystem::rename(dir / "app.db.archive", dir / "archive-elsewhere");
+    std::filesystem::rename(dir / "app.db.backups", dir / "backups-elsewhere");
+    std::filesystem::create_directory_symlink(dir / "archive-elsewhere", dir / "app.db.archive");
+    std::filesystem::create_directory_symlink(dir / "backups-elsewhere", dir / "app.db.backups");
+    try {
+        HealDb db{path};
+        FAIL("healed from sources behind symbolic links");
+    } catch (const resilite::error& e) {
+        INFO(e.what() << "\n" << e.technical().report);
+        CHECK(e.klass() == error_class::corrupt);
+        CHECK(e.technical().report.find("app.db.archive is a symbolic link, never followed") != std::string::npos);
+        CHECK(e.technical().report.find("app.db.backups is a symbolic link, never followed") != std::string::npos);
+    }
+}
+
 TEST_CASE("heal at open from the archive alone when there is no backup", "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -14,6 +14,7 @@
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/detail/identity.hpp>
 #include <resilite/core/error.hpp>
@@ -47,6 +48,13 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                               rebuild_options options = {}) {
     namespace a = detail::archive;
     return a::guarded("rebuild", new_db, [&] {
+        if (detail::is_link_path(archive_dir)) {
+            throw detail::library_failure(error_class::archive, "rebuild",
+                                          fmt::format("the archive directory {} is a symbolic link; resilite never "
+                                                      "follows one: give the directory's real path",
+                                                      archive_dir.string()),
+                                          new_db.string());
+        }
         if (!std::filesystem::is_directory(archive_dir)) {
             throw detail::library_failure(error_class::archive, "rebuild",
                                           fmt::format("no archive directory at {}", archive_dir.string()),

@@ -17,6 +17,7 @@
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/core/detail/context.hpp>
 #include <resilite/core/detail/identity.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
 
@@ -61,6 +62,14 @@ public:
         // rebuild neither. The changes stay in this database (a later open with the right
         // directory archives them, from a full snapshot).
         const auto dir = directory();
+        // Acknowledged means archived: a directory that cannot be used fails the open rather
+        // than leave archiving off.
+        if (is_link_path(dir))
+            throw library_failure(error_class::permission, "open",
+                                  fmt::format("the archive directory {} is a symbolic link; resilite never follows "
+                                              "one: give the directory's real path in settings().archive.directory",
+                                              dir.string()),
+                                  ctx_.path.string());
         if (const auto owner = read_archive_identity(dir); owner && *owner != ctx_.identity) {
             ctx_.emit_since("archive", start, outcome::warning, 0, error_class::misuse,
                             fmt::format("archiving is off: the archive directory {} belongs to another database "

@@ -4,6 +4,7 @@
 
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <fcntl.h>
@@ -29,12 +30,13 @@ namespace resilite::detail::archive {
            std::all_of(n.begin() + 5, n.begin() + 7, [](char c) { return c >= '0' && c <= '9'; });
 }
 
-// Segment file names in the directory, oldest first: regular files only (never a link, which
+// Segment file names in the directory (none when the directory is a link), oldest first: regular files only (never a link, which
 // could lead to any file; never a directory). `odd`, if given, receives the other entries that
 // are named like segments.
 [[nodiscard]] inline std::vector<std::string> list_segments(const std::filesystem::path& dir,
                                                             std::vector<std::string>* odd = nullptr) {
     std::vector<std::string> out;
+    if (is_link_path(dir)) return out;  // a linked directory holds no segment resilite reads
     std::error_code ec;
     for (std::filesystem::directory_iterator it{dir, ec}, end; !ec && it != end; it.increment(ec)) {
         const auto name = it->path().filename().string();

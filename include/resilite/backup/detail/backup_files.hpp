@@ -5,6 +5,7 @@
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
+#include <resilite/detail/link_path.hpp>
 #include <resilite/detail/utc_format.hpp>
 
 #include <boost/crc.hpp>
@@ -47,12 +48,6 @@ struct backup_file {
     std::filesystem::path path;
     std::chrono::system_clock::time_point taken;
 };
-
-// A directory that is a symbolic link is never followed: it could lead anywhere.
-[[nodiscard]] inline bool is_link_path(const std::filesystem::path& p) {
-    struct ::stat st {};
-    return ::lstat(p.c_str(), &st) == 0 && S_ISLNK(st.st_mode);
-}
 
 // CRC-32 of a whole regular file (never through a link); nothing when it cannot be read.
 // Only ever a backup, and only while no connection of this process has it open (after the copy's

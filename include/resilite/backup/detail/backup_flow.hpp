@@ -70,6 +70,12 @@ private:
         const auto s = ctx_.with_lock([&] { return ctx_.config.backup; });
         const auto& path = ctx_.path;
         const auto dir = backup_directory(path, s);
+        if (is_link_path(dir))
+            throw library_failure(error_class::permission, "backup",
+                                  fmt::format("the backup directory {} is a symbolic link; resilite never follows one: "
+                                              "give the directory's real path in settings().backup.directory",
+                                              dir.string()),
+                                  path.string());
         std::filesystem::create_directories(dir);
         clean_leftovers(dir, path);
         const auto started = ctx_.now();

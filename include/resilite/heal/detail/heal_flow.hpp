@@ -167,10 +167,13 @@ private:
         if (!healed && has_archive && !out_of_time && !(out_of_time = over_time(s, rep)))
             healed = from_archive(archive_dir, candidate, rep);
         if (!healed) {
-            if (!has_archive)
-                rep.sources.push_back({"archive alone", false, fmt::format("no archive at {}", archive_dir.string())});
+            const auto none = [](const std::filesystem::path& d, std::string_view what) {
+                return is_link_path(d) ? fmt::format("{} is a symbolic link, never followed", d.string())
+                                       : fmt::format("{} {}", what, d.string());
+            };
+            if (!has_archive) rep.sources.push_back({"archive alone", false, none(archive_dir, "no archive at")});
             if (backups.empty())
-                rep.sources.push_back({"backups", false, fmt::format("none in {}", backup_directory(path, s.backup).string())});
+                rep.sources.push_back({"backups", false, none(backup_directory(path, s.backup), "none in")});
             candidate.remove_all();
             if (put_back_if_sound(rep, m)) fail_put_back(rep);
             fail(rep, s, archive_dir);
