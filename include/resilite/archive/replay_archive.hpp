@@ -54,7 +54,7 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
             }
         }
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                             "replay_options::keep_going", db);
+                             "replay_options::keep_going", db, after == 0);
         // A database behind the newest snapshot starts from it: older records may be incomplete.
         const bool from_snapshot =
             !contents.records.empty() && after < contents.records[contents.start].header.seq;
@@ -62,7 +62,7 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
             a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
                              options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max());
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                             "replay_options::keep_going", db);
+                             "replay_options::keep_going", db, after == 0);
         tx.commit();
         a::summarize_tables(c, report, false);
         return report;

@@ -115,11 +115,16 @@ inline void remove_stale_temporaries(const std::filesystem::path& dir, bool insp
 }
 
 // Throws (class archive, the report in the detail) when the archive cannot give everything
-// that was committed and the caller did not ask to go on regardless.
+// that was committed and the caller did not ask to go on regardless. `records_needed` false: an
+// archive without a valid record is no failure when nothing in it is fatal (a replay into a
+// database that already holds records, whose archive lost its tail: the caller's evidence
+// decides what is missing).
 inline void refuse_incomplete(const archive_report& r, bool keep_going, std::string_view operation,
                               std::string_view nothing_done, std::string_view option,
-                              const std::filesystem::path& target) {
+                              const std::filesystem::path& target, bool records_needed = true) {
     if (r.rebuildable() || keep_going) return;
+    if (!records_needed && std::none_of(r.problems.begin(), r.problems.end(), [](const auto& p) { return p.fatal; }))
+        return;
     throw library_failure(error_class::archive, operation,
                           fmt::format("the archive cannot give everything that was committed, so {} ({} does "
                                       "what it can):\n{}",
