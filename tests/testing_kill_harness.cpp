@@ -1,6 +1,6 @@
 // Real SIGKILLs at random moments: every commit a writer saw acknowledged is in the database.
 // No test here depends on the machine's speed: kills are triggered by acknowledgements.
-#include "support.hpp"
+#include "archive_support.hpp"
 
 #include <resilite/testing/kill_harness.hpp>
 #include <resilite/testing/trials.hpp>
@@ -9,6 +9,8 @@
 
 #include <random>
 #include <set>
+
+#include <unistd.h>
 
 TEST_CASE("sigkill at random moments loses no acknowledged commit", "[fault][sigkill]") {
     test::temp_dir dir;
@@ -79,4 +81,93 @@ TEST_CASE("kill harness: a kill after N acknowledged commits sees at least N", "
     const auto timed = resilite::testing::run_and_kill([](const auto& report) { report(1); },
                                                        std::chrono::microseconds{0});
     CHECK(timed.acknowledged.size() <= 1);
+}
+
+TEST_CASE(
+    "archive after sigkill at random moments: every acknowledged commit is in the archive, no failed "
+    "transaction is, a rebuild from it equals the database",
+    "[fault][sigkill][archive]") {
+    using namespace test::archive;
+    test::temp_dir dir;
+    const auto path = dir / "kill.db";
+    const auto archive = dir / "kill.db.archive";
+    { ItemsDb setup{path, items_options()}; }
+    std::mt19937_64 rng{20261202};
+    const int n = resilite::testing::trials(60);
+    trial_outcomes seen;  // over all trials
+    int killed = 0, stopped_before_commit = 0, trials_with_cancel = 0, trials_with_torn_tail = 0;
+    for (int trial = 0; trial < n; ++trial) {
+        // Disjoint numbers per child: a commit it made but was killed before reporting never
+        // collides with the next child's.
+        const std::int64_t first = 1 + std::int64_t{trial} * 10000;
+        const std::size_t kill_after = 2 + rng() % 9;
+        // One trial in four stops its child exactly between the archive append and the COMMIT
+        // (the record written ahead, synced; the transaction not committed), the others wherever
+        // the child is in its next transaction when the kill lands.
+        const bool pinned = trial % 4 == 3;
+        // The child reports 4k (transaction k committed), 4k+1 (it failed on purpose, rolled back)
+        // or 4k+2 (its record is in the archive, its COMMIT is next: the child waits there).
+        const auto result = resilite::testing::run_and_kill(
+            [&](const auto& report) {
+                std::size_t sent = 0;
+                std::int64_t current = 0;
+                auto o = items_options();
+                if (pinned) {
+                    o.inject_failure = [&](std::string_view op, int) {
+                        if (op == "commit" && sent + 1 == kill_after) {
+                            report(4 * current + 2);
+                            for (;;)
+                                ::pause();  // until the SIGKILL
+                        }
+                        return SQLITE_OK;
+                    };
+                }
+                ItemsDb db{path, o};
+                for (std::int64_t k = first;; ++k) {
+                    // The pinned stop needs a transaction that reaches "commit" (db.transaction).
+                    while (pinned && sent + 1 == kill_after && trial_kind_of(k) != trial_kind::rows)
+                        ++k;
+                    current = k;
+                    const bool committed = trial_transaction(db, k, trial_kind_of(k));
+                    report(4 * k + (committed ? 0 : 1));
+                    ++sent;
+                }
+            },
+            resilite::testing::after_acknowledged{kill_after});
+        killed += result.killed ? 1 : 0;
+        bool stopped = false;
+        for (const auto v : result.acknowledged) {
+            if (v % 4 == 0) seen.acknowledged.insert(v / 4);
+            if (v % 4 == 1) seen.failed.insert(v / 4);
+            if (v % 4 == 2) {
+                seen.never_committed.insert(v / 4);
+                stopped = true;
+            }
+        }
+        const auto cancelled_before = set_aside_files(archive, ".cancelled-").size();
+        const auto torn_before = set_aside_files(archive, ".torn-").size();
+        { ItemsDb db{path, items_options()}; }  // the open resolves what the kill left; the close drains
+        const auto cancelled = set_aside_files(archive, ".cancelled-").size() - cancelled_before;
+        trials_with_cancel += cancelled > 0 ? 1 : 0;
+        trials_with_torn_tail += set_aside_files(archive, ".torn-").size() > torn_before ? 1 : 0;
+        INFO("trial " << trial << (pinned ? " (stopped before a COMMIT)" : "") << ": killed after "
+                      << result.acknowledged.size() << " reports");
+        if (pinned) {
+            REQUIRE(stopped);
+            REQUIRE(cancelled == 1);  // the record written ahead was set aside, not replayed
+            ++stopped_before_commit;
+        }
+        const auto violation = archive_trial_violation(path, archive, seen);
+        INFO(violation);
+        REQUIRE(violation.empty());
+    }
+    INFO(killed << " of " << n << " children killed; " << seen.acknowledged.size()
+                << " commits acknowledged, " << seen.failed.size() << " transactions failed on purpose; "
+                << stopped_before_commit
+                << " stopped between the append and the COMMIT; records cancelled in " << trials_with_cancel
+                << " trials, torn tails set aside in " << trials_with_torn_tail);
+    CHECK(killed == n);
+    CHECK(seen.acknowledged.size() >= static_cast<std::size_t>(n));
+    CHECK(!seen.failed.empty());
+    CHECK(stopped_before_commit == n / 4);
 }

@@ -7,6 +7,7 @@
 //   vfs.crash_at_sync(5);                                  // power is cut during the 5th xSync
 //   ... open connections with vfs.name() (sqlite3_open_v2 / resilite::sqlite::connection) ...
 //   vfs.power_loss(rng);  // files as a rebooted machine would find them (connections closed first)
+//   vfs.on_power_cut([&] { ... });  // e.g. copy files written outside SQLite as the cut left them
 //
 // Power loss: every write since the last xSync of its file is kept in a list. When the power
 // is cut (the n-th xSync, or cut_power()), every later call fails with SQLITE_IOERR and
@@ -22,6 +23,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <algorithm>
 #include <array>
 #include <map>
@@ -96,8 +98,21 @@ public:
         crash_at_sync_ = counts_[static_cast<int>(io_op::sync)] + nth;
     }
     void cut_power() {
+        {
+            std::lock_guard lock(mutex_);
+            crashed_ = true;
+        }
+        power_was_cut();
+    }
+    // Called once each time the power is cut (at the crash_at_sync, or by cut_power()), on the
+    // thread that cut it, before anything else runs there. Files the application writes without
+    // SQLite (a text archive, a marker file) are not tracked by this VFS, and the process goes on
+    // writing them after a simulated cut, which no process could after a real one: a test copies
+    // them here, as the cut left them, and puts the copies back after power_loss(). `f` must not
+    // use this VFS.
+    void on_power_cut(std::function<void()> f) {
         std::lock_guard lock(mutex_);
-        crashed_ = true;
+        on_power_cut_ = std::move(f);
     }
     [[nodiscard]] bool crashed() const {
         std::lock_guard lock(mutex_);
@@ -199,6 +214,18 @@ private:
         const auto& r = rules_[i];
         if (r.at > 0 && (n == r.at || (r.persistent && n > r.at))) return r.code;
         return SQLITE_OK;
+    }
+
+    void power_was_cut() noexcept {
+        std::function<void()> f;
+        {
+            std::lock_guard lock(mutex_);
+            f = on_power_cut_;
+        }
+        try {
+            if (f) f();
+        } catch (...) {  // the test sees what it failed to copy
+        }
     }
 
     static fault_vfs& self(sqlite3_vfs* v) { return *static_cast<fault_vfs*>(v->pAppData); }
@@ -345,13 +372,16 @@ private:
     static int x_sync(sqlite3_file* p, int flags) noexcept {
         auto& f = as(p);
         auto& vfs = *f.vfs;
+        bool cut = false;
         {
             std::lock_guard lock(vfs.mutex_);
             if (const int rc = vfs.check(io_op::sync); rc != SQLITE_OK) return rc;
-            if (vfs.crash_at_sync_ > 0 && vfs.counts_[static_cast<int>(io_op::sync)] == vfs.crash_at_sync_) {
-                vfs.crashed_ = true;
-                return SQLITE_IOERR_FSYNC;
-            }
+            cut = vfs.crash_at_sync_ > 0 && vfs.counts_[static_cast<int>(io_op::sync)] == vfs.crash_at_sync_;
+            vfs.crashed_ = vfs.crashed_ || cut;
+        }
+        if (cut) {
+            vfs.power_was_cut();
+            return SQLITE_IOERR_FSYNC;
         }
         const int rc = f.real->pMethods->xSync(f.real, flags);
         if (rc == SQLITE_OK) {
@@ -415,6 +445,7 @@ private:
     std::int64_t space_ = -1;
     int crash_at_sync_ = -1;
     bool crashed_ = false;
+    std::function<void()> on_power_cut_;
     std::map<std::string, std::vector<pending_write>> pending_;
     std::set<std::string> shm_files_;
 };

@@ -102,17 +102,19 @@ public:
                 last_seq_ = std::max(last_seq_, db_seq);
                 last_id_ = db_id;
             } else {
-                resolve_tail(c);
+                // Compared with where the archive ends, not with last_seq_: resolve_tail has
+                // already raised that to the database's number.
+                const auto archive_end = resolve_tail(c);
                 auto resolved = take_notes();
                 notes.insert(notes.end(), resolved.begin(), resolved.end());
-                if (last_seq_ < db_seq) {
+                if (archive_end < db_seq) {
                     need_baseline = true;
                     notes.push_back(fmt::format(
                         "the archive ends at txn {} but the database had archived up to txn {} (archive "
                         "directory replaced or damaged?); a full snapshot was written so that the archive "
                         "alone can rebuild the database again",
-                        last_seq_, db_seq));
-                    last_seq_ = db_seq;  // numbers are never used twice
+                        archive_end, db_seq));
+                    last_seq_ = std::max(last_seq_, db_seq);  // numbers are never used twice
                 }
             }
             unsettled_ = c.query_one<std::int64_t>(
@@ -299,26 +301,28 @@ private:
     // outbox rows are still there), or a record written ahead whose transaction never committed
     // (a crash between the append and the COMMIT: exactly one record, above the high-water
     // mark), which is set aside and cut off; anything else means the database is older than its
-    // archive (restored from a copy), and the archive's numbering goes on.
-    void resolve_tail(sqlite::connection& c) {
+    // archive (restored from a copy), and the archive's numbering goes on. Returns the number of
+    // the archive's last record now (0: none).
+    std::int64_t resolve_tail(sqlite::connection& c) {
         const auto [db_seq, db_id] = read_state(c);
         if (auto note = refresh_tail()) notes_.push_back(std::move(*note));
         last_id_ = db_id;
         const auto archive_seq = tail_ ? tail_->seq : 0;
         last_seq_ = std::max(archive_seq, db_seq);
-        if (archive_seq <= db_seq || !tail_) return;
+        if (archive_seq <= db_seq || !tail_) return archive_seq;
         if (holds_tail_rows(c, *tail_)) {
             last_id_ = tail_->last_id;
-            return;
+            return archive_seq;
         }
         if (archive_seq == db_seq + 1 && archive_seq > high_water_.read() && cancel_uncommitted(*tail_)) {
             last_seq_ = db_seq;
-            return;
+            return db_seq;
         }
         notes_.push_back(fmt::format(
             "the archive ends at txn {} but the database's outbox does not hold that record "
             "(restored from a copy?); its unarchived changes are numbered from txn {}",
             archive_seq, archive_seq + 1));
+        return archive_seq;
     }
 
     // Sets the record aside ("<segment>.cancelled-<time>", kept) and cuts it off. False when it
@@ -369,7 +373,7 @@ private:
     }
 
     std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
-        resolve_tail(c);
+        static_cast<void>(resolve_tail(c));
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
