@@ -792,6 +792,54 @@ TEST_CASE("archive written ahead: a record whose transaction never committed (ki
     CHECK(report.reproduces_live == true);
 }
 
+TEST_CASE("archive written ahead: the several records of a transaction with DDL, killed before COMMIT, are all "
+          "cancelled at open",
+          "[archive][kill]") {
+    // A table dropped needs a full snapshot, a table created its DDL and rows: one transaction's
+    // append then writes more than one record, and a crash must take all of them back.
+    for (const std::string ddl : {"DROP TABLE extra", "CREATE TABLE more(k INTEGER PRIMARY KEY); INSERT INTO more VALUES(7)"}) {
+        INFO(ddl);
+        test::temp_dir dir;
+        {
+            ItemsDb db{dir / "app.db", items_options()};
+            db.exec_script("CREATE TABLE extra(k INTEGER PRIMARY KEY, v TEXT)");
+            db.exec("INSERT INTO extra VALUES(1, 'x')");
+            db.insert(Item{1, "kept", 0, "t"});
+        }
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            auto o = items_options();
+            o.inject_failure = [](std::string_view op, int) -> int {
+                if (op == "commit") ::_exit(0);  // after the records are synced, before SQLite commits
+                return SQLITE_OK;
+            };
+            try {
+                ItemsDb db{dir / "app.db", o};
+                db.transaction([&](auto& tx) {
+                    tx.insert(Item{2, "never committed", 0, "t"});
+                    tx.exec_script(ddl);
+                });
+            } catch (...) {
+            }
+            ::_exit(1);
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        REQUIRE(WIFEXITED(status));
+        REQUIRE(WEXITSTATUS(status) == 0);
+        REQUIRE(segments_text(dir / "app.db.archive").find("never committed") != std::string::npos);
+        ItemsDb db{dir / "app.db", items_options()};
+        CHECK_FALSE(db.get<Item>(2).has_value());
+        CHECK(segments_text(dir / "app.db.archive").find("never committed") == std::string::npos);
+        db.insert(Item{3, "after", 0, "t"});
+        const auto report = db.check_archive();
+        INFO(report.to_text());
+        CHECK(report.problems.empty());
+        CHECK(report.reproduces_live == true);
+    }
+}
+
 TEST_CASE("archive every table: tables the schema does not declare are archived with their DDL, also when created "
           "or altered while open",
           "[archive]") {

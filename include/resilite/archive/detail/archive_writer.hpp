@@ -299,7 +299,7 @@ private:
     // Under the write lock: where the archive ends, compared with what the database stores.
     // A last record numbered above the database's is either ours with its settle lost (its
     // outbox rows are still there), or a record written ahead whose transaction never committed
-    // (a crash between the append and the COMMIT: exactly one record, above the high-water
+    // (a crash between the append and the COMMIT: the records of one append, above the high-water
     // mark), which is set aside and cut off; anything else means the database is older than its
     // archive (restored from a copy), and the archive's numbering goes on. Returns the number of
     // the archive's last record now (0: none).
@@ -314,7 +314,7 @@ private:
             last_id_ = tail_->last_id;
             return archive_seq;
         }
-        if (archive_seq == db_seq + 1 && archive_seq > high_water_.read() && cancel_uncommitted(*tail_)) {
+        if (db_seq + 1 > high_water_.read() && cancel_uncommitted(*tail_, db_seq)) {
             last_seq_ = db_seq;
             return db_seq;
         }
@@ -327,15 +327,23 @@ private:
 
     // Sets the record aside ("<segment>.cancelled-<time>", kept) and cuts it off. False when it
     // is not the last thing in its segment, or cannot be set aside.
-    bool cancel_uncommitted(const tail_info& t) {
+    bool cancel_uncommitted(const tail_info& t, std::int64_t db_seq) {
         const auto path = dir_ / t.segment;
         const auto text = read_file(path);
         const auto contents = read_segment(text, t.segment);
-        const auto r = std::find_if(contents.records.begin(), contents.records.end(),
-                                    [&](const record& x) { return x.header.seq == t.seq; });
-        if (r == contents.records.end() || r->end != text.size()) return false;
-        const auto body_at = static_cast<std::size_t>(r->body.data() - text.data());
-        const auto start = text.rfind(fmt::format("{}{} ", header_prefix, t.seq), body_at);
+        // One transaction's append: records db_seq+1 .. t.seq, the last ones of one segment,
+        // numbered without a gap and stamped with one time (an append stamps all its records
+        // alike; a transaction with DDL writes several). Anything else is left alone.
+        const auto first = std::find_if(contents.records.begin(), contents.records.end(),
+                                        [&](const record& x) { return x.header.seq == db_seq + 1; });
+        if (first == contents.records.end() || contents.records.back().end != text.size() ||
+            contents.records.back().header.seq != t.seq)
+            return false;
+        for (auto r = first; r != contents.records.end(); ++r) {
+            if (r->header.seq != db_seq + 1 + (r - first) || r->header.utc != first->header.utc) return false;
+        }
+        const auto body_at = static_cast<std::size_t>(first->body.data() - text.data());
+        const auto start = text.rfind(fmt::format("{}{} ", header_prefix, db_seq + 1), body_at);
         if (start == std::string::npos) return false;
         std::error_code ec;
         auto aside = dir_ / fmt::format("{}.cancelled-{}", t.segment, utc_text(std::chrono::system_clock::now()));
@@ -351,9 +359,12 @@ private:
         }
         ::close(fd);
         notes_.push_back(fmt::format(
-            "{}: record {} was written ahead of a transaction that never committed (a crash before its COMMIT); "
-            "it was moved to {} and is not part of the archive",
-            t.segment, t.seq, aside.filename().string()));
+            "{}: {} written ahead of a transaction that never committed (a crash before its COMMIT); moved to "
+            "{}, not part of the archive",
+            t.segment,
+            t.seq == db_seq + 1 ? fmt::format("record {} was", t.seq)
+                                : fmt::format("records {} to {} were", db_seq + 1, t.seq),
+            aside.filename().string()));
         known_ = false;
         tail_.reset();
         static_cast<void>(refresh_tail());
