@@ -181,12 +181,12 @@ struct table {
     static constexpr std::size_t primary_key_size = (0 + ... + detail::primary_key_size<Options>());
 
     // For the schema's compile-time checks of foreign keys (resilite::schema<...>).
-    [[nodiscard]] static constexpr bool has_unique_key(std::string_view column) {
+    [[nodiscard]] static constexpr bool has_unique_key([[maybe_unused]] std::string_view column) {
         return (false || ... || detail::makes_unique_key<Options>(column));
     }
     static constexpr auto foreign_keys = [] {
         std::array<detail::foreign_key_ref, (0 + ... + detail::foreign_key_count<Options>())> out{};
-        std::size_t i = 0;
+        [[maybe_unused]] std::size_t i = 0;
         (
             [&] {
                 if constexpr (detail::foreign_key_option<Options>)
