@@ -4,39 +4,39 @@
 //
 // A thin front: it resolves the policies, owns the shared context and the components, and
 // gives each public call to the component that does it. The flows read top to bottom in their
-// own files (docs/architecture.md): open (core/detail/open_flow.hpp), every operation
-// (core/detail/operation_flow.hpp), backup (backup/detail/backup_flow.hpp), archive drain
-// (archive/detail/archive_flow.hpp), heal (heal/detail/heal_flow.hpp), close
-// (core/detail/close_flow.hpp).
+// own files (docs/architecture.md): open (flow/detail/open_flow.hpp), every operation
+// (flow/detail/operation_flow.hpp), backup (flow/detail/backup_flow.hpp), archive drain
+// (flow/detail/archive_flow.hpp), heal (flow/detail/heal_flow.hpp), close
+// (flow/detail/close_flow.hpp).
 
 #include <resilite/archive/archive_report.hpp>
-#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/backup/backup_result.hpp>
-#include <resilite/backup/detail/backup_flow.hpp>
-#include <resilite/core/database_options.hpp>
-#include <resilite/core/detail/close_flow.hpp>
-#include <resilite/core/detail/connect.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/gate_pass.hpp>
-#include <resilite/core/detail/open_flow.hpp>
-#include <resilite/core/detail/operation_flow.hpp>
-#include <resilite/core/detail/statement_api.hpp>
-#include <resilite/core/settings.hpp>
-#include <resilite/core/transaction.hpp>
+#include <resilite/flow/detail/backup_flow.hpp>
+#include <resilite/flow/database_options.hpp>
+#include <resilite/flow/detail/close_flow.hpp>
+#include <resilite/flow/detail/connect.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/gate_pass.hpp>
+#include <resilite/flow/detail/open_flow.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/statement_api.hpp>
+#include <resilite/flow/settings.hpp>
+#include <resilite/flow/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
-#include <resilite/heal/detail/heal_flow.hpp>
-#include <resilite/heal/detail/heal_while_open.hpp>
-#include <resilite/heal/detail/drill_flow.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
+#include <resilite/flow/detail/heal_while_open.hpp>
+#include <resilite/flow/detail/drill_flow.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
-#include <resilite/monitor/detail/checker.hpp>
-#include <resilite/monitor/detail/scheduler.hpp>
+#include <resilite/flow/detail/checker.hpp>
+#include <resilite/flow/detail/scheduler.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/policy/detail/policy_set.hpp>
-#include <resilite/schema/detail/schema_setup.hpp>
+#include <resilite/flow/detail/schema_setup.hpp>
 #include <resilite/schema/schema_report.hpp>
 
 #include <chrono>
@@ -326,7 +326,7 @@ private:
 
     // With healing on, before every call: damage seen by an earlier call is healed first. Not
     // inside a transaction: it holds the database until it ends. (A database another process
-    // healed is reopened by the operation itself: core/detail/gate_pass.hpp.)
+    // healed is reopened by the operation itself: flow/detail/gate_pass.hpp.)
     void heal_if_due() {
         if constexpr (healing_type::enabled) {
             if (!ctx_.heal_due.load(std::memory_order_relaxed)) [[likely]] return;

@@ -10,12 +10,12 @@
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/restore.hpp>
 #include <resilite/core/blob.hpp>
-#include <resilite/core/database_options.hpp>
+#include <resilite/flow/database_options.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/error_class.hpp>
-#include <resilite/core/savepoint.hpp>
-#include <resilite/core/settings.hpp>
-#include <resilite/core/transaction.hpp>
+#include <resilite/flow/savepoint.hpp>
+#include <resilite/flow/settings.hpp>
+#include <resilite/flow/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/database.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
@@ -38,7 +38,7 @@
 #include <resilite/policy/migrations.hpp>
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 #include <resilite/retry/jitter.hpp>
 #include <resilite/retry/retry_scope.hpp>
 #include <resilite/retry/retry_settings.hpp>

@@ -16,7 +16,7 @@
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
-#include <resilite/core/detail/identity.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/sqlite/file_set.hpp>
 

@@ -2,7 +2,7 @@
 // resilite::check_health(path, level): looks at a database without changing it. Used at open
 // (header level) and by healing; applications can run it on demand.
 
-#include <resilite/core/detail/marker.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/monitor/detail/peek_file.hpp>
 #include <resilite/monitor/detail/wal_check.hpp>
 #include <resilite/core/error.hpp>

@@ -8,7 +8,7 @@
 // Secret columns (resilite::secret<"col">) are never written to the archive.
 
 #include <resilite/archive/archive_settings.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <concepts>
 

@@ -7,7 +7,7 @@
 
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/monitor/check_level.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <concepts>
 #include <cstdint>

@@ -2,7 +2,7 @@
 // Clock policy family: where the library reads time and how it waits. Tests use manual_clock
 // to drive schedules and backoff without sleeping.
 
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <algorithm>
 #include <chrono>

@@ -1,7 +1,7 @@
 #pragma once
 // Durability policy family: WAL journal, synchronous level, checkpoints, WAL size alert.
 
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 #include <resilite/durability/synchronous.hpp>
 
 #include <concepts>

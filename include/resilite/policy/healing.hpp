@@ -8,7 +8,7 @@
 //   resilite::healing<resilite::accept_loss_since_backup>      // also a backup alone, loss named
 
 #include <resilite/heal/healing_settings.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <chrono>
 #include <concepts>

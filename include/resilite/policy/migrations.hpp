@@ -11,7 +11,7 @@
 //                     static void up(auto& tx) { tx.exec("..."); } };  // C++, given the transaction
 //   using M = resilite::migrations<add_orders_total, backfill>;
 
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <concepts>
 #include <string_view>

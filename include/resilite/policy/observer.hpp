@@ -3,7 +3,7 @@
 // exception is swallowed so that observing never changes what an operation does.
 
 #include <resilite/monitor/event.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <fmt/format.h>
 

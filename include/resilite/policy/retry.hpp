@@ -6,7 +6,7 @@
 #include <resilite/retry/jitter.hpp>
 #include <resilite/retry/retry_scope.hpp>
 #include <resilite/retry/retry_settings.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <chrono>
 #include <concepts>

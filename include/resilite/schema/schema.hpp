@@ -9,7 +9,7 @@
 #include <resilite/schema/table.hpp>
 #include <resilite/schema/trigger.hpp>
 #include <resilite/schema/schema_mode.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <boost/hana/filter.hpp>
 #include <boost/hana/find_if.hpp>

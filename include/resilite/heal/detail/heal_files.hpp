@@ -3,7 +3,7 @@
 // that have the database open (clean closes), the scratch names, the quarantine root, the heal
 // log, and what damage at open means.
 
-#include <resilite/core/detail/marker.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/heal/healing_settings.hpp>
 #include <resilite/monitor/check_health.hpp>
@@ -23,7 +23,7 @@
 
 namespace resilite::detail {
 
-// One healer per database across processes (core/detail/marker.hpp).
+// One healer per database across processes (sqlite/detail/marker.hpp).
 class heal_lock {
 public:
     explicit heal_lock(const std::filesystem::path& db) : lock_(db) {

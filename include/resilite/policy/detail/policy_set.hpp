@@ -11,7 +11,7 @@
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
 #include <resilite/schema/schema.hpp>
-#include <resilite/policy/slot.hpp>
+#include <resilite/core/slot.hpp>
 
 #include <boost/hana/at_key.hpp>
 #include <boost/hana/contains.hpp>

@@ -12,14 +12,14 @@
 //      event: the backups or the archive cannot heal this database).
 
 #include <resilite/archive/detail/archive_capture.hpp>
-#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>

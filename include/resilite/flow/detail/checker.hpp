@@ -3,8 +3,8 @@
 // plus the test that the file at the path is still the database this Database opened. The
 // last result is kept for health(); a failed check marks the database damaged.
 
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/identity.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 

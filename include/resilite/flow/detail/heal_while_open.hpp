@@ -1,12 +1,12 @@
 #pragma once
 // Healing while a Database is open: its own heal (db.heal(), or damage seen at run time), and a
-// file another process healed or replaced (core/detail/gate_pass.hpp). The caller holds the writer lock.
+// file another process healed or replaced (flow/detail/gate_pass.hpp). The caller holds the writer lock.
 
-#include <resilite/archive/detail/archive_flow.hpp>
-#include <resilite/core/detail/connect.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/gate_pass.hpp>
-#include <resilite/heal/detail/heal_flow.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/connect.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/gate_pass.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/heal/heal_report.hpp>
 
 #include <fmt/format.h>
@@ -18,7 +18,7 @@
 
 namespace resilite::detail {
 
-// Without a checkpoint, and keeping the -wal (core/detail/gate_pass.hpp).
+// Without a checkpoint, and keeping the -wal (flow/detail/gate_pass.hpp).
 template <class R>
 void let_go_if_open(context<R>& ctx, archive_flow<R>& archive) noexcept {
     archive.stop();

@@ -4,11 +4,11 @@
 // flow needs (events, damage, the test hook). Components receive it by reference; none of them
 // reaches back into the Database that owns it.
 
-#include <resilite/core/database_options.hpp>
+#include <resilite/flow/database_options.hpp>
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
-#include <resilite/core/settings.hpp>
+#include <resilite/flow/settings.hpp>
 #include <resilite/monitor/detail/metrics.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -53,7 +53,7 @@ public:
     settings config;                     // guarded by `mutex`
     std::optional<sqlite::connection> conn;
     std::optional<error> broken;  // why the last reconnect failed (conn is empty then)
-    std::string identity;         // this database's identity (core/detail/identity.hpp)
+    std::string identity;         // this database's identity (sqlite/detail/identity.hpp)
     bool read_only = false;
     std::uint64_t file_dev = 0, file_ino = 0;  // the file the connection opened (0: unknown)
     std::uint64_t heal_epoch = 0;              // healing<>: the sidecar's heal epoch when it was opened

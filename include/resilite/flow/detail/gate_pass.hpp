@@ -4,10 +4,10 @@
 // another process healed, restored or replaced it, the Database reopens it before the operation
 // touches anything, so that no write goes into a quarantined file.
 
-#include <resilite/archive/detail/archive_flow.hpp>
-#include <resilite/core/detail/connect.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/marker.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/connect.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <fmt/format.h>
 

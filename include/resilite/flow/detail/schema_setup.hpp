@@ -4,9 +4,9 @@
 // transaction, after a backup when backups are on), then schema sync. A database newer than the
 // code is refused or opened read-only, as the migrations policy says.
 
-#include <resilite/core/detail/connect.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/operation_flow.hpp>
+#include <resilite/flow/detail/connect.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/policy/migrations.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
 #include <resilite/schema/schema_report.hpp>

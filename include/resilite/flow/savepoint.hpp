@@ -3,7 +3,7 @@
 // tx.begin_savepoint()). Each savepoint is one operation: it emits one event when it ends.
 
 #include <resilite/core/detail/op_failure.hpp>
-#include <resilite/core/transaction.hpp>
+#include <resilite/flow/transaction.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/sqlite/savepoint.hpp>
 

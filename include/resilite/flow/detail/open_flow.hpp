@@ -16,15 +16,15 @@
 //      listed and gone means an unclean close, and the next open runs a quick_check); schedule
 //      the periodic work, report `open`, start the background thread.
 
-#include <resilite/archive/detail/archive_flow.hpp>
-#include <resilite/backup/detail/backup_flow.hpp>
-#include <resilite/core/detail/connect.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/gate_pass.hpp>
-#include <resilite/core/detail/operation_flow.hpp>
-#include <resilite/heal/detail/heal_flow.hpp>
-#include <resilite/monitor/detail/scheduler.hpp>
-#include <resilite/schema/detail/schema_setup.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/backup_flow.hpp>
+#include <resilite/flow/detail/connect.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/gate_pass.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
+#include <resilite/flow/detail/scheduler.hpp>
+#include <resilite/flow/detail/schema_setup.hpp>
 
 #include <mutex>
 #include <optional>

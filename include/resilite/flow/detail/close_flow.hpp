@@ -7,12 +7,12 @@
 // connection, and with healing on take this process off the sidecar's list (a clean close).
 // Never throws: a failed step is reported as a warning and left to the next open.
 
-#include <resilite/archive/detail/archive_flow.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/gate_pass.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/gate_pass.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
-#include <resilite/heal/detail/heal_flow.hpp>
-#include <resilite/monitor/detail/scheduler.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
+#include <resilite/flow/detail/scheduler.hpp>
 
 #include <mutex>
 

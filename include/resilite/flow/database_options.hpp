@@ -3,7 +3,7 @@
 // clock instances (copies of a manual_clock share its timeline), optionally settings that
 // replace the ones seeded from the policies, and a failure-injection hook for tests.
 
-#include <resilite/core/settings.hpp>
+#include <resilite/flow/settings.hpp>
 
 #include <functional>
 #include <optional>

@@ -2,11 +2,11 @@
 // resilite::basic_transaction<Db>: the handle a Database gives out for writes. It holds the
 // database's writer lock for its whole life; use it on the thread that began it. Each
 // transaction is one operation: it emits one event when it ends (committed, rolled back or
-// failed). Statements and typed rows work as on the Database (core/detail/statement_api.hpp).
+// failed). Statements and typed rows work as on the Database (flow/detail/statement_api.hpp).
 
 #include <resilite/core/detail/op_failure.hpp>
-#include <resilite/core/detail/operation_flow.hpp>
-#include <resilite/core/detail/statement_api.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/statement_api.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
@@ -151,4 +151,4 @@ private:
 
 }  // namespace resilite
 
-#include <resilite/core/savepoint.hpp>
+#include <resilite/flow/savepoint.hpp>

@@ -4,13 +4,13 @@
 // synced, the manifest appended, retention applied, the sink run. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
-#include <resilite/archive/detail/archive_flow.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
-#include <resilite/core/detail/context.hpp>
-#include <resilite/core/detail/identity.hpp>
-#include <resilite/monitor/detail/checker.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/flow/detail/checker.hpp>
 #include <resilite/sqlite/backup.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
