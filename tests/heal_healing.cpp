@@ -700,6 +700,57 @@ TEST_CASE("heal: no healing policy keeps the refusal", "[heal]") {
     CHECK(std::filesystem::exists(path));
 }
 
+TEST_CASE("heal turned off in the settings is honoured: damage at open and at run time is refused, not healed, "
+          "until it is turned on again",
+          "[heal][settings]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    damage_header(path);
+    auto off = HealDb::options{};
+    auto s = HealDb::default_settings();
+    s.healing.enabled = false;
+    off.settings = s;
+    CHECK_THROWS_AS(HealDb(path, off), resilite::error);  // refused as with no_healing
+    CHECK(quarantined(dir.path()).empty());
+    {
+        HealDb db{path};  // on again (the policy's default): healed at open
+        REQUIRE(db.last_heal().has_value());
+        CHECK(db.last_heal()->healed);
+        CHECK(quarantined(dir.path()).size() == 1);
+        // Off at run time: damage met by a call is not healed by the next one, nor on demand.
+        auto now_off = db.current_settings();
+        now_off.healing.enabled = false;
+        db.reconfigure(now_off);
+        for (int i = 41; i <= 300; ++i)
+            db.insert(Item{i, std::string(200, 'q'), i * 1.0, "t"});
+        static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+        db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+        zero_root_page(path, "items");
+        CHECK_THROWS_AS(static_cast<void>(db.select<Item>()), resilite::error);
+        CHECK_THROWS_AS(static_cast<void>(db.select<Item>()), resilite::error);  // not healed first
+        try {
+            static_cast<void>(db.heal());
+            FAIL("healed while healing is turned off");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == error_class::invalid_setting);
+        }
+        CHECK(quarantined(dir.path()).size() == 1);
+        // On again: the next call heals first.
+        auto on = db.current_settings();
+        on.healing.enabled = true;
+        db.reconfigure(on);
+        CHECK(db.select<Item>().size() == 300);
+        CHECK(quarantined(dir.path()).size() == 2);
+    }
+    // A Database type without healing cannot have it turned on at run time.
+    ItemsBackupDb plain{dir / "plain.db"};
+    auto on = plain.current_settings();
+    on.healing.enabled = true;
+    CHECK_THROWS_AS(plain.reconfigure(on), resilite::error);
+}
+
 TEST_CASE("P13 corruption recovery", "[heal][property][P13]") {
     test::temp_dir dir;
     int case_number = 0;

@@ -204,6 +204,10 @@ public:
     heal_report heal() {
         static_assert(healing_type::enabled, "resilite::Database::heal(): add the resilite::healing<> policy");
         std::lock_guard lock(ctx_.mutex);
+        if (!ctx_.healing_on.load())
+            throw detail::library_failure(error_class::invalid_setting, "heal",
+                                          "healing is turned off (settings().healing.enabled); nothing was changed",
+                                          ctx_.path.string());
         return detail::heal_while_open(ctx_, archive_, heal_, "db.heal()");
     }
 
@@ -275,6 +279,12 @@ public:
             }
             apply(next);
             ctx_.config = next;
+            if constexpr (healing_type::enabled) {
+                // Damage already seen heals at the next call once healing is on again; none while off.
+                ctx_.healing_on.store(next.healing.enabled);
+                ctx_.heal_due.store(next.healing.enabled && !ctx_.damage().empty());
+                if (ctx_.heal_due.load() && ctx_.on_heal_due) ctx_.on_heal_due();
+            }
         } catch (...) {
             auto f = detail::op_failure::from_current_exception();
             try {

@@ -35,6 +35,9 @@ void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view o
     if (!problem && s.archive.enabled && !R::archiving) {
         problem = "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
     }
+    if (!problem && s.healing.enabled && !R::healing::enabled) {
+        problem = "healing.enabled needs the resilite::healing<> policy in the Database type";
+    }
     if (problem) throw library_failure(error_class::invalid_setting, operation, *problem, ctx.path.string());
 }
 

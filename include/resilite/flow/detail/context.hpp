@@ -44,7 +44,8 @@ public:
           inject_failure(std::move(opts.inject_failure)),
           before_migrations(std::move(opts.before_migrations)),
           on_connect(std::move(opts.on_connect)),
-          rng(std::random_device{}()) {}
+          rng(std::random_device{}()),
+          healing_on(R::healing::enabled && config.healing.enabled) {}
 
     std::filesystem::path path;
     [[no_unique_address]] observer_type observer;
@@ -67,6 +68,9 @@ public:
     std::mutex rng_mutex;
     std::mt19937_64 rng;  // jitter
     std::atomic<bool> heal_due{false};  // damage seen with healing on: the next call heals first
+    // healing<> and settings().healing.enabled: read without the writer lock (a call that meets
+    // damage, the background thread), changed by reconfigure under it.
+    std::atomic<bool> healing_on;
     std::function<void()> on_heal_due;  // wakes the background thread, which heals without a call
     file_gate gate;                     // healing<>: held shared by every operation (core/detail/file_gate.hpp)
 
@@ -140,8 +144,10 @@ public:
                 damage_ = std::string{what};
             }
             if constexpr (R::healing::enabled) {
-                heal_due.store(true, std::memory_order_relaxed);
-                if (on_heal_due) on_heal_due();
+                if (healing_on.load()) {
+                    heal_due.store(true, std::memory_order_relaxed);
+                    if (on_heal_due) on_heal_due();
+                }
             }
             emit_since("corrupt", now(), outcome::failed, 0, klass, what);
         } catch (...) {

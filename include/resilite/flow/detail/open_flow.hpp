@@ -54,7 +54,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
         refuse_invalid(ctx, ctx.config, "open");  // 1.
         refuse_unusable_path(ctx);
         if constexpr (R::healing::enabled) {
-            if (ctx.on_disk()) {
+            if (ctx.on_disk() && ctx.healing_on.load()) {
                 if (auto damage = damage_at_open(ctx.path)) {
                     static_cast<void>(heal.run(std::move(*damage), "open: header check"));
                 } else if (unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
@@ -100,7 +100,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             if constexpr (R::healing::enabled) {
                 // SQLite met damage the header check could not see (a page of the schema or of
                 // resilite's own tables): heal, then open again; once.
-                if (damage && ctx.on_disk() && !healed_in_loop) {
+                if (damage && ctx.on_disk() && ctx.healing_on.load() && !healed_in_loop) {
                     healed_in_loop = true;
                     static_cast<void>(heal.run(*damage, "open: SQLite met the damage"));
                     continue;
