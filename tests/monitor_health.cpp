@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <future>
 #include <random>
 #include <set>
 #include <thread>
@@ -383,4 +384,36 @@ TEST_CASE("lock: two Databases per process in three processes, checks, backups a
         CHECK_FALSE(p.fatal);
     }
     CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("continuity: health() and current_settings() answer while another thread holds a transaction",
+          "[health][continuity]") {
+    test::temp_dir dir;
+    monitored_db db{dir / "app.db"};
+    db.exec_script("CREATE TABLE t(n INTEGER)");
+    db.exec("INSERT INTO t VALUES(1)");
+    const auto before = db.health();  // read with the writer lock free: the figures to keep
+    REQUIRE_FALSE(before.database_busy);
+    std::promise<void> holding, release;
+    auto released = release.get_future();
+    std::thread writer([&] {
+        db.transaction([&](auto& tx) {
+            tx.exec("INSERT INTO t VALUES(2)");
+            holding.set_value();
+            released.wait();  // until the main thread has its answers
+        });
+    });
+    holding.get_future().wait();
+    // If either call waited for the writer lock, it would wait for ever: the writer waits for us.
+    const auto during = db.health();
+    const auto s = db.current_settings();
+    release.set_value();
+    writer.join();
+    CHECK(during.database_busy);
+    CHECK(during.page_count == before.page_count);  // the last figures read, not zeros
+    CHECK(during.healthy);
+    CHECK(s == db.current_settings());
+    const auto after = db.health();
+    CHECK_FALSE(after.database_busy);
+    CHECK(db.query_one<int>("SELECT count(*) FROM t") == 2);
 }

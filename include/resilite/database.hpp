@@ -10,33 +10,33 @@
 // (flow/detail/close_flow.hpp).
 
 #include <resilite/archive/archive_report.hpp>
-#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/backup/backup_result.hpp>
-#include <resilite/flow/detail/backup_flow.hpp>
+#include <resilite/core/transaction_mode.hpp>
+#include <resilite/durability/checkpoint_mode.hpp>
+#include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/flow/database_options.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/backup_flow.hpp>
+#include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/close_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/drill_flow.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
+#include <resilite/flow/detail/heal_flow.hpp>
+#include <resilite/flow/detail/heal_while_open.hpp>
 #include <resilite/flow/detail/open_flow.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/scheduler.hpp>
+#include <resilite/flow/detail/schema_setup.hpp>
 #include <resilite/flow/detail/statement_api.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/flow/transaction.hpp>
-#include <resilite/core/transaction_mode.hpp>
-#include <resilite/flow/detail/heal_flow.hpp>
-#include <resilite/flow/detail/heal_while_open.hpp>
-#include <resilite/flow/detail/drill_flow.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>
-#include <resilite/durability/checkpoint_mode.hpp>
-#include <resilite/durability/checkpoint_result.hpp>
-#include <resilite/flow/detail/checker.hpp>
-#include <resilite/flow/detail/scheduler.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/policy/detail/policy_set.hpp>
-#include <resilite/flow/detail/schema_setup.hpp>
 #include <resilite/schema/schema_report.hpp>
 
 #include <chrono>
@@ -165,28 +165,37 @@ public:
     }
 
     // The state of the database and of the library's work on it.
+    // Never waits for the writer lock: while another thread holds it (a transaction, a heal), the
+    // figures that need it are the last ones read (database_busy says so).
     [[nodiscard]] health_snapshot health() {
         health_snapshot s;
+        if (std::unique_lock lock(ctx_.mutex, std::try_to_lock); lock.owns_lock()) {
+            checks_.fill(s);
+            if (const auto& d = drills_.last()) {
+                s.last_drill_time = d->when;
+                s.last_drill_ok = d->ok;
+            }
+            s.last_backup_time = backups_.last_time();
+            if (ctx_.conn) {
+                s.page_count = ctx_.conn->template query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+                s.freelist_count = ctx_.conn->template query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
+                archive_.fill(s);
+            }
+            std::lock_guard keep(health_mutex_);
+            last_read_ = s;
+        } else {
+            std::lock_guard keep(health_mutex_);
+            s = last_read_;
+            s.database_busy = true;
+        }
         ctx_.counters.fill(s);
         s.damage = ctx_.damage();
         s.healthy = s.damage.empty();
         s.retries = ctx_.retries.load();
         s.wal_bytes = wal_bytes();
-        std::lock_guard lock(ctx_.mutex);
-        checks_.fill(s);
-        if (const auto& d = drills_.last()) {
-            s.last_drill_time = d->when;
-            s.last_drill_ok = d->ok;
-        }
-        s.last_backup_time = backups_.last_time();
         if (s.last_backup_time) {
             s.last_backup_age =
                 std::chrono::duration_cast<std::chrono::seconds>(ctx_.clock.utc_now() - *s.last_backup_time);
-        }
-        if (ctx_.conn) {
-            s.page_count = ctx_.conn->template query_one<std::int64_t>("PRAGMA page_count").value_or(0);
-            s.freelist_count = ctx_.conn->template query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
-            archive_.fill(s);
         }
         return s;
     }
@@ -259,9 +268,10 @@ public:
 
     // ---- settings ---------------------------------------------------------------------------
 
+    // Never waits for the writer lock (a transaction or a heal in another thread).
     [[nodiscard]] settings current_settings() const {
-        std::lock_guard lock(ctx_.mutex);
-        return ctx_.config;
+        std::lock_guard lock(ctx_.published_mutex);
+        return ctx_.published;
     }
 
     // Validates, applies and swaps in new settings; they govern the next operation. Invalid
@@ -279,6 +289,10 @@ public:
             }
             apply(next);
             ctx_.config = next;
+            {
+                std::lock_guard published(ctx_.published_mutex);
+                ctx_.published = next;
+            }
             if constexpr (healing_type::enabled) {
                 // Damage already seen heals at the next call once healing is on again; none while off.
                 ctx_.healing_on.store(next.healing.enabled);
@@ -388,6 +402,8 @@ private:
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
     detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_};
+    std::mutex health_mutex_;
+    health_snapshot last_read_;  // health(): the figures last read under the writer lock
 };
 
 }  // namespace resilite

@@ -14,10 +14,10 @@
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
-#include <resilite/core/error.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
 #include <unistd.h>

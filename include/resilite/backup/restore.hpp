@@ -3,10 +3,10 @@
 // is checked first, copied to a temporary file, synced and renamed over the target, and a
 // target that another connection has open is never overwritten.
 
-#include <resilite/monitor/check_health.hpp>
-#include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/monitor/check_health.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
 #include <resilite/detail/utc_format.hpp>

@@ -4,9 +4,9 @@
 
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/backup/backup_settings.hpp>
-#include <resilite/retry/retry_settings.hpp>
 #include <resilite/durability/synchronous.hpp>
 #include <resilite/heal/healing_settings.hpp>
+#include <resilite/retry/retry_settings.hpp>
 
 #include <fmt/format.h>
 

@@ -5,9 +5,9 @@
 // failed). Statements and typed rows work as on the Database (flow/detail/statement_api.hpp).
 
 #include <resilite/core/detail/op_failure.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/statement_api.hpp>
-#include <resilite/core/error.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
 #include <resilite/sqlite/transaction.hpp>

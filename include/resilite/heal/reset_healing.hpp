@@ -3,8 +3,8 @@
 // (max_attempts heals in a row did not succeed). Call it once the database is recovered by hand,
 // or its backups or archive are repaired. Changes nothing else.
 
-#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <filesystem>
 

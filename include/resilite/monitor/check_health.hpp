@@ -2,12 +2,12 @@
 // resilite::check_health(path, level): looks at a database without changing it. Used at open
 // (header level) and by healing; applications can run it on demand.
 
-#include <resilite/sqlite/detail/marker.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/monitor/detail/peek_file.hpp>
 #include <resilite/monitor/detail/wal_check.hpp>
-#include <resilite/core/error.hpp>
 #include <resilite/monitor/health_report.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <fmt/format.h>
 

@@ -6,8 +6,8 @@
 //   resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_generations<24, 7, 4>>
 
 #include <resilite/backup/backup_settings.hpp>
-#include <resilite/monitor/check_level.hpp>
 #include <resilite/core/slot.hpp>
+#include <resilite/monitor/check_level.hpp>
 
 #include <concepts>
 #include <cstdint>

@@ -7,8 +7,8 @@
 //   resilite::healing<>                                        // backups + archive, 3 attempts
 //   resilite::healing<resilite::accept_loss_since_backup>      // also a backup alone, loss named
 
-#include <resilite/heal/healing_settings.hpp>
 #include <resilite/core/slot.hpp>
+#include <resilite/heal/healing_settings.hpp>
 
 #include <chrono>
 #include <concepts>

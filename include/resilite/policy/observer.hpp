@@ -2,8 +2,8 @@
 // Observer policy family: where events go. Observers must not throw; if one does, the
 // exception is swallowed so that observing never changes what an operation does.
 
-#include <resilite/monitor/event.hpp>
 #include <resilite/core/slot.hpp>
+#include <resilite/monitor/event.hpp>
 
 #include <fmt/format.h>
 

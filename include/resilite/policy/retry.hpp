@@ -2,11 +2,11 @@
 // Retry policy family: which delays separate attempts when the database is busy, how many
 // attempts, and the overall deadline. The parameters seed resilite::settings::retry.
 
+#include <resilite/core/slot.hpp>
 #include <resilite/retry/detail/backoff.hpp>
 #include <resilite/retry/jitter.hpp>
 #include <resilite/retry/retry_scope.hpp>
 #include <resilite/retry/retry_settings.hpp>
-#include <resilite/core/slot.hpp>
 
 #include <chrono>
 #include <concepts>

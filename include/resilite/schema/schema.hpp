@@ -5,11 +5,11 @@
 //   using Schema = resilite::schema<users, orders, resilite::trigger<"count_orders", "...">>;
 //   using Strict = resilite::strict_schema<users, orders>;   // any drift fails open
 
+#include <resilite/core/slot.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
+#include <resilite/schema/schema_mode.hpp>
 #include <resilite/schema/table.hpp>
 #include <resilite/schema/trigger.hpp>
-#include <resilite/schema/schema_mode.hpp>
-#include <resilite/core/slot.hpp>
 
 #include <boost/hana/filter.hpp>
 #include <boost/hana/find_if.hpp>

@@ -10,9 +10,9 @@
 //                                  resilite::foreign_key<"user_id", "users", "id">>;
 
 #include <resilite/detail/fixed_string.hpp>
+#include <resilite/schema/default_value.hpp>
 #include <resilite/schema/detail/row_traits.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
-#include <resilite/schema/default_value.hpp>
 #include <resilite/schema/foreign_key.hpp>
 #include <resilite/schema/index.hpp>
 #include <resilite/schema/primary_key.hpp>

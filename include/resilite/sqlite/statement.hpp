@@ -1,8 +1,8 @@
 #pragma once
 // resilite::sqlite::statement: RAII over one prepared sqlite3_stmt.
 
-#include <resilite/sqlite/detail/value_traits.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/sqlite/detail/value_traits.hpp>
 
 #include <sqlite3.h>
 

@@ -2,8 +2,8 @@
 // resilite::sqlite::transaction: BEGIN in the constructor, ROLLBACK in the destructor unless
 // committed. The plain SQLite-level building block under resilite::basic_transaction.
 
-#include <resilite/sqlite/connection.hpp>
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/sqlite/connection.hpp>
 
 #include <utility>
 

@@ -16,10 +16,10 @@
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
-#include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/core/error.hpp>
-#include <resilite/sqlite/transaction.hpp>
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/transaction.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -13,13 +13,13 @@
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
 #include <resilite/archive/detail/high_water.hpp>
-#include <resilite/sqlite/transaction.hpp>
 #include <resilite/archive/inspect_archive.hpp>
-#include <resilite/flow/detail/context.hpp>
-#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/detail/link_path.hpp>
+#include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
 

@@ -4,14 +4,14 @@
 // synced, the manifest appended, retention applied, the sink run. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
-#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
-#include <resilite/flow/detail/context.hpp>
-#include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
+#include <resilite/flow/detail/context.hpp>
 #include <resilite/sqlite/backup.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
 #include <fmt/format.h>

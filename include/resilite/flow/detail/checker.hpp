@@ -4,9 +4,9 @@
 // last result is kept for health(); a failed check marks the database damaged.
 
 #include <resilite/flow/detail/context.hpp>
-#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 
 #include <fmt/format.h>
 

@@ -7,10 +7,10 @@
 // connection, and with healing on take this process off the sidecar's list (a clean close).
 // Never throws: a failed step is reported as a warning and left to the next open.
 
+#include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
-#include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/flow/detail/scheduler.hpp>
 

@@ -3,13 +3,13 @@
 // said at once (no retry can cure them), the connection with its durability settings, and the
 // identity check that keeps a Database from ever writing into a file that is not its database.
 
-#include <resilite/flow/detail/context.hpp>
-#include <resilite/sqlite/detail/identity.hpp>
-#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
+#include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
 #include <resilite/schema/schema_mode.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>

@@ -4,10 +4,10 @@
 // flow needs (events, damage, the test hook). Components receive it by reference; none of them
 // reaches back into the Database that owns it.
 
-#include <resilite/flow/database_options.hpp>
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/flow/database_options.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/monitor/detail/metrics.hpp>
 #include <resilite/monitor/event.hpp>
@@ -40,6 +40,7 @@ public:
           observer(std::move(opts.observer)),
           clock(std::move(opts.clock)),
           config(std::move(initial)),
+          published(config),
           vfs(std::move(opts.vfs)),
           inject_failure(std::move(opts.inject_failure)),
           before_migrations(std::move(opts.before_migrations)),
@@ -52,6 +53,9 @@ public:
     clock_type clock;
     mutable std::recursive_mutex mutex;  // the writer lock; recursive so tx.exec can re-enter
     settings config;                     // guarded by `mutex`
+    // A copy of `config` for readers that never wait behind the writer lock (current_settings()).
+    mutable std::mutex published_mutex;
+    settings published;  // guarded by `published_mutex`
     std::optional<sqlite::connection> conn;
     std::optional<error> broken;  // why the last reconnect failed (conn is empty then)
     std::string identity;         // this database's identity (sqlite/detail/identity.hpp)

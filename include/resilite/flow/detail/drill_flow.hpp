@@ -12,12 +12,12 @@
 //      event: the backups or the archive cannot heal this database).
 
 #include <resilite/archive/detail/archive_capture.hpp>
-#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/heal/drill_report.hpp>

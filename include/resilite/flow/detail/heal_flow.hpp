@@ -23,25 +23,25 @@
 // steps; a quarantined database that passes an integrity check after all is put back. Killed at any point, the next open finds the database missing or damaged, with the
 // heal recorded in the sidecar, and heals again.
 
+#include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/high_water.hpp>
+#include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
-#include <resilite/archive/detail/archive_capture.hpp>
-#include <resilite/archive/detail/segment_file.hpp>
-#include <resilite/flow/detail/archive_flow.hpp>
-#include <resilite/archive/detail/high_water.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/core/detail/file_gate.hpp>
+#include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
-#include <resilite/core/detail/file_gate.hpp>
-#include <resilite/sqlite/detail/identity.hpp>
-#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/heal/detail/heal_files.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
 #include <resilite/detail/utc_format.hpp>

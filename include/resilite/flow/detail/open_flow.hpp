@@ -21,8 +21,8 @@
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
-#include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/scheduler.hpp>
 #include <resilite/flow/detail/schema_setup.hpp>
 

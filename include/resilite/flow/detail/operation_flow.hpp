@@ -5,11 +5,11 @@
 // retry policy: retried after a backoff delay (reconnecting first when the connection broke),
 // or reported. Every operation emits exactly one event; every retried attempt one `retry`.
 
+#include <resilite/core/transaction_mode.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
-#include <resilite/core/transaction_mode.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/policy/retry.hpp>
 #include <resilite/retry/detail/retry_state.hpp>

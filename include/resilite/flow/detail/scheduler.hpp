@@ -4,16 +4,16 @@
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
+#include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
+#include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
-#include <resilite/flow/detail/operation_flow.hpp>
-#include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/drill_flow.hpp>
+#include <resilite/flow/detail/gate_pass.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/flow/detail/heal_while_open.hpp>
-#include <resilite/flow/detail/gate_pass.hpp>
-#include <resilite/flow/detail/checker.hpp>
+#include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
 

@@ -3,10 +3,10 @@
 // that have the database open (clean closes), the scratch names, the quarantine root, the heal
 // log, and what damage at open means.
 
-#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/heal/healing_settings.hpp>
 #include <resilite/monitor/check_health.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <fmt/format.h>
 

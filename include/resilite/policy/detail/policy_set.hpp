@@ -2,6 +2,7 @@
 // Finds, for each slot, the policy the user gave or the slot's default, and rejects with a
 // readable message a type that is no policy or two policies for one slot.
 
+#include <resilite/core/slot.hpp>
 #include <resilite/policy/archive.hpp>
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
@@ -11,7 +12,6 @@
 #include <resilite/policy/observer.hpp>
 #include <resilite/policy/retry.hpp>
 #include <resilite/schema/schema.hpp>
-#include <resilite/core/slot.hpp>
 
 #include <boost/hana/at_key.hpp>
 #include <boost/hana/contains.hpp>

@@ -3,8 +3,8 @@
 // transaction. Anything that could only be fixed by rebuilding a table (and so risk its data)
 // is reported as drift and never touched.
 
-#include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/schema/schema_report.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/transaction.hpp>
