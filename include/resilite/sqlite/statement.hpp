@@ -25,17 +25,15 @@ public:
                                           persistent ? SQLITE_PREPARE_PERSISTENT : 0, &stmt_, &tail);
         if (rc != SQLITE_OK) throw detail::sqlite_failure(db, rc, "prepare", sql, path_of(db));
         if (stmt_ == nullptr) {
-            throw detail::library_failure(error_class::misuse, "prepare", "the SQL text holds no statement",
-                                          path_of(db));
+            throw refused(db, sql, "the SQL text holds no statement");
         }
         if (tail != nullptr) {
             for (const char* p = tail; p < sql.data() + sql.size(); ++p) {
                 if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != ';') {
                     sqlite3_finalize(std::exchange(stmt_, nullptr));
-                    throw detail::library_failure(
-                        error_class::misuse, "prepare",
-                        "the SQL text holds more than one statement; run scripts with exec_script()",
-                        path_of(db));
+                    throw refused(
+                        db, sql,
+                        "the SQL text holds more than one statement; run scripts with exec_script()");
                 }
             }
         }
@@ -116,6 +114,16 @@ public:
     [[nodiscard]] explicit operator bool() const noexcept { return stmt_ != nullptr; }
 
 private:
+    // A text refused before it runs: the record names it, as every failure's does (P9).
+    [[nodiscard]] static error refused(sqlite3* db, std::string_view sql, std::string_view why) {
+        technical_detail d;
+        d.operation = "prepare";
+        d.sql = sql;
+        d.note = why;
+        d.database_path = path_of(db);
+        return error{error_class::misuse, std::move(d)};
+    }
+
     static std::string_view path_of(sqlite3* db) noexcept {
         const char* f = db != nullptr ? sqlite3_db_filename(db, "main") : nullptr;
         return f != nullptr ? std::string_view{f} : std::string_view{};
