@@ -16,6 +16,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace resilite::detail {
@@ -106,7 +107,13 @@ struct schema_inspector {
                  "SELECT \"from\", \"table\", \"to\", on_update, on_delete FROM pragma_foreign_key_list(?) "
                  "WHERE seq = 0",
                  table)) {
-            out.push_back({from, {parent, to.value_or(""), {}, {}}, on_delete, on_update});
+            existing_reference r;  // member by member: g++ 12 -O2 sees a false "maybe uninitialized" in braces
+            r.column = from;
+            r.to.table = parent;
+            r.to.column = to.value_or("");
+            r.on_delete = on_delete;
+            r.on_update = on_update;
+            out.push_back(std::move(r));
         }
         return out;
     }
