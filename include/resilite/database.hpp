@@ -293,12 +293,7 @@ public:
                 std::lock_guard published(ctx_.published_mutex);
                 ctx_.published = next;
             }
-            if constexpr (healing_type::enabled) {
-                // Damage already seen heals at the next call once healing is on again; none while off.
-                ctx_.healing_on.store(next.healing.enabled);
-                ctx_.heal_due.store(next.healing.enabled && !ctx_.damage().empty());
-                if (ctx_.heal_due.load() && ctx_.on_heal_due) ctx_.on_heal_due();
-            }
+            if constexpr (healing_type::enabled) ctx_.set_healing(next.healing.enabled);
         } catch (...) {
             // Annotated first: the event carries the same record as the error thrown (P9).
             ctx_.annotate_current(start, "reconfigure");

@@ -137,6 +137,14 @@ public:
         }
     }
 
+    // healing<> turned on or off at run time (the caller holds the writer lock): damage already
+    // seen heals at the next call once it is on again; nothing heals while it is off.
+    void set_healing(bool on) {
+        healing_on.store(on);
+        heal_due.store(on && !damage().empty());
+        if (heal_due.load() && on_heal_due) on_heal_due();
+    }
+
     // SQLite said the file is damaged: never silent. The database is marked unhealthy (health()
     // shows it) and a `corrupt` event says what was seen, once. Healing will start from here.
     void note_damage(error_class klass, std::string_view what) noexcept {
