@@ -23,6 +23,7 @@ class ResiliteConan(ConanFile):
         self.requires("sqlite3/[>=3.37 <4]", transitive_headers=True)
         self.requires("boost/[>=1.71]", transitive_headers=True)
         self.requires("fmt/[>=9 <12]", transitive_headers=True)
+        self.requires("nlohmann_json/[>=3.9 <4]", transitive_headers=True)
 
     def package_id(self):
         self.info.clear()
@@ -43,6 +44,6 @@ class ResiliteConan(ConanFile):
         self.cpp_info.set_property("cmake_target_name", "resilite::resilite")
         self.cpp_info.bindirs = []
         self.cpp_info.libdirs = []
-        self.cpp_info.requires = ["sqlite3::sqlite3", "boost::headers", "fmt::fmt"]
+        self.cpp_info.requires = ["sqlite3::sqlite3", "boost::headers", "fmt::fmt", "nlohmann_json::nlohmann_json"]
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread"]  # the background thread (std::jthread)

@@ -2,7 +2,7 @@
 # Installs the Debian packages resilite's build, tests, examples and benchmarks need, if missing.
 set -euo pipefail
 
-packages=(cmake make g++ clang pkg-config libsqlite3-dev sqlite3 libboost-dev libfmt-dev catch2
+packages=(cmake make g++ clang pkg-config libsqlite3-dev sqlite3 libboost-dev libfmt-dev nlohmann-json3-dev catch2
           librapidcheck-dev libbenchmark-dev libsqlitecpp-dev rclone)
 
 missing=()
