@@ -5,9 +5,9 @@
 // A thin front: it resolves the policies, owns the shared context and the components, and
 // gives each public call to the component that does it. The flows read top to bottom in their
 // own files (docs/architecture.md): open (flow/detail/open_flow.hpp), every operation
-// (flow/detail/operation_flow.hpp), backup (flow/detail/backup_flow.hpp), archive drain
-// (flow/detail/archive_flow.hpp), heal (flow/detail/heal_flow.hpp), close
-// (flow/detail/close_flow.hpp).
+// (flow/detail/operation_flow.hpp), degradation (flow/detail/degradation_flow.hpp), backup
+// (flow/detail/backup_flow.hpp), archive drain (flow/detail/archive_flow.hpp), heal
+// (flow/detail/heal_flow.hpp), close (flow/detail/close_flow.hpp).
 
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/inspect_archive.hpp>
@@ -22,6 +22,7 @@
 #include <resilite/flow/detail/close_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/degradation_flow.hpp>
 #include <resilite/flow/detail/drill_flow.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
@@ -33,6 +34,7 @@
 #include <resilite/flow/detail/statement_api.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/flow/transaction.hpp>
+#include <resilite/flow/write_result.hpp>
 #include <resilite/heal/drill_report.hpp>
 #include <resilite/heal/heal_report.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
@@ -41,6 +43,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -67,6 +70,7 @@ public:
     using backup_type = typename policies::backup;
     using archive_type = typename policies::archive;
     using healing_type = typename policies::healing;
+    using degradation_type = typename policies::degradation;
     using time_point = std::chrono::steady_clock::time_point;
     using flow_type = detail::operation_flow<policies>;
     using transaction_type = basic_transaction<Database>;
@@ -92,6 +96,7 @@ public:
     explicit Database(std::filesystem::path path, options opts = {})
         : ctx_(std::move(path), std::move(opts), opts.settings ? *opts.settings : default_settings()) {
         detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, heal_, schedule_);
+        degrade_.after_open();  // queue_writes: writes queued before this open, replayed first
     }
 
     Database(const Database&) = delete;
@@ -127,7 +132,9 @@ public:
                       "resilite::Database::transaction(f): f must be callable as f(tx), e.g. "
                       "[&](auto& tx) { tx.exec(...); }");
         heal_if_due();
-        return flow_.template transaction<transaction_type>(*this, std::forward<F>(f), mode);
+        return admitted(degrade_.admit(detail::op_kind::write, "transaction"), [&]() -> decltype(auto) {
+            return flow_.template transaction<transaction_type>(*this, std::forward<F>(f), mode);
+        });
     }
 
     // An explicit transaction: call commit(); leaving it any other way rolls back. BEGIN and
@@ -135,13 +142,14 @@ public:
     // replayed without your code: use transaction(f) for that).
     [[nodiscard]] transaction_type begin(transaction_mode mode = transaction_mode::immediate) {
         heal_if_due();
-        return flow_.template begin<transaction_type>(*this, mode);
+        return admitted(degrade_.admit(detail::op_kind::write, "transaction"),
+                        [&] { return flow_.template begin<transaction_type>(*this, mode); });
     }
 
     // ---- durability and maintenance ---------------------------------------------------------
 
     checkpoint_result checkpoint(checkpoint_mode mode = checkpoint_mode::passive) {
-        return schedule_.checkpoint(mode);
+        return admitted(degrade_.admit(detail::op_kind::write, "checkpoint"), [&] { return schedule_.checkpoint(mode); });
     }
 
     // Runs whatever periodic work is due by the clock (PASSIVE checkpoint, WAL size check,
@@ -189,6 +197,13 @@ public:
             s.database_busy = true;
         }
         ctx_.counters.fill(s);
+        const auto a = ctx_.avail.snapshot();
+        s.available = a.reason == detail::unavailable_reason::none;
+        s.unavailable_reason = std::string{to_string(a.reason)};
+        s.unavailable_since = a.since;
+        s.unavailable_detail = a.detail;
+        s.queue_depth = degrade_.queue_depth();
+        s.queue_rejected = degrade_.queue_rejected();
         s.damage = ctx_.damage();
         s.healthy = s.damage.empty();
         s.retries = ctx_.retries.load();
@@ -212,6 +227,12 @@ public:
     // operation heals this way on the next call, and damage found at open before anything else.
     heal_report heal() {
         static_assert(healing_type::enabled, "resilite::Database::heal(): add the resilite::healing<> policy");
+        if (!ctx_.avail.claim_heal())
+            throw detail::library_failure(error_class::degraded, "heal",
+                                          "another thread of this process is healing the database now; nothing was "
+                                          "changed",
+                                          ctx_.path.string());
+        detail::heal_claim claim{ctx_.avail};
         std::lock_guard lock(ctx_.mutex);
         if (!ctx_.healing_on.load())
             throw detail::library_failure(error_class::invalid_setting, "heal",
@@ -246,9 +267,11 @@ public:
     // number in the database. Returns that number.
     std::int64_t drain_archive() {
         static_assert(policies::archiving, "resilite::Database::drain_archive(): add the resilite::archive<> policy");
-        return flow_.run(
-            "archive", [&](sqlite::connection&) { return archive_.drain_now(); },
-            [](std::int64_t) { return std::int64_t{0}; });
+        return admitted(degrade_.admit(detail::op_kind::write, "archive"), [&] {
+            return flow_.run(
+                "archive", [&](sqlite::connection&) { return archive_.drain_now(); },
+                [](std::int64_t) { return std::int64_t{0}; });
+        });
     }
 
     // Drains, then validates the archive and rebuilds it in a scratch directory: reports what a
@@ -324,6 +347,7 @@ public:
     // Runs f(connection) under the writer lock: the escape hatch to the SQLite layer.
     template <class F>
     decltype(auto) with_connection(F&& f) {
+        static_cast<void>(degrade_.admit(detail::op_kind::write, "with_connection"));
         std::lock_guard lock(ctx_.mutex);
         return std::invoke(f, ctx_.connection());
     }
@@ -341,15 +365,59 @@ private:
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
         heal_if_due();
-        return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+        const bool read = name == "query" || name == "get" || name == "select";
+        return admitted(degrade_.admit(read ? detail::op_kind::read : detail::op_kind::write, name),
+                        [&] { return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of)); });
+    }
+
+    // The write hook of detail::statement_api: with queue_writes, a write the database cannot
+    // take now (or that the gate refused: nothing was committed) is queued instead.
+    template <class F, class Rows, class Encode>
+    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&& encode) {
+        if constexpr (degradation_type::queues_writes) {
+            heal_if_due();
+            const auto a = degrade_.admit(detail::op_kind::queueable, name);
+            if (a == detail::admission::queue) return degrade_.enqueue(name, encode);
+            try {
+                return write_result{write_result::status::committed,
+                                    admitted(a, [&] { return flow_.run(name, f, rows_of); }), 0};
+            } catch (const error& e) {
+                if (e.klass() != error_class::degraded || ctx_.avail.available()) throw;
+                return degrade_.enqueue(name, encode);
+            }
+        } else {
+            return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+        }
+    }
+
+    // A call admitted as the probe (flow/detail/degradation_flow.hpp) says how it went.
+    template <class Op>
+    decltype(auto) admitted(detail::admission a, Op&& op) {
+        if (a != detail::admission::probe) [[likely]] return op();
+        struct report {
+            detail::degradation_flow<policies>& degrade;
+            int unwinding = std::uncaught_exceptions();
+            ~report() {
+                if (std::uncaught_exceptions() > unwinding) {
+                    degrade.probe_failed();
+                } else {
+                    degrade.probe_succeeded();
+                }
+            }
+        } r{degrade_};
+        return op();
     }
 
     // With healing on, before every call: damage seen by an earlier call is healed first. Not
     // inside a transaction: it holds the database until it ends. (A database another process
     // healed is reopened by the operation itself: flow/detail/gate_pass.hpp.)
+    // One heal at a time: a thread that finds another healing goes on to admission, which says
+    // `healing` at once rather than wait for the writer lock the heal holds.
     void heal_if_due() {
         if constexpr (healing_type::enabled) {
             if (!ctx_.heal_due.load(std::memory_order_relaxed)) [[likely]] return;
+            if (!ctx_.avail.claim_heal()) return;
+            detail::heal_claim claim{ctx_.avail};
             std::lock_guard lock(ctx_.mutex);
             if ((ctx_.conn && ctx_.conn->in_transaction()) || ctx_.gate.depth() > 0 || !ctx_.heal_due.load()) return;
             static_cast<void>(detail::heal_while_open(ctx_, archive_, heal_, "run time: an operation saw the damage"));
@@ -361,6 +429,7 @@ private:
     // and a healed file is reopened first.
     template <class F>
     decltype(auto) through_gate(F&& f) {
+        static_cast<void>(degrade_.admit(detail::op_kind::diagnostic, "gate"));
         if constexpr (healing_type::enabled) {
             detail::gate_pass<policies> pass;
             {
@@ -397,7 +466,8 @@ private:
     detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_};
+    detail::degradation_flow<policies> degrade_{ctx_, flow_};
+    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_, degrade_};
     std::mutex health_mutex_;
     health_snapshot last_read_;  // health(): the figures last read under the writer lock
 };

@@ -13,5 +13,6 @@ struct migrations {};
 struct backup {};
 struct archive {};
 struct healing {};
+struct degradation {};
 
 }  // namespace resilite::slot

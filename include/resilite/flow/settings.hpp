@@ -5,6 +5,7 @@
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/durability/synchronous.hpp>
+#include <resilite/flow/degradation_settings.hpp>
 #include <resilite/heal/healing_settings.hpp>
 #include <resilite/retry/retry_settings.hpp>
 
@@ -28,6 +29,7 @@ struct settings {
     backup_settings backup{};                          // copies, schedule, retention
     archive_settings archive{};                        // text archive of every committed change
     healing_settings healing{};                        // what happens to a database found damaged
+    degradation_settings degradation{};                // probes while the database is unavailable
     std::chrono::seconds quick_check_interval{0};      // scheduled quick_check (0: off)
     std::chrono::seconds integrity_check_interval{0};  // scheduled integrity_check (0: off)
 
@@ -56,6 +58,7 @@ struct settings {
         if (auto p = backup.problem()) return p;
         if (auto p = archive.problem()) return p;
         if (auto p = healing.problem()) return p;
+        if (auto p = degradation.problem()) return p;
         return retry.problem();
     }
 };

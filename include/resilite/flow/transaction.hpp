@@ -121,6 +121,11 @@ private:
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
         return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
+    // Inside a transaction nothing is queued: the statement runs as any other.
+    template <class F, class Rows, class Encode>
+    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&&) {
+        return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+    }
 
     // Rows count only what was kept: a rolled back transaction changed nothing.
     // A transaction run by Database::transaction(f) is reported by it, once for all attempts.

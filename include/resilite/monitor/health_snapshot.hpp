@@ -42,6 +42,17 @@ struct health_snapshot {
     // wait for it, and the check, backup, drill, page and archive figures are those of the last
     // health() that could read them (zero before any could).
     bool database_busy = false;
+    // Degradation (docs/degradation.md): whether the database can be used now; if not, why
+    // (healing, healing_elsewhere, damaged, disk_full, read_only_volume, io_error), since when
+    // and what was seen. queue_depth: writes queued (queue_writes) and not yet replayed, as this
+    // process last saw the queue; queue_rejected: queued writes SQLite refused on replay, kept in
+    // the rejected file.
+    bool available = true;
+    std::string unavailable_reason = "available";
+    std::optional<std::chrono::system_clock::time_point> unavailable_since;  // UTC
+    std::string unavailable_detail;
+    std::uint64_t queue_depth = 0;
+    std::uint64_t queue_rejected = 0;
 
     [[nodiscard]] std::string to_json() const {
         std::string by_class;
@@ -63,13 +74,16 @@ struct health_snapshot {
             "\"last_drill_time\":{},\"last_drill_ok\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
-            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{},\"database_busy\":{}}}",
+            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{},\"database_busy\":{},"
+            "\"available\":{},\"unavailable_reason\":\"{}\",\"unavailable_since\":{},\"queue_depth\":{},"
+            "\"queue_rejected\":{}}}",
             healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"},
             time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null", wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
             p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
-            archive_pending, database_busy ? "true" : "false");
+            archive_pending, database_busy ? "true" : "false", available ? "true" : "false", unavailable_reason,
+            time_or_null(unavailable_since), queue_depth, queue_rejected);
     }
 };
 

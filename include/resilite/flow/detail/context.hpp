@@ -8,10 +8,13 @@
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/flow/database_options.hpp>
+#include <resilite/flow/detail/availability.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/monitor/detail/metrics.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/sqlite/connection.hpp>
+
+#include <fmt/format.h>
 
 #include <atomic>
 #include <chrono>
@@ -76,7 +79,9 @@ public:
     // damage, the background thread), changed by reconfigure under it.
     std::atomic<bool> healing_on;
     std::function<void()> on_heal_due;  // wakes the background thread, which heals without a call
+    std::function<void()> wake_background;  // set once when the background thread starts
     file_gate gate;                     // healing<>: held shared by every operation (core/detail/file_gate.hpp)
+    availability avail;                 // degradation: unavailable, why and since when
 
     [[nodiscard]] time_point now() const { return clock.now(); }
     [[nodiscard]] const char* vfs_name() const noexcept { return vfs.empty() ? nullptr : vfs.c_str(); }
@@ -109,7 +114,8 @@ public:
     void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
                     std::string_view detail, int attempts = 1, bool counted = true) noexcept {
         const auto duration = now() - start;
-        if (counted && name != "retry" && name != "wal_size_alert" && name != "corrupt")
+        if (counted && name != "retry" && name != "wal_size_alert" && name != "corrupt" && name != "degraded" &&
+            name != "recovered")
             counters.record(o, klass, duration);
         if constexpr (observer_type::enabled) {
             try {
@@ -162,6 +168,41 @@ public:
                 }
             }
             emit_since("corrupt", now(), outcome::failed, 0, klass, what);
+            note_unavailable(unavailable_reason::damaged, what);
+        } catch (...) {
+        }
+    }
+
+    // The database cannot be used for `why` (docs/degradation.md): one `degraded` event when the
+    // state changes; calls then fail at once (or are served or queued, by the policy).
+    void note_unavailable(unavailable_reason why, std::string_view what) noexcept {
+        try {
+            const auto first = std::chrono::duration_cast<std::chrono::nanoseconds>(config_probe_interval());
+            if (avail.enter(why, what, now(), clock.utc_now(), first))
+            {
+                emit_since("degraded", now(), outcome::warning, 0, error_class::degraded,
+                           fmt::format("unavailable ({}): {}", to_string(why), what));
+                if (wake_background && needs_probe(why)) wake_background();  // it probes
+            }
+        } catch (...) {
+        }
+    }
+
+    // A failure that makes the database unavailable (rather than failing one call): disk full, a
+    // read-only volume, I/O errors past the retry policy.
+    void note_failure(error_class klass, std::string_view what) noexcept {
+        if (klass == error_class::full) note_unavailable(unavailable_reason::disk_full, what);
+        else if (klass == error_class::read_only && !read_only) note_unavailable(unavailable_reason::read_only_volume, what);
+    }
+
+    // Available again, if the state was one of `ended`: one `recovered` event.
+    template <class... Reasons>
+    void note_available(std::string_view how, Reasons... ended) noexcept {
+        if (avail.available()) [[likely]] return;  // one atomic load on every gate entry
+        try {
+            if (auto was = avail.leave(now(), ended...))
+                emit_since("recovered", was->since_steady, outcome::ok, 0, error_class::none,
+                           fmt::format("available again ({}; was {}: {})", how, to_string(was->reason), was->detail));
         } catch (...) {
         }
     }
@@ -174,9 +215,13 @@ public:
 
     // After a heal: the database in place is sound again.
     void clear_damage() noexcept {
-        std::lock_guard lock(damage_mutex_);
-        damage_.clear();
-        heal_due.store(false, std::memory_order_relaxed);
+        {
+            std::lock_guard lock(damage_mutex_);
+            damage_.clear();
+            heal_due.store(false, std::memory_order_relaxed);
+        }
+        note_available("the database in place is sound", unavailable_reason::damaged, unavailable_reason::healing,
+                       unavailable_reason::healing_elsewhere);
     }
 
     // The writer lock is not fair: a thread committing in a loop takes it back before a waiting
@@ -199,6 +244,12 @@ public:
     }
 
 private:
+    // Read without the writer lock: the published copy.
+    [[nodiscard]] std::chrono::milliseconds config_probe_interval() const {
+        std::lock_guard lock(published_mutex);
+        return published.degradation.probe_interval;
+    }
+
     mutable std::mutex damage_mutex_;
     std::string damage_;
     std::atomic<bool> backup_waiting_{false};  // a backup step wants the writer lock next

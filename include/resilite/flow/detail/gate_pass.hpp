@@ -13,6 +13,7 @@
 
 #include <sqlite3.h>
 
+#include <string_view>
 #include <type_traits>
 #include <utility>
 
@@ -53,23 +54,37 @@ void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
                                read_marker(ctx.path).heal_epoch));
 }
 
+// Another process holds the gate to heal: the database is unavailable until it lets go.
+template <class R>
+[[nodiscard]] error healing_elsewhere(context<R>& ctx, std::string_view more = {}) {
+    const auto what = fmt::format("another process is healing the database{}", more);
+    ctx.note_unavailable(unavailable_reason::healing_elsewhere, "another process is healing the database");
+    return library_failure(error_class::degraded, "gate", what, ctx.path.string());
+}
+
 // Held for one operation (or one transaction, or one round of maintenance); nothing without
 // healing<>. The caller holds the writer lock while it makes and ends one.
 template <class R>
 class gate_pass {
 public:
     enum class on_replaced { follow, ignore };
+    enum class on_healing { degraded, busy };
 
     gate_pass() = default;
-    // Throws a busy error while another process heals (retried under the retry policy, which
-    // says "busy" when it gives up).
-    gate_pass(context<R>& ctx, archive_flow<R>& archive, on_replaced what = on_replaced::follow) {
+    // While another process heals: the database is unavailable (a `degraded` error at once,
+    // docs/degradation.md), or, for open, a busy error the retry policy waits on.
+    gate_pass(context<R>& ctx, archive_flow<R>& archive, on_replaced what = on_replaced::follow,
+              [[maybe_unused]] on_healing refusal = on_healing::degraded) {
         if constexpr (R::healing::enabled) {
             if (!ctx.on_disk()) return;
             if (!ctx.gate.enter(ctx.path)) {
-                throw library_failure(error_class::busy, "gate",
-                                      "another process is healing the database; operations wait for it", ctx.path.string());
+                if (refusal == on_healing::busy)
+                    throw library_failure(error_class::busy, "gate",
+                                          "another process is healing the database; opening waits for it",
+                                          ctx.path.string());
+                throw healing_elsewhere(ctx);
             }
+            ctx.note_available("the gate is open again", unavailable_reason::healing_elsewhere);
             ctx_ = &ctx;
             try {
                 if (what == on_replaced::follow && ctx.gate.depth() == 1 && !(ctx.conn && ctx.conn->in_transaction()) &&
@@ -139,9 +154,7 @@ public:
                 case why::none:
                     return;
                 case why::healing:
-                    throw library_failure(error_class::busy, "gate",
-                                          "another process is healing the database; the commit was rolled back",
-                                          ctx_->path.string());
+                    throw healing_elsewhere(*ctx_, "; the commit was rolled back");
                 case why::replaced:
                     throw library_failure(error_class::busy, "gate",
                                           "another process healed or replaced the database; the commit was rolled "

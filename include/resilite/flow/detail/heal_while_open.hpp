@@ -40,6 +40,9 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     }
     auto found = ctx.damage();
     if (found.empty()) found = "a heal was asked for";
+    // Unavailable while it runs: other threads' calls fail at once (or are served or queued, by
+    // the degradation policy) rather than wait for the writer lock the heal holds.
+    ctx.note_unavailable(unavailable_reason::healing, fmt::format("a heal is running in this process ({})", found));
     std::optional<error> reopen_failure;
     std::exception_ptr archive_failure;
     typename heal_flow<R>::open_database db;
@@ -72,6 +75,7 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     } catch (const error& e) {
         let_go_if_open(ctx, archive);
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
+        ctx.note_unavailable(unavailable_reason::damaged, fmt::format("the heal failed: {}", e.what()));
         if (e.klass() == error_class::aborted) {  // the sound database was put back: open it again
             db.take_up();
             if (!reopen_failure) {
@@ -83,6 +87,8 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     }
     if (reopen_failure) {
         ctx.broken = *reopen_failure;
+        ctx.note_unavailable(unavailable_reason::damaged,
+                             fmt::format("the healed database could not be opened: {}", reopen_failure->what()));
         throw *reopen_failure;
     }
     ctx.broken.reset();

@@ -74,7 +74,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
     for (;;) {  // 2.
         ++st.attempt;
         try {
-            pass = gate_pass<R>{ctx, archive, gate_pass<R>::on_replaced::ignore};
+            pass = gate_pass<R>{ctx, archive, gate_pass<R>::on_replaced::ignore, gate_pass<R>::on_healing::busy};
             {
                 std::lock_guard lock(ctx.mutex);
                 ctx.inject("open", st.attempt);

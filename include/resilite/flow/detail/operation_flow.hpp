@@ -120,6 +120,7 @@ public:
             ctx_.annotate_current(start, name);
             auto failure = op_failure::from_current_exception();
             ctx_.note_damage(failure.klass, failure.detail);
+            ctx_.note_failure(failure.klass, failure.detail);
             // One failed transaction is one failure: the transaction's own event counts it.
             ctx_.emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail, 1, false);
             throw;
@@ -251,6 +252,8 @@ public:
                                                      failure->technical().code_name, h.detail));
                 }
             }
+            if (failure->klass() == error_class::io && ctx_.damage().empty())
+                ctx_.note_unavailable(unavailable_reason::io_error, exhausted.what());
             throw exhausted;
         }
         back_off(name, st, *failure, remaining);
@@ -266,6 +269,7 @@ public:
         ctx_.annotate_current(st.start, name, std::max(st.attempt, 1));
         auto failure = op_failure::from_current_exception();
         ctx_.note_damage(failure.klass, failure.detail);
+        ctx_.note_failure(failure.klass, failure.detail);
         ctx_.emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail, std::max(st.attempt, 1));
     }
 

@@ -9,6 +9,7 @@
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/degradation_flow.hpp>
 #include <resilite/flow/detail/drill_flow.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
@@ -51,8 +52,15 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals)
-        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills), heals_(heals) {}
+              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade)
+        : ctx_(ctx),
+          flow_(flow),
+          checks_(checks),
+          archive_(archive),
+          backups_(backups),
+          drills_(drills),
+          heals_(heals),
+          degrade_(degrade) {}
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
@@ -88,11 +96,14 @@ public:
 
     // Runs whatever periodic work is due by the clock. Returns true when something was due.
     bool maintain() {
+        // Unavailable: a probe once its backoff has passed; queued writes replayed once it is back.
+        degrade_.probe_if_due();
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
         bool did = false;
         if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
-            if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction())) {
+            if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()) && ctx_.avail.claim_heal()) {
+                heal_claim claim{ctx_.avail};
                 did = true;
                 try {
                     static_cast<void>(heal_while_open(ctx_, archive_, heals_, "run time: healed by the background thread"));
@@ -156,6 +167,7 @@ public:
             subscription_ = ctx_.clock.subscribe([this] { wake(); });
         }
         if constexpr (R::healing::enabled) ctx_.on_heal_due = [this] { wake(); };
+        ctx_.wake_background = [this] { wake(); };  // (never reset: wake() on a stopped thread is harmless)
         worker_ = std::jthread([this](std::stop_token st) { loop(st); });
     }
 
@@ -185,7 +197,8 @@ private:
     [[nodiscard]] time_point next_due() {
         std::lock_guard lock(ctx_.mutex);
         auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
-        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due()}) {
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due(),
+                                 ctx_.avail.next_probe()}) {
             if (next && *next < due) due = *next;
         }
         return due;
@@ -218,6 +231,7 @@ private:
     backup_flow<R>& backups_;
     drill_flow<R>& drills_;
     heal_flow<R>& heals_;
+    degradation_flow<R>& degrade_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 

@@ -5,13 +5,20 @@
 //   template <class F, class Rows> auto run(std::string_view name, F&& f, Rows&& rows_of);
 //
 // which runs f(connection) as an operation named `name` (in autocommit with retries for a
-// Database, as one statement of the transaction for a transaction) and reports rows_of(result).
+// Database, as one statement of the transaction for a transaction) and reports rows_of(result);
+// and one for the writes a write queue can hold (exec with arguments, insert, upsert, erase),
+//
+//   template <class F, class Rows, class Encode> decltype(auto) write(name, f, rows_of, encode);
+//
+// which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>).
 
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/rows.hpp>
 
+#include <boost/hana/members.hpp>
+#include <boost/hana/unpack.hpp>
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -24,11 +31,12 @@ namespace resilite::detail {
 template <class Derived, class Schema>
 class statement_api {
 public:
-    // Runs one statement; returns the rows it changed.
+    // Runs one statement; returns the rows it changed (with queue_writes: a write_result).
     template <class... Args>
-    std::int64_t exec(std::string_view sql, const Args&... args) {
-        return self().run(
-            "exec", [&](sqlite::connection& c) { return c.exec(sql, args...); }, changed);
+    decltype(auto) exec(std::string_view sql, const Args&... args) {
+        return self().write(
+            "exec", [&](sqlite::connection& c) { return c.exec(sql, args...); }, changed,
+            [&](auto& queue) { return queue.encode("exec", sql, args...); });
     }
 
     // Runs a script of several statements without parameters (schema set-up).
@@ -60,27 +68,27 @@ public:
 
     // ---- typed rows (tables declared in the schema policy) ---------------------------------------
 
-    // Inserts the row; returns its rowid.
+    // Inserts the row; returns its rowid (with queue_writes: a write_result).
     template <class Row>
-    std::int64_t insert(const Row& row) {
+    decltype(auto) insert(const Row& row) {
         using sql = row_sql<table_for<Schema, Row>>;
-        return self().run(
+        return self().write(
             "insert",
             [&](sqlite::connection& c) {
                 exec_with_row(c, sql::insert(), row);
                 return c.last_insert_rowid();
             },
-            [](std::int64_t) { return std::int64_t{1}; });
+            [](std::int64_t) { return std::int64_t{1}; }, [&](auto& queue) { return encode_row(queue, "insert", sql::insert(), row); });
     }
 
     // Inserts the row, or updates every other column of the row with the same primary key.
     template <class Row>
-    std::int64_t upsert(const Row& row) {
+    decltype(auto) upsert(const Row& row) {
         using table = table_for<Schema, Row>;
         static_assert(table::primary_key_size > 0, "resilite: upsert<Row>: the table needs a primary_key");
-        return self().run(
+        return self().write(
             "upsert", [&](sqlite::connection& c) { return exec_with_row(c, row_sql<table>::upsert(), row); },
-            changed);
+            changed, [&](auto& queue) { return encode_row(queue, "upsert", row_sql<table>::upsert(), row); });
     }
 
     // The row with this primary key (one value per key column), if any.
@@ -105,15 +113,24 @@ public:
 
     // Deletes the row with this primary key; returns 1, or 0 when there was none.
     template <class Row, class... Key>
-    std::int64_t erase(const Key&... key) {
+    decltype(auto) erase(const Key&... key) {
         using table = table_for<Schema, Row>;
         static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
                       "resilite: erase<Row>(key...): give one value per primary key column");
-        return self().run(
-            "erase", [&](sqlite::connection& c) { return c.exec(row_sql<table>::erase(), key...); }, changed);
+        return self().write(
+            "erase", [&](sqlite::connection& c) { return c.exec(row_sql<table>::erase(), key...); }, changed,
+            [&](auto& queue) { return queue.encode("erase", row_sql<table>::erase(), key...); });
     }
 
 private:
+    // A typed row's write as the write queue keeps it (degradation<queue_writes<N>>): the same
+    // statement and values exec_with_row binds.
+    template <class Queue, class Row>
+    static auto encode_row(Queue& queue, std::string_view op, const std::string& sql, const Row& row) {
+        return boost::hana::unpack(boost::hana::members(row),
+                                   [&](const auto&... values) { return queue.encode(op, sql, values...); });
+    }
+
     static constexpr auto changed = [](std::int64_t n) { return n; };
     static constexpr auto count = [](const auto& v) {
         if constexpr (requires { v.size(); }) {

@@ -6,6 +6,7 @@
 #include <resilite/policy/archive.hpp>
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>
+#include <resilite/policy/degradation.hpp>
 #include <resilite/policy/durability.hpp>
 #include <resilite/policy/healing.hpp>
 #include <resilite/policy/migrations.hpp>
@@ -39,7 +40,8 @@ inline constexpr auto slot_defaults =
                    hana::make_pair(hana::type_c<slot::migrations>, hana::type_c<no_migrations>),
                    hana::make_pair(hana::type_c<slot::backup>, hana::type_c<no_backup>),
                    hana::make_pair(hana::type_c<slot::archive>, hana::type_c<no_archive>),
-                   hana::make_pair(hana::type_c<slot::healing>, hana::type_c<no_healing>));
+                   hana::make_pair(hana::type_c<slot::healing>, hana::type_c<no_healing>),
+                   hana::make_pair(hana::type_c<slot::degradation>, hana::type_c<degradation<>>));
 
 template <class P>
 concept has_slot = requires {
@@ -61,7 +63,7 @@ struct check_is_policy {
     static_assert(is_policy<P>(),
                   "resilite::Database<...>: this template argument is not a policy. A policy "
                   "declares `using slot = resilite::slot::<name>;` (durability, observer, clock, retry, "
-                  "schema, migrations, backup, archive, healing); "
+                  "schema, migrations, backup, archive, healing, degradation); "
                   "pass policy types such as resilite::wal_durability<> or "
                   "resilite::callback_observer");
     static constexpr bool value = is_policy<P>();
@@ -112,6 +114,8 @@ struct policy_set {
                   "resilite::Database<...>: two archive policies given: keep one");
     static_assert(at_most_one_in_slot<slot::healing, Ps...>,
                   "resilite::Database<...>: two healing policies given: keep one");
+    static_assert(at_most_one_in_slot<slot::degradation, Ps...>,
+                  "resilite::Database<...>: two degradation policies given: keep one");
     static_assert(at_most_one_in_slot<slot::migrations, Ps...>,
                   "resilite::Database<...>: two migrations policies given: list every migration in one "
                   "resilite::migrations<...>");
@@ -135,12 +139,14 @@ struct resolved_policies {
     using backup = typename set::template get<slot::backup>;
     using archive = typename set::template get<slot::archive>;
     using healing = typename set::template get<slot::healing>;
+    using degradation = typename set::template get<slot::degradation>;
 
     static constexpr bool valid =
         set::all_policies && checked_durability_policy<durability>() && checked_observer_policy<observer>() &&
         checked_clock_policy<clock>() && checked_retry_policy<retry>() && checked_schema_policy<schema>() &&
         checked_migrations_policy<migrations>() && checked_backup_policy<backup>() &&
-        checked_archive_policy<archive>() && checked_healing_policy<healing>();
+        checked_archive_policy<archive>() && checked_healing_policy<healing>() &&
+        checked_degradation_policy<degradation>();
     static_assert(!archive::enabled || !schema::empty,
                   "resilite::archive<> needs a declared schema: the archive records the rows of the declared "
                   "tables; add resilite::schema<resilite::table<...>, ...>");

@@ -1,0 +1,437 @@
+// Degradation modes (docs/degradation.md): while the database is unavailable (a heal here or in
+// another process, damage not healed, disk full, I/O errors past retry), fail_fast refuses at
+// once with class degraded, read_only serves reads where the file is sound, queue_writes queues
+// writes durably and replays them in order, exactly once. Nothing here waits on time: "at once"
+// is counted (one attempt, no backoff sleep on the manual clock, no retry event).
+
+#include "archive_support.hpp"
+
+#include <resilite/resilite.hpp>
+
+#include <catch2/catch.hpp>
+#include <rapidcheck/catch.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <fstream>
+#include <limits>
+#include <mutex>
+#include <thread>
+
+using namespace test::archive;
+using resilite::error_class;
+using test::manual_durability;
+
+namespace {
+
+using clock_t_ = resilite::manual_clock;
+using fast = test::fast_retry;
+
+template <class Mode>
+using HealingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, resilite::healing<>,
+                                     resilite::degradation<Mode>, common, manual_durability, fast, clock_t_>;
+template <class Mode>
+using PlainDb = resilite::Database<resilite::schema<items, logs>, resilite::degradation<Mode>, common,
+                                   manual_durability, fast, clock_t_>;
+using Queue8 = resilite::queue_writes<8>;
+using Queue1000 = resilite::queue_writes<1000>;
+
+// Another process's heal, as the gate sees it: the gate file held exclusively.
+class foreign_heal {
+public:
+    explicit foreign_heal(const std::filesystem::path& db) {
+        fd_ = ::open((db.string() + "-resilite-gate").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        REQUIRE(fd_ >= 0);
+        REQUIRE(::flock(fd_, LOCK_EX) == 0);
+    }
+    foreign_heal(const foreign_heal&) = delete;
+    foreign_heal& operator=(const foreign_heal&) = delete;
+    ~foreign_heal() { end(); }
+    void end() {
+        if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+    }
+
+private:
+    int fd_ = -1;
+};
+
+template <class Db>
+typename Db::options options_for(const test::event_log& log, const clock_t_& clock) {
+    typename Db::options o;
+    o.observer = log.observer();
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    return o;
+}
+
+Item item(std::int64_t id) { return Item{id, fmt::format("item {}", id), static_cast<double>(id) / 3.0, "t"}; }
+
+// Expects class degraded from f, with one attempt and no backoff sleep: "at once".
+template <class F>
+void require_degraded_at_once(const clock_t_& clock, F&& f) {
+    const auto sleeps = clock.sleeps().size();
+    try {
+        f();
+        FAIL("expected class degraded");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::degraded);
+        CHECK(e.technical().attempt <= 1);
+    }
+    CHECK(clock.sleeps().size() == sleeps);
+}
+
+std::size_t lines_in(const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);)
+        ++n;
+    return n;
+}
+
+}  // namespace
+
+TEST_CASE("fail_fast: while another process heals, every call fails at once with class degraded, then recovers",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<resilite::fail_fast>;
+    Db db(dir.path() / "a.db", options_for<Db>(log, clock));
+    db.insert(item(1));
+    {
+        foreign_heal heal{db.path()};
+        require_degraded_at_once(clock, [&] { db.insert(item(2)); });
+        require_degraded_at_once(clock, [&] { static_cast<void>(db.query_one<int>("SELECT count(*) FROM items")); });
+        require_degraded_at_once(clock, [&] { db.transaction([](auto& tx) { tx.exec("DELETE FROM items"); }); });
+        CHECK(log.count("retry") == 0);
+        CHECK(log.count("degraded") == 1);  // one event when the state changed, not one per call
+        const auto h = db.health();         // answers without the database
+        CHECK_FALSE(h.available);
+        CHECK(h.unavailable_reason == "healing_elsewhere");
+        CHECK(h.unavailable_since.has_value());
+        CHECK(h.to_json().find("\"available\":false") != std::string::npos);
+    }
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
+    CHECK(log.count("recovered") == 1);
+    CHECK(db.health().available);
+    db.insert(item(2));
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
+}
+
+TEST_CASE("fail_fast: disk full makes the database unavailable until a probe after the backoff writes again",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    std::atomic<bool> full{false};
+    using Db = PlainDb<resilite::fail_fast>;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) { return full && op != "query" ? SQLITE_FULL : SQLITE_OK; };
+    Db db(dir.path() / "a.db", std::move(o));
+    db.insert(item(1));
+    full = true;
+    CHECK_THROWS_MATCHES(db.insert(item(2)), resilite::error,
+                         Catch::Predicate<resilite::error>([](const auto& e) { return e.klass() == error_class::full; }));
+    CHECK(db.health().unavailable_reason == "disk_full");
+    // Later calls do not touch SQLite: at once, reads too (fail_fast).
+    require_degraded_at_once(clock, [&] { db.insert(item(3)); });
+    require_degraded_at_once(clock, [&] { static_cast<void>(db.query_one<int>("SELECT 1")); });
+    // Before the probe interval nothing probes; after it, maintain() probes and fails (still full).
+    db.maintain();
+    CHECK(log.count("probe") == 0);
+    clock.advance(db.current_settings().degradation.probe_interval);
+    db.maintain();
+    CHECK(log.count("probe") == 1);
+    CHECK_FALSE(db.health().available);
+    // The next probe is twice as far off.
+    clock.advance(db.current_settings().degradation.probe_interval);
+    db.maintain();
+    CHECK(log.count("probe") == 1);
+    full = false;
+    clock.advance(db.current_settings().degradation.probe_interval);
+    db.maintain();
+    CHECK(log.count("probe") == 2);
+    CHECK(db.health().available);
+    CHECK(log.count("recovered") == 1);
+    db.insert(item(3));
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
+}
+
+TEST_CASE("fail_fast: a write after the backoff is the probe when there is no background work", "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    std::atomic<bool> full{false};
+    using Db = PlainDb<resilite::fail_fast>;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) { return full && op == "insert" ? SQLITE_FULL : SQLITE_OK; };
+    Db db(dir.path() / "a.db", std::move(o));
+    full = true;
+    CHECK_THROWS(db.insert(item(1)));
+    require_degraded_at_once(clock, [&] { db.insert(item(1)); });
+    full = false;
+    clock.advance(std::chrono::seconds{1});
+    db.insert(item(1));  // the probe: it succeeds, so the database is available again
+    CHECK(db.health().available);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
+}
+
+TEST_CASE("fail_fast: damage seen without healing makes every call fail at once", "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    std::atomic<bool> corrupt{false};
+    using Db = PlainDb<resilite::fail_fast>;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) { return corrupt && op == "query" ? SQLITE_CORRUPT : SQLITE_OK; };
+    Db db(dir.path() / "a.db", std::move(o));
+    db.insert(item(1));
+    corrupt = true;
+    CHECK_THROWS(db.query_one<int>("SELECT count(*) FROM items"));
+    corrupt = false;
+    require_degraded_at_once(clock, [&] { static_cast<void>(db.get<Item>(1)); });
+    require_degraded_at_once(clock, [&] { db.insert(item(2)); });
+    CHECK(db.health().unavailable_reason == "damaged");
+    static_cast<void>(db.check());  // diagnostics still run: they say what they find
+}
+
+TEST_CASE("read_only: reads are served while writes fail (disk full), not while the file is in doubt",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    std::atomic<bool> full{false};
+    using Db = HealingDb<resilite::read_only>;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) {
+        return full && op != "query" && op != "get" && op != "select" ? SQLITE_FULL : SQLITE_OK;
+    };
+    Db db(dir.path() / "a.db", std::move(o));
+    db.insert(item(1));
+    full = true;
+    CHECK_THROWS(db.insert(item(2)));
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
+    CHECK(db.get<Item>(1).has_value());
+    CHECK(db.select<Item>().size() == 1);
+    require_degraded_at_once(clock, [&] { db.insert(item(3)); });
+    require_degraded_at_once(clock, [&] { db.exec("DELETE FROM items"); });
+    require_degraded_at_once(clock, [&] { db.transaction([](auto& tx) { tx.exec("DELETE FROM items"); }); });
+    full = false;
+    clock.advance(std::chrono::seconds{1});
+    db.maintain();
+    CHECK(db.health().available);
+    {
+        foreign_heal heal{db.path()};
+        // The commit is refused at the gate (nothing committed), and the file is in doubt: no reads.
+        require_degraded_at_once(clock, [&] { db.insert(item(3)); });
+        require_degraded_at_once(clock, [&] { static_cast<void>(db.query_one<int>("SELECT count(*) FROM items")); });
+    }
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
+}
+
+TEST_CASE("queue_writes: writes while another process heals are queued durably and replayed in order, once",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    Db db(path, options_for<Db>(log, clock));
+    const auto first = db.insert(item(1));
+    CHECK(first.committed());
+    CHECK(first.value == 1);
+    std::filesystem::path queue_copy = dir.path() / "queue-copy";
+    {
+        foreign_heal heal{path};
+        for (std::int64_t id = 2; id <= 6; ++id) {
+            const auto r = db.insert(item(id));
+            CHECK(r.queued());
+            CHECK(r.queue_seq == static_cast<std::uint64_t>(id - 1));
+        }
+        CHECK(db.upsert(Item{2, "renamed", 0.5, "t"}).queued());
+        CHECK(db.erase<Item>(std::int64_t{3}).queued());
+        CHECK(db.exec("UPDATE items SET score = ?1 WHERE id = ?2", 0.1, std::int64_t{4}).queued());
+        // A transaction runs arbitrary code: it cannot be queued.
+        require_degraded_at_once(clock, [&] { db.transaction([](auto& tx) { tx.exec("DELETE FROM items"); }); });
+        CHECK(db.health().queue_depth == 8);
+        CHECK(lines_in(path.string() + "-resilite-queue") == 9);  // the header and 8 writes
+        std::filesystem::copy_file(path.string() + "-resilite-queue", queue_copy);
+    }
+    // Back: the next call replays the queue first, in order.
+    const auto names = db.query<std::int64_t, std::string, double>("SELECT id, name, score FROM items ORDER BY id");
+    REQUIRE(names.size() == 5);  // 1, 2, 4, 5, 6
+    CHECK(std::get<1>(names[1]) == "renamed");
+    CHECK(std::get<0>(names[2]) == 4);
+    CHECK(std::get<2>(names[2]) == 0.1);
+    CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+    CHECK(db.health().queue_depth == 0);
+    CHECK(log.count("queue_replay") >= 8);
+    // A crash after the replay committed but before the file went: the same file again is not
+    // replayed twice (the database holds the last number replayed, per file generation).
+    std::filesystem::copy_file(queue_copy, path.string() + "-resilite-queue");
+    CHECK(db.insert(item(7)).committed());
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 6);
+    CHECK(db.query_one<std::string>("SELECT name FROM items WHERE id = 2") == "renamed");
+    CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+}
+
+TEST_CASE("queue_writes: a full queue is a degraded error; a write SQLite refuses on replay is kept aside",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue8>;
+    const auto path = dir.path() / "a.db";
+    Db db(path, options_for<Db>(log, clock));
+    CHECK(db.insert(item(1)).committed());
+    {
+        foreign_heal heal{path};
+        CHECK(db.insert(item(2)).queued());  // (the refused commit tells the database it is unavailable)
+        CHECK(db.insert(item(1)).queued());  // a duplicate key: refused on replay
+        for (std::int64_t id = 3; id <= 8; ++id)
+            CHECK(db.insert(item(id)).queued());
+        try {
+            static_cast<void>(db.insert(item(9)));
+            FAIL("a full queue must refuse");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == error_class::degraded);
+            CHECK(std::string{e.what()}.find("full") != std::string::npos);
+        }
+    }
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 8);
+    CHECK(db.health().queue_rejected == 1);
+    CHECK(lines_in(path.string() + "-resilite-queue-rejected") == 1);
+    CHECK(log.count("queue_rejected") == 1);
+}
+
+TEST_CASE("queue_writes: values come back exactly (REAL bits, text with NUL or not UTF-8, blobs, NULL, extremes)",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    Db db(path, options_for<Db>(log, clock));
+    db.exec_script("CREATE TABLE v(k INTEGER PRIMARY KEY, x)");
+    const std::vector<double> reals{-821182.317727955, 1e-310, std::numeric_limits<double>::max(),
+                                    std::numeric_limits<double>::infinity(), -0.0, 0.1};
+    const std::string nul{"a\0b", 3};
+    const std::string latin1{"caf\xe9"};
+    const resilite::blob bytes{std::byte{0}, std::byte{0xff}, std::byte{0x27}};
+    {
+        foreign_heal heal{path};
+        std::int64_t k = 0;
+        for (double d : reals)
+            CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, d).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, nul).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, latin1).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, bytes).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, std::optional<int>{}).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, std::numeric_limits<std::int64_t>::min()).queued());
+        CHECK(db.exec("INSERT INTO v VALUES(?1, ?2)", ++k, std::string{"it's"}).queued());
+    }
+    std::int64_t k = 0;
+    for (double d : reals) {
+        const auto got = db.query_one<double>("SELECT x FROM v WHERE k = ?", ++k);
+        REQUIRE(got.has_value());
+        CHECK(std::signbit(*got) == std::signbit(d));
+        CHECK((*got == d || (std::isinf(d) && std::isinf(*got))));
+    }
+    CHECK(db.query_one<std::string>("SELECT x FROM v WHERE k = ?", ++k) == nul);
+    CHECK(db.query_one<std::string>("SELECT x FROM v WHERE k = ?", ++k) == latin1);
+    CHECK(db.query_one<resilite::blob>("SELECT x FROM v WHERE k = ?", ++k) == bytes);
+    CHECK(db.query_one<std::string>("SELECT typeof(x) FROM v WHERE k = ?", ++k) == "null");
+    CHECK(db.query_one<std::int64_t>("SELECT x FROM v WHERE k = ?", ++k) == std::numeric_limits<std::int64_t>::min());
+    CHECK(db.query_one<std::string>("SELECT x FROM v WHERE k = ?", ++k) == "it's");
+}
+
+TEST_CASE("queue_writes: a write cut short by a crash is not replayed; a damaged queue is kept whole aside",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    const auto queue = path.string() + "-resilite-queue";
+    {
+        Db db(path, options_for<Db>(log, clock));
+        foreign_heal heal{path};
+        CHECK(db.insert(item(1)).queued());
+        CHECK(db.insert(item(2)).queued());
+    }
+    {  // the tail of an append a crash cut short
+        std::ofstream out(queue, std::ios::app | std::ios::binary);
+        out << "0badc0de {\"seq\":3,\"op\":\"ins";
+    }
+    {
+        Db db(path, options_for<Db>(log, clock));  // replays at open
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
+        CHECK_FALSE(std::filesystem::exists(queue));
+        foreign_heal heal{path};
+        CHECK(db.insert(item(3)).queued());
+        CHECK(db.insert(item(4)).queued());
+    }
+    {  // damage in the middle: the first entry's CRC no longer matches
+        std::fstream f(queue, std::ios::in | std::ios::out | std::ios::binary);
+        std::string header;
+        std::getline(f, header);
+        f.seekp(static_cast<std::streamoff>(header.size() + 1));
+        f.put('f').put('f').put('f').put('f');
+    }
+    Db db(path, options_for<Db>(log, clock));
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);  // nothing of a damaged queue replayed
+    CHECK_FALSE(std::filesystem::exists(queue));
+    bool kept = false;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        kept = kept || e.path().filename().string().find("-resilite-queue.damaged-") != std::string::npos;
+    CHECK(kept);
+}
+
+TEST_CASE("fail_fast: while this process heals, other threads fail at once and health() answers",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<resilite::fail_fast>;
+    std::mutex m;
+    std::condition_variable cv;
+    bool in_heal = false, release = false;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) {
+        if (op == "heal:verify") {
+            std::unique_lock lock(m);
+            in_heal = true;
+            cv.notify_all();
+            cv.wait(lock, [&] { return release; });
+        }
+        return SQLITE_OK;
+    };
+    Db db(dir.path() / "a.db", std::move(o));
+    for (std::int64_t id = 1; id <= 5; ++id)
+        db.insert(item(id));
+    std::thread healer([&] { static_cast<void>(db.heal()); });
+    {
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return in_heal; });
+    }
+    require_degraded_at_once(clock, [&] { db.insert(item(6)); });
+    require_degraded_at_once(clock, [&] { static_cast<void>(db.query_one<int>("SELECT 1")); });
+    const auto h = db.health();
+    CHECK(h.unavailable_reason == "healing");
+    CHECK(db.current_settings() == db.current_settings());
+    {
+        std::lock_guard lock(m);
+        release = true;
+    }
+    cv.notify_all();
+    healer.join();
+    CHECK(db.health().available);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 5);
+}
