@@ -435,3 +435,155 @@ TEST_CASE("fail_fast: while this process heals, other threads fail at once and h
     CHECK(db.health().available);
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 5);
 }
+
+namespace {
+
+// P2: one mode under a random sequence of writes, reads and transactions while the database
+// becomes unavailable (disk full, another process's heal) and available again, against a model.
+template <class Mode>
+void graceful_degradation() {
+    constexpr bool serves_reads = resilite::degradation<Mode>::serves_reads;
+    constexpr std::size_t capacity = resilite::degradation<Mode>::queue_capacity;
+    constexpr bool queues = capacity > 0;
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    std::atomic<bool> full{false};
+    using Db = HealingDb<Mode>;
+    auto o = options_for<Db>(log, clock);
+    o.inject_failure = [&](std::string_view op, int) {
+        return full && op != "query" && op != "get" && op != "select" ? SQLITE_FULL : SQLITE_OK;
+    };
+    Db db(dir.path() / "p2.db", std::move(o));
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    enum class state { available, disk_full, healing_elsewhere } st = state::available;
+    bool known = false;  // the database has noticed (a write met the cause)
+    std::optional<foreign_heal> heal;
+    std::map<std::int64_t, std::string> committed;
+    std::vector<std::pair<std::int64_t, std::string>> queued;
+    const auto back = [&] {
+        for (const auto& [k, v] : queued)
+            committed[k] = v;
+        queued.clear();
+        st = state::available;
+        known = false;
+    };
+    const auto degraded_class = [](const resilite::error& e) { return e.klass() == error_class::degraded; };
+    const auto steps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 7));
+    std::int64_t n = 0;
+    for (const int step : steps) {
+        ++n;
+        const std::int64_t k = n % 5;
+        const auto v = fmt::format("v{}", n);
+        const bool unavailable = st != state::available;
+        switch (step) {
+            case 0:
+            case 1: {  // a queueable write
+                try {
+                    const auto r = db.exec("INSERT INTO kv VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v",
+                                           k, v);
+                    if constexpr (queues) {
+                        if (unavailable) {
+                            RC_ASSERT(r.queued());
+                            RC_ASSERT(queued.size() < capacity);
+                            RC_ASSERT(r.queue_seq >= 1);
+                            queued.emplace_back(k, v);
+                            known = true;
+                        } else {
+                            RC_ASSERT(r.committed());
+                            committed[k] = v;
+                        }
+                    } else {
+                        RC_ASSERT(!unavailable);
+                        committed[k] = v;
+                    }
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(unavailable);
+                    if (queues) RC_ASSERT(queued.size() == capacity);  // only a full queue refuses
+                    // The write that meets the disk full gets `full`; every other refusal is degraded.
+                    RC_ASSERT((degraded_class(e) || (!known && st == state::disk_full && e.klass() == error_class::full)));
+                    known = true;
+                }
+                break;
+            }
+            case 2: {  // a read
+                try {
+                    const auto count = db.template query_one<std::int64_t>("SELECT count(*) FROM kv");
+                    RC_ASSERT(count == static_cast<std::int64_t>(committed.size()));
+                    RC_ASSERT((!unavailable || !known || (serves_reads && st == state::disk_full)));
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(degraded_class(e));
+                    RC_ASSERT((unavailable && known && !(serves_reads && st == state::disk_full)));
+                }
+                break;
+            }
+            case 3: {  // a transaction: never queued
+                try {
+                    db.transaction([&](auto& tx) {
+                        tx.exec("INSERT INTO kv VALUES(?1, ?2) ON CONFLICT(k) DO UPDATE SET v = excluded.v", k, v);
+                    });
+                    RC_ASSERT(!unavailable);
+                    committed[k] = v;
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(unavailable);
+                    RC_ASSERT((degraded_class(e) || (!known && st == state::disk_full && e.klass() == error_class::full)));
+                    known = true;
+                }
+                break;
+            }
+            case 4: {  // the disk fills up, or space is freed and a probe finds it
+                if (st == state::available) {
+                    full = true;
+                    st = state::disk_full;
+                } else if (st == state::disk_full) {
+                    full = false;
+                    clock.advance(db.current_settings().degradation.probe_max_interval);
+                    db.maintain();
+                    RC_ASSERT(db.health().available);
+                    back();
+                }
+                break;
+            }
+            case 5: {  // another process starts or ends a heal
+                if (st == state::available) {
+                    heal.emplace(db.path());
+                    st = state::healing_elsewhere;
+                } else if (st == state::healing_elsewhere) {
+                    heal.reset();
+                    db.maintain();  // the background thread's round: finds the gate open, replays
+                    RC_ASSERT(db.health().available);
+                    back();
+                }
+                break;
+            }
+            default: {  // health() answers, and says what the database knows
+                const auto h = db.health();
+                RC_ASSERT(h.available == !(unavailable && known));
+                RC_ASSERT(h.queue_depth == queued.size());
+            }
+        }
+    }
+    RC_ASSERT(clock.sleeps().empty());  // nothing waited: every refusal was at once
+    heal.reset();
+    full = false;
+    clock.advance(db.current_settings().degradation.probe_max_interval);
+    db.maintain();
+    back();
+    const auto rows = db.template query<std::int64_t, std::string>("SELECT k, v FROM kv ORDER BY k");
+    std::map<std::int64_t, std::string> got;
+    for (const auto& [k, v] : rows)
+        got[k] = v;
+    RC_ASSERT(got == committed);  // queued writes replayed in order, exactly once
+    RC_ASSERT(db.health().available);
+    RC_ASSERT(!std::filesystem::exists(db.path().string() + "-resilite-queue"));
+}
+
+}  // namespace
+
+TEST_CASE("P2 graceful degradation", "[degradation][property][P2]") {
+    rc::prop("fail_fast: refused at once while unavailable", [] { graceful_degradation<resilite::fail_fast>(); });
+    rc::prop("read_only: reads served where the file is sound, writes refused",
+             [] { graceful_degradation<resilite::read_only>(); });
+    rc::prop("queue_writes: queued, replayed in order exactly once; a full queue an error",
+             [] { graceful_degradation<resilite::queue_writes<4>>(); });
+}

@@ -382,7 +382,12 @@ private:
                 return write_result{write_result::status::committed,
                                     admitted(a, [&] { return flow_.run(name, f, rows_of); }), 0};
             } catch (const error& e) {
-                if (e.klass() != error_class::degraded || ctx_.avail.available()) throw;
+                // Refused at the gate, or disk full / a read-only volume: nothing was committed
+                // (the archive took its record back), and the database is unavailable now.
+                const auto k = e.klass();
+                if ((k != error_class::degraded && k != error_class::full && k != error_class::read_only) ||
+                    ctx_.avail.available())
+                    throw;
                 return degrade_.enqueue(name, encode);
             }
         } else {

@@ -38,7 +38,7 @@ enum class error_class : std::uint8_t {
     durability,       // the required durability mode (WAL, synchronous) could not be set
     invalid_setting,  // a runtime setting was refused; the old settings stay
     retry_exhausted,  // attempts or deadline ran out (the last cause is carried)
-    degraded,         // reserved: nothing raises it until degradation modes land
+    degraded,         // the database is unavailable now (docs/degradation.md); nothing was changed
     migration,        // a migration failed and was rolled back (the version is unchanged)
     archive,          // the text archive is damaged, incomplete, hostile or cannot be written
 };

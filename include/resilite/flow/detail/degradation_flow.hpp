@@ -238,14 +238,12 @@ public:
 
     // 3. A probe now, if one is due: called by maintain() (the background thread).
     void probe_if_due() {
+        if (ctx_.avail.reason() == unavailable_reason::healing_elsewhere && gate_open())
+            ctx_.note_available("the other process's heal ended", unavailable_reason::healing_elsewhere);
         if (ctx_.avail.available()) {
             if constexpr (queues_writes) {
                 if (queue_ && queue_->pending()) static_cast<void>(replay());
             }
-            return;
-        }
-        if (ctx_.avail.reason() == unavailable_reason::healing_elsewhere && gate_open()) {
-            ctx_.note_available("the other process's heal ended", unavailable_reason::healing_elsewhere);
             return;
         }
         if (!ctx_.avail.claim_probe(ctx_.now())) return;
