@@ -3,7 +3,9 @@
 // reported; then damages the database file and the next open heals it by itself (quarantine,
 // the backup plus the archive records after it, verified, swapped in), and damages a page
 // under the open database: the call that meets it fails with a clear error, and the background
-// thread heals it.
+// thread heals it. Last, degradation modes: a writer keeps writing through a heal with
+// queue_writes (what arrives during the heal is queued, then replayed once, in order), while a
+// second process gets `degraded` at once instead of waiting out its retry deadline.
 //
 //   resilite-demo [--dir DIRECTORY]     (default: a new directory under the system temp dir)
 #include <resilite/resilite.hpp>
@@ -11,11 +13,18 @@
 
 #include <fmt/format.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 
 namespace {
 std::filesystem::path demo_directory(int argc, char** argv) {
@@ -34,7 +43,9 @@ bool hide_statement_events = false;  // set while the demo writes in bulk
 
 // Every event the library emits, printed in line with the narrative.
 void print_event(const resilite::event& e) {
-    if (hide_statement_events && (e.name == "exec" || e.name == "insert")) return;
+    if (hide_statement_events && (e.name == "exec" || e.name == "insert" || e.name == "queued" ||
+                                  e.name == "queue_replay" || e.name == "transaction"))
+        return;
     if (e.name == "heal_finished" || e.name == "heal_started") {  // the report is printed whole below
         fmt::print("     [event] {:<12} {}\n", e.name, to_string(e.result));
         return;
@@ -68,6 +79,44 @@ Db::options demo_options() {
     Db::options o;
     o.observer.callback = print_event;
     return o;
+}
+
+// The same database, with writes queued while it is unavailable; and one that fails fast.
+using QueueDb = resilite::Database<resilite::schema<readings>, resilite::archive<>,
+                                   resilite::backup<resilite::online_backup<>, resilite::on_demand>,
+                                   resilite::healing<>, resilite::degradation<resilite::queue_writes<100000>>,
+                                   resilite::callback_observer>;
+using StrictDb = resilite::Database<resilite::schema<readings>, resilite::archive<>,
+                                    resilite::backup<resilite::online_backup<>, resilite::on_demand>,
+                                    resilite::healing<>, resilite::degradation<resilite::fail_fast>,
+                                    resilite::callback_observer>;
+
+// The second process of step 10: opens the database, then, when told, tries one write and
+// reports how it went and how long it took.
+[[noreturn]] void second_process(const std::filesystem::path& path, int from_parent, int to_parent) {
+    try {
+        char c = 0;
+        if (::read(from_parent, &c, 1) != 1) std::_Exit(2);
+        StrictDb::options o;
+        o.observer.callback = [](const resilite::event&) {};
+        StrictDb db{path, std::move(o)};
+        if (::write(to_parent, "r", 1) != 1 || ::read(from_parent, &c, 1) != 1) std::_Exit(2);
+        const auto start = std::chrono::steady_clock::now();
+        std::string outcome;
+        try {
+            db.exec("INSERT INTO readings(sensor, value, taken_at) VALUES(?, ?, datetime('now'))", "second-process", 1.0);
+            outcome = "committed (unexpected during a heal)";
+        } catch (const resilite::error& e) {
+            outcome = fmt::format("class {}: {}", name(e.klass()), e.user_message());
+        }
+        const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+        const auto line = fmt::format("{:.2f}|{}", ms, outcome);
+        if (::write(to_parent, line.data(), line.size()) != static_cast<ssize_t>(line.size())) std::_Exit(2);
+        ::close(to_parent);
+        std::_Exit(0);
+    } catch (...) {
+        std::_Exit(3);
+    }
 }
 }  // namespace
 
@@ -182,15 +231,84 @@ int main(int argc, char** argv) try {
         } catch (const resilite::error& e) {
             fmt::print("   the call that met it failed, never a wrong answer: {}\n", e.user_message());
         }
-        fmt::print("   the background thread heals at once; the next call waits for it (or heals first)\n");
+        fmt::print("   the background thread heals at once; meanwhile calls fail at once with class degraded\n");
+        for (int i = 0; i < 3000 && !db.health().available; ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds{10});
         if (!healed_ok(db, rows)) {
             fmt::print("\ndemo FAILED: the healed database lacks committed rows\n");
             return 1;
         }
         if (const auto heal = db.last_heal()) fmt::print("{}", heal->to_text());
     }
+    {
+        fmt::print("10. a heal while the application keeps writing (queue_writes), and a second process\n");
+        int to_child[2], from_child[2];
+        if (::pipe(to_child) != 0 || ::pipe(from_child) != 0) throw std::runtime_error("pipe");
+        const pid_t child = ::fork();  // (before this process starts any thread of its own)
+        if (child < 0) throw std::runtime_error("fork");
+        if (child == 0) second_process(path, to_child[0], from_child[1]);
+        ::close(to_child[0]);
+        ::close(from_child[1]);
+
+        std::mutex m;
+        std::condition_variable cv;
+        std::atomic<std::int64_t> committed{0}, queued{0};
+        bool second_done = false;
+        std::string second_said;
+        QueueDb::options o;
+        o.observer.callback = print_event;
+        // The heal is held at its verify step until the second process has tried and the writer
+        // has queued 25 writes: the moment is counted, not left to chance.
+        o.inject_failure = [&](std::string_view op, int) {
+            if (op != "heal:verify") return SQLITE_OK;
+            if (::write(to_child[1], "g", 1) != 1) return SQLITE_OK;
+            char buf[512];
+            const auto n = ::read(from_child[0], buf, sizeof buf);
+            std::unique_lock lock(m);
+            second_said = n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string{"no answer"};
+            second_done = true;
+            cv.notify_all();
+            cv.wait_for(lock, std::chrono::seconds{30}, [&] { return queued.load() >= 25; });
+            return SQLITE_OK;
+        };
+        QueueDb db{path, std::move(o)};
+        if (::write(to_child[1], "o", 1) != 1) throw std::runtime_error("pipe");
+        char c = 0;
+        if (::read(from_child[0], &c, 1) != 1) throw std::runtime_error("the second process did not open");
+        const auto before = db.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(0);
+        hide_statement_events = true;
+        std::atomic<bool> stop{false};
+        std::thread writer([&] {  // the application: one reading after another, never waiting
+            for (int i = 0; !stop; ++i) {
+                const resilite::write_result r = db.exec(
+                    "INSERT INTO readings(sensor, value, taken_at) VALUES(?, ?, datetime('now'))", "writer", i * 0.5);
+                (r.queued() ? queued : committed) += 1;  // queued: durable, replayed when the heal ends
+                cv.notify_all();
+                if (!second_done && queued == 0) std::this_thread::yield();
+                if (second_done && queued >= 25 && committed >= 50 && db.health().available) stop = true;
+            }
+        });
+        static_cast<void>(db.heal());
+        writer.join();
+        hide_statement_events = false;
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        const auto sep = second_said.find('|');
+        fmt::print("   the second process (fail_fast) tried to write during the heal: after {} ms, {}\n",
+                   sep == std::string::npos ? "?" : second_said.substr(0, sep),
+                   sep == std::string::npos ? second_said : second_said.substr(sep + 1));
+        const auto after = db.query_one<std::int64_t>("SELECT count(*) FROM readings").value_or(0);
+        fmt::print("   the writer: {} writes committed, {} queued during the heal and replayed after it\n",
+                   committed.load(), queued.load());
+        fmt::print("   rows: {} before + {} written = {} expected, {} in the database; queue left: {}\n", before,
+                   committed + queued, before + committed + queued, after, db.health().queue_depth);
+        if (after != before + committed + queued || queued == 0 || second_said.find("class degraded") == std::string::npos) {
+            fmt::print("\ndemo FAILED: a queued write was lost or applied twice, or the second process waited\n");
+            return 1;
+        }
+    }
     fmt::print("\ndemo finished: the database was damaged twice and healed by itself, all committed data present;\n"
-               "the damaged files are kept in {}\n",
+               "writes during a heal were queued and applied once; the damaged files are kept in {}\n",
                (dir / "quarantine").string());
     return 0;
 } catch (const std::exception& e) {

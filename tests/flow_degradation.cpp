@@ -20,9 +20,12 @@
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <fstream>
 #include <limits>
+#include <map>
 #include <mutex>
+#include <random>
 #include <thread>
 
 using namespace test::archive;
@@ -586,4 +589,168 @@ TEST_CASE("P2 graceful degradation", "[degradation][property][P2]") {
              [] { graceful_degradation<resilite::read_only>(); });
     rc::prop("queue_writes: queued, replayed in order exactly once; a full queue an error",
              [] { graceful_degradation<resilite::queue_writes<4>>(); });
+}
+
+namespace {
+
+// Reads 8-byte numbers from fd until EOF.
+std::vector<std::int64_t> read_acks(int fd) {
+    std::vector<std::int64_t> out;
+    std::int64_t v = 0;
+    std::size_t got = 0;
+    char buf[8];
+    for (;;) {
+        const auto r = ::read(fd, buf + got, sizeof buf - got);
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
+        if (got == sizeof buf) {
+            std::memcpy(&v, buf, sizeof v);
+            out.push_back(v);
+            got = 0;
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("queue_writes after sigkill at random moments: every acknowledged queued write is applied once, in order",
+          "[degradation][sigkill]") {
+    using Db = HealingDb<resilite::queue_writes<100000>>;
+    std::mt19937_64 rng{20261203};
+    for (int trial = 0; trial < 8; ++trial) {
+        test::temp_dir dir;
+        const auto path = dir.path() / "k.db";
+        test::event_log log;
+        {
+            clock_t_ clock;
+            Db db(path, options_for<Db>(log, clock));
+            db.exec_script("CREATE TABLE seqlog(i INTEGER NOT NULL)");
+        }
+        int ready[2], go[2], acks[2];
+        REQUIRE(::pipe(ready) == 0);
+        REQUIRE(::pipe(go) == 0);
+        REQUIRE(::pipe(acks) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // queues writes until killed; acknowledges each after it returned
+            ::close(ready[0]);
+            ::close(go[1]);
+            ::close(acks[0]);
+            try {
+                clock_t_ clock;
+                test::event_log child_log;
+                Db db(path, options_for<Db>(child_log, clock));
+                char c = 'r';
+                if (::write(ready[1], &c, 1) != 1 || ::read(go[0], &c, 1) != 1) ::_exit(3);
+                for (std::int64_t i = 1;; ++i) {
+                    const auto r = db.exec("INSERT INTO seqlog(i) VALUES(?1)", i);
+                    if (!r.queued()) ::_exit(4);  // the gate is held: nothing may commit
+                    if (::write(acks[1], &i, sizeof i) != sizeof i) ::_exit(5);
+                }
+            } catch (...) {
+                ::_exit(6);
+            }
+        }
+        ::close(ready[1]);
+        ::close(go[0]);
+        ::close(acks[1]);
+        char c = 0;
+        REQUIRE(::read(ready[0], &c, 1) == 1);
+        {
+            foreign_heal heal{path};  // from here on the database is unavailable to the child
+            REQUIRE(::write(go[1], &c, 1) == 1);
+            // Kill after a random number of acknowledgements (counted, not timed).
+            const auto kill_after = std::uniform_int_distribution<std::int64_t>{1, 60}(rng);
+            std::int64_t seen = 0;
+            while (seen < kill_after) {
+                std::int64_t v = 0;
+                if (::read(acks[0], &v, sizeof v) != sizeof v) break;
+                seen = v;
+            }
+            ::kill(child, SIGKILL);
+            int status = 0;
+            ::waitpid(child, &status, 0);
+            REQUIRE(WIFSIGNALED(status));
+            const auto rest = read_acks(acks[0]);
+            const auto acked = rest.empty() ? seen : rest.back();
+            ::close(acks[0]);
+            ::close(ready[0]);
+            ::close(go[1]);
+            heal.end();
+            // Replayed at open (a crash inside this replay is the next trial's concern below).
+            clock_t_ clock;
+            Db db(path, options_for<Db>(log, clock));
+            const auto rows = db.query<std::int64_t>("SELECT i FROM seqlog ORDER BY rowid");
+            INFO("trial " << trial << ", acknowledged " << acked << ", replayed " << rows.size());
+            // Every acknowledged write, once, in order; the one in flight at the kill may be there too.
+            REQUIRE((static_cast<std::int64_t>(rows.size()) == acked ||
+                     static_cast<std::int64_t>(rows.size()) == acked + 1));
+            for (std::size_t i = 0; i < rows.size(); ++i)
+                CHECK(rows[i] == static_cast<std::int64_t>(i + 1));
+            CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+            CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue-rejected"));
+        }
+    }
+}
+
+TEST_CASE("queue_writes: a replay killed at a random moment, then replayed again, applies each write once",
+          "[degradation][sigkill]") {
+    using Db = HealingDb<resilite::queue_writes<100000>>;
+    std::mt19937_64 rng{7};
+    for (int trial = 0; trial < 8; ++trial) {
+        test::temp_dir dir;
+        const auto path = dir.path() / "r.db";
+        test::event_log log;
+        clock_t_ clock;
+        constexpr std::int64_t writes = 100;
+        {
+            Db db(path, options_for<Db>(log, clock));
+            db.exec_script("CREATE TABLE seqlog(i INTEGER NOT NULL)");
+            foreign_heal heal{path};
+            for (std::int64_t i = 1; i <= writes; ++i)
+                REQUIRE(db.exec("INSERT INTO seqlog(i) VALUES(?1)", i).queued());
+        }
+        int acks[2];
+        REQUIRE(::pipe(acks) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {  // replays at open, telling the parent how far it got
+            ::close(acks[0]);
+            try {
+                clock_t_ child_clock;
+                test::event_log child_log;
+                auto o = options_for<Db>(child_log, child_clock);
+                o.inject_failure = [fd = acks[1]](std::string_view op, int) {
+                    if (op == "queue_replay") {
+                        const std::int64_t one = 1;
+                        static_cast<void>(::write(fd, &one, sizeof one));
+                    }
+                    return SQLITE_OK;
+                };
+                Db db(path, std::move(o));
+            } catch (...) {
+                ::_exit(6);
+            }
+            ::_exit(0);
+        }
+        ::close(acks[1]);
+        const auto kill_after = std::uniform_int_distribution<int>{1, static_cast<int>(writes)}(rng);
+        for (int seen = 0; seen < kill_after;) {
+            std::int64_t v = 0;
+            if (::read(acks[0], &v, sizeof v) != sizeof v) break;
+            ++seen;
+        }
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        ::close(acks[0]);
+        Db db(path, options_for<Db>(log, clock));  // replays the rest
+        const auto rows = db.query<std::int64_t>("SELECT i FROM seqlog ORDER BY rowid");
+        INFO("trial " << trial << ", killed after " << kill_after << " replay steps");
+        REQUIRE(static_cast<std::int64_t>(rows.size()) == writes);
+        for (std::size_t i = 0; i < rows.size(); ++i)
+            CHECK(rows[i] == static_cast<std::int64_t>(i + 1));
+        CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+    }
 }

@@ -143,7 +143,7 @@ private:
 
     Db* db_;
     flow_type* flow_;
-    std::unique_lock<std::recursive_mutex> lock_;
+    std::unique_lock<std::recursive_timed_mutex> lock_;
     typename flow_type::pass_type pass_;  // (destroyed after tx_ ends, before lock_ is released)
     sqlite::transaction tx_;
     detail::retry_state state_;

@@ -54,7 +54,10 @@ public:
     std::filesystem::path path;
     [[no_unique_address]] observer_type observer;
     clock_type clock;
-    mutable std::recursive_mutex mutex;  // the writer lock; recursive so tx.exec can re-enter
+    // The writer lock; recursive so tx.exec can re-enter; timed so that a call waiting for it can
+    // see a heal start meanwhile and stop waiting (lock_writer).
+    using writer_mutex = std::recursive_timed_mutex;
+    mutable writer_mutex mutex;
     settings config;                     // guarded by `mutex`
     // A copy of `config` for readers that never wait behind the writer lock (current_settings()).
     mutable std::mutex published_mutex;
@@ -94,6 +97,22 @@ public:
             throw library_failure(error_class::cant_open, "connection", "no open connection", path.string());
         }
         return *conn;
+    }
+
+    // The writer lock for an operation: at once when free (the common case), else waited for in
+    // short steps, and given up with class degraded when a heal of this process starts meanwhile
+    // (it holds the lock for its whole length; docs/degradation.md).
+    [[nodiscard]] std::unique_lock<writer_mutex> lock_writer(std::string_view operation) {
+        std::unique_lock lock(mutex, std::try_to_lock);
+        while (!lock.owns_lock()) {
+            if (avail.reason() == unavailable_reason::healing) {
+                throw library_failure(error_class::degraded, operation,
+                                      "the database is unavailable (healing): a heal started in this process",
+                                      path.string());
+            }
+            static_cast<void>(lock.try_lock_for(std::chrono::milliseconds{1}));
+        }
+        return lock;
     }
 
     template <class F>
@@ -226,7 +245,7 @@ public:
 
     // The writer lock is not fair: a thread committing in a loop takes it back before a waiting
     // backup wakes up. A backup step announces itself; new operations wait (briefly) for it.
-    [[nodiscard]] std::unique_lock<std::recursive_mutex> lock_for_backup() {
+    [[nodiscard]] std::unique_lock<writer_mutex> lock_for_backup() {
         backup_waiting_.store(true, std::memory_order_relaxed);
         std::unique_lock lock(mutex);
         {

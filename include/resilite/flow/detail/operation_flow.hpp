@@ -34,7 +34,7 @@ namespace resilite::detail {
 template <class Flow>
 struct transaction_parts {
     Flow* flow;
-    std::unique_lock<std::recursive_mutex> lock;
+    std::unique_lock<std::recursive_timed_mutex> lock;
     typename Flow::pass_type pass;  // healing<>: the gate, held until the transaction ends
     sqlite::transaction tx;
     retry_state state;
@@ -68,7 +68,7 @@ public:
             ++st.attempt;
             try {
                 ctx_.yield_to_backup();
-                std::unique_lock lock(ctx_.mutex);
+                auto lock = ctx_.lock_writer(name);
                 if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
                 statement_pass_for<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
                 auto& c = ctx_.connection();
@@ -99,7 +99,12 @@ public:
                 ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
                 return result;
             } catch (...) {
-                const bool nested = ctx_.with_lock([&] { return ctx_.conn && ctx_.conn->in_transaction(); });
+                // Inside this thread's own transaction, the (recursive) lock is this thread's: a
+                // lock another thread holds (a heal) is not waited for here.
+                const bool nested = [&] {
+                    std::unique_lock held(ctx_.mutex, std::try_to_lock);
+                    return held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction();
+                }();
                 if (!nested && retry_after_failure(name, st, retry_context::reconnecting)) continue;
                 if (nested) finish_failed(name, st);
                 throw;
@@ -291,7 +296,7 @@ private:
     // One attempt to BEGIN; what it returns holds the writer lock.
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
         ctx_.yield_to_backup();
-        std::unique_lock lock(ctx_.mutex);
+        auto lock = ctx_.lock_writer("begin");
         pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());
