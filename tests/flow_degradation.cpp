@@ -754,3 +754,85 @@ TEST_CASE("queue_writes: a replay killed at a random moment, then replayed again
         CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
     }
 }
+
+TEST_CASE("P14 non-database command continuity", "[degradation][property][P14]") {
+    // While another thread holds the writer lock (a transaction, or a heal), every command that
+    // does not need the database answers. Counted, not timed: the blocker lets go only after the
+    // commands returned, so a command that waited for it would never return; the blocker's
+    // 60-second limit only turns such a hang into a failure.
+    rc::prop("health, metrics, settings, queue acceptance and archive reading answer while the writer is held", [] {
+        const bool heal = *rc::gen::arbitrary<bool>();
+        const auto commands = *rc::gen::nonEmpty(rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 5)));
+        test::temp_dir dir;
+        test::event_log log;
+        clock_t_ clock;
+        using Db = HealingDb<Queue1000>;
+        std::mutex m;
+        std::condition_variable cv;
+        bool held = false, release = false, gave_up = false;
+        const auto hold = [&] {  // in the blocker: the writer lock is held here
+            std::unique_lock lock(m);
+            held = true;
+            cv.notify_all();
+            gave_up = !cv.wait_for(lock, std::chrono::seconds{60}, [&] { return release; });
+        };
+        auto o = options_for<Db>(log, clock);
+        o.inject_failure = [&](std::string_view op, int) {
+            if (heal && op == "heal:verify") hold();
+            return SQLITE_OK;
+        };
+        Db db(dir.path() / "p14.db", std::move(o));
+        for (std::int64_t id = 1; id <= 3; ++id)
+            RC_ASSERT(db.insert(item(id)).committed());
+        std::thread blocker([&] {
+            if (heal) {
+                static_cast<void>(db.heal());
+            } else {
+                db.transaction([&](auto& tx) {
+                    tx.exec("UPDATE items SET score = score + 1");
+                    hold();
+                });
+            }
+        });
+        {
+            std::unique_lock lock(m);
+            cv.wait(lock, [&] { return held; });
+        }
+        std::size_t answered = 0, queued = 0;
+        for (const int c : commands) {
+            switch (c) {
+                case 0: {
+                    const auto h = db.health();
+                    RC_ASSERT((heal ? (!h.available && h.unavailable_reason == "healing") : h.database_busy));
+                    break;
+                }
+                case 1:
+                    RC_ASSERT(db.current_settings().retry.max_attempts >= 1);
+                    break;
+                case 2:
+                    RC_ASSERT(db.health().operations >= 3);  // metrics
+                    break;
+                case 3: {
+                    const auto report = resilite::inspect_archive(db.archive_directory());
+                    RC_ASSERT(report.records >= 3);
+                    break;
+                }
+                default:
+                    if (heal) {  // unavailable: a write is queued at once (busy is not unavailable)
+                        RC_ASSERT(db.insert(item(100 + static_cast<std::int64_t>(answered))).queued());
+                        ++queued;
+                    }
+            }
+            ++answered;
+        }
+        {
+            std::lock_guard lock(m);
+            release = true;
+        }
+        cv.notify_all();
+        blocker.join();
+        RC_ASSERT(!gave_up);
+        RC_ASSERT(answered == commands.size());
+        RC_ASSERT(db.query_one<std::int64_t>("SELECT count(*) FROM items") == static_cast<std::int64_t>(3 + queued));
+    });
+}

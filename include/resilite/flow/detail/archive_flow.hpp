@@ -40,8 +40,13 @@ public:
     explicit archive_flow(context<R>& ctx) : ctx_(ctx) {}
 
     // Where the segments are: settings().archive.directory, or "<database>.archive".
+    // (Read from the published settings: no writer lock, so archive reading goes on during a heal.)
     [[nodiscard]] std::filesystem::path directory() const {
-        const auto& dir = ctx_.config.archive.directory;
+        std::string dir;
+        {
+            std::lock_guard lock(ctx_.published_mutex);
+            dir = ctx_.published.archive.directory;
+        }
         return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
     }
 
