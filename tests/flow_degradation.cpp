@@ -836,3 +836,50 @@ TEST_CASE("P14 non-database command continuity", "[degradation][property][P14]")
         RC_ASSERT(db.query_one<std::int64_t>("SELECT count(*) FROM items") == static_cast<std::int64_t>(3 + queued));
     });
 }
+
+TEST_CASE("P17 comprehensive operation logging: degradation and queue replay", "[degradation][property][P17]") {
+    rc::prop("one event per refused, queued and replayed write; one per change of state", [] {
+        const auto writes = *rc::gen::inRange(1, 12);
+        const auto refused = *rc::gen::inRange(0, 4);
+        test::temp_dir dir;
+        test::event_log log;
+        clock_t_ clock;
+        using Db = HealingDb<Queue1000>;
+        Db db(dir.path() / "p17.db", options_for<Db>(log, clock));
+        log.clear();
+        {
+            foreign_heal heal{db.path()};
+            for (int i = 1; i <= writes; ++i)
+                RC_ASSERT(db.insert(item(i)).queued());
+            for (int i = 0; i < refused; ++i) {
+                try {
+                    db.transaction([](auto& tx) { tx.exec("DELETE FROM items"); });
+                    RC_FAIL("a transaction ran while another process heals");
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(e.klass() == error_class::degraded);
+                }
+            }
+        }
+        RC_ASSERT(db.query_one<std::int64_t>("SELECT count(*) FROM items") == writes);
+        const auto events = log.events();
+        std::map<std::string, int> named;
+        for (const auto& e : events) {
+            ++named[e.name];
+            if (e.name == "queue_replay") RC_ASSERT(e.result == resilite::outcome::ok);
+            if (e.name == "transaction") {
+                RC_ASSERT(e.result == resilite::outcome::failed);
+                RC_ASSERT(e.error == error_class::degraded);
+                RC_ASSERT(e.attempts == 1);
+            }
+        }
+        // The first write met the refused commit (its failed attempt is its own event), then was queued.
+        RC_ASSERT(named["insert"] == 1);
+        RC_ASSERT(named["queued"] == writes);
+        RC_ASSERT(named["transaction"] == refused);
+        RC_ASSERT(named["degraded"] == 1);
+        RC_ASSERT(named["recovered"] == 1);
+        RC_ASSERT(named["queue_replay"] == writes + 2);  // the marker table, the marker read, each write
+        RC_ASSERT(named["query"] == 1);
+        RC_ASSERT(events.size() == static_cast<std::size_t>(1 + writes + refused + 2 + writes + 2 + 1));
+    });
+}
