@@ -23,7 +23,8 @@ using orders = resilite::table<"orders", Order, resilite::primary_key<"id">>;
 // reads are served while the file itself is sound.
 using OrdersDb = resilite::Database<resilite::schema<orders>, resilite::degradation<resilite::queue_writes<10000>>>;
 
-// The default: every call fails at once with class `degraded` while the database is unavailable.
+// The default: every call fails at once with class `degraded` while the file is in doubt (a heal,
+// damage); while only writes fail (disk full), reads are served and each write is tried.
 using StrictDb = resilite::Database<resilite::schema<orders>, resilite::degradation<resilite::fail_fast>>;
 // snippet-end: declaration
 

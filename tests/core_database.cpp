@@ -441,9 +441,16 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
             RC_ASSERT(count_named(events, "heal_started") == 1u);
             RC_ASSERT(count_named(events, "heal_finished") == 1u);
             RC_ASSERT(count_named(events, "heal_progress") >= 1u);
-            // heal_started, heal_progress..., heal_finished, then the archive started again on the
-            // healed file (its own `archive` event); nothing else.
-            RC_ASSERT(events.size() >= 4u);
+            // `degraded` (unavailable while it heals), heal_started, heal_progress...,
+            // heal_finished, the archive started again on the healed file (its own `archive`
+            // event), `recovered`; nothing else.
+            RC_ASSERT(events.size() >= 6u);
+            RC_ASSERT(events.front().name == "degraded");
+            RC_ASSERT(events.front().result == outcome::warning);
+            RC_ASSERT(events.back().name == "recovered");
+            RC_ASSERT(events.back().result == outcome::ok);
+            events.erase(events.begin());
+            events.pop_back();
             RC_ASSERT(events.front().name == "heal_started");
             const auto& finished = events[events.size() - 2];
             RC_ASSERT(finished.name == "heal_finished");

@@ -128,13 +128,12 @@ TEST_CASE("fail_fast: while another process heals, every call fails at once with
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
 }
 
-TEST_CASE("fail_fast: disk full makes the database unavailable until a probe after the backoff writes again",
-          "[degradation]") {
+TEST_CASE("read_only: disk full refuses writes until a probe after the backoff writes again", "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
     clock_t_ clock;
     std::atomic<bool> full{false};
-    using Db = PlainDb<resilite::fail_fast>;
+    using Db = PlainDb<resilite::read_only>;
     auto o = options_for<Db>(log, clock);
     o.inject_failure = [&](std::string_view op, int) { return full && op != "query" ? SQLITE_FULL : SQLITE_OK; };
     Db db(dir.path() / "a.db", std::move(o));
@@ -143,9 +142,9 @@ TEST_CASE("fail_fast: disk full makes the database unavailable until a probe aft
     CHECK_THROWS_MATCHES(db.insert(item(2)), resilite::error,
                          Catch::Predicate<resilite::error>([](const auto& e) { return e.klass() == error_class::full; }));
     CHECK(db.health().unavailable_reason == "disk_full");
-    // Later calls do not touch SQLite: at once, reads too (fail_fast).
+    // Later writes do not touch SQLite: refused at once. Reads go on.
     require_degraded_at_once(clock, [&] { db.insert(item(3)); });
-    require_degraded_at_once(clock, [&] { static_cast<void>(db.query_one<int>("SELECT 1")); });
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
     // Before the probe interval nothing probes; after it, maintain() probes and fails (still full).
     db.maintain();
     CHECK(log.count("probe") == 0);
@@ -158,6 +157,7 @@ TEST_CASE("fail_fast: disk full makes the database unavailable until a probe aft
     db.maintain();
     CHECK(log.count("probe") == 1);
     full = false;
+    require_degraded_at_once(clock, [&] { db.insert(item(3)); });  // no probe due yet
     clock.advance(db.current_settings().degradation.probe_interval);
     db.maintain();
     CHECK(log.count("probe") == 2);
@@ -167,7 +167,8 @@ TEST_CASE("fail_fast: disk full makes the database unavailable until a probe aft
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
 }
 
-TEST_CASE("fail_fast: a write after the backoff is the probe when there is no background work", "[degradation]") {
+TEST_CASE("fail_fast: during disk full reads are served and each write is tried; the first that succeeds ends it",
+          "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
     clock_t_ clock;
@@ -177,16 +178,22 @@ TEST_CASE("fail_fast: a write after the backoff is the probe when there is no ba
     o.inject_failure = [&](std::string_view op, int) { return full && op == "insert" ? SQLITE_FULL : SQLITE_OK; };
     Db db(dir.path() / "a.db", std::move(o));
     full = true;
-    CHECK_THROWS(db.insert(item(1)));
-    require_degraded_at_once(clock, [&] { db.insert(item(1)); });
+    for (int i = 0; i < 3; ++i)
+        CHECK_THROWS_MATCHES(db.insert(item(1)), resilite::error, Catch::Predicate<resilite::error>([](const auto& e) {
+                                 return e.klass() == error_class::full;  // its own cause, every time
+                             }));
+    CHECK(db.health().unavailable_reason == "disk_full");
+    CHECK(log.count("degraded") == 1);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 0);
     full = false;
-    clock.advance(std::chrono::seconds{1});
-    db.insert(item(1));  // the probe: it succeeds, so the database is available again
+    db.insert(item(1));  // "free some space and try again": no wait for a probe
     CHECK(db.health().available);
+    CHECK(log.count("recovered") == 1);
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 1);
+    CHECK(clock.sleeps().empty());
 }
 
-TEST_CASE("fail_fast: damage seen without healing makes every call fail at once", "[degradation]") {
+TEST_CASE("fail_fast: damage seen without healing makes every call fail at once until a check finds the file sound", "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
     clock_t_ clock;
@@ -202,7 +209,12 @@ TEST_CASE("fail_fast: damage seen without healing makes every call fail at once"
     require_degraded_at_once(clock, [&] { static_cast<void>(db.get<Item>(1)); });
     require_degraded_at_once(clock, [&] { db.insert(item(2)); });
     CHECK(db.health().unavailable_reason == "damaged");
-    static_cast<void>(db.check());  // diagnostics still run: they say what they find
+    // Diagnostics still run: they say what they find. A check that finds the file sound (the
+    // fault passed) ends the state; the damage stays in the log.
+    CHECK(db.check().ok());
+    CHECK(db.health().available);
+    CHECK(log.count("recovered") == 1);
+    CHECK(db.get<Item>(1).has_value());
 }
 
 TEST_CASE("read_only: reads are served while writes fail (disk full), not while the file is in doubt",
@@ -445,7 +457,7 @@ namespace {
 // becomes unavailable (disk full, another process's heal) and available again, against a model.
 template <class Mode>
 void graceful_degradation() {
-    constexpr bool serves_reads = resilite::degradation<Mode>::serves_reads;
+    constexpr bool tries_writes = resilite::degradation<Mode>::tries_writes;
     constexpr std::size_t capacity = resilite::degradation<Mode>::queue_capacity;
     constexpr bool queues = capacity > 0;
     test::temp_dir dir;
@@ -472,6 +484,12 @@ void graceful_degradation() {
         known = false;
     };
     const auto degraded_class = [](const resilite::error& e) { return e.klass() == error_class::degraded; };
+    // A write that meets the disk full gets `full`, and so does every write fail_fast tries
+    // while it lasts; every other refusal is `degraded`.
+    const auto write_error_expected = [&](const resilite::error& e) {
+        if (st == state::disk_full && (!known || tries_writes)) return e.klass() == error_class::full;
+        return degraded_class(e);
+    };
     const auto steps = *rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 7));
     std::int64_t n = 0;
     for (const int step : steps) {
@@ -503,8 +521,7 @@ void graceful_degradation() {
                 } catch (const resilite::error& e) {
                     RC_ASSERT(unavailable);
                     if (queues) RC_ASSERT(queued.size() == capacity);  // only a full queue refuses
-                    // The write that meets the disk full gets `full`; every other refusal is degraded.
-                    RC_ASSERT((degraded_class(e) || (!known && st == state::disk_full && e.klass() == error_class::full)));
+                    RC_ASSERT(write_error_expected(e));
                     known = true;
                 }
                 break;
@@ -513,10 +530,11 @@ void graceful_degradation() {
                 try {
                     const auto count = db.template query_one<std::int64_t>("SELECT count(*) FROM kv");
                     RC_ASSERT(count == static_cast<std::int64_t>(committed.size()));
-                    RC_ASSERT((!unavailable || !known || (serves_reads && st == state::disk_full)));
+                    RC_ASSERT((!known || st != state::healing_elsewhere));
                 } catch (const resilite::error& e) {
+                    // Reads are refused only while the file is in doubt (a heal), never for disk full.
                     RC_ASSERT(degraded_class(e));
-                    RC_ASSERT((unavailable && known && !(serves_reads && st == state::disk_full)));
+                    RC_ASSERT((known && st == state::healing_elsewhere));
                 }
                 break;
             }
@@ -529,7 +547,7 @@ void graceful_degradation() {
                     committed[k] = v;
                 } catch (const resilite::error& e) {
                     RC_ASSERT(unavailable);
-                    RC_ASSERT((degraded_class(e) || (!known && st == state::disk_full && e.klass() == error_class::full)));
+                    RC_ASSERT(write_error_expected(e));
                     known = true;
                 }
                 break;
@@ -584,8 +602,9 @@ void graceful_degradation() {
 }  // namespace
 
 TEST_CASE("P2 graceful degradation", "[degradation][property][P2]") {
-    rc::prop("fail_fast: refused at once while unavailable", [] { graceful_degradation<resilite::fail_fast>(); });
-    rc::prop("read_only: reads served where the file is sound, writes refused",
+    rc::prop("fail_fast: refused at once during a heal, writes tried during disk full",
+             [] { graceful_degradation<resilite::fail_fast>(); });
+    rc::prop("read_only: reads served where the file is sound, writes refused until a probe",
              [] { graceful_degradation<resilite::read_only>(); });
     rc::prop("queue_writes: queued, replayed in order exactly once; a full queue an error",
              [] { graceful_degradation<resilite::queue_writes<4>>(); });

@@ -4,8 +4,8 @@
 // the retry policy). Busy is not unavailable: the retry policy owns it. docs/degradation.md
 // says exactly what each mode promises.
 //
-//   resilite::degradation<>                                 // fail_fast: class degraded at once
-//   resilite::degradation<resilite::read_only>              // reads served where the file is sound
+//   resilite::degradation<>                                 // fail_fast: nothing waits for a heal
+//   resilite::degradation<resilite::read_only>              // writes refused until a probe writes
 //   resilite::degradation<resilite::queue_writes<10000>>    // writes queued durably, replayed once
 
 #include <resilite/core/slot.hpp>
@@ -15,16 +15,18 @@
 
 namespace resilite {
 
-// Every operation that needs the database fails at once with class `degraded`.
+// While the file is in doubt (a heal, damage), every call fails at once with class `degraded`.
+// While only writes fail (disk full, a read-only volume, I/O errors), reads are served and each
+// write is tried: it fails with its own class (`full`, ...) or, once it succeeds, ends the state.
 struct fail_fast {
-    static constexpr bool serves_reads = false;
+    static constexpr bool tries_writes = true;
     static constexpr std::size_t queue_capacity = 0;
 };
 
-// Reads (query, query_one, get, select) are served while the file itself is sound (disk full, a
-// read-only volume, write I/O errors); everything else fails at once with class `degraded`.
+// As fail_fast, except that while only writes fail (disk full, a read-only volume, I/O errors)
+// writes are not tried: they fail at once with class `degraded` until a probe writes again.
 struct read_only {
-    static constexpr bool serves_reads = true;
+    static constexpr bool tries_writes = false;
     static constexpr std::size_t queue_capacity = 0;
 };
 
@@ -34,7 +36,7 @@ struct read_only {
 template <std::size_t Capacity>
 struct queue_writes {
     static_assert(Capacity >= 1, "resilite::queue_writes<N>: N (the queue's capacity in writes) must be at least 1");
-    static constexpr bool serves_reads = true;
+    static constexpr bool tries_writes = false;
     static constexpr std::size_t queue_capacity = Capacity;
 };
 
@@ -42,14 +44,14 @@ template <class Mode = fail_fast>
 struct degradation {
     using slot = resilite::slot::degradation;
     using mode = Mode;
-    static constexpr bool serves_reads = Mode::serves_reads;
+    static constexpr bool tries_writes = Mode::tries_writes;
     static constexpr std::size_t queue_capacity = Mode::queue_capacity;
     static constexpr bool queues_writes = queue_capacity > 0;
 };
 
 template <class P>
 concept degradation_policy = std::same_as<typename P::slot, slot::degradation> && requires {
-    { P::serves_reads } -> std::convertible_to<bool>;
+    { P::tries_writes } -> std::convertible_to<bool>;
     { P::queue_capacity } -> std::convertible_to<std::size_t>;
     { P::queues_writes } -> std::convertible_to<bool>;
 };

@@ -48,6 +48,9 @@ public:
                         r.ok() ? error_class::none : error_class::corrupt,
                         r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
         if (!r.ok()) ctx_.note_damage(error_class::corrupt, fmt::format("check: {}: {}", to_string(r.result), r.detail));
+        // Damage seen earlier that the file no longer shows (a fault that passed, or healing off
+        // and the damage repaired by hand): calls are no longer refused for it.
+        if (r.ok() && ctx_.avail.reason() == unavailable_reason::damaged) ctx_.clear_damage();
         return r;
     }
 

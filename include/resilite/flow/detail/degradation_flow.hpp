@@ -4,10 +4,12 @@
 //
 // 1. admit(): before any call that needs the database, with no lock held. Available: go (one
 //    atomic load; with queue_writes, queued writes are replayed first). Unavailable: a heal of
-//    another process is looked for at the gate (gone: available again); a read is served where
-//    the mode serves reads and the file is not in doubt; a write whose probe is due becomes the
-//    probe; a queueable write is queued (queue_writes); anything else fails at once, class
-//    degraded, saying why and since when.
+//    another process is looked for at the gate (gone: available again). While the file is in
+//    doubt (healing, damaged) a queueable write is queued (queue_writes) and anything else
+//    fails at once, class degraded, saying why and since when. While only writes fail (disk
+//    full, a read-only volume, I/O errors) reads go on; fail_fast tries each write (it is a
+//    probe); the other modes let a write through only as the probe once the backoff has
+//    passed, and queue or refuse the rest.
 // 2. replay(): the queued writes, in order, each in its own transaction with the number of the
 //    last one replayed (exactly once); a write SQLite refuses is kept in the rejected file and
 //    reported; an unavailable database stops the replay with the rest still queued.
@@ -104,9 +106,18 @@ public:
             if (why == unavailable_reason::healing || why == unavailable_reason::healing_elsewhere) refuse(name);
             return admission::go;
         }
-        if (kind == op_kind::read) {
-            if (policy::serves_reads && !file_in_doubt(why)) return admission::go;
-            refuse(name);
+        // A heal, or damage not healed: the file is in doubt, so nothing reads or writes it.
+        if (file_in_doubt(why)) {
+            if (kind == op_kind::read) refuse(name);
+            return queue_or_refuse(kind, name);
+        }
+        // Only writes fail (disk full, a read-only volume, I/O errors): the file holds every
+        // acknowledged commit, so reads go on.
+        if (kind == op_kind::read) return admission::go;
+        if constexpr (policy::tries_writes) {
+            // fail_fast: the write is tried ("free some space and try again" must work at once);
+            // its own error says why it failed, and its success ends the state.
+            return admission::probe;
         }
         if (needs_probe(why) && ctx_.avail.claim_probe(ctx_.now())) {
             if constexpr (queues_writes) {
