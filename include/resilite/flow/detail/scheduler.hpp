@@ -14,6 +14,7 @@
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/flow/detail/heal_while_open.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/settings_flow.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
@@ -51,12 +52,25 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals)
-        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills), heals_(heals) {}
+              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, settings_flow<R>& settings)
+        : ctx_(ctx),
+          flow_(flow),
+          checks_(checks),
+          archive_(archive),
+          backups_(backups),
+          drills_(drills),
+          heals_(heals),
+          settings_(settings) {
+        settings_.on_applied = [this](const resilite::settings& next, const resilite::settings& previous,
+                                      bool archive_rescheduled) { settings_changed(next, previous, archive_rescheduled); };
+    }
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
-    ~scheduler() { stop(); }
+    ~scheduler() {
+        stop();
+        settings_.on_applied = nullptr;
+    }
 
     // Db::checkpoint(): one operation with its event.
     checkpoint_result checkpoint(checkpoint_mode mode) {
@@ -86,11 +100,27 @@ public:
         next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
     }
 
+    // New settings took effect (the writer lock is held): an interval that changed counts from now.
+    void settings_changed(const settings& next, const settings& previous, bool archive_rescheduled) {
+        bool rescheduled = archive_rescheduled;
+        if (next.checkpoint_interval != previous.checkpoint_interval) {
+            schedule_checkpoint(ctx_.now());
+            rescheduled = true;
+        }
+        if (next.backup != previous.backup || next.quick_check_interval != previous.quick_check_interval ||
+            next.integrity_check_interval != previous.integrity_check_interval) {
+            schedule_checks_and_backups(ctx_.now());
+            rescheduled = true;
+        }
+        if (rescheduled) wake();
+    }
+
     // Runs whatever periodic work is due by the clock. Returns true when something was due.
     bool maintain() {
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
-        bool did = false;
+        ctx_.settle_settings();  // accepted while a transaction held the lock
+        bool did = settings_.poll(t);  // the settings file, when it changed
         if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
             if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction())) {
                 did = true;
@@ -156,11 +186,13 @@ public:
             subscription_ = ctx_.clock.subscribe([this] { wake(); });
         }
         if constexpr (R::healing::enabled) ctx_.on_heal_due = [this] { wake(); };
+        settings_.set_wake([this] { wake(); });
         worker_ = std::jthread([this](std::stop_token st) { loop(st); });
     }
 
     void stop() noexcept {
         if constexpr (advancing_clock<clock_type>) subscription_ = {};
+        settings_.set_wake(nullptr);
         if constexpr (R::healing::enabled) {
             std::lock_guard lock(ctx_.mutex);  // (set and called under it)
             ctx_.on_heal_due = nullptr;
@@ -185,7 +217,8 @@ private:
     [[nodiscard]] time_point next_due() {
         std::lock_guard lock(ctx_.mutex);
         auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
-        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due()}) {
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due(),
+                                 settings_.next_poll()}) {
             if (next && *next < due) due = *next;
         }
         return due;
@@ -218,6 +251,7 @@ private:
     backup_flow<R>& backups_;
     drill_flow<R>& drills_;
     heal_flow<R>& heals_;
+    settings_flow<R>& settings_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
