@@ -478,6 +478,29 @@ TEST_CASE("a reconfigure() accepted during a transaction of the same thread appl
     CHECK(db.with_connection([](auto& c) { return c.cache().capacity(); }) == 7);
 }
 
+// ---- every accepted setting is honoured ----------------------------------------------------------
+
+TEST_CASE("changing only healing.drill_interval schedules restore drills", "[settings][drill]") {
+    using drill_db = resilite::Database<resilite::callback_observer, test::manual_durability, test::fast_retry,
+                                        resilite::manual_clock,
+                                        resilite::backup<resilite::online_backup<>, resilite::on_demand>>;
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    drill_db::options o;
+    o.observer = log.observer();
+    o.clock = clock;
+    drill_db db{dir / "d.db", o};
+    db.exec("CREATE TABLE t(x)");
+    static_cast<void>(db.backup_now());
+    auto s = db.current_settings();
+    s.healing.drill_interval = 10s;
+    db.reconfigure(s);
+    clock.advance(11s);
+    static_cast<void>(db.maintain());
+    CHECK(log.count("drill") == 1);
+}
+
 // ---- P16 ----------------------------------------------------------------------------------------------
 
 namespace {

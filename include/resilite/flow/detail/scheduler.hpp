@@ -108,7 +108,8 @@ public:
             rescheduled = true;
         }
         if (next.backup != previous.backup || next.quick_check_interval != previous.quick_check_interval ||
-            next.integrity_check_interval != previous.integrity_check_interval) {
+            next.integrity_check_interval != previous.integrity_check_interval ||
+            next.healing.drill_interval != previous.healing.drill_interval) {
             schedule_checks_and_backups(ctx_.now());
             rescheduled = true;
         }
