@@ -99,7 +99,9 @@ std::optional<test::recorded_event> last_event(const test::event_log& log, const
     return std::nullopt;
 }
 
-int busy_timeout_of(manual_db& db) { return db.query_one<int>("PRAGMA busy_timeout").value_or(-1); }
+int busy_timeout_of(manual_db& db) {
+    return db.query_one<int>("PRAGMA busy_timeout").value_or(-1);
+}
 
 // Members of an aggregate, counted by how many initializers it takes (so a field added to
 // resilite::settings without a line in the table fails the test below).
@@ -120,7 +122,8 @@ constexpr std::size_t member_count() {
 
 // ---- the table --------------------------------------------------------------------------------------
 
-TEST_CASE("the field table has every field of settings once, each reading back what it shows", "[settings][env]") {
+TEST_CASE("the field table has every field of settings once, each reading back what it shows",
+          "[settings][env]") {
     // Sections (one line here for a new one) and their member counts.
     const std::map<std::string, std::size_t> sections{
         {"retry", member_count<resilite::retry_settings>()},
@@ -152,7 +155,7 @@ TEST_CASE("the field table has every field of settings once, each reading back w
             CHECK(s == defaults);
         }
         const auto j = (f.type == "duration" || f.type == "enum") ? nlohmann::json(f.show(defaults))
-                                                                   : nlohmann::json::parse(f.show(defaults));
+                                                                  : nlohmann::json::parse(f.show(defaults));
         CHECK_FALSE(f.from_json(s, j).has_value());
         CHECK(s == defaults);
     }
@@ -175,16 +178,21 @@ TEST_CASE("docs/settings.md lists exactly the fields of the table", "[settings][
 
 // ---- the environment ----------------------------------------------------------------------------
 
-TEST_CASE("settings come from RESILITE_ environment variables at open, over options.settings", "[settings][env]") {
+TEST_CASE("settings come from RESILITE_ environment variables at open, over options.settings",
+          "[settings][env]") {
     test::temp_dir dir;
     test::event_log log;
-    scoped_env env{{"RESILITE_RETRY_MAX_ATTEMPTS", "7"},     {"RESILITE_BUSY_TIMEOUT", "250ms"},
-                   {"RESILITE_SYNC", "EXTRA"},               {"RESILITE_BACKUP_KEEP_LAST", "5"},
-                   {"RESILITE_CHECKPOINT_INTERVAL", "2min"}, {"RESILITE_HEALING_ACCEPT_LOSS_SINCE_BACKUP", "yes"},
-                   {"RESILITE_STATEMENT_CACHE_CAPACITY", "9"}, {"RESILITE_BACKUP_DIRECTORY", "/srv/backups"}};
+    scoped_env env{{"RESILITE_RETRY_MAX_ATTEMPTS", "7"},
+                   {"RESILITE_BUSY_TIMEOUT", "250ms"},
+                   {"RESILITE_SYNC", "EXTRA"},
+                   {"RESILITE_BACKUP_KEEP_LAST", "5"},
+                   {"RESILITE_CHECKPOINT_INTERVAL", "2min"},
+                   {"RESILITE_HEALING_ACCEPT_LOSS_SINCE_BACKUP", "yes"},
+                   {"RESILITE_STATEMENT_CACHE_CAPACITY", "9"},
+                   {"RESILITE_BACKUP_DIRECTORY", "/srv/backups"}};
     auto o = logged(log);
     o.settings = manual_db::default_settings();
-    o.settings->retry.max_attempts = 3;  // the environment wins
+    o.settings->retry.max_attempts = 3;   // the environment wins
     o.settings->wal_alert_bytes = 12345;  // not named there: stays
     manual_db db{dir / "e.db", o};
     const auto s = db.current_settings();
@@ -232,7 +240,8 @@ TEST_CASE("an environment value that cannot be used fails the open, naming varia
         scoped_env env{{c.variable, c.value}};
         const auto note = note_of([&] { manual_db db{dir / "bad.db", logged(log)}; });
         CHECK_THAT(note, Catch::Contains(c.reason));
-        if (c.reason.find("must be at least") == std::string::npos && c.reason.find("needs the") == std::string::npos) {
+        if (c.reason.find("must be at least") == std::string::npos &&
+            c.reason.find("needs the") == std::string::npos) {
             CHECK_THAT(note, Catch::Contains(c.variable));
             CHECK_THAT(note, Catch::Contains("\"" + c.value + "\"") || Catch::Contains("is not a setting"));
         } else {
@@ -255,7 +264,8 @@ TEST_CASE("a settings file is read at open; invalid, open fails naming the field
           "[settings][file]") {
     test::temp_dir dir;
     const auto file = dir / "settings.json";
-    write_file(file, R"({"busy_timeout": "2s", "sync": "extra", "retry": {"max_attempts": 12, "deadline": "30s"},
+    write_file(file,
+               R"({"busy_timeout": "2s", "sync": "extra", "retry": {"max_attempts": 12, "deadline": "30s"},
                         "backup": {"keep_last": 3, "directory": "/b"}})");
     auto o = logged(test::event_log{});
     o.settings_file = file;
@@ -282,7 +292,8 @@ TEST_CASE("a settings file is read at open; invalid, open fails naming the field
         {R"({"statement_cache_capacity": 0})", "statement_cache_capacity: 0 is out of range (1..10000)"},
         {R"({"retry": 5})", "retry: expected an object of its fields"},
         {R"({"sync": "off"})", "sync: OFF is not accepted"},
-        {R"({"retry": {"base": "50ms", "cap": "10ms"}})", "retry cap (10 ms) must be at least the base (50 ms)"},
+        {R"({"retry": {"base": "50ms", "cap": "10ms"}})",
+         "retry cap (10 ms) must be at least the base (50 ms)"},
     };
     for (const auto& [text, reason] : bad) {
         INFO(text);
@@ -301,7 +312,8 @@ TEST_CASE("a settings file is read at open; invalid, open fails naming the field
     CHECK(db.current_settings().retry.max_attempts == 42);
 }
 
-TEST_CASE("a changed settings file applies to the next operation; refused, the old settings stay", "[settings][file]") {
+TEST_CASE("a changed settings file applies to the next operation; refused, the old settings stay",
+          "[settings][file]") {
     test::temp_dir dir;
     test::event_log log;
     resilite::manual_clock clock;
@@ -334,11 +346,13 @@ TEST_CASE("a changed settings file applies to the next operation; refused, the o
     // Refused: an event naming the file, the field and the reason; the settings in force stay.
     const auto before = db.current_settings();
     const std::vector<std::pair<std::string, std::string>> bad{
-        {R"({"busy_timeout": "400ms", "retry": {"max_attempts": -1}})", "retry.max_attempts: -1 is out of range"},
+        {R"({"busy_timeout": "400ms", "retry": {"max_attempts": -1}})",
+         "retry.max_attempts: -1 is out of range"},
         {R"({"busy_timeout": "400ms", "retry": {"max_attempt": 3}})", "retry.max_attempt: unknown field"},
         {R"({"busy_timeout": "4OOms"})", "busy_timeout"},
         {R"({"busy_timeout": )", "not valid JSON"},
-        {R"({"archive": {"directory": "/elsewhere"}})", "archive.directory is fixed while the database is open"},
+        {R"({"archive": {"directory": "/elsewhere"}})",
+         "archive.directory is fixed while the database is open"},
         {R"({"archive": {"enabled": true}})", "archive.enabled is fixed while the database is open"},
     };
     for (const auto& [text, reason] : bad) {
@@ -464,7 +478,8 @@ TEST_CASE("reconfigure() answers while another thread holds a transaction; the c
     CHECK(log.count("settings_apply") == 0);  // nothing failed while applying
 }
 
-TEST_CASE("a reconfigure() accepted during a transaction of the same thread applies after it", "[settings][P14]") {
+TEST_CASE("a reconfigure() accepted during a transaction of the same thread applies after it",
+          "[settings][P14]") {
     test::temp_dir dir;
     manual_db db{dir / "same.db"};
     auto tx = db.begin();
@@ -481,8 +496,8 @@ TEST_CASE("a reconfigure() accepted during a transaction of the same thread appl
 // ---- every accepted setting is honoured ----------------------------------------------------------
 
 TEST_CASE("changing only healing.drill_interval schedules restore drills", "[settings][drill]") {
-    using drill_db = resilite::Database<resilite::callback_observer, test::manual_durability, test::fast_retry,
-                                        resilite::manual_clock,
+    using drill_db = resilite::Database<resilite::callback_observer, test::manual_durability,
+                                        test::fast_retry, resilite::manual_clock,
                                         resilite::backup<resilite::online_backup<>, resilite::on_demand>>;
     test::temp_dir dir;
     test::event_log log;
@@ -518,7 +533,9 @@ const std::vector<p16_field>& p16_fields() {
         {"sync", [] { return rc::gen::element<std::string>("full", "extra", "FULL"); },
          [] { return rc::gen::element<std::string>("off", "fast", "normal"); }},
         {"busy_timeout",
-         [] { return rc::gen::map(rc::gen::inRange(0, 5000), [](int v) { return std::to_string(v) + "ms"; }); },
+         [] {
+             return rc::gen::map(rc::gen::inRange(0, 5000), [](int v) { return std::to_string(v) + "ms"; });
+         },
          [] { return rc::gen::element<std::string>("11min", "5", "-1ms", "2 s"); }},
         {"statement_cache_capacity",
          [] { return rc::gen::map(rc::gen::inRange(1, 300), [](int v) { return std::to_string(v); }); },
@@ -527,7 +544,9 @@ const std::vector<p16_field>& p16_fields() {
          [] { return rc::gen::map(rc::gen::inRange(1, 20), [](int v) { return std::to_string(v); }); },
          [] { return rc::gen::element<std::string>("0", "1e3", "99999999999"); }},
         {"checkpoint_interval",
-         [] { return rc::gen::map(rc::gen::inRange(1, 3600), [](int v) { return std::to_string(v) + "s"; }); },
+         [] {
+             return rc::gen::map(rc::gen::inRange(1, 3600), [](int v) { return std::to_string(v) + "s"; });
+         },
          [] { return rc::gen::element<std::string>("0s", "1500ms", "400d"); }},
         {"backup.keep_last",
          [] { return rc::gen::map(rc::gen::inRange(1, 50), [](int v) { return std::to_string(v); }); },
@@ -545,8 +564,8 @@ const resilite::detail::setting_field& field_at(const std::string& path) {
 // A value as it goes into the settings file: JSON's own types where the field has one.
 nlohmann::json as_json(const resilite::detail::setting_field& f, const std::string& text) {
     if (f.type == "integer") {
-        const bool plain = !text.empty() && text.find_first_not_of("-0123456789") == std::string::npos &&
-                           text.size() < 18;
+        const bool plain =
+            !text.empty() && text.find_first_not_of("-0123456789") == std::string::npos && text.size() < 18;
         return plain ? nlohmann::json(std::stoll(text)) : nlohmann::json(text);
     }
     if (f.type == "boolean" && (text == "true" || text == "false")) return text == "true";
@@ -558,185 +577,236 @@ nlohmann::json as_json(const resilite::detail::setting_field& f, const std::stri
 TEST_CASE("P16 configuration hot reload", "[settings][property][P16]") {
     test::temp_dir root;
     int n = 0;
-    rc::prop("random valid and invalid settings from the API, the environment and the file: the last valid "
-             "state is in force and observed, every refusal an event naming the field", [&] {
-        const auto dir = root.path() / fmt::format("case{}", ++n);
-        std::filesystem::create_directories(dir);
-        const auto file = dir / "settings.json";
-        test::event_log log;
-        resilite::manual_clock clock;
-        auto o = logged(log, clock);
-        o.settings_file = file;
+    rc::prop(
+        "random valid and invalid settings from the API, the environment and the file: the last valid "
+        "state is in force and observed, every refusal an event naming the field",
+        [&] {
+            const auto dir = root.path() / fmt::format("case{}", ++n);
+            std::filesystem::create_directories(dir);
+            const auto file = dir / "settings.json";
+            test::event_log log;
+            resilite::manual_clock clock;
+            auto o = logged(log, clock);
+            o.settings_file = file;
 
-        // The environment, read at open: a few fields, sometimes one bad value.
-        scoped_env env;
-        resilite::detail::settings_overlay env_model;
-        const auto env_count = *rc::gen::inRange<std::size_t>(0, 3);
-        for (std::size_t i = 0; i < env_count; ++i) {
-            const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
-            const auto& f = field_at(pf.path);
-            const auto value = *pf.valid();
-            env.set(f.variable(), value);
-            RC_ASSERT(!f.from_text(env_model.values, value));
-            env_model.fields.push_back(&f);
-        }
-        if (*rc::gen::inRange(0, 4) == 0) {  // a bad one refuses the open, naming it
-            const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
-            const auto& f = field_at(pf.path);
-            const auto bad = *pf.invalid();
-            scoped_env once{{f.variable(), bad}};
+            // The environment, read at open: a few fields, sometimes one bad value.
+            scoped_env env;
+            resilite::detail::settings_overlay env_model;
+            const auto env_count = *rc::gen::inRange<std::size_t>(0, 3);
+            for (std::size_t i = 0; i < env_count; ++i) {
+                const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
+                const auto& f = field_at(pf.path);
+                const auto value = *pf.valid();
+                env.set(f.variable(), value);
+                RC_ASSERT(!f.from_text(env_model.values, value));
+                env_model.fields.push_back(&f);
+            }
+            if (*rc::gen::inRange(0, 4) == 0) {  // a bad one refuses the open, naming it
+                const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
+                const auto& f = field_at(pf.path);
+                const auto bad = *pf.invalid();
+                scoped_env once{{f.variable(), bad}};
+                write_file(file, "{}");
+                try {
+                    manual_db db{dir / "p.db", o};
+                    RC_FAIL("opened with " + f.variable() + "=" + bad);
+                } catch (const resilite::error& e) {
+                    RC_ASSERT(e.klass() == error_class::invalid_setting);
+                    RC_ASSERT(e.technical().note.find(f.variable()) != std::string::npos);
+                }
+            }
+            // Every value env_model names was drawn last for its field: apply in order.
+            const auto apply_env = [&](resilite::settings& s) { env_model.apply_to(s); };
+
             write_file(file, "{}");
-            try {
-                manual_db db{dir / "p.db", o};
-                RC_FAIL("opened with " + f.variable() + "=" + bad);
-            } catch (const resilite::error& e) {
-                RC_ASSERT(e.klass() == error_class::invalid_setting);
-                RC_ASSERT(e.technical().note.find(f.variable()) != std::string::npos);
-            }
-        }
-        // Every value env_model names was drawn last for its field: apply in order.
-        const auto apply_env = [&](resilite::settings& s) { env_model.apply_to(s); };
+            std::string file_text = "{}";
+            manual_db db{dir / "p.db", o};
+            auto model = manual_db::default_settings();
+            apply_env(model);
 
-        write_file(file, "{}");
-        std::string file_text = "{}";
-        manual_db db{dir / "p.db", o};
-        auto model = manual_db::default_settings();
-        apply_env(model);
+            const auto check_in_force = [&](const char* step) {
+                RC_LOG() << step << "\n";
+                const auto now = db.current_settings();
+                RC_ASSERT(now == model);
+                RC_ASSERT(db.query_one<int>("PRAGMA synchronous") == static_cast<int>(model.sync));
+                RC_ASSERT(busy_timeout_of(db) ==
+                          static_cast<int>(std::min(model.busy_timeout, model.retry.deadline).count()));
+                RC_ASSERT(db.with_connection([](auto& c) { return c.cache().capacity(); }) ==
+                          model.statement_cache_capacity);
+            };
+            check_in_force("open");
 
-        const auto check_in_force = [&](const char* step) {
-            RC_LOG() << step << "\n";
-            const auto now = db.current_settings();
-            RC_ASSERT(now == model);
-            RC_ASSERT(db.query_one<int>("PRAGMA synchronous") == static_cast<int>(model.sync));
-            RC_ASSERT(busy_timeout_of(db) == static_cast<int>(std::min(model.busy_timeout, model.retry.deadline).count()));
-            RC_ASSERT(db.with_connection([](auto& c) { return c.cache().capacity(); }) ==
-                      model.statement_cache_capacity);
-        };
-        check_in_force("open");
-
-        const auto steps = *rc::gen::inRange(1, 12);
-        for (int step = 0; step < steps; ++step) {
-            const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
-            const auto& f = field_at(pf.path);
-            switch (*rc::gen::inRange(0, 4)) {
-                case 0: {  // the API, valid
-                    auto s = model;
-                    RC_ASSERT(!f.from_text(s, *pf.valid()));
-                    db.reconfigure(s);
-                    model = s;
-                    check_in_force("reconfigure, valid");
-                    break;
-                }
-                case 1: {  // the API, invalid: a value out of range or not allowed for this Database
-                    auto s = model;
-                    const auto kind = *rc::gen::inRange(0, 4);
-                    std::string field;
-                    if (kind == 0) {
-                        s.statement_cache_capacity = 0, field = "statement_cache_capacity";
-                    } else if (kind == 1) {
-                        s.busy_timeout = -1ms, field = "busy_timeout";
-                    } else if (kind == 2) {
-                        s.archive.directory = "/elsewhere", field = "archive.directory";
-                    } else {
-                        s.retry.max_attempts = 0, field = "retry max_attempts";
-                    }
-                    try {
+            const auto steps = *rc::gen::inRange(1, 12);
+            for (int step = 0; step < steps; ++step) {
+                const auto& pf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
+                const auto& f = field_at(pf.path);
+                switch (*rc::gen::inRange(0, 5)) {
+                    case 0: {  // the API, valid
+                        auto s = model;
+                        RC_ASSERT(!f.from_text(s, *pf.valid()));
                         db.reconfigure(s);
-                        RC_FAIL("accepted " + field);
-                    } catch (const resilite::error& e) {
-                        RC_ASSERT(e.klass() == error_class::invalid_setting);
+                        model = s;
+                        check_in_force("reconfigure, valid");
+                        break;
                     }
-                    const auto e = last_event(log, "reconfigure");
-                    RC_ASSERT(e->result == outcome::failed);
-                    RC_ASSERT(e->detail.find(field) != std::string::npos);
-                    check_in_force("reconfigure, invalid");
-                    break;
-                }
-                case 2: {  // the file, valid: some fields
-                    nlohmann::json j = nlohmann::json::object();
-                    auto next = model;
-                    const auto count = *rc::gen::inRange(1, 4);
-                    for (int i = 0; i < count; ++i) {
-                        const auto& qf = p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
-                        const auto& g = field_at(qf.path);
-                        const auto v = *qf.valid();
-                        const auto dot = g.path.find('.');
-                        if (dot == std::string::npos) {
-                            j[g.path] = as_json(g, v);
+                    case 1: {  // the API, invalid: a value out of range or not allowed for this Database
+                        auto s = model;
+                        const auto kind = *rc::gen::inRange(0, 4);
+                        std::string field;
+                        if (kind == 0) {
+                            s.statement_cache_capacity = 0, field = "statement_cache_capacity";
+                        } else if (kind == 1) {
+                            s.busy_timeout = -1ms, field = "busy_timeout";
+                        } else if (kind == 2) {
+                            s.archive.directory = "/elsewhere", field = "archive.directory";
                         } else {
-                            j[g.section()][g.name()] = as_json(g, v);
+                            s.retry.max_attempts = 0, field = "retry max_attempts";
                         }
-                    }
-                    const auto text = j.dump();
-                    resilite::detail::settings_overlay fo;
-                    RC_ASSERT(!resilite::detail::parse_settings_json(text, fo));
-                    fo.apply_to(next);
-                    apply_env(next);
-                    write_file(file, text);
-                    const auto before = log.count("settings_reload");
-                    bool changed = text != file_text;
-                    if (*rc::gen::arbitrary<bool>()) {
-                        RC_ASSERT(db.reload_settings() == changed);
-                    } else {  // the poll of maintain() (the background thread's round)
-                        clock.advance(2s);
-                        static_cast<void>(db.maintain());
-                    }
-                    file_text = text;
-                    RC_ASSERT(log.count("settings_reload") == before + (changed ? 1 : 0));
-                    if (changed) {
-                        RC_ASSERT(last_event(log, "settings_reload")->result == outcome::ok);
-                        model = next;
-                    }
-                    check_in_force("file, valid");
-                    break;
-                }
-                case 3: {  // the file, invalid: a bad value, an unknown field, a wrong type, bad JSON
-                    const auto kind = *rc::gen::inRange(0, 4);
-                    nlohmann::json j = nlohmann::json::object();
-                    std::string text, named;
-                    const auto put = [&](const resilite::detail::setting_field& g, nlohmann::json v) {
-                        if (g.section().empty()) {
-                            j[g.path] = std::move(v);
-                        } else {
-                            j[g.section()][g.name()] = std::move(v);
+                        try {
+                            db.reconfigure(s);
+                            RC_FAIL("accepted " + field);
+                        } catch (const resilite::error& e) {
+                            RC_ASSERT(e.klass() == error_class::invalid_setting);
                         }
-                    };
-                    if (kind == 0) {
-                        put(f, as_json(f, *pf.invalid()));
-                        named = f.path;
-                    } else if (kind == 1) {
-                        put(f, as_json(f, *pf.valid()));
-                        j["retry"]["max_attempt"] = 3;
-                        named = "retry.max_attempt";
-                    } else if (kind == 2) {
-                        put(f, nlohmann::json::array({1}));
-                        named = f.path;
-                    }
-                    text = kind == 3 ? std::string{"{\"sync\": "} : j.dump();
-                    if (kind == 3) named = "not valid JSON";
-                    write_file(file, text);
-                    const auto before = log.count("settings_reload");
-                    const bool changed = text != file_text;
-                    try {
-                        RC_ASSERT(!db.reload_settings());  // unchanged: nothing to refuse
-                        RC_ASSERT(!changed);
-                    } catch (const resilite::error& e) {
-                        RC_ASSERT(changed);
-                        RC_ASSERT(e.klass() == error_class::invalid_setting);
-                    }
-                    file_text = text;
-                    if (changed) {
-                        RC_ASSERT(log.count("settings_reload") == before + 1);
-                        const auto e = last_event(log, "settings_reload");
+                        const auto e = last_event(log, "reconfigure");
                         RC_ASSERT(e->result == outcome::failed);
-                        RC_ASSERT(e->error == error_class::invalid_setting);
-                        RC_ASSERT(e->detail.find(named) != std::string::npos);
-                        RC_ASSERT(e->detail.find(file.string()) != std::string::npos);
+                        RC_ASSERT(e->detail.find(field) != std::string::npos);
+                        check_in_force("reconfigure, invalid");
+                        break;
                     }
-                    check_in_force("file, invalid");
-                    break;
+                    case 2: {  // the file, valid: some fields
+                        nlohmann::json j = nlohmann::json::object();
+                        auto next = model;
+                        const auto count = *rc::gen::inRange(1, 4);
+                        for (int i = 0; i < count; ++i) {
+                            const auto& qf =
+                                p16_fields()[*rc::gen::inRange<std::size_t>(0, p16_fields().size())];
+                            const auto& g = field_at(qf.path);
+                            const auto v = *qf.valid();
+                            const auto dot = g.path.find('.');
+                            if (dot == std::string::npos) {
+                                j[g.path] = as_json(g, v);
+                            } else {
+                                j[g.section()][g.name()] = as_json(g, v);
+                            }
+                        }
+                        const auto text = j.dump();
+                        resilite::detail::settings_overlay fo;
+                        RC_ASSERT(!resilite::detail::parse_settings_json(text, fo));
+                        fo.apply_to(next);
+                        apply_env(next);
+                        write_file(file, text);
+                        const auto before = log.count("settings_reload");
+                        bool changed = text != file_text;
+                        if (*rc::gen::arbitrary<bool>()) {
+                            RC_ASSERT(db.reload_settings() == changed);
+                        } else {  // the poll of maintain() (the background thread's round)
+                            clock.advance(2s);
+                            static_cast<void>(db.maintain());
+                        }
+                        file_text = text;
+                        RC_ASSERT(log.count("settings_reload") == before + (changed ? 1 : 0));
+                        if (changed) {
+                            RC_ASSERT(last_event(log, "settings_reload")->result == outcome::ok);
+                            model = next;
+                        }
+                        check_in_force("file, valid");
+                        break;
+                    }
+                    case 3: {  // the file, invalid: a bad value, an unknown field, a wrong type, bad JSON
+                        const auto kind = *rc::gen::inRange(0, 4);
+                        nlohmann::json j = nlohmann::json::object();
+                        std::string text, named;
+                        const auto put = [&](const resilite::detail::setting_field& g, nlohmann::json v) {
+                            if (g.section().empty()) {
+                                j[g.path] = std::move(v);
+                            } else {
+                                j[g.section()][g.name()] = std::move(v);
+                            }
+                        };
+                        if (kind == 0) {
+                            put(f, as_json(f, *pf.invalid()));
+                            named = f.path;
+                        } else if (kind == 1) {
+                            put(f, as_json(f, *pf.valid()));
+                            j["retry"]["max_attempt"] = 3;
+                            named = "retry.max_attempt";
+                        } else if (kind == 2) {
+                            put(f, nlohmann::json::array({1}));
+                            named = f.path;
+                        }
+                        text = kind == 3 ? std::string{"{\"sync\": "} : j.dump();
+                        if (kind == 3) named = "not valid JSON";
+                        write_file(file, text);
+                        const auto before = log.count("settings_reload");
+                        const bool changed = text != file_text;
+                        try {
+                            RC_ASSERT(!db.reload_settings());  // unchanged: nothing to refuse
+                            RC_ASSERT(!changed);
+                        } catch (const resilite::error& e) {
+                            RC_ASSERT(changed);
+                            RC_ASSERT(e.klass() == error_class::invalid_setting);
+                        }
+                        file_text = text;
+                        if (changed) {
+                            RC_ASSERT(log.count("settings_reload") == before + 1);
+                            const auto e = last_event(log, "settings_reload");
+                            RC_ASSERT(e->result == outcome::failed);
+                            RC_ASSERT(e->error == error_class::invalid_setting);
+                            RC_ASSERT(e->detail.find(named) != std::string::npos);
+                            RC_ASSERT(e->detail.find(file.string()) != std::string::npos);
+                        }
+                        check_in_force("file, invalid");
+                        break;
+                    }
+                    case 4: {  // a valid change while another thread holds a transaction (P14)
+                        std::latch inside{1}, release{1};
+                        std::thread holder([&] {
+                            db.transaction([&](auto&) {
+                                inside.count_down();
+                                release.wait();
+                            });
+                        });
+                        // (No assertion until the holder is released: a failure must not leave it waiting.)
+                        const auto value = *pf.valid();
+                        const bool through_api = *rc::gen::arbitrary<bool>();
+                        inside.wait();
+                        auto next = model;
+                        bool ok = !f.from_text(next, value);
+                        struct let_go {  // also when a call below throws
+                            std::latch& release;
+                            std::thread& holder;
+                            ~let_go() {
+                                release.count_down();
+                                holder.join();
+                            }
+                        };
+                        {
+                            let_go done{release, holder};
+                            if (through_api) {
+                                db.reconfigure(next);
+                            } else {
+                                nlohmann::json j = nlohmann::json::object();
+                                if (f.section().empty()) {
+                                    j[f.path] = as_json(f, value);
+                                } else {
+                                    j[f.section()][f.name()] = as_json(f, value);
+                                }
+                                apply_env(next);
+                                const auto text = j.dump();
+                                write_file(file, text);
+                                ok = ok && db.reload_settings() == (text != file_text);
+                                if (text == file_text) next = model;
+                                file_text = text;
+                            }
+                            ok = ok && db.current_settings() == next;  // accepted while the lock is held
+                        }
+                        RC_ASSERT(ok);
+                        model = next;
+                        check_in_force("a change while a transaction held the writer lock");
+                        break;
+                    }
                 }
             }
-        }
-    });
+        });
 }

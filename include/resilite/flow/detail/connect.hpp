@@ -38,7 +38,8 @@ template <class R>
         problem = "sync: synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
     }
     if (!problem && s.archive.enabled && !R::archiving) {
-        problem = "archive.enabled: true needs the resilite::archive<> policy (it installs the capture triggers)";
+        problem =
+            "archive.enabled: true needs the resilite::archive<> policy (it installs the capture triggers)";
     }
     if (!problem && s.healing.enabled && !R::healing::enabled) {
         problem = "healing.enabled: true needs the resilite::healing<> policy in the Database type";

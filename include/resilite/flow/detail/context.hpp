@@ -68,7 +68,7 @@ public:
     std::function<int(std::string_view, int)> inject_failure;
     std::function<void(int, int)> before_migrations;
     std::function<void(sqlite::connection&)> on_connect;  // every connection this Database opens
-    std::filesystem::path settings_file;                  // options.settings_file (flow/detail/settings_flow.hpp)
+    std::filesystem::path settings_file;  // options.settings_file (flow/detail/settings_flow.hpp)
     // Settings accepted while another thread held the writer lock, applied under it by the next
     // operation (settle_settings()) or the background thread: reconfigure() never waits (P14).
     std::atomic<bool> settings_pending{false};

@@ -62,7 +62,9 @@ public:
           heals_(heals),
           settings_(settings) {
         settings_.on_applied = [this](const resilite::settings& next, const resilite::settings& previous,
-                                      bool archive_rescheduled) { settings_changed(next, previous, archive_rescheduled); };
+                                      bool archive_rescheduled) {
+            settings_changed(next, previous, archive_rescheduled);
+        };
     }
 
     scheduler(const scheduler&) = delete;

@@ -92,7 +92,8 @@ struct integer_codec {
     [[nodiscard]] refusal from_json(const json& j, T& out) const {
         if (j.is_number_unsigned()) {
             const auto u = j.get<std::uint64_t>();
-            if (u > static_cast<std::uint64_t>(max)) return fmt::format("{} is out of range ({})", u, range());
+            if (u > static_cast<std::uint64_t>(max))
+                return fmt::format("{} is out of range ({})", u, range());
             return store(static_cast<std::int64_t>(u), out);
         }
         if (j.is_number_integer()) return store(j.get<std::int64_t>(), out);
@@ -131,7 +132,8 @@ struct duration_codec {
         std::string_view suffix;
         std::int64_t ms;
     };
-    static constexpr unit units[] = {{"d", 86'400'000}, {"h", 3'600'000}, {"min", 60'000}, {"s", 1000}, {"ms", 1}};
+    static constexpr unit units[] = {
+        {"d", 86'400'000}, {"h", 3'600'000}, {"min", 60'000}, {"s", 1000}, {"ms", 1}};
     static constexpr std::int64_t own_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(D{1}).count();  // fields are ms or coarser
 
@@ -140,11 +142,12 @@ struct duration_codec {
     [[nodiscard]] refusal parse(std::string_view text, D& out) const {
         const auto digits_end = text.find_first_not_of("-0123456789");
         if (digits_end == 0 || digits_end == std::string_view::npos)
-            return std::string{"not a duration: write a whole number and a unit (ms, s, min, h, d), e.g. 500ms"};
+            return std::string{
+                "not a duration: write a whole number and a unit (ms, s, min, h, d), e.g. 500ms"};
         const auto suffix = text.substr(digits_end);
-        const auto* u = std::find_if(std::begin(units), std::end(units), [&](const unit& x) { return x.suffix == suffix; });
-        if (u == std::end(units))
-            return fmt::format("unknown unit \"{}\" (use ms, s, min, h or d)", suffix);
+        const auto* u = std::find_if(std::begin(units), std::end(units),
+                                     [&](const unit& x) { return x.suffix == suffix; });
+        if (u == std::end(units)) return fmt::format("unknown unit \"{}\" (use ms, s, min, h or d)", suffix);
         std::int64_t n = 0;
         const auto number = text.substr(0, digits_end);
         const auto [p, ec] = std::from_chars(number.data(), number.data() + number.size(), n);
@@ -161,15 +164,17 @@ struct duration_codec {
     }
     [[nodiscard]] refusal from_json(const json& j, D& out) const {
         if (!j.is_string())
-            return fmt::format("expected a duration as a string with its unit (e.g. \"500ms\", \"10s\"), got {}",
-                               json_kind(j));
+            return fmt::format(
+                "expected a duration as a string with its unit (e.g. \"500ms\", \"10s\"), got {}",
+                json_kind(j));
         return parse(j.get_ref<const std::string&>(), out);
     }
     // In the largest unit that holds it exactly, so that what is shown reads back the same.
     [[nodiscard]] std::string show(D v) const {
         const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(v).count();
         for (const auto& u : units)
-            if (u.ms >= own_ms && ms % u.ms == 0 && (ms != 0 || u.ms == own_ms)) return fmt::format("{}{}", ms / u.ms, u.suffix);
+            if (u.ms >= own_ms && ms % u.ms == 0 && (ms != 0 || u.ms == own_ms))
+                return fmt::format("{}{}", ms / u.ms, u.suffix);
         return fmt::format("{}ms", ms);
     }
     [[nodiscard]] refusal check(D v) const {
@@ -213,7 +218,8 @@ struct choice_codec {
         return fmt::format("unknown value \"{}\" (one of: {})", text, range());
     }
     [[nodiscard]] refusal from_json(const json& j, E& out) const {
-        if (!j.is_string()) return fmt::format("expected one of {} as a string, got {}", range(), json_kind(j));
+        if (!j.is_string())
+            return fmt::format("expected one of {} as a string, got {}", range(), json_kind(j));
         return parse(j.get_ref<const std::string&>(), out);
     }
     [[nodiscard]] std::string show(E v) const {
@@ -284,9 +290,11 @@ struct setting_field {
     }
 };
 
-// `access(s)` names the member in a settings (const or not): [](auto& s) -> auto& { return s.retry.max_attempts; }
+// `access(s)` names the member in a settings (const or not): [](auto& s) -> auto& { return
+// s.retry.max_attempts; }
 template <class Access, class Codec>
-[[nodiscard]] setting_field make_setting_field(std::string path, Access access, Codec codec, bool fixed = false) {
+[[nodiscard]] setting_field make_setting_field(std::string path, Access access, Codec codec,
+                                               bool fixed = false) {
     using T = typename Codec::value_type;
     setting_field f;
     f.path = std::move(path);
@@ -328,12 +336,14 @@ template <class Access, class Codec>
         constexpr bool fixed = true;
         const choice_codec<synchronous> sync_names{
             {{"normal", synchronous::normal}, {"full", synchronous::full}, {"extra", synchronous::extra}},
-            {{"off", "OFF is not accepted: a power loss could lose committed transactions (use normal, full "
-                     "or extra)"}}};
+            {{"off",
+              "OFF is not accepted: a power loss could lose committed transactions (use normal, full "
+              "or extra)"}}};
         const text_codec path_text{"path", "any; empty: the default beside the database"};
         std::vector<setting_field> t;
 #define RESILITE_SETTING(member, ...) \
-    t.push_back(make_setting_field(#member, [](auto& s) -> auto& { return s.member; }, __VA_ARGS__))
+    t.push_back(make_setting_field(   \
+        #member, [](auto& s) -> auto& { return s.member; }, __VA_ARGS__))
         RESILITE_SETTING(sync, sync_names);
         RESILITE_SETTING(checkpoint_interval, duration_codec<sec>{1s, year});
         RESILITE_SETTING(wal_alert_bytes, integer_codec<std::uint64_t>{1, pib});
@@ -362,7 +372,8 @@ template <class Access, class Codec>
         RESILITE_SETTING(backup.pages_per_step, integer_codec<int>{1, int_max});
         RESILITE_SETTING(backup.pause, duration_codec<ms>{0ms, 1h});
         RESILITE_SETTING(backup.time_limit, duration_codec<sec>{1s, year});
-        RESILITE_SETTING(backup.interval, duration_codec<minutes>{0min, std::chrono::duration_cast<minutes>(year)});
+        RESILITE_SETTING(backup.interval,
+                         duration_codec<minutes>{0min, std::chrono::duration_cast<minutes>(year)});
         RESILITE_SETTING(backup.check, choice_codec<check_level>{{{"header", check_level::header},
                                                                   {"quick", check_level::quick},
                                                                   {"full", check_level::full}}});
@@ -371,7 +382,8 @@ template <class Access, class Codec>
         RESILITE_SETTING(backup.keep_daily, integer_codec<int>{0, 1'000'000});
         RESILITE_SETTING(backup.keep_weekly, integer_codec<int>{0, 1'000'000});
         RESILITE_SETTING(backup.directory, path_text);
-        RESILITE_SETTING(backup.sink, text_codec{"command", "any; {path} and {name} are replaced; empty: none"});
+        RESILITE_SETTING(backup.sink,
+                         text_codec{"command", "any; {path} and {name} are replaced; empty: none"});
         RESILITE_SETTING(backup.max_restarts, integer_codec<int>{0, 1000});
 
         RESILITE_SETTING(archive.enabled, boolean_codec{}, fixed);
@@ -386,7 +398,8 @@ template <class Access, class Codec>
         RESILITE_SETTING(healing.max_attempts, integer_codec<int>{1, 1'000'000});
         RESILITE_SETTING(healing.time_limit, duration_codec<sec>{1s, year});
         RESILITE_SETTING(healing.quarantine_directory, path_text);
-        RESILITE_SETTING(healing.retention, duration_codec<hours>{0h, std::chrono::duration_cast<hours>(10 * year)});
+        RESILITE_SETTING(healing.retention,
+                         duration_codec<hours>{0h, std::chrono::duration_cast<hours>(10 * year)});
         RESILITE_SETTING(healing.accept_loss_since_backup, boolean_codec{});
         RESILITE_SETTING(healing.drill_interval, duration_codec<sec>{0s, year});
         RESILITE_SETTING(healing.trial_rebuild_limit_bytes, integer_codec<std::uintmax_t>{0, pib});

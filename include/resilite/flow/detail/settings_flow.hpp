@@ -66,7 +66,8 @@ public:
         try {
             env_ = read_environment("open", ctx_.path.string());
             file_ = ctx_.settings_file;
-            if (const char* f = std::getenv(settings_file_variable.data()); f != nullptr && *f != '\0') file_ = f;
+            if (const char* f = std::getenv(settings_file_variable.data()); f != nullptr && *f != '\0')
+                file_ = f;
             settings s = ctx_.config;
             std::string sources;
             if (!file_.empty()) {
@@ -75,7 +76,8 @@ public:
                 auto text = read_text_file(file_, why);
                 if (!text) throw refused("open", fmt::format("{} cannot be read: {}", sources, why));
                 settings_overlay o;
-                if (auto r = parse_settings_json(*text, o)) throw refused("open", fmt::format("{}: {}", sources, *r));
+                if (auto r = parse_settings_json(*text, o))
+                    throw refused("open", fmt::format("{}: {}", sources, *r));
                 o.apply_to(s);
                 last_seen_ = std::move(text);
                 next_poll_ns_.store((start + file_poll).time_since_epoch().count());
@@ -84,10 +86,16 @@ public:
             if (!env_.empty()) {
                 std::string vars;
                 for (const auto* f : env_.fields)
-                    vars += fmt::format("{}{}={}", vars.empty() ? "" : ", ", f->variable(), f->show(env_.values));
+                    vars +=
+                        fmt::format("{}{}={}", vars.empty() ? "" : ", ", f->variable(), f->show(env_.values));
                 sources += fmt::format("{}the environment ({})", sources.empty() ? "" : " and ", vars);
             }
-            validate(s, "open", nullptr, sources.empty() ? std::string{} : "settings from " + sources);
+            if (auto problem = settings_problem<R>(s)) {
+                // Named after its sources only when the settings given in code did not have it.
+                const bool theirs = !sources.empty() && settings_problem<R>(ctx_.config) != problem;
+                throw refused("open",
+                              theirs ? fmt::format("settings from {}: {}", sources, *problem) : *problem);
+            }
             ctx_.config = s;
             {
                 std::lock_guard p(ctx_.published_mutex);
@@ -158,21 +166,20 @@ private:
         return library_failure(error_class::invalid_setting, operation, std::move(note), ctx_.path.string());
     }
 
-    // 1. Pure: ranges, relations, policies, and (while open) the fields that cannot change.
-    void validate(const settings& s, std::string_view operation, const settings* in_force,
+    // 1. Pure: the fields that cannot change while open, ranges, relations, policies.
+    void validate(const settings& s, std::string_view operation, const settings& in_force,
                   const std::string& source) const {
         std::optional<std::string> problem;
-        if (in_force != nullptr) {
-            for (const auto& f : setting_fields()) {
-                if (f.fixed_while_open && !f.same(s, *in_force)) {
-                    problem = fmt::format("{} is fixed while the database is open (in force: {}, asked: {})", f.path,
-                                          f.show(*in_force), f.show(s));
-                    break;
-                }
+        for (const auto& f : setting_fields()) {
+            if (f.fixed_while_open && !f.same(s, in_force)) {
+                problem = fmt::format("{} is fixed while the database is open (in force: {}, asked: {})",
+                                      f.path, f.show(in_force), f.show(s));
+                break;
             }
         }
         if (!problem) problem = settings_problem<R>(s);
-        if (problem) throw refused(operation, source.empty() ? *problem : fmt::format("{}: {}", source, *problem));
+        if (problem)
+            throw refused(operation, source.empty() ? *problem : fmt::format("{}: {}", source, *problem));
     }
 
     // 1. and 2.; 3. at once when the writer lock is free. Returns true when applied now.
@@ -182,7 +189,7 @@ private:
         {
             std::lock_guard p(ctx_.published_mutex);
             settings next = make(static_cast<const settings&>(ctx_.published));
-            validate(next, operation, &ctx_.published, source);
+            validate(next, operation, ctx_.published, source);
             ctx_.published = next;
             pending_ = std::move(next);
             ctx_.settings_pending.store(true, std::memory_order_release);

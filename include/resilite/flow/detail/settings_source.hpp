@@ -51,7 +51,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
 
 // Every RESILITE_* variable, read now. Throws invalid_setting for an unknown variable or a
 // value that cannot be used, naming the variable, the value and the reason.
-[[nodiscard]] inline settings_overlay read_environment(std::string_view operation, std::string_view path = {}) {
+[[nodiscard]] inline settings_overlay read_environment(std::string_view operation,
+                                                       std::string_view path = {}) {
     std::vector<std::pair<std::string, std::string>> vars;
     for (char** e = ::environ; e != nullptr && *e != nullptr; ++e) {
         const std::string_view entry{*e};
@@ -67,18 +68,20 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         const auto& value = var.second;
         if (other_resilite_variable(name)) continue;
         const auto& table = setting_fields();
-        const auto f = std::find_if(table.begin(), table.end(), [&](const auto& x) { return x.variable() == name; });
+        const auto f =
+            std::find_if(table.begin(), table.end(), [&](const auto& x) { return x.variable() == name; });
         if (f == table.end()) {
-            throw library_failure(error_class::invalid_setting, operation,
-                                  fmt::format("environment variable {} is not a setting (docs/settings.md lists "
-                                              "them); a misspelt setting is refused, not ignored",
-                                              name),
-                                  path);
+            throw library_failure(
+                error_class::invalid_setting, operation,
+                fmt::format("environment variable {} is not a setting (docs/settings.md lists "
+                            "them); a misspelt setting is refused, not ignored",
+                            name),
+                path);
         }
         if (auto r = f->from_text(o.values, value)) {
             throw library_failure(error_class::invalid_setting, operation,
-                                  fmt::format("environment variable {}=\"{}\": {} ({}: {}, {})", name, value, *r,
-                                              f->path, f->type, f->range),
+                                  fmt::format("environment variable {}=\"{}\": {} ({}: {}, {})", name, value,
+                                              *r, f->path, f->type, f->range),
                                   path);
         }
         o.fields.push_back(&*f);
@@ -102,7 +105,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         const auto* f = find_setting_field(path);
         if (f == nullptr) return fmt::format("{}: unknown field (docs/settings.md lists them)", path);
         if (value.is_object()) return fmt::format("{}: expected a value, got an object", path);
-        if (auto r = f->from_json(o.values, value)) return fmt::format("{}: {} (value {})", path, *r, value.dump());
+        if (auto r = f->from_json(o.values, value))
+            return fmt::format("{}: {} (value {})", path, *r, value.dump());
         o.fields.push_back(f);
         return std::nullopt;
     };
@@ -115,7 +119,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
             if (auto r = take(key, value)) return r;
             continue;
         }
-        if (!value.is_object()) return fmt::format("{}: expected an object of its fields, got {}", key, json_kind(value));
+        if (!value.is_object())
+            return fmt::format("{}: expected an object of its fields, got {}", key, json_kind(value));
         for (auto in = value.begin(); in != value.end(); ++in)
             if (auto r = take(key + "." + in.key(), in.value())) return r;
     }
@@ -124,7 +129,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
 }
 
 // A file's whole text, or nothing when it cannot be read (the reason in `why`).
-[[nodiscard]] inline std::optional<std::string> read_text_file(const std::filesystem::path& path, std::string& why) {
+[[nodiscard]] inline std::optional<std::string> read_text_file(const std::filesystem::path& path,
+                                                               std::string& why) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         why = std::strerror(errno);
