@@ -12,6 +12,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <iostream>
 #include <latch>
 #include <map>
 #include <set>
@@ -174,6 +175,15 @@ TEST_CASE("docs/settings.md lists exactly the fields of the table", "[settings][
         expected.push_back(fmt::format("| `{}` | `{}` | {} | `{}` | {} |", f.variable(), f.path, f.type,
                                        f.show(defaults), f.range));
     CHECK(rows == expected);
+}
+
+// Not run by default: prints the rows docs/settings.md needs after a field is added
+// (resilite_tests "[print-settings-table]").
+TEST_CASE("print the rows of the docs/settings.md table", "[.][print-settings-table]") {
+    const resilite::settings defaults{};
+    for (const auto& f : setting_fields())
+        std::cout << fmt::format("| `{}` | `{}` | {} | `{}` | {} |\n", f.variable(), f.path, f.type,
+                                 f.show(defaults), f.range);
 }
 
 // ---- the environment ----------------------------------------------------------------------------
@@ -491,6 +501,53 @@ TEST_CASE("a reconfigure() accepted during a transaction of the same thread appl
     tx.commit();
     CHECK(db.query_one<int>("SELECT 1") == 1);
     CHECK(db.with_connection([](auto& c) { return c.cache().capacity(); }) == 7);
+}
+
+TEST_CASE("settings that fail to apply after the lock was released are reported, the old ones restored",
+          "[settings][P14]") {
+    test::temp_dir dir;
+    test::event_log log;
+    std::atomic<bool> fail_apply{false};
+    auto o = logged(log);
+    o.inject_failure = [&](std::string_view op, int) {
+        return op == "settings_apply" && fail_apply.load() ? SQLITE_IOERR : SQLITE_OK;
+    };
+    manual_db db{dir / "a.db", o};
+    const auto before = db.current_settings();
+    std::latch inside{1}, release{1};
+    std::thread holder([&] {
+        db.transaction([&](auto&) {
+            inside.count_down();
+            release.wait();
+        });
+    });
+    inside.wait();
+    auto s = before;
+    s.sync = resilite::synchronous::extra;
+    s.statement_cache_capacity = 5;
+    fail_apply = true;
+    db.reconfigure(s);  // accepted; applied after the transaction
+    const bool accepted = db.current_settings() == s;
+    release.count_down();
+    holder.join();
+    CHECK(accepted);
+    CHECK(db.query_one<int>("SELECT 1") == 1);  // applies them first, which fails: the query runs on
+    REQUIRE(log.count("settings_apply") == 1);
+    const auto e = last_event(log, "settings_apply");
+    CHECK(e->result == outcome::failed);
+    CHECK(e->error == error_class::io);
+    CHECK_THAT(e->detail, Catch::Contains("settings_apply") && Catch::Contains("in force before stay"));
+    CHECK(db.current_settings() == before);
+    CHECK(db.query_one<int>("PRAGMA synchronous") == 2);
+    CHECK(db.with_connection([](auto& c) { return c.cache().capacity(); }) == 64);
+    // With the lock free, the same failure is the reconfigure()'s own.
+    CHECK_THROWS_AS(db.reconfigure(s), resilite::error);
+    CHECK(last_event(log, "reconfigure")->result == outcome::failed);
+    CHECK(db.current_settings() == before);
+    fail_apply = false;
+    db.reconfigure(s);
+    CHECK(db.query_one<int>("PRAGMA synchronous") == 3);
+    CHECK(log.count("settings_apply") == 1);
 }
 
 // ---- every accepted setting is honoured ----------------------------------------------------------

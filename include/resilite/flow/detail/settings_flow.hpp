@@ -160,7 +160,7 @@ public:
 
 private:
     static constexpr std::string_view deferred_note =
-        "accepted; applied when the writer lock is free (another thread holds a transaction or a heal)";
+        "accepted; applied when the writer lock is free and no transaction is open";
 
     [[nodiscard]] error refused(std::string_view operation, std::string note) const {
         return library_failure(error_class::invalid_setting, operation, std::move(note), ctx_.path.string());
@@ -215,6 +215,7 @@ private:
         if (!next) return false;
         const settings previous = ctx_.config;
         try {
+            ctx_.inject("settings_apply", 1);  // (test hook: a failure while applying)
             apply(*next, previous);
         } catch (...) {
             try {
