@@ -31,6 +31,7 @@
 #include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/scheduler.hpp>
 #include <resilite/flow/detail/schema_setup.hpp>
+#include <resilite/flow/detail/settings_flow.hpp>
 #include <resilite/flow/detail/statement_api.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/flow/transaction.hpp>
@@ -95,6 +96,7 @@ public:
     // unavailable file is retried under the retry policy (connection recovery).
     explicit Database(std::filesystem::path path, options opts = {})
         : ctx_(std::move(path), std::move(opts), opts.settings ? *opts.settings : default_settings()) {
+        settings_.load_at_open();  // the settings file and the environment (docs/settings.md)
         detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, heal_, schedule_);
         degrade_.after_open();  // queue_writes: writes queued before this open, replayed first
     }
@@ -297,50 +299,18 @@ public:
         return ctx_.published;
     }
 
-    // Validates, applies and swaps in new settings; they govern the next operation. Invalid
-    // settings are refused with an invalid_setting error and the old ones stay in force.
-    void reconfigure(const settings& next) {
-        std::lock_guard lock(ctx_.mutex);
-        const auto start = ctx_.now();
-        const settings previous = ctx_.config;
-        try {
-            detail::refuse_invalid(ctx_, next, "reconfigure");
-            if (next.archive.enabled != previous.archive.enabled || next.archive.directory != previous.archive.directory) {
-                throw detail::library_failure(error_class::invalid_setting, "reconfigure",
-                                              "archive enabled and directory are fixed while the database is open",
-                                              ctx_.path.string());
-            }
-            apply(next);
-            ctx_.config = next;
-            {
-                std::lock_guard published(ctx_.published_mutex);
-                ctx_.published = next;
-            }
-            if constexpr (healing_type::enabled) ctx_.set_healing(next.healing.enabled);
-        } catch (...) {
-            // Annotated first: the event carries the same record as the error thrown (P9).
-            ctx_.annotate_current(start, "reconfigure");
-            auto f = detail::op_failure::from_current_exception();
-            try {
-                apply(previous);
-            } catch (...) {  // the connection keeps whatever it had; the settings are unchanged
-            }
-            ctx_.emit_since("reconfigure", start, outcome::failed, 0, f.klass, f.detail);
-            throw;
-        }
-        bool rescheduled = archive_.reconfigured(next.archive, previous.archive);
-        if (next.checkpoint_interval != previous.checkpoint_interval) {
-            schedule_.schedule_checkpoint(ctx_.now());
-            rescheduled = true;
-        }
-        if (next.backup != previous.backup || next.quick_check_interval != previous.quick_check_interval ||
-            next.integrity_check_interval != previous.integrity_check_interval) {
-            schedule_.schedule_checks_and_backups(ctx_.now());  // counted from now
-            rescheduled = true;
-        }
-        if (rescheduled) schedule_.wake();
-        ctx_.emit_since("reconfigure", start, outcome::ok, 0, error_class::none, {});
-    }
+    // Validates and swaps in new settings; they govern the next operation. Invalid settings are
+    // refused with an invalid_setting error and the old ones stay in force. Never waits for the
+    // writer lock: while another thread holds it (a transaction, a heal), the settings are
+    // accepted (current_settings() shows them) and take effect when it is released
+    // (flow/detail/settings_flow.hpp).
+    void reconfigure(const settings& next) { settings_.reconfigure(next); }
+
+    // Reads the settings file (options.settings_file or RESILITE_SETTINGS_FILE) now, instead of
+    // at the next look of maintain() or the background thread. Returns true when it changed and
+    // its settings were accepted; throws invalid_setting when they are refused (the settings in
+    // force stay). Both report a `settings_reload` event.
+    bool reload_settings() { return settings_.reload(); }
 
     // ---- access -----------------------------------------------------------------------------
 
@@ -455,13 +425,6 @@ private:
         }
     }
 
-    // The caller holds the writer lock.
-    void apply(const settings& s) {
-        auto& c = ctx_.connection();
-        c.cache().set_capacity(s.statement_cache_capacity);
-        if (s.sync != ctx_.config.sync) detail::apply_synchronous(c, s.sync, ctx_.path.string());
-    }
-
     // Constructed in this order, destroyed in reverse: the scheduler's thread stops first.
     detail::context<policies> ctx_;
     detail::archive_flow<policies> archive_{ctx_};
@@ -472,7 +435,8 @@ private:
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
     detail::degradation_flow<policies> degrade_{ctx_, flow_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_, degrade_};
+    detail::settings_flow<policies> settings_{ctx_, archive_};
+    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_, degrade_, settings_};
     std::mutex health_mutex_;
     health_snapshot last_read_;  // health(): the figures last read under the writer lock
 };

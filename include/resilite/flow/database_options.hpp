@@ -5,6 +5,7 @@
 
 #include <resilite/flow/settings.hpp>
 
+#include <filesystem>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,6 +22,10 @@ struct database_options {
     Observer observer{};
     Clock clock{};
     std::optional<resilite::settings> settings{};
+    // A JSON settings file whose fields go over `settings` at open, read again whenever it
+    // changes (docs/settings.md); the environment variable RESILITE_SETTINGS_FILE, when set,
+    // names it instead. Empty: none.
+    std::filesystem::path settings_file{};
     // The SQLite VFS to open the database with (empty: the default), e.g. a
     // resilite::testing::fault_vfs in tests.
     std::string vfs{};

@@ -5,6 +5,7 @@
 
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/settings_fields.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
 #include <resilite/schema/schema_mode.hpp>
@@ -21,24 +22,35 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 
 namespace resilite::detail {
 
+// Why these settings cannot be used by this Database type, or nothing: settings::problem(), each
+// field's range (flow/detail/settings_fields.hpp), and what the policies allow. Pure: no lock.
 template <class R>
-void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view operation) {
+[[nodiscard]] std::optional<std::string> settings_problem(const settings& s) {
     auto problem = s.problem();
+    if (!problem) problem = field_range_problem(s);
     if (!problem && s.sync == synchronous::normal && !R::durability::allows_normal) {
-        problem = "synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
+        problem = "sync: synchronous=NORMAL needs the explicit opt-in resilite::relaxed_durability<>";
     }
     if (!problem && s.archive.enabled && !R::archiving) {
-        problem = "archive.enabled needs the resilite::archive<> policy (it installs the capture triggers)";
+        problem =
+            "archive.enabled: true needs the resilite::archive<> policy (it installs the capture triggers)";
     }
     if (!problem && s.healing.enabled && !R::healing::enabled) {
-        problem = "healing.enabled needs the resilite::healing<> policy in the Database type";
+        problem = "healing.enabled: true needs the resilite::healing<> policy in the Database type";
     }
-    if (problem) throw library_failure(error_class::invalid_setting, operation, *problem, ctx.path.string());
+    return problem;
+}
+
+template <class R>
+void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view operation) {
+    if (auto problem = settings_problem<R>(s))
+        throw library_failure(error_class::invalid_setting, operation, *problem, ctx.path.string());
 }
 
 // Problems no retry can solve, said at once instead of after the retry deadline.

@@ -48,6 +48,7 @@ public:
           inject_failure(std::move(opts.inject_failure)),
           before_migrations(std::move(opts.before_migrations)),
           on_connect(std::move(opts.on_connect)),
+          settings_file(std::move(opts.settings_file)),
           rng(std::random_device{}()),
           healing_on(R::healing::enabled && config.healing.enabled) {}
 
@@ -73,6 +74,11 @@ public:
     std::function<int(std::string_view, int)> inject_failure;
     std::function<void(int, int)> before_migrations;
     std::function<void(sqlite::connection&)> on_connect;  // every connection this Database opens
+    std::filesystem::path settings_file;  // options.settings_file (flow/detail/settings_flow.hpp)
+    // Settings accepted while another thread held the writer lock, applied under it by the next
+    // operation (settle_settings()) or the background thread: reconfigure() never waits (P14).
+    std::atomic<bool> settings_pending{false};
+    std::function<void()> settle_pending_settings;  // set by the settings flow; never throws
     metrics counters;
     std::atomic<std::uint64_t> retries{0};
     std::mutex rng_mutex;
@@ -160,6 +166,13 @@ public:
         if (const int code = inject_failure(operation, attempt); code != SQLITE_OK) {
             throw sqlite_failure(nullptr, code, operation, {}, path.string());
         }
+    }
+
+    // At the start of an operation: settings accepted meanwhile take effect (one load when none).
+    void settle_settings() {
+        if (!settings_pending.load(std::memory_order_acquire)) [[likely]] return;
+        std::lock_guard lock(mutex);
+        if (settle_pending_settings) settle_pending_settings();
     }
 
     // healing<> turned on or off at run time (the caller holds the writer lock): damage already

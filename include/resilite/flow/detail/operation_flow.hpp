@@ -69,7 +69,10 @@ public:
             try {
                 ctx_.yield_to_backup();
                 auto lock = ctx_.lock_writer(name);
-                if (st.attempt == 1) load_limits(ctx_, st);  // under the lock this attempt takes anyway
+                if (st.attempt == 1) {  // under the lock this attempt takes anyway
+                    ctx_.settle_settings();  // accepted while another thread held the lock (P14)
+                    load_limits(ctx_, st);
+                }
                 statement_pass_for<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
@@ -136,6 +139,7 @@ public:
     template <class Tx, class Owner, class F>
     decltype(auto) transaction(Owner& owner, F&& f, transaction_mode mode) {
         using Result = std::invoke_result_t<F, Tx&>;
+        ctx_.settle_settings();
         auto st = start_retry(ctx_);
         for (;;) {
             ++st.attempt;
@@ -167,6 +171,7 @@ public:
     // An explicit transaction: BEGIN retried while busy.
     template <class Tx, class Owner>
     [[nodiscard]] Tx begin(Owner& owner, transaction_mode mode) {
+        ctx_.settle_settings();
         auto st = start_retry(ctx_);
         for (;;) {
             ++st.attempt;

@@ -15,6 +15,7 @@
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/flow/detail/heal_while_open.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
+#include <resilite/flow/detail/settings_flow.hpp>
 #include <resilite/policy/clock.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
@@ -52,7 +53,8 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade)
+              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade,
+              settings_flow<R>& settings)
         : ctx_(ctx),
           flow_(flow),
           checks_(checks),
@@ -60,11 +62,20 @@ public:
           backups_(backups),
           drills_(drills),
           heals_(heals),
-          degrade_(degrade) {}
+          degrade_(degrade),
+          settings_(settings) {
+        settings_.on_applied = [this](const resilite::settings& next, const resilite::settings& previous,
+                                      bool archive_rescheduled) {
+            settings_changed(next, previous, archive_rescheduled);
+        };
+    }
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
-    ~scheduler() { stop(); }
+    ~scheduler() {
+        stop();
+        settings_.on_applied = nullptr;
+    }
 
     // Db::checkpoint(): one operation with its event.
     checkpoint_result checkpoint(checkpoint_mode mode) {
@@ -94,13 +105,30 @@ public:
         next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
     }
 
+    // New settings took effect (the writer lock is held): an interval that changed counts from now.
+    void settings_changed(const settings& next, const settings& previous, bool archive_rescheduled) {
+        bool rescheduled = archive_rescheduled;
+        if (next.checkpoint_interval != previous.checkpoint_interval) {
+            schedule_checkpoint(ctx_.now());
+            rescheduled = true;
+        }
+        if (next.backup != previous.backup || next.quick_check_interval != previous.quick_check_interval ||
+            next.integrity_check_interval != previous.integrity_check_interval ||
+            next.healing.drill_interval != previous.healing.drill_interval) {
+            schedule_checks_and_backups(ctx_.now());
+            rescheduled = true;
+        }
+        if (rescheduled) wake();
+    }
+
     // Runs whatever periodic work is due by the clock. Returns true when something was due.
     bool maintain() {
         // Unavailable: a probe once its backoff has passed; queued writes replayed once it is back.
         degrade_.probe_if_due();
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
-        bool did = false;
+        ctx_.settle_settings();  // accepted while a transaction held the lock
+        bool did = settings_.poll(t);  // the settings file, when it changed
         if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
             if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()) && ctx_.avail.claim_heal()) {
                 heal_claim claim{ctx_.avail};
@@ -168,11 +196,13 @@ public:
         }
         if constexpr (R::healing::enabled) ctx_.on_heal_due = [this] { wake(); };
         ctx_.wake_background = [this] { wake(); };  // (never reset: wake() on a stopped thread is harmless)
+        settings_.set_wake([this] { wake(); });
         worker_ = std::jthread([this](std::stop_token st) { loop(st); });
     }
 
     void stop() noexcept {
         if constexpr (advancing_clock<clock_type>) subscription_ = {};
+        settings_.set_wake(nullptr);
         if constexpr (R::healing::enabled) {
             std::lock_guard lock(ctx_.mutex);  // (set and called under it)
             ctx_.on_heal_due = nullptr;
@@ -198,7 +228,7 @@ private:
         std::lock_guard lock(ctx_.mutex);
         auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
         for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due(),
-                                 ctx_.avail.next_probe()}) {
+                                 ctx_.avail.next_probe(), settings_.next_poll()}) {
             if (next && *next < due) due = *next;
         }
         return due;
@@ -232,6 +262,7 @@ private:
     drill_flow<R>& drills_;
     heal_flow<R>& heals_;
     degradation_flow<R>& degrade_;
+    settings_flow<R>& settings_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 

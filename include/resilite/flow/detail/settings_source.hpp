@@ -1,0 +1,147 @@
+#pragma once
+// Where settings come from besides the code: the environment (read once, at open) and the
+// settings file (JSON, read at open and again whenever it changes). Each gives an overlay: the
+// fields it names, put over the settings below it. Precedence, lowest first (docs/settings.md):
+// the policies' defaults, options.settings, the settings file, the environment.
+//
+// Nothing is ignored: an unknown field or variable (a typo) is refused like a bad value, and
+// every refusal names the variable or the field, the value and the reason.
+
+#include <resilite/core/error.hpp>
+#include <resilite/flow/detail/settings_fields.hpp>
+#include <resilite/flow/settings.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <unistd.h>  // environ
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail {
+
+// The fields one source names, with their values.
+struct settings_overlay {
+    settings values;
+    std::vector<const setting_field*> fields;
+
+    [[nodiscard]] bool empty() const noexcept { return fields.empty(); }
+    void apply_to(settings& s) const {
+        for (const auto* f : fields)
+            f->copy(values, s);
+    }
+};
+
+// The variable that names the settings file.
+inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FILE";
+
+// Variables of resilite's that are not settings (so not typos of one).
+[[nodiscard]] inline bool other_resilite_variable(std::string_view name) noexcept {
+    return name == settings_file_variable || name == "RESILITE_TRIALS";  // (testing/trials.hpp)
+}
+
+// Every RESILITE_* variable, read now. Throws invalid_setting for an unknown variable or a
+// value that cannot be used, naming the variable, the value and the reason.
+[[nodiscard]] inline settings_overlay read_environment(std::string_view operation,
+                                                       std::string_view path = {}) {
+    std::vector<std::pair<std::string, std::string>> vars;
+    for (char** e = ::environ; e != nullptr && *e != nullptr; ++e) {
+        const std::string_view entry{*e};
+        if (!entry.starts_with("RESILITE_")) continue;
+        const auto eq = entry.find('=');
+        if (eq == std::string_view::npos) continue;
+        vars.emplace_back(std::string{entry.substr(0, eq)}, std::string{entry.substr(eq + 1)});
+    }
+    std::sort(vars.begin(), vars.end());  // the same variable is named first whatever the order
+    settings_overlay o;
+    for (const auto& var : vars) {
+        const auto& name = var.first;
+        const auto& value = var.second;
+        if (other_resilite_variable(name)) continue;
+        const auto& table = setting_fields();
+        const auto f =
+            std::find_if(table.begin(), table.end(), [&](const auto& x) { return x.variable() == name; });
+        if (f == table.end()) {
+            throw library_failure(
+                error_class::invalid_setting, operation,
+                fmt::format("environment variable {} is not a setting (docs/settings.md lists "
+                            "them); a misspelt setting is refused, not ignored",
+                            name),
+                path);
+        }
+        if (auto r = f->from_text(o.values, value)) {
+            throw library_failure(error_class::invalid_setting, operation,
+                                  fmt::format("environment variable {}=\"{}\": {} ({}: {}, {})", name, value,
+                                              *r, f->path, f->type, f->range),
+                                  path);
+        }
+        o.fields.push_back(&*f);
+    }
+    return o;
+}
+
+// The settings file's text as an overlay, or the first problem as "field: reason". The file is
+// a JSON object: top-level fields by name, each section an object of its fields
+// ({"busy_timeout": "2s", "retry": {"max_attempts": 50}}).
+[[nodiscard]] inline refusal parse_settings_json(std::string_view text, settings_overlay& out) {
+    json doc;
+    try {
+        doc = json::parse(text);
+    } catch (const json::parse_error& e) {
+        return fmt::format("not valid JSON: {}", e.what());
+    }
+    if (!doc.is_object()) return fmt::format("the file must hold a JSON object, not {}", json_kind(doc));
+    settings_overlay o;
+    const auto take = [&](const std::string& path, const json& value) -> refusal {
+        const auto* f = find_setting_field(path);
+        if (f == nullptr) return fmt::format("{}: unknown field (docs/settings.md lists them)", path);
+        if (value.is_object()) return fmt::format("{}: expected a value, got an object", path);
+        if (auto r = f->from_json(o.values, value))
+            return fmt::format("{}: {} (value {})", path, *r, value.dump());
+        o.fields.push_back(f);
+        return std::nullopt;
+    };
+    for (auto it = doc.begin(); it != doc.end(); ++it) {
+        const std::string key = it.key();
+        const json& value = it.value();
+        const bool section = std::any_of(setting_fields().begin(), setting_fields().end(),
+                                         [&](const auto& f) { return f.section() == key; });
+        if (!section) {
+            if (auto r = take(key, value)) return r;
+            continue;
+        }
+        if (!value.is_object())
+            return fmt::format("{}: expected an object of its fields, got {}", key, json_kind(value));
+        for (auto in = value.begin(); in != value.end(); ++in)
+            if (auto r = take(key + "." + in.key(), in.value())) return r;
+    }
+    out = std::move(o);
+    return std::nullopt;
+}
+
+// A file's whole text, or nothing when it cannot be read (the reason in `why`).
+[[nodiscard]] inline std::optional<std::string> read_text_file(const std::filesystem::path& path,
+                                                               std::string& why) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) {
+        why = std::strerror(errno);
+        return std::nullopt;
+    }
+    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (in.bad()) {
+        why = "read error";
+        return std::nullopt;
+    }
+    return text;
+}
+
+}  // namespace resilite::detail
