@@ -16,7 +16,9 @@
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/flow/database_options.hpp>
+#include <resilite/flow/audit_result.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/audit_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/close_flow.hpp>
@@ -92,6 +94,7 @@ public:
     explicit Database(std::filesystem::path path, options opts = {})
         : ctx_(std::move(path), std::move(opts), opts.settings ? *opts.settings : default_settings()) {
         detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, heal_, schedule_);
+        static_cast<void>(audits_.import_waiting());  // audit entries that waited for the database
     }
 
     Database(const Database&) = delete;
@@ -189,6 +192,7 @@ public:
             s.database_busy = true;
         }
         ctx_.counters.fill(s);
+        s.audit_fallback_entries = audits_.waiting();
         s.damage = ctx_.damage();
         s.healthy = s.damage.empty();
         s.retries = ctx_.retries.load();
@@ -317,6 +321,23 @@ public:
         }
         if (rescheduled) schedule_.wake();
         ctx_.emit_since("reconfigure", start, outcome::ok, 0, error_class::none, {});
+
+        audits_.library("reconfigure", detail::settings_change_summary(previous, next));  // the audit log (P15)
+    }
+
+    // ---- audit log ----------------------------------------------------------------------------
+
+    // Writes one row to the audit table resilite_audit (docs/audit.md): when, what, who, the
+    // detail, which host and process. A write the database cannot take (busy past the retry
+    // policy, an I/O error, a full disk, a heal) goes to the fallback file beside the database,
+    // synced, and is imported once, in order, when the database is back; the result says which.
+    // Throws (class io) only when neither could take it, and (class misuse) inside a transaction.
+    [[nodiscard]] audit_result audit(std::string_view action, std::string_view actor, std::string_view detail) {
+        try {
+            heal_if_due();
+        } catch (...) {  // the failed heal is audited itself; this entry goes to the fallback
+        }
+        return audits_.audit(action, actor, detail);
     }
 
     // ---- access -----------------------------------------------------------------------------
@@ -397,7 +418,8 @@ private:
     detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_};
+    detail::audit_flow<policies> audits_{ctx_, flow_, archive_, heal_};
+    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_, audits_};
     std::mutex health_mutex_;
     health_snapshot last_read_;  // health(): the figures last read under the writer lock
 };

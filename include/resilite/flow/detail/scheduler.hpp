@@ -1,11 +1,12 @@
 #pragma once
 // Periodic work: PASSIVE checkpoints and the WAL size alert, scheduled checks, batched archive
-// drains, scheduled backups and restore drills; with healing, a heal as soon as damage is seen. maintain() runs what is due by the clock; the background thread
+// drains, scheduled backups and restore drills, the audit fallback's import; with healing, a heal as soon as damage is seen. maintain() runs what is due by the clock; the background thread
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/audit_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -51,8 +52,15 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals)
-        : ctx_(ctx), flow_(flow), checks_(checks), archive_(archive), backups_(backups), drills_(drills), heals_(heals) {}
+              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, audit_flow<R>& audits)
+        : ctx_(ctx),
+          flow_(flow),
+          checks_(checks),
+          archive_(archive),
+          backups_(backups),
+          drills_(drills),
+          heals_(heals),
+          audits_(audits) {}
 
     scheduler(const scheduler&) = delete;
     scheduler& operator=(const scheduler&) = delete;
@@ -100,6 +108,7 @@ public:
                 }
             }
         }
+        if (audits_.import_waiting()) did = true;  // the audit fallback, once the database is back
         gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
         try {
             pass = gate_pass<R>{ctx_, archive_};
@@ -218,6 +227,7 @@ private:
     backup_flow<R>& backups_;
     drill_flow<R>& drills_;
     heal_flow<R>& heals_;
+    audit_flow<R>& audits_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
