@@ -15,8 +15,8 @@
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
-#include <resilite/flow/database_options.hpp>
 #include <resilite/flow/audit_result.hpp>
+#include <resilite/flow/database_options.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/audit_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
