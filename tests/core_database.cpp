@@ -393,6 +393,7 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     s.statement_cache_capacity = static_cast<std::size_t>(16 + n);
                     db->reconfigure(s);
                     expected.push_back({"reconfigure", outcome::ok, 0});
+                    expected.push_back({"audit", outcome::ok, 1});  // its row in the audit log (P15)
                     break;
                 }
                 case op_kind::reconfigure_invalid: {
@@ -442,17 +443,21 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
             RC_ASSERT(count_named(events, "heal_finished") == 1u);
             RC_ASSERT(count_named(events, "heal_progress") >= 1u);
             // heal_started, heal_progress..., heal_finished, then the archive started again on the
-            // healed file (its own `archive` event); nothing else.
-            RC_ASSERT(events.size() >= 4u);
+            // healed file (its own `archive` event), then the heal's row in the audit log (its
+            // `audit` event); nothing else.
+            RC_ASSERT(events.size() >= 5u);
             RC_ASSERT(events.front().name == "heal_started");
-            const auto& finished = events[events.size() - 2];
+            const auto& finished = events[events.size() - 3];
             RC_ASSERT(finished.name == "heal_finished");
             RC_ASSERT(finished.result == outcome::ok);
             RC_ASSERT(finished.error == resilite::error_class::none);
-            RC_ASSERT(events.back().name == "archive");
+            RC_ASSERT(events[events.size() - 2].name == "archive");
+            RC_ASSERT(events[events.size() - 2].result == outcome::ok);
+            RC_ASSERT(events.back().name == "audit");
             RC_ASSERT(events.back().result == outcome::ok);
+            RC_ASSERT(events.back().detail == "heal");
             std::int64_t progress = 0;
-            for (std::size_t i = 1; i + 2 < events.size(); ++i) {
+            for (std::size_t i = 1; i + 3 < events.size(); ++i) {
                 RC_ASSERT(events[i].name == "heal_progress");
                 RC_ASSERT(events[i].result == outcome::ok);
                 RC_ASSERT(events[i].rows >= progress);  // percent done
