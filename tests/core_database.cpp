@@ -392,6 +392,9 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     auto s = db->current_settings();
                     s.statement_cache_capacity = static_cast<std::size_t>(16 + n);
                     db->reconfigure(s);
+                    // Applied at once (no other thread holds the writer lock), and audited as it
+                    // is applied (P15): the audit row's event comes before the call's own.
+                    expected.push_back({"audit", outcome::ok, 1});
                     expected.push_back({"reconfigure", outcome::ok, 0});
                     break;
                 }
@@ -443,23 +446,28 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
             RC_ASSERT(count_named(events, "heal_progress") >= 1u);
             // `degraded` (unavailable while it heals), heal_started, heal_progress...,
             // heal_finished, the archive started again on the healed file (its own `archive`
-            // event), `recovered`; nothing else.
-            RC_ASSERT(events.size() >= 6u);
+            // event), `recovered`, then the heal's row in the audit log (its `audit` event);
+            // nothing else.
+            RC_ASSERT(events.size() >= 7u);
             RC_ASSERT(events.front().name == "degraded");
             RC_ASSERT(events.front().result == outcome::warning);
-            RC_ASSERT(events.back().name == "recovered");
-            RC_ASSERT(events.back().result == outcome::ok);
+            RC_ASSERT(events.back().name == "audit");
+            RC_ASSERT(events[events.size() - 2].name == "recovered");
+            RC_ASSERT(events[events.size() - 2].result == outcome::ok);
             events.erase(events.begin());
-            events.pop_back();
+            events.erase(events.end() - 2);
             RC_ASSERT(events.front().name == "heal_started");
-            const auto& finished = events[events.size() - 2];
+            const auto& finished = events[events.size() - 3];
             RC_ASSERT(finished.name == "heal_finished");
             RC_ASSERT(finished.result == outcome::ok);
             RC_ASSERT(finished.error == resilite::error_class::none);
-            RC_ASSERT(events.back().name == "archive");
+            RC_ASSERT(events[events.size() - 2].name == "archive");
+            RC_ASSERT(events[events.size() - 2].result == outcome::ok);
+            RC_ASSERT(events.back().name == "audit");
             RC_ASSERT(events.back().result == outcome::ok);
+            RC_ASSERT(events.back().detail == "heal");
             std::int64_t progress = 0;
-            for (std::size_t i = 1; i + 2 < events.size(); ++i) {
+            for (std::size_t i = 1; i + 3 < events.size(); ++i) {
                 RC_ASSERT(events[i].name == "heal_progress");
                 RC_ASSERT(events[i].result == outcome::ok);
                 RC_ASSERT(events[i].rows >= progress);  // percent done

@@ -15,8 +15,10 @@
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
+#include <resilite/flow/audit_result.hpp>
 #include <resilite/flow/database_options.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/audit_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/close_flow.hpp>
@@ -99,6 +101,7 @@ public:
         settings_.load_at_open();  // the settings file and the environment (docs/settings.md)
         detail::open_flow(*this, ctx_, flow_, schema_, archive_, backups_, heal_, schedule_);
         degrade_.after_open();  // queue_writes: writes queued before this open, replayed first
+        static_cast<void>(audits_.import_waiting());  // audit entries that waited for the database
     }
 
     Database(const Database&) = delete;
@@ -206,6 +209,7 @@ public:
         s.unavailable_detail = a.detail;
         s.queue_depth = degrade_.queue_depth();
         s.queue_rejected = degrade_.queue_rejected();
+        s.audit_fallback_entries = audits_.waiting();
         s.damage = ctx_.damage();
         s.healthy = s.damage.empty();
         s.retries = ctx_.retries.load();
@@ -303,7 +307,7 @@ public:
     // refused with an invalid_setting error and the old ones stay in force. Never waits for the
     // writer lock: while another thread holds it (a transaction, a heal), the settings are
     // accepted (current_settings() shows them) and take effect when it is released
-    // (flow/detail/settings_flow.hpp).
+    // (flow/detail/settings_flow.hpp). Once applied, the change is audited (docs/audit.md).
     void reconfigure(const settings& next) { settings_.reconfigure(next); }
 
     // Reads the settings file (options.settings_file or RESILITE_SETTINGS_FILE) now, instead of
@@ -311,6 +315,21 @@ public:
     // its settings were accepted; throws invalid_setting when they are refused (the settings in
     // force stay). Both report a `settings_reload` event.
     bool reload_settings() { return settings_.reload(); }
+
+    // ---- audit log ----------------------------------------------------------------------------
+
+    // Writes one row to the audit table resilite_audit (docs/audit.md): when, what, who, the
+    // detail, which host and process. A write the database cannot take (busy past the retry
+    // policy, an I/O error, a full disk, a heal) goes to the fallback file beside the database,
+    // synced, and is imported once, in order, when the database is back; the result says which.
+    // Throws (class io) only when neither could take it, and (class misuse) inside a transaction.
+    [[nodiscard]] audit_result audit(std::string_view action, std::string_view actor, std::string_view detail) {
+        try {
+            heal_if_due();
+        } catch (...) {  // the failed heal is audited itself; this entry goes to the fallback
+        }
+        return audits_.audit(action, actor, detail);
+    }
 
     // ---- access -----------------------------------------------------------------------------
 
@@ -436,7 +455,9 @@ private:
     detail::drill_flow<policies> drills_{ctx_, archive_};
     detail::degradation_flow<policies> degrade_{ctx_, flow_};
     detail::settings_flow<policies> settings_{ctx_, archive_};
-    detail::scheduler<policies> schedule_{ctx_, flow_, checks_, archive_, backups_, drills_, heal_, degrade_, settings_};
+    detail::audit_flow<policies> audits_{ctx_, flow_, archive_, heal_};
+    detail::scheduler<policies> schedule_{ctx_,    flow_,  checks_,  archive_, backups_,
+                                          drills_, heal_, degrade_, settings_, audits_};
     std::mutex health_mutex_;
     health_snapshot last_read_;  // health(): the figures last read under the writer lock
 };

@@ -4,6 +4,7 @@
 // target that another connection has open is never overwritten.
 
 #include <resilite/core/error.hpp>
+#include <resilite/monitor/detail/audit_fallback.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
@@ -87,6 +88,11 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
         sqlite::file_set{target}.remove_side_files();
         std::filesystem::rename(tmp, target);
         static_cast<void>(detail::fsync_path(dir, true));
+        // The audit log: no Database here, so the entry waits in the fallback for the next open.
+        static_cast<void>(detail::audit_without_database(
+            target, "restore",
+            fmt::format("restored {} from the backup {}{}", target.string(), backup.string(),
+                        quarantined.empty() ? std::string{} : "; the damaged files were kept in " + quarantined.string())));
         return quarantined;
     } catch (const std::filesystem::filesystem_error& e) {
         // Every failure is a resilite::error: a full disk, a name too long, a missing directory.

@@ -38,6 +38,9 @@ struct health_snapshot {
     std::chrono::nanoseconds p50{0}, p95{0}, p99{0};
     std::optional<std::int64_t> archive_seq;  // the last archive record written (archive<> only)
     std::int64_t archive_pending = 0;         // captured changes not yet in the archive
+    // Audit entries waiting in the fallback file for the database (lines of
+    // <db>.audit-fallback.jsonl; docs/audit.md).
+    std::uint64_t audit_fallback_entries = 0;
     // True when another thread held the writer lock (a transaction, a heal): health() does not
     // wait for it, and the check, backup, drill, page and archive figures are those of the last
     // health() that could read them (zero before any could).
@@ -74,16 +77,16 @@ struct health_snapshot {
             "\"last_drill_time\":{},\"last_drill_ok\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
-            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{},\"database_busy\":{},"
-            "\"available\":{},\"unavailable_reason\":\"{}\",\"unavailable_since\":{},\"queue_depth\":{},"
-            "\"queue_rejected\":{}}}",
+            "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{},\"audit_fallback_entries\":{},"
+            "\"database_busy\":{},\"available\":{},\"unavailable_reason\":\"{}\",\"unavailable_since\":{},"
+            "\"queue_depth\":{},\"queue_rejected\":{}}}",
             healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"},
             time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null", wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
             p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
-            archive_pending, database_busy ? "true" : "false", available ? "true" : "false", unavailable_reason,
-            time_or_null(unavailable_since), queue_depth, queue_rejected);
+            archive_pending, audit_fallback_entries, database_busy ? "true" : "false", available ? "true" : "false",
+            unavailable_reason, time_or_null(unavailable_since), queue_depth, queue_rejected);
     }
 };
 

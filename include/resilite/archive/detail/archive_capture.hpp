@@ -41,9 +41,12 @@ inline constexpr std::string_view create_internal_sql =
     "tbl_name TEXT NOT NULL, sql TEXT NOT NULL, PRIMARY KEY(type, name));\n"
     "INSERT OR IGNORE INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(1, 0, 0, 1);";
 
-// Names the library keeps for itself: never archived, never writable by a replay.
+// Names the library keeps for itself: never archived, never writable by a replay. The audit
+// log is the exception: its rows are committed data, archived (and so healed) like a user
+// table's (flow/detail/audit_flow.hpp).
 [[nodiscard]] inline bool reserved_name(std::string_view name) {
     const auto l = lower(name);
+    if (l == "resilite_audit") return false;
     return l.starts_with("sqlite_") || l.starts_with("resilite_");
 }
 

@@ -95,16 +95,54 @@ public:
     };
 
     heal_report run(std::string found, std::string detected_by, const open_database& db = {}) {
+        const auto what = fmt::format("{} (seen by {})", found, detected_by);
         try {
-            return run_flow(std::move(found), std::move(detected_by), db);
+            auto rep = run_flow(std::move(found), std::move(detected_by), db);
+            audit(rep, what);
+            return rep;
         } catch (const std::filesystem::filesystem_error& e) {
-            throw library_failure(error_class::io, "heal",
-                                  fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
-                                  ctx_.path.string());
+            auto failure = library_failure(error_class::io, "heal",
+                                           fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
+                                           ctx_.path.string());
+            audit_failure(failure, what);
+            throw failure;
+        } catch (const error& e) {
+            audit_failure(e, what);
+            throw;
         }
     }
 
+    // The audit log (flow/detail/audit_flow.hpp): one line per heal, once it is over (the healed
+    // database in place and, for an open Database, opened again).
+    std::function<void(const std::string&)> on_finished;
+
 private:
+    void audit(const heal_report& rep, const std::string& what) noexcept {
+        if (!on_finished) return;
+        // Another process's heal taken up: that process audits it.
+        if (rep.sources.size() == 1 && rep.sources.front().source == "another process") return;
+        try {
+            std::string used;
+            for (const auto& s : rep.sources)
+                if (s.healed) used = s.source;
+            auto line = fmt::format("healed {}: found {}; from {}", ctx_.path.string(), what, used);
+            if (!rep.may_be_lost.empty()) line += fmt::format("; may be lost: {}", rep.may_be_lost);
+            std::replace(line.begin(), line.end(), '\n', ' ');
+            on_finished(line);
+        } catch (...) {
+        }
+    }
+    void audit_failure(const error& e, const std::string& what) noexcept {
+        if (!on_finished) return;
+        try {
+            const std::string text = e.what();
+            auto line = fmt::format("NOT healed {}: found {}; {}", ctx_.path.string(), what, text.substr(0, text.find('\n')));
+            std::replace(line.begin(), line.end(), '\n', ' ');
+            on_finished(line);
+        } catch (...) {
+        }
+    }
+
     heal_report run_flow(std::string found, std::string detected_by, const open_database& db) {
         const auto& path = ctx_.path;
         const auto s = ctx_.with_lock([&] { return ctx_.config; });

@@ -1,11 +1,12 @@
 #pragma once
 // Periodic work: PASSIVE checkpoints and the WAL size alert, scheduled checks, batched archive
-// drains, scheduled backups and restore drills; with healing, a heal as soon as damage is seen. maintain() runs what is due by the clock; the background thread
+// drains, scheduled backups and restore drills, the audit fallback's import; with healing, a heal as soon as damage is seen. maintain() runs what is due by the clock; the background thread
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
+#include <resilite/flow/detail/audit_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -54,7 +55,7 @@ public:
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
               backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade,
-              settings_flow<R>& settings)
+              settings_flow<R>& settings, audit_flow<R>& audits)
         : ctx_(ctx),
           flow_(flow),
           checks_(checks),
@@ -63,7 +64,8 @@ public:
           drills_(drills),
           heals_(heals),
           degrade_(degrade),
-          settings_(settings) {
+          settings_(settings),
+          audits_(audits) {
         settings_.on_applied = [this](const resilite::settings& next, const resilite::settings& previous,
                                       bool archive_rescheduled) {
             settings_changed(next, previous, archive_rescheduled);
@@ -105,7 +107,8 @@ public:
         next_checkpoint_ns_ = (t + ctx_.config.checkpoint_interval).time_since_epoch().count();
     }
 
-    // New settings took effect (the writer lock is held): an interval that changed counts from now.
+    // New settings took effect (the writer lock is held): an interval that changed counts from
+    // now, and the change goes to the audit log.
     void settings_changed(const settings& next, const settings& previous, bool archive_rescheduled) {
         bool rescheduled = archive_rescheduled;
         if (next.checkpoint_interval != previous.checkpoint_interval) {
@@ -119,6 +122,8 @@ public:
             rescheduled = true;
         }
         if (rescheduled) wake();
+        // Audited as it takes effect, whichever way it came (reconfigure(), the settings file).
+        audits_.library("reconfigure", settings_change_summary(previous, next));
     }
 
     // Runs whatever periodic work is due by the clock. Returns true when something was due.
@@ -139,6 +144,7 @@ public:
                 }
             }
         }
+        if (audits_.import_waiting()) did = true;  // the audit fallback, once the database is back
         gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
         try {
             pass = gate_pass<R>{ctx_, archive_};
@@ -263,6 +269,7 @@ private:
     heal_flow<R>& heals_;
     degradation_flow<R>& degrade_;
     settings_flow<R>& settings_;
+    audit_flow<R>& audits_;
     std::optional<time_point> next_quick_check_, next_integrity_check_, next_backup_, next_drill_;
     std::atomic<std::int64_t> next_checkpoint_ns_{0};
 
