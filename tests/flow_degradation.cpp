@@ -779,9 +779,11 @@ TEST_CASE("P14 non-database command continuity", "[degradation][property][P14]")
     // does not need the database answers. Counted, not timed: the blocker lets go only after the
     // commands returned, so a command that waited for it would never return; the blocker's
     // 60-second limit only turns such a hang into a failure.
-    rc::prop("health, metrics, settings, queue acceptance and archive reading answer while the writer is held", [] {
+    rc::prop("health, metrics, settings (read and changed), queue acceptance and archive reading answer while the "
+             "writer is held",
+             [] {
         const bool heal = *rc::gen::arbitrary<bool>();
-        const auto commands = *rc::gen::nonEmpty(rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 5)));
+        const auto commands = *rc::gen::nonEmpty(rc::gen::container<std::vector<int>>(rc::gen::inRange(0, 6)));
         test::temp_dir dir;
         test::event_log log;
         clock_t_ clock;
@@ -834,6 +836,13 @@ TEST_CASE("P14 non-database command continuity", "[degradation][property][P14]")
                 case 3: {
                     const auto report = resilite::inspect_archive(db.archive_directory());
                     RC_ASSERT(report.records >= 3);
+                    break;
+                }
+                case 4: {  // settings accepted at once (applied when the writer lock is free)
+                    auto next = db.current_settings();
+                    next.statement_cache_capacity = 20 + answered;
+                    db.reconfigure(next);
+                    RC_ASSERT(db.current_settings().statement_cache_capacity == 20 + answered);
                     break;
                 }
                 default:
