@@ -10,6 +10,7 @@
 #include <resilite/flow/detail/settings_fields.hpp>
 #include <resilite/flow/detail/settings_source.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -636,8 +637,9 @@ TEST_CASE("P16 configuration hot reload", "[settings][property][P16]") {
     test::temp_dir root;
     int n = 0;
     rc::prop(
-        "random valid and invalid settings from the API, the environment and the file: the last valid "
-        "state is in force and observed, every refusal an event naming the field",
+        // (No ": " far into this name: Catch 2.13 aborts printing a header indented past its width.)
+        "settings from the API, the environment and the file, valid and not: the last valid state is "
+        "in force and observed, every refusal an event naming the field",
         [&] {
             const auto dir = root.path() / fmt::format("case{}", ++n);
             std::filesystem::create_directories(dir);
@@ -782,9 +784,19 @@ TEST_CASE("P16 configuration hot reload", "[settings][property][P16]") {
                                 j[g.section()][g.name()] = std::move(v);
                             }
                         };
+                        // A value whose text is sound but that this Database refuses (sync
+                        // `normal`, healing on without healing<>), under an environment variable
+                        // of the same field: the environment wins field by field, so the file's
+                        // value never reaches the settings and the file is taken.
+                        bool shadowed = false;
                         if (kind == 0) {
-                            put(f, as_json(f, *pf.invalid()));
+                            const auto bad = *pf.invalid();
+                            put(f, as_json(f, bad));
                             named = f.path;
+                            auto scratch = model;
+                            shadowed = std::find(env_model.fields.begin(), env_model.fields.end(), &f) !=
+                                           env_model.fields.end() &&
+                                       !f.from_text(scratch, bad);
                         } else if (kind == 1) {
                             put(f, as_json(f, *pf.valid()));
                             j["retry"]["max_attempt"] = 3;
@@ -798,6 +810,14 @@ TEST_CASE("P16 configuration hot reload", "[settings][property][P16]") {
                         write_file(file, text);
                         const auto before = log.count("settings_reload");
                         const bool changed = text != file_text;
+                        if (shadowed) {
+                            RC_ASSERT(db.reload_settings() == changed);
+                            file_text = text;
+                            RC_ASSERT(log.count("settings_reload") == before + (changed ? 1 : 0));
+                            if (changed) RC_ASSERT(last_event(log, "settings_reload")->result == outcome::ok);
+                            check_in_force("file, a refused value the environment overrides");
+                            break;
+                        }
                         try {
                             RC_ASSERT(!db.reload_settings());  // unchanged: nothing to refuse
                             RC_ASSERT(!changed);
