@@ -25,6 +25,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace {
 std::filesystem::path demo_directory(int argc, char** argv) {
@@ -123,10 +124,12 @@ using StrictDb = resilite::Database<resilite::schema<readings>, resilite::archiv
 int main(int argc, char** argv) try {
     const auto dir = demo_directory(argc, argv);
     const auto path = dir / "demo.db";
-    for (const char* suffix : {"", "-wal", "-shm", "-resilite", "-resilite-lock", ".heal-log.jsonl"})
-        std::filesystem::remove(path.string() + suffix);
-    for (const char* dir_suffix : {".archive", ".backups"})
-        std::filesystem::remove_all(path.string() + dir_suffix);
+    // A fresh start: everything an earlier run left beside demo.db (the archive, backups, the
+    // high-water mark, the queue, the audit fallback...), so the demo can run again in place.
+    std::vector<std::filesystem::path> earlier;
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        if (entry.path().filename().string().starts_with("demo.db")) earlier.push_back(entry.path());
+    for (const auto& p : earlier) std::filesystem::remove_all(p);
     std::filesystem::remove_all(dir / "quarantine");
     fmt::print("resilite {}.{}.{} demo, SQLite {}\n", resilite::version.major, resilite::version.minor,
                resilite::version.patch, sqlite3_libversion());

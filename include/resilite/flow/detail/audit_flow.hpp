@@ -234,20 +234,7 @@ private:
             if (scope == retry_scope::none || st.attempt >= st.limits.max_attempts ||
                 remaining <= std::chrono::nanoseconds{0})
                 return false;
-            std::chrono::nanoseconds delay;
-            {
-                std::lock_guard lock(ctx_.rng_mutex);
-                delay = std::clamp(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
-                                   std::chrono::nanoseconds{0}, remaining);
-            }
-            st.previous_delay = delay;
-            ++ctx_.retries;
-            ctx_.emit_since("retry", ctx_.now(), outcome::warning, 0, e.klass(),
-                            fmt::format("audit attempt {} failed with {}; next attempt in {} us", st.attempt,
-                                        e.technical().code_name,
-                                        std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
-                            st.attempt);
-            ctx_.clock.sleep_for(delay);
+            flow_.back_off("audit", st, e, remaining);
             if (scope == retry_scope::reconnect) reconnect(ctx_);
             return true;
         } catch (...) {

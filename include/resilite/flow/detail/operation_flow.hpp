@@ -283,6 +283,25 @@ public:
         ctx_.emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail, std::max(st.attempt, 1));
     }
 
+    // One backoff step: draws the delay (never past the deadline), counts the retry, reports the
+    // failed attempt as a "retry" event and sleeps.
+    void back_off(std::string_view name, retry_state& st, const error& failure, std::chrono::nanoseconds remaining) {
+        std::chrono::nanoseconds delay;
+        {
+            std::lock_guard lock(ctx_.rng_mutex);
+            delay = std::clamp(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
+                               std::chrono::nanoseconds{0}, remaining);
+        }
+        st.previous_delay = delay;
+        ++ctx_.retries;
+        ctx_.emit_since("retry", ctx_.now(), outcome::warning, 0, failure.klass(),
+                        fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
+                                    failure.technical().code_name,
+                                    std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
+                        st.attempt);
+        ctx_.clock.sleep_for(delay);
+    }
+
 private:
     template <class F>
     static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass_for<R>& pass) -> decltype(f(c)) {
@@ -331,25 +350,6 @@ private:
         } catch (...) {
             return false;
         }
-    }
-
-    // One backoff step: draws the delay (never past the deadline), counts the retry, reports the
-    // failed attempt as a "retry" event and sleeps.
-    void back_off(std::string_view name, retry_state& st, const error& failure, std::chrono::nanoseconds remaining) {
-        std::chrono::nanoseconds delay;
-        {
-            std::lock_guard lock(ctx_.rng_mutex);
-            delay = std::clamp(retry_delay_for<typename R::retry>(st.limits, st.attempt, st.previous_delay, ctx_.rng),
-                               std::chrono::nanoseconds{0}, remaining);
-        }
-        st.previous_delay = delay;
-        ++ctx_.retries;
-        ctx_.emit_since("retry", ctx_.now(), outcome::warning, 0, failure.klass(),
-                        fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
-                                    failure.technical().code_name,
-                                    std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
-                        st.attempt);
-        ctx_.clock.sleep_for(delay);
     }
 
     context<R>& ctx_;
