@@ -11,6 +11,7 @@
 #include <fstream>
 #include <optional>
 #include <set>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -713,4 +714,43 @@ TEST_CASE("errors resilite raises itself carry a RESILITE_ code name, one per cl
     d.extended_code = SQLITE_BUSY;
     d.code_name = "SQLITE_BUSY";
     CHECK(error(error_class::retry_exhausted, d).technical().code_name == "SQLITE_BUSY");
+}
+
+TEST_CASE("error codes: error_class converts to std::error_code, and codes compare with std::errc", "[error]") {
+    static_assert(std::is_error_code_enum_v<error_class>);
+    static_assert(resilite::to_string(error_class::busy) == "busy");
+    const std::error_code full = error_class::full;
+    CHECK(full.category() == resilite::resilite_category());
+    CHECK(full.message() == "full");
+    CHECK(full == std::errc::no_space_on_device);
+    CHECK(full != std::errc::io_error);
+
+    // An error from SQLite carries its extended code; it compares with std::errc through its class.
+    const auto sqlite_full = resilite::detail::sqlite_failure(nullptr, SQLITE_FULL, "commit", {}, "/x.db");
+    CHECK(sqlite_full.code().category() == resilite::sqlite_category());
+    CHECK(sqlite_full.code() == std::errc::no_space_on_device);
+    const auto busy = resilite::detail::sqlite_failure(nullptr, SQLITE_BUSY_SNAPSHOT, "exec", {}, "/x.db");
+    CHECK(busy.code() == std::errc::resource_unavailable_try_again);
+    CHECK(busy.code() != std::errc::no_space_on_device);
+    const auto ioerr = resilite::detail::sqlite_failure(nullptr, SQLITE_IOERR_FSYNC, "commit", {}, "/x.db");
+    CHECK(ioerr.code() == std::errc::io_error);
+    // A class with no portable counterpart compares equal to no std::errc, and to itself.
+    const auto constraint = resilite::detail::sqlite_failure(nullptr, SQLITE_CONSTRAINT_UNIQUE, "exec", {}, "/x.db");
+    CHECK(constraint.code().default_error_condition().category() == resilite::sqlite_category());
+    CHECK(constraint.code() != std::errc::invalid_argument);
+    const auto degraded = resilite::detail::library_failure(error_class::degraded, "exec", "a heal is running");
+    CHECK(degraded.code() == std::errc::resource_unavailable_try_again);
+    CHECK(degraded.code() == std::error_code{error_class::degraded});
+
+    // Every class: its name, and a mapping only where the table in docs/errors.md has one.
+    for (std::size_t i = 0; i < resilite::error_class_count; ++i) {
+        const auto c = static_cast<error_class>(i);
+        const std::error_code ec = c;
+        CHECK(ec.message() == std::string{resilite::to_string(c)});
+        if (const auto e = resilite::generic_condition(c)) {
+            CHECK(ec == *e);
+        } else {
+            CHECK(ec.default_error_condition().category() == resilite::resilite_category());
+        }
+    }
 }

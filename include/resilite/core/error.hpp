@@ -24,6 +24,12 @@ public:
     [[nodiscard]] std::string message(int code) const override {
         return fmt::format("{} ({})", sqlite3_errstr(code), detail::result_code_name(code));
     }
+    // SQLITE_FULL compares equal to std::errc::no_space_on_device, SQLITE_BUSY to
+    // resource_unavailable_try_again, ... (through the code's class; docs/errors.md).
+    [[nodiscard]] std::error_condition default_error_condition(int code) const noexcept override {
+        if (const auto e = generic_condition(classify(code))) return *e;
+        return {code, *this};
+    }
 };
 
 [[nodiscard]] inline const std::error_category& sqlite_category() noexcept {
@@ -40,11 +46,23 @@ public:
         if (value < 0 || static_cast<std::size_t>(value) >= error_class_count) return "unknown";
         return std::string{resilite::name(static_cast<error_class>(value))};
     }
+    [[nodiscard]] std::error_condition default_error_condition(int value) const noexcept override {
+        if (value >= 0 && static_cast<std::size_t>(value) < error_class_count)
+            if (const auto e = generic_condition(static_cast<error_class>(value))) return *e;
+        return {value, *this};
+    }
 };
 
 [[nodiscard]] inline const std::error_category& resilite_category() noexcept {
     static const resilite_category_t category;
     return category;
+}
+
+// std::error_code ec = resilite::error_class::full; (found by argument-dependent lookup). A code
+// made this way is in resilite_category(); an error from SQLite has its extended code in
+// sqlite_category(), so compare classes with error::klass(), or codes with a std::errc.
+[[nodiscard]] inline std::error_code make_error_code(error_class c) noexcept {
+    return {static_cast<int>(c), resilite_category()};
 }
 
 // What an engineer needs to understand a failure. Never shown to end users.
@@ -205,3 +223,6 @@ namespace detail {
 }  // namespace detail
 
 }  // namespace resilite
+
+template <>
+struct std::is_error_code_enum<resilite::error_class> : std::true_type {};

@@ -6,7 +6,9 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string_view>
+#include <system_error>
 
 namespace resilite {
 
@@ -92,6 +94,9 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     return detail::error_class_table[static_cast<std::size_t>(c)].name;
 }
 
+// The same name, under the name users try first (and for generic code that calls to_string).
+[[nodiscard]] constexpr std::string_view to_string(error_class c) noexcept { return name(c); }
+
 [[nodiscard]] constexpr std::string_view user_message(error_class c) noexcept {
     return detail::error_class_table[static_cast<std::size_t>(c)].user_message;
 }
@@ -115,6 +120,34 @@ static_assert(!library_code_names.back().empty(), "resilite: a new error_class n
     return library_code_names[static_cast<std::size_t>(c)];
 }
 }  // namespace detail
+
+// The portable condition (std::errc) a class corresponds to, where one clearly does; none for
+// the rest (they compare equal to no std::errc). std::error_code's default_error_condition for
+// both of resilite's categories (docs/errors.md).
+[[nodiscard]] constexpr std::optional<std::errc> generic_condition(error_class c) noexcept {
+    switch (c) {
+        case error_class::busy:
+        case error_class::locked:
+        case error_class::degraded:
+            return std::errc::resource_unavailable_try_again;
+        case error_class::full:
+            return std::errc::no_space_on_device;
+        case error_class::permission:
+            return std::errc::permission_denied;
+        case error_class::no_memory:
+            return std::errc::not_enough_memory;
+        case error_class::io:
+            return std::errc::io_error;
+        case error_class::interrupted:
+            return std::errc::interrupted;
+        case error_class::retry_exhausted:
+            return std::errc::timed_out;
+        case error_class::too_big:
+            return std::errc::value_too_large;
+        default:
+            return std::nullopt;
+    }
+}
 
 // Every primary result code maps to exactly one class; extended codes map through their primary.
 [[nodiscard]] constexpr error_class classify(int sqlite_code) noexcept {
