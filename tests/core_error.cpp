@@ -734,7 +734,7 @@ TEST_CASE("error codes: error_class converts to std::error_code, and codes compa
     CHECK(busy.code() != std::errc::no_space_on_device);
     const auto ioerr = resilite::detail::sqlite_failure(nullptr, SQLITE_IOERR_FSYNC, "commit", {}, "/x.db");
     CHECK(ioerr.code() == std::errc::io_error);
-    // A class with no portable counterpart compares equal to no std::errc, and to itself.
+    // A class with no portable counterpart keeps its own category as its condition: no std::errc.
     const auto constraint = resilite::detail::sqlite_failure(nullptr, SQLITE_CONSTRAINT_UNIQUE, "exec", {}, "/x.db");
     CHECK(constraint.code().default_error_condition().category() == resilite::sqlite_category());
     CHECK(constraint.code() != std::errc::invalid_argument);
