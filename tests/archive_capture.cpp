@@ -20,6 +20,9 @@
 #include <random>
 #include <set>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace archive_capture_tests {
+
 using namespace test::archive;
 
 TEST_CASE("archive capture: row changes become upserts of the whole row and deletes by key", "[archive]") {
@@ -1171,3 +1174,5 @@ TEST_CASE("archive reals: a million random bit patterns, each written as SQLite 
     INFO("shortest forms SQLite reads back wrong: " << shortest_wrong << " of 200000");
     CHECK(shortest_wrong > 0);  // else this SQLite rounds correctly and the test proves little
 }
+
+}  // namespace archive_capture_tests

@@ -19,6 +19,9 @@
 #include <set>
 #include <thread>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace backup_backups_tests {
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -553,3 +556,5 @@ TEST_CASE("backup-under-writes: another process writing never starves the defaul
     CHECK(rows.size() >= 1010);
     CHECK(static_cast<std::int64_t>(rows.size()) == rows.back());  // one consistent snapshot: 1..S
 }
+
+}  // namespace backup_backups_tests

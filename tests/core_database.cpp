@@ -11,6 +11,9 @@
 #include <optional>
 #include <thread>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace core_database_tests {
+
 using resilite::outcome;
 
 namespace {
@@ -605,3 +608,5 @@ TEST_CASE("identity: a check notices a database replaced while open", "[database
     CHECK_THAT(r.detail, Catch::Contains("replaced while open"));
     CHECK_FALSE(db.health().healthy);
 }
+
+}  // namespace core_database_tests

@@ -15,6 +15,9 @@
 #include <thread>
 #include <vector>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace core_error_tests {
+
 using resilite::error;
 using resilite::error_class;
 
@@ -754,3 +757,5 @@ TEST_CASE("error codes: error_class converts to std::error_code, and codes compa
         }
     }
 }
+
+}  // namespace core_error_tests

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace core_settings_tests {
+
 using resilite::error_class;
 
 TEST_CASE("settings are seeded from the policies' parameters", "[settings]") {
@@ -90,3 +93,5 @@ TEST_CASE("invalid setting changes are refused with a clear error and the old se
     relaxed.reconfigure(s);
     CHECK(relaxed.query_one<int>("PRAGMA synchronous") == 1);
 }
+
+}  // namespace core_settings_tests

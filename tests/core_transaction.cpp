@@ -6,6 +6,9 @@
 
 #include <map>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace core_transaction_tests {
+
 namespace {
 using model = std::map<int, std::string>;
 
@@ -260,3 +263,5 @@ TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[
     CHECK(events.back().rows == 0);
     CHECK(log.count("transaction") == 1);
 }
+
+}  // namespace core_transaction_tests

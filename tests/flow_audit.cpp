@@ -23,6 +23,9 @@
 #include <tuple>
 #include <vector>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace flow_audit_tests {
+
 using namespace test::archive;
 using resilite::error_class;
 using test::manual_durability;
@@ -504,3 +507,5 @@ TEST_CASE("P15 audit log retry pattern", "[audit][property][P15]") {
         RC_ASSERT(db->health().audit_fallback_entries == 0u);
     });
 }
+
+}  // namespace flow_audit_tests

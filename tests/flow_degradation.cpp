@@ -28,6 +28,9 @@
 #include <random>
 #include <thread>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace flow_degradation_tests {
+
 using namespace test::archive;
 using resilite::error_class;
 using test::manual_durability;
@@ -911,3 +914,5 @@ TEST_CASE("P17 comprehensive operation logging: degradation and queue replay", "
         RC_ASSERT(events.size() == static_cast<std::size_t>(1 + writes + refused + 2 + writes + 2 + 1));
     });
 }
+
+}  // namespace flow_degradation_tests

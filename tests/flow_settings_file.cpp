@@ -20,6 +20,9 @@
 #include <sstream>
 #include <thread>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace flow_settings_file_tests {
+
 using resilite::error_class;
 using resilite::outcome;
 using resilite::detail::setting_fields;
@@ -888,3 +891,5 @@ TEST_CASE("P16 configuration hot reload", "[settings][property][P16]") {
             }
         });
 }
+
+}  // namespace flow_settings_file_tests

@@ -21,6 +21,9 @@
 #include <random>
 #include <thread>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace heal_healing_tests {
+
 using namespace test::archive;
 using test::manual_durability;
 using resilite::error_class;
@@ -1629,3 +1632,5 @@ TEST_CASE("heal after a persistent I/O error on a file that fails its quick_chec
     REQUIRE(db.last_heal().has_value());
     CHECK(db.last_heal()->found.find("persistent I/O error") != std::string::npos);
 }
+
+}  // namespace heal_healing_tests

@@ -21,6 +21,9 @@
 #include <thread>
 #include <vector>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace monitor_health_tests {
+
 using namespace std::chrono_literals;
 using resilite::error_class;
 
@@ -640,3 +643,5 @@ TEST_CASE("continuity: health() and current_settings() answer while another thre
     CHECK_FALSE(after.database_busy);
     CHECK(db.query_one<int>("SELECT count(*) FROM t") == 2);
 }
+
+}  // namespace monitor_health_tests

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace policy_clock_tests {
+
 using namespace std::chrono_literals;
 
 TEST_CASE("manual clock moves only when told, and copies share one timeline", "[clock]") {
@@ -44,3 +47,5 @@ TEST_CASE("system clock is monotonic and sleeps for real", "[clock]") {
     STATIC_REQUIRE(resilite::advancing_clock<resilite::manual_clock>);
     STATIC_REQUIRE_FALSE(resilite::advancing_clock<resilite::system_clock>);
 }
+
+}  // namespace policy_clock_tests

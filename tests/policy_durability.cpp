@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace policy_durability_tests {
+
 using namespace std::chrono_literals;
 
 namespace {
@@ -100,3 +103,5 @@ TEST_CASE("changing the checkpoint interval reschedules the next checkpoint", "[
     CHECK(db.maintain());
     CHECK(log.count("checkpoint") == 1);
 }
+
+}  // namespace policy_durability_tests

@@ -8,6 +8,9 @@
 #include <sstream>
 #include <unistd.h>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace policy_observer_tests {
+
 namespace {
 // Captures what is written to file descriptor 2 while alive.
 class stderr_capture {
@@ -147,3 +150,5 @@ TEST_CASE("stderr observer prints a retried operation once with its attempt coun
         CHECK(lines_containing(out, "resilite: exec ok (1 rows, 3 attempts") == 1);
     }
 }
+
+}  // namespace policy_observer_tests

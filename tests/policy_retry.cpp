@@ -15,10 +15,6 @@
 #include <thread>
 #include <unistd.h>
 
-using namespace std::chrono_literals;
-using resilite::error_class;
-using resilite::retry_settings;
-
 namespace resilite {
 // For RapidCheck's counterexample reports.
 inline std::ostream& operator<<(std::ostream& os, const retry_settings& r) {
@@ -28,6 +24,13 @@ inline std::ostream& operator<<(std::ostream& os, const retry_settings& r) {
                              r.deadline.count());
 }
 }  // namespace resilite
+
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace policy_retry_tests {
+
+using namespace std::chrono_literals;
+using resilite::error_class;
+using resilite::retry_settings;
 
 namespace {
 using manual_db =
@@ -697,3 +700,5 @@ TEST_CASE("busy open: a full disk at open is a clear `full` error at once, not r
         CHECK(e.technical().attempt == 1);
     }
 }
+
+}  // namespace policy_retry_tests

@@ -10,6 +10,9 @@
 #include <thread>
 #include <unistd.h>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace schema_migrations_tests {
+
 namespace migrations_test {
 // Where the next migration should fail: version and step (0 = no failure).
 struct failure_plan {
@@ -314,3 +317,5 @@ TEST_CASE("a deploy rollback is refused: code without migrations<> opens no data
         CHECK_THAT(e.technical().note, Catch::Contains("version 1"));
     }
 }
+
+}  // namespace schema_migrations_tests

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace schema_rows_tests {
+
 namespace rows_test {
 struct user {
     BOOST_HANA_DEFINE_STRUCT(user, (std::int64_t, id), (std::string, name),
@@ -277,3 +280,5 @@ TEST_CASE("typed rows: an optional integer primary key left empty is assigned, a
     db.transaction([](auto& tx) { CHECK(tx.insert(note{std::nullopt, "c"}) == 3); });
     CHECK(db.check_archive().exit_code() == 0);
 }
+
+}  // namespace schema_rows_tests

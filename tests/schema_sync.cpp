@@ -8,15 +8,6 @@
 #include <map>
 #include <set>
 
-using resilite::schema_mode;
-using resilite::schema_report;
-using resilite::schema_status;
-using resilite::detail::column_def;
-using resilite::detail::index_def;
-using resilite::detail::schema_def;
-using resilite::detail::table_def;
-using resilite::sqlite::connection;
-
 namespace resilite::detail {
 // For RapidCheck's counterexample reports: the schema as the SQL that creates it.
 inline std::ostream& operator<<(std::ostream& os, const schema_def& s) {
@@ -28,6 +19,18 @@ inline std::ostream& operator<<(std::ostream& os, const schema_def& s) {
     return os;
 }
 }  // namespace resilite::detail
+
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace schema_sync_tests {
+
+using resilite::schema_mode;
+using resilite::schema_report;
+using resilite::schema_status;
+using resilite::detail::column_def;
+using resilite::detail::index_def;
+using resilite::detail::schema_def;
+using resilite::detail::table_def;
+using resilite::sqlite::connection;
 
 namespace {
 const std::vector<std::string> sql_types{"INTEGER", "REAL", "TEXT", "BLOB"};
@@ -712,3 +715,5 @@ TEST_CASE("migrations under declared foreign keys: a table rebuild cascades noth
     CHECK(db.query_one<int>("PRAGMA user_version") == 1);
     CHECK(db.query_one<int>("SELECT count(*) FROM parents") == 2);
 }
+
+}  // namespace schema_sync_tests

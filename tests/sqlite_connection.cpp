@@ -5,6 +5,9 @@
 
 #include <fstream>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace sqlite_connection_tests {
+
 using resilite::error_class;
 using resilite::sqlite::connection;
 
@@ -111,3 +114,5 @@ TEST_CASE("double-quoted names that are not columns are errors, never strings", 
     CHECK_THROWS_AS(c.exec_script("CREATE TABLE u(city TEXT CHECK(city <> \"Oslo\"))"), resilite::error);
     CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'u'") == 0);
 }
+
+}  // namespace sqlite_connection_tests

@@ -6,6 +6,9 @@
 
 #include <limits>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace sqlite_statement_tests {
+
 using resilite::sqlite::connection;
 
 namespace {
@@ -236,3 +239,5 @@ TEST_CASE("binding round trips: any text and blob (property)", "[sqlite][stateme
         RC_ASSERT(std::get<3>(*row) == o);
     });
 }
+
+}  // namespace sqlite_statement_tests

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace sqlite_statement_cache_tests {
+
 using resilite::sqlite::connection;
 
 TEST_CASE("statement cache reuses prepared statements", "[sqlite][cache]") {
@@ -61,3 +64,5 @@ TEST_CASE("statement cache returns statements with bindings cleared", "[sqlite][
     REQUIRE(second.has_value());       // the row exists...
     CHECK_FALSE(second->has_value());  // ...and holds NULL
 }
+
+}  // namespace sqlite_statement_cache_tests

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace sqlite_transaction_tests {
+
 using resilite::sqlite::connection;
 using resilite::sqlite::savepoint;
 using resilite::sqlite::transaction;
@@ -93,3 +96,5 @@ TEST_CASE("savepoint names are quoted", "[sqlite][savepoint]") {
     odd.release();
     CHECK(count(c) == 1);
 }
+
+}  // namespace sqlite_transaction_tests

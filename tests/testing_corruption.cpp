@@ -8,6 +8,9 @@
 
 #include <random>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace testing_corruption_tests {
+
 using resilite::check_health;
 using resilite::check_level;
 using F = resilite::health_report::finding;
@@ -165,3 +168,5 @@ TEST_CASE("open refuses an emptied or damaged database instead of writing over i
                e.klass() == resilite::error_class::not_a_database));
     }
 }
+
+}  // namespace testing_corruption_tests

@@ -11,6 +11,9 @@
 #include <random>
 #include <set>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace testing_fault_vfs_tests {
+
 using resilite::testing::fault_vfs;
 using resilite::testing::io_op;
 
@@ -421,3 +424,5 @@ TEST_CASE("fault VFS counts and fails opens and reads", "[fault]") {
     vfs.clear_failures();
     CHECK(db.query<std::string>("SELECT payload FROM t").size() == 5);
 }
+
+}  // namespace testing_fault_vfs_tests

@@ -12,6 +12,9 @@
 
 #include <unistd.h>
 
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace testing_kill_harness_tests {
+
 TEST_CASE("sigkill at random moments loses no acknowledged commit", "[fault][sigkill]") {
     test::temp_dir dir;
     const auto path = dir / "kill.db";
@@ -171,3 +174,5 @@ TEST_CASE(
     CHECK(!seen.failed.empty());
     CHECK(stopped_before_commit == n / 4);
 }
+
+}  // namespace testing_kill_harness_tests
