@@ -10,14 +10,35 @@ function(run)
   endif()
 endfunction()
 
-if(MODE STREQUAL "find_package")
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg-config")
   set(prefix "${WORK_DIR}/prefix")
   run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/resilite-build"
       -DRESILITE_BUILD_TESTS=OFF -DRESILITE_BUILD_EXAMPLES=OFF -DRESILITE_BUILD_BENCHMARKS=OFF
       "-DCMAKE_INSTALL_PREFIX=${prefix}")
   run(${CMAKE_COMMAND} --install "${WORK_DIR}/resilite-build")
+  # Headers only: every installed file is the same on every architecture, under include/ and share/.
+  foreach(file share/cmake/resilite/resiliteConfig.cmake share/cmake/resilite/resiliteConfigVersion.cmake
+               share/pkgconfig/resilite.pc share/doc/resilite/LICENSE include/resilite/resilite.hpp)
+    if(NOT EXISTS "${prefix}/${file}")
+      message(FATAL_ERROR "the install tree lacks ${file}")
+    endif()
+  endforeach()
+  if(EXISTS "${prefix}/lib")
+    message(FATAL_ERROR "the install tree has a lib/ directory, but the package is headers only")
+  endif()
+endif()
+if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer/find_package" -B "${WORK_DIR}/build"
       "-DCMAKE_PREFIX_PATH=${prefix}")
+elseif(MODE STREQUAL "pkg-config")
+  # A plain Makefile, no CMake: the compiler and flags come from pkg-config alone.
+  set(ENV{PKG_CONFIG_PATH} "${prefix}/share/pkgconfig")
+  file(MAKE_DIRECTORY "${WORK_DIR}/build")
+  run(make -C "${WORK_DIR}/build" -f "${SOURCE_DIR}/tests/consumer/pkg-config/Makefile"
+      "CXX=${CXX}" "SOURCE=${SOURCE_DIR}/tests/consumer/main.cpp")
+  run("${WORK_DIR}/build/consumer" "${WORK_DIR}/consumer.db")
+  message(STATUS "consumer (pkg-config) built and ran")
+  return()
 else()
   run(${CMAKE_COMMAND} -S "${SOURCE_DIR}/tests/consumer/add_subdirectory" -B "${WORK_DIR}/build"
       "-DRESILITE_SOURCE_DIR=${SOURCE_DIR}")

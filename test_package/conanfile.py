@@ -1,12 +1,14 @@
+import os
+
 from conan import ConanFile
 from conan.tools.build import can_run
 from conan.tools.cmake import CMake, cmake_layout
-import os
 
 
 class ResiliteTestConan(ConanFile):
     settings = "os", "arch", "compiler", "build_type"
     generators = "CMakeDeps", "CMakeToolchain"
+    test_type = "explicit"
 
     def requirements(self):
         self.requires(self.tested_reference_str)
@@ -21,4 +23,5 @@ class ResiliteTestConan(ConanFile):
 
     def test(self):
         if can_run(self):
-            self.run(os.path.join(self.cpp.build.bindir, "test_package") + " test_package.db", env="conanrun")
+            db = os.path.join(self.cpp.build.bindir, "test_package.db")
+            self.run(f"{os.path.join(self.cpp.build.bindir, 'test_package')} {db}", env="conanrun")

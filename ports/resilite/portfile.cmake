@@ -1,13 +1,10 @@
-# vcpkg port for resilite (header-only). Replace REF/SHA512 with the release being packaged.
+# vcpkg port for resilite (header-only), usable as it is as an overlay port from this repository:
+#   vcpkg install resilite --overlay-ports=<this repository>/ports
+# It builds the source tree it sits in. A port submitted to the vcpkg registry instead fetches a
+# release: see ports/README.md for the one call that changes.
 set(VCPKG_BUILD_TYPE release)  # header-only: one configuration is enough
 
-vcpkg_from_github(
-    OUT_SOURCE_PATH SOURCE_PATH
-    REPO resilite/resilite
-    REF "v${VERSION}"
-    SHA512 0
-    HEAD_REF main
-)
+get_filename_component(SOURCE_PATH "${CMAKE_CURRENT_LIST_DIR}/../.." ABSOLUTE)
 
 vcpkg_cmake_configure(
     SOURCE_PATH "${SOURCE_PATH}"
@@ -17,6 +14,10 @@ vcpkg_cmake_configure(
         -DRESILITE_BUILD_BENCHMARKS=OFF
 )
 vcpkg_cmake_install()
-vcpkg_cmake_config_fixup(CONFIG_PATH lib/cmake/resilite)
-file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/lib" "${CURRENT_PACKAGES_DIR}/debug")
+# The package files are under share/ (the package is the same on every architecture).
+vcpkg_cmake_config_fixup(CONFIG_PATH share/cmake/resilite)
+vcpkg_fixup_pkgconfig()
+file(REMOVE_RECURSE "${CURRENT_PACKAGES_DIR}/lib" "${CURRENT_PACKAGES_DIR}/debug"
+                    "${CURRENT_PACKAGES_DIR}/share/doc")
+file(INSTALL "${CMAKE_CURRENT_LIST_DIR}/usage" DESTINATION "${CURRENT_PACKAGES_DIR}/share/${PORT}")
 vcpkg_install_copyright(FILE_LIST "${SOURCE_PATH}/LICENSE")

@@ -1,0 +1,42 @@
+# The version has one place, include/resilite/version.hpp: the vcpkg manifests must name the same
+# one, and the package version file must accept the same minor version only while on 0.x.
+# -DSOURCE_DIR, -DVERSION (the project's), -DVERSION_FILE (the generated resiliteConfigVersion.cmake).
+foreach(manifest vcpkg.json ports/resilite/vcpkg.json)
+  file(READ "${SOURCE_DIR}/${manifest}" json)
+  string(JSON manifest_version GET "${json}" version)
+  if(NOT manifest_version STREQUAL VERSION)
+    message(FATAL_ERROR "${manifest} says version ${manifest_version}, include/resilite/version.hpp says ${VERSION}")
+  endif()
+endforeach()
+file(STRINGS "${SOURCE_DIR}/CHANGELOG.md" released REGEX "^## \\[?[0-9]+\\.[0-9]+\\.[0-9]+")
+list(GET released 0 newest)
+if(NOT newest MATCHES "${VERSION}")
+  message(FATAL_ERROR "CHANGELOG.md's newest entry is '${newest}', but the version is ${VERSION}")
+endif()
+
+# What find_package(resilite X.Y) accepts, from the installed version file itself.
+function(accepts wanted expected)
+  set(PACKAGE_FIND_VERSION ${wanted})
+  string(REPLACE "." ";" parts ${wanted})
+  list(GET parts 0 PACKAGE_FIND_VERSION_MAJOR)
+  list(GET parts 1 PACKAGE_FIND_VERSION_MINOR)
+  set(PACKAGE_FIND_VERSION_PATCH 0)
+  set(PACKAGE_FIND_VERSION_COUNT 2)
+  set(CMAKE_SIZEOF_VOID_P 8)
+  include("${VERSION_FILE}")
+  if(NOT PACKAGE_VERSION_COMPATIBLE STREQUAL expected)
+    message(FATAL_ERROR "find_package(resilite ${wanted}) with ${VERSION} installed: compatible is "
+                        "${PACKAGE_VERSION_COMPATIBLE}, expected ${expected}")
+  endif()
+endfunction()
+string(REPLACE "." ";" parts ${VERSION})
+list(GET parts 0 major)
+list(GET parts 1 minor)
+accepts(${major}.${minor} TRUE)
+math(EXPR next_minor "${minor} + 1")
+accepts(${major}.${next_minor} FALSE)
+if(major EQUAL 0 AND minor GREATER 0)
+  math(EXPR previous_minor "${minor} - 1")
+  accepts(0.${previous_minor} FALSE)  # on 0.x a minor version may break the API
+endif()
+message(STATUS "version ${VERSION} agrees everywhere")
