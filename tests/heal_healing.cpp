@@ -193,6 +193,55 @@ TEST_CASE("heal at open: a damaged header heals from the newest backup plus the 
     CHECK(integrity_ok(path));
 }
 
+TEST_CASE("heal of a new database where another was deleted: the high-water mark the old one left is not "
+          "evidence about the new one",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb old{path};
+        insert_items(old, 1, 60);  // its mark: past record 60
+    }
+    // The old database deleted with its archive, backups and side files, all but the mark.
+    const auto mark = resilite::detail::archive::high_water_path(path);
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        if (e.path() != mark) std::filesystem::remove_all(e.path());
+    REQUIRE(std::filesystem::exists(mark));
+
+    // A new database there: 40 items, a backup after 20. Its first commit takes the mark over.
+    history_with_backup<HealDb>(path);
+    const auto taken = resilite::detail::archive::read_high_water(mark);
+    CHECK(taken.seq > 0);
+    CHECK(taken.seq < 60);
+    CHECK(!taken.identity.empty());
+    damage_header(path);
+    {
+        test::event_log log;
+        HealDb db{path, logged<HealDb>(log)};
+        CHECK(rows_of(path) == expected_rows(1, 40));
+        const auto report = db.last_heal();
+        REQUIRE(report.has_value());
+        INFO(report->to_text());
+        CHECK(report->healed);
+        CHECK(report->evidence.find(fmt::format("high-water mark {}", taken.seq)) != std::string::npos);
+    }
+
+    // A mark that names another database (put here by hand, or by a copy from elsewhere) is not
+    // taken either, and the evidence says so.
+    {
+        std::ofstream out(mark, std::ios::trunc);
+        out << fmt::format("{:020} {}\n", 500, std::string(32, 'f'));
+    }
+    damage_header(path);
+    HealDb db{path};
+    CHECK(rows_of(path) == expected_rows(1, 40));
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->evidence.find("a high-water mark 500 of another database") != std::string::npos);
+}
+
 TEST_CASE("heal of a table the schema does not declare: every committed row is back, the archive covers it",
           "[heal][archive]") {
     test::temp_dir dir;

@@ -5,6 +5,11 @@
 // copy) is seen, instead of being taken as complete. It is raised after each commit, never
 // lowered, and not synced on its own: after a power cut it may be behind (never ahead), so it
 // proves a lower bound of what was committed, which is what a heal needs.
+//
+// The mark names the database it belongs to ("<number> <identity>"): a mark left by a database
+// deleted from this path is not evidence about the new one there (it would make every heal of
+// the new database refuse), and the new one's first commit takes the file over. A mark without
+// an identity (written before marks carried one) is taken as this database's.
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -16,6 +21,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <utility>
 
 namespace resilite::detail::archive {
@@ -24,25 +30,43 @@ namespace resilite::detail::archive {
     return std::filesystem::path{db.string() + "-resilite-hwm"};
 }
 
+// What a mark file holds.
+struct high_water_mark {
+    std::int64_t seq = 0;   // 0: none
+    std::string identity;   // empty: a mark from before marks named their database
+    // The mark as evidence for the database `identity`: 0 when it names another database (an
+    // unknown `identity` takes any mark: refusing a heal is safer than missing a loss).
+    [[nodiscard]] std::int64_t for_database(std::string_view id) const noexcept {
+        return !identity.empty() && !id.empty() && identity != id ? 0 : seq;
+    }
+};
+
 namespace hwm_detail {
-inline std::int64_t read_fd(int fd) noexcept {
-    char buf[32] = {};
+inline high_water_mark read_fd(int fd) noexcept {
+    char buf[96] = {};
     const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
-    if (n <= 0) return 0;
+    if (n <= 0) return {};
     buf[n] = '\0';
-    const long long v = std::strtoll(buf, nullptr, 10);
-    return v > 0 ? static_cast<std::int64_t>(v) : 0;
+    char* end = nullptr;
+    const long long v = std::strtoll(buf, &end, 10);
+    high_water_mark m;
+    m.seq = v > 0 ? static_cast<std::int64_t>(v) : 0;
+    if (end != nullptr && *end == ' ') {
+        const std::string_view rest{end + 1};
+        m.identity = std::string{rest.substr(0, rest.find('\n'))};
+    }
+    return m;
 }
 }  // namespace hwm_detail
 
-// 0 when there is none (a database from before high-water marks, or never archived).
-[[nodiscard]] inline std::int64_t read_high_water(const std::filesystem::path& file) noexcept {
+// No mark (a database from before high-water marks, or never archived) reads as number 0.
+[[nodiscard]] inline high_water_mark read_high_water(const std::filesystem::path& file) noexcept {
     const int fd = ::open(file.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-    if (fd < 0) return 0;
+    if (fd < 0) return {};
     ::flock(fd, LOCK_SH);
-    const auto v = hwm_detail::read_fd(fd);
+    auto m = hwm_detail::read_fd(fd);
     ::close(fd);
-    return v;
+    return m;
 }
 
 // Raises the mark to `seq` unless it is already higher. Several processes commit: the flock
@@ -50,7 +74,8 @@ inline std::int64_t read_fd(int fd) noexcept {
 class high_water {
 public:
     high_water() = default;
-    explicit high_water(std::filesystem::path file) : file_(std::move(file)) {}
+    high_water(std::filesystem::path file, std::string identity)
+        : file_(std::move(file)), identity_(std::move(identity)) {}
     high_water(const high_water&) = delete;
     high_water& operator=(const high_water&) = delete;
     ~high_water() {
@@ -58,7 +83,10 @@ public:
     }
 
     [[nodiscard]] const std::filesystem::path& file() const noexcept { return file_; }
-    [[nodiscard]] std::int64_t read() const noexcept { return file_.empty() ? 0 : read_high_water(file_); }
+    // This database's mark (0 when the file names another database).
+    [[nodiscard]] std::int64_t read() const noexcept {
+        return file_.empty() ? 0 : read_high_water(file_).for_database(identity_);
+    }
 
     // Returns false when the mark could not be written (the caller reports it; the commit stands).
     bool raise(std::int64_t seq) noexcept {
@@ -66,12 +94,12 @@ public:
         if (fd_ < 0) fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return false;
         bool ok = true;
-        const auto current = hwm_detail::read_fd(fd_);
+        const auto current = hwm_detail::read_fd(fd_).for_database(identity_);  // another database's: taken over
         if (seq > current) {
-            char buf[24];
-            // Fixed width: a shorter number never leaves digits of a longer one behind.
-            const int n = std::snprintf(buf, sizeof buf, "%020lld\n", static_cast<long long>(seq));
-            ok = ::pwrite(fd_, buf, static_cast<std::size_t>(n), 0) == n;
+            char buf[96];
+            const int n = std::snprintf(buf, sizeof buf, "%020lld %s\n", static_cast<long long>(seq), identity_.c_str());
+            ok = n > 0 && n < static_cast<int>(sizeof buf) && ::pwrite(fd_, buf, static_cast<std::size_t>(n), 0) == n &&
+                 ::ftruncate(fd_, n) == 0;  // a longer line from before leaves nothing behind
         }
         ::flock(fd_, LOCK_UN);
         if (ok) known_ = std::max(seq, current);
@@ -80,6 +108,7 @@ public:
 
 private:
     std::filesystem::path file_;
+    std::string identity_;
     int fd_ = -1;
     std::int64_t known_ = 0;
 };

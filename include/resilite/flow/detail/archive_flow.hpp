@@ -83,7 +83,7 @@ public:
             return;
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
-                        ctx_.config.archive.settle_rows, archive::high_water_path(ctx_.path));
+                        ctx_.config.archive.settle_rows, archive::high_water_path(ctx_.path), ctx_.identity);
         auto notes = writer_->catch_up(ctx_.connection(), migrated);
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;

@@ -551,9 +551,15 @@ private:
     void gather_evidence(heal_report& rep, const settings& s) {
         std::vector<std::string> what;
         std::int64_t best = 0;
-        if (const auto hwm = archive::read_high_water(archive::high_water_path(ctx_.path)); hwm > 0) {
+        // The database's identity from its sidecar (the damaged file may not be readable).
+        const auto mark = archive::read_high_water(archive::high_water_path(ctx_.path));
+        const auto mine = read_marker(ctx_.path).identity;
+        if (const auto hwm = mark.for_database(mine); hwm > 0) {
             best = hwm;
             what.push_back(fmt::format("high-water mark {}", hwm));
+        } else if (mark.seq > 0) {
+            what.push_back(fmt::format("a high-water mark {} of another database (identity {}), not taken", mark.seq,
+                                       mark.identity));
         }
         if (!rep.quarantine.empty()) {
             try {
