@@ -43,21 +43,26 @@ struct Note {
 using notes = resilite::table<"notes", Note, resilite::primary_key<"id">>;  // "id" INTEGER PRIMARY KEY
 // snippet-end: assigned_key
 
-// Version 1 is the schema above; version 2 backfills data (existing databases only: a new
-// database is created at the latest version directly).
+// Version 1 adds the column `logins` to databases from before it, counting from 1; version 2
+// tidies data. A new database is created at the latest version directly.
 // snippet-begin: migrations
-struct backfill_logins {
+struct add_logins {
     static constexpr int version = 1;
-    static constexpr std::string_view name = "count logins from 1";  // optional, for messages
-    static constexpr std::string_view sql = "UPDATE users SET logins = 1 WHERE logins = 0";
+    static constexpr std::string_view name = "add logins, counting from 1";  // optional, for messages
+    // Migrations run before schema sync adds declared columns: a migration that fills a new
+    // column adds it itself, as declared; sync then finds it in place.
+    static void up(auto& tx) {
+        tx.exec("ALTER TABLE users ADD COLUMN logins INTEGER NOT NULL DEFAULT 0");
+        tx.exec("UPDATE users SET logins = 1");
+    }
 };
 struct normalize_names {
     static constexpr int version = 2;
-    static void up(auto& tx) { tx.exec("UPDATE users SET name = trim(name)"); }
+    static constexpr std::string_view sql = "UPDATE users SET name = trim(name)";
 };
 
 using Db = resilite::Database<resilite::schema<users, orders, user_totals, count_orders, notes>,
-                              resilite::migrations<backfill_logins, normalize_names>>;
+                              resilite::migrations<add_logins, normalize_names>>;
 // snippet-end: migrations
 
 int main() {
@@ -65,9 +70,17 @@ int main() {
     for (const char* suffix : {"", "-wal", "-shm", "-resilite"})
         std::filesystem::remove(path.string() + suffix);
 
-    Db db{path};  // creates every table, index and trigger, at version 2
+    {
+        // A database from before version 1: users without `logins`.
+        resilite::Database<> old{path};
+        old.exec_script("CREATE TABLE users(id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT UNIQUE);"
+                        "INSERT INTO users(id, name) VALUES(7, '  Old Timer ')");
+    }
+    Db db{path};  // migrations 1 and 2, then every other table, index and trigger is added
     std::printf("%s", db.sync_report().to_text().c_str());
     std::printf("version %d, exit code %d\n", db.version(), db.sync_report().exit_code());
+    const auto old_timer = db.get<User>(7);
+    std::printf("%s: %lld login\n", old_timer->name.c_str(), static_cast<long long>(old_timer->logins));
 
     db.insert(User{1, "Ann", std::nullopt, 0});
     db.upsert(User{1, "Ann", std::string{"ann@example.org"}, 3});
@@ -90,5 +103,8 @@ int main() {
     // snippet-end: assigned_key_use
     std::printf("notes %lld and %lld: %s\n", static_cast<long long>(first), static_cast<long long>(second),
                 note->text.c_str());
-    return total->cents == 2000 && first == 1 && second == 2 && note->id == second ? 0 : 1;
+    return total->cents == 2000 && first == 1 && second == 2 && note->id == second && old_timer->name == "Old Timer" &&
+                   old_timer->logins == 1 && db.sync_report().exit_code() == 0
+               ? 0
+               : 1;
 }

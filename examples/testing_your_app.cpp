@@ -82,6 +82,35 @@ int main() {
     std::printf("after zeroing page 3: %s (%s)\n", std::string{resilite::to_string(health.result)}.c_str(),
                 health.detail.substr(0, 60).c_str());
 
+    // 2b. Damage under an open database: the call that meets it must fail, never answer wrong.
+    bool refused = false;
+    {
+        resilite::Database<resilite::null_observer> db{path.parent_path() / "open.db"};
+        db.exec_script("CREATE TABLE readings(id INTEGER PRIMARY KEY, value REAL NOT NULL)");
+        db.transaction([](auto& tx) {
+            for (int i = 1; i <= 500; ++i)
+                tx.exec("INSERT INTO readings(value) VALUES(?)", i * 0.5);
+        });
+        // snippet-begin: open_damage
+        // The page must be in the file (not only in the WAL) and not in SQLite's page cache.
+        static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+        db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });
+        std::uint32_t root = 0;
+        {
+            resilite::sqlite::connection reader{db.path(), SQLITE_OPEN_READONLY};
+            root = static_cast<std::uint32_t>(
+                reader.query_one<std::int64_t>("SELECT rootpage FROM sqlite_master WHERE name = 'readings'").value_or(0));
+        }
+        resilite::testing::zero_page(db.path(), root);  // the table's root page, under the open database
+        try {
+            static_cast<void>(db.query_one<double>("SELECT sum(value) FROM readings"));
+        } catch (const resilite::error& e) {
+            refused = e.klass() == resilite::error_class::corrupt;  // never a wrong sum
+        }
+        // snippet-end: open_damage
+    }
+    std::printf("a page zeroed under the open database: %s\n", refused ? "the read was refused" : "NOT REFUSED");
+
     // 3. A real SIGKILL in the middle of the writes.
     const auto killed = dir / "killed.db";
     {
@@ -106,5 +135,5 @@ int main() {
         if (after.query_one<int>("SELECT count(*) FROM t WHERE seq = ?", seq) != 1) ++lost;
     }
     std::printf("killed after %zu acknowledged commits: %d lost\n", r.acknowledged.size(), lost);
-    return failures == 0 && !health.ok() && r.killed && lost == 0 ? 0 : 1;
+    return failures == 0 && !health.ok() && refused && r.killed && lost == 0 ? 0 : 1;
 }

@@ -5,6 +5,7 @@
 #include <resilite/testing/trials.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <rapidcheck/catch.h>
 
 #include <fcntl.h>
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <future>
 #include <random>
 #include <set>
@@ -355,6 +357,45 @@ TEST_CASE("health: backup age, WAL size and latency percentiles", "[health]") {
     CHECK(h.page_count >= 2);
     CHECK(h.operations >= 3);  // open, exec_script, check, backup
     CHECK_THAT(h.to_json(), Catch::Contains("\"last_backup_age_s\":90"));
+}
+
+TEST_CASE("health JSON: every field, parsed by a JSON parser, keyed as docs/health-json.md lists", "[health]") {
+    test::temp_dir dir;
+    resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "j.db"};
+    db.exec_script("CREATE TABLE t(x)");
+    const auto json = nlohmann::json::parse(db.health().to_json());
+    REQUIRE(json.is_object());
+    std::set<std::string> keys;
+    for (const auto& [key, value] : json.items())
+        keys.insert(key);
+
+    // The keys of the table in docs/health-json.md: the first column of each row.
+    std::ifstream doc(std::filesystem::path{RESILITE_SOURCE_DIR} / "docs" / "health-json.md");
+    REQUIRE(doc);
+    std::set<std::string> documented;
+    for (std::string line; std::getline(doc, line);) {
+        if (!line.starts_with("| `")) continue;
+        documented.insert(line.substr(3, line.find('`', 3) - 3));
+    }
+    CHECK(keys == documented);
+    CHECK(json["healthy"] == true);
+    CHECK(json["damage"].is_null());
+    CHECK(json["unavailable_reason"] == "available");
+    CHECK(json["unavailable_detail"].is_null());
+    CHECK(json["latency_ns"]["p99"].is_number());
+
+    // Free text is escaped: a message with quotes, a backslash and a newline reads back as it was.
+    resilite::health_snapshot h;
+    h.healthy = false;
+    h.damage = "database disk image is malformed: \"items\" page 3\\4\nsecond line";
+    h.available = false;
+    h.unavailable_reason = "damaged";
+    h.unavailable_detail = "SQLITE_CORRUPT \"t\"";
+    const auto damaged = nlohmann::json::parse(h.to_json());
+    CHECK(damaged["healthy"] == false);
+    CHECK(damaged["damage"] == h.damage);
+    CHECK(damaged["unavailable_detail"] == h.unavailable_detail);
+    CHECK(damaged.size() == json.size());
 }
 
 TEST_CASE("health: check and backup schedules changed at run time take effect", "[health][settings]") {

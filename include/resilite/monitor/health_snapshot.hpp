@@ -1,9 +1,11 @@
 #pragma once
-// resilite::health_snapshot: what Database::health() reports, printable as JSON.
+// resilite::health_snapshot: what Database::health() reports, printable as JSON (every field;
+// the keys, types and units are listed in docs/health-json.md).
 
 #include <resilite/core/error_class.hpp>
 #include <resilite/monitor/health_report.hpp>
 
+#include <resilite/detail/json.hpp>
 #include <resilite/detail/utc_format.hpp>
 
 #include <fmt/format.h>
@@ -68,25 +70,31 @@ struct health_snapshot {
             return t ? fmt::format("\"{}Z\"", detail::utc_format(*t, "%Y-%m-%dT%H:%M:%S"))
                      : std::string{"null"};
         };
+        // Free text (an error message, a path) is escaped; empty is null.
+        const auto text_or_null = [](const std::string& s) {
+            return s.empty() ? std::string{"null"} : detail::json_string(s);
+        };
         const auto check = last_check
                                ? fmt::format("{{\"result\":\"{}\",\"level\":\"{}\"}}",
                                              to_string(last_check->result), to_string(last_check->level))
                                : std::string{"null"};
         return fmt::format(
-            "{{\"healthy\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},\"last_backup_age_s\":{},"
-            "\"last_drill_time\":{},\"last_drill_ok\":{},"
+            "{{\"healthy\":{},\"damage\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},"
+            "\"last_backup_age_s\":{},\"last_drill_time\":{},\"last_drill_ok\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
             "\"p95\":{},\"p99\":{}}},\"archive_seq\":{},\"archive_pending\":{},\"audit_fallback_entries\":{},"
-            "\"database_busy\":{},\"available\":{},\"unavailable_reason\":\"{}\",\"unavailable_since\":{},"
-            "\"queue_depth\":{},\"queue_rejected\":{}}}",
-            healthy ? "true" : "false", check, time_or_null(last_check_time), time_or_null(last_backup_time),
+            "\"database_busy\":{},\"available\":{},\"unavailable_reason\":{},\"unavailable_since\":{},"
+            "\"unavailable_detail\":{},\"queue_depth\":{},\"queue_rejected\":{}}}",
+            healthy ? "true" : "false", text_or_null(damage), check, time_or_null(last_check_time),
+            time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"},
             time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null", wal_bytes,
             page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
             p95.count(), p99.count(), archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
             archive_pending, audit_fallback_entries, database_busy ? "true" : "false", available ? "true" : "false",
-            unavailable_reason, time_or_null(unavailable_since), queue_depth, queue_rejected);
+            detail::json_string(unavailable_reason), time_or_null(unavailable_since),
+            text_or_null(unavailable_detail), queue_depth, queue_rejected);
     }
 };
 
