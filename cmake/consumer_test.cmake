@@ -13,7 +13,7 @@ endfunction()
 if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg-config")
   set(prefix "${WORK_DIR}/prefix")
   run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/resilite-build"
-      -DRESILITE_BUILD_TESTS=OFF -DRESILITE_BUILD_EXAMPLES=OFF -DRESILITE_BUILD_BENCHMARKS=OFF
+      -DRESILITE_BUILD_TESTS=OFF -DRESILITE_BUILD_EXAMPLES=OFF -DRESILITE_BUILD_BENCHMARKS=OFF -DRESILITE_BUILD_TOOLS=OFF
       "-DCMAKE_INSTALL_PREFIX=${prefix}")
   run(${CMAKE_COMMAND} --install "${WORK_DIR}/resilite-build")
   # Headers only: every installed file is the same on every architecture, under include/ and share/.

@@ -12,6 +12,7 @@ vcpkg_cmake_configure(
         -DRESILITE_BUILD_TESTS=OFF
         -DRESILITE_BUILD_EXAMPLES=OFF
         -DRESILITE_BUILD_BENCHMARKS=OFF
+        -DRESILITE_BUILD_TOOLS=OFF  # the resilite command is not packaged yet
 )
 vcpkg_cmake_install()
 # The package files are under share/ (the package is the same on every architecture).
