@@ -50,9 +50,11 @@ struct add_logins {
     static constexpr int version = 1;
     static constexpr std::string_view name = "add logins, counting from 1";  // optional, for messages
     // Migrations run before schema sync adds declared columns: a migration that fills a new
-    // column adds it itself, as declared; sync then finds it in place.
+    // column adds it itself, as declared (unless an earlier sync already did); sync then finds
+    // it in place.
     static void up(auto& tx) {
-        tx.exec("ALTER TABLE users ADD COLUMN logins INTEGER NOT NULL DEFAULT 0");
+        if (tx.template query_one<int>("SELECT count(*) FROM pragma_table_info('users') WHERE name = 'logins'") == 0)
+            tx.exec("ALTER TABLE users ADD COLUMN logins INTEGER NOT NULL DEFAULT 0");
         tx.exec("UPDATE users SET logins = 1");
     }
 };

@@ -916,7 +916,7 @@ TEST_CASE("archive segment that is a symbolic link is never followed: nothing is
     CHECK(report.to_text().find("symbolic link") != std::string::npos);
 }
 
-TEST_CASE("archive directory that is a symbolic link is never followed: open fails, nothing written through it; "
+TEST_CASE("archive directory that is a symbolic link is never followed: open fails, nothing written through it, "
           "a rebuild does not read it",
           "[archive]") {
     test::temp_dir dir;

@@ -38,6 +38,14 @@ cli_result run_cli(const test::temp_dir& dir, const std::string& args) {
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_all(out), read_all(err)};
 }
 
+// reset_healing changes nothing in the sidecar but the count of heals that did not succeed.
+bool read_marker_unchanged_except_attempts(const resilite::detail::marker& before,
+                                           const resilite::detail::marker& after) {
+    return before.identity == after.identity && before.synchronous == after.synchronous &&
+           before.heal_quarantine == after.heal_quarantine && before.heal_epoch == after.heal_epoch &&
+           before.damage_seen == after.damage_seen;
+}
+
 // A database with an archive: 20 items and a log line, one commit each.
 void archived_database(const std::filesystem::path& db) {
     ItemsDb d{db};
@@ -91,6 +99,11 @@ TEST_CASE("cli.check: a sound database is 0, a damaged one 1, a missing path 1 a
     CHECK(j["ok"] == true);
     CHECK(j["database"] == db.string());
 
+    // The global flags may also follow the subcommand.
+    r = run_cli(dir, fmt::format("check '{}' --json", db.string()));
+    CHECK(r.code == 0);
+    CHECK(r.json()["result"] == "ok");
+
     r = run_cli(dir, fmt::format("check --level full '{}'", db.string()));
     CHECK(r.code == 0);
     CHECK(r.out.find("ok (full check)") != std::string::npos);
@@ -113,6 +126,12 @@ TEST_CASE("cli.check: a sound database is 0, a damaged one 1, a missing path 1 a
     CHECK(r.err.find("no database at") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(missing));
 
+    // The file gone where resilite had a database: the finding "missing", not bad input.
+    std::filesystem::remove(db);
+    r = run_cli(dir, fmt::format("--json check '{}'", db.string()));
+    CHECK(r.code == 1);
+    CHECK(r.json()["result"] == "missing");
+
     // A file that is not a database at all.
     const auto text = dir / "notes.txt";
     { std::ofstream{text} << std::string(4096, 'x'); }
@@ -121,7 +140,7 @@ TEST_CASE("cli.check: a sound database is 0, a damaged one 1, a missing path 1 a
     CHECK(r.json()["result"] == "not a database");
 }
 
-TEST_CASE("cli.archive: verify and report read the archive; compared with the live database it reproduces it",
+TEST_CASE("cli.archive: verify and report read the archive, compared with the live database it reproduces it",
           "[cli]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";
@@ -178,7 +197,18 @@ TEST_CASE("cli.heal: heal reset lets healing run again, and refuses a path with 
     archived_database(db);
     auto r = run_cli(dir, fmt::format("--json heal reset '{}'", db.string()));
     CHECK(r.code == 0);
+    CHECK(r.json()["reset"] == false);  // nothing had stopped healing
+
+    // The circuit breaker open: 3 heals in a row did not succeed.
+    auto side = resilite::detail::read_marker(db);
+    side.heal_attempts = 3;
+    REQUIRE(resilite::detail::write_marker(db, side));
+    r = run_cli(dir, fmt::format("--json heal reset '{}'", db.string()));
+    CHECK(r.code == 0);
     CHECK(r.json()["reset"] == true);
+    CHECK(r.json()["heal_attempts_before"] == 3);
+    CHECK(resilite::detail::read_marker(db).heal_attempts == 0);
+    CHECK(read_marker_unchanged_except_attempts(side, resilite::detail::read_marker(db)));
     r = run_cli(dir, fmt::format("heal reset '{}'", (dir / "none.db").string()));
     CHECK(r.code == 1);
     CHECK(r.err.find("no database at") != std::string::npos);

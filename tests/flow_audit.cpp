@@ -288,7 +288,7 @@ TEST_CASE("audit: a crash after the import committed, before the file was remove
     }
 }
 
-TEST_CASE("audit: a torn last line is ignored with an event; a damaged line in the middle is kept aside",
+TEST_CASE("audit: a torn last line is ignored with an event, a damaged line in the middle is kept aside",
           "[audit]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

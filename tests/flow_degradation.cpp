@@ -170,7 +170,7 @@ TEST_CASE("read_only: disk full refuses writes until a probe after the backoff w
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
 }
 
-TEST_CASE("fail_fast: during disk full reads are served and each write is tried; the first that succeeds ends it",
+TEST_CASE("fail_fast: during disk full reads are served and each write is tried, the first that succeeds ends it",
           "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
@@ -300,7 +300,7 @@ TEST_CASE("queue_writes: writes while another process heals are queued durably a
     CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
 }
 
-TEST_CASE("queue_writes: a full queue is a degraded error; a write SQLite refuses on replay is kept aside",
+TEST_CASE("queue_writes: a full queue is a degraded error, a write SQLite refuses on replay is kept aside",
           "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
@@ -370,7 +370,7 @@ TEST_CASE("queue_writes: values come back exactly (REAL bits, text with NUL or n
     CHECK(db.query_one<std::string>("SELECT x FROM v WHERE k = ?", ++k) == "it's");
 }
 
-TEST_CASE("queue_writes: a write cut short by a crash is not replayed; a damaged queue is kept whole aside",
+TEST_CASE("queue_writes: a write cut short by a crash is not replayed, a damaged queue is kept whole aside",
           "[degradation]") {
     test::temp_dir dir;
     test::event_log log;

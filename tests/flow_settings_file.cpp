@@ -275,7 +275,7 @@ TEST_CASE("an environment value that cannot be used fails the open, naming varia
 
 // ---- the settings file ----------------------------------------------------------------------------
 
-TEST_CASE("a settings file is read at open; invalid, open fails naming the field and the reason",
+TEST_CASE("a settings file is read at open, invalid, open fails naming the field and the reason",
           "[settings][file]") {
     test::temp_dir dir;
     const auto file = dir / "settings.json";
@@ -327,7 +327,7 @@ TEST_CASE("a settings file is read at open; invalid, open fails naming the field
     CHECK(db.current_settings().retry.max_attempts == 42);
 }
 
-TEST_CASE("a changed settings file applies to the next operation; refused, the old settings stay",
+TEST_CASE("a changed settings file applies to the next operation, refused, the old settings stay",
           "[settings][file]") {
     test::temp_dir dir;
     test::event_log log;
@@ -446,7 +446,7 @@ TEST_CASE("the background thread reloads a changed settings file", "[settings][f
 
 // ---- reconfigure while another thread holds the writer lock (P14) ---------------------------------
 
-TEST_CASE("reconfigure() answers while another thread holds a transaction; the change applies after it",
+TEST_CASE("reconfigure() answers while another thread holds a transaction, the change applies after it",
           "[settings][P14]") {
     test::temp_dir dir;
     test::event_log log;

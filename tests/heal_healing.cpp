@@ -242,6 +242,53 @@ TEST_CASE("heal of a new database where another was deleted: the high-water mark
     CHECK(report->evidence.find("a high-water mark 500 of another database") != std::string::npos);
 }
 
+TEST_CASE("high-water mark: only the database the path's sidecar names takes a mark over, a mark without an "
+          "identity is taken",
+          "[heal][archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    const auto mark = a::high_water_path(db);
+    const std::string mine(32, 'a'), stale(32, 'b');
+    resilite::detail::marker side;
+    side.identity = mine;
+    REQUIRE(resilite::detail::write_marker(db, side));
+    const auto write_mark = [&](const std::string& text) { std::ofstream(mark, std::ios::trunc) << text; };
+
+    // A process still writing to a file deleted from the path (the sidecar names another
+    // database): its commits never overwrite the mark of the database now there.
+    write_mark(fmt::format("{:020} {}\n", 40, mine));
+    {
+        a::high_water old_file{mark, stale};
+        CHECK(old_file.raise(90));
+        CHECK(old_file.read() == 0);  // the mark is not its own
+    }
+    CHECK(a::read_high_water(mark).seq == 40);
+    CHECK(a::read_high_water(mark).identity == mine);
+
+    // The database the sidecar names takes another database's mark over, even a higher one.
+    write_mark(fmt::format("{:020} {}\n", 60, stale));
+    {
+        a::high_water current{mark, mine};
+        CHECK(current.read() == 0);
+        CHECK(current.raise(3));
+        CHECK(current.read() == 3);
+    }
+    CHECK(a::read_high_water(mark).seq == 3);
+    CHECK(read_all(mark) == fmt::format("{:020} {}\n", 3, mine));  // nothing of the longer line left
+
+    // A mark from before marks named their database is taken as this database's: a heal that
+    // cannot tell refuses rather than miss a loss, and it is never lowered.
+    write_mark(fmt::format("{:020}\n", 70));
+    CHECK(a::read_high_water(mark).for_database(mine) == 70);
+    {
+        a::high_water current{mark, mine};
+        CHECK(current.read() == 70);
+        CHECK(current.raise(5));
+    }
+    CHECK(a::read_high_water(mark).seq == 70);
+}
+
 TEST_CASE("heal of a table the schema does not declare: every committed row is back, the archive covers it",
           "[heal][archive]") {
     test::temp_dir dir;
@@ -445,7 +492,7 @@ TEST_CASE("heal with a damaged archive record older than the backup: the backup 
     CHECK(report->verification.find("cannot be rebuilt") != std::string::npos);
 }
 
-TEST_CASE("heal of a database that already held a foreign-key orphan: healed, the orphan reported; the "
+TEST_CASE("heal of a database that already held a foreign-key orphan: healed, the orphan reported, the "
           "connection setup hook holds after the heal",
           "[heal][archive]") {
     test::temp_dir dir;
@@ -1443,7 +1490,7 @@ TEST_CASE("heal not needed for a declared index whose definition was swapped: sc
           "item 7");
 }
 
-TEST_CASE("restore drill: backup plus archive tail equals the live database; health shows the verdict", "[heal][drill]") {
+TEST_CASE("restore drill: backup plus archive tail equals the live database, health shows the verdict", "[heal][drill]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
     test::event_log log;
@@ -1570,7 +1617,7 @@ TEST_CASE("restore drill on a schedule, counted on the manual clock", "[heal][dr
     CHECK(db.health().last_drill_ok == true);
 }
 
-TEST_CASE("heal with the disk full: a clear error, nothing deleted; with room again the next open heals", "[heal]") {
+TEST_CASE("heal with the disk full: a clear error, nothing deleted, with room again the next open heals", "[heal]") {
     test::temp_dir dir;
     const test::small_volume volume{dir.path(), "8m"};
     if (!volume.mounted()) {
@@ -1653,7 +1700,7 @@ TEST_CASE("heal at run time on the background thread: damage seen by a call is h
     CHECK(rows_of(path) == expected_rows(1, 60));
 }
 
-TEST_CASE("heal after a persistent I/O error on a file that fails its quick_check; not for an I/O error alone",
+TEST_CASE("heal after a persistent I/O error on a file that fails its quick_check, not for an I/O error alone",
           "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -615,7 +615,7 @@ TEST_CASE("foreign keys: declared keys are created with the table and enforced o
     CHECK(again.sync_report().actions.empty());
 }
 
-TEST_CASE("drift: a declared foreign key the database lacks is a warning (strict fails); a nullable column is "
+TEST_CASE("drift: a declared foreign key the database lacks is a warning (strict fails), a nullable column is "
           "added with its key",
           "[schema][drift][foreign_key]") {
     using namespace foreign_key_test;
@@ -684,7 +684,7 @@ using V2 = resilite::Database<resilite::schema<parents, children>,
 using V0 = resilite::Database<resilite::schema<parents, children>, resilite::null_observer, test::manual_durability>;
 }  // namespace foreign_key_migration_test
 
-TEST_CASE("migrations under declared foreign keys: a table rebuild cascades nothing; a migration that leaves "
+TEST_CASE("migrations under declared foreign keys: a table rebuild cascades nothing, a migration that leaves "
           "orphans is rolled back",
           "[schema][migration][foreign_key]") {
     using namespace foreign_key_migration_test;

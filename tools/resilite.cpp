@@ -7,6 +7,7 @@
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/heal/reset_healing.hpp>
 #include <resilite/monitor/check_health.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/version.hpp>
 
 #include <CLI/CLI.hpp>
@@ -33,7 +34,8 @@ struct output {
     // The result: JSON on stdout with --json, else the text unless --quiet.
     void print(const nlohmann::json& j, const std::string& text) const {
         if (json) {
-            std::puts(j.dump().c_str());
+            // Bytes quoted from a damaged file may not be UTF-8: replaced, never a failure.
+            std::puts(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
         } else if (!quiet) {
             std::fputs(text.c_str(), stdout);
         }
@@ -57,7 +59,11 @@ void require_directory(const fs::path& dir) {
 }
 
 int check(const output& out, const fs::path& db, const std::string& level_name) {
-    require_database(db);
+    // A path with nothing there is bad input, unless resilite's sidecar says a database was
+    // there: then it is the finding "missing".
+    std::error_code ec;
+    if (!fs::exists(db, ec) && !fs::exists(resilite::detail::marker_path(db), ec))
+        throw refusal{fmt::format("no database at {}", db.string())};
     const auto level = level_name == "header" ? resilite::check_level::header
                        : level_name == "full" ? resilite::check_level::full
                                               : resilite::check_level::quick;
@@ -126,9 +132,13 @@ int archive_inspect(const output& out, const fs::path& dir, const fs::path& db,
 
 int heal_reset(const output& out, const fs::path& db) {
     require_database(db);
+    const auto attempts = resilite::detail::read_marker(db).heal_attempts;
     resilite::reset_healing(db);
-    out.print({{"database", db.string()}, {"reset", true}},
-              fmt::format("{}: healing may run again at the next open\n", db.string()));
+    out.print({{"database", db.string()}, {"reset", attempts > 0}, {"heal_attempts_before", attempts}},
+              attempts > 0 ? fmt::format("{}: healing had stopped after {} heals in a row that did not succeed; it "
+                                         "may run again at the next open\n",
+                                         db.string(), attempts)
+                           : fmt::format("{}: healing was not stopped; nothing to reset\n", db.string()));
     return ok;
 }
 
@@ -139,6 +149,7 @@ int main(int argc, char** argv) {
                              resilite::version.major, resilite::version.minor, resilite::version.patch),
                  "resilite"};
     app.require_subcommand(1);
+    app.fallthrough();  // --json and --quiet also after a subcommand: "resilite check app.db --json"
     output out;
     app.add_flag("--json", out.json, "Print the result as one JSON object on stdout");
     app.add_flag("-q,--quiet", out.quiet, "Print nothing but errors");

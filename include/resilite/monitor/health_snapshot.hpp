@@ -74,10 +74,10 @@ struct health_snapshot {
         const auto text_or_null = [](const std::string& s) {
             return s.empty() ? std::string{"null"} : detail::json_string(s);
         };
-        const auto check = last_check
-                               ? fmt::format("{{\"result\":\"{}\",\"level\":\"{}\"}}",
-                                             to_string(last_check->result), to_string(last_check->level))
-                               : std::string{"null"};
+        const auto check = last_check ? fmt::format("{{\"result\":\"{}\",\"level\":\"{}\",\"detail\":{}}}",
+                                                    to_string(last_check->result), to_string(last_check->level),
+                                                    text_or_null(last_check->detail))
+                                      : std::string{"null"};
         return fmt::format(
             "{{\"healthy\":{},\"damage\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},"
             "\"last_backup_age_s\":{},\"last_drill_time\":{},\"last_drill_ok\":{},"

@@ -3,13 +3,18 @@
 // committed, kept beside the database ("<db>-resilite-hwm"), outside the archive. A heal
 // compares the archive's end with it: an archive that lost its tail (cut, replaced by an older
 // copy) is seen, instead of being taken as complete. It is raised after each commit, never
-// lowered, and not synced on its own: after a power cut it may be behind (never ahead), so it
+// lowered (but see below), and not synced on its own: after a power cut it may be behind (never ahead), so it
 // proves a lower bound of what was committed, which is what a heal needs.
 //
 // The mark names the database it belongs to ("<number> <identity>"): a mark left by a database
 // deleted from this path is not evidence about the new one there (it would make every heal of
-// the new database refuse), and the new one's first commit takes the file over. A mark without
-// an identity (written before marks carried one) is taken as this database's.
+// the new database refuse), and the new one's first commit takes the file over, lowering the
+// number: the only time it goes down. Only the database the path's sidecar names takes a mark
+// over, so a process still writing to a deleted or replaced file never overwrites the evidence
+// of the database now at the path. A mark without an identity (written before marks carried
+// one) is taken as this database's.
+
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -26,8 +31,16 @@
 
 namespace resilite::detail::archive {
 
+inline constexpr std::string_view high_water_suffix = "-resilite-hwm";
+
 [[nodiscard]] inline std::filesystem::path high_water_path(const std::filesystem::path& db) {
-    return std::filesystem::path{db.string() + "-resilite-hwm"};
+    return std::filesystem::path{db.string() + std::string{high_water_suffix}};
+}
+// The database a mark file is beside.
+[[nodiscard]] inline std::filesystem::path database_of_high_water(const std::filesystem::path& mark) {
+    const auto s = mark.string();
+    return s.ends_with(high_water_suffix) ? std::filesystem::path{s.substr(0, s.size() - high_water_suffix.size())}
+                                          : std::filesystem::path{};
 }
 
 // What a mark file holds.
@@ -75,7 +88,7 @@ class high_water {
 public:
     high_water() = default;
     high_water(std::filesystem::path file, std::string identity)
-        : file_(std::move(file)), identity_(std::move(identity)) {}
+        : file_(std::move(file)), database_(database_of_high_water(file_)), identity_(std::move(identity)) {}
     high_water(const high_water&) = delete;
     high_water& operator=(const high_water&) = delete;
     ~high_water() {
@@ -94,7 +107,15 @@ public:
         if (fd_ < 0) fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return false;
         bool ok = true;
-        const auto current = hwm_detail::read_fd(fd_).for_database(identity_);  // another database's: taken over
+        const auto found = hwm_detail::read_fd(fd_);
+        if (!found.identity.empty() && !identity_.empty() && found.identity != identity_ &&
+            read_marker(database_).identity != identity_) {
+            // Another database's mark, and the path is not this database's any more (deleted or
+            // replaced under this process): its commits are no evidence there.
+            ::flock(fd_, LOCK_UN);
+            return true;
+        }
+        const auto current = found.for_database(identity_);  // another database's: taken over
         if (seq > current) {
             char buf[96];
             const int n = std::snprintf(buf, sizeof buf, "%020lld %s\n", static_cast<long long>(seq), identity_.c_str());
@@ -108,6 +129,7 @@ public:
 
 private:
     std::filesystem::path file_;
+    std::filesystem::path database_;  // whose sidecar says which database the path is
     std::string identity_;
     int fd_ = -1;
     std::int64_t known_ = 0;
