@@ -259,7 +259,7 @@ TEST_CASE("high-water mark: only the database the path's sidecar names takes a m
     // database): its commits never overwrite the mark of the database now there.
     write_mark(fmt::format("{:020} {}\n", 40, mine));
     {
-        a::high_water old_file{mark, stale};
+        a::high_water old_file{db, stale};
         CHECK(old_file.raise(90));
         CHECK(old_file.read() == 0);  // the mark is not its own
     }
@@ -269,7 +269,7 @@ TEST_CASE("high-water mark: only the database the path's sidecar names takes a m
     // The database the sidecar names takes another database's mark over, even a higher one.
     write_mark(fmt::format("{:020} {}\n", 60, stale));
     {
-        a::high_water current{mark, mine};
+        a::high_water current{db, mine};
         CHECK(current.read() == 0);
         CHECK(current.raise(3));
         CHECK(current.read() == 3);
@@ -282,7 +282,7 @@ TEST_CASE("high-water mark: only the database the path's sidecar names takes a m
     write_mark(fmt::format("{:020}\n", 70));
     CHECK(a::read_high_water(mark).for_database(mine) == 70);
     {
-        a::high_water current{mark, mine};
+        a::high_water current{db, mine};
         CHECK(current.read() == 70);
         CHECK(current.raise(5));
     }

@@ -43,15 +43,15 @@ namespace resilite::detail::archive {
 class archive_writer {
 public:
     // `declared`: the declared tables (their secret columns are never written); every other
-    // table of the database is archived too. `high_water_file`: beside the database (empty: none),
-    // the mark of the database `identity`.
+    // table of the database is archived too. `database_file`, `identity`: the database whose
+    // high-water mark is raised after each commit (empty: none).
     archive_writer(std::filesystem::path dir, std::string database_name, std::vector<capture_table> declared,
-                   int settle_rows, std::filesystem::path high_water_file = {}, std::string identity = {})
+                   int settle_rows, std::filesystem::path database_file = {}, std::string identity = {})
         : dir_(std::move(dir)),
           database_(std::move(database_name)),
           declared_(std::move(declared)),
           settle_rows_(settle_rows),
-          high_water_(std::move(high_water_file), std::move(identity)) {}
+          high_water_(std::move(database_file), std::move(identity)) {}
 
     [[nodiscard]] const std::filesystem::path& directory() const noexcept { return dir_; }
     [[nodiscard]] const std::vector<capture_table>& declared() const noexcept { return declared_; }

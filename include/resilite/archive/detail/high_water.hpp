@@ -31,26 +31,22 @@
 
 namespace resilite::detail::archive {
 
-inline constexpr std::string_view high_water_suffix = "-resilite-hwm";
-
 [[nodiscard]] inline std::filesystem::path high_water_path(const std::filesystem::path& db) {
-    return std::filesystem::path{db.string() + std::string{high_water_suffix}};
-}
-// The database a mark file is beside.
-[[nodiscard]] inline std::filesystem::path database_of_high_water(const std::filesystem::path& mark) {
-    const auto s = mark.string();
-    return s.ends_with(high_water_suffix) ? std::filesystem::path{s.substr(0, s.size() - high_water_suffix.size())}
-                                          : std::filesystem::path{};
+    return std::filesystem::path{db.string() + "-resilite-hwm"};
 }
 
 // What a mark file holds.
 struct high_water_mark {
     std::int64_t seq = 0;   // 0: none
     std::string identity;   // empty: a mark from before marks named their database
-    // The mark as evidence for the database `identity`: 0 when it names another database (an
-    // unknown `identity` takes any mark: refusing a heal is safer than missing a loss).
+    // Whether the mark names a database other than `id` (an unknown `id`, or a mark without an
+    // identity, names no other: refusing a heal is safer than missing a loss).
+    [[nodiscard]] bool names_another(std::string_view id) const noexcept {
+        return !identity.empty() && !id.empty() && identity != id;
+    }
+    // The mark as evidence for the database `id`: 0 when it names another database.
     [[nodiscard]] std::int64_t for_database(std::string_view id) const noexcept {
-        return !identity.empty() && !id.empty() && identity != id ? 0 : seq;
+        return names_another(id) ? 0 : seq;
     }
 };
 
@@ -87,8 +83,11 @@ inline high_water_mark read_fd(int fd) noexcept {
 class high_water {
 public:
     high_water() = default;
-    high_water(std::filesystem::path file, std::string identity)
-        : file_(std::move(file)), database_(database_of_high_water(file_)), identity_(std::move(identity)) {}
+    // The mark of the database file `db` (empty: none), whose identity is `identity`.
+    high_water(std::filesystem::path db, std::string identity)
+        : file_(db.empty() ? std::filesystem::path{} : high_water_path(db)),
+          database_(std::move(db)),
+          identity_(std::move(identity)) {}
     high_water(const high_water&) = delete;
     high_water& operator=(const high_water&) = delete;
     ~high_water() {
@@ -108,8 +107,7 @@ public:
         if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return false;
         bool ok = true;
         const auto found = hwm_detail::read_fd(fd_);
-        if (!found.identity.empty() && !identity_.empty() && found.identity != identity_ &&
-            read_marker(database_).identity != identity_) {
+        if (found.names_another(identity_) && read_marker(database_).identity != identity_) {
             // Another database's mark, and the path is not this database's any more (deleted or
             // replaced under this process): its commits are no evidence there.
             ::flock(fd_, LOCK_UN);

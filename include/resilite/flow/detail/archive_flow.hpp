@@ -12,7 +12,6 @@
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
-#include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -83,7 +82,7 @@ public:
             return;
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
-                        ctx_.config.archive.settle_rows, archive::high_water_path(ctx_.path), ctx_.identity);
+                        ctx_.config.archive.settle_rows, ctx_.path, ctx_.identity);
         auto notes = writer_->catch_up(ctx_.connection(), migrated);
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;

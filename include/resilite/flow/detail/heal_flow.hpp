@@ -557,7 +557,7 @@ private:
         if (const auto hwm = mark.for_database(mine); hwm > 0) {
             best = hwm;
             what.push_back(fmt::format("high-water mark {}", hwm));
-        } else if (mark.seq > 0) {
+        } else if (mark.names_another(mine)) {
             what.push_back(fmt::format("a high-water mark {} of another database (identity {}), not taken", mark.seq,
                                        mark.identity));
         }
