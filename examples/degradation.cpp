@@ -53,6 +53,12 @@ std::string cancel_order(StrictDb& db, std::int64_t id) {
 }
 // snippet-end: fail_fast
 
+// snippet-begin: metrics
+// The application's /metrics endpoint, for Prometheus (docs/metrics.md): every figure of
+// health(), as OpenMetrics text labelled with the database.
+std::string metrics_page(OrdersDb& db) { return resilite::to_openmetrics(db.health(), "orders.db"); }
+// snippet-end: metrics
+
 }  // namespace
 
 int main() {
@@ -91,6 +97,8 @@ int main() {
         const auto n = db.query_one<int>("SELECT count(*) FROM orders").value_or(0);
         std::printf("available again: %d orders in the database\n", n);
         failures += n != 3;
+        const auto page = metrics_page(db);
+        failures += !page.ends_with("# EOF\n") || page.find("resilite_operations_total{database=\"orders.db\"}") == std::string::npos;
     }
     {
         StrictDb db(dir / "strict.db");

@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <mutex>
@@ -38,6 +39,36 @@ std::filesystem::path demo_directory(int argc, char** argv) {
     std::string templ = (std::filesystem::temp_directory_path() / "resilite-demo-XXXXXX").string();
     if (::mkdtemp(templ.data()) == nullptr) throw std::runtime_error("cannot create a temporary directory");
     return templ;
+}
+
+// The operator's command (docs/cli.md), when the demo is told where it is (--cli PATH).
+std::string cli_path(int argc, char** argv) {
+    for (int i = 1; i + 1 < argc; ++i)
+        if (std::string{argv[i]} == "--cli") return argv[i + 1];
+    return {};
+}
+
+// Runs `resilite <args>` as an operator would, its output in line with the demo's; its exit code.
+int run_cli(const std::string& cli, const std::vector<std::string>& args) {
+    std::string shown = "resilite";
+    for (const auto& a : args)
+        shown += " " + a;
+    fmt::print("   $ {}\n", shown);
+    std::fflush(stdout);
+    std::vector<char*> argv{const_cast<char*>(cli.c_str())};  // (built before fork: nothing allocates after it)
+    for (const auto& a : args)
+        argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const pid_t child = ::fork();
+    if (child == 0) {
+        ::execv(cli.c_str(), argv.data());
+        std::_Exit(127);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    fmt::print("   (exit code {})\n", code);
+    return code;
 }
 
 bool hide_statement_events = false;  // set while the demo writes in bulk
@@ -309,6 +340,20 @@ int main(int argc, char** argv) try {
             fmt::print("\ndemo FAILED: a queued write was lost or applied twice, or the second process waited\n");
             return 1;
         }
+    }
+    if (const auto cli = cli_path(argc, argv); !cli.empty()) {
+        fmt::print("\n11. the operator's view, with the resilite command (no C++): a check, what a heal would do "
+                   "now, and the archive compared with the live database\n");
+        const auto archive = path.string() + ".archive";
+        const int check = run_cli(cli, {"check", path.string()});
+        const int plan = run_cli(cli, {"heal", path.string(), "--dry-run"});
+        const int report = run_cli(cli, {"archive", "report", archive, "--db", path.string()});
+        if (check != 0 || plan != 0 || report != 0) {
+            fmt::print("\ndemo FAILED: the command found a problem in the healed database or its archive\n");
+            return 1;
+        }
+    } else {
+        fmt::print("\n11. (the resilite command: run the demo with --cli PATH to see it check the database)\n");
     }
     fmt::print("\ndemo finished: the database was damaged twice and healed by itself, all committed data present;\n"
                "writes during a heal were queued and applied once; the damaged files are kept in {}\n",

@@ -3,7 +3,7 @@
 set -euo pipefail
 
 packages=(cmake make g++ clang pkg-config libsqlite3-dev sqlite3 libboost-dev libfmt-dev nlohmann-json3-dev catch2
-          librapidcheck-dev libbenchmark-dev libsqlitecpp-dev rclone libcli11-dev)
+          librapidcheck-dev libbenchmark-dev libsqlitecpp-dev rclone libcli11-dev libspdlog-dev)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -12,7 +12,11 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 
 user_rc_params="${RC_PARAMS:-}"
-if [ "${RESILITE_RANDOM_SEED:-0}" = "1" ]; then
+random_seed="${RESILITE_RANDOM_SEED:-0}"
+# The script's own variable, not a library setting: a Database refuses an unknown RESILITE_*
+# variable (a misspelt setting must not be ignored), so the tests must not see it.
+unset RESILITE_RANDOM_SEED
+if [ "$random_seed" = "1" ]; then
   unset RC_PARAMS
   echo "property tests: random seed (printed by each property on failure)"
 else
@@ -46,7 +50,7 @@ ctest --test-dir build/test-gcc -j "$jobs" --output-on-failure -E '^(consumer|co
 # is replayed with the RC_PARAMS line printed here. Not when the user chose RC_PARAMS or random
 # seeds. The ctest names are the Catch2 test-case names: "P<n> ..." and the two properties
 # without a number.
-if [ -z "${user_rc_params}" ] && [ "${RESILITE_RANDOM_SEED:-0}" != "1" ]; then
+if [ -z "${user_rc_params}" ] && [ "$random_seed" != "1" ]; then
   if commit="$(git rev-parse HEAD 2>/dev/null)"; then
     seed="$((16#${commit:0:15}))"  # 60 bits: a positive 64-bit number
     from="commit ${commit:0:12}"

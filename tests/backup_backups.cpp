@@ -347,6 +347,43 @@ TEST_CASE("sink: the finished backup is handed to a command, its failure is repo
     }));
 }
 
+TEST_CASE("sink: a failing sink is reported with its exit code and its last stderr lines, one that hangs is killed",
+          "[backup][sink]") {
+    test::temp_dir dir;
+    using Db = resilite::Database<resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<3>>,
+                                  resilite::null_observer, test::manual_durability>;
+    auto o = Db::options{};
+    o.settings = Db::default_settings();
+    // Exit code 1 reads as 1 (not a raw wait status of 256), with what the command said.
+    o.settings->backup.sink = "echo 'remote: permission denied' >&2; exit 1";
+    {
+        Db db{dir / "a.db", o};
+        db.exec_script("CREATE TABLE t(n INTEGER)");
+        const auto r = db.backup_now();
+        CHECK(r.sink_error.find("exited with code 1") != std::string::npos);
+        CHECK(r.sink_error.find("remote: permission denied") != std::string::npos);
+        CHECK(r.sink_error.find("256") == std::string::npos);
+        CHECK(std::filesystem::exists(r.path));
+    }
+    // A command that does not exist: the shell's 127 and its message.
+    o.settings->backup.sink = "no-such-sink-command {path}";
+    {
+        Db db{dir / "b.db", o};
+        const auto r = db.backup_now();
+        CHECK(r.sink_error.find("exited with code 127") != std::string::npos);
+        CHECK(r.sink_error.find("not found") != std::string::npos);
+    }
+    // One that never ends is killed at the timeout, with everything it started (its process group).
+    o.settings->backup.sink = "sleep 600 & sleep 600; wait";
+    o.settings->backup.sink_timeout = std::chrono::seconds{1};
+    {
+        Db db{dir / "c.db", o};
+        const auto r = db.backup_now();
+        CHECK(r.sink_error.find("timed out after 1 s") != std::string::npos);
+        CHECK(std::filesystem::exists(r.path));
+    }
+}
+
 TEST_CASE("restore: checks the backup, replaces the target atomically, refuses an open target",
           "[backup][restore]") {
     test::temp_dir dir;

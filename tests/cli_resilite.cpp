@@ -12,6 +12,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <random>
+#include <set>
+#include <sstream>
 #include <string>
 
 // Each file in its own namespace: the test files also compile as one unit (CI's unity build).
@@ -46,6 +48,17 @@ bool read_marker_unchanged_except_attempts(const resilite::detail::marker& befor
            before.damage_seen == after.damage_seen;
 }
 
+std::int64_t count_items(const std::filesystem::path& db, const char* table = "items") {
+    resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+    return c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM {}", table)).value_or(-1);
+}
+
+void add_items(const std::filesystem::path& db, int from, int to) {
+    ItemsDb d{db};
+    for (int i = from; i <= to; ++i)
+        d.insert(Item{i, fmt::format("item {}", i), i * 0.25, "secret"});
+}
+
 // A database with an archive: 20 items and a log line, one commit each.
 void archived_database(const std::filesystem::path& db) {
     ItemsDb d{db};
@@ -60,8 +73,14 @@ TEST_CASE("cli.help: resilite --help lists every subcommand, each has its own --
     test::temp_dir dir;
     const auto r = run_cli(dir, "--help");
     CHECK(r.code == 0);
-    for (const char* sub : {"check", "archive", "heal"})
-        CHECK(r.out.find(sub) != std::string::npos);
+    for (const char* sub : {"check", "health", "metrics", "backup", "backups", "restore", "drill", "heal",
+                            "quarantine", "archive"})
+        CHECK(r.out.find(fmt::format("\n  {} ", sub)) != std::string::npos);
+    const auto archive = run_cli(dir, "archive --help");
+    for (const char* sub : {"verify", "report", "rebuild", "replay"})
+        CHECK(archive.out.find(fmt::format("\n  {} ", sub)) != std::string::npos);
+    CHECK(run_cli(dir, "heal --help").out.find("--dry-run") != std::string::npos);
+    CHECK(run_cli(dir, "quarantine list --help").code == 0);
     CHECK(r.out.find("Exit codes") != std::string::npos);
     const auto verify = run_cli(dir, "archive verify --help");
     CHECK(verify.code == 0);
@@ -213,6 +232,287 @@ TEST_CASE("cli.heal: heal reset lets healing run again, and refuses a path with 
     CHECK(r.code == 1);
     CHECK(r.err.find("no database at") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(dir / "none.db"));
+}
+
+
+TEST_CASE("cli.backup: backup, backups (each copy checked against its manifest entry) and restore", "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+
+    auto r = run_cli(dir, fmt::format("--json backup '{}'", db.string()));
+    REQUIRE(r.code == 0);
+    auto j = r.json();
+    const std::filesystem::path first = j["backup"].get<std::string>();
+    CHECK(std::filesystem::exists(first));
+    CHECK(first.parent_path() == std::filesystem::path{db.string() + ".backups"});
+    CHECK(j["check"] == "ok");
+    CHECK(j["archive_seq"].get<std::int64_t>() >= 21);  // the archive record the copy holds
+
+    r = run_cli(dir, fmt::format("--json backups '{}'", db.string()));
+    CHECK(r.code == 0);
+    j = r.json();
+    REQUIRE(j["backups"].size() == 1);
+    CHECK(j["backups"][0]["usable"] == true);
+    CHECK(j["backups"][0]["trusted"] == true);
+
+    // A copy changed after it was taken no longer matches its manifest entry: not usable.
+    { std::ofstream{first, std::ios::app} << 'x'; }
+    r = run_cli(dir, fmt::format("--json backups '{}'", db.string()));
+    CHECK(r.code == 1);  // no usable backup
+    CHECK(r.json()["backups"][0]["trusted"] == false);
+    add_items(db, 21, 22);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}' --method vacuum", db.string())).code == 0);
+    r = run_cli(dir, fmt::format("--json backups '{}'", db.string()));
+    CHECK(r.code == 2);  // one usable, one not
+    j = r.json();
+    REQUIRE(j["backups"].size() == 2);
+    CHECK(j["backups"][0]["usable"] == true);  // newest first
+    const std::filesystem::path second = j["backups"][0]["name"].get<std::string>();
+
+    // Elsewhere with --dir: the same manifest rules there.
+    r = run_cli(dir, fmt::format("--json backup '{}' --dir '{}'", db.string(), (dir / "elsewhere").string()));
+    CHECK(r.code == 0);
+    CHECK(std::filesystem::path{r.json()["backup"].get<std::string>()}.parent_path() == dir / "elsewhere");
+
+    // Restore over a damaged database: the damaged files are kept aside, the copy put in place.
+    std::mt19937_64 rng{11};
+    resilite::testing::overwrite_header(db, rng);
+    const auto copy = std::filesystem::path{db.string() + ".backups"} / second;
+    r = run_cli(dir, fmt::format("--json restore '{}' '{}'", copy.string(), db.string()));
+    REQUIRE(r.code == 0);
+    j = r.json();
+    CHECK_FALSE(j["quarantined"].is_null());
+    CHECK(std::filesystem::exists(j["quarantined"].get<std::string>()));
+    CHECK(count_items(db) == 22);
+
+    // Over a sound database only with --force (every commit since the backup would go).
+    add_items(db, 23, 23);
+    r = run_cli(dir, fmt::format("restore '{}' '{}'", copy.string(), db.string()));
+    CHECK(r.code == 1);
+    CHECK(r.err_lines() == 1);
+    CHECK(r.err.find("--force") != std::string::npos);
+    CHECK(count_items(db) == 23);
+    // Refused while an application has the database open, and nothing changes.
+    {
+        ItemsDb open{db};
+        r = run_cli(dir, fmt::format("restore '{}' '{}' --force", copy.string(), db.string()));
+        CAPTURE(r.err, r.out);
+        CHECK(r.code == 1);
+        CHECK(r.err_lines() == 1);
+        CHECK(r.err.find("open elsewhere") != std::string::npos);
+    }
+    CHECK(count_items(db) == 23);
+    r = run_cli(dir, fmt::format("--json restore '{}' '{}' --force", copy.string(), db.string()));
+    CHECK(r.code == 0);
+    CHECK(r.json()["quarantined"].is_null());  // sound: replaced, not kept aside
+    CHECK(count_items(db) == 22);
+    // A damaged page (the header intact) is kept aside too, not overwritten.
+    resilite::testing::zero_page(db, 2);
+    r = run_cli(dir, fmt::format("--json restore '{}' '{}'", copy.string(), db.string()));
+    CHECK(r.code == 0);
+    CHECK_FALSE(r.json()["quarantined"].is_null());
+    // Bad input: a backup that is not there.
+    r = run_cli(dir, fmt::format("restore '{}' '{}'", (dir / "none.db").string(), db.string()));
+    CHECK(r.code == 1);
+    CHECK(r.err_lines() == 1);
+}
+
+TEST_CASE("cli.drill: the newest backup plus the archive, compared with the live tables", "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    add_items(db, 21, 30);
+    // Secret columns are never archived, and the command cannot know them: named with --exclude.
+    auto r = run_cli(dir, fmt::format("--json drill '{}'", db.string()));
+    CHECK(r.code == 1);
+    CHECK(r.json()["problem"].get<std::string>().find("items") != std::string::npos);
+    r = run_cli(dir, fmt::format("--json drill '{}' --exclude items.token", db.string()));
+    CAPTURE(r.err, r.out);
+    CHECK(r.code == 0);
+    auto j = r.json();
+    CHECK(j["ok"] == true);
+    bool saw_items = false;
+    for (const auto& t : j["tables"]) {
+        if (t["name"] != "items") continue;
+        saw_items = true;
+        CHECK(t["live_rows"] == 30);
+        CHECK(t["restored_rows"] == 30);
+    }
+    CHECK(saw_items);
+    // Without the archive, the backup alone lacks the 10 items after it: the drill fails.
+    std::filesystem::rename(dir / "app.db.archive", dir / "aside");
+    r = run_cli(dir, fmt::format("--json drill '{}' --exclude items.token", db.string()));
+    CHECK(r.code == 1);
+    CHECK(r.json()["ok"] == false);
+}
+
+TEST_CASE("cli.heal: heal --dry-run changes nothing and names the source, heal brings every item back", "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    add_items(db, 21, 25);
+
+    // Sound: nothing to heal, and nothing happens.
+    auto r = run_cli(dir, fmt::format("--json heal '{}'", db.string()));
+    CHECK(r.code == 0);
+    CHECK(r.json()["healed"] == false);
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+
+    std::mt19937_64 rng{5};
+    resilite::testing::overwrite_header(db, rng);
+    const auto damaged = read_all(db);
+    r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    CHECK(r.code == 0);
+    auto j = r.json();
+    CHECK(j["needed"] == true);
+    CHECK(j["would_try_first"].get<std::string>().starts_with("backup app-"));
+    CHECK(j["may_be_lost"].is_null());
+    CHECK(j["would_move"].size() >= 1);
+    CHECK(j["committed_seq"].get<std::int64_t>() == j["archive_last_seq"].get<std::int64_t>());
+    CHECK(read_all(db) == damaged);  // nothing changed, nothing moved
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+
+    // Without the archive, the plan says what the high-water mark shows would be lost, and that a
+    // heal refuses that loss (as the real heal does, unless healing.accept_loss_since_backup).
+    std::filesystem::rename(dir / "app.db.archive", dir / "aside");
+    r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    CHECK(r.code == 1);
+    j = r.json();
+    CHECK_FALSE(j["may_be_lost"].is_null());
+    CHECK_FALSE(j["would_refuse"].is_null());
+    CHECK(j["would_try_first"].is_null());
+    std::filesystem::rename(dir / "aside", dir / "app.db.archive");
+
+    r = run_cli(dir, fmt::format("--json heal '{}'", db.string()));
+    REQUIRE(r.code == 0);
+    j = r.json();
+    CHECK(j["healed"] == true);
+    CHECK(j["may_be_lost"] == "");
+    CHECK(j["backup_used"].get<std::string>().find("app-") != std::string::npos);
+    CHECK(count_items(db) == 25);
+    {
+        // The secret column's values came from the backup (the archive never held them).
+        resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        CHECK(c.query_one<std::int64_t>("SELECT count(*) FROM items WHERE id <= 20 AND token = 'secret'") == 20);
+    }
+    {
+        ItemsDb reopened{db};  // the application opens it again and goes on
+        reopened.insert(Item{26, "after", 1.0, "s"});
+    }
+    CHECK(count_items(db) == 26);
+
+    r = run_cli(dir, fmt::format("--json quarantine list '{}'", db.string()));
+    CHECK(r.code == 0);
+    j = r.json();
+    REQUIRE(j["quarantines"].size() == 1);
+    CHECK(j["quarantines"][0]["files"].size() >= 1);
+    CHECK(run_cli(dir, fmt::format("heal '{}'", (dir / "none.db").string())).code == 1);
+}
+
+TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without the application", "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CHECK(r.code == 0);
+    auto j = r.json();
+    CHECK(j["healthy"] == true);
+    CHECK(j["backups"] == 0);
+    CHECK(j["archive_seq"].get<std::int64_t>() >= 21);
+    CHECK(j["archive_pending"] == 0);
+    CHECK_FALSE(j.contains("operations"));  // a running process's counters are its own
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    CHECK(run_cli(dir, fmt::format("--json health '{}'", db.string())).json()["backups"] == 1);
+
+    r = run_cli(dir, fmt::format("metrics '{}' --prometheus", db.string()));
+    CHECK(r.code == 0);
+    REQUIRE(r.out.ends_with("# EOF\n"));
+    std::set<std::string> families;
+    std::istringstream lines{r.out};
+    for (std::string line; std::getline(lines, line);) {
+        if (line.starts_with("# TYPE ")) {
+            families.insert(line.substr(7, line.find(' ', 7) - 7));
+            continue;
+        }
+        if (line.starts_with("#")) continue;
+        CAPTURE(line);
+        CHECK(line.find(fmt::format("{{database=\"{}\"}} ", db.string())) != std::string::npos);
+    }
+    CHECK(families.contains("resilite_healthy"));
+    CHECK(families.contains("resilite_backup_age_seconds"));
+    CHECK(families.contains("resilite_archive_seq"));
+    CHECK_FALSE(families.contains("resilite_operations"));
+
+    std::mt19937_64 rng{3};
+    resilite::testing::overwrite_header(db, rng);
+    CHECK(run_cli(dir, fmt::format("--json health '{}'", db.string())).code == 1);
+    CHECK(run_cli(dir, fmt::format("metrics '{}'", db.string())).out.find("resilite_healthy{") != std::string::npos);
+}
+
+TEST_CASE("cli.archive rebuild and replay: to a point in time, some tables, and a restored backup brought up to date",
+          "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    const auto archive = dir / "app.db.archive";
+    const auto last = run_cli(dir, fmt::format("--json archive verify '{}'", archive.string())).json()["last_seq"].get<std::int64_t>();
+
+    auto r = run_cli(dir, fmt::format("--json archive rebuild '{}' '{}'", archive.string(), (dir / "all.db").string()));
+    CHECK(r.code == 0);
+    CHECK(count_items(dir / "all.db") == 20);
+    // Never over an existing file.
+    r = run_cli(dir, fmt::format("archive rebuild '{}' '{}'", archive.string(), (dir / "all.db").string()));
+    CHECK(r.code == 1);
+    CHECK(r.err_lines() == 1);
+
+    // Up to 5 records before the end: the last 5 commits (the log line and items 17..20) are not there.
+    r = run_cli(dir, fmt::format("--json archive rebuild '{}' '{}' --until {}", archive.string(),
+                                 (dir / "then.db").string(), last - 5));
+    CHECK(r.code == 0);
+    CHECK(count_items(dir / "then.db") == 16);
+    CHECK(count_items(dir / "then.db", "logs") == 0);
+    // A time before every record: nothing to rebuild from.
+    r = run_cli(dir, fmt::format("archive rebuild '{}' '{}' --until-time 2000-01-01T00:00:00Z", archive.string(),
+                                 (dir / "none.db").string()));
+    CHECK(r.code == 1);
+    CHECK_FALSE(std::filesystem::exists(dir / "none.db"));
+    CHECK(run_cli(dir, fmt::format("archive rebuild '{}' '{}' --until-time yesterday", archive.string(),
+                                   (dir / "none.db").string()))
+              .code == 1);
+    r = run_cli(dir, fmt::format("archive rebuild '{}' '{}' --until-time 2999-01-01T00:00:00Z", archive.string(),
+                                 (dir / "now.db").string()));
+    CHECK(r.code == 0);
+    CHECK(count_items(dir / "now.db") == 20);
+
+    // Some tables only.
+    r = run_cli(dir, fmt::format("--json archive rebuild '{}' '{}' --tables logs", archive.string(),
+                                 (dir / "logs.db").string()));
+    CHECK(r.code == 0);
+    CHECK(count_items(dir / "logs.db", "logs") == 1);
+    {
+        resilite::sqlite::connection c{dir / "logs.db", SQLITE_OPEN_READONLY};
+        CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'items'") == 0);
+    }
+    r = run_cli(dir, fmt::format("archive rebuild '{}' '{}' --tables nosuch", archive.string(),
+                                 (dir / "bad.db").string()));
+    CHECK(r.code == 1);
+    CHECK(r.err.find("no table 'nosuch'") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(dir / "bad.db"));
+
+    // A backup restored elsewhere, then brought up to date from the archive.
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    add_items(db, 21, 24);
+    const auto backups = run_cli(dir, fmt::format("--json backups '{}'", db.string())).json();
+    const auto copy = std::filesystem::path{db.string() + ".backups"} / backups["backups"][0]["name"].get<std::string>();
+    std::filesystem::copy_file(copy, dir / "restored.db");
+    CHECK(count_items(dir / "restored.db") == 20);
+    r = run_cli(dir, fmt::format("--json archive replay '{}' '{}'", archive.string(), (dir / "restored.db").string()));
+    CHECK(r.code == 0);
+    CHECK(r.json()["applied_records"] == 4);
+    CHECK(count_items(dir / "restored.db") == 24);
 }
 
 }  // namespace cli_resilite_tests

@@ -133,6 +133,7 @@ TEST_CASE("the field table has every field of settings once, each reading back w
     const std::map<std::string, std::size_t> sections{
         {"retry", member_count<resilite::retry_settings>()},
         {"backup", member_count<resilite::backup_settings>()},
+        {"offsite", member_count<resilite::offsite_settings>()},
         {"archive", member_count<resilite::archive_settings>()},
         {"healing", member_count<resilite::healing_settings>()},
         {"degradation", member_count<resilite::degradation_settings>()},

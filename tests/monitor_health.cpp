@@ -20,6 +20,7 @@
 #include <future>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -396,6 +397,81 @@ TEST_CASE("health JSON: every field, parsed by a JSON parser, keyed as docs/heal
     CHECK(damaged["damage"] == h.damage);
     CHECK(damaged["unavailable_detail"] == h.unavailable_detail);
     CHECK(damaged.size() == json.size());
+}
+
+TEST_CASE("health prometheus: OpenMetrics text, every family in docs/metrics.md, a cumulative histogram", "[health]") {
+    test::temp_dir dir;
+    resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "m.db"};
+    db.exec_script("CREATE TABLE t(x)");
+    for (int i = 0; i < 30; ++i)
+        static_cast<void>(db.exec("INSERT INTO t VALUES(?)", i));
+    const auto h = db.health();
+    const auto text = resilite::to_openmetrics(h, "m \"1\"\\db");
+    REQUIRE(text.ends_with("# EOF\n"));
+
+    // Line by line, as a scraper reads it: metadata, or `name{labels} value`.
+    std::set<std::string> families;
+    std::vector<std::pair<std::string, double>> buckets;
+    double count = -1;
+    std::istringstream lines{text};
+    for (std::string line; std::getline(lines, line);) {
+        CAPTURE(line);
+        if (line == "# EOF") continue;
+        if (line.starts_with("# TYPE ")) {
+            families.insert(line.substr(7, line.find(' ', 7) - 7));
+            continue;
+        }
+        if (line.starts_with("# HELP ") || line.starts_with("# UNIT ")) continue;
+        const auto brace = line.find('{');
+        const auto close = line.rfind("} ");
+        REQUIRE(brace != std::string::npos);
+        REQUIRE(close != std::string::npos);
+        const auto name = line.substr(0, brace);
+        const auto labels = line.substr(brace + 1, close - brace - 1);
+        CHECK(labels.starts_with(R"(database="m \"1\"\\db")"));  // escaped as OpenMetrics says
+        const double value = std::stod(line.substr(close + 2));
+        CHECK(std::any_of(families.begin(), families.end(), [&](const auto& f) { return name.starts_with(f); }));
+        if (name == "resilite_operation_duration_seconds_bucket")
+            buckets.emplace_back(labels.substr(labels.find("le=\"") + 4), value);
+        if (name == "resilite_operation_duration_seconds_count") count = value;
+        if (name == "resilite_operations_total") CHECK(value == static_cast<double>(h.operations));
+    }
+    // Cumulative buckets, ending at +Inf with every operation timed.
+    REQUIRE(buckets.size() == resilite::latency_bounds.size() + 1);
+    CHECK(buckets.front().first == "0.0001\"");
+    CHECK(buckets.back().first == "+Inf\"");
+    for (std::size_t i = 1; i < buckets.size(); ++i)
+        CHECK(buckets[i].second >= buckets[i - 1].second);
+    CHECK(buckets.back().second == count);
+    CHECK(count == static_cast<double>(h.latency_samples));
+    CHECK(count >= 30);
+
+    // The families are the ones docs/metrics.md lists (a backup's age, the archive and the drill
+    // appear once there is one).
+    std::ifstream doc(std::filesystem::path{RESILITE_SOURCE_DIR} / "docs" / "metrics.md");
+    REQUIRE(doc);
+    std::set<std::string> documented, files_scope;
+    for (std::string line; std::getline(doc, line);) {
+        if (!line.starts_with("| resilite_")) continue;
+        const auto name = line.substr(2, line.find(' ', 2) - 2);
+        documented.insert(name);
+        if (line.find("| both |") != std::string::npos) files_scope.insert(name);
+    }
+    for (const auto& f : families)
+        CHECK(documented.contains(f));
+    for (const auto& f : documented) {
+        CAPTURE(f);
+        const bool sometimes = f == "resilite_backup_age_seconds" || f == "resilite_archive_seq" ||
+                               f == "resilite_drill_ok" || f.starts_with("resilite_offsite_");
+        if (!sometimes) CHECK(families.contains(f));
+    }
+    // The files' scope leaves out what only the process knows.
+    const auto files = resilite::to_openmetrics(h, "m.db", resilite::metrics_scope::files);
+    std::istringstream flines{files};
+    for (std::string line; std::getline(flines, line);) {
+        if (!line.starts_with("# TYPE ")) continue;
+        CHECK(files_scope.contains(line.substr(7, line.find(' ', 7) - 7)));
+    }
 }
 
 TEST_CASE("health: check and backup schedules changed at run time take effect", "[health][settings]") {

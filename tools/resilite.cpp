@@ -1,12 +1,24 @@
-// resilite: the command for operators. Checks a database, verifies and reports on a text archive,
-// and resets the healing circuit breaker, without writing any C++.
+// resilite: the command for operators. Checks, backs up, restores, drills and heals a database,
+// verifies, rebuilds and replays a text archive, prints health and metrics, without writing any
+// C++ against the application's policies: the application's settings file (--settings, or
+// RESILITE_SETTINGS_FILE) and RESILITE_* variables say where its backups, archive and
+// quarantine are, as they do for the application.
 //
 // Conventions (git- and sqlite3-like): --help on every subcommand; --json prints one JSON object
 // on stdout; --quiet prints nothing but errors; messages are plain lines on stderr, never a stack
 // trace. Exit codes: 0 ok, 1 critical (or the command could not do what was asked), 2 warnings.
+#include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/inspect_archive.hpp>
+#include <resilite/archive/rebuild.hpp>
+#include <resilite/archive/replay_archive.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/backup/restore.hpp>
+#include <resilite/database.hpp>
+#include <resilite/flow/detail/settings_source.hpp>
+#include <resilite/heal/detail/heal_files.hpp>
 #include <resilite/heal/reset_healing.hpp>
 #include <resilite/monitor/check_health.hpp>
+#include <resilite/monitor/to_openmetrics.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/version.hpp>
 
@@ -14,8 +26,11 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <optional>
+#include <set>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -56,6 +71,302 @@ void require_database(const fs::path& db) {
 void require_directory(const fs::path& dir) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw refusal{fmt::format("no archive directory at {}", dir.string())};
+}
+
+
+// Where the application keeps its backups, archive and quarantine: its settings file and the
+// environment, read as the library reads them (a bad value is refused the same way).
+struct places {
+    resilite::settings settings;
+    fs::path backups, archive, quarantine;
+    fs::path settings_file;  // given to a Database the command opens
+};
+
+places find_places(const fs::path& db, const fs::path& settings_file, const fs::path& backup_dir = {}) {
+    places p;
+    p.settings_file = settings_file;
+    if (const char* named = std::getenv(std::string{resilite::detail::settings_file_variable}.c_str());
+        named != nullptr && *named != '\0' && p.settings_file.empty())  // (--settings wins)
+        p.settings_file = named;
+    if (!p.settings_file.empty()) {
+        std::string why;
+        const auto text = resilite::detail::read_text_file(p.settings_file, why);
+        if (!text) throw refusal{fmt::format("cannot read the settings file {}: {}", p.settings_file.string(), why)};
+        resilite::detail::settings_overlay file;
+        if (auto r = resilite::detail::parse_settings_json(*text, file))
+            throw refusal{fmt::format("the settings file {}: {}", p.settings_file.string(), *r)};
+        file.apply_to(p.settings);
+    }
+    resilite::detail::read_environment("resilite", db.string()).apply_to(p.settings);
+    if (!backup_dir.empty()) p.settings.backup.directory = backup_dir.string();
+    p.backups = resilite::detail::backup_directory(db, p.settings.backup);
+    p.archive = p.settings.archive.directory.empty() ? fs::path{db.string() + ".archive"}
+                                                     : fs::path{p.settings.archive.directory};
+    p.quarantine = resilite::detail::quarantine_root(db, p.settings.healing);
+    return p;
+}
+
+// What the command opens when it needs the library's flows (backup, drill, heal): no schema of
+// its own (it declares nothing, so it changes no table) and no archive writer (the application
+// archives; a heal and a drill read the archive directory of the settings, a backup records the
+// archive record its copy holds); healing only when asked to heal; the application's settings
+// otherwise. (A batched archive's window is the application's to name: this Database does not
+// know the archive is batched.)
+using tool_db = resilite::Database<resilite::backup<>, resilite::healing<>, resilite::null_observer>;
+
+tool_db::options tool_options(const places& p, bool heal) {
+    tool_db::options o;
+    auto s = tool_db::default_settings();
+    s.backup = p.settings.backup;
+    s.backup.enabled = true;
+    // Retention is the application's (its policy may keep more than the defaults): the command
+    // never removes a backup.
+    s.backup.keep_last = 1'000'000;
+    s.backup.keep_hourly = s.backup.keep_daily = s.backup.keep_weekly = 0;
+    s.offsite = p.settings.offsite;  // a backup goes off the machine, a heal fetches back
+    s.archive.directory = p.archive.string();
+    s.healing = p.settings.healing;
+    s.healing.enabled = heal;
+    o.settings = s;
+    return o;
+}
+
+// Another process has the database open (the sidecar lists the processes that opened it).
+[[nodiscard]] std::vector<long> open_elsewhere(const fs::path& db) {
+    auto opened = resilite::detail::read_marker(db).opened;
+    std::erase_if(opened, [](long pid) { return resilite::detail::process_gone(pid) || pid == ::getpid(); });
+    return opened;
+}
+
+std::string utc_text(std::chrono::system_clock::time_point t) {
+    return resilite::detail::utc_format(t, "%Y-%m-%dT%H:%M:%S") + "Z";
+}
+
+// The figures the files show, without the application's process: check, pages, WAL, backups,
+// archive, sidecar, audit fallback.
+resilite::health_snapshot file_health(const fs::path& db, const places& p) {
+    resilite::health_snapshot s;
+    const auto check = resilite::check_health(db, resilite::check_level::quick);
+    s.last_check = check;
+    s.last_check_time = std::chrono::system_clock::now();
+    s.healthy = check.ok();
+    if (!check.ok()) s.damage = fmt::format("{}: {}", resilite::to_string(check.result), check.detail);
+    s.wal_bytes = resilite::sqlite::file_set{db}.wal_size();
+    if (check.ok()) {
+        try {
+            resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+            s.page_count = c.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+            s.freelist_count = c.query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
+            const bool archived =
+                c.query_one<std::int64_t>(
+                     "SELECT count(*) FROM sqlite_master WHERE name IN ('resilite_archive_state', "
+                     "'resilite_archive_outbox')")
+                    .value_or(0) == 2;
+            if (archived) {
+                if (const auto st = c.query_one<std::int64_t, std::int64_t>(
+                        "SELECT last_seq, last_id FROM resilite_archive_state")) {
+                    s.archive_seq = std::get<0>(*st);
+                    s.archive_pending =
+                        c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > ?",
+                                                  std::get<1>(*st))
+                            .value_or(0);
+                }
+            }
+        } catch (const std::exception&) {  // busy or unreadable: the check said what it could
+        }
+    }
+    const auto backups = resilite::detail::list_backups(db, p.backups);
+    if (!backups.empty()) {
+        s.last_backup_time = backups.back().taken;
+        s.last_backup_age =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - backups.back().taken);
+    }
+    const auto m = resilite::detail::read_marker(db);
+    s.heals = m.heal_epoch;
+    s.heal_attempts = m.heal_attempts;
+    std::ifstream fallback(db.string() + ".audit-fallback.jsonl");
+    for (std::string line; std::getline(fallback, line);)
+        if (!line.empty()) ++s.audit_fallback_entries;
+    return s;
+}
+
+void require_existing_database(const fs::path& db) {
+    require_database(db);
+    if (!resilite::check_health(db, resilite::check_level::header).ok() &&
+        resilite::check_health(db, resilite::check_level::header).result ==
+            resilite::health_report::finding::not_a_database)
+        throw refusal{fmt::format("{} is not an SQLite database", db.string())};
+}
+
+int health(const output& out, const fs::path& db, const places& p) {
+    require_database(db);
+    const auto s = file_health(db, p);
+    const auto quarantines = resilite::detail::list_quarantines(db, p.quarantine);
+    auto j = nlohmann::json::parse(s.to_json());
+    // Only what the files show: a running application's counters are its own (db.health()).
+    for (const auto* key : {"operations", "failures", "failures_by_class", "retries", "latency_samples", "latency_ns",
+                            "latency_histogram", "database_busy", "available", "unavailable_reason", "unavailable_since",
+                            "unavailable_detail", "queue_depth", "queue_rejected", "last_drill_time", "last_drill_ok",
+                            "offsite_enabled", "offsite_pending", "offsite_lag_s", "last_offsite_time", "offsite_error"})
+        j.erase(key);
+    j["database"] = db.string();
+    j["backups_directory"] = p.backups.string();
+    j["backups"] = resilite::detail::list_backups(db, p.backups).size();
+    j["archive_directory"] = p.archive.string();
+    j["quarantines"] = quarantines.size();
+    j["open_by_pids"] = open_elsewhere(db);
+    std::string text = fmt::format("{}: {}\n", db.string(), s.healthy ? "sound (quick check)" : "DAMAGED: " + s.damage);
+    text += fmt::format("  pages {} ({} free), WAL {} bytes\n", s.page_count, s.freelist_count, s.wal_bytes);
+    text += s.last_backup_time ? fmt::format("  newest backup {} ({} s ago), {} in {}\n", utc_text(*s.last_backup_time),
+                                             s.last_backup_age->count(), j["backups"].get<std::size_t>(),
+                                             p.backups.string())
+                               : fmt::format("  no backup in {}\n", p.backups.string());
+    text += s.archive_seq ? fmt::format("  archive: record {} written, {} changes not yet archived ({})\n",
+                                        *s.archive_seq, s.archive_pending, p.archive.string())
+                          : std::string{"  archive: none\n"};
+    text += fmt::format("  heals: {} finished, {} begun since the last that succeeded; {} quarantined copies in {}\n",
+                        s.heals, s.heal_attempts, quarantines.size(), p.quarantine.string());
+    if (s.audit_fallback_entries > 0)
+        text += fmt::format("  {} audit entries wait in the fallback file\n", s.audit_fallback_entries);
+    out.print(j, text);
+    if (!s.healthy) return critical;
+    return s.heal_attempts > 0 || s.archive_pending > 0 ? warnings : ok;
+}
+
+int metrics(const output& out, const fs::path& db, const places& p) {
+    require_database(db);
+    const auto s = file_health(db, p);
+    if (out.json) return health(out, db, p);  // the same figures as JSON
+    if (!out.quiet) std::fputs(resilite::to_openmetrics(s, db.string(), resilite::metrics_scope::files).c_str(), stdout);
+    return ok;
+}
+
+int backups(const output& out, const fs::path& db, const places& p) {
+    // (the database itself may be gone: its backups are what is left)
+    std::error_code ec;
+    if (!fs::exists(db, ec) && !fs::is_directory(p.backups, ec))
+        throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
+    const auto manifest = resilite::detail::read_manifest(p.backups);
+    const auto all = resilite::detail::list_backups(db, p.backups);
+    nlohmann::json list = nlohmann::json::array();
+    std::string text = fmt::format("{} backups of {} in {}, newest first\n", all.size(), db.string(), p.backups.string());
+    std::size_t good = 0;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        const auto check = resilite::check_health(it->path, resilite::check_level::quick);
+        const auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        const auto entry = manifest.find(it->path.filename().string());
+        std::error_code ec;
+        const auto bytes = fs::file_size(it->path, ec);
+        const bool usable = check.ok() && !untrusted;
+        good += usable ? 1 : 0;
+        nlohmann::json b{{"name", it->path.filename().string()},
+                         {"taken", utc_text(it->taken)},
+                         {"bytes", ec ? 0 : bytes},
+                         {"check", std::string{resilite::to_string(check.result)}},
+                         {"trusted", !untrusted},
+                         {"usable", usable}};
+        b["archive_seq"] = entry != manifest.end() && entry->second.archive_seq ? nlohmann::json(*entry->second.archive_seq)
+                                                                                : nlohmann::json(nullptr);
+        b["problem"] = untrusted ? nlohmann::json(*untrusted)
+                                 : check.ok() ? nlohmann::json(nullptr) : nlohmann::json(check.detail);
+        text += fmt::format("  {}  {}  {} bytes  archive record {}  {}\n", it->path.filename().string(), utc_text(it->taken),
+                            ec ? 0 : bytes, b["archive_seq"].is_null() ? std::string{"-"} : b["archive_seq"].dump(),
+                            usable ? std::string{"ok"} : "NOT USABLE: " + b["problem"].get<std::string>());
+        list.push_back(std::move(b));
+    }
+    out.print({{"database", db.string()}, {"directory", p.backups.string()}, {"backups", std::move(list)}}, text);
+    if (all.empty() || good == 0) return critical;
+    return good < all.size() ? warnings : ok;
+}
+
+int quarantine_list(const output& out, const fs::path& db, const places& p) {
+    const auto all = resilite::detail::list_quarantines(db, p.quarantine);
+    nlohmann::json list = nlohmann::json::array();
+    std::string text = fmt::format("{} quarantined copies of {} in {}\n", all.size(), db.string(), p.quarantine.string());
+    for (const auto& q : all) {
+        std::uintmax_t bytes = 0;
+        std::vector<std::string> files;
+        std::error_code ec;
+        for (const auto& e : fs::directory_iterator(q, ec)) {
+            files.push_back(e.path().filename().string());
+            std::error_code sz;
+            const auto n = fs::is_regular_file(e.path(), sz) ? fs::file_size(e.path(), sz) : 0;
+            bytes += sz ? 0 : n;
+        }
+        std::sort(files.begin(), files.end());
+        list.push_back({{"path", q.string()}, {"files", files}, {"bytes", bytes}});
+        text += fmt::format("  {}  {} bytes: {}\n", q.string(), bytes, fmt::join(files, ", "));
+    }
+    out.print({{"database", db.string()}, {"directory", p.quarantine.string()}, {"quarantines", std::move(list)}}, text);
+    return ok;
+}
+
+int backup(const output& out, const fs::path& db, const places& p, const std::string& method) {
+    require_existing_database(db);
+    auto o = tool_options(p, false);
+    o.settings->backup.how = method == "vacuum" ? resilite::backup_settings::method::vacuum_into : resilite::backup_settings::method::online;
+    tool_db d{db, o};
+    const auto r = d.backup_now();
+    nlohmann::json j{{"database", db.string()},  {"backup", r.path.string()}, {"bytes", r.bytes},
+                     {"pages", r.pages},         {"check", std::string{resilite::to_string(r.check.result)}},
+                     {"taken", utc_text(r.taken)}};
+    j["archive_seq"] = r.archive_seq ? nlohmann::json(*r.archive_seq) : nlohmann::json(nullptr);
+    j["sink_error"] = r.sink_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.sink_error);
+    j["offsite_error"] = r.offsite_error.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.offsite_error);
+    std::string text = fmt::format("{}: backup {} ({} bytes, {} check: {})\n", db.string(), r.path.string(), r.bytes,
+                                   resilite::to_string(r.check.level), resilite::to_string(r.check.result));
+    for (const auto* e : {&r.sink_error, &r.offsite_error})
+        if (!e->empty()) text += fmt::format("  warning: {}\n", *e);
+    out.print(j, text);
+    if (!r.check.ok()) return critical;
+    return r.sink_error.empty() && r.offsite_error.empty() ? ok : warnings;
+}
+
+int restore(const output& out, const fs::path& backup_file, const fs::path& db, bool force) {
+    require_database(backup_file);
+    std::error_code ec;
+    if (!force && fs::exists(db, ec) && resilite::check_health(db, resilite::check_level::quick).ok())
+        throw refusal{fmt::format("{} passes its quick check: restoring would drop every commit since the backup; add "
+                                  "--force to replace it anyway (nothing was changed)",
+                                  db.string())};
+    if (const auto pids = open_elsewhere(db); !pids.empty())
+        throw refusal{fmt::format("{} is open in process {}; stop the application first (nothing was changed)",
+                                  db.string(), fmt::join(pids, ", "))};
+    const auto quarantined = resilite::restore(backup_file, db);
+    nlohmann::json j{{"database", db.string()}, {"backup", backup_file.string()}};
+    j["quarantined"] = quarantined.empty() ? nlohmann::json(nullptr) : nlohmann::json(quarantined.string());
+    out.print(j, fmt::format("{}: restored from {}{}\n", db.string(), backup_file.string(),
+                             quarantined.empty() ? std::string{} : "; the damaged files are in " + quarantined.string()));
+    return ok;
+}
+
+// Secret columns are never archived and the command does not know them: --exclude names them.
+std::set<std::string> excluded_columns(const std::vector<std::string>& excluded) {
+    std::set<std::string> out;
+    for (const auto& column : excluded) {
+        if (column.find('.') == std::string::npos)
+            throw refusal{fmt::format("--exclude takes table.column, not '{}'", column)};
+        std::string lower = column;
+        for (auto& ch : lower)
+            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        out.insert(lower);
+    }
+    return out;
+}
+
+int drill(const output& out, const fs::path& db, const places& p, const std::vector<std::string>& excluded) {
+    require_existing_database(db);
+    const auto columns = excluded_columns(excluded);
+    tool_db d{db, tool_options(p, false)};
+    const auto r = d.drill(columns);
+    nlohmann::json tables = nlohmann::json::array();
+    for (const auto& t : r.tables)
+        tables.push_back({{"name", t.name}, {"live_rows", t.live_rows}, {"restored_rows", t.restored_rows},
+                          {"matches", t.matches}});
+    nlohmann::json j{{"database", db.string()}, {"ok", r.ok},         {"source", r.source},
+                     {"tables", tables},       {"problem", r.problem}, {"duration_ms", r.duration.count() / 1000000}};
+    out.print(j, r.to_text());
+    return r.ok ? ok : critical;
 }
 
 int check(const output& out, const fs::path& db, const std::string& level_name) {
@@ -117,16 +428,179 @@ int archive_inspect(const output& out, const fs::path& dir, const fs::path& db,
         require_database(db);
         options.live_database = db;
     }
-    for (const auto& column : excluded) {
-        if (column.find('.') == std::string::npos)
-            throw refusal{fmt::format("--exclude takes table.column, not '{}'", column)};
-        std::string lower = column;
-        for (auto& ch : lower)
-            ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-        options.excluded_columns.insert(lower);
-    }
+    options.excluded_columns = excluded_columns(excluded);
     const auto r = resilite::inspect_archive(dir, options);
     out.print(archive_json(r), r.to_text());
+    return r.exit_code();
+}
+
+
+nlohmann::json heal_json(const resilite::heal_report& r) {
+    nlohmann::json sources = nlohmann::json::array();
+    for (const auto& a : r.sources)
+        sources.push_back({{"source", a.source}, {"healed", a.healed}, {"detail", a.detail}});
+    nlohmann::json tables = nlohmann::json::array();
+    for (const auto& t : r.tables)
+        tables.push_back({{"name", t.name}, {"rows", t.rows}});
+    nlohmann::json j{{"database", r.database.string()}, {"healed", r.healed},         {"found", r.found},
+                     {"quarantine", r.quarantine.string()}, {"sources", sources},     {"tables", tables},
+                     {"verification", r.verification},      {"may_be_lost", r.may_be_lost},
+                     {"evidence", r.evidence},              {"duration_ms", r.duration.count() / 1000000}};
+    j["backup_used"] = r.backup_used ? nlohmann::json(r.backup_used->string()) : nlohmann::json(nullptr);
+    j["committed_seq"] = r.committed_seq ? nlohmann::json(*r.committed_seq) : nlohmann::json(nullptr);
+    j["healed_seq"] = r.healed_seq ? nlohmann::json(*r.healed_seq) : nlohmann::json(nullptr);
+    return j;
+}
+
+// A heal, through the library: only when the database is damaged (or missing where the sidecar
+// says one was, or a heal was left unfinished), unless --force.
+int heal(const output& out, const fs::path& db, const places& p, bool force) {
+    std::error_code ec;
+    const bool known = resilite::detail::read_marker(db).exists;
+    if (!fs::exists(db, ec) && !known) throw refusal{fmt::format("no database at {}", db.string())};
+    const auto found = resilite::check_health(db, resilite::check_level::quick);
+    if (found.result == resilite::health_report::finding::not_a_database && !known)
+        throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
+                                  db.string())};
+    const bool damaged = !found.ok() || resilite::detail::damage_at_open(db).has_value();
+    if (!damaged && !force) {
+        out.print({{"database", db.string()}, {"healed", false}, {"found", "sound"}},
+                  fmt::format("{}: sound (quick check); nothing to heal (--force heals it anyway)\n", db.string()));
+        return ok;
+    }
+    tool_db d{db, tool_options(p, true)};  // damage the open sees is healed by the open
+    auto r = d.last_heal();
+    if (!r) r = d.heal();
+    out.print(heal_json(*r), r->to_text());
+    return r->may_be_lost.empty() ? ok : warnings;
+}
+
+// What a heal would do now, changing nothing: the files it would move aside, the sources in the
+// order it tries them, and what the evidence says could be lost. It verifies nothing: the real
+// heal checks each candidate (integrity, foreign keys, equal to a trial rebuild) before using it.
+int heal_plan(const output& out, const fs::path& db, const places& p) {
+    std::error_code ec;
+    const auto sidecar = resilite::detail::read_marker(db);
+    if (!fs::exists(db, ec) && !sidecar.exists) throw refusal{fmt::format("no database at {}", db.string())};
+    // (before the check: a read-only check of a WAL database leaves an empty -wal and -shm)
+    const resilite::sqlite::file_set files{db};
+    nlohmann::json moved = nlohmann::json::array();
+    for (const auto& f : {files.database(), files.wal(), files.shm(), files.journal()})
+        if (fs::exists(f, ec)) moved.push_back(f.string());
+    const auto found = resilite::check_health(db, resilite::check_level::quick);
+    const auto damage = resilite::detail::damage_at_open(db);
+
+    std::optional<resilite::archive_report> archive;
+    if (fs::is_directory(p.archive, ec)) archive = resilite::inspect_archive(p.archive);
+    // Whether the archive can carry a restore from record `after` to its end.
+    const auto tail_ok = [&](std::int64_t after) {
+        if (!archive || archive->records == 0) return false;
+        if (archive->first_seq > after + 1 && archive->baseline_seq == 0) return false;
+        return std::none_of(archive->problems.begin(), archive->problems.end(), [&](const auto& q) {
+            return q.fatal && (q.up_to_seq == 0 || q.up_to_seq > after);
+        });
+    };
+    const bool accept = p.settings.healing.accept_loss_since_backup;
+    const auto manifest = resilite::detail::read_manifest(p.backups);
+    const auto all = resilite::detail::list_backups(db, p.backups);
+    nlohmann::json sources = nlohmann::json::array();
+    std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
+                                   db.string());
+    text += fmt::format("  found: {}\n", !found.ok() ? fmt::format("{}: {}", resilite::to_string(found.result), found.detail)
+                                         : damage   ? *damage
+                                                    : std::string{"sound (quick check): a heal is not needed"});
+    text += fmt::format("  would move aside into {}: {}\n", p.quarantine.string(),
+                        moved.empty() ? std::string{"nothing (no file there)"} : fmt::format("{}", fmt::join(moved, ", ")));
+    std::string first;
+    for (auto it = all.rbegin(); it != all.rend(); ++it) {
+        const auto check = resilite::check_health(it->path, resilite::check_level::quick);
+        const auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        const auto entry = manifest.find(it->path.filename().string());
+        const auto after = entry != manifest.end() ? entry->second.archive_seq : std::nullopt;
+        std::string why;
+        if (!check.ok()) why = fmt::format("fails its check: {}", check.detail);
+        else if (untrusted) why = *untrusted;
+        else if (archive && after && !tail_ok(*after)) why = fmt::format("the archive cannot carry it from record {}", *after);
+        else if ((!archive || !after) && !accept)
+            why = "alone it lacks every commit after it: a heal uses it only with healing.accept_loss_since_backup";
+        const auto name = fmt::format("backup {}{}", it->path.filename().string(), archive ? " + archive" : "");
+        sources.push_back({{"source", name}, {"usable", why.empty()}, {"detail", why}});
+        text += fmt::format("  source: {}: {}\n", name, why.empty() ? "looks usable" : why);
+        if (why.empty() && first.empty()) first = name;
+    }
+    if (archive) {
+        const bool alone = archive->rebuildable() && (archive->first_seq == 1 || archive->baseline_seq > 0);
+        const auto why = alone ? std::string{} : std::string{"the archive cannot rebuild everything alone"};
+        sources.push_back({{"source", "archive alone"}, {"usable", alone}, {"detail", why}});
+        text += fmt::format("  source: archive alone: {}\n", alone ? "looks usable" : why);
+        if (alone && first.empty()) first = "archive alone";
+    }
+    // The evidence of what committed, beside the database: the high-water mark.
+    const auto mark = resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(db));
+    const auto committed = mark.for_database(sidecar.identity);
+    const auto reach = archive ? archive->last_seq : std::int64_t{0};
+    std::string lost;
+    if (committed > reach)
+        lost = fmt::format("records {} to {} committed (high-water mark) but are not in the archive", reach + 1, committed);
+    // The heal's own rules: a loss the evidence shows is refused unless accepted; the circuit
+    // breaker stops every heal until `resilite heal reset`.
+    std::string refusal_reason;
+    if (sidecar.heal_attempts >= p.settings.healing.max_attempts)
+        refusal_reason = fmt::format("healing stopped after {} heals in a row that did not succeed: recover by hand, "
+                                     "then resilite heal reset",
+                                     sidecar.heal_attempts);
+    else if (!lost.empty() && !accept)
+        refusal_reason = "a heal refuses to lose them unless healing.accept_loss_since_backup";
+    else if (first.empty())
+        refusal_reason = "no source looks usable";
+    if (!refusal_reason.empty()) first.clear();
+    text += fmt::format("  would try first: {}\n", first.empty() ? std::string{"nothing"} : first);
+    text += fmt::format("  may be lost: {}\n", lost.empty() ? std::string{"nothing the evidence shows"} : lost);
+    if (!refusal_reason.empty()) text += fmt::format("  a heal would refuse, deleting nothing: {}\n", refusal_reason);
+    nlohmann::json j{{"database", db.string()},
+                     {"found", found.ok() ? (damage ? *damage : std::string{"sound"})
+                                          : fmt::format("{}: {}", resilite::to_string(found.result), found.detail)},
+                     {"needed", !found.ok() || damage.has_value()},
+                     {"quarantine_directory", p.quarantine.string()},
+                     {"would_move", moved},
+                     {"sources", sources},
+                     {"committed_seq", committed},
+                     {"archive_last_seq", reach},
+                     {"may_be_lost", lost.empty() ? nlohmann::json(nullptr) : nlohmann::json(lost)},
+                     {"would_refuse", refusal_reason.empty() ? nlohmann::json(nullptr) : nlohmann::json(refusal_reason)}};
+    j["would_try_first"] = first.empty() ? nlohmann::json(nullptr) : nlohmann::json(first);
+    out.print(j, text);
+    if (first.empty()) return critical;
+    return lost.empty() ? ok : warnings;
+}
+
+int archive_rebuild(const output& out, const fs::path& dir, const fs::path& target, std::int64_t until_seq,
+                    const std::string& until_time, const std::vector<std::string>& tables) {
+    require_directory(dir);
+    std::error_code ec;
+    if (fs::exists(target, ec)) throw refusal{fmt::format("{} exists; rebuild never writes over a database", target.string())};
+    resilite::rebuild_options o;
+    o.until_seq = until_seq;
+    o.until_utc = until_time;
+    o.tables = tables;
+    const auto r = resilite::rebuild(dir, target, o);
+    auto j = archive_json(r);
+    j["target"] = target.string();
+    out.print(j, fmt::format("rebuilt {} from {}\n{}", target.string(), dir.string(), r.to_text()));
+    return r.exit_code();
+}
+
+int archive_replay(const output& out, const fs::path& dir, const fs::path& db) {
+    require_directory(dir);
+    require_existing_database(db);
+    if (const auto pids = open_elsewhere(db); !pids.empty())
+        throw refusal{fmt::format("{} is open in process {}; stop the application first (nothing was changed)",
+                                  db.string(), fmt::join(pids, ", "))};
+    const auto r = resilite::replay_archive(dir, db);
+    auto j = archive_json(r);
+    j["applied_records"] = r.applied_records;
+    out.print(j, fmt::format("replayed {} records from {} into {}\n{}", r.applied_records, dir.string(), db.string(),
+                             r.to_text()));
     return r.exit_code();
 }
 
@@ -158,7 +632,7 @@ int main(int argc, char** argv) {
     app.footer("Exit codes: 0 ok, 1 critical (or nothing done), 2 warnings.");
     int code = ok;
 
-    fs::path db, dir;
+    fs::path db, dir, settings_file;
     std::string level = "quick";
     auto* check_cmd = app.add_subcommand("check", "Check a database file: header, quick_check or integrity_check");
     check_cmd->add_option("DB", db, "The database file")->required();
@@ -182,12 +656,93 @@ int main(int argc, char** argv) {
                            "are never archived, so a rebuild holds placeholders there");
     report_cmd->callback([&] { code = archive_inspect(out, dir, db, excluded); });
 
-    auto* heal_cmd = app.add_subcommand("heal", "Healing");
-    heal_cmd->require_subcommand(1);
+    auto* heal_cmd = app.add_subcommand(
+        "heal", "Heal a damaged database from its backups and archive; --dry-run says what a heal would do");
+    heal_cmd->require_subcommand(0, 1);
+    bool dry_run = false, force = false;
+    heal_cmd->add_option("DB", db, "The database file");
+    heal_cmd->add_flag("--dry-run", dry_run, "Change nothing: what would be moved aside, which sources, what may be lost");
+    heal_cmd->add_flag("--force", force, "Heal even a database that passes its quick check");
+    heal_cmd->add_option("--settings", settings_file, "The application's settings file (backups, archive, quarantine)");
+    heal_cmd->callback([&] {
+        if (heal_cmd->get_subcommands().empty()) {
+            if (db.empty()) throw CLI::RequiredError("DB");
+            const auto p = find_places(db, settings_file);
+            code = dry_run ? heal_plan(out, db, p) : heal(out, db, p, force);
+        }
+    });
     auto* reset_cmd = heal_cmd->add_subcommand(
         "reset", "Let healing run again after its circuit breaker stopped it (changes nothing else)");
     reset_cmd->add_option("DB", db, "The database file")->required();
     reset_cmd->callback([&] { code = heal_reset(out, db); });
+
+    auto* health_cmd = app.add_subcommand("health", "What the files show: check, pages, WAL, backups, archive, heals");
+    health_cmd->add_option("DB", db, "The database file")->required();
+    health_cmd->add_option("--settings", settings_file, "The application's settings file (where its backups are)");
+    health_cmd->callback([&] { code = health(out, db, find_places(db, settings_file)); });
+
+    bool prometheus = true;
+    auto* metrics_cmd = app.add_subcommand("metrics", "The files' figures as OpenMetrics text, for Prometheus");
+    metrics_cmd->add_option("DB", db, "The database file")->required();
+    metrics_cmd->add_flag("--prometheus", prometheus, "OpenMetrics text (the only format)");
+    metrics_cmd->add_option("--settings", settings_file, "The application's settings file (where its backups are)");
+    metrics_cmd->callback([&] { code = metrics(out, db, find_places(db, settings_file)); });
+
+    fs::path backup_dir;
+    std::string method = "online";
+    auto* backup_cmd = app.add_subcommand("backup", "Take a backup now (checked, synced, in the manifest)");
+    backup_cmd->add_option("DB", db, "The database file")->required();
+    backup_cmd->add_option("--dir", backup_dir, "Where (default: the application's, or <DB>.backups)");
+    backup_cmd->add_option("--method", method, "online (default) or vacuum")->check(CLI::IsMember({"online", "vacuum"}));
+    backup_cmd->add_option("--settings", settings_file, "The application's settings file");
+    backup_cmd->callback([&] { code = backup(out, db, find_places(db, settings_file, backup_dir), method); });
+
+    auto* backups_cmd = app.add_subcommand("backups", "The backups and each one's check against its manifest entry");
+    backups_cmd->add_option("DB", db, "The database file")->required();
+    backups_cmd->add_option("--dir", backup_dir, "Where (default: the application's, or <DB>.backups)");
+    backups_cmd->add_option("--settings", settings_file, "The application's settings file");
+    backups_cmd->callback([&] { code = backups(out, db, find_places(db, settings_file, backup_dir)); });
+
+    fs::path backup_file;
+    auto* restore_cmd = app.add_subcommand(
+        "restore", "Put a backup in place of a database (checked first; a damaged target is moved aside)");
+    restore_cmd->add_option("BACKUP", backup_file, "The backup file")->required();
+    restore_cmd->add_option("DB", db, "The database to replace")->required();
+    restore_cmd->add_flag("--force", force, "Replace a database that passes its quick check");
+    restore_cmd->callback([&] { code = restore(out, backup_file, db, force); });
+
+    auto* drill_cmd = app.add_subcommand(
+        "drill", "A restore drill: the newest backup plus the archive, restored aside and compared with the live tables");
+    drill_cmd->add_option("DB", db, "The database file")->required();
+    drill_cmd->add_option("--settings", settings_file, "The application's settings file");
+    drill_cmd->add_option("--exclude", excluded,
+                          "A secret column left out of the comparison, as table.column (repeatable): never archived");
+    drill_cmd->callback([&] { code = drill(out, db, find_places(db, settings_file), excluded); });
+
+    auto* quarantine_cmd = app.add_subcommand("quarantine", "The damaged copies heals moved aside");
+    quarantine_cmd->require_subcommand(1);
+    auto* qlist_cmd = quarantine_cmd->add_subcommand("list", "List them, oldest first");
+    qlist_cmd->add_option("DB", db, "The database file")->required();
+    qlist_cmd->add_option("--settings", settings_file, "The application's settings file");
+    qlist_cmd->callback([&] { code = quarantine_list(out, db, find_places(db, settings_file)); });
+
+    fs::path target;
+    std::int64_t until_seq = 0;
+    std::string until_time;
+    std::vector<std::string> tables;
+    auto* rebuild_cmd = archive_cmd->add_subcommand(
+        "rebuild", "Build a new database from the archive alone; to a point in time, or some tables only");
+    rebuild_cmd->add_option("DIR", dir, "The archive directory")->required();
+    rebuild_cmd->add_option("NEW", target, "The database to create (must not exist)")->required();
+    rebuild_cmd->add_option("--until", until_seq, "The last record to apply (a number)")->check(CLI::PositiveNumber);
+    rebuild_cmd->add_option("--until-time", until_time, "The last time to apply, UTC: 2026-12-05T10:00:00Z");
+    rebuild_cmd->add_option("--tables", tables, "Only these tables (comma-separated)")->delimiter(',');
+    rebuild_cmd->callback([&] { code = archive_rebuild(out, dir, target, until_seq, until_time, tables); });
+    auto* replay_cmd = archive_cmd->add_subcommand(
+        "replay", "Apply to a database (e.g. a restored backup) the archive records it does not hold yet");
+    replay_cmd->add_option("DIR", dir, "The archive directory")->required();
+    replay_cmd->add_option("DB", db, "The database")->required();
+    replay_cmd->callback([&] { code = archive_replay(out, dir, db); });
 
     try {
         app.parse(argc, argv);

@@ -43,6 +43,7 @@
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/policy/detail/policy_set.hpp>
 #include <resilite/schema/schema_report.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -50,6 +51,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <type_traits>
 #include <utility>
 
@@ -174,7 +176,9 @@ public:
     // temporary file, checks the copy, syncs it, renames it into place and syncs the directory,
     // appends to the manifest, applies retention, then runs the sink command if any.
     backup_result backup_now() {
-        return through_gate([&] { return backups_.backup_now(); });
+        auto r = through_gate([&] { return backups_.backup_now(); });
+        r.offsite_error = offsite_.ship_now();  // (settings().offsite.remote: off the machine now)
+        return r;
     }
 
     // The state of the database and of the library's work on it.
@@ -194,6 +198,7 @@ public:
                 s.freelist_count = ctx_.conn->template query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
                 archive_.fill(s);
             }
+            offsite_.fill(s);
             std::lock_guard keep(health_mutex_);
             last_read_ = s;
         } else {
@@ -214,6 +219,9 @@ public:
         s.healthy = s.damage.empty();
         s.retries = ctx_.retries.load();
         s.wal_bytes = wal_bytes();
+        const auto sidecar = detail::read_marker(ctx_.path);
+        s.heals = sidecar.heal_epoch;
+        s.heal_attempts = sidecar.heal_attempts;
         if (s.last_backup_time) {
             s.last_backup_age =
                 std::chrono::duration_cast<std::chrono::seconds>(ctx_.clock.utc_now() - *s.last_backup_time);
@@ -257,11 +265,13 @@ public:
     // restored into a scratch file and compared with this database table by table. A failed
     // drill is a `drill` event with outcome failed: the backups or the archive cannot heal this
     // database now. health() shows the last one; settings().healing.drill_interval schedules it.
-    drill_report drill() {
+    // `excluded_columns`: "table.column" (lower case) left out of the comparison besides the
+    // declared secret columns: for a program that declares no schema (the resilite command).
+    drill_report drill(const std::set<std::string>& excluded_columns = {}) {
         static_assert(policies::archiving || backup_type::enabled,
                       "resilite::Database::drill(): there is nothing to restore from; add resilite::backup<> "
                       "and resilite::archive<>");
-        return through_gate([&] { return drills_.run(); });
+        return through_gate([&] { return drills_.run(excluded_columns); });
     }
 
     // ---- archive --------------------------------------------------------------------------------
@@ -450,13 +460,14 @@ private:
     detail::operation_flow<policies> flow_{ctx_, archive_};
     detail::schema_setup<policies> schema_{ctx_, flow_};
     detail::checker<policies> checks_{ctx_};
-    detail::backup_flow<policies> backups_{ctx_, checks_, archive_};
+    detail::offsite_flow<policies> offsite_{ctx_};
+    detail::backup_flow<policies> backups_{ctx_, checks_, archive_, offsite_};
     detail::heal_flow<policies> heal_{ctx_};
     detail::drill_flow<policies> drills_{ctx_, archive_};
     detail::degradation_flow<policies> degrade_{ctx_, flow_};
     detail::settings_flow<policies> settings_{ctx_, archive_};
     detail::audit_flow<policies> audits_{ctx_, flow_, archive_, heal_};
-    detail::scheduler<policies> schedule_{ctx_,    flow_,  checks_,  archive_, backups_,
+    detail::scheduler<policies> schedule_{ctx_,   flow_,    checks_,   archive_, backups_, offsite_,
                                           drills_, heal_, degrade_, settings_, audits_};
     std::mutex health_mutex_;
     health_snapshot last_read_;  // health(): the figures last read under the writer lock

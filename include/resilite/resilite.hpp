@@ -31,6 +31,7 @@
 #include <resilite/monitor/event.hpp>
 #include <resilite/monitor/health_report.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
+#include <resilite/monitor/to_openmetrics.hpp>
 #include <resilite/policy/archive.hpp>
 #include <resilite/policy/backup.hpp>
 #include <resilite/policy/clock.hpp>

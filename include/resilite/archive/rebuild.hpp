@@ -23,9 +23,14 @@
 #include <unistd.h>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <filesystem>
+#include <algorithm>
 #include <functional>
+#include <set>
+#include <string>
+#include <vector>
 #include <system_error>
 
 namespace resilite {
@@ -36,11 +41,62 @@ struct rebuild_options {
     // Asked now and then while records are applied: true stops the rebuild with an
     // `interrupted` error, and nothing is written (e.g. a deadline).
     std::function<bool()> stop_when;
+    // A point in time: only the records up to this number (0: all) ...
+    std::int64_t until_seq = 0;
+    // ... and written at or before this UTC time, "2026-11-22T08:01:02Z" or with milliseconds
+    // "2026-11-22T08:01:02.123Z" (empty: all).
+    std::string until_utc;
+    // Only these tables are kept (empty: all). A rebuild to a point in time or of some tables is
+    // a new database: it does not take the archived database's identity.
+    std::vector<std::string> tables;
 };
 
 namespace detail::archive {
 inline void remove_database_files(const std::filesystem::path& p) {
     sqlite::file_set{p}.remove_all();
+}
+
+// A time as records carry it: "2026-11-22T08:01:02Z" means up to the end of that second.
+[[nodiscard]] inline std::string record_time(const std::string& t, const std::filesystem::path& target) {
+    const auto digits = [&](std::size_t from, std::size_t n) {
+        return std::all_of(t.begin() + static_cast<std::ptrdiff_t>(from),
+                           t.begin() + static_cast<std::ptrdiff_t>(from + n),
+                           [](char c) { return c >= '0' && c <= '9'; });
+    };
+    const bool second = t.size() == 20 && t[19] == 'Z';
+    const bool milli = t.size() == 24 && t[19] == '.' && t[23] == 'Z' && digits(20, 3);
+    if ((second || milli) && digits(0, 4) && t[4] == '-' && digits(5, 2) && t[7] == '-' && digits(8, 2) &&
+        t[10] == 'T' && digits(11, 2) && t[13] == ':' && digits(14, 2) && t[16] == ':' && digits(17, 2))
+        return second ? t.substr(0, 19) + ".999Z" : t;
+    throw detail::library_failure(error_class::misuse, "rebuild",
+                                  fmt::format("'{}' is not a UTC time like 2026-11-22T08:01:02Z", t),
+                                  target.string());
+}
+
+// Drops every table not named (with its indexes and triggers); a name the archive never held is
+// refused, so a typo does not give an empty database.
+inline void keep_only(const std::filesystem::path& file, const std::vector<std::string>& keep,
+                      archive_report& report, const std::filesystem::path& target) {
+    sqlite::connection c{file};
+    std::set<std::string> wanted, present;
+    for (const auto& t : keep)
+        wanted.insert(lower(t));
+    const auto tables = user_tables(c);
+    for (const auto& t : tables)
+        present.insert(lower(t));
+    for (const auto& t : wanted) {
+        if (!present.contains(t))
+            throw library_failure(error_class::misuse, "rebuild",
+                                  fmt::format("the archive holds no table '{}' (it holds: {})", t,
+                                              fmt::join(tables, ", ")),
+                                  target.string());
+    }
+    c.exec_script("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;");
+    for (const auto& t : tables)
+        if (!wanted.contains(lower(t))) c.exec_script(fmt::format("DROP TABLE {}", quote_id(t)));
+    c.exec_script("DELETE FROM resilite_archive_schema WHERE lower(tbl_name) NOT IN (SELECT lower(name) FROM "
+                  "sqlite_master WHERE type = 'table'); COMMIT; VACUUM;");
+    summarize_tables(c, report, false);
 }
 }  // namespace detail::archive
 
@@ -66,7 +122,11 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                                           "rebuild_options::replace is set",
                                           new_db.string());
         }
-        const auto contents = a::read_archive(archive_dir);
+        detail::archive::archive_limit limit;
+        if (options.until_seq > 0) limit.seq = options.until_seq;
+        if (!options.until_utc.empty()) limit.utc = a::record_time(options.until_utc, new_db);
+        const bool whole = limit.none() && options.tables.empty();
+        const auto contents = a::read_archive(archive_dir, limit);
         auto report = a::start_report(archive_dir, contents);
         if (contents.records.empty()) {
             throw detail::library_failure(error_class::archive, "rebuild",
@@ -86,7 +146,8 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         a::remove_database_files(tmp);
         try {
             a::build_from_archive(contents, tmp, report, false, options.stop_when);
-            if (const auto id = detail::read_archive_identity(archive_dir)) {
+            if (!options.tables.empty()) a::keep_only(tmp, options.tables, report, new_db);
+            if (const auto id = whole ? detail::read_archive_identity(archive_dir) : std::nullopt) {
                 // The rebuilt database is the archived one: it takes its identity, so that it
                 // opens where the original was (the sidecar there names that identity).
                 sqlite::connection c{tmp};

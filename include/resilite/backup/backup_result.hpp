@@ -21,6 +21,7 @@ struct backup_result {
     int restarts = 0;        // online backup restarted by another writer
     bool vacuumed = false;   // taken with VACUUM INTO (chosen, or after max_restarts restarts)
     std::string sink_error;  // empty when no sink or it succeeded
+    std::string offsite_error;  // empty when not copied off the machine or the copy succeeded (retried later)
     // The last archive record the copy holds (records after it are replayed on top of it).
     std::optional<std::int64_t> archive_seq;
     // CRC-32 of the whole file as it was promoted, in the manifest: a heal trusts a backup only

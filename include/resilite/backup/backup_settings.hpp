@@ -26,6 +26,7 @@ struct backup_settings {
     std::string sink;                                      // command run with the finished backup, e.g.
                                                            // "rclone copyto {path} remote:backups/{name}"
     int max_restarts = 1;  // online: restarts by other processes' writes before VACUUM INTO takes over
+    std::chrono::seconds sink_timeout{600};  // the sink is killed after this (and says so)
 
     friend bool operator==(const backup_settings&, const backup_settings&) = default;
 
@@ -34,6 +35,7 @@ struct backup_settings {
         if (max_restarts < 0) return std::string{"backup max_restarts must not be negative"};
         if (pause < std::chrono::milliseconds{0}) return std::string{"backup pause must not be negative"};
         if (time_limit <= std::chrono::seconds{0}) return std::string{"backup time_limit must be positive"};
+        if (sink_timeout <= std::chrono::seconds{0}) return std::string{"backup sink_timeout must be positive"};
         if (interval < std::chrono::minutes{0}) return std::string{"backup interval must not be negative"};
         if (keep_last < 1 && keep_hourly + keep_daily + keep_weekly < 1) {
             return std::string{"backup retention must keep at least one backup"};

@@ -57,8 +57,9 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
         std::filesystem::path quarantined;
         std::error_code ec;
         if (std::filesystem::exists(target, ec) && std::filesystem::file_size(target, ec) > 0) {
-            if (!check_health(target, check_level::header).ok()) {
-                // Restore is the tool for a damaged database: keep the damaged files aside.
+            if (!check_health(target, check_level::quick).ok()) {
+                // Restore is the tool for a damaged database (a damaged page as much as a damaged
+                // header): keep the damaged files aside.
                 quarantined = detail::quarantine(target);
             } else {
                 // Leaving WAL mode needs the database to itself: it fails while anyone has it open.

@@ -4,6 +4,7 @@
 
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/backup/backup_settings.hpp>
+#include <resilite/backup/offsite_settings.hpp>
 #include <resilite/durability/synchronous.hpp>
 #include <resilite/flow/degradation_settings.hpp>
 #include <resilite/heal/healing_settings.hpp>
@@ -27,6 +28,7 @@ struct settings {
     std::size_t statement_cache_capacity = 64;         // prepared statements kept per connection
     retry_settings retry{};                            // backoff between attempts
     backup_settings backup{};                          // copies, schedule, retention
+    offsite_settings offsite{};                        // copies off the machine (rclone)
     archive_settings archive{};                        // text archive of every committed change
     healing_settings healing{};                        // what happens to a database found damaged
     degradation_settings degradation{};                // probes while the database is unavailable
@@ -56,6 +58,7 @@ struct settings {
             return std::string{"check intervals must not be negative"};
         }
         if (auto p = backup.problem()) return p;
+        if (auto p = offsite.problem()) return p;
         if (auto p = archive.problem()) return p;
         if (auto p = healing.problem()) return p;
         if (auto p = degradation.problem()) return p;

@@ -20,6 +20,7 @@
 #include <deque>
 #include <filesystem>
 #include <set>
+#include <limits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -37,7 +38,19 @@ struct archive_contents {
 // Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
 // and time going backwards. Problems before the newest baseline cost a rebuild nothing and are
 // downgraded to warnings.
-[[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir) {
+// A point in time: the records after it are left out, as if they were never written.
+struct archive_limit {
+    std::int64_t seq = std::numeric_limits<std::int64_t>::max();
+    std::string utc;  // "2026-11-22T08:01:02.123Z" form; empty: no limit by time
+    [[nodiscard]] bool excludes(const record_header& h) const noexcept {
+        return h.seq > seq || (!utc.empty() && h.utc > utc);
+    }
+    [[nodiscard]] bool none() const noexcept {
+        return seq == std::numeric_limits<std::int64_t>::max() && utc.empty();
+    }
+};
+
+[[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir, const archive_limit& limit = {}) {
     using K = archive_problem::kind;
     archive_contents a;
     std::vector<std::string> odd;
@@ -85,6 +98,31 @@ struct archive_contents {
         unique.push_back(std::move(r));
     }
     a.records = std::move(unique);
+    if (!limit.none()) {
+        // (records are in sequence order, and their times too unless a time_order problem says not)
+        // A damaged record is not needed when it is past the limit by number, or numbered after
+        // a record left out by time (times go forward with the numbers).
+        std::int64_t first_left_out = limit.seq;
+        for (const auto& r : a.records)
+            if (limit.excludes(r.header)) first_left_out = std::min(first_left_out, r.header.seq);
+        std::erase_if(a.records, [&](const record& r) { return limit.excludes(r.header); });
+        for (const auto& [seq, index] : damaged) {
+            if (seq > first_left_out && a.problems[index].fatal) {
+                a.problems[index].fatal = false;
+                a.problems[index].message += " (after the point in time asked: not needed)";
+            }
+        }
+        // Records missing just before the first one left out: without them the result would be an
+        // earlier point than the one asked for, silently.
+        const auto last_kept = a.records.empty() ? std::int64_t{0} : a.records.back().header.seq;
+        if (first_left_out != limit.seq && last_kept + 1 < first_left_out) {
+            a.problems.push_back({K::gap, a.records.empty() ? std::string{} : a.records.back().segment,
+                                  a.records.empty() ? 0 : a.records.back().line,
+                                  fmt::format("txn {} to {}, before the point in time asked, are missing",
+                                              last_kept + 1, first_left_out - 1),
+                                  true, first_left_out - 1});
+        }
+    }
     for (std::size_t i = 0; i < a.records.size(); ++i) {
         if (a.records[i].header.kind == record_kind::baseline) a.start = i;
     }

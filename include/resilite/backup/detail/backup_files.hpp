@@ -1,6 +1,7 @@
 #pragma once
 // Backup files on disk: names with their UTC time, the manifest, retention, the sink command.
 
+#include <resilite/core/detail/run_command.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
@@ -211,8 +212,10 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     static_cast<void>(fsync_path(manifest, false));
 }
 
-// Runs the sink command with {path} and {name} replaced; returns an error text, or empty.
-[[nodiscard]] inline std::string run_sink(const std::string& command, const std::filesystem::path& backup) {
+// Runs the sink command (a shell command line) with {path} and {name} replaced, quoted; returns
+// how it failed in one line (its exit code and last stderr lines, or that it timed out), or empty.
+[[nodiscard]] inline std::string run_sink(const std::string& command, const std::filesystem::path& backup,
+                                          std::chrono::seconds timeout) {
     if (command.empty()) return {};
     const auto quote = [](const std::string& s) {
         std::string out = "'";
@@ -228,9 +231,8 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     };
     replace("{path}", quote(backup.string()));
     replace("{name}", quote(backup.filename().string()));
-    const int status = std::system((cmd + " >/dev/null 2>&1").c_str());
-    if (status == 0) return {};
-    return fmt::format("sink command exited with status {}: {}", status, command);
+    const auto r = run_command({"/bin/sh", "-c", cmd}, timeout);
+    return r.ok() ? std::string{} : r.failure(fmt::format("the sink command ({})", command), timeout);
 }
 
 // Temporary files of backups that never finished (a killed process): removed at the next run.

@@ -1,7 +1,7 @@
 #pragma once
 // The backup flow, top to bottom (take()): archive drained, source checked, copied through
 // SQLite into a temporary file, the copy checked, synced, renamed into place and the directory
-// synced, the manifest appended, retention applied, the sink run. Never a file copy of a live
+// synced, the manifest appended, retention applied, the sink run, the copy off the machine. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
 #include <resilite/backup/backup_result.hpp>
@@ -10,6 +10,7 @@
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
+#include <resilite/flow/detail/offsite_flow.hpp>
 #include <resilite/sqlite/backup.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/file_set.hpp>
@@ -29,8 +30,8 @@ class backup_flow {
 public:
     using time_point = std::chrono::steady_clock::time_point;
 
-    backup_flow(context<R>& ctx, checker<R>& checks, archive_flow<R>& archive)
-        : ctx_(ctx), checks_(checks), archive_(archive) {}
+    backup_flow(context<R>& ctx, checker<R>& checks, archive_flow<R>& archive, offsite_flow<R>& offsite)
+        : ctx_(ctx), checks_(checks), archive_(archive), offsite_(offsite) {}
 
     // Db::backup_now(): one backup, reported as one `backup` event.
     backup_result backup_now() {
@@ -143,7 +144,8 @@ private:
             std::error_code ec;
             if (keep.count(b.path) == 0) std::filesystem::remove(b.path, ec);
         }
-        r.sink_error = run_sink(s.sink, r.path);
+        r.sink_error = run_sink(s.sink, r.path, s.sink_timeout);
+        offsite_.queue_backup(r.path);  // off the machine at the next round, never under the writer lock
         std::lock_guard lock(ctx_.mutex);
         last_time_ = r.taken;
         return r;
@@ -227,6 +229,7 @@ private:
     context<R>& ctx_;
     checker<R>& checks_;
     archive_flow<R>& archive_;
+    offsite_flow<R>& offsite_;
     mutable std::optional<std::chrono::system_clock::time_point> last_time_;
     mutable bool looked_ = false;  // the directory was searched for an earlier backup
 };

@@ -139,7 +139,7 @@ public:
     void emit_since(std::string_view name, time_point start, outcome o, std::int64_t rows, error_class klass,
                     std::string_view detail, int attempts = 1, bool counted = true) noexcept {
         const auto duration = now() - start;
-        if (counted && name != "retry" && name != "wal_size_alert" && name != "corrupt" && name != "degraded" &&
+        if (counted && name != "retry" && name != "wal_size_alert" && name != "offsite" && name != "corrupt" && name != "degraded" &&
             name != "recovered")
             counters.record(o, klass, duration);
         if constexpr (observer_type::enabled) {

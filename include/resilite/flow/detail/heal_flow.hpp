@@ -30,6 +30,7 @@
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/backup/detail/offsite_copy.hpp>
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
@@ -47,6 +48,7 @@
 #include <resilite/detail/utc_format.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <fcntl.h>
 #include <stdio.h>  // renameat2
@@ -56,6 +58,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 #include <functional>
 #include <iterator>
 #include <cerrno>
@@ -185,6 +188,8 @@ private:
         rep.quarantine = quarantine(m, s.healing);  // 3. (reports its own progress)
         save(m);
         gather_evidence(rep, s);
+
+        fetch_from_offsite(s, rep);  // a dead disk, a new machine: what went off it comes back first
 
         const auto here = std::filesystem::absolute(path).parent_path();  // 4.
         remove_stale_temp_files(here, ".resilite-heal-");                  // of a heal that was killed
@@ -520,6 +525,34 @@ private:
         }
     }
 
+    // With settings().offsite.remote, when this machine has no backup or no archive: the remote's
+    // copies are fetched first (never over a local file). Its failure leaves the local sources,
+    // and the report says why.
+    void fetch_from_offsite(const settings& s, heal_report& rep) {
+        if (s.offsite.remote.empty()) return;
+        const auto start = ctx_.now();
+        const auto archive_dir = archive_directory(s);
+        const auto backup_dir = backup_directory(ctx_.path, s.backup);
+        std::error_code ec;
+        const bool no_archive = !archive_holds_records(archive_dir) && !is_link_path(archive_dir);
+        const bool no_backups = !is_link_path(backup_dir) && (!std::filesystem::is_directory(backup_dir, ec) ||
+                                                              list_backups(ctx_.path, backup_dir).empty());
+        if (!no_archive && !no_backups) return;
+        std::vector<std::string> fetched, failed;
+        for (const auto& [missing, kind, dir] : {std::tuple{no_archive, "archive", archive_dir},
+                                                std::tuple{no_backups, "backups", backup_dir}}) {
+            if (!missing) continue;
+            if (auto e = offsite_fetch(s.offsite, ctx_.path, kind, dir); e.empty()) fetched.push_back(kind);
+            else failed.push_back(e);
+        }
+        rep.sources.push_back({fmt::format("off the machine ({})", offsite_folder(s.offsite, ctx_.path)), false,
+                               fmt::format("{}{}{}", fetched.empty() ? "" : "fetched the " + fmt::format("{}", fmt::join(fetched, " and the ")) +
+                                                                                 ", missing on this machine, for the sources below",
+                                           fetched.empty() || failed.empty() ? "" : "; ",
+                                           fmt::format("{}", fmt::join(failed, "; ")))});
+        rep.phases.push_back({"fetch", ctx_.now() - start});
+    }
+
     // Backups are data, not code: a trigger or view in a restored copy that the damaged database
     // did not have (the same name and text) is dropped, so a planted one never reaches the live
     // database. The declared schema adds its own triggers at the next open; the library's
@@ -842,21 +875,12 @@ private:
     // Quarantined files older than the retention go, never the one this heal made.
     void remove_expired_quarantines(const healing_settings& hs, const std::filesystem::path& keep) noexcept {
         try {
-            const auto root = quarantine_root(ctx_.path, hs);
-            const auto prefix = ctx_.path.filename().string() + "-";
             const auto now = std::filesystem::file_time_type::clock::now();
             std::error_code ec;
-            for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
-                const auto name = e.path().filename().string();
-                // "<name>-YYYYMMDDTHHMMSSZ[-n]": never another database's ("app.db-old-...")
-                const bool ours = name.size() >= prefix.size() + 16 && name.starts_with(prefix) &&
-                                  name[prefix.size() + 8] == 'T' && name[prefix.size() + 15] == 'Z' &&
-                                  std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()),
-                                              name.begin() + static_cast<std::ptrdiff_t>(prefix.size() + 8),
-                                              [](char c) { return c >= '0' && c <= '9'; });
-                if (!ours || e.path() == keep) continue;
-                const auto t = std::filesystem::last_write_time(e.path(), ec);
-                if (!ec && now - t > hs.retention) std::filesystem::remove_all(e.path(), ec);
+            for (const auto& q : list_quarantines(ctx_.path, quarantine_root(ctx_.path, hs))) {
+                if (q == keep) continue;
+                const auto t = std::filesystem::last_write_time(q, ec);
+                if (!ec && now - t > hs.retention) std::filesystem::remove_all(q, ec);
             }
         } catch (...) {
         }

@@ -15,6 +15,7 @@
 #include <resilite/flow/detail/gate_pass.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
 #include <resilite/flow/detail/heal_while_open.hpp>
+#include <resilite/flow/detail/offsite_flow.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/settings_flow.hpp>
 #include <resilite/policy/clock.hpp>
@@ -54,13 +55,14 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     scheduler(context<R>& ctx, operation_flow<R>& flow, checker<R>& checks, archive_flow<R>& archive,
-              backup_flow<R>& backups, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade,
+              backup_flow<R>& backups, offsite_flow<R>& offsite, drill_flow<R>& drills, heal_flow<R>& heals, degradation_flow<R>& degrade,
               settings_flow<R>& settings, audit_flow<R>& audits)
         : ctx_(ctx),
           flow_(flow),
           checks_(checks),
           archive_(archive),
           backups_(backups),
+          offsite_(offsite),
           drills_(drills),
           heals_(heals),
           degrade_(degrade),
@@ -130,6 +132,18 @@ public:
     bool maintain() {
         // Unavailable: a probe once its backoff has passed; queued writes replayed once it is back.
         degrade_.probe_if_due();
+        const bool did = maintain_locked();
+        // Off the machine, after the rest (a heal first): the network never holds the writer lock.
+        bool shipped = false;
+        try {
+            shipped = offsite_.ship_if_due();
+        } catch (...) {  // reported by its own event
+        }
+        return did || shipped;
+    }
+
+private:
+    bool maintain_locked() {
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
         ctx_.settle_settings();  // accepted while a transaction held the lock
@@ -194,6 +208,7 @@ public:
         return did;
     }
 
+public:
     // ---- background thread ------------------------------------------------------------------------
 
     void start() {
@@ -233,7 +248,7 @@ private:
     [[nodiscard]] time_point next_due() {
         std::lock_guard lock(ctx_.mutex);
         auto due = time_point{time_point::duration{next_checkpoint_ns_.load()}};
-        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due(),
+        for (const auto& next : {next_backup_, next_quick_check_, next_integrity_check_, next_drill_, archive_.next_due(), offsite_.next_due(),
                                  ctx_.avail.next_probe(), settings_.next_poll()}) {
             if (next && *next < due) due = *next;
         }
@@ -265,6 +280,7 @@ private:
     checker<R>& checks_;
     archive_flow<R>& archive_;
     backup_flow<R>& backups_;
+    offsite_flow<R>& offsite_;
     drill_flow<R>& drills_;
     heal_flow<R>& heals_;
     degradation_flow<R>& degrade_;

@@ -385,6 +385,11 @@ template <class Access, class Codec>
         RESILITE_SETTING(backup.sink,
                          text_codec{"command", "any; {path} and {name} are replaced; empty: none"});
         RESILITE_SETTING(backup.max_restarts, integer_codec<int>{0, 1000});
+        RESILITE_SETTING(backup.sink_timeout, duration_codec<sec>{1s, std::chrono::hours{24}});
+
+        RESILITE_SETTING(offsite.remote, text_codec{"path", "an rclone remote and path; empty: off"});
+        RESILITE_SETTING(offsite.interval, duration_codec<sec>{1s, std::chrono::hours{24}});
+        RESILITE_SETTING(offsite.timeout, duration_codec<sec>{1s, std::chrono::hours{24}});
 
         RESILITE_SETTING(archive.enabled, boolean_codec{}, fixed);
         RESILITE_SETTING(archive.when, choice_codec<archive_settings::flush>{

@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace resilite::detail {
 
@@ -56,6 +57,26 @@ private:
                                                           const healing_settings& s) {
     if (!s.quarantine_directory.empty()) return s.quarantine_directory;
     return std::filesystem::absolute(db).parent_path() / "quarantine";
+}
+
+// The quarantined copies of `db` under `root`, oldest first: "<name>-YYYYMMDDTHHMMSSZ[-n]",
+// never another database's ("app.db-old-...").
+[[nodiscard]] inline std::vector<std::filesystem::path> list_quarantines(const std::filesystem::path& db,
+                                                                        const std::filesystem::path& root) {
+    std::vector<std::filesystem::path> out;
+    const auto prefix = db.filename().string() + "-";
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(root, ec)) {
+        const auto name = e.path().filename().string();
+        const bool ours = name.size() >= prefix.size() + 16 && name.starts_with(prefix) &&
+                          name[prefix.size() + 8] == 'T' && name[prefix.size() + 15] == 'Z' &&
+                          std::all_of(name.begin() + static_cast<std::ptrdiff_t>(prefix.size()),
+                                      name.begin() + static_cast<std::ptrdiff_t>(prefix.size() + 8),
+                                      [](char c) { return c >= '0' && c <= '9'; });
+        if (ours) out.push_back(e.path());
+    }
+    std::sort(out.begin(), out.end());
+    return out;
 }
 
 [[nodiscard]] inline std::filesystem::path heal_log_path(const std::filesystem::path& db) {

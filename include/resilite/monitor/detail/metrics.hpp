@@ -27,6 +27,12 @@ public:
         }
         const auto n = samples_taken_.fetch_add(1, std::memory_order_relaxed);
         samples_[n % window].store(duration.count(), std::memory_order_relaxed);
+        // The histogram counts every operation, not a window: Prometheus takes rates of it.
+        std::size_t b = 0;
+        while (b < latency_bounds.size() && duration > latency_bounds[b])
+            ++b;
+        buckets_[b].fetch_add(1, std::memory_order_relaxed);
+        sum_ns_.fetch_add(duration.count(), std::memory_order_relaxed);
     }
 
     void fill(health_snapshot& s) const {
@@ -36,6 +42,9 @@ public:
             s.failures_by_class[i] = by_class_[i].load(std::memory_order_relaxed);
         }
         s.latency_samples = samples_taken_.load(std::memory_order_relaxed);
+        for (std::size_t i = 0; i < buckets_.size(); ++i)
+            s.latency_buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+        s.latency_sum = std::chrono::nanoseconds{sum_ns_.load(std::memory_order_relaxed)};
         std::vector<std::int64_t> sorted;
         const auto n = std::min<std::uint64_t>(s.latency_samples, window);
         sorted.reserve(static_cast<std::size_t>(n));
@@ -58,6 +67,8 @@ private:
     std::array<std::atomic<std::uint64_t>, error_class_count> by_class_{};
     std::atomic<std::uint64_t> samples_taken_{0};
     std::array<std::atomic<std::int64_t>, window> samples_{};
+    std::array<std::atomic<std::uint64_t>, latency_bounds.size() + 1> buckets_{};
+    std::atomic<std::int64_t> sum_ns_{0};
 };
 
 }  // namespace resilite::detail

@@ -1,0 +1,128 @@
+#pragma once
+// Copies to and from the remote of offsite_settings, one rclone run each (core/detail/run_command).
+// Each database has its own folder, <remote>/<database file name>/, holding IDENTITY (whose
+// copies these are), backups/ and archive/. A folder that names another database is never
+// written to. Fetching never overwrites a local file (--ignore-existing): what is on the machine
+// is at least as new as its copy off it.
+
+#include <resilite/backup/offsite_settings.hpp>
+#include <resilite/core/detail/run_command.hpp>
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace resilite::detail {
+
+// "<remote>/<database file name>[/<kind>]", with no doubled slash.
+[[nodiscard]] inline std::string offsite_folder(const offsite_settings& s, const std::filesystem::path& db,
+                                                std::string_view kind = {}) {
+    const bool slash = !s.remote.empty() && (s.remote.back() == '/' || s.remote.back() == ':');
+    return fmt::format("{}{}{}{}{}", s.remote, slash ? "" : "/", db.filename().string(), kind.empty() ? "" : "/", kind);
+}
+
+// Bounded retries: the timeout, not rclone's patience, says how long an unreachable remote costs.
+inline void add_rclone_limits(std::vector<std::string>& args) {
+    for (const char* a : {"--retries=1", "--low-level-retries=2", "--contimeout=10s", "-q"})
+        args.emplace_back(a);
+}
+
+// rclone's messages without their "2026/12/05 13:03:43 " prefixes, so that the same failure reads
+// the same every time (and is reported once).
+[[nodiscard]] inline std::string without_timestamps(const std::string& text) {
+    std::string out;
+    std::size_t from = 0;
+    while (from < text.size()) {
+        auto end = text.find('\n', from);
+        if (end == std::string::npos) end = text.size();
+        std::string_view line{text.data() + from, end - from};
+        const auto stamped = line.size() > 20 && line[4] == '/' && line[7] == '/' && line[10] == ' ' &&
+                             line[13] == ':' && line[16] == ':' && line[19] == ' ' &&
+                             std::isdigit(static_cast<unsigned char>(line[0]));
+        if (stamped) line.remove_prefix(20);
+        out.append(line);
+        out += '\n';
+        from = end + 1;
+    }
+    return out;
+}
+
+[[nodiscard]] inline command_result run_rclone(std::vector<std::string> args, const offsite_settings& s) {
+    add_rclone_limits(args);
+    auto r = run_command(args, s.timeout);
+    r.stderr_tail = without_timestamps(r.stderr_tail);
+    return r;
+}
+
+// Copies one local file to <folder>/<kind>/<name> (its own name unless given); empty when it
+// worked, else why not.
+[[nodiscard]] inline std::string offsite_push(const offsite_settings& s, const std::filesystem::path& db,
+                                              std::string_view kind, const std::filesystem::path& file,
+                                              std::string name = {}) {
+    if (name.empty()) name = file.filename().string();
+    // (--local-no-check-updated: the current archive segment may grow while it is copied; a copy
+    // that ends inside a record reads as a torn tail, which is never an acknowledged commit)
+    const auto r = run_rclone({"rclone", "copyto", file.string(), fmt::format("{}/{}", offsite_folder(s, db, kind), name),
+                               "--local-no-check-updated"},
+                              s);
+    return r.ok() ? std::string{} : r.failure(fmt::format("copying {} off the machine", name), s.timeout);
+}
+
+// Copies what <folder>/<kind>/ holds and `dir` lacks into `dir`; empty when it worked.
+[[nodiscard]] inline std::string offsite_fetch(const offsite_settings& s, const std::filesystem::path& db,
+                                               std::string_view kind, const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing"}, s);
+    return r.ok() ? std::string{} : r.failure(fmt::format("fetching the {} from off the machine", kind), s.timeout);
+}
+
+// Whose copies the database's folder holds. nullopt with `error` empty: none yet (a new folder).
+struct remote_identity {
+    std::optional<std::string> identity;
+    std::string error;
+};
+
+[[nodiscard]] inline remote_identity offsite_identity(const offsite_settings& s, const std::filesystem::path& db) {
+    const auto local = std::filesystem::temp_directory_path() /
+                       fmt::format("resilite-offsite-id-{}-{:016x}", ::getpid(), std::hash<std::string>{}(db.string()));
+    const auto r = run_rclone({"rclone", "copyto", offsite_folder(s, db) + "/IDENTITY", local.string()}, s);
+    remote_identity out;
+    if (r.ok()) {
+        std::ifstream in(local);
+        std::string line;
+        if (std::getline(in, line) && line.starts_with("resilite database ")) out.identity = line.substr(18);
+        else out.error = "the remote folder's IDENTITY is not resilite's";
+    } else if (r.exit_code != 3 && r.exit_code != 4) {  // (3, 4: rclone's "directory / file not found")
+        out.error = r.failure("reading the remote folder's IDENTITY", s.timeout);
+    }
+    std::error_code ec;
+    std::filesystem::remove(local, ec);
+    return out;
+}
+
+// Claims the folder for `identity`; empty when it worked.
+[[nodiscard]] inline std::string offsite_claim(const offsite_settings& s, const std::filesystem::path& db,
+                                               const std::string& identity) {
+    const auto local = std::filesystem::temp_directory_path() /
+                       fmt::format("resilite-offsite-id-{}-{:016x}", ::getpid(), std::hash<std::string>{}(db.string()));
+    {
+        std::ofstream out(local, std::ios::trunc);
+        out << "resilite database " << identity << "\n";
+    }
+    const auto r = run_rclone({"rclone", "copyto", local.string(), offsite_folder(s, db) + "/IDENTITY"}, s);
+    std::error_code ec;
+    std::filesystem::remove(local, ec);
+    return r.ok() ? std::string{} : r.failure("writing the remote folder's IDENTITY", s.timeout);
+}
+
+}  // namespace resilite::detail

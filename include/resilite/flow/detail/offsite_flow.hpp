@@ -1,0 +1,241 @@
+#pragma once
+// Off the machine, top to bottom (settings().offsite.remote set; backup/detail/offsite_copy.hpp):
+//   1. each backup, once taken, is queued; db.backup_now() copies it (with the manifest) before
+//      it returns, a scheduled backup goes at the next round;
+//   2. a round (maintain(), after its own work, never under the writer lock: the network must not
+//      hold up writers): the database's remote folder is checked to be this database's (a folder
+//      holding another database's copies is never written to), then the queued backups, then
+//      each archive segment that changed since its last copy (closed ones once, the current one
+//      as it grows);
+//   3. health() shows what is not off the machine yet, since when (the lag), the last round that
+//      succeeded and the last error; an unreachable remote is a warning event (once per new
+//      error), local work goes on.
+// Two locks, never held across each other's I/O: `round_` for a whole round (rclone runs under
+// it), `state_` for the figures (never held during I/O, so health() and the writer lock never
+// wait for the network).
+// Fetching back (a dead disk, a new machine) is the heal's: heal_flow.
+
+#include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/backup/detail/offsite_copy.hpp>
+#include <resilite/flow/detail/context.hpp>
+#include <resilite/monitor/health_snapshot.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace resilite::detail {
+
+template <class R>
+class offsite_flow {
+public:
+    using time_point = std::chrono::steady_clock::time_point;
+
+    explicit offsite_flow(context<R>& ctx) : ctx_(ctx) {}
+
+    // 1. (the caller may hold the writer lock)
+    void queue_backup(const std::filesystem::path& backup) {
+        if (ctx_.with_lock([&] { return ctx_.config.offsite.remote.empty(); })) return;
+        {
+            std::lock_guard lock(state_);
+            unsent_backups_.push_back(backup);
+            next_.reset();  // due now
+        }
+        if (ctx_.wake_background) ctx_.wake_background();
+    }
+
+    // Db::backup_now(), after the backup (never under the writer lock): a round now, after the one
+    // running, if any; empty when everything went off the machine, else why not.
+    std::string ship_now() {
+        const auto [s, archive_dir] = ctx_.with_lock([&] { return std::pair{ctx_.config.offsite, archive_directory()}; });
+        if (s.remote.empty()) return {};
+        std::lock_guard round(round_);
+        run_round(s, archive_dir);
+        std::lock_guard lock(state_);
+        return error_;
+    }
+
+    // 2. maintain(), outside the writer lock. True when a round ran.
+    bool ship_if_due() {
+        const auto [s, archive_dir] = ctx_.with_lock([&] { return std::pair{ctx_.config.offsite, archive_directory()}; });
+        if (s.remote.empty() || ctx_.heal_due.load()) return false;  // (a heal first; the network after)
+        std::unique_lock round(round_, std::try_to_lock);  // a round running: this one is not needed
+        if (!round.owns_lock()) return false;
+        {
+            std::lock_guard lock(state_);
+            if (next_ && ctx_.now() < *next_) return false;
+        }
+        run_round(s, archive_dir);
+        return true;
+    }
+
+    // (the caller holds the writer lock) The first round is due at once.
+    [[nodiscard]] std::optional<time_point> next_due() const {
+        if (ctx_.config.offsite.remote.empty()) return std::nullopt;
+        std::lock_guard lock(state_);
+        return next_ ? next_ : std::optional<time_point>{ctx_.now()};
+    }
+
+    // 3. (the caller holds the writer lock) What is not off the machine yet is looked at now (a
+    // stat per segment): a commit since the last round counts at once.
+    void fill(health_snapshot& h) {
+        h.offsite_enabled = !ctx_.config.offsite.remote.empty();
+        if (!h.offsite_enabled) return;
+        const auto now = pending_now(archive_directory());
+        std::lock_guard lock(state_);
+        note_pending(now, ctx_.now());
+        h.last_offsite_time = last_ok_;
+        h.offsite_error = error_;
+        h.offsite_pending = pending_;
+        if (pending_since_)
+            h.offsite_lag = std::chrono::duration_cast<std::chrono::seconds>(ctx_.now() - *pending_since_);
+    }
+
+private:
+    struct version {
+        std::uintmax_t size = 0;
+        std::filesystem::file_time_type mtime{};
+        friend bool operator==(const version&, const version&) = default;
+    };
+
+    // (the caller holds round_, and not the writer lock: a round never takes it, so a thread that
+    // holds it and waits for the round cannot deadlock)
+    void run_round(const offsite_settings& s, const std::filesystem::path& archive_dir) {
+        const auto started = ctx_.now();
+        {
+            std::lock_guard lock(state_);
+            next_ = started + s.interval;
+            if (claimed_for_ != s.remote) claimed_for_.clear();  // another remote: check it again
+        }
+        std::string error = claim(s);
+        std::vector<std::filesystem::path> backups;
+        {
+            std::lock_guard lock(state_);
+            backups = unsent_backups_;
+        }
+        for (const auto& b : backups) {
+            if (!error.empty()) break;
+            std::error_code ec;
+            if (std::filesystem::exists(b, ec)) {  // (retention may have removed it meanwhile)
+                error = offsite_push(s, ctx_.path, "backups", b);
+                if (error.empty()) error = offsite_push(s, ctx_.path, "backups", b.parent_path() / "MANIFEST");
+                if (!error.empty()) break;
+            }
+            std::lock_guard lock(state_);
+            std::erase(unsent_backups_, b);
+        }
+        std::error_code ec;
+        if (error.empty() && !is_link_path(archive_dir) && std::filesystem::is_directory(archive_dir, ec)) {
+            for (const auto& name : archive::list_segments(archive_dir)) {
+                const auto file = archive_dir / name;
+                const auto now = version_of(file);
+                if (!now || shipped(name) == now) continue;
+                if (error = offsite_push(s, ctx_.path, "archive", file); !error.empty()) break;  // likely down
+                std::lock_guard lock(state_);
+                shipped_[name] = *now;
+            }
+        }
+        const auto left = pending_now(archive_dir);
+        bool report = false;
+        {
+            std::lock_guard lock(state_);
+            if (error.empty()) {
+                error_.clear();
+                last_ok_ = ctx_.clock.utc_now();
+                // What was committed during the round waits since the round began at most.
+                pending_since_.reset();
+                note_pending(left, started);
+            } else {
+                report = error_ != error;  // the same failure again: reported once
+                error_ = error;
+                note_pending(left, started);
+            }
+        }
+        if (report) ctx_.emit_since("offsite", started, outcome::warning, 0, error_class::io, error);
+    }
+
+    // The database's remote folder is this database's: claimed when new, never written to when it
+    // names another (a new empty database where a lost one was, or two databases of one name).
+    std::string claim(const offsite_settings& s) {
+        {
+            std::lock_guard lock(state_);
+            if (claimed_for_ == s.remote) return {};
+        }
+        const auto found = offsite_identity(s, ctx_.path);
+        if (!found.error.empty()) return found.error;
+        if (found.identity && *found.identity != ctx_.identity) {
+            return fmt::format("the remote folder {} holds the copies of another database (identity {}, this one is "
+                               "{}): nothing is written there; restore from it (resilite heal, resilite archive "
+                               "rebuild) or give this database another remote",
+                               offsite_folder(s, ctx_.path), *found.identity, ctx_.identity);
+        }
+        if (!found.identity) {
+            if (auto e = offsite_claim(s, ctx_.path, ctx_.identity); !e.empty()) return e;
+        }
+        std::lock_guard lock(state_);
+        claimed_for_ = s.remote;
+        return {};
+    }
+
+    [[nodiscard]] std::optional<version> shipped(const std::string& name) const {
+        std::lock_guard lock(state_);
+        const auto it = shipped_.find(name);
+        return it == shipped_.end() ? std::nullopt : std::optional<version>{it->second};
+    }
+
+    [[nodiscard]] static std::optional<version> version_of(const std::filesystem::path& p) {
+        std::error_code a, b;
+        const auto size = std::filesystem::file_size(p, a);
+        const auto mtime = std::filesystem::last_write_time(p, b);
+        if (a || b) return std::nullopt;
+        return version{size, mtime};
+    }
+
+    // Segments whose present version is not the one copied, plus the backups waiting.
+    [[nodiscard]] std::uint64_t pending_now(const std::filesystem::path& archive_dir) const {
+        std::uint64_t n = 0;
+        std::error_code ec;
+        if (!is_link_path(archive_dir) && std::filesystem::is_directory(archive_dir, ec))
+            for (const auto& name : archive::list_segments(archive_dir)) {
+                const auto v = version_of(archive_dir / name);
+                if (v && shipped(name) != v) ++n;
+            }
+        std::lock_guard lock(state_);
+        return n + unsent_backups_.size();
+    }
+
+    // (the caller holds state_)
+    void note_pending(std::uint64_t n, time_point since) {
+        pending_ = n;
+        if (n == 0) pending_since_.reset();
+        else if (!pending_since_) pending_since_ = since;
+    }
+
+    // (the caller holds the writer lock)
+    [[nodiscard]] std::filesystem::path archive_directory() const {
+        const auto& dir = ctx_.config.archive.directory;
+        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+    }
+
+    context<R>& ctx_;
+    std::mutex round_;
+    mutable std::mutex state_;
+    std::optional<time_point> next_;
+    std::string claimed_for_;  // the remote whose folder was found to be this database's
+    std::map<std::string, version> shipped_;
+    std::vector<std::filesystem::path> unsent_backups_;
+    std::optional<std::chrono::system_clock::time_point> last_ok_;
+    std::string error_;
+    std::uint64_t pending_ = 0;
+    std::optional<time_point> pending_since_;
+};
+
+}  // namespace resilite::detail

@@ -1,0 +1,222 @@
+// Off the machine: backups and archive segments copied to an rclone remote (a real one: `rclone
+// serve webdav` on loopback), the lag in health(), an unreachable remote, and a heal on a machine
+// that lost its backups and archive fetching them back.
+#include "archive_support.hpp"
+
+#include <resilite/testing/corruption.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+
+// Each file in its own namespace: the test files also compile as one unit (CI's unity build).
+namespace backup_offsite_tests {
+
+using namespace test::archive;
+using namespace std::chrono_literals;
+
+namespace {
+
+// A port nobody listens on now (the kernel's choice).
+int free_port() {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t n = sizeof a;
+    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &n);
+    ::close(fd);
+    return ntohs(a.sin_port);
+}
+
+bool accepting(int port) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(port));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
+    ::close(fd);
+    return ok;
+}
+
+// `rclone serve webdav ROOT` on 127.0.0.1, for as long as the object lives.
+class webdav_server {
+public:
+    explicit webdav_server(std::filesystem::path root) : root_(std::move(root)), port_(free_port()) {
+        std::filesystem::create_directories(root_);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            const auto addr = fmt::format("127.0.0.1:{}", port_);
+            ::execlp("rclone", "rclone", "serve", "webdav", root_.c_str(), "--addr", addr.c_str(), "-q",
+                     static_cast<char*>(nullptr));
+            std::_Exit(127);
+        }
+        // Ready when it accepts a connection (counted tries, not a time: a loaded machine waits longer).
+        for (int i = 0; i < 3000 && !accepting(port_); ++i)
+            std::this_thread::sleep_for(10ms);
+        REQUIRE(accepting(port_));
+    }
+    webdav_server(const webdav_server&) = delete;
+    webdav_server& operator=(const webdav_server&) = delete;
+    ~webdav_server() { stop(); }
+    void stop() {
+        if (pid_ <= 0) return;
+        ::kill(pid_, SIGTERM);
+        ::waitpid(pid_, nullptr, 0);
+        pid_ = -1;
+    }
+    [[nodiscard]] std::string remote() const { return fmt::format(":webdav,url='http://127.0.0.1:{}':app", port_); }
+    // The database's folder on the remote: <remote>/<database file name>/<kind>.
+    [[nodiscard]] std::filesystem::path folder(std::string_view kind) const { return root_ / "app" / "app.db" / kind; }
+
+private:
+    std::filesystem::path root_;
+    int port_;
+    pid_t pid_ = -1;
+};
+
+using OffsiteDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>,
+                                     resilite::backup<resilite::online_backup<>, resilite::on_demand>,
+                                     resilite::healing<>, common, test::manual_durability, resilite::manual_clock>;
+
+std::int64_t items_in(OffsiteDb& db) { return db.query_one<std::int64_t>("SELECT count(*) FROM items").value_or(-1); }
+
+}  // namespace
+
+TEST_CASE("offsite: backups and archive segments go to an rclone remote, health shows the lag, an unreachable "
+          "remote costs local work nothing, a heal on a machine that lost both fetches them back",
+          "[backup][offsite]") {
+    REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);  // (scripts/install-deps.sh installs it)
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto remote_root = dir / "remote";
+    auto server = std::make_unique<webdav_server>(remote_root);
+    test::event_log log;
+    resilite::manual_clock clock;
+    OffsiteDb::options o;
+    o.clock = clock;
+    o.observer = log.observer();
+    o.settings = OffsiteDb::default_settings();
+    o.settings->offsite.remote = server->remote();
+    o.settings->offsite.interval = 60s;
+    o.settings->offsite.timeout = 60s;
+    {
+        OffsiteDb db{path, o};
+        for (int i = 1; i <= 10; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+        // A backup goes off the machine with the manifest, as soon as it is taken.
+        const auto b = db.backup_now();
+        CHECK(b.offsite_error.empty());
+        CHECK(read_all(server->folder("backups") / b.path.filename()) == read_all(b.path));
+        CHECK(std::filesystem::exists(server->folder("backups") / "MANIFEST"));
+        // The archive's segments, byte for byte (the backup's round took them too).
+        const auto segments = resilite::detail::archive::list_segments(dir / "app.db.archive");
+        REQUIRE_FALSE(segments.empty());
+        for (const auto& s : segments)
+            CHECK(read_all(server->folder("archive") / s) == read_all(dir / "app.db.archive" / s));
+        auto h = db.health();
+        CHECK(h.offsite_enabled);
+        CHECK(h.offsite_pending == 0);
+        CHECK_FALSE(h.offsite_lag.has_value());
+        CHECK(h.last_offsite_time.has_value());
+        CHECK(h.offsite_error.empty());
+
+        // A commit since: the current segment waits for the next round, and the lag grows.
+        db.insert(Item{11, "item 11", 5.5, "t"});
+        h = db.health();
+        CHECK(h.offsite_pending == 1);
+        clock.advance(30s);
+        CHECK(db.health().offsite_lag == std::chrono::seconds{30});
+        static_cast<void>(db.maintain());  // not due yet
+        CHECK(db.health().offsite_pending == 1);
+        clock.advance(30s);
+        static_cast<void>(db.maintain());
+        h = db.health();
+        CHECK(h.offsite_pending == 0);
+        CHECK_FALSE(h.offsite_lag.has_value());
+        for (const auto& s : resilite::detail::archive::list_segments(dir / "app.db.archive"))
+            CHECK(read_all(server->folder("archive") / s) == read_all(dir / "app.db.archive" / s));
+
+        // The remote goes away: commits and backups go on locally; health says what waits and why.
+        server->stop();
+        log.clear();
+        for (int i = 12; i <= 15; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+        const auto late = db.backup_now();
+        CHECK(std::filesystem::exists(late.path));
+        CHECK(late.offsite_error.find("copying") != std::string::npos);
+        clock.advance(60s);
+        static_cast<void>(db.maintain());
+        h = db.health();
+        CHECK(h.offsite_pending >= 2);  // the backup and the current segment
+        CHECK(h.offsite_error.find("connection refused") != std::string::npos);
+        CHECK(h.offsite_lag.has_value());
+        CHECK(items_in(db) == 15);
+        const auto events = log.events();
+        CHECK(std::any_of(events.begin(), events.end(), [](const auto& e) {
+            return e.name == "offsite" && e.result == resilite::outcome::warning;
+        }));
+
+        // Back (at another address): the next round copies everything that waited.
+        server = std::make_unique<webdav_server>(remote_root);
+        auto s = db.current_settings();
+        s.offsite.remote = server->remote();
+        db.reconfigure(s);
+        clock.advance(60s);
+        static_cast<void>(db.maintain());
+        h = db.health();
+        CHECK(h.offsite_pending == 0);
+        CHECK(h.offsite_error.empty());
+        CHECK(std::filesystem::exists(server->folder("backups") / late.path.filename()));
+    }
+    o.settings->offsite.remote = server->remote();
+
+    // A dead disk: the backups and the archive are gone, and the database is damaged.
+    std::filesystem::remove_all(dir / "app.db.backups");
+    std::filesystem::remove_all(dir / "app.db.archive");
+    std::mt19937_64 rng{9};
+    resilite::testing::overwrite_header(path, rng);
+    OffsiteDb healed{path, o};  // healed at open, from what came back
+    CHECK(items_in(healed) == 15);
+    const auto rep = healed.last_heal();
+    REQUIRE(rep.has_value());
+    INFO(rep->to_text());
+    // No commit missing; what it names is the secret column of the rows after the backup (never
+    // archived, so no heal can bring it back).
+    CHECK(rep->may_be_lost.find("secret columns (items.token)") != std::string::npos);
+    CHECK(rep->may_be_lost.find("record") == std::string::npos);
+    REQUIRE(rep->committed_seq.has_value());
+    REQUIRE(rep->healed_seq.has_value());
+    CHECK(*rep->healed_seq >= *rep->committed_seq);
+    CHECK(std::any_of(rep->sources.begin(), rep->sources.end(), [](const auto& s) {
+        return s.source.starts_with("off the machine") && s.detail.find("fetched the archive and the backups") != std::string::npos;
+    }));
+    CHECK(std::filesystem::exists(dir / "app.db.archive"));
+
+    // Another database of the same name never writes into this one's folder on the remote (a
+    // new empty database where a lost one was would otherwise replace the copies a heal needs).
+    test::temp_dir other;
+    const auto manifest_before = read_all(server->folder("backups") / "MANIFEST");
+    OffsiteDb stranger{other / "app.db", o};
+    stranger.insert(Item{1, "x", 1.0, "t"});
+    const auto b = stranger.backup_now();
+    CHECK(b.offsite_error.find("holds the copies of another database") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(server->folder("backups") / b.path.filename()));
+    CHECK(read_all(server->folder("backups") / "MANIFEST") == manifest_before);
+    CHECK(stranger.health().offsite_error.find("another database") != std::string::npos);
+}
+
+}  // namespace backup_offsite_tests
