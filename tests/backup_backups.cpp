@@ -373,6 +373,18 @@ TEST_CASE("sink: a failing sink is reported with its exit code and its last stde
         CHECK(r.sink_error.find("exited with code 127") != std::string::npos);
         CHECK(r.sink_error.find("not found") != std::string::npos);
     }
+    // The wait is for the command itself: one that closes its stderr still reports its code, and
+    // one that leaves a child holding its stderr ends when it ends (not at the timeout).
+    o.settings->backup.sink = "exec 2>&-; exit 3";
+    {
+        Db db{dir / "d.db", o};
+        CHECK(db.backup_now().sink_error.find("exited with code 3") != std::string::npos);
+    }
+    o.settings->backup.sink = "sleep 30 & exit 0";
+    {
+        Db db{dir / "e.db", o};
+        CHECK(db.backup_now().sink_error.empty());  // (the old wait read stderr until the child let it go)
+    }
     // One that never ends is killed at the timeout, with everything it started (its process group).
     o.settings->backup.sink = "sleep 600 & sleep 600; wait";
     o.settings->backup.sink_timeout = std::chrono::seconds{1};

@@ -644,4 +644,23 @@ inline bool install_triggers(sqlite::connection& c, const std::vector<capture_ta
     return changed;
 }
 
+// The columns a database's capture triggers leave out ("table.column", lower case): its secret
+// columns, read from the database itself, for a program that does not declare the schema (the
+// resilite command) and for tables the schema does not declare. A table without an insert
+// trigger is not archived and adds nothing.
+[[nodiscard]] inline std::set<std::string> unarchived_columns(sqlite::connection& c) {
+    std::set<std::string> out;
+    for (auto& [table, sql] : c.query_all<std::string, std::string>(
+             "SELECT tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'resilite\\_archive\\_%\\_insert' "
+             "ESCAPE '\\' AND sql IS NOT NULL")) {
+        for (auto& col : c.query_all<std::string>("SELECT name FROM pragma_table_info(?)", table)) {
+            std::string quoted = "NEW.\"";
+            for (const char ch : col)
+                quoted += ch == '"' ? std::string{"\"\""} : std::string(1, ch);
+            if (sql.find(quoted + "\"") == std::string::npos) out.insert(lower(table) + "." + lower(col));
+        }
+    }
+    return out;
+}
+
 }  // namespace resilite::detail::archive

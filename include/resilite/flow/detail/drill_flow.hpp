@@ -128,13 +128,15 @@ private:
         sqlite::connection restored{scratch.database(), SQLITE_OPEN_READONLY};
         std::vector<std::string> different;
         const auto declared = archive::capture_tables(R::schema::definition());
+        auto left_out = excluded;  // and the columns the capture triggers leave out (undeclared secrets)
+        left_out.merge(archive::unarchived_columns(live));
         for (const auto& name : archive::user_tables(live)) {
             const auto d = std::find_if(declared.begin(), declared.end(),
                                         [&](const archive::capture_table& x) { return lower(x.name) == lower(name); });
             const archive::capture_table t = d != declared.end() ? *d : archive::capture_table{name, {}};
             std::vector<std::string> columns;
             for (auto& c : live.template query_all<std::string>("SELECT name FROM pragma_table_info(?)", t.name))
-                if (t.secrets.count(lower(c)) == 0 && !excluded.contains(lower(t.name) + "." + lower(c)))
+                if (t.secrets.count(lower(c)) == 0 && !left_out.contains(lower(t.name) + "." + lower(c)))
                     columns.push_back(std::move(c));
             const auto a = archive::content_hash(live, t.name, columns);
             const auto b = archive::content_hash(restored, t.name, columns);

@@ -476,7 +476,7 @@ private:
                 rep.may_be_lost = *loss;
                 number_after_loss(candidate.database());
             } else if (to && from && *to > *from) {
-                rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns");
+                rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns", candidate.database());
             }
             add_loss(rep, batched_window());
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
@@ -514,7 +514,7 @@ private:
             rep.archive_from_seq = 0;
             rep.archive_to_seq = r.last_seq;
             rep.healed_seq = r.last_seq;
-            rep.may_be_lost = loss ? *loss : secrets_note("the secret columns");
+            rep.may_be_lost = loss ? *loss : secrets_note("the secret columns", candidate.database());
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
@@ -690,11 +690,18 @@ private:
     }
 
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
-    [[nodiscard]] static std::string secrets_note(std::string_view which) {
-        std::vector<std::string> secrets;
+    // The declared ones, and those the database's capture triggers leave out (a program that does
+    // not declare the schema, such as the resilite command, must name them too).
+    [[nodiscard]] static std::string secrets_note(std::string_view which, const std::filesystem::path& db) {
+        std::set<std::string> secrets;
         for (const auto& t : archive::capture_tables(R::schema::definition()))
             for (const auto& c : t.secrets)
-                secrets.push_back(t.name + "." + c);
+                secrets.insert(lower(t.name) + "." + c);
+        try {
+            sqlite::connection c{db, SQLITE_OPEN_READONLY};
+            secrets.merge(archive::unarchived_columns(c));
+        } catch (const std::exception&) {  // (the declared ones are still named)
+        }
         if (secrets.empty()) return {};
         return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
     }
