@@ -8,6 +8,7 @@
 // on stdout; --quiet prints nothing but errors; messages are plain lines on stderr, never a stack
 // trace. Exit codes: 0 ok, 1 critical (or the command could not do what was asked), 2 warnings.
 #include <resilite/archive/detail/high_water.hpp>
+#include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
@@ -100,8 +101,7 @@ places find_places(const fs::path& db, const fs::path& settings_file, const fs::
     resilite::detail::read_environment("resilite", db.string()).apply_to(p.settings);
     if (!backup_dir.empty()) p.settings.backup.directory = backup_dir.string();
     p.backups = resilite::detail::backup_directory(db, p.settings.backup);
-    p.archive = p.settings.archive.directory.empty() ? fs::path{db.string() + ".archive"}
-                                                     : fs::path{p.settings.archive.directory};
+    p.archive = resilite::detail::archive::archive_directory(db, p.settings.archive.directory);
     p.quarantine = resilite::detail::quarantine_root(db, p.settings.healing);
     return p;
 }

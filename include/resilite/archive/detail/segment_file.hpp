@@ -24,6 +24,11 @@
 
 namespace resilite::detail::archive {
 
+// Where a database's archive is: the configured directory, or "<database>.archive" beside it.
+[[nodiscard]] inline std::filesystem::path archive_directory(const std::filesystem::path& db, const std::string& configured) {
+    return configured.empty() ? std::filesystem::path{db.string() + ".archive"} : std::filesystem::path{configured};
+}
+
 [[nodiscard]] inline bool is_segment_name(std::string_view n) {
     return n.size() == 11 && n.ends_with(".sql") && n[4] == '_' &&
            std::all_of(n.begin(), n.begin() + 4, [](char c) { return c >= '0' && c <= '9'; }) &&

@@ -12,6 +12,7 @@
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -46,7 +47,7 @@ public:
             std::lock_guard lock(ctx_.published_mutex);
             dir = ctx_.published.archive.directory;
         }
-        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+        return archive::archive_directory(ctx_.path, dir);
     }
 
     [[nodiscard]] bool active() const noexcept { return writer_.has_value(); }

@@ -786,8 +786,7 @@ private:
     }
 
     [[nodiscard]] std::filesystem::path archive_directory(const settings& s) const {
-        const auto& dir = s.archive.directory;
-        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+        return archive::archive_directory(ctx_.path, s.archive.directory);
     }
 
     [[nodiscard]] static std::uintmax_t archive_bytes(const std::filesystem::path& dir) {

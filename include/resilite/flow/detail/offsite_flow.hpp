@@ -221,8 +221,7 @@ private:
 
     // (the caller holds the writer lock)
     [[nodiscard]] std::filesystem::path archive_directory() const {
-        const auto& dir = ctx_.config.archive.directory;
-        return dir.empty() ? std::filesystem::path{ctx_.path.string() + ".archive"} : std::filesystem::path{dir};
+        return archive::archive_directory(ctx_.path, ctx_.config.archive.directory);
     }
 
     context<R>& ctx_;
