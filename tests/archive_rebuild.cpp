@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <tuple>
 
 // Each file in its own namespace: the test files also compile as one unit (CI's unity build).
 namespace archive_rebuild_tests {
@@ -290,6 +291,35 @@ TEST_CASE(
         CHECK(std::any_of(r.problems.begin(), r.problems.end(),
                           [](const auto& p) { return p.what == K::damaged || p.what == K::checksum; }));
         twice_same();
+    }
+    SECTION("a point in time: the records up to it, damage after it costs nothing, a gap just before it refuses") {
+        resilite::rebuild_options o;
+        o.until_seq = 4;  // (record 4 inserts r3, as the tampered-value section shows)
+        auto [r, names] = rebuild_rows(o);
+        CHECK(names == std::vector<std::string>{"r1", "r2", "r3"});
+        CHECK(r.last_seq == 4);
+        CHECK(r.rebuildable());
+        // A tampered record after the point is not needed.
+        auto tampered = original;
+        tampered[tampered.find("'r5'") + 2] = '9';
+        write_all(seg, tampered);
+        std::tie(r, names) = rebuild_rows(o);
+        CHECK(names == std::vector<std::string>{"r1", "r2", "r3"});
+        CHECK(r.rebuildable());
+        // Record 5 missing and the point at 5: the result would silently be the state at 4.
+        const auto rec = record_text(original, 5);
+        auto removed = original;
+        removed.erase(removed.find(rec), rec.size());
+        write_all(seg, removed);
+        o.until_seq = 5;
+        try {
+            static_cast<void>(resilite::rebuild(seg.parent_path(), dir / "refused.db", o));
+            FAIL("a point in time with a record missing just before it was rebuilt");
+        } catch (const resilite::error& e) {
+            CHECK(e.technical().report.find("txn 5 to 5, before the point in time asked, are missing") !=
+                  std::string::npos);
+        }
+        CHECK_FALSE(std::filesystem::exists(dir / "refused.db"));
     }
     SECTION("a missing record is a gap") {
         const auto rec = record_text(original, 4);

@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <set>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -102,12 +103,14 @@ struct archive_limit {
         // (records are in sequence order, and their times too unless a time_order problem says not)
         // A damaged record is not needed when it is past the limit by number, or numbered after
         // a record left out by time (times go forward with the numbers).
-        std::int64_t first_left_out = limit.seq;
+        std::optional<std::int64_t> first_left_out;
         for (const auto& r : a.records)
-            if (limit.excludes(r.header)) first_left_out = std::min(first_left_out, r.header.seq);
+            if (limit.excludes(r.header) && (!first_left_out || r.header.seq < *first_left_out))
+                first_left_out = r.header.seq;
+        const auto not_needed_after = first_left_out ? std::min(*first_left_out, limit.seq) : limit.seq;
         std::erase_if(a.records, [&](const record& r) { return limit.excludes(r.header); });
         for (const auto& [seq, index] : damaged) {
-            if (seq > first_left_out && a.problems[index].fatal) {
+            if (seq > not_needed_after && a.problems[index].fatal) {
                 a.problems[index].fatal = false;
                 a.problems[index].message += " (after the point in time asked: not needed)";
             }
@@ -115,12 +118,13 @@ struct archive_limit {
         // Records missing just before the first one left out: without them the result would be an
         // earlier point than the one asked for, silently.
         const auto last_kept = a.records.empty() ? std::int64_t{0} : a.records.back().header.seq;
-        if (first_left_out != limit.seq && last_kept + 1 < first_left_out) {
+        const auto point = first_left_out ? std::min(*first_left_out - 1, limit.seq) : last_kept;
+        if (last_kept < point) {
             a.problems.push_back({K::gap, a.records.empty() ? std::string{} : a.records.back().segment,
                                   a.records.empty() ? 0 : a.records.back().line,
                                   fmt::format("txn {} to {}, before the point in time asked, are missing",
-                                              last_kept + 1, first_left_out - 1),
-                                  true, first_left_out - 1});
+                                              last_kept + 1, point),
+                                  true, point});
         }
     }
     for (std::size_t i = 0; i < a.records.size(); ++i) {
