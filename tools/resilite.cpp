@@ -192,9 +192,8 @@ resilite::health_snapshot file_health(const fs::path& db, const places& p) {
 
 void require_existing_database(const fs::path& db) {
     require_database(db);
-    if (!resilite::check_health(db, resilite::check_level::header).ok() &&
-        resilite::check_health(db, resilite::check_level::header).result ==
-            resilite::health_report::finding::not_a_database)
+    if (resilite::check_health(db, resilite::check_level::header).result ==
+        resilite::health_report::finding::not_a_database)
         throw refusal{fmt::format("{} is not an SQLite database", db.string())};
 }
 
