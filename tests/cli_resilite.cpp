@@ -77,7 +77,7 @@ TEST_CASE("cli.help: resilite --help lists every subcommand, each has its own --
                             "quarantine", "archive"})
         CHECK(r.out.find(fmt::format("\n  {} ", sub)) != std::string::npos);
     const auto archive = run_cli(dir, "archive --help");
-    for (const char* sub : {"verify", "report", "rebuild", "replay"})
+    for (const char* sub : {"verify", "report", "rebuild", "replay", "repair"})
         CHECK(archive.out.find(fmt::format("\n  {} ", sub)) != std::string::npos);
     CHECK(run_cli(dir, "heal --help").out.find("--dry-run") != std::string::npos);
     CHECK(run_cli(dir, "quarantine list --help").code == 0);
@@ -208,6 +208,67 @@ TEST_CASE("cli.archive: verify and report read the archive, compared with the li
     r = run_cli(dir, fmt::format("archive verify '{}'", (dir / "nowhere").string()));
     CHECK(r.code == 1);
     CHECK(r.err_lines() == 1);
+}
+
+TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, the database's snapshot makes the "
+          "archive whole again; refusals change nothing",
+          "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    const auto archive = dir / "app.db.archive";
+    const auto segment = archive / resilite::detail::archive::list_segments(archive).front();
+    // One record's text changed (its CRC-32 no longer matches), garbage after it, a torn tail.
+    auto text = read_all(segment);
+    const auto at = text.find("'item 7'");
+    REQUIRE(at != std::string::npos);
+    text[at + 1] = 'I';
+    const auto next = text.find("-- txn ", at);
+    text.insert(next, "garbage from elsewhere\n");
+    text += "-- txn 999 2026-12-05T10:00:00.000Z changes outbox 1-1 bytes 80\nBEGIN;\nINSERT";
+    write_all(segment, text);
+    REQUIRE(run_cli(dir, fmt::format("archive verify '{}'", archive.string())).code == 1);
+
+    // A copy of the directory under another name: no database can be found for it, so nothing
+    // keeps writers out: refused unless the operator says every writer is stopped.
+    const auto copy = dir / "copy";
+    std::filesystem::copy(archive, copy);
+    auto r = run_cli(dir, fmt::format("archive repair '{}'", copy.string()));
+    CHECK(r.code == 1);
+    CHECK(r.err_lines() == 1);
+    CHECK(r.err.find("--writers-stopped") != std::string::npos);
+    CHECK(read_all(copy / segment.filename()) == text);
+    r = run_cli(dir, fmt::format("--json archive repair '{}' --writers-stopped", copy.string()));
+    CHECK(r.code == 1);  // the changed record is gone: a gap, and no database to take a snapshot from
+    auto j = r.json();
+    REQUIRE(j["repaired"].size() == 1);
+    CHECK(j["repaired"][0]["removed_spans"] == 2);
+    const auto aside = read_all(j["repaired"][0]["set_aside"].get<std::string>());
+    CHECK(aside.find("'Item 7'") != std::string::npos);
+    CHECK(aside.find("garbage from elsewhere") != std::string::npos);
+    CHECK(aside.find("-- txn 999") != std::string::npos);
+    CHECK(j["snapshot_seq"].is_null());
+    CHECK(j["after"]["rebuildable"] == false);
+    bool gap = false;
+    for (const auto& p : j["after"]["problems"])
+        gap = gap || (p["kind"] == "sequence gap" && p["fatal"] == true);
+    CHECK(gap);
+
+    // The default directory: its database is found beside it, locked, and snapshotted.
+    r = run_cli(dir, fmt::format("--json archive repair '{}'", archive.string()));
+    CHECK(r.code == 2);
+    j = r.json();
+    CHECK(j["database"] == db.string());
+    CHECK(j["snapshot_seq"].is_number());
+    CHECK(j["after"]["rebuildable"] == true);
+    CHECK(j["after"]["reproduces_live"] == true);
+    CHECK(run_cli(dir, fmt::format("archive verify '{}'", archive.string())).code == 0);
+    const auto rebuilt = dir / "rebuilt.db";
+    REQUIRE(run_cli(dir, fmt::format("--quiet archive rebuild '{}' '{}'", archive.string(), rebuilt.string())).code == 0);
+    CHECK(count_items(rebuilt) == 20);
+    r = run_cli(dir, fmt::format("archive repair '{}' --db '{}'", archive.string(), db.string()));
+    CHECK(r.code == 0);
+    CHECK(r.out.find("nothing to repair") != std::string::npos);
 }
 
 TEST_CASE("cli.heal: heal reset lets healing run again, and refuses a path with no database", "[cli]") {

@@ -11,6 +11,7 @@
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/archive/rebuild.hpp>
+#include <resilite/archive/repair_archive.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/backup/restore.hpp>
@@ -603,6 +604,45 @@ int archive_replay(const output& out, const fs::path& dir, const fs::path& db) {
     return r.exit_code();
 }
 
+// Without --db, the database beside a directory named "<db>.archive" (the default place) is
+// the one whose write lock keeps the writers out; with none, the operator must say that every
+// writer is stopped.
+int archive_repair(const output& out, const fs::path& dir, fs::path db, bool writers_stopped) {
+    require_directory(dir);
+    std::error_code ec;
+    if (db.empty() && !writers_stopped) {
+        const auto name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
+        const auto beside = (dir.filename().empty() ? dir.parent_path() : dir).parent_path() /
+                            name.substr(0, name.size() - std::string_view{".archive"}.size());
+        if (name.ends_with(".archive") && name.size() > 8 && fs::is_regular_file(beside, ec)) db = beside;
+        else
+            throw refusal{fmt::format("name the database that writes {} with --db (its write lock keeps the "
+                                      "application's writers out while the archive is rewritten), or stop every "
+                                      "writer and pass --writers-stopped; nothing was changed",
+                                      dir.string())};
+    }
+    resilite::repair_options o;
+    if (!db.empty()) {
+        require_existing_database(db);
+        o.live_database = db;
+    }
+    o.writers_stopped = writers_stopped;
+    const auto r = resilite::repair_archive(dir, o);
+    nlohmann::json repaired = nlohmann::json::array();
+    for (const auto& s : r.repaired)
+        repaired.push_back({{"segment", s.segment},
+                            {"kept_records", s.kept_records},
+                            {"removed_spans", s.removed_spans},
+                            {"removed_bytes", s.removed_bytes},
+                            {"set_aside", s.set_aside.string()}});
+    nlohmann::json j{{"directory", dir.string()},       {"database", db.empty() ? nlohmann::json(nullptr) : nlohmann::json(db.string())},
+                     {"repaired", std::move(repaired)}, {"left_alone", r.left_alone},
+                     {"after", archive_json(r.after)}};
+    j["snapshot_seq"] = r.snapshot_seq ? nlohmann::json(*r.snapshot_seq) : nlohmann::json(nullptr);
+    out.print(j, r.to_text());
+    return r.exit_code();
+}
+
 int heal_reset(const output& out, const fs::path& db) {
     require_database(db);
     const auto attempts = resilite::detail::read_marker(db).heal_attempts;
@@ -742,6 +782,16 @@ int main(int argc, char** argv) {
     replay_cmd->add_option("DIR", dir, "The archive directory")->required();
     replay_cmd->add_option("DB", db, "The database")->required();
     replay_cmd->callback([&] { code = archive_replay(out, dir, db); });
+
+    bool writers_stopped = false;
+    auto* repair_cmd = archive_cmd->add_subcommand(
+        "repair", "Set aside damaged, torn and garbage records into kept files; with the database, a fresh snapshot "
+                  "so the archive can rebuild everything again");
+    repair_cmd->add_option("DIR", dir, "The archive directory")->required();
+    repair_cmd->add_option("--db", db, "The database that writes this archive (default: <DB>.archive's DB)");
+    repair_cmd->add_flag("--writers-stopped", writers_stopped,
+                         "No database is named: every application that writes this archive is stopped");
+    repair_cmd->callback([&] { code = archive_repair(out, dir, db, writers_stopped); });
 
     try {
         app.parse(argc, argv);

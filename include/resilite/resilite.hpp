@@ -5,6 +5,7 @@
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/archive/rebuild.hpp>
+#include <resilite/archive/repair_archive.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>

@@ -36,6 +36,7 @@
 #include <iterator>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -76,7 +77,8 @@ public:
     // everything until it can). Returns notes worth an event (empty when all was routine).
     // `migrated`: migrations ran before this; their row changes went through the capture
     // triggers of the old shape, so only a snapshot describes the result for certain.
-    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated) {
+    // `snapshot_reason`: a full snapshot is asked for (archive repair); the note says why.
+    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated, std::string_view snapshot_reason = {}) {
         std::vector<std::string> notes;
         {
             // Its own transaction, or the caller's (a record about to be written ahead).
@@ -98,7 +100,8 @@ public:
                                             "until it can",
                                             e.technical().note));
             }
-            bool need_baseline = false;
+            bool need_baseline = !snapshot_reason.empty();
+            if (need_baseline) notes.emplace_back(snapshot_reason);
             if (!readable) {
                 last_seq_ = std::max(last_seq_, db_seq);
                 last_id_ = db_id;
