@@ -471,6 +471,89 @@ TEST_CASE("archive rebuild never writes over a database and leaves no temporary 
         CHECK(e.path().filename().string().find("rebuild") == std::string::npos);
 }
 
+namespace {
+// What a progress_fn was told, step by step.
+struct progress_log {
+    struct call {
+        std::string operation, step, unit;
+        std::uint64_t done, total;
+    };
+    std::vector<call> calls;
+    resilite::progress_fn fn() {
+        return [this](const resilite::progress& p) {
+            calls.push_back({std::string{p.operation}, std::string{p.step}, std::string{p.unit}, p.done, p.total});
+        };
+    }
+    // Each step: told at its start (0) and its end (done == total), never backwards, at most
+    // once per whole percent (a known total) in between.
+    void check_step(const std::string& operation, const std::string& step) const {
+        std::vector<call> mine;
+        for (const auto& c : calls)
+            if (c.operation == operation && c.step == step) mine.push_back(c);
+        INFO(operation << ": " << step);
+        REQUIRE(mine.size() >= 2);
+        CHECK(mine.front().done == 0);
+        CHECK(mine.back().done == mine.back().total);
+        CHECK(mine.back().total > 0);
+        for (std::size_t i = 1; i < mine.size(); ++i)
+            CHECK(mine[i].done >= mine[i - 1].done);
+        if (mine.front().total > 0) CHECK(mine.size() <= 102);
+    }
+};
+}  // namespace
+
+TEST_CASE("archive progress: a rebuild and a replay tell the records applied and the integrity check's steps, "
+          "from 0 to the total",
+          "[archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    {
+        ItemsDb d{db};
+        for (int i = 1; i <= 250; ++i)
+            d.insert(Item{i, fmt::format("item {}", i), i * 0.5, "secret"});
+    }
+    const auto archive = dir / "app.db.archive";
+    progress_log log;
+    resilite::rebuild_options o;
+    o.on_progress = log.fn();
+    const auto r = resilite::rebuild(archive, dir / "rebuilt.db", o);
+    log.check_step("rebuild", "applying records");
+    log.check_step("rebuild", "checking integrity");
+    const auto applying = std::find_if(log.calls.begin(), log.calls.end(),
+                                       [](const auto& c) { return c.step == "applying records"; });
+    CHECK(applying->total == static_cast<std::uint64_t>(r.applied_records));
+    CHECK(applying->unit == "records");
+    CHECK(log.calls.back().step == "checking integrity");  // in order: records, then the check
+
+    // A replay into a copy that holds the first records applies the rest, and says so.
+    resilite::replay_options ro;
+    progress_log replay_log;
+    ro.on_progress = replay_log.fn();
+    ro.until_seq = 0;
+    const auto copy = dir / "copy.db";
+    {
+        resilite::rebuild_options partial;
+        partial.until_seq = 100;
+        static_cast<void>(resilite::rebuild(archive, copy, partial));
+    }
+    const auto rr = resilite::replay_archive(archive, copy, ro);
+    replay_log.check_step("replay", "applying records");
+    CHECK(replay_log.calls.back().total == static_cast<std::uint64_t>(rr.applied_records));
+    CHECK(rr.applied_records > 100);
+
+    // A full check counts SQLite's steps (no total known in advance): its end is still told.
+    progress_log check_log;
+    CHECK(resilite::check_health(db, resilite::check_level::full, check_log.fn()).ok());
+    REQUIRE_FALSE(check_log.calls.empty());
+    CHECK(check_log.calls.front().total == 0);
+    CHECK(check_log.calls.back().done == check_log.calls.back().total);
+
+    // A callback that throws never fails the work.
+    resilite::rebuild_options throwing;
+    throwing.on_progress = [](const resilite::progress&) { throw std::runtime_error("display gone"); };
+    CHECK(resilite::rebuild(archive, dir / "again.db", throwing).rebuildable());
+}
+
 TEST_CASE("archive segments are plain SQL: the sqlite3 shell replays them to the same rows", "[archive]") {
     test::temp_dir dir;
     const auto seg = five_inserts(dir.path());

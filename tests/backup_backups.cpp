@@ -179,6 +179,36 @@ TEST_CASE("backup-under-writes: a backup taken while a writer commits holds exac
     }
 }
 
+TEST_CASE("backup progress: options.on_progress is told the pages copied, from 0 to the database's page count",
+          "[backup]") {
+    test::temp_dir dir;
+    using Db = backed_db<resilite::backup<resilite::online_backup<7>, resilite::on_demand>>;
+    std::vector<resilite::progress> calls;
+    std::vector<std::string> steps;
+    Db::options o;
+    o.on_progress = [&](const resilite::progress& p) {
+        calls.push_back(p);
+        steps.emplace_back(p.step);
+    };
+    Db db{dir / "app.db", std::move(o)};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad BLOB)");
+    db.transaction([](auto& tx) {
+        for (int i = 0; i < 200; ++i)
+            tx.exec("INSERT INTO t(n, pad) VALUES(?, randomblob(2000))", i);
+    });
+    const auto pages = db.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
+    static_cast<void>(db.backup_now());
+    REQUIRE(calls.size() >= 3);  // 7 pages a step: the start, some percents, the end
+    CHECK(calls.front().operation == "backup");
+    CHECK(steps.front() == "copying pages");
+    CHECK(calls.front().unit == "pages");
+    CHECK(calls.back().done == static_cast<std::uint64_t>(pages));
+    CHECK(calls.back().total == static_cast<std::uint64_t>(pages));
+    CHECK(calls.size() <= 103);
+    for (std::size_t i = 1; i < calls.size(); ++i)
+        CHECK(calls[i].done >= calls[i - 1].done);
+}
+
 TEST_CASE("health after a reopen shows the last backup from the directory, not nothing", "[backup]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -7,7 +7,11 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include <pty.h>
 #include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdlib>
 #include <filesystem>
@@ -38,6 +42,40 @@ cli_result run_cli(const test::temp_dir& dir, const std::string& args) {
     const auto cmd = fmt::format("'{}' {} > '{}' 2> '{}'", RESILITE_CLI_PATH, args, out.string(), err.string());
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_all(out), read_all(err)};
+}
+
+// `resilite <args>` with stdout and stderr on a pseudo-terminal, as an operator's shell has
+// them; what the terminal received, both streams together.
+cli_result run_cli_on_terminal(const std::vector<std::string>& args) {
+    std::vector<std::string> owned{RESILITE_CLI_PATH};
+    owned.insert(owned.end(), args.begin(), args.end());
+    std::vector<char*> argv;
+    for (auto& a : owned)
+        argv.push_back(a.data());
+    argv.push_back(nullptr);
+    int master = -1;
+    const pid_t pid = ::forkpty(&master, nullptr, nullptr, nullptr);
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        ::execv(argv[0], argv.data());
+        ::_exit(127);
+    }
+    std::string out;
+    char buf[4096];
+    for (;;) {  // until the command has exited and its side of the terminal is closed (EIO)
+        const auto n = ::read(master, buf, sizeof buf);
+        if (n > 0) {
+            out.append(buf, static_cast<std::size_t>(n));
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else {
+            break;
+        }
+    }
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    ::close(master);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out, {}};
 }
 
 // reset_healing changes nothing in the sidecar but the count of heals that did not succeed.
@@ -269,6 +307,62 @@ TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, t
     r = run_cli(dir, fmt::format("archive repair '{}' --db '{}'", archive.string(), db.string()));
     CHECK(r.code == 0);
     CHECK(r.out.find("nothing to repair") != std::string::npos);
+}
+
+TEST_CASE("cli.progress: on a terminal rebuild, replay, a full check, backup and heal draw a bar on stderr; "
+          "redirected or --quiet, nothing",
+          "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    {
+        ItemsDb d{db};
+        for (int i = 1; i <= 300; ++i)
+            d.insert(Item{i, fmt::format("item {}", i), i * 0.25, "secret"});
+    }
+    const auto archive = (dir / "app.db.archive").string();
+    const auto bar_of = [](const std::string& out, const std::string& what) {
+        // The line of the bar's end: "<what> [####...] 100%" drawn over the earlier ones with \r.
+        return out.find("\r") != std::string::npos && out.find(what + " [") != std::string::npos &&
+               out.find(std::string(30, '#') + "] 100%") != std::string::npos;
+    };
+    auto r = run_cli_on_terminal({"archive", "rebuild", archive, (dir / "rebuilt.db").string()});
+    CHECK(r.code == 0);
+    CHECK(bar_of(r.out, "rebuild: applying records"));
+    CHECK(r.out.find("records)") != std::string::npos);
+    CHECK(r.out.find("rebuild: checking integrity") != std::string::npos);
+    CHECK(count_items(dir / "rebuilt.db") == 300);
+
+    // Redirected (a script, a log) or --quiet: no bar at all.
+    auto plain = run_cli(dir, fmt::format("archive rebuild '{}' '{}'", archive, (dir / "again.db").string()));
+    CHECK(plain.code == 0);
+    CHECK(plain.err.empty());
+    r = run_cli_on_terminal({"--quiet", "archive", "rebuild", archive, (dir / "quiet.db").string()});
+    CHECK(r.code == 0);
+    CHECK(r.out.empty());
+
+    REQUIRE(run_cli(dir, fmt::format("--quiet archive rebuild '{}' '{}' --until 100", archive,
+                                     (dir / "partial.db").string()))
+                .code == 0);
+    r = run_cli_on_terminal({"archive", "replay", archive, (dir / "partial.db").string()});
+    CHECK(r.code == 0);
+    CHECK(bar_of(r.out, "replay: applying records"));
+
+    r = run_cli_on_terminal({"check", "--level", "full", db.string()});
+    CHECK(r.code == 0);
+    CHECK(r.out.find("check: integrity_check") != std::string::npos);
+
+    r = run_cli_on_terminal({"backup", db.string()});
+    CHECK(r.code == 0);
+    CHECK(bar_of(r.out, "backup: copying pages"));
+
+    add_items(db, 301, 310);
+    std::mt19937_64 rng{7};
+    resilite::testing::overwrite_header(db, rng);
+    r = run_cli_on_terminal({"heal", db.string()});
+    CHECK(r.code == 2);  // healed; the secret column of the rows after the backup is named
+    CHECK(r.out.find("heal: replaying the archive [") != std::string::npos);
+    CHECK(r.out.find("heal: swap [") != std::string::npos);
+    CHECK(count_items(db) == 310);
 }
 
 TEST_CASE("cli.heal: heal reset lets healing run again, and refuses a path with no database", "[cli]") {

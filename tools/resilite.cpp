@@ -25,17 +25,24 @@
 #include <resilite/version.hpp>
 
 #include <CLI/CLI.hpp>
+#include <signal.h>
+#include <unistd.h>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
+#include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <optional>
 #include <set>
 #include <exception>
 #include <filesystem>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace {
@@ -58,6 +65,60 @@ struct output {
         }
     }
 };
+
+// A progress bar on stderr for the long subcommands, only when stderr is a terminal and not
+// --quiet: one line redrawn in place, ended when its step ends or another begins.
+class progress_bar {
+public:
+    void enable(bool on) { on_ = on && ::isatty(STDERR_FILENO) == 1; }
+    [[nodiscard]] resilite::progress_fn fn() {
+        if (!on_) return {};
+        return [this](const resilite::progress& p) { draw(p); };
+    }
+    // Before any other line on stderr.
+    void end_line() {
+        if (!open_) return;
+        std::fputc('\n', stderr);
+        open_ = false;
+    }
+
+private:
+    void draw(const resilite::progress& p) {
+        auto key = fmt::format("{}: {}", p.operation, p.step);
+        if (key != key_) end_line();
+        key_ = std::move(key);
+        constexpr std::uint64_t width = 30;
+        std::string line;
+        if (p.total > 0) {
+            const auto pct = std::min<std::uint64_t>(100, p.done * 100 / p.total);
+            const auto fill = static_cast<std::size_t>(pct * width / 100);
+            line = fmt::format("{} [{}{}] {:3}%", key_, std::string(fill, '#'), std::string(width - fill, '-'), pct);
+            if (p.unit != "%") line += fmt::format(" ({}/{} {})", p.done, p.total, p.unit);
+        } else {
+            line = fmt::format("{} ... {} {}", key_, p.done, p.unit);
+        }
+        std::fprintf(stderr, "\r\033[K%s", line.c_str());
+        std::fflush(stderr);
+        open_ = true;
+        if (p.finished()) end_line();
+    }
+
+    bool on_ = false, open_ = false;
+    std::string key_;
+};
+progress_bar bar;
+
+// Ctrl-C during a rebuild or a replay stops it cleanly (nothing written); a second one kills.
+volatile std::sig_atomic_t interrupted = 0;
+void on_interrupt(int) { interrupted = 1; }
+std::function<bool()> stop_on_interrupt() {
+    struct ::sigaction sa {};
+    sa.sa_handler = on_interrupt;
+    sa.sa_flags = SA_RESETHAND;
+    sigemptyset(&sa.sa_mask);
+    ::sigaction(SIGINT, &sa, nullptr);
+    return [] { return interrupted != 0; };
+}
 
 // One plain line on stderr; the command then exits with `critical`.
 struct refusal {
@@ -129,6 +190,7 @@ tool_db::options tool_options(const places& p, bool heal) {
     s.healing = p.settings.healing;
     s.healing.enabled = heal;
     o.settings = s;
+    o.on_progress = bar.fn();
     return o;
 }
 
@@ -378,7 +440,7 @@ int check(const output& out, const fs::path& db, const std::string& level_name) 
     const auto level = level_name == "header" ? resilite::check_level::header
                        : level_name == "full" ? resilite::check_level::full
                                               : resilite::check_level::quick;
-    const auto r = resilite::check_health(db, level);
+    const auto r = resilite::check_health(db, level, bar.fn());
     const nlohmann::json j{{"database", db.string()},
                            {"level", std::string{resilite::to_string(r.level)}},
                            {"result", std::string{resilite::to_string(r.result)}},
@@ -583,6 +645,8 @@ int archive_rebuild(const output& out, const fs::path& dir, const fs::path& targ
     o.until_seq = until_seq;
     o.until_utc = until_time;
     o.tables = tables;
+    o.on_progress = bar.fn();
+    o.stop_when = stop_on_interrupt();
     const auto r = resilite::rebuild(dir, target, o);
     auto j = archive_json(r);
     j["target"] = target.string();
@@ -596,7 +660,10 @@ int archive_replay(const output& out, const fs::path& dir, const fs::path& db) {
     if (const auto pids = open_elsewhere(db); !pids.empty())
         throw refusal{fmt::format("{} is open in process {}; stop the application first (nothing was changed)",
                                   db.string(), fmt::join(pids, ", "))};
-    const auto r = resilite::replay_archive(dir, db);
+    resilite::replay_options o;
+    o.on_progress = bar.fn();
+    o.stop_when = stop_on_interrupt();
+    const auto r = resilite::replay_archive(dir, db, o);
     auto j = archive_json(r);
     j["applied_records"] = r.applied_records;
     out.print(j, fmt::format("replayed {} records from {} into {}\n{}", r.applied_records, dir.string(), db.string(),
@@ -794,6 +861,10 @@ int main(int argc, char** argv) {
     repair_cmd->callback([&] { code = archive_repair(out, dir, db, writers_stopped); });
 
     try {
+        // (--quiet may come anywhere on the line, and the callbacks need the bar)
+        bar.enable(true);
+        for (int i = 1; i < argc; ++i)
+            if (std::string_view{argv[i]} == "-q" || std::string_view{argv[i]} == "--quiet") bar.enable(false);
         app.parse(argc, argv);
     } catch (const CLI::CallForHelp& e) {
         return app.exit(e);
@@ -802,17 +873,22 @@ int main(int argc, char** argv) {
     } catch (const CLI::CallForVersion& e) {
         return app.exit(e);
     } catch (const CLI::ParseError& e) {
+        bar.end_line();
         std::fprintf(stderr, "resilite: %s (see resilite --help)\n", e.what());
         return critical;
     } catch (const refusal& r) {
+        bar.end_line();
         std::fprintf(stderr, "resilite: %s\n", r.message.c_str());
         return critical;
     } catch (const resilite::error& e) {
+        bar.end_line();
         std::fprintf(stderr, "resilite: %s\n", e.what());
         return critical;
     } catch (const std::exception& e) {
+        bar.end_line();
         std::fprintf(stderr, "resilite: %s\n", e.what());
         return critical;
     }
+    bar.end_line();
     return code;
 }

@@ -13,6 +13,7 @@
 #include <resilite/core/blob.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/error_class.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/core/slot.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/database.hpp>

@@ -15,6 +15,7 @@
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
@@ -41,6 +42,8 @@ struct rebuild_options {
     // Asked now and then while records are applied: true stops the rebuild with an
     // `interrupted` error, and nothing is written (e.g. a deadline).
     std::function<bool()> stop_when;
+    // Told how far the rebuild has come: records applied, then the integrity check's steps.
+    progress_fn on_progress;
     // A point in time: only the records up to this number (0: all) ...
     std::int64_t until_seq = 0;
     // ... and written at or before this UTC time, "2026-11-22T08:01:02Z" or with milliseconds
@@ -145,7 +148,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
             dir / fmt::format(".{}.rebuild-{}", new_db.filename().string().substr(0, 200), ::getpid());
         a::remove_database_files(tmp);
         try {
-            a::build_from_archive(contents, tmp, report, false, options.stop_when);
+            a::build_from_archive(contents, tmp, report, false, options.stop_when, &options.on_progress);
             if (!options.tables.empty()) a::keep_only(tmp, options.tables, report, new_db);
             if (const auto id = whole ? detail::read_archive_identity(archive_dir) : std::nullopt) {
                 // The rebuilt database is the archived one: it takes its identity, so that it

@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
@@ -24,6 +25,8 @@ struct replay_options {
     // Asked now and then while records are applied: true stops the replay with an
     // `interrupted` error, and nothing is applied (e.g. a deadline).
     std::function<bool()> stop_when;
+    // Told how far the replay has come: records applied.
+    progress_fn on_progress;
     // The last record to apply (0: all): a restore drill replays up to the record its
     // snapshot of the live database holds, so both sides show the same commit.
     std::int64_t until_seq = 0;
@@ -60,7 +63,8 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
             !contents.records.empty() && after < contents.records[contents.start].header.seq;
         report.applied_records =
             a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
-                             options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max());
+                             options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max(),
+                             &options.on_progress, "replay");
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
                              "replay_options::keep_going", db, after == 0);
         tx.commit();

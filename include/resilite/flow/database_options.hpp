@@ -3,6 +3,7 @@
 // clock instances (copies of a manual_clock share its timeline), optionally settings that
 // replace the ones seeded from the policies, and a failure-injection hook for tests.
 
+#include <resilite/core/progress.hpp>
 #include <resilite/flow/settings.hpp>
 
 #include <filesystem>
@@ -41,6 +42,10 @@ struct database_options {
     // connection is replaced). Put PRAGMAs, application functions or collations here; what it
     // throws fails the open (or the reconnect).
     std::function<void(sqlite::connection&)> on_connect{};
+    // Told how far the Database's long operations have come (a backup's copy, a heal at open or
+    // later: restoring, replaying, verifying), from the thread doing them (core/progress.hpp);
+    // for a progress bar. It must not call into the Database.
+    progress_fn on_progress{};
 };
 
 }  // namespace resilite

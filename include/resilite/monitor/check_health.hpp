@@ -2,7 +2,9 @@
 // resilite::check_health(path, level): looks at a database without changing it. Used at open
 // (header level) and by healing; applications can run it on demand.
 
+#include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/monitor/detail/peek_file.hpp>
 #include <resilite/monitor/detail/wal_check.hpp>
 #include <resilite/monitor/health_report.hpp>
@@ -33,8 +35,11 @@ namespace detail {
 }
 }  // namespace detail
 
+// `on_progress`: told how far a quick or full check has come, in SQLite's steps (the total is not
+// known in advance).
 [[nodiscard]] inline health_report check_health(const std::filesystem::path& path,
-                                                check_level level = check_level::quick) {
+                                                check_level level = check_level::quick,
+                                                const progress_fn& on_progress = {}) {
     using F = health_report::finding;
     health_report r;
     r.level = level;
@@ -111,7 +116,20 @@ namespace detail {
         sqlite::connection c{path, SQLITE_OPEN_READONLY};
         const auto pragma =
             level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
+        constexpr int steps_per_tick = 100000;
+        detail::progress_meter meter{&on_progress, "check", level == check_level::full ? "integrity_check" : "quick_check",
+                                     "steps", 0, 10 * steps_per_tick};
+        if (meter.active())
+            sqlite3_progress_handler(
+                c.native_handle(), steps_per_tick,
+                [](void* m) {
+                    static_cast<detail::progress_meter*>(m)->advance(steps_per_tick);
+                    return 0;
+                },
+                &meter);
         const auto lines = c.query_all<std::string>(pragma);
+        sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
+        meter.finish();
         if (lines.size() == 1 && lines[0] == "ok") return r;
         std::string found;
         for (const auto& l : lines)

@@ -29,6 +29,7 @@ public:
     // SQLITE_OK (more to copy), SQLITE_DONE, SQLITE_BUSY / SQLITE_LOCKED (try again), or an error.
     [[nodiscard]] int step(int pages) noexcept { return sqlite3_backup_step(b_, pages); }
     [[nodiscard]] int remaining() const noexcept { return sqlite3_backup_remaining(b_); }
+    [[nodiscard]] int pagecount() const noexcept { return sqlite3_backup_pagecount(b_); }
     // Releases the backup; returns SQLite's verdict on the whole copy.
     [[nodiscard]] int finish() noexcept { return sqlite3_backup_finish(std::exchange(b_, nullptr)); }
 

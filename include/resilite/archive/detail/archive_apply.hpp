@@ -6,7 +6,9 @@
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <signal.h>
@@ -27,6 +29,7 @@
 #include <functional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -149,7 +152,8 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
 inline std::int64_t apply_records(sqlite::connection& c, const archive_contents& a, std::size_t from,
                                   std::int64_t after, archive_report& report,
                                   const std::function<bool()>& stop = {},
-                                  std::int64_t until = std::numeric_limits<std::int64_t>::max()) {
+                                  std::int64_t until = std::numeric_limits<std::int64_t>::max(),
+                                  const progress_fn* on_progress = nullptr, std::string_view operation = "replay") {
     std::vector<std::string> held_back;
     for (auto& [name, sql] : c.query_all<std::string, std::string>(
              "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
@@ -161,6 +165,12 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
         tables.insert(lower(t));
     std::int64_t applied = 0, last_seq = after, last_id = 0;
     std::size_t considered = 0;  // (stop is asked at the first record and every 64th after it)
+    std::uint64_t to_apply = 0;
+    if (on_progress != nullptr && *on_progress) {
+        for (std::size_t i = from; i < a.records.size() && a.records[i].header.seq <= until; ++i)
+            to_apply += a.records[i].header.seq > after ? 1 : 0;
+    }
+    progress_meter meter{on_progress, operation, "applying records", "records", to_apply};
     {
         replayer rp{c, std::move(tables)};
         for (std::size_t i = from; i < a.records.size(); ++i) {
@@ -174,6 +184,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
                                       {});
             }
             if (rp.apply(r, report.problems)) ++applied;
+            meter.advance();
             last_seq = r.header.seq;
             last_id = r.header.last_id;
         }
@@ -183,6 +194,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             0)
             c.exec_script(sql);
     }
+    meter.finish();
     c.exec_script(create_internal_sql);
     if (last_seq > after) {
         c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = max(last_id, ?)", last_seq,
@@ -221,8 +233,29 @@ inline void summarize_tables(sqlite::connection& c, archive_report& report, bool
     }
 }
 
-inline void check_result(sqlite::connection& c, archive_report& report) {
-    for (auto& msg : c.query_all<std::string>("PRAGMA integrity_check")) {
+// An integrity check's progress: SQLite's virtual-machine steps, counted by its progress handler.
+inline constexpr int integrity_steps_per_tick = 100000;
+inline int integrity_tick(void* meter) {
+    static_cast<progress_meter*>(meter)->advance(integrity_steps_per_tick);
+    return 0;
+}
+
+inline void check_result(sqlite::connection& c, archive_report& report, const progress_fn* on_progress = nullptr,
+                         std::string_view operation = "rebuild") {
+    std::vector<std::string> integrity;
+    {
+        progress_meter meter{on_progress, operation, "checking integrity", "steps", 0, 10 * integrity_steps_per_tick};
+        if (meter.active()) sqlite3_progress_handler(c.native_handle(), integrity_steps_per_tick, &integrity_tick, &meter);
+        try {
+            integrity = c.query_all<std::string>("PRAGMA integrity_check");
+        } catch (...) {
+            sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
+            throw;
+        }
+        sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
+        meter.finish();
+    }
+    for (auto& msg : integrity) {
         if (msg == "ok") break;
         report.problems.push_back({archive_problem::kind::integrity, {}, 0, msg, true});
     }
@@ -240,7 +273,8 @@ inline void check_result(sqlite::connection& c, archive_report& report) {
 // Builds a database from the archive alone at `file` (which must not exist): from the newest
 // snapshot on, fast (no journal on disk, no syncs: the caller syncs the finished file).
 inline void build_from_archive(const archive_contents& a, const std::filesystem::path& file,
-                               archive_report& report, bool hashes, const std::function<bool()>& stop = {}) {
+                               archive_report& report, bool hashes, const std::function<bool()>& stop = {},
+                               const progress_fn* on_progress = nullptr) {
     sqlite::connection c{file};
     // Every value of a fresh build comes from a record, where its literal is at least as long
     // as the value: nothing larger can be legitimate. Nothing is ever attached.
@@ -253,10 +287,11 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
     sqlite3_limit(c.native_handle(), SQLITE_LIMIT_ATTACHED, 0);
     c.exec_script("PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF; BEGIN IMMEDIATE;");
     c.exec_script(create_internal_sql);
-    report.applied_records = apply_records(c, a, a.start, 0, report, stop);
+    report.applied_records =
+        apply_records(c, a, a.start, 0, report, stop, std::numeric_limits<std::int64_t>::max(), on_progress, "rebuild");
     record_schema_as_archived(c);
     c.exec_script("COMMIT; PRAGMA journal_mode=DELETE;");
-    check_result(c, report);
+    check_result(c, report, on_progress, "rebuild");
     summarize_tables(c, report, hashes);
 }
 

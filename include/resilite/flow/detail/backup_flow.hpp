@@ -7,6 +7,7 @@
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -17,7 +18,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
 #include <optional>
@@ -198,14 +201,19 @@ private:
         } finally{ctx_, b};
         int restarts = 0;
         int last_remaining = -1;
+        std::optional<progress_meter> meter;
         for (;;) {
             int rc = SQLITE_OK;
-            int remaining = 0;
+            int remaining = 0, pages = 0;
             {
                 auto lock = ctx_.lock_for_backup();
                 rc = b->step(s.pages_per_step);
                 remaining = b->remaining();
+                pages = b->pagecount();
             }
+            if (!meter && ctx_.on_progress)
+                meter.emplace(&ctx_.on_progress, "backup", "copying pages", "pages", static_cast<std::uint64_t>(pages));
+            if (meter) meter->set(static_cast<std::uint64_t>(std::max(0, pages - remaining)));
             if (rc == SQLITE_DONE) break;
             if (rc != SQLITE_OK && rc != SQLITE_BUSY && rc != SQLITE_LOCKED)
                 throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
@@ -223,6 +231,7 @@ private:
         }
         const int rc = ctx_.with_lock([&] { return b->finish(); });
         if (rc != SQLITE_OK) throw sqlite_failure(dst.native_handle(), rc, "backup", {}, ctx_.path.string());
+        if (meter) meter->finish();
         return restarts;
     }
 

@@ -48,6 +48,7 @@ public:
           inject_failure(std::move(opts.inject_failure)),
           before_migrations(std::move(opts.before_migrations)),
           on_connect(std::move(opts.on_connect)),
+          on_progress(std::move(opts.on_progress)),
           settings_file(std::move(opts.settings_file)),
           rng(std::random_device{}()),
           healing_on(R::healing::enabled && config.healing.enabled) {}
@@ -74,6 +75,7 @@ public:
     std::function<int(std::string_view, int)> inject_failure;
     std::function<void(int, int)> before_migrations;
     std::function<void(sqlite::connection&)> on_connect;  // every connection this Database opens
+    progress_fn on_progress;  // long operations' progress (options.on_progress)
     std::filesystem::path settings_file;  // options.settings_file (flow/detail/settings_flow.hpp)
     // Settings accepted while another thread held the writer lock, applied under it by the next
     // operation (settle_settings()) or the background thread: reconfigure() never waits (P14).

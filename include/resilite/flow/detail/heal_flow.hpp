@@ -32,6 +32,7 @@
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/backup/detail/offsite_copy.hpp>
 #include <resilite/core/detail/file_gate.hpp>
+#include <resilite/core/progress.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -443,6 +444,7 @@ private:
                 ctx_.inject("heal:replay", 1);
                 replay_options o;
                 o.stop_when = [this] { return past_limit(); };
+                o.on_progress = sub_progress("replaying the archive");
                 const auto r = replay_archive(archive_dir, candidate.database(), o);
                 archive_covers = r.last_seq >= *from;
                 to = std::max(r.last_seq, *from);
@@ -499,6 +501,7 @@ private:
             ctx_.inject("heal:replay", 1);
             rebuild_options o;
             o.stop_when = [this] { return past_limit(); };
+            o.on_progress = sub_progress("rebuilding from the archive");
             const auto r = rebuild(archive_dir, candidate.database(), o);
             rep.phases.push_back({"rebuild", ctx_.now() - start});
             progress("rebuild", 60);
@@ -855,6 +858,18 @@ private:
 
     void progress(std::string_view phase, int percent) {
         ctx_.emit_since("heal_progress", ctx_.now(), outcome::ok, percent, error_class::none, phase);
+        if (!ctx_.on_progress) return;
+        try {
+            ctx_.on_progress(resilite::progress{"heal", phase, static_cast<std::uint64_t>(percent), 100, "%"});
+        } catch (...) {  // a display's failure never fails the heal
+        }
+    }
+    // A replay's or rebuild's own progress, told as the heal's.
+    [[nodiscard]] progress_fn sub_progress(std::string_view step) const {
+        if (!ctx_.on_progress) return {};
+        return [this, step](const resilite::progress& p) {
+            ctx_.on_progress(resilite::progress{"heal", step, p.done, p.total, p.unit});
+        };
     }
 
     void save(const marker& m) {
