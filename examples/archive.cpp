@@ -78,6 +78,17 @@ static int walk_through() {
     auto check = resilite::inspect_archive(archive, options);
     std::printf("%s", check.to_text().c_str());  // exit_code(): 0 ok, 1 critical, 2 warnings
     // snippet-end: recover
+    // snippet-begin: progress
+    resilite::rebuild_options with_bar;
+    with_bar.on_progress = [](const resilite::progress& p) {
+        std::fprintf(stderr, "\r%.*s: %.*s %llu/%llu %.*s", static_cast<int>(p.operation.size()), p.operation.data(),
+                     static_cast<int>(p.step.size()), p.step.data(), static_cast<unsigned long long>(p.done),
+                     static_cast<unsigned long long>(p.total), static_cast<int>(p.unit.size()), p.unit.data());
+        if (p.finished()) std::fputc('\n', stderr);
+    };
+    auto again = resilite::rebuild(archive, dir / "with-progress.db", with_bar);
+    // snippet-end: progress
+    if (again.applied_records != built.applied_records) return 1;
     std::printf("rebuilt from %lld records, %lld more replayed\n",
                 static_cast<long long>(built.applied_records), static_cast<long long>(more.applied_records));
     if (check.exit_code() != 0) return check.exit_code();

@@ -93,7 +93,7 @@ std::string aside_text(const resilite::repair_report& r) {
 }  // namespace
 
 TEST_CASE("archive repair: damaged, torn and garbage records are set aside byte for byte, every valid record kept, "
-          "the gap named; with the database a snapshot makes the archive rebuild everything again",
+          "the gap named, and with the database a snapshot makes the archive rebuild everything again",
           "[archive]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";
@@ -162,7 +162,7 @@ TEST_CASE("archive repair: damaged, torn and garbage records are set aside byte 
 }
 
 TEST_CASE("archive repair refuses, changing nothing: no way to keep the writers out, a database a writer holds, a "
-          "damaged database, another database's archive",
+          "damaged database, an archive of another database",
           "[archive]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";

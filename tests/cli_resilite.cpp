@@ -248,8 +248,8 @@ TEST_CASE("cli.archive: verify and report read the archive, compared with the li
     CHECK(r.err_lines() == 1);
 }
 
-TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, the database's snapshot makes the "
-          "archive whole again; refusals change nothing",
+TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, a snapshot of the database makes the "
+          "archive whole again, refusals change nothing",
           "[cli]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";
@@ -309,7 +309,7 @@ TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, t
     CHECK(r.out.find("nothing to repair") != std::string::npos);
 }
 
-TEST_CASE("cli.progress: on a terminal rebuild, replay, a full check, backup and heal draw a bar on stderr; "
+TEST_CASE("cli.progress: on a terminal rebuild, replay, a full check, backup and heal draw a bar on stderr, "
           "redirected or --quiet, nothing",
           "[cli]") {
     test::temp_dir dir;
