@@ -10,6 +10,23 @@ function(run)
   endif()
 endfunction()
 
+if(MODE STREQUAL "cli")
+  # What the Conan recipe (with_cli) and the vcpkg port (the cli feature) do: the command alone,
+  # built without -Werror, installed into bin/, and run from there.
+  set(prefix "${WORK_DIR}/prefix")
+  run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/resilite-build"
+      -DRESILITE_BUILD_TESTS=OFF -DRESILITE_BUILD_EXAMPLES=OFF -DRESILITE_BUILD_BENCHMARKS=OFF -DRESILITE_BUILD_TOOLS=ON
+      -DRESILITE_WERROR=OFF "-DCMAKE_INSTALL_PREFIX=${prefix}")
+  run(${CMAKE_COMMAND} --build "${WORK_DIR}/resilite-build" --target resilite_cli)
+  run(${CMAKE_COMMAND} --install "${WORK_DIR}/resilite-build")
+  execute_process(COMMAND "${prefix}/bin/resilite" --version RESULT_VARIABLE rc OUTPUT_VARIABLE out)
+  if(NOT rc EQUAL 0 OR NOT out MATCHES "^resilite [0-9]+\\.[0-9]+\\.[0-9]+")
+    message(FATAL_ERROR "the installed command did not run: ${rc} ${out}")
+  endif()
+  message(STATUS "the command (installed) ran: ${out}")
+  return()
+endif()
+
 if(MODE STREQUAL "find_package" OR MODE STREQUAL "pkg-config")
   set(prefix "${WORK_DIR}/prefix")
   run(${CMAKE_COMMAND} -S "${SOURCE_DIR}" -B "${WORK_DIR}/resilite-build"

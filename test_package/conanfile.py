@@ -24,3 +24,6 @@ class ResiliteTestConan(ConanFile):
         if can_run(self):
             db = os.path.join(self.cpp.build.bindir, "test_package.db")
             self.run(f"{os.path.join(self.cpp.build.bindir, 'test_package')} {db}", env="conanrun")
+            # Built with -o resilite/*:with_cli=True: the command runs, from the package's bin/.
+            if self.dependencies[self.tested_reference_str].options.get_safe("with_cli"):
+                self.run(f"resilite --version && resilite check {db}", env="conanrun")
