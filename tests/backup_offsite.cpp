@@ -6,6 +6,7 @@
 #include <resilite/testing/corruption.hpp>
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -240,6 +241,36 @@ TEST_CASE("offsite: backups and archive segments go to an rclone remote, health 
     {
         OffsiteDb again{path, o};
         CHECK(items_in(again) == 15);
+    }
+
+    // A new machine: the database, its sidecar, backups and archive all gone with the old disk.
+    // The command finds the remote's copies for this database name and restores from them,
+    // saying that the last interval before the loss may be missing (nothing here can tell).
+    test::temp_dir fresh;
+    { std::ofstream{fresh / "settings.json"} << fmt::format(R"({{"offsite": {{"remote": "{}"}}}})", server->remote()); }
+    const auto run_heal = [&](const std::filesystem::path& db) {
+        const auto result = fresh / "cli.out";
+        const int st = std::system(fmt::format("'{}' --json heal '{}' --settings '{}' > '{}' 2> '{}.err'", RESILITE_CLI_PATH,
+                                               db.string(), (fresh / "settings.json").string(), result.string(),
+                                               result.string())
+                                       .c_str());
+        return std::pair{WIFEXITED(st) ? WEXITSTATUS(st) : -1, read_all(result) + read_all(result.string() + ".err")};
+    };
+    // A name the remote holds no copy of: refused, and no sidecar is left behind.
+    auto [code, text] = run_heal(fresh / "other.db");
+    CAPTURE(text);
+    CHECK(code == 1);
+    CHECK(text.find("the remote holds no copy") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(resilite::detail::marker_path(fresh / "other.db")));
+    std::tie(code, text) = run_heal(fresh / "app.db");
+    CAPTURE(text);
+    CHECK(code == 2);
+    const auto j = nlohmann::json::parse(text.substr(0, text.find('\n')));
+    CHECK(j["healed"] == true);
+    CHECK(j["may_be_lost"].get<std::string>().find("before this machine lost its archive") != std::string::npos);
+    {
+        OffsiteDb restored{fresh / "app.db", o};
+        CHECK(items_in(restored) == 15);
     }
 #endif
 

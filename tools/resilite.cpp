@@ -516,10 +516,62 @@ nlohmann::json heal_json(const resilite::heal_report& r) {
 
 // A heal, through the library: only when the database is damaged (or missing where the sidecar
 // says one was, or a heal was left unfinished), unless --force.
+// A new machine (the database and its sidecar gone with the old one's disk): when the settings
+// name a remote whose folder for this database name holds copies, a sidecar naming their
+// identity is written, so that the heal below restores the database from them. Removed again
+// if the heal does not succeed. False when there is no remote or no copy there.
+bool claim_from_remote(const fs::path& db, const places& p) {
+    if (p.settings.offsite.remote.empty()) return false;
+    const auto id = resilite::detail::offsite_identity(p.settings.offsite, db);
+    if (!id.error.empty()) throw refusal{fmt::format("no database at {}, and the remote cannot be read: {}", db.string(), id.error)};
+    if (!id.identity) return false;
+    resilite::detail::marker m;
+    m.exists = true;
+    m.identity = *id.identity;
+    m.damage_seen = "a new machine: `resilite heal` restores it from the copies off the machine";
+    if (!resilite::detail::write_marker(db, m))
+        throw refusal{fmt::format("cannot write the sidecar {}", resilite::detail::marker_path(db).string())};
+    return true;
+}
+
 int heal(const output& out, const fs::path& db, const places& p, bool force) {
     std::error_code ec;
-    const bool known = resilite::detail::read_marker(db).exists;
-    if (!fs::exists(db, ec) && !known) throw refusal{fmt::format("no database at {}", db.string())};
+    bool known = resilite::detail::read_marker(db).exists;
+    bool new_machine = false;
+    if (!fs::exists(db, ec) && !known) {
+        new_machine = known = claim_from_remote(db, p);
+        if (!known)
+            throw refusal{fmt::format("no database at {}{}", db.string(),
+                                      p.settings.offsite.remote.empty()
+                                          ? std::string{" (with the settings' offsite.remote, a heal fetches one from there)"}
+                                          : fmt::format(", and the remote holds no copy of a database named {}",
+                                                        db.filename().string()))};
+    }
+    // A deleted database file the sidecar knows: the operator's heal asks for it back (an open
+    // alone never guesses whether a missing file was removed on purpose).
+    bool asked = false;
+    if (!new_machine && !fs::exists(db, ec)) {
+        auto m = resilite::detail::read_marker(db);
+        if (m.damage_seen.empty() && m.heal_quarantine.empty()) {
+            m.damage_seen = "missing: `resilite heal` was asked to bring it back";
+            asked = resilite::detail::write_marker(db, m);
+        }
+    }
+    // Undone if the heal does not succeed: nothing is left that the operator did not have.
+    struct undo_claim {
+        const fs::path& db;
+        bool remove_sidecar, forget_request;
+        ~undo_claim() {
+            std::error_code ignored;
+            if (remove_sidecar) {
+                fs::remove(resilite::detail::marker_path(db), ignored);
+            } else if (forget_request) {
+                auto m = resilite::detail::read_marker(db);
+                m.damage_seen.clear();
+                static_cast<void>(resilite::detail::write_marker(db, m));
+            }
+        }
+    } undo{db, new_machine, asked};
     const auto found = resilite::check_health(db, resilite::check_level::quick);
     if (found.result == resilite::health_report::finding::not_a_database && !known)
         throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
@@ -533,6 +585,8 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
     tool_db d{db, tool_options(p, true)};  // damage the open sees is healed by the open
     auto r = d.last_heal();
     if (!r) r = d.heal();
+    undo.remove_sidecar = new_machine && !r->healed;
+    undo.forget_request = asked && !r->healed;
     out.print(heal_json(*r), r->to_text());
     return r->may_be_lost.empty() ? ok : warnings;
 }

@@ -481,6 +481,7 @@ private:
                 rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns", candidate.database());
             }
             add_loss(rep, batched_window());
+            add_loss(rep, offsite_window_);
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
             if (!dropped.empty())
                 detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
@@ -520,6 +521,7 @@ private:
             rep.may_be_lost = loss ? *loss : secrets_note("the secret columns", candidate.database());
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
+            add_loss(rep, offsite_window_);
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
@@ -548,6 +550,13 @@ private:
             if (auto e = offsite_fetch(s.offsite, ctx_.path, kind, dir); e.empty()) fetched.push_back(kind);
             else failed.push_back(e);
         }
+        offsite_window_.clear();
+        if (no_archive && std::find(fetched.begin(), fetched.end(), std::string{"archive"}) != fetched.end() &&
+            evidence_seq_ == 0)
+            offsite_window_ = fmt::format("commits of up to the last {} s before this machine lost its archive (the "
+                                          "archive goes off the machine once per offsite.interval, and no high-water "
+                                          "mark is left here to say how far it reached)",
+                                          s.offsite.interval.count());
         rep.sources.push_back({fmt::format("off the machine ({})", offsite_folder(s.offsite, ctx_.path)), false,
                                fmt::format("{}{}{}", fetched.empty() ? "" : "fetched the " + fmt::format("{}", fmt::join(fetched, " and the ")) +
                                                                                  ", missing on this machine, for the sources below",
@@ -910,6 +919,9 @@ private:
     context<R>& ctx_;
     std::int64_t evidence_seq_ = 0;
     std::string evidence_;
+    // The archive came back from the remote and nothing on this machine says how far it reached:
+    // the commits of the last offsite interval may never have gone off the machine.
+    std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
     std::string fk_note_;
