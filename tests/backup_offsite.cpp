@@ -287,4 +287,46 @@ TEST_CASE("offsite: backups and archive segments go to an rclone remote, health 
     CHECK(stranger.health().offsite_error.find("another database") != std::string::npos);
 }
 
+TEST_CASE("offsite: what went off the machine and the backup still waiting are remembered across a restart",
+          "[backup][offsite]") {
+    REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    auto server = std::make_unique<webdav_server>(dir / "remote");
+    resilite::manual_clock clock;
+    OffsiteDb::options o;
+    o.clock = clock;
+    o.settings = OffsiteDb::default_settings();
+    o.settings->offsite.remote = server->remote();
+    o.settings->offsite.interval = 60s;
+    o.settings->offsite.timeout = 60s;
+    {
+        OffsiteDb db{path, o};
+        for (int i = 1; i <= 5; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+        CHECK(db.backup_now().offsite_error.empty());
+        CHECK(db.health().offsite_pending == 0);
+    }
+    {
+        // Reopened: the segments copied before are not waiting again.
+        OffsiteDb db{path, o};
+        CHECK(db.health().offsite_pending == 0);
+        // A backup whose copy fails (the remote is down), then a restart.
+        server->stop();
+        const auto b = db.backup_now();
+        CHECK_FALSE(b.offsite_error.empty());
+        CHECK(db.health().offsite_pending >= 1);
+    }
+    server = std::make_unique<webdav_server>(dir / "remote");
+    o.settings->offsite.remote = server->remote();
+    OffsiteDb db{path, o};
+    CHECK(db.health().offsite_pending >= 1);  // the backup still waits, after the restart
+    static_cast<void>(db.maintain());          // the first round is due at once
+    CHECK(db.health().offsite_pending == 0);
+    std::size_t copies = 0;
+    for (const auto& e : std::filesystem::directory_iterator(server->folder("backups")))
+        copies += e.path().extension() == ".db" ? 1 : 0;
+    CHECK(copies == 2);
+}
+
 }  // namespace backup_offsite_tests

@@ -13,6 +13,9 @@
 // Two locks, never held across each other's I/O: `round_` for a whole round (rclone runs under
 // it), `state_` for the figures (never held during I/O, so health() and the writer lock never
 // wait for the network).
+// What went off the machine and what waits is kept in "<database>-resilite-offsite" beside the
+// database (written after each change, a temporary file renamed over it), so that a restart
+// neither copies every segment again nor forgets a backup whose copy failed.
 // Fetching back (a dead disk, a new machine) is the heal's: heal_flow.
 
 #include <resilite/archive/detail/segment_file.hpp>
@@ -22,12 +25,15 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -43,12 +49,15 @@ public:
 
     // 1. (the caller may hold the writer lock)
     void queue_backup(const std::filesystem::path& backup) {
-        if (ctx_.with_lock([&] { return ctx_.config.offsite.remote.empty(); })) return;
+        const auto remote = ctx_.with_lock([&] { return ctx_.config.offsite.remote; });
+        if (remote.empty()) return;
         {
             std::lock_guard lock(state_);
+            load(remote);
             unsent_backups_.push_back(backup);
             next_.reset();  // due now
         }
+        save(remote);
         if (ctx_.wake_background) ctx_.wake_background();
     }
 
@@ -89,6 +98,10 @@ public:
     void fill(health_snapshot& h) {
         h.offsite_enabled = !ctx_.config.offsite.remote.empty();
         if (!h.offsite_enabled) return;
+        {
+            std::lock_guard lock(state_);
+            load(ctx_.config.offsite.remote);  // (once: a small local file)
+        }
         const auto now = pending_now(archive_directory());
         std::lock_guard lock(state_);
         note_pending(now, ctx_.now());
@@ -112,6 +125,7 @@ private:
         const auto started = ctx_.now();
         {
             std::lock_guard lock(state_);
+            load(s.remote);
             next_ = started + s.interval;
             if (claimed_for_ != s.remote) claimed_for_.clear();  // another remote: check it again
         }
@@ -159,7 +173,66 @@ private:
                 note_pending(left, started);
             }
         }
+        save(s.remote);
         if (report) ctx_.emit_since("offsite", started, outcome::warning, 0, error_class::io, error);
+    }
+
+    // "<database>-resilite-offsite": the remote, then a line per backup waiting and per segment
+    // copied. Read once (the caller holds state_); a file for another remote counts for nothing
+    // but its waiting backups.
+    [[nodiscard]] std::filesystem::path state_file() const {
+        return std::filesystem::path{ctx_.path.string() + "-resilite-offsite"};
+    }
+    void load(const std::string& remote) {
+        if (loaded_) return;
+        loaded_ = true;
+        std::ifstream in(state_file());
+        std::string line, saved_remote;
+        while (std::getline(in, line)) {
+            std::istringstream words(line);
+            std::string kind;
+            words >> kind;
+            if (kind == "remote") {
+                std::getline(words >> std::ws, saved_remote);
+            } else if (kind == "backup") {
+                std::string file;
+                std::getline(words >> std::ws, file);
+                if (!file.empty() && std::find(unsent_backups_.begin(), unsent_backups_.end(), file) == unsent_backups_.end())
+                    unsent_backups_.emplace_back(file);
+            } else if (kind == "segment" && saved_remote == remote) {
+                std::string name;
+                version v;
+                long long ticks = 0;
+                if (words >> name >> v.size >> ticks)
+                    shipped_.try_emplace(name, version{v.size, std::filesystem::file_time_type{
+                                                                   std::filesystem::file_time_type::duration{ticks}}});
+            }
+        }
+    }
+    // (not under state_: a copy of the figures is written; a small local file, so also under the
+    // writer lock from queue_backup) Best effort: a state file that cannot be written costs a
+    // second copy after a restart, never a copy skipped.
+    void save(const std::string& remote) {
+        std::string text;
+        {
+            std::lock_guard lock(state_);
+            if (!loaded_) return;
+            text = fmt::format("remote {}\n", remote);
+            for (const auto& b : unsent_backups_)
+                text += fmt::format("backup {}\n", b.string());
+            for (const auto& [name, v] : shipped_)
+                text += fmt::format("segment {} {} {}\n", name, v.size,
+                                    static_cast<long long>(v.mtime.time_since_epoch().count()));
+        }
+        std::lock_guard file(file_);
+        const auto tmp = std::filesystem::path{state_file().string() + ".tmp"};
+        {
+            std::ofstream out(tmp, std::ios::trunc);
+            out << text;
+            if (!out) return;
+        }
+        std::error_code ec;
+        std::filesystem::rename(tmp, state_file(), ec);
     }
 
     // The database's remote folder is this database's: claimed when new, never written to when it
@@ -231,6 +304,8 @@ private:
     std::string claimed_for_;  // the remote whose folder was found to be this database's
     std::map<std::string, version> shipped_;
     std::vector<std::filesystem::path> unsent_backups_;
+    bool loaded_ = false;  // the state file was read
+    std::mutex file_;      // one writer of the state file at a time
     std::optional<std::chrono::system_clock::time_point> last_ok_;
     std::string error_;
     std::uint64_t pending_ = 0;
