@@ -25,5 +25,7 @@ class ResiliteTestConan(ConanFile):
             db = os.path.join(self.cpp.build.bindir, "test_package.db")
             self.run(f"{os.path.join(self.cpp.build.bindir, 'test_package')} {db}", env="conanrun")
             # Built with -o resilite/*:with_cli=True: the command runs, from the package's bin/.
-            if self.dependencies[self.tested_reference_str].options.get_safe("with_cli"):
-                self.run(f"resilite --version && resilite check {db}", env="conanrun")
+            resilite = self.dependencies[self.tested_reference_str]
+            if resilite.options.get_safe("with_cli"):
+                command = os.path.join(resilite.cpp_info.bindirs[0], "resilite")
+                self.run(f"{command} --version && {command} check {db}", env="conanrun")

@@ -3,6 +3,7 @@
 // that lost its backups and archive fetching them back.
 #include "archive_support.hpp"
 
+#include <resilite/archive/repair_archive.hpp>
 #include <resilite/testing/corruption.hpp>
 
 #include <catch2/catch.hpp>
@@ -319,14 +320,37 @@ TEST_CASE("offsite: what went off the machine and the backup still waiting are r
     }
     server = std::make_unique<webdav_server>(dir / "remote");
     o.settings->offsite.remote = server->remote();
+    {
+        OffsiteDb db{path, o};
+        CHECK(db.health().offsite_pending >= 1);  // the backup still waits, after the restart
+        static_cast<void>(db.maintain());          // the first round is due at once
+        CHECK(db.health().offsite_pending == 0);
+        std::size_t copies = 0;
+        for (const auto& e : std::filesystem::directory_iterator(server->folder("backups")))
+            copies += e.path().extension() == ".db" ? 1 : 0;
+        CHECK(copies == 2);
+    }
+
+    // A record damaged here, then the archive repaired: the remote's intact copy of the segment is
+    // moved aside there, never overwritten by the cut one.
+    const auto archive = dir / "app.db.archive";
+    const auto name = resilite::detail::archive::list_segments(archive).front();
+    const auto intact = read_all(server->folder("archive") / name);
+    REQUIRE(intact == read_all(archive / name));
+    auto damaged = intact;
+    damaged[damaged.find("'item 3'") + 1] = 'I';
+    write_all(archive / name, damaged);
+    resilite::repair_options stopped;
+    stopped.writers_stopped = true;
+    REQUIRE(resilite::repair_archive(archive, stopped).repaired.size() == 1);
     OffsiteDb db{path, o};
-    CHECK(db.health().offsite_pending >= 1);  // the backup still waits, after the restart
-    static_cast<void>(db.maintain());          // the first round is due at once
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
     CHECK(db.health().offsite_pending == 0);
-    std::size_t copies = 0;
-    for (const auto& e : std::filesystem::directory_iterator(server->folder("backups")))
-        copies += e.path().extension() == ".db" ? 1 : 0;
-    CHECK(copies == 2);
+    bool kept = false;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(server->folder("") / "replaced"))
+        kept = kept || (e.path().filename() == name && read_all(e.path()) == intact);
+    CHECK(kept);
 }
 
 }  // namespace backup_offsite_tests

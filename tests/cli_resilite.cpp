@@ -575,7 +575,7 @@ TEST_CASE("cli.heal: heal --dry-run changes nothing and names the source, heal b
     CHECK(r.code == 2);
     CHECK(r.json()["healed"] == true);
     CHECK(count_items(db) == 26);
-    CHECK(resilite::detail::read_marker(db).damage_seen.empty());
+    CHECK(resilite::detail::read_marker(db).restore_requested.empty());
 }
 
 TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without the application", "[cli]") {

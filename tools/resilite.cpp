@@ -528,7 +528,7 @@ bool claim_from_remote(const fs::path& db, const places& p) {
     resilite::detail::marker m;
     m.exists = true;
     m.identity = *id.identity;
-    m.damage_seen = "a new machine: `resilite heal` restores it from the copies off the machine";
+    m.restore_requested = "a new machine: `resilite heal` restores it from the copies off the machine";
     if (!resilite::detail::write_marker(db, m))
         throw refusal{fmt::format("cannot write the sidecar {}", resilite::detail::marker_path(db).string())};
     return true;
@@ -552,12 +552,13 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
     bool asked = false;
     if (!new_machine && !fs::exists(db, ec)) {
         auto m = resilite::detail::read_marker(db);
-        if (m.damage_seen.empty() && m.heal_quarantine.empty()) {
-            m.damage_seen = "missing: `resilite heal` was asked to bring it back";
+        if (m.restore_requested.empty() && m.heal_quarantine.empty()) {
+            m.restore_requested = "`resilite heal` was asked to bring it back";
             asked = resilite::detail::write_marker(db, m);
         }
     }
-    // Undone if the heal does not succeed: nothing is left that the operator did not have.
+    // Undone if the heal does not succeed: the sidecar written (or the request in it). What a
+    // failed heal fetched from the remote stays beside the database (the report names it).
     struct undo_claim {
         const fs::path& db;
         bool remove_sidecar, forget_request;
@@ -567,7 +568,7 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
                 fs::remove(resilite::detail::marker_path(db), ignored);
             } else if (forget_request) {
                 auto m = resilite::detail::read_marker(db);
-                m.damage_seen.clear();
+                m.restore_requested.clear();
                 static_cast<void>(resilite::detail::write_marker(db, m));
             }
         }

@@ -158,6 +158,12 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
             }
             a::refuse_incomplete(report, options.keep_going, "rebuild", "nothing was written",
                                  "rebuild_options::keep_going", new_db);
+            if (options.stop_when && options.stop_when()) {  // the last moment nothing is written yet
+                throw detail::library_failure(error_class::interrupted, "rebuild",
+                                              "stopped before the result was put in place, as asked: nothing was "
+                                              "written",
+                                              new_db.string());
+            }
             if (!detail::fsync_path(tmp, false)) {
                 throw detail::library_failure(error_class::io, "rebuild", "could not sync the rebuilt database",
                                               new_db.string());

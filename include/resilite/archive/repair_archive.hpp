@@ -16,9 +16,13 @@
 #include <resilite/archive/detail/archive_writer.hpp>
 #include <resilite/archive/detail/segment_repair.hpp>
 #include <resilite/archive/inspect_archive.hpp>
+#include <resilite/core/detail/file_gate.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/transaction.hpp>
+
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -48,13 +52,16 @@ struct repaired_segment {
     std::int64_t kept_records = 0;
     std::int64_t removed_spans = 0;  // runs of bytes set aside
     std::uintmax_t removed_bytes = 0;
-    std::filesystem::path set_aside;  // the kept file that holds them
+    std::filesystem::path set_aside;  // the kept file that holds them (empty: nothing removed)
 };
 
 struct repair_report {
     std::filesystem::path directory;
     std::vector<repaired_segment> repaired;  // segments rewritten
     std::vector<std::string> left_alone;     // segments not touched, and why
+    // Second copies of a record number with other content, set aside: the first copy was kept,
+    // and only a comparison with the live database (`after.reproduces_live`) proves it right.
+    std::vector<std::string> conflicts;
     std::optional<std::int64_t> snapshot_seq;  // the snapshot record written from the live database
     archive_report after;                      // the archive as it is now: a trial rebuild
 
@@ -63,7 +70,8 @@ struct repair_report {
     // database, when given), 1 the archive still cannot rebuild everything.
     [[nodiscard]] int exit_code() const noexcept {
         if (after.status() == schema_status::critical || !left_alone.empty()) return 1;
-        return changed() || !after.problems.empty() ? 2 : 0;
+        if (!conflicts.empty() && after.reproduces_live != true) return 1;  // a choice nothing proved
+        return changed() ? 2 : 0;
     }
     [[nodiscard]] std::string to_text() const {
         std::string out = fmt::format("archive repair {}: {}\n", directory.string(),
@@ -71,13 +79,19 @@ struct repair_report {
                                       : exit_code() == 1 ? "the archive STILL cannot rebuild everything"
                                                          : "repaired");
         for (const auto& s : repaired) {
-            out += fmt::format("  {}: {} record{} kept; {} byte{} in {} span{} set aside in {}\n", s.segment,
-                               s.kept_records, s.kept_records == 1 ? "" : "s", s.removed_bytes,
-                               s.removed_bytes == 1 ? "" : "s", s.removed_spans, s.removed_spans == 1 ? "" : "s",
-                               s.set_aside.filename().string());
+            out += fmt::format("  {}: {} record{} kept; {}\n", s.segment, s.kept_records, s.kept_records == 1 ? "" : "s",
+                               s.set_aside.empty()
+                                   ? std::string{"its first line rewritten (nothing else removed)"}
+                                   : fmt::format("{} byte{} in {} span{} set aside in {}", s.removed_bytes,
+                                                 s.removed_bytes == 1 ? "" : "s", s.removed_spans,
+                                                 s.removed_spans == 1 ? "" : "s", s.set_aside.filename().string()));
         }
         for (const auto& s : left_alone)
             out += fmt::format("  left alone: {}\n", s);
+        for (const auto& c : conflicts)
+            out += fmt::format("  {}: set aside{}\n", c,
+                               after.reproduces_live == true ? " (the live database agrees with the one kept)"
+                                                             : "; NOT proved which copy was right (give --db)");
         if (snapshot_seq)
             out += fmt::format("  a snapshot of the live database was written as txn {}: a rebuild starts there\n",
                                *snapshot_seq);
@@ -116,13 +130,14 @@ inline void repair_segments(const std::filesystem::path& dir, std::string_view d
             report.left_alone.push_back(fmt::format("{}: written in another archive format version", p.name));
         return p.unknown_format;
     });
-    mark_duplicates(plans);
+    mark_duplicates(plans, report.conflicts);
     for (const auto& p : plans) {
         const auto cut = cut_segment(p, database_name);
         if (cut.removed_spans == 0 && cut.kept == p.text) continue;
         const auto aside = free_name(dir, p.name, "repaired");
         replace_segment(dir, p.name, cut, aside);
-        report.repaired.push_back({p.name, cut.kept_records, cut.removed_spans, cut.removed_bytes, aside});
+        report.repaired.push_back({p.name, cut.kept_records, cut.removed_spans, cut.removed_bytes,
+                                   cut.removed.empty() ? std::filesystem::path{} : aside});
     }
 }
 
@@ -147,11 +162,11 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     repair_report report;
     report.directory = dir;
     if (is_link_path(dir))
-        throw library_failure(error_class::permission, "archive repair",
+        throw library_failure(error_class::archive, "archive repair",
                               fmt::format("{} is a symbolic link; give the archive directory's real path", dir.string()),
                               dir.string());
     if (!std::filesystem::is_directory(dir))
-        throw library_failure(error_class::cant_open, "archive repair",
+        throw library_failure(error_class::archive, "archive repair",
                               fmt::format("no archive directory at {}", dir.string()), dir.string());
     if (!options.live_database) {
         if (!options.writers_stopped)
@@ -165,11 +180,18 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
         return report;
     }
     const auto& db = *options.live_database;
-    sqlite::connection c{db, SQLITE_OPEN_READWRITE};
-    c.busy_timeout(options.lock_timeout);
     const auto refuse = [&](error_class k, std::string message) {
         throw library_failure(k, "archive repair", std::move(message) + "; nothing was changed", db.string());
     };
+    // The heal gate held shared, as by every operation: no heal swaps the database meanwhile
+    // (the write lock below would then be the old file's, and writers of the new one would append).
+    struct gate_hold {
+        int fd;
+        ~gate_hold() { ::close(fd); }
+    } gate{open_gate(db, "archive repair")};
+    if (!try_flock(gate.fd, LOCK_SH)) refuse(error_class::busy, fmt::format("a heal of {} is in progress", db.string()));
+    sqlite::connection c{db, SQLITE_OPEN_READWRITE};
+    c.busy_timeout(options.lock_timeout);
     sqlite::transaction lock{c, transaction_mode::immediate};  // the application's writers wait
     if (c.query_one<std::string>("PRAGMA quick_check").value_or("") != "ok")
         refuse(error_class::corrupt, fmt::format("{} fails its quick check: a snapshot of it would carry the damage "
@@ -215,14 +237,19 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
                                   "rebuild the database again"));
     writer.before_commit(c, std::chrono::system_clock::now(), true);
     report.snapshot_seq = writer.last_seq();
-    if (!read_archive_identity(dir)) static_cast<void>(write_archive_identity(dir, *identity));
-    report.after = inspect_archive(dir, check);
-    if (report.after.status() == schema_status::critical) {
+    try {
+        report.after = inspect_archive(dir, check);
+    } catch (...) {
         writer.cancel_pending();  // the snapshot is taken back with the transaction
+        throw;
+    }
+    if (report.after.status() == schema_status::critical) {
+        writer.cancel_pending();
         report.snapshot_seq.reset();
         return report;
     }
     writer.commit(lock);
+    if (!read_archive_identity(dir)) static_cast<void>(write_archive_identity(dir, *identity));
     return report;
 }
 

@@ -233,27 +233,41 @@ inline void summarize_tables(sqlite::connection& c, archive_report& report, bool
     }
 }
 
-// An integrity check's progress: SQLite's virtual-machine steps, counted by its progress handler.
+// An integrity check's progress (SQLite's virtual-machine steps, counted by its progress
+// handler) and its stop: `stop` true interrupts it.
 inline constexpr int integrity_steps_per_tick = 100000;
-inline int integrity_tick(void* meter) {
-    static_cast<progress_meter*>(meter)->advance(integrity_steps_per_tick);
-    return 0;
+struct integrity_watch {
+    progress_meter meter;
+    const std::function<bool()>* stop;
+};
+inline int integrity_tick(void* w) {
+    auto& watch = *static_cast<integrity_watch*>(w);
+    watch.meter.advance(integrity_steps_per_tick);
+    return watch.stop != nullptr && *watch.stop && (*watch.stop)() ? 1 : 0;
 }
 
 inline void check_result(sqlite::connection& c, archive_report& report, const progress_fn* on_progress = nullptr,
-                         std::string_view operation = "rebuild") {
+                         std::string_view operation = "rebuild", const std::function<bool()>* stop = nullptr) {
     std::vector<std::string> integrity;
     {
-        progress_meter meter{on_progress, operation, "checking integrity", "steps", 0, 10 * integrity_steps_per_tick};
-        if (meter.active()) sqlite3_progress_handler(c.native_handle(), integrity_steps_per_tick, &integrity_tick, &meter);
+        integrity_watch watch{{on_progress, operation, "checking integrity", "steps", 0, 10 * integrity_steps_per_tick},
+                              stop};
+        if (watch.meter.active() || (stop != nullptr && *stop))
+            sqlite3_progress_handler(c.native_handle(), integrity_steps_per_tick, &integrity_tick, &watch);
         try {
             integrity = c.query_all<std::string>("PRAGMA integrity_check");
+        } catch (const error& e) {
+            sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
+            if (e.klass() == error_class::interrupted)
+                throw library_failure(error_class::interrupted, operation,
+                                      "stopped during the integrity check, as asked: nothing was written", {});
+            throw;
         } catch (...) {
             sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
             throw;
         }
         sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
-        meter.finish();
+        watch.meter.finish();
     }
     for (auto& msg : integrity) {
         if (msg == "ok") break;
@@ -291,7 +305,7 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
         apply_records(c, a, a.start, 0, report, stop, std::numeric_limits<std::int64_t>::max(), on_progress, "rebuild");
     record_schema_as_archived(c);
     c.exec_script("COMMIT; PRAGMA journal_mode=DELETE;");
-    check_result(c, report, on_progress, "rebuild");
+    check_result(c, report, on_progress, "rebuild", &stop);
     summarize_tables(c, report, hashes);
 }
 

@@ -10,6 +10,7 @@
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
@@ -18,6 +19,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
 #include <string_view>
@@ -44,12 +46,20 @@ struct segment_plan {
 }
 
 // Which copy of each record number is kept: the first in (segment name, file order) order, as
-// read_archive uses it. The others are marked to drop.
-inline void mark_duplicates(std::vector<segment_plan>& plans) {
-    std::set<std::int64_t> seen;
+// read_archive uses it. The others are marked to drop; a dropped copy whose content differs from
+// the kept one is named in `conflicts` (which one was right is not proved by the repair).
+inline void mark_duplicates(std::vector<segment_plan>& plans, std::vector<std::string>& conflicts) {
+    std::map<std::int64_t, std::pair<std::uint32_t, std::string>> seen;  // seq -> crc, where
     for (auto& p : plans) {
         for (std::size_t i = 0; i < p.records.size(); ++i) {
-            if (!seen.insert(p.records[i].header.seq).second) p.drop.insert(i);
+            const auto& r = p.records[i];
+            const auto [it, first] =
+                seen.try_emplace(r.header.seq, r.crc, fmt::format("{}:{}", p.name, r.line));
+            if (first) continue;
+            p.drop.insert(i);
+            if (it->second.first != r.crc)
+                conflicts.push_back(fmt::format("txn {} at {}:{} differs from the copy kept at {}", r.header.seq, p.name,
+                                                r.line, it->second.second));
         }
     }
 }
@@ -129,13 +139,27 @@ struct segment_cut {
 // The removed bytes go to `aside` (synced) before the segment is replaced (temporary file,
 // synced, renamed over it, directory synced). Throws (class archive) on failure; the segment
 // is then as it was.
+// The new segment keeps the old one's owner and mode: the application appends to it next.
 inline void replace_segment(const std::filesystem::path& dir, const std::string& name, const segment_cut& cut,
                             const std::filesystem::path& aside) {
-    if (!set_aside(aside, cut.removed)) fail_io("cannot write the set-aside file", aside);
+    struct ::stat st {};
+    if (::lstat((dir / name).c_str(), &st) != 0) fail_io("cannot read", dir / name);
+    if (!cut.removed.empty()) {
+        if (!set_aside(aside, cut.removed)) fail_io("cannot write the set-aside file", aside);
+        // Its name durable before the segment loses the bytes.
+        if (!fsync_path(dir, true)) fail_io("cannot sync the archive directory", dir);
+    }
     const auto temp = dir / fmt::format(".{}.repair-{}", name, ::getpid());
     std::error_code ec;
     std::filesystem::remove(temp, ec);
     if (!set_aside(temp, cut.kept)) fail_io("cannot write the repaired segment", temp);
+    if (::chmod(temp.c_str(), st.st_mode & 07777) != 0 ||
+        ((st.st_uid != ::geteuid() || st.st_gid != ::getegid()) && ::chown(temp.c_str(), st.st_uid, st.st_gid) != 0)) {
+        const int saved = errno;
+        std::filesystem::remove(temp, ec);
+        errno = saved;
+        fail_io("cannot give the repaired segment the owner and mode of", dir / name);
+    }
     if (::rename(temp.c_str(), (dir / name).c_str()) != 0) {
         const int saved = errno;
         std::filesystem::remove(temp, ec);

@@ -65,15 +65,22 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
 
 // Copies one local file to <folder>/<kind>/<name> (its own name unless given); empty when it
 // worked, else why not.
+// `keep_replaced`: the remote's copy is not overwritten but moved to <folder>/replaced/<stamp>/
+// (a local file that was cut or rewritten, e.g. by an archive repair: the remote may hold bytes
+// that are intact there and damaged here).
 [[nodiscard]] inline std::string offsite_push(const offsite_settings& s, const std::filesystem::path& db,
                                               std::string_view kind, const std::filesystem::path& file,
-                                              std::string name = {}) {
+                                              std::string name = {}, std::string_view keep_replaced = {}) {
     if (name.empty()) name = file.filename().string();
     // (--local-no-check-updated: the current archive segment may grow while it is copied; a copy
     // that ends inside a record reads as a torn tail, which is never an acknowledged commit)
-    const auto r = run_rclone({"rclone", "copyto", file.string(), fmt::format("{}/{}", offsite_folder(s, db, kind), name),
-                               "--local-no-check-updated"},
-                              s);
+    std::vector<std::string> args{"rclone", "copyto", file.string(),
+                                  fmt::format("{}/{}", offsite_folder(s, db, kind), name), "--local-no-check-updated"};
+    if (!keep_replaced.empty()) {
+        args.emplace_back("--backup-dir");
+        args.push_back(fmt::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));
+    }
+    const auto r = run_rclone(std::move(args), s);
     return r.ok() ? std::string{} : r.failure(fmt::format("copying {} off the machine", name), s.timeout);
 }
 

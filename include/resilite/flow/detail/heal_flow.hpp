@@ -169,6 +169,7 @@ private:
             rep.healed = true;
             rep.sources.push_back({"another process", true, "healed since this database was opened"});
             m.damage_seen.clear();
+            m.restore_requested.clear();
             auto done = finish(rep, m, s, false);  // the healer's own line is in the log already
             if (db.take_up) db.take_up();
             return done;
@@ -245,6 +246,7 @@ private:
         m.heal_attempts = 0;  // 6.
         m.heal_quarantine.clear();
         m.damage_seen.clear();
+        m.restore_requested.clear();
         ++m.heal_epoch;
         auto done = finish(rep, m, s);
         if (db.take_up) db.take_up();  // (under the gate: 7.)
@@ -552,11 +554,18 @@ private:
         }
         offsite_window_.clear();
         if (no_archive && std::find(fetched.begin(), fetched.end(), std::string{"archive"}) != fetched.end() &&
-            evidence_seq_ == 0)
-            offsite_window_ = fmt::format("commits of up to the last {} s before this machine lost its archive (the "
-                                          "archive goes off the machine once per offsite.interval, and no high-water "
-                                          "mark is left here to say how far it reached)",
-                                          s.offsite.interval.count());
+            evidence_seq_ == 0) {
+            // What is known: where the copy off the machine ends. Not how far the lost one reached.
+            const auto copy = archive::read_archive(archive_dir);
+            offsite_window_ =
+                copy.records.empty()
+                    ? std::string{"every commit: the archive fetched from the remote holds no record"}
+                    : fmt::format("commits after archive record {} ({} UTC), the last the remote holds, before this "
+                                  "machine lost its archive (a copy goes off the machine once per offsite.interval, "
+                                  "{} s, while the remote is reachable; no high-water mark is left here to say more)",
+                                  copy.records.back().header.seq, copy.records.back().header.utc,
+                                  s.offsite.interval.count());
+        }
         rep.sources.push_back({fmt::format("off the machine ({})", offsite_folder(s.offsite, ctx_.path)), false,
                                fmt::format("{}{}{}", fetched.empty() ? "" : "fetched the " + fmt::format("{}", fmt::join(fetched, " and the ")) +
                                                                                  ", missing on this machine, for the sources below",

@@ -20,8 +20,11 @@
 
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/backup/detail/offsite_copy.hpp>
+#include <resilite/detail/utc_format.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
+
+#include <sys/stat.h>
 
 #include <fmt/format.h>
 
@@ -116,6 +119,7 @@ private:
     struct version {
         std::uintmax_t size = 0;
         std::filesystem::file_time_type mtime{};
+        std::uint64_t inode = 0;
         friend bool operator==(const version&, const version&) = default;
     };
 
@@ -151,8 +155,13 @@ private:
             for (const auto& name : archive::list_segments(archive_dir)) {
                 const auto file = archive_dir / name;
                 const auto now = version_of(file);
-                if (!now || shipped(name) == now) continue;
-                if (error = offsite_push(s, ctx_.path, "archive", file); !error.empty()) break;  // likely down
+                const auto before = shipped(name);
+                if (!now || before == now) continue;
+                // Cut or rewritten since its last copy (a repair, a torn tail set aside): the
+                // remote's copy is moved aside, never overwritten.
+                const bool replaced = before && (before->inode != now->inode || before->size > now->size);
+                const auto stamp = replaced ? utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ") : std::string{};
+                if (error = offsite_push(s, ctx_.path, "archive", file, {}, stamp); !error.empty()) break;  // likely down
                 std::lock_guard lock(state_);
                 shipped_[name] = *now;
             }
@@ -203,9 +212,11 @@ private:
                 std::string name;
                 version v;
                 long long ticks = 0;
-                if (words >> name >> v.size >> ticks)
-                    shipped_.try_emplace(name, version{v.size, std::filesystem::file_time_type{
-                                                                   std::filesystem::file_time_type::duration{ticks}}});
+                if (words >> name >> v.size >> ticks >> v.inode)
+                    shipped_.try_emplace(name, version{v.size,
+                                                       std::filesystem::file_time_type{
+                                                           std::filesystem::file_time_type::duration{ticks}},
+                                                       v.inode});
             }
         }
     }
@@ -213,6 +224,7 @@ private:
     // writer lock from queue_backup) Best effort: a state file that cannot be written costs a
     // second copy after a restart, never a copy skipped.
     void save(const std::string& remote) {
+        std::lock_guard file(file_);  // first: the text written last is the newest (file_, then state_)
         std::string text;
         {
             std::lock_guard lock(state_);
@@ -221,10 +233,9 @@ private:
             for (const auto& b : unsent_backups_)
                 text += fmt::format("backup {}\n", b.string());
             for (const auto& [name, v] : shipped_)
-                text += fmt::format("segment {} {} {}\n", name, v.size,
-                                    static_cast<long long>(v.mtime.time_since_epoch().count()));
+                text += fmt::format("segment {} {} {} {}\n", name, v.size,
+                                    static_cast<long long>(v.mtime.time_since_epoch().count()), v.inode);
         }
-        std::lock_guard file(file_);
         const auto tmp = std::filesystem::path{state_file().string() + ".tmp"};
         {
             std::ofstream out(tmp, std::ios::trunc);
@@ -268,8 +279,9 @@ private:
         std::error_code a, b;
         const auto size = std::filesystem::file_size(p, a);
         const auto mtime = std::filesystem::last_write_time(p, b);
-        if (a || b) return std::nullopt;
-        return version{size, mtime};
+        struct ::stat st {};
+        if (a || b || ::stat(p.c_str(), &st) != 0) return std::nullopt;
+        return version{size, mtime, static_cast<std::uint64_t>(st.st_ino)};
     }
 
     // Segments whose present version is not the one copied, plus the backups waiting.

@@ -92,7 +92,7 @@ private:
     if (h.result == health_report::finding::missing) {
         if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
         // An operator asked for it back (`resilite heal`: a deleted file, a new machine).
-        if (!m.damage_seen.empty()) return fmt::format("the database file is gone: {}", m.damage_seen);
+        if (!m.restore_requested.empty()) return fmt::format("the database file is gone: {}", m.restore_requested);
         return std::nullopt;  // never created, or removed on purpose: open says which
     }
     if (!h.ok() && h.result != health_report::finding::io_error) return fmt::format("{}: {}", to_string(h.result), h.detail);

@@ -62,6 +62,9 @@ struct marker {
     std::uint64_t heal_epoch = 0;   // finished heals
     std::vector<long> opened;       // pids of processes with the database open (healing<> only)
     std::string damage_seen;        // damage seen and not healed when a Database closed (one line)
+    // An operator asked for a missing database back (`resilite heal`: a deleted file, a new
+    // machine): the next open heals it instead of refusing to guess. Cleared by a heal.
+    std::string restore_requested;
 };
 
 [[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
@@ -74,6 +77,7 @@ struct marker {
             if (line.starts_with("synchronous ")) m.synchronous = line.substr(12);
             if (line.starts_with("heal_attempts ")) m.heal_attempts = std::stoi(line.substr(14));
             if (line.starts_with("heal_quarantine ")) m.heal_quarantine = line.substr(16);
+            if (line.starts_with("restore_requested ")) m.restore_requested = line.substr(18);
             if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
             if (line.starts_with("opened ")) m.opened.push_back(std::stol(line.substr(7)));
             if (line.starts_with("damage_seen ")) m.damage_seen = line.substr(12);
@@ -104,10 +108,12 @@ struct marker {
             if (m.heal_epoch > 0) out << "heal_epoch " << m.heal_epoch << '\n';
             for (const long pid : m.opened)
                 out << "opened " << pid << '\n';
-            if (!m.damage_seen.empty()) {
-                auto one_line = m.damage_seen;
+            for (const auto& [key, text] : {std::pair{"damage_seen", &m.damage_seen},
+                                            std::pair{"restore_requested", &m.restore_requested}}) {
+                if (text->empty()) continue;
+                auto one_line = *text;
                 std::replace(one_line.begin(), one_line.end(), '\n', ' ');
-                out << "damage_seen " << one_line << '\n';
+                out << key << ' ' << one_line << '\n';
             }
             out.flush();
             if (!out || !fsync_path(tmp, false)) {
