@@ -137,22 +137,26 @@ TEST_CASE("archive repair: damaged, torn and garbage records are set aside byte 
     r = resilite::repair_archive(archive, stopped);
     CHECK(r.repaired.empty());
 
-    // With the database: a snapshot, proved by a trial rebuild that equals the live tables.
-    resilite::repair_options live;
-    live.live_database = db;
-    r = resilite::repair_archive(archive, live);
-    REQUIRE(r.snapshot_seq);
-    CHECK(r.after.rebuildable());
-    CHECK(r.after.reproduces_live == true);
-    CHECK(r.after.baseline_seq == *r.snapshot_seq);
-    CHECK(r.exit_code() == 2);
-
-    // The application goes on writing to the repaired archive, and a rebuild holds everything.
+    // With the database, while the application has it open: a snapshot, proved by a trial
+    // rebuild that equals the live tables.
     {
         ItemsDb app{db};
-        for (int i = 31; i <= 35; ++i)
+        app.insert(Item{31, "item 31", 15.5, "secret"});  // (its writer has read the archive's end)
+        resilite::repair_options live;
+        live.live_database = db;
+        r = resilite::repair_archive(archive, live);
+        REQUIRE(r.snapshot_seq);
+        CHECK(r.after.rebuildable());
+        CHECK(r.after.reproduces_live == true);
+        CHECK(r.after.baseline_seq == *r.snapshot_seq);
+        CHECK(r.exit_code() == 2);
+        // It goes on writing to the repaired archive (its idea of the archive's end is stale).
+        for (int i = 32; i <= 35; ++i)
             app.insert(Item{i, fmt::format("item {}", i), i * 0.5, "secret"});
+        CHECK(app.check_archive().exit_code() != 1);
     }
+    resilite::repair_options live;
+    live.live_database = db;
     const auto rebuilt = dir / "rebuilt.db";
     const auto rb = resilite::rebuild(archive, rebuilt);
     CHECK(rb.rebuildable());

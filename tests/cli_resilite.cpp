@@ -321,9 +321,9 @@ TEST_CASE("cli.progress: on a terminal rebuild, replay, a full check, backup and
     }
     const auto archive = (dir / "app.db.archive").string();
     const auto bar_of = [](const std::string& out, const std::string& what) {
-        // The line of the bar's end: "<what> [####...] 100%" drawn over the earlier ones with \r.
+        // The bar's end for that step: "<what> [####...] 100%", drawn over its earlier states.
         return out.find("\r") != std::string::npos && out.find(what + " [") != std::string::npos &&
-               out.find(std::string(30, '#') + "] 100%") != std::string::npos;
+               out.find(what + " [" + std::string(30, '#') + "] 100%") != std::string::npos;
     };
     auto r = run_cli_on_terminal({"archive", "rebuild", archive, (dir / "rebuilt.db").string()});
     CHECK(r.code == 0);
