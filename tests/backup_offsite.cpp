@@ -103,6 +103,17 @@ using OffsiteDb = resilite::Database<resilite::schema<items, logs>, resilite::ar
                                      resilite::backup<resilite::online_backup<>, resilite::on_demand>,
                                      resilite::healing<>, common, test::manual_durability, resilite::manual_clock>;
 
+// Copies off the machine every 60 s of the manual clock, to `remote`.
+OffsiteDb::options offsite_options(const resilite::manual_clock& clock, const std::string& remote) {
+    OffsiteDb::options o;
+    o.clock = clock;
+    o.settings = OffsiteDb::default_settings();
+    o.settings->offsite.remote = remote;
+    o.settings->offsite.interval = 60s;
+    o.settings->offsite.timeout = 60s;
+    return o;
+}
+
 std::int64_t items_in(OffsiteDb& db) { return db.query_one<std::int64_t>("SELECT count(*) FROM items").value_or(-1); }
 
 }  // namespace
@@ -117,13 +128,8 @@ TEST_CASE("offsite: backups and archive segments go to an rclone remote, health 
     auto server = std::make_unique<webdav_server>(remote_root);
     test::event_log log;
     resilite::manual_clock clock;
-    OffsiteDb::options o;
-    o.clock = clock;
+    auto o = offsite_options(clock, server->remote());
     o.observer = log.observer();
-    o.settings = OffsiteDb::default_settings();
-    o.settings->offsite.remote = server->remote();
-    o.settings->offsite.interval = 60s;
-    o.settings->offsite.timeout = 60s;
     {
         OffsiteDb db{path, o};
         for (int i = 1; i <= 10; ++i)
@@ -295,12 +301,7 @@ TEST_CASE("offsite: what went off the machine and the backup still waiting are r
     const auto path = dir / "app.db";
     auto server = std::make_unique<webdav_server>(dir / "remote");
     resilite::manual_clock clock;
-    OffsiteDb::options o;
-    o.clock = clock;
-    o.settings = OffsiteDb::default_settings();
-    o.settings->offsite.remote = server->remote();
-    o.settings->offsite.interval = 60s;
-    o.settings->offsite.timeout = 60s;
+    auto o = offsite_options(clock, server->remote());
     {
         OffsiteDb db{path, o};
         for (int i = 1; i <= 5; ++i)

@@ -93,7 +93,8 @@ private:
             const auto pct = std::min<std::uint64_t>(100, p.done * 100 / p.total);
             const auto fill = static_cast<std::size_t>(pct * width / 100);
             line = fmt::format("{} [{}{}] {:3}%", key_, std::string(fill, '#'), std::string(width - fill, '-'), pct);
-            if (p.unit != "%") line += fmt::format(" ({}/{} {})", p.done, p.total, p.unit);
+            // (SQLite's steps have no total in advance: their count says nothing at the end)
+            if (p.unit != "%" && p.unit != "steps") line += fmt::format(" ({}/{} {})", p.done, p.total, p.unit);
         } else {
             line = fmt::format("{} ... {} {}", key_, p.done, p.unit);
         }
