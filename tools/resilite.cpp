@@ -565,6 +565,10 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
         bool remove_sidecar, forget_request;
         ~undo_claim() {
             std::error_code ignored;
+            // (a failure after the heal at open succeeded, e.g. busy: the healed database stays known)
+            if ((remove_sidecar || forget_request) && fs::exists(db, ignored) &&
+                resilite::check_health(db, resilite::check_level::quick).ok())
+                return;
             if (remove_sidecar) {
                 fs::remove(resilite::detail::marker_path(db), ignored);
             } else if (forget_request) {
@@ -757,9 +761,9 @@ int archive_repair(const output& out, const fs::path& dir, fs::path db, bool wri
                             {"kept_records", s.kept_records},
                             {"removed_spans", s.removed_spans},
                             {"removed_bytes", s.removed_bytes},
-                            {"set_aside", s.set_aside.string()}});
+                            {"set_aside", s.set_aside.empty() ? nlohmann::json(nullptr) : nlohmann::json(s.set_aside.string())}});
     nlohmann::json j{{"directory", dir.string()},       {"database", db.empty() ? nlohmann::json(nullptr) : nlohmann::json(db.string())},
-                     {"repaired", std::move(repaired)}, {"left_alone", r.left_alone},
+                     {"repaired", std::move(repaired)}, {"left_alone", r.left_alone}, {"conflicts", r.conflicts},
                      {"after", archive_json(r.after)}};
     j["snapshot_seq"] = r.snapshot_seq ? nlohmann::json(*r.snapshot_seq) : nlohmann::json(nullptr);
     out.print(j, r.to_text());

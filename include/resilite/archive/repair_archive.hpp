@@ -59,8 +59,9 @@ struct repair_report {
     std::filesystem::path directory;
     std::vector<repaired_segment> repaired;  // segments rewritten
     std::vector<std::string> left_alone;     // segments not touched, and why
-    // Second copies of a record number with other content, set aside: the first copy was kept,
-    // and only a comparison with the live database (`after.reproduces_live`) proves it right.
+    // Second copies of a record number with other content, set aside: the first copy was kept.
+    // Nothing proves it right (a snapshot written since means a rebuild no longer needs it; a
+    // point-in-time rebuild before the snapshot uses it).
     std::vector<std::string> conflicts;
     std::optional<std::int64_t> snapshot_seq;  // the snapshot record written from the live database
     archive_report after;                      // the archive as it is now: a trial rebuild
@@ -70,7 +71,7 @@ struct repair_report {
     // database, when given), 1 the archive still cannot rebuild everything.
     [[nodiscard]] int exit_code() const noexcept {
         if (after.status() == schema_status::critical || !left_alone.empty()) return 1;
-        if (!conflicts.empty() && after.reproduces_live != true) return 1;  // a choice nothing proved
+        if (!conflicts.empty() && !snapshot_seq) return 1;  // a choice nothing proved, still needed
         return changed() ? 2 : 0;
     }
     [[nodiscard]] std::string to_text() const {
@@ -89,9 +90,12 @@ struct repair_report {
         for (const auto& s : left_alone)
             out += fmt::format("  left alone: {}\n", s);
         for (const auto& c : conflicts)
-            out += fmt::format("  {}: set aside{}\n", c,
-                               after.reproduces_live == true ? " (the live database agrees with the one kept)"
-                                                             : "; NOT proved which copy was right (give --db)");
+            out += fmt::format("  {}: set aside; NOT proved which copy was right{}\n", c,
+                               snapshot_seq ? fmt::format(" (a rebuild now starts at the snapshot, txn {}; only a "
+                                                          "point-in-time rebuild before it uses the copy kept)",
+                                                          *snapshot_seq)
+                                            : std::string{" (give the database: a snapshot of it makes the archive "
+                                                          "whole again)"});
         if (snapshot_seq)
             out += fmt::format("  a snapshot of the live database was written as txn {}: a rebuild starts there\n",
                                *snapshot_seq);
@@ -183,6 +187,7 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     const auto refuse = [&](error_class k, std::string message) {
         throw library_failure(k, "archive repair", std::move(message) + "; nothing was changed", db.string());
     };
+    if (!std::filesystem::is_regular_file(db)) refuse(error_class::cant_open, fmt::format("no database at {}", db.string()));
     // The heal gate held shared, as by every operation: no heal swaps the database meanwhile
     // (the write lock below would then be the old file's, and writers of the new one would append).
     struct gate_hold {
@@ -246,6 +251,7 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     if (report.after.status() == schema_status::critical) {
         writer.cancel_pending();
         report.snapshot_seq.reset();
+        report.after = inspect_archive(dir, check);  // the archive as it is again, without the snapshot
         return report;
     }
     writer.commit(lock);

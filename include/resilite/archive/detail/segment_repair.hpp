@@ -152,13 +152,26 @@ inline void replace_segment(const std::filesystem::path& dir, const std::string&
     const auto temp = dir / fmt::format(".{}.repair-{}", name, ::getpid());
     std::error_code ec;
     std::filesystem::remove(temp, ec);
-    if (!set_aside(temp, cut.kept)) fail_io("cannot write the repaired segment", temp);
-    if (::chmod(temp.c_str(), st.st_mode & 07777) != 0 ||
-        ((st.st_uid != ::geteuid() || st.st_gid != ::getegid()) && ::chown(temp.c_str(), st.st_uid, st.st_gid) != 0)) {
+    {
+        // Owner and mode set before the data is synced, so that both are durable with it.
+        const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) fail_io("cannot write the repaired segment", temp);
+        bool ok = ::fchmod(fd, st.st_mode & 07777) == 0 &&
+                  ((st.st_uid == ::geteuid() && st.st_gid == ::getegid()) || ::fchown(fd, st.st_uid, st.st_gid) == 0);
+        for (std::string_view rest{cut.kept}; ok && !rest.empty();) {
+            const auto n = ::write(fd, rest.data(), rest.size());
+            if (n < 0 && errno == EINTR) continue;
+            ok = n > 0;
+            if (ok) rest.remove_prefix(static_cast<std::size_t>(n));
+        }
+        ok = ok && ::fsync(fd) == 0;
         const int saved = errno;
-        std::filesystem::remove(temp, ec);
-        errno = saved;
-        fail_io("cannot give the repaired segment the owner and mode of", dir / name);
+        ::close(fd);
+        if (!ok) {
+            std::filesystem::remove(temp, ec);
+            errno = saved;
+            fail_io("cannot write the repaired segment (with the old one's owner and mode)", temp);
+        }
     }
     if (::rename(temp.c_str(), (dir / name).c_str()) != 0) {
         const int saved = errno;

@@ -536,6 +536,7 @@ private:
     // copies are fetched first (never over a local file). Its failure leaves the local sources,
     // and the report says why.
     void fetch_from_offsite(const settings& s, heal_report& rep) {
+        offsite_window_.clear();  // (this flow lives as long as the Database: not a past heal's)
         if (s.offsite.remote.empty()) return;
         const auto start = ctx_.now();
         const auto archive_dir = archive_directory(s);
@@ -552,7 +553,6 @@ private:
             if (auto e = offsite_fetch(s.offsite, ctx_.path, kind, dir); e.empty()) fetched.push_back(kind);
             else failed.push_back(e);
         }
-        offsite_window_.clear();
         if (no_archive && std::find(fetched.begin(), fetched.end(), std::string{"archive"}) != fetched.end() &&
             evidence_seq_ == 0) {
             // What is known: where the copy off the machine ends. Not how far the lost one reached.

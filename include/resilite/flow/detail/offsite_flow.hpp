@@ -25,6 +25,7 @@
 #include <resilite/monitor/health_snapshot.hpp>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <fmt/format.h>
 
@@ -36,6 +37,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -130,6 +132,10 @@ private:
         {
             std::lock_guard lock(state_);
             load(s.remote);
+            if (shipped_for_ != s.remote) {  // another remote: nothing is there yet
+                shipped_.clear();
+                shipped_for_ = s.remote;
+            }
             next_ = started + s.interval;
             if (claimed_for_ != s.remote) claimed_for_.clear();  // another remote: check it again
         }
@@ -149,6 +155,7 @@ private:
             }
             std::lock_guard lock(state_);
             std::erase(unsent_backups_, b);
+            sent_backups_.insert(b.string());
         }
         std::error_code ec;
         if (error.empty() && !is_link_path(archive_dir) && std::filesystem::is_directory(archive_dir, ec)) {
@@ -195,6 +202,7 @@ private:
     void load(const std::string& remote) {
         if (loaded_) return;
         loaded_ = true;
+        shipped_for_ = remote;
         std::ifstream in(state_file());
         std::string line, saved_remote;
         while (std::getline(in, line)) {
@@ -225,18 +233,34 @@ private:
     // second copy after a restart, never a copy skipped.
     void save(const std::string& remote) {
         std::lock_guard file(file_);  // first: the text written last is the newest (file_, then state_)
+        // Backups another process queued and has not copied yet stay listed (every process of the
+        // database writes this file); the ones this process copied do not.
+        std::vector<std::string> others;
+        {
+            std::ifstream in(state_file());
+            for (std::string line; std::getline(in, line);)
+                if (line.starts_with("backup ")) others.push_back(line.substr(7));
+        }
         std::string text;
         {
             std::lock_guard lock(state_);
             if (!loaded_) return;
-            text = fmt::format("remote {}\n", remote);
+            text = fmt::format("remote {}\n", shipped_for_.empty() ? remote : shipped_for_);
             for (const auto& b : unsent_backups_)
                 text += fmt::format("backup {}\n", b.string());
+            for (const auto& b : others) {
+                std::error_code ec;
+                if (sent_backups_.count(b) == 0 &&
+                    std::find(unsent_backups_.begin(), unsent_backups_.end(), std::filesystem::path{b}) ==
+                        unsent_backups_.end() &&
+                    std::filesystem::exists(b, ec))
+                    text += fmt::format("backup {}\n", b);
+            }
             for (const auto& [name, v] : shipped_)
                 text += fmt::format("segment {} {} {} {}\n", name, v.size,
                                     static_cast<long long>(v.mtime.time_since_epoch().count()), v.inode);
         }
-        const auto tmp = std::filesystem::path{state_file().string() + ".tmp"};
+        const auto tmp = std::filesystem::path{fmt::format("{}.tmp-{}", state_file().string(), ::getpid())};
         {
             std::ofstream out(tmp, std::ios::trunc);
             out << text;
@@ -276,12 +300,13 @@ private:
     }
 
     [[nodiscard]] static std::optional<version> version_of(const std::filesystem::path& p) {
-        std::error_code a, b;
-        const auto size = std::filesystem::file_size(p, a);
-        const auto mtime = std::filesystem::last_write_time(p, b);
-        struct ::stat st {};
-        if (a || b || ::stat(p.c_str(), &st) != 0) return std::nullopt;
-        return version{size, mtime, static_cast<std::uint64_t>(st.st_ino)};
+        struct ::stat st {};  // one look: size, time and inode of the same file
+        if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+        const auto since_epoch = std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec};
+        return version{static_cast<std::uintmax_t>(st.st_size),
+                       std::filesystem::file_time_type{
+                           std::chrono::duration_cast<std::filesystem::file_time_type::duration>(since_epoch)},
+                       static_cast<std::uint64_t>(st.st_ino)};
     }
 
     // Segments whose present version is not the one copied, plus the backups waiting.
@@ -317,6 +342,8 @@ private:
     std::map<std::string, version> shipped_;
     std::vector<std::filesystem::path> unsent_backups_;
     bool loaded_ = false;  // the state file was read
+    std::string shipped_for_;             // the remote shipped_ is about
+    std::set<std::string> sent_backups_;  // copied by this process
     std::mutex file_;      // one writer of the state file at a time
     std::optional<std::chrono::system_clock::time_point> last_ok_;
     std::string error_;
