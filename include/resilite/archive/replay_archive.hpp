@@ -67,6 +67,12 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
                              &options.on_progress, "replay");
         a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
                              "replay_options::keep_going", db, after == 0);
+        // A database that never recorded an archived schema (a backup taken before archiving
+        // started) now holds what the archive describes, as a rebuild does: its next open with
+        // archiving continues the archive instead of writing a full snapshot.
+        if (report.applied_records > 0 &&
+            c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_schema").value_or(0) == 0)
+            a::record_schema_as_archived(c);
         tx.commit();
         a::summarize_tables(c, report, false);
         return report;
