@@ -113,8 +113,27 @@ struct repair_report {
 
 namespace detail::archive {
 
-// Every segment read and its cut planned; the segments that change are rewritten.
-inline void repair_segments(const std::filesystem::path& dir, std::string_view database_name, repair_report& report) {
+// The name the archive's preambles give the database (the directory's name otherwise), from the
+// segments already read.
+[[nodiscard]] inline std::string archived_database_name(const std::filesystem::path& dir,
+                                                        const std::vector<segment_plan>& plans) {
+    for (const auto& p : plans) {
+        std::string_view first{p.text};
+        first = first.substr(0, first.find('\n'));
+        constexpr std::string_view marker = " · database ";
+        const auto at = first.find(marker);
+        if (!first.starts_with(format_line) || at == std::string_view::npos) continue;
+        auto rest = first.substr(at + marker.size());
+        return std::string{rest.substr(0, rest.find(" · segment "))};
+    }
+    auto stem = dir.filename().string();
+    if (stem.ends_with(".archive")) stem.resize(stem.size() - 8);
+    return stem;
+}
+
+// Every segment read and its cut planned; the segments that change are rewritten. An empty
+// `database_name`: the one the segments' preambles give.
+inline void repair_segments(const std::filesystem::path& dir, std::string database_name, repair_report& report) {
     std::vector<segment_plan> plans;
     std::vector<std::string> odd;
     for (const auto& name : list_segments(dir, &odd)) {
@@ -135,6 +154,7 @@ inline void repair_segments(const std::filesystem::path& dir, std::string_view d
         return p.unknown_format;
     });
     mark_duplicates(plans, report.conflicts);
+    if (database_name.empty()) database_name = archived_database_name(dir, plans);
     for (const auto& p : plans) {
         const auto cut = cut_segment(p, database_name);
         if (cut.removed_spans == 0 && cut.kept == p.text) continue;
@@ -143,23 +163,6 @@ inline void repair_segments(const std::filesystem::path& dir, std::string_view d
         report.repaired.push_back({p.name, cut.kept_records, cut.removed_spans, cut.removed_bytes,
                                    cut.removed.empty() ? std::filesystem::path{} : aside});
     }
-}
-
-// The name the archive's preambles give the database (the directory's name otherwise).
-[[nodiscard]] inline std::string archived_database_name(const std::filesystem::path& dir) {
-    for (const auto& name : list_segments(dir)) {
-        const auto text = read_file(dir / name);
-        std::string_view first{text};
-        first = first.substr(0, first.find('\n'));
-        constexpr std::string_view marker = " · database ";
-        const auto at = first.find(marker);
-        if (!first.starts_with(format_line) || at == std::string_view::npos) continue;
-        auto rest = first.substr(at + marker.size());
-        return std::string{rest.substr(0, rest.find(" · segment "))};
-    }
-    auto stem = dir.filename().string();
-    if (stem.ends_with(".archive")) stem.resize(stem.size() - 8);
-    return stem;
 }
 
 inline repair_report repair(const std::filesystem::path& dir, const repair_options& options) {
@@ -179,7 +182,7 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
                 "name the database that writes this archive (its write lock keeps its writers out while the "
                 "archive is rewritten), or stop every writer and say so",
                 dir.string());
-        repair_segments(dir, archived_database_name(dir), report);
+        repair_segments(dir, {}, report);
         report.after = inspect_archive(dir);
         return report;
     }
