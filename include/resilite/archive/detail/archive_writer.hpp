@@ -442,7 +442,9 @@ private:
             });
         close_record();
         if (!records.empty()) {
-            if (std::error_code dir_ec; !std::filesystem::is_directory(dir_, dir_ec)) {
+            // A tail segment just seen means the directory is there: no stat on every commit.
+            const bool have_dir = known_ && !tail_segment_.empty();
+            if (std::error_code dir_ec; !have_dir && !std::filesystem::is_directory(dir_, dir_ec)) {
                 std::filesystem::create_directories(dir_, dir_ec);
                 if (dir_ec) {
                     throw library_failure(error_class::archive, "archive",
@@ -459,28 +461,46 @@ private:
                 old.buffer() = fmt::format("-- continued in {}\n", segment);
                 old.finish();
             }
-            segment_appender out{dir_ / segment, segment_preamble(database_, segment)};
-            if (!streaming) {
-                out.buffer() += text;
-            } else {  // pass 2: the same rows again (the write lock keeps them as they were)
-                constexpr std::size_t chunk = 1 << 20;
-                for (const auto& r : records) {
-                    append_record_head(out.buffer(), r.header);
-                    for_each_outbox_row(c, templates_, r.header.first_id - 1, r.header.last_id,
-                                        [&](std::int64_t, std::string_view stmt) {
-                                            if (stmt == baseline_begin || stmt == baseline_end) return;
-                                            out.buffer() += stmt;
-                                            out.buffer() += '\n';
-                                            out.flush(chunk);
-                                        });
-                    append_record_tail(out.buffer(), r.header.seq, r.crc);
+            // The segment this writer appended to last, still the same file at the size just
+            // seen under the lock: appended through the descriptor kept from then.
+            const auto path = dir_ / segment;
+            const int kept = known_ && segment == tail_segment_ && tail_size_ > 0 ? kept_.for_file(path, tail_stat_) : -1;
+            if (kept < 0) kept_.reset();
+            std::optional<segment_appender> opened;
+            if (kept >= 0)
+                opened.emplace(path, kept, static_cast<off_t>(tail_size_));
+            else
+                opened.emplace(path, segment_preamble(database_, segment));
+            auto& out = *opened;
+            try {
+                if (!streaming) {
+                    out.buffer() += text;
+                } else {  // pass 2: the same rows again (the write lock keeps them as they were)
+                    constexpr std::size_t chunk = 1 << 20;
+                    for (const auto& r : records) {
+                        append_record_head(out.buffer(), r.header);
+                        for_each_outbox_row(c, templates_, r.header.first_id - 1, r.header.last_id,
+                                            [&](std::int64_t, std::string_view stmt) {
+                                                if (stmt == baseline_begin || stmt == baseline_end) return;
+                                                out.buffer() += stmt;
+                                                out.buffer() += '\n';
+                                                out.flush(chunk);
+                                            });
+                        append_record_tail(out.buffer(), r.header.seq, r.crc);
+                    }
                 }
+                out.finish();
+            } catch (...) {
+                // What was written is taken back (through the descriptor, before it is closed),
+                // and a descriptor that failed is not used again.
+                opened.reset();
+                kept_.reset();
+                throw;
             }
-            out.finish();
-            std::error_code ec;
+            if (kept < 0) kept_.keep(path, out.release());
             tail_segment_ = segment;
-            tail_size_ = std::filesystem::file_size(dir_ / segment, ec);
-            known_ = !ec;
+            tail_size_ = static_cast<std::uintmax_t>(out.end());
+            known_ = kept_.describe(tail_stat_);  // the file appended to: no stat needed
             last_seq_ = records.back().header.seq;
             last_utc_ = utc;
             pending_ = appended{dir_ / segment, static_cast<std::uintmax_t>(out.start()), tail_size_, last_seq_,
@@ -532,9 +552,13 @@ private:
         // The common case, one stat: the segment this writer last saw has not grown. A drain that
         // starts a newer segment first appends a note to the old one (see drain), so an unchanged
         // tail also means no newer segment: no directory listing on every commit.
-        if (known_ && !tail_segment_.empty() &&
-            std::filesystem::file_size(dir_ / tail_segment_, ec) == tail_size_ && !ec)
-            return std::nullopt;
+        if (known_ && !tail_segment_.empty()) {
+            struct ::stat st {};
+            if (::lstat((dir_ / tail_segment_).c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+                static_cast<std::uintmax_t>(st.st_size) == tail_size_ && st.st_ino == tail_stat_.st_ino &&
+                st.st_dev == tail_stat_.st_dev)
+                return std::nullopt;
+        }
         const auto segments = list_segments(dir_);
         if (segments.empty()) {
             known_ = true;
@@ -602,8 +626,8 @@ private:
             }
         }
         tail_segment_ = segments.back();
-        tail_size_ = std::filesystem::file_size(dir_ / segments.back(), ec);
-        known_ = !ec;
+        known_ = ::lstat((dir_ / tail_segment_).c_str(), &tail_stat_) == 0 && S_ISREG(tail_stat_.st_mode);
+        tail_size_ = known_ ? static_cast<std::uintmax_t>(tail_stat_.st_size) : 0;
         return note;
     }
 
@@ -620,6 +644,8 @@ private:
     bool format_refused_ = false;
     std::string tail_segment_;
     std::uintmax_t tail_size_ = 0;
+    struct ::stat tail_stat_ {};  // the tail segment's device and inode, as last seen
+    kept_segment kept_;           // the segment last appended to, open
     std::optional<tail_info> tail_;
     std::int64_t last_seq_ = 0, last_id_ = 0;
     std::string last_utc_;

@@ -39,6 +39,7 @@ namespace resilite::detail::archive {
 struct high_water_mark {
     std::int64_t seq = 0;   // 0: none
     std::string identity;   // empty: a mark from before marks named their database
+    std::size_t bytes = 0;  // the file's length as read (at most 127)
     // Whether the mark names a database other than `id` (an unknown `id`, or a mark without an
     // identity, names no other: refusing a heal is safer than missing a loss).
     [[nodiscard]] bool names_another(std::string_view id) const noexcept {
@@ -52,13 +53,14 @@ struct high_water_mark {
 
 namespace hwm_detail {
 inline high_water_mark read_fd(int fd) noexcept {
-    char buf[96] = {};
+    char buf[128] = {};
     const auto n = ::pread(fd, buf, sizeof buf - 1, 0);
     if (n <= 0) return {};
     buf[n] = '\0';
     char* end = nullptr;
     const long long v = std::strtoll(buf, &end, 10);
     high_water_mark m;
+    m.bytes = static_cast<std::size_t>(n);
     m.seq = v > 0 ? static_cast<std::int64_t>(v) : 0;
     if (end != nullptr && *end == ' ') {
         const std::string_view rest{end + 1};
@@ -117,8 +119,10 @@ public:
         if (seq > current) {
             char buf[96];
             const int n = std::snprintf(buf, sizeof buf, "%020lld %s\n", static_cast<long long>(seq), identity_.c_str());
-            ok = n > 0 && n < static_cast<int>(sizeof buf) && ::pwrite(fd_, buf, static_cast<std::size_t>(n), 0) == n &&
-                 ::ftruncate(fd_, n) == 0;  // a longer line from before leaves nothing behind
+            ok = n > 0 && n < static_cast<int>(sizeof buf) && ::pwrite(fd_, buf, static_cast<std::size_t>(n), 0) == n;
+            // A longer line from before leaves nothing behind (the line's length rarely changes:
+            // no truncate on every commit).
+            if (ok && found.bytes > static_cast<std::size_t>(n)) ok = ::ftruncate(fd_, n) == 0;
         }
         ::flock(fd_, LOCK_UN);
         if (ok) known_ = std::max(seq, current);

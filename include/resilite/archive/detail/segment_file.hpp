@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -102,10 +103,10 @@ namespace resilite::detail::archive {
 }
 
 // Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
-// new). A new file starts with the preamble. Closing without finish() (a failed write: a full
-// volume) takes back what this appender wrote, and removes the file if it created it: a failure
-// we see is no tear and leaves nothing behind (the caller holds the write lock: no one else
-// appends meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
+// new). A new file starts with the preamble. Destroyed without finish() (a failed write: a full
+// volume), it takes back what it wrote, and removes the file if it created it: a failure we see
+// is no tear and leaves nothing behind (the caller holds the write lock: no one else appends
+// meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
 class segment_appender {
 public:
     segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
@@ -117,6 +118,7 @@ public:
             created_ = fd_ >= 0;
         }
         if (fd_ < 0) fail_io("cannot open archive segment", file_);
+        owned_ = true;
         struct ::stat st {};
         if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
             ::close(std::exchange(fd_, -1));
@@ -128,20 +130,27 @@ public:
         fresh_ = st.st_size == 0;
         if (fresh_) buffer_ = preamble;
     }
+    // Appends through `fd` (opened O_APPEND by an earlier appender and kept), which the caller
+    // has just seen to be `file` at `size` bytes, under the write lock. The descriptor stays open.
+    segment_appender(std::filesystem::path file, int fd, off_t size) : file_(std::move(file)), fd_(fd), start_(size) {}
     segment_appender(const segment_appender&) = delete;
     segment_appender& operator=(const segment_appender&) = delete;
     ~segment_appender() {
         if (fd_ < 0) return;
-        if (created_) {
-            static_cast<void>(::unlink(file_.c_str()));
-        } else if (written_) {
-            static_cast<void>(::ftruncate(fd_, start_));
+        if (!finished_) {
+            if (created_) {
+                static_cast<void>(::unlink(file_.c_str()));
+            } else if (written_) {
+                static_cast<void>(::ftruncate(fd_, start_));
+            }
         }
-        ::close(fd_);
+        if (owned_) ::close(fd_);
     }
 
     std::string& buffer() noexcept { return buffer_; }
     [[nodiscard]] off_t start() const noexcept { return start_; }
+    // The file's size after what this appender wrote.
+    [[nodiscard]] off_t end() const noexcept { return start_ + written_bytes_; }
     [[nodiscard]] bool created() const noexcept { return created_; }
     // Writes the buffer out once it holds `at_least` bytes.
     void flush(std::size_t at_least = 0) {
@@ -154,6 +163,7 @@ public:
                 fail_io("cannot append to archive segment", file_);
             }
             written_ = written_ || n > 0;
+            written_bytes_ += n;
             rest.remove_prefix(static_cast<std::size_t>(n));
         }
         buffer_.clear();
@@ -161,17 +171,78 @@ public:
     void finish() {
         flush();
         if (::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
-        ::close(std::exchange(fd_, -1));
         if (fresh_ && !fsync_path(file_.parent_path(), true))
             fail_io("cannot sync archive directory", file_.parent_path());
+        finished_ = true;
+    }
+    // After finish(): the descriptor this appender opened, for the caller to keep (-1: it was
+    // borrowed, or none).
+    [[nodiscard]] int release() noexcept {
+        if (!finished_ || !owned_) return -1;
+        owned_ = false;
+        return std::exchange(fd_, -1);
     }
 
 private:
     std::filesystem::path file_;
     int fd_ = -1;
-    bool fresh_ = false, created_ = false, written_ = false;
+    bool owned_ = false, fresh_ = false, created_ = false, written_ = false, finished_ = false;
     off_t start_ = 0;  // the size before this appender wrote
+    off_t written_bytes_ = 0;
     std::string buffer_;
+};
+
+// The segment being appended to, kept open between commits: one open per segment instead of
+// one per commit. Used only while its path still names the same file (device and inode): a
+// segment renamed over (a repair) or removed is opened afresh.
+class kept_segment {
+public:
+    kept_segment() = default;
+    kept_segment(const kept_segment&) = delete;
+    kept_segment& operator=(const kept_segment&) = delete;
+    ~kept_segment() { reset(); }
+
+    void reset() noexcept {
+        if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+        file_.clear();
+    }
+    // Takes `fd` (an O_APPEND descriptor of `file`); closes it at once if it cannot be checked.
+    void keep(std::filesystem::path file, int fd) noexcept {
+        reset();
+        if (fd < 0) return;
+        struct ::stat st {};
+        if (::fstat(fd, &st) != 0) {
+            ::close(fd);
+            return;
+        }
+        fd_ = fd;
+        dev_ = st.st_dev;
+        ino_ = st.st_ino;
+        try {
+            file_ = std::move(file);
+        } catch (...) {
+            reset();
+        }
+    }
+    // Sets `st`'s device and inode to the kept file's; false when none is kept.
+    [[nodiscard]] bool describe(struct ::stat& st) const noexcept {
+        if (fd_ < 0) return false;
+        st.st_dev = dev_;
+        st.st_ino = ino_;
+        return true;
+    }
+    // The kept descriptor when `file` is the kept file and `seen` (the caller's lstat of it, under
+    // the write lock) is the same file; -1 otherwise.
+    [[nodiscard]] int for_file(const std::filesystem::path& file, const struct ::stat& seen) const noexcept {
+        if (fd_ < 0 || seen.st_dev != dev_ || seen.st_ino != ino_ || file != file_) return -1;
+        return fd_;
+    }
+
+private:
+    std::filesystem::path file_;
+    int fd_ = -1;
+    dev_t dev_ = 0;
+    ino_t ino_ = 0;
 };
 
 // Sets a torn tail aside in a file of its own, created new (never through a link), written
