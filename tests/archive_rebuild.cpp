@@ -5,6 +5,9 @@
 
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/core/detail/crc32.hpp>
+
+#include <boost/crc.hpp>
 
 #include <catch2/catch.hpp>
 #include <rapidcheck.h>
@@ -17,6 +20,7 @@
 #include <cstdlib>
 #include <functional>
 #include <memory>
+#include <random>
 #include <tuple>
 
 // Each file in its own namespace: the test files also compile as one unit (CI's unity build).
@@ -972,6 +976,32 @@ TEST_CASE("archive temporary files of a killed rebuild or inspect are removed by
     CHECK(report.rebuildable());
     CHECK_FALSE(std::filesystem::exists(stale_scratch));
     CHECK(std::filesystem::exists(live_scratch));
+}
+
+TEST_CASE("archive checksums: the sliced CRC-32 gives Boost's crc_32_type values, so records, backups and "
+          "queues written before still check",
+          "[archive]") {
+    resilite::detail::crc32 known;
+    known.process("123456789");
+    CHECK(known.checksum() == 0xCBF43926u);  // the standard check value of CRC-32
+    CHECK(resilite::detail::crc32{}.checksum() == 0u);
+    std::mt19937 gen{20261205};
+    std::string bytes(70'000, '\0');
+    for (auto& b : bytes)
+        b = static_cast<char>(gen());
+    for (int i = 0; i < 2'000; ++i) {
+        // Every start alignment, lengths around the 8-byte steps, and input fed in two pieces.
+        const std::size_t start = gen() % 64;
+        const std::size_t length = i < 200 ? static_cast<std::size_t>(i) : gen() % 65'000;
+        const std::size_t split = length == 0 ? 0 : gen() % (length + 1);
+        boost::crc_32_type reference;
+        reference.process_bytes(bytes.data() + start, length);
+        resilite::detail::crc32 sliced;
+        sliced.process_bytes(bytes.data() + start, split);
+        sliced.process_bytes(bytes.data() + start + split, length - split);
+        INFO("start " << start << ", length " << length << ", split " << split);
+        REQUIRE(sliced.checksum() == reference.checksum());
+    }
 }
 
 }  // namespace archive_rebuild_tests

@@ -12,8 +12,8 @@
 // body, so a changed value, number or time is noticed.
 
 #include <resilite/archive/archive_report.hpp>
+#include <resilite/core/detail/crc32.hpp>
 
-#include <boost/crc.hpp>
 #include <resilite/detail/utc_format.hpp>
 
 #include <fmt/format.h>
@@ -72,7 +72,7 @@ public:
     [[nodiscard]] std::uint32_t value() const { return crc_.checksum(); }
 
 private:
-    boost::crc_32_type crc_;
+    detail::crc32 crc_;
 };
 
 [[nodiscard]] inline std::uint32_t checksum(std::int64_t seq, std::string_view utc, record_kind kind,

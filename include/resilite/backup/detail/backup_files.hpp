@@ -1,6 +1,7 @@
 #pragma once
 // Backup files on disk: names with their UTC time, the manifest, retention, the sink command.
 
+#include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/detail/run_command.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
@@ -9,7 +10,6 @@
 #include <resilite/detail/link_path.hpp>
 #include <resilite/detail/utc_format.hpp>
 
-#include <boost/crc.hpp>
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -57,7 +57,7 @@ struct backup_file {
 [[nodiscard]] inline std::optional<std::uint32_t> file_crc32(const std::filesystem::path& p) {
     const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
-    boost::crc_32_type crc;
+    detail::crc32 crc;
     std::vector<char> buf(1 << 20);
     for (;;) {
         const auto n = ::read(fd, buf.data(), buf.size());

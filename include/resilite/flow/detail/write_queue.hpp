@@ -15,12 +15,12 @@
 // number replayed per generation, in the transaction of the replayed write: exactly once.
 
 #include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
-#include <boost/crc.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -62,7 +62,7 @@ struct queue_contents {
 };
 
 [[nodiscard]] inline std::uint32_t text_crc32(std::string_view s) noexcept {
-    boost::crc_32_type crc;
+    detail::crc32 crc;
     crc.process_bytes(s.data(), s.size());
     return crc.checksum();
 }

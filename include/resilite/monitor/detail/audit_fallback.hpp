@@ -12,12 +12,12 @@
 // damage, never silently dropped. `file` names the file the entry was first written to and `seq`
 // counts within it: the pair is the entry's identity when it is imported (exactly once).
 
+#include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <resilite/detail/utc_format.hpp>
 
-#include <boost/crc.hpp>
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -77,7 +77,7 @@ struct audit_entry {
 }
 
 [[nodiscard]] inline std::uint32_t audit_crc(std::string_view bytes) {
-    boost::crc_32_type crc;
+    detail::crc32 crc;
     crc.process_bytes(bytes.data(), bytes.size());
     return crc.checksum();
 }
