@@ -5,7 +5,10 @@
 //   2. Rebuilding a database of N rows (default 1 M) from its archive alone, against the sqlite3
 //      shell replaying the same segment file (no checksums, no authorizer).
 //   bench_archive [commits, default 2000] [rows, default 1000000]
+// The writers run in 10 interleaved rounds (see interleave.hpp).
 #include <resilite/resilite.hpp>
+
+#include "interleave.hpp"
 
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
@@ -15,6 +18,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <memory>
+#include <optional>
 
 namespace {
 using clock_type = std::chrono::steady_clock;
@@ -54,49 +59,59 @@ void check(int rc, sqlite3* db) {
     }
 }
 
-// commits × per_commit rows, each commit durable.
-double raw_c(const std::filesystem::path& p, int commits, int per_commit) {
+// Each contender keeps its database open across rounds and goes on numbering its rows; a round
+// is `commits` commits of `per_commit` rows, each commit durable.
+struct raw_writer {
     sqlite3* db = nullptr;
-    check(sqlite3_open(p.c_str(), &db), db);
-    check(sqlite3_exec(
-              db,
-              "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY "
-              "KEY, name TEXT NOT NULL, score REAL NOT NULL)",
-              nullptr, nullptr, nullptr),
-          db);
     sqlite3_stmt* ins = nullptr;
-    check(sqlite3_prepare_v2(db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)", -1, &ins, nullptr),
-          db);
-    const double s = seconds([&] {
-        std::int64_t id = 0;
-        for (int c = 0; c < commits; ++c) {
+    std::int64_t id = 0;
+    explicit raw_writer(const std::filesystem::path& p) {
+        check(sqlite3_open(p.c_str(), &db), db);
+        check(sqlite3_exec(db,
+                           "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER "
+                           "PRIMARY KEY, name TEXT NOT NULL, score REAL NOT NULL)",
+                           nullptr, nullptr, nullptr),
+              db);
+        check(sqlite3_prepare_v2(db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)", -1, &ins, nullptr),
+              db);
+    }
+    raw_writer(const raw_writer&) = delete;
+    raw_writer& operator=(const raw_writer&) = delete;
+    ~raw_writer() {
+        sqlite3_finalize(ins);
+        sqlite3_close_v2(db);
+    }
+    void commits(int n, int per_commit) {
+        for (int c = 0; c < n; ++c) {
             if (per_commit > 1) check(sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), db);
             for (int r = 0; r < per_commit; ++r) {
                 const auto it = item(++id);
                 sqlite3_bind_int64(ins, 1, it.id);
-                sqlite3_bind_text(ins, 2, it.name.c_str(), static_cast<int>(it.name.size()),
-                                  SQLITE_TRANSIENT);
+                sqlite3_bind_text(ins, 2, it.name.c_str(), static_cast<int>(it.name.size()), SQLITE_TRANSIENT);
                 sqlite3_bind_double(ins, 3, it.score);
                 check(sqlite3_step(ins), db);
                 sqlite3_reset(ins);
             }
             if (per_commit > 1) check(sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr), db);
         }
-    });
-    sqlite3_finalize(ins);
-    sqlite3_close_v2(db);
-    return s;
-}
+    }
+};
 
-double sqlitecpp(const std::filesystem::path& p, int commits, int per_commit) {
-    SQLite::Database db{p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE};
-    db.exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY KEY, name "
-        "TEXT NOT NULL, score REAL NOT NULL)");
-    SQLite::Statement ins{db, "INSERT INTO items(id, name, score) VALUES(?, ?, ?)"};
-    return seconds([&] {
-        std::int64_t id = 0;
-        for (int c = 0; c < commits; ++c) {
+struct sqlitecpp_writer {
+    SQLite::Database db;
+    SQLite::Statement ins;
+    std::int64_t id = 0;
+    static SQLite::Database& with_table(SQLite::Database& db) {
+        db.exec(
+            "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE items(id INTEGER PRIMARY KEY, name "
+            "TEXT NOT NULL, score REAL NOT NULL)");
+        return db;
+    }
+    explicit sqlitecpp_writer(const std::filesystem::path& p)
+        : db{p.string(), SQLite::OPEN_READWRITE | SQLite::OPEN_CREATE},
+          ins{with_table(db), "INSERT INTO items(id, name, score) VALUES(?, ?, ?)"} {}
+    void commits(int n, int per_commit) {
+        for (int c = 0; c < n; ++c) {
             std::optional<SQLite::Transaction> tx;
             if (per_commit > 1) tx.emplace(db);
             for (int r = 0; r < per_commit; ++r) {
@@ -109,15 +124,16 @@ double sqlitecpp(const std::filesystem::path& p, int commits, int per_commit) {
             }
             if (tx) tx->commit();
         }
-    });
-}
+    }
+};
 
 template <class Db>
-double resilite_writes(const std::filesystem::path& p, int commits, int per_commit) {
-    Db db{p};
-    return seconds([&] {
-        std::int64_t id = 0;
-        for (int c = 0; c < commits; ++c) {
+struct resilite_writer {
+    Db db;
+    std::int64_t id = 0;
+    explicit resilite_writer(const std::filesystem::path& p) : db{p} {}
+    void commits(int n, int per_commit) {
+        for (int c = 0; c < n; ++c) {
             if (per_commit == 1) {
                 db.insert(item(++id));
             } else {
@@ -127,26 +143,43 @@ double resilite_writes(const std::filesystem::path& p, int commits, int per_comm
                 });
             }
         }
-    });
+    }
+};
+
+template <class W>
+bench::contender writer(std::string name, const std::filesystem::path& p, int commits, int per_commit) {
+    auto w = std::make_shared<W>(p);
+    return {std::move(name), [w, commits, per_commit] {
+                return bench::seconds_of([&] { w->commits(commits, per_commit); });
+            }};
 }
 
-void write_throughput(int commits, int per_commit) {
+// `commits` per round, `rounds` rounds, contenders in turns.
+void write_throughput(int commits, int per_commit, int rounds) {
     const auto dir = fresh_dir("archive-writes");
-    const double raw = raw_c(dir / "raw.db", commits, per_commit);
-    const double cpp = sqlitecpp(dir / "cpp.db", commits, per_commit);
-    const double off = resilite_writes<Plain>(dir / "off.db", commits, per_commit);
-    const double on = resilite_writes<OnCommit>(dir / "on.db", commits, per_commit);
-    const double batched = resilite_writes<Batched>(dir / "batched.db", commits, per_commit);
-    const auto rate = [&](double s) { return static_cast<double>(commits) / s; };
-    fmt::print("{} commits of {} row{} (synchronous=FULL):\n", commits, per_commit,
-               per_commit == 1 ? "" : "s");
-    fmt::print("  raw C API            {:8.0f} commits/s\n", rate(raw));
-    fmt::print("  SQLiteCpp            {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(cpp), cpp / raw);
-    fmt::print("  resilite, no archive {:8.0f} commits/s  ({:.2f} x raw time)\n", rate(off), off / raw);
-    fmt::print("  archive on commit    {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n", rate(on),
-               on / raw, on / off);
-    fmt::print("  archive batched 1 s  {:8.0f} commits/s  ({:.2f} x raw, {:.2f} x no archive)\n",
-               rate(batched), batched / raw, batched / off);
+    {
+        const int per_round = std::max(1, commits / rounds);
+        bench::interleaved runs{{
+            writer<raw_writer>("raw", dir / "raw.db", per_round, per_commit),
+            writer<sqlitecpp_writer>("SQLiteCpp", dir / "cpp.db", per_round, per_commit),
+            writer<resilite_writer<Plain>>("no archive", dir / "off.db", per_round, per_commit),
+            writer<resilite_writer<OnCommit>>("on commit", dir / "on.db", per_round, per_commit),
+            writer<resilite_writer<Batched>>("batched", dir / "batched.db", per_round, per_commit),
+        }};
+        runs.run(rounds);
+        const auto rate = [&](const char* name) { return per_round / runs.median_of(name); };
+        fmt::print("{} commits of {} row{} (synchronous=FULL), {} interleaved rounds of {}; medians, and the "
+                   "range of the per-round ratios:\n",
+                   per_round * rounds, per_commit, per_commit == 1 ? "" : "s", rounds, per_round);
+        fmt::print("  raw C API            {:8.0f} commits/s\n", rate("raw"));
+        fmt::print("  SQLiteCpp            {:8.0f} commits/s  {}\n", rate("SQLiteCpp"), runs.ratio("SQLiteCpp", "raw"));
+        fmt::print("  resilite, no archive {:8.0f} commits/s  {}\n", rate("no archive"),
+                   runs.ratio("no archive", "raw"));
+        fmt::print("  archive on commit    {:8.0f} commits/s  {}, {}\n", rate("on commit"),
+                   runs.ratio("on commit", "raw"), runs.ratio("on commit", "no archive"));
+        fmt::print("  archive batched 1 s  {:8.0f} commits/s  {}, {}\n", rate("batched"),
+                   runs.ratio("batched", "raw"), runs.ratio("batched", "no archive"));
+    }
     std::filesystem::remove_all(dir);
 }
 
@@ -167,23 +200,43 @@ void rebuild_speed(std::int64_t rows) {
         bytes += e.file_size();
     fmt::print("rebuild of {} rows ({:.1f} MB of archive, written in {:.1f} s):\n", rows,
                static_cast<double>(bytes) / 1e6, fill);
-    resilite::archive_report report;
-    const double ours =
-        seconds([&] { report = resilite::rebuild(dir / "live.db.archive", dir / "rebuilt.db"); });
-    if (report.tables.empty() || report.tables[0].rows != rows) {
-        fmt::print(stderr, "rebuild is incomplete:\n{}", report.to_text());
-        std::abort();
+    // Each contender builds a new file every round; 3 rounds in turns.
+    std::vector<bench::contender> cs;
+    int round = 0;
+    cs.push_back({"resilite::rebuild", [&] {
+                      const auto target = dir / fmt::format("rebuilt-{}.db", round);
+                      resilite::archive_report report;
+                      const double s =
+                          bench::seconds_of([&] { report = resilite::rebuild(dir / "live.db.archive", target); });
+                      if (report.tables.empty() || report.tables[0].rows != rows) {
+                          fmt::print(stderr, "rebuild is incomplete:\n{}", report.to_text());
+                          std::abort();
+                      }
+                      std::filesystem::remove(target);
+                      return s;
+                  }});
+    const bool shell = std::system("command -v sqlite3 > /dev/null 2>&1") == 0;
+    if (shell) {
+        cs.push_back({"sqlite3 shell", [&] {
+                          const auto target = dir / fmt::format("shell-{}.db", round++);
+                          const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'",
+                                                           (dir / "live.db.archive").string(), target.string());
+                          const double s = bench::seconds_of([&] {
+                              if (std::system(command.c_str()) != 0) std::abort();
+                          });
+                          std::filesystem::remove(target);
+                          return s;
+                      }});
     }
+    bench::interleaved runs{std::move(cs)};
+    runs.run(3, false);
     fmt::print(
-        "  resilite::rebuild    {:6.2f} s  (CRC, authorizer, integrity and foreign-key check, hashes)\n",
-        ours);
-    if (std::system("command -v sqlite3 > /dev/null 2>&1") == 0) {
-        const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'", (dir / "live.db.archive").string(),
-                                         (dir / "shell.db").string());
-        const double shell = seconds([&] {
-            if (std::system(command.c_str()) != 0) std::abort();
-        });
-        fmt::print("  sqlite3 shell replay {:6.2f} s  (ratio {:.2f})\n", shell, ours / shell);
+        "  resilite::rebuild    {:6.2f} s  (median of 3; CRC, authorizer, integrity and foreign-key check, "
+        "hashes)\n",
+        runs.median_of("resilite::rebuild"));
+    if (shell) {
+        fmt::print("  sqlite3 shell replay {:6.2f} s  (median of 3; resilite: {})\n", runs.median_of("sqlite3 shell"),
+                   runs.ratio("resilite::rebuild", "sqlite3 shell"));
     }
     std::filesystem::remove_all(dir);
 }
@@ -193,7 +246,7 @@ int main(int argc, char** argv) {
     std::setvbuf(stdout, nullptr, _IONBF, 0);
     const int commits = argc > 1 ? std::atoi(argv[1]) : 2000;
     const std::int64_t rows = argc > 2 ? std::atoll(argv[2]) : 1'000'000;
-    write_throughput(commits, 1);
-    write_throughput(commits / 10, 100);
+    write_throughput(commits, 1, 10);
+    write_throughput(commits / 10, 100, 10);
     rebuild_speed(rows);
 }

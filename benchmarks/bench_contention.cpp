@@ -4,7 +4,7 @@
 // share one Database, as the library intends; each process has its own), with SQLite's busy
 // wait inside each attempt set to several values.
 // Prints throughput, p50/p99 commit latency and the errors that reached the writers.
-//   bench_contention [seconds per contender, default 3]
+//   bench_contention [seconds per contender, default 3] [rounds, default 5]
 #include <resilite/resilite.hpp>
 
 #include <SQLiteCpp/SQLiteCpp.h>
@@ -23,6 +23,7 @@
 #include <thread>
 #include <tuple>
 #include <unistd.h>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -215,56 +216,81 @@ int main(int argc, char** argv) {
     if (::mkdtemp(templ.data()) == nullptr) return 1;
     const std::filesystem::path dir = templ;
 
-    std::vector<summary> all;
-    all.push_back(run(
-        "raw", dir, [](const auto& p) { return raw_setup(p); }, seconds));
-    all.push_back(run(
-        "sqlitecpp", dir, [](const auto& p) { return sqlitecpp_setup(p); }, seconds));
-    all.push_back(run("resilite", dir, resilite_setup([](resilite::settings&) {}), seconds));
+    struct named_setup {
+        std::string first;
+        process_setup second;
+    };
+    std::vector<named_setup> contenders;
+    contenders.reserve(16);
+    contenders.push_back({"raw", [](const auto& p) { return raw_setup(p); }});
+    contenders.push_back({"sqlitecpp", [](const auto& p) { return sqlitecpp_setup(p); }});
+    contenders.push_back({"resilite", resilite_setup([](resilite::settings&) {})});
     if (std::getenv("BENCH_PER_THREAD") != nullptr) {
-        all.push_back(run(
-            "resilite-db-per-thread", dir,
-            [](const std::filesystem::path& path) -> writer_factory {
-                return [path](int) -> commit_fn {
-                    auto db = std::make_shared<resilite::Database<resilite::null_observer>>(path);
-                    return [db](int writer, int seq) {
-                        try {
-                            db->transaction([&](auto& tx) {
-                                tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad);
-                            });
-                            return true;
-                        } catch (const resilite::error&) {
-                            return false;
-                        }
-                    };
+        contenders.push_back({"resilite-db-per-thread", [](const std::filesystem::path& path) -> writer_factory {
+            return [path](int) -> commit_fn {
+                auto db = std::make_shared<resilite::Database<resilite::null_observer>>(path);
+                return [db](int writer, int seq) {
+                    try {
+                        db->transaction(
+                            [&](auto& tx) { tx.exec("INSERT INTO w VALUES(?, ?, ?)", writer, seq, pad); });
+                        return true;
+                    } catch (const resilite::error&) {
+                        return false;
+                    }
                 };
-            },
-            seconds));
+            };
+        }});
     }
     // The alternatives weighed for the defaults: SQLite's busy wait inside each attempt (ms),
     // the backoff cap between attempts (ms), attempts.
     if (std::getenv("BENCH_VARIANTS") != nullptr) {
         for (auto [wait, cap, attempts] : std::vector<std::tuple<int, int, int>>{
                  {100, 1000, 10}, {0, 50, 100000}, {10, 20, 100000}, {100, 100, 1000}, {1000, 100, 1000}}) {
-            all.push_back(run(fmt::format("resilite-w{}-c{}-a{}", wait, cap, attempts), dir,
-                              resilite_setup([=](resilite::settings& s) {
-                                  s.busy_timeout = std::chrono::milliseconds{wait};
-                                  s.retry.cap = std::chrono::milliseconds{cap};
-                                  s.retry.max_attempts = attempts;
-                              }),
-                              seconds));
+            contenders.push_back({fmt::format("resilite-w{}-c{}-a{}", wait, cap, attempts),
+                                  resilite_setup([=](resilite::settings& s) {
+                                      s.busy_timeout = std::chrono::milliseconds{wait};
+                                      s.retry.cap = std::chrono::milliseconds{cap};
+                                      s.retry.max_attempts = attempts;
+                                  })});
         }
     }
-    fmt::print("{} threads + {} processes, single-row commits (synchronous=FULL), {:.1f} s each\n\n", threads,
-               processes, seconds);
-    fmt::print("{:<22} {:>12} {:>10} {:>10} {:>10} {:>16}\n", "contender", "commits/s", "p50 ms", "p99 ms",
-               "errors", "throughput/raw");
-    const double raw_rate = static_cast<double>(all[0].latencies_ms.size()) / all[0].seconds;
-    for (const auto& s : all) {
-        const double rate = static_cast<double>(s.latencies_ms.size()) / s.seconds;
-        fmt::print("{:<22} {:>12.0f} {:>10.3f} {:>10.3f} {:>10} {:>16.3f}\n", s.name, rate,
-                   percentile(s.latencies_ms, 0.5), percentile(s.latencies_ms, 0.99), s.errors,
-                   rate / raw_rate);
+    // Rounds in turns (raw, SQLiteCpp, resilite, raw, ...): a slow spell of the machine falls on
+    // every contender alike; each ratio is taken within a round, then its median over the rounds.
+    const int rounds = std::max(1, argc > 2 ? std::atoi(argv[2]) : 5);
+    std::vector<std::vector<summary>> by(contenders.size());
+    for (int r = 0; r < rounds; ++r) {
+        for (std::size_t i = 0; i < contenders.size(); ++i)
+            by[i].push_back(run(contenders[i].first, dir, contenders[i].second, seconds / rounds));
+    }
+    const auto rate = [](const summary& s) { return static_cast<double>(s.latencies_ms.size()) / s.seconds; };
+    const auto range = [](std::vector<double> v) {
+        if (v.empty()) return std::string{"n/a"};
+        const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+        std::sort(v.begin(), v.end());
+        return fmt::format("{:.2f} ({:.2f}-{:.2f})", v[v.size() / 2], *lo, *hi);
+    };
+    fmt::print("{} threads + {} processes, single-row commits (synchronous=FULL), {:.1f} s each in {} "
+               "interleaved rounds\n\n",
+               threads, processes, seconds, rounds);
+    fmt::print("{:<22} {:>10} {:>9} {:>9} {:>7} {:>22} {:>22}\n", "contender", "commits/s", "p50 ms", "p99 ms",
+               "errors", "throughput/raw", "p99/raw's p99");
+    for (std::size_t i = 0; i < contenders.size(); ++i) {
+        std::vector<double> all_latencies, throughput, p99;
+        std::uint64_t errors = 0;
+        double commits = 0;
+        for (int r = 0; r < rounds; ++r) {
+            const auto& s = by[i][static_cast<std::size_t>(r)];
+            const auto& base = by[0][static_cast<std::size_t>(r)];
+            all_latencies.insert(all_latencies.end(), s.latencies_ms.begin(), s.latencies_ms.end());
+            errors += s.errors;
+            commits += static_cast<double>(s.latencies_ms.size());
+            if (rate(base) > 0) throughput.push_back(rate(s) / rate(base));
+            const double base_p99 = percentile(base.latencies_ms, 0.99);
+            if (base_p99 > 0) p99.push_back(percentile(s.latencies_ms, 0.99) / base_p99);
+        }
+        fmt::print("{:<22} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>22} {:>22}\n", contenders[i].first, commits / seconds,
+                   percentile(all_latencies, 0.5), percentile(all_latencies, 0.99), errors, range(throughput),
+                   range(p99));
     }
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);

@@ -62,3 +62,8 @@ if [ -z "${user_rc_params}" ] && [ "$random_seed" != "1" ]; then
   RC_PARAMS="seed=${seed}" ctest --test-dir build/test-gcc -j "$jobs" --output-on-failure \
     -R '^P[0-9]+ |^archive state machine: |^binding round trips: .*\(property\)$|^archive repair .*\(property\)$'
 fi
+
+# A measurement for the log, not a test: the compile time of a program using the library
+# (docs/performance.md; target: a 10-table Database within 5 s of user time at -O2).
+echo "== Compile time (g++ -O2, user seconds)"
+benchmarks/compile_time.sh g++
