@@ -265,9 +265,8 @@ int main(int argc, char** argv) {
     const auto rate = [](const summary& s) { return static_cast<double>(s.latencies_ms.size()) / s.seconds; };
     const auto range = [](std::vector<double> v) {
         if (v.empty()) return std::string{"n/a"};
-        const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
         std::sort(v.begin(), v.end());
-        return fmt::format("{:.2f} ({:.2f}-{:.2f})", v[v.size() / 2], *lo, *hi);
+        return fmt::format("{:.2f} ({:.2f}-{:.2f})", v[v.size() / 2], v.front(), v.back());
     };
     fmt::print("{} threads + {} processes, single-row commits (synchronous=FULL), {:.1f} s each in {} "
                "interleaved rounds\n\n",
