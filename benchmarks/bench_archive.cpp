@@ -32,8 +32,11 @@ using quiet = resilite::wal_durability<resilite::synchronous::full, 60, 64, fals
 using Plain = resilite::Database<resilite::schema<items>, resilite::null_observer, quiet>;
 using OnCommit =
     resilite::Database<resilite::schema<items>, resilite::archive<>, resilite::null_observer, quiet>;
+// No background thread: its drains would run during the other contenders' turns and be left
+// out of its own time. Each round drains at its end instead (drain_archive(), timed), so the
+// batched contender pays for the records it writes.
 using Batched = resilite::Database<resilite::schema<items>, resilite::archive<resilite::flush_every_ms<1000>>,
-                                   resilite::null_observer>;  // the background thread drains
+                                   resilite::null_observer, quiet>;
 
 std::filesystem::path fresh_dir(const char* name) {
     std::string templ =
@@ -127,7 +130,7 @@ struct sqlitecpp_writer {
     }
 };
 
-template <class Db>
+template <class Db, bool DrainAtEnd = false>
 struct resilite_writer {
     Db db;
     std::int64_t id = 0;
@@ -143,6 +146,7 @@ struct resilite_writer {
                 });
             }
         }
+        if constexpr (DrainAtEnd) static_cast<void>(db.drain_archive());
     }
 };
 
@@ -164,12 +168,12 @@ void write_throughput(int commits, int per_commit, int rounds) {
             writer<sqlitecpp_writer>("SQLiteCpp", dir / "cpp.db", per_round, per_commit),
             writer<resilite_writer<Plain>>("no archive", dir / "off.db", per_round, per_commit),
             writer<resilite_writer<OnCommit>>("on commit", dir / "on.db", per_round, per_commit),
-            writer<resilite_writer<Batched>>("batched", dir / "batched.db", per_round, per_commit),
+            writer<resilite_writer<Batched, true>>("batched", dir / "batched.db", per_round, per_commit),
         }};
         runs.run(rounds);
         const auto rate = [&](const char* name) { return per_round / runs.median_of(name); };
-        fmt::print("{} commits of {} row{} (synchronous=FULL), {} interleaved rounds of {}; medians, and the "
-                   "range of the per-round ratios:\n",
+        fmt::print("{} commits of {} row{} (synchronous=FULL), {} interleaved rounds of {}; time ratios: medians, "
+                   "and the range of the per-round ratios:\n",
                    per_round * rounds, per_commit, per_commit == 1 ? "" : "s", rounds, per_round);
         fmt::print("  raw C API            {:8.0f} commits/s\n", rate("raw"));
         fmt::print("  SQLiteCpp            {:8.0f} commits/s  {}\n", rate("SQLiteCpp"), runs.ratio("SQLiteCpp", "raw"));
@@ -177,7 +181,7 @@ void write_throughput(int commits, int per_commit, int rounds) {
                    runs.ratio("no archive", "raw"));
         fmt::print("  archive on commit    {:8.0f} commits/s  {}, {}\n", rate("on commit"),
                    runs.ratio("on commit", "raw"), runs.ratio("on commit", "no archive"));
-        fmt::print("  archive batched 1 s  {:8.0f} commits/s  {}, {}\n", rate("batched"),
+        fmt::print("  archive batched      {:8.0f} commits/s  {}, {}  (drained once per round)\n", rate("batched"),
                    runs.ratio("batched", "raw"), runs.ratio("batched", "no archive"));
     }
     std::filesystem::remove_all(dir);

@@ -7,6 +7,8 @@
 //   bench_contention [seconds per contender, default 3] [rounds, default 5]
 #include <resilite/resilite.hpp>
 
+#include "interleave.hpp"
+
 #include <SQLiteCpp/SQLiteCpp.h>
 #include <fmt/format.h>
 
@@ -265,8 +267,8 @@ int main(int argc, char** argv) {
     const auto rate = [](const summary& s) { return static_cast<double>(s.latencies_ms.size()) / s.seconds; };
     const auto range = [](std::vector<double> v) {
         if (v.empty()) return std::string{"n/a"};
-        std::sort(v.begin(), v.end());
-        return fmt::format("{:.2f} ({:.2f}-{:.2f})", v[v.size() / 2], v.front(), v.back());
+        const auto [lo, hi] = std::minmax_element(v.begin(), v.end());
+        return fmt::format("{:.2f} ({:.2f}-{:.2f})", bench::median(v), *lo, *hi);
     };
     fmt::print("{} threads + {} processes, single-row commits (synchronous=FULL), {:.1f} s each in {} "
                "interleaved rounds\n\n",
@@ -276,18 +278,19 @@ int main(int argc, char** argv) {
     for (std::size_t i = 0; i < contenders.size(); ++i) {
         std::vector<double> all_latencies, throughput, p99;
         std::uint64_t errors = 0;
-        double commits = 0;
+        double commits = 0, measured = 0;
         for (int r = 0; r < rounds; ++r) {
             const auto& s = by[i][static_cast<std::size_t>(r)];
             const auto& base = by[0][static_cast<std::size_t>(r)];
             all_latencies.insert(all_latencies.end(), s.latencies_ms.begin(), s.latencies_ms.end());
             errors += s.errors;
             commits += static_cast<double>(s.latencies_ms.size());
+            measured += s.seconds;
             if (rate(base) > 0) throughput.push_back(rate(s) / rate(base));
             const double base_p99 = percentile(base.latencies_ms, 0.99);
             if (base_p99 > 0) p99.push_back(percentile(s.latencies_ms, 0.99) / base_p99);
         }
-        fmt::print("{:<22} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>22} {:>22}\n", contenders[i].first, commits / seconds,
+        fmt::print("{:<22} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>22} {:>22}\n", contenders[i].first, commits / measured,
                    percentile(all_latencies, 0.5), percentile(all_latencies, 0.99), errors, range(throughput),
                    range(p99));
     }

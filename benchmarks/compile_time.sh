@@ -14,7 +14,15 @@ for tu in "${units[@]}"; do
   lines="$("$cxx" -std=c++20 -E -I"$root/include" "$tu" | wc -l)"
   # bash's own `time` (no /usr/bin/time on a fresh machine)
   TIMEFORMAT='%U %S'
-  times="$( { time "$cxx" -std=c++20 -O2 -I"$root/include" -c "$tu" -o /dev/null; } 2>&1 | tail -1)"
+  log="$(mktemp)"
+  if ! times="$( { time "$cxx" -std=c++20 -O2 -I"$root/include" -c "$tu" -o /dev/null 2>"$log"; } 2>&1 | tail -1)" ||
+     [ -s "$log" ]; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "$(basename "$tu"): the compiler failed or complained" >&2
+    exit 1
+  fi
+  rm -f "$log"
   printf '%-28s %10s %10s %14s\n' "$(basename "$tu")" "${times% *}" "${times#* }" "$lines lines"
 done
 printf 'target: compile_10_tables.cpp within 5 s user time\n'

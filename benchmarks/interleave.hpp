@@ -56,7 +56,7 @@ public:
     }
     [[nodiscard]] double median_of(const std::string& name) const { return median(at(name).times); }
 
-    // "1.23 x raw (1.10-1.40)": the median of a/b over the rounds, and its range.
+    // "1.23 x raw (1.10-1.40)": the median of a/b (their times) over the rounds, and its range.
     [[nodiscard]] std::string ratio(const std::string& a, const std::string& b) const {
         const auto& x = at(a).times;
         const auto& y = at(b).times;

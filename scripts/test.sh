@@ -66,4 +66,4 @@ fi
 # A measurement for the log, not a test: the compile time of a program using the library
 # (docs/performance.md; target: a 10-table Database within 5 s of user time at -O2).
 echo "== Compile time (g++ -O2, user seconds)"
-benchmarks/compile_time.sh g++ compile_10_tables.cpp
+benchmarks/compile_time.sh g++ compile_10_tables.cpp || echo "compile-time measurement failed (a measurement, not a test)"

@@ -8,6 +8,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1173,6 +1174,57 @@ TEST_CASE("archive reals: a million random bit patterns, each written as SQLite 
     CHECK(disagree == 0);
     INFO("shortest forms SQLite reads back wrong: " << shortest_wrong << " of 200000");
     CHECK(shortest_wrong > 0);  // else this SQLite rounds correctly and the test proves little
+}
+
+namespace {
+// The descriptor this process has open on `file` (-1: none), found through /proc/self/fd.
+int descriptor_of(const std::filesystem::path& file) {
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        std::error_code ec;
+        const auto target = std::filesystem::read_symlink(e.path(), ec);
+        if (!ec && target == file) return std::stoi(e.path().filename().string());
+    }
+    return -1;
+}
+}  // namespace
+
+TEST_CASE("archive written ahead: the segment kept open between commits is used only while it is the file at "
+          "the path and the descriptor still refers to it",
+          "[archive]") {
+    test::temp_dir dir;
+    ItemsDb db{dir / "app.db", items_options()};
+    db.insert(Item{1, "first", 0, "t"});
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto seg = std::filesystem::canonical(archive / segments.front());
+    REQUIRE(descriptor_of(seg) >= 0);  // kept open after the commit
+
+    SECTION("a segment renamed over with the same size (as a repair does) gets the next record") {
+        const auto text = read_all(seg);
+        const auto copy = archive / "replacement.tmp";
+        write_all(copy, text);
+        std::filesystem::rename(copy, seg);
+        db.insert(Item{2, "after the rename", 0, "t"});
+        CHECK(read_all(seg).find("after the rename") != std::string::npos);
+    }
+    SECTION("a descriptor closed behind the library's back and reused elsewhere never gets a record") {
+        const int fd = descriptor_of(seg);
+        REQUIRE(::close(fd) == 0);
+        // The lowest free number: the one just closed, now another file's.
+        const auto other = dir / "other.txt";
+        const int reused = ::open(other.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        REQUIRE(reused == fd);
+        db.insert(Item{2, "after the close", 0, "t"});
+        CHECK(std::filesystem::file_size(other) == 0);
+        CHECK(read_all(seg).find("after the close") != std::string::npos);
+        CHECK(::fcntl(reused, F_GETFD) != -1);  // the other file's descriptor was not closed by the library
+        ::close(reused);
+    }
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
 }
 
 }  // namespace archive_capture_tests

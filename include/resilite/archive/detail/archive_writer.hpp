@@ -497,7 +497,10 @@ private:
                 kept_.reset();
                 throw;
             }
-            if (kept < 0) kept_.keep(path, out.release());
+            if (kept < 0) {
+                const int fd = out.release();  // (released before the call: nothing to leak)
+                kept_.keep(path, fd);
+            }
             tail_segment_ = segment;
             tail_size_ = static_cast<std::uintmax_t>(out.end());
             known_ = kept_.describe(tail_stat_);  // the file appended to: no stat needed

@@ -202,12 +202,15 @@ public:
     kept_segment& operator=(const kept_segment&) = delete;
     ~kept_segment() { reset(); }
 
+    // Closes the descriptor, unless its number no longer refers to the kept file (then it is
+    // someone else's now, and only forgotten).
     void reset() noexcept {
-        if (fd_ >= 0) ::close(std::exchange(fd_, -1));
+        if (fd_ >= 0 && still_ours()) ::close(fd_);
+        fd_ = -1;
         file_.clear();
     }
     // Takes `fd` (an O_APPEND descriptor of `file`); closes it at once if it cannot be checked.
-    void keep(std::filesystem::path file, int fd) noexcept {
+    void keep(const std::filesystem::path& file, int fd) noexcept {
         reset();
         if (fd < 0) return;
         struct ::stat st {};
@@ -219,7 +222,7 @@ public:
         dev_ = st.st_dev;
         ino_ = st.st_ino;
         try {
-            file_ = std::move(file);
+            file_ = file;
         } catch (...) {
             reset();
         }
@@ -231,14 +234,23 @@ public:
         st.st_ino = ino_;
         return true;
     }
-    // The kept descriptor when `file` is the kept file and `seen` (the caller's lstat of it, under
-    // the write lock) is the same file; -1 otherwise.
+    // The kept descriptor when `file` is the kept file, `seen` (the caller's lstat of it, under
+    // the write lock) is the same file, and the descriptor itself still refers to it: a number
+    // closed behind the library's back (a double close elsewhere, a daemon closing every
+    // descriptor) and reused must never receive a record. -1 otherwise.
     [[nodiscard]] int for_file(const std::filesystem::path& file, const struct ::stat& seen) const noexcept {
-        if (fd_ < 0 || seen.st_dev != dev_ || seen.st_ino != ino_ || file != file_) return -1;
+        if (fd_ < 0 || seen.st_dev != dev_ || seen.st_ino != ino_ || file != file_ || !still_ours()) return -1;
         return fd_;
     }
 
 private:
+    [[nodiscard]] bool still_ours() const noexcept {
+        struct ::stat own {};
+        if (::fstat(fd_, &own) != 0 || own.st_dev != dev_ || own.st_ino != ino_) return false;
+        const int flags = ::fcntl(fd_, F_GETFL);
+        return flags >= 0 && (flags & O_APPEND) != 0 && (flags & O_ACCMODE) == O_WRONLY;
+    }
+
     std::filesystem::path file_;
     int fd_ = -1;
     dev_t dev_ = 0;
