@@ -1,15 +1,18 @@
 // Healing, by phase: (1) a database of about MB megabytes healed from its backup plus an archive
 // tail of TAIL one-row transactions; (2) a database of ROWS rows healed from the archive alone.
 // Printed beside what the same machine needs for a plain copy of the backup file (cp), the floor
-// of any restore.
+// of any restore, and beside the sqlite3 shell doing the same by hand: `.restore` of the backup,
+// then the archive's records after the backup's number piped in (no checks at all).
 //   bench_heal [MB, default 100] [TAIL, default 10000] [ROWS, default 1000000]
 #include <resilite/resilite.hpp>
+#include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/testing/corruption.hpp>
 
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cstdlib>
+#include <fstream>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -45,6 +48,37 @@ void print_report(const resilite::heal_report& r, double wall_ms) {
                std::chrono::duration<double, std::milli>(r.duration).count());
 }
 
+// The archive's records numbered after `after`, as text the sqlite3 shell can run.
+std::string records_after(const std::filesystem::path& archive, std::int64_t after) {
+    namespace a = resilite::detail::archive;
+    const auto contents = a::read_archive(archive);
+    std::string out;
+    for (const auto& r : contents.records) {
+        if (r.header.seq <= after) continue;
+        for (std::size_t i = 0; i < contents.segments.size(); ++i) {
+            if (contents.segments[i] != r.segment) continue;
+            const std::string_view text = contents.texts[i];
+            const auto body_at = static_cast<std::size_t>(r.body.data() - text.data());
+            const auto start = text.rfind(fmt::format("{}{} ", a::header_prefix, r.header.seq), body_at);
+            if (start == std::string_view::npos) std::abort();
+            out += text.substr(start, r.end - start);
+        }
+    }
+    return out;
+}
+
+// The shell's way: restore the backup into a new file, then run the tail. Returns milliseconds.
+double shell_heal(const std::filesystem::path& dir, const std::filesystem::path& backup, const std::string& tail) {
+    const auto target = dir / "shell.db";
+    const auto script = dir / "tail.sql";
+    std::ofstream(script, std::ios::binary) << tail;
+    const auto command = fmt::format("sqlite3 '{}' \".restore '{}'\" && sqlite3 '{}' < '{}'", target.string(),
+                                     backup.string(), target.string(), script.string());
+    const auto start = clock_type::now();
+    if (std::system(command.c_str()) != 0) std::abort();
+    return ms(clock_type::now() - start);
+}
+
 void damage(const std::filesystem::path& path) {
     std::mt19937_64 rng{1};
     resilite::testing::overwrite_header(path, rng);
@@ -62,10 +96,13 @@ int main(int argc, char** argv) {
     {
         const auto path = dir / "big.db";
         std::filesystem::path backup;
+        std::int64_t backup_seq = 0;
         {
             Db db{path};
             insert_rows(db, 1, megabytes * 1024, 1000);  // ~1 KiB rows
-            backup = db.backup_now().path;
+            const auto taken = db.backup_now();
+            backup = taken.path;
+            backup_seq = taken.archive_seq.value_or(0);
             const std::string payload(100, 't');
             for (std::int64_t i = 0; i < tail; ++i)  // one transaction each
                 db.insert(Row{megabytes * 1024 + 1 + i, payload});
@@ -85,6 +122,14 @@ int main(int argc, char** argv) {
                    static_cast<double>(bytes) / (1 << 20), tail);
         print_report(*r, wall);
         fmt::print("  (a plain copy of the backup file takes {:.1f} ms: heal / copy = {:.1f})\n", copy_ms, wall / copy_ms);
+        if (std::system("command -v sqlite3 > /dev/null 2>&1") == 0) {
+            const auto tail_text = records_after(path.string() + ".archive", backup_seq);
+            const auto shell_ms = shell_heal(dir, backup, tail_text);
+            fmt::print("  (the sqlite3 shell: .restore of the backup, then the {:.1f} MB of records after its number: "
+                       "{:.1f} ms; heal / shell = {:.2f}, the heal alone / shell = {:.2f})\n",
+                       static_cast<double>(tail_text.size()) / (1 << 20), shell_ms, wall / shell_ms,
+                       std::chrono::duration<double, std::milli>(r->duration).count() / shell_ms);
+        }
     }
     {
         const auto path = dir / "archived.db";
