@@ -17,7 +17,9 @@ inline constexpr std::uint32_t polynomial = 0xEDB88320u;
 
 using tables = std::array<std::array<std::uint32_t, 256>, 8>;
 
-constexpr tables make_tables() {
+// Computed once, at the first checksum: as a constant expression it cost every translation unit
+// including it about a quarter of a second of compile time.
+inline tables make_tables() noexcept {
     tables t{};
     for (std::uint32_t i = 0; i < 256; ++i) {
         std::uint32_t c = i;
@@ -32,14 +34,17 @@ constexpr tables make_tables() {
     return t;
 }
 
-inline constexpr tables table = make_tables();
+inline const tables& table() noexcept {
+    static const tables t = make_tables();
+    return t;
+}
 }  // namespace crc32_detail
 
 class crc32 {
 public:
     void process_bytes(const void* data, std::size_t n) noexcept {
         const auto* p = static_cast<const unsigned char*>(data);
-        const auto& t = crc32_detail::table;
+        const auto& t = crc32_detail::table();
         std::uint32_t c = state_;
         while (n >= 8) {
             // Assembled byte by byte: no alignment or byte-order assumption.
