@@ -26,7 +26,6 @@
 #include <optional>
 
 namespace {
-using clock_type = std::chrono::steady_clock;
 
 struct Item {
     BOOST_HANA_DEFINE_STRUCT(Item, (std::int64_t, id), (std::string, name), (double, score));
@@ -47,12 +46,6 @@ std::filesystem::path fresh_dir(const char* name) {
         (std::filesystem::temp_directory_path() / fmt::format("resilite-bench-{}-XXXXXX", name)).string();
     if (::mkdtemp(templ.data()) == nullptr) std::abort();
     return templ;
-}
-
-double seconds(const std::function<void()>& f) {
-    const auto t0 = clock_type::now();
-    f();
-    return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
 Item item(std::int64_t i) {
@@ -194,7 +187,7 @@ void write_throughput(int commits, int per_commit, int rounds) {
 void rebuild_speed(std::int64_t rows) {
     const auto dir = fresh_dir("archive-rebuild");
     const auto live = dir / "live.db";
-    const double fill = seconds([&] {
+    const double fill = bench::seconds_of([&] {
         OnCommit db{live};
         for (std::int64_t done = 0; done < rows;) {
             db.transaction([&](auto& tx) {

@@ -140,7 +140,7 @@ public:
         if (!finished_) {
             if (created_) {
                 static_cast<void>(::unlink(file_.c_str()));
-            } else if (written_) {
+            } else if (written_bytes_ > 0) {
                 static_cast<void>(::ftruncate(fd_, start_));
             }
         }
@@ -162,7 +162,6 @@ public:
                 if (errno == EINTR) continue;
                 fail_io("cannot append to archive segment", file_);
             }
-            written_ = written_ || n > 0;
             written_bytes_ += n;
             rest.remove_prefix(static_cast<std::size_t>(n));
         }
@@ -186,7 +185,7 @@ public:
 private:
     std::filesystem::path file_;
     int fd_ = -1;
-    bool owned_ = false, fresh_ = false, created_ = false, written_ = false, finished_ = false;
+    bool owned_ = false, fresh_ = false, created_ = false, finished_ = false;
     off_t start_ = 0;  // the size before this appender wrote
     off_t written_bytes_ = 0;
     std::string buffer_;
