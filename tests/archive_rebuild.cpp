@@ -296,7 +296,9 @@ TEST_CASE(
                           [](const auto& p) { return p.what == K::damaged || p.what == K::checksum; }));
         twice_same();
     }
-    SECTION("a point in time: the records up to it, damage after it costs nothing, a gap just before it refuses") {
+    SECTION(
+        "a point in time: the records up to it, damage after it costs nothing, a gap just before it "
+        "refuses") {
         resilite::rebuild_options o;
         o.until_seq = 4;  // (record 4 inserts r3, as the tampered-value section shows)
         auto [r, names] = rebuild_rows(o);
@@ -379,7 +381,8 @@ TEST_CASE(
         fmt::format("ATTACH DATABASE '{}' AS x;\n", (dir / "other.db").string()),
         "PRAGMA writable_schema=ON;\n",
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(50, load_extension('/tmp/evil.so'));\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok') ON CONFLICT(\"id\") DO NOTHING;\nUPDATE sqlite_master SET "
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok') ON CONFLICT(\"id\") DO NOTHING;\nUPDATE "
+        "sqlite_master SET "
         "sql = 'x' WHERE name = 't';\n",
         "INSERT INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(2, 0, 0, 1);\n",
         "CREATE TEMP TRIGGER \"x\" AFTER INSERT ON \"t\" BEGIN SELECT 1; END;\n",
@@ -738,8 +741,10 @@ TEST_CASE("hostile archive: only the statement shapes the writer produces are re
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(7,upper('x'))" + upsert_tail,
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(8,?)" + upsert_tail,
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(9,'x');\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(10,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=(SELECT 'z');\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(11,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=excluded.\"id\";\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(10,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=(SELECT "
+        "'z');\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(11,'x') ON CONFLICT(\"id\") DO UPDATE SET "
+        "\"v\"=excluded.\"id\";\n",
         "REPLACE INTO \"t\"(\"id\",\"v\") VALUES(12,'x');\n",
         "UPDATE \"t\" SET \"v\" = 'y';\n",
         "DELETE FROM \"t\";\n",
@@ -1002,6 +1007,124 @@ TEST_CASE("archive checksums: the sliced CRC-32 gives Boost's crc_32_type values
         INFO("start " << start << ", length " << length << ", split " << split);
         REQUIRE(sliced.checksum() == reference.checksum());
     }
+}
+
+
+TEST_CASE(
+    "archive replay after a restore reads only the tail: the records the database holds are walked over "
+    "unread, a problem anywhere in what it reads reads everything again, reported at its exact line",
+    "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        for (int i = 1; i <= 40; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+    }
+    const auto archive = dir / "app.db.archive";
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto segment = archive / segments.front();
+    const auto original = read_all(segment);
+    const auto last = resilite::detail::archive::read_archive(archive).records.back().header.seq;
+    const std::vector<std::string> cols{"id", "name", "score"};
+    const auto expected = table_hash(dir / "app.db", "items", cols);
+    // A copy holding the first records, as a restored backup does.
+    const auto restored = [&](const std::string& name) {
+        const auto copy = dir / name;
+        resilite::rebuild_options partial;
+        partial.until_seq = 20;
+        static_cast<void>(resilite::rebuild(archive, copy, partial));
+        return copy;
+    };
+    // The line of the header of the record holding `text`, counted as an editor does.
+    const auto header_line = [](const std::string& segment_text, std::string_view text) {
+        const auto at = segment_text.find(text);
+        const auto header = segment_text.rfind("\n-- txn ", at) + 1;
+        return static_cast<int>(std::count(
+                   segment_text.begin(), segment_text.begin() + static_cast<std::ptrdiff_t>(header), '\n')) +
+               1;
+    };
+
+    SECTION("a record the database already holds is damaged: never read, the replay is whole") {
+        const auto copy = restored("copy.db");  // (before the damage, as a backup is)
+        auto text = original;
+        text[text.find("'r5'") + 1] = 'X';
+        write_all(segment, text);
+        const auto r = resilite::replay_archive(archive, copy);
+        INFO(r.to_text());
+        CHECK(r.not_read_through == 20);
+        CHECK(r.not_read_records == 20);
+        CHECK(r.problems.empty());
+        CHECK(r.first_seq == 21);
+        CHECK(r.last_seq == last);
+        CHECK(r.to_text().find("20 records up to txn 20 not read") != std::string::npos);
+        CHECK(table_hash(copy, "items", cols) == expected);
+        // Read in full (a database holding nothing), the same damage is there to see.
+        CHECK_THROWS_AS(resilite::rebuild(archive, dir / "whole.db"), resilite::error);
+    }
+    SECTION("a record after them is damaged: read again in full, the problem at its exact line") {
+        const auto copy = restored("copy.db");
+        const auto second = restored("refused.db");
+        auto text = original;
+        text[text.find("'r35'") + 1] = 'X';
+        write_all(segment, text);
+        resilite::replay_options o;
+        o.keep_going = true;
+        const auto r = resilite::replay_archive(archive, copy, o);
+        INFO(r.to_text());
+        CHECK(r.not_read_records == 0);
+        const auto damaged = std::find_if(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == resilite::archive_problem::kind::checksum;
+        });
+        REQUIRE(damaged != r.problems.end());
+        CHECK(damaged->line == header_line(text, "'X35'"));
+        CHECK(damaged->fatal);
+        CHECK_THROWS_AS(resilite::replay_archive(archive, second), resilite::error);
+    }
+    SECTION(
+        "text that is no record among the records it holds: the walk stops there, the warning has its line") {
+        const auto copy = restored("copy.db");
+        auto text = original;
+        const auto at = text.rfind("\n-- txn ", text.find("'r10'")) + 1;
+        text.insert(at, "not a record\n");
+        write_all(segment, text);
+        const auto r = resilite::replay_archive(archive, copy);
+        INFO(r.to_text());
+        CHECK(r.not_read_records == 0);
+        REQUIRE(r.problems.size() == 1);
+        CHECK(r.problems.front().what == resilite::archive_problem::kind::garbage);
+        CHECK(
+            r.problems.front().line ==
+            static_cast<int>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n')) +
+                1);
+        CHECK(table_hash(copy, "items", cols) == expected);
+    }
+}
+
+TEST_CASE(
+    "archive last record larger than the window read from the end: found without reading the segment whole",
+    "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.insert(Item{1, "small", 1, "t"});
+        db.insert(Item{2, std::string(300'000, 'x'), 2, "t"});  // a record of 300 kB, past 64 KiB
+    }
+    namespace a = resilite::detail::archive;
+    const auto archive = dir / "app.db.archive";
+    const auto name = a::list_segments(archive).front();
+    const auto path = archive / name;
+    const auto t = a::read_last_record(path, std::filesystem::file_size(path), name);
+    REQUIRE(t.has_value());
+    const auto text = read_all(path);
+    const auto contents = a::read_segment(text, name);
+    REQUIRE_FALSE(contents.records.empty());
+    CHECK(t->seq == contents.records.back().header.seq);
+    CHECK(t->crc == contents.records.back().crc);
+    // The walk over the records before it skips that one too, by its framing alone.
+    const auto skipped = a::skip_records_through(path, t->seq);
+    CHECK(skipped.last_seq == t->seq);
+    CHECK(skipped.offset == std::filesystem::file_size(path));
 }
 
 }  // namespace archive_rebuild_tests

@@ -85,7 +85,10 @@ struct archive_table_summary {
 struct archive_report {
     std::filesystem::path directory;
     std::vector<std::string> segments;  // in order
-    std::int64_t records = 0;           // valid records read
+    std::int64_t records = 0;           // valid records read (and those not read, below)
+    // A replay into a database that already held the records up to this number walked over
+    // them by their framing: not read, not checked (0: every record was read).
+    std::int64_t not_read_through = 0, not_read_records = 0;
     std::int64_t first_seq = 0, last_seq = 0;
     std::string first_time, last_time;  // UTC, ISO 8601
     std::int64_t baseline_seq = 0;      // the snapshot a rebuild starts from (0: the first record)
@@ -115,6 +118,9 @@ struct archive_report {
             out += fmt::format(", txn {} ({}) .. {} ({})", first_seq, first_time, last_seq, last_time);
         }
         out += '\n';
+        if (not_read_records > 0)
+            out += fmt::format("  {} record{} up to txn {} not read: the database already held them\n",
+                               not_read_records, not_read_records == 1 ? "" : "s", not_read_through);
         out += fmt::format("  rebuild: {}, from {}, {} record{} replayed\n",
                            rebuildable() ? "possible" : "NOT possible",
                            baseline_seq > 0 ? fmt::format("the snapshot at txn {}", baseline_seq)

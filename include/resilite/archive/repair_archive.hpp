@@ -157,7 +157,7 @@ inline void repair_segments(const std::filesystem::path& dir, std::string databa
     if (database_name.empty()) database_name = archived_database_name(dir, plans);
     for (const auto& p : plans) {
         const auto cut = cut_segment(p, database_name);
-        if (cut.removed_spans == 0 && cut.kept == p.text) continue;
+        if (cut.removed_spans == 0 && cut.kept == p.text.view()) continue;
         const auto aside = free_name(dir, p.name, "repaired");
         replace_segment(dir, p.name, cut, aside);
         report.repaired.push_back({p.name, cut.kept_records, cut.removed_spans, cut.removed_bytes,

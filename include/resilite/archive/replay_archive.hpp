@@ -17,6 +17,8 @@
 #include <filesystem>
 #include <functional>
 #include <limits>
+#include <optional>
+#include <utility>
 
 namespace resilite {
 
@@ -32,6 +34,56 @@ struct replay_options {
     std::int64_t until_seq = 0;
 };
 
+namespace detail::archive {
+
+// One replay in one transaction. `tail_only`: the records the database already holds are not
+// read (read_archive's not_needed_through); returns nothing, and leaves the database as it was,
+// when that meets any problem.
+inline std::optional<archive_report> replay_once(const std::filesystem::path& archive_dir,
+                                                 const std::filesystem::path& db,
+                                                 const replay_options& options, bool tail_only) {
+    sqlite::connection c{db, SQLITE_OPEN_READWRITE};
+    c.busy_timeout(std::chrono::milliseconds{5000});
+    sqlite::transaction tx{c, transaction_mode::immediate};
+    c.exec_script(create_internal_sql);
+    const auto after = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    if (tail_only && after == 0) return std::nullopt;
+    const auto contents = read_archive(archive_dir, {}, tail_only ? after : 0);
+    auto report = start_report(archive_dir, contents);
+    if (tail_only && !report.problems.empty()) return std::nullopt;
+    // A damaged record or a gap the database already holds past costs this replay nothing:
+    // reported, not fatal (a backup plus its tail never needs the records before it).
+    for (auto& p : report.problems) {
+        if (p.fatal && p.up_to_seq > 0 && p.up_to_seq <= after) {
+            p.fatal = false;
+            p.message += fmt::format(" (the database already holds record {}: not needed)", after);
+        }
+    }
+    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                      "replay_options::keep_going", db, after == 0);
+    // A database behind the newest snapshot starts from it: older records may be incomplete.
+    const bool from_snapshot =
+        !contents.records.empty() && after < contents.records[contents.start].header.seq;
+    report.applied_records =
+        apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
+                      options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max(),
+                      &options.on_progress, "replay");
+    if (tail_only && !report.problems.empty()) return std::nullopt;
+    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
+                      "replay_options::keep_going", db, after == 0);
+    // A database that never recorded an archived schema (a backup taken before archiving
+    // started) now holds what the archive describes, as a rebuild does: its next open with
+    // archiving continues the archive instead of writing a full snapshot.
+    if (report.applied_records > 0 &&
+        c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_schema").value_or(0) == 0)
+        record_schema_as_archived(c);
+    tx.commit();
+    summarize_tables(c, report, false);
+    return report;
+}
+
+}  // namespace detail::archive
+
 inline archive_report replay_archive(const std::filesystem::path& archive_dir,
                                      const std::filesystem::path& db, replay_options options = {}) {
     namespace a = detail::archive;
@@ -40,42 +92,11 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
             throw detail::library_failure(error_class::cant_open, "replay",
                                           "no database to replay into; use rebuild", db.string());
         }
-        const auto contents = a::read_archive(archive_dir);
-        auto report = a::start_report(archive_dir, contents);
-        sqlite::connection c{db, SQLITE_OPEN_READWRITE};
-        c.busy_timeout(std::chrono::milliseconds{5000});
-        sqlite::transaction tx{c, transaction_mode::immediate};
-        c.exec_script(a::create_internal_sql);
-        const auto after =
-            c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
-        // A damaged record or a gap the database already holds past costs this replay nothing:
-        // reported, not fatal (a backup plus its tail never needs the records before it).
-        for (auto& p : report.problems) {
-            if (p.fatal && p.up_to_seq > 0 && p.up_to_seq <= after) {
-                p.fatal = false;
-                p.message += fmt::format(" (the database already holds record {}: not needed)", after);
-            }
-        }
-        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                             "replay_options::keep_going", db, after == 0);
-        // A database behind the newest snapshot starts from it: older records may be incomplete.
-        const bool from_snapshot =
-            !contents.records.empty() && after < contents.records[contents.start].header.seq;
-        report.applied_records =
-            a::apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
-                             options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max(),
-                             &options.on_progress, "replay");
-        a::refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                             "replay_options::keep_going", db, after == 0);
-        // A database that never recorded an archived schema (a backup taken before archiving
-        // started) now holds what the archive describes, as a rebuild does: its next open with
-        // archiving continues the archive instead of writing a full snapshot.
-        if (report.applied_records > 0 &&
-            c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_schema").value_or(0) == 0)
-            a::record_schema_as_archived(c);
-        tx.commit();
-        a::summarize_tables(c, report, false);
-        return report;
+        // First reading only the records after those the database holds (after a restore, the
+        // tail of a long history); on any problem at all, everything again with every record
+        // read and checked, so that what is reported is exact.
+        if (auto r = a::replay_once(archive_dir, db, options, true)) return std::move(*r);
+        return std::move(*a::replay_once(archive_dir, db, options, false));
     });
 }
 

@@ -105,7 +105,9 @@ inline void remove_stale_temporaries(const std::filesystem::path& dir, bool insp
     r.directory = dir;
     r.segments = a.segments;
     r.problems = a.problems;
-    r.records = static_cast<std::int64_t>(a.records.size());
+    r.records = static_cast<std::int64_t>(a.records.size()) + a.skipped_records;
+    r.not_read_through = a.skipped_through;
+    r.not_read_records = a.skipped_records;
     if (!a.records.empty()) {
         r.first_seq = a.records.front().header.seq;
         r.first_time = a.records.front().header.utc;
@@ -114,6 +116,7 @@ inline void remove_stale_temporaries(const std::filesystem::path& dir, bool insp
         if (a.records[a.start].header.kind == record_kind::baseline)
             r.baseline_seq = a.records[a.start].header.seq;
     }
+    r.last_seq = std::max(r.last_seq, a.skipped_through);
     return r;
 }
 

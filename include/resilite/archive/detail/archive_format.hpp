@@ -22,6 +22,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -188,6 +189,21 @@ struct segment_contents {
     bool unknown_format = false;  // written by another format version: nothing read
 };
 
+// Newlines in `s`: memchr is vectorized, std::count at -O2 was not (a quarter of the time spent
+// reading a large archive went to counting its lines).
+[[nodiscard]] inline int count_lines(std::string_view s) noexcept {
+    int n = 0;
+    const char* p = s.data();
+    const char* const end = p + s.size();
+    while (p != end) {
+        p = static_cast<const char*>(std::memchr(p, '\n', static_cast<std::size_t>(end - p)));
+        if (p == nullptr) break;
+        ++n;
+        ++p;
+    }
+    return n;
+}
+
 // Reads one segment. Every record is framed by its header's byte count and checked against its
 // CRC; text that is no record, a broken record and a torn last record are reported (never
 // guessed at) and skipped.
@@ -202,9 +218,7 @@ struct segment_contents {
         return nl == std::string_view::npos ? std::pair{text.substr(from), false}
                                             : std::pair{text.substr(from, nl - from), true};
     };
-    const auto lines_in = [](std::string_view s) {
-        return static_cast<int>(std::count(s.begin(), s.end(), '\n'));
-    };
+    const auto lines_in = [](std::string_view s) { return count_lines(s); };
     const auto flush_garbage = [&] {
         if (garbage_line == 0) return;
         out.problems.push_back(

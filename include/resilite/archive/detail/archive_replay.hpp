@@ -29,11 +29,15 @@
 namespace resilite::detail::archive {
 
 struct archive_contents {
-    std::deque<std::string> texts;  // segment texts; records point into them
+    std::deque<file_bytes> texts;  // segment texts; records point into them
     std::vector<std::string> segments;
     std::vector<record> records;  // valid, unique, in sequence order
     std::vector<archive_problem> problems;
     std::size_t start = 0;  // index of the record a rebuild starts at (the newest baseline)
+    // Read for a database that already holds the records up to `skipped_through`: those were
+    // walked over by their framing, not read or checked, and the line numbers of what was read
+    // count from where reading started (a caller that reports problems reads again in full).
+    std::int64_t skipped_through = 0, skipped_records = 0;
 };
 
 // Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
@@ -51,7 +55,11 @@ struct archive_limit {
     }
 };
 
-[[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir, const archive_limit& limit = {}) {
+// `not_needed_through` > 0: the reader's database already holds the records up to that number
+// (a replay after a restore): they are skipped unread where their framing allows.
+[[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
+                                                   const archive_limit& limit = {},
+                                                   std::int64_t not_needed_through = 0) {
     using K = archive_problem::kind;
     archive_contents a;
     std::vector<std::string> odd;
@@ -64,7 +72,14 @@ struct archive_limit {
     }
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     for (const auto& name : a.segments) {
-        const auto& text = a.texts.emplace_back(read_file(dir / name));
+        std::uintmax_t from = 0;
+        if (not_needed_through > 0) {
+            const auto skipped = skip_records_through(dir / name, not_needed_through);
+            from = skipped.offset;
+            a.skipped_through = std::max(a.skipped_through, skipped.last_seq);
+            a.skipped_records += skipped.records;
+        }
+        const auto& text = a.texts.emplace_back(read_file(dir / name, from));
         auto contents = read_segment(text, name);
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
@@ -139,12 +154,14 @@ struct archive_limit {
     }
     if (!a.records.empty()) {
         const auto& first = a.records[a.start];
-        if (first.header.kind != record_kind::baseline && first.header.seq != 1) {
+        // (read for a database that holds records already: the first one it lacks)
+        const auto expected = not_needed_through > 0 ? not_needed_through + 1 : 1;
+        if (first.header.kind != record_kind::baseline && first.header.seq > expected) {
             a.problems.push_back(
                 {K::gap, first.segment, first.line,
-                 fmt::format("the archive starts at txn {} and holds no snapshot: txn 1 to {} are "
+                 fmt::format("the archive starts at txn {} and holds no snapshot: txn {} to {} are "
                              "missing",
-                             first.header.seq, first.header.seq - 1),
+                             first.header.seq, expected, first.header.seq - 1),
                  true, first.header.seq - 1});
         }
     }
@@ -373,8 +390,7 @@ public:
             while (p < body.size() && (body[p] == ' ' || body[p] == '\t' || body[p] == '\r' || body[p] == '\n'))
                 ++p;
             if (p == body.size()) break;
-            line += static_cast<int>(std::count(body.begin() + static_cast<std::ptrdiff_t>(counted),
-                                                body.begin() + static_cast<std::ptrdiff_t>(p), '\n'));
+            line += count_lines(body.substr(counted, p - counted));
             counted = p;
             const auto rest = body.substr(p);
             const auto check = check_statement(rest);
@@ -457,12 +473,14 @@ private:
                 continue;
             }
             const auto i = out.size();
-            trusted(fmt::format(
-                "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
-                "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
-                i, quote_id(name), quote_literal(name)));
+            trusted(
+                fmt::format("CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN "
+                            "INSERT OR IGNORE INTO "
+                            "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
+                            "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN "
+                            "INSERT OR IGNORE INTO "
+                            "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
+                            i, quote_id(name), quote_literal(name)));
             out.push_back(name);
         }
         return out;

@@ -333,7 +333,8 @@ private:
     // is not the last thing in its segment, or cannot be set aside.
     bool cancel_uncommitted(const tail_info& t, std::int64_t db_seq) {
         const auto path = dir_ / t.segment;
-        const auto text = read_file(path);
+        const auto file = read_file(path);
+        const std::string_view text = file;
         const auto contents = read_segment(text, t.segment);
         // One transaction's append: records db_seq+1 .. t.seq, the last ones of one segment,
         // numbered without a gap and stamped with one time (an append stamps all its records
@@ -587,7 +588,8 @@ private:
                     break;
                 }
             }
-            const auto text = read_file(path);
+            const auto file = read_file(path);
+            const std::string_view text = file;
             const auto contents = read_segment(text, *it);
             if (contents.unknown_format) {
                 format_refused_ = true;

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -77,9 +78,24 @@ namespace resilite::detail::archive {
     return fmt::format("archive segment {} is not a regular file (a directory?); move it away", p.string());
 }
 
-// A segment's whole text: a regular file, never through a link, exactly its size (a device or
-// a FIFO named like a segment could otherwise block or never end).
-[[nodiscard]] inline std::string read_file(const std::filesystem::path& p) {
+// A segment's bytes, read into a buffer that is not zero-filled first: a segment can be hundreds
+// of megabytes, and filling the buffer before reading into it cost as much as the read.
+class file_bytes {
+public:
+    file_bytes() = default;
+    file_bytes(std::unique_ptr<char[]> data, std::size_t size) : data_(std::move(data)), size_(size) {}
+    [[nodiscard]] std::string_view view() const noexcept { return {data_.get(), size_}; }
+    operator std::string_view() const noexcept { return view(); }  // NOLINT: read like a string_view
+
+private:
+    std::unique_ptr<char[]> data_;
+    std::size_t size_ = 0;
+};
+
+// A segment's text from byte `from` on (0: the whole file): a regular file, never through a
+// link, exactly its size (a device or a FIFO named like a segment could otherwise block or never
+// end).
+[[nodiscard]] inline file_bytes read_file(const std::filesystem::path& p, std::uintmax_t from = 0) {
     if (auto why = unusable_segment(p)) throw library_failure(error_class::archive, "archive", *why, p.string());
     const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) fail_io("cannot read archive segment", p);
@@ -89,17 +105,18 @@ namespace resilite::detail::archive {
         throw library_failure(error_class::archive, "archive",
                               fmt::format("archive segment {} is not a regular file", p.string()), p.string());
     }
-    std::string out(static_cast<std::size_t>(st.st_size), '\0');
+    const auto total = static_cast<std::uintmax_t>(st.st_size);
+    const auto size = static_cast<std::size_t>(total > from ? total - from : 0);
+    std::unique_ptr<char[]> data{new char[size == 0 ? 1 : size]};  // (default-initialized: not zeroed)
     std::size_t got = 0;
-    while (got < out.size()) {
-        const auto n = ::read(fd, out.data() + got, out.size() - got);
+    while (got < size) {
+        const auto n = ::pread(fd, data.get() + got, size - got, static_cast<off_t>(from + got));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         got += static_cast<std::size_t>(n);
     }
     ::close(fd);
-    out.resize(got);
-    return out;
+    return {std::move(data), got};
 }
 
 // Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
@@ -283,11 +300,11 @@ struct tail_info {
 
 // The last record of a segment that ends with a complete, valid record and starts with a v1
 // preamble, read from the end (a monthly segment can be large: reading it whole at every open
-// and after every other process's drain would be slow). Nothing when anything is unusual: the
+// and after every other process's drain would be slow). The window read grows until it holds
+// the record's header (a batched record can be megabytes). Nothing when anything is unusual: the
 // caller then reads the whole segment.
 [[nodiscard]] inline std::optional<tail_info> read_last_record(const std::filesystem::path& path,
                                                                std::uintmax_t size, const std::string& name) {
-    constexpr std::uintmax_t chunk_max = 1u << 16;
     if (size == 0) return std::nullopt;
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) return std::nullopt;
@@ -304,27 +321,122 @@ struct tail_info {
         return buf;
     };
     const auto head = read_at(0, format_line.size() + 1);
-    const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
-    const auto buf = read_at(size - chunk, chunk);
+    std::string buf;
+    std::size_t header = std::string::npos, line_start = std::string::npos;
+    for (std::uintmax_t chunk_max = 1u << 16;; chunk_max *= 8) {
+        const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
+        buf = read_at(size - chunk, chunk);
+        if (buf.size() != chunk || buf.empty() || buf.back() != '\n') break;
+        line_start = buf.rfind('\n', buf.size() - 2);
+        std::string_view last{buf};
+        last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
+        std::int64_t seq = 0;
+        if (!parse::take(last, trailer_prefix) || !parse::number(last, seq) || line_start == std::string::npos)
+            break;
+        // The record's header line, before its trailer line ("-- txn N " appears in both), at
+        // the start of a line: the window grows while it cannot tell.
+        header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
+        if (header != std::string::npos && (header == 0 ? chunk == size : buf[header - 1] == '\n')) break;
+        header = std::string::npos;
+        if (chunk == size) break;
+    }
     ::close(fd);
+    if (header == std::string::npos) return std::nullopt;
     if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
-        return std::nullopt;
-    if (buf.size() != chunk || buf.empty() || buf.back() != '\n') return std::nullopt;
-    const auto line_start = buf.rfind('\n', buf.size() - 2);
-    std::string_view last{buf};
-    last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
-    std::int64_t seq = 0;
-    if (!parse::take(last, trailer_prefix) || !parse::number(last, seq)) return std::nullopt;
-    if (line_start == std::string::npos) return std::nullopt;
-    // The record's header line, before its trailer line ("-- txn N " appears in both).
-    const auto header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
-    if (header == std::string::npos || (header == 0 ? chunk != size : buf[header - 1] != '\n'))
         return std::nullopt;
     const auto contents = read_segment(std::string_view{buf}.substr(header), name);
     if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
     const auto& r = contents.records.front();
     if (header + r.end != buf.size()) return std::nullopt;
     return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc, name};
+}
+
+// Where the records a reader does not need end: the records numbered up to `through`, walked
+// over by their framing (each header's byte count, each trailer's number) without reading or
+// checking their bodies, through a window so that a large record is skipped unread. Stops at
+// the first thing that is not such a record (a later number, a broken frame, text that is no
+// record): reading from an earlier offset is always safe. A segment without a v1 preamble is
+// not walked at all.
+struct skipped_prefix {
+    std::uintmax_t offset = 0;  // where reading must start
+    std::int64_t last_seq = 0;  // the highest number walked over (0: none)
+    std::int64_t records = 0;   // how many were walked over
+};
+
+[[nodiscard]] inline skipped_prefix skip_records_through(const std::filesystem::path& path,
+                                                         std::int64_t through) {
+    constexpr std::size_t window_size = 1u << 16;
+    skipped_prefix out;
+    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) return out;
+    struct ::stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        ::close(fd);
+        return out;
+    }
+    const auto size = static_cast<std::uintmax_t>(st.st_size);
+    std::string window;
+    std::uintmax_t window_at = 0;
+    // The complete line at `offset` (without its newline), if it fits the window.
+    const auto line_at = [&](std::uintmax_t offset) -> std::optional<std::string_view> {
+        if (offset < window_at || offset >= window_at + window.size() ||
+            std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at)).find('\n') ==
+                std::string_view::npos) {
+            window.assign(window_size, '\0');
+            std::size_t got = 0;
+            while (got < window_size) {
+                const auto r =
+                    ::pread(fd, window.data() + got, window_size - got, static_cast<off_t>(offset + got));
+                if (r < 0 && errno == EINTR) continue;
+                if (r <= 0) break;
+                got += static_cast<std::size_t>(r);
+            }
+            window.resize(got);
+            window_at = offset;
+        }
+        const std::string_view rest =
+            std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at));
+        const auto nl = rest.find('\n');
+        if (nl == std::string_view::npos) return std::nullopt;
+        return rest.substr(0, nl);
+    };
+    std::uintmax_t pos = 0;
+    const auto first = line_at(0);
+    if (first && first->starts_with(format_line) &&
+        (first->size() == format_line.size() || (*first)[format_line.size()] == ' ')) {
+        pos = first->size() + 1;
+        out.offset = pos;
+        for (;;) {
+            const auto l = line_at(pos);
+            if (!l) break;
+            if (!l->starts_with(header_prefix)) {
+                // A comment or a blank line between records (the note a drain leaves); anything
+                // else (a format line among them too) ends the walk.
+                if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
+                    l->find_first_not_of(" \t\r") == std::string_view::npos) {
+                    pos += l->size() + 1;
+                    continue;
+                }
+                break;
+            }
+            const auto h = parse::header(*l);
+            const auto body_start = pos + l->size() + 1 + 7;  // (`l` is not used past the next read)
+            // A claimed length never reaches past the file (one that wraps around would send the
+            // walk backwards).
+            if (!h || h->seq > through || body_start > size || h->bytes > size - body_start) break;
+            const auto begin = line_at(body_start - 7);
+            if (!begin || *begin != "BEGIN;") break;
+            const auto body_end = body_start + h->bytes;
+            const auto trailer = line_at(body_end);
+            if (!trailer || !parse::trailer(*trailer, h->seq)) break;
+            pos = body_end + trailer->size() + 1;
+            out.offset = pos;
+            out.last_seq = std::max(out.last_seq, h->seq);
+            ++out.records;
+        }
+    }
+    ::close(fd);
+    return out;
 }
 
 }  // namespace resilite::detail::archive

@@ -30,7 +30,7 @@ namespace resilite::detail::archive {
 
 struct segment_plan {
     std::string name;
-    std::string text;
+    file_bytes text;
     std::vector<record> records;  // valid ones, file order (point into text)
     std::vector<archive_problem> problems;
     bool unknown_format = false;
