@@ -1081,6 +1081,49 @@ TEST_CASE(
         CHECK(damaged->fatal);
         CHECK_THROWS_AS(resilite::replay_archive(archive, second), resilite::error);
     }
+    SECTION("two copies of records it holds, with other content (a fork): refused, as a full read refuses") {
+        const auto copy = restored("copy.db");
+        const auto second = restored("refused.db");
+        // Records 5 to 10 again, with other names, after record 20: numbers that do not rise.
+        // Each with a right checksum, so that only the numbers tell.
+        auto text = original;
+        const auto from = text.rfind("\n-- txn ", text.find("'r5'")) + 1;
+        const auto to = text.rfind("\n-- txn ", text.find("'r11'")) + 1;
+        const auto fork = text.substr(from, to - from);
+        namespace a = resilite::detail::archive;
+        std::string rewritten;
+        for (const auto& r : a::read_segment(fork, "fork").records) {
+            std::string body{r.body};
+            for (auto at = body.find("'r"); at != std::string::npos; at = body.find("'r", at + 1))
+                body[at + 1] = 'f';
+            a::append_record(rewritten, r.header, body);
+        }
+        REQUIRE(rewritten.find("'f5'") != std::string::npos);
+        const auto after_20 = text.rfind("\n-- txn ", text.find("'r21'")) + 1;
+        text.insert(after_20, rewritten);
+        write_all(segment, text);
+        resilite::replay_options o;
+        o.keep_going = true;
+        const auto r = resilite::replay_archive(archive, copy, o);
+        INFO(r.to_text());
+        CHECK(r.not_read_records == 0);  // read in full
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == resilite::archive_problem::kind::conflicting_duplicate && p.fatal;
+        }));
+        CHECK_THROWS_AS(resilite::replay_archive(archive, second), resilite::error);
+    }
+    SECTION("nothing after the records it holds: nothing read, nothing applied, the report says so") {
+        const auto copy = restored("copy.db");
+        static_cast<void>(resilite::replay_archive(archive, copy));
+        const auto r = resilite::replay_archive(archive, copy);
+        INFO(r.to_text());
+        CHECK(r.applied_records == 0);
+        CHECK(r.not_read_through == last);
+        CHECK(r.last_seq == last);
+        CHECK(r.problems.empty());
+        CHECK(r.to_text().find("txn 0") == std::string::npos);
+        CHECK(r.to_text().find(fmt::format("after txn {}", last)) != std::string::npos);
+    }
     SECTION(
         "text that is no record among the records it holds: the walk stops there, the warning has its line") {
         const auto copy = restored("copy.db");
@@ -1101,14 +1144,16 @@ TEST_CASE(
     }
 }
 
-TEST_CASE(
-    "archive last record larger than the window read from the end: found without reading the segment whole",
-    "[archive]") {
+TEST_CASE("archive last record larger than the first window read from the end: found from the end (it was not "
+          "found, and the whole segment read at every open, once it passed 64 KiB)",
+          "[archive]") {
     test::temp_dir dir;
     {
         ItemsDb db{dir / "app.db", items_options()};
-        db.insert(Item{1, "small", 1, "t"});
-        db.insert(Item{2, std::string(300'000, 'x'), 2, "t"});  // a record of 300 kB, past 64 KiB
+        for (int i = 1; i <= 20; ++i)  // 2 MB before it
+            db.insert(Item{i, std::string(100'000, 'a'), 1, "t"});
+        // A record of 300 kB, past 64 KiB, holding the text of its own header after a newline.
+        db.insert(Item{100, "x\n-- txn 22 " + std::string(300'000, 'x'), 2, "t"});
     }
     namespace a = resilite::detail::archive;
     const auto archive = dir / "app.db.archive";
@@ -1121,10 +1166,12 @@ TEST_CASE(
     REQUIRE_FALSE(contents.records.empty());
     CHECK(t->seq == contents.records.back().header.seq);
     CHECK(t->crc == contents.records.back().crc);
-    // The walk over the records before it skips that one too, by its framing alone.
-    const auto skipped = a::skip_records_through(path, t->seq);
-    CHECK(skipped.last_seq == t->seq);
-    CHECK(skipped.offset == std::filesystem::file_size(path));
+    // The walk over the records a replay does not need passes over that one too, by its framing.
+    const auto tail = a::read_segment_after(path, t->seq);
+    CHECK(tail.skipped.last_seq == t->seq);
+    CHECK(tail.skipped.offset == std::filesystem::file_size(path));
+    CHECK(tail.text.view().empty());
+    CHECK_FALSE(tail.skipped.disordered);
 }
 
 }  // namespace archive_rebuild_tests

@@ -476,6 +476,8 @@ nlohmann::json archive_json(const resilite::archive_report& r) {
                      {"first_time", r.first_time},
                      {"last_time", r.last_time},
                      {"baseline_seq", r.baseline_seq},
+                     {"not_read_through", r.not_read_through},
+                     {"not_read_records", r.not_read_records},
                      {"rebuildable", r.rebuildable()},
                      {"tables", std::move(tables)},
                      {"problems", std::move(problems)}};

@@ -114,7 +114,7 @@ struct archive_report {
         std::string out = fmt::format("archive {}: {}\n", directory.string(), to_string(status()));
         out += fmt::format("  {} segment{}, {} record{}", segments.size(), segments.size() == 1 ? "" : "s",
                            records, records == 1 ? "" : "s");
-        if (records > 0) {
+        if (first_seq > 0) {
             out += fmt::format(", txn {} ({}) .. {} ({})", first_seq, first_time, last_seq, last_time);
         }
         out += '\n';
@@ -123,8 +123,9 @@ struct archive_report {
                                not_read_records, not_read_records == 1 ? "" : "s", not_read_through);
         out += fmt::format("  rebuild: {}, from {}, {} record{} replayed\n",
                            rebuildable() ? "possible" : "NOT possible",
-                           baseline_seq > 0 ? fmt::format("the snapshot at txn {}", baseline_seq)
-                                            : std::string{"the first record"},
+                           baseline_seq > 0       ? fmt::format("the snapshot at txn {}", baseline_seq)
+                           : not_read_records > 0 ? fmt::format("after txn {}", not_read_through)
+                                                  : std::string{"the first record"},
                            applied_records, applied_records == 1 ? "" : "s");
         for (const auto& t : tables) {
             out += fmt::format(

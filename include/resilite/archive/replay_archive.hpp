@@ -40,17 +40,25 @@ namespace detail::archive {
 // read (read_archive's not_needed_through); returns nothing, and leaves the database as it was,
 // when that meets any problem.
 inline std::optional<archive_report> replay_once(const std::filesystem::path& archive_dir,
-                                                 const std::filesystem::path& db,
-                                                 const replay_options& options, bool tail_only) {
+                                                 const std::filesystem::path& db, const replay_options& options,
+                                                 bool tail_only) {
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(std::chrono::milliseconds{5000});
+    // The archive is read before the write transaction, as other writers of the database would
+    // wait for it; in the tail, after the records the database holds now (checked again below).
+    std::int64_t held = 0;
+    if (tail_only) {
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1)
+            held = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+        if (held == 0) return std::nullopt;
+    }
+    const auto contents = read_archive(archive_dir, {}, held);
+    auto report = start_report(archive_dir, contents);
+    if (tail_only && !report.problems.empty()) return std::nullopt;
     sqlite::transaction tx{c, transaction_mode::immediate};
     c.exec_script(create_internal_sql);
     const auto after = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
-    if (tail_only && after == 0) return std::nullopt;
-    const auto contents = read_archive(archive_dir, {}, tail_only ? after : 0);
-    auto report = start_report(archive_dir, contents);
-    if (tail_only && !report.problems.empty()) return std::nullopt;
+    if (tail_only && after != held) return std::nullopt;  // another replay came first
     // A damaged record or a gap the database already holds past costs this replay nothing:
     // reported, not fatal (a backup plus its tail never needs the records before it).
     for (auto& p : report.problems) {
@@ -59,18 +67,23 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
             p.message += fmt::format(" (the database already holds record {}: not needed)", after);
         }
     }
-    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                      "replay_options::keep_going", db, after == 0);
+    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed", "replay_options::keep_going", db,
+                      after == 0);
     // A database behind the newest snapshot starts from it: older records may be incomplete.
-    const bool from_snapshot =
-        !contents.records.empty() && after < contents.records[contents.start].header.seq;
-    report.applied_records =
-        apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
-                      options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max(),
-                      &options.on_progress, "replay");
+    const bool from_snapshot = !contents.records.empty() && after < contents.records[contents.start].header.seq;
+    try {
+        report.applied_records =
+            apply_records(c, contents, from_snapshot ? contents.start : 0, after, report, options.stop_when,
+                          options.until_seq > 0 ? options.until_seq : std::numeric_limits<std::int64_t>::max(),
+                          &options.on_progress, "replay");
+    } catch (const error& e) {
+        // A failure that cites a line: read again in full, so that the line is right.
+        if (tail_only && e.klass() == error_class::archive) return std::nullopt;
+        throw;
+    }
     if (tail_only && !report.problems.empty()) return std::nullopt;
-    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed",
-                      "replay_options::keep_going", db, after == 0);
+    refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed", "replay_options::keep_going", db,
+                      after == 0);
     // A database that never recorded an archived schema (a backup taken before archiving
     // started) now holds what the archive describes, as a rebuild does: its next open with
     // archiving continues the archive instead of writing a full snapshot.

@@ -61,6 +61,7 @@ struct archive_limit {
                                                    const archive_limit& limit = {},
                                                    std::int64_t not_needed_through = 0) {
     using K = archive_problem::kind;
+    if (!limit.none()) not_needed_through = 0;  // (a point in time is read in full)
     archive_contents a;
     std::vector<std::string> odd;
     a.segments = list_segments(dir, &odd);
@@ -72,15 +73,24 @@ struct archive_limit {
     }
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     for (const auto& name : a.segments) {
-        std::uintmax_t from = 0;
+        const file_bytes* text = nullptr;
         if (not_needed_through > 0) {
-            const auto skipped = skip_records_through(dir / name, not_needed_through);
-            from = skipped.offset;
-            a.skipped_through = std::max(a.skipped_through, skipped.last_seq);
-            a.skipped_records += skipped.records;
+            auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
+            // Numbers that do not rise: a skipped record could have a conflicting copy.
+            if (tail.skipped.disordered) return read_archive(dir, limit);
+            a.skipped_through = std::max(a.skipped_through, tail.skipped.last_seq);
+            a.skipped_records += tail.skipped.records;
+            text = &a.texts.emplace_back(std::move(tail.text));
+        } else {
+            text = &a.texts.emplace_back(read_file(dir / name));
         }
-        const auto& text = a.texts.emplace_back(read_file(dir / name, from));
-        auto contents = read_segment(text, name);
+        auto contents = read_segment(*text, name);
+        // A record read that the walk should have passed (after one it could not): it may be a
+        // copy of one it skipped.
+        if (not_needed_through > 0 &&
+            std::any_of(contents.records.begin(), contents.records.end(),
+                        [&](const record& r) { return r.header.seq <= not_needed_through; }))
+            return read_archive(dir, limit);
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;

@@ -92,31 +92,58 @@ private:
     std::size_t size_ = 0;
 };
 
-// A segment's text from byte `from` on (0: the whole file): a regular file, never through a
-// link, exactly its size (a device or a FIFO named like a segment could otherwise block or never
-// end).
-[[nodiscard]] inline file_bytes read_file(const std::filesystem::path& p, std::uintmax_t from = 0) {
+// A descriptor that is closed when it goes out of scope (an allocation that throws never leaks
+// it).
+class owned_fd {
+public:
+    explicit owned_fd(int fd) noexcept : fd_(fd) {}
+    owned_fd(owned_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+    owned_fd(const owned_fd&) = delete;
+    owned_fd& operator=(const owned_fd&) = delete;
+    owned_fd& operator=(owned_fd&&) = delete;
+    ~owned_fd() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    [[nodiscard]] int get() const noexcept { return fd_; }
+
+private:
+    int fd_;
+};
+
+// A segment opened for reading: a regular file, never through a link (a device or a FIFO named
+// like a segment could otherwise block or never end). `size` receives its size.
+[[nodiscard]] inline owned_fd open_segment(const std::filesystem::path& p, std::uintmax_t& size) {
     if (auto why = unusable_segment(p)) throw library_failure(error_class::archive, "archive", *why, p.string());
-    const int fd = ::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) fail_io("cannot read archive segment", p);
+    owned_fd fd{::open(p.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)};
+    if (fd.get() < 0) fail_io("cannot read archive segment", p);
     struct ::stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
         throw library_failure(error_class::archive, "archive",
                               fmt::format("archive segment {} is not a regular file", p.string()), p.string());
     }
-    const auto total = static_cast<std::uintmax_t>(st.st_size);
-    const auto size = static_cast<std::size_t>(total > from ? total - from : 0);
-    std::unique_ptr<char[]> data{new char[size == 0 ? 1 : size]};  // (default-initialized: not zeroed)
+    size = static_cast<std::uintmax_t>(st.st_size);
+    return fd;
+}
+
+// The bytes of an open segment from `from` to `size`.
+[[nodiscard]] inline file_bytes read_from(int fd, std::uintmax_t from, std::uintmax_t size) {
+    const auto n = static_cast<std::size_t>(size > from ? size - from : 0);
+    std::unique_ptr<char[]> data{new char[n == 0 ? 1 : n]};  // (default-initialized: not zeroed)
     std::size_t got = 0;
-    while (got < size) {
-        const auto n = ::pread(fd, data.get() + got, size - got, static_cast<off_t>(from + got));
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        got += static_cast<std::size_t>(n);
+    while (got < n) {
+        const auto r = ::pread(fd, data.get() + got, n - got, static_cast<off_t>(from + got));
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += static_cast<std::size_t>(r);
     }
-    ::close(fd);
     return {std::move(data), got};
+}
+
+// A segment's whole text, exactly its size.
+[[nodiscard]] inline file_bytes read_file(const std::filesystem::path& p) {
+    std::uintmax_t size = 0;
+    const auto fd = open_segment(p, size);
+    return read_from(fd.get(), 0, size);
 }
 
 // Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
@@ -306,13 +333,13 @@ struct tail_info {
 [[nodiscard]] inline std::optional<tail_info> read_last_record(const std::filesystem::path& path,
                                                                std::uintmax_t size, const std::string& name) {
     if (size == 0) return std::nullopt;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return std::nullopt;
+    const owned_fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    if (fd.get() < 0) return std::nullopt;
     const auto read_at = [&](std::uintmax_t offset, std::size_t n) {
         std::string buf(n, '\0');
         std::size_t got = 0;
         while (got < n) {
-            const auto r = ::pread(fd, buf.data() + got, n - got, static_cast<off_t>(offset + got));
+            const auto r = ::pread(fd.get(), buf.data() + got, n - got, static_cast<off_t>(offset + got));
             if (r < 0 && errno == EINTR) continue;
             if (r <= 0) break;
             got += static_cast<std::size_t>(r);
@@ -333,14 +360,16 @@ struct tail_info {
         std::int64_t seq = 0;
         if (!parse::take(last, trailer_prefix) || !parse::number(last, seq) || line_start == std::string::npos)
             break;
-        // The record's header line, before its trailer line ("-- txn N " appears in both), at
-        // the start of a line: the window grows while it cannot tell.
-        header = buf.rfind(fmt::format("{}{} ", header_prefix, seq), line_start);
-        if (header != std::string::npos && (header == 0 ? chunk == size : buf[header - 1] == '\n')) break;
-        header = std::string::npos;
+        // The record's header line, at the start of a line before its trailer line ("-- txn N "
+        // appears in both; never the segment's first line, its preamble): the window grows
+        // while it does not hold it.
+        header = buf.rfind(fmt::format("\n{}{} ", header_prefix, seq), line_start);
+        if (header != std::string::npos) {
+            ++header;
+            break;
+        }
         if (chunk == size) break;
     }
-    ::close(fd);
     if (header == std::string::npos) return std::nullopt;
     if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
         return std::nullopt;
@@ -352,32 +381,29 @@ struct tail_info {
 }
 
 // Where the records a reader does not need end: the records numbered up to `through`, walked
-// over by their framing (each header's byte count, each trailer's number) without reading or
-// checking their bodies, through a window so that a large record is skipped unread. Stops at
-// the first thing that is not such a record (a later number, a broken frame, text that is no
-// record): reading from an earlier offset is always safe. A segment without a v1 preamble is
-// not walked at all.
+// over by their framing (each header's byte count, each trailer's number) without parsing or
+// checking their bodies, through a 64 KiB window (records smaller than it are read with it,
+// larger ones are skipped unread). Stops at the first thing that is not such a record (a later
+// number, a broken frame, a length past the file, text that is no record, a format line):
+// reading from an earlier offset is always safe. A segment without a v1 preamble is not walked.
+// Numbers must rise above `floor` (the walk of the segments before) and from one record to the
+// next; one that does not is `disordered`: the caller cannot tell a copy of a skipped record from
+// a conflicting one, and reads everything.
 struct skipped_prefix {
     std::uintmax_t offset = 0;  // where reading must start
     std::int64_t last_seq = 0;  // the highest number walked over (0: none)
     std::int64_t records = 0;   // how many were walked over
+    bool disordered = false;
 };
 
-[[nodiscard]] inline skipped_prefix skip_records_through(const std::filesystem::path& path,
-                                                         std::int64_t through) {
+[[nodiscard]] inline skipped_prefix skip_records_through(int fd, std::uintmax_t size, std::int64_t through,
+                                                         std::int64_t floor) {
     constexpr std::size_t window_size = 1u << 16;
     skipped_prefix out;
-    const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) return out;
-    struct ::stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        ::close(fd);
-        return out;
-    }
-    const auto size = static_cast<std::uintmax_t>(st.st_size);
     std::string window;
     std::uintmax_t window_at = 0;
-    // The complete line at `offset` (without its newline), if it fits the window.
+    // The complete line at `offset` (without its newline), if it fits the window; valid until the
+    // next call.
     const auto line_at = [&](std::uintmax_t offset) -> std::optional<std::string_view> {
         if (offset < window_at || offset >= window_at + window.size() ||
             std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at)).find('\n') ==
@@ -385,8 +411,7 @@ struct skipped_prefix {
             window.assign(window_size, '\0');
             std::size_t got = 0;
             while (got < window_size) {
-                const auto r =
-                    ::pread(fd, window.data() + got, window_size - got, static_cast<off_t>(offset + got));
+                const auto r = ::pread(fd, window.data() + got, window_size - got, static_cast<off_t>(offset + got));
                 if (r < 0 && errno == EINTR) continue;
                 if (r <= 0) break;
                 got += static_cast<std::size_t>(r);
@@ -394,48 +419,66 @@ struct skipped_prefix {
             window.resize(got);
             window_at = offset;
         }
-        const std::string_view rest =
-            std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at));
+        const std::string_view rest = std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at));
         const auto nl = rest.find('\n');
         if (nl == std::string_view::npos) return std::nullopt;
         return rest.substr(0, nl);
     };
-    std::uintmax_t pos = 0;
     const auto first = line_at(0);
-    if (first && first->starts_with(format_line) &&
-        (first->size() == format_line.size() || (*first)[format_line.size()] == ' ')) {
-        pos = first->size() + 1;
-        out.offset = pos;
-        for (;;) {
-            const auto l = line_at(pos);
-            if (!l) break;
-            if (!l->starts_with(header_prefix)) {
-                // A comment or a blank line between records (the note a drain leaves); anything
-                // else (a format line among them too) ends the walk.
-                if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
-                    l->find_first_not_of(" \t\r") == std::string_view::npos) {
-                    pos += l->size() + 1;
-                    continue;
-                }
-                break;
+    if (!first || !first->starts_with(format_line) ||
+        (first->size() != format_line.size() && (*first)[format_line.size()] != ' '))
+        return out;
+    std::uintmax_t pos = first->size() + 1;
+    out.offset = pos;
+    for (;;) {
+        const auto l = line_at(pos);
+        if (!l) break;
+        if (!l->starts_with(header_prefix)) {
+            // A comment or a blank line between records (the note a drain leaves); anything else
+            // (a format line among them too) ends the walk.
+            if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
+                l->find_first_not_of(" \t\r") == std::string_view::npos) {
+                pos += l->size() + 1;
+                continue;
             }
-            const auto h = parse::header(*l);
-            const auto body_start = pos + l->size() + 1 + 7;  // (`l` is not used past the next read)
-            // A claimed length never reaches past the file (one that wraps around would send the
-            // walk backwards).
-            if (!h || h->seq > through || body_start > size || h->bytes > size - body_start) break;
-            const auto begin = line_at(body_start - 7);
-            if (!begin || *begin != "BEGIN;") break;
-            const auto body_end = body_start + h->bytes;
-            const auto trailer = line_at(body_end);
-            if (!trailer || !parse::trailer(*trailer, h->seq)) break;
-            pos = body_end + trailer->size() + 1;
-            out.offset = pos;
-            out.last_seq = std::max(out.last_seq, h->seq);
-            ++out.records;
+            break;
         }
+        const auto h = parse::header(*l);
+        const auto body_start = pos + l->size() + 1 + 7;  // (`l` is not used past the next read)
+        // A claimed length never reaches past the file (one that wraps around would send the
+        // walk backwards).
+        if (!h || h->seq > through || body_start > size || h->bytes > size - body_start) break;
+        if (h->seq <= std::max(floor, out.last_seq)) {
+            out.disordered = true;
+            break;
+        }
+        const auto begin = line_at(body_start - 7);
+        if (!begin || *begin != "BEGIN;") break;
+        const auto body_end = body_start + h->bytes;
+        const auto trailer = line_at(body_end);
+        if (!trailer || !parse::trailer(*trailer, h->seq)) break;
+        pos = body_end + trailer->size() + 1;
+        out.offset = pos;
+        out.last_seq = h->seq;
+        ++out.records;
     }
-    ::close(fd);
+    return out;
+}
+
+// A segment read after the records numbered up to `through` (see skip_records_through), through
+// one descriptor: the walk and the read see the same file.
+struct segment_tail {
+    file_bytes text;
+    skipped_prefix skipped;
+};
+
+[[nodiscard]] inline segment_tail read_segment_after(const std::filesystem::path& p, std::int64_t through,
+                                                     std::int64_t floor = 0) {
+    std::uintmax_t size = 0;
+    const auto fd = open_segment(p, size);
+    segment_tail out;
+    out.skipped = skip_records_through(fd.get(), size, through, floor);
+    out.text = read_from(fd.get(), out.skipped.offset, size);
     return out;
 }
 
