@@ -1084,7 +1084,7 @@ TEST_CASE(
     SECTION("two copies of records it holds, with other content (a fork): refused, as a full read refuses") {
         const auto copy = restored("copy.db");
         const auto second = restored("refused.db");
-        // Records 5 to 10 again, with other names, after record 20: numbers that do not rise.
+        // Records 6 to 11 again (items r5 to r10), with other names: numbers that do not rise.
         // Each with a right checksum, so that only the numbers tell.
         auto text = original;
         const auto from = text.rfind("\n-- txn ", text.find("'r5'")) + 1;
@@ -1099,8 +1099,9 @@ TEST_CASE(
             a::append_record(rewritten, r.header, body);
         }
         REQUIRE(rewritten.find("'f5'") != std::string::npos);
-        const auto after_20 = text.rfind("\n-- txn ", text.find("'r21'")) + 1;
-        text.insert(after_20, rewritten);
+        // Among the records the copy holds (up to 20; item rN is in record N + 1): the walk meets them.
+        const auto before_21 = text.rfind("\n-- txn ", text.find("'r20'")) + 1;
+        text.insert(before_21, rewritten);
         write_all(segment, text);
         resilite::replay_options o;
         o.keep_going = true;

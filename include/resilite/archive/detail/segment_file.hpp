@@ -348,36 +348,35 @@ struct tail_info {
         return buf;
     };
     const auto head = read_at(0, format_line.size() + 1);
-    std::string buf;
-    std::size_t header = std::string::npos, line_start = std::string::npos;
-    for (std::uintmax_t chunk_max = 1u << 16;; chunk_max *= 8) {
-        const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
-        buf = read_at(size - chunk, chunk);
-        if (buf.size() != chunk || buf.empty() || buf.back() != '\n') break;
-        line_start = buf.rfind('\n', buf.size() - 2);
-        std::string_view last{buf};
-        last = last.substr(line_start == std::string::npos ? 0 : line_start + 1);
-        std::int64_t seq = 0;
-        if (!parse::take(last, trailer_prefix) || !parse::number(last, seq) || line_start == std::string::npos)
-            break;
-        // The record's header line, at the start of a line before its trailer line ("-- txn N "
-        // appears in both; never the segment's first line, its preamble): the window grows
-        // while it does not hold it.
-        header = buf.rfind(fmt::format("\n{}{} ", header_prefix, seq), line_start);
-        if (header != std::string::npos) {
-            ++header;
-            break;
-        }
-        if (chunk == size) break;
-    }
-    if (header == std::string::npos) return std::nullopt;
     if (!head.starts_with(format_line) || (head.size() > format_line.size() && head.back() != ' '))
         return std::nullopt;
-    const auto contents = read_segment(std::string_view{buf}.substr(header), name);
-    if (contents.records.size() != 1 || !contents.problems.empty()) return std::nullopt;
-    const auto& r = contents.records.front();
-    if (header + r.end != buf.size()) return std::nullopt;
-    return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc, name};
+    for (std::uintmax_t chunk_max = 1u << 16;; chunk_max *= 8) {
+        const auto chunk = static_cast<std::size_t>(std::min(size, chunk_max));
+        const auto buf = read_at(size - chunk, chunk);
+        if (buf.size() != chunk || buf.empty() || buf.back() != '\n') return std::nullopt;
+        const auto line_start = buf.rfind('\n', buf.size() - 2);
+        if (line_start == std::string::npos) return std::nullopt;
+        std::string_view last{buf};
+        last = last.substr(line_start + 1);
+        std::int64_t seq = 0;
+        if (!parse::take(last, trailer_prefix) || !parse::number(last, seq)) return std::nullopt;
+        // The record's header line, at the start of a line before its trailer line ("-- txn N "
+        // appears in both; never the segment's first line, its preamble). A line of the record's
+        // own text may read the same: each such line, from the end, is tried as the header until
+        // one frames the record that ends the segment; the window grows while none does.
+        const auto needle = fmt::format("\n{}{} ", header_prefix, seq);
+        for (auto hit = buf.rfind(needle, line_start); hit != std::string::npos;
+             hit = hit == 0 ? std::string::npos : buf.rfind(needle, hit - 1)) {
+            const auto header = hit + 1;
+            const auto contents = read_segment(std::string_view{buf}.substr(header), name);
+            if (contents.records.size() != 1 || !contents.problems.empty() ||
+                header + contents.records.front().end != buf.size())
+                continue;
+            const auto& r = contents.records.front();
+            return tail_info{r.header.seq, r.header.last_id, r.header.first_id, r.crc, r.header.utc, name};
+        }
+        if (chunk == size) return std::nullopt;
+    }
 }
 
 // Where the records a reader does not need end: the records numbered up to `through`, walked
