@@ -1036,6 +1036,33 @@ TEST_CASE(
         static_cast<void>(resilite::rebuild(archive, copy, partial));
         return copy;
     };
+    // Records again, from the one holding item r`first` to the one before r`end`, with other names
+    // and right checksums: a fork that only the numbers tell.
+    const auto fork_of = [&](int first, int end) {
+        namespace a = resilite::detail::archive;
+        const auto from = original.rfind("\n-- txn ", original.find(fmt::format("'r{}'", first))) + 1;
+        const auto to = original.rfind("\n-- txn ", original.find(fmt::format("'r{}'", end))) + 1;
+        std::string out;
+        for (const auto& r : a::read_segment(original.substr(from, to - from), "fork").records) {
+            std::string body{r.body};
+            for (auto at = body.find("'r"); at != std::string::npos; at = body.find("'r", at + 1))
+                body[at + 1] = 'f';
+            a::append_record(out, r.header, body);
+        }
+        REQUIRE(out.find(fmt::format("'f{}'", first)) != std::string::npos);
+        return out;
+    };
+    const auto refused_as_in_full = [&](const std::filesystem::path& copy, const std::filesystem::path& second) {
+        resilite::replay_options o;
+        o.keep_going = true;
+        const auto r = resilite::replay_archive(archive, copy, o);
+        INFO(r.to_text());
+        CHECK(r.not_read_records == 0);  // read in full
+        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
+            return p.what == resilite::archive_problem::kind::conflicting_duplicate && p.fatal;
+        }));
+        CHECK_THROWS_AS(resilite::replay_archive(archive, second), resilite::error);
+    };
     // The line of the header of the record holding `text`, counted as an editor does.
     const auto header_line = [](const std::string& segment_text, std::string_view text) {
         const auto at = segment_text.find(text);
@@ -1084,34 +1111,30 @@ TEST_CASE(
     SECTION("two copies of records it holds, with other content (a fork): refused, as a full read refuses") {
         const auto copy = restored("copy.db");
         const auto second = restored("refused.db");
-        // Records 6 to 11 again (items r5 to r10), with other names: numbers that do not rise.
-        // Each with a right checksum, so that only the numbers tell.
         auto text = original;
-        const auto from = text.rfind("\n-- txn ", text.find("'r5'")) + 1;
-        const auto to = text.rfind("\n-- txn ", text.find("'r11'")) + 1;
-        const auto fork = text.substr(from, to - from);
-        namespace a = resilite::detail::archive;
-        std::string rewritten;
-        for (const auto& r : a::read_segment(fork, "fork").records) {
-            std::string body{r.body};
-            for (auto at = body.find("'r"); at != std::string::npos; at = body.find("'r", at + 1))
-                body[at + 1] = 'f';
-            a::append_record(rewritten, r.header, body);
-        }
-        REQUIRE(rewritten.find("'f5'") != std::string::npos);
-        // Among the records the copy holds (up to 20; item rN is in record N + 1): the walk meets them.
-        const auto before_21 = text.rfind("\n-- txn ", text.find("'r20'")) + 1;
-        text.insert(before_21, rewritten);
+        // Records 6 to 11 again (items r5 to r10) among the records the copy holds (up to 20; item
+        // rN is in record N + 1): the walk meets numbers that do not rise.
+        text.insert(text.rfind("\n-- txn ", text.find("'r20'")) + 1, fork_of(5, 11));
         write_all(segment, text);
-        resilite::replay_options o;
-        o.keep_going = true;
-        const auto r = resilite::replay_archive(archive, copy, o);
-        INFO(r.to_text());
-        CHECK(r.not_read_records == 0);  // read in full
-        CHECK(std::any_of(r.problems.begin(), r.problems.end(), [](const auto& p) {
-            return p.what == resilite::archive_problem::kind::conflicting_duplicate && p.fatal;
-        }));
-        CHECK_THROWS_AS(resilite::replay_archive(archive, second), resilite::error);
+        refused_as_in_full(copy, second);
+    }
+    SECTION("the fork after the first record it lacks: read, seen as copies, refused as in full") {
+        const auto copy = restored("copy.db");
+        const auto second = restored("refused.db");
+        auto text = original;
+        // Records 2 to 20 again after record 22: the walk stops at 21, the copies are read.
+        text.insert(text.rfind("\n-- txn ", text.find("'r22'")) + 1, fork_of(1, 20));
+        write_all(segment, text);
+        refused_as_in_full(copy, second);
+    }
+    SECTION("the fork in a later segment: its numbers do not rise above the walk of the one before") {
+        const auto copy = restored("copy.db");
+        const auto second = restored("refused.db");
+        namespace a = resilite::detail::archive;
+        const auto later = archive / "2099_01.sql";
+        write_all(later, a::segment_preamble("app", "2099_01.sql") + fork_of(5, 11));
+        REQUIRE(a::list_segments(archive).size() == 2);
+        refused_as_in_full(copy, second);
     }
     SECTION("nothing after the records it holds: nothing read, nothing applied, the report says so") {
         const auto copy = restored("copy.db");
@@ -1162,6 +1185,7 @@ TEST_CASE("archive last record larger than the first window read from the end: f
     const auto path = archive / name;
     const auto t = a::read_last_record(path, std::filesystem::file_size(path), name);
     REQUIRE(t.has_value());
+    REQUIRE(t->seq == 22);  // (the number its text names: the line that reads like its header)
     const auto text = read_all(path);
     const auto contents = a::read_segment(text, name);
     REQUIRE_FALSE(contents.records.empty());

@@ -41,7 +41,7 @@ namespace detail::archive {
 // when that meets any problem.
 inline std::optional<archive_report> replay_once(const std::filesystem::path& archive_dir,
                                                  const std::filesystem::path& db, const replay_options& options,
-                                                 bool tail_only) {
+                                                 bool tail_only) {  // (a copy: it may turn false below)
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(std::chrono::milliseconds{5000});
     // The archive is read before the write transaction, as other writers of the database would
@@ -54,6 +54,8 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
     }
     const auto contents = read_archive(archive_dir, {}, held);
     auto report = start_report(archive_dir, contents);
+    // Read in full after all (the walk met something unusual): its lines are exact, go on as a full read.
+    if (tail_only && contents.skipped_records == 0) tail_only = false;
     if (tail_only && !report.problems.empty()) return std::nullopt;
     sqlite::transaction tx{c, transaction_mode::immediate};
     c.exec_script(create_internal_sql);

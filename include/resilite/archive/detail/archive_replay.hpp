@@ -77,7 +77,10 @@ struct archive_limit {
         if (not_needed_through > 0) {
             auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
             // Numbers that do not rise: a skipped record could have a conflicting copy.
-            if (tail.skipped.disordered) return read_archive(dir, limit);
+            if (tail.skipped.disordered) {
+                a = archive_contents{};  // (what was read so far is freed before reading everything)
+                return read_archive(dir, limit);
+            }
             a.skipped_through = std::max(a.skipped_through, tail.skipped.last_seq);
             a.skipped_records += tail.skipped.records;
             text = &a.texts.emplace_back(std::move(tail.text));
@@ -89,8 +92,10 @@ struct archive_limit {
         // copy of one it skipped.
         if (not_needed_through > 0 &&
             std::any_of(contents.records.begin(), contents.records.end(),
-                        [&](const record& r) { return r.header.seq <= not_needed_through; }))
+                        [&](const record& r) { return r.header.seq <= not_needed_through; })) {
+            a = archive_contents{};
             return read_archive(dir, limit);
+        }
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;

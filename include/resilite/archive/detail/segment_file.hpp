@@ -125,17 +125,23 @@ private:
     return fd;
 }
 
-// The bytes of an open segment from `from` to `size`.
-[[nodiscard]] inline file_bytes read_from(int fd, std::uintmax_t from, std::uintmax_t size) {
-    const auto n = static_cast<std::size_t>(size > from ? size - from : 0);
-    std::unique_ptr<char[]> data{new char[n == 0 ? 1 : n]};  // (default-initialized: not zeroed)
+// Up to `n` bytes at `offset` into `out`; fewer only at the end of the file or on an error.
+[[nodiscard]] inline std::size_t read_at_most(int fd, char* out, std::size_t n, std::uintmax_t offset) noexcept {
     std::size_t got = 0;
     while (got < n) {
-        const auto r = ::pread(fd, data.get() + got, n - got, static_cast<off_t>(from + got));
+        const auto r = ::pread(fd, out + got, n - got, static_cast<off_t>(offset + got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) break;
         got += static_cast<std::size_t>(r);
     }
+    return got;
+}
+
+// The bytes of an open segment from `from` to `size`.
+[[nodiscard]] inline file_bytes read_from(int fd, std::uintmax_t from, std::uintmax_t size) {
+    const auto n = static_cast<std::size_t>(size > from ? size - from : 0);
+    std::unique_ptr<char[]> data{new char[n == 0 ? 1 : n]};  // (default-initialized: not zeroed)
+    const auto got = read_at_most(fd, data.get(), n, from);
     return {std::move(data), got};
 }
 
@@ -337,14 +343,7 @@ struct tail_info {
     if (fd.get() < 0) return std::nullopt;
     const auto read_at = [&](std::uintmax_t offset, std::size_t n) {
         std::string buf(n, '\0');
-        std::size_t got = 0;
-        while (got < n) {
-            const auto r = ::pread(fd.get(), buf.data() + got, n - got, static_cast<off_t>(offset + got));
-            if (r < 0 && errno == EINTR) continue;
-            if (r <= 0) break;
-            got += static_cast<std::size_t>(r);
-        }
-        buf.resize(got);
+        buf.resize(read_at_most(fd.get(), buf.data(), n, offset));
         return buf;
     };
     const auto head = read_at(0, format_line.size() + 1);
@@ -365,9 +364,16 @@ struct tail_info {
         // own text may read the same: each such line, from the end, is tried as the header until
         // one frames the record that ends the segment; the window grows while none does.
         const auto needle = fmt::format("\n{}{} ", header_prefix, seq);
+        int framed = 0;  // candidates whose framing fits, each checked in full (a few at most)
         for (auto hit = buf.rfind(needle, line_start); hit != std::string::npos;
              hit = hit == 0 ? std::string::npos : buf.rfind(needle, hit - 1)) {
             const auto header = hit + 1;
+            // First the cheap test: a header of this number whose body ends where the trailer starts.
+            const auto eol = buf.find('\n', header);
+            const auto h = parse::header(std::string_view{buf}.substr(header, eol - header));
+            if (!h || h->seq != seq || eol + 1 + 7 > line_start + 1 || h->bytes != line_start + 1 - (eol + 1 + 7))
+                continue;
+            if (++framed > 4) return std::nullopt;  // (the caller reads the segment whole)
             const auto contents = read_segment(std::string_view{buf}.substr(header), name);
             if (contents.records.size() != 1 || !contents.problems.empty() ||
                 header + contents.records.front().end != buf.size())
@@ -408,14 +414,7 @@ struct skipped_prefix {
             std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at)).find('\n') ==
                 std::string_view::npos) {
             window.assign(window_size, '\0');
-            std::size_t got = 0;
-            while (got < window_size) {
-                const auto r = ::pread(fd, window.data() + got, window_size - got, static_cast<off_t>(offset + got));
-                if (r < 0 && errno == EINTR) continue;
-                if (r <= 0) break;
-                got += static_cast<std::size_t>(r);
-            }
-            window.resize(got);
+            window.resize(read_at_most(fd, window.data(), window_size, offset));
             window_at = offset;
         }
         const std::string_view rest = std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at));
@@ -477,6 +476,7 @@ struct segment_tail {
     const auto fd = open_segment(p, size);
     segment_tail out;
     out.skipped = skip_records_through(fd.get(), size, through, floor);
+    if (out.skipped.records == 0) out.skipped.offset = 0;  // nothing passed: read whole, lines exact
     out.text = read_from(fd.get(), out.skipped.offset, size);
     return out;
 }
