@@ -1042,8 +1042,9 @@ TEST_CASE(
         namespace a = resilite::detail::archive;
         const auto from = original.rfind("\n-- txn ", original.find(fmt::format("'r{}'", first))) + 1;
         const auto to = original.rfind("\n-- txn ", original.find(fmt::format("'r{}'", end))) + 1;
+        const auto records = original.substr(from, to - from);  // (the records point into it)
         std::string out;
-        for (const auto& r : a::read_segment(original.substr(from, to - from), "fork").records) {
+        for (const auto& r : a::read_segment(records, "fork").records) {
             std::string body{r.body};
             for (auto at = body.find("'r"); at != std::string::npos; at = body.find("'r", at + 1))
                 body[at + 1] = 'f';
