@@ -296,9 +296,7 @@ TEST_CASE(
                           [](const auto& p) { return p.what == K::damaged || p.what == K::checksum; }));
         twice_same();
     }
-    SECTION(
-        "a point in time: the records up to it, damage after it costs nothing, a gap just before it "
-        "refuses") {
+    SECTION("a point in time: the records up to it, damage after it costs nothing, a gap just before it refuses") {
         resilite::rebuild_options o;
         o.until_seq = 4;  // (record 4 inserts r3, as the tampered-value section shows)
         auto [r, names] = rebuild_rows(o);
@@ -381,8 +379,7 @@ TEST_CASE(
         fmt::format("ATTACH DATABASE '{}' AS x;\n", (dir / "other.db").string()),
         "PRAGMA writable_schema=ON;\n",
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(50, load_extension('/tmp/evil.so'));\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok') ON CONFLICT(\"id\") DO NOTHING;\nUPDATE "
-        "sqlite_master SET "
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(51,'ok') ON CONFLICT(\"id\") DO NOTHING;\nUPDATE sqlite_master SET "
         "sql = 'x' WHERE name = 't';\n",
         "INSERT INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(2, 0, 0, 1);\n",
         "CREATE TEMP TRIGGER \"x\" AFTER INSERT ON \"t\" BEGIN SELECT 1; END;\n",
@@ -741,10 +738,8 @@ TEST_CASE("hostile archive: only the statement shapes the writer produces are re
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(7,upper('x'))" + upsert_tail,
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(8,?)" + upsert_tail,
         "INSERT INTO \"t\"(\"id\",\"v\") VALUES(9,'x');\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(10,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=(SELECT "
-        "'z');\n",
-        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(11,'x') ON CONFLICT(\"id\") DO UPDATE SET "
-        "\"v\"=excluded.\"id\";\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(10,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=(SELECT 'z');\n",
+        "INSERT INTO \"t\"(\"id\",\"v\") VALUES(11,'x') ON CONFLICT(\"id\") DO UPDATE SET \"v\"=excluded.\"id\";\n",
         "REPLACE INTO \"t\"(\"id\",\"v\") VALUES(12,'x');\n",
         "UPDATE \"t\" SET \"v\" = 'y';\n",
         "DELETE FROM \"t\";\n",

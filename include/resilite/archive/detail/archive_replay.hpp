@@ -71,16 +71,19 @@ struct archive_limit {
                               unusable_segment(dir / name).value_or("not a regular file") + "; not read",
                               true});
     }
+    // When the walk cannot vouch for what it passed: every record read (what was read so far
+    // freed first).
+    const auto read_in_full = [&] {
+        a = archive_contents{};
+        return read_archive(dir, limit);
+    };
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     for (const auto& name : a.segments) {
         const file_bytes* text = nullptr;
         if (not_needed_through > 0) {
             auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
             // Numbers that do not rise: a skipped record could have a conflicting copy.
-            if (tail.skipped.disordered) {
-                a = archive_contents{};  // (what was read so far is freed before reading everything)
-                return read_archive(dir, limit);
-            }
+            if (tail.skipped.disordered) return read_in_full();
             a.skipped_through = std::max(a.skipped_through, tail.skipped.last_seq);
             a.skipped_records += tail.skipped.records;
             text = &a.texts.emplace_back(std::move(tail.text));
@@ -92,10 +95,8 @@ struct archive_limit {
         // copy of one it skipped.
         if (not_needed_through > 0 &&
             std::any_of(contents.records.begin(), contents.records.end(),
-                        [&](const record& r) { return r.header.seq <= not_needed_through; })) {
-            a = archive_contents{};
-            return read_archive(dir, limit);
-        }
+                        [&](const record& r) { return r.header.seq <= not_needed_through; }))
+            return read_in_full();
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;
@@ -488,14 +489,12 @@ private:
                 continue;
             }
             const auto i = out.size();
-            trusted(
-                fmt::format("CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN "
-                            "INSERT OR IGNORE INTO "
-                            "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
-                            "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN "
-                            "INSERT OR IGNORE INTO "
-                            "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
-                            i, quote_id(name), quote_literal(name)));
+            trusted(fmt::format(
+                "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "
+                "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
+                "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN INSERT OR IGNORE INTO "
+                "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
+                i, quote_id(name), quote_literal(name)));
             out.push_back(name);
         }
         return out;
