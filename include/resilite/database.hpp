@@ -364,9 +364,17 @@ private:
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
         heal_if_due();
-        const bool read = name == "query" || name == "get" || name == "select";
-        return admitted(degrade_.admit(read ? detail::op_kind::read : detail::op_kind::write, name),
+        return admitted(degrade_.admit(detail::op_kind::write, name),
                         [&] { return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of)); });
+    }
+
+    // The read hook: a read connection when there are (settings().read_connections).
+    template <class F, class Rows>
+    auto read(std::string_view name, F&& f, Rows&& rows_of, bool pooled) {
+        heal_if_due();
+        return admitted(degrade_.admit(detail::op_kind::read, name), [&] {
+            return flow_.run_read(name, std::forward<F>(f), std::forward<Rows>(rows_of), pooled);
+        });
     }
 
     // The write hook of detail::statement_api: with queue_writes, a write the database cannot

@@ -40,7 +40,9 @@ struct database_options {
     // after a reconnect and after a heal, so per-connection settings hold for the Database's
     // whole life (a `PRAGMA foreign_keys = ON` sent through db.exec lasts only until the
     // connection is replaced). Put PRAGMAs, application functions or collations here; what it
-    // throws fails the open (or the reconnect).
+    // throws fails the open (or the reconnect). It runs on the read connections too
+    // (settings().read_connections; opened read-only): what it throws there only sends the reads
+    // to the writer connection.
     std::function<void(sqlite::connection&)> on_connect{};
     // Told how far the Database's long operations have come (a backup's copy, a heal at open or
     // later: restoring, replaying, verifying), from the thread doing them (core/progress.hpp);

@@ -26,6 +26,7 @@ struct settings {
     std::uint64_t wal_alert_bytes = 64ull << 20;       // event when the WAL file grows past this
     std::chrono::milliseconds busy_timeout{1000};      // SQLite's own busy wait inside each attempt
     std::size_t statement_cache_capacity = 64;         // prepared statements kept per connection
+    std::size_t read_connections = 0;                  // read-only connections for reads outside transactions
     retry_settings retry{};                            // backoff between attempts
     backup_settings backup{};                          // copies, schedule, retention
     offsite_settings offsite{};                        // copies off the machine (rclone)
@@ -50,6 +51,9 @@ struct settings {
         if (statement_cache_capacity == 0 || statement_cache_capacity > 10'000) {
             return fmt::format("statement_cache_capacity must be within 1..10000 (got {})",
                                statement_cache_capacity);
+        }
+        if (read_connections > 64) {
+            return fmt::format("read_connections must be within 0..64 (got {})", read_connections);
         }
         const int s = static_cast<int>(sync);
         if (s < 1 || s > 3) return fmt::format("synchronous level {} is not allowed", s);

@@ -22,6 +22,7 @@ template <class R>
 void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedule) noexcept {
     schedule.stop();
     std::lock_guard lock(ctx.mutex);
+    ctx.readers.close();  // (before the last checkpoint: no read holds the WAL)
     if (!ctx.conn) return;
     const auto start = ctx.now();
     gate_pass<R> pass;
@@ -72,7 +73,7 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
         } catch (...) {  // nothing more to report with
         }
     }
-    ctx.conn.reset();
+    ctx.drop_connection();
     pass.leave();  // (before the heal lock: core/detail/file_gate.hpp)
     if constexpr (R::healing::enabled) {
         if (ctx.on_disk() && !ctx.read_only) register_close(ctx.path);

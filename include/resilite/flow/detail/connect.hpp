@@ -131,12 +131,17 @@ inline void prepare_attempt(context<R>& ctx, const retry_state& st) {
     if (wait != ctx.applied_busy_timeout) [[unlikely]] apply_busy_timeout(ctx, wait);
 }
 
+// The retry limits of `s`.
+inline void load_limits(const settings& s, retry_state& st) {
+    st.previous_delay = std::chrono::nanoseconds{s.retry.base};
+    st.limits = s.retry;
+    st.busy_timeout = s.busy_timeout;
+}
+
 // The retry limits in force (the caller holds the writer lock).
 template <class R>
 void load_limits(const context<R>& ctx, retry_state& st) {
-    st.previous_delay = std::chrono::nanoseconds{ctx.config.retry.base};
-    st.limits = ctx.config.retry;
-    st.busy_timeout = ctx.config.busy_timeout;
+    load_limits(ctx.config, st);
 }
 
 template <class R>
@@ -182,6 +187,7 @@ int gate_commit_hook(void* self) noexcept {
 // The caller holds the writer lock.
 template <class R>
 void open_connection(context<R>& ctx, const retry_state& st, bool create) {
+    ctx.drop_connection();
     ctx.conn.emplace(ctx.path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                      ctx.vfs_name(), ctx.config.statement_cache_capacity);
     if constexpr (R::healing::enabled) sqlite3_commit_hook(ctx.conn->native_handle(), &gate_commit_hook<R>, &ctx);
@@ -195,17 +201,31 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     remember_file(ctx);
 }
 
+// settings().read_connections: the read connections open on the file the connection has open,
+// once it is verified (identity, and after a heal or a reconnect, the database it found). The
+// caller holds the writer lock.
+template <class R>
+void open_readers(context<R>& ctx) {
+    if (!ctx.conn || !ctx.on_disk() || ctx.config.read_connections == 0 || ctx.file_ino == 0) return;
+    ctx.readers.open(reader_setup{ctx.path, ctx.vfs, ctx.config.statement_cache_capacity,
+                                  std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.retry.deadline),
+                                             std::chrono::milliseconds{0}, ctx.config.busy_timeout),
+                                  ctx.on_connect, ctx.file_dev, ctx.file_ino, ctx.identity, R::healing::enabled},
+                     ctx.config.read_connections);
+}
+
 // A database newer than the code is opened read-only (newer_database::read_only).
 template <class R>
 void reopen_read_only(context<R>& ctx) {
     std::lock_guard lock(ctx.mutex);
-    ctx.conn.reset();
+    ctx.drop_connection();
     ctx.conn.emplace(ctx.path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, ctx.vfs_name(),
                      ctx.config.statement_cache_capacity);
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, start_retry(ctx));
     if (ctx.on_connect) ctx.on_connect(*ctx.conn);
     ctx.read_only = true;
+    open_readers(ctx);
 }
 
 // The identity stored in the database must be the one its sidecar records (both empty for a
@@ -286,14 +306,15 @@ template <class R>
 void reconnect(context<R>& ctx) noexcept {
     std::lock_guard lock(ctx.mutex);
     if (ctx.conn && ctx.conn->in_transaction()) return;  // never drop an open transaction
-    ctx.conn.reset();
+    ctx.drop_connection();
     try {
         refuse_damaged(ctx);
         open_connection(ctx, start_retry(ctx), false);
         verify_identity(ctx);
+        open_readers(ctx);
         ctx.broken.reset();
     } catch (...) {
-        ctx.conn.reset();
+        ctx.drop_connection();
         try {
             throw;
         } catch (const error& e) {

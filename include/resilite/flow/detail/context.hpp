@@ -9,6 +9,7 @@
 #include <resilite/core/error.hpp>
 #include <resilite/flow/database_options.hpp>
 #include <resilite/flow/detail/availability.hpp>
+#include <resilite/flow/detail/read_pool.hpp>
 #include <resilite/flow/settings.hpp>
 #include <resilite/monitor/detail/metrics.hpp>
 #include <resilite/monitor/event.hpp>
@@ -92,6 +93,9 @@ public:
     std::function<void()> on_heal_due;  // wakes the background thread, which heals without a call
     std::function<void()> wake_background;  // set once when the background thread starts
     file_gate gate;                     // healing<>: held shared by every operation (core/detail/file_gate.hpp)
+    // settings().read_connections: open only while `conn` is (flow/detail/read_pool.hpp). Declared
+    // after `conn`: destroyed first.
+    read_pool readers;
     availability avail;                 // degradation: unavailable, why and since when
 
     [[nodiscard]] time_point now() const { return clock.now(); }
@@ -121,6 +125,12 @@ public:
             static_cast<void>(lock.try_lock_for(std::chrono::milliseconds{1}));
         }
         return lock;
+    }
+
+    // Closes the connection, the read connections first (the caller holds the writer lock).
+    void drop_connection() noexcept {
+        readers.close();
+        conn.reset();
     }
 
     template <class F>

@@ -24,6 +24,7 @@ namespace resilite::detail {
 // the side files at the path belong to the healed database (SQLite removes them by name).
 template <class R>
 void close_leaving_files(context<R>& ctx) noexcept {
+    ctx.readers.close();
     if (!ctx.conn) return;
     int on = 1;
     sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_PERSIST_WAL, &on);

@@ -56,8 +56,9 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
         try {
             open_connection(ctx, start_retry(ctx), false);
             verify_identity(ctx);
+            open_readers(ctx);
         } catch (const error& e) {
-            ctx.conn.reset();  // never left open on a file that failed its checks
+            ctx.drop_connection();  // never left open on a file that failed its checks
             reopen_failure = e;
             return;
         }

@@ -12,6 +12,7 @@
 //      c. schema: declared schema for a new database, pending migrations, schema sync;
 //      d. stamp the identity (first open) and write the sidecar;
 //      e. start the archive: capture triggers, schema records, what a crash left in the outbox;
+//      f. settings().read_connections: open the read pool on the file verified in b.;
 //   3. with healing on, list this process in the sidecar (a clean close takes it off: a process
 //      listed and gone means an unclean close, and the next open runs a quick_check); schedule
 //      the periodic work, report `open`, start the background thread.
@@ -84,6 +85,10 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             schema.prepare(owner, [&] { static_cast<void>(backups.backup_now()); });  // c.
             finish_identity(ctx);                                                    // d.
             if constexpr (R::archiving) archive.start(schema.migrated());            // e. records c.
+            {
+                std::lock_guard lock(ctx.mutex);
+                open_readers(ctx);  // f. settings().read_connections, on the file verified in b.
+            }
             break;
         } catch (...) {
             const auto damage = sqlite_damage();
@@ -93,7 +98,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                 if (damage && R::healing::enabled) {
                     close_leaving_files(ctx);  // no checkpoint into a damaged file
                 } else {
-                    ctx.conn.reset();
+                    ctx.drop_connection();
                 }
                 pass.leave();
             }

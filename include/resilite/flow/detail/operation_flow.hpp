@@ -46,7 +46,9 @@ enum class retry_context {
     reconnecting,       // nothing open: busy is retried, a broken connection reopened
     whole_transaction,  // the user's transaction is replayed from the start
     commit_only,        // COMMIT is retried while the transaction stays open
+    reading,            // a read connection: a broken one is closed, the writer's is left alone
 };
+
 
 template <class R>
 class operation_flow {
@@ -113,6 +115,17 @@ public:
                 throw;
             }
         }
+    }
+
+    // A read outside a transaction (query, get, select): on a read connection when the pool is
+    // open (settings().read_connections) and the calling thread is not inside its own
+    // transaction, else as any operation. `pooled`: the statement may run on a read connection.
+    template <class F, class Rows>
+    auto run_read(std::string_view name, F&& f, Rows&& rows_of, bool pooled) {
+        if (pooled && ctx_.readers.enabled() && !in_own_transaction()) {
+            if (auto r = run_on_reader(name, f, rows_of)) return std::move(*r);
+        }
+        return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
 
     // A statement inside a transaction: one attempt; the transaction decides about retries.
@@ -269,7 +282,7 @@ public:
         back_off(name, st, *failure, remaining);
         if (scope == retry_scope::reconnect && where == retry_context::opening) refuse_full_disk(ctx_, *failure);
         if (scope == retry_scope::reconnect && where != retry_context::commit_only &&
-            where != retry_context::opening)
+            where != retry_context::opening && where != retry_context::reading)
             reconnect(ctx_);
         return true;
     }
@@ -303,6 +316,70 @@ public:
     }
 
 private:
+    // True when this thread holds the writer lock inside a transaction (its own, or one begun on
+    // the connection by hand): its reads see its writes only there.
+    [[nodiscard]] bool in_own_transaction() {
+        std::unique_lock held(ctx_.mutex, std::try_to_lock);  // (recursive: this thread's own)
+        return held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction();
+    }
+
+    // One read on a read connection, retried as run() retries (limits: the published settings;
+    // no writer lock is taken). Nothing: the writer connection must run it, because the pool is
+    // closed, the file at the path changed, or the read connection refused the statement (it
+    // writes: SQLITE_READONLY; it names what only the writer connection has, a function
+    // registered on it: SQLITE_ERROR, the temp schema: SQLITE_AUTH; the writer's own run
+    // reports a real error then).
+    template <class F, class Rows>
+    auto run_on_reader(std::string_view name, F& f, Rows& rows_of)
+        -> std::optional<std::invoke_result_t<F&, sqlite::connection&>> {
+        ctx_.settle_settings();
+        retry_state st;
+        st.start = ctx_.now();
+        bool limits = false;
+        for (;;) {
+            ++st.attempt;
+            auto lease = ctx_.readers.take();
+            if (!lease) return std::nullopt;
+            bool ran = false;
+            try {
+                if (st.attempt > 1)
+                    lease->busy_timeout(std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                       st.remaining(ctx_.now())),
+                                                   std::chrono::milliseconds{0}, st.busy_timeout));
+                ctx_.inject(name, st.attempt);
+                ran = true;
+                auto result = f(lease->connection());
+                lease.reset();  // (given back before the observer runs)
+                ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
+                return result;
+            } catch (...) {
+                const int primary = current_primary_code();
+                if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED) lease->discard();
+                lease.reset();
+                if (ran && (primary == SQLITE_READONLY || primary == SQLITE_ERROR || primary == SQLITE_AUTH))
+                    return std::nullopt;
+                if (!limits) {
+                    std::lock_guard p(ctx_.published_mutex);
+                    load_limits(ctx_.published, st);
+                    limits = true;
+                }
+                if (retry_after_failure(name, st, retry_context::reading)) continue;
+                throw;
+            }
+        }
+    }
+
+    // In a catch block: SQLite's primary result code of the failure (0: not from SQLite).
+    [[nodiscard]] static int current_primary_code() noexcept {
+        try {
+            throw;
+        } catch (const error& e) {
+            return e.technical().extended_code & 0xff;
+        } catch (...) {
+            return 0;
+        }
+    }
+
     template <class F>
     static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass_for<R>& pass) -> decltype(f(c)) {
         if constexpr (R::healing::enabled) {

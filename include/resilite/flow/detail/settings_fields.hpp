@@ -388,6 +388,7 @@ template <class Codec>
         RESILITE_SETTING(wal_alert_bytes, integer_codec<std::uint64_t>{1, pib});
         RESILITE_SETTING(busy_timeout, duration_codec<ms>{0ms, 600'000ms});
         RESILITE_SETTING(statement_cache_capacity, integer_codec<std::size_t>{1, 10'000});
+        RESILITE_SETTING(read_connections, integer_codec<std::size_t>{0, 64}, fixed);
         RESILITE_SETTING(quick_check_interval, duration_codec<sec>{0s, year});
         RESILITE_SETTING(integrity_check_interval, duration_codec<sec>{0s, year});
 

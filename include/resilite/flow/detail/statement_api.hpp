@@ -10,11 +10,18 @@
 //
 //   template <class F, class Rows, class Encode> decltype(auto) write(name, f, rows_of, encode);
 //
-// which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>).
+// which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>); and one
+// for reads,
+//
+//   template <class F, class Rows> auto read(name, f, rows_of, bool pooled);
+//
+// which runs them as `run` does, on a read connection when `pooled` and the Database has them
+// (settings().read_connections; never inside a transaction).
 
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/reads_only.hpp>
 #include <resilite/sqlite/rows.hpp>
 
 #include <boost/hana/members.hpp>
@@ -54,16 +61,18 @@ public:
     template <class... T, class... Args>
     [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return self().run(
-            "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count);
+        return self().read(
+            "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count,
+            sqlite::detail::reads_only(sql));
     }
 
     // The first row, if there is one.
     template <class... T, class... Args>
     [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql, const Args&... args) {
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
-        return self().run(
-            "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count);
+        return self().read(
+            "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count,
+            sqlite::detail::reads_only(sql));
     }
 
     // ---- typed rows (tables declared in the schema policy) ---------------------------------------
@@ -97,9 +106,9 @@ public:
         using table = table_for<Schema, Row>;
         static_assert(table::primary_key_size > 0 && sizeof...(Key) == table::primary_key_size,
                       "resilite: get<Row>(key...): give one value per primary key column");
-        return self().run(
+        return self().read(
             "get", [&](sqlite::connection& c) { return select_struct<Row>(c, row_sql<table>::get(), key...); },
-            count);
+            count, true);
     }
 
     // Rows of the table, filtered by an SQL tail: select<User>("WHERE name = ? ORDER BY id", "Ann").
@@ -107,8 +116,9 @@ public:
     [[nodiscard]] std::vector<Row> select(std::string_view tail = {}, const Args&... args) {
         using sql = row_sql<table_for<Schema, Row>>;
         const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
-        return self().run(
-            "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count);
+        return self().read(
+            "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count,
+            true);
     }
 
     // Deletes the row with this primary key; returns 1, or 0 when there was none.
