@@ -186,7 +186,13 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
                                                   applied, a.records.size() - from),
                                       {});
             }
-            if (rp.apply(r, report.problems)) ++applied;
+            if (a.bodies) {
+                record loaded = r;
+                loaded.body = a.bodies->body_of(r);
+                if (rp.apply(loaded, report.problems)) ++applied;
+            } else if (rp.apply(r, report.problems)) {
+                ++applied;
+            }
             meter.advance();
             last_seq = r.header.seq;
             last_id = r.header.last_id;
@@ -297,7 +303,7 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
     // as the value: nothing larger can be legitimate. Nothing is ever attached.
     std::size_t largest = 0;
     for (std::size_t i = a.start; i < a.records.size(); ++i)
-        largest = std::max(largest, a.records[i].body.size());
+        largest = std::max(largest, a.records[i].header.bytes);
     const auto length = std::min<std::size_t>(std::max<std::size_t>(2 * largest, 16u << 20),
                                               static_cast<std::size_t>(sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, -1)));
     sqlite3_limit(c.native_handle(), SQLITE_LIMIT_LENGTH, static_cast<int>(length));

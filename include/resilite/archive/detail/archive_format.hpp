@@ -55,11 +55,12 @@ struct record_header {
 
 struct record {
     record_header header;
-    std::string_view body;  // statements, each ending in ";\n"
+    std::string_view body;  // statements, each ending in ";\n" (empty while it is left in its file)
     std::uint32_t crc = 0;
     std::string segment;
     int line = 0;         // the header's line
     std::size_t end = 0;  // offset just after the record in its segment
+    std::size_t body_at = 0;  // offset of the body in its segment (a body left in its file)
 };
 
 // A record's CRC-32 (over number, time, kind and body), computed as its body is produced.

@@ -29,7 +29,11 @@
 namespace resilite::detail::archive {
 
 struct archive_contents {
-    std::deque<file_bytes> texts;  // segment texts; records point into them
+    // A full read leaves the bodies in the segments (read in chunks of whole records, each freed
+    // before the next: memory does not grow with the archive) and `bodies` reads each again when
+    // it is applied; a read of the tail keeps the texts it read, and the records point into them.
+    std::deque<file_bytes> texts;
+    mutable std::optional<record_bodies> bodies;  // (reading a body moves its window)
     std::vector<std::string> segments;
     std::vector<record> records;  // valid, unique, in sequence order
     std::vector<archive_problem> problems;
@@ -56,10 +60,14 @@ struct archive_limit {
 };
 
 // `not_needed_through` > 0: the reader's database already holds the records up to that number
-// (a replay after a restore): they are skipped unread where their framing allows.
+// (a replay after a restore): they are skipped unread where their framing allows. Otherwise
+// every segment is read in chunks of whole records of about `chunk_bytes` (a record larger than
+// that is a chunk of its own).
+inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
                                                    const archive_limit& limit = {},
-                                                   std::int64_t not_needed_through = 0) {
+                                                   std::int64_t not_needed_through = 0,
+                                                   std::uintmax_t chunk_bytes = archive_chunk_bytes) {
     using K = archive_problem::kind;
     if (!limit.none()) not_needed_through = 0;  // (a point in time is read in full)
     archive_contents a;
@@ -75,28 +83,10 @@ struct archive_limit {
     // freed first).
     const auto read_in_full = [&] {
         a = archive_contents{};
-        return read_archive(dir, limit);
+        return read_archive(dir, limit, 0, chunk_bytes);
     };
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
-    for (const auto& name : a.segments) {
-        const file_bytes* text = nullptr;
-        if (not_needed_through > 0) {
-            auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
-            // Numbers that do not rise: a skipped record could have a conflicting copy.
-            if (tail.skipped.disordered) return read_in_full();
-            a.skipped_through = std::max(a.skipped_through, tail.skipped.last_seq);
-            a.skipped_records += tail.skipped.records;
-            text = &a.texts.emplace_back(std::move(tail.text));
-        } else {
-            text = &a.texts.emplace_back(read_file(dir / name));
-        }
-        auto contents = read_segment(*text, name);
-        // A record read that the walk should have passed (after one it could not): it may be a
-        // copy of one it skipped.
-        if (not_needed_through > 0 &&
-            std::any_of(contents.records.begin(), contents.records.end(),
-                        [&](const record& r) { return r.header.seq <= not_needed_through; }))
-            return read_in_full();
+    const auto take = [&](segment_contents& contents) {
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;
@@ -110,6 +100,47 @@ struct archive_limit {
         }
         for (auto& r : contents.records)
             a.records.push_back(std::move(r));
+    };
+    if (not_needed_through == 0) a.bodies.emplace(dir);
+    for (const auto& name : a.segments) {
+        if (not_needed_through == 0) {
+            // In chunks of whole records (segment_file.hpp, whole_records_end): each read, parsed
+            // and checked as it would be inside the whole segment, its records' bodies left in
+            // the file, its lines and offsets counted from the segment's start.
+            std::uintmax_t size = 0;
+            const auto fd = open_segment(dir / name, size);
+            int lines_before = 0;
+            for (std::uintmax_t pos = 0; pos < size;) {
+                const auto end = whole_records_end(fd.get(), size, pos, chunk_bytes);
+                const auto chunk = read_from(fd.get(), pos, end);
+                auto contents = read_segment(chunk, name);
+                for (auto& r : contents.records) {
+                    r.body_at = static_cast<std::size_t>(pos) + static_cast<std::size_t>(r.body.data() - chunk.view().data());
+                    r.body = {};
+                    r.line += lines_before;
+                    r.end += static_cast<std::size_t>(pos);
+                }
+                for (auto& p : contents.problems)
+                    if (p.line > 0) p.line += lines_before;
+                take(contents);
+                lines_before += count_lines(chunk);
+                pos = end;
+            }
+            continue;
+        }
+        auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
+        // Numbers that do not rise: a skipped record could have a conflicting copy.
+        if (tail.skipped.disordered) return read_in_full();
+        a.skipped_through = std::max(a.skipped_through, tail.skipped.last_seq);
+        a.skipped_records += tail.skipped.records;
+        const auto& text = a.texts.emplace_back(std::move(tail.text));
+        auto contents = read_segment(text, name);
+        // A record read that the walk should have passed (after one it could not): it may be a
+        // copy of one it skipped.
+        if (std::any_of(contents.records.begin(), contents.records.end(),
+                        [&](const record& r) { return r.header.seq <= not_needed_through; }))
+            return read_in_full();
+        take(contents);
     }
     std::stable_sort(a.records.begin(), a.records.end(),
                      [](const record& x, const record& y) { return x.header.seq < y.header.seq; });

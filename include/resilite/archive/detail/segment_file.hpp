@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -100,7 +101,13 @@ public:
     owned_fd(owned_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
     owned_fd(const owned_fd&) = delete;
     owned_fd& operator=(const owned_fd&) = delete;
-    owned_fd& operator=(owned_fd&&) = delete;
+    owned_fd& operator=(owned_fd&& o) noexcept {
+        if (this != &o) {
+            if (fd_ >= 0) ::close(fd_);
+            fd_ = std::exchange(o.fd_, -1);
+        }
+        return *this;
+    }
     ~owned_fd() {
         if (fd_ >= 0) ::close(fd_);
     }
@@ -385,15 +392,85 @@ struct tail_info {
     }
 }
 
+// Walks a segment by its records' framing alone (each header's byte count, `BEGIN;`, each
+// trailer's number), without parsing or checking bodies, through a 64 KiB window: records
+// smaller than it are read with it, larger ones are passed unread. Stops at the first thing that
+// is not such a record (a broken frame, a length past the file, text that is no record, a format
+// line); a segment without a v1 preamble is not walked at all.
+class framing_walk {
+public:
+    struct step {
+        std::optional<record_header> header;  // a record (else a comment or a blank line)
+        std::uintmax_t end = 0;               // just after it
+    };
+
+    framing_walk(int fd, std::uintmax_t size) : fd_(fd), size_(size) {}
+
+    // Where the walk starts: just after the v1 preamble line (nothing: no walk).
+    [[nodiscard]] std::optional<std::uintmax_t> start() {
+        const auto first = line_at(0);
+        if (!first || !first->starts_with(format_line) ||
+            (first->size() != format_line.size() && (*first)[format_line.size()] != ' '))
+            return std::nullopt;
+        return first->size() + 1;
+    }
+
+    // The record, comment or blank line at `pos`; nothing where the walk cannot vouch for what
+    // is there. `seq_limit`: a record numbered above it is not passed.
+    [[nodiscard]] std::optional<step> next(std::uintmax_t pos,
+                                           std::int64_t seq_limit = std::numeric_limits<std::int64_t>::max()) {
+        const auto l = line_at(pos);
+        if (!l) return std::nullopt;
+        if (!l->starts_with(header_prefix)) {
+            // A comment or a blank line between records (the note a drain leaves); anything else
+            // (a format line among them too) ends the walk.
+            if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
+                l->find_first_not_of(" \t\r") == std::string_view::npos)
+                return step{std::nullopt, pos + l->size() + 1};
+            return std::nullopt;
+        }
+        const auto h = parse::header(*l);
+        const auto body_start = pos + l->size() + 1 + 7;  // (`l` is not used past the next read)
+        // A claimed length never reaches past the file (one that wraps around would send the
+        // walk backwards).
+        if (!h || h->seq > seq_limit || body_start > size_ || h->bytes > size_ - body_start) return std::nullopt;
+        const auto begin = line_at(body_start - 7);
+        if (!begin || *begin != "BEGIN;") return std::nullopt;
+        const auto body_end = body_start + h->bytes;
+        const auto trailer = line_at(body_end);
+        if (!trailer || !parse::trailer(*trailer, h->seq)) return std::nullopt;
+        return step{h, body_end + trailer->size() + 1};
+    }
+
+private:
+    // The complete line at `offset` (without its newline), if it fits the window; valid until the
+    // next call.
+    std::optional<std::string_view> line_at(std::uintmax_t offset) {
+        constexpr std::size_t window_size = 1u << 16;
+        if (offset < window_at_ || offset >= window_at_ + window_.size() ||
+            std::string_view{window_}.substr(static_cast<std::size_t>(offset - window_at_)).find('\n') ==
+                std::string_view::npos) {
+            window_.assign(window_size, '\0');
+            window_.resize(read_at_most(fd_, window_.data(), window_size, offset));
+            window_at_ = offset;
+        }
+        const std::string_view rest = std::string_view{window_}.substr(static_cast<std::size_t>(offset - window_at_));
+        const auto nl = rest.find('\n');
+        if (nl == std::string_view::npos) return std::nullopt;
+        return rest.substr(0, nl);
+    }
+
+    int fd_;
+    std::uintmax_t size_;
+    std::string window_;
+    std::uintmax_t window_at_ = 0;
+};
+
 // Where the records a reader does not need end: the records numbered up to `through`, walked
-// over by their framing (each header's byte count, each trailer's number) without parsing or
-// checking their bodies, through a 64 KiB window (records smaller than it are read with it,
-// larger ones are skipped unread). Stops at the first thing that is not such a record (a later
-// number, a broken frame, a length past the file, text that is no record, a format line):
-// reading from an earlier offset is always safe. A segment without a v1 preamble is not walked.
-// Numbers must rise above `floor` (the walk of the segments before) and from one record to the
-// next; one that does not is `disordered`: the caller cannot tell a copy of a skipped record from
-// a conflicting one, and reads everything.
+// over by their framing (framing_walk). Reading from an earlier offset is always safe. Numbers
+// must rise above `floor` (the walk of the segments before) and from one record to the next; one
+// that does not is `disordered`: the caller cannot tell a copy of a skipped record from a
+// conflicting one, and reads everything.
 struct skipped_prefix {
     std::uintmax_t offset = 0;  // where reading must start
     std::int64_t last_seq = 0;  // the highest number walked over (0: none)
@@ -403,65 +480,92 @@ struct skipped_prefix {
 
 [[nodiscard]] inline skipped_prefix skip_records_through(int fd, std::uintmax_t size, std::int64_t through,
                                                          std::int64_t floor) {
-    constexpr std::size_t window_size = 1u << 16;
     skipped_prefix out;
-    std::string window;
-    std::uintmax_t window_at = 0;
-    // The complete line at `offset` (without its newline), if it fits the window; valid until the
-    // next call.
-    const auto line_at = [&](std::uintmax_t offset) -> std::optional<std::string_view> {
-        if (offset < window_at || offset >= window_at + window.size() ||
-            std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at)).find('\n') ==
-                std::string_view::npos) {
-            window.assign(window_size, '\0');
-            window.resize(read_at_most(fd, window.data(), window_size, offset));
-            window_at = offset;
-        }
-        const std::string_view rest = std::string_view{window}.substr(static_cast<std::size_t>(offset - window_at));
-        const auto nl = rest.find('\n');
-        if (nl == std::string_view::npos) return std::nullopt;
-        return rest.substr(0, nl);
-    };
-    const auto first = line_at(0);
-    if (!first || !first->starts_with(format_line) ||
-        (first->size() != format_line.size() && (*first)[format_line.size()] != ' '))
-        return out;
-    std::uintmax_t pos = first->size() + 1;
-    out.offset = pos;
-    for (;;) {
-        const auto l = line_at(pos);
-        if (!l) break;
-        if (!l->starts_with(header_prefix)) {
-            // A comment or a blank line between records (the note a drain leaves); anything else
-            // (a format line among them too) ends the walk.
-            if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
-                l->find_first_not_of(" \t\r") == std::string_view::npos) {
-                pos += l->size() + 1;
-                continue;
-            }
-            break;
-        }
-        const auto h = parse::header(*l);
-        const auto body_start = pos + l->size() + 1 + 7;  // (`l` is not used past the next read)
-        // A claimed length never reaches past the file (one that wraps around would send the
-        // walk backwards).
-        if (!h || h->seq > through || body_start > size || h->bytes > size - body_start) break;
-        if (h->seq <= std::max(floor, out.last_seq)) {
+    framing_walk walk{fd, size};
+    const auto start = walk.start();
+    if (!start) return out;
+    out.offset = *start;
+    for (auto pos = *start;;) {
+        const auto s = walk.next(pos, through);
+        if (!s) break;
+        pos = s->end;
+        if (!s->header) continue;
+        if (s->header->seq <= std::max(floor, out.last_seq)) {
             out.disordered = true;
             break;
         }
-        const auto begin = line_at(body_start - 7);
-        if (!begin || *begin != "BEGIN;") break;
-        const auto body_end = body_start + h->bytes;
-        const auto trailer = line_at(body_end);
-        if (!trailer || !parse::trailer(*trailer, h->seq)) break;
-        pos = body_end + trailer->size() + 1;
         out.offset = pos;
-        out.last_seq = h->seq;
+        out.last_seq = s->header->seq;
         ++out.records;
     }
     return out;
 }
+
+// Where a chunk of whole records that starts at `from` ends: at least `target` bytes of them (or
+// the segment's end), cut after a record whose framing the walk vouches for, so that a chunk
+// read on its own reads exactly as it would inside the whole segment. `size` (the rest read as
+// one chunk) where the walk cannot go on: what is there is read with exact reporting.
+[[nodiscard]] inline std::uintmax_t whole_records_end(int fd, std::uintmax_t size, std::uintmax_t from,
+                                                      std::uintmax_t target) {
+    framing_walk walk{fd, size};
+    auto pos = from;
+    if (from == 0) {
+        const auto start = walk.start();
+        if (!start) return size;
+        pos = *start;
+    }
+    while (pos < size && pos - from < target) {
+        const auto s = walk.next(pos);
+        if (!s) return size;
+        pos = s->end;
+    }
+    return pos;
+}
+
+// Record bodies left in their segments by a read in chunks (read_archive), read again when they
+// are applied, through a window of at least 4 MiB, and checked against their CRC-32 again: a
+// segment changed between the two reads fails here rather than apply something else.
+class record_bodies {
+public:
+    explicit record_bodies(std::filesystem::path dir) : dir_(std::move(dir)) {}
+
+    [[nodiscard]] std::string_view body_of(const record& r) {
+        constexpr std::size_t window_size = 4u << 20;
+        const auto bytes = r.header.bytes;
+        if (r.segment != segment_ || !fd_) {
+            fd_.reset();
+            fd_.emplace(open_segment(dir_ / r.segment, size_));
+            segment_ = r.segment;
+            window_ = {};
+            window_at_ = 0;
+        }
+        if (r.body_at < window_at_ || r.body_at + bytes > window_at_ + window_.view().size()) {
+            window_ = {};  // (freed before the next one is read)
+            const auto want = std::max<std::uintmax_t>(window_size, bytes);
+            window_at_ = r.body_at;
+            window_ = read_from(fd_->get(), r.body_at, std::min<std::uintmax_t>(size_, r.body_at + want));
+        }
+        const std::string_view all = window_.view();
+        const auto at = static_cast<std::size_t>(r.body_at - window_at_);
+        if (at + bytes > all.size() ||
+            checksum(r.header.seq, r.header.utc, r.header.kind, all.substr(at, bytes)) != r.crc) {
+            throw library_failure(error_class::archive, "archive",
+                                  fmt::format("archive segment {} changed while it was read: txn {} no longer "
+                                              "matches what was read before; nothing of it was applied",
+                                              r.segment, r.header.seq),
+                                  (dir_ / r.segment).string());
+        }
+        return all.substr(at, bytes);
+    }
+
+private:
+    std::filesystem::path dir_;
+    std::string segment_;
+    std::optional<owned_fd> fd_;
+    std::uintmax_t size_ = 0;
+    file_bytes window_;
+    std::uintmax_t window_at_ = 0;
+};
 
 // A segment read after the records numbered up to `through` (see skip_records_through), through
 // one descriptor: the walk and the read see the same file.
