@@ -51,18 +51,20 @@ void print_report(const resilite::heal_report& r, double wall_ms) {
 // The archive's records numbered after `after`, as text the sqlite3 shell can run.
 std::string records_after(const std::filesystem::path& archive, std::int64_t after) {
     namespace a = resilite::detail::archive;
-    const auto contents = a::read_archive(archive);
+    const auto contents = a::read_archive(archive);  // (bodies left in the segments: read them whole here)
     std::string out;
+    std::string name;
+    a::file_bytes text;
     for (const auto& r : contents.records) {
         if (r.header.seq <= after) continue;
-        for (std::size_t i = 0; i < contents.segments.size(); ++i) {
-            if (contents.segments[i] != r.segment) continue;
-            const std::string_view text = contents.texts[i];
-            const auto body_at = static_cast<std::size_t>(r.body.data() - text.data());
-            const auto start = text.rfind(fmt::format("{}{} ", a::header_prefix, r.header.seq), body_at);
-            if (start == std::string_view::npos) std::abort();
-            out += text.substr(start, r.end - start);
+        if (r.segment != name) {
+            text = a::read_file(archive / r.segment);
+            name = r.segment;
         }
+        const std::string_view all = text;
+        const auto start = all.rfind(fmt::format("{}{} ", a::header_prefix, r.header.seq), r.body_at);
+        if (start == std::string_view::npos) std::abort();
+        out += all.substr(start, r.end - start);
     }
     return out;
 }
