@@ -1,8 +1,11 @@
 // Backing up a large database while a writer commits: throughput of the online backup API and
 // of VACUUM INTO against a plain file copy (cp) of the same file, and the writer's worst commit
-// latency while each runs.
-//   bench_backup [megabytes, default 1024]
+// latency while each runs. The contenders run in turns, round after round (interleave.hpp):
+// each figure is a median over the rounds, each ratio the median of the per-round ratios.
+//   bench_backup [megabytes, default 1024] [rounds, default 3]
 #include <resilite/resilite.hpp>
+
+#include "interleave.hpp"
 
 #include <fmt/format.h>
 
@@ -15,6 +18,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <string>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -64,19 +69,21 @@ writer_stats write_during(Db& db, const std::function<void()>& work) {
     writer.join();
     return stats;
 }
-// One backup of `path` while a writer commits nonstop; prints throughput and the writer's stall.
+// One backup of `path`, with checks at `level`, while a writer commits nonstop (or without one);
+// returns the backup's seconds, and the writer's figures in `w`.
 template <class Db>
-void run_with_writer(const char* label, const std::filesystem::path& path, resilite::check_level level,
-                     double size_mb, double cp_s) {
+double backup_once(const std::filesystem::path& path, resilite::check_level level, bool writer, writer_stats& w) {
     typename Db::options o;
     o.settings = Db::default_settings();
     o.settings->backup.check = level;
     Db db{path, o};
     resilite::backup_result r;
-    const auto w = write_during(db, [&] { r = db.backup_now(); });
-    const double s = std::chrono::duration<double>(r.duration).count();
-    fmt::print("{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  ({} checks) writer: {} commits, worst {:.1f} ms\n",
-               label, size_mb / s, cp_s / s, to_string(level), w.commits, w.worst_ms);
+    if (writer) {
+        w = write_during(db, [&] { r = db.backup_now(); });
+    } else {
+        r = db.backup_now();
+    }
+    return std::chrono::duration<double>(r.duration).count();
 }
 }  // namespace
 
@@ -101,30 +108,55 @@ int main(int argc, char** argv) {
     }
     const double size_mb = static_cast<double>(std::filesystem::file_size(path)) / (1 << 20);
 
-    // cp of the same (closed, quiescent) file, synced like a backup is: the speed limit.
-    const auto t0 = clock_type::now();
-    std::filesystem::copy_file(path, dir / "copy.db");
-    static_cast<void>(resilite::detail::fsync_path(dir / "copy.db", false));
-    const double cp_s = std::chrono::duration<double>(clock_type::now() - t0).count();
+    // cp of the same (closed, quiescent) file, synced like a backup is: the speed limit. Then
+    // the backup API alone, and each method while a writer commits, with checks of the source
+    // and the copy at header level (the copy's own speed) and at the default quick_check.
+    const int rounds = argc > 2 ? std::atoi(argv[2]) : 3;
+    std::map<std::string, writer_stats> worst;  // the writer's worst over the rounds
+    const auto with_writer = [&](std::string name, auto* tag, resilite::check_level level) {
+        using Db = std::remove_pointer_t<decltype(tag)>;
+        return bench::contender{name, [&, name, level] {
+                                    writer_stats w;
+                                    const double s = backup_once<Db>(path, level, true, w);
+                                    auto& k = worst[name];
+                                    k.commits += w.commits;
+                                    k.worst_ms = std::max(k.worst_ms, w.worst_ms);
+                                    return s;
+                                }};
+    };
+    using resilite::check_level;
+    bench::interleaved b{{
+        {"cp + fsync (no writer)",
+         [&] {
+             return bench::seconds_of([&] {
+                 std::filesystem::copy_file(path, dir / "copy.db", std::filesystem::copy_options::overwrite_existing);
+                 static_cast<void>(resilite::detail::fsync_path(dir / "copy.db", false));
+             });
+         }},
+        {"online backup API (no writer)",
+         [&] {
+             writer_stats none;
+             return backup_once<Online>(path, check_level::header, false, none);
+         }},
+        with_writer("online, header checks", static_cast<Online*>(nullptr), check_level::header),
+        with_writer("VACUUM INTO, header checks", static_cast<Vacuum*>(nullptr), check_level::header),
+        with_writer("online, quick_check", static_cast<Online*>(nullptr), check_level::quick),
+        with_writer("VACUUM INTO, quick_check", static_cast<Vacuum*>(nullptr), check_level::quick),
+    }};
+    b.run(rounds, false);
     std::filesystem::remove(dir / "copy.db");
-    fmt::print("{:<28} {:>9.1f} MiB/s\n", "cp + fsync (no writer)", size_mb / cp_s);
+    fmt::print("{} MiB, {} rounds in turns (medians; ratios: median of the per-round ratios, and their range)\n",
+               static_cast<long>(size_mb), rounds);
+    for (const char* name : {"cp + fsync (no writer)", "online backup API (no writer)", "online, header checks",
+                             "VACUUM INTO, header checks", "online, quick_check", "VACUUM INTO, quick_check"}) {
+        const auto it = worst.find(name);
+        fmt::print("  {:<32} {:>8.1f} MiB/s  {}{}\n", name, size_mb / b.median_of(name),
+                   std::string{name}.starts_with("cp") ? std::string{} : "time " + b.ratio(name, "cp + fsync (no writer)"),
+                   it == worst.end() ? std::string{}
+                                     : fmt::format("; writer: {} commits in all, worst {:.1f} ms", it->second.commits,
+                                                   it->second.worst_ms));
+    }
 
-    {
-        Online::options o;
-        o.settings = Online::default_settings();
-        o.settings->backup.check = resilite::check_level::header;
-        Online db{path, o};
-        const auto r = db.backup_now();
-        const double s = std::chrono::duration<double>(r.duration).count();
-        fmt::print("{:<28} {:>9.1f} MiB/s  ratio to cp {:.2f}  (header checks, no writer)\n",
-                   "online backup API", size_mb / s, cp_s / s);
-    }
-    // Settings with checks of the source and the copy at header level only, to time the copy;
-    // then once more with the default quick_check on both sides.
-    for (auto level : {resilite::check_level::header, resilite::check_level::quick}) {
-        run_with_writer<Online>("online backup API", path, level, size_mb, cp_s);
-        run_with_writer<Vacuum>("VACUUM INTO", path, level, size_mb, cp_s);
-    }
     // Another process writing nonstop: each of its commits restarts the backup API's copy; the
     // default online_backup<> falls back to VACUUM INTO after 1 restart. Target: <= 2 x VACUUM INTO.
     {

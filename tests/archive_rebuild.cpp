@@ -1268,6 +1268,26 @@ TEST_CASE("archive read in chunks of whole records: records, lines and problems 
     }
 }
 
+TEST_CASE("archive walk by framing stays within the size taken at the start: a record completed after it is not "
+          "passed",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    const auto seg = five_inserts(dir.path());
+    const auto text = segment_of(seg);
+    std::uintmax_t size = 0;
+    const auto fd = a::open_segment(seg, size);
+    REQUIRE(size == text.size());
+    const auto huge = std::uintmax_t{1} << 40;
+    CHECK(a::whole_records_end(fd.get(), size, 0, huge) == size);
+    // As if the file had been this long when the read began: the last record's trailer unfinished.
+    const auto cut = text.find("COMMIT; -- txn 6 ") + 5;
+    CHECK(a::whole_records_end(fd.get(), cut, 0, huge) == cut);  // (the rest read whole: a torn tail)
+    const auto skipped = a::skip_records_through(fd.get(), cut, 100, 0);
+    CHECK(skipped.last_seq == 5);
+    CHECK(skipped.offset <= cut);
+}
+
 TEST_CASE("archive segment changed between the read and the apply: the rebuild fails, nothing else is applied",
           "[archive]") {
     namespace a = resilite::detail::archive;

@@ -61,6 +61,14 @@ TEST_CASE("read connections: which statements a read connection may run", "[data
     CHECK_FALSE(reads_only("-- only a comment"));
     CHECK_FALSE(reads_only("/* unclosed SELECT"));
     CHECK_FALSE(reads_only(""));
+    // What answers per connection without an error stays on the writer connection.
+    CHECK_FALSE(reads_only("SELECT last_insert_rowid()"));
+    CHECK_FALSE(reads_only("SELECT Changes(), total_changes()"));
+    CHECK_FALSE(reads_only("SELECT * FROM pragma_table_info('t')"));
+    CHECK_FALSE(reads_only("SELECT name FROM TEMP.sqlite_master"));
+    CHECK_FALSE(reads_only("SELECT name FROM \"temp\".sqlite_master"));
+    CHECK_FALSE(reads_only("SELECT count(*) FROM sqlite_temp_master"));
+    CHECK(reads_only("SELECT temperature FROM readings"));
 }
 
 TEST_CASE("read connections: a read runs while another thread holds a write transaction open, and sees only what "
@@ -137,6 +145,14 @@ TEST_CASE("read connections: what only the writer connection has is read there (
             nullptr, nullptr);
     });
     CHECK(db.query_one<int>("SELECT twice(x) FROM t") == 14);
+    // Per-connection answers that come without an error: routed by name.
+    db.exec("INSERT INTO t VALUES (9)");
+    const auto rowid = db.query_one<std::int64_t>("SELECT last_insert_rowid()");
+    CHECK(rowid == db.query_one<std::int64_t>("SELECT max(rowid) FROM t"));
+    CHECK(db.query_one<int>("SELECT changes()") == 1);
+    db.exec_script("PRAGMA foreign_keys = ON");
+    CHECK(db.query_one<int>("SELECT * FROM pragma_foreign_keys") == 1);
+    db.exec("DELETE FROM t WHERE x = 9");
     // A write that reads like a read: the read connection refuses it, the writer runs it once.
     const auto ids = db.query<int>("WITH v(n) AS (VALUES (8)) INSERT INTO t SELECT n FROM v RETURNING x");
     CHECK(ids == std::vector<int>{8});
@@ -177,23 +193,40 @@ TEST_CASE("read connections: threads reading at once use at most the configured 
     CHECK(db.query_one<int>("SELECT count(*) FROM t") == 150);
 }
 
-TEST_CASE("read connections: a read connection that cannot be opened sends reads to the writer connection",
+TEST_CASE("read connections: a read connection that cannot be opened sends reads to the writer connection, and "
+          "an event says why, once",
           "[database][read_connections]") {
-    test::temp_dir dir;
-    auto o = pooled<Db>();
-    int refused = 0;
-    o.on_connect = [&](resilite::sqlite::connection& c) {
-        if (sqlite3_db_readonly(c.native_handle(), "main") == 1) {
-            ++refused;
-            throw std::runtime_error("no read connections here");
+    for (const bool standard : {true, false}) {
+        DYNAMIC_SECTION((standard ? "a std::exception" : "something else")) {
+            test::temp_dir dir;
+            test::event_log log;
+            auto o = test::recording(log);
+            auto s = test::recording_db::default_settings();
+            s.read_connections = 2;
+            o.settings = s;
+            int refused = 0;
+            o.on_connect = [&](resilite::sqlite::connection& c) {
+                if (sqlite3_db_readonly(c.native_handle(), "main") == 1) {
+                    ++refused;
+                    if (standard) throw std::runtime_error("no read connections here");
+                    throw 42;  // on_connect is the user's: anything may come out of it
+                }
+            };
+            test::recording_db db{dir / "r.db", o};
+            db.exec_script("CREATE TABLE t(x INTEGER)");
+            db.exec("INSERT INTO t VALUES (3)");
+            CHECK(db.query_one<int>("SELECT x FROM t") == 3);
+            CHECK(db.query_one<int>("SELECT x FROM t") == 3);
+            CHECK(refused == 1);  // tried once, not at every read
+            REQUIRE(log.count("read_connection") == 1);
+            for (const auto& e : log.events()) {
+                if (e.name != "read_connection") continue;
+                CHECK(e.result == resilite::outcome::warning);
+                CHECK_THAT(e.detail, Catch::Contains(standard ? "no read connections here" : "not a std::exception"));
+            }
+            CHECK(db.health().healthy);
         }
-    };
-    Db db{dir / "r.db", o};
-    db.exec_script("CREATE TABLE t(x INTEGER)");
-    db.exec("INSERT INTO t VALUES (3)");
-    CHECK(db.query_one<int>("SELECT x FROM t") == 3);
-    CHECK(db.query_one<int>("SELECT x FROM t") == 3);
-    CHECK(refused == 1);  // tried once, not at every read
+    }
 }
 
 TEST_CASE("read connections: fixed while open, and a number past 64 refused", "[database][read_connections]") {

@@ -41,8 +41,9 @@ struct database_options {
     // whole life (a `PRAGMA foreign_keys = ON` sent through db.exec lasts only until the
     // connection is replaced). Put PRAGMAs, application functions or collations here; what it
     // throws fails the open (or the reconnect). It runs on the read connections too
-    // (settings().read_connections; opened read-only): what it throws there only sends the reads
-    // to the writer connection.
+    // (settings().read_connections; opened read-only), possibly on several threads at once and
+    // without the writer lock: what it throws there only sends the reads to the writer
+    // connection (and a `read_connection` event says why).
     std::function<void(sqlite::connection&)> on_connect{};
     // Told how far the Database's long operations have come (a backup's copy, a heal at open or
     // later: restoring, replaying, verifying), from the thread doing them (core/progress.hpp);

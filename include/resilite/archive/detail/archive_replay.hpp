@@ -61,8 +61,8 @@ struct archive_limit {
 
 // `not_needed_through` > 0: the reader's database already holds the records up to that number
 // (a replay after a restore): they are skipped unread where their framing allows. Otherwise
-// every segment is read in chunks of whole records of about `chunk_bytes` (a record larger than
-// that is a chunk of its own).
+// every segment is read in chunks of whole records: records are added to a chunk until it holds
+// at least `chunk_bytes` (so a chunk is at most that plus one record).
 inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
                                                    const archive_limit& limit = {},
@@ -111,8 +111,15 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
             const auto fd = open_segment(dir / name, size);
             int lines_before = 0;
             for (std::uintmax_t pos = 0; pos < size;) {
-                const auto end = whole_records_end(fd.get(), size, pos, chunk_bytes);
+                const auto end = whole_records_end(fd.get(), size, pos, std::max<std::uintmax_t>(chunk_bytes, 1));
                 const auto chunk = read_from(fd.get(), pos, end);
+                // (A short read is an error, not the end: what follows would read as a torn tail.)
+                if (chunk.view().size() != end - pos)
+                    throw library_failure(error_class::archive, "archive",
+                                          fmt::format("archive segment {} could not be read whole: {} bytes at {} "
+                                                      "gave {} (it shrank, or an I/O error)",
+                                                      (dir / name).string(), end - pos, pos, chunk.view().size()),
+                                          (dir / name).string());
                 auto contents = read_segment(chunk, name);
                 for (auto& r : contents.records) {
                     r.body_at = static_cast<std::size_t>(pos) + static_cast<std::size_t>(r.body.data() - chunk.view().data());

@@ -426,7 +426,7 @@ public:
             // (a format line among them too) ends the walk.
             if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
                 l->find_first_not_of(" \t\r") == std::string_view::npos)
-                return step{std::nullopt, pos + l->size() + 1};
+                return pos + l->size() + 1 <= size_ ? std::optional{step{std::nullopt, pos + l->size() + 1}} : std::nullopt;
             return std::nullopt;
         }
         const auto h = parse::header(*l);
@@ -439,6 +439,8 @@ public:
         const auto body_end = body_start + h->bytes;
         const auto trailer = line_at(body_end);
         if (!trailer || !parse::trailer(*trailer, h->seq)) return std::nullopt;
+        // (Within the size taken at the start: a record completed since is the next reader's.)
+        if (body_end + trailer->size() + 1 > size_) return std::nullopt;
         return step{h, body_end + trailer->size() + 1};
     }
 
@@ -450,8 +452,9 @@ private:
         if (offset < window_at_ || offset >= window_at_ + window_.size() ||
             std::string_view{window_}.substr(static_cast<std::size_t>(offset - window_at_)).find('\n') ==
                 std::string_view::npos) {
-            window_.assign(window_size, '\0');
-            window_.resize(read_at_most(fd_, window_.data(), window_size, offset));
+            const auto n = static_cast<std::size_t>(std::min<std::uintmax_t>(window_size, size_ > offset ? size_ - offset : 0));
+            window_.assign(n, '\0');
+            window_.resize(read_at_most(fd_, window_.data(), n, offset));
             window_at_ = offset;
         }
         const std::string_view rest = std::string_view{window_}.substr(static_cast<std::size_t>(offset - window_at_));

@@ -165,7 +165,7 @@ public:
     [[nodiscard]] static bool counts_as_operation(std::string_view name) noexcept {
         if (name.empty()) return true;
         switch (name.front()) {
-            case 'r': return name != "retry" && name != "recovered";
+            case 'r': return name != "retry" && name != "recovered" && name != "read_connection";
             case 'w': return name != "wal_size_alert";
             case 'o': return name != "offsite";
             case 'c': return name != "corrupt";

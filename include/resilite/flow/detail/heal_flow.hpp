@@ -10,7 +10,7 @@
 //   3. quarantine the database with its -wal/-shm/-journal into <quarantine>/<name>-<UTC>/
 //      (mode 0700, files 0600); never deleted by a heal, only by retention later;
 //   4. build a candidate beside the database, source by source, until one verifies:
-//      a. each backup, newest first, that passes its check, plus the archive records after the
+//      a. each backup, newest first, that matches its manifest entry, plus the archive records after the
 //         backup's archive_seq (a backup alone only when the policy accepts the loss);
 //      b. the archive alone;
 //      verify each: integrity_check, foreign keys, and, with an archive, every table equal to

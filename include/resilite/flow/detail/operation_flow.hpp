@@ -339,7 +339,14 @@ private:
         for (;;) {
             ++st.attempt;
             auto lease = ctx_.readers.take();
-            if (!lease) return std::nullopt;
+            if (!lease) {
+                if (auto why = ctx_.readers.take_failure(); !why.empty())
+                    ctx_.emit_since("read_connection", ctx_.now(), outcome::warning, 0, error_class::cant_open,
+                                    fmt::format("a read connection could not be opened ({}); reads use the writer "
+                                                "connection until it is reopened",
+                                                why));
+                return std::nullopt;
+            }
             bool ran = false;
             try {
                 if (st.attempt > 1)
@@ -354,10 +361,11 @@ private:
                 return result;
             } catch (...) {
                 const int primary = current_primary_code();
-                if (primary != SQLITE_BUSY && primary != SQLITE_LOCKED) lease->discard();
+                const bool writers = ran && (primary == SQLITE_READONLY || primary == SQLITE_ERROR || primary == SQLITE_AUTH);
+                // (A connection that failed otherwise may be unusable: closed, a new one next time.)
+                if (!writers && primary != SQLITE_BUSY && primary != SQLITE_LOCKED) lease->discard();
                 lease.reset();
-                if (ran && (primary == SQLITE_READONLY || primary == SQLITE_ERROR || primary == SQLITE_AUTH))
-                    return std::nullopt;
+                if (writers) return std::nullopt;
                 if (!limits) {
                     std::lock_guard p(ctx_.published_mutex);
                     load_limits(ctx_.published, st);

@@ -144,7 +144,12 @@ public:
                 return l;
             }
             if (open_ < size_) break;
-            changed_.wait(lock);
+            // Every connection in use: wait for one, at most SQLite's busy wait, then read on the
+            // writer connection (a read inside a user function of a read connection, with a pool
+            // of one, would otherwise wait for itself).
+            if (changed_.wait_for(lock, setup_.busy_timeout) == std::cv_status::timeout && idle_.empty() &&
+                open_ >= size_)
+                return std::nullopt;
         }
         ++open_;
         ++leased_;
@@ -152,21 +157,32 @@ public:
         lock.unlock();
         try {
             return lease{this, open_reader(setup)};
-        } catch (const std::exception& e) {
+        } catch (...) {  // (on_connect is the user's: it may throw anything)
+            std::string why = "an exception that is not a std::exception";
+            try {
+                throw;
+            } catch (const std::exception& e) {
+                why = e.what();
+            } catch (...) {
+            }
             lock.lock();
             --open_;
             --leased_;
             // Until the writer connection is put in place again: reads use it meanwhile.
             enabled_.store(false, std::memory_order_release);
-            failure_ = e.what();
+            failure_ = std::move(why);
+            failure_new_ = true;
             changed_.notify_all();
             return std::nullopt;
         }
     }
 
-    // Why the last read connection could not be opened (empty: none failed since open()).
-    [[nodiscard]] std::string failure() const {
+    // Why a read connection could not be opened, once (empty: none failed, or already taken):
+    // the caller reports it.
+    [[nodiscard]] std::string take_failure() {
         std::lock_guard lock(mutex_);
+        if (!failure_new_) return {};
+        failure_new_ = false;
         return failure_;
     }
 
@@ -187,11 +203,9 @@ private:
         // (SQLITE_AUTH) and runs there. Set before on_connect: an authorizer of its own wins.
         sqlite3_set_authorizer(r.conn->native_handle(), &refuse_temp, nullptr);
         if (s.on_connect) s.on_connect(*r.conn);
-        // The file this connection has open is the writer's (checked after the open: a file
-        // replaced meanwhile fails here), and holds the database's identity.
-        if (!same_file(s.path, s.dev, s.ino))
-            throw library_failure(error_class::cant_open, "read connection",
-                                  "the file at the path is no longer the one the database has open", s.path.string());
+        // The file this connection has open holds the database's identity, and is still the one
+        // at the path, the writer's (after its first read, when SQLite has opened the -wal too:
+        // a file replaced meanwhile fails here).
         if (!s.identity.empty()) {
             const auto id = read_identity(*r.conn);
             if (id != s.identity)
@@ -200,6 +214,11 @@ private:
                                                   id.value_or("(none)"), s.identity),
                                       s.path.string());
         }
+        int moved = 0;
+        if (sqlite3_file_control(r.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||
+            moved != 0 || !same_file(s.path, s.dev, s.ino))
+            throw library_failure(error_class::cant_open, "read connection",
+                                  "the file at the path is no longer the one the database has open", s.path.string());
         return r;
     }
 
@@ -234,6 +253,7 @@ private:
     std::size_t size_ = 0, open_ = 0, leased_ = 0;  // guarded by mutex_
     std::vector<reader> idle_;                  // guarded by mutex_
     std::string failure_;                       // guarded by mutex_
+    bool failure_new_ = false;                  // guarded by mutex_
 };
 
 }  // namespace resilite::detail

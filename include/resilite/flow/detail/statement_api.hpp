@@ -118,7 +118,7 @@ public:
         const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
         return self().read(
             "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count,
-            true);
+            sqlite::detail::reads_only(text));  // (the tail may name what only the writer has)
     }
 
     // Deletes the row with this primary key; returns 1, or 0 when there was none.

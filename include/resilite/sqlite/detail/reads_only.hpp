@@ -6,9 +6,30 @@
 
 namespace resilite::sqlite::detail {
 
+// True when `sql` names, in any case, something whose answer belongs to a connection: the
+// functions last_insert_rowid, changes and total_changes, the pragma_* table functions, the
+// temp schema. (A false alarm only sends a read to the writer connection.)
+[[nodiscard]] constexpr bool names_connection_state(std::string_view sql) noexcept {
+    constexpr std::string_view words[] = {"last_insert_rowid", "changes", "pragma_", "sqlite_temp",
+                                          "temp.", "temp\".", "temp`.", "temp]."};
+    for (std::size_t i = 0; i < sql.size(); ++i) {
+        for (const auto w : words) {
+            if (sql.size() - i < w.size()) continue;
+            bool same = true;
+            for (std::size_t k = 0; k < w.size() && same; ++k) {
+                const char c = sql[i + k];
+                same = (c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) == w[k];
+            }
+            if (same) return true;
+        }
+    }
+    return false;
+}
+
 // A statement that a read connection may run: it begins with SELECT, WITH or VALUES (after
-// blanks and comments). Anything else (a PRAGMA above all: its answer is per connection) runs on
-// the writer connection; so does a statement the read connection refuses (flow/detail/read_pool.hpp).
+// blanks and comments) and names nothing whose answer belongs to a connection. Anything else (a
+// PRAGMA above all: its answer is per connection) runs on the writer connection; so does a
+// statement the read connection refuses (flow/detail/read_pool.hpp).
 [[nodiscard]] constexpr bool reads_only(std::string_view sql) noexcept {
     std::size_t i = 0;
     for (;;) {
@@ -31,7 +52,7 @@ namespace resilite::sqlite::detail {
         const std::size_t end = i + word.size();
         return end == sql.size() || !((sql[end] | 0x20) >= 'a' && (sql[end] | 0x20) <= 'z');
     };
-    return starts("select") || starts("with") || starts("values");
+    return (starts("select") || starts("with") || starts("values")) && !names_connection_state(sql);
 }
 
 }  // namespace resilite::sqlite::detail
