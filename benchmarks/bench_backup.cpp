@@ -151,7 +151,8 @@ int main(int argc, char** argv) {
                              "VACUUM INTO, header checks", "online, quick_check", "VACUUM INTO, quick_check"}) {
         const auto it = worst.find(name);
         fmt::print("  {:<32} {:>8.1f} MiB/s  {}{}\n", name, size_mb / b.median_of(name),
-                   std::string{name}.starts_with("cp") ? std::string{} : "time " + b.ratio(name, "cp + fsync (no writer)"),
+                   std::string{name}.starts_with("cp") ? std::string{}
+                                                       : "time " + b.ratio(name, "cp + fsync (no writer)"),
                    it == worst.end() ? std::string{}
                                      : fmt::format("; writer: {} commits in all, worst {:.1f} ms", it->second.commits,
                                                    it->second.worst_ms));

@@ -159,7 +159,8 @@ int main(int argc, char** argv) {
     fmt::print("  raw, a connection per thread:          {}\n", b.ratio("raw 1", "raw 2"));
     fmt::print("  SQLiteCpp, a connection per thread:    {}\n", b.ratio("SQLiteCpp 1", "SQLiteCpp 2"));
     fmt::print("  resilite, one shared Database:         {}\n", b.ratio("resilite 1", "resilite 2, one connection"));
-    fmt::print("  resilite, read_connections=2:          {}\n", b.ratio("resilite 1", "resilite 2, read_connections=2"));
+    fmt::print("  resilite, read_connections=2:          {}\n",
+               b.ratio("resilite 1", "resilite 2, read_connections=2"));
     fmt::print("resilite against raw, same threads (time ratio):\n");
     fmt::print("  1 thread:                              {}\n", b.ratio("resilite 1", "raw 1"));
     fmt::print("  2 threads, read_connections=2:         {}\n", b.ratio("resilite 2, read_connections=2", "raw 2"));

@@ -45,6 +45,15 @@ typename D::options counting(std::atomic<int>& readers, std::size_t n = 2) {
     return o;
 }
 
+// Rows 1..20 and a backup of them, then a read, which opens the first read connection.
+void rows_and_a_backup(HealDb& db, const std::atomic<int>& readers) {
+    for (int i = 1; i <= 20; ++i)
+        db.insert(Item{i, "before", i * 1.0, "t"});
+    static_cast<void>(db.backup_now());
+    CHECK(db.select<Item>().size() == 20);
+    REQUIRE(readers.load() == 1);
+}
+
 }  // namespace
 
 TEST_CASE("read connections: which statements a read connection may run", "[database][read_connections]") {
@@ -251,13 +260,10 @@ TEST_CASE("read connections with a heal: reads after the heal are on the healed 
     const auto path = dir / "app.db";
     std::atomic<int> readers{0};
     HealDb db{path, counting<HealDb>(readers)};
-    for (int i = 1; i <= 20; ++i)
-        db.insert(Item{i, "before", i * 1.0, "t"});
-    static_cast<void>(db.backup_now());
+    rows_and_a_backup(db, readers);
     for (int i = 21; i <= 30; ++i)
         db.insert(Item{i, "after the backup", i * 1.0, "t"});
-    CHECK(db.select<Item>().size() == 30);  // a read connection on the file as it is now
-    REQUIRE(readers.load() == 1);
+    CHECK(db.select<Item>().size() == 30);  // the read connection, on the file as it is now
 
     const auto report = db.heal();
     INFO(report.to_text());
@@ -275,11 +281,7 @@ TEST_CASE("read connections with a file another Database healed: the reads follo
     const auto path = dir / "app.db";
     std::atomic<int> readers{0};
     HealDb a{path, counting<HealDb>(readers)};
-    for (int i = 1; i <= 20; ++i)
-        a.insert(Item{i, "before", i * 1.0, "t"});
-    static_cast<void>(a.backup_now());
-    CHECK(a.select<Item>().size() == 20);
-    REQUIRE(readers.load() == 1);
+    rows_and_a_backup(a, readers);
     {
         HealDb b{path};
         const auto report = b.heal();  // the file at the path is another one now

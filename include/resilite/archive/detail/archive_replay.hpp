@@ -122,7 +122,8 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
                                           (dir / name).string());
                 auto contents = read_segment(chunk, name);
                 for (auto& r : contents.records) {
-                    r.body_at = static_cast<std::size_t>(pos) + static_cast<std::size_t>(r.body.data() - chunk.view().data());
+                    r.body_at = static_cast<std::size_t>(pos) +
+                                static_cast<std::size_t>(r.body.data() - chunk.view().data());
                     r.body = {};
                     r.line += lines_before;
                     r.end += static_cast<std::size_t>(pos);

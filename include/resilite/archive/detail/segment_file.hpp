@@ -425,8 +425,10 @@ public:
             // A comment or a blank line between records (the note a drain leaves); anything else
             // (a format line among them too) ends the walk.
             if ((l->starts_with("--") && !l->starts_with(format_prefix)) ||
-                l->find_first_not_of(" \t\r") == std::string_view::npos)
-                return pos + l->size() + 1 <= size_ ? std::optional{step{std::nullopt, pos + l->size() + 1}} : std::nullopt;
+                l->find_first_not_of(" \t\r") == std::string_view::npos) {
+                const auto end = pos + l->size() + 1;
+                if (end <= size_) return step{std::nullopt, end};
+            }
             return std::nullopt;
         }
         const auto h = parse::header(*l);
@@ -452,7 +454,8 @@ private:
         if (offset < window_at_ || offset >= window_at_ + window_.size() ||
             std::string_view{window_}.substr(static_cast<std::size_t>(offset - window_at_)).find('\n') ==
                 std::string_view::npos) {
-            const auto n = static_cast<std::size_t>(std::min<std::uintmax_t>(window_size, size_ > offset ? size_ - offset : 0));
+            const auto n =
+                static_cast<std::size_t>(std::min<std::uintmax_t>(window_size, size_ > offset ? size_ - offset : 0));
             window_.assign(n, '\0');
             window_.resize(read_at_most(fd_, window_.data(), n, offset));
             window_at_ = offset;

@@ -207,9 +207,9 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
 template <class R>
 void open_readers(context<R>& ctx) {
     if (!ctx.conn || !ctx.on_disk() || ctx.config.read_connections == 0 || ctx.file_ino == 0) return;
+    const auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.retry.deadline);
     ctx.readers.open(reader_setup{ctx.path, ctx.vfs, ctx.config.statement_cache_capacity,
-                                  std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.retry.deadline),
-                                             std::chrono::milliseconds{0}, ctx.config.busy_timeout),
+                                  std::clamp(deadline, std::chrono::milliseconds{0}, ctx.config.busy_timeout),
                                   ctx.on_connect, ctx.file_dev, ctx.file_ino, ctx.identity, R::healing::enabled},
                      ctx.config.read_connections);
 }

@@ -361,7 +361,8 @@ private:
                 return result;
             } catch (...) {
                 const int primary = current_primary_code();
-                const bool writers = ran && (primary == SQLITE_READONLY || primary == SQLITE_ERROR || primary == SQLITE_AUTH);
+                const bool writers =
+                    ran && (primary == SQLITE_READONLY || primary == SQLITE_ERROR || primary == SQLITE_AUTH);
                 // (A connection that failed otherwise may be unusable: closed, a new one next time.)
                 if (!writers && primary != SQLITE_BUSY && primary != SQLITE_LOCKED) lease->discard();
                 lease.reset();

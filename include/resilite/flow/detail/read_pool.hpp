@@ -223,7 +223,8 @@ private:
     }
 
     // (A count(*) of sqlite_temp_master is authorized without its schema's name.)
-    static int refuse_temp(void*, int action, const char* table, const char*, const char* schema, const char*) noexcept {
+    static int refuse_temp(void*, int action, const char* table, const char*, const char* schema,
+                           const char*) noexcept {
         if (action != SQLITE_READ) return SQLITE_OK;
         const bool temp = (schema != nullptr && std::string_view{schema} == "temp") ||
                           (table != nullptr && std::string_view{table}.starts_with("sqlite_temp_"));
