@@ -640,12 +640,19 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
         const auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
         const auto entry = manifest.find(it->path.filename().string());
-        const auto after = entry != manifest.end() ? entry->second.archive_seq : std::nullopt;
+        // (Two plain values, not an optional: g++ 12 at -O2 takes the optional's value for maybe
+        // uninitialized once tail_ok is inlined, and -Werror stops the build.)
+        bool has_after = false;
+        std::int64_t after = 0;
+        if (entry != manifest.end() && entry->second.archive_seq) {
+            has_after = true;
+            after = *entry->second.archive_seq;
+        }
         std::string why;
         if (!check.ok()) why = fmt::format("fails its check: {}", check.detail);
         else if (untrusted) why = *untrusted;
-        else if (archive && after && !tail_ok(*after)) why = fmt::format("the archive cannot carry it from record {}", *after);
-        else if ((!archive || !after) && !accept)
+        else if (archive && has_after && !tail_ok(after)) why = fmt::format("the archive cannot carry it from record {}", after);
+        else if ((!archive || !has_after) && !accept)
             why = "alone it lacks every commit after it: a heal uses it only with healing.accept_loss_since_backup";
         const auto name = fmt::format("backup {}{}", it->path.filename().string(), archive ? " + archive" : "");
         sources.push_back({{"source", name}, {"usable", why.empty()}, {"detail", why}});
