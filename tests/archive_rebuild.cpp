@@ -16,6 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdlib>
 #include <functional>
@@ -1307,6 +1309,107 @@ TEST_CASE("archive segment changed between the read and the apply: the rebuild f
         CHECK(e.klass() == resilite::error_class::archive);
         CHECK_THAT(e.technical().note, Catch::Contains("changed while it was read") && Catch::Contains("txn 4"));
     }
+}
+
+namespace {
+// Each value of t as its storage class and exact content (a REAL by its bits), row by row.
+std::vector<std::string> exact_rows(resilite::sqlite::connection& c) {
+    std::vector<std::string> out;
+    auto stmt = c.prepare("SELECT id, u, r, i, s, n FROM t ORDER BY id");
+    sqlite3_stmt* h = stmt.native_handle();
+    while (stmt.step()) {
+        std::string row;
+        for (int col = 0; col < 6; ++col) {
+            switch (sqlite3_column_type(h, col)) {
+                case SQLITE_INTEGER:
+                    row += fmt::format("i:{} ", sqlite3_column_int64(h, col));
+                    break;
+                case SQLITE_FLOAT:
+                    row += fmt::format("r:{:016x} ", std::bit_cast<std::uint64_t>(sqlite3_column_double(h, col)));
+                    break;
+                case SQLITE_NULL:
+                    row += "null ";
+                    break;
+                default: {
+                    const auto* p = static_cast<const unsigned char*>(sqlite3_column_blob(h, col));
+                    row += sqlite3_column_type(h, col) == SQLITE_TEXT ? "t:" : "b:";
+                    for (int k = 0; k < sqlite3_column_bytes(h, col); ++k)
+                        row += fmt::format("{:02x}", p[k]);
+                    row += ' ';
+                }
+            }
+        }
+        out.push_back(std::move(row));
+    }
+    return out;
+}
+}  // namespace
+
+TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLite makes of the literal, in "
+          "inserts into every affinity and in deletes",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    // Off the shape path: an integer beyond 64 bits, a hex integer, a minus before anything but
+    // a number; and in a DELETE every REAL (a CAST has an affinity a literal has not).
+    const std::vector<std::string> off_path = {"9223372036854775808", "0x10", "-'3'", "-(2.0e-300*1.0e-10)"};
+    std::vector<std::string> literals = {
+        "0", "-0", "7", "-42", "00012", "9223372036854775807", "-9223372036854775808", "1.5", "-1.5", "12.0", "0.0", "-0.0",
+        "9.0e+999", "-9.0e+999", "1e5", ".5", "1.", "1.5e-07", "-821182.317727955", "4.9406564584124654e-324",
+        "(2.0e-300*1.0e-10)", "'it''s'", "''", "'12'", "' 3.0'", "X''", "X'00FF'", "CAST(X'6100' AS TEXT)", "NULL"};
+    const auto reals = std::count_if(literals.begin(), literals.end(),
+                                     [](const std::string& l) { return l.find_first_of(".e") != std::string::npos &&
+                                                                       l.front() != '\'' && l.front() != 'X'; });
+    literals.insert(literals.end(), off_path.begin(), off_path.end());
+    const std::vector<std::string> columns = {"u", "r", "i", "s", "n"};
+    const auto schema = "CREATE TABLE t(id INTEGER PRIMARY KEY, u, r REAL, i INTEGER, s TEXT, n NUMERIC);";
+
+    resilite::sqlite::connection plain{dir / "plain.db"};  // the statements' own text, run by SQLite
+    resilite::sqlite::connection shaped{dir / "shaped.db"};
+    plain.exec_script(schema);
+    shaped.exec_script(schema);
+    // Each record commits on its own (its SAVEPOINT is the transaction): another connection reads
+    // the result, since the replayer's authorizer allows no SELECT on its own.
+    a::replayer rp{shaped, {"t"}};
+    resilite::sqlite::connection reader{dir / "shaped.db"};
+    std::vector<resilite::archive_problem> problems;
+    std::int64_t seq = 0;
+    const auto apply_both = [&](const std::string& sql) {
+        INFO(sql);
+        plain.exec_script(sql);
+        a::record r;
+        r.header.seq = ++seq;
+        r.header.utc = "2026-12-06T10:00:00.000Z";
+        r.body = sql;
+        r.segment = "2026_12.sql";
+        r.line = 2;
+        REQUIRE(rp.apply(r, problems));
+        REQUIRE(problems.empty());
+        REQUIRE(exact_rows(reader) == exact_rows(plain));
+    };
+    int id = 0;
+    for (const auto& lit : literals) {
+        for (const auto& col : columns) {
+            apply_both(fmt::format("INSERT INTO \"t\"(\"id\",\"{0}\") VALUES({1},{2}) ON CONFLICT(\"id\") DO UPDATE "
+                                   "SET \"{0}\"=excluded.\"{0}\";\n",
+                                   col, ++id, lit));
+        }
+    }
+    const auto inserts = static_cast<std::int64_t>((literals.size() - off_path.size()) * columns.size());
+    CHECK(rp.shaped_runs() == inserts);
+    // Per column, a value as ?, CAST(? AS REAL), a product of two, CAST(? AS TEXT) or NULL.
+    CHECK(rp.shapes_prepared() == 5 * static_cast<std::int64_t>(columns.size()));
+    REQUIRE(exact_rows(plain).size() == literals.size() * columns.size());
+    // Deletes by every literal on every column, compared after each (a row a literal's value
+    // would not match must stay).
+    for (const auto& lit : literals) {
+        for (const auto& col : columns)
+            apply_both(fmt::format("DELETE FROM \"t\" WHERE \"{}\" IS {};\n", col, lit));
+    }
+    const auto deletes_shaped = static_cast<std::int64_t>(
+        (literals.size() - off_path.size() - static_cast<std::size_t>(reals)) * columns.size());
+    CHECK(rp.shaped_runs() == inserts + deletes_shaped);
+    CHECK(exact_rows(plain).size() < literals.size() * columns.size());  // the deletes did delete
 }
 
 }  // namespace archive_rebuild_tests

@@ -369,8 +369,8 @@ private:
     }
 
     // The read hook: a read connection when there are (settings().read_connections).
-    template <class F, class Rows>
-    auto read(std::string_view name, F&& f, Rows&& rows_of, bool pooled) {
+    template <class F, class Rows, class Pooled>
+    auto read(std::string_view name, F&& f, Rows&& rows_of, Pooled&& pooled) {
         heal_if_due();
         return admitted(degrade_.admit(detail::op_kind::read, name), [&] {
             return flow_.run_read(name, std::forward<F>(f), std::forward<Rows>(rows_of), pooled);

@@ -122,8 +122,8 @@ private:
         return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
     // Inside a transaction every read is on its connection (it sees the transaction's writes).
-    template <class F, class Rows>
-    auto read(std::string_view name, F&& f, Rows&& rows_of, bool) {
+    template <class F, class Rows, class Pooled>
+    auto read(std::string_view name, F&& f, Rows&& rows_of, Pooled&&) {
         return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
     // Inside a transaction nothing is queued: the statement runs as any other.

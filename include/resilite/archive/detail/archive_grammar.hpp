@@ -20,10 +20,13 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -302,8 +305,9 @@ struct statement_check {
 };
 
 // Where the statement at the start of `sql` ends and which of the writer's shapes it has
-// (`other` when none).
-[[nodiscard]] inline statement_check check_statement(std::string_view sql) {
+// (`other` when none). `row_tokens`, if given, receives a row change's tokens.
+[[nodiscard]] inline statement_check check_statement(std::string_view sql,
+                                                     std::vector<grammar::token>* row_tokens = nullptr) {
     std::size_t end = 0;
     auto tokens = grammar::tokenize(sql, end, true);
     statement_check out;
@@ -347,6 +351,7 @@ struct statement_check {
     }
     if (grammar::upsert(r) || grammar::erase(r)) {
         out.kind = statement_kind::row_change;
+        if (row_tokens != nullptr) *row_tokens = std::move(tokens);
     } else if (grammar::create_table(r)) {
         out.kind = statement_kind::create_table;
     } else if (grammar::create_index(r)) {
@@ -355,6 +360,110 @@ struct statement_check {
         out.kind = statement_kind::add_column;
     }
     return out;
+}
+
+// ---- A row change as a prepared shape and its values ------------------------------------------
+//
+// The writer's row changes repeat a few shapes (one per table and column set) with different
+// literals. A replay prepares each shape once, with a parameter for each literal, and binds the
+// values: SQLite's prepare is most of a replay's time otherwise. A bound value must be exactly
+// the value SQLite makes of the literal, so:
+//   - an integer (a sign folded in) is bound as a 64-bit integer; one that does not fit (SQLite
+//     reads it as a REAL) keeps the statement off this path;
+//   - a REAL is bound as its text inside CAST(? AS REAL): SQLite converts it with the same
+//     function as a literal (and the writer checked its text with that CAST). A CAST gives the
+//     expression REAL affinity where a literal has none, which changes a comparison, never a
+//     stored value: a DELETE with a REAL keeps the statement off this path;
+//   - text ('' unescaped) and blobs (hex decoded) are bound as they are; NULL stays NULL;
+//   - anything else (a hex integer, a minus before anything but a number) keeps the statement
+//     off this path, and it is prepared from its own text as before.
+// The parts that are not literals are copied from the statement's tokens, so the shape passed the
+// same grammar; SQLite's authorizer sees it when it is prepared, and a prepared shape is only
+// ever run for a statement of that shape.
+
+struct shaped_value {
+    enum class type { integer, real_text, text, blob };
+    type kind = type::integer;
+    std::int64_t integer = 0;
+    std::string bytes;  // real_text: the decimal text, its sign included; text; a blob's bytes
+};
+
+struct row_shape {
+    std::string sql;                  // the statement, a parameter for each literal
+    std::vector<shaped_value> values; // the first `count` are this statement's
+    std::size_t count = 0;
+
+    shaped_value& next() {
+        if (count == values.size()) values.emplace_back();
+        return values[count++];
+    }
+};
+
+namespace grammar {
+
+[[nodiscard]] inline int hex_digit(char c) noexcept {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return c - 'A' + 10;  // the tokenizer let only hex digits through
+}
+
+}  // namespace grammar
+
+// Fills `out` from a row change's tokens (as check_statement gave them); false when a literal
+// has no parameter that stands for it exactly.
+[[nodiscard]] inline bool shape_row(const std::vector<grammar::token>& t, row_shape& out) {
+    using grammar::tok;
+    out.sql.clear();
+    out.count = 0;
+    const bool erase = !t.empty() && grammar::same_word(t.front().text, "DELETE");
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        const auto& k = t[i];
+        const bool minus = k.kind == tok::op && k.text == "-";
+        if (minus && (i + 1 == t.size() || t[i + 1].kind != tok::number)) return false;
+        const auto& lit = minus ? t[i + 1] : k;
+        if (!out.sql.empty()) out.sql += ' ';
+        if (lit.kind == tok::number) {
+            const auto n = lit.text;
+            if (n.size() > 1 && n[0] == '0' && (n[1] == 'x' || n[1] == 'X')) return false;
+            auto& v = out.next();
+            if (n.find_first_of(".eE") == std::string_view::npos) {
+                std::string digits = minus ? std::string{"-"} : std::string{};
+                digits += n;
+                const auto [p, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), v.integer);
+                if (ec != std::errc{} || p != digits.data() + digits.size()) return false;
+                v.kind = shaped_value::type::integer;
+                out.sql += '?';
+            } else {
+                if (erase) return false;
+                v.kind = shaped_value::type::real_text;
+                v.bytes.assign(minus ? "-" : "");
+                v.bytes += n;
+                out.sql += "CAST(? AS REAL)";
+            }
+            if (minus) ++i;
+        } else if (k.kind == tok::string) {
+            auto& v = out.next();
+            v.kind = shaped_value::type::text;
+            v.bytes.clear();
+            const auto body = k.text.substr(1, k.text.size() - 2);
+            for (std::size_t j = 0; j < body.size(); ++j) {
+                v.bytes += body[j];
+                if (body[j] == '\'') ++j;  // a doubled quote
+            }
+            out.sql += '?';
+        } else if (k.kind == tok::blob) {
+            auto& v = out.next();
+            v.kind = shaped_value::type::blob;
+            v.bytes.clear();
+            const auto hex = k.text.substr(2, k.text.size() - 3);
+            for (std::size_t j = 0; j + 1 < hex.size(); j += 2)
+                v.bytes += static_cast<char>(grammar::hex_digit(hex[j]) * 16 + grammar::hex_digit(hex[j + 1]));
+            out.sql += '?';
+        } else {
+            out.sql += k.text;
+        }
+    }
+    return true;
 }
 
 }  // namespace resilite::detail::archive

@@ -24,6 +24,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -413,6 +414,7 @@ public:
     replayer(const replayer&) = delete;
     replayer& operator=(const replayer&) = delete;
     ~replayer() {
+        forget_shapes();
         sqlite3_progress_handler(c_.native_handle(), 0, nullptr, nullptr);
         sqlite3_set_authorizer(c_.native_handle(), nullptr, nullptr);
     }
@@ -428,6 +430,10 @@ public:
         }
         trusted_ = false;
     }
+
+    // Row changes run through a prepared shape, and the shapes prepared (run_shaped).
+    [[nodiscard]] std::int64_t shaped_runs() const noexcept { return shaped_runs_; }
+    [[nodiscard]] std::int64_t shapes_prepared() const noexcept { return shapes_prepared_; }
 
     // Applies every statement of the record, or none: returns false and adds a problem (with
     // the statement's segment and line) when one is refused or fails.
@@ -448,7 +454,7 @@ public:
             line += count_lines(body.substr(counted, p - counted));
             counted = p;
             const auto rest = body.substr(p);
-            const auto check = check_statement(rest);
+            const auto check = check_statement(rest, &tokens_);
             const auto text = rest.substr(0, check.length);
             kind_ = check.kind;
             refusal_.clear();
@@ -469,6 +475,8 @@ public:
                 message = fmt::format("{} is not a statement the archive writer produces (only upserts of "
                                       "literal rows, deletes by key and additive DDL are replayed)",
                                       check.words);
+            } else if (kind_ == statement_kind::row_change && shape_row(tokens_, shape_)) {
+                message = run_shaped(text, refused);
             } else {
                 message = run(text, refused);
             }
@@ -539,11 +547,59 @@ private:
         return out;
     }
 
+    // Runs a row change through its shape's prepared statement (prepared at its first use, when
+    // the authorizer sees it), with its literals bound. A shape that does not prepare, or a value
+    // that does not bind, goes the way of any statement: prepared from its own text.
+    std::string run_shaped(std::string_view text, bool& refused) {
+        sqlite3* db = c_.native_handle();
+        auto found = shapes_.find(shape_.sql);
+        if (found == shapes_.end()) {
+            if (shapes_.size() >= max_shapes) forget_shapes();
+            sqlite3_stmt* stmt = nullptr;
+            const char* tail = nullptr;
+            refusal_.clear();
+            const int rc = sqlite3_prepare_v3(db, shape_.sql.data(), static_cast<int>(shape_.sql.size()),
+                                              SQLITE_PREPARE_PERSISTENT, &stmt, &tail);
+            if (rc != SQLITE_OK || stmt == nullptr || tail != shape_.sql.data() + shape_.sql.size() ||
+                sqlite3_bind_parameter_count(stmt) != static_cast<int>(shape_.count)) {
+                sqlite3_finalize(stmt);
+                refusal_.clear();
+                return run(text, refused);
+            }
+            found = shapes_.emplace(shape_.sql, stmt).first;
+            ++shapes_prepared_;
+        }
+        sqlite3_stmt* stmt = found->second;
+        for (std::size_t i = 0; i < shape_.count; ++i) {
+            const auto& v = shape_.values[i];
+            const int at = static_cast<int>(i + 1);
+            const auto size = static_cast<int>(v.bytes.size());
+            const int rc = [&] {
+                switch (v.kind) {
+                    case shaped_value::type::integer:
+                        return sqlite3_bind_int64(stmt, at, v.integer);
+                    case shaped_value::type::blob:  // never a null pointer: X'' is an empty blob, not NULL
+                        return sqlite3_bind_blob(stmt, at, v.bytes.c_str(), size, SQLITE_STATIC);
+                    default:
+                        return sqlite3_bind_text(stmt, at, v.bytes.c_str(), size, SQLITE_STATIC);
+                }
+            }();
+            if (rc != SQLITE_OK) return run(text, refused);  // too big: the literal says why
+        }
+        ++shaped_runs_;
+        auto message = execute(stmt, text.size(), refused);
+        sqlite3_reset(stmt);
+        return message;
+    }
+
+    void forget_shapes() noexcept {
+        for (auto& [sql, stmt] : shapes_)
+            sqlite3_finalize(stmt);
+        shapes_.clear();
+    }
+
     // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
     std::string run(std::string_view text, bool& refused) {
-        steps_ = 0;
-        allowed_steps_ =
-            budget_.base_steps + budget_.steps_per_byte * (basis_ + applied_bytes_ + static_cast<std::int64_t>(text.size()));
         sqlite3_stmt* stmt = nullptr;
         const char* tail = nullptr;
         // Given the statement's exact length, SQLite copies only that (never the rest of the body).
@@ -559,15 +615,29 @@ private:
             return "SQLite reads this text differently from the archive's grammar";
         }
         if (rc == SQLITE_OK) {
-            while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
-            }
-            if (rc == SQLITE_DONE) rc = SQLITE_OK;
+            auto message = execute(stmt, text.size(), refused);
+            sqlite3_finalize(stmt);
+            return message;
         }
-        std::string message = rc == SQLITE_OK ? std::string{} : sqlite3_errmsg(c_.native_handle());
+        std::string message = sqlite3_errmsg(c_.native_handle());
         // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
         const bool guard = rc == SQLITE_ERROR && stmt == nullptr && guarded();
-        sqlite3_finalize(stmt);
-        if (rc == SQLITE_OK) return {};
+        return failure(rc, std::move(message), guard, refused);
+    }
+
+    // Steps a prepared statement to its end within the step budget of a statement of `bytes`.
+    std::string execute(sqlite3_stmt* stmt, std::size_t bytes, bool& refused) {
+        steps_ = 0;
+        allowed_steps_ =
+            budget_.base_steps + budget_.steps_per_byte * (basis_ + applied_bytes_ + static_cast<std::int64_t>(bytes));
+        int rc = SQLITE_OK;
+        while ((rc = sqlite3_step(stmt)) == SQLITE_ROW) {
+        }
+        if (rc == SQLITE_DONE) return {};
+        return failure(rc, sqlite3_errmsg(c_.native_handle()), false, refused);
+    }
+
+    std::string failure(int rc, std::string message, bool guard, bool& refused) {
         if (overrun_) {
             overrun_ = false;
             refused = true;
@@ -665,6 +735,12 @@ private:
     std::int64_t applied_bytes_ = 0;  // bytes of statements applied so far
     std::int64_t steps_ = 0, allowed_steps_ = 0;
     bool overrun_ = false;
+    // Row changes by shape (run_shaped): a replay meets a few; more than this and they start over.
+    static constexpr std::size_t max_shapes = 64;
+    std::vector<grammar::token> tokens_;
+    row_shape shape_;
+    std::unordered_map<std::string, sqlite3_stmt*> shapes_;
+    std::int64_t shaped_runs_ = 0, shapes_prepared_ = 0;
 };
 
 // Order-independent summary of a table's rows over the given columns: row count and a 64-bit

@@ -119,10 +119,11 @@ public:
 
     // A read outside a transaction (query, get, select): on a read connection when the pool is
     // open (settings().read_connections) and the calling thread is not inside its own
-    // transaction, else as any operation. `pooled`: the statement may run on a read connection.
-    template <class F, class Rows>
-    auto run_read(std::string_view name, F&& f, Rows&& rows_of, bool pooled) {
-        if (pooled && ctx_.readers.enabled() && !in_own_transaction()) {
+    // transaction, else as any operation. `pooled()`: the statement may run on a read connection
+    // (asked only when there are read connections).
+    template <class F, class Rows, class Pooled>
+    auto run_read(std::string_view name, F&& f, Rows&& rows_of, Pooled& pooled) {
+        if (ctx_.readers.enabled() && pooled() && !in_own_transaction()) {
             if (auto r = run_on_reader(name, f, rows_of)) return std::move(*r);
         }
         return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));

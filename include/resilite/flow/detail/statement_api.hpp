@@ -13,10 +13,11 @@
 // which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>); and one
 // for reads,
 //
-//   template <class F, class Rows> auto read(name, f, rows_of, bool pooled);
+//   template <class F, class Rows, class Pooled> auto read(name, f, rows_of, Pooled&& pooled);
 //
-// which runs them as `run` does, on a read connection when `pooled` and the Database has them
-// (settings().read_connections; never inside a transaction).
+// which runs them as `run` does, on a read connection when the Database has them
+// (settings().read_connections; never inside a transaction) and pooled() says the statement may
+// run there (asked only then: the scan of the text stays off a read's path without a pool).
 
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
@@ -63,7 +64,7 @@ public:
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
             "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count,
-            sqlite::detail::reads_only(sql));
+            [sql] { return sqlite::detail::reads_only(sql); });
     }
 
     // The first row, if there is one.
@@ -72,7 +73,7 @@ public:
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
             "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count,
-            sqlite::detail::reads_only(sql));
+            [sql] { return sqlite::detail::reads_only(sql); });
     }
 
     // ---- typed rows (tables declared in the schema policy) ---------------------------------------
@@ -108,7 +109,7 @@ public:
                       "resilite: get<Row>(key...): give one value per primary key column");
         return self().read(
             "get", [&](sqlite::connection& c) { return select_struct<Row>(c, row_sql<table>::get(), key...); },
-            count, true);
+            count, [] { return true; });
     }
 
     // Rows of the table, filtered by an SQL tail: select<User>("WHERE name = ? ORDER BY id", "Ann").
@@ -118,7 +119,7 @@ public:
         const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
         return self().read(
             "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count,
-            sqlite::detail::reads_only(text));  // (the tail may name what only the writer has)
+            [&text] { return sqlite::detail::reads_only(text); });  // (the tail may name what only the writer has)
     }
 
     // Deletes the row with this primary key; returns 1, or 0 when there was none.
