@@ -1,9 +1,12 @@
 // Healing, by phase: (1) a database of about MB megabytes healed from its backup plus an archive
 // tail of TAIL one-row transactions; (2) a database of ROWS rows healed from the archive alone.
-// Printed beside what the same machine needs for a plain copy of the backup file (cp), the floor
-// of any restore, and beside the sqlite3 shell doing the same by hand: `.restore` of the backup,
-// then the archive's records after the backup's number piped in (no checks at all).
-//   bench_heal [MB, default 100] [TAIL, default 10000] [ROWS, default 1000000]
+// (1) runs in turns (interleave.hpp) with what the same machine needs for a plain copy of the
+// backup file (cp), the floor of any restore, and with the sqlite3 shell doing the same by hand:
+// `.restore` of the backup, then the archive's records after the backup's number piped in (no
+// checks at all). Each heal starts from the same damaged state: a copy of the whole directory.
+//   bench_heal [MB, default 100] [TAIL, default 10000] [ROWS, default 1000000] [ROUNDS, default 3]
+#include "interleave.hpp"
+
 #include <resilite/resilite.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/testing/corruption.hpp>
@@ -13,6 +16,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
+#include <vector>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -73,7 +78,7 @@ std::string records_after(const std::filesystem::path& archive, std::int64_t aft
 double shell_heal(const std::filesystem::path& dir, const std::filesystem::path& backup, const std::string& tail) {
     const auto target = dir / "shell.db";
     const auto script = dir / "tail.sql";
-    std::ofstream(script, std::ios::binary) << tail;
+    if (!std::filesystem::exists(script)) std::ofstream(script, std::ios::binary) << tail;
     const auto command = fmt::format("sqlite3 '{}' \".restore '{}'\" && sqlite3 '{}' < '{}'", target.string(),
                                      backup.string(), target.string(), script.string());
     const auto start = clock_type::now();
@@ -91,12 +96,17 @@ int main(int argc, char** argv) {
     const std::int64_t megabytes = argc > 1 ? std::atoll(argv[1]) : 100;
     const std::int64_t tail = argc > 2 ? std::atoll(argv[2]) : 10'000;
     const std::int64_t archive_rows = argc > 3 ? std::atoll(argv[3]) : 1'000'000;
+    const int rounds = argc > 4 ? std::atoi(argv[4]) : 3;
     const auto dir = std::filesystem::temp_directory_path() / "resilite-bench-heal";
     std::filesystem::remove_all(dir);
     std::filesystem::create_directories(dir);
 
     {
-        const auto path = dir / "big.db";
+        // The state each heal starts from is kept whole in `pristine` and copied to `live`.
+        const auto live = dir / "live";
+        const auto pristine = dir / "pristine";
+        std::filesystem::create_directories(live);
+        const auto path = live / "big.db";
         std::filesystem::path backup;
         std::int64_t backup_seq = 0;
         {
@@ -111,26 +121,46 @@ int main(int argc, char** argv) {
             static_cast<void>(db.drain_archive());
         }
         const auto bytes = std::filesystem::file_size(path);
-        const auto copy_start = clock_type::now();
-        std::filesystem::copy_file(backup, dir / "copy.db");
-        const auto copy_ms = ms(clock_type::now() - copy_start);
-        damage(path);
-        const auto start = clock_type::now();
-        Db db{path};
-        const auto wall = ms(clock_type::now() - start);
-        const auto r = db.last_heal();
-        if (!r || !r->healed) return 1;
-        fmt::print("heal of a {:.0f} MB database from its backup plus {} archived transactions:\n",
-                   static_cast<double>(bytes) / (1 << 20), tail);
-        print_report(*r, wall);
-        fmt::print("  (a plain copy of the backup file takes {:.1f} ms: heal / copy = {:.1f})\n", copy_ms, wall / copy_ms);
-        if (std::system("command -v sqlite3 > /dev/null 2>&1") == 0) {
-            const auto tail_text = records_after(path.string() + ".archive", backup_seq);
-            const auto shell_ms = shell_heal(dir, backup, tail_text);
-            fmt::print("  (the sqlite3 shell: .restore of the backup, then the {:.1f} MB of records after its number: "
-                       "{:.1f} ms; heal / shell = {:.2f}, the heal alone / shell = {:.2f})\n",
-                       static_cast<double>(tail_text.size()) / (1 << 20), shell_ms, wall / shell_ms,
-                       std::chrono::duration<double, std::milli>(r->duration).count() / shell_ms);
+        std::filesystem::copy(live, pristine, std::filesystem::copy_options::recursive);
+        const bool shell = std::system("command -v sqlite3 > /dev/null 2>&1") == 0;
+        const auto tail_text = shell ? records_after(path.string() + ".archive", backup_seq) : std::string{};
+        std::optional<resilite::heal_report> last;
+        double last_wall = 0;
+        std::vector<bench::contender> cs;
+        cs.push_back({"heal", [&] {
+                          std::filesystem::remove_all(live);
+                          std::filesystem::copy(pristine, live, std::filesystem::copy_options::recursive);
+                          damage(path);
+                          const auto start = clock_type::now();
+                          Db db{path};
+                          last_wall = ms(clock_type::now() - start);
+                          last = db.last_heal();
+                          if (!last || !last->healed) std::abort();
+                          return last_wall / 1000;
+                      }});
+        cs.push_back({"copy", [&] {
+                          std::filesystem::remove(dir / "copy.db");
+                          return bench::seconds_of([&] { std::filesystem::copy_file(backup, dir / "copy.db"); });
+                      }});
+        if (shell) {
+            cs.push_back({"shell", [&] {
+                              std::filesystem::remove(dir / "shell.db");
+                              return shell_heal(dir, backup, tail_text) / 1000;
+                          }});
+        }
+        bench::interleaved runs{std::move(cs)};
+        runs.run(rounds, false);
+        fmt::print("heal of a {:.0f} MB database from its backup plus {} archived transactions, {} rounds in turns:\n",
+                   static_cast<double>(bytes) / (1 << 20), tail, runs.rounds());
+        fmt::print(" the last round's heal:\n");
+        print_report(*last, last_wall);
+        fmt::print("  heal, the open around it included: median {:.1f} ms; {}\n", 1000 * runs.median_of("heal"),
+                   runs.ratio("heal", "copy"));
+        if (shell) {
+            fmt::print("  the sqlite3 shell: .restore of the backup, then the {:.1f} MB of records after its number: "
+                       "median {:.1f} ms; heal {}\n",
+                       static_cast<double>(tail_text.size()) / (1 << 20), 1000 * runs.median_of("shell"),
+                       runs.ratio("heal", "shell"));
         }
     }
     {

@@ -49,14 +49,16 @@ struct token {
     std::string_view text;
 };
 
-[[nodiscard]] inline bool id_char(unsigned char c) {
-    return std::isalnum(c) != 0 || c == '_' || c == '$' || c >= 0x80;
+// SQLite's identifier characters: ASCII letters and digits, '_', '$' and every byte from 0x80.
+[[nodiscard]] constexpr bool id_char(unsigned char c) noexcept {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == '$' ||
+           c >= 0x80;
 }
 
-// Splits `sql` into tokens (spaces and comments dropped) up to and including the first ';'
-// (or the end). `end` is set to the offset after the last token read.
-[[nodiscard]] inline std::vector<token> tokenize(std::string_view sql, std::size_t& end, bool stop_at_semicolon) {
-    std::vector<token> out;
+// Splits `sql` into `out` (spaces and comments dropped; its capacity reused) up to and
+// including the first ';' (or the end). `end` is set to the offset after the last token read.
+inline void tokenize(std::string_view sql, std::size_t& end, bool stop_at_semicolon, std::vector<token>& out) {
+    out.clear();
     std::size_t i = 0;
     const auto at = [&](std::size_t k) { return k < sql.size() ? static_cast<unsigned char>(sql[k]) : 0u; };
     while (i < sql.size()) {
@@ -142,14 +144,23 @@ struct token {
         }
     }
     end = i;
+}
+
+[[nodiscard]] inline std::vector<token> tokenize(std::string_view sql, std::size_t& end, bool stop_at_semicolon) {
+    std::vector<token> out;
+    tokenize(sql, end, stop_at_semicolon, out);
     return out;
+}
+
+// ASCII case folding, as SQLite's keywords (no locale: a replay's hot path).
+[[nodiscard]] constexpr char upper_ascii(char c) noexcept {
+    return c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c;
 }
 
 [[nodiscard]] inline bool same_word(std::string_view a, std::string_view b) {
     if (a.size() != b.size()) return false;
     for (std::size_t i = 0; i < a.size(); ++i)
-        if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i])))
-            return false;
+        if (upper_ascii(a[i]) != upper_ascii(b[i])) return false;
     return true;
 }
 
@@ -301,7 +312,7 @@ private:
 struct statement_check {
     statement_kind kind = statement_kind::other;
     std::size_t length = 0;  // bytes of the statement, its ';' included
-    std::string words;       // its first words, upper case, for messages: "DROP TABLE"
+    std::string words;       // kind `other`: its first words, upper case, for messages: "DROP TABLE"
 };
 
 // Where the statement at the start of `sql` ends and which of the writer's shapes it has
@@ -309,15 +320,19 @@ struct statement_check {
 [[nodiscard]] inline statement_check check_statement(std::string_view sql,
                                                      std::vector<grammar::token>* row_tokens = nullptr) {
     std::size_t end = 0;
-    auto tokens = grammar::tokenize(sql, end, true);
+    std::vector<grammar::token> own;
+    auto& tokens = row_tokens != nullptr ? *row_tokens : own;  // (a caller's buffer, reused)
+    grammar::tokenize(sql, end, true, tokens);
     statement_check out;
     out.length = end;
-    for (std::size_t i = 0; i < tokens.size() && i < 2 && tokens[i].kind == grammar::tok::word; ++i) {
-        if (!out.words.empty()) out.words += ' ';
-        for (char c : tokens[i].text)
-            out.words += static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    }
-    if (out.words.empty()) out.words = "this statement";
+    const auto first_words = [&] {
+        for (std::size_t i = 0; i < tokens.size() && i < 2 && tokens[i].kind == grammar::tok::word; ++i) {
+            if (!out.words.empty()) out.words += ' ';
+            for (char c : tokens[i].text)
+                out.words += grammar::upper_ascii(c);
+        }
+        if (out.words.empty()) out.words = "this statement";
+    };
     const grammar::reader r{tokens};
     const auto first = [&](std::size_t i, std::string_view w) {
         return tokens.size() > i && tokens[i].kind == grammar::tok::word && grammar::same_word(tokens[i].text, w);
@@ -327,6 +342,7 @@ struct statement_check {
         // A trigger body holds ';': it ends at "END;" outside any CASE. Read a statement's worth
         // of tokens at a time, so that the whole scan stays linear.
         out.kind = first(1, "TRIGGER") ? statement_kind::create_trigger : statement_kind::other;
+        if (out.kind == statement_kind::other) first_words();
         std::size_t at = 0;
         int cases = 0;
         while (at < sql.size()) {
@@ -351,13 +367,14 @@ struct statement_check {
     }
     if (grammar::upsert(r) || grammar::erase(r)) {
         out.kind = statement_kind::row_change;
-        if (row_tokens != nullptr) *row_tokens = std::move(tokens);
     } else if (grammar::create_table(r)) {
         out.kind = statement_kind::create_table;
     } else if (grammar::create_index(r)) {
         out.kind = statement_kind::create_index;
     } else if (grammar::add_column(r)) {
         out.kind = statement_kind::add_column;
+    } else {
+        first_words();  // for the refusal's message
     }
     return out;
 }
