@@ -42,12 +42,13 @@ int run(const char* work, const std::filesystem::path& dir) {
 int main(int argc, char** argv) {
     if (argc != 4) {
         fmt::print(stderr,
-                   "usage: bench_instructions point_select|insert_batch raw|sqlitecpp|resilite DIR\n");
+                   "usage: bench_instructions point_select|insert_batch raw|sqlitecpp|resilite|resilite_healing DIR\n");
         return 2;
     }
     const std::string who = argv[2];
     if (who == "raw") return run<bench::raw>(argv[1], argv[3]);
     if (who == "sqlitecpp") return run<bench::sqlitecpp>(argv[1], argv[3]);
     if (who == "resilite") return run<bench::resilite_default>(argv[1], argv[3]);
+    if (who == "resilite_healing") return run<bench::resilite_healing>(argv[1], argv[3]);
     return 2;
 }

@@ -453,6 +453,16 @@ TEST_CASE(
     CHECK(table_hash(rebuilt, "items", cols) == expected);
     {
         resilite::sqlite::connection c{rebuilt};
+        const auto items_row = std::find_if(again.tables.begin(), again.tables.end(),
+                                            [](const auto& t) { return t.name == "items"; });
+        REQUIRE(items_row != again.tables.end());
+        CHECK(items_row->rows == c.query_one<std::int64_t>("SELECT count(*) FROM items"));
+    }
+    resilite::replay_options no_counts;
+    no_counts.count_rows = false;
+    CHECK(resilite::replay_archive(archive, rebuilt, no_counts).tables.empty());
+    {
+        resilite::sqlite::connection c{rebuilt};
         c.exec("UPDATE resilite_archive_state SET last_seq = 0");  // forget what was applied
     }
     const auto all = resilite::replay_archive(archive, rebuilt);

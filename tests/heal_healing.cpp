@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
 #include <map>
 #include <random>
 #include <thread>
@@ -1156,6 +1157,85 @@ TEST_CASE("heal by another process: a Database that has the file open reopens th
     // The quarantined copy never sees it.
     const auto q = quarantined(dir.path()).front() / "app.db";
     CHECK(rows_of(q).count(31) == 0);
+}
+
+// The heal count in the gate file's first 8 bytes (core/detail/file_gate.hpp).
+std::uint64_t heal_count(const std::filesystem::path& db) {
+    std::uint64_t n = 0;
+    std::ifstream in{resilite::detail::gate_path(db), std::ios::binary};
+    in.read(reinterpret_cast<char*>(&n), sizeof n);
+    return in ? n : 0;
+}
+
+TEST_CASE("heal by another process: a read notices it by the gate's heal count (no stat), reads the healed file, "
+          "and each heal counts twice: when it takes the gate and when its file is in place",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    test::event_log log;
+    HealDb a{path, logged<HealDb>(log)};
+    insert_items(a, 1, 20);
+    static_cast<void>(a.backup_now());
+    insert_items(a, 21, 30);
+    const auto before = heal_count(path);
+
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            HealDb b{path};
+            const auto r = b.heal();
+            b.insert(Item{31, "item 31", 0, "t"});  // in the healed file only
+            ::_exit(r.healed ? 0 : 2);
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    CHECK(heal_count(path) == before + 2);
+    // The first call after the heal is a read: it reopens first, and sees the healed file (the
+    // file it had open, now quarantined, holds 30 rows).
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 31);
+    CHECK(log.count("reopen") == 1);
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 31);
+    CHECK(log.count("reopen") == 1);  // once: the count it saw is the count now
+}
+
+TEST_CASE("healing: a file replaced by hand, not by a heal, is followed at the next write (the commit looks at the "
+          "file), and a read before it still reads the file this Database opened",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    test::event_log log;
+    HealDb a{path, logged<HealDb>(log)};
+    insert_items(a, 1, 10);
+    const auto side = dir / "side.db";
+    {
+        resilite::sqlite::connection c{path};
+        c.exec("VACUUM INTO ?", side.string());  // the same database (its identity), another file
+    }
+    {
+        resilite::sqlite::connection c{side};
+        c.exec_script("INSERT INTO items(id, name, score, token) VALUES(99, 'by hand', 0, 't')");
+    }
+    // The -wal at the path is the old file's: emptied first, as anyone replacing a WAL database
+    // by hand must (SQLite would apply its frames to the new file).
+    static_cast<void>(a.checkpoint(resilite::checkpoint_mode::truncate));
+    std::filesystem::rename(side, path);
+    const auto heals = heal_count(path);
+    // Documented (docs/healing.md): a read costs no system call, so it learns of a replacement
+    // only from a heal's count; nothing counted here.
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 10);
+    CHECK(log.count("reopen") == 0);
+    a.insert(Item{11, "item 11", 0, "t"});  // the commit hook sees the file changed: refused, retried on it
+    CHECK(log.count("reopen") == 1);
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 12);
+    CHECK(rows_of(path).count(99) == 1);
+    CHECK(rows_of(path).count(11) == 1);
+    CHECK(heal_count(path) == heals);
 }
 
 namespace {

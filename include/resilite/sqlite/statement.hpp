@@ -27,6 +27,7 @@ public:
         if (stmt_ == nullptr) {
             throw refused(db, sql, "the SQL text holds no statement");
         }
+        params_ = sqlite3_bind_parameter_count(stmt_);  // (the same text keeps it when re-prepared)
         if (tail != nullptr) {
             for (const char* p = tail; p < sql.data() + sql.size(); ++p) {
                 if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != ';') {
@@ -41,11 +42,14 @@ public:
 
     statement(const statement&) = delete;
     statement& operator=(const statement&) = delete;
-    statement(statement&& o) noexcept : stmt_(std::exchange(o.stmt_, nullptr)) {}
+    statement(statement&& o) noexcept
+        : stmt_(std::exchange(o.stmt_, nullptr)),
+          params_(std::exchange(o.params_, 0)) {}
     statement& operator=(statement&& o) noexcept {
         if (this != &o) {
             sqlite3_finalize(stmt_);
             stmt_ = std::exchange(o.stmt_, nullptr);
+            params_ = std::exchange(o.params_, 0);
         }
         return *this;
     }
@@ -104,7 +108,7 @@ public:
     }
 
     [[nodiscard]] int column_count() const noexcept { return sqlite3_column_count(stmt_); }
-    [[nodiscard]] int parameter_count() const noexcept { return sqlite3_bind_parameter_count(stmt_); }
+    [[nodiscard]] int parameter_count() const noexcept { return params_; }
     [[nodiscard]] bool read_only() const noexcept { return sqlite3_stmt_readonly(stmt_) != 0; }
     [[nodiscard]] std::string_view sql() const noexcept {
         const char* s = stmt_ != nullptr ? sqlite3_sql(stmt_) : nullptr;
@@ -153,6 +157,7 @@ private:
     }
 
     sqlite3_stmt* stmt_ = nullptr;
+    int params_ = 0;
 };
 
 }  // namespace resilite::sqlite

@@ -15,11 +15,15 @@
 
 #include <fcntl.h>
 #include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -67,8 +71,23 @@ public:
     file_gate(const file_gate&) = delete;
     file_gate& operator=(const file_gate&) = delete;
     ~file_gate() {
+        if (heals_ != nullptr) ::munmap(heals_, sizeof(std::uint64_t));
         if (fd_ >= 0) ::close(fd_);  // releases the flock
     }
+
+    // The gate file's heal count (its first 8 bytes, mapped): every heal adds one when it takes
+    // the gate and one when its file is in place, so a read learns from one memory load, with no
+    // system call, that a heal may have replaced the file. Nothing when there is no mapping (a
+    // gate this process cannot write, a file system without shared mappings): the caller then
+    // looks at the file itself.
+    [[nodiscard]] std::optional<std::uint64_t> heals(const std::filesystem::path& db) noexcept {
+        if (heals_ == nullptr && !map_tried_) map_heals(db);
+        if (heals_ == nullptr) return std::nullopt;
+        return __atomic_load_n(heals_, __ATOMIC_ACQUIRE);
+    }
+    // The mapped count itself, for readers on other threads (read connections); null if none.
+    // Valid while this gate lives.
+    [[nodiscard]] const std::uint64_t* heals_mapping() const noexcept { return heals_; }
 
     // False while a heal holds the gate (the caller says "busy": the retry policy waits).
     [[nodiscard]] bool enter(const std::filesystem::path& db) {
@@ -124,7 +143,27 @@ public:
     [[nodiscard]] refusal take_refusal() noexcept { return std::exchange(refusal_, refusal::none); }
 
 private:
+    void map_heals(const std::filesystem::path& db) noexcept {
+        map_tried_ = true;
+        try {
+            if (fd_ < 0) fd_ = open_gate(db, "gate");
+        } catch (...) {
+            return;
+        }
+        if ((::fcntl(fd_, F_GETFL) & O_ACCMODE) != O_RDWR) return;  // heals by us could not count
+        struct stat st {};
+        if (::fstat(fd_, &st) != 0) return;
+        // A gate made by an older version is empty; growing it keeps any count already there.
+        if (st.st_size < static_cast<off_t>(sizeof(std::uint64_t)) &&
+            ::ftruncate(fd_, static_cast<off_t>(sizeof(std::uint64_t))) != 0)
+            return;
+        void* p = ::mmap(nullptr, sizeof(std::uint64_t), PROT_READ, MAP_SHARED, fd_, 0);
+        if (p != MAP_FAILED) heals_ = static_cast<std::uint64_t*>(p);
+    }
+
     int fd_ = -1;
+    std::uint64_t* heals_ = nullptr;
+    bool map_tried_ = false;
     int depth_ = 0;
     int lazy_ = 0;
     bool lazy_held_ = false;
@@ -139,10 +178,26 @@ public:
     exclusive_gate& operator=(const exclusive_gate&) = delete;
     ~exclusive_gate() { ::close(fd_); }
 
-    [[nodiscard]] bool try_take() noexcept { return try_flock(fd_, LOCK_EX); }
+    // Taken: the heal count goes up at once (reads of every process then pass the gate, and wait).
+    [[nodiscard]] bool try_take() noexcept {
+        if (!try_flock(fd_, LOCK_EX)) return false;
+        counted_ = count_heal();
+        return true;
+    }
+
+    // Adds one to the heal count (the holder only: one writer at a time). False when the gate
+    // cannot be written: reads of other processes then notice the heal only at their next write.
+    bool count_heal() noexcept {
+        std::uint64_t n = 0;
+        if (::pread(fd_, &n, sizeof n, 0) != static_cast<ssize_t>(sizeof n)) n = 0;  // empty: none yet
+        ++n;
+        return ::pwrite(fd_, &n, sizeof n, 0) == static_cast<ssize_t>(sizeof n);
+    }
+    [[nodiscard]] bool counted() const noexcept { return counted_; }
 
 private:
     int fd_;
+    bool counted_ = false;
 };
 
 }  // namespace resilite::detail

@@ -157,6 +157,10 @@ template <class R>
 // by another process, a restore, a replacement).
 template <class R>
 void remember_file(context<R>& ctx) noexcept {
+    // The count first: a heal that counts after this looked at the file makes the next read look.
+    if constexpr (R::healing::enabled) {
+        if (ctx.on_disk()) ctx.heals_seen = ctx.gate.heals(ctx.path).value_or(0);
+    }
     struct stat st {};
     if (ctx.on_disk() && ::stat(ctx.path.c_str(), &st) == 0) {
         ctx.file_dev = static_cast<std::uint64_t>(st.st_dev);
@@ -210,7 +214,8 @@ void open_readers(context<R>& ctx) {
     const auto deadline = std::chrono::duration_cast<std::chrono::milliseconds>(ctx.config.retry.deadline);
     ctx.readers.open(reader_setup{ctx.path, ctx.vfs, ctx.config.statement_cache_capacity,
                                   std::clamp(deadline, std::chrono::milliseconds{0}, ctx.config.busy_timeout),
-                                  ctx.on_connect, ctx.file_dev, ctx.file_ino, ctx.identity, R::healing::enabled},
+                                  ctx.on_connect, ctx.file_dev, ctx.file_ino, ctx.identity, R::healing::enabled,
+                                  ctx.gate.heals_mapping(), ctx.heals_seen},
                      ctx.config.read_connections);
 }
 

@@ -122,16 +122,29 @@ private:
 };
 
 // A single statement's way through (the lazy way, core/detail/file_gate.hpp): no lock unless it
-// commits; one `stat`, and if the file at the path changed, the gate at once (busy while a heal
-// runs) and the healed file reopened. The caller holds the writer lock.
+// commits; one load of the gate's heal count (a `stat` where the gate is not mapped), and if a
+// heal counted since the file was looked at (or the file at the path changed), the gate at once
+// (unavailable while a heal runs), a `stat`, and the healed file reopened. The caller holds the
+// writer lock. (A file replaced by hand, not by a heal, is noticed at the next commit: the
+// commit hook `stat`s the path and refuses, and the retry looks at the file.)
 template <class R>
 class statement_pass {
 public:
     statement_pass([[maybe_unused]] context<R>& ctx, [[maybe_unused]] archive_flow<R>& archive) {
         if constexpr (R::healing::enabled) {
             if (!ctx.on_disk()) return;
-            if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction()) && file_replaced(ctx))
-                [[unlikely]] eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws)
+            if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction())) {
+                const auto heals = ctx.gate.heals(ctx.path);
+                if (ctx.look_at_file || (heals ? *heals != ctx.heals_seen : file_replaced(ctx))) [[unlikely]] {
+                    eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws)
+                    ctx.look_at_file = false;  // it did, under the gate
+                    // Under the gate no heal counts: the count now is the one the file was seen at.
+                    if (heals) {
+                        ctx.heals_seen = ctx.gate.heals(ctx.path).value_or(*heals);
+                        ctx.readers.heals_seen(ctx.heals_seen);
+                    }
+                }
+            }
             ctx.gate.begin_lazy();
             ctx_ = &ctx;
         }
@@ -157,6 +170,7 @@ public:
                 case why::healing:
                     throw healing_elsewhere(*ctx_, "; the commit was rolled back");
                 case why::replaced:
+                    ctx_->look_at_file = true;  // not a heal (no count): the retry follows the file
                     throw library_failure(error_class::busy, "gate",
                                           "another process healed or replaced the database; the commit was rolled "
                                           "back, and is retried on the database at the path",

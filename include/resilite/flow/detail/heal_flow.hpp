@@ -162,6 +162,12 @@ private:
         const auto epoch_before = db.epoch_seen.value_or(read_marker(path).heal_epoch);
         exclusive_gate gate{path};  // 1.
         wait_for_gate(gate, s, rep);
+        if (!gate.counted()) {  // (a gate file this process may lock but not write)
+            ctx_.emit_since("heal_progress", ctx_.now(), outcome::warning, 0, error_class::permission,
+                            fmt::format("could not count this heal in {}: reads of other processes notice it at "
+                                        "their next write or transaction, not their next read",
+                                        gate_path(path).string()));
+        }
         if (db.let_go) db.let_go();
         heal_lock lock{path};
         auto m = read_marker(path);
@@ -248,6 +254,7 @@ private:
         m.damage_seen.clear();
         m.restore_requested.clear();
         ++m.heal_epoch;
+        static_cast<void>(gate.count_heal());  // the file is in place: every read looks again
         auto done = finish(rep, m, s);
         if (db.take_up) db.take_up();  // (under the gate: 7.)
         return done;
@@ -445,6 +452,7 @@ private:
                 replay_options o;
                 o.stop_when = [this] { return past_limit(); };
                 o.on_progress = sub_progress("replaying the archive");
+                o.count_rows = false;  // verify() counts them, after the integrity check
                 const auto r = replay_archive(archive_dir, candidate.database(), o);
                 archive_covers = r.last_seq >= *from;
                 to = std::max(r.last_seq, *from);

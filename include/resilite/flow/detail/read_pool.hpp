@@ -43,7 +43,11 @@ struct reader_setup {
     std::function<void(sqlite::connection&)> on_connect;
     std::uint64_t dev = 0, ino = 0;  // the writer connection's file
     std::string identity;            // empty: none to compare
-    bool follow_replaced = false;    // healing<>: one stat per read, as on the writer's path
+    bool follow_replaced = false;    // healing<>: a heal elsewhere sends reads to the writer's path
+    // healing<>: the gate's mapped heal count (core/detail/file_gate.hpp) and the count the
+    // writer's file was seen at; no mapping: one stat per read instead.
+    const std::uint64_t* heals = nullptr;
+    std::uint64_t heals_seen = 0;
 };
 
 [[nodiscard]] inline bool same_file(const std::filesystem::path& path, std::uint64_t dev, std::uint64_t ino) noexcept {
@@ -95,6 +99,9 @@ public:
     // One atomic load: false while closed (size 0, no writer connection, a heal, a failed open).
     [[nodiscard]] bool enabled() const noexcept { return enabled_.load(std::memory_order_acquire); }
 
+    // The writer's path looked at the file again at this heal count, and kept it.
+    void heals_seen(std::uint64_t n) noexcept { heals_seen_.store(n); }
+
     // Opens the pool on the file the writer connection has open (the caller holds the writer
     // lock; the connections themselves open at the first reads).
     void open(reader_setup setup, std::size_t size) {
@@ -103,6 +110,8 @@ public:
         dev_.store(setup.dev);
         ino_.store(setup.ino);
         follow_replaced_.store(setup.follow_replaced);
+        heals_.store(setup.heals);
+        heals_seen_.store(setup.heals_seen);
         setup_ = std::move(setup);
         size_ = size;
         failure_.clear();
@@ -128,8 +137,7 @@ public:
     // (why: failure()). Waits while every connection is in use.
     [[nodiscard]] std::optional<lease> take() {
         if (!enabled()) return std::nullopt;  // (acquire: path_ is set)
-        if (follow_replaced_.load(std::memory_order_relaxed) && !same_file(path_, dev_.load(), ino_.load()))
-            return std::nullopt;
+        if (follow_replaced_.load(std::memory_order_relaxed) && replaced()) return std::nullopt;
         std::unique_lock lock(mutex_);
         for (;;) {
             if (!enabled_.load(std::memory_order_relaxed)) return std::nullopt;
@@ -193,6 +201,14 @@ public:
     }
 
 private:
+    // A heal counted since the writer's path last looked (a load), or, without the gate's
+    // mapping, the file at the path is not the writer's (a stat).
+    [[nodiscard]] bool replaced() const noexcept {
+        if (const auto* h = heals_.load(std::memory_order_relaxed))
+            return __atomic_load_n(h, __ATOMIC_ACQUIRE) != heals_seen_.load(std::memory_order_relaxed);
+        return !same_file(path_, dev_.load(), ino_.load());
+    }
+
     [[nodiscard]] static reader open_reader(const reader_setup& s) {
         reader r;
         r.conn = std::make_unique<sqlite::connection>(s.path, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
@@ -251,6 +267,8 @@ private:
     std::filesystem::path path_;
     std::atomic<std::uint64_t> dev_{0}, ino_{0};
     std::atomic<bool> follow_replaced_{false};
+    std::atomic<const std::uint64_t*> heals_{nullptr};
+    std::atomic<std::uint64_t> heals_seen_{0};
     std::size_t size_ = 0, open_ = 0, leased_ = 0;  // guarded by mutex_
     std::vector<reader> idle_;                  // guarded by mutex_
     std::string failure_;                       // guarded by mutex_
