@@ -142,8 +142,8 @@ public:
     }
 
     // A file on disk (not ":memory:" nor a URI): the side files, identity and archive apply.
-    [[nodiscard]] bool on_disk() const {
-        const auto p = path.string();
+    [[nodiscard]] bool on_disk() const noexcept {
+        const std::string& p = path.native();  // (no copy: asked on every statement with healing<>)
         return !p.empty() && p != ":memory:" && !p.starts_with("file:");
     }
 
