@@ -1364,7 +1364,8 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
     // a number; and in a DELETE every REAL (a CAST has an affinity a literal has not).
     const std::vector<std::string> off_path = {"9223372036854775808", "0x10", "-'3'", "-(2.0e-300*1.0e-10)"};
     std::vector<std::string> literals = {
-        "0", "-0", "7", "-42", "00012", "9223372036854775807", "-9223372036854775808", "1.5", "-1.5", "12.0", "0.0", "-0.0",
+        "0", "-0", "7", "-42", "00012", "9223372036854775807", "-9223372036854775808", "1.5", "-1.5", "12.0", "0.0",
+        "-0.0",
         "9.0e+999", "-9.0e+999", "1e5", ".5", "1.", "1.5e-07", "-821182.317727955", "4.9406564584124654e-324",
         "(2.0e-300*1.0e-10)", "'it''s'", "''", "'12'", "' 3.0'", "X''", "X'00FF'", "CAST(X'6100' AS TEXT)", "NULL"};
     const auto reals = std::count_if(literals.begin(), literals.end(),
@@ -1384,16 +1385,19 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
     resilite::sqlite::connection reader{dir / "shaped.db"};
     std::vector<resilite::archive_problem> problems;
     std::int64_t seq = 0;
-    const auto apply_both = [&](const std::string& sql) {
-        INFO(sql);
-        plain.exec_script(sql);
+    const auto record_of = [&](const std::string& sql) {
         a::record r;
         r.header.seq = ++seq;
         r.header.utc = "2026-12-06T10:00:00.000Z";
         r.body = sql;
         r.segment = "2026_12.sql";
         r.line = 2;
-        REQUIRE(rp.apply(r, problems));
+        return r;
+    };
+    const auto apply_both = [&](const std::string& sql) {
+        INFO(sql);
+        plain.exec_script(sql);
+        REQUIRE(rp.apply(record_of(sql), problems));
         REQUIRE(problems.empty());
         REQUIRE(exact_rows(reader) == exact_rows(plain));
     };
@@ -1410,6 +1414,15 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
     // Per column, a value as ?, CAST(? AS REAL), a product of two, CAST(? AS TEXT) or NULL.
     CHECK(rp.shapes_prepared() == 5 * static_cast<std::int64_t>(columns.size()));
     REQUIRE(exact_rows(plain).size() == literals.size() * columns.size());
+    // A NUL byte inside a text literal: SQLite's parser ends the text there, so the statement
+    // fails as its own text does (the shape would store text the literal never held).
+    const auto with_nul = std::string{"INSERT INTO \"t\"(\"id\",\"s\") VALUES(9999,'a"} + '\0' +
+                          "b') ON CONFLICT(\"id\") DO UPDATE SET \"s\"=excluded.\"s\";\n";
+    CHECK_FALSE(rp.apply(record_of(with_nul), problems));
+    CHECK(problems.size() == 1);
+    problems.clear();
+    CHECK(rp.shaped_runs() == inserts);
+    CHECK(reader.query_one<int>("SELECT count(*) FROM t WHERE id = 9999") == 0);
     // Deletes by every literal on every column, compared after each (a row a literal's value
     // would not match must stay).
     for (const auto& lit : literals) {

@@ -316,7 +316,8 @@ struct statement_check {
 };
 
 // Where the statement at the start of `sql` ends and which of the writer's shapes it has
-// (`other` when none). `row_tokens`, if given, receives a row change's tokens.
+// (`other` when none). `row_tokens`, if given, is the buffer the tokens are read into (reused;
+// what it holds is a row change's tokens when the kind is row_change).
 [[nodiscard]] inline statement_check check_statement(std::string_view sql,
                                                      std::vector<grammar::token>* row_tokens = nullptr) {
     std::size_t end = 0;
@@ -459,10 +460,13 @@ namespace grammar {
             }
             if (minus) ++i;
         } else if (k.kind == tok::string) {
+            const auto body = k.text.substr(1, k.text.size() - 2);
+            // SQLite's parser ends the text at a NUL byte (the writer never puts one in a literal:
+            // CAST(X'..' AS TEXT)); the statement's own text says what it makes of it.
+            if (body.find('\0') != std::string_view::npos) return false;
             auto& v = out.next();
             v.kind = shaped_value::type::text;
             v.bytes.clear();
-            const auto body = k.text.substr(1, k.text.size() - 2);
             for (std::size_t j = 0; j < body.size(); ++j) {
                 v.bytes += body[j];
                 if (body[j] == '\'') ++j;  // a doubled quote

@@ -178,7 +178,8 @@ public:
     exclusive_gate& operator=(const exclusive_gate&) = delete;
     ~exclusive_gate() { ::close(fd_); }
 
-    // Taken: the heal count goes up at once (reads of every process then pass the gate, and wait).
+    // Taken: the heal count goes up at once (a read of a process that maps it then tries the gate,
+    // and is refused as unavailable until the heal ends).
     [[nodiscard]] bool try_take() noexcept {
         if (!try_flock(fd_, LOCK_EX)) return false;
         counted_ = count_heal();
@@ -186,7 +187,8 @@ public:
     }
 
     // Adds one to the heal count (the holder only: one writer at a time). False when the gate
-    // cannot be written: reads of other processes then notice the heal only at their next write.
+    // cannot be written: reads of other processes then notice the heal only at their next
+    // transaction or commit.
     bool count_heal() noexcept {
         std::uint64_t n = 0;
         if (::pread(fd_, &n, sizeof n, 0) != static_cast<ssize_t>(sizeof n)) n = 0;  // empty: none yet

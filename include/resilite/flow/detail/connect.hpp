@@ -157,7 +157,7 @@ template <class R>
 // by another process, a restore, a replacement).
 template <class R>
 void remember_file(context<R>& ctx) noexcept {
-    // The count first: a heal that counts after this looked at the file makes the next read look.
+    // The count first: a heal that counts after this makes the next read look at the file.
     if constexpr (R::healing::enabled) {
         if (ctx.on_disk()) ctx.heals_seen = ctx.gate.heals(ctx.path).value_or(0);
     }
@@ -168,7 +168,16 @@ void remember_file(context<R>& ctx) noexcept {
     } else {
         ctx.file_dev = ctx.file_ino = 0;
     }
-    if constexpr (R::healing::enabled) ctx.heal_epoch = read_marker(ctx.path).heal_epoch;
+    if constexpr (R::healing::enabled) {
+        ctx.heal_epoch = read_marker(ctx.path).heal_epoch;
+        // A reconnect runs outside the gate: a heal elsewhere may have put another file at the
+        // path between SQLite's open and the stat above. Then the next call looks again.
+        int moved = 0;
+        if (ctx.conn && sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) ==
+                            SQLITE_OK &&
+            moved != 0)
+            ctx.look_at_file = true;
+    }
 }
 
 // True when the file at the path is no longer the one the connection has open (one stat).

@@ -72,7 +72,7 @@ public:
     std::uint64_t file_dev = 0, file_ino = 0;  // the file the connection opened (0: unknown)
     std::uint64_t heal_epoch = 0;              // healing<>: the sidecar's heal epoch when it was opened
     std::uint64_t heals_seen = 0;              // healing<>: the gate's heal count when the file was last looked at
-    bool look_at_file = false;                 // healing<>: a commit found the file replaced: the next call looks
+    bool look_at_file = false;  // healing<>: a commit found the file replaced, or a reconnect found it moved
     std::chrono::milliseconds applied_busy_timeout{-1};  // what SQLite's busy handler has now
     std::string vfs;
     std::function<int(std::string_view, int)> inject_failure;

@@ -88,9 +88,11 @@ public:
             ctx.note_available("the gate is open again", unavailable_reason::healing_elsewhere);
             ctx_ = &ctx;
             try {
-                if (what == on_replaced::follow && ctx.gate.depth() == 1 && !(ctx.conn && ctx.conn->in_transaction()) &&
-                    file_replaced(ctx)) [[unlikely]]
-                    follow_replaced_file(ctx, archive);
+                if (what == on_replaced::follow && ctx.gate.depth() == 1 && !(ctx.conn && ctx.conn->in_transaction())) {
+                    // Told to (a commit found the file replaced, a reconnect found it moved), or a stat says so.
+                    if (std::exchange(ctx.look_at_file, false) || file_replaced(ctx)) [[unlikely]]
+                        follow_replaced_file(ctx, archive);
+                }
             } catch (...) {
                 leave();
                 throw;
@@ -136,8 +138,7 @@ public:
             if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction())) {
                 const auto heals = ctx.gate.heals(ctx.path);
                 if (ctx.look_at_file || (heals ? *heals != ctx.heals_seen : file_replaced(ctx))) [[unlikely]] {
-                    eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws)
-                    ctx.look_at_file = false;  // it did, under the gate
+                    eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws; it clears look_at_file)
                     // Under the gate no heal counts: the count now is the one the file was seen at.
                     if (heals) {
                         ctx.heals_seen = ctx.gate.heals(ctx.path).value_or(*heals);
@@ -170,7 +171,7 @@ public:
                 case why::healing:
                     throw healing_elsewhere(*ctx_, "; the commit was rolled back");
                 case why::replaced:
-                    ctx_->look_at_file = true;  // not a heal (no count): the retry follows the file
+                    ctx_->look_at_file = true;  // not counted as a heal: the retry follows the file
                     throw library_failure(error_class::busy, "gate",
                                           "another process healed or replaced the database; the commit was rolled "
                                           "back, and is retried on the database at the path",
