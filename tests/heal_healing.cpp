@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -1122,6 +1123,27 @@ TEST_CASE("P13 corruption recovery: adversarial histories", "[heal][property][P1
     });
 }
 
+// Another process opens the database at `path`, heals it, then does `after` with it; the heal must
+// have succeeded.
+void heal_in_another_process(const std::filesystem::path& path, const std::function<void(HealDb&)>& after = {}) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            HealDb b{path};
+            const auto r = b.heal();
+            if (after) after(b);
+            ::_exit(r.healed ? 0 : 2);
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+}
+
 TEST_CASE("heal by another process: a Database that has the file open reopens the healed one before its next "
           "write, which lands in the live database",
           "[heal]") {
@@ -1133,21 +1155,7 @@ TEST_CASE("heal by another process: a Database that has the file open reopens th
     static_cast<void>(a.backup_now());
     insert_items(a, 21, 30);
 
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {  // another process heals the database (on demand: the operator's `heal`)
-        try {
-            HealDb b{path};
-            const auto r = b.heal();
-            ::_exit(r.healed ? 0 : 2);
-        } catch (...) {
-            ::_exit(3);
-        }
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+    heal_in_another_process(path);  // on demand: the operator's `heal`
     REQUIRE_FALSE(quarantined(dir.path()).empty());
 
     a.insert(Item{31, "item 31", 0, "t"});  // after the swap: must reach the healed file
@@ -1167,7 +1175,7 @@ std::uint64_t heal_count(const std::filesystem::path& db) {
     return in ? n : 0;
 }
 
-TEST_CASE("heal by another process: a read notices it by the gate's heal count (no stat), reads the healed file, "
+TEST_CASE("heal by another process: a read notices it by the gate's heal count, reads the healed file, "
           "and each heal counts twice: when it takes the gate and when its file is in place",
           "[heal]") {
     test::temp_dir dir;
@@ -1179,22 +1187,7 @@ TEST_CASE("heal by another process: a read notices it by the gate's heal count (
     insert_items(a, 21, 30);
     const auto before = heal_count(path);
 
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        try {
-            HealDb b{path};
-            const auto r = b.heal();
-            b.insert(Item{31, "item 31", 0, "t"});  // in the healed file only
-            ::_exit(r.healed ? 0 : 2);
-        } catch (...) {
-            ::_exit(3);
-        }
-    }
-    int status = 0;
-    REQUIRE(::waitpid(child, &status, 0) == child);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+    heal_in_another_process(path, [](HealDb& b) { b.insert(Item{31, "item 31", 0, "t"}); });  // in the healed file
     CHECK(heal_count(path) == before + 2);
     // The first call after the heal is a read: it reopens first, and sees the healed file (the
     // file it had open, now quarantined, holds 30 rows).
