@@ -21,6 +21,7 @@
 #include <filesystem>
 #include <set>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -566,7 +567,9 @@ private:
                 refusal_.clear();
                 return run(text, refused);
             }
-            found = shapes_.emplace(shape_.sql, stmt).first;
+            std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned{stmt, &sqlite3_finalize};
+            found = shapes_.emplace(shape_.sql, stmt).first;  // (if this throws, `owned` finalizes)
+            static_cast<void>(owned.release());
             ++shapes_prepared_;
         }
         sqlite3_stmt* stmt = found->second;
@@ -587,9 +590,9 @@ private:
             if (rc != SQLITE_OK) return run(text, refused);  // too big: the literal says why
         }
         ++shaped_runs_;
-        auto message = execute(stmt, text.size(), refused);
-        sqlite3_reset(stmt);
-        return message;
+        // Reset whatever happens: a kept statement left running would hold its read open.
+        const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> reset_after{stmt, &sqlite3_reset};
+        return execute(stmt, text.size(), refused);
     }
 
     void forget_shapes() noexcept {
@@ -615,9 +618,8 @@ private:
             return "SQLite reads this text differently from the archive's grammar";
         }
         if (rc == SQLITE_OK) {
-            auto message = execute(stmt, text.size(), refused);
-            sqlite3_finalize(stmt);
-            return message;
+            const std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> finalize_after{stmt, &sqlite3_finalize};
+            return execute(stmt, text.size(), refused);
         }
         std::string message = sqlite3_errmsg(c_.native_handle());
         // SQLite's own guards (the schema table, reserved names) refuse before the authorizer.
