@@ -1144,16 +1144,24 @@ void heal_in_another_process(const std::filesystem::path& path, const std::funct
     REQUIRE(WEXITSTATUS(status) == 0);
 }
 
+// A Database with 30 items, a backup taken after the first 20, and its events logged.
+struct backed_up_items {
+    test::temp_dir dir;
+    std::filesystem::path path = dir / "app.db";
+    test::event_log log;
+    HealDb a{path, logged<HealDb>(log)};
+    backed_up_items() {
+        insert_items(a, 1, 20);
+        static_cast<void>(a.backup_now());
+        insert_items(a, 21, 30);
+    }
+};
+
 TEST_CASE("heal by another process: a Database that has the file open reopens the healed one before its next "
           "write, which lands in the live database",
           "[heal]") {
-    test::temp_dir dir;
-    const auto path = dir / "app.db";
-    test::event_log log;
-    HealDb a{path, logged<HealDb>(log)};
-    insert_items(a, 1, 20);
-    static_cast<void>(a.backup_now());
-    insert_items(a, 21, 30);
+    backed_up_items f;
+    auto& [dir, path, log, a] = f;
 
     heal_in_another_process(path);  // on demand: the operator's `heal`
     REQUIRE_FALSE(quarantined(dir.path()).empty());
@@ -1178,13 +1186,8 @@ std::uint64_t heal_count(const std::filesystem::path& db) {
 TEST_CASE("heal by another process: a read notices it by the gate's heal count, reads the healed file, "
           "and each heal counts twice: when it takes the gate and when its file is in place",
           "[heal]") {
-    test::temp_dir dir;
-    const auto path = dir / "app.db";
-    test::event_log log;
-    HealDb a{path, logged<HealDb>(log)};
-    insert_items(a, 1, 20);
-    static_cast<void>(a.backup_now());
-    insert_items(a, 21, 30);
+    backed_up_items f;
+    auto& [dir, path, log, a] = f;
     const auto before = heal_count(path);
 
     heal_in_another_process(path, [](HealDb& b) { b.insert(Item{31, "item 31", 0, "t"}); });  // in the healed file
