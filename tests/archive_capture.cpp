@@ -723,6 +723,82 @@ TEST_CASE("archive written ahead: a transaction whose COMMIT fails leaves no rec
     CHECK(segments_text(dir / "app.db.archive").find("reported failed") == std::string::npos);
 }
 
+TEST_CASE("archive written ahead: a segment sync that fails beside its COMMIT leaves the commit standing, says so, "
+          "raises the high-water mark and writes a full snapshot with the next commit",
+          "[archive]") {
+    test::temp_dir dir;
+    test::event_log log;
+    bool fail_sync = false;
+    int syncs = 0;
+    auto o = items_options();
+    o.observer = log.observer();
+    o.inject_failure = [&](std::string_view op, int) {
+        if (op != "archive sync") return SQLITE_OK;
+        ++syncs;
+        return fail_sync ? SQLITE_IOERR_FSYNC : SQLITE_OK;
+    };
+    ItemsDb db{dir / "app.db", o};
+    db.insert(Item{1, "synced", 0, "t"});
+    CHECK(syncs == 1);  // the segment's sync ran beside the COMMIT (it was asked for there)
+    fail_sync = true;
+    db.insert(Item{2, "committed, its record not durable", 0, "t"});  // SQLite made the COMMIT durable: it stands
+    fail_sync = false;
+    CHECK(syncs == 2);
+    CHECK(db.get<Item>(2).has_value());
+    const auto seq = db.health().archive_seq.value_or(-1);
+    bool warned = false;
+    for (const auto& e : log.events())
+        warned = warned || (e.name == "archive" && e.result == resilite::outcome::warning &&
+                            e.detail.find(fmt::format("txn {} is committed in the database, but its archive record "
+                                                      "could not be made durable",
+                                                      seq)) != std::string::npos);
+    CHECK(warned);
+    // The mark outside the archive names the commit: a heal that finds its record missing says so.
+    CHECK(resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(dir / "app.db")).seq ==
+          seq);
+    CHECK(db.check_archive().baseline_seq == 0);
+    db.insert(Item{3, "next", 0, "t"});
+    auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.baseline_seq > seq);  // the next commit wrote a full snapshot first
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+    const auto baseline = report.baseline_seq;
+    db.insert(Item{4, "after", 0, "t"});
+    report = db.check_archive();
+    CHECK(report.baseline_seq == baseline);  // once
+    CHECK(report.reproduces_live == true);
+    // The snapshot alone rebuilds the database, whatever became of the record whose sync failed.
+    const auto rebuilt = dir / "rebuilt.db";
+    const auto r = resilite::rebuild(dir / "app.db.archive", rebuilt);
+    CHECK(table_hash(rebuilt, "items", {"id", "name", "score"}) ==
+          table_hash(dir / "app.db", "items", {"id", "name", "score"}));
+}
+
+TEST_CASE("archive written ahead: a segment sync that fails beside a COMMIT which fails too takes the record back",
+          "[archive]") {
+    test::temp_dir dir;
+    bool fail = false;
+    auto o = items_options();
+    o.inject_failure = [&](std::string_view op, int) {
+        return fail && (op == "archive sync" || op == "commit") ? SQLITE_IOERR_WRITE : SQLITE_OK;
+    };
+    ItemsDb db{dir / "app.db", o};
+    db.insert(Item{1, "kept", 0, "t"});
+    const auto before = segments_text(dir / "app.db.archive");
+    fail = true;
+    CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.insert(Item{2, "reported failed", 0, "t"}); }), resilite::error);
+    fail = false;
+    CHECK_FALSE(db.get<Item>(2).has_value());
+    CHECK(segments_text(dir / "app.db.archive") == before);
+    db.insert(Item{3, "next", 0, "t"});
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.baseline_seq == 0);  // nothing acknowledged was at risk: no snapshot
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}
+
 TEST_CASE("archive written ahead: a COMMIT that stays busy past the retries takes its record back and rolls back",
           "[archive]") {
     test::temp_dir dir;

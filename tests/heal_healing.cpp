@@ -362,6 +362,50 @@ TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newe
     CHECK(db.get<Item>(61).has_value());
 }
 
+TEST_CASE("heal after a record whose sync failed beside its COMMIT was lost: the heal names it missing, never "
+          "\"nothing committed is missing\"",
+          "[heal][archive]") {
+    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                           resilite::healing<resilite::accept_loss_since_backup>, common,
+                                           manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    std::int64_t lost = 0;
+    {
+        bool fail_sync = false;
+        AcceptingDb::options o;
+        o.inject_failure = [&](std::string_view op, int) {
+            return fail_sync && op == "archive sync" ? SQLITE_IOERR_FSYNC : SQLITE_OK;
+        };
+        AcceptingDb db{path, o};
+        insert_items(db, 1, 5);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 6, 8);
+        fail_sync = true;
+        insert_items(db, 9, 9);  // acknowledged: its COMMIT is durable, its record's sync failed
+        lost = db.health().archive_seq.value_or(-1);
+    }
+    // What a failed sync can do: the record never reached the disk.
+    const auto archive = std::filesystem::path{path.string() + ".archive"};
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto text = read_all(archive / segments.front());
+    const auto at = text.find(fmt::format("-- txn {} ", lost));
+    REQUIRE(at != std::string::npos);
+    REQUIRE(text.find("\n-- txn ", at) == std::string::npos);  // the last record
+    write_all(archive / segments.front(), text.substr(0, at));
+    damage_header(path);
+    AcceptingDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(rows_of(path) == expected_rows(1, 8));
+    CHECK(report->may_be_lost.find(fmt::format("archive records {} to {} are missing", lost, lost)) !=
+          std::string::npos);
+    CHECK(report->to_text().find("nothing committed is missing") == std::string::npos);
+}
+
 TEST_CASE("heal with an archive cut inside its first record, accepting the loss: the newest backup heals, the "
           "records after it named missing",
           "[heal][archive]") {

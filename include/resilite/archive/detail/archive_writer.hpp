@@ -6,7 +6,11 @@
 //
 // Written ahead (flush on commit): before_commit() appends the transaction's record inside
 // the transaction, with its number stored in resilite_archive_state by the same transaction;
-// the caller then commits, and cancels the record if the commit failed. Batched: drain() does
+// the caller then commits, and cancels the record if the commit failed. The segment's sync runs
+// on a helper thread while the COMMIT syncs the WAL; committed() waits for it. When it fails
+// after SQLite made the COMMIT durable, the commit stands (reporting it failed would be false):
+// a warning names it, the high-water mark is raised and synced so that a heal which finds the
+// record missing names it, and the next commit writes a full snapshot first. Batched: drain() does
 // the same in a transaction of its own. Either way SQLite's write lock serializes every writer
 // of every process, so records never interleave, and under that lock a record numbered above
 // what the database stores is one whose transaction never committed (see resolve_tail).
@@ -14,6 +18,7 @@
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/archive/detail/background_sync.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/core/error.hpp>
@@ -33,10 +38,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -62,6 +69,10 @@ public:
     [[nodiscard]] std::int64_t bookkeeping() const noexcept { return bookkeeping_; }
     [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
+    // Test hook: when it returns true, a segment sync overlapped with a COMMIT reports a failure.
+    void set_sync_fault(std::function<bool()> f) { sync_fault_ = std::move(f); }
+    // Segment syncs that ran beside a COMMIT (on the helper thread).
+    [[nodiscard]] long overlapped_syncs() const noexcept { return syncer_.overlapped(); }
     // Drains larger than this are written in a second pass instead of being held in memory.
     void set_memory_limit(std::size_t bytes) noexcept { memory_limit_ = bytes; }
     // Captured rows this writer has not archived yet (another process may have meanwhile).
@@ -133,28 +144,60 @@ public:
     // Inside the caller's write transaction, before its COMMIT: a schema that changed since the
     // last look (a table created, altered or dropped, by any connection) gets its records and
     // capture triggers first; then, with `append`, the outbox rows not yet archived are written
-    // ahead as records, synced, and their number stored by this transaction. Throws when the
-    // archive cannot take them: the caller rolls back, so nothing unarchived is acknowledged.
-    // After the COMMIT the caller calls committed(), or cancel_pending() when it failed.
-    void before_commit(sqlite::connection& c, std::chrono::system_clock::time_point now, bool append) {
-        if (schema_changed(c)) {
+    // ahead as records, and their number stored by this transaction. Throws when the archive
+    // cannot take them: the caller rolls back, so nothing unarchived is acknowledged. With
+    // `overlap` the records are synced while the COMMIT runs (committed() waits for it), else
+    // here. After the COMMIT the caller calls committed(), or cancel_pending() when it failed.
+    void before_commit(sqlite::connection& c, std::chrono::system_clock::time_point now, bool append,
+                       bool overlap = false) {
+        if (append && snapshot_due_) {
+            // An earlier record's sync failed after its COMMIT: the archive may lack it, so this
+            // commit's record follows a full snapshot (rolled back with it if it fails).
+            auto notes = catch_up(c, false,
+                                  "a full snapshot was written into the archive, because an earlier record "
+                                  "could not be made durable there");
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+            snapshot_in_flight_ = true;
+        } else if (schema_changed(c)) {
             std::vector<std::string> notes;
             sync_schema(c, false, false, notes);
             notes_.insert(notes_.end(), notes.begin(), notes.end());
         }
-        if (append) static_cast<void>(drain_in(c, now, false));
+        if (append) static_cast<void>(drain_in(c, now, false, overlap));
     }
 
-    // The COMMIT after before_commit() (or a drain) succeeded: the records are committed.
+    // The COMMIT after before_commit() (or a drain) succeeded: the records are committed. When
+    // their sync, overlapped with the COMMIT, failed, the commit stands all the same (SQLite made
+    // it durable): see the top of this file.
     void committed() noexcept {
-        if (pending_ && !high_water_.raise(pending_->seq)) {
+        const bool snapshot = std::exchange(snapshot_in_flight_, false);
+        if (!pending_) return;
+        const auto seq = pending_->seq;
+        const int sync_error = pending_->syncing ? syncer_.wait() : 0;
+        pending_.reset();
+        if (sync_error != 0) {
+            kept_.reset();  // a descriptor whose sync failed is not written through again
+            known_ = false;
+            snapshot_due_ = true;
+            try {
+                notes_.push_back(fmt::format(
+                    "txn {} is committed in the database, but its archive record could not be made durable "
+                    "({}): the archive may lack it. The next commit writes a full snapshot into the archive "
+                    "first; a heal that finds the record missing before then names txn {} as lost",
+                    seq, std::error_code(sync_error, std::generic_category()).message(), seq));
+            } catch (...) {
+            }
+        } else if (snapshot) {
+            snapshot_due_ = false;
+        }
+        // Synced when the record may be missing: the mark is then the only evidence of the commit.
+        if (!high_water_.raise(seq, sync_error != 0)) {
             try {
                 notes_.push_back(fmt::format("could not raise the archive's high-water mark in {}",
                                              high_water_.file().string()));
             } catch (...) {
             }
         }
-        pending_.reset();
     }
 
     // The COMMIT after before_commit() failed and SQLite rolled the transaction back: the record
@@ -164,6 +207,8 @@ public:
     // taken back under a write lock of its own, so that no other writer appends meanwhile; if
     // that lock cannot be had, the next writer (or open) cancels it under its lock instead.
     void cancel_pending(sqlite::connection* c = nullptr) noexcept {
+        snapshot_in_flight_ = false;
+        static_cast<void>(syncer_.wait());  // the helper is done with the descriptor
         if (!pending_) return;
         const auto p = *std::exchange(pending_, std::nullopt);
         known_ = false;
@@ -216,6 +261,7 @@ private:
         std::int64_t seq = 0;
         std::uint32_t crc = 0;
         bool created = false;
+        bool syncing = false;  // its sync runs on syncer_: wait before acknowledging or cancelling
     };
 
     [[nodiscard]] static std::tuple<std::int64_t, std::int64_t> read_state(sqlite::connection& c) {
@@ -378,17 +424,20 @@ private:
 
     // Appends the outbox rows not yet archived as records and stores the last number, inside
     // the caller's write transaction. Returns the number of records written.
-    std::int64_t drain_in(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
+    std::int64_t drain_in(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle,
+                          bool overlap = false) {
+        static_cast<void>(syncer_.wait());  // (a sync not waited for: a record never acknowledged)
         pending_.reset();
         try {
-            return append_outbox(c, now, settle);
+            return append_outbox(c, now, settle, overlap);
         } catch (...) {
             cancel_pending();  // the caller's transaction is still open: this writer holds the lock
             throw;
         }
     }
 
-    std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
+    std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle,
+                               bool overlap) {
         static_cast<void>(resolve_tail(c));
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
@@ -473,6 +522,7 @@ private:
             else
                 opened.emplace(path, segment_preamble(database_, segment));
             auto& out = *opened;
+            bool synced = true;
             try {
                 if (!streaming) {
                     out.buffer() += text;
@@ -490,7 +540,7 @@ private:
                         append_record_tail(out.buffer(), r.header.seq, r.crc);
                     }
                 }
-                out.finish();
+                synced = out.finish(!overlap);
             } catch (...) {
                 // What was written is taken back (through the descriptor, before it is closed),
                 // and a descriptor that failed is not used again.
@@ -498,17 +548,21 @@ private:
                 kept_.reset();
                 throw;
             }
+            const int written = out.descriptor();
             if (kept < 0) {
                 const int fd = out.release();  // (released before the call: nothing to leak)
                 kept_.keep(path, fd);
             }
+            // Overlapped: the sync runs while the caller COMMITs (the descriptor stays open until
+            // committed() or cancel_pending() has waited for it).
+            if (!synced) syncer_.start(written, sync_fault_ && sync_fault_());
             tail_segment_ = segment;
             tail_size_ = static_cast<std::uintmax_t>(out.end());
             known_ = kept_.describe(tail_stat_);  // the file appended to: no stat needed
             last_seq_ = records.back().header.seq;
             last_utc_ = utc;
             pending_ = appended{dir_ / segment, static_cast<std::uintmax_t>(out.start()), tail_size_, last_seq_,
-                                records.back().crc, out.created()};
+                                records.back().crc, out.created(), !synced};
         }
         const bool moved = last_row != last_id_ || stored_seq(c) != last_seq_;
         last_id_ = last_row;
@@ -657,6 +711,10 @@ private:
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
+    bool snapshot_due_ = false;        // a record's overlapped sync failed: the next commit snapshots first
+    bool snapshot_in_flight_ = false;  // this transaction carries that snapshot
+    std::function<bool()> sync_fault_;
+    background_sync syncer_;  // last: its thread stops before the descriptors it syncs are closed
 };
 
 }  // namespace resilite::detail::archive

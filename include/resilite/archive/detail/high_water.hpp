@@ -103,7 +103,8 @@ public:
     }
 
     // Returns false when the mark could not be written (the caller reports it; the commit stands).
-    bool raise(std::int64_t seq) noexcept {
+    // `durable`: synced too (when the archive may lack the commit, the mark is its only evidence).
+    bool raise(std::int64_t seq, bool durable = false) noexcept {
         if (file_.empty() || seq <= known_) return true;
         if (fd_ < 0) fd_ = ::open(file_.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd_ < 0 || ::flock(fd_, LOCK_EX) != 0) return false;
@@ -124,6 +125,7 @@ public:
             // no truncate on every commit).
             if (ok && found.bytes > static_cast<std::size_t>(n)) ok = ::ftruncate(fd_, n) == 0;
         }
+        if (ok && durable) ok = ::fdatasync(fd_) == 0;
         ::flock(fd_, LOCK_UN);
         if (ok) known_ = std::max(seq, current);
         return ok;

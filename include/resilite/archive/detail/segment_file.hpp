@@ -160,10 +160,11 @@ private:
 }
 
 // Appends to a segment through a buffer; finish() syncs it (and the directory when the file is
-// new). A new file starts with the preamble. Destroyed without finish() (a failed write: a full
-// volume), it takes back what it wrote, and removes the file if it created it: a failure we see
-// is no tear and leaves nothing behind (the caller holds the write lock: no one else appends
-// meanwhile). Only a crash leaves a torn tail, which the next drain sets aside.
+// new), unless the caller syncs it. A new file starts with the preamble. Destroyed without
+// finish() (a failed write: a full volume), it takes back what it wrote, and removes the file if
+// it created it: a failure we see is no tear and leaves nothing behind (the caller holds the
+// write lock: no one else appends meanwhile). Only a crash leaves a torn tail, which the next
+// drain sets aside.
 class segment_appender {
 public:
     segment_appender(std::filesystem::path file, std::string_view preamble) : file_(std::move(file)) {
@@ -224,13 +225,20 @@ public:
         }
         buffer_.clear();
     }
-    void finish() {
+    // `sync` false: the caller syncs the descriptor itself (overlapped with the database's own
+    // sync, see background_sync) before it acknowledges anything. A new file is synced here
+    // all the same, with its directory. Returns whether it synced.
+    bool finish(bool sync = true) {
         flush();
-        if (::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
+        sync = sync || fresh_;
+        if (sync && ::fdatasync(fd_) != 0) fail_io("cannot sync archive segment", file_);
         if (fresh_ && !fsync_path(file_.parent_path(), true))
             fail_io("cannot sync archive directory", file_.parent_path());
         finished_ = true;
+        return sync;
     }
+    // The descriptor written through (owned or borrowed).
+    [[nodiscard]] int descriptor() const noexcept { return fd_; }
     // After finish(): the descriptor this appender opened, for the caller to keep (-1: it was
     // borrowed, or none).
     [[nodiscard]] int release() noexcept {

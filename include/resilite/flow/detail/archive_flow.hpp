@@ -84,6 +84,8 @@ public:
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
                         ctx_.config.archive.settle_rows, ctx_.path, ctx_.identity);
+        if (ctx_.inject_failure)
+            writer_->set_sync_fault([this] { return ctx_.inject_failure("archive sync", 0) != SQLITE_OK; });
         auto notes = writer_->catch_up(ctx_.connection(), migrated);
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;
@@ -158,7 +160,7 @@ public:
         if constexpr (R::archiving) {
             if (!writer_ || sqlite3_txn_state(c.native_handle(), "main") != SQLITE_TXN_WRITE) return;
             if (writes_ahead()) reclaim_if_lost();
-            writer_->before_commit(c, ctx_.clock.utc_now(), writes_ahead());
+            writer_->before_commit(c, ctx_.clock.utc_now(), writes_ahead(), true);
         }
     }
     void committed() noexcept {
