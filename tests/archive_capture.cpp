@@ -732,10 +732,9 @@ TEST_CASE("archive written ahead: a segment sync that fails beside its COMMIT le
     int syncs = 0;
     auto o = items_options();
     o.observer = log.observer();
-    o.inject_failure = [&](std::string_view op, int) {
-        if (op != "archive sync") return SQLITE_OK;
+    o.inject_archive_sync_failure = [&] {
         ++syncs;
-        return fail_sync ? SQLITE_IOERR_FSYNC : SQLITE_OK;
+        return fail_sync;
     };
     ItemsDb db{dir / "app.db", o};
     db.insert(Item{1, "synced", 0, "t"});
@@ -780,9 +779,8 @@ TEST_CASE("archive written ahead: a segment sync that fails beside a COMMIT whic
     test::temp_dir dir;
     bool fail = false;
     auto o = items_options();
-    o.inject_failure = [&](std::string_view op, int) {
-        return fail && (op == "archive sync" || op == "commit") ? SQLITE_IOERR_WRITE : SQLITE_OK;
-    };
+    o.inject_failure = [&](std::string_view op, int) { return fail && op == "commit" ? SQLITE_IOERR_WRITE : SQLITE_OK; };
+    o.inject_archive_sync_failure = [&] { return fail; };
     ItemsDb db{dir / "app.db", o};
     db.insert(Item{1, "kept", 0, "t"});
     const auto before = segments_text(dir / "app.db.archive");

@@ -374,9 +374,7 @@ TEST_CASE("heal after a record whose sync failed beside its COMMIT was lost: the
     {
         bool fail_sync = false;
         AcceptingDb::options o;
-        o.inject_failure = [&](std::string_view op, int) {
-            return fail_sync && op == "archive sync" ? SQLITE_IOERR_FSYNC : SQLITE_OK;
-        };
+        o.inject_archive_sync_failure = [&] { return fail_sync; };
         AcceptingDb db{path, o};
         insert_items(db, 1, 5);
         static_cast<void>(db.backup_now());

@@ -31,10 +31,11 @@ struct database_options {
     // resilite::testing::fault_vfs in tests.
     std::string vfs{};
     // Test hook: called before every attempt of every operation; a non-zero SQLite result code
-    // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY). Also
-    // asked ("archive sync", 0) at each written-ahead record's segment sync, which runs beside
-    // the COMMIT: non-zero makes that sync report an I/O error after the COMMIT (docs/archive.md).
+    // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY).
     std::function<int(std::string_view operation, int attempt)> inject_failure{};
+    // Test hook: called at each written-ahead record's archive sync, which runs beside the
+    // COMMIT; true makes that sync report an I/O error after the COMMIT (docs/archive.md).
+    std::function<bool()> inject_archive_sync_failure{};
     // Called once before the first pending migration runs, with the database's version and the
     // version it is about to be brought to (a backup belongs here).
     std::function<void(int from_version, int to_version)> before_migrations{};

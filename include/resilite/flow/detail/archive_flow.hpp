@@ -84,8 +84,7 @@ public:
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
                         ctx_.config.archive.settle_rows, ctx_.path, ctx_.identity);
-        if (ctx_.inject_failure)
-            writer_->set_sync_fault([this] { return ctx_.inject_failure("archive sync", 0) != SQLITE_OK; });
+        if (ctx_.inject_archive_sync_failure) writer_->set_sync_fault(ctx_.inject_archive_sync_failure);
         auto notes = writer_->catch_up(ctx_.connection(), migrated);
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;

@@ -47,6 +47,7 @@ public:
           published(config),
           vfs(std::move(opts.vfs)),
           inject_failure(std::move(opts.inject_failure)),
+          inject_archive_sync_failure(std::move(opts.inject_archive_sync_failure)),
           before_migrations(std::move(opts.before_migrations)),
           on_connect(std::move(opts.on_connect)),
           on_progress(std::move(opts.on_progress)),
@@ -76,6 +77,7 @@ public:
     std::chrono::milliseconds applied_busy_timeout{-1};  // what SQLite's busy handler has now
     std::string vfs;
     std::function<int(std::string_view, int)> inject_failure;
+    std::function<bool()> inject_archive_sync_failure;
     std::function<void(int, int)> before_migrations;
     std::function<void(sqlite::connection&)> on_connect;  // every connection this Database opens
     progress_fn on_progress;  // long operations' progress (options.on_progress)
