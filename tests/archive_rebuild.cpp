@@ -1411,8 +1411,8 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
     }
     const auto inserts = static_cast<std::int64_t>((literals.size() - off_path.size()) * columns.size());
     CHECK(rp.shaped_runs() == inserts);
-    // Per column, a value as ?, CAST(? AS REAL), a product of two, CAST(? AS TEXT) or NULL.
-    CHECK(rp.shapes_prepared() == 5 * static_cast<std::int64_t>(columns.size()));
+    // Per column, a value as ? (NULL too), CAST(? AS REAL), a product of two or CAST(? AS TEXT).
+    CHECK(rp.shapes_prepared() == 4 * static_cast<std::int64_t>(columns.size()));
     REQUIRE(exact_rows(plain).size() == literals.size() * columns.size());
     // A NUL byte inside a text literal: SQLite's parser ends the text there, so the statement
     // fails as its own text does (the shape would store text the literal never held).
@@ -1433,6 +1433,73 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
         (literals.size() - off_path.size() - static_cast<std::size_t>(reals)) * columns.size());
     CHECK(rp.shaped_runs() == inserts + deletes_shaped);
     CHECK(exact_rows(plain).size() < literals.size() * columns.size());  // the deletes did delete
+}
+
+TEST_CASE("archive replay by shape: NULLs are bound (one shape per column set, not per set of NULL columns) and "
+          "past the kept shapes the least recently used one makes room",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    constexpr int wide = 300;  // more columns, so more single-column shapes, than the replay keeps
+    std::string schema = "CREATE TABLE n(id INTEGER PRIMARY KEY, a, b, c, d, e, f); CREATE TABLE w(id INTEGER "
+                         "PRIMARY KEY";
+    for (int i = 0; i < wide; ++i)
+        schema += fmt::format(", c{}", i);
+    schema += ");";
+    resilite::sqlite::connection c{dir / "r.db"};
+    c.exec_script(schema);
+    a::replayer rp{c, {"n", "w"}};
+    resilite::sqlite::connection reader{dir / "r.db"};  // the replayer's authorizer allows no SELECT
+    std::vector<resilite::archive_problem> problems;
+    std::int64_t seq = 0;
+    const auto apply = [&](const std::string& sql) {
+        a::record r;
+        r.header.seq = ++seq;
+        r.header.utc = "2026-12-06T10:00:00.000Z";
+        r.body = sql;
+        r.segment = "2026_12.sql";
+        r.line = 2;
+        INFO(sql);
+        REQUIRE(rp.apply(r, problems));
+        REQUIRE(problems.empty());
+    };
+    // Every combination of NULL and not NULL over six columns: one shape.
+    for (int mask = 0; mask < 64; ++mask) {
+        std::string values;
+        for (int bit = 0; bit < 6; ++bit)
+            values += (mask & (1 << bit)) != 0 ? ",NULL" : fmt::format(",{}", bit);
+        apply(fmt::format("INSERT INTO \"n\"(\"id\",\"a\",\"b\",\"c\",\"d\",\"e\",\"f\") VALUES({}{}) ON "
+                          "CONFLICT(\"id\") DO NOTHING;\n",
+                          mask, values));
+    }
+    CHECK(rp.shapes_prepared() == 1);
+    CHECK(rp.shaped_runs() == 64);
+    CHECK(reader.query_one<int>("SELECT count(*) FROM n WHERE a IS NULL") == 32);
+    CHECK(reader.query_one<int>("SELECT count(*) FROM n WHERE a IS NOT NULL AND b IS NULL AND f IS NULL") == 8);
+    // 300 shapes, one per column of w, in turn; the 64-row shape of n is used between each.
+    const auto one_column = [&](int col, int id) {
+        apply(fmt::format("INSERT INTO \"w\"(\"id\",\"c{0}\") VALUES({1},{0}) ON CONFLICT(\"id\") DO UPDATE SET "
+                          "\"c{0}\"=excluded.\"c{0}\";\n",
+                          col, id));
+        apply(fmt::format("INSERT INTO \"n\"(\"id\",\"a\",\"b\",\"c\",\"d\",\"e\",\"f\") VALUES({},1,2,3,4,5,"
+                          "NULL) ON CONFLICT(\"id\") DO NOTHING;\n",
+                          1000 + id));
+    };
+    for (int col = 0; col < wide; ++col)
+        one_column(col, col);
+    const auto after_all = rp.shapes_prepared();
+    // n's insert was never the least recently used: prepared once for good, however many of w's
+    // came and went.
+    CHECK(after_all == 1 + wide);
+    // The newest ones are still prepared; the oldest were finalized and are prepared again.
+    for (int col = wide - 10; col < wide; ++col)
+        one_column(col, wide + col);
+    CHECK(rp.shapes_prepared() == after_all);
+    for (int col = 0; col < 10; ++col)
+        one_column(col, 2 * wide + col);
+    CHECK(rp.shapes_prepared() == after_all + 10);
+    CHECK(reader.query_one<int>("SELECT count(*) FROM w") == wide + 20);
+    CHECK(reader.query_one<int>("SELECT c299 FROM w WHERE id = 299") == 299);
 }
 
 }  // namespace archive_rebuild_tests

@@ -392,7 +392,8 @@ struct statement_check {
 //     function as a literal (and the writer checked its text with that CAST). A CAST gives the
 //     expression REAL affinity where a literal has none, which changes a comparison, never a
 //     stored value: a DELETE with a REAL keeps the statement off this path;
-//   - text ('' unescaped) and blobs (hex decoded) are bound as they are; NULL stays NULL;
+//   - text ('' unescaped) and blobs (hex decoded) are bound as they are, NULL as NULL (so a
+//     row with nullable columns does not make a shape for each set of columns that are NULL);
 //   - anything else (a hex integer, a minus before anything but a number) keeps the statement
 //     off this path, and it is prepared from its own text as before.
 // The parts that are not literals are copied from the statement's tokens, so the shape passed the
@@ -400,7 +401,7 @@ struct statement_check {
 // ever run for a statement of that shape.
 
 struct shaped_value {
-    enum class type { integer, real_text, text, blob };
+    enum class type { integer, real_text, text, blob, null };
     type kind = type::integer;
     std::int64_t integer = 0;
     std::string bytes;  // real_text: the decimal text, its sign included; text; a blob's bytes
@@ -479,6 +480,9 @@ namespace grammar {
             const auto hex = k.text.substr(2, k.text.size() - 3);
             for (std::size_t j = 0; j + 1 < hex.size(); j += 2)
                 v.bytes += static_cast<char>(grammar::hex_digit(hex[j]) * 16 + grammar::hex_digit(hex[j + 1]));
+            out.sql += '?';
+        } else if (k.kind == tok::word && grammar::same_word(k.text, "NULL")) {
+            out.next().kind = shaped_value::type::null;
             out.sql += '?';
         } else {
             out.sql += k.text;

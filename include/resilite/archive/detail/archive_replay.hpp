@@ -555,7 +555,7 @@ private:
         sqlite3* db = c_.native_handle();
         auto found = shapes_.find(shape_.sql);
         if (found == shapes_.end()) {
-            if (shapes_.size() >= max_shapes) forget_shapes();
+            if (shapes_.size() >= max_shapes) forget_least_used();
             sqlite3_stmt* stmt = nullptr;
             const char* tail = nullptr;
             refusal_.clear();
@@ -568,11 +568,12 @@ private:
                 return run(text, refused);
             }
             std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> owned{stmt, &sqlite3_finalize};
-            found = shapes_.emplace(shape_.sql, stmt).first;  // (if this throws, `owned` finalizes)
+            found = shapes_.emplace(shape_.sql, kept_shape{stmt, 0}).first;  // (if this throws, `owned` finalizes)
             static_cast<void>(owned.release());
             ++shapes_prepared_;
         }
-        sqlite3_stmt* stmt = found->second;
+        found->second.used = ++uses_;
+        sqlite3_stmt* stmt = found->second.stmt;
         for (std::size_t i = 0; i < shape_.count; ++i) {
             const auto& v = shape_.values[i];
             const int at = static_cast<int>(i + 1);
@@ -583,6 +584,8 @@ private:
                         return sqlite3_bind_int64(stmt, at, v.integer);
                     case shaped_value::type::blob:  // never a null pointer: X'' is an empty blob, not NULL
                         return sqlite3_bind_blob(stmt, at, v.bytes.c_str(), size, SQLITE_STATIC);
+                    case shaped_value::type::null:
+                        return sqlite3_bind_null(stmt, at);
                     default:
                         return sqlite3_bind_text(stmt, at, v.bytes.c_str(), size, SQLITE_STATIC);
                 }
@@ -596,9 +599,19 @@ private:
     }
 
     void forget_shapes() noexcept {
-        for (auto& [sql, stmt] : shapes_)
-            sqlite3_finalize(stmt);
+        for (auto& [sql, kept] : shapes_)
+            sqlite3_finalize(kept.stmt);
         shapes_.clear();
+    }
+    // The shape used longest ago makes room (a database of many tables meets more shapes than
+    // are kept: the ones in use stay prepared).
+    void forget_least_used() noexcept {
+        const auto oldest = std::min_element(shapes_.begin(), shapes_.end(), [](const auto& a, const auto& b) {
+            return a.second.used < b.second.used;
+        });
+        if (oldest == shapes_.end()) return;
+        sqlite3_finalize(oldest->second.stmt);
+        shapes_.erase(oldest);
     }
 
     // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
@@ -737,11 +750,17 @@ private:
     std::int64_t applied_bytes_ = 0;  // bytes of statements applied so far
     std::int64_t steps_ = 0, allowed_steps_ = 0;
     bool overrun_ = false;
-    // Row changes by shape (run_shaped): a replay meets a few; more than this and they start over.
-    static constexpr std::size_t max_shapes = 64;
+    // Row changes by shape (run_shaped): about two per table (upsert, delete); beyond this many
+    // the least recently used one is finalized.
+    static constexpr std::size_t max_shapes = 256;
+    struct kept_shape {
+        sqlite3_stmt* stmt;
+        std::uint64_t used;  // uses_ at its last use
+    };
     std::vector<grammar::token> tokens_;
     row_shape shape_;
-    std::unordered_map<std::string, sqlite3_stmt*> shapes_;
+    std::unordered_map<std::string, kept_shape> shapes_;
+    std::uint64_t uses_ = 0;
     std::int64_t shaped_runs_ = 0, shapes_prepared_ = 0;
 };
 
