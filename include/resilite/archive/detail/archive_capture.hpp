@@ -376,16 +376,28 @@ inline void append_hex(std::string& out, std::string_view bytes) {
     return std::bit_cast<std::uint64_t>(a) == std::bit_cast<std::uint64_t>(b);
 }
 
-// What this connection's SQLite makes of `text` as a number.
-[[nodiscard]] inline double sqlite_real(sqlite::connection& c, std::string_view text) {
-    auto stmt = c.prepare_cached("SELECT CAST(?1 AS REAL)");  // not the outbox's statement
-    sqlite3_stmt* h = stmt->native_handle();
-    c.check(sqlite3_bind_text(h, 1, text.data(), static_cast<int>(text.size()), SQLITE_STATIC), "bind");
-    if (!stmt->step()) {
-        throw library_failure(error_class::archive, "archive", "CAST(? AS REAL) returned no row", c.path());
+// What this connection's SQLite makes of decimal text as a number. Holds its statement from
+// the first value to the last (a drain reads thousands: one cache lookup, not one per value).
+class real_reader {
+public:
+    explicit real_reader(sqlite::connection& c) : c_(c) {}
+    [[nodiscard]] sqlite::connection& connection() const noexcept { return c_; }
+    [[nodiscard]] double operator()(std::string_view text) {
+        if (!stmt_) stmt_.emplace(c_.prepare_cached("SELECT CAST(?1 AS REAL)"));  // not the outbox's statement
+        sqlite3_stmt* h = (*stmt_)->native_handle();
+        c_.check(sqlite3_bind_text(h, 1, text.data(), static_cast<int>(text.size()), SQLITE_STATIC), "bind");
+        if (!(*stmt_)->step()) {
+            throw library_failure(error_class::archive, "archive", "CAST(? AS REAL) returned no row", c_.path());
+        }
+        const double v = sqlite3_column_double(h, 0);
+        sqlite3_reset(h);
+        return v;
     }
-    return sqlite3_column_double(h, 0);
-}
+
+private:
+    sqlite::connection& c_;
+    std::optional<sqlite::statement_cache::lease> stmt_;
+};
 
 // `digits` times ten to the power `exp10`, as d.ddd...e<exp>.
 [[nodiscard]] inline std::string scientific(std::uint64_t digits, int exp10) {
@@ -399,10 +411,10 @@ inline void append_hex(std::string& out, std::string_view bytes) {
 // exact form (almost always enough: one step of a cached statement); then, with 17, 18 and 19
 // significant digits (SQLite keeps no more), the significands next to the correctly rounded one,
 // searched in the direction SQLite's result is off (the conversion is monotonic).
-[[nodiscard]] inline std::optional<std::string> exact_decimal(sqlite::connection& c, double a) {
+[[nodiscard]] inline std::optional<std::string> exact_decimal(real_reader& read, double a) {
     std::string text = fmt::format("{}", a);
     if (text.find_first_of(".e") == std::string::npos) text += ".0";  // stays a REAL
-    if (same_bits(sqlite_real(c, text), a)) return text;
+    if (same_bits(read(text), a)) return text;
     for (const int n : {17, 18, 19}) {
         const auto e = fmt::format("{:.{}e}", a, n - 1);  // d.ddd...e[+-]xx
         const auto at_e = e.find('e');
@@ -410,7 +422,7 @@ inline void append_hex(std::string& out, std::string_view bytes) {
         for (char ch : std::string_view{e}.substr(0, at_e))
             if (ch != '.') m = m * 10 + static_cast<std::uint64_t>(ch - '0');
         const int exp10 = std::stoi(e.substr(at_e + 1)) - (n - 1);
-        const auto value = [&](std::uint64_t digits) { return sqlite_real(c, scientific(digits, exp10)); };
+        const auto value = [&](std::uint64_t digits) { return read(scientific(digits, exp10)); };
         double got = value(m);
         if (same_bits(got, a)) return scientific(m, exp10);
         // Gallop away from the side SQLite's result is on until it crosses `a`, then halve.
@@ -441,9 +453,9 @@ inline void append_hex(std::string& out, std::string_view bytes) {
 
 // Appends a REAL literal that this SQLite reads back as exactly `d`; a library error of class
 // archive if there is none (never seen), rather than a value that changes on the way.
-inline void append_real(std::string& out, sqlite::connection& c, double d) {
+inline void append_real(std::string& out, real_reader& read, double d) {
     if (std::isnan(d)) {  // SQLite stores NaN as NULL: never read from a column
-        throw library_failure(error_class::archive, "archive", "a REAL value is NaN", c.path());
+        throw library_failure(error_class::archive, "archive", "a REAL value is NaN", read.connection().path());
     }
     if (std::signbit(d)) out += '-';
     const double a = std::fabs(d);
@@ -451,34 +463,55 @@ inline void append_real(std::string& out, sqlite::connection& c, double d) {
         out += "9.0e+999";
         return;
     }
-    if (auto text = exact_decimal(c, a)) {
+    {  // The shortest exact form, without an allocation: almost always the one
+        char buf[48];
+        const auto n = fmt::format_to_n(buf, sizeof buf - 3, "{}", a).size;  // at most 24 characters
+        std::string_view text{buf, std::min<std::size_t>(n, sizeof buf - 3)};
+        if (text.find_first_of(".e") == std::string_view::npos) {  // stays a REAL
+            buf[text.size()] = '.';
+            buf[text.size() + 1] = '0';
+            text = {buf, text.size() + 2};
+        }
+        if (n <= sizeof buf - 3 && same_bits(read(text), a)) {
+            out += text;
+            return;
+        }
+    }
+    if (auto text = exact_decimal(read, a)) {
         out += *text;
         return;
     }
     // No decimal text reads as `a`: a product of two that do, exact since `a` is a double.
     for (const int k : {600, 500, 700}) {
         const int shift = a < 1 ? k : -k;
-        const auto scaled = exact_decimal(c, std::ldexp(a, shift));
-        const auto unit = exact_decimal(c, std::ldexp(1.0, -shift));
+        const auto scaled = exact_decimal(read, std::ldexp(a, shift));
+        const auto unit = exact_decimal(read, std::ldexp(1.0, -shift));
         if (scaled && unit) {
             fmt::format_to(std::back_inserter(out), "({}*{})", *scaled, *unit);
             return;
         }
     }
     throw library_failure(error_class::archive, "archive",
-                          fmt::format("no SQL text found that SQLite reads back as the REAL {:a}", d), c.path());
+                          fmt::format("no SQL text found that SQLite reads back as the REAL {:a}", d),
+                          read.connection().path());
+}
+inline void append_real(std::string& out, sqlite::connection& c, double d) {
+    real_reader read{c};
+    append_real(out, read, d);
 }
 
 // A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
 // quote() gives, but with a REAL checked to read back bit for bit, see append_real, and text
 // with NUL bytes kept whole).
-inline void append_literal(std::string& out, sqlite::connection& c, sqlite3_stmt* s, int col) {
+inline void append_literal(std::string& out, real_reader& read, sqlite3_stmt* s, int col) {
     switch (sqlite3_column_type(s, col)) {
-        case SQLITE_INTEGER:
-            fmt::format_to(std::back_inserter(out), "{}", sqlite3_column_int64(s, col));
+        case SQLITE_INTEGER: {
+            const fmt::format_int digits{sqlite3_column_int64(s, col)};
+            out.append(digits.data(), digits.size());
             return;
+        }
         case SQLITE_FLOAT:
-            append_real(out, c, sqlite3_column_double(s, col));
+            append_real(out, read, sqlite3_column_double(s, col));
             return;
         case SQLITE_TEXT: {
             const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
@@ -502,6 +535,10 @@ inline void append_literal(std::string& out, sqlite::connection& c, sqlite3_stmt
         default:
             out += "NULL";
     }
+}
+inline void append_literal(std::string& out, sqlite::connection& c, sqlite3_stmt* s, int col) {
+    real_reader read{c};
+    append_literal(out, read, s, col);
 }
 
 // Templates by id, read once (they never change).
@@ -548,6 +585,7 @@ void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::
         ~reset_on_exit() { s.reset(); }
     } guard{*stmt};
     std::string statement;
+    real_reader read{c};
     while (stmt->step()) {
         sqlite3_stmt* h = stmt->native_handle();
         const auto id = sqlite3_column_int64(h, 0);
@@ -566,7 +604,7 @@ void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::
             }
             statement.assign(pieces[0]);
             for (int i = 0; i < values; ++i) {
-                append_literal(statement, c, h, 3 + i);
+                append_literal(statement, read, h, 3 + i);
                 statement += pieces[static_cast<std::size_t>(i) + 1];
             }
         }
