@@ -56,6 +56,8 @@ public:
           healing_on(R::healing::enabled && config.healing.enabled) {}
 
     std::filesystem::path path;
+    // A file on disk (not ":memory:" nor a URI), decided once: asked at every statement.
+    const bool disk_file = !path.empty() && path.native() != ":memory:" && !path.native().starts_with("file:");
     [[no_unique_address]] observer_type observer;
     clock_type clock;
     // The writer lock; recursive so tx.exec can re-enter; timed so that a call waiting for it can
@@ -144,10 +146,7 @@ public:
     }
 
     // A file on disk (not ":memory:" nor a URI): the side files, identity and archive apply.
-    [[nodiscard]] bool on_disk() const noexcept {
-        const std::string& p = path.native();  // (no copy: asked on every statement with healing<>)
-        return !p.empty() && p != ":memory:" && !p.starts_with("file:");
-    }
+    [[nodiscard]] bool on_disk() const noexcept { return disk_file; }
 
     // Every operation ends here: exactly one event per operation (P17), plus one "retry" event
     // per attempt that failed and was retried. `counted`: false for a statement whose failure

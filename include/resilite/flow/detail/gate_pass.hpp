@@ -135,9 +135,12 @@ public:
     statement_pass([[maybe_unused]] context<R>& ctx, [[maybe_unused]] archive_flow<R>& archive) {
         if constexpr (R::healing::enabled) {
             if (!ctx.on_disk()) return;
-            if (ctx.gate.depth() == 0 && !(ctx.conn && ctx.conn->in_transaction())) {
+            if (ctx.gate.depth() == 0) {
+                // The count first (one load); whether a transaction is open only when it changed.
+                const auto outside = [&] { return !(ctx.conn && ctx.conn->in_transaction()); };
                 const auto heals = ctx.gate.heals(ctx.path);
-                if (ctx.look_at_file || (heals ? *heals != ctx.heals_seen : file_replaced(ctx))) [[unlikely]] {
+                if ((ctx.look_at_file || (heals ? *heals != ctx.heals_seen : outside() && file_replaced(ctx))) &&
+                    outside()) [[unlikely]] {
                     eager_ = gate_pass<R>{ctx, archive};  // (nothing to undo if it throws; it clears look_at_file)
                     // Under the gate no heal counts: the count now is the one the file was seen at.
                     if (heals) {
