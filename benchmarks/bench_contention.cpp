@@ -3,7 +3,8 @@
 // own connection and busy_timeout(5000), against resilite with its default policies (threads
 // share one Database, as the library intends; each process has its own), with SQLite's busy
 // wait inside each attempt set to several values.
-// Prints throughput, p50/p99 commit latency and the errors that reached the writers.
+// Prints throughput, p50/p99 commit latency and the errors that reached the writers; then each
+// writer's commits (fewest, most) and the worst latency: a low p99 can hide starved writers.
 //   bench_contention [seconds per contender, default 3] [rounds, default 5]
 #include <resilite/resilite.hpp>
 
@@ -19,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <string>
 #include <sys/wait.h>
@@ -65,6 +67,7 @@ struct summary {
     double seconds = 0;
     std::vector<double> latencies_ms;
     std::uint64_t errors = 0;
+    std::vector<std::size_t> per_writer;  // commits of each of the 6 writers
 };
 
 summary run(const std::string& name, const std::filesystem::path& dir, const process_setup& setup,
@@ -109,8 +112,9 @@ summary run(const std::string& name, const std::filesystem::path& dir, const pro
     }
     for (auto& th : pool)
         th.join();
-    summary s{name, seconds, {}, 0};
+    summary s{name, seconds, {}, 0, {}};
     for (auto& r : results) {
+        s.per_writer.push_back(r.latencies_ms.size());
         s.errors += r.errors;
         s.latencies_ms.insert(s.latencies_ms.end(), r.latencies_ms.begin(), r.latencies_ms.end());
     }
@@ -121,8 +125,10 @@ summary run(const std::string& name, const std::filesystem::path& dir, const pro
         std::uint64_t errors = 0;
         in >> errors;
         s.errors += errors;
-        for (double l = 0; in >> l;)
+        std::size_t n = 0;
+        for (double l = 0; in >> l; ++n)
             s.latencies_ms.push_back(l);
+        s.per_writer.push_back(n);
     }
     return s;
 }
@@ -293,6 +299,22 @@ int main(int argc, char** argv) {
         fmt::print("{:<22} {:>10.0f} {:>9.3f} {:>9.3f} {:>7} {:>22} {:>22}\n", contenders[i].first, commits / measured,
                    percentile(all_latencies, 0.5), percentile(all_latencies, 0.99), errors, range(throughput),
                    range(p99));
+    }
+    // A low p99 can hide writers that waited: one connection that keeps the lock commits often
+    // and fast while the others sleep in SQLite's busy handler and commit rarely.
+    fmt::print("\n{:<22} {:>26} {:>12}\n", "contender", "commits per writer min-max", "worst ms");
+    for (std::size_t i = 0; i < contenders.size(); ++i) {
+        std::size_t lo = std::numeric_limits<std::size_t>::max(), hi = 0;
+        double worst = 0;
+        for (const auto& s : by[i]) {
+            for (const auto n : s.per_writer) {
+                lo = std::min(lo, n);
+                hi = std::max(hi, n);
+            }
+            for (const double l : s.latencies_ms)
+                worst = std::max(worst, l);
+        }
+        fmt::print("{:<22} {:>26} {:>12.3f}\n", contenders[i].first, fmt::format("{}-{}", lo, hi), worst);
     }
     std::error_code ec;
     std::filesystem::remove_all(dir, ec);
