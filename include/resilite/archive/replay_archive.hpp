@@ -35,6 +35,9 @@ struct replay_options {
     // The report's tables with their row counts (a pass over every table; a heal, which counts
     // them itself after its integrity check, does without).
     bool count_rows = true;
+    // false: the COMMIT does not wait for the disk (synchronous=OFF). For a copy the caller makes
+    // durable itself before anyone relies on it (a heal's candidate, flushed beside its checks).
+    bool sync = true;
 };
 
 namespace detail::archive {
@@ -47,6 +50,7 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
                                                  bool tail_only) {  // (a copy: it may turn false below)
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(std::chrono::milliseconds{5000});
+    if (!options.sync) c.exec("PRAGMA synchronous=OFF");
     // The archive is read before the write transaction, as other writers of the database would
     // wait for it; in the tail, after the records the database holds now (checked again below).
     std::int64_t held = 0;

@@ -18,9 +18,9 @@
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_format.hpp>
-#include <resilite/archive/detail/background_sync.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/core/detail/background_sync.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>

@@ -31,6 +31,7 @@
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/backup/detail/offsite_copy.hpp>
+#include <resilite/core/detail/background_sync.hpp>
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/progress.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
@@ -69,6 +70,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -453,6 +455,7 @@ private:
                 o.stop_when = [this] { return past_limit(); };
                 o.on_progress = sub_progress("replaying the archive");
                 o.count_rows = false;  // verify() counts them, after the integrity check
+                o.sync = false;        // flushed beside the checks (verify_flushing), before the swap
                 const auto r = replay_archive(archive_dir, candidate.database(), o);
                 archive_covers = r.last_seq >= *from;
                 to = std::max(r.last_seq, *from);
@@ -461,7 +464,7 @@ private:
             }
             // An archive that ends before the backup (its tail cut or lost) cannot be compared
             // with it: the backup is newer, and is kept rather than an older one.
-            if (auto problem = verify(candidate.database(), archive_covers ? &archive_dir : nullptr, rep)) {
+            if (auto problem = verify_flushing(candidate.database(), archive_covers ? &archive_dir : nullptr, rep)) {
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
@@ -731,6 +734,36 @@ private:
         }
         if (secrets.empty()) return {};
         return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
+    }
+
+    // verify() while the candidate is flushed to disk on a helper thread: it must be durable
+    // before the swap, not before it is checked, and the two take about as long (a restored
+    // copy of 229 MB here: 0.17 s to flush, 0.19 s to check). A flush that fails fails the heal
+    // (a second fsync after a failed one can report success for data that was dropped).
+    std::optional<std::string> verify_flushing(const std::filesystem::path& candidate,
+                                               const std::filesystem::path* archive_dir, heal_report& rep) {
+        const int fd = ::open(candidate.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return verify(candidate, archive_dir, rep);  // the swap's own fsync then
+        struct closer {
+            int fd;
+            ~closer() { ::close(fd); }
+        } const closing{fd};
+        background_sync flush;
+        flush.start(fd);
+        std::optional<std::string> problem;
+        try {
+            problem = verify(candidate, archive_dir, rep);
+        } catch (...) {
+            static_cast<void>(flush.wait());
+            throw;
+        }
+        if (const int err = flush.wait(); err != 0 && !problem) {
+            throw library_failure(error_class::io, "heal",
+                                  fmt::format("could not sync the healed database: {}",
+                                              std::error_code(err, std::generic_category()).message()),
+                                  ctx_.path.string());
+        }
+        return problem;
     }
 
     // Why the candidate is not good enough, or nothing. Fills the rows per table.

@@ -1,8 +1,9 @@
 #pragma once
-// One fdatasync at a time on a helper thread, so that a written-ahead record's segment is made
-// durable while SQLite's COMMIT makes the WAL durable: the two flushes overlap instead of
-// following each other (docs/design-notes.md, "What an archived commit costs"). The caller
-// always waits for the result before it touches the descriptor again or acknowledges anything.
+// One fdatasync at a time on a helper thread, so that a flush overlaps other work: a
+// written-ahead record's segment is made durable while SQLite's COMMIT makes the WAL durable
+// (docs/design-notes.md, "What an archived commit costs"), a heal's candidate while it is
+// checked. The caller always waits for the result before it touches the descriptor again or
+// acknowledges anything.
 //
 // The thread starts at the first sync. A process forked from the one that started it has no
 // such thread: there the sync runs on the caller, as it would without a helper.
@@ -15,7 +16,7 @@
 #include <thread>
 #include <utility>
 
-namespace resilite::detail::archive {
+namespace resilite::detail {
 
 class background_sync {
 public:
@@ -120,4 +121,4 @@ private:
     std::thread worker_;  // last: started after everything it uses
 };
 
-}  // namespace resilite::detail::archive
+}  // namespace resilite::detail
