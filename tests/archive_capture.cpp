@@ -755,8 +755,10 @@ TEST_CASE("archive written ahead: a segment sync that fails beside its COMMIT le
     // The mark outside the archive names the commit: a heal that finds its record missing says so.
     CHECK(resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(dir / "app.db")).seq ==
           seq);
-    CHECK(db.check_archive().baseline_seq == 0);
+    fail_sync = true;  // still failing: the commit carrying the snapshot syncs before its COMMIT, not beside it
     db.insert(Item{3, "next", 0, "t"});
+    fail_sync = false;
+    CHECK(syncs == 2);
     auto report = db.check_archive();
     INFO(report.to_text());
     CHECK(report.baseline_seq > seq);  // the next commit wrote a full snapshot first
@@ -774,12 +776,38 @@ TEST_CASE("archive written ahead: a segment sync that fails beside its COMMIT le
           table_hash(dir / "app.db", "items", {"id", "name", "score"}));
 }
 
+TEST_CASE("archive written ahead: a Database closed after a segment sync failed beside its COMMIT writes the "
+          "snapshot it owes at close",
+          "[archive]") {
+    test::temp_dir dir;
+    bool fail_sync = false;
+    std::int64_t seq = 0;
+    {
+        auto o = items_options();
+        o.inject_archive_sync_failure = [&] { return fail_sync; };
+        ItemsDb db{dir / "app.db", o};
+        db.insert(Item{1, "synced", 0, "t"});
+        fail_sync = true;
+        db.insert(Item{2, "committed, its record not durable", 0, "t"});
+        fail_sync = false;
+        seq = db.health().archive_seq.value_or(-1);
+    }  // no commit after the failure: the close's drain carries the snapshot
+    const auto report = resilite::inspect_archive(dir / "app.db.archive");
+    INFO(report.to_text());
+    CHECK(report.baseline_seq > seq);
+    CHECK(report.problems.empty());
+    ItemsDb db{dir / "app.db", items_options()};
+    CHECK(db.check_archive().reproduces_live == true);
+}
+
 TEST_CASE("archive written ahead: a segment sync that fails beside a COMMIT which fails too takes the record back",
           "[archive]") {
     test::temp_dir dir;
     bool fail = false;
     auto o = items_options();
-    o.inject_failure = [&](std::string_view op, int) { return fail && op == "commit" ? SQLITE_IOERR_WRITE : SQLITE_OK; };
+    o.inject_failure = [&](std::string_view op, int) {
+        return fail && op == "commit" ? SQLITE_IOERR_WRITE : SQLITE_OK;
+    };
     o.inject_archive_sync_failure = [&] { return fail; };
     ItemsDb db{dir / "app.db", o};
     db.insert(Item{1, "kept", 0, "t"});

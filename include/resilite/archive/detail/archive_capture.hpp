@@ -407,14 +407,31 @@ private:
     return out;
 }
 
+// Appends the shortest exact form of `a` (finite, >= 0) when SQLite reads it back as exactly `a`
+// (almost always: one step of a held statement), without an allocation; false otherwise, with
+// nothing appended.
+[[nodiscard]] inline bool append_shortest(std::string& out, real_reader& read, double a) {
+    char buf[48];
+    const auto n = fmt::format_to_n(buf, sizeof buf - 3, "{}", a).size;  // at most 24 characters
+    if (n > sizeof buf - 3) return false;
+    std::string_view text{buf, n};
+    if (text.find_first_of(".e") == std::string_view::npos) {  // stays a REAL
+        buf[n] = '.';
+        buf[n + 1] = '0';
+        text = {buf, n + 2};
+    }
+    if (!same_bits(read(text), a)) return false;
+    out += text;
+    return true;
+}
+
 // Decimal text SQLite reads as exactly `a` (finite, > 0 or +0.0), or nothing. First the shortest
-// exact form (almost always enough: one step of a cached statement); then, with 17, 18 and 19
-// significant digits (SQLite keeps no more), the significands next to the correctly rounded one,
-// searched in the direction SQLite's result is off (the conversion is monotonic).
-[[nodiscard]] inline std::optional<std::string> exact_decimal(real_reader& read, double a) {
-    std::string text = fmt::format("{}", a);
-    if (text.find_first_of(".e") == std::string::npos) text += ".0";  // stays a REAL
-    if (same_bits(read(text), a)) return text;
+// exact form (unless `shortest_tried`: append_shortest() already failed for `a`); then, with 17,
+// 18 and 19 significant digits (SQLite keeps no more), the significands next to the correctly
+// rounded one, searched in the direction SQLite's result is off (the conversion is monotonic).
+[[nodiscard]] inline std::optional<std::string> exact_decimal(real_reader& read, double a,
+                                                              bool shortest_tried = false) {
+    if (std::string text; !shortest_tried && append_shortest(text, read, a)) return text;
     for (const int n : {17, 18, 19}) {
         const auto e = fmt::format("{:.{}e}", a, n - 1);  // d.ddd...e[+-]xx
         const auto at_e = e.find('e');
@@ -463,21 +480,8 @@ inline void append_real(std::string& out, real_reader& read, double d) {
         out += "9.0e+999";
         return;
     }
-    {  // The shortest exact form, without an allocation: almost always the one
-        char buf[48];
-        const auto n = fmt::format_to_n(buf, sizeof buf - 3, "{}", a).size;  // at most 24 characters
-        std::string_view text{buf, std::min<std::size_t>(n, sizeof buf - 3)};
-        if (text.find_first_of(".e") == std::string_view::npos) {  // stays a REAL
-            buf[text.size()] = '.';
-            buf[text.size() + 1] = '0';
-            text = {buf, text.size() + 2};
-        }
-        if (n <= sizeof buf - 3 && same_bits(read(text), a)) {
-            out += text;
-            return;
-        }
-    }
-    if (auto text = exact_decimal(read, a)) {
+    if (append_shortest(out, read, a)) return;
+    if (auto text = exact_decimal(read, a, true)) {
         out += *text;
         return;
     }

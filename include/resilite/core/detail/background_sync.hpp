@@ -60,6 +60,7 @@ public:
     [[nodiscard]] int wait() noexcept {
         if (!std::exchange(outstanding_, false)) return 0;
         if (ran_here_) return result_;
+        if (::getpid() != owner_) return EIO;  // forked while a sync ran: no helper here to finish it
         std::unique_lock lock(mutex_);
         done_.wait(lock, [&] { return state_ == state::done; });
         ++overlapped_;
