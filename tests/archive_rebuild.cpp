@@ -1322,6 +1322,17 @@ TEST_CASE("archive segment changed between the read and the apply: the rebuild f
 }
 
 namespace {
+// A record of row changes as the replay reads it from a segment.
+resilite::detail::archive::record record_with(std::int64_t seq, const std::string& sql) {
+    resilite::detail::archive::record r;
+    r.header.seq = seq;
+    r.header.utc = "2026-12-06T10:00:00.000Z";
+    r.body = sql;
+    r.segment = "2026_12.sql";
+    r.line = 2;
+    return r;
+}
+
 // Each value of t as its storage class and exact content (a REAL by its bits), row by row.
 std::vector<std::string> exact_rows(resilite::sqlite::connection& c) {
     std::vector<std::string> out;
@@ -1385,15 +1396,7 @@ TEST_CASE("archive replay by shape: each literal binds as exactly the value SQLi
     resilite::sqlite::connection reader{dir / "shaped.db"};
     std::vector<resilite::archive_problem> problems;
     std::int64_t seq = 0;
-    const auto record_of = [&](const std::string& sql) {
-        a::record r;
-        r.header.seq = ++seq;
-        r.header.utc = "2026-12-06T10:00:00.000Z";
-        r.body = sql;
-        r.segment = "2026_12.sql";
-        r.line = 2;
-        return r;
-    };
+    const auto record_of = [&](const std::string& sql) { return record_with(++seq, sql); };
     const auto apply_both = [&](const std::string& sql) {
         INFO(sql);
         plain.exec_script(sql);
@@ -1453,14 +1456,8 @@ TEST_CASE("archive replay by shape: NULLs are bound (one shape per column set, n
     std::vector<resilite::archive_problem> problems;
     std::int64_t seq = 0;
     const auto apply = [&](const std::string& sql) {
-        a::record r;
-        r.header.seq = ++seq;
-        r.header.utc = "2026-12-06T10:00:00.000Z";
-        r.body = sql;
-        r.segment = "2026_12.sql";
-        r.line = 2;
         INFO(sql);
-        REQUIRE(rp.apply(r, problems));
+        REQUIRE(rp.apply(record_with(++seq, sql), problems));
         REQUIRE(problems.empty());
     };
     // Every combination of NULL and not NULL over six columns: one shape.

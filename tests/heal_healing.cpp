@@ -42,6 +42,10 @@ using BackupOnlyHealDb = resilite::Database<resilite::schema<items, logs>, backu
 using LossyHealDb = resilite::Database<resilite::schema<items, logs>, backups_on_demand,
                                        resilite::healing<resilite::accept_loss_since_backup>, common, manual_durability>;
 using NothingHealDb = resilite::Database<resilite::schema<items, logs>, resilite::healing<>, common, manual_durability>;
+// Heals that may lose the commits after the newest backup, saying so.
+using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                       resilite::healing<resilite::accept_loss_since_backup>, common,
+                                       manual_durability>;
 // Time counted on the manual clock: a heal's time limit runs out when a test says.
 using ClockedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
                                      resilite::healing<resilite::refuse_loss, 3, 300>, common, manual_durability,
@@ -345,9 +349,6 @@ TEST_CASE("heal with an archive that lost its tail: the newest backup is kept, t
 
 TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newest backup, the missing records named",
           "[heal][archive]") {
-    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                           resilite::healing<resilite::accept_loss_since_backup>, common,
-                                           manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
     sixty_commits_archive_cut<AcceptingDb>(path);
@@ -365,13 +366,12 @@ TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newe
 TEST_CASE("heal after a record whose sync failed beside its COMMIT was lost: the heal names it missing, never "
           "\"nothing committed is missing\"",
           "[heal][archive]") {
-    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                           resilite::healing<resilite::accept_loss_since_backup>, common,
-                                           manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    std::int64_t lost = 0;
-    {
+    const auto lost_file = dir / "lost";
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
         bool fail_sync = false;
         AcceptingDb::options o;
         o.inject_archive_sync_failure = [&] { return fail_sync; };
@@ -381,8 +381,16 @@ TEST_CASE("heal after a record whose sync failed beside its COMMIT was lost: the
         insert_items(db, 6, 8);
         fail_sync = true;
         insert_items(db, 9, 9);  // acknowledged: its COMMIT is durable, its record's sync failed
-        lost = db.health().archive_seq.value_or(-1);
+        write_all(lost_file, std::to_string(db.health().archive_seq.value_or(-1)));
+        // (Everything in the database file, so that the damage below is met: a checkpoint writes
+        // nothing into the archive.)
+        static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+        std::_Exit(0);  // dead before a later write (or the close) could carry the snapshot it owed
     }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    const std::int64_t lost = std::stoll(read_all(lost_file));
     // What a failed sync can do: the record never reached the disk.
     const auto archive = std::filesystem::path{path.string() + ".archive"};
     const auto segments = resilite::detail::archive::list_segments(archive);
@@ -407,9 +415,6 @@ TEST_CASE("heal after a record whose sync failed beside its COMMIT was lost: the
 TEST_CASE("heal with an archive cut inside its first record, accepting the loss: the newest backup heals, the "
           "records after it named missing",
           "[heal][archive]") {
-    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                           resilite::healing<resilite::accept_loss_since_backup>, common,
-                                           manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
     std::int64_t last = 0;
@@ -1008,9 +1013,6 @@ TEST_CASE("P13 corruption recovery", "[heal][property][P13]") {
 // Undeclared tables, a cut archive tail, a planted backup, a batched archive: every acknowledged
 // commit is back, or the report names the loss.
 TEST_CASE("P13 corruption recovery: adversarial histories", "[heal][property][P13][archive]") {
-    using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                           resilite::healing<resilite::accept_loss_since_backup>, common,
-                                           manual_durability>;
     using BatchedHealDb =
         resilite::Database<resilite::schema<items, logs>, resilite::archive<resilite::flush_every_ms<1000>>,
                            backups_on_demand, resilite::healing<resilite::accept_loss_since_backup>, common,
