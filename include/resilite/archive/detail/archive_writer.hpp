@@ -10,7 +10,8 @@
 // on a helper thread while the COMMIT syncs the WAL; committed() waits for it. When it fails
 // after SQLite made the COMMIT durable, the commit stands (reporting it failed would be false):
 // a warning names it, the high-water mark is raised and synced so that a heal which finds the
-// record missing names it, and the next commit writes a full snapshot first. Batched: drain() does
+// record missing names it, and the next write to the archive (a commit, a drain, the close)
+// carries a full snapshot, synced before its COMMIT. Batched: drain() does
 // the same in a transaction of its own. Either way SQLite's write lock serializes every writer
 // of every process, so records never interleave, and under that lock a record numbered above
 // what the database stores is one whose transaction never committed (see resolve_tail).
@@ -71,8 +72,6 @@ public:
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
     // Test hook: when it returns true, a segment sync overlapped with a COMMIT reports a failure.
     void set_sync_fault(std::function<bool()> f) { sync_fault_ = std::move(f); }
-    // Segment syncs that ran beside a COMMIT (on the helper thread).
-    [[nodiscard]] long overlapped_syncs() const noexcept { return syncer_.overlapped(); }
     // Drains larger than this are written in a second pass instead of being held in memory.
     void set_memory_limit(std::size_t bytes) noexcept { memory_limit_ = bytes; }
     // Captured rows this writer has not archived yet (another process may have meanwhile).
@@ -178,8 +177,8 @@ public:
             try {
                 notes_.push_back(fmt::format(
                     "txn {} is committed in the database, but its archive record could not be made durable "
-                    "({}): the archive may lack it. The next commit writes a full snapshot into the archive "
-                    "first; a heal that finds the record missing before then names txn {} as lost",
+                    "({}): the archive may lack it. The next write to the archive carries a full snapshot; a "
+                    "heal that finds the record missing before then names txn {} as lost",
                     seq, std::error_code(sync_error, std::generic_category()).message(), seq));
             } catch (...) {
             }
@@ -725,7 +724,7 @@ private:
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
-    bool snapshot_due_ = false;        // a record's overlapped sync failed: the next commit snapshots first
+    bool snapshot_due_ = false;        // a record's overlapped sync failed: the next write carries a snapshot
     bool snapshot_in_flight_ = false;  // this transaction carries that snapshot
     std::function<bool()> sync_fault_;
     background_sync syncer_;  // last: its thread stops before the descriptors it syncs are closed

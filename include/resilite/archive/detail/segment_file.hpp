@@ -237,8 +237,6 @@ public:
         finished_ = true;
         return sync;
     }
-    // The descriptor written through (owned or borrowed).
-    [[nodiscard]] int descriptor() const noexcept { return fd_; }
     // After finish(): the descriptor this appender opened, for the caller to keep (-1: it was
     // borrowed, or none).
     [[nodiscard]] int release() noexcept {

@@ -63,13 +63,9 @@ public:
         if (::getpid() != owner_) return EIO;  // forked while a sync ran: no helper here to finish it
         std::unique_lock lock(mutex_);
         done_.wait(lock, [&] { return state_ == state::done; });
-        ++overlapped_;
         state_ = state::idle;
         return result_;
     }
-
-    // Syncs waited for that ran on the helper (a test's evidence that the overlap happened).
-    [[nodiscard]] long overlapped() const noexcept { return overlapped_; }
 
 private:
     enum class state { idle, asked, done };
@@ -117,7 +113,6 @@ private:
     bool ran_here_ = false;     // (the caller's thread only)
     bool outstanding_ = false;  // (the caller's thread only)
     int result_ = 0;
-    long overlapped_ = 0;
     pid_t owner_ = 0;
     std::thread worker_;  // last: started after everything it uses
 };

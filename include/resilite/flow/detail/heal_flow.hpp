@@ -80,6 +80,10 @@ namespace resilite::detail {
 // A heal's candidate flushed to disk on a helper thread while the heal goes on with it; the
 // caller takes the result with finish() before the swap. Without a descriptor (the file could not
 // be opened) nothing runs here and the swap's own fsync does the work.
+// Closing a descriptor drops every POSIX lock this process holds on the file: this one is closed
+// only by finish() or the destructor, which the heal reaches after the connections it opens on
+// the candidate (the replay's, the checks') have closed within their own scopes; the candidate is
+// a private scratch file no other connection of this process opens.
 class candidate_flush {
 public:
     explicit candidate_flush(const std::filesystem::path& file)
