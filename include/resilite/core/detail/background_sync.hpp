@@ -12,6 +12,7 @@
 
 #include <cerrno>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -24,17 +25,20 @@ public:
     background_sync(const background_sync&) = delete;
     background_sync& operator=(const background_sync&) = delete;
     ~background_sync() {
-        if (!worker_.joinable()) return;
-        if (::getpid() != owner_) {  // a forked child: the thread is not here to stop
-            worker_.detach();
+        if (!helper_) return;
+        if (::getpid() != owner_) {
+            // A forked child: the thread is not here to stop, and the condition variable it was
+            // waiting on when the process forked still counts it as a waiter, so destroying it
+            // would wait forever. The child's copy of the helper is left as it is.
+            static_cast<void>(helper_.release());
             return;
         }
         {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
+            std::lock_guard lock(helper_->mutex);
+            helper_->stopping = true;
         }
-        wake_.notify_all();
-        worker_.join();
+        helper_->wake.notify_all();
+        helper_->worker.join();
     }
 
     // Starts fdatasync(fd); `fail` (a test's injected fault) makes it report EIO after syncing.
@@ -43,32 +47,45 @@ public:
         outstanding_ = true;
         ran_here_ = !helper_ready();
         if (ran_here_) {
-            result_ = sync_now(fd, fail);
+            result_here_ = sync_now(fd, fail);
             return;
         }
         {
-            std::lock_guard lock(mutex_);
-            fd_ = fd;
-            fail_ = fail;
-            state_ = state::asked;
+            std::lock_guard lock(helper_->mutex);
+            helper_->fd = fd;
+            helper_->fail = fail;
+            helper_->state = step::asked;
         }
-        wake_.notify_all();
+        helper_->wake.notify_all();
     }
 
     // The result of the last start() not waited for yet: 0, or the errno of a failed sync.
     // Waits for it; 0 at once when there is none.
     [[nodiscard]] int wait() noexcept {
         if (!std::exchange(outstanding_, false)) return 0;
-        if (ran_here_) return result_;
+        if (ran_here_) return result_here_;
         if (::getpid() != owner_) return EIO;  // forked while a sync ran: no helper here to finish it
-        std::unique_lock lock(mutex_);
-        done_.wait(lock, [&] { return state_ == state::done; });
-        state_ = state::idle;
-        return result_;
+        std::unique_lock lock(helper_->mutex);
+        helper_->done.wait(lock, [&] { return helper_->state == step::done; });
+        helper_->state = step::idle;
+        return helper_->result;
     }
 
 private:
-    enum class state { idle, asked, done };
+    enum class step { idle, asked, done };
+
+    // What the caller and the helper thread share, on the heap so that a forked child can leave
+    // it untouched (see the destructor).
+    struct helper {
+        std::mutex mutex;
+        std::condition_variable wake, done;
+        step state = step::idle;
+        int fd = -1;
+        bool fail = false;
+        bool stopping = false;
+        int result = 0;
+        std::thread worker;  // last: started after everything it uses
+    };
 
     [[nodiscard]] static int sync_now(int fd, bool fail) noexcept {
         int rc = ::fdatasync(fd);
@@ -78,43 +95,39 @@ private:
     }
 
     [[nodiscard]] bool helper_ready() noexcept {
-        if (worker_.joinable()) return ::getpid() == owner_;
+        if (helper_) return ::getpid() == owner_;
         try {
+            auto h = std::make_unique<helper>();
+            h->worker = std::thread([h = h.get()] { loop(*h); });
             owner_ = ::getpid();
-            worker_ = std::thread([this] { loop(); });
+            helper_ = std::move(h);
             return true;
         } catch (...) {  // no thread to be had: the caller syncs
             return false;
         }
     }
 
-    void loop() noexcept {
-        std::unique_lock lock(mutex_);
+    static void loop(helper& h) noexcept {
+        std::unique_lock lock(h.mutex);
         for (;;) {
-            wake_.wait(lock, [&] { return stopping_ || state_ == state::asked; });
-            if (stopping_) return;
-            const int fd = fd_;
-            const bool fail = fail_;
+            h.wake.wait(lock, [&] { return h.stopping || h.state == step::asked; });
+            if (h.stopping) return;
+            const int fd = h.fd;
+            const bool fail = h.fail;
             lock.unlock();
             const int r = sync_now(fd, fail);
             lock.lock();
-            result_ = r;
-            state_ = state::done;
-            done_.notify_all();
+            h.result = r;
+            h.state = step::done;
+            h.done.notify_all();
         }
     }
 
-    std::mutex mutex_;
-    std::condition_variable wake_, done_;
-    state state_ = state::idle;
-    int fd_ = -1;
-    bool fail_ = false;
-    bool stopping_ = false;
+    std::unique_ptr<helper> helper_;
+    pid_t owner_ = 0;
     bool ran_here_ = false;     // (the caller's thread only)
     bool outstanding_ = false;  // (the caller's thread only)
-    int result_ = 0;
-    pid_t owner_ = 0;
-    std::thread worker_;  // last: started after everything it uses
+    int result_here_ = 0;
 };
 
 }  // namespace resilite::detail
