@@ -17,7 +17,7 @@ namespace flow_read_connections_tests {
 
 using namespace test::archive;
 using test::manual_durability;
-using resilite::sqlite::detail::reads_only;
+using resilite::detail::reads_only;
 
 namespace {
 

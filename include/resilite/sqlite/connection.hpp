@@ -119,8 +119,11 @@ public:
     }
 
     [[nodiscard]] statement prepare(std::string_view sql) { return statement{db_, sql}; }
+    // A cached statement with no parameter bound yet (the cache leaves the last user's bindings).
     [[nodiscard]] statement_cache::lease prepare_cached(std::string_view sql) {
-        return cache_.acquire(db_, sql);
+        auto stmt = cache_.acquire(db_, sql);
+        stmt->clear_bindings();
+        return stmt;
     }
 
     void busy_timeout(std::chrono::milliseconds t) {

@@ -22,8 +22,9 @@ class statement_cache {
     using list_type = std::list<entry>;
 
 public:
-    // A statement on loan. Returning it resets it and clears its bindings, so the next user
-    // starts clean. When the cached copy is already lent (re-entrant use of the same SQL, e.g.
+    // A statement on loan. Returning it resets it; its bindings stay until the next user binds
+    // (the connection's own calls bind every parameter, counted; connection::prepare_cached
+    // clears them first), which saves a clear on every statement. When the cached copy is already lent (re-entrant use of the same SQL, e.g.
     // a query inside a loop over the same query), a private statement is prepared instead.
     class lease {
     public:
@@ -52,6 +53,12 @@ public:
     statement_cache& operator=(const statement_cache&) = delete;
 
     [[nodiscard]] lease acquire(sqlite3* db, std::string_view sql) {
+        // The statement used last, asked again (a loop, a polling read): no hashing.
+        if (!entries_.empty() && !entries_.front().in_use && entries_.front().sql == sql) {
+            ++hits_;
+            entries_.front().in_use = true;
+            return lease{this, entries_.begin()};
+        }
         if (auto found = index_.find(sql); found != index_.end()) {
             auto it = found->second;
             if (!it->in_use) {
@@ -96,7 +103,6 @@ public:
 private:
     void give_back(list_type::iterator it) noexcept {
         it->stmt.reset();
-        it->stmt.clear_bindings();
         it->in_use = false;
         evict();
     }

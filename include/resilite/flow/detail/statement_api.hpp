@@ -64,7 +64,7 @@ public:
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
             "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count,
-            [sql] { return sqlite::detail::reads_only(sql); });
+            [sql] { return detail::reads_only(sql); });
     }
 
     // The first row, if there is one.
@@ -73,7 +73,7 @@ public:
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
             "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count,
-            [sql] { return sqlite::detail::reads_only(sql); });
+            [sql] { return detail::reads_only(sql); });
     }
 
     // ---- typed rows (tables declared in the schema policy) ---------------------------------------
@@ -119,7 +119,7 @@ public:
         const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
         return self().read(
             "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count,
-            [&text] { return sqlite::detail::reads_only(text); });  // (the tail may name what only the writer has)
+            [&text] { return detail::reads_only(text); });  // (the tail may name what only the writer has)
     }
 
     // Deletes the row with this primary key; returns 1, or 0 when there was none.

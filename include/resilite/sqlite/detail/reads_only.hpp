@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <string_view>
 
-namespace resilite::sqlite::detail {
+namespace resilite::detail {
 
 // True when `sql` names, in any case, something whose answer belongs to a connection: the
 // functions last_insert_rowid, changes and total_changes, the pragma_* table functions, the
@@ -55,4 +55,4 @@ namespace resilite::sqlite::detail {
     return (starts("select") || starts("with") || starts("values")) && !names_connection_state(sql);
 }
 
-}  // namespace resilite::sqlite::detail
+}  // namespace resilite::detail
