@@ -800,6 +800,43 @@ TEST_CASE("archive written ahead: a Database closed after a segment sync failed 
     CHECK(db.check_archive().reproduces_live == true);
 }
 
+TEST_CASE("archive written ahead: a process forked while a record's sync runs on the helper thread gets EIO from its "
+          "wait at once (its copy of the writer has no helper), syncs on its own thread after, and exits without hanging",
+          "[archive]") {
+    test::temp_dir dir;
+    const auto file = dir / "segment";
+    const int fd = ::open(file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    REQUIRE(fd >= 0);
+    REQUIRE(::write(fd, "x", 1) == 1);
+    auto sync = std::make_unique<resilite::detail::background_sync>();
+    sync->start(fd);  // the first start makes the helper thread
+    CHECK(sync->wait() == 0);
+    sync->start(fd);  // outstanding on the helper while the process forks
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        ::alarm(60);  // a child that hangs (waiting for a helper it does not have) dies of SIGALRM
+        int code = 0;
+        if (sync->wait() != EIO) code |= 1;  // not "durable": the child cannot know
+        sync->start(fd);                      // runs here, on the child's thread
+        if (sync->wait() != 0) code |= 2;
+        sync->start(fd, true);
+        if (sync->wait() != EIO) code |= 4;  // the injected fault still reported
+        sync.reset();                        // the destructor does not join a thread that is not there
+        ::_exit(code);
+    }
+    CHECK(sync->wait() == 0);  // the parent's own sync is unaffected
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    INFO("signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    sync->start(fd);
+    CHECK(sync->wait() == 0);
+    sync.reset();
+    ::close(fd);
+}
+
 TEST_CASE("archive written ahead: a segment sync that fails beside a COMMIT which fails too takes the record back",
           "[archive]") {
     test::temp_dir dir;
@@ -972,6 +1009,84 @@ TEST_CASE("archive every table: tables the schema does not declare are archived 
     ItemsDb db{dir / "app.db", items_options()};
     const auto report = db.check_archive();  // every table compared, none left out
     INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("archive every table: a change of case in a NOCASE key or column is archived (compared as bytes)",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE tags(k TEXT PRIMARY KEY COLLATE NOCASE, v INTEGER);"
+                       "CREATE TABLE names(id INTEGER PRIMARY KEY, n TEXT COLLATE NOCASE)");
+        db.exec("INSERT INTO tags VALUES('abc', 1)");
+        db.exec("INSERT INTO names VALUES(1, 'ann')");
+        db.exec("UPDATE tags SET k = 'ABC'");
+        db.exec("UPDATE names SET n = 'Ann'");
+    }
+    static_cast<void>(resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db"));
+    resilite::sqlite::connection c{dir / "rebuilt.db", SQLITE_OPEN_READONLY};
+    CHECK(c.query_all<std::string, std::int64_t>("SELECT k, v FROM tags") ==
+          std::vector<std::tuple<std::string, std::int64_t>>{{"ABC", 1}});
+    CHECK(c.query_one<std::string>("SELECT n FROM names WHERE id = 1") == "Ann");
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("archive every table: an AUTOINCREMENT table (and sqlite_sequence, which SQLite makes for it) rebuilds",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE events(id INTEGER PRIMARY KEY AUTOINCREMENT, what TEXT);"
+                       "CREATE TABLE other(x INTEGER)");  // created by the same script
+        for (const char* what : {"one", "two", "three"})
+            db.exec("INSERT INTO events(what) VALUES(?)", std::string{what});
+        db.exec("DELETE FROM events WHERE id = 3");
+        db.exec("INSERT INTO other VALUES(7)");
+    }
+    const auto r = resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db");
+    resilite::sqlite::connection c{dir / "rebuilt.db", SQLITE_OPEN_READONLY};
+    CHECK(c.query_all<std::int64_t, std::string>("SELECT id, what FROM events ORDER BY id") ==
+          std::vector<std::tuple<std::int64_t, std::string>>{{1, "one"}, {2, "two"}});
+    CHECK(c.query_one<std::int64_t>("SELECT seq FROM sqlite_sequence WHERE name = 'events'") == 3);  // 3 never reused
+    CHECK(c.query_one<std::int64_t>("SELECT x FROM other") == 7);
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+}
+
+TEST_CASE("archive every table: rows that INSERT OR REPLACE and UPDATE OR REPLACE delete through another unique "
+          "constraint (no delete trigger runs for them) are gone from the rebuild too",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE users(id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT);"
+                       "CREATE TABLE codes(code TEXT PRIMARY KEY, owner INTEGER UNIQUE) WITHOUT ROWID");
+        db.exec("INSERT INTO users VALUES(1, 'ann@example.com', 'Ann'), (2, 'bob@example.com', 'Bob'), "
+                "(3, 'cy@example.com', 'Cy')");
+        db.exec("INSERT OR REPLACE INTO users VALUES(4, 'ann@example.com', 'Ann again')");  // row 1 goes
+        db.exec("UPDATE OR REPLACE users SET email = 'bob@example.com' WHERE id = 3");      // row 2 goes
+        db.exec("REPLACE INTO users VALUES(3, 'cy@example.com', 'Cy back')");               // same key
+        db.exec("INSERT INTO codes VALUES('a', 1), ('b', 2)");
+        db.exec("INSERT OR REPLACE INTO codes VALUES('c', 1)");  // 'a' goes
+        db.exec("INSERT OR IGNORE INTO users VALUES(5, 'cy@example.com', 'ignored')");
+    }
+    static_cast<void>(resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db"));
+    resilite::sqlite::connection c{dir / "rebuilt.db", SQLITE_OPEN_READONLY};
+    CHECK(c.query_all<std::int64_t, std::string, std::string>("SELECT id, email, name FROM users ORDER BY id") ==
+          std::vector<std::tuple<std::int64_t, std::string, std::string>>{{3, "cy@example.com", "Cy back"},
+                                                                          {4, "ann@example.com", "Ann again"}});
+    CHECK(c.query_all<std::string, std::int64_t>("SELECT code, owner FROM codes ORDER BY code") ==
+          std::vector<std::tuple<std::string, std::int64_t>>{{"b", 2}, {"c", 1}});
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
     CHECK(report.reproduces_live == true);
 }
 

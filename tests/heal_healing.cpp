@@ -838,6 +838,122 @@ TEST_CASE("heal killed after each phase: the next open finishes it, never a lost
     }
 }
 
+TEST_CASE("heal whose restored copy cannot be flushed: that source fails with the I/O error, the next one heals, "
+          "nothing unflushed is swapped in",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    history_with_backup<HealDb>(path);
+    damage_header(path);
+
+    int flushes = 0;
+    HealDb::options o;
+    o.inject_failure = [&](std::string_view operation, int) {
+        if (operation == "heal:flush") ++flushes;
+        return operation == "heal:flush" ? SQLITE_IOERR : SQLITE_OK;  // every backup's copy fails
+    };
+    HealDb db{path, o};
+    CHECK(flushes == 1);  // the one backup; the archive alone is rebuilt and synced by the rebuild
+    CHECK(rows_of(path) == expected_rows(1, 40));
+    CHECK(integrity_ok(path));
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK_FALSE(report->backup_used.has_value());  // healed from the archive alone
+    REQUIRE(report->sources.size() == 2);
+    CHECK_FALSE(report->sources.front().healed);
+    CHECK(report->sources.front().source.find("backup") != std::string::npos);
+    CHECK(report->sources.front().detail.find("could not sync the healed database") != std::string::npos);
+    CHECK(report->sources.back().source == "archive alone");
+    CHECK(report->sources.back().healed);
+}
+
+TEST_CASE("heal of a database with a table whose name holds a double quote: healed, its rows counted", "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script(R"(CREATE TABLE "we""ird tab"(x INTEGER))");
+        db.exec(R"(INSERT INTO "we""ird tab" VALUES(1))");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec(R"(INSERT INTO "we""ird tab" VALUES(2))");
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(db.query_one<int>(R"(SELECT count(*) FROM "we""ird tab")") == 2);
+    bool counted = false;
+    for (const auto& t : report->tables)
+        counted = counted || (t.name == "we\"ird tab" && t.rows == 2);
+    CHECK(counted);
+}
+
+TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
+          "that nothing committed is missing",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE VIRTUAL TABLE docs USING fts5(body)");
+        db.exec("INSERT INTO docs VALUES('before the backup')");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec("INSERT INTO docs VALUES('after the backup')");  // committed, but not archived
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    const auto text = report->to_text();
+    INFO(text);
+    CHECK(report->healed);
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(report->may_be_lost.find("virtual table docs") != std::string::npos);
+    CHECK(text.find("nothing committed is missing") == std::string::npos);
+}
+
+TEST_CASE("heal after resilite::restore() of an older backup: the commits the restore rolled back stay rolled back",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    std::filesystem::path older;
+    {
+        HealDb db{path};
+        insert_items(db, 1, 5);
+        older = db.backup_now().path;
+        insert_items(db, 6, 10);  // archived, then rolled back by the restore below
+    }
+    static_cast<void>(resilite::restore(older, path));
+    {
+        test::event_log log;
+        HealDb db{path, logged<HealDb>(log)};
+        CHECK(rows_of(path) == expected_rows(1, 5));
+        insert_items(db, 11, 11);
+        db.exec("DELETE FROM items WHERE id = 1");
+        const auto report = db.check_archive();  // the archive alone gives this database again
+        INFO(report.to_text());
+        CHECK(report.reproduces_live == true);
+    }
+    auto expected = expected_rows(2, 5);
+    expected[11] = "item 11";
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(rows_of(path) == expected);
+}
+
 TEST_CASE("heal: no healing policy keeps the refusal", "[heal]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -66,8 +66,10 @@ struct heal_report {
             out += fmt::format("  source {}: {}{}\n", s.source, s.healed ? "used" : "not used",
                                s.detail.empty() ? std::string{} : " (" + s.detail + ")");
         if (backup_used) out += fmt::format("  backup: {}\n", backup_used->string());
-        if (archive_from_seq)
-            out += fmt::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1, archive_to_seq.value_or(0));
+        if (archive_from_seq && archive_to_seq.value_or(0) > *archive_from_seq)
+            out += fmt::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1, *archive_to_seq);
+        else if (archive_from_seq)
+            out += fmt::format("  archive records replayed: none (the source holds record {})\n", *archive_from_seq);
         for (const auto& t : tables)
             out += fmt::format("  table {}: {} rows\n", t.name, t.rows);
         if (!verification.empty()) out += fmt::format("  verified: {}\n", verification);

@@ -193,7 +193,9 @@ struct statement_builder {
     [[nodiscard]] std::string changed(const std::vector<std::string>& cols) const {
         std::vector<std::string> parts;
         for (const auto& c : cols)
-            parts.push_back(fmt::format("{} IS NOT {}", ref_col("OLD", c), ref_col("NEW", c)));
+            // As bytes: under a column's NOCASE (or other) collation a change of case would
+            // compare equal and go unarchived.
+            parts.push_back(fmt::format("{} IS NOT {} COLLATE BINARY", ref_col("OLD", c), ref_col("NEW", c)));
         return fmt::format("{}", fmt::join(parts, " OR "));
     }
 

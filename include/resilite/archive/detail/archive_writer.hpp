@@ -121,6 +121,13 @@ public:
                 const auto archive_end = resolve_tail(c);
                 auto resolved = take_notes();
                 notes.insert(notes.end(), resolved.begin(), resolved.end());
+                if (std::exchange(behind_archive_, false)) {
+                    // The records after the database's number describe commits this copy does not
+                    // hold: a snapshot after them makes a heal or a rebuild give this database.
+                    need_baseline = true;
+                    notes.push_back("a full snapshot was written so that the archive gives this database "
+                                    "again, not the one its later records describe");
+                }
                 if (archive_end < db_seq) {
                     need_baseline = true;
                     notes.push_back(fmt::format(
@@ -379,6 +386,7 @@ private:
             "the archive ends at txn {} but the database's outbox does not hold that record "
             "(restored from a copy?); its unarchived changes are numbered from txn {}",
             archive_seq, archive_seq + 1));
+        behind_archive_ = true;
         return archive_seq;
     }
 
@@ -724,6 +732,7 @@ private:
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
+    bool behind_archive_ = false;      // resolve_tail: the database is older than its archive (a copy)
     bool snapshot_due_ = false;        // a record's overlapped sync failed: the next write carries a snapshot
     bool snapshot_in_flight_ = false;  // this transaction carries that snapshot
     std::function<bool()> sync_fault_;

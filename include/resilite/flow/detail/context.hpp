@@ -195,6 +195,12 @@ public:
         }
     }
 
+    // Test hook, where the failure is not SQLite's to return (a flush on a helper thread):
+    // whether inject_failure asks `operation` to fail.
+    [[nodiscard]] bool injected(std::string_view operation) {
+        return inject_failure && inject_failure(operation, 1) != SQLITE_OK;
+    }
+
     // At the start of an operation: settings accepted meanwhile take effect (one load when none).
     void settle_settings() {
         if (!settings_pending.load(std::memory_order_acquire)) [[likely]] return;

@@ -86,9 +86,10 @@ namespace resilite::detail {
 // a private scratch file no other connection of this process opens.
 class candidate_flush {
 public:
-    explicit candidate_flush(const std::filesystem::path& file)
+    // `fail`: a test's injected fault; the flush then reports EIO after it ran.
+    candidate_flush(const std::filesystem::path& file, bool fail)
         : fd_(::open(file.c_str(), O_RDONLY | O_CLOEXEC)) {
-        if (fd_ >= 0) sync_.start(fd_);
+        if (fd_ >= 0) sync_.start(fd_, fail);
     }
     candidate_flush(const candidate_flush&) = delete;
     candidate_flush& operator=(const candidate_flush&) = delete;
@@ -471,7 +472,7 @@ private:
             // The copy goes to disk while the tail is replayed and the result checked: it must be
             // durable before the swap, not before it is checked (229 MB here: 0.17 s to flush,
             // 0.19 s to check). What the replay changes after this starts, the swap's fsync takes.
-            candidate_flush flush{candidate.database()};
+            candidate_flush flush{candidate.database(), ctx_.injected("heal:flush")};
             rep.phases.push_back({"restore", ctx_.now() - restore_start});
             progress("restore", 30);
             if (past_limit()) {
@@ -534,6 +535,8 @@ private:
             }
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
+            if (has_archive)
+                add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
             if (!dropped.empty())
                 detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
@@ -574,6 +577,7 @@ private:
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
+            add_loss(rep, virtual_tables_note("every row", candidate.database()));
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
@@ -695,8 +699,8 @@ private:
         const auto committed = committed_seq_();
         if (committed <= reached) return std::nullopt;
         return fmt::format("acknowledged commits in archive records {} to {} are missing: the archive ends at record {} "
-                           "(its tail was cut or lost) while {} shows record {} committed",
-                           reached + 1, committed, archive_last(archive_dir), evidence_, committed);
+                           "(its tail was cut or lost), while record {} is known committed ({})",
+                           reached + 1, committed, archive_last(archive_dir), committed, evidence_);
     }
     [[nodiscard]] std::int64_t committed_seq_() const { return evidence_seq_; }
 
@@ -763,6 +767,24 @@ private:
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
     // The declared ones, and those the database's capture triggers leave out (a program that does
     // not declare the schema, such as the resilite command, must name them too).
+    // Virtual tables (FTS5, R*Tree, ...) are not archived: what the archive would have brought
+    // back of them is named, so that the report never says nothing committed is missing.
+    [[nodiscard]] static std::string virtual_tables_note(std::string_view which, const std::filesystem::path& db) {
+        std::vector<std::string> names;
+        try {
+            sqlite::connection c{db, SQLITE_OPEN_READONLY};
+            names = c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                             "sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name");
+        } catch (const std::exception& e) {
+            return fmt::format("the virtual tables, if any (they are not archived; the result could not be read "
+                               "to name them: {})",
+                               e.what());
+        }
+        if (names.empty()) return {};
+        return fmt::format("{} of the virtual table{} {} (virtual tables are not archived)", which,
+                           names.size() == 1 ? "" : "s", fmt::join(names, ", "));
+    }
+
     [[nodiscard]] static std::string secrets_note(std::string_view which, const std::filesystem::path& db) {
         std::set<std::string> secrets;
         for (const auto& t : archive::capture_tables(R::schema::definition()))
@@ -818,7 +840,7 @@ private:
                 return fmt::format("the result is another database (identity {}, expected {})", id.empty() ? "none" : id,
                                    expected);
             for (const auto& t : archive::user_tables(c))
-                rep.tables.push_back({t, c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM \"{}\"", t)).value_or(0)});
+                rep.tables.push_back({t, c.query_one<std::int64_t>("SELECT count(*) FROM " + quote_id(t)).value_or(0)});
         }
         if (archive_dir != nullptr && archive_bytes(*archive_dir) > ctx_.with_lock([&] {
                 return ctx_.config.healing.trial_rebuild_limit_bytes;

@@ -148,8 +148,8 @@ struct resolved_policies {
         checked_archive_policy<archive>() && checked_healing_policy<healing>() &&
         checked_degradation_policy<degradation>();
     static_assert(!archive::enabled || !schema::empty,
-                  "resilite::archive<> needs a declared schema: the archive records the rows of the declared "
-                  "tables; add resilite::schema<resilite::table<...>, ...>");
+                  "resilite::archive<> needs a declared schema: it archives every table, and the declared ones "
+                  "say which columns are secret (never archived); add resilite::schema<resilite::table<...>, ...>");
     static constexpr bool archiving = archive::enabled;
 };
 
