@@ -811,6 +811,21 @@ TEST_CASE("archive written ahead: a process forked while a record's sync runs on
     auto sync = std::make_unique<resilite::detail::background_sync>();
     sync->start(fd);  // the first start makes the helper thread
     CHECK(sync->wait() == 0);
+    {
+        // Forked while the helper waits for work: the child's copy of the condition variable
+        // still counts it as a waiter (destroying it there hung).
+        const pid_t idle = ::fork();
+        REQUIRE(idle >= 0);
+        if (idle == 0) {
+            ::alarm(60);
+            sync.reset();
+            ::_exit(0);
+        }
+        int status = 0;
+        REQUIRE(::waitpid(idle, &status, 0) == idle);
+        INFO("signal " << (WIFSIGNALED(status) ? WTERMSIG(status) : 0));
+        REQUIRE(WIFEXITED(status));
+    }
     sync->start(fd);  // outstanding on the helper while the process forks
     const pid_t child = ::fork();
     REQUIRE(child >= 0);

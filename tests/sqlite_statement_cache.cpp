@@ -51,7 +51,7 @@ TEST_CASE("statement cache handles the same SQL in use twice at once", "[sqlite]
     CHECK(pairs == 9);
 }
 
-TEST_CASE("statement cache returns statements with bindings cleared", "[sqlite][cache]") {
+TEST_CASE("statement cache: prepare_cached hands out a statement with no parameter bound", "[sqlite][cache]") {
     test::temp_dir dir;
     connection c{dir / "cache.db"};
     c.exec("CREATE TABLE t(x)");
@@ -63,6 +63,26 @@ TEST_CASE("statement cache returns statements with bindings cleared", "[sqlite][
     const auto second = c.query_one<std::optional<int>>("SELECT x FROM t WHERE rowid = 2");
     REQUIRE(second.has_value());       // the row exists...
     CHECK_FALSE(second->has_value());  // ...and holds NULL
+}
+
+TEST_CASE("statement cache: a value SQLite copied is not kept in an idle statement", "[sqlite][cache]") {
+    test::temp_dir dir;
+    connection c{dir / "cache.db"};
+    c.exec("CREATE TABLE t(x)");
+    const std::string token(64, 's');
+    c.exec("INSERT INTO t VALUES(?)", token);
+    for (auto row : c.query<int>("SELECT count(*) FROM t WHERE x = ?", token))  // copied into the statement
+        CHECK(row == 1);
+    // The idle statement, as SQLite holds it (never the INSERT's: its value was bound in place).
+    std::string idle;
+    for (sqlite3_stmt* s = sqlite3_next_stmt(c.native_handle(), nullptr); s != nullptr;
+         s = sqlite3_next_stmt(c.native_handle(), s)) {
+        if (std::string_view{sqlite3_sql(s)} != "SELECT count(*) FROM t WHERE x = ?") continue;
+        char* text = sqlite3_expanded_sql(s);
+        idle = text != nullptr ? text : "";
+        sqlite3_free(text);
+    }
+    CHECK(idle == "SELECT count(*) FROM t WHERE x = NULL");
 }
 
 }  // namespace sqlite_statement_cache_tests

@@ -44,12 +44,14 @@ public:
     statement& operator=(const statement&) = delete;
     statement(statement&& o) noexcept
         : stmt_(std::exchange(o.stmt_, nullptr)),
-          params_(std::exchange(o.params_, 0)) {}
+          params_(std::exchange(o.params_, 0)),
+          copies_(std::exchange(o.copies_, false)) {}
     statement& operator=(statement&& o) noexcept {
         if (this != &o) {
             sqlite3_finalize(stmt_);
             stmt_ = std::exchange(o.stmt_, nullptr);
             params_ = std::exchange(o.params_, 0);
+            copies_ = std::exchange(o.copies_, false);
         }
         return *this;
     }
@@ -66,6 +68,7 @@ public:
                       "std::string_view, const char*, resilite::blob, std::span<const std::byte>, "
                       "std::optional<T> or nullptr");
         check(detail::value_traits<V>::bind(stmt_, index, value, copy), "bind");
+        copies_ = copies_ || copy;
     }
 
     template <class... Args>
@@ -96,7 +99,13 @@ public:
     }
 
     void reset() noexcept { sqlite3_reset(stmt_); }
-    void clear_bindings() noexcept { sqlite3_clear_bindings(stmt_); }
+    void clear_bindings() noexcept {
+        sqlite3_clear_bindings(stmt_);
+        copies_ = false;
+    }
+    // Whether a value bound since the last clear_bindings() was copied into SQLite (bind with
+    // copy = true): the copy stays in the statement until then.
+    [[nodiscard]] bool holds_copies() const noexcept { return copies_; }
 
     template <class T>
     [[nodiscard]] T column(int index) const {
@@ -158,6 +167,7 @@ private:
 
     sqlite3_stmt* stmt_ = nullptr;
     int params_ = 0;
+    bool copies_ = false;
 };
 
 }  // namespace resilite::sqlite

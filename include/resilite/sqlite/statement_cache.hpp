@@ -22,10 +22,12 @@ class statement_cache {
     using list_type = std::list<entry>;
 
 public:
-    // A statement on loan. Returning it resets it; its bindings stay until the next user binds
-    // (the connection's own calls bind every parameter, counted; connection::prepare_cached
-    // clears them first), which saves a clear on every statement. When the cached copy is already lent (re-entrant use of the same SQL, e.g.
-    // a query inside a loop over the same query), a private statement is prepared instead.
+    // A statement on loan. Returning it resets it; bindings that point at the caller's memory
+    // stay until the next user binds (the connection's own calls bind every parameter, counted;
+    // connection::prepare_cached clears them first), which saves a clear on every statement;
+    // values SQLite copied (a blob, a token) are cleared at once. When the cached copy is
+    // already lent (re-entrant use of the same SQL, e.g. a query inside a loop over the same
+    // query), a private statement is prepared instead.
     class lease {
     public:
         lease(lease&& o) noexcept
@@ -52,6 +54,8 @@ public:
     statement_cache(const statement_cache&) = delete;
     statement_cache& operator=(const statement_cache&) = delete;
 
+private:
+    friend class connection;  // the only borrower: it binds every parameter, or clears them
     [[nodiscard]] lease acquire(sqlite3* db, std::string_view sql) {
         // The statement used last, asked again (a loop, a polling read): no hashing.
         if (!entries_.empty() && !entries_.front().in_use && entries_.front().sql == sql) {
@@ -78,6 +82,7 @@ public:
         return lease{this, entries_.begin()};
     }
 
+public:
     void set_capacity(std::size_t capacity) {
         capacity_ = capacity == 0 ? 1 : capacity;
         evict();
@@ -103,6 +108,7 @@ public:
 private:
     void give_back(list_type::iterator it) noexcept {
         it->stmt.reset();
+        if (it->stmt.holds_copies()) it->stmt.clear_bindings();
         it->in_use = false;
         evict();
     }

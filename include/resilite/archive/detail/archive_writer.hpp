@@ -121,6 +121,18 @@ public:
                 const auto archive_end = resolve_tail(c);
                 auto resolved = take_notes();
                 notes.insert(notes.end(), resolved.begin(), resolved.end());
+                if (c.query_one<std::int64_t>(
+                         "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                         "'resilite\\_archive\\_%\\_update' ESCAPE '\\' AND sql NOT LIKE '%COLLATE BINARY%'")
+                        .value_or(0) > 0) {
+                    // Triggers of an older version compared values under each column's collation:
+                    // a change of case under NOCASE went unarchived. Rewritten below; the snapshot
+                    // covers what they missed.
+                    need_baseline = true;
+                    notes.push_back("the capture triggers compared values under each column's collation (a "
+                                    "change of case under NOCASE was not archived); they compare bytes now, and "
+                                    "a full snapshot was written");
+                }
                 if (std::exchange(behind_archive_, false)) {
                     // The records after the database's number describe commits this copy does not
                     // hold: a snapshot after them makes a heal or a rebuild give this database.
@@ -456,6 +468,9 @@ private:
     std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle,
                                bool overlap) {
         static_cast<void>(resolve_tail(c));
+        // A copy older than its archive found here (the archive could not be read at open): the
+        // next write carries the snapshot that the open would have written.
+        if (std::exchange(behind_archive_, false)) snapshot_due_ = true;
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their

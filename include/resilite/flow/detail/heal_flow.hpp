@@ -536,7 +536,7 @@ private:
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
             if (has_archive)
-                add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
+                add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database(), rep));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
             if (!dropped.empty())
                 detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
@@ -577,7 +577,7 @@ private:
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
-            add_loss(rep, virtual_tables_note("every row", candidate.database()));
+            add_loss(rep, virtual_tables_note("every row", candidate.database(), rep));
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
@@ -767,18 +767,22 @@ private:
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
     // The declared ones, and those the database's capture triggers leave out (a program that does
     // not declare the schema, such as the resilite command, must name them too).
-    // Virtual tables (FTS5, R*Tree, ...) are not archived: what the archive would have brought
-    // back of them is named, so that the report never says nothing committed is missing.
-    [[nodiscard]] static std::string virtual_tables_note(std::string_view which, const std::filesystem::path& db) {
-        std::vector<std::string> names;
-        try {
-            sqlite::connection c{db, SQLITE_OPEN_READONLY};
-            names = c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                                             "sql LIKE 'CREATE VIRTUAL TABLE%' ORDER BY name");
-        } catch (const std::exception& e) {
-            return fmt::format("the virtual tables, if any (they are not archived; the result could not be read "
-                               "to name them: {})",
-                               e.what());
+    // Virtual tables (FTS5, R*Tree, ...) are not archived: the ones the result or the damaged
+    // database (when it can be read) holds are named, so that the report never says nothing
+    // committed is missing because of them.
+    [[nodiscard]] std::string virtual_tables_note(std::string_view which, const std::filesystem::path& result,
+                                                  const heal_report& rep) const {
+        std::set<std::string> names;
+        std::vector<std::filesystem::path> files{result};
+        if (!rep.quarantine.empty()) files.push_back(rep.quarantine / ctx_.path.filename());
+        for (const auto& f : files) {
+            try {
+                sqlite::connection c{f, SQLITE_OPEN_READONLY};
+                for (auto& n : c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                                        "sql LIKE 'CREATE VIRTUAL TABLE%'"))
+                    names.insert(std::move(n));
+            } catch (const std::exception&) {  // (a damaged database that cannot be read names none)
+            }
         }
         if (names.empty()) return {};
         return fmt::format("{} of the virtual table{} {} (virtual tables are not archived)", which,
