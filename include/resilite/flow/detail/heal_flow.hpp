@@ -764,9 +764,6 @@ private:
         return 0;
     }
 
-    // Secret columns are never archived: what the archive wrote holds a placeholder there.
-    // The declared ones, and those the database's capture triggers leave out (a program that does
-    // not declare the schema, such as the resilite command, must name them too).
     // Virtual tables (FTS5, R*Tree, ...) are not archived: the ones the result or the damaged
     // database (when it can be read) holds are named, so that the report never says nothing
     // committed is missing because of them.
@@ -789,6 +786,9 @@ private:
                            names.size() == 1 ? "" : "s", fmt::join(names, ", "));
     }
 
+    // Secret columns are never archived: what the archive wrote holds a placeholder there.
+    // The declared ones, and those the database's capture triggers leave out (a program that does
+    // not declare the schema, such as the resilite command, must name them too).
     [[nodiscard]] static std::string secrets_note(std::string_view which, const std::filesystem::path& db) {
         std::set<std::string> secrets;
         for (const auto& t : archive::capture_tables(R::schema::definition()))
