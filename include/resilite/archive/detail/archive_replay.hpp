@@ -632,7 +632,8 @@ private:
     // holds alike: that failure stays a failure.
     [[nodiscard]] std::optional<std::string> unique_conflict_delete(std::string_view message) const {
         constexpr std::string_view prefix = "UNIQUE constraint failed: ";
-        if (!message.starts_with(prefix) || tokens_.size() < 4 || !iequals(tokens_[0].text, "INSERT"))
+        using grammar::same_word;
+        if (!message.starts_with(prefix) || tokens_.size() < 4 || !same_word(tokens_[0].text, "INSERT"))
             return std::nullopt;
         // INSERT INTO "t" ( names ) VALUES ( values ) ON CONFLICT ( keys ) ...
         std::size_t i = 3;
@@ -663,16 +664,16 @@ private:
             return false;
         };
         std::vector<std::string_view> names, values, keys;
-        if (!list(names) || i >= tokens_.size() || !iequals(tokens_[i++].text, "VALUES") || !list(values) ||
+        if (!list(names) || i >= tokens_.size() || !same_word(tokens_[i++].text, "VALUES") || !list(values) ||
             names.size() != values.size())
             return std::nullopt;
-        if (i + 1 >= tokens_.size() || !iequals(tokens_[i].text, "ON") || !iequals(tokens_[i + 1].text, "CONFLICT"))
+        if (i + 1 >= tokens_.size() || !same_word(tokens_[i].text, "ON") || !same_word(tokens_[i + 1].text, "CONFLICT"))
             return std::nullopt;
         i += 2;
         if (!list(keys)) return std::nullopt;
         const auto value_of = [&](std::string_view column) -> std::optional<std::string_view> {
             for (std::size_t n = 0; n < names.size(); ++n)
-                if (iequals(unquote(names[n]), column)) return values[n];
+                if (same_word(unquote(names[n]), column)) return values[n];
             return std::nullopt;
         };
         const auto table = unquote(tokens_[2].text);
@@ -682,12 +683,12 @@ private:
             const auto comma = rest.find(", ");
             const auto item = rest.substr(0, comma);
             rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 2);
-            if (item.size() <= table.size() + 1 || !iequals(item.substr(0, table.size()), table) ||
+            if (item.size() <= table.size() + 1 || !same_word(item.substr(0, table.size()), table) ||
                 item[table.size()] != '.')
                 return std::nullopt;  // "index 'name'": an expression index
             const auto column = item.substr(table.size() + 1);
             const auto v = value_of(column);
-            if (!v || iequals(*v, "NULL") || *v == "''" || *v == "0" || iequals(*v, "X''")) return std::nullopt;
+            if (!v || same_word(*v, "NULL") || *v == "''" || *v == "0" || same_word(*v, "X''")) return std::nullopt;
             same.push_back(fmt::format("{} = {}", quote_id(column), *v));
         }
         for (const auto& k : keys) {
@@ -709,19 +710,9 @@ private:
         trusted(one ? "RELEASE resilite_in_the_way" : "ROLLBACK TO resilite_in_the_way; RELEASE resilite_in_the_way");
         return one;
     }
+    // An identifier token as a name: quoted ones unquoted, a bare word (rowid) as it is.
     [[nodiscard]] static std::string unquote(std::string_view id) {
-        if (id.size() < 2 || id.front() != '"' || id.back() != '"') return std::string{id};
-        std::string out;
-        for (std::size_t n = 1; n + 1 < id.size(); ++n) {
-            out += id[n];
-            if (id[n] == '"') ++n;  // "" is one quote
-        }
-        return out;
-    }
-    [[nodiscard]] static bool iequals(std::string_view a, std::string_view b) noexcept {
-        return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-                   return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-               });
+        return id.starts_with('"') ? unquote_id_prefix(id) : std::string{id};
     }
 
     // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.

@@ -536,7 +536,7 @@ private:
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
             if (has_archive)
-                add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database(), rep));
+                add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
             if (!dropped.empty())
                 detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
@@ -577,7 +577,7 @@ private:
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
-            add_loss(rep, virtual_tables_note("every row", candidate.database(), rep));
+            add_loss(rep, virtual_tables_note("every row", candidate.database()));
             rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
             return true;
         } catch (const std::exception& e) {
@@ -669,6 +669,7 @@ private:
             what.push_back(fmt::format("a high-water mark {} of another database (identity {}), not taken", mark.seq,
                                        mark.identity));
         }
+        damaged_virtual_.clear();
         if (!rep.quarantine.empty()) {
             try {
                 const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
@@ -680,6 +681,7 @@ private:
                 damaged_outbox_ = unarchived_in(rep.quarantine / ctx_.path.filename());
                 sqlite::connection damaged{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
                 damaged_violations_ = foreign_key_violations(damaged);
+                damaged_virtual_ = virtual_tables(damaged);
             } catch (const std::exception&) {
                 what.emplace_back("the damaged database cannot be read");
                 damaged_outbox_.reset();
@@ -765,25 +767,22 @@ private:
     }
 
     // Virtual tables (FTS5, R*Tree, ...) are not archived: the ones the result or the damaged
-    // database (when it can be read) holds are named, so that the report never says nothing
-    // committed is missing because of them.
-    [[nodiscard]] std::string virtual_tables_note(std::string_view which, const std::filesystem::path& result,
-                                                  const heal_report& rep) const {
-        std::set<std::string> names;
-        std::vector<std::filesystem::path> files{result};
-        if (!rep.quarantine.empty()) files.push_back(rep.quarantine / ctx_.path.filename());
-        for (const auto& f : files) {
-            try {
-                sqlite::connection c{f, SQLITE_OPEN_READONLY};
-                for (auto& n : c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' AND "
-                                                        "sql LIKE 'CREATE VIRTUAL TABLE%'"))
-                    names.insert(std::move(n));
-            } catch (const std::exception&) {  // (a damaged database that cannot be read names none)
-            }
-        }
+    // database (when it could be read, gather_evidence) holds are named, so that the report never
+    // says nothing committed is missing because of them.
+    [[nodiscard]] std::string virtual_tables_note(std::string_view which, const std::filesystem::path& result) const {
+        auto names = damaged_virtual_;
+        sqlite::connection c{result, SQLITE_OPEN_READONLY};  // (verified: it can be read)
+        names.merge(virtual_tables(c));
         if (names.empty()) return {};
         return fmt::format("{} of the virtual table{} {} (virtual tables are not archived)", which,
                            names.size() == 1 ? "" : "s", fmt::join(names, ", "));
+    }
+    [[nodiscard]] static std::set<std::string> virtual_tables(sqlite::connection& c) {
+        std::set<std::string> out;
+        for (auto& n : c.query_all<std::string>("SELECT name FROM sqlite_master WHERE type = 'table' AND "
+                                                "sql LIKE 'CREATE VIRTUAL TABLE%'"))
+            out.insert(std::move(n));
+        return out;
     }
 
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
@@ -1009,6 +1008,7 @@ private:
     std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
+    std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
     std::string fk_note_;
     bool batched_ = false;
     std::chrono::milliseconds batch_interval_{0};

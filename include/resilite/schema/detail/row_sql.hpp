@@ -81,23 +81,6 @@ struct row_sql {
     }
 };
 
-// The identifier quote_id wrote at the start of `s`, unquoted; empty when there is none.
-inline std::string unquote_id_prefix(std::string_view s) {
-    std::string out;
-    if (s.empty() || s.front() != '"') return out;
-    for (std::size_t i = 1; i < s.size(); ++i) {
-        if (s[i] != '"') {
-            out += s[i];
-        } else if (i + 1 < s.size() && s[i + 1] == '"') {
-            out += '"';
-            ++i;
-        } else {
-            return out;
-        }
-    }
-    return {};
-}
-
 // The table a typed-row statement names. row_sql writes "INSERT INTO <table>..." and
 // "SELECT <the row's columns> FROM <table>...", so the name is at a known place.
 template <class Row>

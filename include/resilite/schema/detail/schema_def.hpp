@@ -82,6 +82,23 @@ inline void append_quoted(std::string& out, std::string_view text, char quote) {
     return out;
 }
 
+// The identifier quote_id wrote at the start of `s`, unquoted; empty when there is none.
+inline std::string unquote_id_prefix(std::string_view s) {
+    std::string out;
+    if (s.empty() || s.front() != '"') return out;
+    for (std::size_t i = 1; i < s.size(); ++i) {
+        if (s[i] != '"') {
+            out += s[i];
+        } else if (i + 1 < s.size() && s[i + 1] == '"') {
+            out += '"';
+            ++i;
+        } else {
+            return out;
+        }
+    }
+    return {};
+}
+
 // 'text' with embedded quotes doubled: a string literal.
 [[nodiscard]] inline std::string quote_literal(std::string_view text) {
     std::string out;
