@@ -901,6 +901,113 @@ TEST_CASE("heal of a database with a table whose name holds a double quote: heal
     CHECK(counted);
 }
 
+TEST_CASE("heal from a backup of a table dropped or renamed after it: the dropped table stays dropped, the renamed "
+          "one is there under its new name only, with its rows",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE scratch(id INTEGER PRIMARY KEY, v TEXT); "
+                       "CREATE TABLE old_name(id INTEGER PRIMARY KEY, v TEXT)");
+        db.exec("INSERT INTO scratch(v) VALUES('gone')");
+        db.exec("INSERT INTO old_name(v) VALUES('kept 1')");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec_script("DROP TABLE scratch");
+        db.exec_script("ALTER TABLE old_name RENAME TO new_name");
+        db.exec("INSERT INTO new_name(v) VALUES('kept 2')");
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    REQUIRE(report->backup_used.has_value());
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    const auto tables = db.query<std::string>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('scratch', 'old_name', 'new_name')");
+    CHECK(tables == std::vector<std::string>{"new_name"});
+    CHECK(db.query<std::string>("SELECT v FROM new_name ORDER BY id") ==
+          std::vector<std::string>{"kept 1", "kept 2"});
+    db.exec("INSERT INTO new_name(v) VALUES('kept 3')");  // still archived under its new name
+    const auto check = db.check_archive();
+    INFO(check.to_text());
+    CHECK(check.reproduces_live == true);
+}
+
+TEST_CASE("heal of tables with a column named rowid: one without a primary key is archived by another name of "
+          "its rowid, one with a key keeps every row through a snapshot",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto contents = [](auto& db) {
+        return std::tuple{
+            db.template query<std::string>("SELECT rowid || ':' || ifnull(_rowid_, '-') || ':' || v FROM bare ORDER BY v"),
+            db.template query<std::string>("SELECT id || ':' || rowid FROM keyed ORDER BY id")};
+    };
+    std::tuple<std::vector<std::string>, std::vector<std::string>> before;
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE bare(rowid TEXT, v TEXT); "
+                       "CREATE TABLE keyed(id INTEGER PRIMARY KEY, rowid TEXT)");
+        db.exec("INSERT INTO bare VALUES('r1', 'a'), ('r2', 'b')");
+        db.exec("INSERT INTO keyed VALUES(1, 'x'), (2, 'y')");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec("UPDATE bare SET rowid = 'r9' WHERE v = 'a'");
+        db.exec("DELETE FROM bare WHERE v = 'b'");
+        db.exec("INSERT INTO bare VALUES('r3', 'c')");
+        db.exec("DELETE FROM keyed WHERE id = 1");
+        db.exec("INSERT INTO keyed VALUES(3, 'z')");
+        db.exec_script("CREATE TABLE later(x INTEGER); DROP TABLE later");  // a snapshot after the backup
+        insert_items(db, 11, 20);
+        before = contents(db);
+        const auto check = db.check_archive();
+        INFO(check.to_text());
+        CHECK(check.reproduces_live == true);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->backup_used.has_value());
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(contents(db) == before);
+}
+
+TEST_CASE("heal from a backup of a table that gained a column after it: the column's values are back and the "
+          "report does not call it secret",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT)");
+        db.exec("INSERT INTO notes(body) VALUES('before')");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec_script("ALTER TABLE notes ADD COLUMN extra TEXT");
+        db.exec("INSERT INTO notes(body, extra) VALUES('after', 'added later')");
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->backup_used.has_value());
+    CHECK(db.query<std::string>("SELECT ifnull(extra, '-') FROM notes ORDER BY id") ==
+          std::vector<std::string>{"-", "added later"});
+    CHECK(report->may_be_lost.find("notes.extra") == std::string::npos);
+    CHECK(report->may_be_lost.find("items.token") != std::string::npos);  // the declared secret still named
+}
+
 TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
           "that nothing committed is missing",
           "[heal]") {

@@ -157,10 +157,10 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
                                   const std::function<bool()>& stop = {},
                                   std::int64_t until = std::numeric_limits<std::int64_t>::max(),
                                   const progress_fn* on_progress = nullptr, std::string_view operation = "replay") {
-    std::vector<std::string> held_back;
-    for (auto& [name, sql] : c.query_all<std::string, std::string>(
-             "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
-        held_back.push_back(sql);
+    std::vector<std::pair<std::string, std::string>> held_back;  // table, sql
+    for (auto& [name, table, sql] : c.query_all<std::string, std::string, std::string>(
+             "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
+        held_back.emplace_back(table, sql);
         c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
     }
     std::set<std::string> tables;
@@ -198,9 +198,10 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             last_id = r.header.last_id;
         }
     }
-    for (const auto& sql : held_back) {
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) ==
-            0)
+    for (const auto& [table, sql] : held_back) {
+        // (A table a snapshot dropped, as the application had dropped or renamed it, keeps none.)
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND sql = ?", sql) == 0 &&
+            c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table) == 1)
             c.exec_script(sql);
     }
     meter.finish();

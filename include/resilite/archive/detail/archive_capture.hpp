@@ -75,16 +75,38 @@ struct table_shape {
     std::string name;
     std::vector<existing_column> columns;
     std::vector<std::string> key;  // primary key columns in key order; empty: the rowid
+    std::string rowid;             // a name of the rowid no column hides (rowid, _rowid_, oid); empty: none
 };
 
+// The first of SQLite's names for the rowid that no column of `columns` takes: a column named
+// rowid hides that name, and a statement saying rowid would mean the column.
+template <class Columns, class NameOf>
+[[nodiscard]] std::string rowid_name(const Columns& columns, NameOf name_of) {
+    for (std::string_view n : {"rowid", "_rowid_", "oid"}) {
+        const bool taken = std::any_of(columns.begin(), columns.end(),
+                                       [&](const auto& col) { return lower(name_of(col)) == n; });
+        if (!taken) return std::string{n};
+    }
+    return {};
+}
+
 [[nodiscard]] inline table_shape shape_of(sqlite::connection& c, const std::string& table) {
-    table_shape s{table, schema_inspector{c}.columns(table), {}};
+    table_shape s{table, schema_inspector{c}.columns(table), {}, {}};
     std::vector<std::pair<int, std::string>> pk;
     for (const auto& col : s.columns)
         if (col.pk > 0) pk.emplace_back(col.pk, col.name);
     std::sort(pk.begin(), pk.end());
     for (auto& p : pk)
         s.key.push_back(p.second);
+    s.rowid = rowid_name(s.columns, [](const existing_column& col) { return col.name; });
+    if (s.key.empty() && s.rowid.empty() && !s.columns.empty()) {
+        throw library_failure(error_class::archive, "archive",
+                              fmt::format("table {} has no primary key and columns named rowid, _rowid_ and oid, "
+                                          "which hide every name of its rowid, so its rows cannot be archived: "
+                                          "declare a primary key or rename one of those columns",
+                                          quote_id(table)),
+                              c.path());
+    }
     return s;
 }
 
@@ -121,20 +143,20 @@ struct statement_builder {
     }
     [[nodiscard]] bool keyed() const { return !t.key.empty(); }
     [[nodiscard]] std::vector<std::string> key_columns() const {
-        return keyed() ? t.key : std::vector<std::string>{"rowid"};
+        return keyed() ? t.key : std::vector<std::string>{t.rowid};
     }
-    [[nodiscard]] static std::string ref_col(std::string_view ref, const std::string& col) {
-        return col == "rowid" ? fmt::format("{}.rowid", ref) : fmt::format("{}.{}", ref, quote_id(col));
+    // The rowid, by the name no column hides (bare: quoted, it would name a column of that name).
+    [[nodiscard]] bool is_rowid(const std::string& col) const { return !keyed() && col == t.rowid; }
+    [[nodiscard]] std::string ref_col(std::string_view ref, const std::string& col) const {
+        return is_rowid(col) ? fmt::format("{}.{}", ref, col) : fmt::format("{}.{}", ref, quote_id(col));
     }
-    [[nodiscard]] static std::string id_of(const std::string& col) {
-        return col == "rowid" ? col : quote_id(col);
-    }
+    [[nodiscard]] std::string id_of(const std::string& col) const { return is_rowid(col) ? col : quote_id(col); }
 
     // Columns whose values are archived: the key (rowid first for a table without one), then
     // every other column that is not secret.
     [[nodiscard]] std::vector<std::string> archived_columns() const {
         std::vector<std::string> out =
-            keyed() ? std::vector<std::string>{} : std::vector<std::string>{"rowid"};
+            keyed() ? std::vector<std::string>{} : std::vector<std::string>{t.rowid};
         for (const auto& c : t.columns)
             if (!secret(c)) out.push_back(c.name);
         return out;
@@ -647,6 +669,7 @@ inline void add_table_rows(sqlite::connection& c, const capture_table& cap) {
 inline void add_baseline(sqlite::connection& c, const std::vector<capture_table>& tables,
                          const std::vector<schema_object>& live) {
     add_to_outbox(c, baseline_begin);
+    add_to_outbox(c, baseline_every_table);
     for (const auto& o : live)
         add_to_outbox(c, if_not_exists(o.sql));
     for (const auto& cap : tables)

@@ -38,6 +38,11 @@ inline constexpr std::string_view trailer_prefix = "COMMIT; -- txn ";
 // Outbox rows that delimit a snapshot: its statements form a record of their own.
 inline constexpr std::string_view baseline_begin = "-- resilite baseline begin";
 inline constexpr std::string_view baseline_end = "-- resilite baseline end";
+// The first line of a baseline that holds every table of the database (every baseline written
+// since every table is archived): a replay drops the tables it does not hold (dropped or renamed
+// since an older copy it is replayed over). A comment: older readers skip it.
+inline constexpr std::string_view baseline_every_table =
+    "-- resilite baseline of every table: a table it does not hold was dropped or renamed";
 
 enum class record_kind { changes, baseline };
 

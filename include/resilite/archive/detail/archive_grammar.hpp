@@ -181,11 +181,14 @@ public:
         return true;
     }
     bool semicolon_last() { return i_ + 1 == t_.size() && t_[i_++].kind == tok::semicolon; }
-    // A name as the writer quotes it ("t"), or `rowid` where it allows that.
+    // A name as the writer quotes it ("t"), or a name of the rowid (rowid, _rowid_, oid: bare)
+    // where it allows that.
     std::optional<std::string_view> quoted(bool rowid = false) {
         if (done()) return std::nullopt;
         const auto& t = t_[i_];
-        if ((t.kind == tok::id && t.text.front() == '"') || (rowid && t.kind == tok::word && same_word(t.text, "rowid"))) {
+        if ((t.kind == tok::id && t.text.front() == '"') ||
+            (rowid && t.kind == tok::word &&
+             (same_word(t.text, "rowid") || same_word(t.text, "_rowid_") || same_word(t.text, "oid")))) {
             ++i_;
             return t.text;
         }

@@ -442,8 +442,11 @@ public:
         trusted("SAVEPOINT resilite_replay");
         // A baseline is the whole database: rows it does not hold (deleted since a backup that
         // had them) must not survive it. Temporary triggers note each row it writes; the rest go.
-        std::vector<std::string> swept;
-        if (r.header.kind == record_kind::baseline) swept = watch_baseline();
+        std::vector<std::pair<std::string, std::string>> swept;  // table, its rowid's name
+        std::vector<std::string> before;
+        if (r.header.kind == record_kind::baseline) swept = watch_baseline(before);
+        const bool every_table = r.header.kind == record_kind::baseline && r.body.starts_with(baseline_every_table);
+        std::set<std::string> created;  // (lower case) the tables the baseline holds
         const std::string_view body = r.body;
         std::size_t p = 0;
         int line = r.line + 2;    // the body starts after the header and BEGIN
@@ -451,6 +454,11 @@ public:
         while (p < body.size()) {
             while (p < body.size() && (body[p] == ' ' || body[p] == '\t' || body[p] == '\r' || body[p] == '\n'))
                 ++p;
+            if (body.substr(p).starts_with("--")) {  // a comment line of the writer's (baseline_every_table)
+                const auto eol = body.find('\n', p);
+                p = eol == std::string_view::npos ? body.size() : eol;
+                continue;
+            }
             if (p == body.size()) break;
             line += count_lines(body.substr(counted, p - counted));
             counted = p;
@@ -458,6 +466,7 @@ public:
             const auto check = check_statement(rest, &tokens_);
             const auto text = rest.substr(0, check.length);
             kind_ = check.kind;
+            if (kind_ == statement_kind::create_table && tokens_.size() > 5) created.insert(lower(name_of(tokens_[5].text)));
             refusal_.clear();
             std::string message;
             bool refused = false;
@@ -511,11 +520,19 @@ public:
             applied_bytes_ += static_cast<std::int64_t>(check.length);
             p += check.length;
         }
+        // A table the whole-database baseline does not hold was dropped or renamed after the copy
+        // it is replayed over: it goes (its triggers, the watching ones included, with it).
+        if (every_table) {
+            for (const auto& name : before)
+                if (created.count(lower(name)) == 0) trusted(fmt::format("DROP TABLE main.{}", quote_id(name)));
+        }
         for (std::size_t i = 0; i < swept.size(); ++i) {
-            trusted(fmt::format("DELETE FROM main.{0} WHERE rowid NOT IN (SELECT rid FROM temp.resilite_baseline_seen "
+            const auto& [name, rowid] = swept[i];
+            if (every_table && created.count(lower(name)) == 0) continue;  // dropped above
+            trusted(fmt::format("DELETE FROM main.{0} WHERE {3} NOT IN (SELECT rid FROM temp.resilite_baseline_seen "
                                 "WHERE tbl = {1}); DROP TRIGGER temp.resilite_baseline_{2}_i; "
                                 "DROP TRIGGER temp.resilite_baseline_{2}_u;",
-                                quote_id(swept[i]), quote_literal(swept[i]), i));
+                                quote_id(name), quote_literal(name), i, rowid));
         }
         trusted("RELEASE resilite_replay");
         return true;
@@ -526,35 +543,42 @@ private:
 
     // The tables (with a rowid) that exist before a baseline, each watched by two temporary
     // triggers that note the rows the baseline writes (inserted, or updated by an upsert).
-    std::vector<std::string> watch_baseline() {
+    // `all`: every table that exists before it (the library's own left out). Returns each
+    // watched table with the name its rowid goes by (one no column hides).
+    std::vector<std::pair<std::string, std::string>> watch_baseline(std::vector<std::string>& all) {
         trusted("CREATE TEMP TABLE IF NOT EXISTS resilite_baseline_seen(tbl TEXT NOT NULL, rid INTEGER NOT NULL, "
                 "PRIMARY KEY(tbl, rid)) WITHOUT ROWID; DELETE FROM temp.resilite_baseline_seen;");
-        std::vector<std::string> out;
-        trusted_ = true;  // the library's own query
-        std::vector<std::tuple<std::string, int>> tables;
+        std::vector<std::pair<std::string, std::string>> out;
+        trusted_ = true;  // the library's own queries
+        std::vector<std::tuple<std::string, int, std::string>> tables;  // name, without rowid, rowid name
         try {
-            tables = c_.query_all<std::string, int>(
-                "SELECT name, \"wr\" FROM pragma_table_list WHERE schema = 'main' AND type = 'table'");
+            for (auto& [name, without_rowid] : c_.query_all<std::string, int>(
+                     "SELECT name, \"wr\" FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")) {
+                if (reserved_name(name)) continue;
+                const auto columns = c_.query_all<std::string>("SELECT name FROM pragma_table_info(?)", name);
+                tables.emplace_back(name, without_rowid, rowid_name(columns, [](const std::string& n) { return n; }));
+            }
         } catch (...) {
             trusted_ = false;
             throw;
         }
         trusted_ = false;
-        for (auto& row : tables) {
-            const auto& name = std::get<0>(row);
-            if (reserved_name(name)) continue;
-            if (std::get<1>(row) != 0) {  // WITHOUT ROWID: no rowid to note; the baseline holds every row
+        for (auto& [name, without_rowid, rowid] : tables) {
+            all.push_back(name);
+            // WITHOUT ROWID, or a rowid hidden by columns of every name it has: no rowid to
+            // note; the baseline holds every row.
+            if (without_rowid != 0 || rowid.empty()) {
                 trusted(fmt::format("DELETE FROM main.{}", quote_id(name)));
                 continue;
             }
             const auto i = out.size();
             trusted(fmt::format(
                 "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.rowid); END; "
+                "resilite_baseline_seen VALUES({2}, NEW.{3}); END; "
                 "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.rowid); END;",
-                i, quote_id(name), quote_literal(name)));
-            out.push_back(name);
+                "resilite_baseline_seen VALUES({2}, NEW.{3}); END;",
+                i, quote_id(name), quote_literal(name), rowid));
+            out.emplace_back(name, rowid);
         }
         return out;
     }
@@ -709,6 +733,24 @@ private:
         const bool one = run(removal, refused).empty() && sqlite3_changes64(c_.native_handle()) == 1;
         trusted(one ? "RELEASE resilite_in_the_way" : "ROLLBACK TO resilite_in_the_way; RELEASE resilite_in_the_way");
         return one;
+    }
+    // A name in DDL as SQLite stored it (bare, "quoted", [bracketed], `quoted` or 'quoted') unquoted.
+    [[nodiscard]] static std::string name_of(std::string_view t) {
+        if (t.empty() || (t.front() != '"' && t.front() != '`' && t.front() != '\'' && t.front() != '['))
+            return std::string{t};
+        const char close = t.front() == '[' ? ']' : t.front();
+        std::string out;
+        for (std::size_t i = 1; i < t.size(); ++i) {
+            if (t[i] != close) {
+                out += t[i];
+            } else if (close != ']' && i + 1 < t.size() && t[i + 1] == close) {
+                out += close;
+                ++i;
+            } else {
+                break;
+            }
+        }
+        return out;
     }
     // An identifier token as a name: quoted ones unquoted, a bare word (rowid) as it is.
     [[nodiscard]] static std::string unquote(std::string_view id) {

@@ -469,6 +469,9 @@ private:
             }
             std::filesystem::copy_file(b.path, candidate.database());
             const auto dropped = drop_foreign_code(candidate.database(), rep);
+            // The columns its capture triggers leave out, read before the replay adds columns
+            // those triggers never knew (which are archived, not secret).
+            const auto backup_unarchived = unarchived_columns_of(candidate.database());
             // The copy goes to disk while the tail is replayed and the result checked: it must be
             // durable before the swap, not before it is checked (229 MB here: 0.17 s to flush,
             // 0.19 s to check). What the replay changes after this starts, the swap's fsync takes.
@@ -531,7 +534,8 @@ private:
                 rep.may_be_lost = *loss;
                 number_after_loss(candidate.database());
             } else if (to && from && *to > *from) {
-                rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns", candidate.database());
+                rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns",
+                                               damaged_unarchived_.value_or(backup_unarchived));
             }
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
@@ -573,7 +577,8 @@ private:
             rep.archive_from_seq = 0;
             rep.archive_to_seq = r.last_seq;
             rep.healed_seq = r.last_seq;
-            rep.may_be_lost = loss ? *loss : secrets_note("the secret columns", candidate.database());
+            rep.may_be_lost = loss ? *loss : secrets_note("the secret columns", damaged_unarchived_.value_or(
+                                                                                     std::set<std::string>{}));
             if (loss) number_after_loss(candidate.database());
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
@@ -670,6 +675,7 @@ private:
                                        mark.identity));
         }
         damaged_virtual_.clear();
+        damaged_unarchived_.reset();
         if (!rep.quarantine.empty()) {
             try {
                 const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
@@ -682,10 +688,12 @@ private:
                 sqlite::connection damaged{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
                 damaged_violations_ = foreign_key_violations(damaged);
                 damaged_virtual_ = virtual_tables(damaged);
+                damaged_unarchived_ = archive::unarchived_columns(damaged);
             } catch (const std::exception&) {
                 what.emplace_back("the damaged database cannot be read");
                 damaged_outbox_.reset();
                 damaged_violations_.reset();
+                damaged_unarchived_.reset();
             }
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
@@ -769,6 +777,15 @@ private:
     // Virtual tables (FTS5, R*Tree, ...) are not archived: the ones the result or the damaged
     // database (when it could be read, gather_evidence) holds are named, so that the report never
     // says nothing committed is missing because of them.
+    [[nodiscard]] static std::set<std::string> unarchived_columns_of(const std::filesystem::path& db) {
+        try {
+            sqlite::connection c{db, SQLITE_OPEN_READONLY};
+            return archive::unarchived_columns(c);
+        } catch (const std::exception&) {  // (the declared ones are still named)
+            return {};
+        }
+    }
+
     [[nodiscard]] std::string virtual_tables_note(std::string_view which, const std::filesystem::path& result) const {
         auto names = damaged_virtual_;
         sqlite::connection c{result, SQLITE_OPEN_READONLY};  // (verified: it can be read)
@@ -786,18 +803,16 @@ private:
     }
 
     // Secret columns are never archived: what the archive wrote holds a placeholder there.
-    // The declared ones, and those the database's capture triggers leave out (a program that does
-    // not declare the schema, such as the resilite command, must name them too).
-    [[nodiscard]] static std::string secrets_note(std::string_view which, const std::filesystem::path& db) {
-        std::set<std::string> secrets;
+    // The declared ones, and `unarchived`: those the capture triggers leave out (a program that
+    // does not declare the schema, such as the resilite command, must name them too), read from
+    // the damaged database where it can be read (its triggers are the newest), else from the
+    // backup as restored. Never from the result: a column added after the backup is in its table
+    // but not in the backup's triggers, though every value of it was archived.
+    [[nodiscard]] static std::string secrets_note(std::string_view which, std::set<std::string> unarchived) {
+        std::set<std::string> secrets = std::move(unarchived);
         for (const auto& t : archive::capture_tables(R::schema::definition()))
             for (const auto& c : t.secrets)
                 secrets.insert(lower(t.name) + "." + c);
-        try {
-            sqlite::connection c{db, SQLITE_OPEN_READONLY};
-            secrets.merge(archive::unarchived_columns(c));
-        } catch (const std::exception&) {  // (the declared ones are still named)
-        }
         if (secrets.empty()) return {};
         return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
     }
@@ -1008,6 +1023,7 @@ private:
     std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
+    std::optional<std::set<std::string>> damaged_unarchived_;  // unarchived_columns of the damaged file, when readable
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
     std::string fk_note_;
     bool batched_ = false;
