@@ -219,6 +219,57 @@ TEST_CASE("archive schema records: added columns and tables become DDL, other ch
     }
 }
 
+namespace {
+struct drop_obsolete {
+    static constexpr int version = 1;
+    static constexpr std::string_view sql = "ALTER TABLE notes DROP COLUMN obsolete; UPDATE notes SET body = upper(body);";
+};
+using DropColumnDb = resilite::Database<resilite::schema<items, logs>, resilite::migrations<drop_obsolete>,
+                                        resilite::archive<>, common, test::manual_durability>;
+}  // namespace
+
+TEST_CASE("archive and a migration that drops a column: the capture triggers make way, a snapshot records the "
+          "outcome",
+          "[archive][migrations]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE notes(id INTEGER PRIMARY KEY, body TEXT, obsolete TEXT)");
+        db.exec("INSERT INTO notes(body, obsolete) VALUES('a', 'x'), ('b', 'y')");
+        db.insert(Item{1, "a", 1, "s"});
+    }
+    DropColumnDb db{dir / "app.db", archive_options<DropColumnDb>()};
+    CHECK(db.version() == 1);
+    CHECK(db.query<std::string>("SELECT name FROM pragma_table_info('notes') ORDER BY cid") ==
+          std::vector<std::string>{"id", "body"});
+    db.exec("INSERT INTO notes(body) VALUES('c')");  // archived through the new triggers
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+    CHECK(report.problems.empty());
+}
+
+TEST_CASE("archive capture triggers missing at open: a snapshot covers what was written without them",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.insert(Item{1, "a", 1, "s"});
+    }
+    {
+        resilite::sqlite::connection c{dir / "app.db"};
+        for (const auto& name : c.query_all<std::string>(
+                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'resilite_archive_items_%'"))
+            c.exec_script("DROP TRIGGER \"" + name + "\"");
+        c.exec("INSERT INTO items VALUES(2, 'b', 2, 's')");  // not captured
+    }
+    ItemsDb db{dir / "app.db", items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+    CHECK(report.problems.empty());
+}
+
 TEST_CASE("archive crash after the append, before the outbox is settled: nothing archived twice",
           "[archive]") {
     test::temp_dir dir;

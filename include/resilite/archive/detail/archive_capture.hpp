@@ -131,6 +131,11 @@ struct statement_template {
     [[nodiscard]] std::string parts() const { return fmt::format("{}", fmt::join(pieces, "\x1f")); }
 };
 
+// A capture trigger's name: `what` is insert, update or delete.
+[[nodiscard]] inline std::string capture_trigger_name(std::string_view table, std::string_view what) {
+    return fmt::format("resilite_archive_{}_{}", table, what);
+}
+
 // The statements that reproduce a row change, as templates over a row reference: NEW, OLD, or
 // the quoted table name for a snapshot.
 struct statement_builder {
@@ -221,9 +226,7 @@ struct statement_builder {
         return fmt::format("{}", fmt::join(parts, " OR "));
     }
 
-    [[nodiscard]] std::string trigger_name(std::string_view what) const {
-        return fmt::format("resilite_archive_{}_{}", t.name, what);
-    }
+    [[nodiscard]] std::string trigger_name(std::string_view what) const { return capture_trigger_name(t.name, what); }
 
     // INSERT INTO the outbox of a template's id and values; with `select_tail` ("WHERE ...",
     // "FROM ...") an INSERT ... SELECT.

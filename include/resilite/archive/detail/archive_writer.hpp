@@ -326,6 +326,31 @@ private:
         bool baseline = need_baseline;
         std::vector<std::string> ddl;
         std::vector<std::string> snapshot;  // tables whose rows are written whole
+        if (!archived.empty() && !baseline && !migrated) {
+            // A table the archive knows whose capture triggers are gone (dropped by hand, or by
+            // migrations whose open was cut short before the archive started): what was written
+            // meanwhile is in no record, so a snapshot describes the table now.
+            std::set<std::string> have;
+            for (auto& name : c.query_all<std::string>("SELECT lower(name) FROM sqlite_master WHERE type = 'trigger' "
+                                                       "AND name LIKE 'resilite\\_archive\\_%' ESCAPE '\\'"))
+                have.insert(std::move(name));
+            std::vector<std::string> missing;
+            for (const auto& t : all) {
+                const bool known = std::any_of(archived.begin(), archived.end(), [&](const schema_object& o) {
+                    return o.type == "table" && lower(o.name) == lower(t.name);
+                });
+                const auto name = [&](std::string_view what) { return lower(capture_trigger_name(t.name, what)); };
+                if (known && (!have.count(name("insert")) || !have.count(name("update")) || !have.count(name("delete"))))
+                    missing.push_back(t.name);
+            }
+            if (!missing.empty()) {
+                baseline = true;
+                notes.push_back(fmt::format("the capture triggers of {} were missing (dropped by hand, or migrations "
+                                            "cut short): a full snapshot was written, which holds what was written "
+                                            "without them",
+                                            fmt::join(missing, ", ")));
+            }
+        }
         if (archived.empty()) {
             for (const auto& t : all) {
                 if (schema_inspector{c}.has_rows(t.name)) baseline = true;

@@ -140,6 +140,15 @@ private:
                 flow_.template transaction<transaction_type>(
                     owner,
                     [&](transaction_type& tx) {
+                        // SQLite refuses ALTER TABLE ... DROP COLUMN while a trigger names the
+                        // column: the archive's capture triggers make way. Their absence loses
+                        // nothing: the archive records a migration's outcome as a full snapshot
+                        // when it starts, and installs them again; an open cut short before
+                        // that finds them missing and writes the snapshot then.
+                        for (const auto& trigger : tx.template query<std::string>(
+                                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                                 "'resilite\\_archive\\_%' ESCAPE '\\'"))
+                            tx.exec_script(fmt::format("DROP TRIGGER {}", quote_id(trigger)));
                         if constexpr (sql_migration<M>) {
                             tx.exec_script(M::sql);
                         } else {
