@@ -226,6 +226,16 @@ struct drop_obsolete {
 };
 using DropColumnDb = resilite::Database<resilite::schema<items, logs>, resilite::migrations<drop_obsolete>,
                                         resilite::archive<>, common, test::manual_durability>;
+struct shout_names {
+    static constexpr int version = 1;
+    static constexpr std::string_view sql = "UPDATE items SET name = upper(name);";
+};
+using ShoutDb = resilite::Database<resilite::schema<items, logs>, resilite::migrations<shout_names>,
+                                   resilite::archive<>, common, test::manual_durability>;
+using ShoutOnlyDb = resilite::Database<resilite::schema<items, logs>, resilite::migrations<shout_names>, common,
+                                       test::manual_durability>;
+using MigrateOnlyDb = resilite::Database<resilite::schema<items, logs>, resilite::migrations<drop_obsolete>, common,
+                                         test::manual_durability>;
 }  // namespace
 
 TEST_CASE("archive and a migration that drops a column: the capture triggers make way, a snapshot records the "
@@ -238,11 +248,37 @@ TEST_CASE("archive and a migration that drops a column: the capture triggers mak
         db.exec("INSERT INTO notes(body, obsolete) VALUES('a', 'x'), ('b', 'y')");
         db.insert(Item{1, "a", 1, "s"});
     }
+    {
+        // The migration run by a program that does not archive (as an open cut short after its
+        // migrations, before the archive started): the triggers are gone, the snapshot is owed.
+        MigrateOnlyDb db{dir / "app.db"};
+        db.exec("INSERT INTO notes(body) VALUES('not captured')");
+    }
     DropColumnDb db{dir / "app.db", archive_options<DropColumnDb>()};
     CHECK(db.version() == 1);
     CHECK(db.query<std::string>("SELECT name FROM pragma_table_info('notes') ORDER BY cid") ==
           std::vector<std::string>{"id", "body"});
     db.exec("INSERT INTO notes(body) VALUES('c')");  // archived through the new triggers
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+    CHECK(report.problems.empty());
+}
+
+TEST_CASE("archive and migrations run where the archive did not start after them: the snapshot they owe is "
+          "written at the next open that archives",
+          "[archive][migrations]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.insert(Item{1, "a", 1, "s"});
+    }
+    {
+        ShoutOnlyDb db{dir / "app.db"};  // the migration changes rows only, without capture triggers
+        CHECK(db.version() == 1);
+    }
+    ShoutDb db{dir / "app.db", archive_options<ShoutDb>()};
+    CHECK(db.get<Item>(1)->name == "A");
     const auto report = db.check_archive();
     INFO(report.to_text());
     CHECK(report.reproduces_live == true);

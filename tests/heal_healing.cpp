@@ -1008,6 +1008,37 @@ TEST_CASE("heal from a backup of a table that gained a column after it: the colu
     CHECK(report->may_be_lost.find("items.token") != std::string::npos);  // the declared secret still named
 }
 
+TEST_CASE("heal from a backup through a snapshot: a table of key columns only keeps its rows, an index dropped "
+          "after the backup stays dropped and takes no row with it",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE keys_only(id INTEGER PRIMARY KEY); INSERT INTO keys_only VALUES(1), (2); "
+                       "CREATE TABLE t(id INTEGER PRIMARY KEY, email TEXT); CREATE UNIQUE INDEX t_email ON t(email); "
+                       "INSERT INTO t VALUES(1, 'ann@x'); CREATE TABLE other(x INTEGER PRIMARY KEY)");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec_script("DROP INDEX t_email");  // a snapshot (something removed)
+        db.exec("INSERT INTO t VALUES(2, 'ann@x')");
+        db.exec_script("DROP TABLE other");  // another snapshot
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(report->backup_used.has_value());
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(db.query<std::int64_t>("SELECT id FROM keys_only ORDER BY id") == std::vector<std::int64_t>{1, 2});
+    CHECK(db.query<std::int64_t>("SELECT id FROM t ORDER BY id") == std::vector<std::int64_t>{1, 2});
+    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 't_email'") == 0);
+    CHECK(report->verification.find("every table equal to a trial rebuild") != std::string::npos);
+}
+
 TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
           "that nothing committed is missing",
           "[heal]") {

@@ -97,9 +97,11 @@ struct archive_report {
     std::vector<archive_problem> problems;
     std::optional<bool> reproduces_live;  // every table equal to the live database's
 
+    // (A rebuilt table that differs from the live one is a rebuild that was possible: its
+    // verdict is reproduces_live.)
     [[nodiscard]] bool rebuildable() const noexcept {
         for (const auto& p : problems)
-            if (p.fatal) return false;
+            if (p.fatal && p.what != archive_problem::kind::mismatch) return false;
         return records > 0;
     }
     // 0 ok, 1 critical (fatal problems, or the archive does not reproduce the database),

@@ -446,7 +446,20 @@ public:
         std::vector<std::string> before;
         if (r.header.kind == record_kind::baseline) swept = watch_baseline(before);
         const bool every_table = r.header.kind == record_kind::baseline && r.body.starts_with(baseline_every_table);
-        std::set<std::string> created;  // (lower case) the tables the baseline holds
+        std::set<std::string> created, created_indexes;  // (lower case) the tables and indexes the baseline holds
+        // A table the whole-database baseline does not hold was dropped or renamed after the copy
+        // it is replayed over: it goes (its triggers, the watching ones included, with it); so
+        // does an index. Once its schema is read (it comes before its rows), before the rows: a
+        // UNIQUE index dropped since would refuse a row committed after that.
+        bool dropped = !every_table;
+        const auto drop_what_it_lacks = [&] {
+            if (std::exchange(dropped, true)) return;
+            for (const auto& name : before)
+                if (created.count(lower(name)) == 0) trusted(fmt::format("DROP TABLE main.{}", quote_id(name)));
+            for (const auto& [name, table] : indexes())
+                if (created_indexes.count(lower(name)) == 0 && !reserved_name(table) && !reserved_name(name))
+                    trusted(fmt::format("DROP INDEX main.{}", quote_id(name)));
+        };
         const std::string_view body = r.body;
         std::size_t p = 0;
         int line = r.line + 2;    // the body starts after the header and BEGIN
@@ -464,9 +477,21 @@ public:
             counted = p;
             const auto rest = body.substr(p);
             const auto check = check_statement(rest, &tokens_);
-            const auto text = rest.substr(0, check.length);
+            std::string_view text = rest.substr(0, check.length);
             kind_ = check.kind;
-            if (kind_ == statement_kind::create_table && tokens_.size() > 5) created.insert(lower(name_of(tokens_[5].text)));
+            if (r.header.kind == record_kind::baseline) {
+                if (kind_ == statement_kind::create_table && tokens_.size() > 5)
+                    created.insert(lower(name_of(tokens_[5].text)));
+                if (kind_ == statement_kind::create_index) {  // CREATE [UNIQUE] INDEX IF NOT EXISTS name
+                    const std::size_t at = grammar::same_word(tokens_[1].text, "UNIQUE") ? 6 : 5;
+                    if (tokens_.size() > at) created_indexes.insert(lower(name_of(tokens_[at].text)));
+                }
+                if (kind_ == statement_kind::row_change) drop_what_it_lacks();
+                if (kind_ == statement_kind::row_change && noted_upsert(text)) {
+                    text = rewritten_;
+                    static_cast<void>(check_statement(text, &tokens_));
+                }
+            }
             refusal_.clear();
             std::string message;
             bool refused = false;
@@ -520,12 +545,7 @@ public:
             applied_bytes_ += static_cast<std::int64_t>(check.length);
             p += check.length;
         }
-        // A table the whole-database baseline does not hold was dropped or renamed after the copy
-        // it is replayed over: it goes (its triggers, the watching ones included, with it).
-        if (every_table) {
-            for (const auto& name : before)
-                if (created.count(lower(name)) == 0) trusted(fmt::format("DROP TABLE main.{}", quote_id(name)));
-        }
+        drop_what_it_lacks();  // (a baseline of no rows)
         for (std::size_t i = 0; i < swept.size(); ++i) {
             const auto& [name, rowid] = swept[i];
             if (every_table && created.count(lower(name)) == 0) continue;  // dropped above
@@ -540,6 +560,41 @@ public:
 
 private:
     static constexpr int steps_per_call = 1000;
+
+    // A baseline's upsert of a row whose columns are all key columns does nothing to a row that
+    // is there (ON CONFLICT ... DO NOTHING): the sweep after the baseline would take it for a row
+    // the baseline does not hold. As DO UPDATE SET of its first key column to itself, it touches
+    // the row and the watching trigger notes it. True (the statement in rewritten_) when rewritten.
+    bool noted_upsert(std::string_view text) {
+        const auto n = tokens_.size();
+        if (n < 3 || !grammar::same_word(tokens_[n - 3].text, "DO") || !grammar::same_word(tokens_[n - 2].text, "NOTHING"))
+            return false;
+        for (std::size_t i = 0; i + 2 < n; ++i) {
+            if (!grammar::same_word(tokens_[i].text, "CONFLICT")) continue;
+            const auto key = tokens_[i + 2].text;  // CONFLICT ( key
+            if (!key.starts_with('"')) return false;  // (a rowid by a bare name: left as it is)
+            const auto at = static_cast<std::size_t>(tokens_[n - 2].text.data() - text.data());
+            rewritten_ = fmt::format("{}UPDATE SET {}=excluded.{};", text.substr(0, at), key, key);
+            return true;
+        }
+        return false;
+    }
+
+    // The indexes of the database (not the automatic ones of its constraints) and their tables.
+    [[nodiscard]] std::vector<std::pair<std::string, std::string>> indexes() {
+        trusted_ = true;  // the library's own query
+        try {
+            std::vector<std::pair<std::string, std::string>> out;
+            for (auto& [name, table] : c_.query_all<std::string, std::string>(
+                     "SELECT name, tbl_name FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
+                out.emplace_back(std::move(name), std::move(table));
+            trusted_ = false;
+            return out;
+        } catch (...) {
+            trusted_ = false;
+            throw;
+        }
+    }
 
     // The tables (with a rowid) that exist before a baseline, each watched by two temporary
     // triggers that note the rows the baseline writes (inserted, or updated by an upsert).
@@ -892,6 +947,7 @@ private:
     bool trusted_ = false;
     statement_kind kind_ = statement_kind::other;
     std::string refusal_;
+    std::string rewritten_;  // a baseline's statement as noted_upsert rewrote it
     std::int64_t basis_ = 0;          // bytes of the database before the replay
     std::int64_t applied_bytes_ = 0;  // bytes of statements applied so far
     std::int64_t steps_ = 0, allowed_steps_ = 0;

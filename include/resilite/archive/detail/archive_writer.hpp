@@ -327,15 +327,17 @@ private:
         std::vector<std::string> ddl;
         std::vector<std::string> snapshot;  // tables whose rows are written whole
         if (!archived.empty() && !baseline && !migrated) {
-            // A table the archive knows whose capture triggers are gone (dropped by hand, or by
-            // migrations whose open was cut short before the archive started): what was written
-            // meanwhile is in no record, so a snapshot describes the table now.
+            // A table the archive knows whose capture triggers are gone while others' are there
+            // (dropped by hand): what was written meanwhile is in no record, so a snapshot
+            // describes the table now. (A database without any, rebuilt from the archive, holds
+            // nothing the archive lacks; migrations that removed them owe a snapshot in the
+            // archived schema: schema_setup.hpp.)
             std::set<std::string> have;
             for (auto& name : c.query_all<std::string>("SELECT lower(name) FROM sqlite_master WHERE type = 'trigger' "
                                                        "AND name LIKE 'resilite\\_archive\\_%' ESCAPE '\\'"))
                 have.insert(std::move(name));
             std::vector<std::string> missing;
-            for (const auto& t : all) {
+            for (const auto& t : have.empty() ? std::vector<capture_table>{} : all) {
                 const bool known = std::any_of(archived.begin(), archived.end(), [&](const schema_object& o) {
                     return o.type == "table" && lower(o.name) == lower(t.name);
                 });
@@ -345,9 +347,8 @@ private:
             }
             if (!missing.empty()) {
                 baseline = true;
-                notes.push_back(fmt::format("the capture triggers of {} were missing (dropped by hand, or migrations "
-                                            "cut short): a full snapshot was written, which holds what was written "
-                                            "without them",
+                notes.push_back(fmt::format("the capture triggers of {} were missing (dropped by hand?): a full "
+                                            "snapshot was written, which holds what was written without them",
                                             fmt::join(missing, ", ")));
             }
         }

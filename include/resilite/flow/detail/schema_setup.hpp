@@ -143,12 +143,17 @@ private:
                         // SQLite refuses ALTER TABLE ... DROP COLUMN while a trigger names the
                         // column: the archive's capture triggers make way. Their absence loses
                         // nothing: the archive records a migration's outcome as a full snapshot
-                        // when it starts, and installs them again; an open cut short before
-                        // that finds them missing and writes the snapshot then.
-                        for (const auto& trigger : tx.template query<std::string>(
-                                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
-                                 "'resilite\\_archive\\_%' ESCAPE '\\'"))
+                        // when it starts, and installs them again. The snapshot is owed in the
+                        // archived schema too (an object no database has: the schema "changed"),
+                        // so an open cut short before the archive starts writes it next time.
+                        const auto triggers = tx.template query<std::string>(
+                            "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                            "'resilite\\_archive\\_%' ESCAPE '\\'");
+                        for (const auto& trigger : triggers)
                             tx.exec_script(fmt::format("DROP TRIGGER {}", quote_id(trigger)));
+                        if (!triggers.empty())
+                            tx.exec("INSERT OR IGNORE INTO resilite_archive_schema(type, name, tbl_name, sql) "
+                                    "VALUES('snapshot owed', 'migrations', '', '')");
                         if constexpr (sql_migration<M>) {
                             tx.exec_script(M::sql);
                         } else {
