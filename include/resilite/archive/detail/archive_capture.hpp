@@ -282,6 +282,10 @@ struct schema_object {
         if (reserved_name(name) || declared.count(lower(tbl)) == 0) continue;
         out.push_back({type, name, tbl, sql});
     }
+    // The schema's version (what migrations have run) is part of the schema: a database rebuilt
+    // or healed without it would run its migrations again.
+    if (const auto version = c.query_one<std::int64_t>("PRAGMA user_version").value_or(0); version != 0)
+        out.push_back({"pragma", "user_version", "", fmt::format("PRAGMA user_version = {}", version)});
     return out;
 }
 
@@ -320,6 +324,22 @@ struct schema_object {
     return out;
 }
 
+// The columns `after` has beyond `before` when it is `before` with columns added at its end (what
+// ALTER TABLE ... ADD COLUMN does); nothing when it differs otherwise.
+[[nodiscard]] inline std::optional<std::vector<existing_column>> added_columns(const std::vector<existing_column>& before,
+                                                                            const std::vector<existing_column>& after) {
+    if (after.size() < before.size()) return std::nullopt;
+    for (std::size_t i = 0; i < before.size(); ++i) {
+        const auto &a = before[i], &b = after[i];
+        if (a.name != b.name || a.type != b.type || a.not_null != b.not_null || a.default_sql != b.default_sql ||
+            a.pk != b.pk)
+            return std::nullopt;
+    }
+    std::vector<existing_column> out(after.begin() + static_cast<std::ptrdiff_t>(before.size()), after.end());
+    if (std::any_of(out.begin(), out.end(), [](const existing_column& c) { return c.pk > 0; })) return std::nullopt;
+    return out;
+}
+
 // The statements that take the archived schema to the live one, or nothing when the change is
 // not additive (something removed or redefined): then only a snapshot can describe it.
 [[nodiscard]] inline std::optional<std::vector<std::string>> additive_changes(
@@ -338,20 +358,10 @@ struct schema_object {
         ++matched;
         if (it->second->sql == o.sql) continue;
         if (o.type != "table") return std::nullopt;
-        const auto old_cols = columns_of_sql(*it->second);
-        const auto new_cols = columns_of_sql(o);
-        if (new_cols.size() <= old_cols.size()) return std::nullopt;
-        for (std::size_t i = 0; i < old_cols.size(); ++i) {
-            const auto &a = old_cols[i], &b = new_cols[i];
-            if (a.name != b.name || a.type != b.type || a.not_null != b.not_null ||
-                a.default_sql != b.default_sql || a.pk != b.pk)
-                return std::nullopt;
-        }
-        for (std::size_t i = old_cols.size(); i < new_cols.size(); ++i) {
-            if (new_cols[i].pk > 0) return std::nullopt;
-            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name),
-                                      column_definition(new_cols[i])));
-        }
+        const auto added = added_columns(columns_of_sql(*it->second), columns_of_sql(o));
+        if (!added || added->empty()) return std::nullopt;
+        for (const auto& col : *added)
+            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name), column_definition(col)));
     }
     if (matched != archived.size()) return std::nullopt;  // something was dropped or renamed
     // Tables first (their columns included), then indexes and triggers.

@@ -9,6 +9,7 @@
 //   CREATE TABLE IF NOT EXISTS t(<column definitions>) [WITHOUT ROWID] [, STRICT];
 //   CREATE [UNIQUE] INDEX IF NOT EXISTS i ON t(<columns>) [WHERE <expression>];
 //   ALTER TABLE "t" ADD COLUMN <column definition>;
+//   PRAGMA user_version = <integer>;           (the schema's version: what migrations have run)
 //   CREATE TRIGGER IF NOT EXISTS ... END;   (recognized, never run: see statement_kind)
 //
 // A literal is what the writer prints for a value: an integer or real (with an optional minus),
@@ -36,6 +37,7 @@ enum class statement_kind {
     create_table,    // CREATE TABLE IF NOT EXISTS
     create_index,    // CREATE [UNIQUE] INDEX IF NOT EXISTS
     add_column,      // ALTER TABLE ... ADD COLUMN
+    set_version,     // PRAGMA user_version = <integer>
     create_trigger,  // a trigger is code: never created from an archive (the application's schema adds it)
     other,           // refused
 };
@@ -310,6 +312,13 @@ private:
     return r.name() && r.balanced(true) && r.semicolon_last();
 }
 
+// PRAGMA user_version = <integer>;
+[[nodiscard]] inline bool set_version(reader r) {
+    if (!r.kw("PRAGMA") || !r.kw("user_version") || !r.op("=")) return false;
+    static_cast<void>(r.op("-"));
+    return r.number() && r.semicolon_last();
+}
+
 }  // namespace grammar
 
 struct statement_check {
@@ -377,6 +386,8 @@ struct statement_check {
         out.kind = statement_kind::create_index;
     } else if (grammar::add_column(r)) {
         out.kind = statement_kind::add_column;
+    } else if (grammar::set_version(r)) {
+        out.kind = statement_kind::set_version;
     } else {
         first_words();  // for the refusal's message
     }
