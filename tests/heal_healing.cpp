@@ -1110,6 +1110,37 @@ TEST_CASE("heal from a backup taken before a migration that added a column: the 
     CHECK(c.query_one<int>("PRAGMA user_version") == 1);
 }
 
+TEST_CASE("heal from a backup when the damaged database cannot be read: a trigger the archive holds is kept, a "
+          "view (not archived) is dropped and named in what may be lost",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE journal(id INTEGER PRIMARY KEY, what TEXT); "
+                       "CREATE TRIGGER items_journal AFTER INSERT ON items BEGIN "
+                       "INSERT INTO journal(what) VALUES(NEW.name); END; "
+                       "CREATE VIEW item_names AS SELECT name FROM items");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 20);
+    }
+    damage_header(path);  // the damaged database cannot be read
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    const auto text = report->to_text();
+    INFO(text);
+    CHECK(report->healed);
+    CHECK(report->backup_used.has_value());
+    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'items_journal'") == 1);
+    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'item_names'") == 0);
+    CHECK(text.find("the database did not have") == std::string::npos);
+    CHECK(report->may_be_lost.find("view item_names") != std::string::npos);
+    insert_items(db, 21, 21);
+    CHECK(db.query_one<int>("SELECT count(*) FROM journal") == 21);
+}
+
 TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
           "that nothing committed is missing",
           "[heal]") {

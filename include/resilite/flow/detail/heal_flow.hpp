@@ -468,7 +468,7 @@ private:
                 return false;
             }
             std::filesystem::copy_file(b.path, candidate.database());
-            const auto dropped = drop_foreign_code(candidate.database(), rep);
+            const auto foreign = drop_foreign_code(candidate.database(), rep, has_archive ? &archive_dir : nullptr);
             // The columns its capture triggers leave out, read before the replay adds columns
             // those triggers never knew (which are archived, not secret).
             const auto backup_unarchived = unarchived_columns_of(candidate.database());
@@ -549,9 +549,17 @@ private:
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
-            if (!dropped.empty())
-                detail += fmt::format("{}dropped what the database did not have (a backup is data, not code): {}",
-                                      detail.empty() ? "" : "; ", fmt::join(dropped, ", "));
+            if (!foreign.dropped.empty()) {
+                detail += fmt::format("{}dropped what {} (a backup is data, not code): {}", detail.empty() ? "" : "; ",
+                                      foreign.damaged_read ? "the database did not have"
+                                                           : "neither the damaged database (it cannot be read) nor the "
+                                                             "archive vouches for",
+                                      fmt::join(foreign.dropped, ", "));
+                if (!foreign.damaged_read)
+                    add_loss(rep, fmt::format("the schema objects {} of the backup (the damaged database cannot be "
+                                              "read to tell whether it still had them; views are not archived)",
+                                              fmt::join(foreign.dropped, ", ")));
+            }
             rep.sources.push_back({name, true, detail});
             return true;
         } catch (const std::exception& e) {
@@ -642,9 +650,28 @@ private:
 
     // Backups are data, not code: a trigger or view in a restored copy that the damaged database
     // did not have (the same name and text) is dropped, so a planted one never reaches the live
-    // database. The declared schema adds its own triggers at the next open; the library's
-    // capture triggers are regenerated there too. Returns what was dropped.
-    std::vector<std::string> drop_foreign_code(const std::filesystem::path& candidate, const heal_report& rep) {
+    // database. When the damaged database cannot be read, a trigger whose text the archive holds
+    // (its schema records) is vouched for by it; views are not archived, so nothing vouches for
+    // them then. The declared schema adds its own triggers at the next open; the library's
+    // capture triggers are regenerated there too.
+    struct foreign_code {
+        std::vector<std::string> dropped;  // "trigger t", "view v"
+        bool damaged_read = false;         // vouched for by the damaged database (else by the archive)
+    };
+    // Where the newest baseline record of a segment's text starts, if it holds one.
+    [[nodiscard]] static std::optional<std::size_t> newest_baseline_at(std::string_view text) {
+        for (auto at = text.rfind(" baseline outbox "); at != std::string_view::npos;
+             at = at == 0 ? std::string_view::npos : text.rfind(" baseline outbox ", at - 1)) {
+            const auto line = text.rfind('\n', at);
+            const auto start = line == std::string_view::npos ? 0 : line + 1;
+            if (text.substr(start).starts_with(archive::header_prefix)) return start;
+        }
+        return std::nullopt;
+    }
+
+    foreign_code drop_foreign_code(const std::filesystem::path& candidate, const heal_report& rep,
+                                   const std::filesystem::path* archive_dir) {
+        foreign_code out;
         std::set<std::pair<std::string, std::string>> had;
         if (!rep.quarantine.empty()) {
             try {
@@ -652,18 +679,34 @@ private:
                 for (auto& [name, sql] : q.query_all<std::string, std::string>(
                          "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL"))
                     had.emplace(name, sql);
+                out.damaged_read = true;
             } catch (const std::exception&) {
             }
         }
-        std::vector<std::string> dropped;
         sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
-        for (auto& [type, name, sql] : c.query_all<std::string, std::string, std::string>(
-                 "SELECT type, name, ifnull(sql, '') FROM sqlite_master WHERE type IN ('trigger', 'view')")) {
+        auto code = c.query_all<std::string, std::string, std::string>(
+            "SELECT type, name, ifnull(sql, '') FROM sqlite_master WHERE type IN ('trigger', 'view')");
+        if (!out.damaged_read && archive_dir != nullptr) {
+            // The schema as the archive last described it: from its newest baseline on (dropping
+            // a trigger writes one, which no longer holds it), newest segment first.
+            const auto segments = archive::list_segments(*archive_dir);
+            for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
+                const auto file = archive::read_file(*archive_dir / *it);
+                std::string_view text = file;
+                const auto baseline = newest_baseline_at(text);
+                if (baseline) text = text.substr(*baseline);
+                for (const auto& [type, name, sql] : code)
+                    if (type == "trigger" && text.find(archive::if_not_exists(sql)) != std::string::npos)
+                        had.emplace(name, sql);
+                if (baseline) break;
+            }
+        }
+        for (auto& [type, name, sql] : code) {
             if (archive::reserved_name(name) || had.count({name, sql}) != 0) continue;
             c.exec_script(fmt::format("DROP {} {}", type == "view" ? "VIEW" : "TRIGGER", quote_id(name)));
-            dropped.push_back(fmt::format("{} {}", type, name));
+            out.dropped.push_back(fmt::format("{} {}", type, name));
         }
-        return dropped;
+        return out;
     }
 
     // What shows which archive records committed, from outside the archive: the high-water mark
@@ -830,7 +873,7 @@ private:
         const auto start = ctx_.now();
         ctx_.inject("heal:verify", 1);
         rep.tables.clear();
-        std::vector<std::string> unarchived_tables;  // "table.*" of the virtual and shadow tables
+        std::set<std::string> unarchived;  // "table.column" the archive never holds, "table.*" of virtual tables
         {
             sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
             // A long check stops at the time limit (SQLITE_INTERRUPT: this source fails).
@@ -869,10 +912,12 @@ private:
                 rep.tables.push_back({t, c.query_one<std::int64_t>("SELECT count(*) FROM " + quote_id(t)).value_or(0)});
             // Virtual tables and their shadow tables are not archived (named in may_be_lost):
             // not compared with the trial rebuild.
-            unarchived_tables.clear();
+            // Nor are the columns the capture triggers leave out: the secrets of a program that does
+            // not declare the schema (the resilite command), which hold placeholders in a rebuild.
+            unarchived = archive::unarchived_columns(c);
             for (auto& t : c.query_all<std::string>(
                      "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('virtual', 'shadow')"))
-                unarchived_tables.push_back(lower(t) + ".*");
+                unarchived.insert(lower(t) + ".*");
         }
         if (archive_dir != nullptr && archive_bytes(*archive_dir) > ctx_.with_lock([&] {
                 return ctx_.config.healing.trial_rebuild_limit_bytes;
@@ -885,7 +930,7 @@ private:
             for (const auto& t : archive::capture_tables(R::schema::definition()))
                 for (const auto& c : t.secrets)
                     o.excluded_columns.insert(lower(t.name) + "." + c);
-            o.excluded_columns.insert(unarchived_tables.begin(), unarchived_tables.end());
+            o.excluded_columns.merge(unarchived);
             const auto r = inspect_archive(*archive_dir, o);
             if (!r.rebuildable()) {
                 // Damaged records the replay did not need (before the backup's): reported, and
