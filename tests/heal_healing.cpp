@@ -1141,6 +1141,27 @@ TEST_CASE("heal from a backup when the damaged database cannot be read: a trigge
     CHECK(db.query_one<int>("SELECT count(*) FROM journal") == 21);
 }
 
+TEST_CASE("heal of a readable database: the views and triggers it had and the result lacks are created again",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    HealDb db{path};
+    db.exec_script("CREATE TABLE journal(id INTEGER PRIMARY KEY, what TEXT)");
+    insert_items(db, 1, 10);
+    static_cast<void>(db.backup_now());
+    db.exec_script("CREATE TRIGGER items_journal AFTER INSERT ON items BEGIN "
+                   "INSERT INTO journal(what) VALUES(NEW.name); END; "
+                   "CREATE VIEW item_names AS SELECT name FROM items");
+    insert_items(db, 11, 20);
+    const auto report = db.heal();  // the database in place is readable
+    INFO(report.to_text());
+    CHECK(report.healed);
+    CHECK(db.query_one<int>("SELECT count(*) FROM item_names") == 20);
+    insert_items(db, 21, 21);
+    CHECK(db.query_one<int>("SELECT count(*) FROM journal") == 11);
+    CHECK(report.to_text().find("created again from the damaged database") != std::string::npos);
+}
+
 TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
           "that nothing committed is missing",
           "[heal]") {

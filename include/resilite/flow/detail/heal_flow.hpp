@@ -549,6 +549,8 @@ private:
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
+            if (auto back = bring_back_code(candidate.database(), rep); !back.empty())
+                detail += (detail.empty() ? "" : "; ") + back;
             if (!foreign.dropped.empty()) {
                 detail += fmt::format("{}dropped what {} (a backup is data, not code): {}", detail.empty() ? "" : "; ",
                                       foreign.damaged_read ? "the database did not have"
@@ -598,7 +600,9 @@ private:
             add_loss(rep, batched_window());
             add_loss(rep, offsite_window_);
             add_loss(rep, virtual_tables_note("every row", candidate.database()));
-            rep.sources.push_back({name, true, fmt::format("{} records", r.applied_records)});
+            auto detail = fmt::format("{} records", r.applied_records);
+            if (auto back = bring_back_code(candidate.database(), rep); !back.empty()) detail += "; " + back;
+            rep.sources.push_back({name, true, detail});
             return true;
         } catch (const std::exception& e) {
             rep.sources.push_back({name, false, e.what()});
@@ -658,6 +662,35 @@ private:
         std::vector<std::string> dropped;  // "trigger t", "view v"
         bool damaged_read = false;         // vouched for by the damaged database (else by the archive)
     };
+    // Views are not archived, and a replay never creates a trigger: the views and triggers the
+    // damaged database had (when it can be read) and the result lacks, created after the backup
+    // or lost with it, are created again from their text there (the database's own code). One
+    // that cannot be is named in may_be_lost. Returns what was created, for the source's detail.
+    std::string bring_back_code(const std::filesystem::path& candidate, heal_report& rep) {
+        std::vector<std::string> created, failed;
+        sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
+        for (const auto& [type, name, table, sql] : damaged_code_) {
+            if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = ?", name) != 0) continue;
+            if (type == "trigger" &&
+                c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?", table) != 1)
+                continue;  // (its table is not there: what the result lacks is named elsewhere)
+            try {
+                c.exec_script(sql);
+                created.push_back(fmt::format("{} {}", type, name));
+            } catch (const std::exception&) {
+                failed.push_back(fmt::format("{} {}", type, name));
+            }
+        }
+        if (!failed.empty())
+            add_loss(rep, fmt::format("the schema objects {} of the damaged database (not archived; their text there "
+                                      "could not be created again)",
+                                      fmt::join(failed, ", ")));
+        if (created.empty()) return {};
+        return fmt::format("created again from the damaged database (views are not archived, a replay creates no "
+                           "trigger): {}",
+                           fmt::join(created, ", "));
+    }
+
     // Where the newest baseline record of a segment's text starts, if it holds one.
     [[nodiscard]] static std::optional<std::size_t> newest_baseline_at(std::string_view text) {
         for (auto at = text.rfind(" baseline outbox "); at != std::string_view::npos;
@@ -726,6 +759,7 @@ private:
         }
         damaged_virtual_.clear();
         damaged_unarchived_.reset();
+        damaged_code_.clear();
         if (!rep.quarantine.empty()) {
             try {
                 const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
@@ -739,11 +773,16 @@ private:
                 damaged_violations_ = foreign_key_violations(damaged);
                 damaged_virtual_ = virtual_tables(damaged);
                 damaged_unarchived_ = archive::unarchived_columns(damaged);
+                for (auto& [type, name, table, sql] : damaged.query_all<std::string, std::string, std::string, std::string>(
+                         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND "
+                         "sql IS NOT NULL"))
+                    if (!archive::reserved_name(name)) damaged_code_.push_back({type, name, table, sql});
             } catch (const std::exception&) {
                 what.emplace_back("the damaged database cannot be read");
                 damaged_outbox_.reset();
                 damaged_violations_.reset();
                 damaged_unarchived_.reset();
+                damaged_code_.clear();
             }
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
@@ -1091,7 +1130,9 @@ private:
     std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
-    std::optional<std::set<std::string>> damaged_unarchived_;  // unarchived_columns of the damaged file, when readable
+    std::optional<std::set<std::string>> damaged_unarchived_;
+    // The views and triggers of the damaged database (type, name, table, text), when readable.
+    std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;  // unarchived_columns of the damaged file, when readable
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
     std::string fk_note_;
     bool batched_ = false;
