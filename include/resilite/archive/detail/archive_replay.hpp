@@ -420,16 +420,20 @@ public:
         sqlite3_set_authorizer(c_.native_handle(), nullptr, nullptr);
     }
 
-    // Runs SQL of the library's own (no authorizer limits, no step budget).
-    void trusted(std::string_view sql) {
+    // Runs `f`, the library's own reads or writes, without authorizer limits or step budget.
+    template <class F>
+    decltype(auto) as_library(F&& f) {
+        struct restore {
+            bool& flag;
+            ~restore() { flag = false; }
+        } guard{trusted_};
         trusted_ = true;
-        try {
-            c_.exec_script(sql);
-        } catch (...) {
-            trusted_ = false;
-            throw;
-        }
-        trusted_ = false;
+        return std::forward<F>(f)();
+    }
+
+    // Runs SQL of the library's own.
+    void trusted(std::string_view sql) {
+        as_library([&] { c_.exec_script(sql); });
     }
 
     // Row changes run through a prepared shape, and the shapes prepared (run_shaped).
@@ -596,13 +600,10 @@ private:
         if (std::none_of(before.begin(), before.end(), [&](const std::string& b) { return lower(b) == lower(table); }))
             return;
         std::optional<std::vector<existing_column>> added;
-        trusted_ = true;  // the library's own reads
         try {
-            const auto now = schema_inspector{c_}.columns(table);
-            trusted_ = false;
+            const auto now = as_library([&] { return schema_inspector{c_}.columns(table); });
             added = added_columns(now, columns_of_sql({"table", table, table, std::string{create}}));
         } catch (const std::exception&) {
-            trusted_ = false;
             return;  // (the CREATE itself is checked and run next, as any statement)
         }
         if (!added) return;
@@ -611,19 +612,11 @@ private:
     }
 
     // The indexes of the database (not the automatic ones of its constraints) and their tables.
-    [[nodiscard]] std::vector<std::pair<std::string, std::string>> indexes() {
-        trusted_ = true;  // the library's own query
-        try {
-            std::vector<std::pair<std::string, std::string>> out;
-            for (auto& [name, table] : c_.query_all<std::string, std::string>(
-                     "SELECT name, tbl_name FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
-                out.emplace_back(std::move(name), std::move(table));
-            trusted_ = false;
-            return out;
-        } catch (...) {
-            trusted_ = false;
-            throw;
-        }
+    [[nodiscard]] std::vector<std::tuple<std::string, std::string>> indexes() {
+        return as_library([&] {
+            return c_.query_all<std::string, std::string>(
+                "SELECT name, tbl_name FROM main.sqlite_master WHERE type = 'index' AND sql IS NOT NULL");
+        });
     }
 
     // The tables (with a rowid) that exist before a baseline, each watched by two temporary
@@ -634,20 +627,15 @@ private:
         trusted("CREATE TEMP TABLE IF NOT EXISTS resilite_baseline_seen(tbl TEXT NOT NULL, rid INTEGER NOT NULL, "
                 "PRIMARY KEY(tbl, rid)) WITHOUT ROWID; DELETE FROM temp.resilite_baseline_seen;");
         std::vector<std::pair<std::string, std::string>> out;
-        trusted_ = true;  // the library's own queries
         std::vector<std::tuple<std::string, int, std::string>> tables;  // name, without rowid, rowid name
-        try {
+        as_library([&] {
             for (auto& [name, without_rowid] : c_.query_all<std::string, int>(
                      "SELECT name, \"wr\" FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")) {
                 if (reserved_name(name)) continue;
                 const auto columns = c_.query_all<std::string>("SELECT name FROM pragma_table_info(?)", name);
                 tables.emplace_back(name, without_rowid, rowid_name(columns, [](const std::string& n) { return n; }));
             }
-        } catch (...) {
-            trusted_ = false;
-            throw;
-        }
-        trusted_ = false;
+        });
         for (auto& [name, without_rowid, rowid] : tables) {
             all.push_back(name);
             // WITHOUT ROWID, or a rowid hidden by columns of every name it has: no rowid to
@@ -782,10 +770,10 @@ private:
         if (!list(keys)) return std::nullopt;
         const auto value_of = [&](std::string_view column) -> std::optional<std::string_view> {
             for (std::size_t n = 0; n < names.size(); ++n)
-                if (same_word(unquote(names[n]), column)) return values[n];
+                if (same_word(name_of(names[n]), column)) return values[n];
             return std::nullopt;
         };
-        const auto table = unquote(tokens_[2].text);
+        const auto table = name_of(tokens_[2].text);
         std::vector<std::string> same, other_key;
         std::string_view rest = message.substr(prefix.size());
         while (!rest.empty()) {
@@ -801,7 +789,7 @@ private:
             same.push_back(fmt::format("{} = {}", quote_id(column), *v));
         }
         for (const auto& k : keys) {
-            const auto v = value_of(unquote(k));
+            const auto v = value_of(name_of(k));
             if (!v) return std::nullopt;
             other_key.push_back(fmt::format("{} IS {}", k, *v));
         }
@@ -836,10 +824,6 @@ private:
             }
         }
         return out;
-    }
-    // An identifier token as a name: quoted ones unquoted, a bare word (rowid) as it is.
-    [[nodiscard]] static std::string unquote(std::string_view id) {
-        return id.starts_with('"') ? unquote_id_prefix(id) : std::string{id};
     }
 
     // Prepares and runs one statement of a checked shape; returns what went wrong, or nothing.
