@@ -1162,6 +1162,51 @@ TEST_CASE("heal of a readable database: the views and triggers it had and the re
     CHECK(report.to_text().find("created again from the damaged database") != std::string::npos);
 }
 
+TEST_CASE("heal of a sound database on demand: its secret columns keep their values, taken from it, and the report "
+          "does not call them lost",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    HealDb db{path};
+    insert_items(db, 1, 10);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 11, 20);
+    db.exec("UPDATE items SET token = 'changed 3' WHERE id = 3");  // a secret changed after the backup
+    const auto report = db.heal();  // the database in place passes its integrity check
+    INFO(report.to_text());
+    CHECK(report.healed);
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    for (int i = 1; i <= 20; ++i)
+        CHECK(db.get<Item>(i)->token == (i == 3 ? std::string{"changed 3"} : fmt::format("secret {}", i)));
+    CHECK(report.may_be_lost.find("items.token") == std::string::npos);
+    CHECK(report.to_text().find("taken from the damaged database") != std::string::npos);
+}
+
+TEST_CASE("heal of a readable database that fails its integrity check: no secret is taken from it, the "
+          "placeholders are named",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE INDEX items_by_name ON items(name)");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 20);
+    }
+    REQUIRE(resilite::testing::swap_index_definition(path) == "items_by_name");
+    REQUIRE_FALSE(integrity_ok(path));
+    HealDb db{path};
+    const auto report = db.heal();
+    INFO(report.to_text());
+    CHECK(report.healed);
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(db.get<Item>(5)->token == "secret 5");  // from the backup
+    CHECK(db.get<Item>(15)->token != "secret 15");  // a placeholder: never archived, not taken from a damaged file
+    CHECK(report.may_be_lost.find("items.token") != std::string::npos);
+    CHECK(integrity_ok(path));
+}
+
 TEST_CASE("heal of a database with a virtual table (not archived): the report names it as what may be lost, never "
           "that nothing committed is missing",
           "[heal]") {

@@ -508,6 +508,7 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
+            const auto salvaged = salvage_secrets(candidate.database());
             if (const int err = flush.finish(); err != 0) {
                 // (Not retried: a second fsync after a failed one can report success for data the
                 // kernel dropped.)
@@ -549,6 +550,7 @@ private:
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
+            if (!salvaged.empty()) detail += (detail.empty() ? "" : "; ") + salvaged;
             if (auto back = bring_back_code(candidate.database(), rep); !back.empty())
                 detail += (detail.empty() ? "" : "; ") + back;
             if (!foreign.dropped.empty()) {
@@ -586,6 +588,7 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
+            const auto salvaged = salvage_secrets(candidate.database());
             const auto loss = loss_beyond(r.last_seq, archive_dir);
             if (loss && !ctx_.with_lock([&] { return ctx_.config.healing.accept_loss_since_backup; })) {
                 rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
@@ -601,6 +604,7 @@ private:
             add_loss(rep, offsite_window_);
             add_loss(rep, virtual_tables_note("every row", candidate.database()));
             auto detail = fmt::format("{} records", r.applied_records);
+            if (!salvaged.empty()) detail += "; " + salvaged;
             if (auto back = bring_back_code(candidate.database(), rep); !back.empty()) detail += "; " + back;
             rep.sources.push_back({name, true, detail});
             return true;
@@ -759,6 +763,7 @@ private:
         }
         damaged_virtual_.clear();
         damaged_unarchived_.reset();
+        damaged_sound_ = false;
         damaged_code_.clear();
         if (!rep.quarantine.empty()) {
             try {
@@ -768,11 +773,14 @@ private:
                     rep.committed_exact = true;
                     what.push_back(fmt::format("the damaged database holds record {}", seq));
                 }
-                damaged_outbox_ = unarchived_in(rep.quarantine / ctx_.path.filename());
+                damaged_file_ = rep.quarantine / ctx_.path.filename();
+                damaged_outbox_ = unarchived_in(damaged_file_);
                 sqlite::connection damaged{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
                 damaged_violations_ = foreign_key_violations(damaged);
                 damaged_virtual_ = virtual_tables(damaged);
                 damaged_unarchived_ = archive::unarchived_columns(damaged);
+                // Worth a full check only when there is something the archive cannot give back.
+                damaged_sound_ = !secret_columns(*damaged_unarchived_).empty() && integrity_ok(damaged);
                 for (auto& [type, name, table, sql] : damaged.query_all<std::string, std::string, std::string, std::string>(
                          "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND "
                          "sql IS NOT NULL"))
@@ -782,6 +790,7 @@ private:
                 damaged_outbox_.reset();
                 damaged_violations_.reset();
                 damaged_unarchived_.reset();
+                damaged_sound_ = false;
                 damaged_code_.clear();
             }
         }
@@ -897,13 +906,107 @@ private:
     // the damaged database where it can be read (its triggers are the newest), else from the
     // backup as restored. Never from the result: a column added after the backup is in its table
     // but not in the backup's triggers, though every value of it was archived.
-    [[nodiscard]] static std::string secrets_note(std::string_view which, std::set<std::string> unarchived) {
-        std::set<std::string> secrets = std::move(unarchived);
-        for (const auto& t : archive::capture_tables(R::schema::definition()))
-            for (const auto& c : t.secrets)
-                secrets.insert(lower(t.name) + "." + c);
+    // Those salvage_secrets took back from the damaged database are not named.
+    [[nodiscard]] std::string secrets_note(std::string_view which, std::set<std::string> unarchived) const {
+        auto secrets = secret_columns(std::move(unarchived));
+        for (const auto& c : salvaged_)
+            secrets.erase(c);
         if (secrets.empty()) return {};
         return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
+    }
+    // "table.column" (lower case): the declared secrets and `unarchived`.
+    [[nodiscard]] static std::set<std::string> secret_columns(std::set<std::string> unarchived) {
+        for (const auto& t : archive::capture_tables(R::schema::definition()))
+            for (const auto& c : t.secrets)
+                unarchived.insert(lower(t.name) + "." + lower(c));
+        return unarchived;
+    }
+    [[nodiscard]] static bool integrity_ok(sqlite::connection& c) {
+        const auto r = c.query_all<std::string>("PRAGMA integrity_check");
+        return r.size() == 1 && r.front() == "ok";
+    }
+
+    // Secret columns are never archived: the result holds placeholders there, or the backup's
+    // older values. A damaged database that passes its integrity check (an on-demand heal of a
+    // sound database) still holds them: they are copied from it into each row whose archived
+    // columns all equal the damaged database's row (so a secret never joins another version of
+    // its row), with no trigger firing. The columns salvaged in every row are remembered for
+    // secrets_note; returns what the source's detail says, or nothing.
+    std::string salvage_secrets(const std::filesystem::path& result) {
+        salvaged_.clear();
+        if (!damaged_sound_ || !damaged_unarchived_) return {};
+        const auto wanted = secret_columns(*damaged_unarchived_);
+        sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
+        sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+        c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
+        std::map<std::string, std::vector<std::string>> by_table;  // lower(table) -> its secret columns
+        for (const auto& tc : wanted)
+            by_table[tc.substr(0, tc.find('.'))].push_back(tc.substr(tc.find('.') + 1));
+        std::vector<std::string> done;
+        std::set<std::string> partly;
+        for (auto& [table, secrets] : by_table) {
+            const auto shape = archive::shape_of(c, table);
+            const auto theirs = c.query_all<std::string>("SELECT lower(name) FROM pragma_table_info(?, 'resilite_damaged')", table);
+            const auto has = [&](const std::string& col) {
+                return std::find(theirs.begin(), theirs.end(), lower(col)) != theirs.end();
+            };
+            // (A table whose columns differ from the damaged one's, or whose key is secret: no row is
+            // known to be the same.)
+            std::vector<std::string> copy, match;
+            bool comparable = !shape.columns.empty();
+            for (const auto& col : shape.columns) {
+                const bool secret = std::find(secrets.begin(), secrets.end(), lower(col.name)) != secrets.end();
+                comparable = comparable && has(col.name) && !(secret && col.pk > 0);
+                (secret ? copy : match).push_back(col.name);
+            }
+            if (!comparable || copy.empty()) continue;
+            const auto ours = "main." + quote_id(table);
+            const auto damaged = "resilite_damaged." + quote_id(table);
+            std::string same = shape.key.empty() ? fmt::format("{0}.{2} = {1}.{2}", damaged, ours, shape.rowid) : "1";
+            for (const auto& col : match)
+                same += fmt::format(" AND {0}.{2} IS {1}.{2}", damaged, ours, quote_id(col));
+            std::vector<std::string> quoted, from;
+            for (const auto& col : copy) {
+                quoted.push_back(quote_id(col));
+                from.push_back(damaged + "." + quote_id(col));
+            }
+            c.exec(fmt::format("UPDATE {0} SET ({1}) = (SELECT {2} FROM {3} WHERE {4}) WHERE EXISTS (SELECT 1 FROM {3} "
+                               "WHERE {4})",
+                               ours, fmt::join(quoted, ", "), fmt::join(from, ", "), damaged, same));
+            const auto left = c.query_one<std::int64_t>(
+                                   fmt::format("SELECT count(*) FROM {0} WHERE NOT EXISTS (SELECT 1 FROM {1} WHERE {2})",
+                                               ours, damaged, same))
+                                  .value_or(0);
+            for (const auto& col : copy) {
+                const auto name = lower(table) + "." + lower(col);
+                if (left == 0) {
+                    salvaged_.insert(name);
+                    done.push_back(name);
+                } else {
+                    partly.insert(name);
+                }
+            }
+        }
+        c.exec("DETACH DATABASE resilite_damaged");
+        std::string out;
+        if (!done.empty())
+            out = fmt::format("secret columns {} taken from the damaged database (it passes its integrity check)",
+                              fmt::join(done, ", "));
+        if (!partly.empty())
+            out += fmt::format("{}secret columns {} taken from the damaged database where its row is the same",
+                               out.empty() ? "" : "; ", fmt::join(partly, ", "));
+        return out;
+    }
+    // file: URI of a path, read-only ('%', '?' and '#' escaped).
+    [[nodiscard]] static std::string read_only_uri(const std::filesystem::path& p) {
+        std::string out = "file:";
+        for (const char ch : std::filesystem::absolute(p).string()) {
+            if (ch == '%' || ch == '?' || ch == '#')
+                out += fmt::format("%{:02X}", static_cast<unsigned char>(ch));
+            else
+                out += ch;
+        }
+        return out + "?mode=ro";
     }
 
     // Why the candidate is not good enough, or nothing. Fills the rows per table.
@@ -1130,9 +1233,12 @@ private:
     std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
-    std::optional<std::set<std::string>> damaged_unarchived_;
+    std::optional<std::set<std::string>> damaged_unarchived_;  // unarchived_columns of the damaged file, when readable
+    bool damaged_sound_ = false;          // it passes integrity_check (checked only when it has secrets)
+    std::filesystem::path damaged_file_;  // in the quarantine
+    std::set<std::string> salvaged_;      // the secret columns salvage_secrets took back in every row
     // The views and triggers of the damaged database (type, name, table, text), when readable.
-    std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;  // unarchived_columns of the damaged file, when readable
+    std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
     std::string fk_note_;
     bool batched_ = false;
