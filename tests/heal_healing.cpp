@@ -1182,6 +1182,61 @@ TEST_CASE("heal of a sound database on demand: its secret columns keep their val
     CHECK(report.to_text().find("taken from the damaged database") != std::string::npos);
 }
 
+TEST_CASE("heal of a sound database on demand: the rows of its FTS tables are taken from it, an FTS index over "
+          "an archived table is rebuilt from that table",
+          "[heal]") {
+    if (!has_fts5()) return;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    HealDb db{path};
+    db.exec_script("CREATE VIRTUAL TABLE docs USING fts5(body); "
+                   "CREATE VIRTUAL TABLE item_search USING fts5(name, content='items', content_rowid='id')");
+    const auto add = [&](int from, int to) {
+        insert_items(db, from, to);
+        for (int i = from; i <= to; ++i) {
+            db.exec("INSERT INTO docs(rowid, body) VALUES(?, ?)", i, fmt::format("doc {} text", i));
+            db.exec("INSERT INTO item_search(rowid, name) VALUES(?, ?)", i, fmt::format("item {}", i));
+        }
+    };
+    add(1, 5);
+    static_cast<void>(db.backup_now());
+    add(6, 10);
+    const auto report = db.heal();
+    INFO(report.to_text());
+    CHECK(report.healed);
+    CHECK(rows_of(path) == expected_rows(1, 10));
+    CHECK(db.query_one<int>("SELECT count(*) FROM docs") == 10);
+    CHECK(db.query_one<std::string>("SELECT body FROM docs WHERE docs MATCH 'doc AND 8'") == "doc 8 text");
+    CHECK(db.query_one<std::int64_t>("SELECT rowid FROM item_search WHERE item_search MATCH '9'") == 9);
+    CHECK(report.may_be_lost.find("docs") == std::string::npos);
+    CHECK(report.may_be_lost.find("item_search") == std::string::npos);
+}
+
+TEST_CASE("heal from a backup of a database with an FTS index over an archived table: the index is rebuilt, it "
+          "finds the rows written after the backup",
+          "[heal]") {
+    if (!has_fts5()) return;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE VIRTUAL TABLE item_search USING fts5(name, content='items', content_rowid='id')");
+        insert_items(db, 1, 10);
+        db.exec("INSERT INTO item_search(item_search) VALUES('rebuild')");
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 20);
+        db.exec("INSERT INTO item_search(item_search) VALUES('rebuild')");
+    }
+    damage_header(path);  // unreadable: nothing to take from it
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(db.query_one<std::int64_t>("SELECT rowid FROM item_search WHERE item_search MATCH '17'") == 17);
+    CHECK(report->may_be_lost.find("item_search") == std::string::npos);
+}
+
 TEST_CASE("heal of a readable database that fails its integrity check: no secret is taken from it, the "
           "placeholders are named",
           "[heal]") {
@@ -1267,26 +1322,34 @@ TEST_CASE("heal after resilite::restore() of an older backup: the commits the re
     CHECK(rows_of(path) == expected);
 }
 
-TEST_CASE("heal from the archive alone of a database with a virtual table: the damaged database names it as what "
-          "may be lost",
+TEST_CASE("heal from the archive alone of a database with a virtual table: created again from a sound damaged "
+          "database with its rows; named as what may be lost when the damaged database fails its check",
           "[heal]") {
     if (!has_fts5()) return;
     test::temp_dir dir;
     const auto path = dir / "app.db";
+    const bool sound = GENERATE(true, false);
+    {
+        HealDb db{path};
+        db.exec_script("CREATE VIRTUAL TABLE docs USING fts5(body); CREATE INDEX items_by_name ON items(name)");
+        db.exec("INSERT INTO docs VALUES('only in the database')");
+        insert_items(db, 1, 10);
+    }
+    if (!sound) REQUIRE(resilite::testing::swap_index_definition(path) == "items_by_name");
     HealDb db{path};
-    db.exec_script("CREATE VIRTUAL TABLE docs USING fts5(body)");
-    db.exec("INSERT INTO docs VALUES('only in the database')");
-    insert_items(db, 1, 10);
     const auto report = db.heal();  // no backup: the archive alone; the database in place is readable
     const auto text = report.to_text();
     INFO(text);
-    CHECK(text.find("nothing committed is missing") == std::string::npos);
-    if (report.healed) {
-        CHECK(report.may_be_lost.find("virtual table docs") != std::string::npos);
-    } else {
-        CHECK(db.query_one<int>("SELECT count(*) FROM docs") == 1);
-    }
+    CHECK(report.healed);
     CHECK(rows_of(path) == expected_rows(1, 10));
+    if (sound) {
+        CHECK(db.query_one<std::string>("SELECT body FROM docs WHERE docs MATCH 'only'") == "only in the database");
+        CHECK(report.may_be_lost.empty());
+        CHECK(text.find("virtual table docs created again from the damaged database") != std::string::npos);
+    } else {
+        CHECK(report.may_be_lost.find("virtual table docs") != std::string::npos);
+        CHECK(text.find("nothing committed is missing") == std::string::npos);
+    }
 }
 
 TEST_CASE("heal after OR REPLACE deleted rows through a unique index: the rows in the way are gone again, an "

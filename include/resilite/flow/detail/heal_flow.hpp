@@ -59,10 +59,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <tuple>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
@@ -508,7 +510,8 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
-            const auto salvaged = salvage_secrets(candidate.database());
+            auto salvaged = salvage_secrets(candidate.database());
+            add_detail(salvaged, restore_virtual_tables(candidate.database()));
             if (const int err = flush.finish(); err != 0) {
                 // (Not retried: a second fsync after a failed one can report success for data the
                 // kernel dropped.)
@@ -588,7 +591,8 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
-            const auto salvaged = salvage_secrets(candidate.database());
+            auto salvaged = salvage_secrets(candidate.database());
+            add_detail(salvaged, restore_virtual_tables(candidate.database()));
             const auto loss = loss_beyond(r.last_seq, archive_dir);
             if (loss && !ctx_.with_lock([&] { return ctx_.config.healing.accept_loss_since_backup; })) {
                 rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
@@ -780,7 +784,8 @@ private:
                 damaged_virtual_ = virtual_tables(damaged);
                 damaged_unarchived_ = archive::unarchived_columns(damaged);
                 // Worth a full check only when there is something the archive cannot give back.
-                damaged_sound_ = !secret_columns(*damaged_unarchived_).empty() && integrity_ok(damaged);
+                damaged_sound_ = (!secret_columns(*damaged_unarchived_).empty() || !damaged_virtual_.empty()) &&
+                                 integrity_ok(damaged);
                 for (auto& [type, name, table, sql] : damaged.query_all<std::string, std::string, std::string, std::string>(
                          "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND "
                          "sql IS NOT NULL"))
@@ -888,6 +893,8 @@ private:
         auto names = damaged_virtual_;
         sqlite::connection c{result, SQLITE_OPEN_READONLY};  // (verified: it can be read)
         names.merge(virtual_tables(c));
+        for (const auto& n : restored_virtual_)
+            names.erase(n);
         if (names.empty()) return {};
         return fmt::format("{} of the virtual table{} {} (virtual tables are not archived)", which,
                            names.size() == 1 ? "" : "s", fmt::join(names, ", "));
@@ -996,6 +1003,115 @@ private:
             out += fmt::format("{}secret columns {} taken from the damaged database where its row is the same",
                                out.empty() ? "" : "; ", fmt::join(partly, ", "));
         return out;
+    }
+    // Virtual tables are not archived. What a heal can do for each one in the result: an FTS
+    // index over a table of its own (content=...) is rebuilt from that table, which is archived
+    // (the backup's index would answer from the backup's rows, silently); the rows of an FTS
+    // table that holds its own text, or of an R*Tree, are copied from a damaged database that
+    // passes its integrity check and defines the table the same way. Returns what the source's
+    // detail says; the tables done are left out of virtual_tables_note.
+    std::string restore_virtual_tables(const std::filesystem::path& result) {
+        restored_virtual_.clear();
+        sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
+        sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+        bool attached = false;
+        std::vector<std::string> rebuilt, copied, created;
+        if (damaged_sound_ && !damaged_virtual_.empty()) {  // (the archive alone: none in the result)
+            c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
+            attached = true;
+            for (auto& [name, sql] : c.query_all<std::string, std::string>(
+                     "SELECT name, sql FROM resilite_damaged.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE "
+                     "VIRTUAL TABLE%' AND name NOT IN (SELECT name FROM main.sqlite_master)")) {
+                c.exec_script(sql);
+                created.push_back(name);
+            }
+        }
+        for (auto& [name, sql] : c.query_all<std::string, std::string>(
+                 "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'")) {
+            const auto module = virtual_module(sql);
+            const bool fts = module == "fts5" || module == "fts4" || module == "fts3";
+            const auto content = content_option(sql);
+            if (fts && content && !content->empty()) {
+                c.exec(fmt::format("INSERT INTO {0}({0}) VALUES('rebuild')", quote_id(name)));
+                rebuilt.push_back(name);
+                restored_virtual_.insert(name);
+                continue;
+            }
+            const bool copyable = (fts && !content) || module == "rtree" || module == "rtree_i32";
+            if (!copyable || !damaged_sound_) continue;
+            if (!attached) {
+                c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
+                attached = true;
+            }
+            if (c.query_one<std::string>(
+                     "SELECT sql FROM resilite_damaged.sqlite_master WHERE type = 'table' AND name = ?", name) != sql)
+                continue;
+            std::vector<std::string> columns;
+            if (fts) columns.emplace_back("rowid");  // (an R*Tree's first column is its rowid)
+            for (auto& col : c.query_all<std::string>("SELECT name FROM pragma_table_info(?)", name))
+                columns.push_back(quote_id(col));
+            c.exec(fmt::format("DELETE FROM main.{}", quote_id(name)));
+            c.exec(fmt::format("INSERT INTO main.{0}({1}) SELECT {1} FROM resilite_damaged.{0}", quote_id(name),
+                               fmt::join(columns, ", ")));
+            copied.push_back(name);
+            restored_virtual_.insert(name);
+        }
+        if (attached) c.exec("DETACH DATABASE resilite_damaged");
+        std::string out;
+        if (!created.empty())
+            out = fmt::format("virtual table{} {} created again from the damaged database", created.size() == 1 ? "" : "s",
+                              fmt::join(created, ", "));
+        if (!rebuilt.empty())
+            add_detail(out, fmt::format("FTS index{} {} rebuilt from {} table{}", rebuilt.size() == 1 ? "" : "es",
+                              fmt::join(rebuilt, ", "), rebuilt.size() == 1 ? "its" : "their",
+                              rebuilt.size() == 1 ? "" : "s"));
+        if (!copied.empty())
+            add_detail(out, fmt::format("the rows of the virtual table{} {} taken from the damaged database (it "
+                                        "passes its integrity check)",
+                                        copied.size() == 1 ? "" : "s", fmt::join(copied, ", ")));
+        return out;
+    }
+    static void add_detail(std::string& detail, const std::string& more) {
+        if (more.empty()) return;
+        detail += (detail.empty() ? "" : "; ") + more;
+    }
+    // "CREATE VIRTUAL TABLE x USING fts5(...)" -> "fts5" (lower case).
+    [[nodiscard]] static std::string virtual_module(std::string_view sql) {
+        const auto text = lower(sql);
+        const auto at = text.find(" using ");
+        if (at == std::string::npos) return {};
+        auto rest = std::string_view{text}.substr(at + 7);
+        while (!rest.empty() && rest.front() == ' ')
+            rest.remove_prefix(1);
+        return std::string{rest.substr(0, std::min(rest.find('('), rest.find(' ')))};
+    }
+    // The value of an FTS table's content= option (unquoted; empty: contentless), or nothing.
+    [[nodiscard]] static std::optional<std::string> content_option(std::string_view sql) {
+        const auto text = lower(sql);
+        for (auto at = text.find("content"); at != std::string::npos; at = text.find("content", at + 1)) {
+            const char before = at == 0 ? ' ' : text[at - 1];
+            if (std::isalnum(static_cast<unsigned char>(before)) || before == '_') continue;
+            auto i = at + 7;
+            while (i < text.size() && text[i] == ' ')
+                ++i;
+            if (i >= text.size() || text[i] != '=') continue;  // (content_rowid, or a column named so)
+            ++i;
+            while (i < text.size() && text[i] == ' ')
+                ++i;
+            std::string value;
+            if (i < text.size() && (text[i] == '\'' || text[i] == '"')) {
+                const char q = text[i];
+                for (++i; i < text.size(); ++i) {
+                    if (text[i] == q && (i + 1 >= text.size() || text[++i] != q)) break;  // ('' inside: one ')
+                    value += sql[i];
+                }
+            } else {
+                for (; i < text.size() && text[i] != ',' && text[i] != ')' && text[i] != ' '; ++i)
+                    value += sql[i];
+            }
+            return value;
+        }
+        return std::nullopt;
     }
     // file: URI of a path, read-only ('%', '?' and '#' escaped).
     [[nodiscard]] static std::string read_only_uri(const std::filesystem::path& p) {
@@ -1237,6 +1353,7 @@ private:
     bool damaged_sound_ = false;          // it passes integrity_check (checked only when it has secrets)
     std::filesystem::path damaged_file_;  // in the quarantine
     std::set<std::string> salvaged_;      // the secret columns salvage_secrets took back in every row
+    std::set<std::string> restored_virtual_;  // the virtual tables restore_virtual_tables rebuilt or took back
     // The views and triggers of the damaged database (type, name, table, text), when readable.
     std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
