@@ -300,6 +300,41 @@ TEST_CASE("queue_writes: writes while another process heals are queued durably a
     CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
 }
 
+TEST_CASE("queue_writes: a queue replayed, then the database healed from its archive while the file was still "
+          "there (a crash's window): nothing is replayed twice",
+          "[degradation][heal]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    Db db(path, options_for<Db>(log, clock));
+    db.exec_script("CREATE TABLE counters(id INTEGER PRIMARY KEY, n INTEGER NOT NULL); INSERT INTO counters VALUES(1, 0)");
+    const auto queue = path.string() + "-resilite-queue";
+    const auto copy = dir.path() / "queue-copy";
+    {
+        foreign_heal heal{path};
+        for (int i = 0; i < 3; ++i)
+            CHECK(db.exec("UPDATE counters SET n = n + 1 WHERE id = 1").queued());
+        CHECK(db.insert(item(5)).queued());
+        std::filesystem::copy_file(queue, copy);
+    }
+    CHECK(db.query_one<int>("SELECT n FROM counters") == 3);  // replayed, the file removed
+    CHECK_FALSE(std::filesystem::exists(queue));
+    const auto archive = db.check_archive();  // (the records say which entries were replayed: comments)
+    INFO(archive.to_text());
+    CHECK(archive.reproduces_live == true);
+    const auto report = db.heal();  // no backup: from the archive alone
+    INFO(report.to_text());
+    REQUIRE(report.healed);
+    CHECK(db.query_one<int>("SELECT n FROM counters") == 3);
+    std::filesystem::copy_file(copy, queue);  // as if the process had died before removing it
+    CHECK(db.insert(item(6)).committed());
+    CHECK(db.query_one<int>("SELECT n FROM counters") == 3);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
+    CHECK_FALSE(std::filesystem::exists(queue));
+}
+
 TEST_CASE("queue_writes: a full queue is a degraded error, a write SQLite refuses on replay is kept aside",
           "[degradation]") {
     test::temp_dir dir;

@@ -44,6 +44,15 @@ inline constexpr std::string_view baseline_end = "-- resilite baseline end";
 inline constexpr std::string_view baseline_every_table =
     "-- resilite baseline of every table: a table it does not hold was dropped or renamed";
 
+// The queue of queue_writes<N> (flow/detail/degradation_flow.hpp) keeps, per queue file, the
+// number of the last entry replayed, in the replayed write's transaction: its record says so in
+// a comment line, "<prefix><generation> <seq>", and a replay of the record sets it too, so that a
+// database rebuilt or healed from the archive does not replay the entry again. (A comment: older
+// readers and the sqlite3 shell skip it.)
+inline constexpr std::string_view queue_replayed_prefix = "-- resilite queue replayed: ";
+inline constexpr std::string_view queue_state_table =
+    "CREATE TABLE IF NOT EXISTS resilite_queue_state(generation TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)";
+
 enum class record_kind { changes, baseline };
 
 [[nodiscard]] constexpr std::string_view to_string(record_kind k) noexcept {

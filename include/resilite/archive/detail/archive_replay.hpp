@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cctype>
 #include <cstdint>
 #include <deque>
@@ -436,6 +437,27 @@ public:
         as_library([&] { c_.exec_script(sql); });
     }
 
+    // "<generation> <seq>" of a queue_replayed_prefix line: the queued write this record replayed
+    // (archive_format.hpp). Anything else is left a comment.
+    void note_queue_replayed(std::string_view what) {
+        const auto space = what.find(' ');
+        if (space == std::string_view::npos) return;
+        const auto generation = what.substr(0, space);
+        const auto digits = what.substr(space + 1);
+        const auto hex = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); };
+        std::int64_t seq = 0;
+        const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
+        if (generation.empty() || !std::all_of(generation.begin(), generation.end(), hex) || ec != std::errc{} ||
+            end != digits.data() + digits.size() || seq <= 0)
+            return;
+        as_library([&] {
+            c_.exec(queue_state_table);
+            c_.exec("INSERT INTO resilite_queue_state(generation, last_seq) VALUES(?1, ?2) ON CONFLICT(generation) DO "
+                    "UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                    generation, seq);
+        });
+    }
+
     // Row changes run through a prepared shape, and the shapes prepared (run_shaped).
     [[nodiscard]] std::int64_t shaped_runs() const noexcept { return shaped_runs_; }
     [[nodiscard]] std::int64_t shapes_prepared() const noexcept { return shapes_prepared_; }
@@ -473,6 +495,8 @@ public:
                 ++p;
             if (body.substr(p).starts_with("--")) {  // a comment line of the writer's (baseline_every_table)
                 const auto eol = body.find('\n', p);
+                const auto comment = body.substr(p, eol == std::string_view::npos ? std::string_view::npos : eol - p);
+                if (comment.starts_with(queue_replayed_prefix)) note_queue_replayed(comment.substr(queue_replayed_prefix.size()));
                 p = eol == std::string_view::npos ? body.size() : eol;
                 continue;
             }

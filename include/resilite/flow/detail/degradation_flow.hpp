@@ -30,6 +30,7 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -201,10 +202,7 @@ public:
             try {
                 flow_.run(
                     "queue_replay",
-                    [](sqlite::connection& c) {
-                        return c.exec("CREATE TABLE IF NOT EXISTS resilite_queue_state(generation TEXT PRIMARY KEY, "
-                                      "last_seq INTEGER NOT NULL)");
-                    },
+                    [](sqlite::connection& c) { return c.exec(archive::queue_state_table); },
                     [](std::int64_t) { return std::int64_t{0}; });
                 const auto done = flow_.run(
                                            "queue_replay",
@@ -394,7 +392,17 @@ private:
         }
     }
 
+    // In the replayed write's transaction; with an archive, its record says so too (a database
+    // rebuilt or healed from the archive knows the entry was replayed: archive_format.hpp).
     static std::int64_t mark(sqlite::connection& c, const std::string& generation, std::uint64_t seq) {
+        if constexpr (R::archiving) {
+            const bool plain = std::all_of(generation.begin(), generation.end(), [](char ch) {
+                return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
+            });  // (our own: a file's header could say anything)
+            if (plain && !generation.empty() &&
+                c.query_one<int>("SELECT 1 FROM sqlite_master WHERE name = 'resilite_archive_outbox'"))
+                archive::add_to_outbox(c, fmt::format("{}{} {}", archive::queue_replayed_prefix, generation, seq));
+        }
         return c.exec(
             "INSERT INTO resilite_queue_state(generation, last_seq) VALUES(?1, ?2) "
             "ON CONFLICT(generation) DO UPDATE SET last_seq = excluded.last_seq",
