@@ -1162,6 +1162,34 @@ TEST_CASE("heal of a readable database: the views and triggers it had and the re
     CHECK(report.to_text().find("created again from the damaged database") != std::string::npos);
 }
 
+TEST_CASE("heal of a database whose table with a secret column is damaged: the views and triggers created after "
+          "the backup are created again from it, its readable parts are evidence",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        db.exec_script("CREATE TABLE journal(id INTEGER PRIMARY KEY, what TEXT)");
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        db.exec_script("CREATE TRIGGER items_journal AFTER INSERT ON items BEGIN "
+                       "INSERT INTO journal(what) VALUES(NEW.name); END; "
+                       "CREATE VIEW item_names AS SELECT name FROM items");
+        insert_items(db, 11, 20);
+    }
+    zero_root_page(path, "items");  // the table with the secret column: every read of it fails
+    HealDb db{path};
+    const auto report = db.last_heal() ? *db.last_heal() : db.heal();
+    INFO(report.to_text());
+    CHECK(report.healed);
+    CHECK(rows_of(path) == expected_rows(1, 20));
+    CHECK(db.query_one<int>("SELECT count(*) FROM item_names") == 20);
+    insert_items(db, 21, 21);
+    CHECK(db.query_one<int>("SELECT count(*) FROM journal") == 11);
+    CHECK(report.to_text().find("created again from the damaged database") != std::string::npos);
+    CHECK(report.evidence.find("the damaged database holds record") != std::string::npos);
+}
+
 TEST_CASE("heal of a sound database on demand: its secret columns keep their values, taken from it, and the report "
           "does not call them lost",
           "[heal]") {

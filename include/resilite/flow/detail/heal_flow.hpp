@@ -470,7 +470,7 @@ private:
                 return false;
             }
             std::filesystem::copy_file(b.path, candidate.database());
-            const auto foreign = drop_foreign_code(candidate.database(), rep, has_archive ? &archive_dir : nullptr);
+            const auto foreign = drop_foreign_code(candidate.database(), has_archive ? &archive_dir : nullptr);
             // The columns its capture triggers leave out, read before the replay adds columns
             // those triggers never knew (which are archived, not secret).
             const auto backup_unarchived = unarchived_columns_of(candidate.database());
@@ -710,20 +710,12 @@ private:
         return std::nullopt;
     }
 
-    foreign_code drop_foreign_code(const std::filesystem::path& candidate, const heal_report& rep,
-                                   const std::filesystem::path* archive_dir) {
+    foreign_code drop_foreign_code(const std::filesystem::path& candidate, const std::filesystem::path* archive_dir) {
         foreign_code out;
         std::set<std::pair<std::string, std::string>> had;
-        if (!rep.quarantine.empty()) {
-            try {
-                sqlite::connection q{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
-                for (auto& [name, sql] : q.query_all<std::string, std::string>(
-                         "SELECT name, sql FROM sqlite_master WHERE type IN ('trigger', 'view') AND sql IS NOT NULL"))
-                    had.emplace(name, sql);
-                out.damaged_read = true;
-            } catch (const std::exception&) {
-            }
-        }
+        out.damaged_read = damaged_code_read_;  // (gather_evidence read them)
+        for (const auto& [type, name, table, sql] : damaged_code_)
+            had.emplace(name, sql);
         sqlite::connection c{candidate, SQLITE_OPEN_READWRITE};
         auto code = c.query_all<std::string, std::string, std::string>(
             "SELECT type, name, ifnull(sql, '') FROM sqlite_master WHERE type IN ('trigger', 'view')");
@@ -765,39 +757,60 @@ private:
             what.push_back(fmt::format("a high-water mark {} of another database (identity {}), not taken", mark.seq,
                                        mark.identity));
         }
+        damaged_outbox_.reset();
+        damaged_violations_.reset();
         damaged_virtual_.clear();
         damaged_unarchived_.reset();
         damaged_sound_ = false;
         damaged_code_.clear();
+        damaged_code_read_ = false;
         if (!rep.quarantine.empty()) {
-            try {
-                const auto seq = archive_seq_of(rep.quarantine / ctx_.path.filename()).value_or(0);
-                if (seq > 0) {
-                    best = std::max(best, seq);
-                    rep.committed_exact = true;
-                    what.push_back(fmt::format("the damaged database holds record {}", seq));
+            // Each part read on its own: a damaged table must not hide the rest (its record
+            // number, its views and triggers).
+            damaged_file_ = rep.quarantine / ctx_.path.filename();
+            std::vector<std::string> unread;
+            const auto read = [&](std::string_view part, auto&& f) {
+                try {
+                    f();
+                    return true;
+                } catch (const std::exception&) {
+                    unread.emplace_back(part);
+                    return false;
                 }
-                damaged_file_ = rep.quarantine / ctx_.path.filename();
-                damaged_outbox_ = unarchived_in(damaged_file_);
-                sqlite::connection damaged{rep.quarantine / ctx_.path.filename(), SQLITE_OPEN_READONLY};
-                damaged_violations_ = foreign_key_violations(damaged);
-                damaged_virtual_ = virtual_tables(damaged);
-                damaged_unarchived_ = archive::unarchived_columns(damaged);
-                // Worth a full check only when there is something the archive cannot give back.
-                damaged_sound_ = (!secret_columns(*damaged_unarchived_).empty() || !damaged_virtual_.empty()) &&
-                                 integrity_ok(damaged);
-                for (auto& [type, name, table, sql] : damaged.query_all<std::string, std::string, std::string, std::string>(
-                         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') AND "
-                         "sql IS NOT NULL"))
-                    if (!archive::reserved_name(name)) damaged_code_.push_back({type, name, table, sql});
-            } catch (const std::exception&) {
-                what.emplace_back("the damaged database cannot be read");
-                damaged_outbox_.reset();
-                damaged_violations_.reset();
-                damaged_unarchived_.reset();
-                damaged_sound_ = false;
-                damaged_code_.clear();
+            };
+            std::int64_t seq = 0;
+            read("its record number", [&] { seq = archive_seq_of(damaged_file_).value_or(0); });
+            if (seq > 0) {
+                best = std::max(best, seq);
+                rep.committed_exact = true;
+                what.push_back(fmt::format("the damaged database holds record {}", seq));
             }
+            if (!read("its outbox", [&] { damaged_outbox_ = unarchived_in(damaged_file_); })) damaged_outbox_.reset();
+            std::optional<sqlite::connection> damaged;
+            if (read("anything", [&] { damaged.emplace(damaged_file_, SQLITE_OPEN_READONLY); })) {
+                if (!read("its foreign keys", [&] { damaged_violations_ = foreign_key_violations(*damaged); }))
+                    damaged_violations_.reset();
+                if (!read("its virtual tables", [&] { damaged_virtual_ = virtual_tables(*damaged); }))
+                    damaged_virtual_.clear();
+                if (!read("its capture triggers", [&] { damaged_unarchived_ = archive::unarchived_columns(*damaged); }))
+                    damaged_unarchived_.reset();
+                damaged_code_read_ = read("its views and triggers", [&] {
+                    for (auto& [type, name, table, sql] :
+                         damaged->query_all<std::string, std::string, std::string, std::string>(
+                             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE type IN ('view', 'trigger') "
+                             "AND sql IS NOT NULL"))
+                        if (!archive::reserved_name(name)) damaged_code_.push_back({type, name, table, sql});
+                });
+                if (!damaged_code_read_) damaged_code_.clear();
+                // Worth a full check only when there is something the archive cannot give back.
+                damaged_sound_ = damaged_unarchived_ && unread.empty() &&
+                                 (!secret_columns(*damaged_unarchived_).empty() || !damaged_virtual_.empty()) &&
+                                 integrity_ok(*damaged);
+            }
+            if (!unread.empty())
+                what.push_back(unread.front() == "anything"
+                                   ? std::string{"the damaged database cannot be read"}
+                                   : fmt::format("the damaged database cannot be read in part ({})", fmt::join(unread, ", ")));
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
         batch_interval_ = s.archive.interval;
@@ -929,8 +942,12 @@ private:
         return unarchived;
     }
     [[nodiscard]] static bool integrity_ok(sqlite::connection& c) {
-        const auto r = c.query_all<std::string>("PRAGMA integrity_check");
-        return r.size() == 1 && r.front() == "ok";
+        try {
+            const auto r = c.query_all<std::string>("PRAGMA integrity_check");
+            return r.size() == 1 && r.front() == "ok";
+        } catch (const std::exception&) {  // (damage the check itself meets)
+            return false;
+        }
     }
 
     // Secret columns are never archived: the result holds placeholders there, or the backup's
@@ -1356,6 +1373,7 @@ private:
     std::set<std::string> restored_virtual_;  // the virtual tables restore_virtual_tables rebuilt or took back
     // The views and triggers of the damaged database (type, name, table, text), when readable.
     std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;
+    bool damaged_code_read_ = false;  // (an empty damaged_code_ then means it had none)
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
     std::string fk_note_;
     bool batched_ = false;
