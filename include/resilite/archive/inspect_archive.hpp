@@ -25,12 +25,38 @@ struct inspect_options {
     // Columns left out of the comparison, as "table.column" in lower case: secret columns are
     // never archived, so the rebuilt table holds their defaults.
     std::set<std::string> excluded_columns;
+    // The live database is compared at the record it holds: the archive is read up to that record
+    // (a later one is a commit after its snapshot, by a process writing now). True: with every
+    // record, for a database no one writes (a heal's candidate must hold them all).
+    bool whole_archive = false;
 };
 
 namespace detail::archive {
 [[nodiscard]] inline archive_report inspect(const std::filesystem::path& archive_dir, const inspect_options& options) {
     namespace a = detail::archive;
-    const auto contents = a::read_archive(archive_dir);
+    // One consistent point: the live database's snapshot is taken first, and the archive is read
+    // up to the record that snapshot says it holds. A later record is a commit after the
+    // snapshot (another process writing now: a record is written before its COMMIT), not a
+    // difference.
+    std::optional<sqlite::connection> live;
+    a::archive_limit limit;
+    std::int64_t unarchived = 0;  // changes the snapshot's outbox holds that the archive has not received
+    if (options.live_database) {
+        live.emplace(*options.live_database, SQLITE_OPEN_READONLY);
+        live->busy_timeout(std::chrono::milliseconds{5000});
+        live->exec_script("BEGIN");
+        static_cast<void>(live->query_one<std::int64_t>("SELECT count(*) FROM sqlite_master"));  // (the snapshot)
+        try {
+            if (const auto seq = live->query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+                seq && *seq > 0 && !options.whole_archive)
+                limit.seq = *seq;
+            unarchived = live->query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > "
+                                                       "(SELECT last_id FROM resilite_archive_state)")
+                             .value_or(0);
+        } catch (const error&) {  // (a database that never had an archive)
+        }
+    }
+    const auto contents = a::read_archive(archive_dir, limit);
     auto report = a::start_report(archive_dir, contents);
     if (contents.records.empty()) {
         report.problems.push_back(
@@ -49,12 +75,16 @@ namespace detail::archive {
     try {
         const auto trial = scratch / "trial.db";
         a::build_from_archive(contents, trial, report, true);
-        if (options.live_database) {
+        if (live) {
             sqlite::connection rebuilt{trial, SQLITE_OPEN_READONLY};
-            sqlite::connection live{*options.live_database, SQLITE_OPEN_READONLY};
-            live.busy_timeout(std::chrono::milliseconds{5000});
             bool all = true;
-            live.exec_script("BEGIN");  // one snapshot of the live database for every table
+            // A batched archive behind the snapshot's outbox differs by what it has not received
+            // yet: a lag, said as such, not a loss.
+            const auto lag = unarchived == 0
+                                 ? std::string{}
+                                 : fmt::format(" (the live database holds {} change{} its archive has not received "
+                                               "yet: a batched archive lags)",
+                                               unarchived, unarchived == 1 ? "" : "s");
             for (auto& t : report.tables) {
                 std::vector<std::string> cols;
                 for (const auto& col : detail::schema_inspector{rebuilt}.columns(t.name)) {
@@ -64,7 +94,7 @@ namespace detail::archive {
                 const auto mine = a::content_hash(rebuilt, t.name, cols);
                 bool same = false;
                 try {
-                    same = a::content_hash(live, t.name, cols) == mine;
+                    same = a::content_hash(*live, t.name, cols) == mine;
                 } catch (const error&) {  // the live table lacks the table or a column
                 }
                 t.matches_live = same;
@@ -74,12 +104,13 @@ namespace detail::archive {
                         {archive_problem::kind::mismatch,
                          {},
                          0,
-                         fmt::format("table {}: the rebuilt rows differ from the live ones", t.name),
-                         true});
+                         fmt::format("table {}: the rebuilt rows differ from the live ones{}", t.name, lag),
+                         lag.empty()});
                 }
             }
-            live.exec_script("COMMIT");
-            for (const auto& t : a::user_tables(live)) {
+            const auto live_tables = a::user_tables(*live);
+            live->exec_script("COMMIT");
+            for (const auto& t : live_tables) {
                 const bool archived =
                     std::any_of(report.tables.begin(), report.tables.end(),
                                 [&](const archive_table_summary& s) { return s.name == t; });
@@ -89,8 +120,8 @@ namespace detail::archive {
                         {archive_problem::kind::mismatch,
                          {},
                          0,
-                         fmt::format("table {} is in the live database but not in the archive", t),
-                         true});
+                         fmt::format("table {} is in the live database but not in the archive{}", t, lag),
+                         lag.empty()});
                 }
             }
             report.reproduces_live = all;

@@ -231,6 +231,7 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     inspect_options check;
     check.live_database = db;
     check.excluded_columns = unarchived;
+    check.whole_archive = true;  // (the snapshot's record is in the archive before its COMMIT)
     const auto contents = read_archive(dir);
     const bool complete = std::none_of(contents.problems.begin(), contents.problems.end(),
                                        [](const archive_problem& p) { return p.fatal; });

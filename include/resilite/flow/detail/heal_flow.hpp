@@ -1202,6 +1202,7 @@ private:
             rep.verification = "integrity, foreign keys, every table equal to a trial rebuild of the archive";
             inspect_options o;
             o.live_database = candidate;
+            o.whole_archive = true;
             for (const auto& t : archive::capture_tables(R::schema::definition()))
                 for (const auto& c : t.secrets)
                     o.excluded_columns.insert(lower(t.name) + "." + c);
