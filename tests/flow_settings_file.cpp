@@ -310,6 +310,11 @@ TEST_CASE("a settings file is read at open, invalid, open fails naming the field
         {R"({"sync": "off"})", "sync: OFF is not accepted"},
         {R"({"retry": {"base": "50ms", "cap": "10ms"}})",
          "retry cap (10 ms) must be at least the base (50 ms)"},
+        // A name given twice: which one counts would be a guess (the first one, invalid, was
+        // silently dropped).
+        {R"({"busy_timeout": "bogus", "busy_timeout": "3s"})", "busy_timeout: given twice"},
+        {R"({"retry": {"max_attempts": 50, "max_attempts": 60}})", "retry.max_attempts: given twice"},
+        {R"({"retry": {"max_attempts": 50}, "retry": {"base": "5ms"}})", "retry: given twice"},
     };
     for (const auto& [text, reason] : bad) {
         INFO(text);

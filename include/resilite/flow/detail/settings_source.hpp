@@ -23,8 +23,10 @@
 #include <fstream>
 #include <iterator>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace resilite::detail {
@@ -94,11 +96,40 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
 // ({"busy_timeout": "2s", "retry": {"max_attempts": 50}}).
 [[nodiscard]] inline refusal parse_settings_json(std::string_view text, settings_overlay& out) {
     json doc;
+    // A name given twice in one object: the parser would keep the last one, silently, and an
+    // invalid value before it would never be seen.
+    std::vector<std::set<std::string>> seen;  // the names of each open object
+    std::vector<std::string> path;            // the name each open object was given
+    std::string last, twice;
+    const json::parser_callback_t note_names = [&](int, json::parse_event_t event, json& parsed) {
+        switch (event) {
+            case json::parse_event_t::object_start:
+                seen.emplace_back();
+                path.push_back(std::exchange(last, {}));
+                break;
+            case json::parse_event_t::object_end:
+                seen.pop_back();
+                path.pop_back();
+                break;
+            case json::parse_event_t::key:
+                last = parsed.get<std::string>();
+                if (!seen.back().insert(last).second && twice.empty()) {
+                    for (const auto& p : path)
+                        if (!p.empty()) twice += p + ".";
+                    twice += last;
+                }
+                break;
+            default:
+                break;
+        }
+        return true;
+    };
     try {
-        doc = json::parse(text);
+        doc = json::parse(text, note_names);
     } catch (const json::parse_error& e) {
         return fmt::format("not valid JSON: {}", e.what());
     }
+    if (!twice.empty()) return fmt::format("{}: given twice (which one counts would be a guess)", twice);
     if (!doc.is_object()) return fmt::format("the file must hold a JSON object, not {}", json_kind(doc));
     settings_overlay o;
     const auto take = [&](const std::string& path, const json& value) -> refusal {
