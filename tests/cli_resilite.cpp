@@ -37,9 +37,11 @@ struct cli_result {
 };
 
 // `resilite <args>` with stdout and stderr kept apart (the paths are temporary directories').
-cli_result run_cli(const test::temp_dir& dir, const std::string& args) {
+// `env`: "NAME=value ..." for the command's environment.
+cli_result run_cli(const test::temp_dir& dir, const std::string& args, const std::string& env = {}) {
     const auto out = dir / "cli.out", err = dir / "cli.err";
-    const auto cmd = fmt::format("'{}' {} > '{}' 2> '{}'", RESILITE_CLI_PATH, args, out.string(), err.string());
+    const auto cmd = fmt::format("{}{}'{}' {} > '{}' 2> '{}'", env, env.empty() ? "" : " ", RESILITE_CLI_PATH, args,
+                                 out.string(), err.string());
     const int status = std::system(cmd.c_str());
     return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_all(out), read_all(err)};
 }
@@ -616,6 +618,41 @@ TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without
     resilite::testing::overwrite_header(db, rng);
     CHECK(run_cli(dir, fmt::format("--json health '{}'", db.string())).code == 1);
     CHECK(run_cli(dir, fmt::format("metrics '{}'", db.string())).out.find("resilite_healthy{") != std::string::npos);
+}
+
+TEST_CASE("cli.settings: RESILITE_* variables and the settings file are checked as the application checks them by "
+          "every subcommand that reads them; what only the application's policies decide is the application's",
+          "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    const auto file = dir / "settings.json";
+    // Values the application refuses at open: refused here too, the health and metrics included.
+    for (const auto& [env, cmd] : std::vector<std::pair<std::string, std::string>>{
+             {"RESILITE_RETRY_CAP=1ms", "health"},
+             {"RESILITE_BACKUP_KEEP_LAST=0", "metrics --prometheus"},
+             {"RESILITE_RETRY_CAP=1ms", "backup"},
+             {"RESILITE_RETRY_CAP=1ms", "heal --dry-run"}}) {
+        const auto r = run_cli(dir, fmt::format("{} '{}'", cmd, db.string()), env);
+        INFO(env << " " << cmd << ": " << r.err);
+        CHECK(r.code == 1);
+        CHECK(r.err.find("the settings from the environment") != std::string::npos);
+    }
+    { std::ofstream{file} << R"({"retry": {"base": "50ms", "cap": "10ms"}})"; }
+    auto r = run_cli(dir, fmt::format("health '{}' --settings '{}'", db.string(), file.string()));
+    CHECK(r.code == 1);
+    CHECK(r.err.find("retry cap (10 ms) must be at least the base (50 ms)") != std::string::npos);
+    // synchronous=NORMAL is the application's choice (its relaxed_durability<>): the same from
+    // the environment and from the file, for every subcommand.
+    { std::ofstream{file} << R"({"sync": "normal"})"; }
+    r = run_cli(dir, fmt::format("--quiet backup '{}'", db.string()), "RESILITE_SYNC=normal");
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(run_cli(dir, fmt::format("--quiet backup '{}' --settings '{}'", db.string(), file.string())).code == 0);
+    r = run_cli(dir, fmt::format("--json heal --dry-run '{}'", db.string()), "RESILITE_SYNC=normal");
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(run_cli(dir, fmt::format("health '{}'", db.string()), "RESILITE_SYNC=normal").code == 0);
 }
 
 TEST_CASE("cli.archive rebuild and replay: to a point in time, some tables, and a restored backup brought up to date",

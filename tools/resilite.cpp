@@ -138,16 +138,27 @@ void require_directory(const fs::path& dir) {
 }
 
 
+// What the command opens when it needs the library's flows (backup, drill, heal): no schema of
+// its own (it declares nothing, so it changes no table) and no archive writer (the application
+// archives; a heal and a drill read the archive directory of the settings, a backup records the
+// archive record its copy holds); healing only when asked to heal; the application's settings
+// otherwise. (A batched archive's window is the application's to name: this Database does not
+// know the archive is batched.)
+using tool_db = resilite::Database<resilite::backup<>, resilite::healing<>, resilite::null_observer>;
+
 // Where the application keeps its backups, archive and quarantine: its settings file and the
-// environment, read as the library reads them (a bad value is refused the same way).
+// environment, read and checked as the library reads and checks them (a bad value is refused the
+// same way), except what only the application's policies decide (synchronous=NORMAL needs its
+// relaxed_durability<>, archive.enabled its archive<>): the command cannot know them.
 struct places {
     resilite::settings settings;
     fs::path backups, archive, quarantine;
-    fs::path settings_file;  // given to a Database the command opens
+    fs::path settings_file;
 };
 
 places find_places(const fs::path& db, const fs::path& settings_file, const fs::path& backup_dir = {}) {
     places p;
+    p.settings = tool_db::default_settings();  // (the defaults of the policies the application most likely has)
     p.settings_file = settings_file;
     if (const char* named = std::getenv(std::string{resilite::detail::settings_file_variable}.c_str());
         named != nullptr && *named != '\0' && p.settings_file.empty())  // (--settings wins)
@@ -161,7 +172,20 @@ places find_places(const fs::path& db, const fs::path& settings_file, const fs::
             throw refusal{fmt::format("the settings file {}: {}", p.settings_file.string(), *r)};
         file.apply_to(p.settings);
     }
-    resilite::detail::read_environment("resilite", db.string()).apply_to(p.settings);
+    const auto env = resilite::detail::read_environment("resilite", db.string());
+    env.apply_to(p.settings);
+    auto problem = resilite::detail::field_range_problem(p.settings);
+    if (!problem) problem = p.settings.problem();
+    if (problem) {
+        std::string from = p.settings_file.empty() ? std::string{} : "the settings file " + p.settings_file.string();
+        if (!env.empty()) from += (from.empty() ? "" : " and ") + std::string{"the environment"};
+        throw refusal{fmt::format("the settings{}{}: {}", from.empty() ? "" : " from ", from, *problem)};
+    }
+    // Read and checked here: the Database this command opens is given them (tool_options), and
+    // does not read them again against its own policies, which are not the application's.
+    for (const auto* f : env.fields)
+        ::unsetenv(f->variable().c_str());
+    ::unsetenv(std::string{resilite::detail::settings_file_variable}.c_str());
     if (!backup_dir.empty()) p.settings.backup.directory = backup_dir.string();
     p.backups = resilite::detail::backup_directory(db, p.settings.backup);
     p.archive = resilite::detail::archive::archive_directory(db, p.settings.archive.directory);
@@ -169,18 +193,14 @@ places find_places(const fs::path& db, const fs::path& settings_file, const fs::
     return p;
 }
 
-// What the command opens when it needs the library's flows (backup, drill, heal): no schema of
-// its own (it declares nothing, so it changes no table) and no archive writer (the application
-// archives; a heal and a drill read the archive directory of the settings, a backup records the
-// archive record its copy holds); healing only when asked to heal; the application's settings
-// otherwise. (A batched archive's window is the application's to name: this Database does not
-// know the archive is batched.)
-using tool_db = resilite::Database<resilite::backup<>, resilite::healing<>, resilite::null_observer>;
 
 tool_db::options tool_options(const places& p, bool heal) {
     tool_db::options o;
-    auto s = tool_db::default_settings();
-    s.backup = p.settings.backup;
+    // The application's settings, but for what this Database's policies decide: it writes with
+    // synchronous=FULL and writes no archive (the application archives).
+    auto s = p.settings;
+    s.sync = tool_db::default_settings().sync;
+    s.archive = tool_db::default_settings().archive;
     s.backup.enabled = true;
     // Retention is the application's (its policy may keep more than the defaults): the command
     // never removes a backup.
