@@ -1190,6 +1190,37 @@ TEST_CASE("heal of a database whose table with a secret column is damaged: the v
     CHECK(report.evidence.find("the damaged database holds record") != std::string::npos);
 }
 
+TEST_CASE("heal whose reopen failed, then asked again: the report is this process's heal, not another process's",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    auto fail_reopen = std::make_shared<bool>(true);
+    HealDb::options o;
+    o.inject_failure = [fail_reopen](std::string_view operation, int) {
+        return operation == "heal:reopen" && std::exchange(*fail_reopen, false) ? SQLITE_FULL : SQLITE_OK;
+    };
+    HealDb db{path, o};
+    insert_items(db, 1, 10);
+    static_cast<void>(db.backup_now());
+    insert_items(db, 11, 15);
+    try {
+        static_cast<void>(db.heal());
+        FAIL("the reopen was to fail");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::full);
+    }
+    const auto report = db.heal();  // the file is healed already: it is only opened again
+    const auto text = report.to_text();
+    INFO(text);
+    CHECK(report.healed);
+    CHECK(text.find("another process") == std::string::npos);
+    CHECK(text.find("this process") != std::string::npos);
+    REQUIRE(report.backup_used.has_value());  // what the heal did is still said
+    CHECK(rows_of(path) == expected_rows(1, 15));
+    insert_items(db, 16, 16);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 16);
+}
+
 TEST_CASE("heal of a sound database on demand: its secret columns keep their values, taken from it, and the report "
           "does not call them lost",
           "[heal]") {
@@ -1351,7 +1382,7 @@ TEST_CASE("heal after resilite::restore() of an older backup: the commits the re
 }
 
 TEST_CASE("heal from the archive alone of a database with a virtual table: created again from a sound damaged "
-          "database with its rows; named as what may be lost when the damaged database fails its check",
+          "database with its rows, named as what may be lost when the damaged database fails its check",
           "[heal]") {
     if (!has_fts5()) return;
     test::temp_dir dir;

@@ -32,8 +32,9 @@ struct database_options {
     std::string vfs{};
     // Test hook: called before every attempt of every operation; a non-zero SQLite result code
     // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY). A heal
-    // asks it at its phases too ("heal:quarantine", "heal:replay", "heal:verify", "heal:swap"),
-    // and at "heal:flush", where a non-zero code makes the restored copy's flush report EIO.
+    // asks it at its phases too ("heal:quarantine", "heal:replay", "heal:verify", "heal:swap",
+    // and "heal:reopen", an open Database's reopen of the healed file), and at "heal:flush",
+    // where a non-zero code makes the restored copy's flush report EIO.
     std::function<int(std::string_view operation, int attempt)> inject_failure{};
     // Test hook: called at each written-ahead record's archive sync, which runs beside the
     // COMMIT; true makes that sync report an I/O error after the COMMIT (docs/archive.md).

@@ -157,8 +157,10 @@ public:
 private:
     void audit(const heal_report& rep, const std::string& what) noexcept {
         if (!on_finished) return;
-        // Another process's heal taken up: that process audits it.
+        // Another process's heal taken up: that process audits it; this process's own, opened
+        // again: audited when it healed.
         if (rep.sources.size() == 1 && rep.sources.front().source == "another process") return;
+        if (!rep.sources.empty() && rep.sources.back().source == opened_again) return;
         try {
             std::string used;
             for (const auto& s : rep.sources)
@@ -206,8 +208,18 @@ private:
         heal_lock lock{path};
         auto m = read_marker(path);
         if (m.heal_epoch != epoch_before && check_health(path, check_level::quick).ok()) {
-            rep.healed = true;
-            rep.sources.push_back({"another process", true, "healed since this database was opened"});
+            // This process's own heal, whose reopen failed: its report stands, with a line that
+            // says the database is opened again now. Otherwise another process healed it.
+            if (const auto earlier = ctx_.with_lock([&] { return last_; });
+                own_epoch_ == m.heal_epoch && earlier && earlier->healed) {
+                rep = *earlier;
+                rep.sources.push_back({std::string{opened_again}, true,
+                                       "the database this process healed is opened again (the open after the heal "
+                                       "had failed)"});
+            } else {
+                rep.healed = true;
+                rep.sources.push_back({"another process", true, "healed since this database was opened"});
+            }
             m.damage_seen.clear();
             m.restore_requested.clear();
             auto done = finish(rep, m, s, false);  // the healer's own line is in the log already
@@ -288,6 +300,7 @@ private:
         m.damage_seen.clear();
         m.restore_requested.clear();
         ++m.heal_epoch;
+        own_epoch_ = m.heal_epoch;
         static_cast<void>(gate.count_heal());  // the file is in place: every read looks again
         auto done = finish(rep, m, s);
         if (db.take_up) db.take_up();  // (under the gate: 7.)
@@ -1359,7 +1372,9 @@ private:
         }
     }
 
+    static constexpr std::string_view opened_again = "this process's heal, opened again";
     context<R>& ctx_;
+    std::optional<std::uint64_t> own_epoch_;  // the heal epoch this process's last heal made
     std::int64_t evidence_seq_ = 0;
     std::string evidence_;
     // The archive came back from the remote and nothing on this machine says how far it reached:

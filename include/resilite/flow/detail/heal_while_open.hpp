@@ -54,6 +54,7 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     };
     db.take_up = [&] {
         try {
+            ctx.inject("heal:reopen", 1);
             open_connection(ctx, start_retry(ctx), false);
             verify_identity(ctx);
             open_readers(ctx);
