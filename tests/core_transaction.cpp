@@ -240,6 +240,35 @@ TEST_CASE("transaction inside a transaction is refused with a pointer to savepoi
     });
 }
 
+TEST_CASE("an explicit transaction that has ended refuses statements, savepoints and a second commit with class "
+          "misuse; its rollback is a no-op",
+          "[transaction]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+    const auto refused = [](auto&& f) {
+        try {
+            f();
+            FAIL("accepted on an ended transaction");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+        }
+    };
+    for (const bool commit : {true, false}) {
+        auto tx = db.begin();
+        tx.exec("INSERT INTO kv VALUES(?, 'in')", commit ? 1 : 2);
+        if (commit) tx.commit(); else tx.rollback();
+        CHECK_FALSE(tx.active());
+        // It would run outside any transaction: in autocommit, past what the transaction promised.
+        refused([&] { static_cast<void>(tx.exec("INSERT INTO kv VALUES(10, 'after')")); });
+        refused([&] { static_cast<void>(tx.query_one<int>("SELECT count(*) FROM kv")); });
+        refused([&] { tx.savepoint([](auto& t) { t.exec("INSERT INTO kv VALUES(11, 'after')"); }); });
+        refused([&] { tx.commit(); });
+        tx.rollback();  // (a rollback after the end, as in a catch block, does nothing)
+    }
+    CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 1);  // the committed row only
+}
+
 TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[transaction]") {
     test::temp_dir dir;
     test::event_log log;

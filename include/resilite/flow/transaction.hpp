@@ -80,10 +80,14 @@ public:
     }
 
     // A savepoint to release() or rollback() by hand; leaving it open undoes it.
-    [[nodiscard]] basic_savepoint<Db> begin_savepoint() { return basic_savepoint<Db>{*this}; }
+    [[nodiscard]] basic_savepoint<Db> begin_savepoint() {
+        refuse_if_ended("savepoint");
+        return basic_savepoint<Db>{*this};
+    }
 
     // COMMIT; retried under the retry policy while the database is busy.
     void commit() {
+        refuse_if_ended("commit");
         try {
             flow_->commit_with_retry(tx_, state_);
         } catch (...) {
@@ -99,6 +103,7 @@ public:
         flow_->after_commit();  // archive: drained (with flush on commit) before commit() returns
     }
 
+    // (After the end, as in a catch block after a failed commit: nothing to do.)
     void rollback() {
         tx_.rollback();
         report(outcome::ok, error_class::none, "rolled back");
@@ -119,6 +124,7 @@ private:
     // The statement hook: one attempt; the transaction decides about retries.
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
+        refuse_if_ended(name);
         return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
     // Inside a transaction every read is on its connection (it sees the transaction's writes).
@@ -130,6 +136,15 @@ private:
     template <class F, class Rows, class Encode>
     auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&&) {
         return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+    }
+
+    // A statement on a transaction that has ended would run in autocommit, outside everything
+    // the transaction promised (a written-ahead archive record among them).
+    void refuse_if_ended(std::string_view operation) const {
+        if (tx_.active()) return;
+        throw detail::library_failure(error_class::misuse, operation,
+                                      "this transaction has ended (committed or rolled back): begin a new one",
+                                      flow_->ctx().path.string());
     }
 
     // Rows count only what was kept: a rolled back transaction changed nothing.
