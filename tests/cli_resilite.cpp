@@ -618,6 +618,23 @@ TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without
     resilite::testing::overwrite_header(db, rng);
     CHECK(run_cli(dir, fmt::format("--json health '{}'", db.string())).code == 1);
     CHECK(run_cli(dir, fmt::format("metrics '{}'", db.string())).out.find("resilite_healthy{") != std::string::npos);
+
+    // The file gone, its sidecar left (a heal moved it, someone deleted it): reported missing,
+    // with what the files still show, not refused as a path with nothing there.
+    std::filesystem::remove(db);
+    r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    INFO(r.err);
+    CHECK(r.code == 1);
+    CHECK(r.json()["healthy"] == false);
+    CHECK(r.json()["backups"] == 1);
+    r = run_cli(dir, fmt::format("metrics '{}' --prometheus", db.string()));
+    INFO(r.err);
+    CHECK(r.code == 0);
+    CHECK(r.out.find(fmt::format("resilite_healthy{{database=\"{}\"}} 0", db.string())) != std::string::npos);
+    // Nothing there and no sidecar: bad input.
+    CHECK(run_cli(dir, fmt::format("health '{}'", (dir / "none.db").string())).code == 1);
+    CHECK(run_cli(dir, fmt::format("health '{}'", (dir / "none.db").string())).err.find("no database at") !=
+          std::string::npos);
 }
 
 TEST_CASE("cli.settings: RESILITE_* variables and the settings file are checked as the application checks them by "

@@ -132,6 +132,14 @@ void require_database(const fs::path& db) {
     if (!fs::is_regular_file(db, ec)) throw refusal{fmt::format("{} is not a file", db.string())};
 }
 
+// A database, or where one was: gone, with the sidecar saying resilite had initialised it (health
+// and metrics report it missing, with the heals and quarantines the files still show).
+void require_database_or_its_sidecar(const fs::path& db) {
+    std::error_code ec;
+    if (!fs::exists(db, ec) && !fs::is_symlink(db, ec) && resilite::detail::read_marker(db).exists) return;
+    require_database(db);
+}
+
 void require_directory(const fs::path& dir) {
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) throw refusal{fmt::format("no archive directory at {}", dir.string())};
@@ -282,7 +290,7 @@ void require_existing_database(const fs::path& db) {
 }
 
 int health(const output& out, const fs::path& db, const places& p) {
-    require_database(db);
+    require_database_or_its_sidecar(db);
     const auto s = file_health(db, p);
     const auto quarantines = resilite::detail::list_quarantines(db, p.quarantine);
     auto j = nlohmann::json::parse(s.to_json());
@@ -317,7 +325,7 @@ int health(const output& out, const fs::path& db, const places& p) {
 }
 
 int metrics(const output& out, const fs::path& db, const places& p) {
-    require_database(db);
+    require_database_or_its_sidecar(db);
     const auto s = file_health(db, p);
     if (out.json) return health(out, db, p);  // the same figures as JSON
     if (!out.quiet) std::fputs(resilite::to_openmetrics(s, db.string(), resilite::metrics_scope::files).c_str(), stdout);
