@@ -638,7 +638,7 @@ TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without
 }
 
 TEST_CASE("cli.settings: RESILITE_* variables and the settings file are checked as the application checks them by "
-          "every subcommand that reads them; what only the application's policies decide is the application's",
+          "every subcommand that reads them, and what only the application's policies decide is the application's",
           "[cli]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";

@@ -1369,6 +1369,13 @@ TEST_CASE("heal after resilite::restore() of an older backup: the commits the re
         const auto report = db.check_archive();  // the archive alone gives this database again
         INFO(report.to_text());
         CHECK(report.reproduces_live == true);
+        // The snapshot this takes says why: the copy is older than its archive (no record failed).
+        bool said = false;
+        for (const auto& e : log.events()) {
+            CHECK(e.detail.find("could not be made durable") == std::string::npos);
+            said = said || e.detail.find("older than its archive") != std::string::npos;
+        }
+        CHECK(said);
     }
     auto expected = expected_rows(2, 5);
     expected[11] = "item 11";

@@ -192,7 +192,7 @@ public:
         if (sync_error != 0) {
             kept_.reset();  // a descriptor whose sync failed is not written through again
             known_ = false;
-            snapshot_due_ = true;
+            owe_snapshot(unsynced_record);
             try {
                 notes_.push_back(fmt::format(
                     "txn {} is committed in the database, but its archive record could not be made durable "
@@ -274,11 +274,16 @@ private:
     // transaction carries a full snapshot (rolled back with it if it fails). committed() clears
     // the debt once that snapshot is durable.
     void take_snapshot_due(sqlite::connection& c) {
-        auto notes = catch_up(c, false,
-                              "a full snapshot goes into the archive with this commit, because an earlier "
-                              "record could not be made durable there");
+        auto notes = catch_up(c, false, "a full snapshot goes into the archive with this commit, because " + snapshot_reason_);
         notes_.insert(notes_.end(), notes.begin(), notes.end());
         snapshot_in_flight_ = true;
+    }
+
+    static constexpr std::string_view unsynced_record = "an earlier record could not be made durable there";
+    // The next write carries a full snapshot, for `why` (said in its note).
+    void owe_snapshot(std::string_view why) {
+        if (!snapshot_due_) snapshot_reason_ = std::string{why};
+        snapshot_due_ = true;
     }
 
     struct appended {
@@ -481,7 +486,7 @@ private:
                           bool overlap = false) {
         // (A sync not waited for belongs to a record never acknowledged; a failed one is still
         // a reason for a snapshot.)
-        if (syncer_.wait() != 0) snapshot_due_ = true;
+        if (syncer_.wait() != 0) owe_snapshot(unsynced_record);
         pending_.reset();
         try {
             return append_outbox(c, now, settle, overlap);
@@ -496,7 +501,8 @@ private:
         static_cast<void>(resolve_tail(c));
         // A copy older than its archive found here (the archive could not be read at open): the
         // next write carries the snapshot that the open would have written.
-        if (std::exchange(behind_archive_, false)) snapshot_due_ = true;
+        if (std::exchange(behind_archive_, false))
+            owe_snapshot("the database is older than its archive (a copy restored from a backup, say)");
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
@@ -774,7 +780,8 @@ private:
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
     bool behind_archive_ = false;      // resolve_tail: the database is older than its archive (a copy)
-    bool snapshot_due_ = false;        // a record's overlapped sync failed: the next write carries a snapshot
+    bool snapshot_due_ = false;        // the next write carries a snapshot (owe_snapshot), for snapshot_reason_
+    std::string snapshot_reason_;
     bool snapshot_in_flight_ = false;  // this transaction carries that snapshot
     std::function<bool()> sync_fault_;
     background_sync syncer_;  // last: its thread stops before the descriptors it syncs are closed
