@@ -241,7 +241,7 @@ TEST_CASE("transaction inside a transaction is refused with a pointer to savepoi
 }
 
 TEST_CASE("an explicit transaction that has ended refuses statements, savepoints and a second commit with class "
-          "misuse; its rollback is a no-op",
+          "misuse, and its rollback is a no-op",
           "[transaction]") {
     test::temp_dir dir;
     db_t db{dir / "t.db"};
