@@ -2243,6 +2243,31 @@ TEST_CASE("restore drill: backup plus archive tail equals the live database, hea
         CHECK(e.path().filename().string().find("resilite-drill") == std::string::npos);
 }
 
+TEST_CASE("restore drill passed over a backup that fails its manifest check: the report and its event name it",
+          "[heal][drill]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    test::event_log log;
+    HealDb db{path, logged<HealDb>(log)};
+    insert_items(db, 1, 10);
+    const auto older = db.backup_now().path;
+    insert_items(db, 11, 20);
+    const auto newest = db.backup_now().path;
+    { std::ofstream{newest, std::ios::app} << 'x'; }  // no longer what its manifest entry says
+    const auto r = db.drill();
+    INFO(r.to_text());
+    CHECK(r.ok);  // the older backup and the archive still give the database
+    CHECK(r.backup_used == older);
+    REQUIRE(r.skipped_backups.size() == 1);
+    CHECK(r.skipped_backups.front().find(newest.filename().string()) != std::string::npos);
+    CHECK(r.to_text().find("skipped") != std::string::npos);
+    const auto events = log.events();
+    const auto drill = std::find_if(events.rbegin(), events.rend(), [](const auto& e) { return e.name == "drill"; });
+    REQUIRE(drill != events.rend());
+    CHECK(drill->result == resilite::outcome::warning);
+    CHECK(drill->detail.find(newest.filename().string()) != std::string::npos);
+}
+
 TEST_CASE("restore drill fails, as an error event, when the backups and the archive could not heal the database",
           "[heal][drill]") {
     test::temp_dir dir;

@@ -28,12 +28,17 @@ struct drill_report {
     std::string source;                            // "backup app-....db + archive", "archive alone"
     std::optional<std::filesystem::path> backup_used;
     std::vector<table> tables;
+    // Newer backups passed over, each "<file>: why" (no match with its manifest entry, or a
+    // failed check): a drill that is ok with them is still a warning, as they could not heal.
+    std::vector<std::string> skipped_backups;
     std::string problem;  // why it failed (empty when ok)
     std::chrono::nanoseconds duration{0};
 
     [[nodiscard]] std::string to_text() const {
         std::string out = fmt::format("restore drill: {}{}\n", ok ? "ok" : "FAILED", source.empty() ? "" : " (" + source + ")");
         if (!problem.empty()) out += fmt::format("  problem: {}\n", problem);
+        for (const auto& b : skipped_backups)
+            out += fmt::format("  skipped backup {}\n", b);
         for (const auto& t : tables)
             out += fmt::format("  table {}: live {} rows, restored {} rows, {}\n", t.name, t.live_rows, t.restored_rows,
                                t.matches ? "equal" : "DIFFERENT");

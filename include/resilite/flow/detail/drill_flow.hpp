@@ -73,8 +73,11 @@ public:
         ctx_.with_lock([&] { last_ = rep; });
         // A drill that fails says the backups and the archive could not heal this database: a
         // problem of theirs (class archive), not damage of the live database.
-        ctx_.emit_since("drill", start, rep.ok ? outcome::ok : outcome::failed, static_cast<std::int64_t>(rep.tables.size()),
-                        rep.ok ? error_class::none : error_class::archive, rep.ok ? std::string{} : rep.to_text());
+        // (Ok with a backup passed over: a warning, as that backup could not heal.)
+        const auto result = !rep.ok ? outcome::failed : rep.skipped_backups.empty() ? outcome::ok : outcome::warning;
+        ctx_.emit_since("drill", start, result, static_cast<std::int64_t>(rep.tables.size()),
+                        rep.ok ? error_class::none : error_class::archive,
+                        result == outcome::ok ? std::string{} : rep.to_text());
         return rep;
     }
 
@@ -91,7 +94,15 @@ private:
         std::reverse(backups.begin(), backups.end());
         const auto manifest = read_manifest(dir);
         for (const auto& b : backups) {
-            if (untrusted_backup(b.path, manifest) || !check_health(b.path, check_level::quick).ok()) continue;
+            auto why = untrusted_backup(b.path, manifest);
+            if (!why) {
+                if (const auto check = check_health(b.path, check_level::quick); !check.ok())
+                    why = fmt::format("fails its quick check ({})", check.detail);
+            }
+            if (why) {
+                rep.skipped_backups.push_back(fmt::format("{}: {}", b.path.filename().string(), *why));
+                continue;
+            }
             std::filesystem::copy_file(b.path, scratch.database());
             rep.backup_used = b.path;
             rep.source = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
