@@ -455,9 +455,10 @@ int drill(const output& out, const fs::path& db, const places& p, const std::vec
         tables.push_back({{"name", t.name}, {"live_rows", t.live_rows}, {"restored_rows", t.restored_rows},
                           {"matches", t.matches}});
     nlohmann::json j{{"database", db.string()}, {"ok", r.ok},         {"source", r.source},
-                     {"tables", tables},       {"problem", r.problem}, {"duration_ms", r.duration.count() / 1000000}};
+                     {"tables", tables},       {"problem", r.problem}, {"duration_ms", r.duration.count() / 1000000},
+                     {"skipped_backups", r.skipped_backups}};
     out.print(j, r.to_text());
-    return r.ok ? ok : critical;
+    return !r.ok ? critical : r.skipped_backups.empty() ? ok : warnings;
 }
 
 int check(const output& out, const fs::path& db, const std::string& level_name) {
