@@ -85,7 +85,8 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"retry_exhausted", "The database stayed unavailable after several attempts."},
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
     {"migration",
-     "The database could not be upgraded for this version of the application; it was left as it was."},
+     "The database could not be upgraded for this version of the application; the step that failed was undone, "
+     "earlier steps stay applied."},
     {"archive", "The text archive is damaged or cannot be used."},
 }};
 }  // namespace detail
