@@ -90,7 +90,11 @@ private:
     const auto m = read_marker(db);
     const auto h = check_health(db, check_level::header);
     if (h.result == health_report::finding::missing) {
-        if (!m.heal_quarantine.empty()) return fmt::format("a heal was interrupted (files in {})", m.heal_quarantine);
+        // (Interrupted, or no source could heal it: the sidecar cannot tell which.)
+        if (!m.heal_quarantine.empty())
+            return fmt::format("an earlier heal did not finish: it was interrupted, or no source could heal the "
+                               "database (its files are in {})",
+                               m.heal_quarantine);
         // An operator asked for it back (`resilite heal`: a deleted file, a new machine).
         if (!m.restore_requested.empty()) return fmt::format("the database file is gone: {}", m.restore_requested);
         return std::nullopt;  // never created, or removed on purpose: open says which
