@@ -774,7 +774,8 @@ private:
         damaged_violations_.reset();
         damaged_virtual_.clear();
         damaged_unarchived_.reset();
-        damaged_sound_ = false;
+        damaged_readable_ = false;
+        damaged_sound_.reset();
         damaged_code_.clear();
         damaged_code_read_ = false;
         if (!rep.quarantine.empty()) {
@@ -815,10 +816,7 @@ private:
                         if (!archive::reserved_name(name)) damaged_code_.push_back({type, name, table, sql});
                 });
                 if (!damaged_code_read_) damaged_code_.clear();
-                // Worth a full check only when there is something the archive cannot give back.
-                damaged_sound_ = damaged_unarchived_ && unread.empty() &&
-                                 (!secret_columns(*damaged_unarchived_).empty() || !damaged_virtual_.empty()) &&
-                                 integrity_ok(*damaged);
+                damaged_readable_ = damaged_unarchived_.has_value() && unread.empty();
             }
             if (!unread.empty())
                 what.push_back(unread.front() == "anything"
@@ -954,13 +952,22 @@ private:
                 unarchived.insert(lower(t.name) + "." + lower(c));
         return unarchived;
     }
-    [[nodiscard]] static bool integrity_ok(sqlite::connection& c) {
-        try {
-            const auto r = c.query_all<std::string>("PRAGMA integrity_check");
-            return r.size() == 1 && r.front() == "ok";
-        } catch (const std::exception&) {  // (damage the check itself meets)
-            return false;
+    // Whether the damaged database, read in every part, passes a full integrity check: asked only
+    // when something would be taken from it (the check reads every page; it stops at the first
+    // problem), once per heal.
+    [[nodiscard]] bool damaged_sound() {
+        if (!damaged_sound_) {
+            damaged_sound_ = false;
+            if (damaged_readable_) {
+                try {
+                    sqlite::connection c{damaged_file_, SQLITE_OPEN_READONLY};
+                    const auto r = c.query_all<std::string>("PRAGMA integrity_check(1)");
+                    damaged_sound_ = r.size() == 1 && r.front() == "ok";
+                } catch (const std::exception&) {  // (damage the check itself meets)
+                }
+            }
         }
+        return *damaged_sound_;
     }
 
     // Secret columns are never archived: the result holds placeholders there, or the backup's
@@ -971,8 +978,9 @@ private:
     // secrets_note; returns what the source's detail says, or nothing.
     std::string salvage_secrets(const std::filesystem::path& result) {
         salvaged_.clear();
-        if (!damaged_sound_ || !damaged_unarchived_) return {};
+        if (!damaged_unarchived_) return {};
         const auto wanted = secret_columns(*damaged_unarchived_);
+        if (wanted.empty() || !damaged_sound()) return {};
         sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
         sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
         c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
@@ -1046,7 +1054,7 @@ private:
         sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
         bool attached = false;
         std::vector<std::string> rebuilt, copied, created;
-        if (damaged_sound_ && !damaged_virtual_.empty()) {  // (the archive alone: none in the result)
+        if (!damaged_virtual_.empty() && damaged_sound()) {  // (the archive alone: none in the result)
             c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
             attached = true;
             for (auto& [name, sql] : c.query_all<std::string, std::string>(
@@ -1068,7 +1076,7 @@ private:
                 continue;
             }
             const bool copyable = (fts && !content) || module == "rtree" || module == "rtree_i32";
-            if (!copyable || !damaged_sound_) continue;
+            if (!copyable || !damaged_sound()) continue;
             if (!attached) {
                 c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
                 attached = true;
@@ -1383,7 +1391,8 @@ private:
     std::optional<std::int64_t> damaged_outbox_;
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
     std::optional<std::set<std::string>> damaged_unarchived_;  // unarchived_columns of the damaged file, when readable
-    bool damaged_sound_ = false;          // it passes integrity_check (checked only when it has secrets)
+    bool damaged_readable_ = false;             // every part of it could be read (gather_evidence)
+    std::optional<bool> damaged_sound_;         // damaged_sound(), once asked
     std::filesystem::path damaged_file_;  // in the quarantine
     std::set<std::string> salvaged_;      // the secret columns salvage_secrets took back in every row
     std::set<std::string> restored_virtual_;  // the virtual tables restore_virtual_tables rebuilt or took back
