@@ -783,7 +783,9 @@ private:
             // number, its views and triggers).
             damaged_file_ = rep.quarantine / ctx_.path.filename();
             std::vector<std::string> unread;
+            std::size_t tried = 0;
             const auto read = [&](std::string_view part, auto&& f) {
+                ++tried;
                 try {
                     f();
                     return true;
@@ -818,10 +820,13 @@ private:
                 if (!damaged_code_read_) damaged_code_.clear();
                 damaged_readable_ = damaged_unarchived_.has_value() && unread.empty();
             }
-            if (!unread.empty())
-                what.push_back(unread.front() == "anything"
-                                   ? std::string{"the damaged database cannot be read"}
-                                   : fmt::format("the damaged database cannot be read in part ({})", fmt::join(unread, ", ")));
+            // (Nothing read, as with a damaged header: it cannot be read. Some parts: which.)
+            const bool none = std::find(unread.begin(), unread.end(), "anything") != unread.end() ||
+                              (unread.size() + 1 == tried);  // (every part but the open)
+            if (none)
+                what.emplace_back("the damaged database cannot be read");
+            else if (!unread.empty())
+                what.push_back(fmt::format("the damaged database cannot be read in part ({})", fmt::join(unread, ", ")));
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
         batch_interval_ = s.archive.interval;
