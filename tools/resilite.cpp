@@ -214,9 +214,7 @@ tool_db::options tool_options(const places& p, bool heal) {
     // never removes a backup.
     s.backup.keep_last = 1'000'000;
     s.backup.keep_hourly = s.backup.keep_daily = s.backup.keep_weekly = 0;
-    s.offsite = p.settings.offsite;  // a backup goes off the machine, a heal fetches back
-    s.archive.directory = p.archive.string();
-    s.healing = p.settings.healing;
+    s.archive.directory = p.archive.string();  // (the offsite settings: a backup goes off the machine, a heal fetches back)
     s.healing.enabled = heal;
     o.settings = s;
     o.on_progress = bar.fn();

@@ -52,6 +52,14 @@ inline constexpr std::string_view baseline_every_table =
 inline constexpr std::string_view queue_replayed_prefix = "-- resilite queue replayed: ";
 inline constexpr std::string_view queue_state_table =
     "CREATE TABLE IF NOT EXISTS resilite_queue_state(generation TEXT PRIMARY KEY, last_seq INTEGER NOT NULL)";
+// A queue file's generation as the queue writes it: lower-case hex digits (a file's header could
+// say anything; nothing else goes into a record line).
+[[nodiscard]] constexpr bool queue_generation(std::string_view g) noexcept {
+    if (g.empty()) return false;
+    for (const char ch : g)
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) return false;
+    return true;
+}
 
 enum class record_kind { changes, baseline };
 

@@ -444,11 +444,9 @@ public:
         if (space == std::string_view::npos) return;
         const auto generation = what.substr(0, space);
         const auto digits = what.substr(space + 1);
-        const auto hex = [](char ch) { return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'); };
         std::int64_t seq = 0;
         const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), seq);
-        if (generation.empty() || !std::all_of(generation.begin(), generation.end(), hex) || ec != std::errc{} ||
-            end != digits.data() + digits.size() || seq <= 0)
+        if (!queue_generation(generation) || ec != std::errc{} || end != digits.data() + digits.size() || seq <= 0)
             return;
         as_library([&] {
             c_.exec(queue_state_table);

@@ -30,7 +30,6 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <mutex>
@@ -396,10 +395,7 @@ private:
     // rebuilt or healed from the archive knows the entry was replayed: archive_format.hpp).
     static std::int64_t mark(sqlite::connection& c, const std::string& generation, std::uint64_t seq) {
         if constexpr (R::archiving) {
-            const bool plain = std::all_of(generation.begin(), generation.end(), [](char ch) {
-                return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f');
-            });  // (our own: a file's header could say anything)
-            if (plain && !generation.empty() &&
+            if (archive::queue_generation(generation) &&
                 c.query_one<int>("SELECT 1 FROM sqlite_master WHERE name = 'resilite_archive_outbox'"))
                 archive::add_to_outbox(c, fmt::format("{}{} {}", archive::queue_replayed_prefix, generation, seq));
         }

@@ -523,8 +523,7 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
-            auto salvaged = salvage_secrets(candidate.database());
-            add_detail(salvaged, restore_virtual_tables(candidate.database()));
+            const auto salvaged = take_what_the_archive_lacks(candidate.database());
             if (const int err = flush.finish(); err != 0) {
                 // (Not retried: a second fsync after a failed one can report success for data the
                 // kernel dropped.)
@@ -566,9 +565,8 @@ private:
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
             std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
-            if (!salvaged.empty()) detail += (detail.empty() ? "" : "; ") + salvaged;
-            if (auto back = bring_back_code(candidate.database(), rep); !back.empty())
-                detail += (detail.empty() ? "" : "; ") + back;
+            add_detail(detail, salvaged);
+            add_detail(detail, bring_back_code(candidate.database(), rep));
             if (!foreign.dropped.empty()) {
                 detail += fmt::format("{}dropped what {} (a backup is data, not code): {}", detail.empty() ? "" : "; ",
                                       foreign.damaged_read ? "the database did not have"
@@ -604,8 +602,7 @@ private:
                 rep.sources.push_back({name, false, *problem});
                 return false;
             }
-            auto salvaged = salvage_secrets(candidate.database());
-            add_detail(salvaged, restore_virtual_tables(candidate.database()));
+            const auto salvaged = take_what_the_archive_lacks(candidate.database());
             const auto loss = loss_beyond(r.last_seq, archive_dir);
             if (loss && !ctx_.with_lock([&] { return ctx_.config.healing.accept_loss_since_backup; })) {
                 rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
@@ -621,8 +618,8 @@ private:
             add_loss(rep, offsite_window_);
             add_loss(rep, virtual_tables_note("every row", candidate.database()));
             auto detail = fmt::format("{} records", r.applied_records);
-            if (!salvaged.empty()) detail += "; " + salvaged;
-            if (auto back = bring_back_code(candidate.database(), rep); !back.empty()) detail += "; " + back;
+            add_detail(detail, salvaged);
+            add_detail(detail, bring_back_code(candidate.database(), rep));
             rep.sources.push_back({name, true, detail});
             return true;
         } catch (const std::exception& e) {
@@ -975,20 +972,44 @@ private:
         return *damaged_sound_;
     }
 
+    // The damaged database attached to the result as resilite_damaged (read-only), once, when
+    // first needed.
+    struct damaged_attachment {
+        sqlite::connection& c;
+        const std::filesystem::path& file;
+        bool attached = false;
+        void need() {
+            if (std::exchange(attached, true)) return;
+            c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(file));
+        }
+    };
+
+    // What the archive does not hold, taken where it can be (a verified source's result): the
+    // secret columns and the virtual tables' rows. One connection, with no trigger firing (a
+    // user's trigger must not run for a copy, the capture triggers must not archive it). Returns
+    // what the source's detail says.
+    std::string take_what_the_archive_lacks(const std::filesystem::path& result) {
+        sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
+        sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
+        damaged_attachment damaged_db{c, damaged_file_};
+        auto out = salvage_secrets(c, damaged_db);
+        add_detail(out, restore_virtual_tables(c, damaged_db));
+        if (damaged_db.attached) c.exec("DETACH DATABASE resilite_damaged");
+        return out;
+    }
+
     // Secret columns are never archived: the result holds placeholders there, or the backup's
     // older values. A damaged database that passes its integrity check (an on-demand heal of a
     // sound database) still holds them: they are copied from it into each row whose archived
     // columns all equal the damaged database's row (so a secret never joins another version of
-    // its row), with no trigger firing. The columns salvaged in every row are remembered for
+    // its row). The columns salvaged in every row are remembered for
     // secrets_note; returns what the source's detail says, or nothing.
-    std::string salvage_secrets(const std::filesystem::path& result) {
+    std::string salvage_secrets(sqlite::connection& c, damaged_attachment& damaged_db) {
         salvaged_.clear();
         if (!damaged_unarchived_) return {};
         const auto wanted = secret_columns(*damaged_unarchived_);
         if (wanted.empty() || !damaged_sound()) return {};
-        sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
-        sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
-        c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
+        damaged_db.need();
         std::map<std::string, std::vector<std::string>> by_table;  // lower(table) -> its secret columns
         for (const auto& tc : wanted)
             by_table[tc.substr(0, tc.find('.'))].push_back(tc.substr(tc.find('.') + 1));
@@ -1037,7 +1058,6 @@ private:
                 }
             }
         }
-        c.exec("DETACH DATABASE resilite_damaged");
         std::string out;
         if (!done.empty())
             out = fmt::format("secret columns {} taken from the damaged database (it passes its integrity check)",
@@ -1053,15 +1073,11 @@ private:
     // table that holds its own text, or of an R*Tree, are copied from a damaged database that
     // passes its integrity check and defines the table the same way. Returns what the source's
     // detail says; the tables done are left out of virtual_tables_note.
-    std::string restore_virtual_tables(const std::filesystem::path& result) {
+    std::string restore_virtual_tables(sqlite::connection& c, damaged_attachment& damaged_db) {
         restored_virtual_.clear();
-        sqlite::connection c{result, SQLITE_OPEN_READWRITE | SQLITE_OPEN_URI};
-        sqlite3_db_config(c.native_handle(), SQLITE_DBCONFIG_ENABLE_TRIGGER, 0, nullptr);
-        bool attached = false;
         std::vector<std::string> rebuilt, copied, created;
         if (!damaged_virtual_.empty() && damaged_sound()) {  // (the archive alone: none in the result)
-            c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
-            attached = true;
+            damaged_db.need();
             for (auto& [name, sql] : c.query_all<std::string, std::string>(
                      "SELECT name, sql FROM resilite_damaged.sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE "
                      "VIRTUAL TABLE%' AND name NOT IN (SELECT name FROM main.sqlite_master)")) {
@@ -1082,10 +1098,7 @@ private:
             }
             const bool copyable = (fts && !content) || module == "rtree" || module == "rtree_i32";
             if (!copyable || !damaged_sound()) continue;
-            if (!attached) {
-                c.exec("ATTACH DATABASE ? AS resilite_damaged", read_only_uri(damaged_file_));
-                attached = true;
-            }
+            damaged_db.need();
             if (c.query_one<std::string>(
                      "SELECT sql FROM resilite_damaged.sqlite_master WHERE type = 'table' AND name = ?", name) != sql)
                 continue;
@@ -1099,7 +1112,6 @@ private:
             copied.push_back(name);
             restored_virtual_.insert(name);
         }
-        if (attached) c.exec("DETACH DATABASE resilite_damaged");
         std::string out;
         if (!created.empty())
             out = fmt::format("virtual table{} {} created again from the damaged database", created.size() == 1 ? "" : "s",
