@@ -744,9 +744,10 @@ TEST_CASE("heal circuit breaker: after 3 heals that fail open refuses at once un
         db.insert(Item{1, "one", 1, "t"});
     }
     damage_header(path);
+    test::event_log log;
     const auto open_error = [&] {
         try {
-            NothingHealDb db{path};
+            NothingHealDb db{path, logged<NothingHealDb>(log)};
         } catch (const resilite::error& e) {
             return std::string{e.technical().report.empty() ? e.what() : e.technical().report};
         }
@@ -757,9 +758,15 @@ TEST_CASE("heal circuit breaker: after 3 heals that fail open refuses at once un
         INFO(text);
         CHECK(text.find("no source could heal it") != std::string::npos);
     }
+    CHECK(log.count("heal_started") == 3);
+    const auto audited = lines_in(resilite::detail::audit_fallback_path(path));
+    CHECK(audited == 3);  // each failed heal: "NOT healed ..." (the database never opened to take them)
     CHECK(open_error().find("healing stopped: 3 heals in a row") != std::string::npos);
     CHECK(open_error().find("healing stopped") != std::string::npos);  // and stays stopped
     CHECK(lines_in(dir / "app.db.heal-log.jsonl") == 3);
+    // A refusal is not a heal: no heal_started, and a restart loop does not grow the audit trail.
+    CHECK(log.count("heal_started") == 3);
+    CHECK(lines_in(resilite::detail::audit_fallback_path(path)) == audited);
     // The first heal's quarantine still holds the damaged file; later ones had nothing to move.
     const auto q = quarantined(dir.path());
     REQUIRE(q.size() == 1);

@@ -145,7 +145,7 @@ public:
             audit_failure(failure, what);
             throw failure;
         } catch (const error& e) {
-            audit_failure(e, what);
+            if (!refused_) audit_failure(e, what);
             throw;
         }
     }
@@ -193,9 +193,14 @@ private:
         rep.detected_by = std::move(detected_by);
         start_ = ctx_.now();
         time_limit_ = s.healing.time_limit;
+        refused_ = false;
+        // 2., looked at first without any lock: a refusal is not a heal (no event, no audit line,
+        // so that a restart loop grows neither); looked at again below under the heal lock.
+        const auto before = read_marker(path);
+        if (before.heal_attempts >= s.healing.max_attempts) refuse(before);
         ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
 
-        const auto epoch_before = db.epoch_seen.value_or(read_marker(path).heal_epoch);
+        const auto epoch_before = db.epoch_seen.value_or(before.heal_epoch);
         exclusive_gate gate{path};  // 1.
         wait_for_gate(gate, s, rep);
         if (!gate.counted()) {  // (a gate file this process may lock but not write)
@@ -226,16 +231,7 @@ private:
             if (db.take_up) db.take_up();
             return done;
         }
-        if (m.heal_attempts >= s.healing.max_attempts) {  // 2.
-            throw library_failure(
-                error_class::corrupt, "heal",
-                fmt::format("healing stopped: {} heals in a row did not succeed, and healing never loops; the "
-                            "damaged files are kept in {}. Recover by hand, then call "
-                            "resilite::reset_healing(\"{}\") to let healing run again",
-                            m.heal_attempts, m.heal_quarantine.empty() ? "(nothing was moved)" : m.heal_quarantine,
-                            path.string()),
-                path.string());
-        }
+        if (m.heal_attempts >= s.healing.max_attempts) refuse(m);  // 2. (another process's heals meanwhile)
         rep.attempt = ++m.heal_attempts;
         save(m);  // counted before anything can go wrong: a heal that kills the process counts too
 
@@ -305,6 +301,19 @@ private:
         auto done = finish(rep, m, s);
         if (db.take_up) db.take_up();  // (under the gate: 7.)
         return done;
+    }
+
+    // The circuit breaker is open (step 2.).
+    [[noreturn]] void refuse(const marker& m) {
+        refused_ = true;
+        throw library_failure(
+            error_class::corrupt, "heal",
+            fmt::format("healing stopped: {} heals in a row did not succeed, and healing never loops; the "
+                        "damaged files are kept in {}. Recover by hand, then call "
+                        "resilite::reset_healing(\"{}\") to let healing run again",
+                        m.heal_attempts, m.heal_quarantine.empty() ? "(nothing was moved)" : m.heal_quarantine,
+                        ctx_.path.string()),
+            ctx_.path.string());
     }
 
     heal_report finish(heal_report& rep, marker& m, const settings& s, bool log = true) {
@@ -1420,6 +1429,7 @@ private:
     std::string fk_note_;
     bool batched_ = false;
     std::chrono::milliseconds batch_interval_{0};
+    bool refused_ = false;  // the circuit breaker refused this heal (not audited)
     time_point start_{};
     std::chrono::nanoseconds time_limit_{};
     std::optional<heal_report> last_;
