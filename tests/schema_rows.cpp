@@ -196,6 +196,36 @@ TEST_CASE("a declared column the database lacks is a schema error naming it, nev
     }
 }
 
+TEST_CASE("a declared column dropped by hand after its statements were prepared is a schema error naming it",
+          "[schema][rows]") {
+    test::temp_dir dir;
+    {
+        resilite::sqlite::connection c{dir / "dropped.db"};
+        c.exec_script("CREATE TABLE readings(id INTEGER PRIMARY KEY, city TEXT NOT NULL, region TEXT NOT NULL)");
+    }
+    report_db db{dir / "dropped.db"};
+    db.insert(reading{1, "Oslo", "east"});
+    db.upsert(reading{1, "Oslo", "east"});
+    CHECK(db.get<reading>(1).has_value());
+    CHECK(db.select<reading>().size() == 1);  // every statement of the row path is cached now
+    db.exec("ALTER TABLE readings DROP COLUMN region");
+    const auto refused = [](auto&& f) {
+        try {
+            f();
+            FAIL("accepted");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::schema);
+            CHECK_THAT(e.technical().note, Catch::Contains("\"region\""));
+            CHECK_THAT(e.technical().note, Catch::Contains("\"readings\""));
+        }
+    };
+    refused([&] { static_cast<void>(db.get<reading>(1)); });
+    refused([&] { static_cast<void>(db.select<reading>()); });
+    refused([&] { static_cast<void>(db.insert(reading{2, "Bergen", "west"})); });
+    refused([&] { static_cast<void>(db.upsert(reading{1, "Oslo", "west"})); });
+}
+
 TEST_CASE("a column only the caller's select tail names stays an sql error", "[schema][rows]") {
     test::temp_dir dir;
     db_t db{dir / "rows.db"};

@@ -211,6 +211,35 @@ TEST_CASE("more than one statement in exec is refused, exec_script runs them", "
     f.c.exec("INSERT INTO v VALUES(1);  \n");  // a trailing ';' and blanks are fine
     f.c.exec_script("INSERT INTO v VALUES(2); INSERT INTO v VALUES(3)");
     CHECK(f.c.query_one<int>("SELECT count(*) FROM v") == 3);
+    // and so are comments after it: they are no statement
+    f.c.exec("INSERT INTO v VALUES(4); -- done");
+    f.c.exec("INSERT INTO v VALUES(5) /* done */ ; \n -- really\n");
+    CHECK(f.c.query_one<int>("SELECT count(*) FROM v") == 5);
+    CHECK_THROWS_AS(f.c.exec("INSERT INTO v VALUES(6); -- one\n INSERT INTO v VALUES(7)"), resilite::error);
+    CHECK(f.c.query_one<int>("SELECT count(*) FROM v") == 5);
+}
+
+TEST_CASE("a NaN is refused when bound, as SQLite would store it as NULL", "[sqlite][statement]") {
+    fixture f;
+    f.c.exec_script("CREATE TABLE m(d REAL NOT NULL, od REAL)");
+    const auto refused = [&](auto&& value) {
+        try {
+            f.c.exec("INSERT INTO m(d, od) VALUES(1, ?)", value);
+            FAIL("a NaN was bound");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::mismatch);
+            CHECK_THAT(e.technical().note, Catch::Contains("parameter 1 is NaN"));
+        }
+    };
+    refused(std::numeric_limits<double>::quiet_NaN());
+    refused(-std::numeric_limits<double>::quiet_NaN());
+    refused(std::numeric_limits<float>::quiet_NaN());
+    refused(std::optional<double>{std::numeric_limits<double>::signaling_NaN()});
+    CHECK(f.c.query_one<int>("SELECT count(*) FROM m") == 0);
+    // Infinities are numbers SQLite keeps.
+    f.c.exec("INSERT INTO m(d, od) VALUES(?, ?)", std::numeric_limits<double>::infinity(),
+             -std::numeric_limits<double>::infinity());
+    CHECK(f.c.query_one<double>("SELECT d FROM m") == std::numeric_limits<double>::infinity());
 }
 
 TEST_CASE("query column count must match the requested types", "[sqlite][statement]") {

@@ -17,8 +17,8 @@ class statement {
 public:
     statement() = default;
 
-    // Prepares exactly one statement. Trailing text other than whitespace and ';' is refused:
-    // silently ignoring it would drop the user's later statements.
+    // Prepares exactly one statement. Trailing text other than whitespace, ';' and comments is
+    // refused: silently ignoring it would drop the user's later statements.
     statement(sqlite3* db, std::string_view sql, bool persistent = false) {
         const char* tail = nullptr;
         const int rc = sqlite3_prepare_v3(db, sql.data(), static_cast<int>(sql.size()),
@@ -28,15 +28,9 @@ public:
             throw refused(db, sql, "the SQL text holds no statement");
         }
         params_ = sqlite3_bind_parameter_count(stmt_);  // (the same text keeps it when re-prepared)
-        if (tail != nullptr) {
-            for (const char* p = tail; p < sql.data() + sql.size(); ++p) {
-                if (*p != ' ' && *p != '\n' && *p != '\t' && *p != '\r' && *p != ';') {
-                    sqlite3_finalize(std::exchange(stmt_, nullptr));
-                    throw refused(
-                        db, sql,
-                        "the SQL text holds more than one statement; run scripts with exec_script()");
-                }
-            }
+        if (tail != nullptr && !nothing_but_separators(tail, sql.data() + sql.size())) {
+            sqlite3_finalize(std::exchange(stmt_, nullptr));
+            throw refused(db, sql, "the SQL text holds more than one statement; run scripts with exec_script()");
         }
     }
 
@@ -127,6 +121,27 @@ public:
     [[nodiscard]] explicit operator bool() const noexcept { return stmt_ != nullptr; }
 
 private:
+    // Whitespace, ';', "-- ..." to the end of the line and "/* ... */" (SQLite ends an
+    // unterminated one at the end of the text).
+    [[nodiscard]] static bool nothing_but_separators(const char* p, const char* end) noexcept {
+        while (p < end) {
+            if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == '\f' || *p == ';') {
+                ++p;
+            } else if (*p == '-' && p + 1 < end && p[1] == '-') {
+                while (p < end && *p != '\n')
+                    ++p;
+            } else if (*p == '/' && p + 1 < end && p[1] == '*') {
+                p += 2;
+                while (p < end && !(*p == '*' && p + 1 < end && p[1] == '/'))
+                    ++p;
+                p = p < end ? p + 2 : end;
+            } else {
+                return false;
+            }
+        }
+        return true;
+    }
+
     // A text refused before it runs: the record names it, as every failure's does (P9).
     [[nodiscard]] static error refused(sqlite3* db, std::string_view sql, std::string_view why) {
         technical_detail d;

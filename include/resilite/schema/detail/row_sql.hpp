@@ -101,10 +101,12 @@ std::string table_of_row_sql(std::string_view sql) {
 // A typed-row statement that fails to prepare because the database lacks a column the row
 // declares (drift that report_only leaves alone, a column dropped by hand) is a schema error
 // naming the column and the table, not SQLite's bare "no such column". A column only the
-// caller's SQL tail names stays the caller's sql error.
+// caller's SQL tail names stays the caller's sql error. A statement prepared before the column
+// went fails at its step instead (SQLite prepares it again there).
 template <class Row>
 void throw_if_declared_column_missing(const error& e) {
-    if (e.klass() != error_class::sql || e.technical().operation != "prepare") return;
+    if (e.klass() != error_class::sql || (e.technical().operation != "prepare" && e.technical().operation != "step"))
+        return;
     const std::string_view message = e.technical().sqlite_message;
     constexpr std::string_view no_such = "no such column: ";
     constexpr std::string_view no_named = " has no column named ";
@@ -158,12 +160,24 @@ std::int64_t exec_with_row(sqlite::connection& c, const std::string& sql, const 
     }
 }
 
+// The first step of a typed-row statement (where a statement prepared earlier meets a column
+// dropped since).
+template <class Row>
+bool first_step_for_row(sqlite::statement& s) {
+    try {
+        return s.step();
+    } catch (const error& e) {
+        throw_if_declared_column_missing<Row>(e);
+        throw;
+    }
+}
+
 template <class Row, class... Args>
 std::vector<Row> select_structs(sqlite::connection& c, std::string_view sql, const Args&... args) {
     auto stmt = prepare_for_row<Row>(c, sql);
     stmt->bind_all_static(args...);
     std::vector<Row> out;
-    while (stmt->step())
+    for (bool row = first_step_for_row<Row>(*stmt); row; row = stmt->step())
         out.push_back(read_struct<Row>(*stmt));
     return out;
 }
@@ -172,7 +186,7 @@ template <class Row, class... Args>
 std::optional<Row> select_struct(sqlite::connection& c, std::string_view sql, const Args&... args) {
     auto stmt = prepare_for_row<Row>(c, sql);
     stmt->bind_all_static(args...);
-    if (!stmt->step()) return std::nullopt;
+    if (!first_step_for_row<Row>(*stmt)) return std::nullopt;
     return read_struct<Row>(*stmt);
 }
 

@@ -116,6 +116,22 @@ template <class T>
     throw error{error_class::mismatch, std::move(d)};
 }
 
+// Cold path: a NaN given for parameter `index`. SQLite stores NaN as NULL: a number written
+// would come back as nothing (or fail a NOT NULL rule and be reported as that).
+[[noreturn]] inline void throw_nan(sqlite3_stmt* s, int index) {
+    sqlite3* db = sqlite3_db_handle(s);
+    const char* file = sqlite3_db_filename(db, "main");
+    const char* parameter = sqlite3_bind_parameter_name(s, index);
+    technical_detail d;
+    d.operation = "bind";
+    d.sql = sqlite3_sql(s);
+    d.database_path = file != nullptr ? file : "";
+    d.note = fmt::format("parameter {}{}{} is NaN, which SQLite stores as NULL: it would not come back; store "
+                         "std::nullopt for no value",
+                         index, parameter != nullptr ? " " : "", parameter != nullptr ? parameter : "");
+    throw error{error_class::mismatch, std::move(d)};
+}
+
 // The hint for a storage class a type never accepts.
 [[noreturn]] inline void throw_wrong_class(sqlite3_stmt* s, int col, int type, std::string_view cpp) {
     std::string_view hint = "read it as the type it holds";
@@ -197,6 +213,7 @@ template <std::floating_point T>
 struct value_traits<T> {
     static constexpr std::string_view name = cpp_type_name<T>();
     static int bind(sqlite3_stmt* s, int i, T v, bool) {
+        if (std::isnan(v)) [[unlikely]] throw_nan(s, i);
         return sqlite3_bind_double(s, i, static_cast<double>(v));
     }
     static T read(sqlite3_stmt* s, int c) { return read_as(s, c, sqlite3_column_type(s, c)); }
