@@ -609,4 +609,35 @@ TEST_CASE("identity: a check notices a database replaced while open", "[database
     CHECK_FALSE(db.health().healthy);
 }
 
+TEST_CASE("identity: no commit is acknowledged into a database file removed under an open Database, and a check "
+          "says it is missing",
+          "[database][identity]") {
+    // Writes into an unlinked file succeed in SQLite, and are lost with it at close.
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability, resilite::manual_clock>;
+    for (const bool whole_directory : {true, false}) {
+        INFO((whole_directory ? "the directory removed" : "the file removed"));
+        test::temp_dir dir;
+        const auto data = dir / "data";
+        std::filesystem::create_directories(data);
+        const auto path = data / "app.db";
+        Db db{path};
+        db.exec_script("CREATE TABLE t(x)");
+        db.exec("INSERT INTO t VALUES(1)");
+        if (whole_directory) {
+            std::filesystem::remove_all(data);
+        } else {
+            for (const auto* suffix : {"", "-wal", "-shm"})
+                std::filesystem::remove(data / (std::string{"app.db"} + suffix));
+        }
+        CHECK_THROWS_AS(db.exec("INSERT INTO t VALUES(2)"), resilite::error);
+        CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.exec("INSERT INTO t VALUES(3)"); }), resilite::error);
+        const auto r = db.check(resilite::check_level::header);
+        INFO(r.detail);
+        CHECK(r.result == resilite::health_report::finding::missing);
+        const auto h = db.health();
+        CHECK_FALSE(h.healthy);
+        CHECK_FALSE(h.available);
+    }
+}
+
 }  // namespace core_database_tests

@@ -269,6 +269,128 @@ TEST_CASE("an explicit transaction that has ended refuses statements, savepoints
     CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 1);  // the committed row only
 }
 
+TEST_CASE("a transaction SQLite rolled back by itself commits nothing after it, and says so", "[transaction]") {
+    // A trigger's RAISE(ROLLBACK) or INSERT OR ROLLBACK ends the whole transaction inside SQLite;
+    // statements after it would run in autocommit and survive the caller's rollback.
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script(
+        "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
+        "CREATE TRIGGER no_boom BEFORE INSERT ON kv WHEN new.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'no boom'); END;");
+    const auto rolled_back_by_sqlite = [&](auto&& failing_statement) {
+        INFO("the function caught the failure and went on: the transaction still fails");
+        try {
+            db.transaction([&](auto& tx) {
+                tx.exec("INSERT INTO kv VALUES(1, 'before')");
+                try {
+                    failing_statement(tx);
+                    FAIL("the statement did not fail");
+                } catch (const resilite::error& e) {
+                    CHECK(e.klass() == resilite::error_class::constraint);
+                }
+                try {
+                    tx.exec("INSERT INTO kv VALUES(3, 'after')");
+                    FAIL("a statement after SQLite's rollback ran");
+                } catch (const resilite::error& e) {
+                    CHECK(e.klass() == resilite::error_class::aborted);
+                    CHECK_THAT(e.technical().note, Catch::Contains("rolled back by SQLite"));
+                }
+            });
+            FAIL("the transaction reported success");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::aborted);
+        }
+        CHECK(db.query_one<int>("SELECT count(*) FROM kv WHERE k <> 9") == 0);  // (9: committed before)
+        CHECK_FALSE(db.with_connection([](auto& c) { return c.in_transaction(); }));
+
+        auto tx = db.begin();
+        tx.exec("INSERT INTO kv VALUES(1, 'before')");
+        CHECK_THROWS(failing_statement(tx));
+        CHECK_FALSE(tx.active());
+        CHECK_THROWS_AS(tx.exec("INSERT INTO kv VALUES(4, 'after')"), resilite::error);
+        try {
+            tx.commit();
+            FAIL("commit() reported success");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::aborted);
+        }
+        tx.rollback();
+        CHECK(db.query_one<int>("SELECT count(*) FROM kv WHERE k <> 9") == 0);  // (9: committed before)
+    };
+    rolled_back_by_sqlite([](auto& tx) { tx.exec("INSERT INTO kv VALUES(2, 'boom')"); });
+    db.exec("INSERT INTO kv VALUES(9, 'there')");
+    rolled_back_by_sqlite([](auto& tx) { tx.exec("INSERT OR ROLLBACK INTO kv VALUES(9, 'twice')"); });
+    CHECK(db.query<int>("SELECT k FROM kv") == std::vector<int>{9});
+}
+
+TEST_CASE("COMMIT or ROLLBACK run as statements inside a transaction are refused and commit nothing",
+          "[transaction]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    for (const std::string statement : {"COMMIT", "END", "ROLLBACK", "COMMIT TRANSACTION"}) {
+        INFO(statement);
+        for (const bool script : {false, true}) {
+            auto tx = db.begin();
+            tx.exec("INSERT INTO kv VALUES(1, 'in')");
+            try {
+                if (script) tx.exec_script("INSERT INTO kv VALUES(2, 'in'); " + statement + "; INSERT INTO kv VALUES(3, 'out')");
+                else static_cast<void>(tx.exec(statement));
+                FAIL("accepted");
+            } catch (const resilite::error& e) {
+                CHECK(e.klass() == resilite::error_class::misuse);
+                CHECK_THAT(e.technical().note, Catch::Contains("commit()"));
+            }
+            CHECK_FALSE(tx.active());
+            CHECK_THROWS_AS(tx.commit(), resilite::error);
+            CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
+        }
+        CHECK_THROWS_AS(db.transaction([&](auto& tx) {
+                            tx.exec("INSERT INTO kv VALUES(1, 'in')");
+                            try {
+                                static_cast<void>(tx.exec(statement));
+                            } catch (const resilite::error&) {
+                            }
+                        }),
+                        resilite::error);
+        CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
+    }
+}
+
+TEST_CASE("commit() inside transaction(f) or inside a savepoint is refused before anything is committed",
+          "[transaction][savepoint]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    try {
+        db.transaction([](auto& tx) {
+            tx.exec("INSERT INTO kv VALUES(1, 'in')");
+            tx.commit();
+        });
+        FAIL("accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::misuse);
+        CHECK_THAT(e.technical().note, Catch::Contains("when the function returns"));
+    }
+    CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
+
+    auto tx = db.begin();
+    tx.exec("INSERT INTO kv VALUES(1, 'in')");
+    try {
+        tx.savepoint([&](auto& t) {
+            t.exec("INSERT INTO kv VALUES(2, 'in')");
+            tx.commit();
+        });
+        FAIL("accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::misuse);
+        CHECK_THAT(e.technical().note, Catch::Contains("savepoint"));
+    }
+    CHECK(tx.active());
+    tx.rollback();
+    CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
+}
+
 TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[transaction]") {
     test::temp_dir dir;
     test::event_log log;

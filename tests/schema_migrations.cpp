@@ -93,6 +93,15 @@ struct only_first {
     static constexpr std::string_view sql = "INSERT INTO log(v) VALUES(1)";
 };
 
+struct commits_itself {
+    static constexpr int version = 1;
+    static void up(auto& tx) {
+        tx.exec("INSERT INTO log(v) VALUES(100)");
+        static_cast<void>(tx.exec("COMMIT"));
+        tx.exec("INSERT INTO log(v) VALUES(101)");
+    }
+};
+
 using all =
     resilite::migrations<step_migration<1>, step_migration<2>, step_migration<3>, m4_sql, step_migration<5>>;
 constexpr int latest = 5;
@@ -181,6 +190,55 @@ TEST_CASE("P5 migration rollback on failure", "[migrations][property][P5]") {
             db_t db{path};
             RC_ASSERT(db.version() == latest);
         });
+}
+
+TEST_CASE("a migration another process applied while this open waited is not applied again",
+          "[migrations][P4]") {
+    // Two processes open one old database at once: both read version 0, one migrates, the other
+    // must find the version moved once it holds the write lock. Made deterministic: the second
+    // open runs inside the first one's before_migrations hook, after the first read the version.
+    plan = {};
+    test::temp_dir dir;
+    const auto path = dir / "race.db";
+    prepare(path, 0);
+    test::event_log log;
+    db_t::options o;
+    o.observer = log.observer();
+    o.before_migrations = [&](int, int) { db_t other{path}; };
+    db_t db{path, o};
+    CHECK(db.version() == latest);
+    CHECK(db.query<int>("SELECT v FROM log ORDER BY rowid") == std::vector<int>{1, 2, 3, 4, 5});
+    CHECK(db.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'log_by_note'") == 1);
+    const auto events = log.events();
+    std::size_t skipped = 0;
+    for (const auto& e : events)
+        if (e.name == "migrate") {
+            CHECK(e.result == resilite::outcome::ok);
+            skipped += e.detail.find("already applied by another connection") != std::string::npos ? 1 : 0;
+        }
+    CHECK(skipped == static_cast<std::size_t>(latest));
+}
+
+TEST_CASE("a migration that runs COMMIT itself fails whole and says so truthfully", "[migrations][P5]") {
+    using Db = resilite::Database<resilite::migrations<commits_itself>, resilite::null_observer,
+                                  test::manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "commits.db";
+    prepare(path, 0);
+    for (int attempt = 1; attempt <= 2; ++attempt) {
+        try {
+            Db db{path};
+            FAIL("opened");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::migration);
+            CHECK_THAT(e.technical().note, Catch::Contains("stays at version 0"));
+            CHECK_THAT(e.technical().note, Catch::Contains("commit()"));
+        }
+        resilite::sqlite::connection c{path};
+        CHECK(c.query_one<int>("PRAGMA user_version") == 0);
+        CHECK(c.query_one<int>("SELECT count(*) FROM log WHERE v >= 100") == 0);
+    }
 }
 
 TEST_CASE("a brand-new database gets the declared schema at the latest version without migrating",

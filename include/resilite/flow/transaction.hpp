@@ -12,9 +12,12 @@
 #include <resilite/retry/detail/retry_state.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
+#include <fmt/format.h>
+
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <string>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -55,7 +58,8 @@ public:
           changes_at_start_(o.changes_at_start_),
           kept_rows_(o.kept_rows_),
           reported_(std::exchange(o.reported_, true)),
-          depth_(o.depth_) {}
+          depth_(o.depth_),
+          ended_(std::move(o.ended_)) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
 
     // Left without commit(): rolls back (never throws) and reports it as a warning.
@@ -87,20 +91,20 @@ public:
 
     // COMMIT; retried under the retry policy while the database is busy.
     void commit() {
-        refuse_if_ended("commit");
-        try {
-            flow_->commit_with_retry(tx_, state_);
-        } catch (...) {
-            flow_->ctx().annotate_current(state_.start, "commit", state_.attempt);
-            auto f = detail::op_failure::from_current_exception();
-            if (!tx_.conn().in_transaction()) {  // SQLite rolled back already: nothing to retry
-                tx_.rollback();
-            }
-            report(outcome::failed, f.klass, f.detail);
-            throw;
+        // Refused before anything is committed: the caller would be told of a failure after it.
+        if (managed_) {
+            throw detail::library_failure(error_class::misuse, "commit",
+                                          "Database::transaction(f) commits when the function returns and rolls back "
+                                          "when it throws: do not call commit() inside it",
+                                          flow_->ctx().path.string());
         }
-        report(outcome::ok, error_class::none, "committed", true);
-        flow_->after_commit();  // archive: drained (with flush on commit) before commit() returns
+        if (depth_ > 0) {
+            throw detail::library_failure(error_class::misuse, "commit",
+                                          "a savepoint of this transaction is still open: release it (or return from "
+                                          "savepoint(f)) before commit()",
+                                          flow_->ctx().path.string());
+        }
+        commit_now();
     }
 
     // (After the end, as in a catch block after a failed commit: nothing to do.)
@@ -120,12 +124,73 @@ public:
 private:
     friend detail::statement_api<basic_transaction, typename Db::schema_type>;
     friend class basic_savepoint<Db>;
+    friend flow_type;  // Database::transaction(f) commits through commit_now()
 
-    // The statement hook: one attempt; the transaction decides about retries.
+    void commit_now() {
+        refuse_if_ended("commit");
+        try {
+            flow_->commit_with_retry(tx_, state_);
+        } catch (...) {
+            flow_->ctx().annotate_current(state_.start, "commit", state_.attempt);
+            auto f = detail::op_failure::from_current_exception();
+            if (!tx_.conn().in_transaction()) {  // SQLite rolled back already: nothing to retry
+                tx_.rollback();
+            }
+            report(outcome::failed, f.klass, f.detail);
+            throw;
+        }
+        report(outcome::ok, error_class::none, "committed", true);
+        flow_->after_commit();  // archive: drained (with flush on commit) before commit() returns
+    }
+
+    // The statement hook: one attempt; the transaction decides about retries. A statement may
+    // end the transaction inside SQLite (a trigger's RAISE(ROLLBACK), INSERT OR ROLLBACK, an
+    // error SQLite rolls back for, the user's own ROLLBACK; a COMMIT is refused by the commit
+    // hook, which rolls back): the transaction has then ended, and every later statement would
+    // run in autocommit, outside it.
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
         refuse_if_ended(name);
-        return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+        auto& ctx = flow_->ctx();
+        auto& conn = tx_.conn();
+        struct user_statement {
+            bool& flag;
+            explicit user_statement(bool& f) : flag(f) { flag = true; }
+            ~user_statement() { flag = false; }
+            user_statement(const user_statement&) = delete;
+            user_statement& operator=(const user_statement&) = delete;
+        };
+        bool ended = false;
+        try {
+            auto result = [&] {
+                user_statement scope{ctx.user_statement_in_transaction};
+                return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+            }();
+            ended = !conn.in_transaction();
+            if (!ended) [[likely]] return result;
+        } catch (const error& e) {
+            if (conn.in_transaction()) throw;
+            tx_.ended_by_sqlite();
+            if (e.technical().extended_code == SQLITE_CONSTRAINT_COMMITHOOK) {  // the user's COMMIT or END
+                ended_ = fmt::format("a statement ({}) tried to commit it, and it was rolled back: use commit() and "
+                                     "rollback(), not COMMIT, END or ROLLBACK statements",
+                                     name);
+                report(outcome::failed, error_class::misuse, ended_);
+                throw detail::library_failure(error_class::misuse, name, ended_, ctx.path.string());
+            }
+            ended_ = fmt::format("it was rolled back by SQLite when {} failed ({}): nothing of it is committed",
+                                 name, e.what());
+            report(outcome::failed, error_class::aborted, ended_);
+            throw;
+        }
+        // The statement succeeded and ended the transaction: ROLLBACK, END or COMMIT (refused,
+        // rolled back, reported as a failure above).
+        tx_.ended_by_sqlite();
+        ended_ = fmt::format("a statement ({}) ended it, and it was rolled back: use commit() and rollback(), not "
+                             "COMMIT, END or ROLLBACK statements",
+                             name);
+        report(outcome::failed, error_class::misuse, ended_);
+        throw detail::library_failure(error_class::misuse, name, ended_, ctx.path.string());
     }
     // Inside a transaction every read is on its connection (it sees the transaction's writes).
     template <class F, class Rows, class Pooled>
@@ -141,7 +206,12 @@ private:
     // A statement on a transaction that has ended would run in autocommit, outside everything
     // the transaction promised (a written-ahead archive record among them).
     void refuse_if_ended(std::string_view operation) const {
-        if (tx_.active()) return;
+        if (tx_.active()) [[likely]] return;
+        if (!ended_.empty())
+            throw detail::library_failure(ended_.starts_with("it was rolled back by SQLite") ? error_class::aborted
+                                                                                          : error_class::misuse,
+                                          operation, fmt::format("this transaction has ended: {}", ended_),
+                                          flow_->ctx().path.string());
         throw detail::library_failure(error_class::misuse, operation,
                                       "this transaction has ended (committed or rolled back): begin a new one",
                                       flow_->ctx().path.string());
@@ -172,6 +242,7 @@ private:
     std::int64_t kept_rows_ = 0;
     bool reported_ = false;
     int depth_ = 0;  // open savepoints, for unique names
+    std::string ended_;  // why SQLite ended it under a statement (empty: it did not)
 };
 
 }  // namespace resilite

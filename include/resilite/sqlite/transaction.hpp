@@ -41,6 +41,9 @@ public:
     }
 
     [[nodiscard]] bool active() const noexcept { return active_; }
+    // SQLite ended the transaction by itself (a statement's ROLLBACK, an error it rolls back
+    // for): nothing is left to commit or roll back.
+    void ended_by_sqlite() noexcept { active_ = false; }
     [[nodiscard]] connection& conn() const noexcept { return *conn_; }
 
     // Rolls back if still open, without throwing (destructors use it).

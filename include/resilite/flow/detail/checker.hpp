@@ -24,6 +24,13 @@ public:
     health_report check(check_level level) {
         const auto start = ctx_.now();
         auto r = check_health(ctx_.path, level);
+        // Nothing at the path, and no sidecar either (the directory removed with it): not a new
+        // database for a Database that opened one there.
+        if (r.result == health_report::finding::new_database && ctx_.on_disk() && !ctx_.identity.empty()) {
+            r = {health_report::finding::missing, level,
+                 "the database file this Database opened is gone from the path (removed or renamed while open, "
+                 "perhaps with its directory)"};
+        }
         // The file at the path must still be the database this Database opened: one replaced
         // while open takes no write of ours (they go to the file we hold), so say so.
         if (r.result == health_report::finding::ok && ctx_.on_disk() && !ctx_.identity.empty()) {

@@ -189,12 +189,26 @@ template <class R>
     return static_cast<std::uint64_t>(st.st_ino) != ctx.file_ino || static_cast<std::uint64_t>(st.st_dev) != ctx.file_dev;
 }
 
-// healing<>: SQLite calls this before every commit on the connection (never for a read); a
-// single statement enters the gate here (core/detail/file_gate.hpp).
+// SQLite calls this before every commit on the connection (never for a read); non-zero turns
+// the COMMIT into a ROLLBACK. A COMMIT or END a user's statement runs inside a transaction is
+// refused: it would commit outside what the transaction promises (the archive's record written
+// ahead, commit()'s retries). healing<>: a single statement enters the gate here
+// (core/detail/file_gate.hpp), which looks at the file at the path. Without it, the file is
+// looked at here (one stat per commit): a commit into a file removed, renamed or replaced
+// since it was opened would be acknowledged and then lost with that file.
 template <class R>
-int gate_commit_hook(void* self) noexcept {
+int commit_hook(void* self) noexcept {
     auto& ctx = *static_cast<context<R>*>(self);
-    return ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); });
+    if (ctx.user_statement_in_transaction) return 1;
+    if constexpr (R::healing::enabled) {
+        return ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); });
+    } else {
+        if (ctx.on_disk() && file_replaced(ctx)) [[unlikely]] {
+            ctx.file_gone = true;
+            return 1;
+        }
+        return 0;
+    }
 }
 
 // The caller holds the writer lock.
@@ -203,7 +217,7 @@ void open_connection(context<R>& ctx, const retry_state& st, bool create) {
     ctx.drop_connection();
     ctx.conn.emplace(ctx.path, SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0) | SQLITE_OPEN_NOMUTEX,
                      ctx.vfs_name(), ctx.config.statement_cache_capacity);
-    if constexpr (R::healing::enabled) sqlite3_commit_hook(ctx.conn->native_handle(), &gate_commit_hook<R>, &ctx);
+    sqlite3_commit_hook(ctx.conn->native_handle(), &commit_hook<R>, &ctx);
     ctx.applied_busy_timeout = std::chrono::milliseconds{-1};
     prepare_attempt(ctx, st);
     apply_durability(*ctx.conn, ctx.config.sync, ctx.path.string());

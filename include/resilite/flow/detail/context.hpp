@@ -92,6 +92,12 @@ public:
     std::atomic<std::uint64_t> retries{0};
     std::mutex rng_mutex;
     std::mt19937_64 rng;  // jitter
+    // A user's statement inside a transaction is running (the caller holds the writer lock):
+    // a commit now is its COMMIT or END, refused by the commit hook (flow/detail/connect.hpp).
+    bool user_statement_in_transaction = false;
+    // Without healing<>: the commit hook found the file at the path is not the one open (removed,
+    // renamed or replaced) and rolled the commit back (flow/detail/connect.hpp).
+    bool file_gone = false;
     std::atomic<bool> heal_due{false};  // damage seen with healing on: the next call heals first
     // healing<> and settings().healing.enabled: read without the writer lock (a call that meets
     // damage, the background thread), changed by reconfigure under it.

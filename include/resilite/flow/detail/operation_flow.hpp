@@ -162,12 +162,12 @@ public:
                 tx.emplace(owner, begin_attempt(mode, st, true));
                 if constexpr (std::is_void_v<Result>) {
                     std::invoke(f, *tx);
-                    tx->commit();
+                    tx->commit_now();
                     finish_transaction(*tx, st);
                     return;
                 } else {
                     Result result = std::invoke(f, *tx);
-                    tx->commit();
+                    tx->commit_now();
                     finish_transaction(*tx, st);
                     return result;
                 }
@@ -212,6 +212,7 @@ public:
             } catch (...) {
                 if (!tx.conn().in_transaction()) {  // SQLite ended it: only a replay can help
                     archive_.cancel_pending(&tx.conn());
+                    throw_if_file_gone();
                     throw;
                 }
                 if (commit_may_retry(st)) {
@@ -391,17 +392,27 @@ private:
     }
 
     template <class F>
-    static auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass_for<R>& pass) -> decltype(f(c)) {
-        if constexpr (R::healing::enabled) {
-            try {
-                return f(c);
-            } catch (...) {
-                pass.rethrow_refusal();
-                throw;
-            }
-        } else {
+    auto call(F& f, sqlite::connection& c, [[maybe_unused]] statement_pass_for<R>& pass) -> decltype(f(c)) {
+        try {
             return f(c);
+        } catch (...) {
+            pass.rethrow_refusal();
+            throw_if_file_gone();
+            throw;
         }
+    }
+
+    // Without healing<>, a commit the hook refused because the file at the path is not the one
+    // open (flow/detail/connect.hpp): what SQLite calls a constraint is said plainly, and the
+    // database is unavailable (a reconnect by the retry policy may find it again; a check that
+    // finds it sound ends that).
+    void throw_if_file_gone() {
+        if (!std::exchange(ctx_.file_gone, false)) return;
+        const auto what = fmt::format("the database file {} was removed, renamed or replaced since it was opened: "
+                                      "the commit was rolled back (committed into that file, it would be lost with it)",
+                                      ctx_.path.string());
+        ctx_.note_unavailable(unavailable_reason::damaged, what);
+        throw library_failure(error_class::cant_open, "commit", what, ctx_.path.string());
     }
 
     // One attempt to BEGIN; what it returns holds the writer lock.

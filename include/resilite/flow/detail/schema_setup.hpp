@@ -136,10 +136,18 @@ private:
                                    : fmt::format("migration {} ({})", M::version, migration_name<M>());
             const auto note = fmt::format("{} failed and was rolled back; the database stays at version {}", label,
                                           M::version - 1);
+            bool applied_elsewhere = false;
             try {
                 flow_.template transaction<transaction_type>(
                     owner,
                     [&](transaction_type& tx) {
+                        // The version read at open may be stale: another process opening the
+                        // same database may have migrated it since. Read again under the write
+                        // lock this transaction holds (immediate), so a migration runs once.
+                        if (tx.template query_one<int>("PRAGMA user_version").value_or(0) >= M::version) {
+                            applied_elsewhere = true;
+                            return;
+                        }
                         // SQLite refuses ALTER TABLE ... DROP COLUMN while a trigger names the
                         // column: the archive's capture triggers make way. Their absence loses
                         // nothing: the archive records a migration's outcome as a full snapshot
@@ -190,6 +198,11 @@ private:
                                                fmt::format("{}: {}", note, e.what()), ctx_.path.string());
                 ctx_.emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
                 throw wrapped;
+            }
+            if (applied_elsewhere) {
+                ctx_.emit_since("migrate", start, outcome::ok, 0, error_class::none,
+                                fmt::format("{}: already applied by another connection", label));
+                return;
             }
             migrated_ = true;
             ctx_.emit_since("migrate", start, outcome::ok, 0, error_class::none, label);
