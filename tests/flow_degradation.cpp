@@ -188,6 +188,11 @@ TEST_CASE("fail_fast: during disk full reads are served and each write is tried,
     CHECK(db.health().unavailable_reason == "disk_full");
     CHECK(log.count("degraded") == 1);
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 0);
+    // A call that writes nothing proves nothing about the disk: the state stays.
+    CHECK(db.transaction([](auto& tx) { return tx.template query_one<int>("SELECT count(*) FROM items"); }) == 0);
+    CHECK(db.exec("UPDATE items SET name = 'x' WHERE id = -1") == 0);
+    CHECK(db.health().unavailable_reason == "disk_full");
+    CHECK(log.count("recovered") == 0);
     full = false;
     db.insert(item(1));  // "free some space and try again": no wait for a probe
     CHECK(db.health().available);

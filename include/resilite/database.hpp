@@ -51,6 +51,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <type_traits>
 #include <utility>
@@ -402,22 +403,39 @@ private:
         }
     }
 
-    // A call admitted as the probe (flow/detail/degradation_flow.hpp) says how it went.
+    // A call admitted as the probe (flow/detail/degradation_flow.hpp) says how it went. Only a
+    // call that changed rows proves that the disk takes writes again: a read-only transaction
+    // or an UPDATE that matched nothing ends nothing.
     template <class Op>
     decltype(auto) admitted(detail::admission a, Op&& op) {
         if (a != detail::admission::probe) [[likely]] return op();
         struct report {
-            detail::degradation_flow<policies>& degrade;
+            Database& db;
+            std::optional<std::int64_t> before = db.total_changes_now();
             int unwinding = std::uncaught_exceptions();
             ~report() {
                 if (std::uncaught_exceptions() > unwinding) {
-                    degrade.probe_failed();
+                    db.degrade_.probe_failed();
+                } else if (const auto after = db.total_changes_now(); before && after && *after > *before) {
+                    db.degrade_.probe_succeeded();
                 } else {
-                    degrade.probe_succeeded();
+                    db.degrade_.probe_inconclusive();
                 }
             }
-        } r{degrade_};
+        } r{*this};
         return op();
+    }
+
+    // Rows changed on the connection since it opened; nothing when there is no connection or
+    // another thread holds it (never waited for: it may be a heal).
+    [[nodiscard]] std::optional<std::int64_t> total_changes_now() noexcept {
+        try {
+            std::unique_lock lock(ctx_.mutex, std::try_to_lock);
+            if (!lock.owns_lock() || !ctx_.conn) return std::nullopt;
+            return ctx_.conn->total_changes();
+        } catch (...) {
+            return std::nullopt;
+        }
     }
 
     // With healing on, before every call: damage seen by an earlier call is healed first. Not

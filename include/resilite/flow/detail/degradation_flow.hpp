@@ -140,6 +140,13 @@ public:
         ctx_.note_available("a write succeeded", unavailable_reason::disk_full, unavailable_reason::read_only_volume,
                             unavailable_reason::io_error);
     }
+    // The call admitted as the probe wrote nothing: neither way.
+    void probe_inconclusive() noexcept {
+        try {
+            ctx_.avail.probe_ended();
+        } catch (...) {
+        }
+    }
     void probe_failed() noexcept {
         try {
             ctx_.avail.probe_failed(ctx_.now(), max_backoff());

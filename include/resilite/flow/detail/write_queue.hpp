@@ -16,6 +16,7 @@
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/core/detail/crc32.hpp>
+#include <resilite/core/detail/errno_class.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -345,7 +346,7 @@ private:
     };
 
     [[noreturn]] void fail_io(std::string_view what) const {
-        throw library_failure(error_class::io, "queue",
+        throw library_failure(errno_class(errno), "queue",
                               fmt::format("the write queue {}: {} failed: {}", path_.string(), what, std::strerror(errno)),
                               path_.string());
     }
