@@ -16,6 +16,7 @@
 #include <optional>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -224,6 +225,69 @@ TEST_CASE("health after a reopen shows the last backup from the directory, not n
     const auto h = db.health();
     REQUIRE(h.last_backup_time.has_value());
     CHECK(std::chrono::abs(*h.last_backup_time - taken) < std::chrono::milliseconds{2});
+}
+
+namespace {
+// Each name in the manifest, with the number of lines that give it.
+std::map<std::string, int> manifest_names(const std::filesystem::path& dir) {
+    std::map<std::string, int> out;
+    std::ifstream in(dir / "MANIFEST");
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty() && line.front() != '#') ++out[line.substr(0, line.find('\t'))];
+    return out;
+}
+}  // namespace
+
+TEST_CASE("backup names: backups taken at one clock time each get a name never used before, the one just taken is "
+          "kept, the manifest lists each name once",
+          "[backup][retention]") {
+    using Db = backed_db<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_generations<2, 2, 1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;  // never advanced: every backup is taken in the same millisecond
+    Db::options o;
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    Db db{path, o};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY)");
+    std::set<std::string> names;
+    for (std::int64_t i = 1; i <= 4; ++i) {
+        db.exec("INSERT INTO t VALUES(?)", i);
+        const auto r = db.backup_now();
+        INFO(r.path.string());
+        CHECK(names.insert(r.path.filename().string()).second);  // (retention removes the older ones of the hour)
+        REQUIRE(std::filesystem::exists(r.path));
+        CHECK(rows_of(r.path).size() == static_cast<std::size_t>(i));
+        CHECK(backups_in(path).back() == r.path);  // the newest: the one just taken
+    }
+    const auto listed = manifest_names(dir / "app.db.backups");
+    CHECK(listed.size() == 4);
+    for (const auto& [name, lines] : listed) {
+        INFO(name);
+        CHECK(names.contains(name));
+        CHECK(lines == 1);
+    }
+}
+
+TEST_CASE("backup retention: with the system clock set back, the backup just taken is kept", "[backup][retention]") {
+    using Db = backed_db<resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;
+    Db::options o;
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    Db db{path, o};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY); INSERT INTO t VALUES(1)");
+    const auto before = db.backup_now();
+    clock.advance(-std::chrono::hours{1});  // (NTP stepping the clock back, say)
+    db.exec("INSERT INTO t VALUES(2)");
+    const auto after = db.backup_now();
+    INFO(after.path.string());
+    REQUIRE(std::filesystem::exists(after.path));
+    CHECK(rows_of(after.path) == std::vector<std::int64_t>{1, 2});
+    CHECK(std::filesystem::exists(before.path));  // newest by its time: kept as well
 }
 
 TEST_CASE("backup directory that is a symbolic link is never followed: the backup fails, nothing is written "

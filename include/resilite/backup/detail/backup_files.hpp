@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -27,6 +28,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace resilite::detail {
@@ -48,6 +50,7 @@ namespace resilite::detail {
 struct backup_file {
     std::filesystem::path path;
     std::chrono::system_clock::time_point taken;
+    unsigned sequence = 1;  // "-2", "-3"...: taken later in the same millisecond (promote_backup)
 };
 
 // CRC-32 of a whole regular file (never through a link); nothing when it cannot be read.
@@ -154,10 +157,22 @@ struct manifest_entry {
         const auto t = std::chrono::sys_days{day} + std::chrono::hours{tm.tm_hour} +
                        std::chrono::minutes{tm.tm_min} + std::chrono::seconds{tm.tm_sec} +
                        std::chrono::milliseconds{ms};
-        out.push_back({e.path(), std::chrono::time_point_cast<std::chrono::system_clock::duration>(t)});
+        // Ordered by the number, not as text: "-10" comes after "-9", "-2" after none.
+        unsigned sequence = 1;
+        if (const auto rest = name.substr(prefix.size() + 20); rest != ".db") {  // "-<n>.db"
+            const auto n = rest.size() > 4 && rest.size() <= 12 && rest.front() == '-'
+                               ? rest.substr(1, rest.size() - 4)
+                               : std::string{};
+            // (0: not a name resilite gives; listed, never the newest of its millisecond)
+            sequence = !n.empty() && std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; })
+                           ? static_cast<unsigned>(std::stoul(n))
+                           : 0;
+        }
+        out.push_back({e.path(), std::chrono::time_point_cast<std::chrono::system_clock::duration>(t), sequence});
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-        return a.taken != b.taken ? a.taken < b.taken : a.path < b.path;
+        if (a.taken != b.taken) return a.taken < b.taken;
+        return a.sequence != b.sequence ? a.sequence < b.sequence : a.path < b.path;
     });
     return out;
 }
@@ -195,6 +210,38 @@ struct manifest_entry {
     bucket_keep(std::chrono::hours{24}, s.keep_daily);
     bucket_keep(std::chrono::hours{24 * 7}, s.keep_weekly);
     return keep;
+}
+
+// Puts the finished copy `tmp` into `dir` under the first free name for its time:
+// "app-<time>.db", then "app-<time>-2.db", "-3"... in the same millisecond. A name is free when no
+// file has it and the manifest never listed it (retention removes a backup, not its line): a name
+// is never given twice, so the manifest never names two backups alike. link() then unlink(), not
+// rename(): it fails on a name that exists instead of replacing that file (another process may
+// promote its backup into the same name meanwhile). Returns the backup's path.
+[[nodiscard]] inline std::filesystem::path promote_backup(const std::filesystem::path& tmp,
+                                                          const std::filesystem::path& dir,
+                                                          const std::filesystem::path& db,
+                                                          std::chrono::system_clock::time_point taken) {
+    const auto manifest = read_manifest(dir);
+    const auto base = backup_name(db, taken);  // ends in ".db"
+    for (unsigned n = 1;; ++n) {
+        const auto name = n == 1 ? base : fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);
+        if (manifest.contains(name)) continue;
+        const auto target = dir / name;
+        if (::link(tmp.c_str(), target.c_str()) == 0) {
+            ::unlink(tmp.c_str());
+            return target;
+        }
+        const int err = errno;
+        if (err == EEXIST) continue;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS)
+            throw std::filesystem::filesystem_error("link", tmp, target, std::error_code{err, std::generic_category()});
+        // A file system without hard links: a look, then rename() (only another process promoting
+        // into this very name between the two could be replaced).
+        if (std::filesystem::exists(target)) continue;
+        std::filesystem::rename(tmp, target);
+        return target;
+    }
 }
 
 // One line per backup: name, UTC time, bytes, pages, check result, archive sequence number.
