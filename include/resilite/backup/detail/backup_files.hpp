@@ -5,6 +5,7 @@
 #include <resilite/core/detail/run_command.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <resilite/detail/link_path.hpp>
@@ -37,6 +38,43 @@ namespace resilite::detail {
                                                             const backup_settings& s) {
     return s.directory.empty() ? std::filesystem::path{db.string() + ".backups"}
                                : std::filesystem::path{s.directory};
+}
+
+// A backup directory that cannot take a file, in the class that says why (errno): a read-only
+// mount is `read_only`, no write permission `permission`, a full disk `full`; the directory is
+// named, and the database said to be untouched (SQLite, asked to open the temporary copy, said
+// "the database file could not be opened", naming that file).
+[[nodiscard]] inline error backup_directory_failure(const std::filesystem::path& dir, int err,
+                                                    const std::filesystem::path& db) {
+    const auto klass = err == EROFS                     ? error_class::read_only
+                       : err == EACCES || err == EPERM  ? error_class::permission
+                       : err == ENOSPC || err == EDQUOT ? error_class::full
+                       : err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG ? error_class::cant_open
+                                                                                 : error_class::io;
+    return library_failure(
+        klass, "backup",
+        fmt::format("the backup directory {} cannot be written ({}): nothing was backed up; the database itself "
+                    "is not affected",
+                    dir.string(), std::error_code{err, std::generic_category()}.message()),
+        db.string());
+}
+
+// Makes the backup directory if it is missing; one that cannot be made fails as
+// backup_directory_failure.
+inline void make_backup_directory(const std::filesystem::path& dir, const std::filesystem::path& db) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw backup_directory_failure(dir, ec.value(), db);
+}
+
+// Creates the empty temporary file the copy goes into (SQLite takes an empty file for a new
+// database, and VACUUM INTO writes into one), so that a directory that cannot take a file fails
+// here, as backup_directory_failure, before SQLite is asked to open it.
+inline void create_backup_temp(const std::filesystem::path& dir, const std::filesystem::path& tmp,
+                               const std::filesystem::path& db) {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) throw backup_directory_failure(dir, errno, db);
+    ::close(fd);  // (no connection has it open yet: no lock of ours to drop)
 }
 
 // "app-20261122T080102.123Z.db": sortable, and the time can be read back.
@@ -235,7 +273,7 @@ struct manifest_entry {
         const int err = errno;
         if (err == EEXIST) continue;
         if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS)
-            throw std::filesystem::filesystem_error("link", tmp, target, std::error_code{err, std::generic_category()});
+            throw backup_directory_failure(dir, err, db);
         // A file system without hard links: a look, then rename() (only another process promoting
         // into this very name between the two could be replaced).
         if (std::filesystem::exists(target)) continue;

@@ -80,7 +80,7 @@ private:
                                               "give the directory's real path in settings().backup.directory",
                                               dir.string()),
                                   path.string());
-        std::filesystem::create_directories(dir);
+        make_backup_directory(dir, path);
         clean_leftovers(dir, path);
         const auto started = ctx_.now();
         // 1. Never back up a damaged source: the copy would carry the damage. The archive is
@@ -101,6 +101,7 @@ private:
         tmp.remove_all();
         backup_result r;
         try {
+            create_backup_temp(dir, tmp.database(), path);  // a directory that takes no file, said so
             if (s.how == backup_settings::method::online) {
                 r.restarts = copy_online(tmp.database(), s, started);
                 r.vacuumed = r.restarts > s.max_restarts;  // other processes kept restarting it
