@@ -8,14 +8,18 @@
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
+#include <linux/capability.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <atomic>
 #include <csignal>
 #include <optional>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <thread>
 
@@ -224,6 +228,157 @@ TEST_CASE("health after a reopen shows the last backup from the directory, not n
     const auto h = db.health();
     REQUIRE(h.last_backup_time.has_value());
     CHECK(std::chrono::abs(*h.last_backup_time - taken) < std::chrono::milliseconds{2});
+}
+
+namespace {
+// Each name in the manifest, with the number of lines that give it.
+std::map<std::string, int> manifest_names(const std::filesystem::path& dir) {
+    std::map<std::string, int> out;
+    std::ifstream in(dir / "MANIFEST");
+    for (std::string line; std::getline(in, line);)
+        if (!line.empty() && line.front() != '#') ++out[line.substr(0, line.find('\t'))];
+    return out;
+}
+}  // namespace
+
+TEST_CASE("backup names: backups taken at one clock time each get a name never used before, the one just taken is "
+          "kept, the manifest lists each name once",
+          "[backup][retention]") {
+    using Db = backed_db<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_generations<2, 2, 1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;  // never advanced: every backup is taken in the same millisecond
+    Db::options o;
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    Db db{path, o};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY)");
+    std::set<std::string> names;
+    for (std::int64_t i = 1; i <= 4; ++i) {
+        db.exec("INSERT INTO t VALUES(?)", i);
+        const auto r = db.backup_now();
+        INFO(r.path.string());
+        CHECK(names.insert(r.path.filename().string()).second);  // (retention removes the older ones of the hour)
+        REQUIRE(std::filesystem::exists(r.path));
+        CHECK(rows_of(r.path).size() == static_cast<std::size_t>(i));
+        CHECK(backups_in(path).back() == r.path);  // the newest: the one just taken
+    }
+    const auto listed = manifest_names(dir / "app.db.backups");
+    CHECK(listed.size() == 4);
+    for (const auto& [name, lines] : listed) {
+        INFO(name);
+        CHECK(names.contains(name));
+        CHECK(lines == 1);
+    }
+}
+
+TEST_CASE("backup retention: with the system clock set back, the backup just taken is kept", "[backup][retention]") {
+    using Db = backed_db<resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    resilite::manual_clock clock;
+    Db::options o;
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    Db db{path, o};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY); INSERT INTO t VALUES(1)");
+    const auto before = db.backup_now();
+    clock.advance(-std::chrono::hours{1});  // (NTP stepping the clock back, say)
+    db.exec("INSERT INTO t VALUES(2)");
+    const auto after = db.backup_now();
+    INFO(after.path.string());
+    REQUIRE(std::filesystem::exists(after.path));
+    CHECK(rows_of(after.path) == std::vector<std::int64_t>{1, 2});
+    CHECK(std::filesystem::exists(before.path));  // newest by its time: kept as well
+}
+
+namespace {
+// Root writes into a directory whatever its mode, so a test run as root (CI) cannot see EACCES from
+// a mode. Linux keeps capabilities per thread: without CAP_DAC_OVERRIDE (and CAP_DAC_READ_SEARCH)
+// in this thread's effective set, root obeys the mode as any user does, deterministically, with
+// no mount; the backup runs on this thread. Put back at scope exit (they stay permitted).
+// Without root nothing is dropped: the mode alone refuses.
+class obey_file_modes {
+public:
+    obey_file_modes() {
+        if (::syscall(SYS_capget, &header_, saved_) != 0) return;
+        std::array<__user_cap_data_struct, 2> lowered{saved_[0], saved_[1]};
+        lowered[0].effective &= ~((1u << CAP_DAC_OVERRIDE) | (1u << CAP_DAC_READ_SEARCH));
+        active_ = ::syscall(SYS_capset, &header_, lowered.data()) == 0;
+    }
+    obey_file_modes(const obey_file_modes&) = delete;
+    obey_file_modes& operator=(const obey_file_modes&) = delete;
+    ~obey_file_modes() {
+        if (active_) static_cast<void>(::syscall(SYS_capset, &header_, saved_));
+    }
+
+private:
+    __user_cap_header_struct header_{_LINUX_CAPABILITY_VERSION_3, 0};  // (pid 0: this thread)
+    __user_cap_data_struct saved_[2]{};
+    bool active_ = false;
+};
+
+// A backup that fails because of its directory: the class that says why, the directory named,
+// never the temporary file as "the database"; the database goes on.
+template <class Db>
+void refused_for_directory(Db& db, const std::filesystem::path& backups, resilite::error_class expected) {
+    try {
+        const auto r = db.backup_now();
+        FAIL("backed up into a directory that cannot be written: " << r.path);
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == expected);
+        CHECK_THAT(e.technical().note,
+                   Catch::Contains(fmt::format("the backup directory {}", backups.string())));
+        CHECK_THAT(std::string{e.what()}, !Catch::Contains(".tmp-"));
+    }
+    db.exec("INSERT INTO t VALUES(2)");  // the database itself is fine
+}
+}  // namespace
+
+TEST_CASE("backup directory that cannot be written: class permission or read_only, the directory named, not the "
+          "database",
+          "[backup]") {
+    using Db = resilite::Database<resilite::backup<resilite::online_backup<>, resilite::on_demand>,
+                                  resilite::null_observer, test::manual_durability>;
+    test::temp_dir dir;
+    SECTION("no write permission (the directory, and one to be made in it)") {
+        const auto locked = dir / "locked";
+        std::filesystem::create_directory(locked);
+        using std::filesystem::perms;
+        std::filesystem::permissions(locked, perms::owner_read | perms::owner_exec);
+        for (const auto& backups : {locked, locked / "deeper"}) {
+            INFO(backups.string());
+            Db::options o;
+            o.settings = Db::default_settings();
+            o.settings->backup.directory = backups.string();
+            Db db{dir / "app.db", o};
+            db.exec_script("CREATE TABLE IF NOT EXISTS t(n)");
+            {
+                const obey_file_modes as_any_user;
+                refused_for_directory(db, backups, resilite::error_class::permission);
+            }
+        }
+        std::filesystem::permissions(locked, perms::owner_all);
+        CHECK(std::filesystem::is_empty(locked));  // nothing left behind
+    }
+    SECTION("a read-only file system") {
+        const test::small_volume volume{dir.path(), "1m"};
+        if (!volume.mounted()) {
+            WARN("cannot mount a tmpfs here (needs root): the read-only file system case is not exercised");
+            return;
+        }
+        const auto backups = volume.path() / "backups";
+        std::filesystem::create_directory(backups);
+        REQUIRE(std::system(fmt::format("mount -o remount,ro '{}'", volume.path().string()).c_str()) == 0);
+        Db::options o;
+        o.settings = Db::default_settings();
+        o.settings->backup.directory = backups.string();
+        Db db{dir / "app.db", o};
+        db.exec_script("CREATE TABLE t(n)");
+        refused_for_directory(db, backups, resilite::error_class::read_only);
+    }
 }
 
 TEST_CASE("backup directory that is a symbolic link is never followed: the backup fails, nothing is written "

@@ -580,6 +580,81 @@ TEST_CASE("cli.heal: heal --dry-run changes nothing and names the source, heal b
     CHECK(resilite::detail::read_marker(db).restore_requested.empty());
 }
 
+TEST_CASE("cli.identity: check, health, metrics and heal call a different database at the path what open and "
+          "backup call it, never sound",
+          "[cli][identity]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    const auto other = dir / "other" / "other.db";  // another application's database, its own identity
+    std::filesystem::create_directories(other.parent_path());
+    archived_database(other);
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(db.string() + suffix);
+    std::filesystem::copy_file(other, db);  // copied over ours; our sidecar stays
+    const auto before = read_all(db);
+    const auto quarantine = dir / "quarantine";
+
+    // What the library's open (and so `resilite backup`) says: the words each command must use.
+    const auto backup = run_cli(dir, fmt::format("backup '{}'", db.string()));
+    CHECK(backup.code == 1);
+    REQUIRE_THAT(backup.err, Catch::Contains("a different database is at this path"));
+
+    for (const char* level : {"header", "quick", "full"}) {
+        INFO(level);
+        const auto r = run_cli(dir, fmt::format("--json check '{}' --level {}", db.string(), level));
+        INFO(r.out << r.err);
+        CHECK(r.code == 1);
+        CHECK(r.json()["ok"] == false);
+        CHECK_THAT(r.json()["detail"].get<std::string>(), Catch::Contains("a different database is at this path"));
+    }
+    {
+        const auto r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+        INFO(r.out << r.err);
+        CHECK(r.code == 1);
+        CHECK(r.json()["healthy"] == false);
+        CHECK_THAT(r.json()["damage"].get<std::string>(), Catch::Contains("a different database is at this path"));
+    }
+    {
+        const auto r = run_cli(dir, fmt::format("metrics '{}' --prometheus", db.string()));
+        INFO(r.out << r.err);
+        CHECK(r.out.find(fmt::format("resilite_healthy{{database=\"{}\"}} 0", db.string())) != std::string::npos);
+    }
+    // A heal refuses it (open's refusal: another database at the path is not damage to heal), and
+    // the plan says so.
+    {
+        const auto r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+        INFO(r.out << r.err);
+        CHECK(r.code == 1);
+        const auto j = r.json();
+        CHECK(j["needed"] == true);
+        CHECK_THAT(j["found"].get<std::string>(), Catch::Contains("a different database is at this path"));
+        CHECK(j["would_try_first"].is_null());
+        CHECK_FALSE(j["would_refuse"].is_null());
+    }
+    {
+        const auto r = run_cli(dir, fmt::format("heal '{}'", db.string()));
+        INFO(r.out << r.err);
+        CHECK(r.code == 1);
+        CHECK_THAT(r.err, Catch::Contains("a different database is at this path"));
+    }
+    CHECK(read_all(db) == before);  // none of them changed or moved it
+    CHECK_FALSE(std::filesystem::exists(quarantine));
+
+    // A plain SQLite database (no identity at all) where the sidecar names one: the same.
+    for (const char* suffix : {"", "-wal", "-shm"})
+        std::filesystem::remove(db.string() + suffix);
+    {
+        resilite::sqlite::connection c{db};
+        c.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('stranger')");
+    }
+    const auto r = run_cli(dir, fmt::format("--json check '{}'", db.string()));
+    INFO(r.out << r.err);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.json()["detail"].get<std::string>(), Catch::Contains("not the database resilite keeps here"));
+}
+
 TEST_CASE("cli.health and cli.metrics --prometheus: what the files show, without the application", "[cli]") {
     test::temp_dir dir;
     const auto db = dir / "app.db";

@@ -21,6 +21,7 @@
 #include <resilite/heal/reset_healing.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/monitor/to_openmetrics.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/version.hpp>
 
@@ -145,6 +146,29 @@ void require_directory(const fs::path& dir) {
     if (!fs::is_directory(dir, ec)) throw refusal{fmt::format("no archive directory at {}", dir.string())};
 }
 
+// Why the file at the path is not the database resilite keeps there (another database copied over
+// it, or one without resilite's identity where the sidecar names one), in the words open and
+// `backup` refuse it with; nothing when it is, or when the file cannot be read for it (the check
+// says what it can).
+std::optional<std::string> not_this_database(const fs::path& db) {
+    try {
+        resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        auto found = resilite::detail::check_identity(db, c);
+        if (!found.problem.empty()) return std::move(found.problem);
+    } catch (const std::exception&) {
+    }
+    return std::nullopt;
+}
+
+// A check that found the file sound, unless it is another database: that is no database to use
+// (the application's open refuses it), so the check reports it as damage.
+resilite::health_report with_identity(const fs::path& db, resilite::health_report r) {
+    if (r.result != resilite::health_report::finding::ok) return r;
+    if (auto problem = not_this_database(db))
+        r = {resilite::health_report::finding::corrupt, r.level, std::move(*problem)};
+    return r;
+}
+
 
 // What the command opens when it needs the library's flows (backup, drill, heal): no schema of
 // its own (it declares nothing, so it changes no table) and no archive writer (the application
@@ -236,7 +260,7 @@ std::string utc_text(std::chrono::system_clock::time_point t) {
 // archive, sidecar, audit fallback.
 resilite::health_snapshot file_health(const fs::path& db, const places& p) {
     resilite::health_snapshot s;
-    const auto check = resilite::check_health(db, resilite::check_level::quick);
+    const auto check = with_identity(db, resilite::check_health(db, resilite::check_level::quick));
     s.last_check = check;
     s.last_check_time = std::chrono::system_clock::now();
     s.healthy = check.ok();
@@ -468,7 +492,7 @@ int check(const output& out, const fs::path& db, const std::string& level_name) 
     const auto level = level_name == "header" ? resilite::check_level::header
                        : level_name == "full" ? resilite::check_level::full
                                               : resilite::check_level::quick;
-    const auto r = resilite::check_health(db, level, bar.fn());
+    const auto r = with_identity(db, resilite::check_health(db, level, bar.fn()));
     const nlohmann::json j{{"database", db.string()},
                            {"level", std::string{resilite::to_string(r.level)}},
                            {"result", std::string{resilite::to_string(r.result)}},
@@ -607,7 +631,9 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
             }
         }
     } undo{db, new_machine, asked};
-    const auto found = resilite::check_health(db, resilite::check_level::quick);
+    // Another database at the path is not "sound, nothing to heal": it goes to the library, whose
+    // open refuses it (it is not damage a heal repairs), in its own words.
+    const auto found = with_identity(db, resilite::check_health(db, resilite::check_level::quick));
     if (found.result == resilite::health_report::finding::not_a_database && !known)
         throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
                                   db.string())};
@@ -638,7 +664,9 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     nlohmann::json moved = nlohmann::json::array();
     for (const auto& f : {files.database(), files.wal(), files.shm(), files.journal()})
         if (fs::exists(f, ec)) moved.push_back(f.string());
-    const auto found = resilite::check_health(db, resilite::check_level::quick);
+    const auto checked = resilite::check_health(db, resilite::check_level::quick);
+    const auto found = with_identity(db, checked);
+    const bool stranger = checked.ok() && !found.ok();  // another database: a heal's open refuses it
     const auto damage = resilite::detail::damage_at_open(db);
 
     std::optional<resilite::archive_report> archive;
@@ -703,7 +731,10 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     // The heal's own rules: a loss the evidence shows is refused unless accepted; the circuit
     // breaker stops every heal until `resilite heal reset`.
     std::string refusal_reason;
-    if (sidecar.heal_attempts >= p.settings.healing.max_attempts)
+    if (stranger)
+        refusal_reason = "another database at the path is not damage a heal repairs: its open refuses it, as the "
+                         "application's does (see found)";
+    else if (sidecar.heal_attempts >= p.settings.healing.max_attempts)
         refusal_reason = fmt::format("healing stopped after {} heals in a row that did not succeed: recover by hand, "
                                      "then resilite heal reset",
                                      sidecar.heal_attempts);

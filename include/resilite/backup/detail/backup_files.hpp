@@ -5,6 +5,7 @@
 #include <resilite/core/detail/run_command.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
+#include <resilite/core/error.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <resilite/detail/link_path.hpp>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -27,6 +29,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <system_error>
 #include <vector>
 
 namespace resilite::detail {
@@ -35,6 +38,43 @@ namespace resilite::detail {
                                                             const backup_settings& s) {
     return s.directory.empty() ? std::filesystem::path{db.string() + ".backups"}
                                : std::filesystem::path{s.directory};
+}
+
+// A backup directory that cannot take a file, in the class that says why (errno): a read-only
+// mount is `read_only`, no write permission `permission`, a full disk `full`; the directory is
+// named, and the database said to be untouched (SQLite, asked to open the temporary copy, said
+// "the database file could not be opened", naming that file).
+[[nodiscard]] inline error backup_directory_failure(const std::filesystem::path& dir, int err,
+                                                    const std::filesystem::path& db) {
+    const auto klass = err == EROFS                     ? error_class::read_only
+                       : err == EACCES || err == EPERM  ? error_class::permission
+                       : err == ENOSPC || err == EDQUOT ? error_class::full
+                       : err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG ? error_class::cant_open
+                                                                                 : error_class::io;
+    return library_failure(
+        klass, "backup",
+        fmt::format("the backup directory {} cannot be written ({}): nothing was backed up; the database itself "
+                    "is not affected",
+                    dir.string(), std::error_code{err, std::generic_category()}.message()),
+        db.string());
+}
+
+// Makes the backup directory if it is missing; one that cannot be made fails as
+// backup_directory_failure.
+inline void make_backup_directory(const std::filesystem::path& dir, const std::filesystem::path& db) {
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) throw backup_directory_failure(dir, ec.value(), db);
+}
+
+// Creates the empty temporary file the copy goes into (SQLite takes an empty file for a new
+// database, and VACUUM INTO writes into one), so that a directory that cannot take a file fails
+// here, as backup_directory_failure, before SQLite is asked to open it.
+inline void create_backup_temp(const std::filesystem::path& dir, const std::filesystem::path& tmp,
+                               const std::filesystem::path& db) {
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) throw backup_directory_failure(dir, errno, db);
+    ::close(fd);  // (no connection has it open yet: no lock of ours to drop)
 }
 
 // "app-20261122T080102.123Z.db": sortable, and the time can be read back.
@@ -48,6 +88,7 @@ namespace resilite::detail {
 struct backup_file {
     std::filesystem::path path;
     std::chrono::system_clock::time_point taken;
+    unsigned sequence = 1;  // "-2", "-3"...: taken later in the same millisecond (promote_backup)
 };
 
 // CRC-32 of a whole regular file (never through a link); nothing when it cannot be read.
@@ -154,10 +195,22 @@ struct manifest_entry {
         const auto t = std::chrono::sys_days{day} + std::chrono::hours{tm.tm_hour} +
                        std::chrono::minutes{tm.tm_min} + std::chrono::seconds{tm.tm_sec} +
                        std::chrono::milliseconds{ms};
-        out.push_back({e.path(), std::chrono::time_point_cast<std::chrono::system_clock::duration>(t)});
+        // Ordered by the number, not as text: "-10" comes after "-9", "-2" after none.
+        unsigned sequence = 1;
+        if (const auto rest = name.substr(prefix.size() + 20); rest != ".db") {  // "-<n>.db"
+            const auto n = rest.size() > 4 && rest.size() <= 12 && rest.front() == '-'
+                               ? rest.substr(1, rest.size() - 4)
+                               : std::string{};
+            // (0: not a name resilite gives; listed, never the newest of its millisecond)
+            sequence = !n.empty() && std::all_of(n.begin(), n.end(), [](char c) { return c >= '0' && c <= '9'; })
+                           ? static_cast<unsigned>(std::stoul(n))
+                           : 0;
+        }
+        out.push_back({e.path(), std::chrono::time_point_cast<std::chrono::system_clock::duration>(t), sequence});
     }
     std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
-        return a.taken != b.taken ? a.taken < b.taken : a.path < b.path;
+        if (a.taken != b.taken) return a.taken < b.taken;
+        return a.sequence != b.sequence ? a.sequence < b.sequence : a.path < b.path;
     });
     return out;
 }
@@ -195,6 +248,38 @@ struct manifest_entry {
     bucket_keep(std::chrono::hours{24}, s.keep_daily);
     bucket_keep(std::chrono::hours{24 * 7}, s.keep_weekly);
     return keep;
+}
+
+// Puts the finished copy `tmp` into `dir` under the first free name for its time:
+// "app-<time>.db", then "app-<time>-2.db", "-3"... in the same millisecond. A name is free when no
+// file has it and the manifest never listed it (retention removes a backup, not its line): a name
+// is never given twice, so the manifest never names two backups alike. link() then unlink(), not
+// rename(): it fails on a name that exists instead of replacing that file (another process may
+// promote its backup into the same name meanwhile). Returns the backup's path.
+[[nodiscard]] inline std::filesystem::path promote_backup(const std::filesystem::path& tmp,
+                                                          const std::filesystem::path& dir,
+                                                          const std::filesystem::path& db,
+                                                          std::chrono::system_clock::time_point taken) {
+    const auto manifest = read_manifest(dir);
+    const auto base = backup_name(db, taken);  // ends in ".db"
+    for (unsigned n = 1;; ++n) {
+        const auto name = n == 1 ? base : fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);
+        if (manifest.contains(name)) continue;
+        const auto target = dir / name;
+        if (::link(tmp.c_str(), target.c_str()) == 0) {
+            ::unlink(tmp.c_str());
+            return target;
+        }
+        const int err = errno;
+        if (err == EEXIST) continue;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS)
+            throw backup_directory_failure(dir, err, db);
+        // A file system without hard links: a look, then rename() (only another process promoting
+        // into this very name between the two could be replaced).
+        if (std::filesystem::exists(target)) continue;
+        std::filesystem::rename(tmp, target);
+        return target;
+    }
 }
 
 // One line per backup: name, UTC time, bytes, pages, check result, archive sequence number.

@@ -80,7 +80,7 @@ private:
                                               "give the directory's real path in settings().backup.directory",
                                               dir.string()),
                                   path.string());
-        std::filesystem::create_directories(dir);
+        make_backup_directory(dir, path);
         clean_leftovers(dir, path);
         const auto started = ctx_.now();
         // 1. Never back up a damaged source: the copy would carry the damage. The archive is
@@ -101,6 +101,7 @@ private:
         tmp.remove_all();
         backup_result r;
         try {
+            create_backup_temp(dir, tmp.database(), path);  // a directory that takes no file, said so
             if (s.how == backup_settings::method::online) {
                 r.restarts = copy_online(tmp.database(), s, started);
                 r.vacuumed = r.restarts > s.max_restarts;  // other processes kept restarting it
@@ -125,11 +126,7 @@ private:
             if (!fsync_path(tmp.database(), false))
                 throw library_failure(error_class::io, "backup", "could not sync the copy", path.string());
             r.taken = ctx_.clock.utc_now();
-            const auto base = backup_name(path, r.taken);  // ends in ".db"
-            r.path = dir / base;
-            for (int n = 2; std::filesystem::exists(r.path); ++n)  // the same millisecond
-                r.path = dir / fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);
-            std::filesystem::rename(tmp.database(), r.path);
+            r.path = promote_backup(tmp.database(), dir, path, r.taken);
             static_cast<void>(fsync_path(dir, true));
         } catch (...) {
             tmp.remove_all();
@@ -142,7 +139,10 @@ private:
         // 5. Manifest, retention, off-machine copy.
         append_manifest(dir, r);
         const auto all = list_backups(path, dir);
-        const auto keep = retained(all, s);
+        auto keep = retained(all, s);
+        // The backup just taken stays, even when it is not the newest by the time in its name
+        // (the system clock was set back): backup_now() never returns a path it removed.
+        keep.insert(r.path);
         for (const auto& b : all) {
             std::error_code ec;
             if (keep.count(b.path) == 0) std::filesystem::remove(b.path, ec);

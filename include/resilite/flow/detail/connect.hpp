@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace resilite::detail {
 
@@ -262,32 +263,10 @@ void reopen_read_only(context<R>& ctx) {
 template <class R>
 void verify_identity(context<R>& ctx) {
     if (!ctx.on_disk()) return;
-    const auto& path = ctx.path;
-    const auto side = read_marker(path);
-    const auto mine = read_identity(ctx.connection());
-    if (mine) {
-        if (!side.identity.empty() && *mine != side.identity) {
-            throw library_failure(
-                error_class::corrupt, "open",
-                fmt::format("a different database is at this path: its identity is {}, but the database "
-                            "resilite keeps here is {}; nothing was changed (if the replacement is intended, "
-                            "remove {})",
-                            *mine, side.identity, marker_path(path).string()),
-                path.string());
-        }
-        ctx.identity = *mine;
-        return;
-    }
-    if (!side.identity.empty()) {
-        throw library_failure(
-            error_class::corrupt, "open",
-            fmt::format("the file at this path is not the database resilite keeps here (identity {}): it is "
-                        "new, emptied or another database; nothing was changed: restore it from a backup (or "
-                        "remove {} if the replacement is intended)",
-                        side.identity, marker_path(path).string()),
-            path.string());
-    }
-    ctx.identity.clear();
+    auto found = check_identity(ctx.path, ctx.connection());
+    if (!found.problem.empty())
+        throw library_failure(error_class::corrupt, "open", std::move(found.problem), ctx.path.string());
+    ctx.identity = found.identity.value_or("");
 }
 
 // After schema sync: a database without identity gets one, and the sidecar records it with the

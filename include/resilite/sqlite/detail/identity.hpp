@@ -5,6 +5,7 @@
 // database: damage, never a database to write into, back up or archive.
 
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <fmt/format.h>
 
@@ -13,6 +14,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <utility>
 
 namespace resilite::detail {
 
@@ -32,6 +34,32 @@ inline constexpr std::string_view identity_table = "resilite_identity";
                          identity_table) != 1)
         return std::nullopt;
     return c.query_one<std::string>("SELECT identity FROM resilite_identity LIMIT 1");
+}
+
+// The database at `path` (open as `c`) against the identity its sidecar records. Written once
+// for every caller: open and reconnect refuse the file with `problem`, the operator's command
+// reports it as damage, in the same words.
+struct identity_check {
+    std::optional<std::string> identity;  // the one stored in the database, if any
+    std::string problem;                  // empty: it is the database resilite keeps here (or one it never saw)
+};
+
+[[nodiscard]] inline identity_check check_identity(const std::filesystem::path& path, sqlite::connection& c) {
+    const auto side = read_marker(path);
+    identity_check r{read_identity(c), {}};
+    if (side.identity.empty()) return r;
+    if (r.identity && *r.identity != side.identity) {
+        r.problem = fmt::format("a different database is at this path: its identity is {}, but the database "
+                                "resilite keeps here is {}; nothing was changed (if the replacement is intended, "
+                                "remove {})",
+                                *r.identity, side.identity, marker_path(path).string());
+    } else if (!r.identity) {
+        r.problem = fmt::format("the file at this path is not the database resilite keeps here (identity {}): it is "
+                                "new, emptied or another database; nothing was changed: restore it from a backup (or "
+                                "remove {} if the replacement is intended)",
+                                side.identity, marker_path(path).string());
+    }
+    return r;
 }
 
 // Stores the identity if the database has none yet (the caller is inside a write transaction or
