@@ -1288,6 +1288,39 @@ TEST_CASE("archive: a directory removed while open gets a full snapshot, the arc
     CHECK(c.query_one<int>("SELECT count(*) FROM items") == 10);
 }
 
+TEST_CASE("archive: a directory removed while open, then the commit that would carry its snapshot fails: the next "
+          "one carries it, the archive alone rebuilds every row",
+          "[archive][identity]") {
+    test::temp_dir dir;
+    test::event_log log;
+    auto o = items_options();
+    o.observer = log.observer();
+    bool armed = false;
+    o.inject_failure = [&](std::string_view operation, int) {
+        return armed && operation == "commit" ? SQLITE_CONSTRAINT : SQLITE_OK;
+    };
+    {
+        ItemsDb db{dir / "app.db", o};
+        for (int i = 1; i <= 5; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i / 2.0, "s"});
+        std::filesystem::remove_all(db.archive_directory());
+        armed = true;
+        CHECK_THROWS_AS(db.transaction([](auto& tx) { tx.insert(Item{6, "r6", 3.0, "s"}); }), resilite::error);
+        armed = false;
+        for (int i = 7; i <= 10; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i / 2.0, "s"});
+    }
+    for (const auto& e : log.events())
+        if (e.name == "archive" && e.detail.find("removed or replaced") != std::string::npos)
+            CHECK_THAT(e.detail, !Catch::Contains("was written first"));  // not before it is
+    const auto rebuilt = dir / "rebuilt.db";
+    static_cast<void>(resilite::rebuild(dir / "app.db.archive", rebuilt));
+    CHECK(table_hash(rebuilt, "items", {"id", "name", "score"}) ==
+          table_hash(dir / "app.db", "items", {"id", "name", "score"}));
+    resilite::sqlite::connection c{rebuilt};
+    CHECK(c.query_one<int>("SELECT count(*) FROM items") == 9);
+}
+
 TEST_CASE("archive behind the database (its last records lost, an older copy put back): the next open writes a "
           "full snapshot, the archive alone rebuilds every row",
           "[archive]") {

@@ -245,6 +245,13 @@ public:
         }
     }
 
+    // The next write to the archive carries a full snapshot, for `why` (said in its note); the
+    // debt stays until a commit carrying it is durable.
+    void owe_snapshot(std::string_view why) {
+        if (!snapshot_due_) snapshot_reason_ = std::string{why};
+        snapshot_due_ = true;
+    }
+
     // Batched flush, close, backups: appends the outbox rows not yet archived, in a transaction
     // of its own; with `settle` (or when enough have piled up) also deletes archived rows.
     // Returns the number of records written. Throws on failure; the rows stay in the outbox.
@@ -280,11 +287,6 @@ private:
     }
 
     static constexpr std::string_view unsynced_record = "an earlier record could not be made durable there";
-    // The next write carries a full snapshot, for `why` (said in its note).
-    void owe_snapshot(std::string_view why) {
-        if (!snapshot_due_) snapshot_reason_ = std::string{why};
-        snapshot_due_ = true;
-    }
 
     struct appended {
         std::filesystem::path segment;

@@ -267,7 +267,8 @@ private:
 
     // Before a drain: a directory removed (or emptied) while open would otherwise be recreated
     // silently, holding only the changes from now on, so the archive could never rebuild the
-    // database again. A full snapshot goes first instead, and a warning says what happened.
+    // database again. The write about to go there carries a full snapshot first (a debt kept
+    // until one such write is durable, whichever it is), and a warning says so.
     void reclaim_if_lost() {
         std::error_code ec;
         if (std::filesystem::exists(archive_identity_path(writer_->directory()), ec) || ec) return;
@@ -275,14 +276,14 @@ private:
             claim_directory();
             return;
         }
-        const auto start = ctx_.now();
-        static_cast<void>(writer_->catch_up(ctx_.connection(), true));  // true: a snapshot first
+        const auto why = fmt::format("the archive directory {} was removed or replaced while the database was open",
+                                     writer_->directory().string());
+        writer_->owe_snapshot(why);
         claim_directory();
-        ctx_.emit_since("archive", start, outcome::warning, 0, error_class::none,
-                        fmt::format("the archive directory {} was removed or replaced while the database was "
-                                    "open: a full snapshot was written first, so that the archive alone can "
-                                    "rebuild the database again",
-                                    writer_->directory().string()));
+        ctx_.emit_since("archive", ctx_.now(), outcome::warning, 0, error_class::none,
+                        fmt::format("{}: the next write to it carries a full snapshot of the database, so that the "
+                                    "archive alone can rebuild it again",
+                                    why));
     }
 
     context<R>& ctx_;
