@@ -2,6 +2,7 @@
 // Backup files on disk: names with their UTC time, the manifest, retention, the sink command.
 
 #include <resilite/core/detail/crc32.hpp>
+#include <resilite/core/detail/errno_class.hpp>
 #include <resilite/core/detail/run_command.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
@@ -46,11 +47,8 @@ namespace resilite::detail {
 // "the database file could not be opened", naming that file).
 [[nodiscard]] inline error backup_directory_failure(const std::filesystem::path& dir, int err,
                                                     const std::filesystem::path& db) {
-    const auto klass = err == EROFS                     ? error_class::read_only
-                       : err == EACCES || err == EPERM  ? error_class::permission
-                       : err == ENOSPC || err == EDQUOT ? error_class::full
-                       : err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG ? error_class::cant_open
-                                                                                 : error_class::io;
+    const auto klass =
+        err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG ? error_class::cant_open : errno_class(err);
     return library_failure(
         klass, "backup",
         fmt::format("the backup directory {} cannot be written ({}): nothing was backed up; the database itself "
