@@ -354,6 +354,12 @@ TEST_CASE("COMMIT or ROLLBACK run as statements inside a transaction are refused
                         }),
                         resilite::error);
         CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
+        // Through the Database, on the thread that holds the transaction (it runs inside it).
+        auto tx = db.begin();
+        tx.exec("INSERT INTO kv VALUES(1, 'in')");
+        CHECK_THROWS_AS(db.exec(statement), resilite::error);
+        CHECK_THROWS_AS(tx.commit(), resilite::error);
+        CHECK(db.query_one<int>("SELECT count(*) FROM kv") == 0);
     }
 }
 

@@ -128,6 +128,7 @@ private:
 
     void commit_now() {
         refuse_if_ended("commit");
+        refuse_if_lost("commit");
         try {
             flow_->commit_with_retry(tx_, state_);
         } catch (...) {
@@ -151,46 +152,45 @@ private:
     template <class F, class Rows>
     auto run(std::string_view name, F&& f, Rows&& rows_of) {
         refuse_if_ended(name);
+        refuse_if_lost(name);
         auto& ctx = flow_->ctx();
         auto& conn = tx_.conn();
-        struct user_statement {
-            bool& flag;
-            explicit user_statement(bool& f) : flag(f) { flag = true; }
-            ~user_statement() { flag = false; }
-            user_statement(const user_statement&) = delete;
-            user_statement& operator=(const user_statement&) = delete;
-        };
         bool ended = false;
         try {
             auto result = [&] {
-                user_statement scope{ctx.user_statement_in_transaction};
+                detail::user_statement_scope scope{ctx.user_statement_in_transaction, true};
                 return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
             }();
             ended = !conn.in_transaction();
             if (!ended) [[likely]] return result;
         } catch (const error& e) {
             if (conn.in_transaction()) throw;
+            if (e.technical().extended_code == SQLITE_CONSTRAINT_COMMITHOOK)  // the user's COMMIT or END
+                ended_by_statement(name, fmt::format("a statement ({}) tried to commit it", name));
             tx_.ended_by_sqlite();
-            if (e.technical().extended_code == SQLITE_CONSTRAINT_COMMITHOOK) {  // the user's COMMIT or END
-                ended_ = fmt::format("a statement ({}) tried to commit it, and it was rolled back: use commit() and "
-                                     "rollback(), not COMMIT, END or ROLLBACK statements",
-                                     name);
-                report(outcome::failed, error_class::misuse, ended_);
-                throw detail::library_failure(error_class::misuse, name, ended_, ctx.path.string());
-            }
             ended_ = fmt::format("it was rolled back by SQLite when {} failed ({}): nothing of it is committed",
                                  name, e.what());
             report(outcome::failed, error_class::aborted, ended_);
             throw;
         }
-        // The statement succeeded and ended the transaction: ROLLBACK, END or COMMIT (refused,
-        // rolled back, reported as a failure above).
+        // The statement succeeded and ended the transaction: a ROLLBACK (a COMMIT or END is
+        // refused, rolled back, and failed above).
+        ended_by_statement(name, fmt::format("a statement ({}) ended it", name));
+    }
+
+    // A statement the thread ran through the Database (it joins this transaction) ended it.
+    void refuse_if_lost(std::string_view name) {
+        if (tx_.conn().in_transaction()) [[likely]] return;
+        ended_by_statement(name, "a statement run through the Database on this thread ended it");
+    }
+
+    [[noreturn]] void ended_by_statement(std::string_view name, std::string_view what) {
         tx_.ended_by_sqlite();
-        ended_ = fmt::format("a statement ({}) ended it, and it was rolled back: use commit() and rollback(), not "
-                             "COMMIT, END or ROLLBACK statements",
-                             name);
+        ended_ = fmt::format("{}, and it was rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
+                             "statements",
+                             what);
         report(outcome::failed, error_class::misuse, ended_);
-        throw detail::library_failure(error_class::misuse, name, ended_, ctx.path.string());
+        throw detail::library_failure(error_class::misuse, name, ended_, flow_->ctx().path.string());
     }
     // Inside a transaction every read is on its connection (it sees the transaction's writes).
     template <class F, class Rows, class Pooled>

@@ -32,6 +32,24 @@
 
 namespace resilite::detail {
 
+// Marks a user's statement running inside a transaction for its length (the commit hook then
+// refuses a COMMIT it runs: context::user_statement_in_transaction). Outside one (`inside`
+// false) it touches nothing: the flag belongs to whichever thread holds the writer lock.
+class user_statement_scope {
+public:
+    user_statement_scope(bool& flag, bool inside) noexcept
+        : flag_(inside ? &flag : nullptr), was_(inside && std::exchange(flag, true)) {}
+    ~user_statement_scope() {
+        if (flag_ != nullptr) *flag_ = was_;
+    }
+    user_statement_scope(const user_statement_scope&) = delete;
+    user_statement_scope& operator=(const user_statement_scope&) = delete;
+
+private:
+    bool* flag_;
+    bool was_;
+};
+
 template <class R>  // R: resolved_policies<...>
 class context {
 public:

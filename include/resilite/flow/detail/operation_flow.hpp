@@ -79,6 +79,7 @@ public:
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
+                user_statement_scope user_statement{ctx_.user_statement_in_transaction, nested};
                 ctx_.inject(name, st.attempt);
                 auto result = [&] {
                     if constexpr (R::archiving) {
@@ -99,6 +100,13 @@ public:
                         return call(f, c, pass);
                     }
                 }();
+                if (nested && !c.in_transaction()) [[unlikely]] {  // a ROLLBACK (a COMMIT is refused above)
+                    throw library_failure(error_class::misuse, name,
+                                          "the statement ended the transaction this thread holds, and it was "
+                                          "rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
+                                          "statements",
+                                          ctx_.path.string());
+                }
                 pass.leave();
                 lock.unlock();
                 ctx_.emit_since(name, st.start, outcome::ok, rows_of(result), error_class::none, {}, st.attempt);
