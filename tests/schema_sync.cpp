@@ -377,6 +377,18 @@ TEST_CASE("drift: undeclared columns are kept and reported as warnings", "[schem
     CHECK(r.exit_code() == 2);
     CHECK(r.changed);  // the missing index was still added
     CHECK(c.query_one<std::string>("SELECT legacy FROM items") == "keep me");
+    CHECK_THAT(d->description, !Catch::Contains("will fail"));  // nullable: inserts leave it NULL
+
+    // One that is NOT NULL without a default makes every typed insert fail: said at open.
+    connection strict_extra{dir / "e.db"};
+    strict_extra.exec_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '', note TEXT, "
+                             "tenant TEXT NOT NULL, region TEXT NOT NULL DEFAULT 'eu')");
+    const auto r2 = sync(strict_extra, simple_table());
+    for (const auto& drift : r2.drifts) {
+        if (drift.column == "tenant") CHECK_THAT(drift.description, Catch::Contains("insert and upsert of the row type will fail"));
+        if (drift.column == "region") CHECK_THAT(drift.description, !Catch::Contains("will fail"));
+    }
+    CHECK(find_drift(r2, "will fail") != nullptr);
 }
 
 TEST_CASE("drift: nullability and default differences are warnings", "[schema][drift]") {

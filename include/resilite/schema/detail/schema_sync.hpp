@@ -273,8 +273,14 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                 return lower(d.name) == lower(e.name);
             });
             if (!declared) {
+                // A NOT NULL column without a default that the row type lacks: every typed insert
+                // and upsert would fail on it. Said here, not first at the insert.
                 r.drifts.push_back({severity::warning, t.name, e.name,
-                                    "column exists in the database but is not declared (kept, not used)"});
+                                    e.not_null && !e.default_sql && e.pk == 0
+                                        ? "column exists in the database but is not declared (kept, not used); it is "
+                                          "NOT NULL without a default, so insert and upsert of the row type will "
+                                          "fail on it: declare it, or give it a default in a migration"
+                                        : "column exists in the database but is not declared (kept, not used)"});
             }
         }
         for (const auto& i : t.indexes) {
