@@ -49,6 +49,37 @@ TEST_CASE("maintain runs a PASSIVE checkpoint when the clock says it is due", "[
     CHECK(log.count("checkpoint") == 2);
 }
 
+TEST_CASE("a scheduled checkpoint that fails is tried once per round: no retry sleeps under the writer lock",
+          "[durability][maintenance]") {
+    // The round holds the writer lock: a retry's backoff there held back every thread of the
+    // process (a docs-only user saw a transaction give up after 20 s against a 10 s deadline).
+    test::temp_dir dir;
+    test::event_log log;
+    resilite::manual_clock clock;
+    using Db = clocked_db<60, 64, false>;
+    bool failing = false;
+    Db::options o{log.observer(), clock, std::nullopt};
+    o.inject_failure = [&](std::string_view op, int) { return failing && op == "checkpoint" ? SQLITE_IOERR_READ : SQLITE_OK; };
+    Db db{dir / "m.db", o};
+    db.exec_script("CREATE TABLE t(x)");
+    write_rows(db, 50);
+    failing = true;
+    clock.advance(60s);
+    CHECK(db.maintain());
+    CHECK(clock.sleeps().empty());
+    CHECK(log.count("retry") == 0);
+    REQUIRE(log.count("checkpoint") == 1);
+    bool failed = false;
+    for (const auto& e : log.events())
+        failed = failed || (e.name == "checkpoint" && e.result == resilite::outcome::failed);
+    CHECK(failed);
+    failing = false;
+    clock.advance(60s);
+    CHECK(db.maintain());  // the next round tries again
+    CHECK(log.count("checkpoint") == 2);
+    CHECK(db.health().available);
+}
+
 TEST_CASE("a WAL above the alert threshold raises a warning event", "[durability][maintenance]") {
     test::temp_dir dir;
     test::event_log log;

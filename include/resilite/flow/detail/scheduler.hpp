@@ -4,6 +4,7 @@
 // (when the durability policy has one) calls it whenever the next item falls due, or, with a
 // manual clock, whenever the clock moves.
 
+#include <resilite/core/detail/op_failure.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/audit_flow.hpp>
@@ -143,6 +144,27 @@ public:
     }
 
 private:
+    // The periodic PASSIVE checkpoint: one attempt, never retried here. This round holds the
+    // writer lock, so a retry's backoff would hold back every thread of the process; the next
+    // round tries again.
+    void scheduled_checkpoint() noexcept {
+        const auto start = ctx_.now();
+        try {
+            ctx_.inject("checkpoint", 1);
+            const auto r = detail::checkpoint(ctx_.connection(), checkpoint_mode::passive);
+            ctx_.emit_since("checkpoint", start, outcome::ok, static_cast<std::int64_t>(r.checkpointed_frames),
+                            error_class::none, {});
+        } catch (...) {
+            try {
+                ctx_.annotate_current(start, "checkpoint");
+                const auto f = op_failure::from_current_exception();
+                ctx_.note_damage(f.klass, f.detail);
+                ctx_.emit_since("checkpoint", start, outcome::failed, 0, f.klass, f.detail);
+            } catch (...) {
+            }
+        }
+    }
+
     bool maintain_locked() {
         std::lock_guard lock(ctx_.mutex);
         const auto t = ctx_.now();
@@ -168,7 +190,7 @@ private:
         if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
             did = true;
             schedule_checkpoint(t);
-            static_cast<void>(checkpoint(checkpoint_mode::passive));
+            scheduled_checkpoint();
             if (const auto wal = sqlite::file_set{ctx_.path}.wal_size(); wal > ctx_.config.wal_alert_bytes) {
                 ctx_.emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
                                 fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
