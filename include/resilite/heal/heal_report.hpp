@@ -61,7 +61,7 @@ struct heal_report {
     [[nodiscard]] std::string to_text() const {
         std::string out = fmt::format("heal of {}: {}\n", database.string(), healed ? "healed" : "NOT healed");
         out += fmt::format("  found: {} (seen by {})\n", found, detected_by);
-        if (!quarantine.empty()) out += fmt::format("  damaged files kept in: {}\n", quarantine.string());
+        if (!quarantine.empty()) out += fmt::format("  the files it replaced kept in: {}\n", quarantine.string());
         for (const auto& s : sources)
             out += fmt::format("  source {}: {}{}\n", s.source, s.healed ? "used" : "not used",
                                s.detail.empty() ? std::string{} : " (" + s.detail + ")");

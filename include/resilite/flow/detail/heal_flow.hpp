@@ -109,6 +109,9 @@ private:
     background_sync sync_;
 };
 
+// What a heal found when nothing was seen damaged and db.heal() asked for one.
+inline constexpr std::string_view heal_asked_for = "a heal was asked for";
+
 template <class R>
 class heal_flow {
 public:
@@ -198,7 +201,8 @@ private:
         // so that a restart loop grows neither); looked at again below under the heal lock.
         const auto before = read_marker(path);
         if (before.heal_attempts >= s.healing.max_attempts) refuse(before);
-        ctx_.emit_since("heal_started", start_, outcome::warning, 0, error_class::corrupt, rep.found);
+        ctx_.emit_since("heal_started", start_, outcome::warning, 0,
+                        rep.found == heal_asked_for ? error_class::none : error_class::corrupt, rep.found);
 
         const auto epoch_before = db.epoch_seen.value_or(before.heal_epoch);
         exclusive_gate gate{path};  // 1.

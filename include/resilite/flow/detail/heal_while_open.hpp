@@ -39,7 +39,7 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
                               ctx.path.string());
     }
     auto found = ctx.damage();
-    if (found.empty()) found = "a heal was asked for";
+    if (found.empty()) found = heal_asked_for;
     // Unavailable while it runs: other threads' calls fail at once (or are served or queued, by
     // the degradation policy) rather than wait for the writer lock the heal holds.
     ctx.note_unavailable(unavailable_reason::healing, fmt::format("a heal is running in this process ({})", found));
