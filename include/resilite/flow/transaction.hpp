@@ -43,7 +43,9 @@ public:
           tx_(std::move(parts.tx)),
           state_(parts.state),
           managed_(parts.managed),
-          changes_at_start_(flow_->direct_changes()) {}
+          changes_at_start_(flow_->direct_changes()) {
+        flow_->ctx().library_transaction = true;
+    }
 
     basic_transaction(const basic_transaction&) = delete;
     basic_transaction& operator=(const basic_transaction&) = delete;
@@ -59,13 +61,16 @@ public:
           kept_rows_(o.kept_rows_),
           reported_(std::exchange(o.reported_, true)),
           depth_(o.depth_),
-          ended_(std::move(o.ended_)) {}
+          ended_(std::move(o.ended_)),
+          ended_class_(o.ended_class_),
+          open_(std::exchange(o.open_, false)) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
 
     // Left without commit(): rolls back (never throws) and reports it as a warning.
     ~basic_transaction() {
         tx_.abandon();
         if (!reported_) report(outcome::warning, error_class::none, "rolled back: left without commit()");
+        ended_now();
     }
 
     // Runs f(*this) inside a savepoint: released when f returns, undone (and the exception
@@ -111,6 +116,7 @@ public:
     void rollback() {
         tx_.rollback();
         report(outcome::ok, error_class::none, "rolled back");
+        ended_now();
     }
 
     [[nodiscard]] bool active() const noexcept { return tx_.active(); }
@@ -140,8 +146,14 @@ private:
             report(outcome::failed, f.klass, f.detail);
             throw;
         }
+        ended_now();
         report(outcome::ok, error_class::none, "committed", true);
         flow_->after_commit();  // archive: drained (with flush on commit) before commit() returns
+    }
+
+    // No resilite transaction is open on the connection any more (context::library_transaction).
+    void ended_now() noexcept {
+        if (std::exchange(open_, false)) flow_->ctx().library_transaction = false;
     }
 
     // The statement hook: one attempt; the transaction decides about retries. A statement may
@@ -155,21 +167,21 @@ private:
         refuse_if_lost(name);
         auto& ctx = flow_->ctx();
         auto& conn = tx_.conn();
-        bool ended = false;
         try {
             auto result = [&] {
                 detail::user_statement_scope scope{ctx.user_statement_in_transaction, true};
                 return flow_->run_in_transaction(name, std::forward<F>(f), std::forward<Rows>(rows_of));
             }();
-            ended = !conn.in_transaction();
-            if (!ended) [[likely]] return result;
+            if (conn.in_transaction()) [[likely]] return result;
         } catch (const error& e) {
             if (conn.in_transaction()) throw;
             if (e.technical().extended_code == SQLITE_CONSTRAINT_COMMITHOOK)  // the user's COMMIT or END
                 ended_by_statement(name, fmt::format("a statement ({}) tried to commit it", name));
             tx_.ended_by_sqlite();
+            ended_now();
             ended_ = fmt::format("it was rolled back by SQLite when {} failed ({}): nothing of it is committed",
                                  name, e.what());
+            ended_class_ = error_class::aborted;
             report(outcome::failed, error_class::aborted, ended_);
             throw;
         }
@@ -186,9 +198,11 @@ private:
 
     [[noreturn]] void ended_by_statement(std::string_view name, std::string_view what) {
         tx_.ended_by_sqlite();
+        ended_now();
         ended_ = fmt::format("{}, and it was rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
                              "statements",
                              what);
+        ended_class_ = error_class::misuse;
         report(outcome::failed, error_class::misuse, ended_);
         throw detail::library_failure(error_class::misuse, name, ended_, flow_->ctx().path.string());
     }
@@ -208,9 +222,7 @@ private:
     void refuse_if_ended(std::string_view operation) const {
         if (tx_.active()) [[likely]] return;
         if (!ended_.empty())
-            throw detail::library_failure(ended_.starts_with("it was rolled back by SQLite") ? error_class::aborted
-                                                                                          : error_class::misuse,
-                                          operation, fmt::format("this transaction has ended: {}", ended_),
+            throw detail::library_failure(ended_class_, operation, fmt::format("this transaction has ended: {}", ended_),
                                           flow_->ctx().path.string());
         throw detail::library_failure(error_class::misuse, operation,
                                       "this transaction has ended (committed or rolled back): begin a new one",
@@ -243,6 +255,8 @@ private:
     bool reported_ = false;
     int depth_ = 0;  // open savepoints, for unique names
     std::string ended_;  // why SQLite ended it under a statement (empty: it did not)
+    error_class ended_class_ = error_class::misuse;  // the class later calls fail with then
+    bool open_ = true;   // context::library_transaction is this transaction's (not moved from, not ended)
 };
 
 }  // namespace resilite

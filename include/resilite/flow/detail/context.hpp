@@ -113,6 +113,10 @@ public:
     // A user's statement inside a transaction is running (the caller holds the writer lock):
     // a commit now is its COMMIT or END, refused by the commit hook (flow/detail/connect.hpp).
     bool user_statement_in_transaction = false;
+    // A resilite transaction (basic_transaction) is open on the connection, from its BEGIN until
+    // it ends (its thread holds the writer lock meanwhile). A transaction the application began
+    // with its own BEGIN statement is not one: its COMMIT statement is its own to run.
+    bool library_transaction = false;
     // Without healing<>: the commit hook found the file at the path is not the one open (removed,
     // renamed or replaced) and rolled the commit back (flow/detail/connect.hpp).
     bool file_gone = false;

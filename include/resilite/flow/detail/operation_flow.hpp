@@ -79,7 +79,9 @@ public:
                 auto& c = ctx_.connection();
                 const bool nested = c.in_transaction();  // inside the caller's transaction
                 if (!nested) prepare_attempt(ctx_, st);
-                user_statement_scope user_statement{ctx_.user_statement_in_transaction, nested};
+                // Inside this thread's resilite transaction: a COMMIT it runs is refused.
+                const bool in_library_transaction = nested && ctx_.library_transaction;
+                user_statement_scope user_statement{ctx_.user_statement_in_transaction, in_library_transaction};
                 ctx_.inject(name, st.attempt);
                 auto result = [&] {
                     if constexpr (R::archiving) {
@@ -100,7 +102,7 @@ public:
                         return call(f, c, pass);
                     }
                 }();
-                if (nested && !c.in_transaction()) [[unlikely]] {  // a ROLLBACK (a COMMIT is refused above)
+                if (in_library_transaction && !c.in_transaction()) [[unlikely]] {  // a ROLLBACK (a COMMIT is refused)
                     throw library_failure(error_class::misuse, name,
                                           "the statement ended the transaction this thread holds, and it was "
                                           "rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "

@@ -95,16 +95,21 @@ template <class T>
     }
 }
 
+// The record of a failure at a statement: its operation, its SQL and its database.
+[[nodiscard]] inline technical_detail statement_detail(sqlite3_stmt* s, std::string_view operation) {
+    const char* file = sqlite3_db_filename(sqlite3_db_handle(s), "main");
+    technical_detail d;
+    d.operation = operation;
+    d.sql = sqlite3_sql(s);
+    d.database_path = file != nullptr ? file : "";
+    return d;
+}
+
 // Cold path: builds the mismatch error for column `col` holding storage class `type`.
 [[noreturn]] inline void throw_unreadable(sqlite3_stmt* s, int col, int type, std::string_view cpp,
                                           std::string_view hint) {
-    sqlite3* db = sqlite3_db_handle(s);
-    const char* file = sqlite3_db_filename(db, "main");
     const char* column = sqlite3_column_name(s, col);
-    technical_detail d;
-    d.operation = "read column";
-    d.sql = sqlite3_sql(s);
-    d.database_path = file != nullptr ? file : "";
+    auto d = statement_detail(s, "read column");
     // Never the value itself: it may be a secret column, and the note goes to logs.
     if (type == SQLITE_NULL) {
         d.note = fmt::format("column {} ('{}') is NULL, which {} cannot hold; read it as std::optional<T>",
@@ -119,13 +124,8 @@ template <class T>
 // Cold path: a NaN given for parameter `index`. SQLite stores NaN as NULL: a number written
 // would come back as nothing (or fail a NOT NULL rule and be reported as that).
 [[noreturn]] inline void throw_nan(sqlite3_stmt* s, int index) {
-    sqlite3* db = sqlite3_db_handle(s);
-    const char* file = sqlite3_db_filename(db, "main");
     const char* parameter = sqlite3_bind_parameter_name(s, index);
-    technical_detail d;
-    d.operation = "bind";
-    d.sql = sqlite3_sql(s);
-    d.database_path = file != nullptr ? file : "";
+    auto d = statement_detail(s, "bind");
     d.note = fmt::format("parameter {}{}{} is NaN, which SQLite stores as NULL: it would not come back; store "
                          "std::nullopt for no value",
                          index, parameter != nullptr ? " " : "", parameter != nullptr ? parameter : "");
