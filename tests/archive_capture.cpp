@@ -306,6 +306,48 @@ TEST_CASE("archive capture triggers missing at open: a snapshot covers what was 
     CHECK(report.problems.empty());
 }
 
+TEST_CASE("archive capture triggers all dropped, at open or while open: a snapshot covers what was written without "
+          "them, the archive alone rebuilds every row",
+          "[archive]") {
+    // Every capture trigger gone looked like a database rebuilt from its archive (which has
+    // none yet), so nothing was snapshotted: acknowledged commits were in no record.
+    const auto drop_all = [](const std::filesystem::path& db) {
+        resilite::sqlite::connection c{db};
+        for (const auto& name : c.query_all<std::string>(
+                 "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'resilite\\_archive\\_%' "
+                 "ESCAPE '\\'"))
+            c.exec_script("DROP TRIGGER \"" + name + "\"");
+        c.exec("INSERT INTO items VALUES(2, 'b', 2, 's')");  // not captured
+    };
+    const auto rebuilds_live = [](const std::filesystem::path& dir, int rows) {
+        const auto rebuilt = dir / "rebuilt.db";
+        std::filesystem::remove(rebuilt);
+        static_cast<void>(resilite::rebuild(dir / "app.db.archive", rebuilt));
+        CHECK(table_hash(rebuilt, "items", {"id", "name", "score"}) ==
+              table_hash(dir / "app.db", "items", {"id", "name", "score"}));
+        resilite::sqlite::connection c{rebuilt};
+        CHECK(c.query_one<int>("SELECT count(*) FROM items") == rows);
+    };
+    SECTION("while closed") {
+        test::temp_dir dir;
+        { ItemsDb db{dir / "app.db", items_options()}; db.insert(Item{1, "a", 1, "s"}); }
+        drop_all(dir / "app.db");
+        { ItemsDb db{dir / "app.db", items_options()}; db.insert(Item{3, "c", 3, "s"}); }
+        rebuilds_live(dir.path(), 3);
+    }
+    SECTION("while open") {
+        test::temp_dir dir;
+        {
+            ItemsDb db{dir / "app.db", items_options()};
+            db.insert(Item{1, "a", 1, "s"});
+            drop_all(dir / "app.db");
+            db.insert(Item{3, "c", 3, "s"});
+            db.insert(Item{4, "d", 4, "s"});
+        }
+        rebuilds_live(dir.path(), 4);
+    }
+}
+
 TEST_CASE("archive crash after the append, before the outbox is settled: nothing archived twice",
           "[archive]") {
     test::temp_dir dir;

@@ -125,6 +125,7 @@ namespace detail::archive {
                 }
             }
             report.reproduces_live = all;
+            report.unarchived_changes = unarchived;
         }
     } catch (...) {
         cleanup();

@@ -289,11 +289,16 @@ struct schema_object {
     return out;
 }
 
+// A row of resilite_archive_schema that is no schema object: the capture triggers were installed
+// on this database (one rebuilt from its archive has none yet, and no such row).
+inline constexpr std::string_view capture_installed_type = "capture";
+
 [[nodiscard]] inline std::vector<schema_object> archived_objects(sqlite::connection& c) {
     std::vector<schema_object> out;
     for (auto& [type, name, tbl, sql] : c.query_all<std::string, std::string, std::string, std::string>(
-             "SELECT type, name, tbl_name, sql FROM resilite_archive_schema "
-             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name")) {
+             "SELECT type, name, tbl_name, sql FROM resilite_archive_schema WHERE type <> ? "
+             "ORDER BY CASE type WHEN 'table' THEN 0 WHEN 'index' THEN 1 ELSE 2 END, name",
+             capture_installed_type)) {
         out.push_back({type, name, tbl, sql});
     }
     return out;
@@ -543,7 +548,7 @@ inline void append_real(std::string& out, sqlite::connection& c, double d) {
 
 // A value as an SQL literal that reads back as exactly the same value and type (what SQLite's
 // quote() gives, but with a REAL checked to read back bit for bit, see append_real, and text
-// with NUL bytes kept whole).
+// with NUL bytes or carriage returns kept whole).
 inline void append_literal(std::string& out, real_reader& read, sqlite3_stmt* s, int col) {
     switch (sqlite3_column_type(s, col)) {
         case SQLITE_INTEGER: {
@@ -557,7 +562,8 @@ inline void append_literal(std::string& out, real_reader& read, sqlite3_stmt* s,
         case SQLITE_TEXT: {
             const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s, col));
             const std::string_view text{p, static_cast<std::size_t>(sqlite3_column_bytes(s, col))};
-            if (text.find('\0') != std::string_view::npos) {
+            // NUL would cut the text; a CR the sqlite3 shell drops before a line feed: hex.
+            if (text.find_first_of(std::string_view{"\0\r", 2}) != std::string_view::npos) {
                 out += "CAST(X'";
                 append_hex(out, text);
                 out += "' AS TEXT)";

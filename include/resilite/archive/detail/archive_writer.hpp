@@ -334,17 +334,21 @@ private:
         std::vector<std::string> ddl;
         std::vector<std::string> snapshot;  // tables whose rows are written whole
         if (!archived.empty() && !baseline && !migrated) {
-            // A table the archive knows whose capture triggers are gone while others' are there
-            // (dropped by hand): what was written meanwhile is in no record, so a snapshot
-            // describes the table now. (A database without any, rebuilt from the archive, holds
-            // nothing the archive lacks; migrations that removed them owe a snapshot in the
-            // archived schema: schema_setup.hpp.)
+            // A table the archive knows whose capture triggers are gone (dropped by hand): what
+            // was written meanwhile is in no record, so a snapshot describes the table now. A
+            // database that never had them here (rebuilt from the archive) holds nothing the
+            // archive lacks; migrations that removed them owe a snapshot in the archived schema
+            // (schema_setup.hpp).
             std::set<std::string> have;
             for (auto& name : c.query_all<std::string>("SELECT lower(name) FROM sqlite_master WHERE type = 'trigger' "
                                                        "AND name LIKE 'resilite\\_archive\\_%' ESCAPE '\\'"))
                 have.insert(std::move(name));
+            const bool installed_here =
+                !have.empty() ||
+                c.query_one<int>("SELECT count(*) FROM resilite_archive_schema WHERE type = ?", capture_installed_type)
+                        .value_or(0) > 0;
             std::vector<std::string> missing;
-            for (const auto& t : have.empty() ? std::vector<capture_table>{} : all) {
+            for (const auto& t : installed_here ? all : std::vector<capture_table>{}) {
                 const bool known = std::any_of(archived.begin(), archived.end(), [&](const schema_object& o) {
                     return o.type == "table" && lower(o.name) == lower(t.name);
                 });
@@ -402,6 +406,8 @@ private:
             }
         }
         static_cast<void>(install_triggers(c, all));
+        c.exec("INSERT OR IGNORE INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, 'installed', '', '')",
+               capture_installed_type);
         schema_version_ = c.query_one<std::int64_t>("PRAGMA schema_version").value_or(0);
     }
 
