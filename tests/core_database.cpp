@@ -640,4 +640,20 @@ TEST_CASE("identity: no commit is acknowledged into a database file removed unde
     }
 }
 
+TEST_CASE("identity: a chdir() after opening a relative path is no move: commits go on", "[database][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability, resilite::manual_clock>;
+    test::temp_dir here, elsewhere;
+    struct back_to {
+        std::filesystem::path dir;
+        ~back_to() { std::filesystem::current_path(dir); }
+    } restore{std::filesystem::current_path()};
+    std::filesystem::current_path(here.path());
+    Db db{"app.db"};
+    db.exec_script("CREATE TABLE t(x)");
+    std::filesystem::current_path(elsewhere.path());  // as a daemon does
+    db.exec("INSERT INTO t VALUES(1)");
+    CHECK(db.query_one<int>("SELECT count(*) FROM t") == 1);
+    CHECK_FALSE(std::filesystem::exists(elsewhere / "app.db"));
+}
+
 }  // namespace core_database_tests

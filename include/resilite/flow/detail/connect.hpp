@@ -196,7 +196,9 @@ template <class R>
 // ahead, commit()'s retries). healing<>: a single statement enters the gate here
 // (core/detail/file_gate.hpp), which looks at the file at the path. Without it, the file is
 // looked at here (one stat per commit): a commit into a file removed, renamed or replaced
-// since it was opened would be acknowledged and then lost with that file.
+// since it was opened would be acknowledged and then lost with that file. SQLite's own look
+// (SQLITE_FCNTL_HAS_MOVED) goes by the absolute path it opened, so a chdir() after the open
+// is no move.
 template <class R>
 int commit_hook(void* self) noexcept {
     auto& ctx = *static_cast<context<R>*>(self);
@@ -204,7 +206,10 @@ int commit_hook(void* self) noexcept {
     if constexpr (R::healing::enabled) {
         return ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); });
     } else {
-        if (ctx.on_disk() && file_replaced(ctx)) [[unlikely]] {
+        int moved = 0;
+        if (ctx.on_disk() && ctx.conn &&
+            sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+            moved != 0) [[unlikely]] {
             ctx.file_gone = true;
             return 1;
         }
