@@ -233,10 +233,22 @@ TEST_CASE("cli.archive: verify and report read the archive, compared with the li
     }
     CHECK(saw_items);
 
-    // A row the archive does not hold (written behind resilite's back): critical, and named.
+    // A row written behind resilite's back: the capture triggers put it in the outbox, and the
+    // archive lags by it until the next drain: a warning, and named.
     {
         resilite::sqlite::connection c{db};
         c.exec("INSERT INTO logs(msg) VALUES('behind its back')");
+    }
+    r = run_cli(dir, fmt::format("--json archive report '{}' --db '{}' --exclude items.token", archive.string(),
+                                 db.string()));
+    CHECK(r.code == 2);
+    CHECK(r.json()["reproduces_live"] == false);
+    // One the capture triggers did not see either (they were dropped first): critical.
+    {
+        resilite::sqlite::connection c{db};
+        c.exec_script("DROP TRIGGER resilite_archive_logs_insert");
+        c.exec("INSERT INTO logs(msg) VALUES('unseen')");
+        c.exec_script("DELETE FROM resilite_archive_outbox");  // (nothing waits: a loss, not a lag)
     }
     r = run_cli(dir, fmt::format("--json archive report '{}' --db '{}' --exclude items.token", archive.string(),
                                  db.string()));

@@ -96,8 +96,9 @@ struct archive_report {
     std::vector<archive_table_summary> tables;
     std::vector<archive_problem> problems;
     std::optional<bool> reproduces_live;  // every table equal to the live database's
-    // Changes the live database's outbox holds that a batched archive has not received yet: a
-    // difference they explain is a lag, not a loss (a warning).
+    // Changes the live database's outbox holds that the archive has not received yet (a batched
+    // archive, or another program's writes through the capture triggers): a difference they
+    // explain is a lag, not a loss (a warning).
     std::int64_t unarchived_changes = 0;
 
     // (A rebuilt table that differs from the live one is a rebuild that was possible: its
@@ -142,7 +143,7 @@ struct archive_report {
             out += *reproduces_live ? std::string{"  the archive alone reproduces the live database\n"}
                    : unarchived_changes > 0
                        ? fmt::format("  the archive alone does not reproduce the live database yet: {} change{} "
-                                     "wait{} in its outbox (a batched archive lags)\n",
+                                     "wait{} in its outbox (the archive lags; its next drain takes them)\n",
                                      unarchived_changes, unarchived_changes == 1 ? "" : "s",
                                      unarchived_changes == 1 ? "s" : "")
                        : std::string{"  the archive alone does NOT reproduce the live database\n"};

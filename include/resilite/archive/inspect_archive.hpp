@@ -78,12 +78,13 @@ namespace detail::archive {
         if (live) {
             sqlite::connection rebuilt{trial, SQLITE_OPEN_READONLY};
             bool all = true;
-            // A batched archive behind the snapshot's outbox differs by what it has not received
-            // yet: a lag, said as such, not a loss.
+            // An archive behind the snapshot's outbox (batched, or changes another program made
+            // through the capture triggers) differs by what it has not received yet: a lag, said
+            // as such, not a loss.
             const auto lag = unarchived == 0
                                  ? std::string{}
                                  : fmt::format(" (the live database holds {} change{} its archive has not received "
-                                               "yet: a batched archive lags)",
+                                               "yet: the archive lags, and its next drain takes them)",
                                                unarchived, unarchived == 1 ? "" : "s");
             for (auto& t : report.tables) {
                 std::vector<std::string> cols;
