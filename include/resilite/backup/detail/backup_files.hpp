@@ -68,11 +68,14 @@ inline void make_backup_directory(const std::filesystem::path& dir, const std::f
 // Creates the empty temporary file the copy goes into (SQLite takes an empty file for a new
 // database, and VACUUM INTO writes into one), so that a directory that cannot take a file fails
 // here, as backup_directory_failure, before SQLite is asked to open it.
+// Closing a descriptor drops every POSIX lock this process holds on its file. This one is safe
+// to close: O_EXCL makes it a file created here, this instant, under a name of this process's
+// own, and it is closed before any connection opens it, so no SQLite lock can be on it yet.
 inline void create_backup_temp(const std::filesystem::path& dir, const std::filesystem::path& tmp,
                                const std::filesystem::path& db) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
     if (fd < 0) throw backup_directory_failure(dir, errno, db);
-    ::close(fd);  // (no connection has it open yet: no lock of ours to drop)
+    ::close(fd);
 }
 
 // "app-20261122T080102.123Z.db": sortable, and the time can be read back.
