@@ -640,6 +640,48 @@ TEST_CASE("identity: no commit is acknowledged into a database file removed unde
     }
 }
 
+TEST_CASE("identity: a call into a database file removed while open fails at its first attempt with class "
+          "cant_open, not after the retry deadline",
+          "[database][identity]") {
+    // Reconnecting cannot bring back a file that is gone: retrying it only held the caller for the
+    // whole deadline (10 s by default) before the same answer.
+    using Db = resilite::Database<resilite::callback_observer, test::manual_durability, resilite::manual_clock>;
+    for (const bool whole_directory : {true, false}) {
+        INFO((whole_directory ? "the directory removed" : "the file removed"));
+        test::temp_dir dir;
+        const auto data = dir / "data";
+        std::filesystem::create_directories(data);
+        const auto path = data / "app.db";
+        test::event_log log;
+        Db::options o;
+        o.observer = log.observer();
+        Db db{path, o};
+        db.exec_script("CREATE TABLE t(x)");
+        db.exec("INSERT INTO t VALUES(1)");
+        if (whole_directory) {
+            std::filesystem::remove_all(data);
+        } else {
+            for (const auto* suffix : {"", "-wal", "-shm"})
+                std::filesystem::remove(data / (std::string{"app.db"} + suffix));
+        }
+        log.clear();
+        for (int call = 0; call < 2; ++call) {
+            INFO("call " << call);
+            try {
+                db.exec("INSERT INTO t VALUES(2)");
+                FAIL("a commit was acknowledged into a removed file");
+            } catch (const resilite::error& e) {
+                INFO(e.what());
+                // The first call says what happened; later ones find the database unavailable.
+                CHECK(e.klass() == (call == 0 ? resilite::error_class::cant_open : resilite::error_class::degraded));
+                CHECK(e.technical().attempt == 1);
+                CHECK_THAT(e.what(), Catch::Contains("app.db was removed, renamed or replaced"));
+            }
+        }
+        CHECK(log.count("retry") == 0);
+    }
+}
+
 TEST_CASE("identity: a chdir() after opening a relative path is no move: commits go on", "[database][identity]") {
     using Db = resilite::Database<resilite::null_observer, test::manual_durability, resilite::manual_clock>;
     test::temp_dir here, elsewhere;

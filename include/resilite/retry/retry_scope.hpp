@@ -5,6 +5,9 @@
 
 #include <resilite/core/error.hpp>
 
+#include <filesystem>
+#include <system_error>
+
 namespace resilite {
 
 enum class retry_scope {
@@ -14,8 +17,22 @@ enum class retry_scope {
     reconnect,          // I/O error or CANTOPEN: close and reopen the connection, then retry
 };
 
+namespace detail {
+// CANTOPEN with nothing at the database's path (its file or its directory removed; a new
+// database's directory missing): no reconnect brings it back, so retrying only held the caller
+// for the whole deadline before the same answer.
+[[nodiscard]] inline bool nothing_at_path(const error& e) noexcept {
+    const auto& path = e.technical().database_path;
+    if (path.empty() || path == ":memory:" || path.starts_with("file:")) return false;
+    std::error_code ec;
+    const auto st = std::filesystem::symlink_status(path, ec);
+    return st.type() == std::filesystem::file_type::not_found;
+}
+}  // namespace detail
+
 // The library's classification: busy and locked retry the statement, a stale snapshot the
-// whole transaction, an I/O error reconnects first; everything else is not retried.
+// whole transaction, an I/O error reconnects first (CANTOPEN too, unless nothing is at the
+// database's path any more); everything else is not retried.
 [[nodiscard]] inline retry_scope default_retry_scope(const error& e) noexcept {
     if (e.technical().extended_code == SQLITE_BUSY_SNAPSHOT) return retry_scope::whole_transaction;
     switch (e.klass()) {
@@ -24,8 +41,9 @@ enum class retry_scope {
         case error_class::protocol:
             return retry_scope::statement;
         case error_class::io:
-        case error_class::cant_open:
             return retry_scope::reconnect;
+        case error_class::cant_open:
+            return detail::nothing_at_path(e) ? retry_scope::none : retry_scope::reconnect;
         default:
             return retry_scope::none;
     }
