@@ -7,6 +7,7 @@
 // Conventions (git- and sqlite3-like): --help on every subcommand; --json prints one JSON object
 // on stdout; --quiet prints nothing but errors; messages are plain lines on stderr, never a stack
 // trace. Exit codes: 0 ok, 1 critical (or the command could not do what was asked), 2 warnings.
+#include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
@@ -341,8 +342,12 @@ int health(const output& out, const fs::path& db, const places& p) {
                         s.heals, s.heal_attempts, quarantines.size(), p.quarantine.string());
     if (s.audit_fallback_entries > 0)
         text += fmt::format("  {} audit entries wait in the fallback file\n", s.audit_fallback_entries);
+    // Sound by every check, and still missing commits the archive holds: critical.
+    const auto behind = resilite::detail::archive::behind_its_archive(db, p.archive);
+    j["behind_archive"] = behind ? nlohmann::json(*behind) : nlohmann::json(nullptr);
+    if (behind) text += fmt::format("  BEHIND ITS ARCHIVE: {}; `resilite heal` brings them back\n", *behind);
     out.print(j, text);
-    if (!s.healthy) return critical;
+    if (!s.healthy || behind) return critical;
     return s.heal_attempts > 0 || s.archive_pending > 0 ? warnings : ok;
 }
 
@@ -637,7 +642,10 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
     if (found.result == resilite::health_report::finding::not_a_database && !known)
         throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
                                   db.string())};
-    const bool damaged = !found.ok() || resilite::detail::damage_at_open(db).has_value();
+    // A file behind its archive (its -wal lost, an older copy put back by hand) passes every
+    // check, but lacks commits the archive holds: a heal brings them back.
+    const auto behind = resilite::detail::archive::behind_its_archive(db, p.archive);
+    const bool damaged = !found.ok() || resilite::detail::damage_at_open(db).has_value() || behind.has_value();
     if (!damaged && !force) {
         out.print({{"database", db.string()}, {"healed", false}, {"found", "sound"}},
                   fmt::format("{}: sound (quick check); nothing to heal (--force heals it anyway)\n", db.string()));
@@ -667,8 +675,13 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const auto checked = resilite::check_health(db, resilite::check_level::quick);
     const auto found = with_identity(db, checked);
     const bool stranger = checked.ok() && !found.ok();  // another database: a heal's open refuses it
-    const auto damage = resilite::detail::damage_at_open(db);
+    auto damage = resilite::detail::damage_at_open(db);
+    if (!damage) damage = resilite::detail::archive::behind_its_archive(db, p.archive);
 
+    // The evidence of what committed, beside the database: the high-water mark. Read before the
+    // archive: a writer committing meanwhile raises it only after its record is in the archive,
+    // so a mark read after the archive could pass the archive's end without any loss.
+    const auto mark = resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(db));
     std::optional<resilite::archive_report> archive;
     if (fs::is_directory(p.archive, ec)) archive = resilite::inspect_archive(p.archive);
     // Whether the archive can carry a restore from record `after` to its end.
@@ -721,8 +734,6 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         text += fmt::format("  source: archive alone: {}\n", alone ? "looks usable" : why);
         if (alone && first.empty()) first = "archive alone";
     }
-    // The evidence of what committed, beside the database: the high-water mark.
-    const auto mark = resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(db));
     const auto committed = mark.for_database(sidecar.identity);
     const auto reach = archive ? archive->last_seq : std::int64_t{0};
     std::string lost;

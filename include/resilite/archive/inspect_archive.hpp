@@ -7,6 +7,7 @@
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <unistd.h>
@@ -38,6 +39,11 @@ namespace detail::archive {
     // up to the record that snapshot says it holds. A later record is a commit after the
     // snapshot (another process writing now: a record is written before its COMMIT), not a
     // difference.
+    // Committed records the archive holds beyond the database's own number (the database lost
+    // them): read past the snapshot's number below, they would be taken for a writer's.
+    const auto behind = options.live_database && !options.whole_archive
+                            ? a::behind_its_archive(*options.live_database, archive_dir)
+                            : std::nullopt;
     std::optional<sqlite::connection> live;
     a::archive_limit limit;
     std::int64_t unarchived = 0;  // changes the snapshot's outbox holds that the archive has not received
@@ -124,6 +130,11 @@ namespace detail::archive {
                          fmt::format("table {} is in the live database but not in the archive{}", t, lag),
                          lag.empty()});
                 }
+            }
+            if (behind) {
+                all = false;
+                report.problems.push_back({archive_problem::kind::mismatch, {}, 0,
+                                           *behind + "; a heal, or `archive replay`, brings them back", true});
             }
             report.reproduces_live = all;
             report.unarchived_changes = unarchived;

@@ -8,6 +8,7 @@
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
 #include <resilite/detail/utc_format.hpp>
@@ -39,6 +40,27 @@ inline std::filesystem::path quarantine(const std::filesystem::path& db) {
     static_cast<void>(fsync_path(dir, true));
     static_cast<void>(fsync_path(db.has_parent_path() ? db.parent_path() : ".", true));
     return dir;
+}
+// The archive number a database file stores (0: none; no archive was kept).
+[[nodiscard]] inline std::int64_t archive_number_of(const std::filesystem::path& db) noexcept {
+    try {
+        sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1) return 0;
+        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state WHERE id = 1").value_or(0);
+    } catch (...) {
+        return 0;
+    }
+}
+
+// A restore rolls back on purpose: the sidecar says to which archive number, so that the next
+// open takes the archive's later records as rolled back (a snapshot after them) instead of
+// refusing a database behind its archive, as it does for one that lost its -wal.
+inline void mark_rolled_back(const std::filesystem::path& target, std::int64_t seq) noexcept {
+    const sidecar_lock lock{target};
+    auto m = read_marker(target);
+    if (!m.exists) return;  // never opened by resilite: nothing to tell apart
+    m.rolled_back_to = seq;
+    static_cast<void>(write_marker(target, m));
 }
 }  // namespace detail
 
@@ -86,9 +108,11 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
             throw detail::library_failure(error_class::io, "restore", "could not sync the restored copy",
                                           target.string());
         }
+        const auto restored_seq = detail::archive_number_of(tmp);
         sqlite::file_set{target}.remove_side_files();
         std::filesystem::rename(tmp, target);
         static_cast<void>(detail::fsync_path(dir, true));
+        detail::mark_rolled_back(target, restored_seq);
         // The audit log: no Database here, so the entry waits in the fallback for the next open.
         static_cast<void>(detail::audit_without_database(
             target, "restore",

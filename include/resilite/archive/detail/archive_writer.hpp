@@ -19,12 +19,14 @@
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/core/detail/background_sync.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/transaction_mode.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fcntl.h>
@@ -69,6 +71,8 @@ public:
     // Rows this writer's own statements changed on its connection (not the application's).
     [[nodiscard]] std::int64_t bookkeeping() const noexcept { return bookkeeping_; }
     [[nodiscard]] std::int64_t last_seq() const noexcept { return last_seq_; }
+    // Why the last catch_up or drain refused the database as behind its archive (empty: it did not).
+    [[nodiscard]] const std::string& behind() const noexcept { return behind_; }
     void set_settle_rows(int n) noexcept { settle_rows_ = n; }
     // Test hook: when it returns true, a segment sync overlapped with a COMMIT reports a failure.
     void set_sync_fault(std::function<bool()> f) { sync_fault_ = std::move(f); }
@@ -135,10 +139,16 @@ public:
                 }
                 if (std::exchange(behind_archive_, false)) {
                     // The records after the database's number describe commits this copy does not
-                    // hold: a snapshot after them makes a heal or a rebuild give this database.
+                    // hold. Put back by resilite::restore(): rolled back on purpose, and a snapshot
+                    // after them makes a heal or a rebuild give this database. Otherwise they are
+                    // acknowledged commits the file lost: never written over.
+                    refuse_unless_restored(db_seq, archive_end);
                     need_baseline = true;
-                    notes.push_back("a full snapshot was written so that the archive gives this database "
-                                    "again, not the one its later records describe");
+                    notes.push_back(fmt::format(
+                        "resilite::restore() put back a copy holding the archive's records up to txn {}: the "
+                        "commits of txn {} to {} stay rolled back, and a full snapshot was written so that the "
+                        "archive gives this database again",
+                        db_seq, db_seq + 1, archive_end));
                 }
                 if (archive_end < db_seq) {
                     need_baseline = true;
@@ -441,6 +451,21 @@ private:
         return archive_seq;
     }
 
+    // A database behind its archive that resilite::restore() did not put there (its sidecar says
+    // which archive number a restore rolled back to) lost acknowledged commits: its -wal removed
+    // after a crash, an older copy copied over it. Throws class corrupt, naming the records.
+    void refuse_unless_restored(std::int64_t db_seq, std::int64_t archive_end) {
+        const auto& db = high_water_.database();
+        if (db.empty() || read_marker(db).rolled_back_to == db_seq) return;
+        behind_ = behind_text(db_seq, archive_end, high_water_.read());
+        throw library_failure(error_class::corrupt, "archive",
+                              fmt::format("{}; a heal, or `resilite archive replay {} {}`, brings them back; to keep "
+                                          "this older state on purpose, put it back with `resilite restore`, or "
+                                          "move the archive directory aside",
+                                          behind_, dir_.string(), db.string()),
+                              db.string());
+    }
+
     // Sets the record aside ("<segment>.cancelled-<time>", kept) and cuts it off. False when it
     // is not the last thing in its segment, or cannot be set aside.
     bool cancel_uncommitted(const tail_info& t, std::int64_t db_seq) {
@@ -506,11 +531,14 @@ private:
 
     std::int64_t append_outbox(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle,
                                bool overlap) {
-        static_cast<void>(resolve_tail(c));
+        const auto archive_end = resolve_tail(c);
         // A copy older than its archive found here (the archive could not be read at open): the
-        // next write carries the snapshot that the open would have written.
-        if (std::exchange(behind_archive_, false))
-            owe_snapshot("the database is older than its archive (a copy restored from a backup, say)");
+        // next write carries the snapshot that the open would have written, or fails as the open
+        // would have.
+        if (std::exchange(behind_archive_, false)) {
+            refuse_unless_restored(std::get<0>(read_state(c)), archive_end);
+            owe_snapshot("the database is older than its archive (a copy put back by resilite::restore())");
+        }
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their
@@ -662,20 +690,7 @@ private:
     // Do the outbox rows of this record still sit in the database, with the same text? Then the
     // record was drained from this database and only the settle was lost.
     [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) {
-        std::optional<record_checksum> crc;
-        std::int64_t expected = t.first_id;
-        bool contiguous = true;
-        for_each_outbox_row(
-            c, templates_, t.first_id - 1, t.last_id, [&](std::int64_t id, std::string_view stmt) {
-                contiguous = contiguous && id == expected++;
-                if (!crc)
-                    crc.emplace(t.seq, t.utc,
-                                stmt == baseline_begin ? record_kind::baseline : record_kind::changes);
-                if (stmt == baseline_begin || stmt == baseline_end) return;
-                crc->add(stmt);
-                crc->add("\n");
-            });
-        return contiguous && crc && expected == t.last_id + 1 && crc->value() == t.crc;
+        return outbox_holds(c, templates_, t);
     }
 
     // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
@@ -788,6 +803,7 @@ private:
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
     bool behind_archive_ = false;      // resolve_tail: the database is older than its archive (a copy)
+    std::string behind_;               // refuse_unless_restored: what it refused
     bool snapshot_due_ = false;        // the next write carries a snapshot (owe_snapshot), for snapshot_reason_
     std::string snapshot_reason_;
     bool snapshot_in_flight_ = false;  // this transaction carries that snapshot

@@ -97,6 +97,7 @@ public:
     }
 
     [[nodiscard]] const std::filesystem::path& file() const noexcept { return file_; }
+    [[nodiscard]] const std::filesystem::path& database() const noexcept { return database_; }
     // This database's mark (0 when the file names another database).
     [[nodiscard]] std::int64_t read() const noexcept {
         return file_.empty() ? 0 : read_high_water(file_).for_database(identity_);

@@ -6,7 +6,8 @@
 //      close; refuse one that is still damaged;
 //   2. in one retried loop (another process may hold the write lock at any step; with healing
 //      on, this holds the gate, so that no other process heals meanwhile, and SQLite meeting
-//      damage here heals, once, before the loop starts again):
+//      damage here, or a database behind its archive (commits the file lost), heals, once,
+//      before the loop starts again):
 //      a. open the connection: WAL and the synchronous level, both read back;
 //      b. verify the identity: the file is the database resilite keeps at this path;
 //      c. schema: declared schema for a new database, pending migrations, schema sync;
@@ -91,7 +92,15 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             }
             break;
         } catch (...) {
-            const auto damage = sqlite_damage();
+            // Damage SQLite met, or acknowledged commits the file lost (behind its archive).
+            auto damage = sqlite_damage();
+            std::string_view detected_by = "open: SQLite met the damage";
+            if constexpr (R::archiving) {
+                if (auto behind = archive.behind_its_archive(); !damage && !behind.empty()) {
+                    damage = std::move(behind);
+                    detected_by = "open: the database is behind its archive";
+                }
+            }
             {
                 std::lock_guard lock(ctx.mutex);
                 archive.stop();
@@ -107,7 +116,7 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                 // resilite's own tables): heal, then open again; once.
                 if (damage && ctx.on_disk() && ctx.healing_on.load() && !healed_in_loop) {
                     healed_in_loop = true;
-                    static_cast<void>(heal.run(*damage, "open: SQLite met the damage"));
+                    static_cast<void>(heal.run(*damage, std::string{detected_by}));
                     continue;
                 }
             }

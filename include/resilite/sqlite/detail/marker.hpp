@@ -65,6 +65,10 @@ struct marker {
     // An operator asked for a missing database back (`resilite heal`: a deleted file, a new
     // machine): the next open heals it instead of refusing to guess. Cleared by a heal.
     std::string restore_requested;
+    // resilite::restore() put a copy here whose archive number is this: the archive's records
+    // after it were rolled back on purpose (the next open writes a snapshot after them, instead
+    // of refusing a database behind its archive). -1: none.
+    std::int64_t rolled_back_to = -1;
 };
 
 [[nodiscard]] inline marker read_marker(const std::filesystem::path& db) noexcept {
@@ -81,6 +85,7 @@ struct marker {
             if (line.starts_with("heal_epoch ")) m.heal_epoch = std::stoull(line.substr(11));
             if (line.starts_with("opened ")) m.opened.push_back(std::stol(line.substr(7)));
             if (line.starts_with("damage_seen ")) m.damage_seen = line.substr(12);
+            if (line.starts_with("rolled_back_to ")) m.rolled_back_to = std::stoll(line.substr(15));
         } catch (const std::exception&) {
         }
     } catch (...) {
@@ -108,6 +113,7 @@ struct marker {
             if (m.heal_epoch > 0) out << "heal_epoch " << m.heal_epoch << '\n';
             for (const long pid : m.opened)
                 out << "opened " << pid << '\n';
+            if (m.rolled_back_to >= 0) out << "rolled_back_to " << m.rolled_back_to << '\n';
             for (const auto& [key, text] : {std::pair{"damage_seen", &m.damage_seen},
                                             std::pair{"restore_requested", &m.restore_requested}}) {
                 if (text->empty()) continue;
