@@ -412,6 +412,40 @@ TEST_CASE("audit: rows survive a heal (archived like a user table), and heals ar
     }
 }
 
+TEST_CASE("audit: a Database without archive<> never creates the audit table in a database whose archive another "
+          "program keeps: its entries wait for that program, and the archive stays whole",
+          "[audit][archive]") {
+    // Before: the operator's command (no archive<>) created resilite_audit at its open, a table in
+    // no record until the application's next write; a drill or an archive report meanwhile said
+    // the archive does not reproduce the database ("no such table: resilite_audit").
+    using PlainDb = resilite::Database<resilite::schema<items, logs>, common, manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    { ItemsDb db{path}; db.insert(Item{1, "one", 1.0, "s"}); }
+    {
+        PlainDb plain{path};
+        const auto r = plain.audit("backup", "operator", "by hand");
+        CHECK_FALSE(r.in_database);
+        CHECK(r.fallback_seq == 1);
+    }
+    {
+        resilite::sqlite::connection c{path, SQLITE_OPEN_READONLY};
+        CHECK(c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_audit'") == 0);
+    }
+    resilite::inspect_options compare;
+    compare.live_database = path;
+    compare.excluded_columns = {"items.token"};  // a secret: never archived
+    const auto inspected = resilite::inspect_archive(dir / "app.db.archive", compare);
+    INFO(inspected.to_text());
+    CHECK(inspected.reproduces_live == true);
+    {
+        ItemsDb db{path};  // the application imports the entry, and archives it
+        CHECK(details_of(path, "backup") == std::vector<std::string>{"by hand"});
+        CHECK(db.check_archive().reproduces_live == true);
+    }
+    CHECK(!std::filesystem::exists(resilite::detail::audit_fallback_path(path)));
+}
+
 TEST_CASE("audit: reconfigure, reset_healing and restore are audited", "[audit]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

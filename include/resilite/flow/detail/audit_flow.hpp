@@ -155,6 +155,7 @@ public:
         try {
             std::lock_guard lock(ctx_.mutex);
             if (!ctx_.conn || ctx_.read_only || ctx_.conn->in_transaction()) return true;
+            if (leave_to_archiver(ctx_.connection())) return true;
             gate_pass_for<R> pass{ctx_, archive_};
             static_cast<void>(import_locked(ctx_.connection()));
         } catch (...) {
@@ -195,6 +196,14 @@ private:
                 if (st.attempt == 1) load_limits(ctx_, st);
                 gate_pass_for<R> pass{ctx_, archive_};
                 auto& c = ctx_.connection();
+                if (leave_to_archiver(c)) {
+                    pass.leave();
+                    lock.unlock();
+                    return to_fallback(std::move(e), start, error_class::none,
+                                       "the audit table is created by the application that keeps the archive, so "
+                                       "that its archive records it",
+                                       st.attempt, "that application opens or writes the database");
+                }
                 prepare_attempt(ctx_, st);
                 ctx_.inject("audit", st.attempt);
                 if (ctx_.on_disk()) static_cast<void>(import_locked(c));  // older entries first
@@ -243,16 +252,31 @@ private:
         }
     }
 
+    // A Database without archive<> never creates the audit table in a database whose archive
+    // another program keeps (the operator's command, beside the application): the table would be
+    // in no record until that program's next write, and a drill or an archive report meanwhile
+    // would find the archive short of it. The entries wait in the fallback file for that program.
+    [[nodiscard]] static bool leave_to_archiver([[maybe_unused]] sqlite::connection& c) {
+        if constexpr (R::archiving) {
+            return false;
+        } else {
+            return c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                                    "'resilite_archive_state'") == 1 &&
+                   c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+                                    "'resilite_audit'") == 0;
+        }
+    }
+
     // 3.
     audit_result to_fallback(audit_entry e, time_point start, error_class klass, const std::string& why,
-                             int attempts = 1) {
+                             int attempts = 1, std::string_view imported_when = "the database is back") {
         try {
             std::size_t torn = 0;
             const auto written = append_audit_fallback(ctx_.path, std::move(e), &torn);
             ctx_.emit_since("audit", start, outcome::warning, 0, klass,
                             fmt::format("the database could not take the audit entry ({}); it is entry {} of the "
-                                        "fallback file {}, imported when the database is back{}",
-                                        why, written.seq, audit_fallback_path(ctx_.path).string(),
+                                        "fallback file {}, imported when {}{}",
+                                        why, written.seq, audit_fallback_path(ctx_.path).string(), imported_when,
                                         torn == 0 ? std::string{}
                                                   : fmt::format("; a torn last line ({} bytes, never acknowledged) "
                                                                 "was cut from the file first",
