@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -820,6 +821,51 @@ TEST_CASE("cli.archive rebuild and replay: to a point in time, some tables, and 
     CHECK(r.code == 0);
     CHECK(r.json()["applied_records"] == 4);
     CHECK(count_items(dir / "restored.db") == 24);
+}
+
+
+// The files a directory holds, with their contents (the command's own cli.out and cli.err left out).
+std::map<std::string, std::string> files_in(const std::filesystem::path& dir) {
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+        const auto rel = std::filesystem::relative(e.path(), dir).string();
+        if (rel == "cli.out" || rel == "cli.err") continue;
+        out[rel] = e.is_regular_file() ? read_all(e.path()) : std::string{"(directory)"};
+    }
+    return out;
+}
+
+// Their names, for a failure's message.
+std::string names_of(const std::map<std::string, std::string>& files) {
+    std::string out;
+    for (const auto& [name, text] : files)
+        out += name + " ";
+    return out;
+}
+
+TEST_CASE("cli.archive replay: another database's archive is refused before anything changes", "[cli][identity]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "x");
+    std::filesystem::create_directories(dir / "y");
+    const auto x = dir / "x" / "app.db", y = dir / "y" / "app.db";
+    archived_database(x);
+    {
+        ItemsDb other{y};  // another database, with an archive of its own
+        for (int i = 1; i <= 5; ++i)
+            other.insert(Item{i, fmt::format("y {}", i), 1.0, "s"});
+    }
+    const auto before = files_in(dir / "y");
+    const auto r = run_cli(dir, fmt::format("archive replay '{}' '{}'", (dir / "x" / "app.db.archive").string(),
+                                            y.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("belongs to another database") != std::string::npos);
+    CHECK(r.err.find("nothing was replayed") != std::string::npos);
+    const auto after = files_in(dir / "y");  // (before a read-only look leaves its -wal and -shm)
+    CAPTURE(names_of(before), names_of(after));
+    CHECK(after == before);
+    CHECK(count_items(y) == 5);
 }
 
 }  // namespace cli_resilite_tests
