@@ -868,4 +868,26 @@ TEST_CASE("cli.archive replay: another database's archive is refused before anyt
     CHECK(count_items(y) == 5);
 }
 
+TEST_CASE("cli.restore: a target that is a directory is refused and nothing moves", "[cli][restore]") {
+    test::temp_dir dir;
+    const auto srv = dir / "srv" / "app";
+    std::filesystem::create_directories(srv);
+    const auto db = srv / "app.db";
+    archived_database(db);
+    { std::ofstream{srv / "other.conf"} << "other service config\n"; }
+    auto r = run_cli(dir, fmt::format("--json backup '{}'", db.string()));
+    REQUIRE(r.code == 0);
+    const std::filesystem::path backup = r.json()["backup"].get<std::string>();
+    const auto before = files_in(dir / "srv");
+    r = run_cli(dir, fmt::format("restore '{}' '{}'", backup.string(), srv.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("is a directory") != std::string::npos);
+    CHECK(files_in(dir / "srv") == before);  // nothing moved into a quarantine, nothing written
+    // --force changes nothing about it.
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", backup.string(), srv.string()));
+    CHECK(r.code == 1);
+    CHECK(files_in(dir / "srv") == before);
+}
+
 }  // namespace cli_resilite_tests
