@@ -890,4 +890,45 @@ TEST_CASE("cli.restore: a target that is a directory is refused and nothing move
     CHECK(files_in(dir / "srv") == before);
 }
 
+TEST_CASE("cli.heal: a file that is not a database and has no sidecar is refused and nothing is created",
+          "[cli][heal]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "etc");
+    const auto conf = dir / "etc" / "app.conf";
+    for (const std::string& text : {std::string{"key=value\nimportant config\n"}, std::string(4096, 'x')}) {
+        write_all(conf, text);
+        const auto before = files_in(dir / "etc");
+        for (const char* flags : {"", "--json", "--force"}) {
+            const auto r = run_cli(dir, fmt::format("heal '{}' {}", conf.string(), flags));
+            CAPTURE(text.size(), flags, r.out, r.err);
+            CHECK(r.code == 1);
+            CHECK(r.out.empty());
+            CHECK(r.err_lines() == 1);
+            CHECK(r.err.find("not an SQLite database") != std::string::npos);
+            CHECK(files_in(dir / "etc") == before);  // no quarantine, sidecar, gate, lock, log or audit file
+            CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+        }
+        CHECK(run_cli(dir, fmt::format("check '{}'", conf.string())).code == 1);
+    }
+}
+
+TEST_CASE("cli.errors: an error with a report prints the report's lines on stderr", "[cli][heal]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    std::filesystem::remove_all(dir / "app.db.archive");  // no archive and no backup: no source
+    std::mt19937_64 rng{3};
+    resilite::testing::overwrite_header(db, rng);
+    for (const char* flags : {"", "--json "}) {
+        const auto r = run_cli(dir, fmt::format("{}heal '{}'", flags, db.string()));
+        CAPTURE(flags, r.out, r.err);
+        CHECK(r.code == 1);
+        CHECK(r.err.rfind("resilite: ", 0) == 0);
+        CHECK(r.err.find("technical().report") == std::string::npos);
+        CHECK(r.err.find("sources tried:") != std::string::npos);
+        CHECK(r.err.find("to recover by hand:") != std::string::npos);
+        CHECK(r.err_lines() > 3);
+    }
+}
+
 }  // namespace cli_resilite_tests
