@@ -716,6 +716,44 @@ TEST_CASE("restore: temporary files of a killed restore are removed by the next 
     CHECK_FALSE(std::filesystem::exists(left));
 }
 
+TEST_CASE("restore: a target that is a directory or a symbolic link is refused before anything changes",
+          "[backup][restore]") {
+    test::temp_dir dir;
+    const auto path = dir / "app" / "live.db";
+    std::filesystem::create_directories(path.parent_path());
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, test::manual_durability>;
+    resilite::backup_result saved;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER); INSERT INTO t VALUES(1)");
+        saved = db.backup_now();
+    }
+    std::filesystem::create_symlink(path, dir / "link.db");
+    const auto listing = [&] {
+        std::set<std::string> out;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(dir.path()))
+            out.insert(std::filesystem::relative(e.path(), dir.path()).string());
+        return out;
+    };
+    const auto before = listing();
+    for (const auto& target : {path.parent_path(), dir / "link.db"}) {
+        INFO(target.string());
+        try {
+            static_cast<void>(resilite::restore(saved.path, target));
+            FAIL("restored over something that is not a database file");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+            CHECK_THAT(e.technical().note, Catch::Contains("nothing was changed"));
+        }
+        CHECK(listing() == before);  // nothing quarantined, no temporary file
+        CHECK(std::filesystem::is_symlink(dir / "link.db"));
+    }
+    Db db{path};
+    CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{1});
+}
+
 TEST_CASE("backup: a full disk is a clear `full` error, not \"not an error\"", "[backup]") {
     test::temp_dir dir;
     const test::small_volume volume{dir.path(), "512k"};

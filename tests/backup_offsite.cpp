@@ -17,6 +17,9 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -352,6 +355,110 @@ TEST_CASE("offsite: what went off the machine and the backup still waiting are r
     for (const auto& e : std::filesystem::recursive_directory_iterator(server->folder("") / "replaced"))
         kept = kept || (e.path().filename() == name && read_all(e.path()) == intact);
     CHECK(kept);
+}
+
+
+TEST_CASE("offsite: the current segment growing while it is copied still goes off the machine, up to its last "
+          "complete record",
+          "[backup][offsite]") {
+    REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
+    std::string real;
+    {
+        const std::unique_ptr<FILE, int (*)(FILE*)> p{::popen("command -v rclone", "r"), &::pclose};
+        REQUIRE(p);
+        char buf[4096] = {};
+        REQUIRE(std::fgets(buf, sizeof buf, p.get()) != nullptr);
+        real = buf;
+        while (!real.empty() && (real.back() == '\n' || real.back() == '\r'))
+            real.pop_back();
+    }
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto archive = dir / "app.db.archive";
+    const auto remote = dir / "remote";
+    const auto flag = dir / "grow";  // present: the next archive copy appends to the segment meanwhile
+    const std::string begun = "-- txn 999999 ";  // a record begun and not finished
+    // An `rclone` before the real one on PATH: while `flag` exists, the next archive copy does what
+    // rclone does when its source grows during the copy (size taken at the start, compared at the
+    // end, the destination removed on a difference), with the append made in between, every time.
+    std::filesystem::create_directories(dir / "bin");
+    std::filesystem::create_directories(remote);
+    write_all(dir / "bin" / "rclone", fmt::format(R"sh(#!/bin/sh
+if [ "$1" = copyto ] && [ -e '{0}' ]; then
+  case "$3" in
+  */archive/*)
+    rm -f '{0}'
+    before=$(stat -c %s "$2")
+    printf '%s' '{1}' >> '{2}'/"$(basename "$3")"
+    mkdir -p "$(dirname "$3")"
+    cp "$2" "$3.partial"
+    if [ "$(stat -c %s "$3.partial")" != "$before" ]; then
+      rm -f "$3.partial" "$3"
+      echo "ERROR : $(basename "$3"): corrupted on transfer: sizes differ" >&2
+      exit 1
+    fi
+    mv "$3.partial" "$3"
+    exit 0;;
+  esac
+fi
+exec '{3}' "$@"
+)sh",
+                                                  flag.string(), begun, archive.string(), real));
+    std::filesystem::permissions(dir / "bin" / "rclone", std::filesystem::perms::owner_all);
+    struct path_guard {
+        std::string old = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+        ~path_guard() { ::setenv("PATH", old.c_str(), 1); }
+    } guard;
+    ::setenv("PATH", fmt::format("{}:{}", (dir / "bin").string(), guard.old).c_str(), 1);
+
+    resilite::manual_clock clock;
+    OffsiteDb db{path, offsite_options(clock, remote.string())};
+    for (int i = 1; i <= 5; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    REQUIRE(db.backup_now().offsite_error.empty());
+    const auto name = resilite::detail::archive::list_segments(archive).back();
+    const auto there = remote / "app.db" / "archive" / name;
+    CHECK(read_all(there) == read_all(archive / name));
+
+    // The application appends while the round copies the segment.
+    for (int i = 6; i <= 10; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    const auto whole = read_all(archive / name);
+    write_all(flag, "");
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    REQUIRE_FALSE(std::filesystem::exists(flag));  // the copy ran, and the segment grew during it
+    REQUIRE(read_all(archive / name) == whole + begun);
+    CHECK(db.health().offsite_error.empty());
+    CHECK(read_all(there) == whole);  // the remote holds the segment up to its last record
+
+    // A segment that ends inside a record when the round begins: its complete records go.
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    CHECK(db.health().offsite_error.empty());
+    CHECK(read_all(there) == whole);
+
+    // The record finished (here: the begun text taken back, then a commit): the next round copies it.
+    std::filesystem::resize_file(archive / name, whole.size());
+    db.insert(Item{11, "item 11", 5.5, "t"});
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    CHECK(db.health().offsite_pending == 0);
+    CHECK(read_all(there) == read_all(archive / name));
+    CHECK(read_all(there).size() > whole.size());
+
+    // A damaged record further up (its trailer's number changed: a byte more, so the round sees
+    // a new size whatever the clock) stops a walk by the framing there too: the records after it
+    // still go, as this disk holds them.
+    auto damaged = read_all(archive / name);
+    const auto trailer = damaged.find("COMMIT; -- txn 3 ");
+    REQUIRE(trailer != std::string::npos);
+    damaged.insert(trailer + 16, "9");
+    write_all(archive / name, damaged);
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    CHECK(db.health().offsite_error.empty());
+    CHECK(read_all(there) == damaged);
 }
 
 }  // namespace backup_offsite_tests

@@ -15,6 +15,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <sstream>
@@ -864,6 +865,114 @@ TEST_CASE("cli.archive rebuild and replay: to a point in time, some tables, and 
     CHECK(r.code == 0);
     CHECK(r.json()["applied_records"] == 4);
     CHECK(count_items(dir / "restored.db") == 24);
+}
+
+
+// The files a directory holds, with their contents (the command's own cli.out and cli.err left out).
+std::map<std::string, std::string> files_in(const std::filesystem::path& dir) {
+    std::map<std::string, std::string> out;
+    for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+        const auto rel = std::filesystem::relative(e.path(), dir).string();
+        if (rel == "cli.out" || rel == "cli.err") continue;
+        out[rel] = e.is_regular_file() ? read_all(e.path()) : std::string{"(directory)"};
+    }
+    return out;
+}
+
+// Their names, for a failure's message.
+std::string names_of(const std::map<std::string, std::string>& files) {
+    std::string out;
+    for (const auto& [name, text] : files)
+        out += name + " ";
+    return out;
+}
+
+TEST_CASE("cli.archive replay: another database's archive is refused before anything changes", "[cli][identity]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "x");
+    std::filesystem::create_directories(dir / "y");
+    const auto x = dir / "x" / "app.db", y = dir / "y" / "app.db";
+    archived_database(x);
+    {
+        ItemsDb other{y};  // another database, with an archive of its own
+        for (int i = 1; i <= 5; ++i)
+            other.insert(Item{i, fmt::format("y {}", i), 1.0, "s"});
+    }
+    const auto before = files_in(dir / "y");
+    const auto r = run_cli(dir, fmt::format("archive replay '{}' '{}'", (dir / "x" / "app.db.archive").string(),
+                                            y.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.out.empty());
+    CHECK(r.err.find("belongs to another database") != std::string::npos);
+    CHECK(r.err.find("nothing was replayed") != std::string::npos);
+    const auto after = files_in(dir / "y");  // (before a read-only look leaves its -wal and -shm)
+    CAPTURE(names_of(before), names_of(after));
+    CHECK(after == before);
+    CHECK(count_items(y) == 5);
+}
+
+TEST_CASE("cli.restore: a target that is a directory is refused and nothing moves", "[cli][restore]") {
+    test::temp_dir dir;
+    const auto srv = dir / "srv" / "app";
+    std::filesystem::create_directories(srv);
+    const auto db = srv / "app.db";
+    archived_database(db);
+    { std::ofstream{srv / "other.conf"} << "other service config\n"; }
+    auto r = run_cli(dir, fmt::format("--json backup '{}'", db.string()));
+    REQUIRE(r.code == 0);
+    const std::filesystem::path backup = r.json()["backup"].get<std::string>();
+    const auto before = files_in(dir / "srv");
+    r = run_cli(dir, fmt::format("restore '{}' '{}'", backup.string(), srv.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("is a directory") != std::string::npos);
+    CHECK(files_in(dir / "srv") == before);  // nothing moved into a quarantine, nothing written
+    // --force changes nothing about it.
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", backup.string(), srv.string()));
+    CHECK(r.code == 1);
+    CHECK(files_in(dir / "srv") == before);
+}
+
+TEST_CASE("cli.heal: a file that is not a database and has no sidecar is refused and nothing is created",
+          "[cli][heal]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "etc");
+    const auto conf = dir / "etc" / "app.conf";
+    for (const std::string& text : {std::string{"key=value\nimportant config\n"}, std::string(4096, 'x')}) {
+        write_all(conf, text);
+        const auto before = files_in(dir / "etc");
+        for (const char* flags : {"", "--json", "--force"}) {
+            const auto r = run_cli(dir, fmt::format("heal '{}' {}", conf.string(), flags));
+            CAPTURE(text.size(), flags, r.out, r.err);
+            CHECK(r.code == 1);
+            CHECK(r.out.empty());
+            CHECK(r.err_lines() == 1);
+            CHECK(r.err.find("not an SQLite database") != std::string::npos);
+            CHECK(files_in(dir / "etc") == before);  // no quarantine, sidecar, gate, lock, log or audit file
+            CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+        }
+        CHECK(run_cli(dir, fmt::format("check '{}'", conf.string())).code == 1);
+    }
+}
+
+TEST_CASE("cli.errors: an error with a report prints the report's lines on stderr", "[cli][heal]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    std::filesystem::remove_all(dir / "app.db.archive");  // no archive and no backup: no source
+    std::mt19937_64 rng{3};
+    resilite::testing::overwrite_header(db, rng);
+    for (const char* flags : {"", "--json "}) {
+        const auto r = run_cli(dir, fmt::format("{}heal '{}'", flags, db.string()));
+        CAPTURE(flags, r.out, r.err);
+        CHECK(r.code == 1);
+        CHECK(r.err.rfind("resilite: ", 0) == 0);
+        CHECK(r.err.find("technical().report") == std::string::npos);
+        CHECK(r.err.find("sources tried:") != std::string::npos);
+        CHECK(r.err.find("to recover by hand:") != std::string::npos);
+        CHECK(r.err_lines() > 3);
+    }
 }
 
 }  // namespace cli_resilite_tests

@@ -656,6 +656,32 @@ TEST_CASE("heal never follows a quarantine directory that is a symbolic link: no
     CHECK(std::filesystem::is_empty(dir / "elsewhere"));
 }
 
+TEST_CASE("healing: a database path that is a symbolic link is refused at open, naming the real path: nothing "
+          "is moved",
+          "[heal]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "data");
+    const auto real = dir / "data" / "real.db";
+    history_with_backup<HealDb>(real);
+    std::filesystem::create_symlink(real, dir / "app.db");
+    damage_header(real);
+    try {
+        HealDb db{dir / "app.db"};
+        FAIL("opened a database through a symbolic link");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::permission);
+        CHECK(e.technical().note.find("symbolic link") != std::string::npos);
+        CHECK(e.technical().note.find(std::filesystem::canonical(real).string()) != std::string::npos);
+    }
+    CHECK(std::filesystem::is_symlink(dir / "app.db"));  // the link is where it was, nothing quarantined
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+    CHECK_FALSE(std::filesystem::exists(dir / "app.db-resilite"));
+    // Opened by its real path, the database heals as always.
+    HealDb db{real};
+    CHECK(rows_of(real) == expected_rows(1, 40));
+}
+
 TEST_CASE("heal never reads an archive or backups through a symbolic link: the sources say so, nothing is healed "
           "from them",
           "[heal][archive]") {

@@ -123,6 +123,24 @@ std::function<bool()> stop_on_interrupt() {
     return [] { return interrupted != 0; };
 }
 
+// what(), then the lines of its report when it has one (what a heal tried, how to recover by
+// hand): the command is the only place an operator sees them.
+void print_error(const resilite::error& e) {
+    std::string line = e.what();
+    const auto& report = e.technical().report;
+    constexpr std::string_view pointer = " in technical().report)";
+    if (const auto at = line.find(pointer); at != std::string::npos && !report.empty())
+        line.replace(at, pointer.size(), " below)");
+    std::fprintf(stderr, "resilite: %s\n", line.c_str());
+    if (report.empty()) return;
+    for (std::size_t pos = 0; pos < report.size();) {
+        const auto nl = report.find('\n', pos);
+        const auto end = nl == std::string::npos ? report.size() : nl;
+        std::fprintf(stderr, "  %.*s\n", static_cast<int>(end - pos), report.data() + pos);
+        pos = end + 1;
+    }
+}
+
 // One plain line on stderr; the command then exits with `critical`.
 struct refusal {
     std::string message;
@@ -593,6 +611,16 @@ bool claim_from_remote(const fs::path& db, const places& p) {
     return true;
 }
 
+// A file that begins with SQLite's header string (a short text file is "bad header" to the check,
+// yet was never a database).
+bool starts_like_sqlite(const fs::path& db) {
+    constexpr std::string_view magic{"SQLite format 3\0", 16};
+    const auto peek = resilite::detail::peek_file(db, magic.size());
+    return peek.rc == SQLITE_OK && peek.bytes.size() == magic.size() &&
+           std::equal(magic.begin(), magic.end(), peek.bytes.begin(),
+                      [](char a, unsigned char b) { return static_cast<unsigned char>(a) == b; });
+}
+
 int heal(const output& out, const fs::path& db, const places& p, bool force) {
     std::error_code ec;
     bool known = resilite::detail::read_marker(db).exists;
@@ -639,7 +667,7 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
     // Another database at the path is not "sound, nothing to heal": it goes to the library, whose
     // open refuses it (it is not damage a heal repairs), in its own words.
     const auto found = with_identity(db, resilite::check_health(db, resilite::check_level::quick));
-    if (found.result == resilite::health_report::finding::not_a_database && !known)
+    if (!known && !found.ok() && !starts_like_sqlite(db))
         throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
                                   db.string())};
     // A file behind its archive (its -wal lost, an older copy put back by hand) passes every
@@ -1020,7 +1048,7 @@ int main(int argc, char** argv) {
         return critical;
     } catch (const resilite::error& e) {
         bar.end_line();
-        std::fprintf(stderr, "resilite: %s\n", e.what());
+        print_error(e);
         return critical;
     } catch (const std::exception& e) {
         bar.end_line();

@@ -10,6 +10,7 @@
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
@@ -104,6 +105,21 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
     return report;
 }
 
+// An archive belongs to the database its IDENTITY file names: another database's records would
+// overwrite its rows by key. A database with no identity (a point-in-time rebuild) takes any.
+inline void refuse_another_database(const std::filesystem::path& archive_dir, const std::filesystem::path& db) {
+    const auto owner = read_archive_identity(archive_dir);
+    if (!owner) return;
+    sqlite::connection c{db, SQLITE_OPEN_READWRITE};
+    c.busy_timeout(std::chrono::milliseconds{5000});
+    if (const auto id = read_identity(c); id && *id != *owner)
+        throw library_failure(error_class::misuse, "replay",
+                              fmt::format("the archive {} belongs to another database (identity {}, {} is {}); "
+                                          "nothing was replayed",
+                                          archive_dir.string(), *owner, db.string(), *id),
+                              db.string());
+}
+
 }  // namespace detail::archive
 
 inline archive_report replay_archive(const std::filesystem::path& archive_dir,
@@ -114,6 +130,7 @@ inline archive_report replay_archive(const std::filesystem::path& archive_dir,
             throw detail::library_failure(error_class::cant_open, "replay",
                                           "no database to replay into; use rebuild", db.string());
         }
+        a::refuse_another_database(archive_dir, db);
         // First reading only the records after those the database holds (after a restore, the
         // tail of a long history); on any problem at all, everything again with every record
         // read and checked, so that what is reported is exact.

@@ -67,6 +67,21 @@ inline void mark_rolled_back(const std::filesystem::path& target, std::int64_t s
 // Returns where a damaged target was moved (empty when the target was healthy or absent).
 inline std::filesystem::path restore(const std::filesystem::path& backup, const std::filesystem::path& target,
                                      check_level level = check_level::quick) {
+    // Only a database file (or nothing) is replaced: a directory would be moved into quarantine
+    // whole, a link replaced by the copy while the file it names stays as it was.
+    std::error_code ignored;
+    if (const auto st = std::filesystem::symlink_status(target, ignored);
+        std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
+        throw detail::library_failure(
+            error_class::misuse, "restore",
+            fmt::format("{} is {}, not a database file; nothing was changed", target.string(),
+                        std::filesystem::is_directory(st) ? "a directory"
+                        : std::filesystem::is_symlink(st)
+                            ? fmt::format("a symbolic link (give the file's real path, {})",
+                                          std::filesystem::weakly_canonical(target, ignored).string())
+                            : std::string{"not a regular file"}),
+            target.string());
+    }
     const auto health = check_health(backup, level);
     if (health.result != health_report::finding::ok) {
         throw detail::library_failure(

@@ -72,10 +72,11 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
                                               std::string_view kind, const std::filesystem::path& file,
                                               std::string name = {}, std::string_view keep_replaced = {}) {
     if (name.empty()) name = file.filename().string();
-    // (--local-no-check-updated: the current archive segment may grow while it is copied; a copy
-    // that ends inside a record reads as a torn tail, which is never an acknowledged commit)
+    // (Never a file that grows meanwhile: rclone would find the sizes differ and delete the
+    // remote's copy. An archive segment is handed over as a snapshot of its complete records,
+    // offsite_flow's snapshot_segment.)
     std::vector<std::string> args{"rclone", "copyto", file.string(),
-                                  fmt::format("{}/{}", offsite_folder(s, db, kind), name), "--local-no-check-updated"};
+                                  fmt::format("{}/{}", offsite_folder(s, db, kind), name)};
     if (!keep_replaced.empty()) {
         args.emplace_back("--backup-dir");
         args.push_back(fmt::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));

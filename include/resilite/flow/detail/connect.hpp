@@ -3,6 +3,7 @@
 // said at once (no retry can cure them), the connection with its durability settings, and the
 // identity check that keeps a Database from ever writing into a file that is not its database.
 
+#include <resilite/detail/link_path.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/settings_fields.hpp>
@@ -64,6 +65,17 @@ void refuse_unusable_path(const context<R>& ctx) {
     if (!std::filesystem::is_directory(dir, ec)) {
         throw library_failure(error_class::cant_open, "open",
                               fmt::format("the directory {} does not exist", dir.string()), path.string());
+    }
+    // A heal moves the database's files by their names: through a link it would move the link and
+    // leave the damaged file (and the -wal SQLite keeps beside it) where they are.
+    if (R::healing::enabled && is_link_path(path)) {
+        throw library_failure(
+            error_class::permission, "open",
+            fmt::format("the database path {} is a symbolic link (to {}); with healing<> resilite never follows one: "
+                        "open the file's real path, {}",
+                        path.string(), std::filesystem::read_symlink(path, ec).string(),
+                        std::filesystem::weakly_canonical(path, ec).string()),
+            path.string());
     }
     // The longest side file resilite makes is the sidecar ("-resilite"), and backups add a time
     // to the name; a name too long for them would fail later, one feature at a time.

@@ -24,12 +24,14 @@
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
@@ -39,7 +41,10 @@
 #include <optional>
 #include <set>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
 #include <utility>
 #include <vector>
 
@@ -159,6 +164,10 @@ private:
         }
         std::error_code ec;
         if (error.empty() && !is_link_path(archive_dir) && std::filesystem::is_directory(archive_dir, ec)) {
+            const auto dir = ctx_.path.has_parent_path() ? ctx_.path.parent_path() : std::filesystem::path{"."};
+            const auto prefix = ctx_.path.filename().string() + "-resilite-offsite.segment-";
+            remove_stale_temp_files(dir, prefix);  // what a killed round left
+            const auto copy = dir / fmt::format("{}{}", prefix, ::getpid());
             for (const auto& name : archive::list_segments(archive_dir)) {
                 const auto file = archive_dir / name;
                 const auto now = version_of(file);
@@ -168,9 +177,13 @@ private:
                 // remote's copy is moved aside, never overwritten.
                 const bool replaced = before && (before->inode != now->inode || before->size > now->size);
                 const auto stamp = replaced ? utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ") : std::string{};
-                if (error = offsite_push(s, ctx_.path, "archive", file, {}, stamp); !error.empty()) break;  // likely down
+                version copied;
+                error = snapshot_segment(file, copy, copied);
+                if (error.empty()) error = offsite_push(s, ctx_.path, "archive", copy, name, stamp);
+                std::filesystem::remove(copy, ec);
+                if (!error.empty()) break;  // likely down
                 std::lock_guard lock(state_);
-                shipped_[name] = *now;
+                shipped_[name] = copied;
             }
         }
         const auto left = pending_now(archive_dir);
@@ -302,11 +315,88 @@ private:
     [[nodiscard]] static std::optional<version> version_of(const std::filesystem::path& p) {
         struct ::stat st {};  // one look: size, time and inode of the same file
         if (::stat(p.c_str(), &st) != 0) return std::nullopt;
+        return version_of(st);
+    }
+    [[nodiscard]] static version version_of(const struct ::stat& st) {
         const auto since_epoch = std::chrono::seconds{st.st_mtim.tv_sec} + std::chrono::nanoseconds{st.st_mtim.tv_nsec};
         return version{static_cast<std::uintmax_t>(st.st_size),
                        std::filesystem::file_time_type{
                            std::chrono::duration_cast<std::filesystem::file_time_type::duration>(since_epoch)},
                        static_cast<std::uint64_t>(st.st_ino)};
+    }
+
+    // The segment as it is now, up to the end of its last complete record, copied into `to`, a
+    // file no one appends to: rclone compares the size it read with the size it saw at the start
+    // and deletes the remote's copy when they differ, so the growing segment itself would fail
+    // the copy (and lose the remote's previous one) whenever a commit lands meanwhile. A record
+    // still being appended goes at the next round. `v`: the version copied. Empty when it
+    // worked, else why not.
+    [[nodiscard]] static std::string snapshot_segment(const std::filesystem::path& segment,
+                                                      const std::filesystem::path& to, version& v) {
+        try {
+            std::uintmax_t size = 0;
+            const auto in = archive::open_segment(segment, size);
+            struct ::stat st {};
+            if (::fstat(in.get(), &st) != 0) throw std::system_error(errno, std::generic_category(), "fstat");
+            v = version_of(st);
+            size = static_cast<std::uintmax_t>(st.st_size);
+            std::uintmax_t end = size;
+            archive::framing_walk walk{in.get(), size};
+            if (const auto first = walk.start()) {
+                auto at = *first;
+                while (at < size) {
+                    const auto step = walk.next(at);
+                    if (!step) break;
+                    at = step->end;
+                }
+                // Held back: a record begun that no record's end follows. Anything else the walk
+                // cannot vouch for (a damaged record further up) is copied as it is: the remote
+                // holds what this disk holds, and the records after it go too.
+                std::string rest(std::min<std::uintmax_t>(size - at, archive::header_prefix.size()), '\0');
+                rest.resize(archive::read_at_most(in.get(), rest.data(), rest.size(), at));
+                if (at < size &&
+                    (std::string_view{rest}.starts_with(archive::header_prefix) ||
+                     archive::header_prefix.starts_with(rest)) &&
+                    !holds(in.get(), at, size, archive::trailer_prefix))
+                    end = at;
+            }
+            const archive::owned_fd out{::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)};
+            if (out.get() < 0) throw std::system_error(errno, std::generic_category(), to.string());
+            std::string buf(std::min<std::uintmax_t>(end, 1u << 20), '\0');
+            for (std::uintmax_t at = 0; at < end;) {
+                const auto n = archive::read_at_most(in.get(), buf.data(),
+                                                     static_cast<std::size_t>(std::min<std::uintmax_t>(end - at, buf.size())), at);
+                if (n == 0) throw std::runtime_error("the segment was cut while it was read");
+                for (std::size_t done = 0; done < n;) {
+                    const auto w = ::write(out.get(), buf.data() + done, n - done);
+                    if (w < 0 && errno == EINTR) continue;
+                    if (w < 0) throw std::system_error(errno, std::generic_category(), to.string());
+                    done += static_cast<std::size_t>(w);
+                }
+                at += n;
+            }
+            return {};
+        } catch (const std::exception& e) {
+            return fmt::format("copying {} off the machine: could not take its complete records: {}",
+                               segment.filename().string(), e.what());
+        }
+    }
+
+    // Whether `text` occurs in the file's bytes from `from` to `size` (read a window at a time).
+    [[nodiscard]] static bool holds(int fd, std::uintmax_t from, std::uintmax_t size, std::string_view text) {
+        std::string window;
+        for (std::uintmax_t at = from; at < size;) {
+            const auto keep = window.size() < text.size() ? window.size() : text.size() - 1;  // (across windows)
+            window.erase(0, window.size() - keep);
+            const auto n = static_cast<std::size_t>(std::min<std::uintmax_t>(size - at, 1u << 16));
+            window.resize(keep + n);
+            const auto got = archive::read_at_most(fd, window.data() + keep, n, at);
+            window.resize(keep + got);
+            if (window.find(text) != std::string::npos) return true;
+            if (got == 0) break;
+            at += got;
+        }
+        return false;
     }
 
     // Segments whose present version is not the one copied, plus the backups waiting.
