@@ -698,4 +698,49 @@ TEST_CASE("identity: a chdir() after opening a relative path is no move: commits
     CHECK_FALSE(std::filesystem::exists(elsewhere / "app.db"));
 }
 
+// The Database is opened by a relative path, then the process moves into a directory holding
+// another database of that name (a daemon's chdir()).
+template <class Db>
+void keeps_its_own_file_after_chdir() {
+    test::temp_dir here, elsewhere;
+    {
+        resilite::sqlite::connection other{elsewhere / "app.db"};
+        other.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('other')");
+    }
+    struct back_to {
+        std::filesystem::path dir;
+        ~back_to() { std::filesystem::current_path(dir); }
+    } restore{std::filesystem::current_path()};
+    std::filesystem::current_path(here.path());
+    Db db{"app.db"};
+    db.exec_script("CREATE TABLE t(x)");
+    db.exec("INSERT INTO t VALUES('mine')");
+    std::filesystem::current_path(elsewhere.path());
+    db.exec("INSERT INTO t VALUES('mine too')");
+    CHECK(db.template query<std::string>("SELECT x FROM t ORDER BY rowid") ==
+          std::vector<std::string>{"mine", "mine too"});
+    const auto r = db.check(resilite::check_level::quick);
+    INFO(r.detail);
+    CHECK(r.ok());
+    CHECK(db.health().healthy);
+    resilite::sqlite::connection other{elsewhere / "app.db", SQLITE_OPEN_READONLY};
+    CHECK(other.query_all<std::string>("SELECT x FROM t") == std::vector<std::string>{"other"});
+    CHECK_FALSE(std::filesystem::exists(elsewhere / "app.db-resilite"));
+}
+
+TEST_CASE("identity: after a chdir() into a directory holding another app.db, a Database opened by the relative "
+          "path still reads, writes and checks its own file",
+          "[database][identity]") {
+    // Before: with healing<>, the next write reopened the other directory's database and wrote
+    // into it; without, check() called the database replaced and every call then failed.
+    SECTION("without healing") {
+        keeps_its_own_file_after_chdir<
+            resilite::Database<resilite::null_observer, test::manual_durability, resilite::manual_clock>>();
+    }
+    SECTION("with healing") {
+        keeps_its_own_file_after_chdir<resilite::Database<resilite::null_observer, test::manual_durability,
+                                                          resilite::manual_clock, resilite::healing<>>>();
+    }
+}
+
 }  // namespace core_database_tests

@@ -50,6 +50,21 @@ private:
     bool was_;
 };
 
+[[nodiscard]] inline bool is_file_path(const std::filesystem::path& p) noexcept {
+    return !p.empty() && p.native() != ":memory:" && !p.native().starts_with("file:");
+}
+
+// A database file's path made absolute once, at open: every later look at the path (the file's
+// identity, the sidecar, a heal's swap, the archive beside it) must find the same file after
+// the process changes its working directory, as a daemon does; a relative path then named
+// another directory's database, and a heal reopened that one.
+[[nodiscard]] inline std::filesystem::path absolute_file(std::filesystem::path p) {
+    if (!is_file_path(p)) return p;
+    std::error_code ec;
+    auto abs = std::filesystem::absolute(p, ec);
+    return ec ? p : abs;
+}
+
 template <class R>  // R: resolved_policies<...>
 class context {
 public:
@@ -58,7 +73,7 @@ public:
     using time_point = std::chrono::steady_clock::time_point;
 
     context(std::filesystem::path p, database_options<observer_type, clock_type>&& opts, settings initial)
-        : path(std::move(p)),
+        : path(absolute_file(std::move(p))),
           observer(std::move(opts.observer)),
           clock(std::move(opts.clock)),
           config(std::move(initial)),
@@ -75,7 +90,7 @@ public:
 
     std::filesystem::path path;
     // A file on disk (not ":memory:" nor a URI), decided once: asked at every statement.
-    const bool disk_file = !path.empty() && path.native() != ":memory:" && !path.native().starts_with("file:");
+    const bool disk_file = is_file_path(path);
     [[no_unique_address]] observer_type observer;
     clock_type clock;
     // The writer lock; recursive so tx.exec can re-enter; timed so that a call waiting for it can
