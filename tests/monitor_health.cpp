@@ -399,6 +399,38 @@ TEST_CASE("health JSON: every field, parsed by a JSON parser, keyed as docs/heal
     CHECK(damaged.size() == json.size());
 }
 
+TEST_CASE("health json and prometheus: a path that is not UTF-8 still gives valid JSON and OpenMetrics text",
+          "[health]") {
+    // Before: the path's raw 0xff byte went into both, which a JSON parser and a scraper refuse.
+    test::temp_dir dir;
+    const auto sub = dir / std::string{"caf\xe9-\xff"};  // Latin-1, as an old directory may be named
+    std::filesystem::create_directories(sub);
+    const auto path = sub / "m.db";
+    resilite::Database<resilite::null_observer, test::manual_durability, resilite::no_retry> db{path};
+    db.exec_script("CREATE TABLE t(id INTEGER PRIMARY KEY, pad TEXT); CREATE TABLE side(x)");
+    db.transaction([](auto& tx) {
+        for (int i = 0; i < 400; ++i)
+            tx.exec("INSERT INTO t VALUES(?, ?)", i, std::string(300, 'x'));
+    });
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    resilite::testing::zero_page(path, 6);  // damage, whose description names the path
+    {
+        resilite::sqlite::connection other{path};
+        other.exec("INSERT INTO side VALUES(1)");
+    }
+    CHECK_THROWS_AS(db.query<std::int64_t>("SELECT id FROM t ORDER BY pad, id"), resilite::error);
+    const auto h = db.health();
+    REQUIRE_FALSE(h.healthy);
+    nlohmann::json j;
+    REQUIRE_NOTHROW(j = nlohmann::json::parse(h.to_json()));
+    const auto metrics = resilite::to_openmetrics(h, (sub / "m.db").string());
+    CHECK(resilite::detail::as_utf8(metrics) == metrics);
+    CHECK_THAT(metrics, Catch::Contains("caf\xEF\xBF\xBD-\xEF\xBF\xBD"));
+    CHECK(resilite::detail::as_utf8("ok \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80") == "ok \xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+    CHECK(resilite::detail::as_utf8("\xC0\xAF \xED\xA0\x80") ==
+          "\xEF\xBF\xBD\xEF\xBF\xBD \xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // overlong, surrogate
+}
+
 TEST_CASE("health prometheus: OpenMetrics text, every family in docs/metrics.md, a cumulative histogram", "[health]") {
     test::temp_dir dir;
     resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "m.db"};
@@ -440,6 +472,8 @@ TEST_CASE("health prometheus: OpenMetrics text, every family in docs/metrics.md,
     REQUIRE(buckets.size() == resilite::latency_bounds.size() + 1);
     CHECK(buckets.front().first == "0.0001\"");
     CHECK(buckets.back().first == "+Inf\"");
+    for (const auto& [le, value] : buckets)  // the canonical float form ("1.0", not "1")
+        CHECK((le == "+Inf\"" || le.find_first_of(".e") != std::string::npos));
     for (std::size_t i = 1; i < buckets.size(); ++i)
         CHECK(buckets[i].second >= buckets[i - 1].second);
     CHECK(buckets.back().second == count);

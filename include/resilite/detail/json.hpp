@@ -9,7 +9,38 @@
 
 namespace resilite::detail {
 
-[[nodiscard]] inline std::string json_string(std::string_view s) {
+// The text as valid UTF-8: every byte that does not begin a well-formed sequence becomes U+FFFD.
+// JSON and OpenMetrics must be UTF-8, and a path or a message can hold any bytes (a directory
+// named in Latin-1, SQLite's text of a damaged page).
+[[nodiscard]] inline std::string as_utf8(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size();) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+        const auto cont = [&](std::size_t k) {
+            return i + k < s.size() && (static_cast<unsigned char>(s[i + k]) & 0xc0) == 0x80;
+        };
+        bool ok = n != 0 && i + n <= s.size();
+        for (std::size_t k = 1; ok && k < n; ++k) ok = cont(k);
+        if (ok && n > 1) {  // no overlong form, no surrogate, nothing past U+10FFFF
+            const auto c1 = static_cast<unsigned char>(s[i + 1]);
+            ok = !(n == 2 && c < 0xc2) && !(n == 3 && c == 0xe0 && c1 < 0xa0) && !(n == 3 && c == 0xed && c1 >= 0xa0) &&
+                 !(n == 4 && c == 0xf0 && c1 < 0x90) && !(n == 4 && (c > 0xf4 || (c == 0xf4 && c1 >= 0x90)));
+        }
+        if (ok) {
+            out.append(s.substr(i, n));
+            i += n;
+        } else {
+            out += "\xEF\xBF\xBD";
+            ++i;
+        }
+    }
+    return out;
+}
+
+[[nodiscard]] inline std::string json_string(std::string_view raw) {
+    const auto s = as_utf8(raw);
     std::string out;
     out.reserve(s.size() + 2);
     out += '"';

@@ -9,6 +9,7 @@
 // files alone and must not print zeros that look like a measurement.
 
 #include <resilite/core/error_class.hpp>
+#include <resilite/detail/json.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 
 #include <fmt/format.h>
@@ -23,8 +24,10 @@ namespace resilite {
 enum class metrics_scope { process, files };
 
 namespace detail {
-// A label value: backslash, double quote and newline escaped (the OpenMetrics ABNF).
-[[nodiscard]] inline std::string openmetrics_label(std::string_view v) {
+// A label value: UTF-8 (detail::as_utf8), backslash, double quote and newline escaped (the
+// OpenMetrics ABNF).
+[[nodiscard]] inline std::string openmetrics_label(std::string_view raw) {
+    const auto v = as_utf8(raw);
     std::string out;
     out.reserve(v.size());
     for (const char c : v) {
@@ -39,6 +42,13 @@ namespace detail {
 // Seconds from nanoseconds, exactly as far as a double holds them ("0.00025", "2.5", "10").
 [[nodiscard]] inline std::string openmetrics_seconds(std::chrono::nanoseconds ns) {
     return fmt::format("{}", static_cast<double>(ns.count()) / 1e9);
+}
+// The same as a histogram bound: OpenMetrics asks for the canonical form of an `le` value, a
+// float ("1.0", not "1").
+[[nodiscard]] inline std::string openmetrics_le(std::chrono::nanoseconds ns) {
+    auto text = openmetrics_seconds(ns);
+    if (text.find_first_of(".e") == std::string::npos) text += ".0";
+    return text;
 }
 }  // namespace detail
 
@@ -76,7 +86,7 @@ namespace detail {
         for (std::size_t i = 0; i < latency_bounds.size(); ++i) {
             below += s.latency_buckets[i];
             out += fmt::format("resilite_operation_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", db,
-                               detail::openmetrics_seconds(latency_bounds[i]), below);
+                               detail::openmetrics_le(latency_bounds[i]), below);
         }
         below += s.latency_buckets.back();
         out += fmt::format("resilite_operation_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", db, below);
