@@ -477,6 +477,18 @@ TEST_CASE("cli.backup: backup, backups (each copy checked against its manifest e
     CHECK(r.code == 0);
     CHECK(r.json()["quarantined"].is_null());  // sound: replaced, not kept aside
     CHECK(count_items(db) == 22);
+    // The commit it rolled back is named, with how to get it back before the application opens.
+    const auto rolled_back = r.json()["rolled_back_records"];
+    REQUIRE(rolled_back.is_array());
+    CHECK(rolled_back[0].get<std::int64_t>() <= rolled_back[1].get<std::int64_t>());
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", copy.string(), db.string()));
+    CHECK_THAT(r.out, Catch::Contains("archive replay"));
+    r = run_cli(dir, fmt::format("archive replay '{}.archive' '{}'", db.string(), db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 0);
+    CHECK(count_items(db) == 23);
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", copy.string(), db.string()));
+    CHECK(count_items(db) == 22);
     // A damaged page (the header intact) is kept aside too, not overwritten.
     resilite::testing::zero_page(db, 2);
     r = run_cli(dir, fmt::format("--json restore '{}' '{}'", copy.string(), db.string()));

@@ -1455,6 +1455,27 @@ TEST_CASE("archive: a database behind its archive (its -wal lost, an older copy 
     CHECK(db.check_archive().reproduces_live == true);
 }
 
+TEST_CASE("archive: a database older than its archive with no high-water mark above it is taken as a copy put "
+          "back on purpose, as the command's checks take it",
+          "[heal][archive]") {
+    // The mark is what says the later records committed (without it, after a power cut under
+    // relaxed durability, say, nothing does): the open and the command must agree.
+    using ArchivedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
+                                          common, manual_durability>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    static_cast<void>(behind_its_archive<ArchivedDb>(path));
+    std::filesystem::remove(resilite::detail::archive::high_water_path(path));
+    CHECK_FALSE(resilite::detail::archive::behind_its_archive(path, dir / "app.db.archive"));
+    test::event_log log;
+    ArchivedDb db{path, logged<ArchivedDb>(log)};
+    CHECK(rows_of(path) == expected_rows(1, 15));
+    bool said = false;
+    for (const auto& e : log.events())
+        said = said || e.detail.find("no high-water mark saying they committed") != std::string::npos;
+    CHECK(said);
+}
+
 TEST_CASE("heal at open: a database behind its archive gets the commits it lacks back, and says so", "[heal][archive]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
@@ -1487,6 +1508,8 @@ TEST_CASE("heal after resilite::restore() of an older backup: the commits the re
         test::event_log log;
         HealDb db{path, logged<HealDb>(log)};
         CHECK(rows_of(path) == expected_rows(1, 5));
+        // The sidecar's note served once: a later loss of the -wal is not the same rollback.
+        CHECK(resilite::detail::read_marker(path).rolled_back_to == -1);
         insert_items(db, 11, 11);
         db.exec("DELETE FROM items WHERE id = 1");
         const auto report = db.check_archive();  // the archive alone gives this database again

@@ -471,8 +471,20 @@ int restore(const output& out, const fs::path& backup_file, const fs::path& db, 
     const auto quarantined = resilite::restore(backup_file, db);
     nlohmann::json j{{"database", db.string()}, {"backup", backup_file.string()}};
     j["quarantined"] = quarantined.empty() ? nlohmann::json(nullptr) : nlohmann::json(quarantined.string());
-    out.print(j, fmt::format("{}: restored from {}{}\n", db.string(), backup_file.string(),
-                             quarantined.empty() ? std::string{} : "; the damaged files are in " + quarantined.string()));
+    auto text = fmt::format("{}: restored from {}{}\n", db.string(), backup_file.string(),
+                            quarantined.empty() ? std::string{} : "; the damaged files are in " + quarantined.string());
+    // The commits the restore rolled back are still in the archive (beside the database, where
+    // the application keeps it by default): say how to get them back, and until when.
+    const fs::path archive_dir = db.string() + ".archive";
+    const auto restored = resilite::detail::archive_number_of(db);
+    const auto end = resilite::detail::archive::archive_end(archive_dir);
+    j["rolled_back_records"] = end > restored ? nlohmann::json::array({restored + 1, end}) : nlohmann::json(nullptr);
+    if (end > restored)
+        text += fmt::format("  the archive holds records {} to {} after this backup (the commits the restore rolled "
+                            "back): `resilite archive replay {} {}` brings them back; run it before the application "
+                            "opens the database, whose next open keeps the restored state\n",
+                            restored + 1, end, archive_dir.string(), db.string());
+    out.print(j, text);
     return ok;
 }
 

@@ -30,6 +30,7 @@ struct archive_problem {
         foreign_key,            // the rebuilt database fails its foreign-key check
         integrity,              // the rebuilt database fails its integrity check
         mismatch,               // the rebuilt table differs from the live one
+        behind,                 // the live database lacks committed records the archive holds
     };
     kind what = kind::garbage;
     std::string segment;  // file name, e.g. "2026_11.sql"; empty when about the whole archive
@@ -71,6 +72,8 @@ struct archive_problem {
             return "integrity";
         case K::mismatch:
             return "differs from live";
+        case K::behind:
+            return "database behind its archive";
     }
     return "?";
 }
@@ -105,13 +108,16 @@ struct archive_report {
     // verdict is reproduces_live.)
     [[nodiscard]] bool rebuildable() const noexcept {
         for (const auto& p : problems)
-            if (p.fatal && p.what != archive_problem::kind::mismatch) return false;
+            if (p.fatal && p.what != archive_problem::kind::mismatch && p.what != archive_problem::kind::behind)
+                return false;
         return records > 0;
     }
     // 0 ok, 1 critical (fatal problems, or the archive does not reproduce the database),
     // 2 warnings (problems that lost nothing, e.g. a torn tail that was never acknowledged).
     [[nodiscard]] schema_status status() const noexcept {
         if (!rebuildable() || (reproduces_live == false && unarchived_changes == 0)) return schema_status::critical;
+        for (const auto& p : problems)  // (a lag beside it does not make it one)
+            if (p.what == archive_problem::kind::behind) return schema_status::critical;
         return problems.empty() ? schema_status::ok : schema_status::warnings;
     }
     [[nodiscard]] int exit_code() const noexcept { return static_cast<int>(status()); }

@@ -133,7 +133,7 @@ namespace detail::archive {
             }
             if (behind) {
                 all = false;
-                report.problems.push_back({archive_problem::kind::mismatch, {}, 0,
+                report.problems.push_back({archive_problem::kind::behind, {}, 0,
                                            *behind + "; a heal, or `archive replay`, brings them back", true});
             }
             report.reproduces_live = all;

@@ -14,6 +14,7 @@
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/archive/detail/segment_repair.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/core/detail/file_gate.hpp>
@@ -214,6 +215,11 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     if (const auto owner = read_archive_identity(dir); owner && *owner != *identity)
         refuse(error_class::misuse, fmt::format("the archive {} belongs to another database (identity {}, {} is {})",
                                                 dir.string(), *owner, db.string(), *identity));
+    // A snapshot of a database behind its archive would end every later rebuild at its loss.
+    if (const auto behind = behind_its_archive(db, dir))
+        refuse(error_class::corrupt, fmt::format("{}; heal it, or `resilite archive replay`, before repairing the "
+                                                 "archive",
+                                                 *behind));
     repair_segments(dir, db.filename().string(), report);
     // Secret columns stay out of the snapshot as they stay out of every record: the database's
     // own capture triggers name them.

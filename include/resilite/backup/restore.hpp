@@ -54,13 +54,25 @@ inline std::filesystem::path quarantine(const std::filesystem::path& db) {
 
 // A restore rolls back on purpose: the sidecar says to which archive number, so that the next
 // open takes the archive's later records as rolled back (a snapshot after them) instead of
-// refusing a database behind its archive, as it does for one that lost its -wal.
-inline void mark_rolled_back(const std::filesystem::path& target, std::int64_t seq) noexcept {
-    const sidecar_lock lock{target};
-    auto m = read_marker(target);
-    if (!m.exists) return;  // never opened by resilite: nothing to tell apart
-    m.rolled_back_to = seq;
-    static_cast<void>(write_marker(target, m));
+// refusing a database behind its archive, as it does for one that lost its -wal. Written
+// before the copy is renamed into place (nothing may see the copy without it); a target with
+// no sidecar gets one with the copy's identity. False when it cannot be written.
+[[nodiscard]] inline bool mark_rolled_back(const std::filesystem::path& target, const std::filesystem::path& copy,
+                                           std::int64_t seq) noexcept {
+    try {
+        const sidecar_lock lock{target};
+        auto m = read_marker(target);
+        if (!m.exists) {
+            sqlite::connection c{copy, SQLITE_OPEN_READONLY};
+            if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_identity'") != 1)
+                return true;  // not a database resilite initialised: nothing to tell apart
+            m.identity = c.query_one<std::string>("SELECT identity FROM resilite_identity").value_or("");
+        }
+        m.rolled_back_to = seq;
+        return write_marker(target, m);
+    } catch (...) {
+        return false;
+    }
 }
 }  // namespace detail
 
@@ -124,10 +136,17 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
                                           target.string());
         }
         const auto restored_seq = detail::archive_number_of(tmp);
+        sqlite::file_set{tmp}.remove_side_files();  // (of that read, if any)
+        if (!detail::mark_rolled_back(target, tmp, restored_seq)) {
+            std::filesystem::remove(tmp, ec);
+            throw detail::library_failure(error_class::io, "restore",
+                                          "could not write the sidecar, which says the restore rolled back on "
+                                          "purpose; nothing was changed",
+                                          target.string());
+        }
         sqlite::file_set{target}.remove_side_files();
         std::filesystem::rename(tmp, target);
         static_cast<void>(detail::fsync_path(dir, true));
-        detail::mark_rolled_back(target, restored_seq);
         // The audit log: no Database here, so the entry waits in the fallback for the next open.
         static_cast<void>(detail::audit_without_database(
             target, "restore",

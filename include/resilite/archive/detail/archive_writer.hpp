@@ -142,13 +142,9 @@ public:
                     // hold. Put back by resilite::restore(): rolled back on purpose, and a snapshot
                     // after them makes a heal or a rebuild give this database. Otherwise they are
                     // acknowledged commits the file lost: never written over.
-                    refuse_unless_restored(db_seq, archive_end);
+                    notes.push_back(older_copy(db_seq, archive_end) +
+                                    ", and a full snapshot was written so that the archive gives this database again");
                     need_baseline = true;
-                    notes.push_back(fmt::format(
-                        "resilite::restore() put back a copy holding the archive's records up to txn {}: the "
-                        "commits of txn {} to {} stay rolled back, and a full snapshot was written so that the "
-                        "archive gives this database again",
-                        db_seq, db_seq + 1, archive_end));
                 }
                 if (archive_end < db_seq) {
                     need_baseline = true;
@@ -451,13 +447,25 @@ private:
         return archive_seq;
     }
 
-    // A database behind its archive that resilite::restore() did not put there (its sidecar says
-    // which archive number a restore rolled back to) lost acknowledged commits: its -wal removed
-    // after a crash, an older copy copied over it. Throws class corrupt, naming the records.
-    void refuse_unless_restored(std::int64_t db_seq, std::int64_t archive_end) {
+    // A database older than its archive. Put back by resilite::restore() (its sidecar says which
+    // archive number a restore rolled back to), or with nothing saying the later records
+    // committed: the copy is taken as it is, and the returned note says why. Otherwise (the
+    // high-water mark is above its number) it lost acknowledged commits: its -wal removed after
+    // a crash, an older copy copied over it; throws class corrupt, naming the records (the same
+    // rule as behind_its_archive(), which the command asks).
+    [[nodiscard]] std::string older_copy(std::int64_t db_seq, std::int64_t archive_end) {
         const auto& db = high_water_.database();
-        if (db.empty() || read_marker(db).rolled_back_to == db_seq) return;
-        behind_ = behind_text(db_seq, archive_end, high_water_.read());
+        const auto mark = high_water_.read();
+        if (!db.empty() && read_marker(db).rolled_back_to == db_seq)
+            return fmt::format("resilite::restore() put back a copy older than its archive, holding its records up to "
+                               "txn {}: the commits of txn {} to {} stay rolled back",
+                               db_seq, db_seq + 1, archive_end);
+        if (db.empty() || mark <= db_seq)
+            return fmt::format("the database is older than its archive (it holds its records up to txn {}, the "
+                               "archive goes on to txn {}) with no high-water mark saying they committed: taken for "
+                               "a copy put back on purpose",
+                               db_seq, archive_end);
+        behind_ = behind_text(db_seq, archive_end, mark);
         throw library_failure(error_class::corrupt, "archive",
                               fmt::format("{}; a heal, or `resilite archive replay {} {}`, brings them back; to keep "
                                           "this older state on purpose, put it back with `resilite restore`, or "
@@ -535,10 +543,7 @@ private:
         // A copy older than its archive found here (the archive could not be read at open): the
         // next write carries the snapshot that the open would have written, or fails as the open
         // would have.
-        if (std::exchange(behind_archive_, false)) {
-            refuse_unless_restored(std::get<0>(read_state(c)), archive_end);
-            owe_snapshot("the database is older than its archive (a copy put back by resilite::restore())");
-        }
+        if (std::exchange(behind_archive_, false)) owe_snapshot(older_copy(std::get<0>(read_state(c)), archive_end));
         auto utc = utc_text(now);
         if (utc < last_utc_) utc = last_utc_;  // never older than the record before
         // Pass 1: the records (ranges of outbox rows, each a snapshot or a run of changes), their

@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -43,6 +44,19 @@ namespace resilite::detail::archive {
     return contiguous && crc && expected == t.last_id + 1 && crc->value() == t.crc;
 }
 
+// The number of the archive's last record, read from the end of its newest segment (0: no
+// record, or an end it cannot vouch for).
+[[nodiscard]] inline std::int64_t archive_end(const std::filesystem::path& dir) {
+    const auto segments = list_segments(dir);
+    if (segments.empty()) return 0;
+    const auto last = dir / segments.back();
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(last, ec);
+    if (ec) return 0;
+    const auto tail = read_last_record(last, size, segments.back());
+    return tail ? tail->seq : 0;
+}
+
 // Read only. What the archive in `dir` holds beyond the database `db` that the high-water mark
 // says committed, unless a restore rolled it back on purpose; nothing when it holds nothing more
 // (or when it cannot tell: an unusual archive end, a file it cannot read).
@@ -57,6 +71,7 @@ namespace resilite::detail::archive {
         const auto m = read_marker(db);
         const auto mark = read_high_water(high_water_path(db)).for_database(m.identity);
         sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        c.busy_timeout(std::chrono::milliseconds{5000});
         if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
             return std::nullopt;
         const auto db_seq = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state WHERE id = 1").value_or(0);

@@ -19,6 +19,7 @@
 #include <resilite/monitor/health_snapshot.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
@@ -96,11 +97,15 @@ public:
         claim_directory();
         next_ = ctx_.now() + ctx_.config.archive.interval;
         drain_quietly(true);  // what a crash left in the outbox, and the schema records
+        if (!pending_) forget_rollback();  // (the snapshot after the rolled-back records is archived)
         ctx_.emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, writer_->last_seq(),
                         error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
     }
 
-    void stop() noexcept { writer_.reset(); }
+    void stop() noexcept {
+        writer_.reset();
+        behind_.clear();  // (read by the open before it stops the archive)
+    }
 
     // Why the last start() refused a database behind its archive (acknowledged commits the file
     // lost): damage a heal repairs. Empty: it did not.
@@ -295,6 +300,17 @@ private:
                         fmt::format("{}: the next write to it carries a full snapshot of the database, so that the "
                                     "archive alone can rebuild it again",
                                     why));
+    }
+
+    // resilite::restore()'s note in the sidecar has served once the snapshot after the
+    // rolled-back records is in the archive: left there, a later loss of the -wal that put the
+    // file back at that number would pass for the same rollback.
+    void forget_rollback() noexcept {
+        if (read_marker(ctx_.path).rolled_back_to < 0) return;
+        const sidecar_lock lock{ctx_.path};
+        auto m = read_marker(ctx_.path);
+        m.rolled_back_to = -1;
+        static_cast<void>(write_marker(ctx_.path, m));
     }
 
     context<R>& ctx_;

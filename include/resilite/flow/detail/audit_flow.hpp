@@ -260,8 +260,9 @@ private:
         if constexpr (R::archiving) {
             return false;
         } else {
-            return c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
-                                    "'resilite_archive_state'") == 1 &&
+            // (capture triggers installed: an application archives it now, not one that stopped)
+            return c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                                    "'resilite\\_archive\\_%' ESCAPE '\\'") > 0 &&
                    c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
                                     "'resilite_audit'") == 0;
         }
