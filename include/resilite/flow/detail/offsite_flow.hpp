@@ -167,7 +167,8 @@ private:
             const auto dir = ctx_.path.has_parent_path() ? ctx_.path.parent_path() : std::filesystem::path{"."};
             const auto prefix = ctx_.path.filename().string() + "-resilite-offsite.segment-";
             remove_stale_temp_files(dir, prefix);  // what a killed round left
-            const auto copy = dir / fmt::format("{}{}", prefix, ::getpid());
+            // (per Database too: two in one process, on one path, must not write one copy)
+            const auto copy = dir / fmt::format("{}{}-{:x}", prefix, ::getpid(), reinterpret_cast<std::uintptr_t>(this));
             for (const auto& name : archive::list_segments(archive_dir)) {
                 const auto file = archive_dir / name;
                 const auto now = version_of(file);
