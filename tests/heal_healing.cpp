@@ -42,6 +42,9 @@ using BackupOnlyHealDb = resilite::Database<resilite::schema<items, logs>, backu
 using LossyHealDb = resilite::Database<resilite::schema<items, logs>, backups_on_demand,
                                        resilite::healing<resilite::accept_loss_since_backup>, common, manual_durability>;
 using NothingHealDb = resilite::Database<resilite::schema<items, logs>, resilite::healing<>, common, manual_durability>;
+// An archive and backups, no healing: what a damaged or behind database does at open without it.
+using ArchivedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand, common,
+                                      manual_durability>;
 // Heals that may lose the commits after the newest backup, saying so.
 using AcceptingDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
                                        resilite::healing<resilite::accept_loss_since_backup>, common,
@@ -1419,8 +1422,6 @@ TEST_CASE("archive: a database behind its archive (its -wal lost, an older copy 
     // Before: the open took it for a copy restored on purpose and wrote a snapshot after the
     // archive's records, so the 15 acknowledged commits it lacked were gone from every rebuild
     // too, without a word beyond a warning.
-    using ArchivedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                          common, manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
     static_cast<void>(behind_its_archive<ArchivedDb>(path));
@@ -1460,8 +1461,6 @@ TEST_CASE("archive: a database older than its archive with no high-water mark ab
           "[heal][archive]") {
     // The mark is what says the later records committed (without it, after a power cut under
     // relaxed durability, say, nothing does): the open and the command must agree.
-    using ArchivedDb = resilite::Database<resilite::schema<items, logs>, resilite::archive<>, backups_on_demand,
-                                          common, manual_durability>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
     static_cast<void>(behind_its_archive<ArchivedDb>(path));
