@@ -640,6 +640,47 @@ TEST_CASE("identity: no commit is acknowledged into a database file removed unde
     }
 }
 
+TEST_CASE("identity: with healing, a transaction that began before its database file was removed is not "
+          "acknowledged at its commit",
+          "[database][identity][heal]") {
+    // A single statement was looked at (the gate, at its commit); a transaction holds the gate
+    // from its BEGIN, so its COMMIT into the unlinked file was acknowledged and lost with it.
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability, resilite::manual_clock,
+                                  resilite::healing<>>;
+    const auto remove_files = [](const std::filesystem::path& path) {
+        for (const auto* suffix : {"", "-wal", "-shm"})
+            std::filesystem::remove(path.string() + suffix);
+    };
+    {
+        test::temp_dir dir;
+        const auto path = dir / "app.db";
+        Db db{path};
+        db.exec_script("CREATE TABLE t(x)");
+        auto tx = db.begin();
+        tx.exec("INSERT INTO t VALUES(1)");
+        remove_files(path);
+        CHECK_THROWS_AS(tx.commit(), resilite::error);
+    }
+    {
+        test::temp_dir dir;
+        const auto path = dir / "app.db";
+        Db db{path};
+        db.exec_script("CREATE TABLE t(x)");
+        try {
+            db.transaction([&](auto& tx) {
+                tx.exec("INSERT INTO t VALUES(1)");
+                remove_files(path);
+                tx.exec("INSERT INTO t VALUES(2)");
+            });
+            FAIL("a transaction was acknowledged into a removed file");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::cant_open);
+            CHECK(e.technical().attempt == 1);
+        }
+    }
+}
+
 TEST_CASE("identity: a call into a database file removed while open fails at its first attempt with class "
           "cant_open, not after the retry deadline",
           "[database][identity]") {

@@ -206,9 +206,10 @@ template <class R>
 // the COMMIT into a ROLLBACK. A COMMIT or END a user's statement runs inside a transaction is
 // refused: it would commit outside what the transaction promises (the archive's record written
 // ahead, commit()'s retries). healing<>: a single statement enters the gate here
-// (core/detail/file_gate.hpp), which looks at the file at the path. Without it, the file is
-// looked at here (one stat per commit): a commit into a file removed, renamed or replaced
-// since it was opened would be acknowledged and then lost with that file. SQLite's own look
+// (core/detail/file_gate.hpp), which looks at the file at the path. Every commit, a
+// transaction's too, then asks whether the file moved (one stat per commit): a commit into a
+// file removed, renamed or replaced since it was opened would be acknowledged and then lost
+// with that file. SQLite's own look
 // (SQLITE_FCNTL_HAS_MOVED) goes by the absolute path it opened, so a chdir() after the open
 // is no move.
 template <class R>
@@ -216,17 +217,18 @@ int commit_hook(void* self) noexcept {
     auto& ctx = *static_cast<context<R>*>(self);
     if (ctx.user_statement_in_transaction) return 1;
     if constexpr (R::healing::enabled) {
-        return ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); });
-    } else {
-        int moved = 0;
-        if (ctx.on_disk() && ctx.conn &&
-            sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
-            moved != 0) [[unlikely]] {
-            ctx.file_gone = true;
-            return 1;
-        }
-        return 0;
+        if (ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); }) != 0) return 1;
+        // (A transaction holds the gate from its BEGIN, so the gate did not look: no heal can
+        // have moved the file meanwhile, but anything else can.)
     }
+    int moved = 0;
+    if (ctx.on_disk() && ctx.conn &&
+        sqlite3_file_control(ctx.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+        moved != 0) [[unlikely]] {
+        ctx.file_gone = true;
+        return 1;
+    }
+    return 0;
 }
 
 // The caller holds the writer lock.
