@@ -5,6 +5,7 @@
 // key, so even a record applied twice leaves the same rows.
 
 #include <resilite/archive/archive_report.hpp>
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/core/error.hpp>
@@ -56,8 +57,7 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
     // wait for it; in the tail, after the records the database holds now (checked again below).
     std::int64_t held = 0;
     if (tail_only) {
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1)
-            held = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+        held = stored_archive_seq(c).value_or(0);
         if (held == 0) return std::nullopt;
     }
     const auto contents = read_archive(archive_dir, {}, held);

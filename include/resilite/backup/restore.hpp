@@ -3,6 +3,7 @@
 // is checked first, copied to a temporary file, synced and renamed over the target, and a
 // target that another connection has open is never overwritten.
 
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/monitor/detail/audit_fallback.hpp>
 #include <resilite/monitor/check_health.hpp>
@@ -45,8 +46,7 @@ inline std::filesystem::path quarantine(const std::filesystem::path& db) {
 [[nodiscard]] inline std::int64_t archive_number_of(const std::filesystem::path& db) noexcept {
     try {
         sqlite::connection c{db, SQLITE_OPEN_READONLY};
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1) return 0;
-        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state WHERE id = 1").value_or(0);
+        return archive::stored_archive_seq(c).value_or(0);
     } catch (...) {
         return 0;
     }

@@ -431,7 +431,7 @@ private:
         const auto archive_seq = tail_ ? tail_->seq : 0;
         last_seq_ = std::max(archive_seq, db_seq);
         if (archive_seq <= db_seq || !tail_) return archive_seq;
-        if (holds_tail_rows(c, *tail_)) {
+        if (outbox_holds(c, templates_, *tail_)) {
             last_id_ = tail_->last_id;
             return archive_seq;
         }
@@ -694,9 +694,6 @@ private:
 
     // Do the outbox rows of this record still sit in the database, with the same text? Then the
     // record was drained from this database and only the settle was lost.
-    [[nodiscard]] bool holds_tail_rows(sqlite::connection& c, const tail_info& t) {
-        return outbox_holds(c, templates_, t);
-    }
 
     // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
     // (a crash while appending; its rows are still in the outbox) is moved aside to "<segment>.torn-<time>"

@@ -5,6 +5,7 @@
 // writer runs. resilite::restore() rolls back on purpose and says so in the sidecar.
 
 #include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -72,9 +73,9 @@ namespace resilite::detail::archive {
         const auto mark = read_high_water(high_water_path(db)).for_database(m.identity);
         sqlite::connection c{db, SQLITE_OPEN_READONLY};
         c.busy_timeout(std::chrono::milliseconds{5000});
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
-            return std::nullopt;
-        const auto db_seq = c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state WHERE id = 1").value_or(0);
+        const auto stored = stored_archive_seq(c);
+        if (!stored) return std::nullopt;
+        const auto db_seq = stored.value_or(0);
         // At most one append can be ahead without having committed (a crash before its COMMIT:
         // the next open sets it aside); the mark says what committed.
         if (mark <= db_seq || m.rolled_back_to == db_seq) return std::nullopt;

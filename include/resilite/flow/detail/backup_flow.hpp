@@ -4,6 +4,7 @@
 // synced, the manifest appended, retention applied, the sink run, the copy off the machine. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
@@ -168,8 +169,7 @@ private:
                                               id, ctx_.identity),
                                   ctx_.path.string());
         }
-        if (copy.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1)
-            r.archive_seq = copy.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+        r.archive_seq = archive::stored_archive_seq(copy);
     }
 
     // The backup API from the writer connection, a few pages at a time under the lock, so that

@@ -217,7 +217,13 @@ int commit_hook(void* self) noexcept {
     auto& ctx = *static_cast<context<R>*>(self);
     if (ctx.user_statement_in_transaction) return 1;
     if constexpr (R::healing::enabled) {
-        if (ctx.gate.at_commit(ctx.path, [&] { return file_replaced(ctx); }) != 0) return 1;
+        bool looked = false;
+        if (ctx.gate.at_commit(ctx.path, [&] {
+                looked = true;
+                return file_replaced(ctx);
+            }) != 0)
+            return 1;
+        if (looked) return 0;
         // (A transaction holds the gate from its BEGIN, so the gate did not look: no heal can
         // have moved the file meanwhile, but anything else can.)
     }

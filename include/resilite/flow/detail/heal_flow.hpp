@@ -24,6 +24,7 @@
 // heal recorded in the sidecar, and heals again.
 
 #include <resilite/archive/detail/archive_capture.hpp>
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
@@ -1321,9 +1322,7 @@ private:
 
     [[nodiscard]] static std::optional<std::int64_t> archive_seq_of(const std::filesystem::path& db) {
         sqlite::connection c{db, SQLITE_OPEN_READONLY};
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
-            return 0;
-        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+        return archive::stored_archive_seq(c).value_or(0);
     }
 
     // Operations of other processes end (each holds the gate for one operation or transaction);

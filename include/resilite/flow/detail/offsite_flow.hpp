@@ -361,6 +361,8 @@ private:
                     !holds(in.get(), at, size, archive::trailer_prefix))
                     end = at;
             }
+            // (`to` is this round's own temporary file and `segment` an archive segment: neither is
+            // a database file, whose descriptors must never be closed beside SQLite's locks.)
             const archive::owned_fd out{::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)};
             if (out.get() < 0) throw std::system_error(errno, std::generic_category(), to.string());
             std::string buf(std::min<std::uintmax_t>(end, 1u << 20), '\0');
