@@ -19,6 +19,7 @@
 
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <random>
 #include <thread>
@@ -683,6 +684,31 @@ TEST_CASE("healing: a database path that is a symbolic link is refused at open, 
     // Opened by its real path, the database heals as always.
     HealDb db{real};
     CHECK(rows_of(real) == expected_rows(1, 40));
+}
+
+TEST_CASE("healing: a file that was never a database (no SQLite header, no sidecar) is refused at open: nothing "
+          "is moved or created",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const std::string text = "listen = 8080\nworkers = 4\n";  // a configuration file, named by mistake
+    {
+        std::ofstream out{path, std::ios::binary};
+        out << text;
+    }
+    try {
+        HealDb db{path};
+        FAIL("opened a file that was never a database");
+    } catch (const resilite::error& e) {
+        INFO(e.what() << "\n" << e.technical().note);
+        CHECK(e.klass() == error_class::not_a_database);
+        CHECK(e.technical().note.find("nothing was changed") != std::string::npos);
+    }
+    std::ifstream in{path, std::ios::binary};
+    const std::string kept{std::istreambuf_iterator<char>{in}, {}};
+    CHECK(kept == text);
+    CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
+    CHECK_FALSE(std::filesystem::exists(dir / "app.db-resilite"));
 }
 
 TEST_CASE("heal never reads an archive or backups through a symbolic link: the sources say so, nothing is healed "

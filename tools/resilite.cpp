@@ -623,16 +623,6 @@ bool claim_from_remote(const fs::path& db, const places& p) {
     return true;
 }
 
-// A file that begins with SQLite's header string (a short text file is "bad header" to the check,
-// yet was never a database).
-bool starts_like_sqlite(const fs::path& db) {
-    constexpr std::string_view magic{"SQLite format 3\0", 16};
-    const auto peek = resilite::detail::peek_file(db, magic.size());
-    return peek.rc == SQLITE_OK && peek.bytes.size() == magic.size() &&
-           std::equal(magic.begin(), magic.end(), peek.bytes.begin(),
-                      [](char a, unsigned char b) { return static_cast<unsigned char>(a) == b; });
-}
-
 int heal(const output& out, const fs::path& db, const places& p, bool force) {
     std::error_code ec;
     bool known = resilite::detail::read_marker(db).exists;
@@ -679,7 +669,7 @@ int heal(const output& out, const fs::path& db, const places& p, bool force) {
     // Another database at the path is not "sound, nothing to heal": it goes to the library, whose
     // open refuses it (it is not damage a heal repairs), in its own words.
     const auto found = with_identity(db, resilite::check_health(db, resilite::check_level::quick));
-    if (!known && !found.ok() && !starts_like_sqlite(db))
+    if (!known && !found.ok() && !resilite::detail::starts_like_sqlite(db))
         throw refusal{fmt::format("{} is not an SQLite database resilite has seen (no sidecar); nothing was changed",
                                   db.string())};
     // A file behind its archive (its -wal lost, an older copy put back by hand) passes every

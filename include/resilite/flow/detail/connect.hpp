@@ -55,6 +55,14 @@ void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view o
         throw library_failure(error_class::invalid_setting, operation, *problem, ctx.path.string());
 }
 
+// A non-empty regular file without SQLite's header string that resilite never opened (no sidecar).
+[[nodiscard]] inline bool never_a_database(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) return false;
+    const auto size = std::filesystem::file_size(path, ec);
+    return !ec && size > 0 && !read_marker(path).exists && !starts_like_sqlite(path);
+}
+
 // Problems no retry can solve, said at once instead of after the retry deadline.
 template <class R>
 void refuse_unusable_path(const context<R>& ctx) {
@@ -76,6 +84,16 @@ void refuse_unusable_path(const context<R>& ctx) {
                         path.string(), std::filesystem::read_symlink(path, ec).string(),
                         std::filesystem::weakly_canonical(path, ec).string()),
             path.string());
+    }
+    // A file resilite never opened (no sidecar) that is not an SQLite database, a configuration
+    // file named by mistake, is not damage: a heal would move it into quarantine and put a new
+    // database in its place (`resilite heal` refuses it the same way).
+    if (R::healing::enabled && never_a_database(path)) {
+        throw library_failure(error_class::not_a_database, "open",
+                              fmt::format("{} is not an SQLite database and resilite never opened it (no sidecar): "
+                                          "not healed, nothing was changed",
+                                          path.string()),
+                              path.string());
     }
     // The longest side file resilite makes is the sidecar ("-resilite"), and backups add a time
     // to the name; a name too long for them would fail later, one feature at a time.
