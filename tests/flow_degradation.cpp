@@ -225,6 +225,60 @@ TEST_CASE("fail_fast: damage seen without healing makes every call fail at once 
     CHECK(db.get<Item>(1).has_value());
 }
 
+TEST_CASE("read_only: damage repaired by hand while open: once a check finds the file sound, reads see the "
+          "repaired pages, not the damaged ones this Database had read (its read connections too)",
+          "[degradation]") {
+    const std::size_t readers = GENERATE(0, 2);
+    INFO("read_connections = " << readers);
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = PlainDb<resilite::read_only>;
+    const auto path = dir.path() / "a.db";
+    auto o = options_for<Db>(log, clock);
+    o.settings->read_connections = readers;
+    Db db(path, std::move(o));
+    db.transaction([](auto& tx) {
+        for (int i = 1; i <= 500; ++i) tx.insert(item(i));
+    });
+    static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+    std::int64_t root = 0;
+    {
+        resilite::sqlite::connection reader{path, SQLITE_OPEN_READONLY};
+        root = reader.query_one<std::int64_t>("SELECT rootpage FROM sqlite_master WHERE name = 'items'").value_or(0);
+    }
+    REQUIRE(root > 1);
+    const auto page = resilite::testing::detail::page_size_of(path);
+    std::string saved(page, '\0');
+    {
+        std::ifstream in{path, std::ios::binary};
+        in.seekg(static_cast<std::streamoff>(root - 1) * page);
+        in.read(saved.data(), static_cast<std::streamsize>(page));
+        REQUIRE(in);
+    }
+    db.with_connection([](auto& c) { sqlite3_db_release_memory(c.native_handle()); });  // read from the file
+    resilite::testing::zero_page(path, static_cast<std::uint32_t>(root));
+    try {
+        static_cast<void>(db.query_one<std::int64_t>("SELECT count(*) FROM items"));
+        FAIL("a zeroed page was read without an error");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == error_class::corrupt);
+    }
+    CHECK(db.health().unavailable_reason == "damaged");
+    {  // repaired by hand: the page's bytes put back
+        std::fstream io{path, std::ios::binary | std::ios::in | std::ios::out};
+        io.seekp(static_cast<std::streamoff>(root - 1) * page);
+        io.write(saved.data(), static_cast<std::streamsize>(page));
+        REQUIRE(io);
+    }
+    CHECK(db.check(resilite::check_level::quick).ok());
+    CHECK(db.health().available);
+    CHECK(log.count("recovered") == 1);
+    CHECK(db.query_one<std::int64_t>("SELECT count(*) FROM items") == 500);
+    CHECK(db.query_one<std::int64_t>("SELECT sum(id) FROM items") == 500 * 501 / 2);
+    CHECK(db.health().available);
+}
+
 TEST_CASE("read_only: reads are served while writes fail (disk full), not while the file is in doubt",
           "[degradation]") {
     test::temp_dir dir;
@@ -303,6 +357,69 @@ TEST_CASE("queue_writes: writes while another process heals are queued durably a
     CHECK(db.query_one<int>("SELECT count(*) FROM items") == 6);
     CHECK(db.query_one<std::string>("SELECT name FROM items WHERE id = 2") == "renamed");
     CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+}
+
+TEST_CASE("queue_writes: an exec that could never be replayed (two statements, a syntax error, a transaction's "
+          "own BEGIN or COMMIT, VACUUM) is refused at once, never answered queued",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    Db db(path, options_for<Db>(log, clock));
+    CHECK(db.insert(item(1)).committed());
+    const auto refused = [&](std::string_view sql, error_class expected) {
+        INFO(sql);
+        try {
+            const auto r = db.exec(sql);
+            FAIL("answered " << (r.queued() ? "queued" : "committed"));
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == expected);
+        }
+    };
+    {
+        foreign_heal heal{path};
+        CHECK(db.insert(item(2)).queued());  // later writes are queued behind it, not tried
+        refused("INSERT INTO items(id, name, score, token) VALUES(2, 'a', 0, 't'); "
+                "INSERT INTO items(id, name, score, token) VALUES(3, 'b', 0, 't')",
+                error_class::misuse);
+        refused("INSERT INTO items VALUES(", error_class::sql);
+        refused("INSERT INTO items(id name) VALUES(4)", error_class::sql);
+        for (const char* control : {"COMMIT", "END", "ROLLBACK", "  begin immediate", "SAVEPOINT s1", "RELEASE s1",
+                                    "VACUUM", "/* a comment */ ROLLBACK TO s1"})
+            refused(control, error_class::misuse);
+        // What can be replayed is queued, a comment after it included.
+        CHECK(db.exec("UPDATE items SET score = 2 WHERE id = 1; -- done").queued());
+        CHECK(db.health().queue_depth == 2);
+    }
+    CHECK(db.query_one<double>("SELECT score FROM items WHERE id = 1") == 2.0);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items") == 2);
+    CHECK(log.count("queue_rejected") == 0);
+}
+
+TEST_CASE("queue_writes: health() of a Database whose queue another one replayed says no write waits",
+          "[degradation]") {
+    test::temp_dir dir;
+    test::event_log log;
+    clock_t_ clock;
+    using Db = HealingDb<Queue1000>;
+    const auto path = dir.path() / "a.db";
+    Db a(path, options_for<Db>(log, clock));
+    CHECK(a.insert(item(1)).committed());
+    {
+        foreign_heal heal{path};
+        for (std::int64_t id = 2; id <= 4; ++id) CHECK(a.insert(item(id)).queued());
+        CHECK(a.health().queue_depth == 3);
+    }
+    {
+        Db b(path, options_for<Db>(log, clock));  // its open replays the queue and removes the file
+        CHECK(b.query_one<int>("SELECT count(*) FROM items") == 4);
+    }
+    CHECK_FALSE(std::filesystem::exists(path.string() + "-resilite-queue"));
+    CHECK(a.health().queue_depth == 0);
+    CHECK(a.query_one<int>("SELECT count(*) FROM items") == 4);
 }
 
 TEST_CASE("queue_writes: a queue replayed, then the database healed from its archive while the file was still "

@@ -117,13 +117,9 @@ public:
         const char* s = stmt_ != nullptr ? sqlite3_sql(stmt_) : nullptr;
         return s != nullptr ? std::string_view{s} : std::string_view{};
     }
-    [[nodiscard]] sqlite3_stmt* native_handle() const noexcept { return stmt_; }
-    [[nodiscard]] explicit operator bool() const noexcept { return stmt_ != nullptr; }
-
-private:
-    // Whitespace, ';', "-- ..." to the end of the line and "/* ... */" (SQLite ends an
-    // unterminated one at the end of the text).
-    [[nodiscard]] static bool nothing_but_separators(const char* p, const char* end) noexcept {
+    // Past whitespace, ';', "-- ..." to the end of the line and "/* ... */" (SQLite ends an
+    // unterminated one at the end of the text): where the next token begins, or `end`.
+    [[nodiscard]] static const char* skip_separators(const char* p, const char* end) noexcept {
         while (p < end) {
             if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r' || *p == '\f' || *p == ';') {
                 ++p;
@@ -136,12 +132,19 @@ private:
                     ++p;
                 p = p < end ? p + 2 : end;
             } else {
-                return false;
+                return p;
             }
         }
-        return true;
+        return end;
+    }
+    [[nodiscard]] static bool nothing_but_separators(const char* p, const char* end) noexcept {
+        return skip_separators(p, end) == end;
     }
 
+    [[nodiscard]] sqlite3_stmt* native_handle() const noexcept { return stmt_; }
+    [[nodiscard]] explicit operator bool() const noexcept { return stmt_ != nullptr; }
+
+private:
     // A text refused before it runs: the record names it, as every failure's does (P9).
     [[nodiscard]] static error refused(sqlite3* db, std::string_view sql, std::string_view why) {
         technical_detail d;

@@ -304,7 +304,7 @@ private:
         const auto start = ctx_.now();
         const auto have = parse_audit_fallback(f.read());
         ctx_.inject("audit_import", 1);
-        std::size_t imported = 0, skipped = 0;
+        std::size_t imported = 0, skipped = 0, late = 0;
         {
             sqlite::transaction tx{c, transaction_mode::immediate};
             c.exec_script(audit_table_sql);
@@ -318,14 +318,23 @@ private:
                                           .value_or(0);
                     it = marker.emplace(e.file, static_cast<std::uint64_t>(done)).first;
                 }
+                // At or below the marker: imported before (a crash before the file was removed,
+                // or the file put back), unless the table lacks it: passed over when a copy of
+                // the file was rejected for a damaged line, and sound in this one.
                 if (e.seq <= it->second) {
-                    ++skipped;
-                    continue;
+                    if (c.template query_one<std::int64_t>(
+                             "SELECT count(*) FROM resilite_audit WHERE fallback_file = ? AND fallback_seq = ?", e.file,
+                             static_cast<std::int64_t>(e.seq))
+                            .value_or(0) > 0) {
+                        ++skipped;
+                        continue;
+                    }
+                    ++late;
                 }
                 c.exec("INSERT INTO resilite_audit(at_utc, action, actor, detail, source, fallback_file, fallback_seq) "
                        "VALUES(?, ?, ?, ?, ?, ?, ?)",
                        e.at_utc, e.action, e.actor, e.detail, e.source, e.file, static_cast<std::int64_t>(e.seq));
-                it->second = e.seq;
+                it->second = std::max(it->second, e.seq);
                 ++imported;
             }
             auto st = start_retry(ctx_);
@@ -336,8 +345,12 @@ private:
         const auto aside = f.retire(!have.bad_lines.empty(), ctx_.clock.utc_now());
         std::vector<std::string> notes;
         if (skipped > 0)
-            notes.push_back(fmt::format("{} entr{} imported before (a crash before the file was removed) skipped",
-                                        skipped, skipped == 1 ? "y" : "ies"));
+            notes.push_back(fmt::format("{} entr{} already in the audit table skipped", skipped, skipped == 1 ? "y" : "ies"));
+        if (late > 0)
+            notes.push_back(fmt::format("{} entr{} numbered below ones already imported from this file, yet not in the "
+                                        "table (passed over when a copy of the file was rejected for a damaged line), "
+                                        "imported now",
+                                        late, late == 1 ? "y" : "ies"));
         if (have.torn_bytes > 0)
             notes.push_back(fmt::format("a torn last line ({} bytes: a write a crash cut short, never acknowledged) "
                                         "ignored",

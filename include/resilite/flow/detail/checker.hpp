@@ -57,7 +57,10 @@ public:
         if (!r.ok()) ctx_.note_damage(error_class::corrupt, fmt::format("check: {}: {}", to_string(r.result), r.detail));
         // Damage seen earlier that the file no longer shows (a fault that passed, or healing off
         // and the damage repaired by hand): calls are no longer refused for it.
-        if (r.ok() && ctx_.avail.reason() == unavailable_reason::damaged) ctx_.clear_damage();
+        if (r.ok() && ctx_.avail.reason() == unavailable_reason::damaged) {
+            ctx_.forget_cached_pages();  // (the repaired pages are read again)
+            ctx_.clear_damage();
+        }
         return r;
     }
 

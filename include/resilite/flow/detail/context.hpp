@@ -321,6 +321,15 @@ public:
         return damage_;
     }
 
+    // Damage repaired by hand while open: a page a connection cached may be the damaged one, and
+    // SQLite trusts its cache until the WAL index says the file changed (a repair by hand does
+    // not touch it). The caches are dropped before calls are let through again.
+    void forget_cached_pages() noexcept {
+        std::lock_guard lock(mutex);
+        if (conn) sqlite3_db_release_memory(conn->native_handle());
+        readers.forget_cached_pages();
+    }
+
     // After a heal: the database in place is sound again.
     void clear_damage() noexcept {
         {

@@ -60,6 +60,7 @@ class read_pool {
     struct reader {
         std::unique_ptr<sqlite::connection> conn;
         std::chrono::milliseconds busy{0};  // what its busy handler has now
+        std::uint64_t generation = 0;       // forget_cached_pages() calls when it was taken
     };
 
 public:
@@ -144,6 +145,7 @@ public:
             if (!idle_.empty()) {
                 reader r = std::move(idle_.back());
                 idle_.pop_back();
+                r.generation = generation_;
                 ++leased_;
                 const auto busy = setup_.busy_timeout;
                 lock.unlock();
@@ -162,9 +164,12 @@ public:
         ++open_;
         ++leased_;
         const reader_setup setup = setup_;  // (opening takes a while: not under the mutex)
+        const auto generation = generation_;
         lock.unlock();
         try {
-            return lease{this, open_reader(setup)};
+            auto r = open_reader(setup);
+            r.generation = generation;
+            return lease{this, std::move(r)};
         } catch (...) {  // (on_connect is the user's: it may throw anything)
             std::string why = "an exception that is not a std::exception";
             try {
@@ -192,6 +197,15 @@ public:
         if (!failure_new_) return {};
         failure_new_ = false;
         return failure_;
+    }
+
+    // Damage repaired by hand while open: a page a connection cached may be the damaged one (SQLite
+    // trusts its cache until the WAL index says the file changed, and a repair by hand does not
+    // touch it). Idle connections drop their caches; one in use is closed when given back.
+    void forget_cached_pages() noexcept {
+        std::lock_guard lock(mutex_);
+        for (auto& r : idle_) sqlite3_db_release_memory(r.conn->native_handle());
+        ++generation_;
     }
 
     // Connections open now, in use or idle (for tests and health).
@@ -250,7 +264,7 @@ private:
     void give_back(reader r, bool keep) noexcept {
         std::lock_guard lock(mutex_);
         --leased_;
-        if (keep && enabled_.load(std::memory_order_relaxed)) {
+        if (keep && enabled_.load(std::memory_order_relaxed) && r.generation == generation_) {
             idle_.push_back(std::move(r));
         } else {
             --open_;
@@ -270,6 +284,7 @@ private:
     std::atomic<const std::uint64_t*> heals_{nullptr};
     std::atomic<std::uint64_t> heals_seen_{0};
     std::size_t size_ = 0, open_ = 0, leased_ = 0;  // guarded by mutex_
+    std::uint64_t generation_ = 0;              // guarded by mutex_
     std::vector<reader> idle_;                  // guarded by mutex_
     std::string failure_;                       // guarded by mutex_
     bool failure_new_ = false;                  // guarded by mutex_

@@ -31,6 +31,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
@@ -147,8 +148,11 @@ public:
     [[nodiscard]] const std::filesystem::path& rejected_path() const noexcept { return rejected_path_; }
 
     // Entries waiting as far as this process knows (health()); another process's appends are
-    // seen at its next look at the file.
-    [[nodiscard]] std::size_t depth() const noexcept { return depth_.load(std::memory_order_relaxed); }
+    // seen at its next look at the file. No file: none waits (another process replayed them).
+    [[nodiscard]] std::size_t depth() const noexcept {
+        const auto d = depth_.load(std::memory_order_relaxed);
+        return d == 0 || pending() ? d : 0;
+    }
     [[nodiscard]] std::size_t rejected() const noexcept { return rejected_.load(std::memory_order_relaxed); }
 
     // Is there a queue file (of any process)? One stat.
@@ -161,6 +165,7 @@ public:
     // back bit for bit). Nothing touches the database: a scratch in-memory connection binds them.
     template <class... Args>
     [[nodiscard]] queued_write encode(std::string_view op, std::string_view sql, const Args&... args) {
+        if (op == "exec") refuse_unreplayable(sql);
         queued_write w;
         w.op = std::string{op};
         w.sql = std::string{sql};
@@ -180,6 +185,63 @@ public:
             }
         }
         return w;
+    }
+
+    // An exec() that could never be replayed is refused now, as the database would refuse it,
+    // instead of being answered "queued" and set aside at its replay: more than one statement
+    // (class misuse), a syntax error (class sql), or a statement that begins or ends a
+    // transaction or cannot run inside one (each queued write is replayed inside a transaction
+    // of its own; class misuse). Names are not checked: the tables are the database's.
+    void refuse_unreplayable(std::string_view sql) {
+        const char* const begin = sql.data();
+        const char* const end = begin + sql.size();
+        // One statement: the text up to the first complete one, then nothing but separators.
+        for (std::size_t at = sql.find(';'); at != std::string_view::npos; at = sql.find(';', at + 1)) {
+            if (sqlite3_complete(std::string{sql.substr(0, at + 1)}.c_str()) == 0) continue;
+            if (!sqlite::statement::nothing_but_separators(begin + at + 1, end))
+                throw refusal(sql, error_class::misuse,
+                              "the SQL text holds more than one statement; run scripts with exec_script() when the "
+                              "database is available");
+            break;
+        }
+        // What only the parser says (on an empty database: "no such table" is not its to say).
+        std::lock_guard lock(scratch_mutex_);
+        if (!scratch_) scratch_.emplace(":memory:");
+        sqlite3_stmt* stmt = nullptr;
+        const int rc = sqlite3_prepare_v2(scratch_->native_handle(), begin, static_cast<int>(sql.size()), &stmt, nullptr);
+        sqlite3_finalize(stmt);
+        if (rc != SQLITE_OK) {
+            const std::string_view message = sqlite3_errmsg(scratch_->native_handle());
+            if (message.starts_with("near \"") || message.starts_with("unrecognized token") ||
+                message == "incomplete input")
+                throw sqlite_failure(scratch_->native_handle(), rc, "exec", sql, database_path());
+        }
+        const char* word = sqlite::statement::skip_separators(begin, end);
+        std::string first;
+        for (; word < end && std::isalpha(static_cast<unsigned char>(*word)) != 0; ++word)
+            first += static_cast<char>(std::toupper(static_cast<unsigned char>(*word)));
+        for (const std::string_view control :
+             {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}) {
+            if (first == control)
+                throw refusal(sql, error_class::misuse,
+                              fmt::format("{} cannot be queued: each queued write is replayed inside a transaction "
+                                          "of its own; run it when the database is available",
+                                          control));
+        }
+    }
+
+    [[nodiscard]] error refusal(std::string_view sql, error_class klass, std::string note) const {
+        technical_detail d;
+        d.operation = "exec";
+        d.sql = sql;
+        d.note = std::move(note);
+        d.database_path = database_path();
+        return error{klass, std::move(d)};
+    }
+
+    [[nodiscard]] std::string database_path() const {
+        const auto queue = path_.string();
+        return queue.substr(0, queue.size() - std::string_view{"-resilite-queue"}.size());
     }
 
     // Appends the write (its sequence number set here) and syncs it; returns the number. Throws
