@@ -1156,6 +1156,51 @@ TEST_CASE("archive every table: tables the schema does not declare are archived 
     CHECK(report.reproduces_live == true);
 }
 
+TEST_CASE("archive every table, batched: tables created outside a transaction (exec_script, exec, with_connection) "
+          "are archived with their rows at the next drain, and a user's table named resilite_... in both modes",
+          "[archive]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    const auto fill = [](auto& db) {
+        db.exec_script("CREATE TABLE t(k INTEGER PRIMARY KEY, v TEXT)");
+        db.exec("INSERT INTO t VALUES(1, 'one')");
+        db.with_connection([](auto& c) {
+            c.exec("CREATE TABLE u(k INTEGER PRIMARY KEY, v TEXT)");
+            c.exec("INSERT INTO u VALUES(1, 'raw')");
+        });
+        db.exec_script("CREATE TABLE resilite_notes(id INTEGER PRIMARY KEY, body TEXT)");
+        for (int i = 1; i <= 3; ++i) db.exec("INSERT INTO resilite_notes(body) VALUES(?)", std::to_string(i));
+    };
+    const auto check_rebuild = [&](const std::filesystem::path& archive, const std::filesystem::path& target) {
+        INFO(segments_text(archive));
+        static_cast<void>(resilite::rebuild(archive, target));
+        resilite::sqlite::connection c{target, SQLITE_OPEN_READONLY};
+        CHECK(c.query_all<std::int64_t, std::string>("SELECT k, v FROM t ORDER BY k") ==
+              std::vector<std::tuple<std::int64_t, std::string>>{{1, "one"}, {2, "two"}});
+        CHECK(c.query_all<std::int64_t, std::string>("SELECT k, v FROM u ORDER BY k") ==
+              std::vector<std::tuple<std::int64_t, std::string>>{{1, "raw"}});
+        CHECK(c.query_all<std::string>("SELECT body FROM resilite_notes ORDER BY id") ==
+              std::vector<std::string>{"1", "2", "3"});
+    };
+    {
+        BatchedDb db{dir / "batched.db", batched_options(clock)};
+        fill(db);
+        static_cast<void>(db.drain_archive());
+        CHECK(db.health().archive_pending == 0);
+        db.exec("INSERT INTO t VALUES(2, 'two')");
+        const auto report = db.check_archive();
+        INFO(report.to_text());
+        CHECK(report.reproduces_live == true);
+    }
+    check_rebuild(dir / "batched.db.archive", dir / "rebuilt-batched.db");
+    {
+        ItemsDb db{dir / "ahead.db", items_options()};
+        fill(db);
+        db.exec("INSERT INTO t VALUES(2, 'two')");
+    }
+    check_rebuild(dir / "ahead.db.archive", dir / "rebuilt-ahead.db");
+}
+
 TEST_CASE("archive every table: a change of case in a NOCASE key or column is archived (compared as bytes)",
           "[archive]") {
     test::temp_dir dir;

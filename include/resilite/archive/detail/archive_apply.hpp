@@ -218,11 +218,12 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
 // does not start a new snapshot.
 inline void record_schema_as_archived(sqlite::connection& c) {
     c.exec_script("DELETE FROM resilite_archive_schema");
-    c.exec(
-        "INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) SELECT type, name, tbl_name, sql "
-        "FROM sqlite_master WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT "
-        "LIKE "
-        "'resilite\\_%' ESCAPE '\\'");
+    for (const auto& [type, name, table, sql] : c.query_all<std::string, std::string, std::string, std::string>(
+             "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL")) {
+        if (!reserved_name(name))
+            c.exec("INSERT INTO resilite_archive_schema(type, name, tbl_name, sql) VALUES(?, ?, ?, ?)", type, name,
+                   table, sql);
+    }
 }
 
 // Rows per table; with `hashes` also each table's content hash (sorting every row: the

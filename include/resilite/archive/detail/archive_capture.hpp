@@ -46,8 +46,15 @@ inline constexpr std::string_view create_internal_sql =
 // table's (flow/detail/audit_flow.hpp).
 [[nodiscard]] inline bool reserved_name(std::string_view name) {
     const auto l = lower(name);
-    if (l == "resilite_audit") return false;
-    return l.starts_with("sqlite_") || l.starts_with("resilite_");
+    if (l.starts_with("sqlite_")) return true;
+    if (!l.starts_with("resilite_")) return false;
+    // The library's own: its tables (resilite_audit holds committed data and is archived), the
+    // capture triggers and archive tables (resilite_archive_...), the indexes the declared
+    // schema names. A user's table that merely begins with "resilite_" is archived like any other.
+    static constexpr std::string_view own_tables[] = {"resilite_identity", "resilite_queue_state"};
+    return std::find(std::begin(own_tables), std::end(own_tables), l) != std::end(own_tables) ||
+           l.starts_with("resilite_archive_") || l.starts_with("resilite_unique_") ||
+           l.starts_with("resilite_baseline_");
 }
 
 // What the archive needs of a declared table: its name and the columns it must never write.

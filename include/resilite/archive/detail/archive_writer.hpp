@@ -263,7 +263,15 @@ public:
     // Returns the number of records written. Throws on failure; the rows stay in the outbox.
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
         sqlite::transaction tx{c, transaction_mode::immediate};
-        if (snapshot_due_) take_snapshot_due(c);  // (at close too: the debt is not left to chance)
+        if (snapshot_due_) {
+            take_snapshot_due(c);  // (at close too: the debt is not left to chance)
+        } else if (schema_changed(c)) {
+            // A table created or changed outside a library transaction (exec_script, exec,
+            // with_connection, another program): its record, its rows so far and its triggers.
+            std::vector<std::string> notes;
+            sync_schema(c, false, false, notes);
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        }
         const auto n = drain_in(c, now, settle);
         commit(tx);
         return n;
