@@ -2188,6 +2188,70 @@ TEST_CASE("heal by another process after both saw the damage: the second does no
     CHECK(rows_of(path) == expected_rows(1, 30));
 }
 
+TEST_CASE("heal of what another program wrote around the library: db.heal() of a sound database keeps its table, "
+          "a heal at open names the table and the changes no source held, never 'nothing missing'",
+          "[heal][archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto another_program = [&] {
+        resilite::sqlite::connection c{path, SQLITE_OPEN_READWRITE};
+        c.exec_script("CREATE TABLE extra(k INTEGER PRIMARY KEY, v TEXT); INSERT INTO extra VALUES(1, 'a'), (2, 'b');"
+                      "INSERT INTO logs(msg) VALUES('around 1'), ('around 2');");
+    };
+    SECTION("db.heal() of a sound database") {
+        HealDb db{path};
+        for (int i = 1; i <= 20; ++i)
+            db.insert(Item{i, "n", 0, "t"});
+        static_cast<void>(db.backup_now());
+        another_program();
+        const auto report = db.heal();
+        INFO(report.to_text());
+        CHECK(db.query_one<int>("SELECT count(*) FROM extra") == 2);
+        CHECK(db.query_one<int>("SELECT count(*) FROM logs") == 2);
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 20);
+    }
+    SECTION("healed at open after an unclean close") {
+        const pid_t child = ::fork();
+        if (child == 0) {
+            try {
+                HealDb db{path};
+                for (int i = 1; i <= 300; ++i)
+                    db.insert(Item{i, std::string(200, 'n'), 0, "t"});
+                static_cast<void>(db.backup_now());
+                static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));
+                ::_exit(0);  // no close: still listed in the sidecar
+            } catch (...) {
+                ::_exit(3);
+            }
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+        another_program();
+        std::uint32_t leaf = 0;
+        {
+            resilite::sqlite::connection c{path, SQLITE_OPEN_READWRITE};
+            c.exec_script("PRAGMA wal_checkpoint(TRUNCATE)");
+            leaf = static_cast<std::uint32_t>(
+                c.query_one<std::int64_t>("SELECT pageno FROM dbstat WHERE name = 'items' AND pagetype = 'leaf' "
+                                          "ORDER BY pageno DESC LIMIT 1")
+                    .value_or(0));
+        }
+        REQUIRE(leaf > 1);
+        resilite::testing::zero_page(path, leaf);
+        HealDb db{path};
+        const auto report = db.last_heal();
+        REQUIRE(report.has_value());
+        INFO(report->to_text());
+        CHECK(report->healed);
+        CHECK(db.query_one<int>("SELECT count(*) FROM items") == 300);
+        CHECK(report->may_be_lost.find("the table extra") != std::string::npos);
+        CHECK(report->may_be_lost.find("changes captured in the damaged database were never archived") !=
+              std::string::npos);
+        CHECK(report->to_text().find("nothing committed is missing") == std::string::npos);
+    }
+}
+
 TEST_CASE("heal at open after an unclean close: a quick_check finds a damaged page, a clean restart skips it",
           "[heal]") {
     test::temp_dir dir;

@@ -373,6 +373,27 @@ TEST_CASE("ioerr at the k-th write and the k-th sync, for every k, transient and
     }
 }
 
+TEST_CASE("ioerr at a COMMIT's sync: the error says the outcome is unknown, not that nothing was committed",
+          "[fault]") {
+    test::temp_dir dir;
+    fault_vfs vfs{"fault-commit-sync"};
+    const auto path = dir / "app.db";
+    seed(path);
+    faulty_db db{path, on(vfs)};
+    vfs.fail(io_op::sync, 1, SQLITE_IOERR_FSYNC, false);
+    try {
+        db.transaction([](auto& tx) { tx.exec("INSERT INTO t(seq, payload) VALUES(999, 'x')"); });
+        FAIL("the COMMIT whose sync failed was reported done");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        const auto cause = e.cause();
+        const auto& failure = cause ? cause->technical() : e.technical();
+        CHECK((failure.extended_code & 0xff) == SQLITE_IOERR);
+        CHECK(failure.note.find("the COMMIT's outcome is unknown") != std::string::npos);
+    }
+    vfs.clear_failures();
+}
+
 TEST_CASE("disk-full: a clear error, the database intact, writes succeed once there is room",
           "[fault][disk-full]") {
     test::temp_dir dir;

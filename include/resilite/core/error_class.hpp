@@ -82,7 +82,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"not_a_database", "The file is not a database, or it is encrypted or damaged."},
     {"durability", "The database could not be switched to its safe storage mode."},
     {"invalid_setting", "A configuration change was refused; the previous settings remain."},
-    {"retry_exhausted", "The database stayed unavailable after several attempts."},
+    {"retry_exhausted", "The database stayed unavailable for as long as the retry policy allows."},
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
     {"migration",
      "The database could not be upgraded for this version of the application; the step that failed was undone, "

@@ -30,7 +30,19 @@ public:
     // On BUSY the transaction stays open and commit() may be called again. On any other
     // failure SQLite may already have rolled back; the destructor finishes the job.
     void commit() {
-        conn_->exec("COMMIT");
+        try {
+            conn_->exec("COMMIT");
+        } catch (const error& e) {
+            // A WAL write or sync that fails leaves the transaction's frames in the WAL: SQLite
+            // reports the COMMIT failed, yet its recovery after a crash brings it back. "Failed"
+            // would claim more than is known.
+            if ((e.technical().extended_code & 0xff) != SQLITE_IOERR || !e.technical().note.empty()) throw;
+            auto d = e.technical();
+            d.note = "the COMMIT's outcome is unknown: SQLite reports it failed, but its changes may be in the WAL, "
+                     "and after a crash SQLite's recovery can bring the transaction back (a retry of it should be "
+                     "idempotent)";
+            throw error{e.klass(), std::move(d)};
+        }
         active_ = false;
     }
 

@@ -574,7 +574,8 @@ private:
                 rep.may_be_lost = secrets_note("in rows written after the backup, the secret columns",
                                                damaged_unarchived_.value_or(backup_unarchived));
             }
-            add_loss(rep, batched_window());
+            add_loss(rep, unarchived_window());
+            add_loss(rep, missing_tables_note(candidate.database()));
             add_loss(rep, offsite_window_);
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
@@ -628,7 +629,8 @@ private:
             rep.may_be_lost = loss ? *loss : secrets_note("the secret columns", damaged_unarchived_.value_or(
                                                                                      std::set<std::string>{}));
             if (loss) number_after_loss(candidate.database());
-            add_loss(rep, batched_window());
+            add_loss(rep, unarchived_window());
+            add_loss(rep, missing_tables_note(candidate.database()));
             add_loss(rep, offsite_window_);
             add_loss(rep, virtual_tables_note("every row", candidate.database()));
             auto detail = fmt::format("{} records", r.applied_records);
@@ -784,6 +786,7 @@ private:
         damaged_outbox_.reset();
         damaged_violations_.reset();
         damaged_virtual_.clear();
+        damaged_tables_.clear();
         damaged_unarchived_.reset();
         damaged_readable_ = false;
         damaged_sound_.reset();
@@ -819,6 +822,12 @@ private:
                     damaged_violations_.reset();
                 if (!read("its virtual tables", [&] { damaged_virtual_ = virtual_tables(*damaged); }))
                     damaged_virtual_.clear();
+                if (!read("its tables", [&] {  // (not virtual, nor their shadow tables: never archived)
+                        for (auto& t : damaged->query_all<std::string>(
+                                 "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'"))
+                            if (!archive::reserved_name(t)) damaged_tables_.insert(std::move(t));
+                    }))
+                    damaged_tables_.clear();
                 if (!read("its capture triggers", [&] { damaged_unarchived_ = archive::unarchived_columns(*damaged); }))
                     damaged_unarchived_.reset();
                 damaged_code_read_ = read("its views and triggers", [&] {
@@ -869,16 +878,37 @@ private:
         rep.may_be_lost = rep.may_be_lost.empty() ? more : more + "; " + rep.may_be_lost;
     }
 
-    // With a batched archive, commits of the last interval may never have reached it.
-    [[nodiscard]] std::string batched_window() const {
-        if (!batched_) return {};
-        if (damaged_outbox_ && *damaged_outbox_ == 0) return {};
-        if (damaged_outbox_)
-            return fmt::format("{} changes captured in the damaged database were never archived (batched archive)",
-                               *damaged_outbox_);
+    // Changes captured in the damaged database that never reached the archive: a batched
+    // archive's last interval, or, with flush on commit, writes committed around the library
+    // (with_connection, another program) that no drain took before the damage.
+    [[nodiscard]] std::string unarchived_window() const {
+        if (damaged_outbox_ && *damaged_outbox_ > 0)
+            return fmt::format("{} changes captured in the damaged database were never archived ({})", *damaged_outbox_,
+                               batched_ ? "batched archive"
+                                        : "committed around the library, with with_connection or by another program, "
+                                          "and not drained before the damage");
+        if (!batched_ || damaged_outbox_) return {};
         return fmt::format("the changes committed in the last {} ms before the damage, which the batched archive "
                            "may not have taken yet (the damaged database cannot be read to tell)",
                            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
+    }
+
+    // Tables the damaged database held (when it could be read) that the result lacks: created
+    // where no capture trigger saw them (another program, since the library last wrote).
+    [[nodiscard]] std::string missing_tables_note(const std::filesystem::path& result) const {
+        if (damaged_tables_.empty()) return {};
+        sqlite::connection c{result, SQLITE_OPEN_READONLY};  // (verified: it can be read)
+        std::set<std::string> have;
+        for (auto& t : archive::user_tables(c))
+            have.insert(lower(t));
+        std::vector<std::string> missing;
+        for (const auto& t : damaged_tables_)
+            if (have.count(lower(t)) == 0) missing.push_back(t);
+        if (missing.empty()) return {};
+        return fmt::format("the table{} {} and {} rows, which the damaged database held and no source did (created "
+                           "where no capture trigger saw {}, by another program or around the library)",
+                           missing.size() == 1 ? "" : "s", fmt::join(missing, ", "),
+                           missing.size() == 1 ? "its" : "their", missing.size() == 1 ? "it" : "them");
     }
 
     // "table rowid -> parent" for every row that fails the foreign-key check, sorted.
@@ -1429,6 +1459,7 @@ private:
     std::vector<std::tuple<std::string, std::string, std::string, std::string>> damaged_code_;
     bool damaged_code_read_ = false;  // (an empty damaged_code_ then means it had none)
     std::set<std::string> damaged_virtual_;  // the virtual tables the damaged file holds (when readable)
+    std::set<std::string> damaged_tables_;   // its other tables, not the library's (when readable)
     std::string fk_note_;
     bool batched_ = false;
     std::chrono::milliseconds batch_interval_{0};
