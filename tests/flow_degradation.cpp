@@ -226,7 +226,7 @@ TEST_CASE("fail_fast: damage seen without healing makes every call fail at once 
 }
 
 TEST_CASE("read_only: damage repaired by hand while open: once a check finds the file sound, reads see the "
-          "repaired pages, not the damaged ones this Database had read (its read connections too)",
+          "repaired pages, not the damaged ones this Database had read (also with read connections)",
           "[degradation]") {
     const std::size_t readers = GENERATE(0, 2);
     INFO("read_connections = " << readers);

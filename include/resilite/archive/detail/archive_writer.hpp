@@ -150,7 +150,8 @@ public:
                     need_baseline = true;
                     notes.push_back(fmt::format(
                         "the archive ends at txn {} but the database had archived up to txn {} (archive "
-                        "directory replaced or damaged?); a full snapshot was written so that the archive "
+                        "directory replaced or damaged, or a COMMIT reported failed with an I/O error that SQLite's recovery "
+                        "brought back?); a full snapshot was written so that the archive "
                         "alone can rebuild the database again",
                         archive_end, db_seq));
                     last_seq_ = std::max(last_seq_, db_seq);  // numbers are never used twice
@@ -174,16 +175,12 @@ public:
     // here. After the COMMIT the caller calls committed(), or cancel_pending() when it failed.
     void before_commit(sqlite::connection& c, std::chrono::system_clock::time_point now, bool append,
                        bool overlap = false) {
-        if (append && snapshot_due_) {
-            take_snapshot_due(c);
-        } else if (schema_changed(c)) {
-            std::vector<std::string> notes;
-            sync_schema(c, false, false, notes);
-            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        try {
+            before_commit_in(c, now, append, overlap);
+        } catch (...) {
+            schema_version_ = -1;  // the caller rolls back what the schema sync recorded: look again
+            throw;
         }
-        // The commit carrying that snapshot syncs before its COMMIT: if the archive still cannot
-        // make it durable, the commit fails (class archive) instead of another warning.
-        if (append) static_cast<void>(drain_in(c, now, false, overlap && !snapshot_in_flight_));
     }
 
     // The COMMIT after before_commit() (or a drain) succeeded: the records are committed. When
@@ -228,6 +225,7 @@ public:
     // that lock cannot be had, the next writer (or open) cancels it under its lock instead.
     void cancel_pending(sqlite::connection* c = nullptr) noexcept {
         snapshot_in_flight_ = false;
+        schema_version_ = -1;  // a schema sync in the rolled-back transaction is gone with it
         static_cast<void>(syncer_.wait());  // the helper is done with the descriptor
         if (!pending_) return;
         const auto p = *std::exchange(pending_, std::nullopt);
@@ -262,19 +260,20 @@ public:
     // of its own; with `settle` (or when enough have piled up) also deletes archived rows.
     // Returns the number of records written. Throws on failure; the rows stay in the outbox.
     std::int64_t drain(sqlite::connection& c, std::chrono::system_clock::time_point now, bool settle) {
-        sqlite::transaction tx{c, transaction_mode::immediate};
-        if (snapshot_due_) {
-            take_snapshot_due(c);  // (at close too: the debt is not left to chance)
-        } else if (schema_changed(c)) {
-            // A table created or changed outside a library transaction (exec_script, exec,
-            // with_connection, another program): its record, its rows so far and its triggers.
-            std::vector<std::string> notes;
-            sync_schema(c, false, false, notes);
-            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        try {
+            sqlite::transaction tx{c, transaction_mode::immediate};
+            if (snapshot_due_) {
+                take_snapshot_due(c);  // (at close too: the debt is not left to chance)
+            } else if (schema_changed(c)) {
+                sync_schema_or_later(c);
+            }
+            const auto n = drain_in(c, now, settle);
+            commit(tx);
+            return n;
+        } catch (...) {
+            schema_version_ = -1;  // what a rolled-back schema sync recorded is gone: look again
+            throw;
         }
-        const auto n = drain_in(c, now, settle);
-        commit(tx);
-        return n;
     }
 
     // COMMIT of a transaction whose record was written ahead: the mark raised after it, the
@@ -291,6 +290,40 @@ public:
     }
 
 private:
+    void before_commit_in(sqlite::connection& c, std::chrono::system_clock::time_point now, bool append,
+                          bool overlap) {
+        if (append && snapshot_due_) {
+            take_snapshot_due(c);
+        } else if (schema_changed(c)) {
+            std::vector<std::string> notes;
+            sync_schema(c, false, false, notes);
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        }
+        // The commit carrying that snapshot syncs before its COMMIT: if the archive still cannot
+        // make it durable, the commit fails (class archive) instead of another warning.
+        if (append) static_cast<void>(drain_in(c, now, false, overlap && !snapshot_in_flight_));
+    }
+
+    // A batched drain's schema sync, in a savepoint of its own: when it fails (a table it cannot
+    // read), the outbox is drained all the same and the next drain tries the schema again.
+    void sync_schema_or_later(sqlite::connection& c) {
+        // A table created or changed outside a library transaction (exec_script, exec,
+        // with_connection, another program): its record, its rows so far and its triggers.
+        c.exec_script("SAVEPOINT resilite_schema_sync");
+        try {
+            std::vector<std::string> notes;
+            sync_schema(c, false, false, notes);
+            c.exec_script("RELEASE resilite_schema_sync");
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+        } catch (const std::exception& e) {
+            c.exec_script("ROLLBACK TO resilite_schema_sync; RELEASE resilite_schema_sync");
+            schema_version_ = -1;
+            notes_.push_back(fmt::format("the schema changes made outside a transaction were not archived yet ({}); "
+                                         "the next drain tries again",
+                                         e.what()));
+        }
+    }
+
     // An earlier record's sync failed after its COMMIT: the archive may lack it, so this
     // transaction carries a full snapshot (rolled back with it if it fails). committed() clears
     // the debt once that snapshot is durable.

@@ -56,11 +56,12 @@ void refuse_invalid(const context<R>& ctx, const settings& s, std::string_view o
 }
 
 // A non-empty regular file without SQLite's header string that resilite never opened (no sidecar).
-[[nodiscard]] inline bool never_a_database(const std::filesystem::path& path) {
+// (Read through the Database's VFS: one that encrypts or transforms the file shows the header.)
+[[nodiscard]] inline bool never_a_database(const std::filesystem::path& path, const char* vfs) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(std::filesystem::symlink_status(path, ec))) return false;
     const auto size = std::filesystem::file_size(path, ec);
-    return !ec && size > 0 && !read_marker(path).exists && !starts_like_sqlite(path);
+    return !ec && size > 0 && !read_marker(path).exists && !starts_like_sqlite(path, vfs);
 }
 
 // Problems no retry can solve, said at once instead of after the retry deadline.
@@ -88,7 +89,7 @@ void refuse_unusable_path(const context<R>& ctx) {
     // A file resilite never opened (no sidecar) that is not an SQLite database, a configuration
     // file named by mistake, is not damage: a heal would move it into quarantine and put a new
     // database in its place (`resilite heal` refuses it the same way).
-    if (R::healing::enabled && never_a_database(path)) {
+    if (R::healing::enabled && never_a_database(path, ctx.vfs_name())) {
         throw library_failure(error_class::not_a_database, "open",
                               fmt::format("{} is not an SQLite database and resilite never opened it (no sidecar): "
                                           "not healed, nothing was changed",

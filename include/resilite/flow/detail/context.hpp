@@ -173,6 +173,10 @@ public:
             }
             static_cast<void>(lock.try_lock_for(std::chrono::milliseconds{1}));
         }
+        if (pages_stale_.load(std::memory_order_acquire)) [[unlikely]] {  // forget_cached_pages()
+            pages_stale_.store(false, std::memory_order_relaxed);
+            if (conn) sqlite3_db_release_memory(conn->native_handle());
+        }
         return lock;
     }
 
@@ -324,10 +328,16 @@ public:
     // Damage repaired by hand while open: a page a connection cached may be the damaged one, and
     // SQLite trusts its cache until the WAL index says the file changed (a repair by hand does
     // not touch it). The caches are dropped before calls are let through again.
+    // Never waits for the writer lock: when another thread holds it, the next operation to take
+    // it drops the writer connection's cache first.
     void forget_cached_pages() noexcept {
-        std::lock_guard lock(mutex);
-        if (conn) sqlite3_db_release_memory(conn->native_handle());
         readers.forget_cached_pages();
+        std::unique_lock lock(mutex, std::try_to_lock);
+        if (!lock.owns_lock()) {
+            pages_stale_.store(true, std::memory_order_release);
+            return;
+        }
+        if (conn) sqlite3_db_release_memory(conn->native_handle());
     }
 
     // After a heal: the database in place is sound again.
@@ -370,6 +380,7 @@ private:
     mutable std::mutex damage_mutex_;
     std::string damage_;
     std::atomic<bool> backup_waiting_{false};  // a backup step wants the writer lock next
+    std::atomic<bool> pages_stale_{false};     // forget_cached_pages() could not take the writer lock
     std::mutex backup_turn_mutex_;
     std::condition_variable backup_turn_;
 };

@@ -575,7 +575,7 @@ private:
                                                damaged_unarchived_.value_or(backup_unarchived));
             }
             add_loss(rep, unarchived_window());
-            add_loss(rep, missing_tables_note(candidate.database()));
+            if (has_archive) add_loss(rep, missing_tables_note(candidate.database()));
             add_loss(rep, offsite_window_);
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
@@ -822,10 +822,24 @@ private:
                     damaged_violations_.reset();
                 if (!read("its virtual tables", [&] { damaged_virtual_ = virtual_tables(*damaged); }))
                     damaged_virtual_.clear();
-                if (!read("its tables", [&] {  // (not virtual, nor their shadow tables: never archived)
+                // Its tables that its archived schema never described (created where no capture
+                // trigger saw them); not virtual tables, nor their shadow tables: never archived.
+                if (!read("its tables", [&] {
+                        std::set<std::string> described;
+                        if (damaged->query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = "
+                                                    "'resilite_archive_schema'") == 1)
+                            for (auto& t : damaged->query_all<std::string>(
+                                     "SELECT lower(name) FROM resilite_archive_schema WHERE type = 'table'"))
+                                described.insert(std::move(t));
                         for (auto& t : damaged->query_all<std::string>(
-                                 "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'"))
-                            if (!archive::reserved_name(t)) damaged_tables_.insert(std::move(t));
+                                 "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table'")) {
+                            const bool shadow = std::any_of(damaged_virtual_.begin(), damaged_virtual_.end(),
+                                                            [&](const std::string& v) {
+                                                                return lower(t).starts_with(lower(v) + "_");
+                                                            });
+                            if (!archive::reserved_name(t) && !shadow && described.count(lower(t)) == 0)
+                                damaged_tables_.insert(std::move(t));
+                        }
                     }))
                     damaged_tables_.clear();
                 if (!read("its capture triggers", [&] { damaged_unarchived_ = archive::unarchived_columns(*damaged); }))
@@ -893,8 +907,9 @@ private:
                            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
     }
 
-    // Tables the damaged database held (when it could be read) that the result lacks: created
-    // where no capture trigger saw them (another program, since the library last wrote).
+    // Tables the damaged database held (when it could be read) and its archived schema never
+    // described, that the result lacks: created where no capture trigger saw them (another
+    // program, since the library last wrote).
     [[nodiscard]] std::string missing_tables_note(const std::filesystem::path& result) const {
         if (damaged_tables_.empty()) return {};
         sqlite::connection c{result, SQLITE_OPEN_READONLY};  // (verified: it can be read)
@@ -905,8 +920,9 @@ private:
         for (const auto& t : damaged_tables_)
             if (have.count(lower(t)) == 0) missing.push_back(t);
         if (missing.empty()) return {};
-        return fmt::format("the table{} {} and {} rows, which the damaged database held and no source did (created "
-                           "where no capture trigger saw {}, by another program or around the library)",
+        return fmt::format("the table{} {} and {} rows, which the damaged database held and the archive never "
+                           "described (created where no capture trigger saw {}, by another program or around the "
+                           "library)",
                            missing.size() == 1 ? "" : "s", fmt::join(missing, ", "),
                            missing.size() == 1 ? "its" : "their", missing.size() == 1 ? "it" : "them");
     }

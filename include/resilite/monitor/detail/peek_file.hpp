@@ -56,10 +56,10 @@ struct file_peek {
 
 // Whether the file begins with SQLite's header string (to the health check a short text file is
 // only "a bad header", yet it was never a database).
-[[nodiscard]] inline bool starts_like_sqlite(const std::filesystem::path& path) {
+[[nodiscard]] inline bool starts_like_sqlite(const std::filesystem::path& path, const char* vfs = nullptr) {
     static constexpr unsigned char magic[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f',
                                                 'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
-    const auto peek = peek_file(path, sizeof magic);
+    const auto peek = peek_file(path, sizeof magic, vfs);
     return peek.rc == SQLITE_OK && peek.bytes.size() == sizeof magic &&
            std::equal(peek.bytes.begin(), peek.bytes.end(), magic);
 }
