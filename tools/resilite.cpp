@@ -475,7 +475,7 @@ int restore(const output& out, const fs::path& backup_file, const fs::path& db, 
                             quarantined.empty() ? std::string{} : "; the damaged files are in " + quarantined.string());
     // The commits the restore rolled back are still in the archive (beside the database, where
     // the application keeps it by default): say how to get them back, and until when.
-    const fs::path archive_dir = db.string() + ".archive";
+    const auto archive_dir = resilite::detail::archive::archive_directory(db, {});
     const auto restored = resilite::detail::archive_number_of(db);
     const auto end = resilite::detail::archive::archive_end(archive_dir);
     j["rolled_back_records"] = end > restored ? nlohmann::json::array({restored + 1, end}) : nlohmann::json(nullptr);

@@ -78,11 +78,12 @@ namespace detail {
         std::copy(wal.page1.begin(), wal.page1.end(), header.begin());
     // A hot rollback journal (a crash while the file was created or left WAL mode) puts the
     // original pages back when SQLite next opens the file: the header is its business then.
-    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0 && detail::hot_journal(path)) {
+    const bool magic = detail::has_sqlite_magic(header.data(), header.size());
+    if (!magic && detail::hot_journal(path)) {
         r.detail = "a rollback journal from an interrupted transaction will restore the file";
         return r;
     }
-    if (std::memcmp(header.data(), "SQLite format 3", 16) != 0) {
+    if (!magic) {
         return {F::not_a_database, level,
                 "the file does not start with the SQLite header (\"SQLite format 3\")"};
     }

@@ -295,9 +295,7 @@ private:
         if (append && snapshot_due_) {
             take_snapshot_due(c);
         } else if (schema_changed(c)) {
-            std::vector<std::string> notes;
-            sync_schema(c, false, false, notes);
-            notes_.insert(notes_.end(), notes.begin(), notes.end());
+            sync_schema_noted(c);
         }
         // The commit carrying that snapshot syncs before its COMMIT: if the archive still cannot
         // make it durable, the commit fails (class archive) instead of another warning.
@@ -311,10 +309,8 @@ private:
         // with_connection, another program): its record, its rows so far and its triggers.
         c.exec_script("SAVEPOINT resilite_schema_sync");
         try {
-            std::vector<std::string> notes;
-            sync_schema(c, false, false, notes);
+            sync_schema_noted(c);
             c.exec_script("RELEASE resilite_schema_sync");
-            notes_.insert(notes_.end(), notes.begin(), notes.end());
         } catch (const std::exception& e) {
             c.exec_script("ROLLBACK TO resilite_schema_sync; RELEASE resilite_schema_sync");
             schema_version_ = -1;
@@ -322,6 +318,13 @@ private:
                                          "the next drain tries again",
                                          e.what()));
         }
+    }
+
+    // The archived schema brought to the live one (sync_schema), its notes kept for the events.
+    void sync_schema_noted(sqlite::connection& c) {
+        std::vector<std::string> notes;
+        sync_schema(c, false, false, notes);
+        notes_.insert(notes_.end(), notes.begin(), notes.end());
     }
 
     // An earlier record's sync failed after its COMMIT: the archive may lack it, so this
@@ -732,9 +735,6 @@ private:
     [[nodiscard]] static std::int64_t stored_seq(sqlite::connection& c) {
         return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
     }
-
-    // Do the outbox rows of this record still sit in the database, with the same text? Then the
-    // record was drained from this database and only the settle was lost.
 
     // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
     // (a crash while appending; its rows are still in the outbox) is moved aside to "<segment>.torn-<time>"

@@ -327,17 +327,11 @@ public:
 
     // Damage repaired by hand while open: a page a connection cached may be the damaged one, and
     // SQLite trusts its cache until the WAL index says the file changed (a repair by hand does
-    // not touch it). The caches are dropped before calls are let through again.
-    // Never waits for the writer lock: when another thread holds it, the next operation to take
-    // it drops the writer connection's cache first.
+    // not touch it). The read connections drop theirs now; the writer connection's is dropped by
+    // the next operation that takes the writer lock (never waited for here).
     void forget_cached_pages() noexcept {
         readers.forget_cached_pages();
-        std::unique_lock lock(mutex, std::try_to_lock);
-        if (!lock.owns_lock()) {
-            pages_stale_.store(true, std::memory_order_release);
-            return;
-        }
-        if (conn) sqlite3_db_release_memory(conn->native_handle());
+        pages_stale_.store(true, std::memory_order_release);
     }
 
     // After a heal: the database in place is sound again.
@@ -380,7 +374,7 @@ private:
     mutable std::mutex damage_mutex_;
     std::string damage_;
     std::atomic<bool> backup_waiting_{false};  // a backup step wants the writer lock next
-    std::atomic<bool> pages_stale_{false};     // forget_cached_pages() could not take the writer lock
+    std::atomic<bool> pages_stale_{false};     // forget_cached_pages(): the writer's cache goes next
     std::mutex backup_turn_mutex_;
     std::condition_variable backup_turn_;
 };

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -54,14 +55,16 @@ struct file_peek {
     return out;
 }
 
+// Whether `bytes` begin with SQLite's header string, "SQLite format 3" and its NUL.
+[[nodiscard]] inline bool has_sqlite_magic(const unsigned char* bytes, std::size_t n) noexcept {
+    return n >= 16 && std::memcmp(bytes, "SQLite format 3", 16) == 0;
+}
+
 // Whether the file begins with SQLite's header string (to the health check a short text file is
 // only "a bad header", yet it was never a database).
 [[nodiscard]] inline bool starts_like_sqlite(const std::filesystem::path& path, const char* vfs = nullptr) {
-    static constexpr unsigned char magic[16] = {'S', 'Q', 'L', 'i', 't', 'e', ' ', 'f',
-                                                'o', 'r', 'm', 'a', 't', ' ', '3', '\0'};
-    const auto peek = peek_file(path, sizeof magic, vfs);
-    return peek.rc == SQLITE_OK && peek.bytes.size() == sizeof magic &&
-           std::equal(peek.bytes.begin(), peek.bytes.end(), magic);
+    const auto peek = peek_file(path, 16, vfs);
+    return peek.rc == SQLITE_OK && has_sqlite_magic(peek.bytes.data(), peek.bytes.size());
 }
 
 }  // namespace resilite::detail
