@@ -33,12 +33,11 @@ template <class Backup>
 using backed_db =
     resilite::Database<Backup, resilite::callback_observer, resilite::manual_clock, test::manual_durability>;
 
-std::vector<std::filesystem::path> backups_in(const std::filesystem::path& db) {
+std::vector<std::filesystem::path> backups_in(const std::filesystem::path& db, std::filesystem::path dir = {}) {
+    if (dir.empty()) dir = db.string() + ".backups";
     std::vector<std::filesystem::path> out;
-    for (const auto& b :
-         resilite::detail::list_backups(db, std::filesystem::path{db.string() + ".backups"})) {
+    for (const auto& b : resilite::detail::list_backups(db, dir))
         out.push_back(b.path);
-    }
     return out;
 }
 
@@ -671,6 +670,33 @@ TEST_CASE("identity: a backup of a database replaced at the path never rotates o
     CHECK(c.query_all<std::string>("SELECT x FROM t") == std::vector<std::string>{"precious"});
 }
 
+TEST_CASE("identity: retention never removes the backups of another database of the same file name sharing the "
+          "directory",
+          "[backup][identity]") {
+    using Db = resilite::Database<resilite::null_observer, test::manual_durability,
+                                  resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<1>>>;
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "x");
+    std::filesystem::create_directories(dir / "y");
+    const auto shared = dir / "shared";
+    Db::options o;
+    o.settings = Db::default_settings();
+    o.settings->backup.directory = shared.string();
+    Db y{dir / "y" / "app.db", o};
+    y.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('y')");
+    const auto kept = y.backup_now();
+    Db x{dir / "x" / "app.db", o};
+    x.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES('x')");
+    for (int i = 0; i < 3; ++i)
+        static_cast<void>(x.backup_now());
+    CHECK(std::filesystem::exists(kept.path));  // y's only backup
+    CHECK(backups_in(dir / "y" / "app.db", shared).size() == 2);  // x keeps its newest one, y its own
+    const auto again = y.backup_now();  // y's retention keeps x's too
+    CHECK_FALSE(std::filesystem::exists(kept.path));
+    CHECK(std::filesystem::exists(again.path));
+    CHECK(backups_in(dir / "y" / "app.db", shared).size() == 2);
+}
+
 TEST_CASE("restore: onto a target with a damaged header, the damaged files are quarantined, not refused",
           "[backup][restore]") {
     test::temp_dir dir;
@@ -692,6 +718,71 @@ TEST_CASE("restore: onto a target with a damaged header, the damaged files are q
     CHECK(std::filesystem::file_size(aside / "live.db") == damaged_bytes);  // kept, never deleted
     Db db{path};
     CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{7});
+}
+
+TEST_CASE("restore: a backup unlike its manifest entry, or another database's, is refused; a sound target replaced "
+          "is kept aside",
+          "[backup][restore]") {
+    test::temp_dir dir;
+    const auto path = dir / "live.db";
+    using Db = resilite::Database<
+        resilite::backup<resilite::online_backup<>, resilite::on_demand, resilite::keep_last<3>>,
+        resilite::null_observer, test::manual_durability>;
+    resilite::backup_result saved;
+    {
+        Db db{path};
+        db.exec_script("CREATE TABLE t(n INTEGER, s TEXT); INSERT INTO t VALUES(1, 'item1'), (3, 'item3')");
+        saved = db.backup_now();
+        db.exec("INSERT INTO t VALUES(4, 'item4')");
+    }
+    const auto rows_at = [](const std::filesystem::path& p) {
+        resilite::sqlite::connection c{p};
+        return c.query_all<std::string>("SELECT s FROM t ORDER BY n");
+    };
+    const std::vector<std::string> live{"item1", "item3", "item4"};
+    SECTION("a copy changed after it was taken") {
+        {
+            std::fstream f{saved.path, std::ios::in | std::ios::out | std::ios::binary};
+            std::string bytes{std::istreambuf_iterator<char>{f}, {}};
+            const auto at = bytes.find("item3");
+            REQUIRE(at != std::string::npos);
+            f.seekp(static_cast<std::streamoff>(at + 4));
+            f.put('X');  // still a sound database: only the manifest's checksum tells
+        }
+        try {
+            static_cast<void>(resilite::restore(saved.path, path));
+            FAIL("restored a backup that differs from its manifest entry");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::corrupt);
+            CHECK_THAT(e.technical().note, Catch::Contains("manifest"));
+        }
+        CHECK(rows_at(path) == live);
+    }
+    SECTION("another database's backup") {
+        resilite::backup_result foreign;
+        {
+            Db other{dir / "other.db"};
+            other.exec_script("CREATE TABLE t(n INTEGER, s TEXT); INSERT INTO t VALUES(9, 'stranger')");
+            foreign = other.backup_now();
+        }
+        try {
+            static_cast<void>(resilite::restore(foreign.path, path));
+            FAIL("restored another database's backup");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::misuse);
+            CHECK_THAT(e.technical().note, Catch::Contains("another database"));
+        }
+        CHECK(rows_at(path) == live);
+    }
+    SECTION("a sound target replaced on purpose is kept aside, with the commit since the backup") {
+        const auto aside = resilite::restore(saved.path, path);
+        REQUIRE_FALSE(aside.empty());
+        CHECK(rows_at(aside / "live.db") == live);
+        Db db{path};
+        CHECK(db.query<std::string>("SELECT s FROM t ORDER BY n") == std::vector<std::string>{"item1", "item3"});
+    }
 }
 
 TEST_CASE("restore: temporary files of a killed restore are removed by the next one", "[backup][restore]") {

@@ -358,6 +358,49 @@ TEST_CASE("offsite: what went off the machine and the backup still waiting are r
 }
 
 
+TEST_CASE("offsite: a segment damaged in place here, or cut and grown again, never overwrites the remote's intact "
+          "copy: that one is moved aside first",
+          "[backup][offsite]") {
+    REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    auto server = std::make_unique<webdav_server>(dir / "remote");
+    resilite::manual_clock clock;
+    auto o = offsite_options(clock, server->remote());
+    OffsiteDb db{path, o};
+    for (int i = 1; i <= 5; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    static_cast<void>(db.maintain());
+    REQUIRE(db.health().offsite_pending == 0);
+    const auto archive = dir / "app.db.archive";
+    const auto name = resilite::detail::archive::list_segments(archive).front();
+    const auto intact = read_all(server->folder("archive") / name);
+    REQUIRE(intact == read_all(archive / name));
+    const auto kept_aside = [&](const std::string& wanted) {
+        std::error_code ec;
+        if (!std::filesystem::exists(server->folder("") / "replaced", ec)) return false;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(server->folder("") / "replaced"))
+            if (e.path().filename() == name && read_all(e.path()) == wanted) return true;
+        return false;
+    };
+    SECTION("one byte of a record damaged in place (same size, same file)") {
+        auto damaged = intact;
+        damaged[damaged.find("'item 3'") + 1] = 'I';
+        {
+            std::fstream f{archive / name, std::ios::in | std::ios::out | std::ios::binary};
+            f.write(damaged.data(), static_cast<std::streamsize>(damaged.size()));
+        }
+        db.insert(Item{6, "item 6", 3.0, "t"});  // the segment grows past its copied size too
+    }
+    SECTION("cut in place, then grown again past its copied size") {
+        std::filesystem::resize_file(archive / name, intact.size() / 2);
+        { std::ofstream{archive / name, std::ios::app} << std::string(intact.size(), '\n'); }
+    }
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    CHECK(kept_aside(intact));
+}
+
 TEST_CASE("offsite: the current segment growing while it is copied still goes off the machine, up to its last "
           "complete record",
           "[backup][offsite]") {

@@ -475,7 +475,11 @@ TEST_CASE("cli.backup: backup, backups (each copy checked against its manifest e
     CHECK(count_items(db) == 23);
     r = run_cli(dir, fmt::format("--json restore '{}' '{}' --force", copy.string(), db.string()));
     CHECK(r.code == 0);
-    CHECK(r.json()["quarantined"].is_null());  // sound: replaced, not kept aside
+    // Sound: replaced on purpose, and kept aside (never destroyed) with the commit since the backup.
+    REQUIRE_FALSE(r.json()["quarantined"].is_null());
+    CHECK(count_items(std::filesystem::path{r.json()["quarantined"].get<std::string>()} / "app.db") == 23);
+    CHECK_THAT(run_cli(dir, fmt::format("restore '{}' '{}' --force", copy.string(), db.string())).out,
+               Catch::Contains("the database it replaced is kept in"));
     CHECK(count_items(db) == 22);
     // The commit it rolled back is named, with how to get it back before the application opens.
     const auto rolled_back = r.json()["rolled_back_records"];
@@ -922,6 +926,91 @@ TEST_CASE("cli.archive replay: another database's archive is refused before anyt
     CAPTURE(names_of(before), names_of(after));
     CHECK(after == before);
     CHECK(count_items(y) == 5);
+}
+
+TEST_CASE("cli.restore: a backup unlike its manifest entry, or another database's, is refused and nothing moves; "
+          "the records rolled back are named from the archive the settings keep",
+          "[cli][restore]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    const auto archive = dir / "kept-elsewhere.archive";
+    const auto settings = dir / "settings.json";
+    { std::ofstream{settings} << fmt::format(R"({{"archive": {{"directory": "{}"}}}})", archive.string()); }
+    auto o = items_options();
+    o.settings->archive.directory = archive.string();
+    {
+        ItemsDb d{db, o};
+        for (int i = 1; i <= 5; ++i)
+            d.insert(Item{i, fmt::format("item {}", i), i * 0.25, "secret"});
+    }
+    auto r = run_cli(dir, fmt::format("--json backup '{}' --settings '{}'", db.string(), settings.string()));
+    REQUIRE(r.code == 0);
+    const std::filesystem::path backup = r.json()["backup"].get<std::string>();
+    {
+        ItemsDb d{db, o};
+        for (int i = 6; i <= 8; ++i)
+            d.insert(Item{i, fmt::format("item {}", i), i * 0.25, "secret"});
+    }
+    // A copy changed after it was taken (one byte of a row's text: it still passes its checks).
+    const auto changed = dir / "changed";
+    std::filesystem::create_directory(changed);
+    std::filesystem::copy_file(backup, changed / backup.filename());
+    std::filesystem::copy_file(backup.parent_path() / "MANIFEST", changed / "MANIFEST");
+    {
+        std::fstream f{changed / backup.filename(), std::ios::in | std::ios::out | std::ios::binary};
+        std::string bytes{std::istreambuf_iterator<char>{f}, {}};
+        const auto at = bytes.find("item 3");
+        REQUIRE(at != std::string::npos);
+        f.seekp(static_cast<std::streamoff>(at + 5));
+        f.put('X');
+    }
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", (changed / backup.filename()).string(), db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.err, Catch::Contains("manifest"));
+    CHECK(count_items(db) == 8);
+    // Another database's backup.
+    const auto other = dir / "other.db";
+    add_items(other, 1, 2);
+    r = run_cli(dir, fmt::format("--json backup '{}'", other.string()));
+    REQUIRE(r.code == 0);
+    r = run_cli(dir, fmt::format("restore '{}' '{}' --force", r.json()["backup"].get<std::string>(), db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.err, Catch::Contains("another database"));
+    CHECK(count_items(db) == 8);
+    // The commits the restore rolls back are in the archive the settings name.
+    r = run_cli(dir, fmt::format("--json restore '{}' '{}' --force --settings '{}'", backup.string(), db.string(),
+                                 settings.string()));
+    CAPTURE(r.out, r.err);
+    REQUIRE(r.code == 0);
+    CHECK(count_items(db) == 5);
+    const auto rolled_back = r.json()["rolled_back_records"];
+    REQUIRE(rolled_back.is_array());
+    CHECK(rolled_back[1].get<std::int64_t>() - rolled_back[0].get<std::int64_t>() == 2);  // items 6 to 8
+    r = run_cli(dir, fmt::format("archive replay '{}' '{}'", archive.string(), db.string()));
+    CHECK(r.code == 0);
+    CHECK(count_items(db) == 8);
+}
+
+TEST_CASE("cli.archive verify: a cut tail the high-water mark says committed is a fatal loss, not a torn tail",
+          "[cli][archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    const auto archive = std::filesystem::path{db.string() + ".archive"};
+    auto r = run_cli(dir, fmt::format("archive verify '{}'", archive.string()));
+    REQUIRE(r.code == 0);
+    const auto segment = archive / resilite::detail::archive::list_segments(archive).back();
+    std::filesystem::resize_file(segment, std::filesystem::file_size(segment) - 40);  // the last record cut
+    r = run_cli(dir, fmt::format("--json archive verify '{}'", archive.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK_THAT(r.out, Catch::Contains("high-water mark"));
+    // Without the database beside it, the archive alone cannot tell: a torn tail, a warning.
+    const auto elsewhere = dir / "copy.archive";
+    std::filesystem::copy(archive, elsewhere);
+    CHECK(run_cli(dir, fmt::format("archive verify '{}'", elsewhere.string())).code == 2);
 }
 
 TEST_CASE("cli.restore: a target that is a directory is refused and nothing moves", "[cli][restore]") {

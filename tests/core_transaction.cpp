@@ -5,6 +5,9 @@
 #include <rapidcheck/catch.h>
 
 #include <map>
+#include <string>
+#include <thread>
+#include <vector>
 
 // Each file in its own namespace: the test files also compile as one unit (CI's unity build).
 namespace core_transaction_tests {
@@ -419,6 +422,41 @@ TEST_CASE("a failed commit reports a failure and leaves no transaction open", "[
     CHECK(events.back().error == resilite::error_class::constraint);
     CHECK(events.back().rows == 0);
     CHECK(log.count("transaction") == 1);
+}
+
+TEST_CASE("begin(): a transaction used from another thread is refused (class misuse) and stays the beginning "
+          "thread's, the Database usable after",
+          "[transaction]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT)");
+    {
+        auto tx = db.begin();
+        tx.exec("INSERT INTO kv VALUES(1, 'in')");
+        std::vector<std::string> refused;
+        std::thread other{[&] {
+            const auto attempt = [&](const char* what, auto&& f) {
+                try {
+                    f();
+                } catch (const resilite::error& e) {
+                    if (e.klass() == resilite::error_class::misuse) refused.emplace_back(what);
+                }
+            };
+            attempt("exec", [&] { tx.exec("INSERT INTO kv VALUES(2, 'other')"); });
+            attempt("savepoint", [&] { tx.savepoint([](auto&) {}); });
+            attempt("commit", [&] { tx.commit(); });
+            attempt("rollback", [&] { tx.rollback(); });
+        }};
+        other.join();
+        CHECK(refused == std::vector<std::string>{"exec", "savepoint", "commit", "rollback"});
+        REQUIRE(tx.active());  // still this thread's, with its row
+        tx.exec("INSERT INTO kv VALUES(3, 'in')");
+        tx.commit();
+    }
+    // The writer lock was released by the thread that took it: another thread writes at once.
+    std::thread writer{[&] { db.exec("INSERT INTO kv VALUES(4, 'after')"); }};
+    writer.join();
+    CHECK(db.query<int>("SELECT k FROM kv ORDER BY k") == std::vector<int>{1, 3, 4});
 }
 
 }  // namespace core_transaction_tests

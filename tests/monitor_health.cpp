@@ -307,6 +307,42 @@ TEST_CASE("P10 health monitoring data collection", "[health][property][P10]") {
     });
 }
 
+TEST_CASE("check_health: SQLite 3.40's false NULL report on a WITHOUT ROWID table is not damage; a real NULL is",
+          "[health]") {
+    test::temp_dir dir;
+    const auto path = dir / "pairs.db";
+    {
+        resilite::sqlite::connection c{path};
+        // The PRIMARY KEY lists its columns in another order than the table declares them.
+        c.exec_script(
+            "CREATE TABLE pairs(x INTEGER NOT NULL, b TEXT NOT NULL, a INTEGER NOT NULL, PRIMARY KEY(b, a)) "
+            "WITHOUT ROWID;"
+            "INSERT INTO pairs VALUES(100, 'k', 1), (200, 'k', 2), (300, 'j', 3);");
+    }
+    for (const auto level : {resilite::check_level::quick, resilite::check_level::full}) {
+        const auto r = resilite::check_health(path, level);
+        INFO(r.detail);
+        CHECK(r.ok());
+    }
+    // A NULL that is really there (the NOT NULL constraint added behind SQLite's back) still is.
+    {
+        resilite::sqlite::connection c{path};
+        c.exec_script(
+            "CREATE TABLE loose(x INTEGER, b TEXT NOT NULL, a INTEGER NOT NULL, PRIMARY KEY(b, a)) WITHOUT ROWID;"
+            "INSERT INTO loose VALUES(NULL, 'k', 1), (5, 'k', 2);"
+            "PRAGMA writable_schema = ON;"
+            "UPDATE sqlite_schema SET sql = replace(sql, 'x INTEGER,', 'x INTEGER NOT NULL,') WHERE name = 'loose';"
+            "PRAGMA writable_schema = OFF;");
+    }
+    for (const auto level : {resilite::check_level::quick, resilite::check_level::full}) {
+        const auto r = resilite::check_health(path, level);
+        INFO(r.detail);
+        CHECK(r.result == resilite::health_report::finding::corrupt);
+        CHECK_THAT(r.detail, Catch::Contains("NULL value in loose.x"));
+        CHECK(r.detail.find("pairs") == std::string::npos);
+    }
+}
+
 TEST_CASE("health: scheduled checks run by the clock and a damaged database shows in the snapshot",
           "[health]") {
     test::temp_dir dir;

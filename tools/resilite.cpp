@@ -384,12 +384,20 @@ int backups(const output& out, const fs::path& db, const places& p) {
         throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
+    // Another database of the same file name may keep its backups in this directory: never
+    // vouched for as this one's (the sidecar names this database's identity, or its file does).
+    auto identity = resilite::detail::read_marker(db).identity;
+    if (identity.empty()) identity = resilite::detail::identity_in_file(db).value_or("");
     nlohmann::json list = nlohmann::json::array();
     std::string text = fmt::format("{} backups of {} in {}, newest first\n", all.size(), db.string(), p.backups.string());
     std::size_t good = 0;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
-        const auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        if (const auto id = resilite::detail::identity_in_file(it->path);
+            !untrusted && !identity.empty() && id != identity)
+            untrusted = fmt::format("a backup of another database (identity {}; this database is {})",
+                                    id.value_or("none"), identity);
         const auto entry = manifest.find(it->path.filename().string());
         std::error_code ec;
         const auto bytes = fs::file_size(it->path, ec);
@@ -458,10 +466,11 @@ int backup(const output& out, const fs::path& db, const places& p, const std::st
     return r.sink_error.empty() && r.offsite_error.empty() ? ok : warnings;
 }
 
-int restore(const output& out, const fs::path& backup_file, const fs::path& db, bool force) {
+int restore(const output& out, const fs::path& backup_file, const fs::path& db, const places& p, bool force) {
     require_database(backup_file);
     std::error_code ec;
-    if (!force && fs::exists(db, ec) && resilite::check_health(db, resilite::check_level::quick).ok())
+    const bool sound = fs::exists(db, ec) && resilite::check_health(db, resilite::check_level::quick).ok();
+    if (!force && sound)
         throw refusal{fmt::format("{} passes its quick check: restoring would drop every commit since the backup; add "
                                   "--force to replace it anyway (nothing was changed)",
                                   db.string())};
@@ -472,10 +481,12 @@ int restore(const output& out, const fs::path& backup_file, const fs::path& db, 
     nlohmann::json j{{"database", db.string()}, {"backup", backup_file.string()}};
     j["quarantined"] = quarantined.empty() ? nlohmann::json(nullptr) : nlohmann::json(quarantined.string());
     auto text = fmt::format("{}: restored from {}{}\n", db.string(), backup_file.string(),
-                            quarantined.empty() ? std::string{} : "; the damaged files are in " + quarantined.string());
-    // The commits the restore rolled back are still in the archive (beside the database, where
-    // the application keeps it by default): say how to get them back, and until when.
-    const auto archive_dir = resilite::detail::archive::archive_directory(db, {});
+                            quarantined.empty() ? std::string{}
+                            : sound             ? "; the database it replaced is kept in " + quarantined.string()
+                                                : "; the damaged files are in " + quarantined.string());
+    // The commits the restore rolled back are still in the archive (where the application's
+    // settings keep it): say how to get them back, and until when.
+    const auto& archive_dir = p.archive;
     const auto restored = resilite::detail::archive_number_of(db);
     const auto end = resilite::detail::archive::archive_end(archive_dir);
     j["rolled_back_records"] = end > restored ? nlohmann::json::array({restored + 1, end}) : nlohmann::json(nullptr);
@@ -571,6 +582,16 @@ nlohmann::json archive_json(const resilite::archive_report& r) {
     return j;
 }
 
+// The database beside a directory named "<db>.archive" (the default place), or nothing.
+fs::path database_beside(const fs::path& dir) {
+    std::error_code ec;
+    const auto name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
+    if (!name.ends_with(".archive") || name.size() <= 8) return {};
+    const auto beside = (dir.filename().empty() ? dir.parent_path() : dir).parent_path() /
+                        name.substr(0, name.size() - std::string_view{".archive"}.size());
+    return fs::is_regular_file(beside, ec) ? beside : fs::path{};
+}
+
 int archive_inspect(const output& out, const fs::path& dir, const fs::path& db,
                     const std::vector<std::string>& excluded) {
     require_directory(dir);
@@ -580,7 +601,23 @@ int archive_inspect(const output& out, const fs::path& dir, const fs::path& db,
         options.live_database = db;
     }
     options.excluded_columns = excluded_columns(excluded);
-    const auto r = resilite::inspect_archive(dir, options);
+    // What committed, from outside the archive: the high-water mark beside the database (the one
+    // given, or the one beside "<db>.archive"). Read before the archive: a writer raises it only
+    // after its record is in the archive.
+    const auto evidence = db.empty() ? database_beside(dir) : db;
+    const auto mark = evidence.empty() ? std::int64_t{0}
+                                       : resilite::detail::archive::read_high_water(
+                                             resilite::detail::archive::high_water_path(evidence))
+                                             .for_database(resilite::detail::read_marker(evidence).identity);
+    auto r = resilite::inspect_archive(dir, options);
+    if (mark > r.last_seq) {
+        // A cut tail is not "a torn tail never acknowledged" when the mark says it committed.
+        r.problems.push_back({resilite::archive_problem::kind::gap, {}, 0,
+                              fmt::format("records {} to {} are missing: the high-water mark beside {} says record {} "
+                                          "committed, and the archive ends at record {}",
+                                          r.last_seq + 1, mark, evidence.string(), mark, r.last_seq),
+                              true, mark});
+    }
     out.print(archive_json(r), r.to_text());
     return r.exit_code();
 }
@@ -725,6 +762,10 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const bool accept = p.settings.healing.accept_loss_since_backup;
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
+    // Another database of the same file name may keep its backups in this directory: never
+    // vouched for as this one's (the sidecar names this database's identity, or its file does).
+    auto identity = resilite::detail::read_marker(db).identity;
+    if (identity.empty()) identity = resilite::detail::identity_in_file(db).value_or("");
     nlohmann::json sources = nlohmann::json::array();
     std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
                                    db.string());
@@ -736,7 +777,11 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     std::string first;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
-        const auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
+        if (const auto id = resilite::detail::identity_in_file(it->path);
+            !untrusted && !identity.empty() && id != identity)
+            untrusted = fmt::format("a backup of another database (identity {}; this database is {})",
+                                    id.value_or("none"), identity);
         const auto entry = manifest.find(it->path.filename().string());
         // (Two plain values, not an optional: g++ 12 at -O2 takes the optional's value for maybe
         // uninitialized once tail_ok is inlined, and -Werror stops the build.)
@@ -846,10 +891,7 @@ int archive_repair(const output& out, const fs::path& dir, fs::path db, bool wri
     require_directory(dir);
     std::error_code ec;
     if (db.empty() && !writers_stopped) {
-        const auto name = dir.filename().empty() ? dir.parent_path().filename().string() : dir.filename().string();
-        const auto beside = (dir.filename().empty() ? dir.parent_path() : dir).parent_path() /
-                            name.substr(0, name.size() - std::string_view{".archive"}.size());
-        if (name.ends_with(".archive") && name.size() > 8 && fs::is_regular_file(beside, ec)) db = beside;
+        if (const auto beside = database_beside(dir); !beside.empty()) db = beside;
         else
             throw refusal{fmt::format("name the database that writes {} with --db (its write lock keeps the "
                                       "application's writers out while the archive is rewritten), or stop every "
@@ -982,8 +1024,9 @@ int main(int argc, char** argv) {
         "restore", "Put a backup in place of a database (checked first; a damaged target is moved aside)");
     restore_cmd->add_option("BACKUP", backup_file, "The backup file")->required();
     restore_cmd->add_option("DB", db, "The database to replace")->required();
-    restore_cmd->add_flag("--force", force, "Replace a database that passes its quick check");
-    restore_cmd->callback([&] { code = restore(out, backup_file, db, force); });
+    restore_cmd->add_flag("--force", force, "Replace a database that passes its quick check (kept aside)");
+    restore_cmd->add_option("--settings", settings_file, "The application's settings file (where its archive is)");
+    restore_cmd->callback([&] { code = restore(out, backup_file, db, find_places(db, settings_file), force); });
 
     auto* drill_cmd = app.add_subcommand(
         "drill", "A restore drill: the newest backup plus the archive, restored aside and compared with the live tables");

@@ -2,6 +2,7 @@
 // resilite::archive_report: what an archive holds, what a rebuild from it gives, and every
 // problem found on the way, each with the segment and line it is at.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/schema_status.hpp>
 
 #include <fmt/format.h>
@@ -123,24 +124,27 @@ struct archive_report {
     [[nodiscard]] int exit_code() const noexcept { return static_cast<int>(status()); }
 
     [[nodiscard]] std::string to_text() const {
-        std::string out = fmt::format("archive {}: {}\n", directory.string(), to_string(status()));
-        out += fmt::format("  {} segment{}, {} record{}", segments.size(), segments.size() == 1 ? "" : "s",
-                           records, records == 1 ? "" : "s");
+        std::string out =
+            resilite::detail::format("archive {}: {}\n", directory.string(), to_string(status()));
+        out += resilite::detail::format("  {} segment{}, {} record{}", segments.size(),
+                                        segments.size() == 1 ? "" : "s", records, records == 1 ? "" : "s");
         if (first_seq > 0) {
-            out += fmt::format(", txn {} ({}) .. {} ({})", first_seq, first_time, last_seq, last_time);
+            out += resilite::detail::format(", txn {} ({}) .. {} ({})", first_seq, first_time, last_seq,
+                                            last_time);
         }
         out += '\n';
         if (not_read_records > 0)
-            out += fmt::format("  {} record{} up to txn {} not read: the database already held them\n",
-                               not_read_records, not_read_records == 1 ? "" : "s", not_read_through);
-        out += fmt::format("  rebuild: {}, from {}, {} record{} replayed\n",
-                           rebuildable() ? "possible" : "NOT possible",
-                           baseline_seq > 0       ? fmt::format("the snapshot at txn {}", baseline_seq)
-                           : not_read_records > 0 ? fmt::format("after txn {}", not_read_through)
-                                                  : std::string{"the first record"},
-                           applied_records, applied_records == 1 ? "" : "s");
+            out += resilite::detail::format(
+                "  {} record{} up to txn {} not read: the database already held them\n", not_read_records,
+                not_read_records == 1 ? "" : "s", not_read_through);
+        out += resilite::detail::format(
+            "  rebuild: {}, from {}, {} record{} replayed\n", rebuildable() ? "possible" : "NOT possible",
+            baseline_seq > 0       ? resilite::detail::format("the snapshot at txn {}", baseline_seq)
+            : not_read_records > 0 ? resilite::detail::format("after txn {}", not_read_through)
+                                   : std::string{"the first record"},
+            applied_records, applied_records == 1 ? "" : "s");
         for (const auto& t : tables) {
-            out += fmt::format(
+            out += resilite::detail::format(
                 "  table {}: {} row{}{}{}\n", t.name, t.rows, t.rows == 1 ? "" : "s",
                 t.content_hash.empty() ? "" : ", hash " + t.content_hash,
                 !t.matches_live ? "" : (*t.matches_live ? ", equals live" : ", DIFFERS from live"));
@@ -148,16 +152,18 @@ struct archive_report {
         if (reproduces_live) {
             out += *reproduces_live ? std::string{"  the archive alone reproduces the live database\n"}
                    : unarchived_changes > 0
-                       ? fmt::format("  the archive alone does not reproduce the live database yet: {} change{} "
-                                     "wait{} in its outbox (the archive lags; its next drain takes them)\n",
-                                     unarchived_changes, unarchived_changes == 1 ? "" : "s",
-                                     unarchived_changes == 1 ? "s" : "")
+                       ? resilite::detail::format(
+                             "  the archive alone does not reproduce the live database yet: {} change{} "
+                             "wait{} in its outbox (the archive lags; its next drain takes them)\n",
+                             unarchived_changes, unarchived_changes == 1 ? "" : "s",
+                             unarchived_changes == 1 ? "s" : "")
                        : std::string{"  the archive alone does NOT reproduce the live database\n"};
         }
         for (const auto& p : problems) {
-            out += fmt::format(
+            out += resilite::detail::format(
                 "  {} {}{}: {}\n", p.fatal ? "FATAL  " : "warning", to_string(p.what),
-                p.segment.empty() ? std::string{} : fmt::format(" at {}:{}", p.segment, p.line), p.message);
+                p.segment.empty() ? std::string{} : resilite::detail::format(" at {}:{}", p.segment, p.line),
+                p.message);
         }
         return out;
     }

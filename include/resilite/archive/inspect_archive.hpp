@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_apply.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/behind_archive.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <unistd.h>
@@ -72,7 +73,7 @@ namespace detail::archive {
     static std::atomic<int> counter{0};
     a::remove_stale_temporaries(std::filesystem::temp_directory_path(), true);  // killed inspections'
     const auto scratch = std::filesystem::temp_directory_path() /
-                         fmt::format("resilite-inspect-{}-{}", ::getpid(), counter.fetch_add(1));
+                         resilite::detail::format("resilite-inspect-{}-{}", ::getpid(), counter.fetch_add(1));
     std::filesystem::create_directories(scratch);
     const auto cleanup = [&] {
         std::error_code ec;
@@ -89,9 +90,10 @@ namespace detail::archive {
             // as such, not a loss.
             const auto lag = unarchived == 0
                                  ? std::string{}
-                                 : fmt::format(" (the live database holds {} change{} its archive has not received "
-                                               "yet: the archive lags, and its next drain takes them)",
-                                               unarchived, unarchived == 1 ? "" : "s");
+                                 : resilite::detail::format(
+                                       " (the live database holds {} change{} its archive has not received "
+                                       "yet: the archive lags, and its next drain takes them)",
+                                       unarchived, unarchived == 1 ? "" : "s");
             for (auto& t : report.tables) {
                 std::vector<std::string> cols;
                 for (const auto& col : detail::schema_inspector{rebuilt}.columns(t.name)) {
@@ -111,7 +113,8 @@ namespace detail::archive {
                         {archive_problem::kind::mismatch,
                          {},
                          0,
-                         fmt::format("table {}: the rebuilt rows differ from the live ones{}", t.name, lag),
+                         resilite::detail::format("table {}: the rebuilt rows differ from the live ones{}",
+                                                  t.name, lag),
                          lag.empty()});
                 }
             }
@@ -127,7 +130,8 @@ namespace detail::archive {
                         {archive_problem::kind::mismatch,
                          {},
                          0,
-                         fmt::format("table {} is in the live database but not in the archive{}", t, lag),
+                         resilite::detail::format("table {} is in the live database but not in the archive{}",
+                                                  t, lag),
                          lag.empty()});
                 }
             }

@@ -16,6 +16,7 @@
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
@@ -71,9 +72,9 @@ inline void remove_database_files(const std::filesystem::path& p) {
     if ((second || milli) && digits(0, 4) && t[4] == '-' && digits(5, 2) && t[7] == '-' && digits(8, 2) &&
         t[10] == 'T' && digits(11, 2) && t[13] == ':' && digits(14, 2) && t[16] == ':' && digits(17, 2))
         return second ? t.substr(0, 19) + ".999Z" : t;
-    throw detail::library_failure(error_class::misuse, "rebuild",
-                                  fmt::format("'{}' is not a UTC time like 2026-11-22T08:01:02Z", t),
-                                  target.string());
+    throw detail::library_failure(
+        error_class::misuse, "rebuild",
+        resilite::detail::format("'{}' is not a UTC time like 2026-11-22T08:01:02Z", t), target.string());
 }
 
 // Drops every table not named (with its indexes and triggers); a name the archive never held is
@@ -90,13 +91,13 @@ inline void keep_only(const std::filesystem::path& file, const std::vector<std::
     for (const auto& t : wanted) {
         if (!present.contains(t))
             throw library_failure(error_class::misuse, "rebuild",
-                                  fmt::format("the archive holds no table '{}' (it holds: {})", t,
-                                              fmt::join(tables, ", ")),
+                                  resilite::detail::format("the archive holds no table '{}' (it holds: {})",
+                                                           t, fmt::join(tables, ", ")),
                                   target.string());
     }
     c.exec_script("PRAGMA foreign_keys=OFF; BEGIN IMMEDIATE;");
     for (const auto& t : tables)
-        if (!wanted.contains(lower(t))) c.exec_script(fmt::format("DROP TABLE {}", quote_id(t)));
+        if (!wanted.contains(lower(t))) c.exec_script(resilite::detail::format("DROP TABLE {}", quote_id(t)));
     c.exec_script("DELETE FROM resilite_archive_schema WHERE lower(tbl_name) NOT IN (SELECT lower(name) FROM "
                   "sqlite_master WHERE type = 'table'); COMMIT; VACUUM;");
     summarize_tables(c, report, false);
@@ -108,16 +109,18 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
     namespace a = detail::archive;
     return a::guarded("rebuild", new_db, [&] {
         if (detail::is_link_path(archive_dir)) {
-            throw detail::library_failure(error_class::archive, "rebuild",
-                                          fmt::format("the archive directory {} is a symbolic link; resilite never "
-                                                      "follows one: give the directory's real path",
-                                                      archive_dir.string()),
-                                          new_db.string());
+            throw detail::library_failure(
+                error_class::archive, "rebuild",
+                resilite::detail::format("the archive directory {} is a symbolic link; resilite never "
+                                         "follows one: give the directory's real path",
+                                         archive_dir.string()),
+                new_db.string());
         }
         if (!std::filesystem::is_directory(archive_dir)) {
-            throw detail::library_failure(error_class::archive, "rebuild",
-                                          fmt::format("no archive directory at {}", archive_dir.string()),
-                                          new_db.string());
+            throw detail::library_failure(
+                error_class::archive, "rebuild",
+                resilite::detail::format("no archive directory at {}", archive_dir.string()),
+                new_db.string());
         }
         if (std::filesystem::exists(new_db) && !options.replace) {
             throw detail::library_failure(error_class::misuse, "rebuild",
@@ -132,9 +135,10 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         const auto contents = a::read_archive(archive_dir, limit);
         auto report = a::start_report(archive_dir, contents);
         if (contents.records.empty()) {
-            throw detail::library_failure(error_class::archive, "rebuild",
-                                          fmt::format("the archive holds no valid record\n{}", report.to_text()),
-                                          new_db.string());
+            throw detail::library_failure(
+                error_class::archive, "rebuild",
+                resilite::detail::format("the archive holds no valid record\n{}", report.to_text()),
+                new_db.string());
         }
         a::refuse_incomplete(report, options.keep_going, "rebuild", "nothing was written",
                              "rebuild_options::keep_going", new_db);
@@ -144,8 +148,8 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         // The temporary name carries the pid (so that the next rebuild can tell a stale one) and
         // stays within the file system's name limit, journal suffix included, however long the
         // target's name is.
-        const auto tmp =
-            dir / fmt::format(".{}.rebuild-{}", new_db.filename().string().substr(0, 200), ::getpid());
+        const auto tmp = dir / resilite::detail::format(
+                                   ".{}.rebuild-{}", new_db.filename().string().substr(0, 200), ::getpid());
         a::remove_database_files(tmp);
         try {
             a::build_from_archive(contents, tmp, report, false, options.stop_when, &options.on_progress);

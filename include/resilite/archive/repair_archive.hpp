@@ -18,8 +18,10 @@
 #include <resilite/archive/detail/segment_repair.hpp>
 #include <resilite/archive/inspect_archive.hpp>
 #include <resilite/core/detail/file_gate.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/integrity_check.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <sys/file.h>
@@ -76,30 +78,35 @@ struct repair_report {
         return changed() ? 2 : 0;
     }
     [[nodiscard]] std::string to_text() const {
-        std::string out = fmt::format("archive repair {}: {}\n", directory.string(),
-                                      exit_code() == 0   ? "nothing to repair"
-                                      : exit_code() == 1 ? "the archive STILL cannot rebuild everything"
-                                                         : "repaired");
+        std::string out =
+            resilite::detail::format("archive repair {}: {}\n", directory.string(),
+                                     exit_code() == 0   ? "nothing to repair"
+                                     : exit_code() == 1 ? "the archive STILL cannot rebuild everything"
+                                                        : "repaired");
         for (const auto& s : repaired) {
-            out += fmt::format("  {}: {} record{} kept; {}\n", s.segment, s.kept_records, s.kept_records == 1 ? "" : "s",
-                               s.set_aside.empty()
-                                   ? std::string{"its first line rewritten (nothing else removed)"}
-                                   : fmt::format("{} byte{} in {} span{} set aside in {}", s.removed_bytes,
-                                                 s.removed_bytes == 1 ? "" : "s", s.removed_spans,
-                                                 s.removed_spans == 1 ? "" : "s", s.set_aside.filename().string()));
+            out += resilite::detail::format(
+                "  {}: {} record{} kept; {}\n", s.segment, s.kept_records, s.kept_records == 1 ? "" : "s",
+                s.set_aside.empty() ? std::string{"its first line rewritten (nothing else removed)"}
+                                    : resilite::detail::format(
+                                          "{} byte{} in {} span{} set aside in {}", s.removed_bytes,
+                                          s.removed_bytes == 1 ? "" : "s", s.removed_spans,
+                                          s.removed_spans == 1 ? "" : "s", s.set_aside.filename().string()));
         }
         for (const auto& s : left_alone)
-            out += fmt::format("  left alone: {}\n", s);
+            out += resilite::detail::format("  left alone: {}\n", s);
         for (const auto& c : conflicts)
-            out += fmt::format("  {}: set aside; NOT proved which copy was right{}\n", c,
-                               snapshot_seq ? fmt::format(" (a rebuild now starts at the snapshot, txn {}; only a "
-                                                          "point-in-time rebuild before it uses the copy kept)",
-                                                          *snapshot_seq)
-                                            : std::string{" (give the database: a snapshot of it makes the archive "
-                                                          "whole again)"});
+            out += resilite::detail::format(
+                "  {}: set aside; NOT proved which copy was right{}\n", c,
+                snapshot_seq
+                    ? resilite::detail::format(" (a rebuild now starts at the snapshot, txn {}; only a "
+                                               "point-in-time rebuild before it uses the copy kept)",
+                                               *snapshot_seq)
+                    : std::string{" (give the database: a snapshot of it makes the archive "
+                                  "whole again)"});
         if (snapshot_seq)
-            out += fmt::format("  a snapshot of the live database was written as txn {}: a rebuild starts there\n",
-                               *snapshot_seq);
+            out += resilite::detail::format(
+                "  a snapshot of the live database was written as txn {}: a rebuild starts there\n",
+                *snapshot_seq);
         out += "  after the repair:\n";
         const auto text = after.to_text();
         for (std::size_t pos = 0; pos < text.size();) {
@@ -147,11 +154,12 @@ inline void repair_segments(const std::filesystem::path& dir, std::string databa
         p.unknown_format = contents.unknown_format;
     }
     for (const auto& name : odd)
-        report.left_alone.push_back(
-            fmt::format("{}: {}", name, unusable_segment(dir / name).value_or("not a regular file")));
+        report.left_alone.push_back(resilite::detail::format(
+            "{}: {}", name, unusable_segment(dir / name).value_or("not a regular file")));
     std::erase_if(plans, [&](const segment_plan& p) {
         if (p.unknown_format)
-            report.left_alone.push_back(fmt::format("{}: written in another archive format version", p.name));
+            report.left_alone.push_back(
+                resilite::detail::format("{}: written in another archive format version", p.name));
         return p.unknown_format;
     });
     mark_duplicates(plans, report.conflicts);
@@ -170,12 +178,15 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     repair_report report;
     report.directory = dir;
     if (is_link_path(dir))
-        throw library_failure(error_class::archive, "archive repair",
-                              fmt::format("{} is a symbolic link; give the archive directory's real path", dir.string()),
-                              dir.string());
+        throw library_failure(
+            error_class::archive, "archive repair",
+            resilite::detail::format("{} is a symbolic link; give the archive directory's real path",
+                                     dir.string()),
+            dir.string());
     if (!std::filesystem::is_directory(dir))
         throw library_failure(error_class::archive, "archive repair",
-                              fmt::format("no archive directory at {}", dir.string()), dir.string());
+                              resilite::detail::format("no archive directory at {}", dir.string()),
+                              dir.string());
     if (!options.live_database) {
         if (!options.writers_stopped)
             throw library_failure(
@@ -191,35 +202,41 @@ inline repair_report repair(const std::filesystem::path& dir, const repair_optio
     const auto refuse = [&](error_class k, std::string message) {
         throw library_failure(k, "archive repair", std::move(message) + "; nothing was changed", db.string());
     };
-    if (!std::filesystem::is_regular_file(db)) refuse(error_class::cant_open, fmt::format("no database at {}", db.string()));
+    if (!std::filesystem::is_regular_file(db))
+        refuse(error_class::cant_open, resilite::detail::format("no database at {}", db.string()));
     // The heal gate held shared, as by every operation: no heal swaps the database meanwhile
     // (the write lock below would then be the old file's, and writers of the new one would append).
     struct gate_hold {
         int fd;
         ~gate_hold() { ::close(fd); }
     } gate{open_gate(db, "archive repair")};
-    if (!try_flock(gate.fd, LOCK_SH)) refuse(error_class::busy, fmt::format("a heal of {} is in progress", db.string()));
+    if (!try_flock(gate.fd, LOCK_SH))
+        refuse(error_class::busy, resilite::detail::format("a heal of {} is in progress", db.string()));
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(options.lock_timeout);
     sqlite::transaction lock{c, transaction_mode::immediate};  // the application's writers wait
-    if (c.query_one<std::string>("PRAGMA quick_check").value_or("") != "ok")
-        refuse(error_class::corrupt, fmt::format("{} fails its quick check: a snapshot of it would carry the damage "
-                                                 "into the archive (heal the database first)",
-                                                 db.string()));
+    if (const auto found = detail::integrity_findings(c, false, 1); found.size() != 1 || found.front() != "ok")
+        refuse(error_class::corrupt,
+               resilite::detail::format("{} fails its quick check: a snapshot of it would carry the damage "
+                                        "into the archive (heal the database first)",
+                                        db.string()));
     const auto identity = read_identity(c);
     const bool archives = c.query_one<std::int64_t>("SELECT count(*) FROM sqlite_master WHERE name = "
                                                     "'resilite_archive_state'")
                               .value_or(0) > 0;
     if (!identity || !archives)
-        refuse(error_class::misuse, fmt::format("{} does not write a resilite archive", db.string()));
+        refuse(error_class::misuse,
+               resilite::detail::format("{} does not write a resilite archive", db.string()));
     if (const auto owner = read_archive_identity(dir); owner && *owner != *identity)
-        refuse(error_class::misuse, fmt::format("the archive {} belongs to another database (identity {}, {} is {})",
-                                                dir.string(), *owner, db.string(), *identity));
+        refuse(error_class::misuse,
+               resilite::detail::format("the archive {} belongs to another database (identity {}, {} is {})",
+                                        dir.string(), *owner, db.string(), *identity));
     // A snapshot of a database behind its archive would end every later rebuild at its loss.
     if (const auto behind = behind_its_archive(db, dir))
-        refuse(error_class::corrupt, fmt::format("{}; heal it, or `resilite archive replay`, before repairing the "
-                                                 "archive",
-                                                 *behind));
+        refuse(error_class::corrupt,
+               resilite::detail::format("{}; heal it, or `resilite archive replay`, before repairing the "
+                                        "archive",
+                                        *behind));
     repair_segments(dir, db.filename().string(), report);
     // Secret columns stay out of the snapshot as they stay out of every record: the database's
     // own capture triggers name them.

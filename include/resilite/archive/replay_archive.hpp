@@ -10,6 +10,7 @@
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
 #include <resilite/sqlite/transaction.hpp>
@@ -74,7 +75,8 @@ inline std::optional<archive_report> replay_once(const std::filesystem::path& ar
     for (auto& p : report.problems) {
         if (p.fatal && p.up_to_seq > 0 && p.up_to_seq <= after) {
             p.fatal = false;
-            p.message += fmt::format(" (the database already holds record {}: not needed)", after);
+            p.message +=
+                resilite::detail::format(" (the database already holds record {}: not needed)", after);
         }
     }
     refuse_incomplete(report, options.keep_going, "replay", "nothing was replayed", "replay_options::keep_going", db,
@@ -113,11 +115,12 @@ inline void refuse_another_database(const std::filesystem::path& archive_dir, co
     sqlite::connection c{db, SQLITE_OPEN_READWRITE};
     c.busy_timeout(std::chrono::milliseconds{5000});
     if (const auto id = read_identity(c); id && *id != *owner)
-        throw library_failure(error_class::misuse, "replay",
-                              fmt::format("the archive {} belongs to another database (identity {}, {} is {}); "
-                                          "nothing was replayed",
-                                          archive_dir.string(), *owner, db.string(), *id),
-                              db.string());
+        throw library_failure(
+            error_class::misuse, "replay",
+            resilite::detail::format("the archive {} belongs to another database (identity {}, {} is {}); "
+                                     "nothing was replayed",
+                                     archive_dir.string(), *owner, db.string(), *id),
+            db.string());
 }
 
 }  // namespace detail::archive

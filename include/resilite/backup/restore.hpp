@@ -4,7 +4,9 @@
 // target that another connection has open is never overwritten.
 
 #include <resilite/archive/detail/archive_state.hpp>
+#include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/monitor/detail/audit_fallback.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -32,9 +34,9 @@ namespace detail {
 // Moves a database and its side files into `<db>.quarantine-<UTC>/` (never deleted by resilite).
 inline std::filesystem::path quarantine(const std::filesystem::path& db) {
     const auto stamp = utc_format(std::chrono::system_clock::now(), "%Y%m%dT%H%M%SZ");
-    auto dir = std::filesystem::path{fmt::format("{}.quarantine-{}", db.string(), stamp)};
+    auto dir = std::filesystem::path{resilite::detail::format("{}.quarantine-{}", db.string(), stamp)};
     for (int n = 2; std::filesystem::exists(dir); ++n)
-        dir = fmt::format("{}.quarantine-{}-{}", db.string(), stamp, n);
+        dir = resilite::detail::format("{}.quarantine-{}-{}", db.string(), stamp, n);
     std::filesystem::create_directory(dir);
     std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
     sqlite::file_set{db}.move_into(dir);
@@ -76,7 +78,8 @@ inline std::filesystem::path quarantine(const std::filesystem::path& db) {
 }
 }  // namespace detail
 
-// Returns where a damaged target was moved (empty when the target was healthy or absent).
+// Returns where the target's files were moved (empty when there was no target): a damaged
+// target, or with a sound one (its caller chose to replace it) the database it replaced.
 inline std::filesystem::path restore(const std::filesystem::path& backup, const std::filesystem::path& target,
                                      check_level level = check_level::quick) {
     // Only a database file (or nothing) is replaced: a directory would be moved into quarantine
@@ -86,20 +89,43 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
         std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) {
         throw detail::library_failure(
             error_class::misuse, "restore",
-            fmt::format("{} is {}, not a database file; nothing was changed", target.string(),
-                        std::filesystem::is_directory(st) ? "a directory"
-                        : std::filesystem::is_symlink(st)
-                            ? fmt::format("a symbolic link (give the file's real path, {})",
-                                          std::filesystem::weakly_canonical(target, ignored).string())
-                            : std::string{"not a regular file"}),
+            resilite::detail::format(
+                "{} is {}, not a database file; nothing was changed", target.string(),
+                std::filesystem::is_directory(st) ? "a directory"
+                : std::filesystem::is_symlink(st)
+                    ? resilite::detail::format("a symbolic link (give the file's real path, {})",
+                                               std::filesystem::weakly_canonical(target, ignored).string())
+                    : std::string{"not a regular file"}),
             target.string());
+    }
+    // A backup in a directory resilite keeps is trusted only as its manifest recorded it when it
+    // was taken (size and checksum): a copy changed, renamed or planted there is not put in place.
+    if (const auto manifest = detail::read_manifest(backup.has_parent_path() ? backup.parent_path() : ".");
+        !manifest.empty()) {
+        if (const auto why = detail::untrusted_backup(backup, manifest))
+            throw detail::library_failure(
+                error_class::corrupt, "restore",
+                resilite::detail::format("{}: {}; nothing was changed", backup.string(), *why), target.string());
+    }
+    // Another database's backup would put its rows at this path, and its identity: refused. The
+    // target's identity is its sidecar's (readable when the file is damaged), else the file's.
+    if (const auto from = detail::identity_in_file(backup)) {
+        auto at = detail::read_marker(target).identity;
+        if (at.empty()) at = detail::identity_in_file(target).value_or("");
+        if (!at.empty() && at != *from)
+            throw detail::library_failure(
+                error_class::misuse, "restore",
+                resilite::detail::format("{} is a backup of another database (identity {}; the database at {} is "
+                                         "{}); nothing was changed",
+                                         backup.string(), *from, target.string(), at),
+                target.string());
     }
     const auto health = check_health(backup, level);
     if (health.result != health_report::finding::ok) {
         throw detail::library_failure(
             error_class::corrupt, "restore",
-            fmt::format("the backup failed its {} check ({}: {}); nothing was changed", to_string(level),
-                        to_string(health.result), health.detail),
+            resilite::detail::format("the backup failed its {} check ({}: {}); nothing was changed",
+                                     to_string(level), to_string(health.result), health.detail),
             target.string());
     }
     try {
@@ -120,15 +146,19 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
                 } catch (const std::exception& e) {
                     throw detail::library_failure(
                         error_class::busy, "restore",
-                        fmt::format("the target database is open elsewhere; close it first ({})", e.what()),
+                        resilite::detail::format("the target database is open elsewhere; close it first ({})",
+                                                 e.what()),
                         target.string());
                 }
+                // Never destroyed: the caller chose to replace a sound database, which is kept
+                // aside as a damaged one is (the commits since the backup are in it).
+                quarantined = detail::quarantine(target);
             }
         }
         const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path{"."};
-        const auto prefix = fmt::format(".{}.restore.tmp-", target.filename().string());
+        const auto prefix = resilite::detail::format(".{}.restore.tmp-", target.filename().string());
         detail::remove_stale_temp_files(dir, prefix);
-        const auto tmp = dir / fmt::format("{}{}", prefix, ::getpid());
+        const auto tmp = dir / resilite::detail::format("{}{}", prefix, ::getpid());
         std::filesystem::copy_file(backup, tmp, std::filesystem::copy_options::overwrite_existing);
         if (!detail::fsync_path(tmp, false)) {
             std::filesystem::remove(tmp, ec);
@@ -150,8 +180,10 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
         // The audit log: no Database here, so the entry waits in the fallback for the next open.
         static_cast<void>(detail::audit_without_database(
             target, "restore",
-            fmt::format("restored {} from the backup {}{}", target.string(), backup.string(),
-                        quarantined.empty() ? std::string{} : "; the damaged files were kept in " + quarantined.string())));
+            resilite::detail::format("restored {} from the backup {}{}", target.string(), backup.string(),
+                                     quarantined.empty()
+                                         ? std::string{}
+                                         : "; the damaged files were kept in " + quarantined.string())));
         return quarantined;
     } catch (const std::filesystem::filesystem_error& e) {
         // Every failure is a resilite::error: a full disk, a name too long, a missing directory.

@@ -2,6 +2,7 @@
 // resilite::error: the one exception type of the library.
 
 #include <resilite/core/error_class.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/result_code_name.hpp>
 
 #include <fmt/format.h>
@@ -22,7 +23,7 @@ class sqlite_category_t final : public std::error_category {
 public:
     [[nodiscard]] const char* name() const noexcept override { return "sqlite"; }
     [[nodiscard]] std::string message(int code) const override {
-        return fmt::format("{} ({})", sqlite3_errstr(code), detail::result_code_name(code));
+        return resilite::detail::format("{} ({})", sqlite3_errstr(code), detail::result_code_name(code));
     }
     // SQLITE_FULL compares equal to std::errc::no_space_on_device, SQLITE_BUSY to
     // resource_unavailable_try_again, ... (through the code's class; docs/errors.md).
@@ -92,8 +93,8 @@ namespace detail {
         for (auto i = nl; i < d.note.size(); ++i)
             more += d.note[i] == '\n' && i + 1 < d.note.size() ? 1 : 0;
         if (d.report.empty()) d.report = d.note;
-        d.note = fmt::format("{} (+{} more line{} in technical().report)", d.note.substr(0, nl), more,
-                             more == 1 ? "" : "s");
+        d.note = resilite::detail::format("{} (+{} more line{} in technical().report)", d.note.substr(0, nl),
+                                          more, more == 1 ? "" : "s");
     }
     return d;
 }
@@ -107,20 +108,20 @@ struct error_state {
 
 [[nodiscard]] inline std::string describe(error_class klass, const technical_detail& d,
                                           const error_state* cause = nullptr) {
-    std::string out = fmt::format("{} [class {}; operation {}", user_message(klass), name(klass),
-                                  d.operation.empty() ? "?" : d.operation);
+    std::string out = resilite::detail::format("{} [class {}; operation {}", user_message(klass), name(klass),
+                                               d.operation.empty() ? "?" : d.operation);
     if (d.extended_code != SQLITE_OK) {
-        out += fmt::format("; {} ({})", d.code_name, d.extended_code);
+        out += resilite::detail::format("; {} ({})", d.code_name, d.extended_code);
     } else if (!d.code_name.empty()) {
-        out += fmt::format("; {}", d.code_name);
+        out += resilite::detail::format("; {}", d.code_name);
     }
-    if (!d.sqlite_message.empty()) out += fmt::format("; sqlite: {}", d.sqlite_message);
-    if (!d.sql.empty()) out += fmt::format("; sql: {}", d.sql);
-    out += fmt::format("; attempt {}; elapsed {}us", d.attempt,
-                       std::chrono::duration_cast<std::chrono::microseconds>(d.elapsed).count());
-    if (!d.database_path.empty()) out += fmt::format("; database {}", d.database_path);
-    if (!d.note.empty()) out += fmt::format("; {}", d.note);
-    if (cause != nullptr) out += fmt::format("; last cause: {}", name(cause->klass));
+    if (!d.sqlite_message.empty()) out += resilite::detail::format("; sqlite: {}", d.sqlite_message);
+    if (!d.sql.empty()) out += resilite::detail::format("; sql: {}", d.sql);
+    out += resilite::detail::format("; attempt {}; elapsed {}us", d.attempt,
+                                    std::chrono::duration_cast<std::chrono::microseconds>(d.elapsed).count());
+    if (!d.database_path.empty()) out += resilite::detail::format("; database {}", d.database_path);
+    if (!d.note.empty()) out += resilite::detail::format("; {}", d.note);
+    if (cause != nullptr) out += resilite::detail::format("; last cause: {}", name(cause->klass));
     out += ']';
     return out;
 }
@@ -171,9 +172,9 @@ public:
         d.attempt = attempt;
         d.elapsed = elapsed;
         if (!operation.empty() && d.operation != operation &&
-            !d.operation.starts_with(fmt::format("{}/", operation))) {
-            d.operation =
-                d.operation.empty() ? std::string{operation} : fmt::format("{}/{}", operation, d.operation);
+            !d.operation.starts_with(resilite::detail::format("{}/", operation))) {
+            d.operation = d.operation.empty() ? std::string{operation}
+                                              : resilite::detail::format("{}/{}", operation, d.operation);
         }
         state_->what = detail::describe(state_->klass, d, state_->cause.get());
     }

@@ -2,6 +2,8 @@
 // JSON text for the reports resilite writes (heal log, --json output): a string quoted and
 // escaped; control characters as \u00XX.
 
+#include <resilite/detail/format.hpp>
+
 #include <fmt/format.h>
 
 #include <string>
@@ -64,7 +66,7 @@ namespace resilite::detail {
                 break;
             default:
                 if (c < 0x20) {
-                    out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+                    out += resilite::detail::format("\\u{:04x}", static_cast<unsigned>(c));
                 } else {
                     out += ch;
                 }

@@ -1,6 +1,8 @@
 #pragma once
 // resilite::degradation_settings: the run-time form of the degradation policy (docs/degradation.md).
 
+#include <resilite/detail/format.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -20,10 +22,12 @@ struct degradation_settings {
 
     [[nodiscard]] std::optional<std::string> problem() const {
         if (probe_interval <= std::chrono::milliseconds{0})
-            return fmt::format("degradation probe_interval must be positive (got {} ms)", probe_interval.count());
+            return resilite::detail::format("degradation probe_interval must be positive (got {} ms)",
+                                            probe_interval.count());
         if (probe_max_interval < probe_interval)
-            return fmt::format("degradation probe_max_interval ({} ms) must not be below probe_interval ({} ms)",
-                               probe_max_interval.count(), probe_interval.count());
+            return resilite::detail::format(
+                "degradation probe_max_interval ({} ms) must not be below probe_interval ({} ms)",
+                probe_max_interval.count(), probe_interval.count());
         return std::nullopt;
     }
 };

@@ -3,6 +3,7 @@
 // tx.begin_savepoint()). Each savepoint is one operation: it emits one event when it ends.
 
 #include <resilite/core/detail/op_failure.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/transaction.hpp>
 #include <resilite/monitor/event.hpp>
 #include <resilite/sqlite/savepoint.hpp>
@@ -49,7 +50,7 @@ private:
 
     explicit basic_savepoint(basic_transaction<Db>& tx)
         : tx_(&tx),
-          sp_(tx.flow_->ctx().connection(), fmt::format("resilite_sp_{}", tx.depth_ + 1)),
+          sp_(tx.flow_->ctx().connection(), resilite::detail::format("resilite_sp_{}", tx.depth_ + 1)),
           start_(tx.flow_->ctx().now()),
           changes_at_start_(tx.flow_->direct_changes()) {
         ++tx_->depth_;

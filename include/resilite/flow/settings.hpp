@@ -5,6 +5,7 @@
 #include <resilite/archive/archive_settings.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/offsite_settings.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/durability/synchronous.hpp>
 #include <resilite/flow/degradation_settings.hpp>
 #include <resilite/heal/healing_settings.hpp>
@@ -41,22 +42,25 @@ struct settings {
     // Why these settings cannot be used, or nothing when they are valid.
     [[nodiscard]] std::optional<std::string> problem() const {
         if (checkpoint_interval <= std::chrono::seconds{0}) {
-            return fmt::format("checkpoint_interval must be positive (got {}s)", checkpoint_interval.count());
+            return resilite::detail::format("checkpoint_interval must be positive (got {}s)",
+                                            checkpoint_interval.count());
         }
         if (wal_alert_bytes == 0) return std::string{"wal_alert_bytes must be positive"};
         if (busy_timeout < std::chrono::milliseconds{0} ||
             busy_timeout > std::chrono::milliseconds{600'000}) {
-            return fmt::format("busy_timeout must be within 0..600000 ms (got {} ms)", busy_timeout.count());
+            return resilite::detail::format("busy_timeout must be within 0..600000 ms (got {} ms)",
+                                            busy_timeout.count());
         }
         if (statement_cache_capacity == 0 || statement_cache_capacity > 10'000) {
-            return fmt::format("statement_cache_capacity must be within 1..10000 (got {})",
-                               statement_cache_capacity);
+            return resilite::detail::format("statement_cache_capacity must be within 1..10000 (got {})",
+                                            statement_cache_capacity);
         }
         if (read_connections > 64) {
-            return fmt::format("read_connections must be within 0..64 (got {})", read_connections);
+            return resilite::detail::format("read_connections must be within 0..64 (got {})",
+                                            read_connections);
         }
         const int s = static_cast<int>(sync);
-        if (s < 1 || s > 3) return fmt::format("synchronous level {} is not allowed", s);
+        if (s < 1 || s > 3) return resilite::detail::format("synchronous level {} is not allowed", s);
         if (quick_check_interval < std::chrono::seconds{0} ||
             integrity_check_interval < std::chrono::seconds{0}) {
             return std::string{"check intervals must not be negative"};

@@ -6,6 +6,7 @@
 
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
 #include <resilite/flow/detail/statement_api.hpp>
 #include <resilite/monitor/event.hpp>
@@ -19,6 +20,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -63,7 +65,8 @@ public:
           depth_(o.depth_),
           ended_(std::move(o.ended_)),
           ended_class_(o.ended_class_),
-          open_(std::exchange(o.open_, false)) {}
+          open_(std::exchange(o.open_, false)),
+          owner_(o.owner_) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
 
     // Left without commit(): rolls back (never throws) and reports it as a warning.
@@ -114,6 +117,7 @@ public:
 
     // (After the end, as in a catch block after a failed commit: nothing to do.)
     void rollback() {
+        refuse_if_other_thread("rollback");
         tx_.rollback();
         report(outcome::ok, error_class::none, "rolled back");
         ended_now();
@@ -176,18 +180,20 @@ private:
         } catch (const error& e) {
             if (conn.in_transaction()) throw;
             if (e.technical().extended_code == SQLITE_CONSTRAINT_COMMITHOOK)  // the user's COMMIT or END
-                ended_by_statement(name, fmt::format("a statement ({}) tried to commit it", name));
+                ended_by_statement(name,
+                                   resilite::detail::format("a statement ({}) tried to commit it", name));
             tx_.ended_by_sqlite();
             ended_now();
-            ended_ = fmt::format("it was rolled back by SQLite when {} failed ({}): nothing of it is committed",
-                                 name, e.what());
+            ended_ = resilite::detail::format(
+                "it was rolled back by SQLite when {} failed ({}): nothing of it is committed", name,
+                e.what());
             ended_class_ = error_class::aborted;
             report(outcome::failed, error_class::aborted, ended_);
             throw;
         }
         // The statement succeeded and ended the transaction: a ROLLBACK (a COMMIT or END is
         // refused, rolled back, and failed above).
-        ended_by_statement(name, fmt::format("a statement ({}) ended it", name));
+        ended_by_statement(name, resilite::detail::format("a statement ({}) ended it", name));
     }
 
     // A statement the thread ran through the Database (it joins this transaction) ended it.
@@ -199,9 +205,10 @@ private:
     [[noreturn]] void ended_by_statement(std::string_view name, std::string_view what) {
         tx_.ended_by_sqlite();
         ended_now();
-        ended_ = fmt::format("{}, and it was rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
-                             "statements",
-                             what);
+        ended_ = resilite::detail::format(
+            "{}, and it was rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
+            "statements",
+            what);
         ended_class_ = error_class::misuse;
         report(outcome::failed, error_class::misuse, ended_);
         throw detail::library_failure(error_class::misuse, name, ended_, flow_->ctx().path.string());
@@ -220,12 +227,24 @@ private:
     // A statement on a transaction that has ended would run in autocommit, outside everything
     // the transaction promised (a written-ahead archive record among them).
     void refuse_if_ended(std::string_view operation) const {
+        refuse_if_other_thread(operation);
         if (tx_.active()) [[likely]] return;
         if (!ended_.empty())
-            throw detail::library_failure(ended_class_, operation, fmt::format("this transaction has ended: {}", ended_),
+            throw detail::library_failure(ended_class_, operation,
+                                          resilite::detail::format("this transaction has ended: {}", ended_),
                                           flow_->ctx().path.string());
         throw detail::library_failure(error_class::misuse, operation,
                                       "this transaction has ended (committed or rolled back): begin a new one",
+                                      flow_->ctx().path.string());
+    }
+
+    // The transaction holds the Database's writer lock, which only the thread that took it may
+    // release: ended on another thread, the lock stayed held and every later call waited.
+    void refuse_if_other_thread(std::string_view operation) const {
+        if (std::this_thread::get_id() == owner_) [[likely]] return;
+        throw detail::library_failure(error_class::misuse, operation,
+                                      "this transaction belongs to the thread that began it (it holds the "
+                                      "Database's writer lock there): use, commit and roll it back on that thread",
                                       flow_->ctx().path.string());
     }
 
@@ -257,6 +276,7 @@ private:
     std::string ended_;  // why SQLite ended it under a statement (empty: it did not)
     error_class ended_class_ = error_class::misuse;  // the class later calls fail with then
     bool open_ = true;   // context::library_transaction is this transaction's (not moved from, not ended)
+    std::thread::id owner_ = std::this_thread::get_id();  // the thread holding the writer lock
 };
 
 }  // namespace resilite

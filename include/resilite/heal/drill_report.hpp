@@ -4,6 +4,8 @@
 // database table by table. A drill that fails means the backups or the archive could not heal
 // this database now: better learnt from a drill than from a heal.
 
+#include <resilite/detail/format.hpp>
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -35,13 +37,14 @@ struct drill_report {
     std::chrono::nanoseconds duration{0};
 
     [[nodiscard]] std::string to_text() const {
-        std::string out = fmt::format("restore drill: {}{}\n", ok ? "ok" : "FAILED", source.empty() ? "" : " (" + source + ")");
-        if (!problem.empty()) out += fmt::format("  problem: {}\n", problem);
+        std::string out = resilite::detail::format("restore drill: {}{}\n", ok ? "ok" : "FAILED",
+                                                   source.empty() ? "" : " (" + source + ")");
+        if (!problem.empty()) out += resilite::detail::format("  problem: {}\n", problem);
         for (const auto& b : skipped_backups)
-            out += fmt::format("  skipped backup {}\n", b);
+            out += resilite::detail::format("  skipped backup {}\n", b);
         for (const auto& t : tables)
-            out += fmt::format("  table {}: live {} rows, restored {} rows, {}\n", t.name, t.live_rows, t.restored_rows,
-                               t.matches ? "equal" : "DIFFERENT");
+            out += resilite::detail::format("  table {}: live {} rows, restored {} rows, {}\n", t.name,
+                                            t.live_rows, t.restored_rows, t.matches ? "equal" : "DIFFERENT");
         return out;
     }
 };

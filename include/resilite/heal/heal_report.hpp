@@ -4,6 +4,7 @@
 // rows per table of the healed database, the time of each phase, and what may have been lost.
 // As text for people and as one JSON line for the heal log.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/json.hpp>
 
 #include <resilite/detail/utc_format.hpp>
@@ -59,31 +60,39 @@ struct heal_report {
     std::chrono::nanoseconds duration{0};
 
     [[nodiscard]] std::string to_text() const {
-        std::string out = fmt::format("heal of {}: {}\n", database.string(), healed ? "healed" : "NOT healed");
-        out += fmt::format("  found: {} (seen by {})\n", found, detected_by);
-        if (!quarantine.empty()) out += fmt::format("  the files it replaced kept in: {}\n", quarantine.string());
+        std::string out =
+            resilite::detail::format("heal of {}: {}\n", database.string(), healed ? "healed" : "NOT healed");
+        out += resilite::detail::format("  found: {} (seen by {})\n", found, detected_by);
+        if (!quarantine.empty())
+            out += resilite::detail::format("  the files it replaced kept in: {}\n", quarantine.string());
         for (const auto& s : sources)
-            out += fmt::format("  source {}: {}{}\n", s.source, s.healed ? "used" : "not used",
-                               s.detail.empty() ? std::string{} : " (" + s.detail + ")");
-        if (backup_used) out += fmt::format("  backup: {}\n", backup_used->string());
+            out += resilite::detail::format("  source {}: {}{}\n", s.source, s.healed ? "used" : "not used",
+                                            s.detail.empty() ? std::string{} : " (" + s.detail + ")");
+        if (backup_used) out += resilite::detail::format("  backup: {}\n", backup_used->string());
         if (archive_from_seq && archive_to_seq.value_or(0) > *archive_from_seq)
-            out += fmt::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1, *archive_to_seq);
+            out += resilite::detail::format("  archive records replayed: {} to {}\n", *archive_from_seq + 1,
+                                            *archive_to_seq);
         else if (archive_from_seq)
-            out += fmt::format("  archive records replayed: none (the source holds record {})\n", *archive_from_seq);
+            out += resilite::detail::format("  archive records replayed: none (the source holds record {})\n",
+                                            *archive_from_seq);
         for (const auto& t : tables)
-            out += fmt::format("  table {}: {} rows\n", t.name, t.rows);
-        if (!verification.empty()) out += fmt::format("  verified: {}\n", verification);
+            out += resilite::detail::format("  table {}: {} rows\n", t.name, t.rows);
+        if (!verification.empty()) out += resilite::detail::format("  verified: {}\n", verification);
         for (const auto& p : phases)
-            out += fmt::format("  {}: {} ms\n", p.phase, std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
+            out += resilite::detail::format(
+                "  {}: {} ms\n", p.phase,
+                std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
         if (!may_be_lost.empty()) {
-            out += fmt::format("  may be lost: {}\n", may_be_lost);
+            out += resilite::detail::format("  may be lost: {}\n", may_be_lost);
         } else if (healed && committed_exact && committed_seq && healed_seq && *healed_seq >= *committed_seq) {
-            out += fmt::format("  nothing committed is missing: the result holds archive record {}, and the last "
-                               "record known committed is {} ({})\n",
-                               *healed_seq, *committed_seq, evidence);
+            out += resilite::detail::format(
+                "  nothing committed is missing: the result holds archive record {}, and the last "
+                "record known committed is {} ({})\n",
+                *healed_seq, *committed_seq, evidence);
         } else if (healed) {
-            out += fmt::format("  no commit is known to be missing{}\n",
-                               evidence.empty() ? std::string{" (no evidence beyond the sources themselves)"}
+            out += resilite::detail::format("  no commit is known to be missing{}\n",
+                                            evidence.empty()
+                                                ? std::string{" (no evidence beyond the sources themselves)"}
                                                 : " (" + evidence + ")");
         }
         return out;
@@ -93,22 +102,31 @@ struct heal_report {
         using detail::json_string;
         std::string sources_json, tables_json, phases_json;
         for (const auto& s : sources)
-            sources_json += fmt::format("{}{{\"source\":{},\"healed\":{},\"detail\":{}}}", sources_json.empty() ? "" : ",",
-                                        json_string(s.source), s.healed ? "true" : "false", json_string(s.detail));
+            sources_json += resilite::detail::format("{}{{\"source\":{},\"healed\":{},\"detail\":{}}}",
+                                                     sources_json.empty() ? "" : ",", json_string(s.source),
+                                                     s.healed ? "true" : "false", json_string(s.detail));
         for (const auto& t : tables)
-            tables_json += fmt::format("{}{}:{}", tables_json.empty() ? "" : ",", json_string(t.name), t.rows);
+            tables_json += resilite::detail::format("{}{}:{}", tables_json.empty() ? "" : ",",
+                                                    json_string(t.name), t.rows);
         for (const auto& p : phases)
-            phases_json += fmt::format("{}{}:{}", phases_json.empty() ? "" : ",", json_string(p.phase),
-                                       std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
-        const auto opt = [](const auto& v) { return v ? fmt::format("{}", *v) : std::string{"null"}; };
-        return fmt::format(
+            phases_json += resilite::detail::format(
+                "{}{}:{}", phases_json.empty() ? "" : ",", json_string(p.phase),
+                std::chrono::duration_cast<std::chrono::milliseconds>(p.duration).count());
+        const auto opt = [](const auto& v) {
+            return v ? resilite::detail::format("{}", *v) : std::string{"null"};
+        };
+        return resilite::detail::format(
             "{{\"database\":{},\"started\":\"{}Z\",\"healed\":{},\"attempt\":{},\"found\":{},"
-            "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{},"
-            "\"archive_to_seq\":{},\"tables\":{{{}}},\"verification\":{},\"phases_ms\":{{{}}},\"may_be_lost\":{},\"committed_seq\":{},\"healed_seq\":{},\"evidence\":{},\"duration_ms\":{}}}",
-            json_string(database.string()), detail::utc_format(started, "%Y-%m-%dT%H:%M:%S"), healed ? "true" : "false",
-            attempt, json_string(found), json_string(detected_by), json_string(quarantine.string()), sources_json,
+            "\"detected_by\":{},\"quarantine\":{},\"sources\":[{}],\"backup_used\":{},\"archive_from_seq\":{}"
+            ","
+            "\"archive_to_seq\":{},\"tables\":{{{}}},\"verification\":{},\"phases_ms\":{{{}}},\"may_be_"
+            "lost\":{},\"committed_seq\":{},\"healed_seq\":{},\"evidence\":{},\"duration_ms\":{}}}",
+            json_string(database.string()), detail::utc_format(started, "%Y-%m-%dT%H:%M:%S"),
+            healed ? "true" : "false", attempt, json_string(found), json_string(detected_by),
+            json_string(quarantine.string()), sources_json,
             backup_used ? json_string(backup_used->string()) : std::string{"null"}, opt(archive_from_seq),
-            opt(archive_to_seq), tables_json, json_string(verification), phases_json, json_string(may_be_lost), opt(committed_seq), opt(healed_seq), json_string(evidence),
+            opt(archive_to_seq), tables_json, json_string(verification), phases_json,
+            json_string(may_be_lost), opt(committed_seq), opt(healed_seq), json_string(evidence),
             std::chrono::duration_cast<std::chrono::milliseconds>(duration).count());
     }
 };

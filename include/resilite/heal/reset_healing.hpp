@@ -4,6 +4,7 @@
 // or its backups or archive are repaired. Changes nothing else.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/monitor/detail/audit_fallback.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 
@@ -26,7 +27,9 @@ inline void reset_healing(const std::filesystem::path& db) {
     }
     // The audit log: the entry waits in the fallback beside the database for its next open.
     static_cast<void>(detail::audit_without_database(
-        db, "reset_healing", fmt::format("healing may run again after {} heals in a row that did not succeed", failed)));
+        db, "reset_healing",
+        resilite::detail::format("healing may run again after {} heals in a row that did not succeed",
+                                 failed)));
 }
 
 }  // namespace resilite

@@ -5,10 +5,12 @@
 #include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/monitor/detail/peek_file.hpp>
 #include <resilite/monitor/detail/wal_check.hpp>
 #include <resilite/monitor/health_report.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/integrity_check.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 
 #include <fmt/format.h>
@@ -66,7 +68,7 @@ namespace detail {
     std::array<unsigned char, 100> header{};
     if (peek.bytes.size() < header.size()) {
         return {F::bad_header, level,
-                fmt::format("the file is {} bytes, shorter than the 100-byte header", size)};
+                resilite::detail::format("the file is {} bytes, shorter than the 100-byte header", size)};
     }
     std::copy(peek.bytes.begin(), peek.bytes.end(), header.begin());
     // What the WAL says first: a crash during a checkpoint can tear page 1 in the main file
@@ -94,7 +96,8 @@ namespace detail {
     const std::uint32_t raw_page = std::uint32_t{header[16]} << 8 | header[17];
     const std::uint32_t page_size = raw_page == 1 ? 65536u : raw_page;
     if (page_size < 512 || (page_size & (page_size - 1)) != 0) {
-        return {F::bad_header, level, fmt::format("the header's page size {} is invalid", raw_page)};
+        return {F::bad_header, level,
+                resilite::detail::format("the header's page size {} is invalid", raw_page)};
     }
     // The in-header page count is valid when its "version valid for" matches the change counter.
     // With frames in the WAL the count is skipped: a checkpoint in progress (another process)
@@ -106,7 +109,7 @@ namespace detail {
         if (size < expected) {
             return {
                 F::bad_header, level,
-                fmt::format(
+                resilite::detail::format(
                     "the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
                     size, be32(28), page_size, expected)};
         }
@@ -115,8 +118,6 @@ namespace detail {
 
     try {
         sqlite::connection c{path, SQLITE_OPEN_READONLY};
-        const auto pragma =
-            level == check_level::full ? "PRAGMA integrity_check(20)" : "PRAGMA quick_check(20)";
         constexpr int steps_per_tick = 100000;
         detail::progress_meter meter{&on_progress, "check", level == check_level::full ? "integrity_check" : "quick_check",
                                      "steps", 0, 10 * steps_per_tick};
@@ -128,7 +129,7 @@ namespace detail {
                     return 0;
                 },
                 &meter);
-        const auto lines = c.query_all<std::string>(pragma);
+        const auto lines = detail::integrity_findings(c, level == check_level::full, 20);
         sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
         meter.finish();
         if (lines.size() == 1 && lines[0] == "ok") return r;

@@ -3,6 +3,7 @@
 // the keys, types and units are listed in docs/health-json.md).
 
 #include <resilite/core/error_class.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/monitor/health_report.hpp>
 
 #include <resilite/detail/json.hpp>
@@ -90,43 +91,47 @@ struct health_snapshot {
         std::string by_class;
         for (std::size_t i = 0; i < failures_by_class.size(); ++i) {
             if (failures_by_class[i] == 0) continue;
-            by_class += fmt::format("{}\"{}\":{}", by_class.empty() ? "" : ",",
-                                    name(static_cast<error_class>(i)), failures_by_class[i]);
+            by_class += resilite::detail::format("{}\"{}\":{}", by_class.empty() ? "" : ",",
+                                                 name(static_cast<error_class>(i)), failures_by_class[i]);
         }
         std::string bounds, counts;
         for (std::size_t i = 0; i < latency_buckets.size(); ++i) {
-            if (i < latency_bounds.size()) bounds += fmt::format("{}{}", i == 0 ? "" : ",", latency_bounds[i].count());
-            counts += fmt::format("{}{}", i == 0 ? "" : ",", latency_buckets[i]);
+            if (i < latency_bounds.size())
+                bounds += resilite::detail::format("{}{}", i == 0 ? "" : ",", latency_bounds[i].count());
+            counts += resilite::detail::format("{}{}", i == 0 ? "" : ",", latency_buckets[i]);
         }
         const auto time_or_null = [](const std::optional<std::chrono::system_clock::time_point>& t) {
-            return t ? fmt::format("\"{}Z\"", detail::utc_format(*t, "%Y-%m-%dT%H:%M:%S"))
+            return t ? resilite::detail::format("\"{}Z\"", detail::utc_format(*t, "%Y-%m-%dT%H:%M:%S"))
                      : std::string{"null"};
         };
         // Free text (an error message, a path) is escaped; empty is null.
         const auto text_or_null = [](const std::string& s) {
             return s.empty() ? std::string{"null"} : detail::json_string(s);
         };
-        const auto check = last_check ? fmt::format("{{\"result\":\"{}\",\"level\":\"{}\",\"detail\":{}}}",
-                                                    to_string(last_check->result), to_string(last_check->level),
-                                                    text_or_null(last_check->detail))
-                                      : std::string{"null"};
-        return fmt::format(
+        const auto check =
+            last_check ? resilite::detail::format("{{\"result\":\"{}\",\"level\":\"{}\",\"detail\":{}}}",
+                                                  to_string(last_check->result), to_string(last_check->level),
+                                                  text_or_null(last_check->detail))
+                       : std::string{"null"};
+        return resilite::detail::format(
             "{{\"healthy\":{},\"damage\":{},\"last_check\":{},\"last_check_time\":{},\"last_backup_time\":{},"
             "\"last_backup_age_s\":{},\"last_drill_time\":{},\"last_drill_ok\":{},"
             "\"wal_bytes\":{},\"page_count\":{},\"freelist_count\":{},\"operations\":{},\"failures\":{},"
             "\"failures_by_class\":{{{}}},\"retries\":{},\"latency_samples\":{},\"latency_ns\":{{\"p50\":{},"
             "\"p95\":{},\"p99\":{}}},\"latency_histogram\":{{\"le_ns\":[{}],\"counts\":[{}],\"sum_ns\":{}}},"
-            "\"heals\":{},\"heal_attempts\":{},\"archive_seq\":{},\"archive_pending\":{},\"audit_fallback_entries\":{},"
+            "\"heals\":{},\"heal_attempts\":{},\"archive_seq\":{},\"archive_pending\":{},\"audit_fallback_"
+            "entries\":{},"
             "\"database_busy\":{},\"available\":{},\"unavailable_reason\":{},\"unavailable_since\":{},"
             "\"unavailable_detail\":{},\"queue_depth\":{},\"queue_rejected\":{},\"offsite_enabled\":{},"
             "\"offsite_pending\":{},\"offsite_lag_s\":{},\"last_offsite_time\":{},\"offsite_error\":{}}}",
             healthy ? "true" : "false", text_or_null(damage), check, time_or_null(last_check_time),
             time_or_null(last_backup_time),
             last_backup_age ? std::to_string(last_backup_age->count()) : std::string{"null"},
-            time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null", wal_bytes,
-            page_count, freelist_count, operations, failures, by_class, retries, latency_samples, p50.count(),
-            p95.count(), p99.count(), bounds, counts, latency_sum.count(), heals, heal_attempts, archive_seq ? std::to_string(*archive_seq) : std::string{"null"},
-            archive_pending, audit_fallback_entries, database_busy ? "true" : "false", available ? "true" : "false",
+            time_or_null(last_drill_time), last_drill_ok ? (*last_drill_ok ? "true" : "false") : "null",
+            wal_bytes, page_count, freelist_count, operations, failures, by_class, retries, latency_samples,
+            p50.count(), p95.count(), p99.count(), bounds, counts, latency_sum.count(), heals, heal_attempts,
+            archive_seq ? std::to_string(*archive_seq) : std::string{"null"}, archive_pending,
+            audit_fallback_entries, database_busy ? "true" : "false", available ? "true" : "false",
             detail::json_string(unavailable_reason), time_or_null(unavailable_since),
             text_or_null(unavailable_detail), queue_depth, queue_rejected, offsite_enabled ? "true" : "false",
             offsite_pending, offsite_lag ? std::to_string(offsite_lag->count()) : std::string{"null"},

@@ -9,6 +9,7 @@
 // files alone and must not print zeros that look like a measurement.
 
 #include <resilite/core/error_class.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/json.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
 
@@ -41,7 +42,7 @@ namespace detail {
 
 // Seconds from nanoseconds, exactly as far as a double holds them ("0.00025", "2.5", "10").
 [[nodiscard]] inline std::string openmetrics_seconds(std::chrono::nanoseconds ns) {
-    return fmt::format("{}", static_cast<double>(ns.count()) / 1e9);
+    return resilite::detail::format("{}", static_cast<double>(ns.count()) / 1e9);
 }
 // The same as a histogram bound: OpenMetrics asks for the canonical form of an `le` value, a
 // float ("1.0", not "1").
@@ -54,21 +55,21 @@ namespace detail {
 
 [[nodiscard]] inline std::string to_openmetrics(const health_snapshot& s, std::string_view database,
                                                 metrics_scope scope = metrics_scope::process) {
-    const auto db = fmt::format("database=\"{}\"", detail::openmetrics_label(database));
+    const auto db = resilite::detail::format("database=\"{}\"", detail::openmetrics_label(database));
     std::string out;
     const auto family = [&](std::string_view name, std::string_view type, std::string_view unit,
                             std::string_view help) {
-        out += fmt::format("# TYPE {} {}\n", name, type);
-        if (!unit.empty()) out += fmt::format("# UNIT {} {}\n", name, unit);
-        out += fmt::format("# HELP {} {}\n", name, help);
+        out += resilite::detail::format("# TYPE {} {}\n", name, type);
+        if (!unit.empty()) out += resilite::detail::format("# UNIT {} {}\n", name, unit);
+        out += resilite::detail::format("# HELP {} {}\n", name, help);
     };
     const auto gauge = [&](std::string_view name, std::string_view unit, std::string_view help, auto value) {
         family(name, "gauge", unit, help);
-        out += fmt::format("{}{{{}}} {}\n", name, db, value);
+        out += resilite::detail::format("{}{{{}}} {}\n", name, db, value);
     };
     const auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
         family(name, "counter", "", help);
-        out += fmt::format("{}_total{{{}}} {}\n", name, db, value);
+        out += resilite::detail::format("{}_total{{{}}} {}\n", name, db, value);
     };
 
     gauge("resilite_healthy", "", "1 unless damage was seen (by an operation or a check)", s.healthy ? 1 : 0);
@@ -77,22 +78,23 @@ namespace detail {
         counter("resilite_operations", "Operations ended since open", s.operations);
         family("resilite_failures", "counter", "", "Operations failed since open, by error class");
         for (std::size_t i = 0; i < s.failures_by_class.size(); ++i) {
-            out += fmt::format("resilite_failures_total{{{},class=\"{}\"}} {}\n", db, name(static_cast<error_class>(i)),
-                               s.failures_by_class[i]);
+            out += resilite::detail::format("resilite_failures_total{{{},class=\"{}\"}} {}\n", db,
+                                            name(static_cast<error_class>(i)), s.failures_by_class[i]);
         }
         counter("resilite_retries", "Attempts retried since open", s.retries);
         family("resilite_operation_duration_seconds", "histogram", "seconds", "Latency of the operations since open");
         std::uint64_t below = 0;  // buckets are cumulative in OpenMetrics
         for (std::size_t i = 0; i < latency_bounds.size(); ++i) {
             below += s.latency_buckets[i];
-            out += fmt::format("resilite_operation_duration_seconds_bucket{{{},le=\"{}\"}} {}\n", db,
-                               detail::openmetrics_le(latency_bounds[i]), below);
+            out += resilite::detail::format("resilite_operation_duration_seconds_bucket{{{},le=\"{}\"}} {}\n",
+                                            db, detail::openmetrics_le(latency_bounds[i]), below);
         }
         below += s.latency_buckets.back();
-        out += fmt::format("resilite_operation_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n", db, below);
-        out += fmt::format("resilite_operation_duration_seconds_count{{{}}} {}\n", db, below);
-        out += fmt::format("resilite_operation_duration_seconds_sum{{{}}} {}\n", db,
-                           detail::openmetrics_seconds(s.latency_sum));
+        out += resilite::detail::format("resilite_operation_duration_seconds_bucket{{{},le=\"+Inf\"}} {}\n",
+                                        db, below);
+        out += resilite::detail::format("resilite_operation_duration_seconds_count{{{}}} {}\n", db, below);
+        out += resilite::detail::format("resilite_operation_duration_seconds_sum{{{}}} {}\n", db,
+                                        detail::openmetrics_seconds(s.latency_sum));
         gauge("resilite_queue_depth", "", "Writes queued (queue_writes) and not yet replayed", s.queue_depth);
         gauge("resilite_queue_rejected", "", "Queued writes SQLite refused on replay", s.queue_rejected);
         if (s.offsite_enabled) {

@@ -2,6 +2,7 @@
 // resilite::retry_settings: the run-time form of a retry policy (seeded from it, changeable with
 // Database::reconfigure).
 
+#include <resilite/detail/format.hpp>
 #include <resilite/retry/jitter.hpp>
 
 #include <fmt/format.h>
@@ -26,14 +27,15 @@ struct retry_settings {
     friend bool operator==(const retry_settings&, const retry_settings&) = default;
 
     [[nodiscard]] std::optional<std::string> problem() const {
-        if (base < std::chrono::milliseconds{0}) return fmt::format("retry base must not be negative");
+        if (base < std::chrono::milliseconds{0})
+            return resilite::detail::format("retry base must not be negative");
         if (cap < base) {
-            return fmt::format("retry cap ({} ms) must be at least the base ({} ms)", cap.count(),
-                               base.count());
+            return resilite::detail::format("retry cap ({} ms) must be at least the base ({} ms)",
+                                            cap.count(), base.count());
         }
         if (multiplier < 1) return std::string{"retry multiplier must be at least 1"};
         if (max_attempts < 1)
-            return fmt::format("retry max_attempts must be at least 1 (got {})", max_attempts);
+            return resilite::detail::format("retry max_attempts must be at least 1 (got {})", max_attempts);
         if (deadline <= std::chrono::milliseconds{0}) return std::string{"retry deadline must be positive"};
         return std::nullopt;
     }

@@ -2,6 +2,7 @@
 // resilite::schema_report: every action schema sync took (or would take) and every drift it
 // found between the declaration and the database.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/schema_mode.hpp>
 #include <resilite/schema/schema_status.hpp>
 
@@ -43,17 +44,19 @@ struct schema_report {
     [[nodiscard]] int exit_code() const { return static_cast<int>(status()); }
 
     [[nodiscard]] std::string to_text() const {
-        std::string out =
-            fmt::format("schema sync ({}): {}, {} action{}{}, {} drift item{}\n", to_string(mode),
-                        to_string(status()), actions.size(), actions.size() == 1 ? "" : "s",
-                        changed ? " applied" : (actions.empty() ? "" : " not applied"), drifts.size(),
-                        drifts.size() == 1 ? "" : "s");
+        std::string out = resilite::detail::format(
+            "schema sync ({}): {}, {} action{}{}, {} drift item{}\n", to_string(mode), to_string(status()),
+            actions.size(), actions.size() == 1 ? "" : "s",
+            changed ? " applied" : (actions.empty() ? "" : " not applied"), drifts.size(),
+            drifts.size() == 1 ? "" : "s");
         for (const auto& a : actions) {
-            out += fmt::format("  {} {}: {}\n", a.applied ? "done " : "to do", a.table, a.description);
+            out += resilite::detail::format("  {} {}: {}\n", a.applied ? "done " : "to do", a.table,
+                                            a.description);
         }
         for (const auto& d : drifts) {
-            out += fmt::format("  {} {}{}{}: {}\n", d.level == severity::critical ? "CRITICAL" : "warning ",
-                               d.table, d.column.empty() ? "" : ".", d.column, d.description);
+            out += resilite::detail::format("  {} {}{}{}: {}\n",
+                                            d.level == severity::critical ? "CRITICAL" : "warning ", d.table,
+                                            d.column.empty() ? "" : ".", d.column, d.description);
         }
         return out;
     }

@@ -2,6 +2,7 @@
 // resilite::sqlite::rows<T...>: a single-pass range over the result of a query, each row read
 // as T (one column) or std::tuple<T...>.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/statement_cache.hpp>
 
 #include <cstddef>
@@ -42,8 +43,8 @@ inline void check_columns(sqlite::statement& s, std::size_t wanted) {
         technical_detail d;
         d.operation = "query";
         d.sql = s.sql();
-        d.note =
-            fmt::format("the query returns {} columns but {} types were asked for", s.column_count(), wanted);
+        d.note = resilite::detail::format("the query returns {} columns but {} types were asked for",
+                                          s.column_count(), wanted);
         throw error{error_class::mismatch, std::move(d)};
     }
 }

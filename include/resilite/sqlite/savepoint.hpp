@@ -3,6 +3,7 @@
 // part of the enclosing transaction); leaving without release() undoes them with
 // ROLLBACK TO followed by RELEASE, which also pops the savepoint off SQLite's stack.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <fmt/format.h>
@@ -16,8 +17,10 @@ class savepoint {
 public:
     // `name` must be unique among open savepoints; it is quoted as an identifier.
     savepoint(connection& c, const std::string& name)
-        : conn_(&c), name_(quote(name)), undo_sql_(fmt::format("ROLLBACK TO {0}; RELEASE {0}", name_)) {
-        c.exec_script(fmt::format("SAVEPOINT {}", name_));
+        : conn_(&c),
+          name_(quote(name)),
+          undo_sql_(resilite::detail::format("ROLLBACK TO {0}; RELEASE {0}", name_)) {
+        c.exec_script(resilite::detail::format("SAVEPOINT {}", name_));
         active_ = true;
     }
     savepoint(const savepoint&) = delete;
@@ -40,7 +43,7 @@ public:
     }
 
     void release() {
-        conn_->exec_script(fmt::format("RELEASE {}", name_));
+        conn_->exec_script(resilite::detail::format("RELEASE {}", name_));
         active_ = false;
     }
 

@@ -2,6 +2,7 @@
 // resilite::sqlite::statement: RAII over one prepared sqlite3_stmt.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/value_traits.hpp>
 
 #include <sqlite3.h>
@@ -177,8 +178,8 @@ private:
             d.code_name = detail::result_code_name(SQLITE_RANGE);
             d.sqlite_message = sqlite3_errstr(SQLITE_RANGE);
             d.database_path = path_of(db);
-            d.note = fmt::format("the statement takes {} parameters but {} values were given",
-                                 parameter_count(), given);
+            d.note = resilite::detail::format("the statement takes {} parameters but {} values were given",
+                                              parameter_count(), given);
             throw error{error_class::range, std::move(d)};
         }
     }

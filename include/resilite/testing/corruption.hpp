@@ -4,6 +4,7 @@
 // detects it. Close every connection (after a TRUNCATE checkpoint if the data must be in the
 // main file) before using them.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/monitor/check_level.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -135,9 +136,9 @@ inline std::string swap_index_definition(const std::filesystem::path& db) {
         if (indexed.size() != 1) continue;
         for (const auto& column : c.query_all<std::string>("SELECT name FROM pragma_table_info(?)", table)) {
             if (column == indexed[0]) continue;
-            const auto swapped =
-                fmt::format("CREATE INDEX {} ON {}({})", resilite::detail::quote_id(index),
-                            resilite::detail::quote_id(table), resilite::detail::quote_id(column));
+            const auto swapped = resilite::detail::format(
+                "CREATE INDEX {} ON {}({})", resilite::detail::quote_id(index),
+                resilite::detail::quote_id(table), resilite::detail::quote_id(column));
             c.exec_script("PRAGMA writable_schema = ON");
             c.exec("UPDATE sqlite_master SET sql = ? WHERE type = 'index' AND name = ?", swapped, index);
             c.exec_script("PRAGMA writable_schema = OFF");

@@ -9,7 +9,9 @@
 #include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/integrity_check.hpp>
 
 #include <signal.h>
 #include <sys/types.h>
@@ -131,11 +133,12 @@ inline void refuse_incomplete(const archive_report& r, bool keep_going, std::str
     if (r.rebuildable() || keep_going) return;
     if (!records_needed && std::none_of(r.problems.begin(), r.problems.end(), [](const auto& p) { return p.fatal; }))
         return;
-    throw library_failure(error_class::archive, operation,
-                          fmt::format("the archive cannot give everything that was committed, so {} ({} does "
-                                      "what it can):\n{}",
-                                      nothing_done, option, r.to_text()),
-                          target.string());
+    throw library_failure(
+        error_class::archive, operation,
+        resilite::detail::format("the archive cannot give everything that was committed, so {} ({} does "
+                                 "what it can):\n{}",
+                                 nothing_done, option, r.to_text()),
+        target.string());
 }
 
 [[nodiscard]] inline std::vector<std::string> user_tables(sqlite::connection& c) {
@@ -161,7 +164,7 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
     for (auto& [name, table, sql] : c.query_all<std::string, std::string, std::string>(
              "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' AND sql IS NOT NULL")) {
         held_back.emplace_back(table, sql);
-        c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
+        c.exec_script(resilite::detail::format("DROP TRIGGER {}", quote_id(name)));
     }
     std::set<std::string> tables;
     for (const auto& t : user_tables(c))
@@ -181,10 +184,11 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             if (r.header.seq <= after) continue;
             if (r.header.seq > until) break;
             if (stop && considered++ % 64 == 0 && stop()) {
-                throw library_failure(error_class::interrupted, "apply",
-                                      fmt::format("stopped after {} of {} records, as asked: nothing was applied",
-                                                  applied, a.records.size() - from),
-                                      {});
+                throw library_failure(
+                    error_class::interrupted, "apply",
+                    resilite::detail::format("stopped after {} of {} records, as asked: nothing was applied",
+                                             applied, a.records.size() - from),
+                    {});
             }
             if (a.bodies) {
                 record loaded = r;
@@ -232,7 +236,8 @@ inline void summarize_tables(sqlite::connection& c, archive_report& report, bool
     report.tables.clear();
     for (const auto& t : user_tables(c)) {
         if (!hashes) {
-            const auto rows = c.query_one<std::int64_t>(fmt::format("SELECT count(*) FROM {}", quote_id(t)));
+            const auto rows =
+                c.query_one<std::int64_t>(resilite::detail::format("SELECT count(*) FROM {}", quote_id(t)));
             report.tables.push_back({t, rows.value_or(0), {}, std::nullopt});
             continue;
         }
@@ -266,7 +271,7 @@ inline void check_result(sqlite::connection& c, archive_report& report, const pr
         if (watch.meter.active() || (stop != nullptr && *stop))
             sqlite3_progress_handler(c.native_handle(), integrity_steps_per_tick, &integrity_tick, &watch);
         try {
-            integrity = c.query_all<std::string>("PRAGMA integrity_check");
+            integrity = integrity_findings(c, true);
         } catch (const error& e) {
             sqlite3_progress_handler(c.native_handle(), 0, nullptr, nullptr);
             if (e.klass() == error_class::interrupted)
@@ -286,12 +291,14 @@ inline void check_result(sqlite::connection& c, archive_report& report, const pr
     }
     for (auto& [table, rowid, parent] : c.query_all<std::string, std::optional<std::int64_t>, std::string>(
              "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check")) {
-        report.problems.push_back({archive_problem::kind::foreign_key,
-                                   {},
-                                   0,
-                                   fmt::format("{} row {} refers to a missing row of {}", table,
-                                               rowid ? fmt::format("{}", *rowid) : std::string{"?"}, parent),
-                                   false});
+        report.problems.push_back(
+            {archive_problem::kind::foreign_key,
+             {},
+             0,
+             resilite::detail::format("{} row {} refers to a missing row of {}", table,
+                                      rowid ? resilite::detail::format("{}", *rowid) : std::string{"?"},
+                                      parent),
+             false});
     }
 }
 

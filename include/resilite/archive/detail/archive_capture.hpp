@@ -5,6 +5,7 @@
 // otherwise) and the baseline snapshot.
 
 #include <resilite/archive/detail/archive_format.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/schema/detail/schema_sync.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -107,12 +108,13 @@ template <class Columns, class NameOf>
         s.key.push_back(p.second);
     s.rowid = rowid_name(s.columns, [](const existing_column& col) { return col.name; });
     if (s.key.empty() && s.rowid.empty() && !s.columns.empty()) {
-        throw library_failure(error_class::archive, "archive",
-                              fmt::format("table {} has no primary key and columns named rowid, _rowid_ and oid, "
-                                          "which hide every name of its rowid, so its rows cannot be archived: "
-                                          "declare a primary key or rename one of those columns",
-                                          quote_id(table)),
-                              c.path());
+        throw library_failure(
+            error_class::archive, "archive",
+            resilite::detail::format("table {} has no primary key and columns named rowid, _rowid_ and oid, "
+                                     "which hide every name of its rowid, so its rows cannot be archived: "
+                                     "declare a primary key or rename one of those columns",
+                                     quote_id(table)),
+            c.path());
     }
     return s;
 }
@@ -135,12 +137,14 @@ struct statement_template {
     std::vector<std::string> pieces;  // values + 1 of them
     std::vector<std::string> values;  // SQL expressions, e.g. NEW."id"
 
-    [[nodiscard]] std::string parts() const { return fmt::format("{}", fmt::join(pieces, "\x1f")); }
+    [[nodiscard]] std::string parts() const {
+        return resilite::detail::format("{}", fmt::join(pieces, "\x1f"));
+    }
 };
 
 // A capture trigger's name: `what` is insert, update or delete.
 [[nodiscard]] inline std::string capture_trigger_name(std::string_view table, std::string_view what) {
-    return fmt::format("resilite_archive_{}_{}", table, what);
+    return resilite::detail::format("resilite_archive_{}_{}", table, what);
 }
 
 // The statements that reproduce a row change, as templates over a row reference: NEW, OLD, or
@@ -160,7 +164,8 @@ struct statement_builder {
     // The rowid, by the name no column hides (bare: quoted, it would name a column of that name).
     [[nodiscard]] bool is_rowid(const std::string& col) const { return !keyed() && col == t.rowid; }
     [[nodiscard]] std::string ref_col(std::string_view ref, const std::string& col) const {
-        return is_rowid(col) ? fmt::format("{}.{}", ref, col) : fmt::format("{}.{}", ref, quote_id(col));
+        return is_rowid(col) ? resilite::detail::format("{}.{}", ref, col)
+                             : resilite::detail::format("{}.{}", ref, quote_id(col));
     }
     [[nodiscard]] std::string id_of(const std::string& col) const { return is_rowid(col) ? col : quote_id(col); }
 
@@ -195,17 +200,17 @@ struct statement_builder {
         std::vector<std::string> sets;
         for (const auto& c : cols) {
             if (std::find(keys.begin(), keys.end(), c) != keys.end()) continue;
-            sets.push_back(fmt::format("{0}=excluded.{0}", quote_id(c)));
+            sets.push_back(resilite::detail::format("{0}=excluded.{0}", quote_id(c)));
         }
         std::vector<std::string> key_ids;
         for (const auto& k : keys)
             key_ids.push_back(id_of(k));
-        const auto conflict = sets.empty()
-                                  ? fmt::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
-                                  : fmt::format(" ON CONFLICT({}) DO UPDATE SET {};", fmt::join(key_ids, ","),
-                                                fmt::join(sets, ","));
+        const auto conflict =
+            sets.empty() ? resilite::detail::format(" ON CONFLICT({}) DO NOTHING;", fmt::join(key_ids, ","))
+                         : resilite::detail::format(" ON CONFLICT({}) DO UPDATE SET {};",
+                                                    fmt::join(key_ids, ","), fmt::join(sets, ","));
         out.pieces.push_back(
-            fmt::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
+            resilite::detail::format("INSERT INTO {}({}) VALUES(", quote_id(t.name), fmt::join(names, ",")));
         for (std::size_t i = 1; i < cols.size(); ++i)
             out.pieces.emplace_back(",");
         out.pieces.push_back(fixed_tail + ")" + conflict);
@@ -214,9 +219,9 @@ struct statement_builder {
 
     [[nodiscard]] statement_template erase(std::string_view ref) const {
         statement_template out;
-        std::string piece = fmt::format("DELETE FROM {} WHERE ", quote_id(t.name));
+        std::string piece = resilite::detail::format("DELETE FROM {} WHERE ", quote_id(t.name));
         for (const auto& k : key_columns()) {
-            out.pieces.push_back(piece + fmt::format("{} IS ", id_of(k)));
+            out.pieces.push_back(piece + resilite::detail::format("{} IS ", id_of(k)));
             out.values.push_back(ref_col(ref, k));
             piece = " AND ";
         }
@@ -229,8 +234,9 @@ struct statement_builder {
         for (const auto& c : cols)
             // As bytes: under a column's NOCASE (or other) collation a change of case would
             // compare equal and go unarchived.
-            parts.push_back(fmt::format("{} IS NOT {} COLLATE BINARY", ref_col("OLD", c), ref_col("NEW", c)));
-        return fmt::format("{}", fmt::join(parts, " OR "));
+            parts.push_back(resilite::detail::format("{} IS NOT {} COLLATE BINARY", ref_col("OLD", c),
+                                                     ref_col("NEW", c)));
+        return resilite::detail::format("{}", fmt::join(parts, " OR "));
     }
 
     [[nodiscard]] std::string trigger_name(std::string_view what) const { return capture_trigger_name(t.name, what); }
@@ -241,11 +247,12 @@ struct statement_builder {
                                              std::string_view select_tail = {}) {
         std::string cols = "template";
         for (std::size_t i = 0; i < st.values.size(); ++i)
-            cols += fmt::format(",c{}", i);
-        const auto values = fmt::format("{}, {}", id, fmt::join(st.values, ", "));
+            cols += resilite::detail::format(",c{}", i);
+        const auto values = resilite::detail::format("{}, {}", id, fmt::join(st.values, ", "));
         return select_tail.empty()
-                   ? fmt::format("INSERT INTO {}({}) VALUES({});", outbox_table, cols, values)
-                   : fmt::format("INSERT INTO {}({}) SELECT {} {};", outbox_table, cols, values, select_tail);
+                   ? resilite::detail::format("INSERT INTO {}({}) VALUES({});", outbox_table, cols, values)
+                   : resilite::detail::format("INSERT INTO {}({}) SELECT {} {};", outbox_table, cols, values,
+                                              select_tail);
     }
 
     // `upsert_id`, `erase_id`: the ids of this table's templates in resilite_archive_template.
@@ -254,16 +261,17 @@ struct statement_builder {
         const auto on = quote_id(t.name);
         return {
             {trigger_name("insert"),
-             fmt::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
-                         quote_id(trigger_name("insert")), on, capture(upsert_id, upsert("NEW")))},
+             resilite::detail::format("CREATE TRIGGER {} AFTER INSERT ON {} BEGIN {} END",
+                                      quote_id(trigger_name("insert")), on,
+                                      capture(upsert_id, upsert("NEW")))},
             {trigger_name("update"),
-             fmt::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END",
-                         quote_id(trigger_name("update")), on, changed(archived_columns()),
-                         capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
-                         capture(upsert_id, upsert("NEW")))},
+             resilite::detail::format("CREATE TRIGGER {} AFTER UPDATE ON {} WHEN {} BEGIN {} {} END",
+                                      quote_id(trigger_name("update")), on, changed(archived_columns()),
+                                      capture(erase_id, erase("OLD"), "WHERE " + changed(key_columns())),
+                                      capture(upsert_id, upsert("NEW")))},
             {trigger_name("delete"),
-             fmt::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
-                         quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
+             resilite::detail::format("CREATE TRIGGER {} AFTER DELETE ON {} BEGIN {} END",
+                                      quote_id(trigger_name("delete")), on, capture(erase_id, erase("OLD")))},
         };
     }
 };
@@ -292,7 +300,8 @@ struct schema_object {
     // The schema's version (what migrations have run) is part of the schema: a database rebuilt
     // or healed without it would run its migrations again.
     if (const auto version = c.query_one<std::int64_t>("PRAGMA user_version").value_or(0); version != 0)
-        out.push_back({"pragma", "user_version", "", fmt::format("PRAGMA user_version = {}", version)});
+        out.push_back(
+            {"pragma", "user_version", "", resilite::detail::format("PRAGMA user_version = {}", version)});
     return out;
 }
 
@@ -316,9 +325,10 @@ inline constexpr std::string_view capture_installed_type = "capture";
 [[nodiscard]] inline std::string if_not_exists(std::string_view sql) {
     for (std::string_view head :
          {"CREATE TABLE ", "CREATE INDEX ", "CREATE UNIQUE INDEX ", "CREATE TRIGGER "}) {
-        if (sql.starts_with(head)) return fmt::format("{}IF NOT EXISTS {};", head, sql.substr(head.size()));
+        if (sql.starts_with(head))
+            return resilite::detail::format("{}IF NOT EXISTS {};", head, sql.substr(head.size()));
     }
-    return fmt::format("{};", sql);
+    return resilite::detail::format("{};", sql);
 }
 
 // Columns of a CREATE TABLE text, by letting SQLite read it in a scratch database.
@@ -373,7 +383,8 @@ inline constexpr std::string_view capture_installed_type = "capture";
         const auto added = added_columns(columns_of_sql(*it->second), columns_of_sql(o));
         if (!added || added->empty()) return std::nullopt;
         for (const auto& col : *added)
-            out.push_back(fmt::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name), column_definition(col)));
+            out.push_back(resilite::detail::format("ALTER TABLE {} ADD COLUMN {};", quote_id(o.name),
+                                                   column_definition(col)));
     }
     if (matched != archived.size()) return std::nullopt;  // something was dropped or renamed
     // Tables first (their columns included), then indexes and triggers.
@@ -398,7 +409,7 @@ inline void widen_outbox(sqlite::connection& c, std::size_t values) {
         c.query_one<std::int64_t>("SELECT count(*) - 3 FROM pragma_table_info('resilite_archive_outbox')")
             .value_or(0));
     for (; have < values; ++have)
-        c.exec_script(fmt::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
+        c.exec_script(resilite::detail::format("ALTER TABLE resilite_archive_outbox ADD COLUMN c{}", have));
 }
 
 inline void append_hex(std::string& out, std::string_view bytes) {
@@ -450,7 +461,7 @@ private:
 
 // `digits` times ten to the power `exp10`, as d.ddd...e<exp>.
 [[nodiscard]] inline std::string scientific(std::uint64_t digits, int exp10) {
-    const auto m = fmt::format("{}", digits);
+    const auto m = resilite::detail::format("{}", digits);
     std::string out = m.substr(0, 1) + "." + (m.size() > 1 ? m.substr(1) : std::string{"0"});
     fmt::format_to(std::back_inserter(out), "e{}", exp10 + static_cast<int>(m.size()) - 1);
     return out;
@@ -482,7 +493,7 @@ private:
                                                               bool shortest_tried = false) {
     if (std::string text; !shortest_tried && append_shortest(text, read, a)) return text;
     for (const int n : {17, 18, 19}) {
-        const auto e = fmt::format("{:.{}e}", a, n - 1);  // d.ddd...e[+-]xx
+        const auto e = resilite::detail::format("{:.{}e}", a, n - 1);  // d.ddd...e[+-]xx
         const auto at_e = e.find('e');
         std::uint64_t m = 0;
         for (char ch : std::string_view{e}.substr(0, at_e))
@@ -544,9 +555,10 @@ inline void append_real(std::string& out, real_reader& read, double d) {
             return;
         }
     }
-    throw library_failure(error_class::archive, "archive",
-                          fmt::format("no SQL text found that SQLite reads back as the REAL {:a}", d),
-                          read.connection().path());
+    throw library_failure(
+        error_class::archive, "archive",
+        resilite::detail::format("no SQL text found that SQLite reads back as the REAL {:a}", d),
+        read.connection().path());
 }
 inline void append_real(std::string& out, sqlite::connection& c, double d) {
     real_reader read{c};
@@ -604,9 +616,10 @@ public:
             const auto parts =
                 c.query_one<std::string>("SELECT parts FROM resilite_archive_template WHERE id = ?", id);
             if (!parts) {
-                throw library_failure(error_class::archive, "archive",
-                                      fmt::format("outbox row refers to template {}, which is missing", id),
-                                      c.path());
+                throw library_failure(
+                    error_class::archive, "archive",
+                    resilite::detail::format("outbox row refers to template {}, which is missing", id),
+                    c.path());
             }
             std::vector<std::string> out;
             std::size_t from = 0;
@@ -652,8 +665,8 @@ void for_each_outbox_row(sqlite::connection& c, template_cache& templates, std::
             if (3 + values > sqlite3_column_count(h)) {
                 throw library_failure(
                     error_class::archive, "archive",
-                    fmt::format("outbox row {} needs {} values but the outbox has {} columns", id, values,
-                                sqlite3_column_count(h) - 3),
+                    resilite::detail::format("outbox row {} needs {} values but the outbox has {} columns",
+                                             id, values, sqlite3_column_count(h) - 3),
                     c.path());
             }
             statement.assign(pieces[0]);
@@ -727,7 +740,7 @@ inline bool install_triggers(sqlite::connection& c, const std::vector<capture_ta
             want.erase(it);
             continue;
         }
-        c.exec_script(fmt::format("DROP TRIGGER {}", quote_id(name)));
+        c.exec_script(resilite::detail::format("DROP TRIGGER {}", quote_id(name)));
         changed = true;
     }
     for (const auto& [name, sql] : want) {

@@ -14,6 +14,7 @@
 #include <resilite/archive/archive_report.hpp>
 #include <resilite/core/detail/crc32.hpp>
 
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/utc_format.hpp>
 
 #include <fmt/format.h>
@@ -89,7 +90,7 @@ struct record {
 class record_checksum {
 public:
     record_checksum(std::int64_t seq, std::string_view utc, record_kind kind) {
-        const auto head = fmt::format("{} {} {}\n", seq, utc, to_string(kind));
+        const auto head = resilite::detail::format("{} {} {}\n", seq, utc, to_string(kind));
         crc_.process_bytes(head.data(), head.size());
     }
     void add(std::string_view text) { crc_.process_bytes(text.data(), text.size()); }
@@ -109,17 +110,17 @@ private:
 [[nodiscard]] inline std::string utc_text(std::chrono::system_clock::time_point t) {
     const auto seconds = std::chrono::floor<std::chrono::seconds>(t);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - seconds).count();
-    return fmt::format("{}.{:03}Z", detail::utc_format(t, "%Y-%m-%dT%H:%M:%S"), ms);
+    return resilite::detail::format("{}.{:03}Z", detail::utc_format(t, "%Y-%m-%dT%H:%M:%S"), ms);
 }
 
 // "2026_11.sql" for a record written at that UTC time.
 [[nodiscard]] inline std::string segment_name(std::string_view utc) {
-    return fmt::format("{}_{}.sql", utc.substr(0, 4), utc.substr(5, 2));
+    return resilite::detail::format("{}_{}.sql", utc.substr(0, 4), utc.substr(5, 2));
 }
 
 [[nodiscard]] inline std::string segment_preamble(std::string_view database, std::string_view segment) {
-    return fmt::format("{} · database {} · segment {}\n", format_line, database,
-                       segment.substr(0, segment.size() - 4));
+    return resilite::detail::format("{} · database {} · segment {}\n", format_line, database,
+                                    segment.substr(0, segment.size() - 4));
 }
 
 // The lines before a record's body (h.bytes is the body's length) and after it.
@@ -265,11 +266,12 @@ struct segment_contents {
                 if (version != "1") {
                     // Another format version: its records cannot be trusted to mean what this
                     // reader thinks they mean.
-                    out.problems.push_back({K::damaged, segment, line,
-                                            fmt::format("written in archive format v{}; this reader knows v1 "
-                                                        "(read it with a newer resilite)",
-                                                        version),
-                                            true});
+                    out.problems.push_back(
+                        {K::damaged, segment, line,
+                         resilite::detail::format("written in archive format v{}; this reader knows v1 "
+                                                  "(read it with a newer resilite)",
+                                                  version),
+                         true});
                     out.unknown_format = true;
                     break;
                 }
@@ -301,11 +303,12 @@ struct segment_contents {
                 line += 2 + lines_in(body) + 1;
                 out.good_end = pos;
                 if (checksum(h->seq, h->utc, h->kind, body) != *crc) {
-                    out.problems.push_back({K::checksum, segment, header_line,
-                                            fmt::format("txn {}: its text does not match its CRC-32 (changed "
-                                                        "or damaged); not replayed",
-                                                        h->seq),
-                                            true});
+                    out.problems.push_back(
+                        {K::checksum, segment, header_line,
+                         resilite::detail::format("txn {}: its text does not match its CRC-32 (changed "
+                                                  "or damaged); not replayed",
+                                                  h->seq),
+                         true});
                 } else {
                     out.records.push_back(std::move(r));
                 }
@@ -319,15 +322,17 @@ struct segment_contents {
             out.torn_tail = true;
             out.problems.push_back(
                 {K::torn_tail, segment, header_line,
-                 h ? fmt::format("txn {} is incomplete (a crash while it was appended); skipped", h->seq)
+                 h ? resilite::detail::format("txn {} is incomplete (a crash while it was appended); skipped",
+                                              h->seq)
                    : std::string{"an incomplete record at the end; skipped"},
                  false});
             break;
         }
-        out.problems.push_back({K::damaged, segment, header_line,
-                                h ? fmt::format("txn {}: the record's framing is broken; skipped", h->seq)
-                                  : std::string{"a record header that cannot be read; skipped"},
-                                true});
+        out.problems.push_back(
+            {K::damaged, segment, header_line,
+             h ? resilite::detail::format("txn {}: the record's framing is broken; skipped", h->seq)
+               : std::string{"a record header that cannot be read; skipped"},
+             true});
         line += lines_in(rest.substr(0, next_header + 1));
         pos += next_header + 1;
     }

@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/archive/detail/archive_grammar.hpp>
 #include <resilite/archive/detail/archive_writer.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <sqlite3.h>
@@ -118,11 +119,12 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
                 const auto chunk = read_from(fd.get(), pos, end);
                 // (A short read is an error, not the end: what follows would read as a torn tail.)
                 if (chunk.view().size() != end - pos)
-                    throw library_failure(error_class::archive, "archive",
-                                          fmt::format("archive segment {} could not be read whole: {} bytes at {} "
-                                                      "gave {} (it shrank, or an I/O error)",
-                                                      (dir / name).string(), end - pos, pos, chunk.view().size()),
-                                          (dir / name).string());
+                    throw library_failure(
+                        error_class::archive, "archive",
+                        resilite::detail::format("archive segment {} could not be read whole: {} bytes at {} "
+                                                 "gave {} (it shrank, or an I/O error)",
+                                                 (dir / name).string(), end - pos, pos, chunk.view().size()),
+                        (dir / name).string());
                 auto contents = read_segment(chunk, name);
                 for (auto& r : contents.records) {
                     r.body_at = static_cast<std::size_t>(pos) +
@@ -161,11 +163,11 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
             const bool same = unique.back().crc == r.crc;
             a.problems.push_back(
                 {same ? K::duplicate : K::conflicting_duplicate, r.segment, r.line,
-                 same ? fmt::format("txn {} appears again (first at {}:{}); skipped", r.header.seq,
-                                    unique.back().segment, unique.back().line)
-                      : fmt::format("txn {} appears again with other content (first at {}:{}); "
-                                    "the first one is used",
-                                    r.header.seq, unique.back().segment, unique.back().line),
+                 same ? resilite::detail::format("txn {} appears again (first at {}:{}); skipped",
+                                                 r.header.seq, unique.back().segment, unique.back().line)
+                      : resilite::detail::format("txn {} appears again with other content (first at {}:{}); "
+                                                 "the first one is used",
+                                                 r.header.seq, unique.back().segment, unique.back().line),
                  !same});
             continue;
         }
@@ -193,11 +195,12 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
         const auto last_kept = a.records.empty() ? std::int64_t{0} : a.records.back().header.seq;
         const auto point = first_left_out ? std::min(*first_left_out - 1, limit.seq) : last_kept;
         if (last_kept < point) {
-            a.problems.push_back({K::gap, a.records.empty() ? std::string{} : a.records.back().segment,
-                                  a.records.empty() ? 0 : a.records.back().line,
-                                  fmt::format("txn {} to {}, before the point in time asked, are missing",
-                                              last_kept + 1, point),
-                                  true, point});
+            a.problems.push_back(
+                {K::gap, a.records.empty() ? std::string{} : a.records.back().segment,
+                 a.records.empty() ? 0 : a.records.back().line,
+                 resilite::detail::format("txn {} to {}, before the point in time asked, are missing",
+                                          last_kept + 1, point),
+                 true, point});
         }
     }
     for (std::size_t i = 0; i < a.records.size(); ++i) {
@@ -215,12 +218,12 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
         // (read for a database that holds records already: the first one it lacks)
         const auto expected = not_needed_through > 0 ? not_needed_through + 1 : 1;
         if (first.header.kind != record_kind::baseline && first.header.seq > expected) {
-            a.problems.push_back(
-                {K::gap, first.segment, first.line,
-                 fmt::format("the archive starts at txn {} and holds no snapshot: txn {} to {} are "
-                             "missing",
-                             first.header.seq, expected, first.header.seq - 1),
-                 true, first.header.seq - 1});
+            a.problems.push_back({K::gap, first.segment, first.line,
+                                  resilite::detail::format(
+                                      "the archive starts at txn {} and holds no snapshot: txn {} to {} are "
+                                      "missing",
+                                      first.header.seq, expected, first.header.seq - 1),
+                                  true, first.header.seq - 1});
         }
     }
     for (std::size_t i = a.start + 1; i < a.records.size(); ++i) {
@@ -232,15 +235,16 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
             });
             a.problems.push_back(
                 {K::gap, r.segment, r.line,
-                 fmt::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
-                             explained ? " (see the damaged records above)" : ""),
+                 resilite::detail::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
+                                          explained ? " (see the damaged records above)" : ""),
                  true, r.header.seq - 1});
         }
         if (r.header.utc < prev.header.utc) {
-            a.problems.push_back({K::time_order, r.segment, r.line,
-                                  fmt::format("txn {} ({}) is older than txn {} ({})", r.header.seq,
-                                              r.header.utc, prev.header.seq, prev.header.utc),
-                                  false});
+            a.problems.push_back(
+                {K::time_order, r.segment, r.line,
+                 resilite::detail::format("txn {} ({}) is older than txn {} ({})", r.header.seq, r.header.utc,
+                                          prev.header.seq, prev.header.utc),
+                 false});
         }
     }
     return a;
@@ -485,10 +489,10 @@ public:
             if (std::exchange(dropped, true)) return;
             for (const auto& name : before)
                 if (created.count(lower(name)) == 0 && !never_described(name))
-                    trusted(fmt::format("DROP TABLE main.{}", quote_id(name)));
+                    trusted(resilite::detail::format("DROP TABLE main.{}", quote_id(name)));
             for (const auto& [name, table] : indexes())
                 if (created_indexes.count(lower(name)) == 0 && !reserved_name(table) && !reserved_name(name))
-                    trusted(fmt::format("DROP INDEX main.{}", quote_id(name)));
+                    trusted(resilite::detail::format("DROP INDEX main.{}", quote_id(name)));
         };
         const std::string_view body = r.body;
         std::size_t p = 0;
@@ -531,20 +535,22 @@ public:
             std::string message;
             bool refused = false;
             if (kind_ == statement_kind::create_trigger) {
-                problems.push_back({archive_problem::kind::refused, r.segment, line,
-                                    fmt::format("txn {}: a trigger is never created from an archive (it would "
-                                                "run inside the application); the application's declared "
-                                                "schema adds its triggers when it opens the database",
-                                                r.header.seq),
-                                    false});
+                problems.push_back(
+                    {archive_problem::kind::refused, r.segment, line,
+                     resilite::detail::format("txn {}: a trigger is never created from an archive (it would "
+                                              "run inside the application); the application's declared "
+                                              "schema adds its triggers when it opens the database",
+                                              r.header.seq),
+                     false});
                 p += check.length;
                 continue;
             }
             if (kind_ == statement_kind::other) {
                 refused = true;
-                message = fmt::format("{} is not a statement the archive writer produces (only upserts of "
-                                      "literal rows, deletes by key and additive DDL are replayed)",
-                                      check.words);
+                message = resilite::detail::format(
+                    "{} is not a statement the archive writer produces (only upserts of "
+                    "literal rows, deletes by key and additive DDL are replayed)",
+                    check.words);
             } else if (kind_ == statement_kind::row_change && shape_row(tokens_, shape_)) {
                 message = run_shaped(text, refused);
             } else {
@@ -571,13 +577,14 @@ public:
                     // SQLite rolled back the caller's whole transaction (an interrupted statement,
                     // a full disk): nothing can go on from here.
                     throw library_failure(error_class::archive, "replay",
-                                          fmt::format("{}:{}: txn {}: {}; nothing was applied", r.segment, line,
-                                                      r.header.seq, message),
+                                          resilite::detail::format("{}:{}: txn {}: {}; nothing was applied",
+                                                                   r.segment, line, r.header.seq, message),
                                           c_.path());
                 }
                 problems.push_back({refused ? archive_problem::kind::refused : archive_problem::kind::failed,
                                     r.segment, line,
-                                    fmt::format("txn {}: {}; the record was not applied", r.header.seq, message),
+                                    resilite::detail::format("txn {}: {}; the record was not applied",
+                                                             r.header.seq, message),
                                     true});
                 trusted("ROLLBACK TO resilite_replay; RELEASE resilite_replay");
                 return false;
@@ -589,15 +596,17 @@ public:
         for (std::size_t i = 0; i < swept.size(); ++i) {
             const auto& [name, rowid] = swept[i];
             if (never_described(name)) {  // left as it is, without its watching triggers
-                trusted(fmt::format("DROP TRIGGER temp.resilite_baseline_{0}_i; DROP TRIGGER temp.resilite_baseline_{0}_u;",
-                                    i));
+                trusted(resilite::detail::format(
+                    "DROP TRIGGER temp.resilite_baseline_{0}_i; DROP TRIGGER temp.resilite_baseline_{0}_u;",
+                    i));
                 continue;
             }
             if (every_table && created.count(lower(name)) == 0) continue;  // dropped above
-            trusted(fmt::format("DELETE FROM main.{0} WHERE {3} NOT IN (SELECT rid FROM temp.resilite_baseline_seen "
-                                "WHERE tbl = {1}); DROP TRIGGER temp.resilite_baseline_{2}_i; "
-                                "DROP TRIGGER temp.resilite_baseline_{2}_u;",
-                                quote_id(name), quote_literal(name), i, rowid));
+            trusted(resilite::detail::format(
+                "DELETE FROM main.{0} WHERE {3} NOT IN (SELECT rid FROM temp.resilite_baseline_seen "
+                "WHERE tbl = {1}); DROP TRIGGER temp.resilite_baseline_{2}_i; "
+                "DROP TRIGGER temp.resilite_baseline_{2}_u;",
+                quote_id(name), quote_literal(name), i, rowid));
         }
         trusted("RELEASE resilite_replay");
         return true;
@@ -619,7 +628,8 @@ private:
             const auto key = tokens_[i + 2].text;  // CONFLICT ( key
             if (!key.starts_with('"')) return false;  // (a rowid by a bare name: left as it is)
             const auto at = static_cast<std::size_t>(tokens_[n - 2].text.data() - text.data());
-            rewritten_ = fmt::format("{}UPDATE SET {}=excluded.{};", text.substr(0, at), key, key);
+            rewritten_ =
+                resilite::detail::format("{}UPDATE SET {}=excluded.{};", text.substr(0, at), key, key);
             return true;
         }
         return false;
@@ -641,7 +651,8 @@ private:
         }
         if (!added) return;
         for (const auto& col : *added)
-            trusted(fmt::format("ALTER TABLE main.{} ADD COLUMN {}", quote_id(table), column_definition(col)));
+            trusted(resilite::detail::format("ALTER TABLE main.{} ADD COLUMN {}", quote_id(table),
+                                             column_definition(col)));
     }
 
     // The indexes of the database (not the automatic ones of its constraints) and their tables.
@@ -674,16 +685,18 @@ private:
             // WITHOUT ROWID, or a rowid hidden by columns of every name it has: no rowid to
             // note; the baseline holds every row.
             if (without_rowid != 0 || rowid.empty()) {
-                trusted(fmt::format("DELETE FROM main.{}", quote_id(name)));
+                trusted(resilite::detail::format("DELETE FROM main.{}", quote_id(name)));
                 continue;
             }
             const auto i = out.size();
-            trusted(fmt::format(
-                "CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.{3}); END; "
-                "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON main.{1} BEGIN INSERT OR IGNORE INTO "
-                "resilite_baseline_seen VALUES({2}, NEW.{3}); END;",
-                i, quote_id(name), quote_literal(name), rowid));
+            trusted(
+                resilite::detail::format("CREATE TEMP TRIGGER resilite_baseline_{0}_i AFTER INSERT ON "
+                                         "main.{1} BEGIN INSERT OR IGNORE INTO "
+                                         "resilite_baseline_seen VALUES({2}, NEW.{3}); END; "
+                                         "CREATE TEMP TRIGGER resilite_baseline_{0}_u AFTER UPDATE ON "
+                                         "main.{1} BEGIN INSERT OR IGNORE INTO "
+                                         "resilite_baseline_seen VALUES({2}, NEW.{3}); END;",
+                                         i, quote_id(name), quote_literal(name), rowid));
             out.emplace_back(name, rowid);
         }
         return out;
@@ -819,16 +832,16 @@ private:
             const auto column = item.substr(table.size() + 1);
             const auto v = value_of(column);
             if (!v || same_word(*v, "NULL") || *v == "''" || *v == "0" || same_word(*v, "X''")) return std::nullopt;
-            same.push_back(fmt::format("{} = {}", quote_id(column), *v));
+            same.push_back(resilite::detail::format("{} = {}", quote_id(column), *v));
         }
         for (const auto& k : keys) {
             const auto v = value_of(name_of(k));
             if (!v) return std::nullopt;
-            other_key.push_back(fmt::format("{} IS {}", k, *v));
+            other_key.push_back(resilite::detail::format("{} IS {}", k, *v));
         }
         if (same.empty() || other_key.empty()) return std::nullopt;
-        return fmt::format("DELETE FROM {} WHERE {} AND NOT ({});", tokens_[2].text, fmt::join(same, " AND "),
-                           fmt::join(other_key, " AND "));
+        return resilite::detail::format("DELETE FROM {} WHERE {} AND NOT ({});", tokens_[2].text,
+                                        fmt::join(same, " AND "), fmt::join(other_key, " AND "));
     }
     // Runs `removal` (as a row change: the authorizer sees it); true when it deleted exactly one
     // row. Anything else (none, or more: a partial index, a collation the index does not share)
@@ -901,9 +914,10 @@ private:
         if (overrun_) {
             overrun_ = false;
             refused = true;
-            return fmt::format("the statement was stopped after {} steps, more work than any statement the "
-                               "archive writer produces",
-                               steps_);
+            return resilite::detail::format(
+                "the statement was stopped after {} steps, more work than any statement the "
+                "archive writer produces",
+                steps_);
         }
         // Denied by the authorizer (SQLite may report that as SQLITE_AUTH or as an error naming
         // what was not authorized), or by SQLite's own guards.
@@ -948,27 +962,28 @@ private:
             case SQLITE_FUNCTION:
                 // Literals need no function; DDL expressions may use SQLite's pure built-ins.
                 if (!row && allowed_function(second)) return SQLITE_OK;
-                return deny(fmt::format("the function {}() is not allowed in a replay", second));
+                return deny(resilite::detail::format("the function {}() is not allowed in a replay", second));
             case SQLITE_INSERT:
             case SQLITE_UPDATE:
             case SQLITE_DELETE: {
                 if (db != nullptr && std::string_view{db} != "main")
-                    return deny(fmt::format("writing to database '{}' is not allowed", db));
+                    return deny(resilite::detail::format("writing to database '{}' is not allowed", db));
                 const auto t = lower(first);
                 if (t == "sqlite_master" || t == "sqlite_schema") {
                     return !row ? SQLITE_OK : deny("writing the schema table directly is not allowed");
                 }
                 if (t == "sqlite_sequence") return SQLITE_OK;
-                if (reserved_name(t)) return deny(fmt::format("table {} belongs to the library", first));
+                if (reserved_name(t))
+                    return deny(resilite::detail::format("table {} belongs to the library", first));
                 if (known(t)) return SQLITE_OK;
-                return deny(fmt::format("table {} is not one the archive created", first));
+                return deny(resilite::detail::format("table {} is not one the archive created", first));
             }
             case SQLITE_CREATE_TABLE:
                 // (SQLite makes sqlite_sequence itself for the first AUTOINCREMENT table; nobody
                 // can create it by name.)
                 if (s.kind_ == statement_kind::create_table && lower(first) == "sqlite_sequence") return SQLITE_OK;
                 if (s.kind_ != statement_kind::create_table || reserved_name(first))
-                    return deny(fmt::format("creating table {} is not allowed", first));
+                    return deny(resilite::detail::format("creating table {} is not allowed", first));
                 s.tables_.insert(lower(first));
                 return SQLITE_OK;
             case SQLITE_CREATE_INDEX:
@@ -976,7 +991,7 @@ private:
                     return SQLITE_OK;
                 if (s.kind_ == statement_kind::create_table && lower(first).starts_with("sqlite_autoindex_"))
                     return SQLITE_OK;  // a PRIMARY KEY or UNIQUE constraint's own index
-                return deny(fmt::format("creating index {} is not allowed", first));
+                return deny(resilite::detail::format("creating index {} is not allowed", first));
             case SQLITE_REINDEX:  // part of CREATE INDEX
                 if (s.kind_ == statement_kind::create_index) return SQLITE_OK;
                 return deny("REINDEX is not allowed in a replay");
@@ -984,12 +999,13 @@ private:
                 if (s.kind_ == statement_kind::set_version && lower(first) == "user_version" &&
                     (db == nullptr || std::string_view{db} == "main"))
                     return SQLITE_OK;
-                return deny(fmt::format("PRAGMA {} is not allowed in a replay", first));
+                return deny(resilite::detail::format("PRAGMA {} is not allowed in a replay", first));
             case SQLITE_ALTER_TABLE:
                 if (s.kind_ == statement_kind::add_column && known(second)) return SQLITE_OK;
-                return deny(fmt::format("ALTER TABLE {} other than ADD COLUMN is not allowed", second));
+                return deny(
+                    resilite::detail::format("ALTER TABLE {} other than ADD COLUMN is not allowed", second));
             default:
-                return deny(fmt::format("{} is not allowed in a replay", action_name(action)));
+                return deny(resilite::detail::format("{} is not allowed in a replay", action_name(action)));
         }
     }
 
@@ -1026,10 +1042,11 @@ private:
     std::sort(columns.begin(), columns.end());
     std::vector<std::string> parts;
     for (const auto& col : columns)
-        parts.push_back(fmt::format("quote({})", quote_id(col)));
-    const auto sql = fmt::format("SELECT {} FROM {}",
-                                 parts.empty() ? "''" : fmt::format("{}", fmt::join(parts, "||char(31)||")),
-                                 quote_id(table));
+        parts.push_back(resilite::detail::format("quote({})", quote_id(col)));
+    const auto sql = resilite::detail::format(
+        "SELECT {} FROM {}",
+        parts.empty() ? "''" : resilite::detail::format("{}", fmt::join(parts, "||char(31)||")),
+        quote_id(table));
     auto rows = c.query_all<std::string>(sql);
     std::sort(rows.begin(), rows.end());
     std::uint64_t h = 1469598103934665603ull;
@@ -1039,12 +1056,12 @@ private:
             h *= 1099511628211ull;
         }
     };
-    mix(fmt::format("{}", fmt::join(columns, ",")));
+    mix(resilite::detail::format("{}", fmt::join(columns, ",")));
     for (const auto& r : rows) {
         mix(r);
         mix("\n");
     }
-    return {static_cast<std::int64_t>(rows.size()), fmt::format("{:016x}", h)};
+    return {static_cast<std::int64_t>(rows.size()), resilite::detail::format("{:016x}", h)};
 }
 
 }  // namespace resilite::detail::archive

@@ -25,6 +25,7 @@
 #include <resilite/core/detail/background_sync.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/transaction.hpp>
@@ -110,9 +111,10 @@ public:
             } catch (const error& e) {
                 if (format_refused_) throw;  // another format version: never written over
                 readable = false;
-                notes.push_back(fmt::format("the archive cannot be read ({}); the outbox keeps every change "
-                                            "until it can",
-                                            e.technical().note));
+                notes.push_back(
+                    resilite::detail::format("the archive cannot be read ({}); the outbox keeps every change "
+                                             "until it can",
+                                             e.technical().note));
             }
             bool need_baseline = !snapshot_reason.empty();
             if (need_baseline) notes.emplace_back(snapshot_reason);
@@ -148,9 +150,10 @@ public:
                 }
                 if (archive_end < db_seq) {
                     need_baseline = true;
-                    notes.push_back(fmt::format(
+                    notes.push_back(resilite::detail::format(
                         "the archive ends at txn {} but the database had archived up to txn {} (archive "
-                        "directory replaced or damaged, or a COMMIT reported failed with an I/O error that SQLite's recovery "
+                        "directory replaced or damaged, or a COMMIT reported failed with an I/O error that "
+                        "SQLite's recovery "
                         "brought back?); a full snapshot was written so that the archive "
                         "alone can rebuild the database again",
                         archive_end, db_seq));
@@ -197,7 +200,7 @@ public:
             known_ = false;
             owe_snapshot(unsynced_record);
             try {
-                notes_.push_back(fmt::format(
+                notes_.push_back(resilite::detail::format(
                     "txn {} is committed in the database, but its archive record could not be made durable "
                     "({}): the archive may lack it. The next write to the archive carries a full snapshot; a "
                     "heal that finds the record missing before then names txn {} as lost",
@@ -210,8 +213,8 @@ public:
         // Synced when the record may be missing: the mark is then the only evidence of the commit.
         if (!high_water_.raise(seq, sync_error != 0)) {
             try {
-                notes_.push_back(fmt::format("could not raise the archive's high-water mark in {}",
-                                             high_water_.file().string()));
+                notes_.push_back(resilite::detail::format(
+                    "could not raise the archive's high-water mark in {}", high_water_.file().string()));
             } catch (...) {
             }
         }
@@ -314,9 +317,10 @@ private:
         } catch (const std::exception& e) {
             c.exec_script("ROLLBACK TO resilite_schema_sync; RELEASE resilite_schema_sync");
             schema_version_ = -1;
-            notes_.push_back(fmt::format("the schema changes made outside a transaction were not archived yet ({}); "
-                                         "the next drain tries again",
-                                         e.what()));
+            notes_.push_back(resilite::detail::format(
+                "the schema changes made outside a transaction were not archived yet ({}); "
+                "the next drain tries again",
+                e.what()));
         }
     }
 
@@ -408,9 +412,10 @@ private:
             }
             if (!missing.empty()) {
                 baseline = true;
-                notes.push_back(fmt::format("the capture triggers of {} were missing (dropped by hand?): a full "
-                                            "snapshot was written, which holds what was written without them",
-                                            fmt::join(missing, ", ")));
+                notes.push_back(resilite::detail::format(
+                    "the capture triggers of {} were missing (dropped by hand?): a full "
+                    "snapshot was written, which holds what was written without them",
+                    fmt::join(missing, ", ")));
             }
         }
         if (archived.empty()) {
@@ -483,7 +488,7 @@ private:
             last_seq_ = db_seq;
             return db_seq;
         }
-        notes_.push_back(fmt::format(
+        notes_.push_back(resilite::detail::format(
             "the archive ends at txn {} but the database's outbox does not hold that record "
             "(restored from a copy?); its unarchived changes are numbered from txn {}",
             archive_seq, archive_seq + 1));
@@ -501,20 +506,23 @@ private:
         const auto& db = high_water_.database();
         const auto mark = high_water_.read();
         if (!db.empty() && read_marker(db).rolled_back_to == db_seq)
-            return fmt::format("resilite::restore() put back a copy older than its archive, holding its records up to "
-                               "txn {}: the commits of txn {} to {} stay rolled back",
-                               db_seq, db_seq + 1, archive_end);
+            return resilite::detail::format(
+                "resilite::restore() put back a copy older than its archive, holding its records up to "
+                "txn {}: the commits of txn {} to {} stay rolled back",
+                db_seq, db_seq + 1, archive_end);
         if (db.empty() || mark <= db_seq)
-            return fmt::format("the database is older than its archive (it holds its records up to txn {}, the "
-                               "archive goes on to txn {}) with no high-water mark saying they committed: taken for "
-                               "a copy put back on purpose",
-                               db_seq, archive_end);
+            return resilite::detail::format(
+                "the database is older than its archive (it holds its records up to txn {}, the "
+                "archive goes on to txn {}) with no high-water mark saying they committed: taken for "
+                "a copy put back on purpose",
+                db_seq, archive_end);
         behind_ = behind_text(db_seq, archive_end, mark);
         throw library_failure(error_class::corrupt, "archive",
-                              fmt::format("{}; a heal, or `resilite archive replay {} {}`, brings them back; to keep "
-                                          "this older state on purpose, put it back with `resilite restore`, or "
-                                          "move the archive directory aside",
-                                          behind_, dir_.string(), db.string()),
+                              resilite::detail::format(
+                                  "{}; a heal, or `resilite archive replay {} {}`, brings them back; to keep "
+                                  "this older state on purpose, put it back with `resilite restore`, or "
+                                  "move the archive directory aside",
+                                  behind_, dir_.string(), db.string()),
                               db.string());
     }
 
@@ -537,12 +545,14 @@ private:
             if (r->header.seq != db_seq + 1 + (r - first) || r->header.utc != first->header.utc) return false;
         }
         const auto body_at = static_cast<std::size_t>(first->body.data() - text.data());
-        const auto start = text.rfind(fmt::format("{}{} ", header_prefix, db_seq + 1), body_at);
+        const auto start = text.rfind(resilite::detail::format("{}{} ", header_prefix, db_seq + 1), body_at);
         if (start == std::string::npos) return false;
         std::error_code ec;
-        auto aside = dir_ / fmt::format("{}.cancelled-{}", t.segment, utc_text(std::chrono::system_clock::now()));
+        auto aside = dir_ / resilite::detail::format("{}.cancelled-{}", t.segment,
+                                                     utc_text(std::chrono::system_clock::now()));
         for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
-            aside = dir_ / fmt::format("{}.cancelled-{}-{}", t.segment, utc_text(std::chrono::system_clock::now()), n);
+            aside = dir_ / resilite::detail::format("{}.cancelled-{}-{}", t.segment,
+                                                    utc_text(std::chrono::system_clock::now()), n);
         if (!set_aside(aside, std::string_view{text}.substr(start))) fail_io("cannot set aside the last record of", path);
         const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0 || ::ftruncate(fd, static_cast<off_t>(start)) != 0 || ::fsync(fd) != 0) {
@@ -552,12 +562,13 @@ private:
             fail_io("cannot cut the last record of", path);
         }
         ::close(fd);
-        notes_.push_back(fmt::format(
-            "{}: {} written ahead of a transaction that never committed (a crash before its COMMIT); moved to "
+        notes_.push_back(resilite::detail::format(
+            "{}: {} written ahead of a transaction that never committed (a crash before its COMMIT); moved "
+            "to "
             "{}, not part of the archive",
             t.segment,
-            t.seq == db_seq + 1 ? fmt::format("record {} was", t.seq)
-                                : fmt::format("records {} to {} were", db_seq + 1, t.seq),
+            t.seq == db_seq + 1 ? resilite::detail::format("record {} was", t.seq)
+                                : resilite::detail::format("records {} to {} were", db_seq + 1, t.seq),
             aside.filename().string()));
         known_ = false;
         tail_.reset();
@@ -646,10 +657,11 @@ private:
             if (std::error_code dir_ec; !have_dir && !std::filesystem::is_directory(dir_, dir_ec)) {
                 std::filesystem::create_directories(dir_, dir_ec);
                 if (dir_ec) {
-                    throw library_failure(error_class::archive, "archive",
-                                          fmt::format("cannot create the archive directory {}: {}",
-                                                      dir_.string(), dir_ec.message()),
-                                          dir_.string());
+                    throw library_failure(
+                        error_class::archive, "archive",
+                        resilite::detail::format("cannot create the archive directory {}: {}", dir_.string(),
+                                                 dir_ec.message()),
+                        dir_.string());
                 }
                 static_cast<void>(fsync_path(dir_.parent_path(), true));
             }
@@ -657,7 +669,7 @@ private:
             if (!tail_segment_.empty() && segment != tail_segment_) {
                 // Tells other writers, who only stat the segment they know, that a newer one starts.
                 segment_appender old{dir_ / tail_segment_, {}};
-                old.buffer() = fmt::format("-- continued in {}\n", segment);
+                old.buffer() = resilite::detail::format("-- continued in {}\n", segment);
                 old.finish();
             }
             // The segment this writer appended to last, still the same file at the size just
@@ -781,18 +793,20 @@ private:
             const auto contents = read_segment(text, *it);
             if (contents.unknown_format) {
                 format_refused_ = true;
-                throw library_failure(
-                    error_class::archive, "archive",
-                    fmt::format("{} was written in another archive format version; nothing is "
-                                "appended to it (upgrade resilite, or archive to a new directory)",
-                                *it),
-                    path.string());
+                throw library_failure(error_class::archive, "archive",
+                                      resilite::detail::format(
+                                          "{} was written in another archive format version; nothing is "
+                                          "appended to it (upgrade resilite, or archive to a new directory)",
+                                          *it),
+                                      path.string());
             }
             if (contents.torn_tail && it == segments.rbegin()) {
                 // The torn bytes are kept: cut only once they are safely in a file of their own.
-                auto aside = dir_ / fmt::format("{}.torn-{}", *it, utc_text(std::chrono::system_clock::now()));
+                auto aside = dir_ / resilite::detail::format("{}.torn-{}", *it,
+                                                             utc_text(std::chrono::system_clock::now()));
                 for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(aside, ec)); ++n)
-                    aside = dir_ / fmt::format("{}.torn-{}-{}", *it, utc_text(std::chrono::system_clock::now()), n);
+                    aside = dir_ / resilite::detail::format("{}.torn-{}-{}", *it,
+                                                            utc_text(std::chrono::system_clock::now()), n);
                 if (!set_aside(aside, std::string_view{text}.substr(contents.good_end)))
                     fail_io("cannot set aside the torn tail of", path);
                 const int fd = ::open(path.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -803,7 +817,7 @@ private:
                     fail_io("cannot cut the torn tail of", path);
                 }
                 ::close(fd);
-                note = fmt::format(
+                note = resilite::detail::format(
                     "{}: an incomplete last record (a crash while appending) was moved to {}; "
                     "its changes are still in the outbox and were archived again",
                     *it, aside.filename().string());

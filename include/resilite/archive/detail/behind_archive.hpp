@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 
@@ -22,11 +23,12 @@
 namespace resilite::detail::archive {
 
 [[nodiscard]] inline std::string behind_text(std::int64_t db_seq, std::int64_t archive_end, std::int64_t mark) {
-    return fmt::format("the database is behind its archive: it holds the archive's records up to txn {}, the archive "
-                       "goes on to txn {}{}: committed transactions are missing from the file (its -wal removed "
-                       "after a crash, or an older copy put in its place)",
-                       db_seq, archive_end,
-                       mark > db_seq ? fmt::format(" (high-water mark {})", mark) : std::string{});
+    return resilite::detail::format(
+        "the database is behind its archive: it holds the archive's records up to txn {}, the archive "
+        "goes on to txn {}{}: committed transactions are missing from the file (its -wal removed "
+        "after a crash, or an older copy put in its place)",
+        db_seq, archive_end,
+        mark > db_seq ? resilite::detail::format(" (high-water mark {})", mark) : std::string{});
 }
 
 // Whether the database's outbox still holds the rows of the record `t` (a record whose settle,

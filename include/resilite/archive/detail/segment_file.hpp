@@ -4,6 +4,7 @@
 
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
@@ -63,7 +64,8 @@ namespace resilite::detail::archive {
 
 [[noreturn]] inline void fail_io(std::string_view what, const std::filesystem::path& p) {
     throw library_failure(error_class::archive, "archive",
-                          fmt::format("{} {}: {}", what, p.string(), std::strerror(errno)), p.string());
+                          resilite::detail::format("{} {}: {}", what, p.string(), std::strerror(errno)),
+                          p.string());
 }
 
 // Why a segment path cannot be used, or nothing when it is a regular file or absent. A link is
@@ -72,11 +74,13 @@ namespace resilite::detail::archive {
     struct ::stat st {};
     if (::lstat(p.c_str(), &st) != 0 || S_ISREG(st.st_mode)) return std::nullopt;
     if (S_ISLNK(st.st_mode)) {
-        return fmt::format("archive segment {} is a symbolic link; resilite never follows links in an "
-                           "archive (replace it with the file itself)",
-                           p.string());
+        return resilite::detail::format(
+            "archive segment {} is a symbolic link; resilite never follows links in an "
+            "archive (replace it with the file itself)",
+            p.string());
     }
-    return fmt::format("archive segment {} is not a regular file (a directory?); move it away", p.string());
+    return resilite::detail::format("archive segment {} is not a regular file (a directory?); move it away",
+                                    p.string());
 }
 
 // A segment's bytes, read into a buffer that is not zero-filled first: a segment can be hundreds
@@ -125,8 +129,9 @@ private:
     if (fd.get() < 0) fail_io("cannot read archive segment", p);
     struct ::stat st {};
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) {
-        throw library_failure(error_class::archive, "archive",
-                              fmt::format("archive segment {} is not a regular file", p.string()), p.string());
+        throw library_failure(
+            error_class::archive, "archive",
+            resilite::detail::format("archive segment {} is not a regular file", p.string()), p.string());
     }
     size = static_cast<std::uintmax_t>(st.st_size);
     return fd;
@@ -180,9 +185,10 @@ public:
         struct ::stat st {};
         if (::fstat(fd_, &st) != 0 || !S_ISREG(st.st_mode)) {
             ::close(std::exchange(fd_, -1));
-            throw library_failure(error_class::archive, "archive",
-                                  fmt::format("archive segment {} is not a regular file", file_.string()),
-                                  file_.string());
+            throw library_failure(
+                error_class::archive, "archive",
+                resilite::detail::format("archive segment {} is not a regular file", file_.string()),
+                file_.string());
         }
         start_ = st.st_size;
         fresh_ = st.st_size == 0;
@@ -376,7 +382,7 @@ struct tail_info {
         // appears in both; never the segment's first line, its preamble). A line of the record's
         // own text may read the same: each such line, from the end, is tried as the header until
         // one frames the record that ends the segment; the window grows while none does.
-        const auto needle = fmt::format("\n{}{} ", header_prefix, seq);
+        const auto needle = resilite::detail::format("\n{}{} ", header_prefix, seq);
         int framed = 0;  // candidates whose framing fits, each checked in full (a few at most)
         for (auto hit = buf.rfind(needle, line_start); hit != std::string::npos;
              hit = hit == 0 ? std::string::npos : buf.rfind(needle, hit - 1)) {
@@ -561,11 +567,12 @@ public:
         const auto at = static_cast<std::size_t>(r.body_at - window_at_);
         if (at + bytes > all.size() ||
             checksum(r.header.seq, r.header.utc, r.header.kind, all.substr(at, bytes)) != r.crc) {
-            throw library_failure(error_class::archive, "archive",
-                                  fmt::format("archive segment {} changed while it was read: txn {} no longer "
-                                              "matches what was read before; nothing of it was applied",
-                                              r.segment, r.header.seq),
-                                  (dir_ / r.segment).string());
+            throw library_failure(
+                error_class::archive, "archive",
+                resilite::detail::format("archive segment {} changed while it was read: txn {} no longer "
+                                         "matches what was read before; nothing of it was applied",
+                                         r.segment, r.header.seq),
+                (dir_ / r.segment).string());
         }
         return all.substr(at, bytes);
     }

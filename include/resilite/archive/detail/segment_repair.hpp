@@ -7,6 +7,7 @@
 
 #include <resilite/archive/detail/archive_format.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <fcntl.h>
@@ -54,12 +55,13 @@ inline void mark_duplicates(std::vector<segment_plan>& plans, std::vector<std::s
         for (std::size_t i = 0; i < p.records.size(); ++i) {
             const auto& r = p.records[i];
             const auto [it, first] =
-                seen.try_emplace(r.header.seq, r.crc, fmt::format("{}:{}", p.name, r.line));
+                seen.try_emplace(r.header.seq, r.crc, resilite::detail::format("{}:{}", p.name, r.line));
             if (first) continue;
             p.drop.insert(i);
             if (it->second.first != r.crc)
-                conflicts.push_back(fmt::format("txn {} at {}:{} differs from the copy kept at {}", r.header.seq, p.name,
-                                                r.line, it->second.second));
+                conflicts.push_back(
+                    resilite::detail::format("txn {} at {}:{} differs from the copy kept at {}", r.header.seq,
+                                             p.name, r.line, it->second.second));
         }
     }
 }
@@ -130,9 +132,9 @@ struct segment_cut {
                                                      std::string_view what) {
     const auto stamp = utc_text(std::chrono::system_clock::now());
     std::error_code ec;
-    auto p = dir / fmt::format("{}.{}-{}", segment, what, stamp);
+    auto p = dir / resilite::detail::format("{}.{}-{}", segment, what, stamp);
     for (int n = 2; std::filesystem::exists(std::filesystem::symlink_status(p, ec)); ++n)
-        p = dir / fmt::format("{}.{}-{}-{}", segment, what, stamp, n);
+        p = dir / resilite::detail::format("{}.{}-{}-{}", segment, what, stamp, n);
     return p;
 }
 
@@ -149,7 +151,7 @@ inline void replace_segment(const std::filesystem::path& dir, const std::string&
         // Its name durable before the segment loses the bytes.
         if (!fsync_path(dir, true)) fail_io("cannot sync the archive directory", dir);
     }
-    const auto temp = dir / fmt::format(".{}.repair-{}", name, ::getpid());
+    const auto temp = dir / resilite::detail::format(".{}.repair-{}", name, ::getpid());
     std::error_code ec;
     std::filesystem::remove(temp, ec);
     {

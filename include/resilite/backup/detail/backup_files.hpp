@@ -7,7 +7,9 @@
 #include <resilite/backup/backup_result.hpp>
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 
 #include <resilite/detail/link_path.hpp>
 #include <resilite/detail/utc_format.hpp>
@@ -51,9 +53,10 @@ namespace resilite::detail {
         err == ENOENT || err == ENOTDIR || err == ENAMETOOLONG ? error_class::cant_open : errno_class(err);
     return library_failure(
         klass, "backup",
-        fmt::format("the backup directory {} cannot be written ({}): nothing was backed up; the database itself "
-                    "is not affected",
-                    dir.string(), std::error_code{err, std::generic_category()}.message()),
+        resilite::detail::format(
+            "the backup directory {} cannot be written ({}): nothing was backed up; the database itself "
+            "is not affected",
+            dir.string(), std::error_code{err, std::generic_category()}.message()),
         db.string());
 }
 
@@ -83,7 +86,8 @@ inline void create_backup_temp(const std::filesystem::path& dir, const std::file
                                              std::chrono::system_clock::time_point t) {
     const auto ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-    return fmt::format("{}-{}.{:03}Z.db", db.stem().string(), utc_format(t, "%Y%m%dT%H%M%S"), ms);
+    return resilite::detail::format("{}-{}.{:03}Z.db", db.stem().string(), utc_format(t, "%Y%m%dT%H%M%S"),
+                                    ms);
 }
 
 struct backup_file {
@@ -149,6 +153,17 @@ struct manifest_entry {
     return out;
 }
 
+// The identity a database file holds (none: unreadable, or never opened by resilite: a
+// point-in-time rebuild).
+[[nodiscard]] inline std::optional<std::string> identity_in_file(const std::filesystem::path& db) noexcept {
+    try {
+        sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        return read_identity(c);
+    } catch (...) {
+        return std::nullopt;
+    }
+}
+
 // Why a backup cannot be trusted, or nothing: it must be a regular file that matches its
 // manifest entry (size, and the checksum taken when it was made). A copy renamed, replaced or
 // planted in the directory is refused, even when it would pass every other check.
@@ -160,12 +175,13 @@ struct manifest_entry {
     std::error_code ec;
     const auto size = std::filesystem::file_size(backup, ec);
     if (ec || size != it->second.bytes)
-        return fmt::format("the backup's size ({} bytes) differs from the manifest's ({} bytes)", ec ? 0 : size,
-                           it->second.bytes);
+        return resilite::detail::format("the backup's size ({} bytes) differs from the manifest's ({} bytes)",
+                                        ec ? 0 : size, it->second.bytes);
     if (it->second.crc32) {
         const auto crc = file_crc32(backup);
         if (!crc || *crc != *it->second.crc32)
-            return fmt::format("the backup's checksum differs from the one the manifest recorded when it was taken");
+            return resilite::detail::format(
+                "the backup's checksum differs from the one the manifest recorded when it was taken");
     }
     return std::nullopt;
 }
@@ -264,7 +280,8 @@ struct manifest_entry {
     const auto manifest = read_manifest(dir);
     const auto base = backup_name(db, taken);  // ends in ".db"
     for (unsigned n = 1;; ++n) {
-        const auto name = n == 1 ? base : fmt::format("{}-{}.db", base.substr(0, base.size() - 3), n);
+        const auto name =
+            n == 1 ? base : resilite::detail::format("{}-{}.db", base.substr(0, base.size() - 3), n);
         if (manifest.contains(name)) continue;
         const auto target = dir / name;
         if (::link(tmp.c_str(), target.c_str()) == 0) {
@@ -290,10 +307,10 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     {
         std::ofstream out(manifest, std::ios::app);
         if (fresh) out << "# resilite backup manifest: name, taken (UTC), bytes, pages, check, archive_seq, crc32\n";
-        out << fmt::format("{}\t{}Z\t{}\t{}\t{}\t{}\t{:08x}\n", r.path.filename().string(),
-                           utc_format(r.taken, "%Y-%m-%dT%H:%M:%S"), r.bytes, r.pages,
-                           r.check.ok() ? "ok" : "failed",
-                           r.archive_seq ? fmt::format("{}", *r.archive_seq) : std::string{"-"}, r.crc32);
+        out << resilite::detail::format(
+            "{}\t{}Z\t{}\t{}\t{}\t{}\t{:08x}\n", r.path.filename().string(),
+            utc_format(r.taken, "%Y-%m-%dT%H:%M:%S"), r.bytes, r.pages, r.check.ok() ? "ok" : "failed",
+            r.archive_seq ? resilite::detail::format("{}", *r.archive_seq) : std::string{"-"}, r.crc32);
     }
     static_cast<void>(fsync_path(manifest, false));
 }
@@ -318,21 +335,22 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
     replace("{path}", quote(backup.string()));
     replace("{name}", quote(backup.filename().string()));
     const auto r = run_command({"/bin/sh", "-c", cmd}, timeout);
-    return r.ok() ? std::string{} : r.failure(fmt::format("the sink command ({})", command), timeout);
+    return r.ok() ? std::string{}
+                  : r.failure(resilite::detail::format("the sink command ({})", command), timeout);
 }
 
 // Temporary files of backups that never finished (a killed process): removed at the next run.
 // Temporary copies of killed backups of `db` (".<name>.tmp-<pid>-<n>"); those of live
 // processes are theirs to finish.
 inline void clean_leftovers(const std::filesystem::path& dir, const std::filesystem::path& db) {
-    remove_stale_temp_files(dir, fmt::format(".{}.tmp-", db.filename().string()));
+    remove_stale_temp_files(dir, resilite::detail::format(".{}.tmp-", db.filename().string()));
 }
 
 // A name no other backup in flight has: the pid (for clean_leftovers) and a counter (several
 // Database objects in one process).
 [[nodiscard]] inline std::string backup_temp_name(const std::filesystem::path& db) {
     static std::atomic<unsigned> counter{0};
-    return fmt::format(".{}.tmp-{}-{}", db.filename().string(), ::getpid(), counter++);
+    return resilite::detail::format(".{}.tmp-{}-{}", db.filename().string(), ::getpid(), counter++);
 }
 
 }  // namespace resilite::detail

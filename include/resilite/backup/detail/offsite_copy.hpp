@@ -7,6 +7,7 @@
 
 #include <resilite/backup/offsite_settings.hpp>
 #include <resilite/core/detail/run_command.hpp>
+#include <resilite/detail/format.hpp>
 
 #include <fmt/format.h>
 
@@ -27,7 +28,8 @@ namespace resilite::detail {
 [[nodiscard]] inline std::string offsite_folder(const offsite_settings& s, const std::filesystem::path& db,
                                                 std::string_view kind = {}) {
     const bool slash = !s.remote.empty() && (s.remote.back() == '/' || s.remote.back() == ':');
-    return fmt::format("{}{}{}{}{}", s.remote, slash ? "" : "/", db.filename().string(), kind.empty() ? "" : "/", kind);
+    return resilite::detail::format("{}{}{}{}{}", s.remote, slash ? "" : "/", db.filename().string(),
+                                    kind.empty() ? "" : "/", kind);
 }
 
 // Bounded retries: the timeout, not rclone's patience, says how long an unreachable remote costs.
@@ -76,13 +78,14 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
     // remote's copy. An archive segment is handed over as a snapshot of its complete records,
     // offsite_flow's snapshot_segment.)
     std::vector<std::string> args{"rclone", "copyto", file.string(),
-                                  fmt::format("{}/{}", offsite_folder(s, db, kind), name)};
+                                  resilite::detail::format("{}/{}", offsite_folder(s, db, kind), name)};
     if (!keep_replaced.empty()) {
         args.emplace_back("--backup-dir");
-        args.push_back(fmt::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));
+        args.push_back(resilite::detail::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));
     }
     const auto r = run_rclone(std::move(args), s);
-    return r.ok() ? std::string{} : r.failure(fmt::format("copying {} off the machine", name), s.timeout);
+    return r.ok() ? std::string{}
+                  : r.failure(resilite::detail::format("copying {} off the machine", name), s.timeout);
 }
 
 // Copies what <folder>/<kind>/ holds and `dir` lacks into `dir`; empty when it worked.
@@ -91,7 +94,9 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing"}, s);
-    return r.ok() ? std::string{} : r.failure(fmt::format("fetching the {} from off the machine", kind), s.timeout);
+    return r.ok()
+               ? std::string{}
+               : r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);
 }
 
 // Whose copies the database's folder holds. nullopt with `error` empty: none yet (a new folder).
@@ -102,7 +107,8 @@ struct remote_identity {
 
 [[nodiscard]] inline remote_identity offsite_identity(const offsite_settings& s, const std::filesystem::path& db) {
     const auto local = std::filesystem::temp_directory_path() /
-                       fmt::format("resilite-offsite-id-{}-{:016x}", ::getpid(), std::hash<std::string>{}(db.string()));
+                       resilite::detail::format("resilite-offsite-id-{}-{:016x}", ::getpid(),
+                                                std::hash<std::string>{}(db.string()));
     const auto r = run_rclone({"rclone", "copyto", offsite_folder(s, db) + "/IDENTITY", local.string()}, s);
     remote_identity out;
     if (r.ok()) {
@@ -122,7 +128,8 @@ struct remote_identity {
 [[nodiscard]] inline std::string offsite_claim(const offsite_settings& s, const std::filesystem::path& db,
                                                const std::string& identity) {
     const auto local = std::filesystem::temp_directory_path() /
-                       fmt::format("resilite-offsite-id-{}-{:016x}", ::getpid(), std::hash<std::string>{}(db.string()));
+                       resilite::detail::format("resilite-offsite-id-{}-{:016x}", ::getpid(),
+                                                std::hash<std::string>{}(db.string()));
     {
         std::ofstream out(local, std::ios::trunc);
         out << "resilite database " << identity << "\n";

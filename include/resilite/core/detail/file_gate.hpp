@@ -10,6 +10,7 @@
 // the gate before the heal lock, and nothing waits for the gate while holding the heal lock.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 
 #include <fmt/format.h>
 
@@ -40,9 +41,10 @@ namespace resilite::detail {
     int fd = ::open(gate_path(db).c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0 && (errno == EACCES || errno == EROFS)) fd = ::open(gate_path(db).c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        throw library_failure(error_class::io, operation,
-                              fmt::format("could not open {}: {}", gate_path(db).string(), std::strerror(errno)),
-                              db.string());
+        throw library_failure(
+            error_class::io, operation,
+            resilite::detail::format("could not open {}: {}", gate_path(db).string(), std::strerror(errno)),
+            db.string());
     }
     return fd;
 }

@@ -2,6 +2,7 @@
 // How an operation ended, for the event it emits.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 
 #include <fmt/format.h>
 
@@ -20,7 +21,7 @@ struct op_failure {
         } catch (const error& e) {
             return {e.klass(), e.what()};
         } catch (const std::exception& e) {
-            return {error_class::none, fmt::format("exception: {}", e.what())};
+            return {error_class::none, resilite::detail::format("exception: {}", e.what())};
         } catch (...) {
             return {error_class::none, "unknown exception"};
         }

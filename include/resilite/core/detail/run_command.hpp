@@ -4,6 +4,8 @@
 // whole process group is killed when it overstays). The result says how it ended in words an
 // operator can act on: "exited with code 1: <its last stderr lines>", "timed out after 600 s".
 
+#include <resilite/detail/format.hpp>
+
 #include <fmt/format.h>
 
 #include <fcntl.h>
@@ -40,11 +42,13 @@ struct command_result {
         while (!tail.empty() && (tail.back() == '\n' || tail.back() == ' ')) tail.pop_back();
         for (auto& c : tail)
             if (c == '\n') c = '|';
-        const auto said = tail.empty() ? std::string{} : fmt::format(": {}", tail);
-        if (!started) return fmt::format("{} could not be started{}", what, said);
-        if (timed_out) return fmt::format("{} timed out after {} s and was killed{}", what, timeout.count(), said);
-        if (signal != 0) return fmt::format("{} was ended by signal {}{}", what, signal, said);
-        return fmt::format("{} exited with code {}{}", what, exit_code, said);
+        const auto said = tail.empty() ? std::string{} : resilite::detail::format(": {}", tail);
+        if (!started) return resilite::detail::format("{} could not be started{}", what, said);
+        if (timed_out)
+            return resilite::detail::format("{} timed out after {} s and was killed{}", what, timeout.count(),
+                                            said);
+        if (signal != 0) return resilite::detail::format("{} was ended by signal {}{}", what, signal, said);
+        return resilite::detail::format("{} exited with code {}{}", what, exit_code, said);
     }
 };
 
@@ -89,7 +93,7 @@ struct command_result {
         ::close(err[1]);
         if (rc != 0) {
             ::close(err[0]);
-            r.stderr_tail = fmt::format("{}: {}", args[0], std::strerror(rc));
+            r.stderr_tail = resilite::detail::format("{}: {}", args[0], std::strerror(rc));
             return r;
         }
         r.started = true;

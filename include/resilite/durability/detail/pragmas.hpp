@@ -3,6 +3,7 @@
 // assumed) and checkpoints.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/durability/checkpoint_mode.hpp>
 #include <resilite/durability/checkpoint_result.hpp>
 #include <resilite/durability/synchronous.hpp>
@@ -15,12 +16,12 @@
 namespace resilite::detail {
 
 inline void apply_synchronous(sqlite::connection& c, synchronous sync, const std::string& path) {
-    c.exec_script(fmt::format("PRAGMA synchronous={}", to_string(sync)));
+    c.exec_script(resilite::detail::format("PRAGMA synchronous={}", to_string(sync)));
     const auto level = c.query_one<int>("PRAGMA synchronous");
     if (!level || *level != static_cast<int>(sync)) {
         throw library_failure(error_class::durability, "open",
-                              fmt::format("synchronous reads back as {} after setting {}", level.value_or(-1),
-                                          to_string(sync)),
+                              resilite::detail::format("synchronous reads back as {} after setting {}",
+                                                       level.value_or(-1), to_string(sync)),
                               path);
     }
 }
@@ -28,11 +29,12 @@ inline void apply_synchronous(sqlite::connection& c, synchronous sync, const std
 inline void apply_durability(sqlite::connection& c, synchronous sync, const std::string& path) {
     const auto mode = c.query_one<std::string>("PRAGMA journal_mode=WAL");
     if (!mode || (*mode != "wal" && *mode != "WAL")) {
-        throw library_failure(error_class::durability, "open",
-                              fmt::format("journal_mode is '{}' after asking for WAL; WAL needs a file on a "
-                                          "local file system (not :memory:, not a network share)",
-                                          mode.value_or("?")),
-                              path);
+        throw library_failure(
+            error_class::durability, "open",
+            resilite::detail::format("journal_mode is '{}' after asking for WAL; WAL needs a file on a "
+                                     "local file system (not :memory:, not a network share)",
+                                     mode.value_or("?")),
+            path);
     }
     apply_synchronous(c, sync, path);
 }

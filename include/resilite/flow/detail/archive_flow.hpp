@@ -14,6 +14,7 @@
 #include <resilite/archive/detail/archive_writer.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/inspect_archive.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
@@ -65,23 +66,27 @@ public:
         std::lock_guard lock(ctx_.mutex);
         const auto start = ctx_.now();
         // The archive belongs to one database: records of two databases in one directory could
-        // rebuild neither. The changes stay in this database (a later open with the right
-        // directory archives them, from a full snapshot).
+        // rebuild neither. Acknowledged means archived: a directory that cannot be used fails
+        // the open rather than leave archiving off (this database's commits would be
+        // acknowledged and archived nowhere).
         const auto dir = directory();
-        // Acknowledged means archived: a directory that cannot be used fails the open rather
-        // than leave archiving off.
         if (is_link_path(dir))
             throw library_failure(error_class::permission, "open",
-                                  fmt::format("the archive directory {} is a symbolic link; resilite never follows "
-                                              "one: give the directory's real path in settings().archive.directory",
-                                              dir.string()),
+                                  resilite::detail::format(
+                                      "the archive directory {} is a symbolic link; resilite never follows "
+                                      "one: give the directory's real path in settings().archive.directory",
+                                      dir.string()),
                                   ctx_.path.string());
         if (const auto owner = read_archive_identity(dir); owner && *owner != ctx_.identity) {
-            ctx_.emit_since("archive", start, outcome::warning, 0, error_class::misuse,
-                            fmt::format("archiving is off: the archive directory {} belongs to another database "
-                                        "(identity {}, this one is {}); give this database its own directory",
-                                        dir.string(), *owner, ctx_.identity));
-            return;
+            throw library_failure(
+                error_class::archive, "open",
+                resilite::detail::format(
+                    "the archive directory {} belongs to another database (identity {}, this one is {}): give "
+                    "this database its own directory in settings().archive.directory, or, if this database "
+                    "replaced the one that archive belongs to (a point-in-time restore), move that archive "
+                    "aside first; archiving is never turned off by itself",
+                    dir.string(), *owner, ctx_.identity),
+                ctx_.path.string());
         }
         writer_.emplace(dir, ctx_.path.filename().string(), archive::capture_tables(R::schema::definition()),
                         ctx_.config.archive.settle_rows, ctx_.path, ctx_.identity);
@@ -99,7 +104,7 @@ public:
         drain_quietly(true);  // what a crash left in the outbox, and the schema records
         if (!pending_) forget_rollback();  // (the snapshot after the rolled-back records is archived)
         ctx_.emit_since("archive", start, notes.empty() ? outcome::ok : outcome::warning, writer_->last_seq(),
-                        error_class::none, fmt::format("{}", fmt::join(notes, "; ")));
+                        error_class::none, resilite::detail::format("{}", fmt::join(notes, "; ")));
     }
 
     void stop() noexcept {
@@ -139,10 +144,11 @@ public:
                 pending_ = true;
                 try {
                     auto f = op_failure::from_current_exception();
-                    ctx_.emit_since("archive", start, outcome::warning, 0, f.klass,
-                                    fmt::format("not archived yet (the changes are kept in the outbox and "
-                                                "archived at the next drain): {}",
-                                                f.detail));
+                    ctx_.emit_since(
+                        "archive", start, outcome::warning, 0, f.klass,
+                        resilite::detail::format("not archived yet (the changes are kept in the outbox and "
+                                                 "archived at the next drain): {}",
+                                                 f.detail));
                 } catch (...) {
                 }
             }
@@ -292,14 +298,16 @@ private:
             claim_directory();
             return;
         }
-        const auto why = fmt::format("the archive directory {} was removed or replaced while the database was open",
-                                     writer_->directory().string());
+        const auto why = resilite::detail::format(
+            "the archive directory {} was removed or replaced while the database was open",
+            writer_->directory().string());
         writer_->owe_snapshot(why);
         claim_directory();
         ctx_.emit_since("archive", ctx_.now(), outcome::warning, 0, error_class::none,
-                        fmt::format("{}: the next write to it carries a full snapshot of the database, so that the "
-                                    "archive alone can rebuild it again",
-                                    why));
+                        resilite::detail::format(
+                            "{}: the next write to it carries a full snapshot of the database, so that the "
+                            "archive alone can rebuild it again",
+                            why));
     }
 
     // resilite::restore()'s note in the sidecar has served once the snapshot after the

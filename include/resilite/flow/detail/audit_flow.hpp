@@ -20,6 +20,7 @@
 // restore() and reset_healing()) are audited with actor "resilite".
 
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/audit_result.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
@@ -73,7 +74,7 @@ inline constexpr std::string_view audit_table_sql =
     if (a.quick_check_interval != b.quick_check_interval) names.push_back("quick_check_interval");
     if (a.integrity_check_interval != b.integrity_check_interval) names.push_back("integrity_check_interval");
     return names.empty() ? std::string{"settings applied again, unchanged"}
-                         : fmt::format("settings changed: {}", fmt::join(names, ", "));
+                         : resilite::detail::format("settings changed: {}", fmt::join(names, ", "));
 }
 
 [[nodiscard]] inline std::string one_line(std::string_view text) {
@@ -116,7 +117,7 @@ public:
         // fallback rather than wait for the writer lock a heal holds.
         if (const auto why = ctx_.avail.reason(); file_in_doubt(why)) {
             return to_fallback(stamp(action, actor, detail), start, error_class::degraded,
-                               fmt::format("the database is unavailable ({})", to_string(why)));
+                               resilite::detail::format("the database is unavailable ({})", to_string(why)));
         }
         return write(stamp(action, actor, detail), start);
     }
@@ -160,9 +161,10 @@ public:
             static_cast<void>(import_locked(ctx_.connection()));
         } catch (...) {
             auto f = op_failure::from_current_exception();
-            ctx_.emit_since("audit_import", start, outcome::failed, 0, f.klass,
-                            fmt::format("the audit fallback was not imported (it stays, and is imported later): {}",
-                                        f.detail));
+            ctx_.emit_since(
+                "audit_import", start, outcome::failed, 0, f.klass,
+                resilite::detail::format(
+                    "the audit fallback was not imported (it stays, and is imported later): {}", f.detail));
         }
         return true;
     }
@@ -225,8 +227,10 @@ private:
         }
         if (!ctx_.on_disk()) {  // (":memory:" has no place beside it)
             ctx_.emit_since("audit", start, outcome::failed, 0, failure.klass, failure.detail, st.attempt);
-            throw library_failure(failure.klass, "audit", fmt::format("the audit entry was not written: {}", failure.detail),
-                                  ctx_.path.string());
+            throw library_failure(
+                failure.klass, "audit",
+                resilite::detail::format("the audit entry was not written: {}", failure.detail),
+                ctx_.path.string());
         }
         return to_fallback(std::move(e), start, failure.klass, failure.detail, st.attempt);
     }
@@ -274,22 +278,25 @@ private:
         try {
             std::size_t torn = 0;
             const auto written = append_audit_fallback(ctx_.path, std::move(e), &torn);
-            ctx_.emit_since("audit", start, outcome::warning, 0, klass,
-                            fmt::format("the database could not take the audit entry ({}); it is entry {} of the "
-                                        "fallback file {}, imported when {}{}",
-                                        why, written.seq, audit_fallback_path(ctx_.path).string(), imported_when,
-                                        torn == 0 ? std::string{}
-                                                  : fmt::format("; a torn last line ({} bytes, never acknowledged) "
-                                                                "was cut from the file first",
-                                                                torn)),
-                            attempts);
+            ctx_.emit_since(
+                "audit", start, outcome::warning, 0, klass,
+                resilite::detail::format(
+                    "the database could not take the audit entry ({}); it is entry {} of the "
+                    "fallback file {}, imported when {}{}",
+                    why, written.seq, audit_fallback_path(ctx_.path).string(), imported_when,
+                    torn == 0 ? std::string{}
+                              : resilite::detail::format("; a torn last line ({} bytes, never acknowledged) "
+                                                         "was cut from the file first",
+                                                         torn)),
+                attempts);
             return {false, 0, written.seq};
         } catch (const std::exception& fallback) {
             auto both = library_failure(
                 error_class::io, "audit",
-                fmt::format("the audit entry was not written: the database could not take it ({}), nor the fallback "
-                            "file ({})",
-                            why, fallback.what()),
+                resilite::detail::format(
+                    "the audit entry was not written: the database could not take it ({}), nor the fallback "
+                    "file ({})",
+                    why, fallback.what()),
                 ctx_.path.string());
             ctx_.emit_since("audit", start, outcome::failed, 0, both.klass(), both.what(), attempts);
             throw both;
@@ -345,25 +352,29 @@ private:
         const auto aside = f.retire(!have.bad_lines.empty(), ctx_.clock.utc_now());
         std::vector<std::string> notes;
         if (skipped > 0)
-            notes.push_back(fmt::format("{} entr{} already in the audit table skipped", skipped, skipped == 1 ? "y" : "ies"));
+            notes.push_back(resilite::detail::format("{} entr{} already in the audit table skipped", skipped,
+                                                     skipped == 1 ? "y" : "ies"));
         if (late > 0)
-            notes.push_back(fmt::format("{} entr{} numbered below ones already imported from this file, yet not in the "
-                                        "table (passed over when a copy of the file was rejected for a damaged line), "
-                                        "imported now",
-                                        late, late == 1 ? "y" : "ies"));
+            notes.push_back(resilite::detail::format(
+                "{} entr{} numbered below ones already imported from this file, yet not in the "
+                "table (passed over when a copy of the file was rejected for a damaged line), "
+                "imported now",
+                late, late == 1 ? "y" : "ies"));
         if (have.torn_bytes > 0)
-            notes.push_back(fmt::format("a torn last line ({} bytes: a write a crash cut short, never acknowledged) "
-                                        "ignored",
-                                        have.torn_bytes));
+            notes.push_back(resilite::detail::format(
+                "a torn last line ({} bytes: a write a crash cut short, never acknowledged) "
+                "ignored",
+                have.torn_bytes));
         if (aside)
-            notes.push_back(fmt::format("line{} {} failed {} CRC and {} kept in {} for a person to read",
-                                        have.bad_lines.size() == 1 ? "" : "s", fmt::join(have.bad_lines, ", "),
-                                        have.bad_lines.size() == 1 ? "its" : "their",
-                                        have.bad_lines.size() == 1 ? "is" : "are", aside->string()));
+            notes.push_back(resilite::detail::format(
+                "line{} {} failed {} CRC and {} kept in {} for a person to read",
+                have.bad_lines.size() == 1 ? "" : "s", fmt::join(have.bad_lines, ", "),
+                have.bad_lines.size() == 1 ? "its" : "their", have.bad_lines.size() == 1 ? "is" : "are",
+                aside->string()));
         const bool clean = have.torn_bytes == 0 && !aside;
         ctx_.emit_since("audit_import", start, clean ? outcome::ok : outcome::warning,
                         static_cast<std::int64_t>(imported), aside ? error_class::corrupt : error_class::none,
-                        fmt::format("{}", fmt::join(notes, "; ")));
+                        resilite::detail::format("{}", fmt::join(notes, "; ")));
         return imported;
     }
 

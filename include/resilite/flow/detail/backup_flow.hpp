@@ -9,6 +9,7 @@
 #include <resilite/backup/backup_settings.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/progress_meter.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -44,8 +45,9 @@ public:
             auto r = take();
             ctx_.emit_since("backup", start, r.sink_error.empty() ? outcome::ok : outcome::warning, r.pages,
                             error_class::none,
-                            r.sink_error.empty() ? r.path.string()
-                                                 : fmt::format("{}; {}", r.path.string(), r.sink_error));
+                            r.sink_error.empty()
+                                ? r.path.string()
+                                : resilite::detail::format("{}; {}", r.path.string(), r.sink_error));
             return r;
         } catch (...) {
             ctx_.annotate_current(start, "backup");
@@ -76,11 +78,13 @@ private:
         const auto& path = ctx_.path;
         const auto dir = backup_directory(path, s);
         if (is_link_path(dir))
-            throw library_failure(error_class::permission, "backup",
-                                  fmt::format("the backup directory {} is a symbolic link; resilite never follows one: "
-                                              "give the directory's real path in settings().backup.directory",
-                                              dir.string()),
-                                  path.string());
+            throw library_failure(
+                error_class::permission, "backup",
+                resilite::detail::format(
+                    "the backup directory {} is a symbolic link; resilite never follows one: "
+                    "give the directory's real path in settings().backup.directory",
+                    dir.string()),
+                path.string());
         make_backup_directory(dir, path);
         clean_leftovers(dir, path);
         const auto started = ctx_.now();
@@ -92,10 +96,11 @@ private:
         }
         const auto source = checks_.check(s.check);
         if (!source.ok()) {
-            throw library_failure(error_class::corrupt, "backup",
-                                  fmt::format("the database failed its {} check, so it was not backed up ({}: {})",
-                                              to_string(s.check), to_string(source.result), source.detail),
-                                  path.string());
+            throw library_failure(
+                error_class::corrupt, "backup",
+                resilite::detail::format("the database failed its {} check, so it was not backed up ({}: {})",
+                                         to_string(s.check), to_string(source.result), source.detail),
+                path.string());
         }
         // 2. Copy through SQLite into a temporary file.
         const sqlite::file_set tmp{dir / backup_temp_name(path)};
@@ -120,7 +125,8 @@ private:
             r.check = check_health(tmp.database(), s.check == check_level::header ? check_level::quick : s.check);
             if (!r.check.ok()) {
                 throw library_failure(error_class::corrupt, "backup",
-                                      fmt::format("the copy failed its check ({}); it was discarded", r.check.detail),
+                                      resilite::detail::format(
+                                          "the copy failed its check ({}); it was discarded", r.check.detail),
                                       path.string());
             }
             // 4. Durable promotion: sync the file, rename, sync the directory.
@@ -139,7 +145,11 @@ private:
         r.duration = ctx_.now() - started;
         // 5. Manifest, retention, off-machine copy.
         append_manifest(dir, r);
-        const auto all = list_backups(path, dir);
+        // Only this database's backups rotate: another database with the same file name may keep
+        // its backups in this directory, and a backup whose identity cannot be read is never
+        // taken for this database's. Neither is counted nor removed.
+        auto all = list_backups(path, dir);
+        std::erase_if(all, [&](const backup_file& b) { return identity_in_file(b.path) != ctx_.identity; });
         auto keep = retained(all, s);
         // The backup just taken stays, even when it is not the newest by the time in its name
         // (the system clock was set back): backup_now() never returns a path it removed.
@@ -162,12 +172,13 @@ private:
         copy.exec_script("PRAGMA journal_mode=DELETE");
         r.pages = copy.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
         if (const auto id = read_identity(copy).value_or("none"); !ctx_.identity.empty() && id != ctx_.identity) {
-            throw library_failure(error_class::corrupt, "backup",
-                                  fmt::format("the file at the path is not the database this Database opened "
-                                              "(identity {}, expected {}): replaced while open? The copy was "
-                                              "discarded and earlier backups kept",
-                                              id, ctx_.identity),
-                                  ctx_.path.string());
+            throw library_failure(
+                error_class::corrupt, "backup",
+                resilite::detail::format("the file at the path is not the database this Database opened "
+                                         "(identity {}, expected {}): replaced while open? The copy was "
+                                         "discarded and earlier backups kept",
+                                         id, ctx_.identity),
+                ctx_.path.string());
         }
         r.archive_seq = archive::stored_archive_seq(copy);
     }
@@ -221,11 +232,12 @@ private:
             last_remaining = remaining;
             if (restarts > s.max_restarts) return restarts;
             if (ctx_.now() - started > s.time_limit) {
-                throw library_failure(error_class::busy, "backup",
-                                      fmt::format("the backup could not finish within {} s ({} restarts, {} pages "
-                                                  "left); other writers kept changing the database",
-                                                  s.time_limit.count(), restarts, remaining),
-                                      ctx_.path.string());
+                throw library_failure(
+                    error_class::busy, "backup",
+                    resilite::detail::format("the backup could not finish within {} s ({} restarts, {} pages "
+                                             "left); other writers kept changing the database",
+                                             s.time_limit.count(), restarts, remaining),
+                    ctx_.path.string());
             }
             ctx_.clock.sleep_for(s.pause);
         }

@@ -3,6 +3,7 @@
 // plus the test that the file at the path is still the database this Database opened. The
 // last result is kept for health(); a failed check marks the database damaged.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
@@ -38,9 +39,10 @@ public:
                 sqlite::connection reader{ctx_.path, SQLITE_OPEN_READONLY, ctx_.vfs_name()};
                 if (const auto there = read_identity(reader).value_or("none"); there != ctx_.identity) {
                     r = {health_report::finding::corrupt, level,
-                         fmt::format("the file at the path is not the database this Database opened (identity "
-                                     "{}, expected {}): it was replaced while open",
-                                     there, ctx_.identity)};
+                         resilite::detail::format(
+                             "the file at the path is not the database this Database opened (identity "
+                             "{}, expected {}): it was replaced while open",
+                             there, ctx_.identity)};
                 }
             } catch (const error& e) {
                 r = {health_report::finding::io_error, level, e.what()};
@@ -51,10 +53,13 @@ public:
             last_ = r;
             last_time_ = ctx_.clock.utc_now();
         }
-        ctx_.emit_since("check", start, r.ok() ? outcome::ok : outcome::failed, 0,
-                        r.ok() ? error_class::none : error_class::corrupt,
-                        r.ok() ? std::string{} : fmt::format("{}: {}", to_string(r.result), r.detail));
-        if (!r.ok()) ctx_.note_damage(error_class::corrupt, fmt::format("check: {}: {}", to_string(r.result), r.detail));
+        ctx_.emit_since(
+            "check", start, r.ok() ? outcome::ok : outcome::failed, 0,
+            r.ok() ? error_class::none : error_class::corrupt,
+            r.ok() ? std::string{} : resilite::detail::format("{}: {}", to_string(r.result), r.detail));
+        if (!r.ok())
+            ctx_.note_damage(error_class::corrupt,
+                             resilite::detail::format("check: {}: {}", to_string(r.result), r.detail));
         // Damage seen earlier that the file no longer shows (a fault that passed, or healing off
         // and the damage repaired by hand): calls are no longer refused for it.
         if (r.ok() && ctx_.avail.reason() == unavailable_reason::damaged) {

@@ -3,6 +3,7 @@
 // said at once (no retry can cure them), the connection with its durability settings, and the
 // identity check that keeps a Database from ever writing into a file that is not its database.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -73,17 +74,19 @@ void refuse_unusable_path(const context<R>& ctx) {
     std::error_code ec;
     if (!std::filesystem::is_directory(dir, ec)) {
         throw library_failure(error_class::cant_open, "open",
-                              fmt::format("the directory {} does not exist", dir.string()), path.string());
+                              resilite::detail::format("the directory {} does not exist", dir.string()),
+                              path.string());
     }
     // A heal moves the database's files by their names: through a link it would move the link and
     // leave the damaged file (and the -wal SQLite keeps beside it) where they are.
     if (R::healing::enabled && is_link_path(path)) {
         throw library_failure(
             error_class::permission, "open",
-            fmt::format("the database path {} is a symbolic link (to {}); with healing<> resilite never follows one: "
-                        "open the file's real path, {}",
-                        path.string(), std::filesystem::read_symlink(path, ec).string(),
-                        std::filesystem::weakly_canonical(path, ec).string()),
+            resilite::detail::format(
+                "the database path {} is a symbolic link (to {}); with healing<> resilite never follows one: "
+                "open the file's real path, {}",
+                path.string(), std::filesystem::read_symlink(path, ec).string(),
+                std::filesystem::weakly_canonical(path, ec).string()),
             path.string());
     }
     // A file resilite never opened (no sidecar) that is not an SQLite database, a configuration
@@ -91,9 +94,10 @@ void refuse_unusable_path(const context<R>& ctx) {
     // database in its place (`resilite heal` refuses it the same way).
     if (R::healing::enabled && never_a_database(path, ctx.vfs_name())) {
         throw library_failure(error_class::not_a_database, "open",
-                              fmt::format("{} is not an SQLite database and resilite never opened it (no sidecar): "
-                                          "not healed, nothing was changed",
-                                          path.string()),
+                              resilite::detail::format(
+                                  "{} is not an SQLite database and resilite never opened it (no sidecar): "
+                                  "not healed, nothing was changed",
+                                  path.string()),
                               path.string());
     }
     // The longest side file resilite makes is the sidecar ("-resilite"), and backups add a time
@@ -106,9 +110,10 @@ void refuse_unusable_path(const context<R>& ctx) {
     if (limit > longest_suffix && name > limit - longest_suffix) {
         throw library_failure(
             error_class::cant_open, "open",
-            fmt::format("the file name is {} bytes; at most {} fit with the side files resilite keeps beside "
-                        "it{}",
-                        name, limit - longest_suffix, backups ? " and its backups" : ""),
+            resilite::detail::format(
+                "the file name is {} bytes; at most {} fit with the side files resilite keeps beside "
+                "it{}",
+                name, limit - longest_suffix, backups ? " and its backups" : ""),
             path.string());
     }
 }
@@ -120,7 +125,7 @@ void refuse_full_disk(const context<R>& ctx, const error& failure) {
     const auto dir = std::filesystem::absolute(ctx.path).parent_path();
     if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_bavail > 0) return;
     technical_detail d = failure.technical();
-    d.note = fmt::format("the volume holding {} has no free space", dir.string());
+    d.note = resilite::detail::format("the volume holding {} has no free space", dir.string());
     throw error{error_class::full, std::move(d)};
 }
 
@@ -136,12 +141,12 @@ void refuse_damaged(const context<R>& ctx) {
                        : health.result == F::io_error     ? error_class::io
                                                           : error_class::corrupt;
     const std::string advice = health.result == F::missing
-                                   ? fmt::format("; if it was removed on purpose, remove {} too",
-                                                 marker_path(ctx.path).string())
+                                   ? resilite::detail::format("; if it was removed on purpose, remove {} too",
+                                                              marker_path(ctx.path).string())
                                    : std::string{"; nothing was changed: restore it from a backup"};
-    throw library_failure(klass, "open",
-                          fmt::format("{}: {}{}", to_string(health.result), health.detail, advice),
-                          ctx.path.string());
+    throw library_failure(
+        klass, "open", resilite::detail::format("{}: {}{}", to_string(health.result), health.detail, advice),
+        ctx.path.string());
 }
 
 // Before an attempt: SQLite's busy wait never runs past the operation's deadline. (The first
@@ -343,9 +348,10 @@ void finish_identity(context<R>& ctx) {
         m.identity = ctx.identity;
         m.synchronous = std::string{to_string(sync)};
         if (!write_marker(ctx.path, m)) {
-            throw library_failure(error_class::io, "open",
-                                  fmt::format("could not write the sidecar {}", marker_path(ctx.path).string()),
-                                  path);
+            throw library_failure(
+                error_class::io, "open",
+                resilite::detail::format("could not write the sidecar {}", marker_path(ctx.path).string()),
+                path);
         }
     }
 }

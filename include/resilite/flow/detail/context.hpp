@@ -7,6 +7,7 @@
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/database_options.hpp>
 #include <resilite/flow/detail/availability.hpp>
 #include <resilite/flow/detail/read_pool.hpp>
@@ -293,7 +294,7 @@ public:
             if (avail.enter(why, what, now(), clock.utc_now(), first))
             {
                 emit_since("degraded", now(), outcome::warning, 0, error_class::degraded,
-                           fmt::format("unavailable ({}): {}", to_string(why), what));
+                           resilite::detail::format("unavailable ({}): {}", to_string(why), what));
                 if (wake_background && needs_probe(why)) wake_background();  // it probes
             }
         } catch (...) {
@@ -314,7 +315,8 @@ public:
         try {
             if (auto was = avail.leave(now(), ended...))
                 emit_since("recovered", was->since_steady, outcome::ok, 0, error_class::none,
-                           fmt::format("available again ({}; was {}: {})", how, to_string(was->reason), was->detail));
+                           resilite::detail::format("available again ({}; was {}: {})", how,
+                                                    to_string(was->reason), was->detail));
         } catch (...) {
         }
     }

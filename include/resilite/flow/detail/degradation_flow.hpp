@@ -19,6 +19,7 @@
 
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/availability.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
@@ -166,9 +167,10 @@ public:
                                       "the database is unavailable and an in-memory database has no write queue",
                                       ctx_.path.string());
             const auto seq = queue_->append(encode(*queue_), policy::queue_capacity, ctx_.clock.utc_now());
-            ctx_.emit_since("queued", start, outcome::warning, 1, error_class::degraded,
-                            fmt::format("{}: queued as entry {} while the database is unavailable ({})", name, seq,
-                                        to_string(ctx_.avail.reason())));
+            ctx_.emit_since(
+                "queued", start, outcome::warning, 1, error_class::degraded,
+                resilite::detail::format("{}: queued as entry {} while the database is unavailable ({})",
+                                         name, seq, to_string(ctx_.avail.reason())));
             return {write_result::status::queued, 0, seq};
         } catch (...) {
             ctx_.annotate_current(start, name);
@@ -194,16 +196,18 @@ public:
             if (!q.damage.empty()) {
                 const auto aside = queue_->set_aside(held, ctx_.clock.utc_now());
                 ctx_.emit_since("queue_replay", start, outcome::failed, 0, error_class::degraded,
-                                fmt::format("the write queue is damaged ({}); nothing of it was replayed: it is kept "
-                                            "whole as {}",
-                                            q.damage, aside.string()));
+                                resilite::detail::format(
+                                    "the write queue is damaged ({}); nothing of it was replayed: it is kept "
+                                    "whole as {}",
+                                    q.damage, aside.string()));
                 return true;
             }
             if (q.torn_tail_bytes > 0) {
                 ctx_.emit_since("queue_replay", start, outcome::warning, 0, error_class::none,
-                                fmt::format("the write queue ends in {} bytes of a write a crash cut short (never "
-                                            "acknowledged): not replayed",
-                                            q.torn_tail_bytes));
+                                resilite::detail::format(
+                                    "the write queue ends in {} bytes of a write a crash cut short (never "
+                                    "acknowledged): not replayed",
+                                    q.torn_tail_bytes));
             }
             try {
                 flow_.run(
@@ -236,9 +240,11 @@ public:
                         flow_.run(
                             "queue_replay", [&](sqlite::connection& c) { return mark(c, q.generation, w.seq); },
                             [](std::int64_t) { return std::int64_t{0}; });
-                        ctx_.emit_since("queue_rejected", start, outcome::failed, 0, e.klass(),
-                                        fmt::format("queued write {} ({}) was refused on replay and is kept in {}: {}",
-                                                    w.seq, w.op, queue_->rejected_path().string(), e.what()));
+                        ctx_.emit_since(
+                            "queue_rejected", start, outcome::failed, 0, e.klass(),
+                            resilite::detail::format(
+                                "queued write {} ({}) was refused on replay and is kept in {}: {}", w.seq,
+                                w.op, queue_->rejected_path().string(), e.what()));
                     }
                     queue_->forget_one();
                 }
@@ -284,13 +290,16 @@ public:
 private:
     [[noreturn]] void refuse(std::string_view name) {
         const auto s = ctx_.avail.snapshot();
-        const auto since = s.since ? fmt::format(" since {}Z", utc_format(*s.since, "%Y-%m-%dT%H:%M:%S")) : std::string{};
+        const auto since =
+            s.since ? resilite::detail::format(" since {}Z", utc_format(*s.since, "%Y-%m-%dT%H:%M:%S"))
+                    : std::string{};
         const auto start = ctx_.now();
         auto e = library_failure(
             error_class::degraded, name,
             s.reason == unavailable_reason::none
                 ? std::string{"writes queued earlier could not be replayed yet, and none may overtake them"}
-                : fmt::format("the database is unavailable ({}{}): {}", to_string(s.reason), since, s.detail),
+                : resilite::detail::format("the database is unavailable ({}{}): {}", to_string(s.reason),
+                                           since, s.detail),
             ctx_.path.string());
         ctx_.emit_since(name, start, outcome::failed, 0, error_class::degraded, e.what());
         throw e;
@@ -332,7 +341,8 @@ private:
                 "probe",
                 [](sqlite::connection& c) {
                     const auto v = c.query_one<std::int64_t>("PRAGMA user_version").value_or(0);
-                    c.exec_script(fmt::format("PRAGMA user_version = {}", v));  // a page written and synced
+                    c.exec_script(resilite::detail::format("PRAGMA user_version = {}",
+                                                           v));  // a page written and synced
                     return std::int64_t{0};
                 },
                 [](std::int64_t) { return std::int64_t{0}; });
@@ -375,7 +385,8 @@ private:
                     auto value = c.prepare("SELECT " + w.args[i]);
                     if (!value.step())
                         throw library_failure(error_class::degraded, "queue_replay",
-                                              fmt::format("queued write {}: argument {} gave no value", w.seq, i + 1),
+                                              resilite::detail::format(
+                                                  "queued write {}: argument {} gave no value", w.seq, i + 1),
                                               c.path());
                     c.check(sqlite3_bind_value(stmt->native_handle(), static_cast<int>(i) + 1,
                                                sqlite3_column_value(value.native_handle(), 0)),
@@ -404,7 +415,8 @@ private:
         if constexpr (R::archiving) {
             if (archive::queue_generation(generation) &&
                 c.query_one<int>("SELECT 1 FROM sqlite_master WHERE name = 'resilite_archive_outbox'"))
-                archive::add_to_outbox(c, fmt::format("{}{} {}", archive::queue_replayed_prefix, generation, seq));
+                archive::add_to_outbox(
+                    c, resilite::detail::format("{}{} {}", archive::queue_replayed_prefix, generation, seq));
         }
         return c.exec(
             "INSERT INTO resilite_queue_state(generation, last_seq) VALUES(?1, ?2) "

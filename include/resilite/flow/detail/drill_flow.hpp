@@ -17,6 +17,7 @@
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/heal_flow.hpp>
@@ -97,15 +98,17 @@ private:
             auto why = untrusted_backup(b.path, manifest);
             if (!why) {
                 if (const auto check = check_health(b.path, check_level::quick); !check.ok())
-                    why = fmt::format("fails its quick check ({})", check.detail);
+                    why = resilite::detail::format("fails its quick check ({})", check.detail);
             }
             if (why) {
-                rep.skipped_backups.push_back(fmt::format("{}: {}", b.path.filename().string(), *why));
+                rep.skipped_backups.push_back(
+                    resilite::detail::format("{}: {}", b.path.filename().string(), *why));
                 continue;
             }
             std::filesystem::copy_file(b.path, scratch.database());
             rep.backup_used = b.path;
-            rep.source = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
+            rep.source = resilite::detail::format("backup {}{}", b.path.filename().string(),
+                                                  has_archive ? " + archive" : "");
             if (has_archive) static_cast<void>(replay_archive(archive_dir, scratch.database()));
             return;
         }
@@ -156,8 +159,9 @@ private:
         }
         snapshot.rollback();
         if (!different.empty()) {
-            rep.problem = fmt::format("the restored database differs from the live one in {}{}", fmt::join(different, ", "),
-                                      has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");
+            rep.problem = resilite::detail::format(
+                "the restored database differs from the live one in {}{}", fmt::join(different, ", "),
+                has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");
         }
     }
 

@@ -4,6 +4,7 @@
 // another process healed, restored or replaced it, the Database reopens it before the operation
 // touches anything, so that no write goes into a quarantined file.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -48,17 +49,28 @@ void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
         return;
     }
     ctx.clear_damage();  // what was seen was in the file this Database no longer has open
-    if constexpr (R::archiving) archive.start(false);
+    if constexpr (R::archiving) {
+        try {
+            archive.start(false);
+        } catch (const error& e) {
+            // Never go on writing with the archive off: every call says why, as for a refused file.
+            ctx.drop_connection();
+            ctx.broken = e;
+            ctx.emit_since("reopen", start, outcome::failed, 0, e.klass(), e.what());
+            return;
+        }
+    }
     ctx.emit_since("reopen", start, outcome::warning, 0, error_class::none,
-                   fmt::format("the file at the path was replaced (heal epoch {}): the database there was opened "
-                               "before this operation",
-                               read_marker(ctx.path).heal_epoch));
+                   resilite::detail::format(
+                       "the file at the path was replaced (heal epoch {}): the database there was opened "
+                       "before this operation",
+                       read_marker(ctx.path).heal_epoch));
 }
 
 // Another process holds the gate to heal: the database is unavailable until it lets go.
 template <class R>
 [[nodiscard]] error healing_elsewhere(context<R>& ctx, std::string_view more = {}) {
-    const auto what = fmt::format("another process is healing the database{}", more);
+    const auto what = resilite::detail::format("another process is healing the database{}", more);
     ctx.note_unavailable(unavailable_reason::healing_elsewhere, "another process is healing the database");
     return library_failure(error_class::degraded, "gate", what, ctx.path.string());
 }

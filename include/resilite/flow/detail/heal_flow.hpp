@@ -35,6 +35,7 @@
 #include <resilite/core/detail/background_sync.hpp>
 #include <resilite/core/detail/file_gate.hpp>
 #include <resilite/core/progress.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -45,6 +46,7 @@
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/integrity_check.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 #include <resilite/sqlite/file_set.hpp>
 
@@ -137,15 +139,16 @@ public:
     };
 
     heal_report run(std::string found, std::string detected_by, const open_database& db = {}) {
-        const auto what = fmt::format("{} (seen by {})", found, detected_by);
+        const auto what = resilite::detail::format("{} (seen by {})", found, detected_by);
         try {
             auto rep = run_flow(std::move(found), std::move(detected_by), db);
             audit(rep, what);
             return rep;
         } catch (const std::filesystem::filesystem_error& e) {
-            auto failure = library_failure(error_class::io, "heal",
-                                           fmt::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
-                                           ctx_.path.string());
+            auto failure = library_failure(
+                error_class::io, "heal",
+                resilite::detail::format("{}; nothing was deleted (see the quarantine directory)", e.what()),
+                ctx_.path.string());
             audit_failure(failure, what);
             throw failure;
         } catch (const error& e) {
@@ -169,8 +172,10 @@ private:
             std::string used;
             for (const auto& s : rep.sources)
                 if (s.healed) used = s.source;
-            auto line = fmt::format("healed {}: found {}; from {}", ctx_.path.string(), what, used);
-            if (!rep.may_be_lost.empty()) line += fmt::format("; may be lost: {}", rep.may_be_lost);
+            auto line =
+                resilite::detail::format("healed {}: found {}; from {}", ctx_.path.string(), what, used);
+            if (!rep.may_be_lost.empty())
+                line += resilite::detail::format("; may be lost: {}", rep.may_be_lost);
             std::replace(line.begin(), line.end(), '\n', ' ');
             on_finished(line);
         } catch (...) {
@@ -180,7 +185,8 @@ private:
         if (!on_finished) return;
         try {
             const std::string text = e.what();
-            auto line = fmt::format("NOT healed {}: found {}; {}", ctx_.path.string(), what, text.substr(0, text.find('\n')));
+            auto line = resilite::detail::format("NOT healed {}: found {}; {}", ctx_.path.string(), what,
+                                                 text.substr(0, text.find('\n')));
             std::replace(line.begin(), line.end(), '\n', ' ');
             on_finished(line);
         } catch (...) {
@@ -210,9 +216,10 @@ private:
         wait_for_gate(gate, s, rep);
         if (!gate.counted()) {  // (a gate file this process may lock but not write)
             ctx_.emit_since("heal_progress", ctx_.now(), outcome::warning, 0, error_class::permission,
-                            fmt::format("could not count this heal in {}: reads of other processes notice it at "
-                                        "their next write or transaction, not their next read",
-                                        gate_path(path).string()));
+                            resilite::detail::format(
+                                "could not count this heal in {}: reads of other processes notice it at "
+                                "their next write or transaction, not their next read",
+                                gate_path(path).string()));
         }
         if (db.let_go) db.let_go();
         heal_lock lock{path};
@@ -266,8 +273,9 @@ private:
             healed = from_archive(archive_dir, candidate, rep);
         if (!healed) {
             const auto none = [](const std::filesystem::path& d, std::string_view what) {
-                return is_link_path(d) ? fmt::format("{} is a symbolic link, never followed", d.string())
-                                       : fmt::format("{} {}", what, d.string());
+                return is_link_path(d)
+                           ? resilite::detail::format("{} is a symbolic link, never followed", d.string())
+                           : resilite::detail::format("{} {}", what, d.string());
             };
             if (!has_archive) rep.sources.push_back({"archive alone", false, none(archive_dir, "no archive at")});
             if (backups.empty())
@@ -285,10 +293,11 @@ private:
         if (::renameat2(AT_FDCWD, candidate.database().c_str(), AT_FDCWD, path.c_str(), RENAME_NOREPLACE) != 0) {
             throw library_failure(
                 error_class::io, "heal",
-                fmt::format("the healed database could not be put in place ({}); it is kept at {}{}", std::strerror(errno),
-                            candidate.database().string(),
-                            errno == EEXIST ? ": another file appeared at the path during the heal and was left alone"
-                                            : ""),
+                resilite::detail::format(
+                    "the healed database could not be put in place ({}); it is kept at {}{}",
+                    std::strerror(errno), candidate.database().string(),
+                    errno == EEXIST ? ": another file appeared at the path during the heal and was left alone"
+                                    : ""),
                 path.string());
         }
         candidate.remove_side_files();
@@ -313,18 +322,20 @@ private:
         refused_ = true;
         throw library_failure(
             error_class::corrupt, "heal",
-            fmt::format("healing stopped: {} heals in a row did not succeed, and healing never loops; the "
-                        "damaged files are kept in {}. Recover by hand, then call "
-                        "resilite::reset_healing(\"{}\") to let healing run again",
-                        m.heal_attempts, m.heal_quarantine.empty() ? "(nothing was moved)" : m.heal_quarantine,
-                        ctx_.path.string()),
+            resilite::detail::format(
+                "healing stopped: {} heals in a row did not succeed, and healing never loops; the "
+                "damaged files are kept in {}. Recover by hand, then call "
+                "resilite::reset_healing(\"{}\") to let healing run again",
+                m.heal_attempts, m.heal_quarantine.empty() ? "(nothing was moved)" : m.heal_quarantine,
+                ctx_.path.string()),
             ctx_.path.string());
     }
 
     heal_report finish(heal_report& rep, marker& m, const settings& s, bool log = true) {
         if (!write_marker(ctx_.path, m)) {  // the heal is done: a sidecar not updated costs a count only
-            ctx_.emit_since("heal_progress", ctx_.now(), outcome::warning, 100, error_class::io,
-                            fmt::format("could not update the sidecar {}", marker_path(ctx_.path).string()));
+            ctx_.emit_since(
+                "heal_progress", ctx_.now(), outcome::warning, 100, error_class::io,
+                resilite::detail::format("could not update the sidecar {}", marker_path(ctx_.path).string()));
         }
         rep.duration = ctx_.now() - start_;
         ctx_.with_lock([&] { last_ = rep; });
@@ -345,8 +356,8 @@ private:
         const auto& path = ctx_.path;
         std::string tried;
         for (const auto& src : rep.sources)
-            tried += fmt::format("\n  - {}: {}", src.source, src.detail);
-        const auto text = fmt::format(
+            tried += resilite::detail::format("\n  - {}: {}", src.source, src.detail);
+        const auto text = resilite::detail::format(
             "the database is damaged and no source could heal it; nothing was deleted\n"
             "found: {}\n"
             "the damaged files are in {}\n"
@@ -355,16 +366,18 @@ private:
             "  1. salvage what the damaged copy holds: sqlite3 '{}' '.recover' > salvaged.sql\n"
             "  2. or rebuild from the archive with what it holds: resilite::rebuild(\"{}\", \"new.db\", "
             "{{.keep_going = true}}), or restore a backup from {} with resilite::restore()\n"
-            "  3. put the result at {}, then call resilite::reset_healing(\"{}\") so that healing may run again",
-            rep.found, rep.quarantine.empty() ? std::string{"(nothing was moved)"} : rep.quarantine.string(), tried,
-            (rep.quarantine / path.filename()).string(), archive_dir.string(),
+            "  3. put the result at {}, then call resilite::reset_healing(\"{}\") so that healing may run "
+            "again",
+            rep.found, rep.quarantine.empty() ? std::string{"(nothing was moved)"} : rep.quarantine.string(),
+            tried, (rep.quarantine / path.filename()).string(), archive_dir.string(),
             backup_directory(path, s.backup).string(), path.string(), path.string());
         // Out of room is not damage: it says what to do about it.
         const auto room = short_of_space(rep, s);
         const auto klass = room ? error_class::full : error_class::corrupt;
-        const auto full_text = room ? fmt::format("{}\nthe volume has {} bytes free and a heal needs about {}: free "
-                                                  "space and open again",
-                                                  text, room->first, room->second)
+        const auto full_text = room ? resilite::detail::format(
+                                          "{}\nthe volume has {} bytes free and a heal needs about {}: free "
+                                          "space and open again",
+                                          text, room->first, room->second)
                                     : text;
         ctx_.emit_since("heal_finished", start_, outcome::failed, 0, klass, full_text);
         throw library_failure(klass, "heal", full_text, path.string());
@@ -416,9 +429,10 @@ private:
         append_log(rep);
         std::string tried;
         for (const auto& src : rep.sources)
-            tried += fmt::format("; {}: {}", src.source, src.detail);
-        const auto text = fmt::format(
-            "the heal did not finish ({}); the database passes its integrity check, so it was put back where it "
+            tried += resilite::detail::format("; {}: {}", src.source, src.detail);
+        const auto text = resilite::detail::format(
+            "the heal did not finish ({}); the database passes its integrity check, so it was put back where "
+            "it "
             "was, unchanged",
             tried.empty() ? "no source" : tried.substr(2));
         ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::aborted, text);
@@ -443,16 +457,17 @@ private:
             const auto root = quarantine_root(path, hs);
             // A link is never followed: the damaged files could be moved anywhere.
             if (is_link_path(root))
-                throw library_failure(error_class::permission, "heal",
-                                      fmt::format("the quarantine directory {} is a symbolic link; resilite never "
-                                                  "follows one: replace it with a directory; nothing was moved",
-                                                  root.string()),
-                                      path.string());
+                throw library_failure(
+                    error_class::permission, "heal",
+                    resilite::detail::format("the quarantine directory {} is a symbolic link; resilite never "
+                                             "follows one: replace it with a directory; nothing was moved",
+                                             root.string()),
+                    path.string());
             std::filesystem::create_directories(root);
             const auto stamp = utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ");
-            dir = root / fmt::format("{}-{}", path.filename().string(), stamp);
+            dir = root / resilite::detail::format("{}-{}", path.filename().string(), stamp);
             for (int n = 2; std::filesystem::exists(dir); ++n)
-                dir = root / fmt::format("{}-{}-{}", path.filename().string(), stamp, n);
+                dir = root / resilite::detail::format("{}-{}-{}", path.filename().string(), stamp, n);
             std::filesystem::create_directory(dir);
             std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
             static_cast<void>(fsync_path(root, true));
@@ -464,7 +479,7 @@ private:
             if (!std::filesystem::exists(f, ec)) continue;
             auto target = dir / f.filename();
             for (int n = 2; std::filesystem::exists(target, ec); ++n)  // never over a quarantined file
-                target = dir / fmt::format("{}.{}", f.filename().string(), n);
+                target = dir / resilite::detail::format("{}.{}", f.filename().string(), n);
             std::filesystem::rename(f, target);
             std::filesystem::permissions(target, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
             ctx_.inject("heal:quarantine:moved", 1);
@@ -472,13 +487,14 @@ private:
         static_cast<void>(fsync_path(dir, true));
         static_cast<void>(fsync_path(std::filesystem::absolute(path).parent_path(), true));
         ctx_.emit_since("heal_progress", start, outcome::ok, 10, error_class::none,
-                        fmt::format("quarantined into {}", dir.string()));
+                        resilite::detail::format("quarantined into {}", dir.string()));
         return dir;
     }
 
     bool from_backup(const backup_file& b, bool has_archive, const std::filesystem::path& archive_dir,
                      const sqlite::file_set& candidate, const settings& s, heal_report& rep) {
-        const auto name = fmt::format("backup {}{}", b.path.filename().string(), has_archive ? " + archive" : "");
+        const auto name = resilite::detail::format("backup {}{}", b.path.filename().string(),
+                                                   has_archive ? " + archive" : "");
         try {
             const auto restore_start = ctx_.now();
             candidate.remove_all();
@@ -489,11 +505,12 @@ private:
             // (No quick_check of the backup here: it matches the checksum taken with it, and the
             // result is integrity-checked after the replay (verify), which a damaged backup fails.)
             if (!has_archive && !s.healing.accept_loss_since_backup) {
-                rep.sources.push_back(
-                    {name, false,
-                     fmt::format("there is no archive, so the commits after this backup ({} UTC) "
-                                 "would be lost; healing from a backup alone needs resilite::accept_loss_since_backup",
-                                 utc_format(b.taken, "%Y-%m-%d %H:%M:%S"))});
+                rep.sources.push_back({name, false,
+                                       resilite::detail::format(
+                                           "there is no archive, so the commits after this backup ({} UTC) "
+                                           "would be lost; healing from a backup alone needs "
+                                           "resilite::accept_loss_since_backup",
+                                           utc_format(b.taken, "%Y-%m-%d %H:%M:%S"))});
                 return false;
             }
             std::filesystem::copy_file(b.path, candidate.database());
@@ -541,19 +558,22 @@ private:
             if (const int err = flush.finish(); err != 0) {
                 // (Not retried: a second fsync after a failed one can report success for data the
                 // kernel dropped.)
-                throw library_failure(error_class::io, "heal",
-                                      fmt::format("could not sync the healed database: {}",
-                                                  std::error_code(err, std::generic_category()).message()),
-                                      ctx_.path.string());
+                throw library_failure(
+                    error_class::io, "heal",
+                    resilite::detail::format("could not sync the healed database: {}",
+                                             std::error_code(err, std::generic_category()).message()),
+                    ctx_.path.string());
             }
             if (has_archive && archive_covers && pending > 0)
-                rep.verification += fmt::format("; the backup holds {} change{} the archive never received (its "
-                                                "outbox): not compared",
-                                                pending, pending == 1 ? "" : "s");
+                rep.verification += resilite::detail::format(
+                    "; the backup holds {} change{} the archive never received (its "
+                    "outbox): not compared",
+                    pending, pending == 1 ? "" : "s");
             if (has_archive && !archive_covers)
-                rep.verification += fmt::format("; the archive ends at record {}, before this backup's record {}: "
-                                                "not compared",
-                                                archive_last(archive_dir), *from);
+                rep.verification += resilite::detail::format(
+                    "; the archive ends at record {}, before this backup's record {}: "
+                    "not compared",
+                    archive_last(archive_dir), *from);
             const auto loss = loss_beyond(to.value_or(0), archive_dir);
             if (loss && !s.healing.accept_loss_since_backup) {
                 rep.sources.push_back({name, false, *loss + "; healing with that loss needs resilite::accept_loss_since_backup"});
@@ -564,9 +584,10 @@ private:
             rep.archive_to_seq = to;
             rep.healed_seq = to;
             if (!has_archive) {
-                rep.may_be_lost = fmt::format("every commit after the backup taken {} UTC (there is no "
-                                              "archive to replay)",
-                                              utc_format(b.taken, "%Y-%m-%d %H:%M:%S"));
+                rep.may_be_lost = resilite::detail::format(
+                    "every commit after the backup taken {} UTC (there is no "
+                    "archive to replay)",
+                    utc_format(b.taken, "%Y-%m-%d %H:%M:%S"));
             } else if (loss) {
                 rep.may_be_lost = *loss;
                 number_after_loss(candidate.database());
@@ -579,19 +600,22 @@ private:
             add_loss(rep, offsite_window_);
             if (has_archive)
                 add_loss(rep, virtual_tables_note("the rows written after the backup", candidate.database()));
-            std::string detail = to ? fmt::format("archive replayed up to record {}", *to) : std::string{};
+            std::string detail =
+                to ? resilite::detail::format("archive replayed up to record {}", *to) : std::string{};
             add_detail(detail, salvaged);
             add_detail(detail, bring_back_code(candidate.database(), rep));
             if (!foreign.dropped.empty()) {
-                detail += fmt::format("{}dropped what {} (a backup is data, not code): {}", detail.empty() ? "" : "; ",
-                                      foreign.damaged_read ? "the database did not have"
-                                                           : "neither the damaged database (it cannot be read) nor the "
-                                                             "archive vouches for",
-                                      fmt::join(foreign.dropped, ", "));
+                detail += resilite::detail::format(
+                    "{}dropped what {} (a backup is data, not code): {}", detail.empty() ? "" : "; ",
+                    foreign.damaged_read ? "the database did not have"
+                                         : "neither the damaged database (it cannot be read) nor the "
+                                           "archive vouches for",
+                    fmt::join(foreign.dropped, ", "));
                 if (!foreign.damaged_read)
-                    add_loss(rep, fmt::format("the schema objects {} of the backup (the damaged database cannot be "
-                                              "read to tell whether it still had them; views are not archived)",
-                                              fmt::join(foreign.dropped, ", ")));
+                    add_loss(rep, resilite::detail::format(
+                                      "the schema objects {} of the backup (the damaged database cannot be "
+                                      "read to tell whether it still had them; views are not archived)",
+                                      fmt::join(foreign.dropped, ", ")));
             }
             rep.sources.push_back({name, true, detail});
             return true;
@@ -633,7 +657,7 @@ private:
             add_loss(rep, missing_tables_note(candidate.database()));
             add_loss(rep, offsite_window_);
             add_loss(rep, virtual_tables_note("every row", candidate.database()));
-            auto detail = fmt::format("{} records", r.applied_records);
+            auto detail = resilite::detail::format("{} records", r.applied_records);
             add_detail(detail, salvaged);
             add_detail(detail, bring_back_code(candidate.database(), rep));
             rep.sources.push_back({name, true, detail});
@@ -672,17 +696,23 @@ private:
             offsite_window_ =
                 copy.records.empty()
                     ? std::string{"every commit: the archive fetched from the remote holds no record"}
-                    : fmt::format("commits after archive record {} ({} UTC), the last the remote holds, before this "
-                                  "machine lost its archive (a copy goes off the machine once per offsite.interval, "
-                                  "{} s, while the remote is reachable; no high-water mark is left here to say more)",
-                                  copy.records.back().header.seq, copy.records.back().header.utc,
-                                  s.offsite.interval.count());
+                    : resilite::detail::format(
+                          "commits after archive record {} ({} UTC), the last the remote holds, before this "
+                          "machine lost its archive (a copy goes off the machine once per offsite.interval, "
+                          "{} s, while the remote is reachable; no high-water mark is left here to say more)",
+                          copy.records.back().header.seq, copy.records.back().header.utc,
+                          s.offsite.interval.count());
         }
-        rep.sources.push_back({fmt::format("off the machine ({})", offsite_folder(s.offsite, ctx_.path)), false,
-                               fmt::format("{}{}{}", fetched.empty() ? "" : "fetched the " + fmt::format("{}", fmt::join(fetched, " and the ")) +
-                                                                                 ", missing on this machine, for the sources below",
-                                           fetched.empty() || failed.empty() ? "" : "; ",
-                                           fmt::format("{}", fmt::join(failed, "; ")))});
+        rep.sources.push_back(
+            {resilite::detail::format("off the machine ({})", offsite_folder(s.offsite, ctx_.path)), false,
+             resilite::detail::format(
+                 "{}{}{}",
+                 fetched.empty()
+                     ? ""
+                     : "fetched the " + resilite::detail::format("{}", fmt::join(fetched, " and the ")) +
+                           ", missing on this machine, for the sources below",
+                 fetched.empty() || failed.empty() ? "" : "; ",
+                 resilite::detail::format("{}", fmt::join(failed, "; ")))});
         rep.phases.push_back({"fetch", ctx_.now() - start});
     }
 
@@ -710,19 +740,21 @@ private:
                 continue;  // (its table is not there: what the result lacks is named elsewhere)
             try {
                 c.exec_script(sql);
-                created.push_back(fmt::format("{} {}", type, name));
+                created.push_back(resilite::detail::format("{} {}", type, name));
             } catch (const std::exception&) {
-                failed.push_back(fmt::format("{} {}", type, name));
+                failed.push_back(resilite::detail::format("{} {}", type, name));
             }
         }
         if (!failed.empty())
-            add_loss(rep, fmt::format("the schema objects {} of the damaged database (not archived; their text there "
-                                      "could not be created again)",
-                                      fmt::join(failed, ", ")));
+            add_loss(rep, resilite::detail::format(
+                              "the schema objects {} of the damaged database (not archived; their text there "
+                              "could not be created again)",
+                              fmt::join(failed, ", ")));
         if (created.empty()) return {};
-        return fmt::format("created again from the damaged database (views are not archived, a replay creates no "
-                           "trigger): {}",
-                           fmt::join(created, ", "));
+        return resilite::detail::format(
+            "created again from the damaged database (views are not archived, a replay creates no "
+            "trigger): {}",
+            fmt::join(created, ", "));
     }
 
     // Where the newest baseline record of a segment's text starts, if it holds one.
@@ -762,8 +794,9 @@ private:
         }
         for (auto& [type, name, sql] : code) {
             if (archive::reserved_name(name) || had.count({name, sql}) != 0) continue;
-            c.exec_script(fmt::format("DROP {} {}", type == "view" ? "VIEW" : "TRIGGER", quote_id(name)));
-            out.dropped.push_back(fmt::format("{} {}", type, name));
+            c.exec_script(
+                resilite::detail::format("DROP {} {}", type == "view" ? "VIEW" : "TRIGGER", quote_id(name)));
+            out.dropped.push_back(resilite::detail::format("{} {}", type, name));
         }
         return out;
     }
@@ -778,10 +811,11 @@ private:
         const auto mine = read_marker(ctx_.path).identity;
         if (const auto hwm = mark.for_database(mine); hwm > 0) {
             best = hwm;
-            what.push_back(fmt::format("high-water mark {}", hwm));
+            what.push_back(resilite::detail::format("high-water mark {}", hwm));
         } else if (mark.names_another(mine)) {
-            what.push_back(fmt::format("a high-water mark {} of another database (identity {}), not taken", mark.seq,
-                                       mark.identity));
+            what.push_back(
+                resilite::detail::format("a high-water mark {} of another database (identity {}), not taken",
+                                         mark.seq, mark.identity));
         }
         damaged_outbox_.reset();
         damaged_violations_.reset();
@@ -813,7 +847,7 @@ private:
             if (seq > 0) {
                 best = std::max(best, seq);
                 rep.committed_exact = true;
-                what.push_back(fmt::format("the damaged database holds record {}", seq));
+                what.push_back(resilite::detail::format("the damaged database holds record {}", seq));
             }
             if (!read("its outbox", [&] { damaged_outbox_ = unarchived_in(damaged_file_); })) damaged_outbox_.reset();
             std::optional<sqlite::connection> damaged;
@@ -860,12 +894,13 @@ private:
             if (none)
                 what.emplace_back("the damaged database cannot be read");
             else if (!unread.empty())
-                what.push_back(fmt::format("the damaged database cannot be read in part ({})", fmt::join(unread, ", ")));
+                what.push_back(resilite::detail::format("the damaged database cannot be read in part ({})",
+                                                        fmt::join(unread, ", ")));
         }
         batched_ = s.archive.enabled && s.archive.when == archive_settings::flush::batched;
         batch_interval_ = s.archive.interval;
         if (best > 0) rep.committed_seq = best;
-        rep.evidence = fmt::format("{}", fmt::join(what, "; "));
+        rep.evidence = resilite::detail::format("{}", fmt::join(what, "; "));
         evidence_seq_ = best;
         evidence_ = rep.evidence;
     }
@@ -874,9 +909,10 @@ private:
     [[nodiscard]] std::optional<std::string> loss_beyond(std::int64_t reached, const std::filesystem::path& archive_dir) {
         const auto committed = committed_seq_();
         if (committed <= reached) return std::nullopt;
-        return fmt::format("acknowledged commits in archive records {} to {} are missing: the archive ends at record {} "
-                           "(its tail was cut or lost), while record {} is known committed ({})",
-                           reached + 1, committed, archive_last(archive_dir), committed, evidence_);
+        return resilite::detail::format(
+            "acknowledged commits in archive records {} to {} are missing: the archive ends at record {} "
+            "(its tail was cut or lost), while record {} is known committed ({})",
+            reached + 1, committed, archive_last(archive_dir), committed, evidence_);
     }
     [[nodiscard]] std::int64_t committed_seq_() const { return evidence_seq_; }
 
@@ -897,14 +933,16 @@ private:
     // (with_connection, another program) that no drain took before the damage.
     [[nodiscard]] std::string unarchived_window() const {
         if (damaged_outbox_ && *damaged_outbox_ > 0)
-            return fmt::format("{} changes captured in the damaged database were never archived ({})", *damaged_outbox_,
-                               batched_ ? "batched archive"
-                                        : "committed around the library, with with_connection or by another program, "
-                                          "and not drained before the damage");
+            return resilite::detail::format(
+                "{} changes captured in the damaged database were never archived ({})", *damaged_outbox_,
+                batched_ ? "batched archive"
+                         : "committed around the library, with with_connection or by another program, "
+                           "and not drained before the damage");
         if (!batched_ || damaged_outbox_) return {};
-        return fmt::format("the changes committed in the last {} ms before the damage, which the batched archive "
-                           "may not have taken yet (the damaged database cannot be read to tell)",
-                           std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
+        return resilite::detail::format(
+            "the changes committed in the last {} ms before the damage, which the batched archive "
+            "may not have taken yet (the damaged database cannot be read to tell)",
+            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
     }
 
     // Tables the damaged database held (when it could be read) and its archived schema never
@@ -920,11 +958,12 @@ private:
         for (const auto& t : damaged_tables_)
             if (have.count(lower(t)) == 0) missing.push_back(t);
         if (missing.empty()) return {};
-        return fmt::format("the table{} {} and {} rows, which the damaged database held and the archive never "
-                           "described (created where no capture trigger saw {}, by another program or around the "
-                           "library)",
-                           missing.size() == 1 ? "" : "s", fmt::join(missing, ", "),
-                           missing.size() == 1 ? "its" : "their", missing.size() == 1 ? "it" : "them");
+        return resilite::detail::format(
+            "the table{} {} and {} rows, which the damaged database held and the archive never "
+            "described (created where no capture trigger saw {}, by another program or around the "
+            "library)",
+            missing.size() == 1 ? "" : "s", fmt::join(missing, ", "), missing.size() == 1 ? "its" : "their",
+            missing.size() == 1 ? "it" : "them");
     }
 
     // "table rowid -> parent" for every row that fails the foreign-key check, sorted.
@@ -932,7 +971,8 @@ private:
         std::vector<std::string> out;
         for (auto& [table, rowid, parent] : c.query_all<std::string, std::optional<std::int64_t>, std::string>(
                  "SELECT \"table\", rowid, parent FROM pragma_foreign_key_check"))
-            out.push_back(fmt::format("{} row {} -> {}", table, rowid ? fmt::format("{}", *rowid) : "?", parent));
+            out.push_back(resilite::detail::format(
+                "{} row {} -> {}", table, rowid ? resilite::detail::format("{}", *rowid) : "?", parent));
         std::sort(out.begin(), out.end());
         return out;
     }
@@ -982,8 +1022,8 @@ private:
         for (const auto& n : restored_virtual_)
             names.erase(n);
         if (names.empty()) return {};
-        return fmt::format("{} of the virtual table{} {} (virtual tables are not archived)", which,
-                           names.size() == 1 ? "" : "s", fmt::join(names, ", "));
+        return resilite::detail::format("{} of the virtual table{} {} (virtual tables are not archived)",
+                                        which, names.size() == 1 ? "" : "s", fmt::join(names, ", "));
     }
     [[nodiscard]] static std::set<std::string> virtual_tables(sqlite::connection& c) {
         std::set<std::string> out;
@@ -1005,7 +1045,8 @@ private:
         for (const auto& c : salvaged_)
             secrets.erase(c);
         if (secrets.empty()) return {};
-        return fmt::format("{} ({}) hold placeholders: secrets are never archived", which, fmt::join(secrets, ", "));
+        return resilite::detail::format("{} ({}) hold placeholders: secrets are never archived", which,
+                                        fmt::join(secrets, ", "));
     }
     // "table.column" (lower case): the declared secrets and `unarchived`.
     [[nodiscard]] static std::set<std::string> secret_columns(std::set<std::string> unarchived) {
@@ -1023,7 +1064,7 @@ private:
             if (damaged_readable_) {
                 try {
                     sqlite::connection c{damaged_file_, SQLITE_OPEN_READONLY};
-                    const auto r = c.query_all<std::string>("PRAGMA integrity_check(1)");
+                    const auto r = integrity_findings(c, true, 1);
                     damaged_sound_ = r.size() == 1 && r.front() == "ok";
                 } catch (const std::exception&) {  // (damage the check itself meets)
                 }
@@ -1093,21 +1134,26 @@ private:
             if (!comparable || copy.empty()) continue;
             const auto ours = "main." + quote_id(table);
             const auto damaged = "resilite_damaged." + quote_id(table);
-            std::string same = shape.key.empty() ? fmt::format("{0}.{2} = {1}.{2}", damaged, ours, shape.rowid) : "1";
+            std::string same = shape.key.empty()
+                                   ? resilite::detail::format("{0}.{2} = {1}.{2}", damaged, ours, shape.rowid)
+                                   : "1";
             for (const auto& col : match)
-                same += fmt::format(" AND {0}.{2} IS {1}.{2}", damaged, ours, quote_id(col));
+                same += resilite::detail::format(" AND {0}.{2} IS {1}.{2}", damaged, ours, quote_id(col));
             std::vector<std::string> quoted, from;
             for (const auto& col : copy) {
                 quoted.push_back(quote_id(col));
                 from.push_back(damaged + "." + quote_id(col));
             }
-            c.exec(fmt::format("UPDATE {0} SET ({1}) = (SELECT {2} FROM {3} WHERE {4}) WHERE EXISTS (SELECT 1 FROM {3} "
-                               "WHERE {4})",
-                               ours, fmt::join(quoted, ", "), fmt::join(from, ", "), damaged, same));
-            const auto left = c.query_one<std::int64_t>(
-                                   fmt::format("SELECT count(*) FROM {0} WHERE NOT EXISTS (SELECT 1 FROM {1} WHERE {2})",
-                                               ours, damaged, same))
-                                  .value_or(0);
+            c.exec(resilite::detail::format(
+                "UPDATE {0} SET ({1}) = (SELECT {2} FROM {3} WHERE {4}) WHERE EXISTS (SELECT 1 FROM {3} "
+                "WHERE {4})",
+                ours, fmt::join(quoted, ", "), fmt::join(from, ", "), damaged, same));
+            const auto left =
+                c
+                    .query_one<std::int64_t>(resilite::detail::format(
+                        "SELECT count(*) FROM {0} WHERE NOT EXISTS (SELECT 1 FROM {1} WHERE {2})", ours,
+                        damaged, same))
+                    .value_or(0);
             for (const auto& col : copy) {
                 const auto name = lower(table) + "." + lower(col);
                 if (left == 0) {
@@ -1120,11 +1166,13 @@ private:
         }
         std::string out;
         if (!done.empty())
-            out = fmt::format("secret columns {} taken from the damaged database (it passes its integrity check)",
-                              fmt::join(done, ", "));
+            out = resilite::detail::format(
+                "secret columns {} taken from the damaged database (it passes its integrity check)",
+                fmt::join(done, ", "));
         if (!partly.empty())
-            out += fmt::format("{}secret columns {} taken from the damaged database where its row is the same",
-                               out.empty() ? "" : "; ", fmt::join(partly, ", "));
+            out += resilite::detail::format(
+                "{}secret columns {} taken from the damaged database where its row is the same",
+                out.empty() ? "" : "; ", fmt::join(partly, ", "));
         return out;
     }
     // Virtual tables are not archived. What a heal can do for each one in the result: an FTS
@@ -1151,7 +1199,7 @@ private:
             const bool fts = module == "fts5" || module == "fts4" || module == "fts3";
             const auto content = content_option(sql);
             if (fts && content && !content->empty()) {
-                c.exec(fmt::format("INSERT INTO {0}({0}) VALUES('rebuild')", quote_id(name)));
+                c.exec(resilite::detail::format("INSERT INTO {0}({0}) VALUES('rebuild')", quote_id(name)));
                 rebuilt.push_back(name);
                 restored_virtual_.insert(name);
                 continue;
@@ -1166,24 +1214,26 @@ private:
             if (fts) columns.emplace_back("rowid");  // (an R*Tree's first column is its rowid)
             for (auto& col : c.query_all<std::string>("SELECT name FROM pragma_table_info(?)", name))
                 columns.push_back(quote_id(col));
-            c.exec(fmt::format("DELETE FROM main.{}", quote_id(name)));
-            c.exec(fmt::format("INSERT INTO main.{0}({1}) SELECT {1} FROM resilite_damaged.{0}", quote_id(name),
-                               fmt::join(columns, ", ")));
+            c.exec(resilite::detail::format("DELETE FROM main.{}", quote_id(name)));
+            c.exec(resilite::detail::format("INSERT INTO main.{0}({1}) SELECT {1} FROM resilite_damaged.{0}",
+                                            quote_id(name), fmt::join(columns, ", ")));
             copied.push_back(name);
             restored_virtual_.insert(name);
         }
         std::string out;
         if (!created.empty())
-            out = fmt::format("virtual table{} {} created again from the damaged database", created.size() == 1 ? "" : "s",
-                              fmt::join(created, ", "));
+            out = resilite::detail::format("virtual table{} {} created again from the damaged database",
+                                           created.size() == 1 ? "" : "s", fmt::join(created, ", "));
         if (!rebuilt.empty())
-            add_detail(out, fmt::format("FTS index{} {} rebuilt from {} table{}", rebuilt.size() == 1 ? "" : "es",
-                              fmt::join(rebuilt, ", "), rebuilt.size() == 1 ? "its" : "their",
-                              rebuilt.size() == 1 ? "" : "s"));
+            add_detail(out, resilite::detail::format(
+                                "FTS index{} {} rebuilt from {} table{}", rebuilt.size() == 1 ? "" : "es",
+                                fmt::join(rebuilt, ", "), rebuilt.size() == 1 ? "its" : "their",
+                                rebuilt.size() == 1 ? "" : "s"));
         if (!copied.empty())
-            add_detail(out, fmt::format("the rows of the virtual table{} {} taken from the damaged database (it "
-                                        "passes its integrity check)",
-                                        copied.size() == 1 ? "" : "s", fmt::join(copied, ", ")));
+            add_detail(out, resilite::detail::format(
+                                "the rows of the virtual table{} {} taken from the damaged database (it "
+                                "passes its integrity check)",
+                                copied.size() == 1 ? "" : "s", fmt::join(copied, ", ")));
         return out;
     }
     static void add_detail(std::string& detail, const std::string& more) {
@@ -1233,7 +1283,7 @@ private:
         std::string out = "file:";
         for (const char ch : std::filesystem::absolute(p).string()) {
             if (ch == '%' || ch == '?' || ch == '#')
-                out += fmt::format("%{:02X}", static_cast<unsigned char>(ch));
+                out += resilite::detail::format("%{:02X}", static_cast<unsigned char>(ch));
             else
                 out += ch;
         }
@@ -1253,9 +1303,10 @@ private:
             sqlite3_progress_handler(
                 c.native_handle(), 100000, [](void* self) { return static_cast<heal_flow*>(self)->past_limit() ? 1 : 0; },
                 this);
-            const auto integrity = c.query_all<std::string>("PRAGMA integrity_check");
+            const auto integrity = integrity_findings(c, true);
             if (integrity.size() != 1 || integrity.front() != "ok")
-                return fmt::format("the result fails its integrity check: {}", integrity.empty() ? "?" : integrity.front());
+                return resilite::detail::format("the result fails its integrity check: {}",
+                                                integrity.empty() ? "?" : integrity.front());
             // Foreign-key violations the database already had (SQLite does not enforce foreign
             // keys unless asked) are reported; ones the damaged database did not have are damage.
             const auto violations = foreign_key_violations(c);
@@ -1265,22 +1316,24 @@ private:
                     std::set_difference(violations.begin(), violations.end(), damaged_violations_->begin(),
                                         damaged_violations_->end(), std::back_inserter(extra));
                 if (!extra.empty())
-                    return fmt::format("the result has foreign-key violations the damaged database did not have ({})",
-                                       fmt::join(extra, ", "));
-                fk_note_ = fmt::format("; {} foreign-key violation{} ({}) that the database {}, kept as they were",
-                                       violations.size(), violations.size() == 1 ? "" : "s",
-                                       fmt::join(violations.begin(),
-                                                 violations.begin() + static_cast<std::ptrdiff_t>(
-                                                                          std::min<std::size_t>(violations.size(), 5)),
-                                                 ", "),
-                                       damaged_violations_ ? "had already" : "may have had (it cannot be read to tell)");
+                    return resilite::detail::format(
+                        "the result has foreign-key violations the damaged database did not have ({})",
+                        fmt::join(extra, ", "));
+                fk_note_ = resilite::detail::format(
+                    "; {} foreign-key violation{} ({}) that the database {}, kept as they were",
+                    violations.size(), violations.size() == 1 ? "" : "s",
+                    fmt::join(violations.begin(),
+                              violations.begin() +
+                                  static_cast<std::ptrdiff_t>(std::min<std::size_t>(violations.size(), 5)),
+                              ", "),
+                    damaged_violations_ ? "had already" : "may have had (it cannot be read to tell)");
             } else {
                 fk_note_.clear();
             }
             const auto expected = read_marker(ctx_.path).identity;
             if (const auto id = read_identity(c).value_or(""); !expected.empty() && id != expected)
-                return fmt::format("the result is another database (identity {}, expected {})", id.empty() ? "none" : id,
-                                   expected);
+                return resilite::detail::format("the result is another database (identity {}, expected {})",
+                                                id.empty() ? "none" : id, expected);
             for (const auto& t : archive::user_tables(c))
                 rep.tables.push_back({t, c.query_one<std::int64_t>("SELECT count(*) FROM " + quote_id(t)).value_or(0)});
             // Virtual tables and their shadow tables are not archived (named in may_be_lost):
@@ -1312,23 +1365,27 @@ private:
                 std::string problems;
                 for (const auto& p : r.problems)
                     if (p.fatal) problems += (problems.empty() ? "" : "; ") + p.message;
-                rep.verification = fmt::format("integrity and foreign keys (the archive alone cannot be rebuilt, so "
-                                               "no trial rebuild: {})",
-                                               problems);
+                rep.verification = resilite::detail::format(
+                    "integrity and foreign keys (the archive alone cannot be rebuilt, so "
+                    "no trial rebuild: {})",
+                    problems);
             } else if (r.reproduces_live != true) {
                 std::string differs;
                 for (const auto& t : r.tables)
                     if (t.matches_live == false) differs += (differs.empty() ? "" : ", ") + t.name;
-                if (!differs.empty()) return fmt::format("the result differs from what the archive holds (tables {})", differs);
+                if (!differs.empty())
+                    return resilite::detail::format(
+                        "the result differs from what the archive holds (tables {})", differs);
                 // Only tables the archive does not describe at all (a table a backup holds that
                 // was created after the archive's last record, whose schema the archive never
                 // received): nothing to compare them with, and no sign of loss.
                 std::vector<std::string> unknown;
                 for (const auto& p : r.problems)
                     if (p.what == archive_problem::kind::mismatch) unknown.push_back(p.message);
-                rep.verification = fmt::format("integrity, foreign keys, every table the archive describes equal to "
-                                               "a trial rebuild of it (not compared: {})",
-                                               fmt::join(unknown, "; "));
+                rep.verification = resilite::detail::format(
+                    "integrity, foreign keys, every table the archive describes equal to "
+                    "a trial rebuild of it (not compared: {})",
+                    fmt::join(unknown, "; "));
             }
         }
         if (archive_dir == nullptr) rep.verification = "integrity and foreign keys";
@@ -1383,8 +1440,9 @@ private:
         while (!gate.try_take()) {
             if (past_limit() || std::chrono::steady_clock::now() - real_start > time_limit_) {
                 rep.duration = ctx_.now() - start_;
-                const auto text = fmt::format(
-                    "operations of other processes held the database for longer than the heal's time limit of {} s; "
+                const auto text = resilite::detail::format(
+                    "operations of other processes held the database for longer than the heal's time limit "
+                    "of {} s; "
                     "nothing was moved (the heal runs again on the next call or open)",
                     s.healing.time_limit.count());
                 ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::busy, text);
@@ -1398,9 +1456,10 @@ private:
 
     bool over_time(const settings& s, heal_report& rep) {
         if (!past_limit()) return false;
-        rep.sources.push_back({"time limit", false,
-                               fmt::format("the heal took longer than its limit of {} s and stopped there",
-                                           s.healing.time_limit.count())});
+        rep.sources.push_back(
+            {"time limit", false,
+             resilite::detail::format("the heal took longer than its limit of {} s and stopped there",
+                                      s.healing.time_limit.count())});
         return true;
     }
 
@@ -1422,9 +1481,10 @@ private:
 
     void save(const marker& m) {
         if (!write_marker(ctx_.path, m)) {
-            throw library_failure(error_class::io, "heal",
-                                  fmt::format("could not write the sidecar {}", marker_path(ctx_.path).string()),
-                                  ctx_.path.string());
+            throw library_failure(
+                error_class::io, "heal",
+                resilite::detail::format("could not write the sidecar {}", marker_path(ctx_.path).string()),
+                ctx_.path.string());
         }
     }
 

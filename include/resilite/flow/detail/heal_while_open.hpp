@@ -2,6 +2,7 @@
 // Healing while a Database is open: its own heal (db.heal(), or damage seen at run time), and a
 // file another process healed or replaced (flow/detail/gate_pass.hpp). The caller holds the writer lock.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -42,7 +43,8 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     if (found.empty()) found = heal_asked_for;
     // Unavailable while it runs: other threads' calls fail at once (or are served or queued, by
     // the degradation policy) rather than wait for the writer lock the heal holds.
-    ctx.note_unavailable(unavailable_reason::healing, fmt::format("a heal is running in this process ({})", found));
+    ctx.note_unavailable(unavailable_reason::healing,
+                         resilite::detail::format("a heal is running in this process ({})", found));
     std::optional<error> reopen_failure;
     std::exception_ptr archive_failure;
     typename heal_flow<R>::open_database db;
@@ -77,7 +79,8 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     } catch (const error& e) {
         let_go_if_open(ctx, archive);
         ctx.broken = e;  // every call says why there is no database, until a heal succeeds
-        ctx.note_unavailable(unavailable_reason::damaged, fmt::format("the heal failed: {}", e.what()));
+        ctx.note_unavailable(unavailable_reason::damaged,
+                             resilite::detail::format("the heal failed: {}", e.what()));
         if (e.klass() == error_class::aborted) {  // the sound database was put back: open it again
             db.take_up();
             if (!reopen_failure) {
@@ -89,8 +92,9 @@ heal_report heal_while_open(context<R>& ctx, archive_flow<R>& archive, heal_flow
     }
     if (reopen_failure) {
         ctx.broken = *reopen_failure;
-        ctx.note_unavailable(unavailable_reason::damaged,
-                             fmt::format("the healed database could not be opened: {}", reopen_failure->what()));
+        ctx.note_unavailable(
+            unavailable_reason::damaged,
+            resilite::detail::format("the healed database could not be opened: {}", reopen_failure->what()));
         throw *reopen_failure;
     }
     ctx.broken.reset();

@@ -20,6 +20,8 @@
 
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/backup/detail/offsite_copy.hpp>
+#include <resilite/core/detail/crc32.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/monitor/health_snapshot.hpp>
@@ -127,7 +129,13 @@ private:
         std::uintmax_t size = 0;
         std::filesystem::file_time_type mtime{};
         std::uint64_t inode = 0;
-        friend bool operator==(const version&, const version&) = default;
+        // What the remote received: its first `copied` bytes, and their CRC-32 (0 bytes: not
+        // known, a state file written before this was kept). Not part of the file's version.
+        std::uintmax_t copied = 0;
+        std::uint32_t crc = 0;
+        friend bool operator==(const version& a, const version& b) {
+            return a.size == b.size && a.mtime == b.mtime && a.inode == b.inode;
+        }
     };
 
     // (the caller holds round_, and not the writer lock: a round never takes it, so a thread that
@@ -168,15 +176,18 @@ private:
             const auto prefix = ctx_.path.filename().string() + "-resilite-offsite.segment-";
             remove_stale_temp_files(dir, prefix);  // what a killed round left
             // (per Database too: two in one process, on one path, must not write one copy)
-            const auto copy = dir / fmt::format("{}{}-{:x}", prefix, ::getpid(), reinterpret_cast<std::uintptr_t>(this));
+            const auto copy = dir / resilite::detail::format("{}{}-{:x}", prefix, ::getpid(),
+                                                             reinterpret_cast<std::uintptr_t>(this));
             for (const auto& name : archive::list_segments(archive_dir)) {
                 const auto file = archive_dir / name;
                 const auto now = version_of(file);
                 const auto before = shipped(name);
                 if (!now || before == now) continue;
-                // Cut or rewritten since its last copy (a repair, a torn tail set aside): the
-                // remote's copy is moved aside, never overwritten.
-                const bool replaced = before && (before->inode != now->inode || before->size > now->size);
+                // Cut or rewritten since its last copy (a repair, a torn tail set aside, a record
+                // damaged in place), even when it has grown again since: the remote's copy is
+                // moved aside, never overwritten.
+                const bool replaced = before && (before->inode != now->inode || before->size > now->size ||
+                                                 !still_begins_with(file, *before));
                 const auto stamp = replaced ? utc_format(ctx_.clock.utc_now(), "%Y%m%dT%H%M%SZ") : std::string{};
                 version copied;
                 error = snapshot_segment(file, copy, copied);
@@ -234,11 +245,11 @@ private:
                 std::string name;
                 version v;
                 long long ticks = 0;
-                if (words >> name >> v.size >> ticks >> v.inode)
-                    shipped_.try_emplace(name, version{v.size,
-                                                       std::filesystem::file_time_type{
-                                                           std::filesystem::file_time_type::duration{ticks}},
-                                                       v.inode});
+                if (words >> name >> v.size >> ticks >> v.inode) {
+                    if (!(words >> v.copied >> std::hex >> v.crc)) v.copied = 0;  // (older state files)
+                    v.mtime = std::filesystem::file_time_type{std::filesystem::file_time_type::duration{ticks}};
+                    shipped_.try_emplace(name, v);
+                }
             }
         }
     }
@@ -259,22 +270,24 @@ private:
         {
             std::lock_guard lock(state_);
             if (!loaded_) return;
-            text = fmt::format("remote {}\n", shipped_for_.empty() ? remote : shipped_for_);
+            text = resilite::detail::format("remote {}\n", shipped_for_.empty() ? remote : shipped_for_);
             for (const auto& b : unsent_backups_)
-                text += fmt::format("backup {}\n", b.string());
+                text += resilite::detail::format("backup {}\n", b.string());
             for (const auto& b : others) {
                 std::error_code ec;
                 if (sent_backups_.count(b) == 0 &&
                     std::find(unsent_backups_.begin(), unsent_backups_.end(), std::filesystem::path{b}) ==
                         unsent_backups_.end() &&
                     std::filesystem::exists(b, ec))
-                    text += fmt::format("backup {}\n", b);
+                    text += resilite::detail::format("backup {}\n", b);
             }
             for (const auto& [name, v] : shipped_)
-                text += fmt::format("segment {} {} {} {}\n", name, v.size,
-                                    static_cast<long long>(v.mtime.time_since_epoch().count()), v.inode);
+                text += resilite::detail::format("segment {} {} {} {} {} {:08x}\n", name, v.size,
+                                                 static_cast<long long>(v.mtime.time_since_epoch().count()),
+                                                 v.inode, v.copied, v.crc);
         }
-        const auto tmp = std::filesystem::path{fmt::format("{}.tmp-{}", state_file().string(), ::getpid())};
+        const auto tmp =
+            std::filesystem::path{resilite::detail::format("{}.tmp-{}", state_file().string(), ::getpid())};
         {
             std::ofstream out(tmp, std::ios::trunc);
             out << text;
@@ -294,10 +307,11 @@ private:
         const auto found = offsite_identity(s, ctx_.path);
         if (!found.error.empty()) return found.error;
         if (found.identity && *found.identity != ctx_.identity) {
-            return fmt::format("the remote folder {} holds the copies of another database (identity {}, this one is "
-                               "{}): nothing is written there; restore from it (resilite heal, resilite archive "
-                               "rebuild) or give this database another remote",
-                               offsite_folder(s, ctx_.path), *found.identity, ctx_.identity);
+            return resilite::detail::format(
+                "the remote folder {} holds the copies of another database (identity {}, this one is "
+                "{}): nothing is written there; restore from it (resilite heal, resilite archive "
+                "rebuild) or give this database another remote",
+                offsite_folder(s, ctx_.path), *found.identity, ctx_.identity);
         }
         if (!found.identity) {
             if (auto e = offsite_claim(s, ctx_.path, ctx_.identity); !e.empty()) return e;
@@ -366,10 +380,12 @@ private:
             const archive::owned_fd out{::open(to.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600)};
             if (out.get() < 0) throw std::system_error(errno, std::generic_category(), to.string());
             std::string buf(std::min<std::uintmax_t>(end, 1u << 20), '\0');
+            crc32 crc;
             for (std::uintmax_t at = 0; at < end;) {
                 const auto n = archive::read_at_most(in.get(), buf.data(),
                                                      static_cast<std::size_t>(std::min<std::uintmax_t>(end - at, buf.size())), at);
                 if (n == 0) throw std::runtime_error("the segment was cut while it was read");
+                crc.process_bytes(buf.data(), n);
                 for (std::size_t done = 0; done < n;) {
                     const auto w = ::write(out.get(), buf.data() + done, n - done);
                     if (w < 0 && errno == EINTR) continue;
@@ -378,10 +394,37 @@ private:
                 }
                 at += n;
             }
+            v.copied = end;
+            v.crc = crc.checksum();
             return {};
         } catch (const std::exception& e) {
-            return fmt::format("copying {} off the machine: could not take its complete records: {}",
-                               segment.filename().string(), e.what());
+            return resilite::detail::format(
+                "copying {} off the machine: could not take its complete records: {}",
+                segment.filename().string(), e.what());
+        }
+    }
+
+    // Whether the segment's first bytes are still those the remote received (unknown: taken as
+    // yes). Read only for a segment that changed since its last copy.
+    [[nodiscard]] static bool still_begins_with(const std::filesystem::path& segment, const version& shipped) {
+        if (shipped.copied == 0) return true;
+        try {
+            std::uintmax_t size = 0;
+            const auto in = archive::open_segment(segment, size);
+            if (size < shipped.copied) return false;
+            std::string buf(std::min<std::uintmax_t>(shipped.copied, 1u << 20), '\0');
+            crc32 crc;
+            for (std::uintmax_t at = 0; at < shipped.copied;) {
+                const auto n = archive::read_at_most(
+                    in.get(), buf.data(),
+                    static_cast<std::size_t>(std::min<std::uintmax_t>(shipped.copied - at, buf.size())), at);
+                if (n == 0) return false;
+                crc.process_bytes(buf.data(), n);
+                at += n;
+            }
+            return crc.checksum() == shipped.crc;
+        } catch (...) {
+            return true;  // unreadable now: the copy that follows fails and says why
         }
     }
 

@@ -18,6 +18,7 @@
 //      listed and gone means an unclean close, and the next open runs a quick_check); schedule
 //      the periodic work, report `open`, start the background thread.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/backup_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
@@ -61,8 +62,9 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                     static_cast<void>(heal.run(std::move(*damage), "open: header check"));
                 } else if (unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
                     if (const auto h = check_health(ctx.path, check_level::quick); !h.ok())
-                        static_cast<void>(heal.run(fmt::format("{}: {}", to_string(h.result), h.detail),
-                                                   "open: quick_check after an unclean close"));
+                        static_cast<void>(
+                            heal.run(resilite::detail::format("{}: {}", to_string(h.result), h.detail),
+                                     "open: quick_check after an unclean close"));
                 }
             }
         }

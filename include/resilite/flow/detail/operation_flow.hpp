@@ -6,6 +6,7 @@
 // or reported. Every operation emits exactly one event; every retried attempt one `retry`.
 
 #include <resilite/core/transaction_mode.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -270,10 +271,11 @@ public:
             d.operation = std::string{name};
             d.attempt = st.attempt;
             d.elapsed = elapsed;
-            d.note = fmt::format("gave up after {} attempt{} in {} ms (limits: {} attempts, {} ms)", st.attempt,
-                                 st.attempt == 1 ? "" : "s",
-                                 std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
-                                 st.limits.max_attempts, st.limits.deadline.count());
+            d.note = resilite::detail::format(
+                "gave up after {} attempt{} in {} ms (limits: {} attempts, {} ms)", st.attempt,
+                st.attempt == 1 ? "" : "s",
+                std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count(),
+                st.limits.max_attempts, st.limits.deadline.count());
             error exhausted{error_class::retry_exhausted, std::move(d), *failure};
             ctx_.emit_since(name, st.start, outcome::failed, 0, exhausted.klass(), exhausted.what(), st.attempt);
             if constexpr (R::healing::enabled) {
@@ -282,9 +284,11 @@ public:
                 if (failure->klass() == error_class::io && ctx_.on_disk()) {
                     const auto h = check_health(ctx_.path, check_level::quick);
                     if (h.result == health_report::finding::corrupt || h.result == health_report::finding::not_a_database)
-                        ctx_.note_damage(error_class::corrupt,
-                                         fmt::format("a persistent I/O error ({}), and the file fails its quick_check: {}",
-                                                     failure->technical().code_name, h.detail));
+                        ctx_.note_damage(
+                            error_class::corrupt,
+                            resilite::detail::format(
+                                "a persistent I/O error ({}), and the file fails its quick_check: {}",
+                                failure->technical().code_name, h.detail));
                 }
             }
             if (failure->klass() == error_class::io && ctx_.damage().empty())
@@ -319,11 +323,12 @@ public:
         }
         st.previous_delay = delay;
         ++ctx_.retries;
-        ctx_.emit_since("retry", ctx_.now(), outcome::warning, 0, failure.klass(),
-                        fmt::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
-                                    failure.technical().code_name,
-                                    std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
-                        st.attempt);
+        ctx_.emit_since(
+            "retry", ctx_.now(), outcome::warning, 0, failure.klass(),
+            resilite::detail::format("{} attempt {} failed with {}; next attempt in {} us", name, st.attempt,
+                                     failure.technical().code_name,
+                                     std::chrono::duration_cast<std::chrono::microseconds>(delay).count()),
+            st.attempt);
         ctx_.clock.sleep_for(delay);
     }
 
@@ -353,10 +358,12 @@ private:
             auto lease = ctx_.readers.take();
             if (!lease) {
                 if (auto why = ctx_.readers.take_failure(); !why.empty())
-                    ctx_.emit_since("read_connection", ctx_.now(), outcome::warning, 0, error_class::cant_open,
-                                    fmt::format("a read connection could not be opened ({}); reads use the writer "
-                                                "connection until it is reopened",
-                                                why));
+                    ctx_.emit_since("read_connection", ctx_.now(), outcome::warning, 0,
+                                    error_class::cant_open,
+                                    resilite::detail::format(
+                                        "a read connection could not be opened ({}); reads use the writer "
+                                        "connection until it is reopened",
+                                        why));
                 return std::nullopt;
             }
             bool ran = false;
@@ -418,9 +425,10 @@ private:
     // finds it sound ends that).
     void throw_if_file_gone() {
         if (!std::exchange(ctx_.file_gone, false)) return;
-        const auto what = fmt::format("the database file {} was removed, renamed or replaced since it was opened: "
-                                      "the commit was rolled back (committed into that file, it would be lost with it)",
-                                      ctx_.path.string());
+        const auto what = resilite::detail::format(
+            "the database file {} was removed, renamed or replaced since it was opened: "
+            "the commit was rolled back (committed into that file, it would be lost with it)",
+            ctx_.path.string());
         ctx_.note_unavailable(unavailable_reason::damaged, what);
         throw library_failure(error_class::cant_open, "commit", what, ctx_.path.string());
     }

@@ -10,6 +10,7 @@
 // connection, which follows it.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
 
@@ -239,10 +240,11 @@ private:
         if (!s.identity.empty()) {
             const auto id = read_identity(*r.conn);
             if (id != s.identity)
-                throw library_failure(error_class::corrupt, "read connection",
-                                      fmt::format("the read connection found identity {}, the database has {}",
-                                                  id.value_or("(none)"), s.identity),
-                                      s.path.string());
+                throw library_failure(
+                    error_class::corrupt, "read connection",
+                    resilite::detail::format("the read connection found identity {}, the database has {}",
+                                             id.value_or("(none)"), s.identity),
+                    s.path.string());
         }
         int moved = 0;
         if (sqlite3_file_control(r.conn->native_handle(), "main", SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK ||

@@ -5,6 +5,7 @@
 // manual clock, whenever the clock moves.
 
 #include <resilite/core/detail/op_failure.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/audit_flow.hpp>
@@ -192,9 +193,10 @@ private:
             schedule_checkpoint(t);
             scheduled_checkpoint();
             if (const auto wal = sqlite::file_set{ctx_.path}.wal_size(); wal > ctx_.config.wal_alert_bytes) {
-                ctx_.emit_since("wal_size_alert", t, outcome::warning, 0, error_class::none,
-                                fmt::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
-                                            ctx_.config.wal_alert_bytes));
+                ctx_.emit_since(
+                    "wal_size_alert", t, outcome::warning, 0, error_class::none,
+                    resilite::detail::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
+                                             ctx_.config.wal_alert_bytes));
             }
         }
         const auto due = [&](std::optional<time_point>& next, auto interval) {

@@ -4,6 +4,7 @@
 // transaction, after a backup when backups are on), then schema sync. A database newer than the
 // code is refused or opened read-only, as the migrations policy says.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/operation_flow.hpp>
@@ -51,19 +52,21 @@ public:
             if constexpr (migrations_type::on_newer == newer_database::refuse) {
                 throw library_failure(
                     error_class::schema, "open",
-                    fmt::format("the database is at version {}, newer than this application's {}{}; it was not "
-                                "opened (newer_database::refuse) and not changed",
-                                version, latest, latest == 0 ? " (it declares no migrations)" : ""),
+                    resilite::detail::format(
+                        "the database is at version {}, newer than this application's {}{}; it was not "
+                        "opened (newer_database::refuse) and not changed",
+                        version, latest, latest == 0 ? " (it declares no migrations)" : ""),
                     ctx_.path.string());
             } else {
                 reopen_read_only(ctx_);
                 report_.mode = schema_type::mode;
-                report_.drifts.push_back({schema_report::severity::warning,
-                                          {},
-                                          {},
-                                          fmt::format("database version {} is newer than the application's "
-                                                      "{}: opened read-only, schema not synced",
-                                                      version, latest)});
+                report_.drifts.push_back(
+                    {schema_report::severity::warning,
+                     {},
+                     {},
+                     resilite::detail::format("database version {} is newer than the application's "
+                                              "{}: opened read-only, schema not synced",
+                                              version, latest)});
                 return;
             }
         }
@@ -95,11 +98,12 @@ private:
         // critical drift): open fails rather than hand out a database whose first insert fails.
         // Warnings never fail; report_only only reports.
         if (status == schema_status::critical && schema_type::mode != schema_mode::report_only) {
-            throw library_failure(error_class::schema, "open",
-                                  fmt::format("the database does not match the declared schema and could not be "
-                                              "brought to it; nothing was changed\n{}",
-                                              report_.to_text()),
-                                  ctx_.path.string());
+            throw library_failure(
+                error_class::schema, "open",
+                resilite::detail::format("the database does not match the declared schema and could not be "
+                                         "brought to it; nothing was changed\n{}",
+                                         report_.to_text()),
+                ctx_.path.string());
         }
     }
 
@@ -131,11 +135,12 @@ private:
             using M = typename decltype(id)::type;
             if (M::version <= from) return;
             const auto start = ctx_.now();
-            const auto label = migration_name<M>().empty()
-                                   ? fmt::format("migration {}", M::version)
-                                   : fmt::format("migration {} ({})", M::version, migration_name<M>());
-            const auto note = fmt::format("{} failed and was rolled back; the database stays at version {}", label,
-                                          M::version - 1);
+            const auto label =
+                migration_name<M>().empty()
+                    ? resilite::detail::format("migration {}", M::version)
+                    : resilite::detail::format("migration {} ({})", M::version, migration_name<M>());
+            const auto note = resilite::detail::format(
+                "{} failed and was rolled back; the database stays at version {}", label, M::version - 1);
             bool applied_elsewhere = false;
             try {
                 flow_.template transaction<transaction_type>(
@@ -158,7 +163,7 @@ private:
                             "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
                             "'resilite\\_archive\\_%' ESCAPE '\\'");
                         for (const auto& trigger : triggers)
-                            tx.exec_script(fmt::format("DROP TRIGGER {}", quote_id(trigger)));
+                            tx.exec_script(resilite::detail::format("DROP TRIGGER {}", quote_id(trigger)));
                         if (!triggers.empty())
                             tx.exec("INSERT OR IGNORE INTO resilite_archive_schema(type, name, tbl_name, sql) "
                                     "VALUES('snapshot owed', 'migrations', '', '')");
@@ -170,7 +175,7 @@ private:
                                           "std::string_view sql` or `static void up(auto& tx)`");
                             M::up(tx);
                         }
-                        tx.exec(fmt::format("PRAGMA user_version = {}", M::version));
+                        tx.exec(resilite::detail::format("PRAGMA user_version = {}", M::version));
                         if (enforced) {
                             const auto orphans =
                                 tx.template query_one<std::int64_t>(
@@ -179,9 +184,10 @@ private:
                             if (orphans > 0)
                                 throw library_failure(
                                     error_class::migration, "migrate",
-                                    fmt::format("it would leave {} row{} whose foreign key references no parent "
-                                                "row (PRAGMA foreign_key_check)",
-                                                orphans, orphans == 1 ? "" : "s"),
+                                    resilite::detail::format(
+                                        "it would leave {} row{} whose foreign key references no parent "
+                                        "row (PRAGMA foreign_key_check)",
+                                        orphans, orphans == 1 ? "" : "s"),
                                     ctx_.path.string());
                         }
                     },
@@ -189,19 +195,20 @@ private:
             } catch (const error& e) {
                 technical_detail d = e.technical();
                 d.operation = "migrate";
-                d.note = d.note.empty() ? note : fmt::format("{}: {}", note, d.note);
+                d.note = d.note.empty() ? note : resilite::detail::format("{}: {}", note, d.note);
                 error wrapped{error_class::migration, std::move(d), e};
                 ctx_.emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
                 throw wrapped;
             } catch (const std::exception& e) {
-                auto wrapped = library_failure(error_class::migration, "migrate",
-                                               fmt::format("{}: {}", note, e.what()), ctx_.path.string());
+                auto wrapped =
+                    library_failure(error_class::migration, "migrate",
+                                    resilite::detail::format("{}: {}", note, e.what()), ctx_.path.string());
                 ctx_.emit_since("migrate", start, outcome::failed, 0, wrapped.klass(), wrapped.what());
                 throw wrapped;
             }
             if (applied_elsewhere) {
                 ctx_.emit_since("migrate", start, outcome::ok, 0, error_class::none,
-                                fmt::format("{}: already applied by another connection", label));
+                                resilite::detail::format("{}: already applied by another connection", label));
                 return;
             }
             migrated_ = true;

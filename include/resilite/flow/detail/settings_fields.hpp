@@ -9,6 +9,7 @@
 // Values are converted exactly or refused: an integer out of its range, a duration that is not
 // a whole number of the field's unit, an unknown enum name are refusals that say why.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/settings.hpp>
 
 #include <fmt/format.h>
@@ -66,7 +67,7 @@ struct boolean_codec {
         return std::nullopt;
     }
     [[nodiscard]] refusal from_json(const json& j, bool& out) const {
-        if (!j.is_boolean()) return fmt::format("expected true or false, got {}", json_kind(j));
+        if (!j.is_boolean()) return resilite::detail::format("expected true or false, got {}", json_kind(j));
         out = j.get<bool>();
         return std::nullopt;
     }
@@ -80,12 +81,13 @@ struct integer_codec {
     std::int64_t min, max;  // every range fits in int64 (the widest is 2^50 bytes)
 
     [[nodiscard]] std::string type() const { return "integer"; }
-    [[nodiscard]] std::string range() const { return fmt::format("{}..{}", min, max); }
+    [[nodiscard]] std::string range() const { return resilite::detail::format("{}..{}", min, max); }
     [[nodiscard]] refusal parse(std::string_view text, T& out) const {
         std::int64_t v = 0;
         const auto* end = text.data() + text.size();
         const auto [p, ec] = std::from_chars(text.data(), end, v);
-        if (ec == std::errc::result_out_of_range) return fmt::format("out of range ({})", range());
+        if (ec == std::errc::result_out_of_range)
+            return resilite::detail::format("out of range ({})", range());
         if (ec != std::errc{} || p != end || text.empty()) return std::string{"not a whole number"};
         return store(v, out);
     }
@@ -93,28 +95,28 @@ struct integer_codec {
         if (j.is_number_unsigned()) {
             const auto u = j.get<std::uint64_t>();
             if (u > static_cast<std::uint64_t>(max))
-                return fmt::format("{} is out of range ({})", u, range());
+                return resilite::detail::format("{} is out of range ({})", u, range());
             return store(static_cast<std::int64_t>(u), out);
         }
         if (j.is_number_integer()) return store(j.get<std::int64_t>(), out);
-        return fmt::format("expected a whole number, got {}", json_kind(j));
+        return resilite::detail::format("expected a whole number, got {}", json_kind(j));
     }
-    [[nodiscard]] std::string show(T v) const { return fmt::format("{}", v); }
+    [[nodiscard]] std::string show(T v) const { return resilite::detail::format("{}", v); }
     [[nodiscard]] refusal check(T v) const {
         if constexpr (std::is_signed_v<T>) {
             if (static_cast<std::int64_t>(v) < min || static_cast<std::int64_t>(v) > max)
-                return fmt::format("{} is out of range ({})", v, range());
+                return resilite::detail::format("{} is out of range ({})", v, range());
         } else {
             if (static_cast<std::uint64_t>(v) < static_cast<std::uint64_t>(min) ||
                 static_cast<std::uint64_t>(v) > static_cast<std::uint64_t>(max))
-                return fmt::format("{} is out of range ({})", v, range());
+                return resilite::detail::format("{} is out of range ({})", v, range());
         }
         return std::nullopt;
     }
 
 private:
     refusal store(std::int64_t v, T& out) const {
-        if (v < min || v > max) return fmt::format("{} is out of range ({})", v, range());
+        if (v < min || v > max) return resilite::detail::format("{} is out of range ({})", v, range());
         out = static_cast<T>(v);  // exact: min..max fits T (checked in the table's tests)
         return std::nullopt;
     }
@@ -138,7 +140,9 @@ struct duration_codec {
         std::chrono::duration_cast<std::chrono::milliseconds>(D{1}).count();  // fields are ms or coarser
 
     [[nodiscard]] std::string type() const { return "duration"; }
-    [[nodiscard]] std::string range() const { return fmt::format("{}..{}", show(min), show(max)); }
+    [[nodiscard]] std::string range() const {
+        return resilite::detail::format("{}..{}", show(min), show(max));
+    }
     [[nodiscard]] refusal parse(std::string_view text, D& out) const {
         const auto digits_end = text.find_first_not_of("-0123456789");
         if (digits_end == 0 || digits_end == std::string_view::npos)
@@ -147,16 +151,20 @@ struct duration_codec {
         const auto suffix = text.substr(digits_end);
         const auto* u = std::find_if(std::begin(units), std::end(units),
                                      [&](const unit& x) { return x.suffix == suffix; });
-        if (u == std::end(units)) return fmt::format("unknown unit \"{}\" (use ms, s, min, h or d)", suffix);
+        if (u == std::end(units))
+            return resilite::detail::format("unknown unit \"{}\" (use ms, s, min, h or d)", suffix);
         std::int64_t n = 0;
         const auto number = text.substr(0, digits_end);
         const auto [p, ec] = std::from_chars(number.data(), number.data() + number.size(), n);
-        if (ec == std::errc::result_out_of_range) return fmt::format("out of range ({})", range());
+        if (ec == std::errc::result_out_of_range)
+            return resilite::detail::format("out of range ({})", range());
         if (ec != std::errc{} || p != number.data() + number.size()) return std::string{"not a whole number"};
         std::int64_t ms = 0;
-        if (__builtin_mul_overflow(n, u->ms, &ms)) return fmt::format("out of range ({})", range());
+        if (__builtin_mul_overflow(n, u->ms, &ms))
+            return resilite::detail::format("out of range ({})", range());
         if (ms % own_ms != 0)
-            return fmt::format("{} is not a whole number of {} (this field's unit)", text, units_name());
+            return resilite::detail::format("{} is not a whole number of {} (this field's unit)", text,
+                                            units_name());
         const D v{ms / own_ms};
         if (auto r = check(v)) return r;
         out = v;
@@ -164,7 +172,7 @@ struct duration_codec {
     }
     [[nodiscard]] refusal from_json(const json& j, D& out) const {
         if (!j.is_string())
-            return fmt::format(
+            return resilite::detail::format(
                 "expected a duration as a string with its unit (e.g. \"500ms\", \"10s\"), got {}",
                 json_kind(j));
         return parse(j.get_ref<const std::string&>(), out);
@@ -174,11 +182,11 @@ struct duration_codec {
         const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(v).count();
         for (const auto& u : units)
             if (u.ms >= own_ms && ms % u.ms == 0 && (ms != 0 || u.ms == own_ms))
-                return fmt::format("{}{}", ms / u.ms, u.suffix);
-        return fmt::format("{}ms", ms);
+                return resilite::detail::format("{}{}", ms / u.ms, u.suffix);
+        return resilite::detail::format("{}ms", ms);
     }
     [[nodiscard]] refusal check(D v) const {
-        if (v < min || v > max) return fmt::format("{} is out of range ({})", show(v), range());
+        if (v < min || v > max) return resilite::detail::format("{} is out of range ({})", show(v), range());
         return std::nullopt;
     }
 
@@ -215,22 +223,22 @@ struct choice_codec {
         }
         for (const auto& [name, why] : refused)
             if (t == name) return std::string{why};
-        return fmt::format("unknown value \"{}\" (one of: {})", text, range());
+        return resilite::detail::format("unknown value \"{}\" (one of: {})", text, range());
     }
     [[nodiscard]] refusal from_json(const json& j, E& out) const {
         if (!j.is_string())
-            return fmt::format("expected one of {} as a string, got {}", range(), json_kind(j));
+            return resilite::detail::format("expected one of {} as a string, got {}", range(), json_kind(j));
         return parse(j.get_ref<const std::string&>(), out);
     }
     [[nodiscard]] std::string show(E v) const {
         for (const auto& [name, x] : names)
             if (x == v) return std::string{name};
-        return fmt::format("{}", static_cast<int>(v));
+        return resilite::detail::format("{}", static_cast<int>(v));
     }
     [[nodiscard]] refusal check(E v) const {
         for (const auto& [name, x] : names)
             if (x == v) return std::nullopt;
-        return fmt::format("{} is not one of {}", static_cast<int>(v), range());
+        return resilite::detail::format("{} is not one of {}", static_cast<int>(v), range());
     }
 };
 
@@ -247,7 +255,7 @@ struct text_codec {
         return check(out);
     }
     [[nodiscard]] refusal from_json(const json& j, std::string& out) const {
-        if (!j.is_string()) return fmt::format("expected a string, got {}", json_kind(j));
+        if (!j.is_string()) return resilite::detail::format("expected a string, got {}", json_kind(j));
         return parse(j.get_ref<const std::string&>(), out);
     }
     [[nodiscard]] std::string show(const std::string& v) const { return json(v).dump(); }
@@ -468,7 +476,7 @@ template <class Codec>
 // relations between fields, and what the policies allow).
 [[nodiscard]] inline refusal field_range_problem(const settings& s) {
     for (const auto& f : setting_fields())
-        if (auto r = f.check(s)) return fmt::format("{}: {}", f.path, *r);
+        if (auto r = f.check(s)) return resilite::detail::format("{}: {}", f.path, *r);
     return std::nullopt;
 }
 

@@ -19,6 +19,7 @@
 
 #include <resilite/core/detail/op_failure.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
@@ -71,13 +72,14 @@ public:
             settings s = ctx_.config;
             std::string sources;
             if (!file_.empty()) {
-                sources = fmt::format("settings file {}", file_.string());
+                sources = resilite::detail::format("settings file {}", file_.string());
                 std::string why;
                 auto text = read_text_file(file_, why);
-                if (!text) throw refused("open", fmt::format("{} cannot be read: {}", sources, why));
+                if (!text)
+                    throw refused("open", resilite::detail::format("{} cannot be read: {}", sources, why));
                 settings_overlay o;
                 if (auto r = parse_settings_json(*text, o))
-                    throw refused("open", fmt::format("{}: {}", sources, *r));
+                    throw refused("open", resilite::detail::format("{}: {}", sources, *r));
                 o.apply_to(s);
                 last_seen_ = std::move(text);
                 next_poll_ns_.store((start + file_poll).time_since_epoch().count());
@@ -86,15 +88,17 @@ public:
             if (!env_.empty()) {
                 std::string vars;
                 for (const auto* f : env_.fields)
-                    vars +=
-                        fmt::format("{}{}={}", vars.empty() ? "" : ", ", f->variable(), f->show(env_.values));
-                sources += fmt::format("{}the environment ({})", sources.empty() ? "" : " and ", vars);
+                    vars += resilite::detail::format("{}{}={}", vars.empty() ? "" : ", ", f->variable(),
+                                                     f->show(env_.values));
+                sources +=
+                    resilite::detail::format("{}the environment ({})", sources.empty() ? "" : " and ", vars);
             }
             if (auto problem = settings_problem<R>(s)) {
                 // Named after its sources only when the settings given in code did not have it.
                 const bool theirs = !sources.empty() && settings_problem<R>(ctx_.config) != problem;
-                throw refused("open",
-                              theirs ? fmt::format("settings from {}: {}", sources, *problem) : *problem);
+                throw refused(
+                    "open",
+                    theirs ? resilite::detail::format("settings from {}: {}", sources, *problem) : *problem);
             }
             ctx_.config = s;
             {
@@ -172,14 +176,16 @@ private:
         std::optional<std::string> problem;
         for (const auto& f : setting_fields()) {
             if (f.fixed_while_open && !f.same(s, in_force)) {
-                problem = fmt::format("{} is fixed while the database is open (in force: {}, asked: {})",
-                                      f.path, f.show(in_force), f.show(s));
+                problem = resilite::detail::format(
+                    "{} is fixed while the database is open (in force: {}, asked: {})", f.path,
+                    f.show(in_force), f.show(s));
                 break;
             }
         }
         if (!problem) problem = settings_problem<R>(s);
         if (problem)
-            throw refused(operation, source.empty() ? *problem : fmt::format("{}: {}", source, *problem));
+            throw refused(operation,
+                          source.empty() ? *problem : resilite::detail::format("{}: {}", source, *problem));
     }
 
     // 1. and 2.; 3. at once when the writer lock is free. Returns true when applied now.
@@ -242,7 +248,7 @@ private:
             ctx_.annotate_current(start, "settings_apply");
             auto f = op_failure::from_current_exception();
             ctx_.emit_since("settings_apply", start, outcome::failed, 0, f.klass,
-                            fmt::format("{}; the settings in force before stay", f.detail));
+                            resilite::detail::format("{}; the settings in force before stay", f.detail));
         }
     }
 
@@ -264,14 +270,16 @@ private:
         if (text == last_seen_) return false;
         last_seen_ = text;
         const auto start = ctx_.now();
-        const auto source = fmt::format("settings file {}", file_.string());
+        const auto source = resilite::detail::format("settings file {}", file_.string());
         std::string changed;
         bool now = false;
         try {
-            if (!text) throw refused("settings_reload", fmt::format("{} cannot be read: {}", source, why));
+            if (!text)
+                throw refused("settings_reload",
+                              resilite::detail::format("{} cannot be read: {}", source, why));
             settings_overlay o;
             if (auto r = parse_settings_json(*text, o))
-                throw refused("settings_reload", fmt::format("{}: {}", source, *r));
+                throw refused("settings_reload", resilite::detail::format("{}: {}", source, *r));
             now = accept(
                 [&](const settings& in_force) {
                     settings s = in_force;
@@ -285,13 +293,14 @@ private:
             ctx_.annotate_current(start, "settings_reload");
             auto f = op_failure::from_current_exception();
             ctx_.emit_since("settings_reload", start, outcome::failed, 0, f.klass,
-                            fmt::format("{}; the settings in force stay", f.detail));
+                            resilite::detail::format("{}; the settings in force stay", f.detail));
             if (throw_refusal) throw;
             return false;
         }
-        ctx_.emit_since("settings_reload", start, outcome::ok, 0, error_class::none,
-                        fmt::format("{}: {}{}", source, changed.empty() ? "no change" : "changed " + changed,
-                                    now ? "" : fmt::format("; {}", deferred_note)));
+        ctx_.emit_since(
+            "settings_reload", start, outcome::ok, 0, error_class::none,
+            resilite::detail::format("{}: {}{}", source, changed.empty() ? "no change" : "changed " + changed,
+                                     now ? "" : resilite::detail::format("; {}", deferred_note)));
         return true;
     }
 

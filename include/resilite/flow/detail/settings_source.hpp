@@ -8,6 +8,7 @@
 // every refusal names the variable or the field, the value and the reason.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/settings_fields.hpp>
 #include <resilite/flow/settings.hpp>
 
@@ -75,15 +76,15 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         if (f == table.end()) {
             throw library_failure(
                 error_class::invalid_setting, operation,
-                fmt::format("environment variable {} is not a setting (docs/settings.md lists "
-                            "them); a misspelt setting is refused, not ignored",
-                            name),
+                resilite::detail::format("environment variable {} is not a setting (docs/settings.md lists "
+                                         "them); a misspelt setting is refused, not ignored",
+                                         name),
                 path);
         }
         if (auto r = f->from_text(o.values, value)) {
             throw library_failure(error_class::invalid_setting, operation,
-                                  fmt::format("environment variable {}=\"{}\": {} ({}: {}, {})", name, value,
-                                              *r, f->path, f->type, f->range),
+                                  resilite::detail::format("environment variable {}=\"{}\": {} ({}: {}, {})",
+                                                           name, value, *r, f->path, f->type, f->range),
                                   path);
         }
         o.fields.push_back(&*f);
@@ -127,17 +128,20 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
     try {
         doc = json::parse(text, note_names);
     } catch (const json::parse_error& e) {
-        return fmt::format("not valid JSON: {}", e.what());
+        return resilite::detail::format("not valid JSON: {}", e.what());
     }
-    if (!twice.empty()) return fmt::format("{}: given twice (which one counts would be a guess)", twice);
-    if (!doc.is_object()) return fmt::format("the file must hold a JSON object, not {}", json_kind(doc));
+    if (!twice.empty())
+        return resilite::detail::format("{}: given twice (which one counts would be a guess)", twice);
+    if (!doc.is_object())
+        return resilite::detail::format("the file must hold a JSON object, not {}", json_kind(doc));
     settings_overlay o;
     const auto take = [&](const std::string& path, const json& value) -> refusal {
         const auto* f = find_setting_field(path);
-        if (f == nullptr) return fmt::format("{}: unknown field (docs/settings.md lists them)", path);
-        if (value.is_object()) return fmt::format("{}: expected a value, got an object", path);
+        if (f == nullptr)
+            return resilite::detail::format("{}: unknown field (docs/settings.md lists them)", path);
+        if (value.is_object()) return resilite::detail::format("{}: expected a value, got an object", path);
         if (auto r = f->from_json(o.values, value))
-            return fmt::format("{}: {} (value {})", path, *r, value.dump());
+            return resilite::detail::format("{}: {} (value {})", path, *r, value.dump());
         o.fields.push_back(f);
         return std::nullopt;
     };
@@ -151,7 +155,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
             continue;
         }
         if (!value.is_object())
-            return fmt::format("{}: expected an object of its fields, got {}", key, json_kind(value));
+            return resilite::detail::format("{}: expected an object of its fields, got {}", key,
+                                            json_kind(value));
         for (auto in = value.begin(); in != value.end(); ++in)
             if (auto r = take(key + "." + in.key(), in.value())) return r;
     }

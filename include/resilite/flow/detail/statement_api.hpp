@@ -19,6 +19,7 @@
 // (settings().read_connections; never inside a transaction) and pooled() says the statement may
 // run there (asked only then: the scan of the text stays off a read's path without a pool).
 
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -116,7 +117,8 @@ public:
     template <class Row, class... Args>
     [[nodiscard]] std::vector<Row> select(std::string_view tail = {}, const Args&... args) {
         using sql = row_sql<table_for<Schema, Row>>;
-        const auto text = tail.empty() ? sql::select_all() : fmt::format("{} {}", sql::select_all(), tail);
+        const auto text =
+            tail.empty() ? sql::select_all() : resilite::detail::format("{} {}", sql::select_all(), tail);
         return self().read(
             "select", [&](sqlite::connection& c) { return select_structs<Row>(c, text, args...); }, count,
             [&text] { return detail::reads_only(text); });  // (the tail may name what only the writer has)

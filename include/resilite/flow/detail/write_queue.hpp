@@ -18,6 +18,7 @@
 #include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/detail/errno_class.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
@@ -82,7 +83,7 @@ struct queue_contents {
             if (last_line) {
                 out.torn_tail_bytes = bytes.size() - pos;
             } else {
-                out.damage = fmt::format("line at byte {}: {}", pos, why);
+                out.damage = resilite::detail::format("line at byte {}: {}", pos, why);
             }
         };
         if (nl == std::string_view::npos) {
@@ -120,11 +121,12 @@ struct queue_contents {
                 w.args = j.at("args").get<std::vector<std::string>>();
                 w.at = j.value("at", std::string{});
             } catch (const nlohmann::json::exception& e) {
-                fail(fmt::format("entry fields: {}", e.what()));
+                fail(resilite::detail::format("entry fields: {}", e.what()));
                 break;
             }
             if (w.seq != last_seq + 1) {  // a gap or a repeat is damage, wherever it is
-                out.damage = fmt::format("line at byte {}: sequence {} after {}", pos, w.seq, last_seq);
+                out.damage =
+                    resilite::detail::format("line at byte {}: sequence {} after {}", pos, w.seq, last_seq);
                 break;
             }
             last_seq = w.seq;
@@ -224,9 +226,10 @@ public:
              {"BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "VACUUM", "ATTACH", "DETACH"}) {
             if (first == control)
                 throw refusal(sql, error_class::misuse,
-                              fmt::format("{} cannot be queued: each queued write is replayed inside a transaction "
-                                          "of its own; run it when the database is available",
-                                          control));
+                              resilite::detail::format(
+                                  "{} cannot be queued: each queued write is replayed inside a transaction "
+                                  "of its own; run it when the database is available",
+                                  control));
         }
     }
 
@@ -268,9 +271,10 @@ public:
             auto contents = parse_queue(bytes, &valid);
             if (!contents.damage.empty()) {
                 throw library_failure(error_class::degraded, "queue",
-                                      fmt::format("the write queue {} is damaged ({}): nothing more is queued until "
-                                                  "a replay sets it aside",
-                                                  path_.string(), contents.damage),
+                                      resilite::detail::format(
+                                          "the write queue {} is damaged ({}): nothing more is queued until "
+                                          "a replay sets it aside",
+                                          path_.string(), contents.damage),
                                       path_.string());
             }
             if (valid < bytes.size()) {  // a crash cut the last append short: never acknowledged
@@ -281,11 +285,12 @@ public:
             count = contents.entries.size();
         }
         if (count >= capacity) {
-            throw library_failure(error_class::degraded, "queue",
-                                  fmt::format("the database is unavailable and the write queue is full ({} of {} "
-                                              "writes); the write was not queued",
-                                              count, capacity),
-                                  path_.string());
+            throw library_failure(
+                error_class::degraded, "queue",
+                resilite::detail::format("the database is unavailable and the write queue is full ({} of {} "
+                                         "writes); the write was not queued",
+                                         count, capacity),
+                path_.string());
         }
         std::string out;
         if (st.st_size == 0) {
@@ -353,7 +358,7 @@ public:
     // A damaged file: renamed aside whole, never replayed in part. Returns the new name.
     std::filesystem::path set_aside(held& h, std::chrono::system_clock::time_point utc) {
         const auto aside = std::filesystem::path{
-            fmt::format("{}.damaged-{}", path_.string(), utc_format(utc, "%Y%m%dT%H%M%SZ"))};
+            resilite::detail::format("{}.damaged-{}", path_.string(), utc_format(utc, "%Y%m%dT%H%M%SZ"))};
         std::error_code ec;
         std::filesystem::rename(path_, aside, ec);
         if (ec) fail_io("rename");
@@ -409,7 +414,8 @@ private:
 
     [[noreturn]] void fail_io(std::string_view what) const {
         throw library_failure(errno_class(errno), "queue",
-                              fmt::format("the write queue {}: {} failed: {}", path_.string(), what, std::strerror(errno)),
+                              resilite::detail::format("the write queue {}: {} failed: {}", path_.string(),
+                                                       what, std::strerror(errno)),
                               path_.string());
     }
 
@@ -463,7 +469,7 @@ private:
 
     [[nodiscard]] static std::string line(const nlohmann::json& j) {
         const auto body = j.dump();  // one line: control characters are escaped
-        return fmt::format("{:08x} {}\n", text_crc32(body), body);
+        return resilite::detail::format("{:08x} {}\n", text_crc32(body), body);
     }
 
     // (Literals are ASCII apart from text, which may hold any bytes: text that is not UTF-8 is
@@ -509,7 +515,7 @@ private:
         std::random_device rd;
         const std::uint64_t g = (static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
                                 static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count());
-        return fmt::format("{:016x}", g);
+        return resilite::detail::format("{:016x}", g);
     }
 
     std::filesystem::path path_, rejected_path_;

@@ -4,6 +4,7 @@
 // log, and what damage at open means.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/heal/healing_settings.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
@@ -50,7 +51,8 @@ private:
 // "<prefix><pid>-<16 hex digits of the database name>.db": one per process and database (two
 // databases of one directory may heal at once), of a fixed length whatever the name.
 [[nodiscard]] inline std::string scratch_name(std::string_view prefix, const std::filesystem::path& db) {
-    return fmt::format("{}{}-{:016x}.db", prefix, ::getpid(), std::hash<std::string>{}(db.filename().string()));
+    return resilite::detail::format("{}{}-{:016x}.db", prefix, ::getpid(),
+                                    std::hash<std::string>{}(db.filename().string()));
 }
 
 [[nodiscard]] inline std::filesystem::path quarantine_root(const std::filesystem::path& db,
@@ -92,15 +94,19 @@ private:
     if (h.result == health_report::finding::missing) {
         // (Interrupted, or no source could heal it: the sidecar cannot tell which.)
         if (!m.heal_quarantine.empty())
-            return fmt::format("an earlier heal did not finish: it was interrupted, or no source could heal the "
-                               "database (its files are in {})",
-                               m.heal_quarantine);
+            return resilite::detail::format(
+                "an earlier heal did not finish: it was interrupted, or no source could heal the "
+                "database (its files are in {})",
+                m.heal_quarantine);
         // An operator asked for it back (`resilite heal`: a deleted file, a new machine).
-        if (!m.restore_requested.empty()) return fmt::format("the database file is gone: {}", m.restore_requested);
+        if (!m.restore_requested.empty())
+            return resilite::detail::format("the database file is gone: {}", m.restore_requested);
         return std::nullopt;  // never created, or removed on purpose: open says which
     }
-    if (!h.ok() && h.result != health_report::finding::io_error) return fmt::format("{}: {}", to_string(h.result), h.detail);
-    if (!m.damage_seen.empty()) return fmt::format("damage seen before the last close: {}", m.damage_seen);
+    if (!h.ok() && h.result != health_report::finding::io_error)
+        return resilite::detail::format("{}: {}", to_string(h.result), h.detail);
+    if (!m.damage_seen.empty())
+        return resilite::detail::format("damage seen before the last close: {}", m.damage_seen);
     return std::nullopt;
 }
 

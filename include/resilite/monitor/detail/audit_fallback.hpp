@@ -14,6 +14,7 @@
 
 #include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <resilite/detail/utc_format.hpp>
@@ -55,14 +56,14 @@ struct audit_entry {
 // strftime('%Y-%m-%dT%H:%M:%fZ') gives, so that it sorts with it.
 [[nodiscard]] inline std::string audit_time(std::chrono::system_clock::time_point t) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
-    return fmt::format("{}.{:03}Z", utc_format(t, "%Y-%m-%dT%H:%M:%S"), ms < 0 ? ms + 1000 : ms);
+    return resilite::detail::format("{}.{:03}Z", utc_format(t, "%Y-%m-%dT%H:%M:%S"), ms < 0 ? ms + 1000 : ms);
 }
 
 // Which process wrote the entry: cheap, and what a reviewer asks first.
 [[nodiscard]] inline std::string audit_source() {
     char host[256] = {};
     if (::gethostname(host, sizeof host - 1) != 0) host[0] = '\0';
-    return fmt::format("{}:{}", host, static_cast<long>(::getpid()));
+    return resilite::detail::format("{}:{}", host, static_cast<long>(::getpid()));
 }
 
 // Text that cannot go into a JSON line (invalid UTF-8) is refused before anything is written,
@@ -92,7 +93,7 @@ inline constexpr std::string_view audit_crc_key = ",\"crc\":\"";
     auto text = j.dump();  // keys sorted: the same entry always gives the same bytes
     const auto crc = audit_crc(text);
     text.pop_back();  // '}'
-    return fmt::format("{}{}{:08x}\"}}\n", text, audit_crc_key, crc);
+    return resilite::detail::format("{}{}{:08x}\"}}\n", text, audit_crc_key, crc);
 }
 
 // A line (without its newline) whose CRC and fields are sound, or nothing.
@@ -240,10 +241,11 @@ public:
     std::optional<std::filesystem::path> retire(bool set_aside, std::chrono::system_clock::time_point now) {
         std::optional<std::filesystem::path> aside;
         if (set_aside) {
-            auto to = std::filesystem::path{
-                fmt::format("{}.rejected-{}", path_.string(), utc_format(now, "%Y%m%dT%H%M%SZ"))};
+            auto to = std::filesystem::path{resilite::detail::format("{}.rejected-{}", path_.string(),
+                                                                     utc_format(now, "%Y%m%dT%H%M%SZ"))};
             for (int n = 2; std::filesystem::exists(to); ++n)
-                to = fmt::format("{}.rejected-{}-{}", path_.string(), utc_format(now, "%Y%m%dT%H%M%SZ"), n);
+                to = resilite::detail::format("{}.rejected-{}-{}", path_.string(),
+                                              utc_format(now, "%Y%m%dT%H%M%SZ"), n);
             if (::rename(path_.c_str(), to.c_str()) != 0) fail("cannot set aside");
             aside = to;
         } else if (::unlink(path_.c_str()) != 0 && errno != ENOENT) {
@@ -257,7 +259,8 @@ private:
     [[noreturn]] void fail(std::string_view what) {
         const int saved = errno;
         throw library_failure(error_class::io, "audit",
-                              fmt::format("{} the audit fallback file {}: {}", what, path_.string(), std::strerror(saved)),
+                              resilite::detail::format("{} the audit fallback file {}: {}", what,
+                                                       path_.string(), std::strerror(saved)),
                               path_.string());
     }
 
@@ -271,7 +274,8 @@ private:
 [[nodiscard]] inline std::string new_audit_file_id() {
     std::random_device rd;
     const auto now = std::chrono::system_clock::now().time_since_epoch().count();
-    return fmt::format("{:016x}{:08x}", static_cast<std::uint64_t>(now) ^ (std::uint64_t{rd()} << 32), rd());
+    return resilite::detail::format("{:016x}{:08x}",
+                                    static_cast<std::uint64_t>(now) ^ (std::uint64_t{rd()} << 32), rd());
 }
 
 // Appends one entry to the fallback of `db`, numbering it after the last sound line (a torn

@@ -3,6 +3,8 @@
 // opening the database, and flags only what recovery would drop silently *and* had been synced:
 // a torn tail after a crash is normal and never reported (see check_wal).
 
+#include <resilite/detail/format.hpp>
+
 #include <fmt/format.h>
 
 #include <cstdint>
@@ -80,9 +82,10 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
             }
             if (commits >= 2) {
                 return {false,
-                        fmt::format("the WAL header is damaged while the log holds {} synced commits: SQLite "
-                                    "would ignore them all",
-                                    commits),
+                        resilite::detail::format(
+                            "the WAL header is damaged while the log holds {} synced commits: SQLite "
+                            "would ignore them all",
+                            commits),
                         {}};
             }
         }
@@ -158,11 +161,12 @@ inline void wal_checksum(const unsigned char* p, std::size_t n, bool big_endian,
             ++j;
         for (; j < frames; ++j) {
             if (!same_generation(j) || !follows(j, j)) continue;
-            return {false,
-                    fmt::format("WAL frame {} of {} fails its checksum while a later transaction is "
-                                "intact: committed changes would be lost",
-                                first_bad + 1, frames),
-                    {}};
+            return {
+                false,
+                resilite::detail::format("WAL frame {} of {} fails its checksum while a later transaction is "
+                                         "intact: committed changes would be lost",
+                                         first_bad + 1, frames),
+                {}};
         }
         break;
     }

@@ -2,6 +2,7 @@
 // Typed rows: the SQL for a declared table's insert/upsert/get/select/erase (built once per
 // table) and the mapping between a row struct and statement parameters/columns.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/detail/row_traits.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -46,8 +47,8 @@ struct row_sql {
         return out;
     }
     static const std::string& insert() {
-        static const std::string s =
-            fmt::format("INSERT INTO {}({}) VALUES({})", quote_id(def().name), columns(), placeholders());
+        static const std::string s = resilite::detail::format(
+            "INSERT INTO {}({}) VALUES({})", quote_id(def().name), columns(), placeholders());
         return s;
     }
     static const std::string& upsert() {
@@ -59,24 +60,26 @@ struct row_sql {
                     key = key || k == c.name;
                 if (key) continue;
                 if (!set.empty()) set += ',';
-                set += fmt::format("{0}=excluded.{0}", quote_id(c.name));
+                set += resilite::detail::format("{0}=excluded.{0}", quote_id(c.name));
             }
-            return fmt::format("{} ON CONFLICT({}) DO {}", insert(), quote_list(def().primary_key),
-                               set.empty() ? std::string{"NOTHING"} : "UPDATE SET " + set);
+            return resilite::detail::format("{} ON CONFLICT({}) DO {}", insert(),
+                                            quote_list(def().primary_key),
+                                            set.empty() ? std::string{"NOTHING"} : "UPDATE SET " + set);
         }();
         return s;
     }
     static const std::string& select_all() {
-        static const std::string s = fmt::format("SELECT {} FROM {}", columns(), quote_id(def().name));
+        static const std::string s =
+            resilite::detail::format("SELECT {} FROM {}", columns(), quote_id(def().name));
         return s;
     }
     static const std::string& get() {
-        static const std::string s = fmt::format("{} WHERE {}", select_all(), key_condition());
+        static const std::string s = resilite::detail::format("{} WHERE {}", select_all(), key_condition());
         return s;
     }
     static const std::string& erase() {
         static const std::string s =
-            fmt::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
+            resilite::detail::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
         return s;
     }
 };
@@ -119,9 +122,10 @@ void throw_if_declared_column_missing(const error& e) {
     if (column.empty() || !has_member<Row>(column)) return;
     technical_detail d = e.technical();
     const auto table = table_of_row_sql<Row>(d.sql);
-    d.note = fmt::format("the table {} has no column {}, which the row type declares; the database "
-                         "does not match the declared schema (see sync_report())",
-                         table.empty() ? std::string{"?"} : quote_id(table), quote_id(column));
+    d.note = resilite::detail::format(
+        "the table {} has no column {}, which the row type declares; the database "
+        "does not match the declared schema (see sync_report())",
+        table.empty() ? std::string{"?"} : quote_id(table), quote_id(column));
     throw error{error_class::schema, std::move(d)};
 }
 

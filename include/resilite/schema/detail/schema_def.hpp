@@ -3,6 +3,7 @@
 // declarations, and the SQL that creates each part. The sync engine works on this form (so
 // property P3 can generate random schemas at run time).
 
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/referential_action.hpp>
 
 #include <fmt/format.h>
@@ -122,9 +123,11 @@ inline std::string unquote_id_prefix(std::string_view s) {
 
 // " REFERENCES "parent"("col") ON DELETE ... ON UPDATE ...", the actions only when not the default.
 [[nodiscard]] inline std::string references_sql(const foreign_key_def& fk) {
-    std::string out = fmt::format(" REFERENCES {}({})", quote_id(fk.table), quote_id(fk.column));
-    if (fk.on_delete != referential_action::no_action) out += fmt::format(" ON DELETE {}", to_sql(fk.on_delete));
-    if (fk.on_update != referential_action::no_action) out += fmt::format(" ON UPDATE {}", to_sql(fk.on_update));
+    std::string out = resilite::detail::format(" REFERENCES {}({})", quote_id(fk.table), quote_id(fk.column));
+    if (fk.on_delete != referential_action::no_action)
+        out += resilite::detail::format(" ON DELETE {}", to_sql(fk.on_delete));
+    if (fk.on_update != referential_action::no_action)
+        out += resilite::detail::format(" ON UPDATE {}", to_sql(fk.on_update));
     return out;
 }
 
@@ -138,13 +141,13 @@ inline std::string unquote_id_prefix(std::string_view s) {
 // COLUMN cannot add it: a unique index does the job instead) and a REFERENCES clause SQLite
 // would refuse there (references_addable).
 [[nodiscard]] inline std::string column_sql(const table_def& t, const column_def& c, bool for_add = false) {
-    std::string out = fmt::format("{} {}", quote_id(c.name), c.type);
+    std::string out = resilite::detail::format("{} {}", quote_id(c.name), c.type);
     if (is_rowid_alias(t, c)) {
         out += " PRIMARY KEY";
     } else if (c.not_null) {
         out += " NOT NULL";
     }
-    if (c.default_sql) out += fmt::format(" DEFAULT ({})", *c.default_sql);
+    if (c.default_sql) out += resilite::detail::format(" DEFAULT ({})", *c.default_sql);
     if (c.unique && !for_add) out += " UNIQUE";
     if (c.references && (!for_add || references_addable(c))) out += references_sql(*c.references);
     return out;
@@ -158,8 +161,9 @@ inline std::string unquote_id_prefix(std::string_view s) {
         cols += column_sql(t, c);
         alias = alias || is_rowid_alias(t, c);
     }
-    if (!t.primary_key.empty() && !alias) cols += fmt::format(", PRIMARY KEY({})", quote_list(t.primary_key));
-    return fmt::format("CREATE TABLE {}({})", quote_id(t.name), cols);
+    if (!t.primary_key.empty() && !alias)
+        cols += resilite::detail::format(", PRIMARY KEY({})", quote_list(t.primary_key));
+    return resilite::detail::format("CREATE TABLE {}({})", quote_id(t.name), cols);
 }
 
 // A partial index's condition without a leading WHERE keyword (any case, with the whitespace
@@ -192,20 +196,20 @@ static_assert(partial_index_condition(" Where  x > 1") == "x > 1");
 static_assert(partial_index_condition("whereabouts IS NULL") == "whereabouts IS NULL");
 
 [[nodiscard]] inline std::string create_index_sql(const table_def& t, const index_def& i) {
-    std::string out = fmt::format("CREATE {}INDEX {} ON {}({})", i.unique ? "UNIQUE " : "", quote_id(i.name),
-                                  quote_id(t.name), quote_list(i.columns));
+    std::string out = resilite::detail::format("CREATE {}INDEX {} ON {}({})", i.unique ? "UNIQUE " : "",
+                                               quote_id(i.name), quote_id(t.name), quote_list(i.columns));
     const auto where = partial_index_condition(i.where);
-    if (!where.empty()) out += fmt::format(" WHERE {}", where);
+    if (!where.empty()) out += resilite::detail::format(" WHERE {}", where);
     return out;
 }
 
 // The unique index that stands in for a UNIQUE column added after the table was created.
 [[nodiscard]] inline index_def unique_column_index(const table_def& t, const column_def& c) {
-    return index_def{fmt::format("resilite_unique_{}_{}", t.name, c.name), {c.name}, true, {}};
+    return index_def{resilite::detail::format("resilite_unique_{}_{}", t.name, c.name), {c.name}, true, {}};
 }
 
 [[nodiscard]] inline std::string create_trigger_sql(const trigger_def& tr) {
-    return fmt::format("CREATE TRIGGER {} {}", quote_id(tr.name), tr.sql);
+    return resilite::detail::format("CREATE TRIGGER {} {}", quote_id(tr.name), tr.sql);
 }
 
 }  // namespace resilite::detail

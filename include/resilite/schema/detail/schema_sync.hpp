@@ -4,6 +4,7 @@
 // is reported as drift and never touched.
 
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 #include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/schema/schema_report.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -118,7 +119,7 @@ struct schema_inspector {
         return out;
     }
     [[nodiscard]] bool has_rows(const std::string& table) const {
-        return c.query_one<int>(fmt::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table)))
+        return c.query_one<int>(resilite::detail::format("SELECT EXISTS(SELECT 1 FROM {})", quote_id(table)))
                    .value_or(0) != 0;
     }
     // A unique index (or UNIQUE / PRIMARY KEY constraint) on exactly this one column.
@@ -143,29 +144,32 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
         if (lower(e.column) == lower(col.name)) have = &e;
     if (!col.references) {
         if (have != nullptr)
-            r.drifts.push_back({severity::warning, t.name, col.name,
-                                fmt::format("the database has a foreign key to {} that is not declared (kept, "
-                                            "enforced)",
-                                            have->to.table)});
+            r.drifts.push_back(
+                {severity::warning, t.name, col.name,
+                 resilite::detail::format("the database has a foreign key to {} that is not declared (kept, "
+                                          "enforced)",
+                                          have->to.table)});
         return;
     }
     const auto& want = *col.references;
-    const auto declared = fmt::format("declared{}", references_sql(want));
+    const auto declared = resilite::detail::format("declared{}", references_sql(want));
     if (have == nullptr) {
-        r.drifts.push_back({severity::warning, t.name, col.name,
-                            fmt::format("{}, but the database has no foreign key on this column (SQLite cannot "
-                                        "add one to an existing column: rebuild the table in a migration)",
-                                        declared)});
+        r.drifts.push_back(
+            {severity::warning, t.name, col.name,
+             resilite::detail::format("{}, but the database has no foreign key on this column (SQLite cannot "
+                                      "add one to an existing column: rebuild the table in a migration)",
+                                      declared)});
         return;
     }
     const bool same = lower(have->to.table) == lower(want.table) &&
                       (have->to.column.empty() || lower(have->to.column) == lower(want.column)) &&
                       have->on_delete == to_sql(want.on_delete) && have->on_update == to_sql(want.on_update);
     if (!same)
-        r.drifts.push_back({severity::warning, t.name, col.name,
-                            fmt::format("{}, but the database has REFERENCES {}({}) ON DELETE {} ON UPDATE {}",
-                                        declared, have->to.table, have->to.column, have->on_delete,
-                                        have->on_update)});
+        r.drifts.push_back(
+            {severity::warning, t.name, col.name,
+             resilite::detail::format("{}, but the database has REFERENCES {}({}) ON DELETE {} ON UPDATE {}",
+                                      declared, have->to.table, have->to.column, have->on_delete,
+                                      have->on_update)});
 }
 
 // Works out the actions and drift; changes nothing.
@@ -206,8 +210,8 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             r.drifts.push_back({severity::critical,
                                 t.name,
                                 {},
-                                fmt::format("primary key differs: declared ({}), database ({})",
-                                            fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
+                                resilite::detail::format("primary key differs: declared ({}), database ({})",
+                                                         fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
         }
         std::optional<bool> rows;  // asked only when it matters
         const auto refs = db.references(t.name);
@@ -226,16 +230,17 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                         continue;
                     }
                 }
-                r.actions.push_back(
-                    {t.name, "add column " + col.name,
-                     fmt::format("ALTER TABLE {} ADD COLUMN {}", quote_id(t.name), column_sql(t, col, true)),
-                     false});
+                r.actions.push_back({t.name, "add column " + col.name,
+                                     resilite::detail::format("ALTER TABLE {} ADD COLUMN {}",
+                                                              quote_id(t.name), column_sql(t, col, true)),
+                                     false});
                 if (col.references && !references_addable(col)) {
-                    r.drifts.push_back({severity::warning, t.name, col.name,
-                                        fmt::format("added without its foreign key{}: SQLite adds a REFERENCES "
-                                                    "column only when it is nullable without a default; add "
-                                                    "the key by rebuilding the table in a migration",
-                                                    references_sql(*col.references))});
+                    r.drifts.push_back(
+                        {severity::warning, t.name, col.name,
+                         resilite::detail::format("added without its foreign key{}: SQLite adds a REFERENCES "
+                                                  "column only when it is nullable without a default; add "
+                                                  "the key by rebuilding the table in a migration",
+                                                  references_sql(*col.references))});
                 }
                 if (col.unique) {
                     const auto u = unique_column_index(t, col);
@@ -245,9 +250,10 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                 continue;
             }
             if (affinity(e->type) != affinity(col.type)) {
-                r.drifts.push_back({severity::critical, t.name, col.name,
-                                    fmt::format("type differs: declared {}, database {}", col.type,
-                                                e->type.empty() ? "(none)" : e->type)});
+                r.drifts.push_back(
+                    {severity::critical, t.name, col.name,
+                     resilite::detail::format("type differs: declared {}, database {}", col.type,
+                                              e->type.empty() ? "(none)" : e->type)});
             }
             const bool rowid_alias = is_rowid_alias(t, col);
             if (!rowid_alias && col.not_null != e->not_null) {
@@ -258,9 +264,10 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             const auto want = col.default_sql ? normalize_default(*col.default_sql) : std::string{};
             const auto have = e->default_sql ? normalize_default(*e->default_sql) : std::string{};
             if (want != have) {
-                r.drifts.push_back({severity::warning, t.name, col.name,
-                                    fmt::format("DEFAULT differs: declared {}, database {}",
-                                                want.empty() ? "none" : want, have.empty() ? "none" : have)});
+                r.drifts.push_back(
+                    {severity::warning, t.name, col.name,
+                     resilite::detail::format("DEFAULT differs: declared {}, database {}",
+                                              want.empty() ? "none" : want, have.empty() ? "none" : have)});
             }
             if (col.references || !refs.empty()) check_reference(r, t, col, refs);
             if (col.unique && !db.unique_on(t.name, col.name)) {
@@ -290,7 +297,8 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                 r.actions.push_back({t.name, "create index " + i.name, want, false});
             } else if (*have != want) {
                 r.actions.push_back({t.name, "recreate index " + i.name,
-                                     fmt::format("DROP INDEX {}; {}", quote_id(i.name), want), false});
+                                     resilite::detail::format("DROP INDEX {}; {}", quote_id(i.name), want),
+                                     false});
             }
         }
     }
@@ -301,7 +309,8 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             r.actions.push_back({tr.name, "create trigger " + tr.name, want, false});
         } else if (*have != want) {
             r.actions.push_back({tr.name, "recreate trigger " + tr.name,
-                                 fmt::format("DROP TRIGGER {}; {}", quote_id(tr.name), want), false});
+                                 resilite::detail::format("DROP TRIGGER {}; {}", quote_id(tr.name), want),
+                                 false});
         }
     }
     return r;
@@ -322,11 +331,12 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
         read.rollback();
     }
     const auto fail_strict = [&] {
-        throw library_failure(error_class::schema, "schema sync",
-                              fmt::format("strict schema mode: the database differs from the declaration, "
-                                          "nothing was changed\n{}",
-                                          r.to_text()),
-                              c.path());
+        throw library_failure(
+            error_class::schema, "schema sync",
+            resilite::detail::format("strict schema mode: the database differs from the declaration, "
+                                     "nothing was changed\n{}",
+                                     r.to_text()),
+            c.path());
     };
     if (mode == schema_mode::strict && !r.drifts.empty()) fail_strict();
     if (mode == schema_mode::report_only || r.actions.empty() || r.status() == schema_status::critical)
@@ -346,13 +356,13 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             r.drifts.push_back({schema_report::severity::critical,
                                 a.table,
                                 {},
-                                fmt::format("{} failed, nothing was changed: {}", a.description,
-                                            e.technical().sqlite_message)});
+                                resilite::detail::format("{} failed, nothing was changed: {}", a.description,
+                                                         e.technical().sqlite_message)});
             return r;
         }
         a.applied = true;
     }
-    if (stamp_version) c.exec_script(fmt::format("PRAGMA user_version = {}", *stamp_version));
+    if (stamp_version) c.exec_script(resilite::detail::format("PRAGMA user_version = {}", *stamp_version));
     write.commit();
     r.changed = true;
     return r;

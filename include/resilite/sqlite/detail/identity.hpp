@@ -4,6 +4,7 @@
 // sidecar's (or that has none while the sidecar has one) is a new, emptied or different
 // database: damage, never a database to write into, back up or archive.
 
+#include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
 
@@ -24,7 +25,7 @@ inline constexpr std::string_view identity_table = "resilite_identity";
     std::random_device rd;
     std::string id;
     for (int i = 0; i < 4; ++i)
-        id += fmt::format("{:08x}", static_cast<std::uint32_t>(rd()));
+        id += resilite::detail::format("{:08x}", static_cast<std::uint32_t>(rd()));
     return id;
 }
 
@@ -49,15 +50,17 @@ struct identity_check {
     identity_check r{read_identity(c), {}};
     if (side.identity.empty()) return r;
     if (r.identity && *r.identity != side.identity) {
-        r.problem = fmt::format("a different database is at this path: its identity is {}, but the database "
-                                "resilite keeps here is {}; nothing was changed (if the replacement is intended, "
-                                "remove {})",
-                                *r.identity, side.identity, marker_path(path).string());
+        r.problem = resilite::detail::format(
+            "a different database is at this path: its identity is {}, but the database "
+            "resilite keeps here is {}; nothing was changed (if the replacement is intended, "
+            "remove {})",
+            *r.identity, side.identity, marker_path(path).string());
     } else if (!r.identity) {
-        r.problem = fmt::format("the file at this path is not the database resilite keeps here (identity {}): it is "
-                                "new, emptied or another database; nothing was changed: restore it from a backup (or "
-                                "remove {} if the replacement is intended)",
-                                side.identity, marker_path(path).string());
+        r.problem = resilite::detail::format(
+            "the file at this path is not the database resilite keeps here (identity {}): it is "
+            "new, emptied or another database; nothing was changed: restore it from a backup (or "
+            "remove {} if the replacement is intended)",
+            side.identity, marker_path(path).string());
     }
     return r;
 }

@@ -3,6 +3,7 @@
 
 #include <resilite/core/blob.hpp>
 #include <resilite/core/error.hpp>
+#include <resilite/detail/format.hpp>
 
 #include <sqlite3.h>
 
@@ -112,11 +113,13 @@ template <class T>
     auto d = statement_detail(s, "read column");
     // Never the value itself: it may be a secret column, and the note goes to logs.
     if (type == SQLITE_NULL) {
-        d.note = fmt::format("column {} ('{}') is NULL, which {} cannot hold; read it as std::optional<T>",
-                             col, column != nullptr ? column : "?", cpp);
+        d.note = resilite::detail::format(
+            "column {} ('{}') is NULL, which {} cannot hold; read it as std::optional<T>", col,
+            column != nullptr ? column : "?", cpp);
     } else {
-        d.note = fmt::format("column {} ('{}') holds {}, which cannot be read exactly as {}: {}", col,
-                             column != nullptr ? column : "?", storage_class_name(type), cpp, hint);
+        d.note =
+            resilite::detail::format("column {} ('{}') holds {}, which cannot be read exactly as {}: {}", col,
+                                     column != nullptr ? column : "?", storage_class_name(type), cpp, hint);
     }
     throw error{error_class::mismatch, std::move(d)};
 }
@@ -126,9 +129,10 @@ template <class T>
 [[noreturn]] inline void throw_nan(sqlite3_stmt* s, int index) {
     const char* parameter = sqlite3_bind_parameter_name(s, index);
     auto d = statement_detail(s, "bind");
-    d.note = fmt::format("parameter {}{}{} is NaN, which SQLite stores as NULL: it would not come back; store "
-                         "std::nullopt for no value",
-                         index, parameter != nullptr ? " " : "", parameter != nullptr ? parameter : "");
+    d.note = resilite::detail::format(
+        "parameter {}{}{} is NaN, which SQLite stores as NULL: it would not come back; store "
+        "std::nullopt for no value",
+        index, parameter != nullptr ? " " : "", parameter != nullptr ? parameter : "");
     throw error{error_class::mismatch, std::move(d)};
 }
 
