@@ -697,6 +697,28 @@ TEST_CASE("identity: retention never removes the backups of another database of 
     CHECK(backups_in(dir / "y" / "app.db", shared).size() == 2);
 }
 
+namespace {
+struct plain_row {
+    BOOST_HANA_DEFINE_STRUCT(plain_row, (std::int64_t, id));
+};
+}  // namespace
+
+TEST_CASE("backup retention of a database with no identity (report_only) still removes its old backups",
+          "[backup][identity]") {
+    using Db = resilite::Database<
+        resilite::basic_schema<resilite::schema_mode::report_only,
+                               resilite::table<"t", plain_row, resilite::primary_key<"id">>>,
+        resilite::null_observer, test::manual_durability,
+        resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<1>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    Db db{path};
+    db.exec_script("CREATE TABLE IF NOT EXISTS t(id INTEGER PRIMARY KEY)");
+    for (int i = 0; i < 3; ++i)
+        static_cast<void>(db.backup_now());
+    CHECK(backups_in(path).size() == 1);
+}
+
 TEST_CASE("restore: onto a target with a damaged header, the damaged files are quarantined, not refused",
           "[backup][restore]") {
     test::temp_dir dir;
@@ -720,7 +742,7 @@ TEST_CASE("restore: onto a target with a damaged header, the damaged files are q
     CHECK(db.query<std::int64_t>("SELECT n FROM t") == std::vector<std::int64_t>{7});
 }
 
-TEST_CASE("restore: a backup unlike its manifest entry, or another database's, is refused; a sound target replaced "
+TEST_CASE("restore: a backup unlike its manifest entry, or another database's, is refused, and a sound target replaced "
           "is kept aside",
           "[backup][restore]") {
     test::temp_dir dir;
@@ -775,6 +797,14 @@ TEST_CASE("restore: a backup unlike its manifest entry, or another database's, i
             CHECK_THAT(e.technical().note, Catch::Contains("another database"));
         }
         CHECK(rows_at(path) == live);
+    }
+    SECTION("a copy that cannot be made leaves a sound target where it was") {
+        // The restore's temporary file cannot be written (a directory has its name).
+        std::filesystem::create_directory(dir / fmt::format(".live.db.restore.tmp-{}", ::getpid()));
+        CHECK_THROWS_AS(resilite::restore(saved.path, path), resilite::error);
+        CHECK(rows_at(path) == live);
+        for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+            CHECK(e.path().filename().string().find("quarantine") == std::string::npos);
     }
     SECTION("a sound target replaced on purpose is kept aside, with the commit since the backup") {
         const auto aside = resilite::restore(saved.path, path);

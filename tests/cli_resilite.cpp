@@ -928,7 +928,7 @@ TEST_CASE("cli.archive replay: another database's archive is refused before anyt
     CHECK(count_items(y) == 5);
 }
 
-TEST_CASE("cli.restore: a backup unlike its manifest entry, or another database's, is refused and nothing moves; "
+TEST_CASE("cli.restore: a backup unlike its manifest entry, or another database's, is refused and nothing moves, and "
           "the records rolled back are named from the archive the settings keep",
           "[cli][restore]") {
     test::temp_dir dir;

@@ -5,6 +5,7 @@
 #include <rapidcheck/catch.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -433,6 +434,7 @@ TEST_CASE("begin(): a transaction used from another thread is refused (class mis
     {
         auto tx = db.begin();
         tx.exec("INSERT INTO kv VALUES(1, 'in')");
+        std::optional<db_t::savepoint_type> sp{tx.begin_savepoint()};
         std::vector<std::string> refused;
         std::thread other{[&] {
             const auto attempt = [&](const char* what, auto&& f) {
@@ -443,13 +445,16 @@ TEST_CASE("begin(): a transaction used from another thread is refused (class mis
                 }
             };
             attempt("exec", [&] { tx.exec("INSERT INTO kv VALUES(2, 'other')"); });
+            attempt("release", [&] { sp->release(); });
             attempt("savepoint", [&] { tx.savepoint([](auto&) {}); });
             attempt("commit", [&] { tx.commit(); });
             attempt("rollback", [&] { tx.rollback(); });
         }};
         other.join();
-        CHECK(refused == std::vector<std::string>{"exec", "savepoint", "commit", "rollback"});
+        CHECK(refused == std::vector<std::string>{"exec", "release", "savepoint", "commit", "rollback"});
         REQUIRE(tx.active());  // still this thread's, with its row
+        sp->release();
+        sp.reset();
         tx.exec("INSERT INTO kv VALUES(3, 'in')");
         tx.commit();
     }

@@ -307,7 +307,7 @@ TEST_CASE("P10 health monitoring data collection", "[health][property][P10]") {
     });
 }
 
-TEST_CASE("check_health: SQLite 3.40's false NULL report on a WITHOUT ROWID table is not damage; a real NULL is",
+TEST_CASE("check_health: SQLite 3.40's false NULL report on a WITHOUT ROWID table is not damage, a real NULL is",
           "[health]") {
     test::temp_dir dir;
     const auto path = dir / "pairs.db";

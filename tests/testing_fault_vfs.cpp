@@ -394,6 +394,55 @@ TEST_CASE("ioerr at a COMMIT's sync: the error says the outcome is unknown, not 
     vfs.clear_failures();
 }
 
+TEST_CASE("a write whose sync keeps failing is tried once: class io, its outcome unknown, never applied twice",
+          "[fault][ioerr]") {
+    test::temp_dir dir;
+    fault_vfs vfs{"fault-sync-persistent"};
+    const auto path = dir / "app.db";
+    seed(path);
+    const auto count = [&](const char* sql) {
+        resilite::sqlite::connection c{path};
+        return c.query_one<std::int64_t>(sql).value_or(-1);
+    };
+    const auto counter_before = count("SELECT n FROM counter");
+    {
+        // A policy that retries I/O errors, five times, without waiting.
+        using retrying_db =
+            resilite::Database<resilite::null_observer, resilite::constant_backoff<0, 5>, test::manual_durability>;
+        retrying_db::options o;
+        o.vfs = vfs.name();
+        retrying_db db{path, o};
+        vfs.fail(io_op::sync, 1, SQLITE_IOERR_FSYNC, true);  // a disk that stays broken
+        const auto tried_once = [&](auto&& write) {
+            try {
+                write();
+                FAIL("a write whose sync failed was reported done");
+            } catch (const resilite::error& e) {
+                INFO(e.what());
+                CHECK(e.klass() == resilite::error_class::io);
+                CHECK(e.technical().outcome_unknown);
+                CHECK(e.technical().attempt == 1);
+                CHECK_THAT(e.technical().note, Catch::Contains("outcome is unknown"));
+            }
+        };
+        SECTION("a statement outside a transaction") {
+            tried_once([&] { db.exec("INSERT INTO t(seq, payload) VALUES(999, 'x')"); });
+        }
+        SECTION("a transaction") {
+            tried_once([&] {
+                db.transaction([](auto& tx) {
+                    tx.exec("INSERT INTO t(seq, payload) VALUES(999, 'x')");
+                    tx.exec("UPDATE counter SET n = n + 1");
+                });
+            });
+        }
+        vfs.clear_failures();
+    }
+    // Opened again (SQLite's recovery may bring the write back): there at most once.
+    CHECK(count("SELECT count(*) FROM t WHERE seq = 999") <= 1);
+    CHECK(count("SELECT n FROM counter") - counter_before <= 1);
+}
+
 TEST_CASE("disk-full: a clear error, the database intact, writes succeed once there is room",
           "[fault][disk-full]") {
     test::temp_dir dir;

@@ -396,8 +396,11 @@ int backups(const output& out, const fs::path& db, const places& p) {
         auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
         if (const auto id = resilite::detail::identity_in_file(it->path);
             !untrusted && !identity.empty() && id != identity)
-            untrusted = fmt::format("a backup of another database (identity {}; this database is {})",
-                                    id.value_or("none"), identity);
+            untrusted = id ? fmt::format("a backup of another database (identity {}; this database is {})", *id,
+                                         identity)
+                           : fmt::format("a backup with no identity (this database is {}): not taken for this "
+                                         "database's",
+                                         identity);
         const auto entry = manifest.find(it->path.filename().string());
         std::error_code ec;
         const auto bytes = fs::file_size(it->path, ec);
@@ -466,7 +469,8 @@ int backup(const output& out, const fs::path& db, const places& p, const std::st
     return r.sink_error.empty() && r.offsite_error.empty() ? ok : warnings;
 }
 
-int restore(const output& out, const fs::path& backup_file, const fs::path& db, const places& p, bool force) {
+int restore(const output& out, const fs::path& backup_file, const fs::path& db, const places& p, bool force,
+            const std::string& warning) {
     require_database(backup_file);
     std::error_code ec;
     const bool sound = fs::exists(db, ec) && resilite::check_health(db, resilite::check_level::quick).ok();
@@ -495,7 +499,7 @@ int restore(const output& out, const fs::path& backup_file, const fs::path& db, 
                             "back): `resilite archive replay {} {}` brings them back; run it before the application "
                             "opens the database, whose next open keeps the restored state\n",
                             restored + 1, end, archive_dir.string(), db.string());
-    out.print(j, text);
+    out.print(j, text + warning);
     return ok;
 }
 
@@ -780,8 +784,11 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
         if (const auto id = resilite::detail::identity_in_file(it->path);
             !untrusted && !identity.empty() && id != identity)
-            untrusted = fmt::format("a backup of another database (identity {}; this database is {})",
-                                    id.value_or("none"), identity);
+            untrusted = id ? fmt::format("a backup of another database (identity {}; this database is {})", *id,
+                                         identity)
+                           : fmt::format("a backup with no identity (this database is {}): not taken for this "
+                                         "database's",
+                                         identity);
         const auto entry = manifest.find(it->path.filename().string());
         // (Two plain values, not an optional: g++ 12 at -O2 takes the optional's value for maybe
         // uninitialized once tail_ok is inlined, and -Werror stops the build.)
@@ -1021,12 +1028,25 @@ int main(int argc, char** argv) {
 
     fs::path backup_file;
     auto* restore_cmd = app.add_subcommand(
-        "restore", "Put a backup in place of a database (checked first; a damaged target is moved aside)");
+        "restore", "Put a backup in place of a database (checked first; the database it replaces is moved aside)");
     restore_cmd->add_option("BACKUP", backup_file, "The backup file")->required();
     restore_cmd->add_option("DB", db, "The database to replace")->required();
     restore_cmd->add_flag("--force", force, "Replace a database that passes its quick check (kept aside)");
     restore_cmd->add_option("--settings", settings_file, "The application's settings file (where its archive is)");
-    restore_cmd->callback([&] { code = restore(out, backup_file, db, find_places(db, settings_file), force); });
+    restore_cmd->callback([&] {
+        // The settings only say where the archive is: settings from the environment that cannot be
+        // read never block a restore (a file named with --settings must be readable).
+        places p;
+        std::string warning;
+        try {
+            p = find_places(db, settings_file);
+        } catch (const refusal& r) {
+            if (!settings_file.empty()) throw;
+            p.archive = resilite::detail::archive::archive_directory(db, {});
+            warning = fmt::format("  warning: {}; the archive is looked for at {}\n", r.message, p.archive.string());
+        }
+        code = restore(out, backup_file, db, p, force, warning);
+    });
 
     auto* drill_cmd = app.add_subcommand(
         "drill", "A restore drill: the newest backup plus the archive, restored aside and compared with the live tables");

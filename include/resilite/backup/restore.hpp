@@ -116,8 +116,9 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
             throw detail::library_failure(
                 error_class::misuse, "restore",
                 resilite::detail::format("{} is a backup of another database (identity {}; the database at {} is "
-                                         "{}); nothing was changed",
-                                         backup.string(), *from, target.string(), at),
+                                         "{}); nothing was changed. If that database is to be replaced by another "
+                                         "one, move it and its sidecar {}-resilite aside first",
+                                         backup.string(), *from, target.string(), at, target.string()),
                 target.string());
     }
     const auto health = check_health(backup, level);
@@ -131,28 +132,22 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
     try {
         std::filesystem::path quarantined;
         std::error_code ec;
-        if (std::filesystem::exists(target, ec) && std::filesystem::file_size(target, ec) > 0) {
-            if (!check_health(target, check_level::quick).ok()) {
-                // Restore is the tool for a damaged database (a damaged page as much as a damaged
-                // header): keep the damaged files aside.
-                quarantined = detail::quarantine(target);
-            } else {
-                // Leaving WAL mode needs the database to itself: it fails while anyone has it open.
-                try {
-                    sqlite::connection c{target};
-                    c.busy_timeout(std::chrono::milliseconds{0});
-                    const auto mode = c.query_one<std::string>("PRAGMA journal_mode=DELETE");
-                    if (!mode || *mode != "delete") throw std::runtime_error("still in WAL mode");
-                } catch (const std::exception& e) {
-                    throw detail::library_failure(
-                        error_class::busy, "restore",
-                        resilite::detail::format("the target database is open elsewhere; close it first ({})",
-                                                 e.what()),
-                        target.string());
-                }
-                // Never destroyed: the caller chose to replace a sound database, which is kept
-                // aside as a damaged one is (the commits since the backup are in it).
-                quarantined = detail::quarantine(target);
+        const bool present = std::filesystem::exists(target, ec) && std::filesystem::file_size(target, ec) > 0;
+        // Restore is the tool for a damaged database (a damaged page as much as a damaged header).
+        const bool sound = present && check_health(target, check_level::quick).ok();
+        if (sound) {
+            // Leaving WAL mode needs the database to itself: it fails while anyone has it open.
+            try {
+                sqlite::connection c{target};
+                c.busy_timeout(std::chrono::milliseconds{0});
+                const auto mode = c.query_one<std::string>("PRAGMA journal_mode=DELETE");
+                if (!mode || *mode != "delete") throw std::runtime_error("still in WAL mode");
+            } catch (const std::exception& e) {
+                throw detail::library_failure(
+                    error_class::busy, "restore",
+                    resilite::detail::format("the target database is open elsewhere; close it first ({})",
+                                             e.what()),
+                    target.string());
             }
         }
         const auto dir = target.has_parent_path() ? target.parent_path() : std::filesystem::path{"."};
@@ -174,16 +169,29 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
                                           "purpose; nothing was changed",
                                           target.string());
         }
+        // The copy is whole and synced: only now do the target's files go aside, never destroyed
+        // (damaged, or sound and replaced by the caller's choice: it holds the commits since the
+        // backup), and the copy takes their place.
+        if (present) quarantined = detail::quarantine(target);
         sqlite::file_set{target}.remove_side_files();
-        std::filesystem::rename(tmp, target);
+        try {
+            std::filesystem::rename(tmp, target);
+        } catch (const std::filesystem::filesystem_error& e) {
+            throw detail::library_failure(
+                error_class::io, "restore",
+                resilite::detail::format("could not put the copy in place ({}); the database that was at the path "
+                                         "is kept in {}",
+                                         e.what(), quarantined.string()),
+                target.string());
+        }
         static_cast<void>(detail::fsync_path(dir, true));
         // The audit log: no Database here, so the entry waits in the fallback for the next open.
         static_cast<void>(detail::audit_without_database(
             target, "restore",
             resilite::detail::format("restored {} from the backup {}{}", target.string(), backup.string(),
-                                     quarantined.empty()
-                                         ? std::string{}
-                                         : "; the damaged files were kept in " + quarantined.string())));
+                                     quarantined.empty() ? std::string{}
+                                     : sound ? "; the database it replaced was kept in " + quarantined.string()
+                                             : "; the damaged files were kept in " + quarantined.string())));
         return quarantined;
     } catch (const std::filesystem::filesystem_error& e) {
         // Every failure is a resilite::error: a full disk, a name too long, a missing directory.

@@ -79,6 +79,10 @@ struct technical_detail {
     std::string note;    // resilite's own explanation, when it adds one (one line)
     std::string report;  // a long multi-line account (integrity_check output, a schema or
                          // archive report), summarised in note; empty when there is none
+    // A write or COMMIT whose I/O failed while SQLite was making it durable: SQLite reports a
+    // failure, yet its changes may be in the WAL, and SQLite's recovery at the next open can
+    // bring them back. Never retried (a retry could apply it twice); `note` says so.
+    bool outcome_unknown = false;
 };
 
 namespace detail {

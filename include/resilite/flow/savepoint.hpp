@@ -37,10 +37,10 @@ public:
     }
 
     void release() {
-        finish([this] { sp_.release(); }, "released", true);
+        finish([this] { sp_.release(); }, "release", "released", true);
     }
     void rollback() {
-        finish([this] { sp_.rollback(); }, "rolled back", false);
+        finish([this] { sp_.rollback(); }, "rollback", "rolled back", false);
     }
 
     [[nodiscard]] bool active() const noexcept { return sp_.active(); }
@@ -74,7 +74,8 @@ private:
 
     // Ends the savepoint with `step` and reports how that went.
     template <class F>
-    void finish(F&& step, std::string_view done, bool kept) {
+    void finish(F&& step, std::string_view operation, std::string_view done, bool kept) {
+        tx_->refuse_if_other_thread(operation);
         try {
             step();
         } catch (...) {

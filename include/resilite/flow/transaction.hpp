@@ -69,7 +69,8 @@ public:
           owner_(o.owner_) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
 
-    // Left without commit(): rolls back (never throws) and reports it as a warning.
+    // Left without commit(): rolls back (never throws) and reports it as a warning. Destroy it
+    // on the thread that began it too: only that thread can release the writer lock it holds.
     ~basic_transaction() {
         tx_.abandon();
         if (!reported_) report(outcome::warning, error_class::none, "rolled back: left without commit()");
@@ -100,6 +101,7 @@ public:
     // COMMIT; retried under the retry policy while the database is busy.
     void commit() {
         // Refused before anything is committed: the caller would be told of a failure after it.
+        refuse_if_other_thread("commit");
         if (managed_) {
             throw detail::library_failure(error_class::misuse, "commit",
                                           "Database::transaction(f) commits when the function returns and rolls back "

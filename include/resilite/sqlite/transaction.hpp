@@ -38,9 +38,10 @@ public:
             // would claim more than is known.
             if ((e.technical().extended_code & 0xff) != SQLITE_IOERR || !e.technical().note.empty()) throw;
             auto d = e.technical();
+            d.outcome_unknown = true;
             d.note = "the COMMIT's outcome is unknown: SQLite reports it failed, but its changes may be in the WAL, "
-                     "and after a crash SQLite's recovery can bring the transaction back (a retry of it should be "
-                     "idempotent)";
+                     "and after a crash SQLite's recovery can bring the transaction back; it was not tried again (a "
+                     "retry could apply it twice)";
             throw error{e.klass(), std::move(d)};
         }
         active_ = false;

@@ -147,9 +147,11 @@ private:
         append_manifest(dir, r);
         // Only this database's backups rotate: another database with the same file name may keep
         // its backups in this directory, and a backup whose identity cannot be read is never
-        // taken for this database's. Neither is counted nor removed.
+        // taken for this database's. Neither is counted nor removed. (A database with no identity,
+        // opened in report_only mode, rotates every backup of its name, as before identities.)
         auto all = list_backups(path, dir);
-        std::erase_if(all, [&](const backup_file& b) { return identity_in_file(b.path) != ctx_.identity; });
+        if (!ctx_.identity.empty())
+            std::erase_if(all, [&](const backup_file& b) { return identity_in_file(b.path) != ctx_.identity; });
         auto keep = retained(all, s);
         // The backup just taken stays, even when it is not the newest by the time in its name
         // (the system clock was set back): backup_now() never returns a path it removed.

@@ -4,6 +4,7 @@
 // another process healed, restored or replaced it, the Database reopens it before the operation
 // touches anything, so that no write goes into a quarantined file.
 
+#include <resilite/core/detail/op_failure.hpp>
 #include <resilite/detail/format.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/connect.hpp>
@@ -52,11 +53,17 @@ void follow_replaced_file(context<R>& ctx, archive_flow<R>& archive) {
     if constexpr (R::archiving) {
         try {
             archive.start(false);
-        } catch (const error& e) {
-            // Never go on writing with the archive off: every call says why, as for a refused file.
+        } catch (...) {
+            // Never go on writing with the archive off: every call says why, as for a refused file
+            // (class archive: no retry reconnects around it).
+            archive.stop();
             ctx.drop_connection();
-            ctx.broken = e;
-            ctx.emit_since("reopen", start, outcome::failed, 0, e.klass(), e.what());
+            const auto f = op_failure::from_current_exception();
+            ctx.broken = library_failure(
+                error_class::archive, "reopen",
+                resilite::detail::format("the archive could not be started on the file at the path: {}", f.detail),
+                ctx.path.string());
+            ctx.emit_since("reopen", start, outcome::failed, 0, error_class::archive, ctx.broken->what());
             return;
         }
     }

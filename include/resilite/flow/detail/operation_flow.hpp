@@ -258,6 +258,22 @@ public:
             failure = &e;
         } catch (...) {
         }
+        if (failure != nullptr && write_outcome_unknown(*failure, where)) {
+            // Never tried again, whatever the retry policy says: each failed attempt's changes
+            // could be brought back by the recovery at the reconnect, and the write applied twice.
+            auto d = failure->technical();
+            d.outcome_unknown = true;
+            if (d.note.empty())
+                d.note = "the write's outcome is unknown: its I/O failed while SQLite was making it durable, so "
+                         "its changes may be in the WAL, and SQLite's recovery at the next open can bring them "
+                         "back; it was not tried again (a retry could apply it twice)";
+            try {
+                throw error{failure->klass(), std::move(d)};
+            } catch (...) {
+                finish_failed(name, st);
+                throw;
+            }
+        }
         auto scope = failure != nullptr ? retry_scope_for<typename R::retry>(*failure) : retry_scope::none;
         if (where == retry_context::commit_only && scope != retry_scope::statement) scope = retry_scope::none;
         if (scope == retry_scope::none) {
@@ -301,6 +317,24 @@ public:
             where != retry_context::opening && where != retry_context::reading)
             reconnect(ctx_);
         return true;
+    }
+
+    // Whether a failure leaves a write's outcome unknown (technical_detail::outcome_unknown): a
+    // COMMIT's I/O error (sqlite::transaction says so), or, for a statement in autocommit, an I/O
+    // error while writing or syncing (its implicit COMMIT). A read's I/O error, or one at open,
+    // changed nothing and is retried as the policy says.
+    [[nodiscard]] static bool write_outcome_unknown(const error& e, retry_context where) noexcept {
+        if (e.technical().outcome_unknown) return true;
+        if (e.klass() != error_class::io || where != retry_context::reconnecting) return false;
+        switch (e.technical().extended_code) {
+            case SQLITE_IOERR_WRITE:
+            case SQLITE_IOERR_FSYNC:
+            case SQLITE_IOERR_DIR_FSYNC:
+            case SQLITE_IOERR_TRUNCATE:
+                return true;
+            default:
+                return false;
+        }
     }
 
     // Reports a failure that is not retried (or no longer): annotated error, one failure event.

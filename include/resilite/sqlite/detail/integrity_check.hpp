@@ -9,6 +9,7 @@
 // NULL in it (`typeof(C) = 'null'`: `C IS NULL` on a NOT NULL column is answered without
 // reading the rows). A database without WITHOUT ROWID tables is checked exactly as before.
 
+#include <resilite/core/error.hpp>
 #include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/statement.hpp>
@@ -55,7 +56,10 @@ namespace resilite::detail {
             is_false = c.query_one<std::int64_t>(resilite::detail::format(
                            "SELECT count(*) FROM {} WHERE typeof({}) = 'null'", quote_identifier(table),
                            quote_identifier(column))) == 0;
-        } catch (const std::exception&) {  // (a read that meets damage: the line stays)
+        } catch (const error& e) {
+            // A read that meets damage: the line stays. Anything else (busy, out of memory, the
+            // check interrupted) is not an answer: it goes to the caller.
+            if (e.klass() != error_class::corrupt && e.klass() != error_class::not_a_database) throw;
         }
     }
     seen[what] = is_false;
