@@ -315,6 +315,9 @@ TEST_CASE("a settings file is read at open, invalid, open fails naming the field
         {R"({"busy_timeout": "bogus", "busy_timeout": "3s"})", "busy_timeout: given twice"},
         {R"({"retry": {"max_attempts": 50, "max_attempts": 60}})", "retry.max_attempts: given twice"},
         {R"({"retry": {"max_attempts": 50}, "retry": {"base": "5ms"}})", "retry: given twice"},
+        // One field by two spellings, in either order.
+        {R"({"retry.max_attempts": 5, "retry": {"max_attempts": 6}})", "retry.max_attempts: given twice"},
+        {R"({"retry": {"max_attempts": 6}, "retry.max_attempts": 5})", "retry.max_attempts: given twice"},
     };
     for (const auto& [text, reason] : bad) {
         INFO(text);

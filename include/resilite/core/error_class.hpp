@@ -81,7 +81,7 @@ inline constexpr std::array<error_class_info, error_class_count> error_class_tab
     {"range", "The application passed the wrong number of values to the database."},
     {"not_a_database", "The file is not a database, or it is encrypted or damaged."},
     {"durability", "The database could not be switched to its safe storage mode."},
-    {"invalid_setting", "A configuration change was refused; the previous settings remain."},
+    {"invalid_setting", "A setting was refused; the settings in force (or, at open, none: the database was not opened) stay as they were."},
     {"retry_exhausted", "The database stayed unavailable for as long as the retry policy allows."},
     {"degraded", "The database is temporarily unavailable for this kind of operation."},
     {"migration",

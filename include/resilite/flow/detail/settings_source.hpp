@@ -140,6 +140,9 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         if (f == nullptr)
             return resilite::detail::format("{}: unknown field (docs/settings.md lists them)", path);
         if (value.is_object()) return resilite::detail::format("{}: expected a value, got an object", path);
+        // The same field by two spellings ("retry.max_attempts" beside the "retry" section).
+        if (std::find(o.fields.begin(), o.fields.end(), f) != o.fields.end())
+            return resilite::detail::format("{}: given twice (which one counts would be a guess)", path);
         if (auto r = f->from_json(o.values, value))
             return resilite::detail::format("{}: {} (value {})", path, *r, value.dump());
         o.fields.push_back(f);
