@@ -484,6 +484,8 @@ TEST_CASE("queue_writes: a full queue is a degraded error, a write SQLite refuse
     CHECK(db.health().queue_rejected == 1);
     CHECK(lines_in(path.string() + "-resilite-queue-rejected") == 1);
     CHECK(log.count("queue_rejected") == 1);
+    // One write refused on replay is one failure (the replay's event counts it, not its echo).
+    CHECK(db.health().failures_by_class[static_cast<std::size_t>(error_class::constraint)] == 1);
 }
 
 TEST_CASE("queue_writes: values come back exactly (REAL bits, text with NUL or not UTF-8, blobs, NULL, extremes)",

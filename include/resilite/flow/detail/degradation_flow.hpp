@@ -240,11 +240,13 @@ public:
                         flow_.run(
                             "queue_replay", [&](sqlite::connection& c) { return mark(c, q.generation, w.seq); },
                             [](std::int64_t) { return std::int64_t{0}; });
+                        // (not counted again: the replay's failed event counted this failure)
                         ctx_.emit_since(
                             "queue_rejected", start, outcome::failed, 0, e.klass(),
                             resilite::detail::format(
                                 "queued write {} ({}) was refused on replay and is kept in {}: {}", w.seq,
-                                w.op, queue_->rejected_path().string(), e.what()));
+                                w.op, queue_->rejected_path().string(), e.what()),
+                            1, false);
                     }
                     queue_->forget_one();
                 }
