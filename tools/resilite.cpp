@@ -43,6 +43,7 @@
 #include <exception>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -377,6 +378,26 @@ int metrics(const output& out, const fs::path& db, const places& p) {
     return ok;
 }
 
+// The database's identity: its sidecar's (readable when the file is damaged), else its file's.
+std::string identity_of(const fs::path& db) {
+    auto identity = resilite::detail::read_marker(db).identity;
+    return identity.empty() ? resilite::detail::identity_in_file(db).value_or("") : identity;
+}
+
+// Why a backup cannot be used for the database whose identity is `identity`, or nothing: it
+// must match its manifest entry, and be this database's. Another database of the same file name
+// may keep its backups in the same directory.
+std::optional<std::string> why_not_usable(const fs::path& backup,
+                                          const std::map<std::string, resilite::detail::manifest_entry>& manifest,
+                                          const std::string& identity) {
+    if (auto untrusted = resilite::detail::untrusted_backup(backup, manifest)) return untrusted;
+    const auto id = resilite::detail::identity_in_file(backup);
+    if (identity.empty() || id == identity) return std::nullopt;
+    return id ? fmt::format("a backup of another database (identity {}; this database is {})", *id, identity)
+              : fmt::format("a backup with no identity (this database is {}): not taken for this database's",
+                            identity);
+}
+
 int backups(const output& out, const fs::path& db, const places& p) {
     // (the database itself may be gone: its backups are what is left)
     std::error_code ec;
@@ -384,23 +405,13 @@ int backups(const output& out, const fs::path& db, const places& p) {
         throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
-    // Another database of the same file name may keep its backups in this directory: never
-    // vouched for as this one's (the sidecar names this database's identity, or its file does).
-    auto identity = resilite::detail::read_marker(db).identity;
-    if (identity.empty()) identity = resilite::detail::identity_in_file(db).value_or("");
+    const auto identity = identity_of(db);
     nlohmann::json list = nlohmann::json::array();
     std::string text = fmt::format("{} backups of {} in {}, newest first\n", all.size(), db.string(), p.backups.string());
     std::size_t good = 0;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
-        auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
-        if (const auto id = resilite::detail::identity_in_file(it->path);
-            !untrusted && !identity.empty() && id != identity)
-            untrusted = id ? fmt::format("a backup of another database (identity {}; this database is {})", *id,
-                                         identity)
-                           : fmt::format("a backup with no identity (this database is {}): not taken for this "
-                                         "database's",
-                                         identity);
+        const auto untrusted = why_not_usable(it->path, manifest, identity);
         const auto entry = manifest.find(it->path.filename().string());
         std::error_code ec;
         const auto bytes = fs::file_size(it->path, ec);
@@ -766,10 +777,7 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const bool accept = p.settings.healing.accept_loss_since_backup;
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
-    // Another database of the same file name may keep its backups in this directory: never
-    // vouched for as this one's (the sidecar names this database's identity, or its file does).
-    auto identity = resilite::detail::read_marker(db).identity;
-    if (identity.empty()) identity = resilite::detail::identity_in_file(db).value_or("");
+    const auto identity = identity_of(db);
     nlohmann::json sources = nlohmann::json::array();
     std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
                                    db.string());
@@ -781,14 +789,7 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     std::string first;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
-        auto untrusted = resilite::detail::untrusted_backup(it->path, manifest);
-        if (const auto id = resilite::detail::identity_in_file(it->path);
-            !untrusted && !identity.empty() && id != identity)
-            untrusted = id ? fmt::format("a backup of another database (identity {}; this database is {})", *id,
-                                         identity)
-                           : fmt::format("a backup with no identity (this database is {}): not taken for this "
-                                         "database's",
-                                         identity);
+        const auto untrusted = why_not_usable(it->path, manifest, identity);
         const auto entry = manifest.find(it->path.filename().string());
         // (Two plain values, not an optional: g++ 12 at -O2 takes the optional's value for maybe
         // uninitialized once tail_ok is inlined, and -Werror stops the build.)
