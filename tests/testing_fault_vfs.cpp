@@ -427,6 +427,9 @@ TEST_CASE("a write whose sync keeps failing is tried once: class io, its outcome
         };
         SECTION("a statement outside a transaction") {
             tried_once([&] { db.exec("INSERT INTO t(seq, payload) VALUES(999, 'x')"); });
+            // The disk is suspect: unavailable until a probe finds it takes writes (the next
+            // calls go to the degradation policy, here class degraded at once).
+            CHECK_FALSE(db.health().available);
         }
         SECTION("a transaction") {
             tried_once([&] {

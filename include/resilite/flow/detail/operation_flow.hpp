@@ -267,8 +267,14 @@ public:
                 d.note = "the write's outcome is unknown: its I/O failed while SQLite was making it durable, so "
                          "its changes may be in the WAL, and SQLite's recovery at the next open can bring them "
                          "back; it was not tried again (a retry could apply it twice)";
+            error unknown{failure->klass(), std::move(d)};
+            // A disk that could not make a write durable is suspect, as after retries that ran
+            // out: unavailable (io_error), so the degradation policy takes the next calls (with
+            // queue_writes, they are queued) until a probe finds it takes writes again.
+            if (unknown.klass() == error_class::io && ctx_.damage().empty())
+                ctx_.note_unavailable(unavailable_reason::io_error, unknown.what());
             try {
-                throw error{failure->klass(), std::move(d)};
+                throw unknown;
             } catch (...) {
                 finish_failed(name, st);
                 throw;
