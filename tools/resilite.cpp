@@ -378,12 +378,6 @@ int metrics(const output& out, const fs::path& db, const places& p) {
     return ok;
 }
 
-// The database's identity: its sidecar's (readable when the file is damaged), else its file's.
-std::string identity_of(const fs::path& db) {
-    auto identity = resilite::detail::read_marker(db).identity;
-    return identity.empty() ? resilite::detail::identity_in_file(db).value_or("") : identity;
-}
-
 // Why a backup cannot be used for the database whose identity is `identity`, or nothing: it
 // must match its manifest entry, and be this database's. Another database of the same file name
 // may keep its backups in the same directory.
@@ -405,7 +399,7 @@ int backups(const output& out, const fs::path& db, const places& p) {
         throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
-    const auto identity = identity_of(db);
+    const auto identity = resilite::detail::database_identity(db);
     nlohmann::json list = nlohmann::json::array();
     std::string text = fmt::format("{} backups of {} in {}, newest first\n", all.size(), db.string(), p.backups.string());
     std::size_t good = 0;
@@ -777,7 +771,7 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const bool accept = p.settings.healing.accept_loss_since_backup;
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
-    const auto identity = identity_of(db);
+    const auto identity = resilite::detail::database_identity(db);
     nlohmann::json sources = nlohmann::json::array();
     std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
                                    db.string());

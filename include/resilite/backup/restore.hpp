@@ -110,9 +110,7 @@ inline std::filesystem::path restore(const std::filesystem::path& backup, const 
     // Another database's backup would put its rows at this path, and its identity: refused. The
     // target's identity is its sidecar's (readable when the file is damaged), else the file's.
     if (const auto from = detail::identity_in_file(backup)) {
-        auto at = detail::read_marker(target).identity;
-        if (at.empty()) at = detail::identity_in_file(target).value_or("");
-        if (!at.empty() && at != *from)
+        if (const auto at = detail::database_identity(target); !at.empty() && at != *from)
             throw detail::library_failure(
                 error_class::misuse, "restore",
                 resilite::detail::format("{} is a backup of another database (identity {}; the database at {} is "

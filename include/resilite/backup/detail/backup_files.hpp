@@ -10,6 +10,7 @@
 #include <resilite/detail/format.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/identity.hpp>
+#include <resilite/sqlite/detail/marker.hpp>
 
 #include <resilite/detail/link_path.hpp>
 #include <resilite/detail/utc_format.hpp>
@@ -162,6 +163,13 @@ struct manifest_entry {
     } catch (...) {
         return std::nullopt;
     }
+}
+
+// A database's identity: its sidecar's (readable when the file is damaged), else its file's;
+// empty when neither names one.
+[[nodiscard]] inline std::string database_identity(const std::filesystem::path& db) {
+    auto identity = read_marker(db).identity;
+    return identity.empty() ? identity_in_file(db).value_or("") : identity;
 }
 
 // Why a backup cannot be trusted, or nothing: it must be a regular file that matches its
