@@ -1013,6 +1013,57 @@ TEST_CASE("cli.archive verify: a cut tail the high-water mark says committed is 
     CHECK(run_cli(dir, fmt::format("archive verify '{}'", elsewhere.string())).code == 2);
 }
 
+TEST_CASE("cli.backups: two databases of one file name sharing a backup directory each vouch only for their own "
+          "copies, in backups and heal --dry-run",
+          "[cli][backup]") {
+    test::temp_dir dir;
+    const auto shared = dir / "shared-backups";
+    const auto settings = dir / "settings.json";
+    { std::ofstream{settings} << fmt::format(R"({{"backup": {{"directory": "{}"}}}})", shared.string()); }
+    std::filesystem::create_directories(dir / "a");
+    std::filesystem::create_directories(dir / "b");
+    const auto a = dir / "a" / "app.db";
+    const auto b = dir / "b" / "app.db";
+    add_items(a, 1, 3);
+    add_items(b, 1, 7);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}' --settings '{}'", b.string(), settings.string())).code == 0);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}' --settings '{}'", a.string(), settings.string())).code == 0);
+
+    auto r = run_cli(dir, fmt::format("--json backups '{}' --settings '{}'", a.string(), settings.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 2);  // one usable (its own), one not
+    auto j = r.json();
+    REQUIRE(j["backups"].size() == 2);
+    int own = 0, other = 0;
+    for (const auto& backup : j["backups"]) {
+        const auto problem = backup["problem"].is_null() ? std::string{} : backup["problem"].get<std::string>();
+        if (backup["usable"] == true) {
+            ++own;
+        } else {
+            ++other;
+            CHECK_THAT(problem, Catch::Contains("another database"));
+        }
+    }
+    CHECK(own == 1);
+    CHECK(other == 1);
+
+    // a damaged: the plan names a's backup only, never b's (which holds 7 items, not 3).
+    std::mt19937_64 rng{11};
+    resilite::testing::overwrite_header(a, rng);
+    r = run_cli(dir, fmt::format("--json heal '{}' --dry-run --settings '{}'", a.string(), settings.string()));
+    CAPTURE(r.out, r.err);
+    j = r.json();
+    int usable = 0;
+    for (const auto& source : j["sources"]) {
+        const auto name = source["source"].get<std::string>();
+        if (source["usable"] != true || !name.starts_with("backup ")) continue;
+        ++usable;
+        const auto used = shared / name.substr(7, name.find(' ', 7) - 7);
+        CHECK(resilite::detail::identity_in_file(used) == resilite::detail::database_identity(a));
+    }
+    CHECK(usable == 1);
+}
+
 TEST_CASE("cli.restore: a target that is a directory is refused and nothing moves", "[cli][restore]") {
     test::temp_dir dir;
     const auto srv = dir / "srv" / "app";
