@@ -1064,6 +1064,34 @@ TEST_CASE("cli.backups: two databases of one file name sharing a backup director
     CHECK(usable == 1);
 }
 
+TEST_CASE("cli.heal: heal --dry-run never offers another database's archive as a source", "[cli][heal][identity]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    const auto other = dir / "other.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    add_items(db, 21, 25);
+    archived_database(other);
+    add_items(other, 21, 40);
+    const auto archive = std::filesystem::path{db.string() + ".archive"};
+    std::filesystem::remove_all(archive);
+    std::filesystem::copy(std::filesystem::path{other.string() + ".archive"}, archive);
+    std::mt19937_64 rng{3};
+    resilite::testing::overwrite_header(db, rng);
+    auto r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);  // the backup alone lacks the commits after it: a heal would refuse
+    const auto j = r.json();
+    CHECK(j["would_try_first"].is_null());
+    CHECK_FALSE(j["may_be_lost"].is_null());
+    bool named = false;
+    for (const auto& source : j["sources"]) {
+        CHECK(source["usable"] == false);
+        if (source["detail"].get<std::string>().find("belongs to another database") != std::string::npos) named = true;
+    }
+    CHECK(named);
+}
+
 TEST_CASE("cli.restore: a target that is a directory is refused and nothing moves", "[cli][restore]") {
     test::temp_dir dir;
     const auto srv = dir / "srv" / "app";

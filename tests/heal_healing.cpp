@@ -357,6 +357,44 @@ TEST_CASE("heal with an archive that lost its tail: the newest backup is kept, t
     CHECK(logged_heal.find("differs from what the archive holds") == std::string::npos);
 }
 
+TEST_CASE("heal with another database's archive in the archive directory: it is no source, never replayed into "
+          "this database's backup, and the report says whose it is",
+          "[heal][archive][identity]") {
+    // Without the trial rebuild (a database above its limit), nothing else would notice.
+    for (const std::uintmax_t limit : {std::uintmax_t{32} << 20, std::uintmax_t{0}}) {
+        CAPTURE(limit);
+        test::temp_dir dir;
+        const auto path = dir / "app.db";
+        const auto other = dir / "other.db";
+        history_with_backup<HealDb>(path);
+        {
+            HealDb b{other};
+            for (int i = 1; i <= 60; ++i)
+                b.insert(Item{i, fmt::format("other {}", i), 0, "s"});
+        }
+        // Put in place by hand while the application was down (its open would refuse it).
+        const auto archive = std::filesystem::path{path.string() + ".archive"};
+        std::filesystem::remove_all(archive);
+        std::filesystem::copy(std::filesystem::path{other.string() + ".archive"}, archive);
+        damage_header(path);
+        HealDb::options o;
+        o.settings = HealDb::default_settings();
+        o.settings->healing.trial_rebuild_limit_bytes = limit;
+        try {
+            HealDb db{path, o};
+            FAIL("the backup alone lacks the commits after it: refuse_loss refuses");
+        } catch (const resilite::error& e) {
+            INFO(e.technical().report);
+            CHECK(e.technical().report.find("another database") != std::string::npos);
+        }
+        // Nothing of the other database's reached the path.
+        std::error_code ec;
+        if (std::filesystem::exists(path, ec) && integrity_ok(path))
+            for (const auto& [id, name] : rows_of(path))
+                CHECK(name.find("other") == std::string::npos);
+    }
+}
+
 TEST_CASE("heal with an archive that lost its tail, accepting the loss: the newest backup, the missing records named",
           "[heal][archive]") {
     test::temp_dir dir;
@@ -1657,7 +1695,6 @@ TEST_CASE("heal turned off in the settings is honoured: damage at open and at ru
             static_cast<void>(db.heal());
             FAIL("healed while healing is turned off");
         } catch (const resilite::error& e) {
-            INFO(e.what());
             CHECK(e.klass() == error_class::invalid_setting);
         }
         CHECK(quarantined(dir.path()).size() == 1);

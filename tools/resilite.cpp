@@ -760,6 +760,16 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const auto mark = resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(db));
     std::optional<resilite::archive_report> archive;
     if (fs::is_directory(p.archive, ec)) archive = resilite::inspect_archive(p.archive);
+    const auto identity = resilite::detail::database_identity(db);
+    // Another database's archive is no source: the heal's replay refuses it (its records would
+    // overwrite this database's rows by key), and so does its rebuild's identity check.
+    std::string foreign_archive;
+    if (const auto owner = resilite::detail::read_archive_identity(p.archive);
+        archive && owner && !identity.empty() && *owner != identity) {
+        foreign_archive = fmt::format("the archive {} belongs to another database (identity {}; this database is {})",
+                                      p.archive.string(), *owner, identity);
+        archive.reset();
+    }
     // Whether the archive can carry a restore from record `after` to its end.
     const auto tail_ok = [&](std::int64_t after) {
         if (!archive || archive->records == 0) return false;
@@ -771,7 +781,6 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     const bool accept = p.settings.healing.accept_loss_since_backup;
     const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto all = resilite::detail::list_backups(db, p.backups);
-    const auto identity = resilite::detail::database_identity(db);
     nlohmann::json sources = nlohmann::json::array();
     std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
                                    db.string());
@@ -810,6 +819,9 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         sources.push_back({{"source", "archive alone"}, {"usable", alone}, {"detail", why}});
         text += fmt::format("  source: archive alone: {}\n", alone ? "looks usable" : why);
         if (alone && first.empty()) first = "archive alone";
+    } else if (!foreign_archive.empty()) {
+        sources.push_back({{"source", "archive alone"}, {"usable", false}, {"detail", foreign_archive}});
+        text += fmt::format("  source: archive alone: {}\n", foreign_archive);
     }
     const auto committed = mark.for_database(sidecar.identity);
     const auto reach = archive ? archive->last_seq : std::int64_t{0};
