@@ -1229,6 +1229,65 @@ TEST_CASE("archive every table: a change of case in a NOCASE key or column is ar
     CHECK(report.reproduces_live == true);
 }
 
+TEST_CASE("archive every table: INSERT OR REPLACE that changes a key's case or type, and an update that changes only "
+          "a value's type, rebuild as the live database holds them",
+          "[archive]") {
+    test::temp_dir dir;
+    // Each row as text: key, its type, value, its type (SQLite compares 'DEF' = 'dEF' under NOCASE
+    // and 1 = 1.0; the rows must be the same bytes and types all the same).
+    const auto rows = [](const std::filesystem::path& db, const char* table) {
+        resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        std::vector<std::string> out;
+        for (auto& [k, kt, v, vt] : c.query_all<std::string, std::string, std::string, std::string>(
+                 fmt::format("SELECT CAST(k AS TEXT), typeof(k), CAST(v AS TEXT), typeof(v) FROM {} ORDER BY 1", table)))
+            out.push_back(fmt::format("{}:{}={}:{}", k, kt, v, vt));
+        return out;
+    };
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        db.exec_script("CREATE TABLE nk(k TEXT PRIMARY KEY COLLATE NOCASE, v);"
+                       "CREATE TABLE nw(k TEXT PRIMARY KEY COLLATE NOCASE, v) WITHOUT ROWID;"
+                       "CREATE TABLE ak(k PRIMARY KEY, v);"
+                       "CREATE TABLE av(k INTEGER PRIMARY KEY, v)");
+        for (const char* t : {"nk", "nw"}) {
+            db.exec(fmt::format("INSERT INTO {} VALUES('DEF', 1)", t));
+            db.exec(fmt::format("INSERT OR REPLACE INTO {} VALUES('dEF', 2)", t));
+        }
+        db.exec("INSERT INTO ak VALUES(1, 'int')");
+        db.exec("INSERT OR REPLACE INTO ak VALUES(1.0, 'real')");
+        db.exec("INSERT INTO ak VALUES(2, 'two')");
+        db.exec("UPDATE ak SET k = 2.0 WHERE k = 2");
+        db.exec("INSERT INTO av VALUES(1, 1)");
+        db.exec("UPDATE av SET v = 1.0 WHERE k = 1");
+    }
+    static_cast<void>(resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db"));
+    for (const char* t : {"nk", "nw", "ak", "av"}) {
+        CAPTURE(t);
+        CHECK(rows(dir / "rebuilt.db", t) == rows(dir / "app.db", t));
+    }
+    CHECK(rows(dir / "app.db", "nk") == std::vector<std::string>{"dEF:text=2:integer"});
+    CHECK(rows(dir / "app.db", "av") == std::vector<std::string>{"1:integer=1.0:real"});
+}
+
+TEST_CASE("archive written ahead: a PRAGMA or VACUUM given to exec runs as given, not inside the record's transaction "
+          "(where SQLite ignores foreign_keys without a word)",
+          "[archive]") {
+    test::temp_dir dir;
+    ItemsDb db{dir / "app.db", items_options()};
+    db.exec_script("CREATE TABLE parent(id INTEGER PRIMARY KEY);"
+                   "CREATE TABLE child(id INTEGER PRIMARY KEY, p INTEGER REFERENCES parent(id))");
+    db.exec("PRAGMA foreign_keys = ON");
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);
+    CHECK_THROWS_AS(db.exec("INSERT INTO child VALUES(1, 42)"), resilite::error);  // an orphan
+    db.exec("  /* a comment first */ pragma foreign_keys = OFF");
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 0);
+    db.exec("INSERT INTO child VALUES(1, 42)");
+    db.exec("VACUUM");  // (refused inside a transaction)
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.reproduces_live == true);
+}
+
 TEST_CASE("archive every table: an AUTOINCREMENT table (and sqlite_sequence, which SQLite makes for it) rebuilds",
           "[archive]") {
     test::temp_dir dir;

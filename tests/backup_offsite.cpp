@@ -117,6 +117,19 @@ OffsiteDb::options offsite_options(const resilite::manual_clock& clock, const st
     return o;
 }
 
+// Where the real rclone is (a test puts one of its own before it on PATH).
+std::string real_rclone() {
+    std::string real;
+    const std::unique_ptr<FILE, int (*)(FILE*)> p{::popen("command -v rclone", "r"), &::pclose};
+    REQUIRE(p);
+    char buf[4096] = {};
+    REQUIRE(std::fgets(buf, sizeof buf, p.get()) != nullptr);
+    real = buf;
+    while (!real.empty() && (real.back() == '\n' || real.back() == '\r'))
+        real.pop_back();
+    return real;
+}
+
 std::int64_t items_in(OffsiteDb& db) { return db.query_one<std::int64_t>("SELECT count(*) FROM items").value_or(-1); }
 
 }  // namespace
@@ -401,20 +414,61 @@ TEST_CASE("offsite: a segment damaged in place here, or cut and grown again, nev
     CHECK(kept_aside(intact));
 }
 
+TEST_CASE("offsite: a copy cut short (the machine dies mid-upload) never truncates the remote's earlier copy of a "
+          "segment",
+          "[backup][offsite]") {
+    REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    auto server = std::make_unique<webdav_server>(dir / "remote");
+    resilite::manual_clock clock;
+    auto o = offsite_options(clock, server->remote());
+    OffsiteDb db{path, o};
+    for (int i = 1; i <= 5; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    static_cast<void>(db.maintain());
+    REQUIRE(db.health().offsite_pending == 0);
+    const auto archive = dir / "app.db.archive";
+    const auto name = resilite::detail::archive::list_segments(archive).front();
+    const auto first = read_all(server->folder("archive") / name);
+    REQUIRE(first == read_all(archive / name));
+
+    // An rclone that dies halfway through copying a file to a name ending in the segment's: the
+    // first half of the bytes land where the copy was going, and it fails.
+    const auto bin = dir / "bin";
+    std::filesystem::create_directories(bin);
+    const auto real = real_rclone();
+    {
+        std::ofstream w{bin / "rclone"};
+        w << "#!/bin/bash\n"
+          << "if [ \"$1\" = copyto ] && [[ \"$3\" == *" << name << "* ]]; then\n"
+          << "  half=$(mktemp); head -c $(( $(stat -c %s \"$2\") / 2 )) \"$2\" > \"$half\"\n"
+          << "  " << real << " copyto \"$half\" \"$3\" \"${@:4}\"; rm -f \"$half\"; exit 1\n"
+          << "fi\n"
+          << "exec " << real << " \"$@\"\n";
+    }
+    std::filesystem::permissions(bin / "rclone", std::filesystem::perms::owner_all);
+    const std::string saved_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+    ::setenv("PATH", (bin.string() + ":" + saved_path).c_str(), 1);
+    for (int i = 6; i <= 40; ++i)
+        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    ::setenv("PATH", saved_path.c_str(), 1);
+    CHECK(db.health().offsite_pending > 0);  // the copy failed: still waiting
+    CHECK(read_all(server->folder("archive") / name) == first);  // what was off the machine still is
+
+    clock.advance(60s);
+    static_cast<void>(db.maintain());
+    CHECK(db.health().offsite_pending == 0);
+    CHECK(read_all(server->folder("archive") / name) == read_all(archive / name));
+}
+
 TEST_CASE("offsite: the current segment growing while it is copied still goes off the machine, up to its last "
           "complete record",
           "[backup][offsite]") {
     REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
-    std::string real;
-    {
-        const std::unique_ptr<FILE, int (*)(FILE*)> p{::popen("command -v rclone", "r"), &::pclose};
-        REQUIRE(p);
-        char buf[4096] = {};
-        REQUIRE(std::fgets(buf, sizeof buf, p.get()) != nullptr);
-        real = buf;
-        while (!real.empty() && (real.back() == '\n' || real.back() == '\r'))
-            real.pop_back();
-    }
+    const auto real = real_rclone();
     test::temp_dir dir;
     const auto path = dir / "app.db";
     const auto archive = dir / "app.db.archive";
@@ -432,7 +486,8 @@ if [ "$1" = copyto ] && [ -e '{0}' ]; then
   */archive/*)
     rm -f '{0}'
     before=$(stat -c %s "$2")
-    printf '%s' '{1}' >> '{2}'/"$(basename "$3")"
+    b=$(basename "$3"); b=${{b%%.partial-*}}  # (copied under a name of its own, then moved)
+    printf '%s' '{1}' >> '{2}'/"$b"
     mkdir -p "$(dirname "$3")"
     cp "$2" "$3.partial"
     if [ "$(stat -c %s "$3.partial")" != "$before" ]; then

@@ -2751,4 +2751,61 @@ TEST_CASE("heal after a persistent I/O error on a file that fails its quick_chec
     CHECK(db.last_heal()->found.find("persistent I/O error") != std::string::npos);
 }
 
+TEST_CASE("heal of another process in progress (its gate held, the file moved aside): an open waits as busy, never "
+          "calls the file missing, and opens once the heal is over",
+          "[heal]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    { HealDb db{path}; insert_items(db, 1, 5); }
+    const auto aside = dir / "moved-by-the-heal.db";
+    HealDb::options o;
+    o.settings = HealDb::default_settings();
+    o.settings->retry.max_attempts = 3;
+    {
+        resilite::detail::exclusive_gate heal{path};  // what a heal holds from before it moves the file
+        REQUIRE(heal.try_take());
+        std::filesystem::rename(path, aside);
+        try {
+            HealDb db{path, o};
+            FAIL("opened while a heal held the gate");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK((e.klass() == resilite::error_class::busy || e.klass() == resilite::error_class::retry_exhausted));
+            CHECK(std::string{e.what()}.find("missing") == std::string::npos);
+        }
+        std::filesystem::rename(aside, path);  // the heal puts its database in place
+    }
+    HealDb db{path, o};
+    CHECK(rows_of(path) == expected_rows(1, 5));
+}
+
+TEST_CASE("archive: a new database created where the one an archive describes was lost never takes that archive "
+          "over (a snapshot of nothing after its records): the open fails, the archive is untouched",
+          "[archive][identity]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    { HealDb db{path}; insert_items(db, 1, 30); }
+    const auto archive = std::filesystem::path{path.string() + ".archive"};
+    // What a new machine is left with after a fetch from off the machine that did not heal: the
+    // archive without its IDENTITY, no database, no sidecar.
+    std::filesystem::remove(resilite::detail::archive_identity_path(archive));
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        if (e.path() != archive) std::filesystem::remove_all(e.path());
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto before = read_all(archive / segments.front());
+    try {
+        ArchivedDb db{path};
+        FAIL("a new database took over an archive of 30 commits");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == resilite::error_class::archive);
+        CHECK(std::string{e.what()}.find("move the archive directory aside") != std::string::npos);
+    }
+    CHECK(read_all(archive / segments.front()) == before);
+    // The archive still rebuilds the database it describes.
+    static_cast<void>(resilite::rebuild(archive, dir / "rebuilt.db"));
+    CHECK(rows_of(dir / "rebuilt.db") == expected_rows(1, 30));
+}
+
 }  // namespace heal_healing_tests

@@ -53,6 +53,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <thread>
 #include <type_traits>
 #include <utility>
 
@@ -184,10 +185,15 @@ public:
 
     // The state of the database and of the library's work on it.
     // Never waits for the writer lock: while another thread holds it (a transaction, a heal), the
-    // figures that need it are the last ones read (database_busy says so).
+    // figures that need it are the last ones read (database_busy says so). Threads committing
+    // one after another hold it nearly all the time: it is tried again a few times, yielding in
+    // between, so that a poller sees fresh figures rather than none at all.
     [[nodiscard]] health_snapshot health() {
         health_snapshot s;
-        if (std::unique_lock lock(ctx_.mutex, std::try_to_lock); lock.owns_lock()) {
+        std::unique_lock lock(ctx_.mutex, std::defer_lock);
+        for (int tries = 0; tries < 64 && !lock.try_lock(); ++tries)
+            std::this_thread::yield();
+        if (lock.owns_lock()) {
             checks_.fill(s);
             if (const auto& d = drills_.last()) {
                 s.last_drill_time = d->when;
@@ -207,6 +213,7 @@ public:
             s = last_read_;
             s.database_busy = true;
         }
+        if (lock.owns_lock()) lock.unlock();
         ctx_.counters.fill(s);
         const auto a = ctx_.avail.snapshot();
         s.available = a.reason == detail::unavailable_reason::none;
@@ -297,9 +304,9 @@ public:
     [[nodiscard]] archive_report check_archive() {
         static_assert(policies::archiving, "resilite::Database::check_archive(): add the resilite::archive<> policy");
         static_cast<void>(drain_archive());
-        const auto options = ctx_.with_lock([&] { return archive_.inspection(); });
+        const auto inspection = ctx_.with_lock([&] { return archive_.inspection(); });
         const auto start = ctx_.now();
-        auto r = inspect_archive(archive_.directory(), options);
+        auto r = inspect_archive(archive_.directory(), inspection);
         const bool ok = r.status() == schema_status::ok;
         ctx_.emit_since("check_archive", start, ok ? outcome::ok : outcome::warning, r.records, error_class::none,
                         ok ? std::string{} : r.to_text());
@@ -363,10 +370,11 @@ private:
 
     // The statement hook of detail::statement_api: one operation in autocommit, retried.
     template <class F, class Rows>
-    auto run(std::string_view name, F&& f, Rows&& rows_of) {
+    auto run(std::string_view name, F&& f, Rows&& rows_of,
+             detail::statement_place place = detail::statement_place::write_ahead) {
         heal_if_due();
         return admitted(degrade_.admit(detail::op_kind::write, name),
-                        [&] { return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of)); });
+                        [&] { return flow_.run(name, std::forward<F>(f), std::forward<Rows>(rows_of), place); });
     }
 
     // The read hook: a read connection when there are (settings().read_connections).
@@ -381,14 +389,15 @@ private:
     // The write hook of detail::statement_api: with queue_writes, a write the database cannot
     // take now (or that the gate refused: nothing was committed) is queued instead.
     template <class F, class Rows, class Encode>
-    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&& encode) {
+    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&& encode,
+               detail::statement_place place = detail::statement_place::write_ahead) {
         if constexpr (degradation_type::queues_writes) {
             heal_if_due();
             const auto a = degrade_.admit(detail::op_kind::queueable, name);
             if (a == detail::admission::queue) return degrade_.enqueue(name, encode);
             try {
                 return write_result{write_result::status::committed,
-                                    admitted(a, [&] { return flow_.run(name, f, rows_of); }), 0};
+                                    admitted(a, [&] { return flow_.run(name, f, rows_of, place); }), 0};
             } catch (const error& e) {
                 // Refused at the gate, or disk full / a read-only volume: nothing was committed
                 // (the archive took its record back), and the database is unavailable now.
@@ -399,7 +408,7 @@ private:
                 return degrade_.enqueue(name, encode);
             }
         } else {
-            return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
+            return run(name, std::forward<F>(f), std::forward<Rows>(rows_of), place);
         }
     }
 

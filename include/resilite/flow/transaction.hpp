@@ -222,7 +222,8 @@ private:
     }
     // Inside a transaction nothing is queued: the statement runs as any other.
     template <class F, class Rows, class Encode>
-    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&&) {
+    auto write(std::string_view name, F&& f, Rows&& rows_of, Encode&&,
+               detail::statement_place = detail::statement_place::write_ahead) {
         return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
 

@@ -168,6 +168,13 @@ struct statement_builder {
                              : resilite::detail::format("{}.{}", ref, quote_id(col));
     }
     [[nodiscard]] std::string id_of(const std::string& col) const { return is_rowid(col) ? col : quote_id(col); }
+    // The one key column, declared INTEGER: the rowid's other name, whose values are integers.
+    [[nodiscard]] bool integer_key(const std::string& col) const {
+        if (t.key.size() != 1 || t.key.front() != col) return false;
+        const auto it = std::find_if(t.columns.begin(), t.columns.end(),
+                                     [&](const existing_column& c) { return c.name == col; });
+        return it != t.columns.end() && lower(it->type) == "integer";
+    }
 
     // Columns whose values are archived: the key (rowid first for a table without one), then
     // every other column that is not secret.
@@ -179,8 +186,10 @@ struct statement_builder {
         return out;
     }
 
-    // INSERT ... ON CONFLICT(key) DO UPDATE SET every other archived column: idempotent, and a
-    // secret column of an existing row keeps its value.
+    // INSERT ... ON CONFLICT(key) DO UPDATE SET every archived column: idempotent, and a secret
+    // column of an existing row keeps its value. The key columns are set too: the conflict is
+    // found under the key's collation and affinity, so an INSERT OR REPLACE of 'dEF' over 'DEF'
+    // (NOCASE), or of 1.0 over 1 (no affinity), must leave the new bytes, as it did live.
     [[nodiscard]] statement_template upsert(std::string_view ref) const {
         const auto cols = archived_columns();
         const auto keys = key_columns();
@@ -199,7 +208,7 @@ struct statement_builder {
         }
         std::vector<std::string> sets;
         for (const auto& c : cols) {
-            if (std::find(keys.begin(), keys.end(), c) != keys.end()) continue;
+            if (is_rowid(c) || integer_key(c)) continue;  // (an integer that equals is the same)
             sets.push_back(resilite::detail::format("{0}=excluded.{0}", quote_id(c)));
         }
         std::vector<std::string> key_ids;
@@ -233,9 +242,10 @@ struct statement_builder {
         std::vector<std::string> parts;
         for (const auto& c : cols)
             // As bytes: under a column's NOCASE (or other) collation a change of case would
-            // compare equal and go unarchived.
-            parts.push_back(resilite::detail::format("{} IS NOT {} COLLATE BINARY", ref_col("OLD", c),
-                                                     ref_col("NEW", c)));
+            // compare equal and go unarchived; and by type: 1 IS 1.0, though the two read back
+            // differently. (0.0 and -0.0 no SQL function tells apart: that change is not seen.)
+            parts.push_back(resilite::detail::format("{0} IS NOT {1} COLLATE BINARY OR typeof({0}) IS NOT typeof({1})",
+                                                     ref_col("OLD", c), ref_col("NEW", c)));
         return resilite::detail::format("{}", fmt::join(parts, " OR "));
     }
 

@@ -138,6 +138,16 @@ public:
                     notes.push_back("the capture triggers compared values under each column's collation (a "
                                     "change of case under NOCASE was not archived); they compare bytes now, and "
                                     "a full snapshot was written");
+                } else if (c.query_one<std::int64_t>(
+                                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                                "'resilite\\_archive\\_%\\_update' ESCAPE '\\' AND sql NOT LIKE '%typeof(%'")
+                               .value_or(0) > 0) {
+                    // Older triggers took 1 and 1.0 for the same value, and their records let an
+                    // INSERT OR REPLACE keep the old key's case or type on replay.
+                    need_baseline = true;
+                    notes.push_back("the capture triggers took a change of type alone (1 to 1.0) for no change, and "
+                                    "their records kept a replaced key's old case or type; they are rewritten, and a "
+                                    "full snapshot was written");
                 }
                 if (std::exchange(behind_archive_, false)) {
                     // The records after the database's number describe commits this copy does not
@@ -510,6 +520,20 @@ private:
                 "resilite::restore() put back a copy older than its archive, holding its records up to "
                 "txn {}: the commits of txn {} to {} stay rolled back",
                 db_seq, db_seq + 1, archive_end);
+        // A database that holds none of the records (created at the path just now, say, where
+        // the one the archive describes was lost) is no older copy: taking the archive over
+        // would write a snapshot of nothing after its records, and a heal would give that.
+        if (db_seq == 0)
+            throw library_failure(
+                error_class::archive, "archive",
+                resilite::detail::format(
+                    "the archive {} holds records up to txn {} and this database none of them: it is "
+                    "another database's archive, or the database it describes was lost and a new one "
+                    "created at the path; nothing was written. To get that database back, heal or rebuild "
+                    "from the archive (`resilite heal`, `resilite archive rebuild {} NEW.db`); to start a "
+                    "new database, move the archive directory aside",
+                    dir_.string(), archive_end, dir_.string()),
+                db.empty() ? dir_.string() : db.string());
         if (db.empty() || mark <= db_seq)
             return resilite::detail::format(
                 "the database is older than its archive (it holds its records up to txn {}, the "

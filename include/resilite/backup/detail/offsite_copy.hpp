@@ -38,6 +38,9 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
         args.emplace_back(a);
 }
 
+// What a copy not yet moved into place is called on the remote: "<name>.partial-<pid>".
+inline constexpr std::string_view offsite_partial_suffix = ".partial-";
+
 // rclone's messages without their "2026/12/05 13:03:43 " prefixes, so that the same failure reads
 // the same every time (and is reported once).
 [[nodiscard]] inline std::string without_timestamps(const std::string& text) {
@@ -77,13 +80,21 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
     // (Never a file that grows meanwhile: rclone would find the sizes differ and delete the
     // remote's copy. An archive segment is handed over as a snapshot of its complete records,
     // offsite_flow's snapshot_segment.)
-    std::vector<std::string> args{"rclone", "copyto", file.string(),
-                                  resilite::detail::format("{}/{}", offsite_folder(s, db, kind), name)};
-    if (!keep_replaced.empty()) {
-        args.emplace_back("--backup-dir");
-        args.push_back(resilite::detail::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));
+    // Copied under a name of its own first, then moved over the remote's copy: rclone (1.60, the
+    // local and WebDAV backends) writes a copy in place, so a copy cut short (the machine dies,
+    // the timeout) would leave the remote's earlier copy of a segment truncated, losing records
+    // that were off the machine already.
+    const auto folder = offsite_folder(s, db, kind);
+    const auto partial = resilite::detail::format("{}/{}{}{}", folder, name, offsite_partial_suffix, ::getpid());
+    auto r = run_rclone({"rclone", "copyto", file.string(), partial}, s);
+    if (r.ok()) {
+        std::vector<std::string> args{"rclone", "moveto", partial, resilite::detail::format("{}/{}", folder, name)};
+        if (!keep_replaced.empty()) {
+            args.emplace_back("--backup-dir");
+            args.push_back(resilite::detail::format("{}/replaced/{}", offsite_folder(s, db), keep_replaced));
+        }
+        r = run_rclone(std::move(args), s);
     }
-    const auto r = run_rclone(std::move(args), s);
     return r.ok() ? std::string{}
                   : r.failure(resilite::detail::format("copying {} off the machine", name), s.timeout);
 }
@@ -93,7 +104,9 @@ inline void add_rclone_limits(std::vector<std::string>& args) {
                                                std::string_view kind, const std::filesystem::path& dir) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing"}, s);
+    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing",
+                               "--exclude", resilite::detail::format("*{}*", offsite_partial_suffix)},
+                              s);
     return r.ok()
                ? std::string{}
                : r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);

@@ -172,7 +172,10 @@ public:
                                       "the database is unavailable (healing): a heal started in this process",
                                       path.string());
             }
-            static_cast<void>(lock.try_lock_for(std::chrono::milliseconds{1}));
+            // Until a system_clock time: libstdc++ waits for it with pthread_mutex_timedlock, which
+            // ThreadSanitizer sees; a steady_clock wait uses pthread_mutex_clocklock, which GCC 12's
+            // does not, and every lock taken this way went unseen (false reports of races).
+            static_cast<void>(lock.try_lock_until(std::chrono::system_clock::now() + std::chrono::milliseconds{1}));
         }
         if (pages_stale_.load(std::memory_order_acquire)) [[unlikely]] {  // forget_cached_pages()
             pages_stale_.store(false, std::memory_order_relaxed);

@@ -94,11 +94,11 @@ public:
     // While another process heals: the database is unavailable (a `degraded` error at once,
     // docs/degradation.md), or, for open, a busy error the retry policy waits on.
     gate_pass(context<R>& ctx, archive_flow<R>& archive, on_replaced what = on_replaced::follow,
-              [[maybe_unused]] on_healing refusal = on_healing::degraded) {
+              [[maybe_unused]] on_healing when_healing = on_healing::degraded) {
         if constexpr (R::healing::enabled) {
             if (!ctx.on_disk()) return;
             if (!ctx.gate.enter(ctx.path)) {
-                if (refusal == on_healing::busy)
+                if (when_healing == on_healing::busy)
                     throw library_failure(error_class::busy, "gate",
                                           "another process is healing the database; opening waits for it",
                                           ctx.path.string());

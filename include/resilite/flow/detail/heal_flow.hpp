@@ -683,11 +683,27 @@ private:
                                                               list_backups(ctx_.path, backup_dir).empty());
         if (!no_archive && !no_backups) return;
         std::vector<std::string> fetched, failed;
-        for (const auto& [missing, kind, dir] : {std::tuple{no_archive, "archive", archive_dir},
-                                                std::tuple{no_backups, "backups", backup_dir}}) {
-            if (!missing) continue;
-            if (auto e = offsite_fetch(s.offsite, ctx_.path, kind, dir); e.empty()) fetched.push_back(kind);
-            else failed.push_back(e);
+        // Only this database's copies, and the archive fetched says whose it is (the remote
+        // folder's IDENTITY): a database created at the path later is refused it at its open,
+        // instead of taking it over with a snapshot of nothing.
+        const auto mine = read_marker(ctx_.path).identity;
+        const auto theirs = offsite_identity(s.offsite, ctx_.path).identity;
+        if (!mine.empty() && theirs && *theirs != mine) {
+            failed.push_back(resilite::detail::format(
+                "the remote folder {} holds another database's copies (identity {}; this database is {}): "
+                "nothing fetched",
+                offsite_folder(s.offsite, ctx_.path), *theirs, mine));
+        } else {
+            for (const auto& [missing, kind, dir] : {std::tuple{no_archive, "archive", archive_dir},
+                                                    std::tuple{no_backups, "backups", backup_dir}}) {
+                if (!missing) continue;
+                if (auto e = offsite_fetch(s.offsite, ctx_.path, kind, dir); e.empty()) fetched.push_back(kind);
+                else failed.push_back(e);
+            }
+            const auto owner = !mine.empty() ? mine : theirs.value_or("");
+            if (no_archive && !owner.empty() && !read_archive_identity(archive_dir) &&
+                archive_holds_records(archive_dir))
+                static_cast<void>(write_archive_identity(archive_dir, owner));
         }
         if (no_archive && std::find(fetched.begin(), fetched.end(), std::string{"archive"}) != fetched.end() &&
             evidence_seq_ == 0) {

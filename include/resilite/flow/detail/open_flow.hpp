@@ -53,26 +53,47 @@ template <class R, class Owner>
 void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_setup<R>& schema,
                archive_flow<R>& archive, backup_flow<R>& backups, heal_flow<R>& heal, scheduler<R>& schedule) {
     auto st = start_retry(ctx);
-    try {
-        refuse_invalid(ctx, ctx.config, "open");  // 1.
-        refuse_unusable_path(ctx);
-        if constexpr (R::healing::enabled) {
-            if (ctx.on_disk() && ctx.healing_on.load()) {
-                if (auto damage = damage_at_open(ctx.path)) {
-                    static_cast<void>(heal.run(std::move(*damage), "open: header check"));
-                } else if (unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
-                    if (const auto h = check_health(ctx.path, check_level::quick); !h.ok())
-                        static_cast<void>(
-                            heal.run(resilite::detail::format("{}: {}", to_string(h.result), h.detail),
-                                     "open: quick_check after an unclean close"));
+    for (;;) {  // 1.
+        ++st.attempt;
+        try {
+            refuse_invalid(ctx, ctx.config, "open");
+            refuse_unusable_path(ctx);
+            // healing<>: the file is looked at through the gate, so that another process's heal
+            // never moves it away mid-look (it would look missing); while one runs, a busy error
+            // the retry policy waits on.
+            gate_pass<R> looking{ctx, archive, gate_pass<R>::on_replaced::ignore, gate_pass<R>::on_healing::busy};
+            if constexpr (R::healing::enabled) {
+                if (ctx.on_disk() && ctx.healing_on.load()) {
+                    std::optional<std::string> damage = damage_at_open(ctx.path);
+                    std::string_view detected_by = "open: header check";
+                    if (!damage && unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
+                        // Damage only: an I/O error is not (SQLITE_BUSY_RECOVERY above all, while
+                        // another process recovers the same WAL after the crash).
+                        if (const auto h = check_health(ctx.path, check_level::quick);
+                            !h.ok() && h.result != health_report::finding::io_error) {
+                            damage = resilite::detail::format("{}: {}", to_string(h.result), h.detail);
+                            detected_by = "open: quick_check after an unclean close";
+                        }
+                    }
+                    if (damage) {
+                        looking.leave();  // (a heal takes the gate for itself)
+                        static_cast<void>(heal.run(std::move(*damage), std::string{detected_by}));
+                    }
                 }
             }
+            refuse_damaged(ctx);
+            break;
+        } catch (const error& e) {
+            if (e.klass() == error_class::busy && flow.retry_after_failure("open", st, retry_context::opening))
+                continue;
+            if (e.klass() != error_class::busy) flow.finish_failed("open", st);
+            throw;
+        } catch (...) {
+            flow.finish_failed("open", st);
+            throw;
         }
-        refuse_damaged(ctx);
-    } catch (...) {
-        flow.finish_failed("open", st);
-        throw;
     }
+    st.attempt = 0;     // (step 2 counts its own attempts)
     gate_pass<R> pass;  // healing<>: no heal of another process during step 2
     [[maybe_unused]] bool healed_in_loop = false;
     for (;;) {  // 2.

@@ -11,6 +11,7 @@
 #include <resilite/flow/detail/connect.hpp>
 #include <resilite/flow/detail/context.hpp>
 #include <resilite/flow/detail/gate_pass.hpp>
+#include <resilite/flow/detail/statement_place.hpp>
 #include <resilite/monitor/check_health.hpp>
 #include <resilite/policy/retry.hpp>
 #include <resilite/retry/detail/retry_state.hpp>
@@ -64,7 +65,7 @@ public:
     // One operation in autocommit mode: each attempt takes the writer lock, runs f, and on a
     // retryable failure the lock is released while the backoff delay passes.
     template <class F, class Rows>
-    auto run(std::string_view name, F&& f, Rows&& rows_of) {
+    auto run(std::string_view name, F&& f, Rows&& rows_of, statement_place place = statement_place::write_ahead) {
         retry_state st;
         st.start = ctx_.now();
         for (;;) {
@@ -88,7 +89,8 @@ public:
                     if constexpr (R::archiving) {
                         // Written ahead: the statement runs inside BEGIN, its record is synced
                         // into the archive before the COMMIT.
-                        if (!nested && name != "archive" && archive_.writes_ahead()) {
+                        if (!nested && place == statement_place::write_ahead && name != "archive" &&
+                            archive_.writes_ahead()) {
                             auto in_transaction = [&](sqlite::connection& cc) {
                                 return archive_.autocommit(cc, [&] { return f(cc); });
                             };

@@ -135,16 +135,16 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
     if (!doc.is_object())
         return resilite::detail::format("the file must hold a JSON object, not {}", json_kind(doc));
     settings_overlay o;
-    const auto take = [&](const std::string& path, const json& value) -> refusal {
-        const auto* f = find_setting_field(path);
+    const auto take = [&](const std::string& name, const json& value) -> refusal {
+        const auto* f = find_setting_field(name);
         if (f == nullptr)
-            return resilite::detail::format("{}: unknown field (docs/settings.md lists them)", path);
-        if (value.is_object()) return resilite::detail::format("{}: expected a value, got an object", path);
+            return resilite::detail::format("{}: unknown field (docs/settings.md lists them)", name);
+        if (value.is_object()) return resilite::detail::format("{}: expected a value, got an object", name);
         // The same field by two spellings ("retry.max_attempts" beside the "retry" section).
         if (std::find(o.fields.begin(), o.fields.end(), f) != o.fields.end())
-            return resilite::detail::format("{}: given twice (which one counts would be a guess)", path);
+            return resilite::detail::format("{}: given twice (which one counts would be a guess)", name);
         if (auto r = f->from_json(o.values, value))
-            return resilite::detail::format("{}: {} (value {})", path, *r, value.dump());
+            return resilite::detail::format("{}: {} (value {})", name, *r, value.dump());
         o.fields.push_back(f);
         return std::nullopt;
     };

@@ -8,9 +8,10 @@
 // Database, as one statement of the transaction for a transaction) and reports rows_of(result);
 // and one for the writes a write queue can hold (exec with arguments, insert, upsert, erase),
 //
-//   template <class F, class Rows, class Encode> decltype(auto) write(name, f, rows_of, encode);
+//   template <class F, class Rows, class Encode> decltype(auto) write(name, f, rows_of, encode, place);
 //
-// which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>); and one
+// which runs them as `run` does, or queues encode(queue) (degradation<queue_writes<N>>); `place`
+// says whether an archive may run it inside the transaction it writes its record ahead in; and one
 // for reads,
 //
 //   template <class F, class Rows, class Pooled> auto read(name, f, rows_of, Pooled&& pooled);
@@ -20,6 +21,7 @@
 // run there (asked only then: the scan of the text stays off a read's path without a pool).
 
 #include <resilite/detail/format.hpp>
+#include <resilite/flow/detail/statement_place.hpp>
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
 #include <resilite/sqlite/connection.hpp>
@@ -45,7 +47,8 @@ public:
     decltype(auto) exec(std::string_view sql, const Args&... args) {
         return self().write(
             "exec", [&](sqlite::connection& c) { return c.exec(sql, args...); }, changed,
-            [&](auto& queue) { return queue.encode("exec", sql, args...); });
+            [&](auto& queue) { return queue.encode("exec", sql, args...); },
+            detail::runs_as_given(sql) ? statement_place::as_given : statement_place::write_ahead);
     }
 
     // Runs a script of several statements without parameters (schema set-up).

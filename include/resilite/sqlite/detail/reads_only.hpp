@@ -26,11 +26,8 @@ namespace resilite::detail {
     return false;
 }
 
-// A statement that a read connection may run: it begins with SELECT, WITH or VALUES (after
-// blanks and comments) and names nothing whose answer belongs to a connection. Anything else (a
-// PRAGMA above all: its answer is per connection) runs on the writer connection; so does a
-// statement the read connection refuses (flow/detail/read_pool.hpp).
-[[nodiscard]] constexpr bool reads_only(std::string_view sql) noexcept {
+// Whether `sql` begins, after blanks and comments, with `word` (lower case) in any case.
+[[nodiscard]] constexpr bool begins_with_word(std::string_view sql, std::string_view word) noexcept {
     std::size_t i = 0;
     for (;;) {
         while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
@@ -45,14 +42,27 @@ namespace resilite::detail {
             break;
         }
     }
-    const auto starts = [&](std::string_view word) {
-        if (sql.size() - i < word.size()) return false;
-        for (std::size_t k = 0; k < word.size(); ++k)
-            if ((sql[i + k] | 0x20) != word[k]) return false;
-        const std::size_t end = i + word.size();
-        return end == sql.size() || !((sql[end] | 0x20) >= 'a' && (sql[end] | 0x20) <= 'z');
-    };
-    return (starts("select") || starts("with") || starts("values")) && !names_connection_state(sql);
+    if (sql.size() - i < word.size()) return false;
+    for (std::size_t k = 0; k < word.size(); ++k)
+        if ((sql[i + k] | 0x20) != word[k]) return false;
+    const std::size_t end = i + word.size();
+    return end == sql.size() || !((sql[end] | 0x20) >= 'a' && (sql[end] | 0x20) <= 'z');
+}
+
+// A statement that a read connection may run: it begins with SELECT, WITH or VALUES (after
+// blanks and comments) and names nothing whose answer belongs to a connection. Anything else (a
+// PRAGMA above all: its answer is per connection) runs on the writer connection; so does a
+// statement the read connection refuses (flow/detail/read_pool.hpp).
+[[nodiscard]] constexpr bool reads_only(std::string_view sql) noexcept {
+    return (begins_with_word(sql, "select") || begins_with_word(sql, "with") || begins_with_word(sql, "values")) &&
+           !names_connection_state(sql);
+}
+
+// A PRAGMA or a VACUUM changes no row, and inside a transaction SQLite ignores some pragmas
+// (foreign_keys) without an error and refuses VACUUM: such a statement runs as it is given, never
+// inside the transaction an archive writes its record ahead in.
+[[nodiscard]] constexpr bool runs_as_given(std::string_view sql) noexcept {
+    return begins_with_word(sql, "pragma") || begins_with_word(sql, "vacuum");
 }
 
 }  // namespace resilite::detail
