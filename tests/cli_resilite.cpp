@@ -1155,4 +1155,24 @@ TEST_CASE("cli.errors: an error with a report prints the report's lines on stder
     }
 }
 
+TEST_CASE("cli.heal: heal reset works when the database file is gone and its sidecar remains (where the circuit "
+          "breaker points the operator)",
+          "[cli][heal]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto side = resilite::detail::read_marker(db);
+    side.heal_attempts = 3;  // 3 heals killed or failed in a row: healing stopped
+    REQUIRE(resilite::detail::write_marker(db, side));
+    std::filesystem::remove(db);  // (moved into quarantine by a heal that did not finish)
+    const auto r = run_cli(dir, fmt::format("--json heal reset '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.json()["reset"] == true);
+    CHECK(r.json()["heal_attempts_before"] == 3);
+    CHECK(resilite::detail::read_marker(db).heal_attempts == 0);
+    CHECK(read_marker_unchanged_except_attempts(side, resilite::detail::read_marker(db)));
+    CHECK_FALSE(std::filesystem::exists(db));  // nothing else changed: no database is made up
+}
+
 }  // namespace cli_resilite_tests

@@ -935,7 +935,9 @@ int archive_repair(const output& out, const fs::path& dir, fs::path db, bool wri
 }
 
 int heal_reset(const output& out, const fs::path& db) {
-    require_database(db);
+    // The sidecar is what it resets: a file gone with its sidecar left is the very case the
+    // circuit breaker sends the operator here for (heals that did not finish left it quarantined).
+    require_database_or_its_sidecar(db);
     const auto attempts = resilite::detail::read_marker(db).heal_attempts;
     resilite::reset_healing(db);
     out.print({{"database", db.string()}, {"reset", attempts > 0}, {"heal_attempts_before", attempts}},
