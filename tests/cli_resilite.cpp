@@ -1175,4 +1175,27 @@ TEST_CASE("cli.heal: heal reset works when the database file is gone and its sid
     CHECK_FALSE(std::filesystem::exists(db));  // nothing else changed: no database is made up
 }
 
+TEST_CASE("cli.health: the changes not yet archived are counted from one snapshot: none on a sound archived "
+          "database, and those that wait when some do",
+          "[cli][archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 0);
+    CHECK(r.json()["archive_pending"] == 0);
+    {  // two captured changes the archive has not taken yet (a batched archive between flushes)
+        resilite::sqlite::connection c{db};
+        c.exec_script(
+            "INSERT INTO resilite_archive_outbox(id, template, stmt) SELECT max(id) + 1, NULL, '-- a' FROM "
+            "resilite_archive_outbox;"
+            "INSERT INTO resilite_archive_outbox(id, template, stmt) SELECT max(id) + 1, NULL, '-- b' FROM "
+            "resilite_archive_outbox;");
+    }
+    r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CHECK(r.code == 2);
+    CHECK(r.json()["archive_pending"] == 2);
+}
+
 }  // namespace cli_resilite_tests
