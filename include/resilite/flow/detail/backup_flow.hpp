@@ -145,13 +145,19 @@ private:
         r.duration = ctx_.now() - started;
         // 5. Manifest, retention, off-machine copy.
         append_manifest(dir, r);
-        // Only this database's backups rotate: another database with the same file name may keep
-        // its backups in this directory, and a backup whose identity cannot be read is never
-        // taken for this database's. Neither is counted nor removed. (A database with no identity,
-        // opened in report_only mode, rotates every backup of its name, as before identities.)
+        // Only this database's backups rotate, as the manifest recorded them: a copy renamed,
+        // changed or put there by hand is no backup a heal would use, so it must not count toward
+        // keep_last (later names would push out every real one), and it is not ours to delete.
+        // Another database with the same file name may keep its backups in this directory, and a
+        // backup whose identity cannot be read is never taken for this database's. None of these
+        // is counted or removed. (A database with no identity, opened in report_only mode,
+        // rotates every backup of its name the manifest vouches for, as before identities.)
         auto all = list_backups(path, dir);
-        if (!ctx_.identity.empty())
-            std::erase_if(all, [&](const backup_file& b) { return identity_in_file(b.path) != ctx_.identity; });
+        const auto manifest = read_manifest(dir);  // (empty when unreadable: by identity alone)
+        std::erase_if(all, [&](const backup_file& b) {
+            if (!manifest.empty() && untrusted_backup(b.path, manifest)) return true;
+            return !ctx_.identity.empty() && identity_in_file(b.path) != ctx_.identity;
+        });
         auto keep = retained(all, s);
         // The backup just taken stays, even when it is not the newest by the time in its name
         // (the system clock was set back): backup_now() never returns a path it removed.
