@@ -1198,4 +1198,37 @@ TEST_CASE("cli.health: the changes not yet archived are counted from one snapsho
     CHECK(r.json()["archive_pending"] == 2);
 }
 
+TEST_CASE("cli.backups: a backup being taken is never reported NOT USABLE while it is put in place (its manifest "
+          "entry is written before its file has its name)",
+          "[cli][backup]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    auto o = archive_options<ItemsBackupDb>();
+    int promotions = 0;
+    std::vector<cli_result> seen;
+    // At the point where a backup flow is between its two writes (the manifest line, the name),
+    // the operator's `backups` runs.
+    o.inject_failure = [&](std::string_view operation, int) {
+        if (operation == "backup:promote") {
+            ++promotions;
+            seen.push_back(run_cli(dir, fmt::format("--json backups '{}'", db.string())));
+        }
+        return SQLITE_OK;
+    };
+    ItemsBackupDb d{db, o};
+    d.insert(Item{1, "one", 1.0, "secret"});
+    static_cast<void>(d.backup_now());
+    d.insert(Item{2, "two", 2.0, "secret"});
+    static_cast<void>(d.backup_now());
+    REQUIRE(promotions == 2);
+    for (const auto& r : seen) {
+        CAPTURE(r.out, r.err);
+        const auto j = r.json();
+        for (const auto& b : j["backups"])
+            CHECK(b["usable"] == true);
+    }
+    CHECK(seen[1].code == 0);  // (at the first, no backup was there yet: 1)
+    CHECK(run_cli(dir, fmt::format("--json backups '{}'", db.string())).json()["backups"].size() == 2);
+}
+
 }  // namespace cli_resilite_tests

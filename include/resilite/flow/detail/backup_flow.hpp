@@ -1,7 +1,7 @@
 #pragma once
 // The backup flow, top to bottom (take()): archive drained, source checked, copied through
-// SQLite into a temporary file, the copy checked, synced, renamed into place and the directory
-// synced, the manifest appended, retention applied, the sink run, the copy off the machine. Never a file copy of a live
+// SQLite into a temporary file, the copy checked, synced, the manifest appended, linked into place
+// and the directory synced, retention applied, the sink run, the copy off the machine. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
 #include <resilite/archive/detail/archive_state.hpp>
@@ -129,22 +129,22 @@ private:
                                           "the copy failed its check ({}); it was discarded", r.check.detail),
                                       path.string());
             }
-            // 4. Durable promotion: sync the file, rename, sync the directory.
+            // 4. Durable promotion: sync the file; its manifest line, then its name (a backup
+            //    never shows under its name without its entry); sync the directory.
             if (!fsync_path(tmp.database(), false))
                 throw library_failure(error_class::io, "backup", "could not sync the copy", path.string());
             r.taken = ctx_.clock.utc_now();
-            r.path = promote_backup(tmp.database(), dir, path, r.taken);
+            r.bytes = std::filesystem::file_size(tmp.database());
+            r.crc32 = file_crc32(tmp.database()).value_or(0);
+            promote_backup(tmp.database(), dir, path, r, [&] { ctx_.inject("backup:promote", 1); });
             static_cast<void>(fsync_path(dir, true));
         } catch (...) {
             tmp.remove_all();
             throw;
         }
         tmp.remove_all();
-        r.bytes = std::filesystem::file_size(r.path);
-        r.crc32 = file_crc32(r.path).value_or(0);
         r.duration = ctx_.now() - started;
-        // 5. Manifest, retention, off-machine copy.
-        append_manifest(dir, r);
+        // 5. Retention, off-machine copy.
         // Only this database's backups rotate, as the manifest recorded them: a copy renamed,
         // changed or put there by hand is no backup a heal would use, so it must not count toward
         // keep_last (later names would push out every real one), and it is not ours to delete.
