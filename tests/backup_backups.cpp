@@ -292,6 +292,46 @@ TEST_CASE("backup retention: with the system clock set back, the backup just tak
     CHECK(std::filesystem::exists(before.path));  // newest by its time: kept as well
 }
 
+TEST_CASE("backup retention: only backups that match their manifest entry are counted and removed; copies put there "
+          "by hand, renamed or changed are left alone",
+          "[backup][retention]") {
+    using Db = backed_db<resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>>;
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto backups = dir / "app.db.backups";
+    resilite::manual_clock clock;
+    Db::options o;
+    o.clock = clock;
+    o.settings = Db::default_settings();
+    Db db{path, o};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY); INSERT INTO t VALUES(1)");
+    const auto changed = db.backup_now().path;
+    clock.advance(std::chrono::minutes{1});
+    const auto second = db.backup_now().path;
+    { std::ofstream{changed, std::ios::app} << 'x'; }  // unlike its manifest entry now
+    // Copies of a real backup under later names (never in the manifest): by name, the newest.
+    std::vector<std::filesystem::path> planted;
+    for (int i = 1; i <= 3; ++i) {
+        planted.push_back(backups / fmt::format("app-20270101T00000{}.000Z.db", i));
+        std::filesystem::copy_file(second, planted.back());
+    }
+    const auto renamed = backups / "app-20270102T000000.000Z.db";
+    clock.advance(std::chrono::minutes{1});
+    const auto third = db.backup_now().path;
+    std::filesystem::copy_file(third, renamed);  // (a rename: the file under a name the manifest never gave)
+    clock.advance(std::chrono::minutes{1});
+    const auto fourth = db.backup_now().path;
+    // The trusted backups are second, third and fourth: keep_last<2> keeps the last two.
+    CHECK(std::filesystem::exists(third));
+    CHECK(std::filesystem::exists(fourth));
+    CHECK_FALSE(std::filesystem::exists(second));
+    // Not resilite's to count or to delete.
+    CHECK(std::filesystem::exists(changed));
+    for (const auto& p : planted)
+        CHECK(std::filesystem::exists(p));
+    CHECK(std::filesystem::exists(renamed));
+}
+
 namespace {
 // Root writes into a directory whatever its mode, so a test run as root (CI) cannot see EACCES from
 // a mode. Linux keeps capabilities per thread: without CAP_DAC_OVERRIDE (and CAP_DAC_READ_SEARCH)

@@ -1155,4 +1155,80 @@ TEST_CASE("cli.errors: an error with a report prints the report's lines on stder
     }
 }
 
+TEST_CASE("cli.heal: heal reset works when the database file is gone and its sidecar remains (where the circuit "
+          "breaker points the operator)",
+          "[cli][heal]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto side = resilite::detail::read_marker(db);
+    side.heal_attempts = 3;  // 3 heals killed or failed in a row: healing stopped
+    REQUIRE(resilite::detail::write_marker(db, side));
+    std::filesystem::remove(db);  // (moved into quarantine by a heal that did not finish)
+    const auto r = run_cli(dir, fmt::format("--json heal reset '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    REQUIRE(r.code == 0);
+    CHECK(r.json()["reset"] == true);
+    CHECK(r.json()["heal_attempts_before"] == 3);
+    CHECK(resilite::detail::read_marker(db).heal_attempts == 0);
+    CHECK(read_marker_unchanged_except_attempts(side, resilite::detail::read_marker(db)));
+    CHECK_FALSE(std::filesystem::exists(db));  // nothing else changed: no database is made up
+}
+
+TEST_CASE("cli.health: the changes not yet archived are counted from one snapshot: none on a sound archived "
+          "database, and those that wait when some do",
+          "[cli][archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 0);
+    CHECK(r.json()["archive_pending"] == 0);
+    {  // two captured changes the archive has not taken yet (a batched archive between flushes)
+        resilite::sqlite::connection c{db};
+        c.exec_script(
+            "INSERT INTO resilite_archive_outbox(id, template, stmt) SELECT max(id) + 1, NULL, '-- a' FROM "
+            "resilite_archive_outbox;"
+            "INSERT INTO resilite_archive_outbox(id, template, stmt) SELECT max(id) + 1, NULL, '-- b' FROM "
+            "resilite_archive_outbox;");
+    }
+    r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CHECK(r.code == 2);
+    CHECK(r.json()["archive_pending"] == 2);
+}
+
+TEST_CASE("cli.backups: a backup being taken is never reported NOT USABLE while it is put in place (its manifest "
+          "entry is written before its file has its name)",
+          "[cli][backup]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    auto o = archive_options<ItemsBackupDb>();
+    int promotions = 0;
+    std::vector<cli_result> seen;
+    // At the point where a backup flow is between its two writes (the manifest line, the name),
+    // the operator's `backups` runs.
+    o.inject_failure = [&](std::string_view operation, int) {
+        if (operation == "backup:promote") {
+            ++promotions;
+            seen.push_back(run_cli(dir, fmt::format("--json backups '{}'", db.string())));
+        }
+        return SQLITE_OK;
+    };
+    ItemsBackupDb d{db, o};
+    d.insert(Item{1, "one", 1.0, "secret"});
+    static_cast<void>(d.backup_now());
+    d.insert(Item{2, "two", 2.0, "secret"});
+    static_cast<void>(d.backup_now());
+    REQUIRE(promotions == 2);
+    for (const auto& r : seen) {
+        CAPTURE(r.out, r.err);
+        const auto j = r.json();
+        for (const auto& b : j["backups"])
+            CHECK(b["usable"] == true);
+    }
+    CHECK(seen[1].code == 0);  // (at the first, no backup was there yet: 1)
+    CHECK(run_cli(dir, fmt::format("--json backups '{}'", db.string())).json()["backups"].size() == 2);
+}
+
 }  // namespace cli_resilite_tests

@@ -296,14 +296,14 @@ resilite::health_snapshot file_health(const fs::path& db, const places& p) {
                      "SELECT count(*) FROM sqlite_master WHERE name IN ('resilite_archive_state', "
                      "'resilite_archive_outbox')")
                     .value_or(0) == 2;
+            // One statement, one snapshot: read apart, a commit in between (its outbox rows in,
+            // and archived: last_id moved past them) was counted as waiting for the archive.
             if (archived) {
                 if (const auto st = c.query_one<std::int64_t, std::int64_t>(
-                        "SELECT last_seq, last_id FROM resilite_archive_state")) {
+                        "SELECT last_seq, (SELECT count(*) FROM resilite_archive_outbox WHERE id > s.last_id) "
+                        "FROM resilite_archive_state s")) {
                     s.archive_seq = std::get<0>(*st);
-                    s.archive_pending =
-                        c.query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > ?",
-                                                  std::get<1>(*st))
-                            .value_or(0);
+                    s.archive_pending = std::get<1>(*st);
                 }
             }
         } catch (const std::exception&) {  // busy or unreadable: the check said what it could
@@ -397,18 +397,23 @@ int backups(const output& out, const fs::path& db, const places& p) {
     std::error_code ec;
     if (!fs::exists(db, ec) && !fs::is_directory(p.backups, ec))
         throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
-    const auto manifest = resilite::detail::read_manifest(p.backups);
+    // The files first, then the manifest: a backup's line is written before its file gets its
+    // name, so every file listed has its line in what is read after (one being promoted included).
     const auto all = resilite::detail::list_backups(db, p.backups);
+    const auto manifest = resilite::detail::read_manifest(p.backups);
     const auto identity = resilite::detail::database_identity(db);
     nlohmann::json list = nlohmann::json::array();
-    std::string text = fmt::format("{} backups of {} in {}, newest first\n", all.size(), db.string(), p.backups.string());
-    std::size_t good = 0;
+    std::string text;
+    std::size_t good = 0, listed = 0;
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
         const auto check = resilite::check_health(it->path, resilite::check_level::quick);
         const auto untrusted = why_not_usable(it->path, manifest, identity);
         const auto entry = manifest.find(it->path.filename().string());
         std::error_code ec;
         const auto bytes = fs::file_size(it->path, ec);
+        // Gone since the listing (retention removed it meanwhile): what was read is of no backup.
+        if (std::error_code gone; !fs::exists(fs::symlink_status(it->path, gone))) continue;
+        ++listed;
         const bool usable = check.ok() && !untrusted;
         good += usable ? 1 : 0;
         nlohmann::json b{{"name", it->path.filename().string()},
@@ -426,9 +431,10 @@ int backups(const output& out, const fs::path& db, const places& p) {
                             usable ? std::string{"ok"} : "NOT USABLE: " + b["problem"].get<std::string>());
         list.push_back(std::move(b));
     }
+    text = fmt::format("{} backups of {} in {}, newest first\n", listed, db.string(), p.backups.string()) + text;
     out.print({{"database", db.string()}, {"directory", p.backups.string()}, {"backups", std::move(list)}}, text);
-    if (all.empty() || good == 0) return critical;
-    return good < all.size() ? warnings : ok;
+    if (listed == 0 || good == 0) return critical;
+    return good < listed ? warnings : ok;
 }
 
 int quarantine_list(const output& out, const fs::path& db, const places& p) {
@@ -779,8 +785,10 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         });
     };
     const bool accept = p.settings.healing.accept_loss_since_backup;
-    const auto manifest = resilite::detail::read_manifest(p.backups);
+    // The files first, then the manifest: a backup's line is written before its file gets its
+    // name, so every file listed has its line in what is read after (one being promoted included).
     const auto all = resilite::detail::list_backups(db, p.backups);
+    const auto manifest = resilite::detail::read_manifest(p.backups);
     nlohmann::json sources = nlohmann::json::array();
     std::string text = fmt::format("heal plan for {} (nothing is changed; nothing is verified until a real heal)\n",
                                    db.string());
@@ -935,7 +943,9 @@ int archive_repair(const output& out, const fs::path& dir, fs::path db, bool wri
 }
 
 int heal_reset(const output& out, const fs::path& db) {
-    require_database(db);
+    // The sidecar is what it resets: a file gone with its sidecar left is the very case the
+    // circuit breaker sends the operator here for (heals that did not finish left it quarantined).
+    require_database_or_its_sidecar(db);
     const auto attempts = resilite::detail::read_marker(db).heal_attempts;
     resilite::reset_healing(db);
     out.print({{"database", db.string()}, {"reset", attempts > 0}, {"heal_attempts_before", attempts}},

@@ -34,7 +34,8 @@ struct database_options {
     // makes that attempt fail with it, as if SQLite had returned it (e.g. SQLITE_BUSY). A heal
     // asks it at its phases too ("heal:quarantine", "heal:replay", "heal:verify", "heal:swap",
     // and "heal:reopen", an open Database's reopen of the healed file), and at "heal:flush",
-    // where a non-zero code makes the restored copy's flush report EIO.
+    // where a non-zero code makes the restored copy's flush report EIO. A backup asks it at
+    // "backup:promote", between the new backup's manifest line and its name.
     std::function<int(std::string_view operation, int attempt)> inject_failure{};
     // Test hook: called at each written-ahead record's archive sync, which runs beside the
     // COMMIT; true makes that sync report an I/O error after the COMMIT (docs/archive.md).

@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 
 #include <unistd.h>
@@ -275,39 +276,6 @@ struct manifest_entry {
     return keep;
 }
 
-// Puts the finished copy `tmp` into `dir` under the first free name for its time:
-// "app-<time>.db", then "app-<time>-2.db", "-3"... in the same millisecond. A name is free when no
-// file has it and the manifest never listed it (retention removes a backup, not its line): a name
-// is never given twice, so the manifest never names two backups alike. link() then unlink(), not
-// rename(): it fails on a name that exists instead of replacing that file (another process may
-// promote its backup into the same name meanwhile). Returns the backup's path.
-[[nodiscard]] inline std::filesystem::path promote_backup(const std::filesystem::path& tmp,
-                                                          const std::filesystem::path& dir,
-                                                          const std::filesystem::path& db,
-                                                          std::chrono::system_clock::time_point taken) {
-    const auto manifest = read_manifest(dir);
-    const auto base = backup_name(db, taken);  // ends in ".db"
-    for (unsigned n = 1;; ++n) {
-        const auto name =
-            n == 1 ? base : resilite::detail::format("{}-{}.db", base.substr(0, base.size() - 3), n);
-        if (manifest.contains(name)) continue;
-        const auto target = dir / name;
-        if (::link(tmp.c_str(), target.c_str()) == 0) {
-            ::unlink(tmp.c_str());
-            return target;
-        }
-        const int err = errno;
-        if (err == EEXIST) continue;
-        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS)
-            throw backup_directory_failure(dir, err, db);
-        // A file system without hard links: a look, then rename() (only another process promoting
-        // into this very name between the two could be replaced).
-        if (std::filesystem::exists(target)) continue;
-        std::filesystem::rename(tmp, target);
-        return target;
-    }
-}
-
 // One line per backup: name, UTC time, bytes, pages, check result, archive sequence number.
 inline void append_manifest(const std::filesystem::path& dir, const backup_result& r) {
     const auto manifest = dir / "MANIFEST";
@@ -321,6 +289,76 @@ inline void append_manifest(const std::filesystem::path& dir, const backup_resul
             r.archive_seq ? resilite::detail::format("{}", *r.archive_seq) : std::string{"-"}, r.crc32);
     }
     static_cast<void>(fsync_path(manifest, false));
+}
+
+// Held from the choice of a backup's name to its link (promote_backup), so that two processes
+// promoting into one directory never write manifest lines for the same name: flock on the
+// directory itself (no file of ours added). Best effort: where it cannot be taken (some network
+// file systems), the link still never replaces a file.
+class backup_directory_lock {
+public:
+    explicit backup_directory_lock(const std::filesystem::path& dir)
+        : fd_(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) {
+        if (fd_ < 0) return;
+        int rc = 0;
+        while ((rc = ::flock(fd_, LOCK_EX)) != 0 && errno == EINTR) {
+        }
+        if (rc != 0) {
+            ::close(fd_);
+            fd_ = -1;
+        }
+    }
+    backup_directory_lock(const backup_directory_lock&) = delete;
+    backup_directory_lock& operator=(const backup_directory_lock&) = delete;
+    ~backup_directory_lock() {
+        if (fd_ >= 0) ::close(fd_);  // releases the flock (no POSIX lock is ever on a directory)
+    }
+
+private:
+    int fd_;
+};
+
+// Puts the finished copy `tmp` into `dir` under the first free name for r.taken, and sets r.path:
+// "app-<time>.db", then "app-<time>-2.db", "-3"... in the same millisecond. A name is free when no
+// file has it and the manifest never listed it (retention removes a backup, not its line): a name
+// is never given twice, so the manifest never names two backups alike.
+// The manifest line (r's size and checksum) is written before the file takes its name: a file
+// under a backup's name always has its entry, so `resilite backups`, a heal or a drill looking
+// meanwhile never calls a backup being promoted "not in the manifest". A crash in between leaves
+// a line with no file, as retention does. `between` runs after the line, before the name (a test
+// hook). link() then unlink(), not rename(): it fails on a name that exists (a file put there
+// meanwhile) instead of replacing that file; the next name is taken (the line left for the
+// first names a file that does not match it, so that file is never trusted).
+template <class Between>
+inline void promote_backup(const std::filesystem::path& tmp, const std::filesystem::path& dir,
+                           const std::filesystem::path& db, backup_result& r, Between&& between) {
+    const backup_directory_lock lock{dir};
+    const auto manifest = read_manifest(dir);
+    const auto base = backup_name(db, r.taken);  // ends in ".db"
+    for (unsigned n = 1;; ++n) {
+        const auto name =
+            n == 1 ? base : resilite::detail::format("{}-{}.db", base.substr(0, base.size() - 3), n);
+        if (manifest.contains(name)) continue;
+        const auto target = dir / name;
+        struct stat st {};
+        if (::lstat(target.c_str(), &st) == 0) continue;  // taken: no line written for it
+        r.path = target;
+        append_manifest(dir, r);
+        between();
+        if (::link(tmp.c_str(), target.c_str()) == 0) {
+            ::unlink(tmp.c_str());
+            return;
+        }
+        const int err = errno;
+        if (err == EEXIST) continue;
+        if (err != EPERM && err != ENOTSUP && err != EOPNOTSUPP && err != ENOSYS)
+            throw backup_directory_failure(dir, err, db);
+        // A file system without hard links: a look, then rename() (only another process promoting
+        // into this very name between the two could be replaced).
+        if (std::filesystem::exists(target)) continue;
+        std::filesystem::rename(tmp, target);
+        return;
+    }
 }
 
 // Runs the sink command (a shell command line) with {path} and {name} replaced, quoted; returns

@@ -1,7 +1,7 @@
 #pragma once
 // The backup flow, top to bottom (take()): archive drained, source checked, copied through
-// SQLite into a temporary file, the copy checked, synced, renamed into place and the directory
-// synced, the manifest appended, retention applied, the sink run, the copy off the machine. Never a file copy of a live
+// SQLite into a temporary file, the copy checked, synced, the manifest appended, linked into place
+// and the directory synced, retention applied, the sink run, the copy off the machine. Never a file copy of a live
 // database; never a copy of a damaged source; never a copy of another database (identity).
 
 #include <resilite/archive/detail/archive_state.hpp>
@@ -129,29 +129,35 @@ private:
                                           "the copy failed its check ({}); it was discarded", r.check.detail),
                                       path.string());
             }
-            // 4. Durable promotion: sync the file, rename, sync the directory.
+            // 4. Durable promotion: sync the file; its manifest line, then its name (a backup
+            //    never shows under its name without its entry); sync the directory.
             if (!fsync_path(tmp.database(), false))
                 throw library_failure(error_class::io, "backup", "could not sync the copy", path.string());
             r.taken = ctx_.clock.utc_now();
-            r.path = promote_backup(tmp.database(), dir, path, r.taken);
+            r.bytes = std::filesystem::file_size(tmp.database());
+            r.crc32 = file_crc32(tmp.database()).value_or(0);
+            promote_backup(tmp.database(), dir, path, r, [&] { ctx_.inject("backup:promote", 1); });
             static_cast<void>(fsync_path(dir, true));
         } catch (...) {
             tmp.remove_all();
             throw;
         }
         tmp.remove_all();
-        r.bytes = std::filesystem::file_size(r.path);
-        r.crc32 = file_crc32(r.path).value_or(0);
         r.duration = ctx_.now() - started;
-        // 5. Manifest, retention, off-machine copy.
-        append_manifest(dir, r);
-        // Only this database's backups rotate: another database with the same file name may keep
-        // its backups in this directory, and a backup whose identity cannot be read is never
-        // taken for this database's. Neither is counted nor removed. (A database with no identity,
-        // opened in report_only mode, rotates every backup of its name, as before identities.)
+        // 5. Retention, off-machine copy.
+        // Only this database's backups rotate, as the manifest recorded them: a copy renamed,
+        // changed or put there by hand is no backup a heal would use, so it must not count toward
+        // keep_last (later names would push out every real one), and it is not ours to delete.
+        // Another database with the same file name may keep its backups in this directory, and a
+        // backup whose identity cannot be read is never taken for this database's. None of these
+        // is counted or removed. (A database with no identity, opened in report_only mode,
+        // rotates every backup of its name the manifest vouches for, as before identities.)
         auto all = list_backups(path, dir);
-        if (!ctx_.identity.empty())
-            std::erase_if(all, [&](const backup_file& b) { return identity_in_file(b.path) != ctx_.identity; });
+        const auto manifest = read_manifest(dir);  // (empty when unreadable: by identity alone)
+        std::erase_if(all, [&](const backup_file& b) {
+            if (!manifest.empty() && untrusted_backup(b.path, manifest)) return true;
+            return !ctx_.identity.empty() && identity_in_file(b.path) != ctx_.identity;
+        });
         auto keep = retained(all, s);
         // The backup just taken stays, even when it is not the newest by the time in its name
         // (the system clock was set back): backup_now() never returns a path it removed.
