@@ -176,8 +176,11 @@ struct manifest_entry {
 // Why a backup cannot be trusted, or nothing: it must be a regular file that matches its
 // manifest entry (size, and the checksum taken when it was made). A copy renamed, replaced or
 // planted in the directory is refused, even when it would pass every other check.
+// `read_all`: the checksum too, which reads the whole file (a heal, a drill, a restore); without
+// it (retention, at every backup) the name and the size, from the directory alone.
 [[nodiscard]] inline std::optional<std::string> untrusted_backup(const std::filesystem::path& backup,
-                                                               const std::map<std::string, manifest_entry>& manifest) {
+                                                               const std::map<std::string, manifest_entry>& manifest,
+                                                               bool read_all = true) {
     if (is_link_path(backup)) return std::string{"the backup is a symbolic link, never followed"};
     const auto it = manifest.find(backup.filename().string());
     if (it == manifest.end()) return std::string{"the backup is not in the manifest (renamed or put there by hand?)"};
@@ -186,7 +189,7 @@ struct manifest_entry {
     if (ec || size != it->second.bytes)
         return resilite::detail::format("the backup's size ({} bytes) differs from the manifest's ({} bytes)",
                                         ec ? 0 : size, it->second.bytes);
-    if (it->second.crc32) {
+    if (read_all && it->second.crc32) {
         const auto crc = file_crc32(backup);
         if (!crc || *crc != *it->second.crc32)
             return resilite::detail::format(
