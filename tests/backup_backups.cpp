@@ -292,7 +292,7 @@ TEST_CASE("backup retention: with the system clock set back, the backup just tak
     CHECK(std::filesystem::exists(before.path));  // newest by its time: kept as well
 }
 
-TEST_CASE("backup retention: only backups that match their manifest entry are counted and removed; copies put there "
+TEST_CASE("backup retention: only backups that match their manifest entry are counted and removed, copies put there "
           "by hand, renamed or changed are left alone",
           "[backup][retention]") {
     using Db = backed_db<resilite::backup<resilite::vacuum_into, resilite::on_demand, resilite::keep_last<2>>>;

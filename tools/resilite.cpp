@@ -354,9 +354,13 @@ int health(const output& out, const fs::path& db, const places& p) {
                                              s.last_backup_age->count(), j["backups"].get<std::size_t>(),
                                              p.backups.string())
                                : fmt::format("  no backup in {}\n", p.backups.string());
+    // (A damaged database is not read: its archive still exists, and may be what heals it.)
+    std::error_code ec;
     text += s.archive_seq ? fmt::format("  archive: record {} written, {} changes not yet archived ({})\n",
                                         *s.archive_seq, s.archive_pending, p.archive.string())
-                          : std::string{"  archive: none\n"};
+            : fs::is_directory(p.archive, ec)
+                ? fmt::format("  archive: {} (the database's own record of it not read)\n", p.archive.string())
+                : std::string{"  archive: none\n"};
     text += fmt::format("  heals: {} finished, {} begun since the last that succeeded; {} quarantined copies in {}\n",
                         s.heals, s.heal_attempts, quarantines.size(), p.quarantine.string());
     if (s.audit_fallback_entries > 0)
