@@ -464,6 +464,26 @@ TEST_CASE("offsite: a copy cut short (the machine dies mid-upload) never truncat
     CHECK(read_all(server->folder("archive") / name) == read_all(archive / name));
 }
 
+TEST_CASE("offsite: a fetched copy left under its partial name (a round killed inside rclone's move, after the "
+          "remote's copy was deleted) is taken under its name, the others dropped",
+          "[backup][offsite]") {
+    test::temp_dir dir;
+    write_all(dir / "2026_12.sql.partial-41", "whole copy");  // its name is missing: taken
+    write_all(dir / "2026_11.sql", "in place");
+    write_all(dir / "2026_11.sql.partial-7", "older try");  // its name is there: dropped
+    write_all(dir / "MANIFEST.partial-3", "short");
+    write_all(dir / "MANIFEST.partial-4", "the longest");  // of two, the largest
+    resilite::detail::take_partial_copies(dir);
+    CHECK(read_all(dir / "2026_12.sql") == "whole copy");
+    CHECK(read_all(dir / "2026_11.sql") == "in place");
+    CHECK(read_all(dir / "MANIFEST") == "the longest");
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        left.push_back(e.path().filename().string());
+    std::sort(left.begin(), left.end());
+    CHECK(left == std::vector<std::string>{"2026_11.sql", "2026_12.sql", "MANIFEST"});
+}
+
 TEST_CASE("offsite: the current segment growing while it is copied still goes off the machine, up to its last "
           "complete record",
           "[backup][offsite]") {

@@ -522,8 +522,9 @@ private:
                 db_seq, db_seq + 1, archive_end);
         // A database that holds none of the records (created at the path just now, say, where
         // the one the archive describes was lost) is no older copy: taking the archive over
-        // would write a snapshot of nothing after its records, and a heal would give that.
-        if (db_seq == 0)
+        // would write a snapshot of nothing after its records, and a heal would give that. (With
+        // a high-water mark above 0 for its identity, it lost acknowledged commits: below.)
+        if (db_seq == 0 && (db.empty() || mark <= db_seq))
             throw library_failure(
                 error_class::archive, "archive",
                 resilite::detail::format(

@@ -17,6 +17,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -99,17 +100,45 @@ inline constexpr std::string_view offsite_partial_suffix = ".partial-";
                   : r.failure(resilite::detail::format("copying {} off the machine", name), s.timeout);
 }
 
+// rclone's move deletes the copy in place first, then renames: a round killed in between
+// leaves only "<name>.partial-<pid>", whole (the move starts only once its copy succeeded). In a
+// fetched directory such a copy is taken under its name when no file has that name (the largest,
+// if several); every other one is removed. (Whatever reads it checks it: a segment's records, a
+// backup's manifest entry.)
+inline void take_partial_copies(const std::filesystem::path& dir) {
+    std::error_code ec;
+    std::map<std::string, std::pair<std::filesystem::path, std::uintmax_t>> best;
+    std::vector<std::filesystem::path> drop;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        const auto name = e.path().filename().string();
+        const auto at = name.find(offsite_partial_suffix);
+        if (at == std::string::npos) continue;
+        const auto base = name.substr(0, at);
+        const auto size = std::filesystem::file_size(e.path(), ec);
+        if (std::filesystem::exists(dir / base, ec)) {
+            drop.push_back(e.path());
+        } else if (auto it = best.find(base); it == best.end() || it->second.second < size) {
+            if (it != best.end()) drop.push_back(it->second.first);
+            best[base] = {e.path(), size};
+        } else {
+            drop.push_back(e.path());
+        }
+    }
+    for (const auto& p : drop)
+        std::filesystem::remove(p, ec);
+    for (const auto& [base, found] : best)
+        std::filesystem::rename(found.first, dir / base, ec);
+}
+
 // Copies what <folder>/<kind>/ holds and `dir` lacks into `dir`; empty when it worked.
 [[nodiscard]] inline std::string offsite_fetch(const offsite_settings& s, const std::filesystem::path& db,
                                                std::string_view kind, const std::filesystem::path& dir) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing",
-                               "--exclude", resilite::detail::format("*{}*", offsite_partial_suffix)},
-                              s);
-    return r.ok()
-               ? std::string{}
-               : r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);
+    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing"}, s);
+    if (!r.ok()) return r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);
+    take_partial_copies(dir);
+    return {};
 }
 
 // Whose copies the database's folder holds. nullopt with `error` empty: none yet (a new folder).

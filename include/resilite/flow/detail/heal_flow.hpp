@@ -687,8 +687,11 @@ private:
         // folder's IDENTITY): a database created at the path later is refused it at its open,
         // instead of taking it over with a snapshot of nothing.
         const auto mine = read_marker(ctx_.path).identity;
-        const auto theirs = offsite_identity(s.offsite, ctx_.path).identity;
-        if (!mine.empty() && theirs && *theirs != mine) {
+        const auto remote = offsite_identity(s.offsite, ctx_.path);
+        const auto& theirs = remote.identity;
+        if (!remote.error.empty()) {
+            failed.push_back(resilite::detail::format("{}: nothing fetched", remote.error));
+        } else if (!mine.empty() && theirs && *theirs != mine) {
             failed.push_back(resilite::detail::format(
                 "the remote folder {} holds another database's copies (identity {}; this database is {}): "
                 "nothing fetched",

@@ -67,10 +67,18 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                     std::optional<std::string> damage = damage_at_open(ctx.path);
                     std::string_view detected_by = "open: header check";
                     if (!damage && unclean_close_seen(ctx.path)) {  // a crash: worth a quick_check
-                        // Damage only: an I/O error is not (SQLITE_BUSY_RECOVERY above all, while
-                        // another process recovers the same WAL after the crash).
-                        if (const auto h = check_health(ctx.path, check_level::quick);
-                            !h.ok() && h.result != health_report::finding::io_error) {
+                        const auto h = check_health(ctx.path, check_level::quick);
+                        // An I/O error is no damage (SQLITE_BUSY_RECOVERY above all, while another
+                        // process recovers the same WAL after the crash): the check is tried
+                        // again under the retry policy, never skipped (the crash's mark stays
+                        // until it has run).
+                        if (h.result == health_report::finding::io_error)
+                            throw library_failure(error_class::busy, "open",
+                                                  resilite::detail::format("the quick_check after an unclean close "
+                                                                           "could not run ({}); tried again",
+                                                                           h.detail),
+                                                  ctx.path.string());
+                        if (!h.ok()) {
                             damage = resilite::detail::format("{}: {}", to_string(h.result), h.detail);
                             detected_by = "open: quick_check after an unclean close";
                         }
@@ -84,9 +92,12 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
             refuse_damaged(ctx);
             break;
         } catch (const error& e) {
-            if (e.klass() == error_class::busy && flow.retry_after_failure("open", st, retry_context::opening))
-                continue;
-            if (e.klass() != error_class::busy) flow.finish_failed("open", st);
+            // Waiting for another process's heal (the gate) or for the check above; not a busy
+            // error out of a heal of this open's own (each try would count as a heal attempt).
+            const bool wait = e.klass() == error_class::busy &&
+                              (e.technical().operation == "gate" || e.technical().operation == "open");
+            if (wait && flow.retry_after_failure("open", st, retry_context::opening)) continue;
+            if (!wait) flow.finish_failed("open", st);
             throw;
         } catch (...) {
             flow.finish_failed("open", st);

@@ -22,6 +22,7 @@
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
+#include <resilite/sqlite/detail/reads_only.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -218,6 +219,10 @@ public:
                 message == "incomplete input")
                 throw sqlite_failure(scratch_->native_handle(), rc, "exec", sql, database_path());
         }
+        if (runs_as_given(sql))
+            throw refusal(sql, error_class::misuse,
+                          "this PRAGMA cannot be queued: each queued write is replayed inside a transaction of "
+                          "its own, where SQLite ignores it; give it to options.on_connect");
         const char* word = sqlite::statement::skip_separators(begin, end);
         std::string first;
         for (; word < end && std::isalpha(static_cast<unsigned char>(*word)) != 0; ++word)

@@ -26,27 +26,40 @@ namespace resilite::detail {
     return false;
 }
 
-// Whether `sql` begins, after blanks and comments, with `word` (lower case) in any case.
-[[nodiscard]] constexpr bool begins_with_word(std::string_view sql, std::string_view word) noexcept {
+// Where the first word of `sql` starts, after blanks and comments (sql.size() if none).
+[[nodiscard]] constexpr std::size_t first_word_at(std::string_view sql) noexcept {
     std::size_t i = 0;
     for (;;) {
         while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
         if (sql.substr(i, 2) == "--") {
             i = sql.find('\n', i);
-            if (i == std::string_view::npos) return false;
+            if (i == std::string_view::npos) return sql.size();
         } else if (sql.substr(i, 2) == "/*") {
             i = sql.find("*/", i + 2);
-            if (i == std::string_view::npos) return false;
+            if (i == std::string_view::npos) return sql.size();
             i += 2;
         } else {
-            break;
+            return i;
         }
     }
-    if (sql.size() - i < word.size()) return false;
-    for (std::size_t k = 0; k < word.size(); ++k)
-        if ((sql[i + k] | 0x20) != word[k]) return false;
+}
+
+// Whether `sql` holds `word` (lower case) at `i`, in any case, as a whole word.
+[[nodiscard]] constexpr bool word_at(std::string_view sql, std::size_t i, std::string_view word) noexcept {
+    if (i > sql.size() || sql.size() - i < word.size()) return false;
+    for (std::size_t k = 0; k < word.size(); ++k) {
+        const char c = sql[i + k];
+        if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) != word[k]) return false;
+    }
     const std::size_t end = i + word.size();
-    return end == sql.size() || !((sql[end] | 0x20) >= 'a' && (sql[end] | 0x20) <= 'z');
+    if (end == sql.size()) return true;
+    const char next = static_cast<char>(sql[end] | 0x20);
+    return !(next >= 'a' && next <= 'z') && sql[end] != '_';
+}
+
+// Whether `sql` begins, after blanks and comments, with `word` (lower case) in any case.
+[[nodiscard]] constexpr bool begins_with_word(std::string_view sql, std::string_view word) noexcept {
+    return word_at(sql, first_word_at(sql), word);
 }
 
 // A statement that a read connection may run: it begins with SELECT, WITH or VALUES (after
@@ -58,11 +71,21 @@ namespace resilite::detail {
            !names_connection_state(sql);
 }
 
-// A PRAGMA or a VACUUM changes no row, and inside a transaction SQLite ignores some pragmas
-// (foreign_keys) without an error and refuses VACUUM: such a statement runs as it is given, never
-// inside the transaction an archive writes its record ahead in.
+// A pragma of the connection's own behaviour that changes no row and that SQLite ignores
+// without an error inside a transaction (foreign_keys, recursive_triggers): it runs as it is
+// given, never inside the transaction an archive writes its record ahead in. Not the pragmas
+// that undo what the open set and checked (journal_mode, synchronous: refused inside a
+// transaction, as they should be), and not VACUUM (it renumbers the rowids the archive keys
+// tables without a key by).
 [[nodiscard]] constexpr bool runs_as_given(std::string_view sql) noexcept {
-    return begins_with_word(sql, "pragma") || begins_with_word(sql, "vacuum");
+    std::size_t i = first_word_at(sql);
+    if (!word_at(sql, i, "pragma")) return false;
+    i += 6;
+    while (i < sql.size() && (sql[i] == ' ' || sql[i] == '\t' || sql[i] == '\n' || sql[i] == '\r')) ++i;
+    if (word_at(sql, i, "main") && i + 4 < sql.size() && sql[i + 4] == '.') i += 5;
+    for (const std::string_view name : {"foreign_keys", "recursive_triggers", "case_sensitive_like"})
+        if (word_at(sql, i, name)) return true;
+    return false;
 }
 
 }  // namespace resilite::detail
