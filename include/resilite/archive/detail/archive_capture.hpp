@@ -84,6 +84,7 @@ struct table_shape {
     std::vector<existing_column> columns;
     std::vector<std::string> key;  // primary key columns in key order; empty: the rowid
     std::string rowid;             // a name of the rowid no column hides (rowid, _rowid_, oid); empty: none
+    bool key_is_rowid = false;     // the key is one INTEGER PRIMARY KEY column: the rowid by another name
 };
 
 // The first of SQLite's names for the rowid that no column of `columns` takes: a column named
@@ -99,7 +100,7 @@ template <class Columns, class NameOf>
 }
 
 [[nodiscard]] inline table_shape shape_of(sqlite::connection& c, const std::string& table) {
-    table_shape s{table, schema_inspector{c}.columns(table), {}, {}};
+    table_shape s{table, schema_inspector{c}.columns(table), {}, {}, false};
     std::vector<std::pair<int, std::string>> pk;
     for (const auto& col : s.columns)
         if (col.pk > 0) pk.emplace_back(col.pk, col.name);
@@ -107,6 +108,16 @@ template <class Columns, class NameOf>
     for (auto& p : pk)
         s.key.push_back(p.second);
     s.rowid = rowid_name(s.columns, [](const existing_column& col) { return col.name; });
+    // The rowid's other name has no index of its own; a key of a WITHOUT ROWID table, or an
+    // INTEGER PRIMARY KEY DESC, has one (origin 'pk').
+    if (s.key.size() == 1) {
+        const auto col = std::find_if(s.columns.begin(), s.columns.end(),
+                                      [&](const existing_column& x) { return x.name == s.key.front(); });
+        s.key_is_rowid = col != s.columns.end() && lower(col->type) == "integer" &&
+                         c.query_one<std::int64_t>("SELECT count(*) FROM pragma_index_list(?) WHERE origin = 'pk'",
+                                                   table)
+                                 .value_or(1) == 0;
+    }
     if (s.key.empty() && s.rowid.empty() && !s.columns.empty()) {
         throw library_failure(
             error_class::archive, "archive",
@@ -168,13 +179,8 @@ struct statement_builder {
                              : resilite::detail::format("{}.{}", ref, quote_id(col));
     }
     [[nodiscard]] std::string id_of(const std::string& col) const { return is_rowid(col) ? col : quote_id(col); }
-    // The one key column, declared INTEGER: the rowid's other name, whose values are integers.
-    [[nodiscard]] bool integer_key(const std::string& col) const {
-        if (t.key.size() != 1 || t.key.front() != col) return false;
-        const auto it = std::find_if(t.columns.begin(), t.columns.end(),
-                                     [&](const existing_column& c) { return c.name == col; });
-        return it != t.columns.end() && lower(it->type) == "integer";
-    }
+    // The key column that is the rowid by another name: its values are integers, equal ones the same.
+    [[nodiscard]] bool integer_key(const std::string& col) const { return t.key_is_rowid && t.key.front() == col; }
 
     // Columns whose values are archived: the key (rowid first for a table without one), then
     // every other column that is not secret.

@@ -127,28 +127,6 @@ public:
                 const auto archive_end = resolve_tail(c);
                 auto resolved = take_notes();
                 notes.insert(notes.end(), resolved.begin(), resolved.end());
-                if (c.query_one<std::int64_t>(
-                         "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
-                         "'resilite\\_archive\\_%\\_update' ESCAPE '\\' AND sql NOT LIKE '%COLLATE BINARY%'")
-                        .value_or(0) > 0) {
-                    // Triggers of an older version compared values under each column's collation:
-                    // a change of case under NOCASE went unarchived. Rewritten below; the snapshot
-                    // covers what they missed.
-                    need_baseline = true;
-                    notes.push_back("the capture triggers compared values under each column's collation (a "
-                                    "change of case under NOCASE was not archived); they compare bytes now, and "
-                                    "a full snapshot was written");
-                } else if (c.query_one<std::int64_t>(
-                                "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
-                                "'resilite\\_archive\\_%\\_update' ESCAPE '\\' AND sql NOT LIKE '%typeof(%'")
-                               .value_or(0) > 0) {
-                    // Older triggers took 1 and 1.0 for the same value, and their records let an
-                    // INSERT OR REPLACE keep the old key's case or type on replay.
-                    need_baseline = true;
-                    notes.push_back("the capture triggers took a change of type alone (1 to 1.0) for no change, and "
-                                    "their records kept a replaced key's old case or type; they are rewritten, and a "
-                                    "full snapshot was written");
-                }
                 if (std::exchange(behind_archive_, false)) {
                     // The records after the database's number describe commits this copy does not
                     // hold. Put back by resilite::restore(): rolled back on purpose, and a snapshot
@@ -387,6 +365,25 @@ private:
         return out;
     }
 
+    // Capture triggers an older version installed, and what they missed; empty when there are none.
+    [[nodiscard]] static std::string older_capture_triggers(sqlite::connection& c) {
+        const auto count = [&](std::string_view without) {
+            return c.query_one<std::int64_t>(
+                        "SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name LIKE "
+                        "'resilite\\_archive\\_%\\_update' ESCAPE '\\' AND instr(sql, ?) = 0",
+                        std::string{without})
+                .value_or(0);
+        };
+        if (count("COLLATE BINARY") > 0)
+            return "the capture triggers compared values under each column's collation (a change of case under "
+                   "NOCASE was not archived); they compare bytes now, and a full snapshot was written";
+        if (count("typeof(") > 0)
+            return "the capture triggers took a change of type alone (1 to 1.0) for no change, and their records "
+                   "kept a replaced key's old case or type (triggers of an older version); they are rewritten, and "
+                   "a full snapshot was written";
+        return {};
+    }
+
     // The archived schema brought to the live one: DDL records when the change is additive (and
     // the rows of every table that is new or changed, which no capture trigger saw), a full
     // snapshot otherwise; then the capture triggers for every table. Inside a write transaction.
@@ -395,6 +392,13 @@ private:
         const auto live = live_objects(c, all);
         const auto archived = archived_objects(c);
         bool baseline = need_baseline;
+        if (auto why = older_capture_triggers(c); !why.empty()) {
+            // Rewritten below; the snapshot covers what they missed. At an open, and in a running
+            // process when a process of an older version put its triggers back (upgrade every
+            // process together: until then, each such change costs a snapshot).
+            notes.push_back(std::move(why));
+            baseline = true;
+        }
         std::vector<std::string> ddl;
         std::vector<std::string> snapshot;  // tables whose rows are written whole
         if (!archived.empty() && !baseline && !migrated) {
@@ -530,10 +534,12 @@ private:
                 resilite::detail::format(
                     "the archive {} holds records up to txn {} and this database none of them: it is "
                     "another database's archive, or the database it describes was lost and a new one "
-                    "created at the path; nothing was written. To get that database back, heal or rebuild "
-                    "from the archive (`resilite heal`, `resilite archive rebuild {} NEW.db`); to start a "
-                    "new database, move the archive directory aside",
-                    dir_.string(), archive_end, dir_.string()),
+                    "created at the path; nothing was written to the archive. To get that database back, "
+                    "remove the database at the path and its sidecar ({}-resilite; check it holds nothing "
+                    "you need: it holds none of the archive's records), then `resilite archive rebuild {} "
+                    "{}`; to start a new database, move the archive directory aside",
+                    dir_.string(), archive_end, db.empty() ? std::string{"<database>"} : db.string(),
+                    dir_.string(), db.empty() ? std::string{"<database>"} : db.string()),
                 db.empty() ? dir_.string() : db.string());
         if (db.empty() || mark <= db_seq)
             return resilite::detail::format(
