@@ -473,7 +473,7 @@ TEST_CASE("offsite: a fetched copy left under its partial name (a round killed i
     write_all(dir / "2026_11.sql.partial-7", "older try");  // its name is there: dropped
     write_all(dir / "MANIFEST.partial-3", "short");
     write_all(dir / "MANIFEST.partial-4", "the longest");  // of two, the largest
-    resilite::detail::take_partial_copies(dir);
+    resilite::detail::take_partial_copies(dir.path());
     CHECK(read_all(dir / "2026_12.sql") == "whole copy");
     CHECK(read_all(dir / "2026_11.sql") == "in place");
     CHECK(read_all(dir / "MANIFEST") == "the longest");
