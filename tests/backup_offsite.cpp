@@ -130,6 +130,36 @@ std::string real_rclone() {
     return real;
 }
 
+// A database whose archive, one segment, went off the machine in one round: 5 items.
+struct shipped_once {
+    test::temp_dir dir;
+    std::unique_ptr<webdav_server> server = std::make_unique<webdav_server>(dir / "remote");
+    resilite::manual_clock clock;
+    OffsiteDb db{dir / "app.db", offsite_options(clock, server->remote())};
+    std::filesystem::path archive = dir / "app.db.archive";
+    std::string name;    // the segment
+    std::string copied;  // its bytes on the remote
+
+    shipped_once() {
+        for (int i = 1; i <= 5; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+        static_cast<void>(db.maintain());
+        REQUIRE(db.health().offsite_pending == 0);
+        name = resilite::detail::archive::list_segments(archive).front();
+        copied = read_all(server->folder("archive") / name);
+        REQUIRE(copied == read_all(archive / name));
+    }
+};
+
+// `bin` first on PATH (a test's own rclone before the real one), for as long as it lives.
+struct path_first {
+    std::string old = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+    explicit path_first(const std::filesystem::path& bin) { ::setenv("PATH", (bin.string() + ":" + old).c_str(), 1); }
+    path_first(const path_first&) = delete;
+    path_first& operator=(const path_first&) = delete;
+    ~path_first() { ::setenv("PATH", old.c_str(), 1); }
+};
+
 std::int64_t items_in(OffsiteDb& db) { return db.query_one<std::int64_t>("SELECT count(*) FROM items").value_or(-1); }
 
 }  // namespace
@@ -375,20 +405,13 @@ TEST_CASE("offsite: a segment damaged in place here, or cut and grown again, nev
           "copy: that one is moved aside first",
           "[backup][offsite]") {
     REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
-    test::temp_dir dir;
-    const auto path = dir / "app.db";
-    auto server = std::make_unique<webdav_server>(dir / "remote");
-    resilite::manual_clock clock;
-    auto o = offsite_options(clock, server->remote());
-    OffsiteDb db{path, o};
-    for (int i = 1; i <= 5; ++i)
-        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
-    static_cast<void>(db.maintain());
-    REQUIRE(db.health().offsite_pending == 0);
-    const auto archive = dir / "app.db.archive";
-    const auto name = resilite::detail::archive::list_segments(archive).front();
-    const auto intact = read_all(server->folder("archive") / name);
-    REQUIRE(intact == read_all(archive / name));
+    shipped_once s;
+    auto& server = s.server;
+    auto& clock = s.clock;
+    auto& db = s.db;
+    const auto& archive = s.archive;
+    const auto& name = s.name;
+    const auto& intact = s.copied;
     const auto kept_aside = [&](const std::string& wanted) {
         std::error_code ec;
         if (!std::filesystem::exists(server->folder("") / "replaced", ec)) return false;
@@ -418,20 +441,14 @@ TEST_CASE("offsite: a copy cut short (the machine dies mid-upload) never truncat
           "segment",
           "[backup][offsite]") {
     REQUIRE(std::system("command -v rclone >/dev/null 2>&1") == 0);
-    test::temp_dir dir;
-    const auto path = dir / "app.db";
-    auto server = std::make_unique<webdav_server>(dir / "remote");
-    resilite::manual_clock clock;
-    auto o = offsite_options(clock, server->remote());
-    OffsiteDb db{path, o};
-    for (int i = 1; i <= 5; ++i)
-        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
-    static_cast<void>(db.maintain());
-    REQUIRE(db.health().offsite_pending == 0);
-    const auto archive = dir / "app.db.archive";
-    const auto name = resilite::detail::archive::list_segments(archive).front();
-    const auto first = read_all(server->folder("archive") / name);
-    REQUIRE(first == read_all(archive / name));
+    shipped_once s;
+    auto& server = s.server;
+    const auto& dir = s.dir;
+    auto& clock = s.clock;
+    auto& db = s.db;
+    const auto& archive = s.archive;
+    const auto& name = s.name;
+    const auto& first = s.copied;
 
     // An rclone that dies halfway through copying a file to a name ending in the segment's: the
     // first half of the bytes land where the copy was going, and it fails.
@@ -448,13 +465,13 @@ TEST_CASE("offsite: a copy cut short (the machine dies mid-upload) never truncat
           << "exec " << real << " \"$@\"\n";
     }
     std::filesystem::permissions(bin / "rclone", std::filesystem::perms::owner_all);
-    const std::string saved_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
-    ::setenv("PATH", (bin.string() + ":" + saved_path).c_str(), 1);
-    for (int i = 6; i <= 40; ++i)
-        db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
-    clock.advance(60s);
-    static_cast<void>(db.maintain());
-    ::setenv("PATH", saved_path.c_str(), 1);
+    {
+        const path_first dying{bin};
+        for (int i = 6; i <= 40; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+        clock.advance(60s);
+        static_cast<void>(db.maintain());
+    }
     CHECK(db.health().offsite_pending > 0);  // the copy failed: still waiting
     CHECK(read_all(server->folder("archive") / name) == first);  // what was off the machine still is
 
@@ -523,11 +540,7 @@ exec '{3}' "$@"
 )sh",
                                                   flag.string(), begun, archive.string(), real));
     std::filesystem::permissions(dir / "bin" / "rclone", std::filesystem::perms::owner_all);
-    struct path_guard {
-        std::string old = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
-        ~path_guard() { ::setenv("PATH", old.c_str(), 1); }
-    } guard;
-    ::setenv("PATH", fmt::format("{}:{}", (dir / "bin").string(), guard.old).c_str(), 1);
+    const path_first own_rclone{dir / "bin"};
 
     resilite::manual_clock clock;
     OffsiteDb db{path, offsite_options(clock, remote.string())};
