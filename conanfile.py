@@ -45,9 +45,9 @@ class ResiliteConan(ConanFile):
         self.requires("sqlite3/[>=3.37 <4]", transitive_headers=True)
         self.requires("boost/[>=1.71]", transitive_headers=True)
         self.requires("fmt/[>=9 <13]", transitive_headers=True)
-        self.requires("nlohmann_json/[>=3.9 <4]", transitive_headers=True)
         if self.options.with_cli:
             self.requires("cli11/[>=2.1 <3]", visible=False)  # parses the command's arguments only
+            self.requires("nlohmann_json/[>=3.9 <4]", visible=False)  # the command's --json output only
 
     def build_requirements(self):
         if self.options.with_cli:
@@ -95,6 +95,6 @@ class ResiliteConan(ConanFile):
         self.cpp_info.set_property("pkg_config_name", "resilite")
         self.cpp_info.bindirs = ["bin"] if self.options.with_cli else []  # bin/ goes on PATH for tool_requires
         self.cpp_info.libdirs = []
-        self.cpp_info.requires = ["sqlite3::sqlite3", "boost::headers", "fmt::fmt", "nlohmann_json::nlohmann_json"]
+        self.cpp_info.requires = ["sqlite3::sqlite3", "boost::headers", "fmt::fmt"]
         if self.settings.os in ("Linux", "FreeBSD"):
             self.cpp_info.system_libs = ["pthread"]  # the background thread (std::jthread)

@@ -9,8 +9,12 @@
 
 #include <resilite/flow/detail/settings_fields.hpp>
 #include <resilite/flow/detail/settings_source.hpp>
+#include <resilite/detail/json_value.hpp>
+#include <resilite/flow/detail/write_queue.hpp>
+#include <resilite/monitor/detail/audit_fallback.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
@@ -161,11 +165,173 @@ TEST_CASE("the field table has every field of settings once, each reading back w
             CHECK_FALSE(f.from_text(s, f.show(defaults)).has_value());
             CHECK(s == defaults);
         }
-        const auto j = (f.type == "duration" || f.type == "enum") ? nlohmann::json(f.show(defaults))
-                                                                  : nlohmann::json::parse(f.show(defaults));
-        CHECK_FALSE(f.from_json(s, j).has_value());
+        const auto text = f.show(defaults);
+        const auto j = resilite::detail::parse_json((f.type == "duration" || f.type == "enum")
+                                                        ? nlohmann::json(text).dump()
+                                                        : text);
+        REQUIRE(j);
+        CHECK_FALSE(f.from_json(s, *j).has_value());
         CHECK(s == defaults);
     }
+}
+
+namespace {
+
+// UTF-8 of a code point (the test's own, not the library's).
+void put_utf8(std::string& out, char32_t cp) {
+    if (cp < 0x80) {
+        out += static_cast<char>(cp);
+    } else if (cp < 0x800) {
+        out += static_cast<char>(0xc0 | (cp >> 6));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else if (cp < 0x10000) {
+        out += static_cast<char>(0xe0 | (cp >> 12));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    } else {
+        out += static_cast<char>(0xf0 | (cp >> 18));
+        out += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+        out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+        out += static_cast<char>(0x80 | (cp & 0x3f));
+    }
+}
+
+// A random JSON document, built with nlohmann's library: the reader is held to another parser.
+nlohmann::json random_json(int depth) {
+    switch (*rc::gen::inRange(0, depth > 0 ? 9 : 7)) {
+        case 0:
+            return nullptr;
+        case 1:
+            return *rc::gen::arbitrary<bool>();
+        case 2:
+            return *rc::gen::arbitrary<std::int64_t>();
+        case 3:
+            return *rc::gen::arbitrary<std::uint64_t>();
+        case 4: {
+            const auto d = *rc::gen::arbitrary<double>();
+            return std::isfinite(d) ? nlohmann::json(d) : nlohmann::json(0.5);
+        }
+        case 5:
+        case 6: {
+            std::string text;
+            for (const auto cp : *rc::gen::container<std::vector<char32_t>>(rc::gen::oneOf(
+                     rc::gen::inRange<char32_t>(0, 0x80), rc::gen::inRange<char32_t>(0x80, 0xd800),
+                     rc::gen::inRange<char32_t>(0xe000, 0x110000))))
+                put_utf8(text, cp);
+            return text;
+        }
+        case 7: {
+            auto a = nlohmann::json::array();
+            const int n = *rc::gen::inRange(0, 4);
+            for (int i = 0; i < n; ++i)
+                a.push_back(random_json(depth - 1));
+            return a;
+        }
+        default: {
+            auto o = nlohmann::json::object();
+            const int n = *rc::gen::inRange(0, 4);
+            for (int i = 0; i < n; ++i)
+                o[std::string(1, static_cast<char>('a' + i))] = random_json(depth - 1);
+            return o;
+        }
+    }
+}
+
+}  // namespace
+
+TEST_CASE("the JSON reader reads what another parser writes, and refuses what it refuses",
+          "[settings][json][property]") {
+    using resilite::detail::json_value;
+    using resilite::detail::parse_json;
+    rc::prop("any document, compact or indented, reads back equal", [] {
+        const auto original = random_json(3);
+        const auto text = original.dump(*rc::gen::element(-1, 0, 2));
+        std::string why;
+        const auto read = parse_json(text, &why);
+        RC_ASSERT(read.has_value());
+        RC_ASSERT(nlohmann::json::parse(read->dump()) == original);
+    });
+    // Strict JSON: what the other parser refuses, the reader refuses too, with a place.
+    for (const std::string bad : {"", " ", "{\"a\":1,}", "[1,]", "[1 2]", "{\"a\" 1}", "{a:1}", "'a'",
+                                  "// x\n{}", "{} {}", "tru", "nul", "01", "1.", ".5", "+1", "-", "1e",
+                                  "NaN", "\"\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"",
+                                  "\"\\ud800\"", "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\\x41\"",
+                                  "\"\\u12g4\"", "\"abc", "[", "{\"a\":"}) {
+        INFO(bad);
+        CHECK_FALSE(nlohmann::json::accept(bad));
+        std::string why;
+        CHECK_FALSE(parse_json(bad, &why).has_value());
+        CHECK_THAT(why, Catch::StartsWith("at line 1, column "));
+    }
+    for (const std::string good : {"\xEF\xBB\xBF{}", "\"\\u00e9\\ud83d\\ude00\\/\"", "-0", "1E+2", "[ ]",
+                                   " {\t\"a\" :\r\n[1 , -2.5e-3 ] } ", "18446744073709551616",
+                                   "-9223372036854775808", "\"\xf4\x8f\xbf\xbf\""}) {
+        INFO(good);
+        REQUIRE(nlohmann::json::accept(good));
+        const auto read = parse_json(good);
+        REQUIRE(read.has_value());
+        CHECK(nlohmann::json::parse(read->dump()) == nlohmann::json::parse(good));
+    }
+    CHECK(parse_json("18446744073709551615")->natural == 18446744073709551615u);
+    CHECK(parse_json("18446744073709551616")->number == json_value::number_kind::real);
+    CHECK(parse_json("-1")->integer == -1);
+    CHECK(parse_json("1.0")->dump() == "1.0");
+    // A name given twice is kept twice (the settings file refuses it; a JSON library keeps one).
+    CHECK(parse_json(R"({"a":1,"a":2})")->members.size() == 2);
+    std::string why;
+    CHECK_FALSE(parse_json(std::string(65, '[') + std::string(65, ']'), &why).has_value());
+    CHECK_THAT(why, Catch::Contains("nested too deeply"));
+    CHECK(parse_json(std::string(64, '[') + std::string(64, ']')).has_value());
+    CHECK_FALSE(parse_json("{\n  \"a\": 1\n  \"b\": 2}", &why).has_value());
+    CHECK_THAT(why, Catch::StartsWith("at line 3, column 3:"));
+}
+
+TEST_CASE("the write queue's and the audit fallback's lines are the bytes the previous JSON library wrote",
+          "[settings][json][queue][audit]") {
+    // Control characters (\b and \f by name, others as \u00XX), quotes, backslashes, text
+    // beyond ASCII, the largest number: as nlohmann_json's dump() wrote them, keys sorted.
+    const std::string odd = "a\"b\\c\b\f\n\r\t\x01\x1f/\x7f é 日本 😀";
+    resilite::detail::queued_write w;
+    w.seq = std::numeric_limits<std::uint64_t>::max();
+    w.op = "insert";
+    w.sql = "INSERT INTO t VALUES(?1, ?2) -- " + odd;
+    w.args = {"1", "'" + odd + "'"};
+    w.at = "2026-12-07T12:00:00Z";
+    nlohmann::json j{{"seq", w.seq}, {"op", w.op}, {"sql", w.sql}, {"args", w.args}, {"at", w.at}};
+    CHECK(resilite::detail::queue_entry_json(w) == j.dump());
+    j["generation"] = "00ff";
+    j["rejected"] = odd;
+    CHECK(resilite::detail::queue_entry_json(w, "00ff", odd) == j.dump());
+    // An argument that is not UTF-8 is written as hex, and reads back as the same bytes.
+    w.args = {"'\xff\xfe'"};
+    const auto hex = resilite::detail::queue_entry_json(w);
+    CHECK_THAT(hex, Catch::Contains("CAST(X'FFFE' AS TEXT)"));
+    resilite::detail::queued_write back;
+    const auto parsed = resilite::detail::parse_json(hex);
+    REQUIRE(parsed);
+    CHECK_FALSE(resilite::detail::queue_entry_fields(*parsed, back).has_value());
+    CHECK(back.seq == w.seq);
+    CHECK(back.sql == w.sql);
+
+    resilite::detail::audit_entry e;
+    e.file = "app.db";
+    e.seq = 42;
+    e.at_utc = "2026-12-07T12:00:00.123Z";
+    e.action = "grant";
+    e.actor = odd;
+    e.detail = odd + odd;
+    e.source = "host:1";
+    const nlohmann::json a{{"v", 1},           {"file", e.file},     {"seq", e.seq},
+                           {"at", e.at_utc},   {"action", e.action}, {"actor", e.actor},
+                           {"detail", e.detail}, {"source", e.source}};
+    const auto line = resilite::detail::encode_audit_line(e);
+    const auto crc_at = line.rfind(resilite::detail::audit_crc_key);
+    REQUIRE(crc_at != std::string::npos);
+    CHECK(line.substr(0, crc_at) + "}" == a.dump());
+    const auto decoded = resilite::detail::decode_audit_line(std::string_view{line}.substr(0, line.size() - 1));
+    REQUIRE(decoded);
+    CHECK(decoded->detail == e.detail);
+    CHECK(decoded->seq == e.seq);
 }
 
 TEST_CASE("docs/settings.md lists exactly the fields of the table", "[settings][docs]") {

@@ -10,10 +10,11 @@
 // a whole number of the field's unit, an unknown enum name are refusals that say why.
 
 #include <resilite/detail/format.hpp>
+#include <resilite/detail/json.hpp>
+#include <resilite/detail/json_value.hpp>
 #include <resilite/flow/settings.hpp>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -31,7 +32,7 @@
 
 namespace resilite::detail {
 
-using json = nlohmann::json;
+using json = json_value;
 
 // Why a value cannot be used, or nothing when it can.
 using refusal = std::optional<std::string>;
@@ -45,8 +46,7 @@ using refusal = std::optional<std::string>;
 
 // JSON's name for what a value is, for "expected ..., got ..." refusals.
 [[nodiscard]] inline std::string json_kind(const json& j) {
-    if (j.is_number_float()) return "a number with a fraction";
-    return std::string{j.is_object() || j.is_array() ? "an " : "a "} + j.type_name();
+    return std::string{j.described()};
 }
 
 // ---- codecs: one per kind of value --------------------------------------------------------------
@@ -68,7 +68,7 @@ struct boolean_codec {
     }
     [[nodiscard]] refusal from_json(const json& j, bool& out) const {
         if (!j.is_boolean()) return resilite::detail::format("expected true or false, got {}", json_kind(j));
-        out = j.get<bool>();
+        out = j.boolean;
         return std::nullopt;
     }
     [[nodiscard]] std::string show(bool v) const { return v ? "true" : "false"; }
@@ -92,13 +92,13 @@ struct integer_codec {
         return store(v, out);
     }
     [[nodiscard]] refusal from_json(const json& j, T& out) const {
-        if (j.is_number_unsigned()) {
-            const auto u = j.get<std::uint64_t>();
+        if (j.is_whole_number() && j.number == json::number_kind::unsigned_integer) {
+            const auto u = j.natural;
             if (u > static_cast<std::uint64_t>(max))
                 return resilite::detail::format("{} is out of range ({})", u, range());
             return store(static_cast<std::int64_t>(u), out);
         }
-        if (j.is_number_integer()) return store(j.get<std::int64_t>(), out);
+        if (j.is_whole_number()) return store(j.integer, out);
         return resilite::detail::format("expected a whole number, got {}", json_kind(j));
     }
     [[nodiscard]] std::string show(T v) const { return resilite::detail::format("{}", v); }
@@ -175,7 +175,7 @@ struct duration_codec {
             return resilite::detail::format(
                 "expected a duration as a string with its unit (e.g. \"500ms\", \"10s\"), got {}",
                 json_kind(j));
-        return parse(j.get_ref<const std::string&>(), out);
+        return parse(j.text, out);
     }
     // In the largest unit that holds it exactly, so that what is shown reads back the same.
     [[nodiscard]] std::string show(D v) const {
@@ -228,7 +228,7 @@ struct choice_codec {
     [[nodiscard]] refusal from_json(const json& j, E& out) const {
         if (!j.is_string())
             return resilite::detail::format("expected one of {} as a string, got {}", range(), json_kind(j));
-        return parse(j.get_ref<const std::string&>(), out);
+        return parse(j.text, out);
     }
     [[nodiscard]] std::string show(E v) const {
         for (const auto& [name, x] : names)
@@ -256,9 +256,9 @@ struct text_codec {
     }
     [[nodiscard]] refusal from_json(const json& j, std::string& out) const {
         if (!j.is_string()) return resilite::detail::format("expected a string, got {}", json_kind(j));
-        return parse(j.get_ref<const std::string&>(), out);
+        return parse(j.text, out);
     }
-    [[nodiscard]] std::string show(const std::string& v) const { return json(v).dump(); }
+    [[nodiscard]] std::string show(const std::string& v) const { return json_string(v); }
     [[nodiscard]] refusal check(const std::string& v) const {
         if (v.find('\0') != std::string::npos) return std::string{"contains a NUL character"};
         return std::nullopt;

@@ -13,7 +13,6 @@
 #include <resilite/flow/settings.hpp>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <unistd.h>  // environ
 
@@ -92,46 +91,30 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
     return o;
 }
 
+// The first name given twice in one object, in file order, as its path ("retry.max_attempts"),
+// or nothing. (A JSON library would keep the last one silently, and an invalid value before it
+// would never be seen.)
+[[nodiscard]] inline std::optional<std::string> name_given_twice(const json& j, const std::string& path = {}) {
+    if (!j.is_object()) return std::nullopt;
+    std::set<std::string_view> seen;
+    for (const auto& [name, value] : j.members) {
+        const auto here = path.empty() ? name : path + "." + name;
+        if (!seen.insert(name).second) return here;
+        if (auto inner = name_given_twice(value, here)) return inner;
+    }
+    return std::nullopt;
+}
+
 // The settings file's text as an overlay, or the first problem as "field: reason". The file is
 // a JSON object: top-level fields by name, each section an object of its fields
 // ({"busy_timeout": "2s", "retry": {"max_attempts": 50}}).
 [[nodiscard]] inline refusal parse_settings_json(std::string_view text, settings_overlay& out) {
-    json doc;
-    // A name given twice in one object: the parser would keep the last one, silently, and an
-    // invalid value before it would never be seen.
-    std::vector<std::set<std::string>> seen;  // the names of each open object
-    std::vector<std::string> path;            // the name each open object was given
-    std::string last, twice;
-    const json::parser_callback_t note_names = [&](int, json::parse_event_t event, json& parsed) {
-        switch (event) {
-            case json::parse_event_t::object_start:
-                seen.emplace_back();
-                path.push_back(std::exchange(last, {}));
-                break;
-            case json::parse_event_t::object_end:
-                seen.pop_back();
-                path.pop_back();
-                break;
-            case json::parse_event_t::key:
-                last = parsed.get<std::string>();
-                if (!seen.back().insert(last).second && twice.empty()) {
-                    for (const auto& p : path)
-                        if (!p.empty()) twice += p + ".";
-                    twice += last;
-                }
-                break;
-            default:
-                break;
-        }
-        return true;
-    };
-    try {
-        doc = json::parse(text, note_names);
-    } catch (const json::parse_error& e) {
-        return resilite::detail::format("not valid JSON: {}", e.what());
-    }
-    if (!twice.empty())
-        return resilite::detail::format("{}: given twice (which one counts would be a guess)", twice);
+    std::string why;
+    const auto parsed = parse_json(text, &why);
+    if (!parsed) return resilite::detail::format("not valid JSON: {}", why);
+    const json& doc = *parsed;
+    if (auto twice = name_given_twice(doc))
+        return resilite::detail::format("{}: given twice (which one counts would be a guess)", *twice);
     if (!doc.is_object())
         return resilite::detail::format("the file must hold a JSON object, not {}", json_kind(doc));
     settings_overlay o;
@@ -148,9 +131,7 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         o.fields.push_back(f);
         return std::nullopt;
     };
-    for (auto it = doc.begin(); it != doc.end(); ++it) {
-        const std::string key = it.key();
-        const json& value = it.value();
+    for (const auto& [key, value] : doc.members) {
         const bool section = std::any_of(setting_fields().begin(), setting_fields().end(),
                                          [&](const auto& f) { return f.section() == key; });
         if (!section) {
@@ -160,8 +141,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         if (!value.is_object())
             return resilite::detail::format("{}: expected an object of its fields, got {}", key,
                                             json_kind(value));
-        for (auto in = value.begin(); in != value.end(); ++in)
-            if (auto r = take(key + "." + in.key(), in.value())) return r;
+        for (const auto& [name, inner] : value.members)
+            if (auto r = take(key + "." + name, inner)) return r;
     }
     out = std::move(o);
     return std::nullopt;

@@ -3,8 +3,8 @@
 // beside the database, one line per queued write, appended under an exclusive flock (any
 // process of the database may append) and fsynced before the write is acknowledged.
 //
-//   <crc32 of the JSON, 8 hex digits> {"resilite_queue":1,"generation":"<16 hex digits>"}
-//   <crc32> {"seq":1,"op":"insert","sql":"INSERT INTO ...","args":["1","'Ann'"],"at":"...Z"}
+//   <crc32 of the JSON, 8 hex digits> {"generation":"<16 hex digits>","resilite_queue":1}
+//   <crc32> {"args":["1","'Ann'"],"at":"...Z","op":"insert","seq":1,"sql":"INSERT INTO ..."}
 //
 // The values are SQL literals that read back as exactly the value bound (the archive's own
 // encoding: archive/detail/archive_capture.hpp). A line that does not end in a newline, or whose
@@ -19,13 +19,14 @@
 #include <resilite/core/detail/errno_class.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/detail/format.hpp>
+#include <resilite/detail/json.hpp>
+#include <resilite/detail/json_value.hpp>
 #include <resilite/detail/utc_format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 #include <resilite/sqlite/detail/reads_only.hpp>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -71,6 +72,64 @@ struct queue_contents {
     return crc.checksum();
 }
 
+// A quoted text literal ('...' with '' for ') as CAST(X'..' AS TEXT).
+[[nodiscard]] inline std::string queued_text_as_hex(std::string_view literal) {
+    std::string text;
+    for (std::size_t i = 1; i + 1 < literal.size(); ++i) {
+        text += literal[i];
+        if (literal[i] == '\'') ++i;
+    }
+    std::string out = "CAST(X'";
+    archive::append_hex(out, text);
+    out += "' AS TEXT)";
+    return out;
+}
+
+// A queued write's line, its JSON object: names in alphabetical order (the same write always
+// gives the same bytes, as the previous JSON library wrote them). A rejected write also names
+// its queue's generation and why. Text that is not UTF-8 cannot be queued, except an argument,
+// which is written as CAST(X'..' AS TEXT) (it reads back as the same bytes).
+[[nodiscard]] inline std::string queue_entry_json(const queued_write& w, std::string_view generation = {},
+                                                  std::string_view rejected_because = {}) {
+    if (!is_utf8(w.sql) || !is_utf8(w.op) || !is_utf8(w.at))
+        throw library_failure(error_class::degraded, "queue",
+                              "the statement's SQL text is not valid UTF-8: it cannot be queued", {});
+    std::string args = "[";
+    for (const auto& a : w.args) {
+        if (args.size() > 1) args += ',';
+        args += json_string(is_utf8(a) ? a : queued_text_as_hex(a));
+    }
+    args += ']';
+    std::string body = resilite::detail::format("{{\"args\":{},\"at\":{}", args, json_string(w.at));
+    if (!rejected_because.empty())
+        body += resilite::detail::format(",\"generation\":{}", json_string(as_utf8(generation)));
+    body += resilite::detail::format(",\"op\":{}", json_string(w.op));
+    if (!rejected_because.empty())
+        body += resilite::detail::format(",\"rejected\":{}", json_string(as_utf8(rejected_because)));
+    body += resilite::detail::format(",\"seq\":{},\"sql\":{}}}", w.seq, json_string(w.sql));
+    return body;
+}
+
+// A queued write's fields from its line's object, or why they are not there.
+[[nodiscard]] inline std::optional<std::string> queue_entry_fields(const json_value& j, queued_write& w) {
+    const auto seq = j.unsigned_at("seq");
+    auto op = j.string_at("op");
+    auto sql = j.string_at("sql");
+    const auto* args = j.find("args");
+    if (!seq || !op || !sql || args == nullptr || !args->is_array())
+        return std::string{"seq (a whole number), op, sql (strings) and args (an array) are needed"};
+    w.seq = *seq;
+    w.op = std::move(*op);
+    w.sql = std::move(*sql);
+    w.args.clear();
+    for (const auto& a : args->items) {
+        if (!a.is_string()) return std::string{"args holds something that is not a string"};
+        w.args.push_back(a.text);
+    }
+    w.at = j.string_at("at").value_or(std::string{});
+    return std::nullopt;
+}
+
 // Parses a file's bytes; `valid_bytes` is set to the length of the whole lines that are sound.
 [[nodiscard]] inline queue_contents parse_queue(std::string_view bytes, std::size_t* valid_bytes = nullptr) {
     queue_contents out;
@@ -91,7 +150,6 @@ struct queue_contents {
             fail("no end of line");
             break;
         }
-        nlohmann::json j;
         if (line.size() < 10 || line[8] != ' ') {
             fail("no CRC");
             break;
@@ -102,27 +160,23 @@ struct queue_contents {
             fail("CRC mismatch");
             break;
         }
-        j = nlohmann::json::parse(body, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) {
+        const auto parsed = parse_json(body);
+        if (!parsed || !parsed->is_object()) {
             fail("not a JSON object");
             break;
         }
+        const json_value& j = *parsed;
         if (pos == 0) {
-            if (!j.contains("resilite_queue") || !j.contains("generation") || !j["generation"].is_string()) {
+            const auto generation = j.string_at("generation");
+            if (j.find("resilite_queue") == nullptr || !generation) {
                 fail("not a resilite queue header");
                 break;
             }
-            out.generation = j["generation"].get<std::string>();
+            out.generation = *generation;
         } else {
             queued_write w;
-            try {
-                w.seq = j.at("seq").get<std::uint64_t>();
-                w.op = j.at("op").get<std::string>();
-                w.sql = j.at("sql").get<std::string>();
-                w.args = j.at("args").get<std::vector<std::string>>();
-                w.at = j.value("at", std::string{});
-            } catch (const nlohmann::json::exception& e) {
-                fail(resilite::detail::format("entry fields: {}", e.what()));
+            if (auto why = queue_entry_fields(j, w)) {
+                fail(resilite::detail::format("entry fields: {}", *why));
                 break;
             }
             if (w.seq != last_seq + 1) {  // a gap or a repeat is damage, wherever it is
@@ -299,7 +353,8 @@ public:
         }
         std::string out;
         if (st.st_size == 0) {
-            out += line(nlohmann::json{{"resilite_queue", 1}, {"generation", new_generation()}});
+            out += line(resilite::detail::format("{{\"generation\":{},\"resilite_queue\":1}}",
+                                                 json_string(new_generation())));
         }
         w.seq = last + 1;
         w.at = utc_format(utc, "%Y-%m-%dT%H:%M:%S") + "Z";
@@ -472,48 +527,13 @@ private:
         }
     }
 
-    [[nodiscard]] static std::string line(const nlohmann::json& j) {
-        const auto body = j.dump();  // one line: control characters are escaped
+    [[nodiscard]] static std::string line(std::string_view body) {  // (one line: JSON escapes control characters)
         return resilite::detail::format("{:08x} {}\n", text_crc32(body), body);
     }
 
-    // (Literals are ASCII apart from text, which may hold any bytes: text that is not UTF-8 is
-    // written as CAST(X'..' AS TEXT), which reads back as the same bytes.)
     [[nodiscard]] static std::string entry_line(const queued_write& w, std::string_view generation = {},
                                                 std::string_view rejected_because = {}) {
-        nlohmann::json args = nlohmann::json::array();
-        for (const auto& a : w.args) {
-            try {
-                static_cast<void>(nlohmann::json(a).dump());
-                args.push_back(a);
-            } catch (const nlohmann::json::exception&) {
-                args.push_back(as_hex_text(a));
-            }
-        }
-        nlohmann::json j{{"seq", w.seq}, {"op", w.op}, {"sql", w.sql}, {"args", std::move(args)}, {"at", w.at}};
-        if (!rejected_because.empty()) {
-            j["generation"] = std::string{generation};
-            j["rejected"] = std::string{rejected_because};
-        }
-        try {
-            return line(j);
-        } catch (const nlohmann::json::exception&) {
-            throw library_failure(error_class::degraded, "queue",
-                                  "the statement's SQL text is not valid UTF-8: it cannot be queued", {});
-        }
-    }
-
-    // A quoted text literal ('...' with '' for ') as CAST(X'..' AS TEXT).
-    [[nodiscard]] static std::string as_hex_text(std::string_view literal) {
-        std::string text;
-        for (std::size_t i = 1; i + 1 < literal.size(); ++i) {
-            text += literal[i];
-            if (literal[i] == '\'') ++i;
-        }
-        std::string out = "CAST(X'";
-        archive::append_hex(out, text);
-        out += "' AS TEXT)";
-        return out;
+        return line(queue_entry_json(w, generation, rejected_because));
     }
 
     [[nodiscard]] static std::string new_generation() {

@@ -15,12 +15,13 @@
 #include <resilite/core/detail/crc32.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/detail/format.hpp>
+#include <resilite/detail/json.hpp>
+#include <resilite/detail/json_value.hpp>
 #include <resilite/sqlite/detail/durable_file.hpp>
 
 #include <resilite/detail/utc_format.hpp>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -68,14 +69,7 @@ struct audit_entry {
 
 // Text that cannot go into a JSON line (invalid UTF-8) is refused before anything is written,
 // so an entry reads the same whether the database or the fallback took it.
-[[nodiscard]] inline bool audit_text_ok(std::string_view s) {
-    try {
-        static_cast<void>(nlohmann::json(std::string{s}).dump());
-        return true;
-    } catch (const nlohmann::json::exception&) {
-        return false;
-    }
-}
+[[nodiscard]] inline bool audit_text_ok(std::string_view s) { return is_utf8(s); }
 
 [[nodiscard]] inline std::uint32_t audit_crc(std::string_view bytes) {
     detail::crc32 crc;
@@ -87,10 +81,12 @@ inline constexpr std::string_view audit_crc_key = ",\"crc\":\"";
 
 // One line, newline included.
 [[nodiscard]] inline std::string encode_audit_line(const audit_entry& e) {
-    const nlohmann::json j = {{"v", 1},           {"file", e.file},     {"seq", e.seq},
-                              {"at", e.at_utc},   {"action", e.action}, {"actor", e.actor},
-                              {"detail", e.detail}, {"source", e.source}};
-    auto text = j.dump();  // keys sorted: the same entry always gives the same bytes
+    // Names in alphabetical order: the same entry always gives the same bytes. (Text that is not
+    // UTF-8 was refused before, audit_text_ok; json_string would replace it, never fail.)
+    auto text = resilite::detail::format(
+        "{{\"action\":{},\"actor\":{},\"at\":{},\"detail\":{},\"file\":{},\"seq\":{},\"source\":{},\"v\":1}}",
+        json_string(e.action), json_string(e.actor), json_string(e.at_utc), json_string(e.detail),
+        json_string(e.file), e.seq, json_string(e.source));
     const auto crc = audit_crc(text);
     text.pop_back();  // '}'
     return resilite::detail::format("{}{}{:08x}\"}}\n", text, audit_crc_key, crc);
@@ -111,22 +107,21 @@ inline constexpr std::string_view audit_crc_key = ",\"crc\":\"";
     std::string covered{line.substr(0, at)};
     covered += '}';
     if (audit_crc(covered) != stored) return std::nullopt;
-    try {
-        const auto j = nlohmann::json::parse(covered);
-        if (j.at("v").get<int>() != 1) return std::nullopt;
-        audit_entry e;
-        e.file = j.at("file").get<std::string>();
-        e.seq = j.at("seq").get<std::uint64_t>();
-        e.at_utc = j.at("at").get<std::string>();
-        e.action = j.at("action").get<std::string>();
-        e.actor = j.at("actor").get<std::string>();
-        e.detail = j.at("detail").get<std::string>();
-        e.source = j.at("source").get<std::string>();
-        if (e.file.empty() || e.seq == 0) return std::nullopt;
-        return e;
-    } catch (const nlohmann::json::exception&) {
+    const auto j = parse_json(covered);
+    if (!j || j->unsigned_at("v") != 1u) return std::nullopt;
+    auto text = [&](std::string_view name, std::string& out) {
+        auto v = j->string_at(name);
+        if (v) out = std::move(*v);
+        return v.has_value();
+    };
+    audit_entry e;
+    const auto seq = j->unsigned_at("seq");
+    if (!seq || !text("file", e.file) || !text("at", e.at_utc) || !text("action", e.action) ||
+        !text("actor", e.actor) || !text("detail", e.detail) || !text("source", e.source))
         return std::nullopt;
-    }
+    e.seq = *seq;
+    if (e.file.empty() || e.seq == 0) return std::nullopt;
+    return e;
 }
 
 // What a fallback file holds.
