@@ -1,4 +1,5 @@
 // Database transactions: atomicity (P6), automatic rollback (P7), savepoints, modes.
+#include "archive_support.hpp"
 #include "support.hpp"
 
 #include <catch2/catch.hpp>
@@ -229,6 +230,130 @@ TEST_CASE("nested savepoints keep and undo the right parts", "[transaction][save
         }
     });
     CHECK(db.query<int>("SELECT k FROM kv ORDER BY k") == std::vector<int>{1, 2, 4, 7});
+}
+
+namespace {
+// The rows each savepoint and transaction event reported, in order.
+std::vector<std::int64_t> rows_of(const test::event_log& log, const std::string& name) {
+    std::vector<std::int64_t> out;
+    for (const auto& e : log.events())
+        if (e.name == name) out.push_back(e.rows);
+    return out;
+}
+
+// One transaction: rows kept, rows undone by savepoints (nested both ways), a failed statement.
+template <class Tx, class Insert>
+void kept_and_undone(Tx& tx, Insert insert) {
+    insert(tx, 1);  // kept
+    try {
+        insert(tx, 1);  // a duplicate: fails, changes nothing
+    } catch (const resilite::error&) {
+    }
+    {
+        auto sp = tx.begin_savepoint();
+        insert(tx, 2);
+        insert(tx, 3);
+        {
+            auto inner = tx.begin_savepoint();
+            insert(tx, 4);
+            inner.release();  // kept inside sp, undone with it
+        }
+        sp.rollback();
+    }
+    {
+        auto sp = tx.begin_savepoint();
+        insert(tx, 5);  // kept
+        {
+            auto inner = tx.begin_savepoint();
+            insert(tx, 6);
+            inner.rollback();
+        }
+        sp.release();
+    }
+    {
+        auto sp = tx.begin_savepoint();  // left open: undone
+        insert(tx, 7);
+    }
+}
+}  // namespace
+
+TEST_CASE("savepoints: rows a rollback undid are not counted, in rows_kept() or any event", "[transaction][savepoint]") {
+    test::temp_dir dir;
+    const auto check = [](const test::event_log& log, std::int64_t kept) {
+        // inner released 1, sp rolled back 0, inner rolled back 0, sp released 1, left open 0
+        CHECK(rows_of(log, "savepoint") == std::vector<std::int64_t>{1, 0, 0, 1, 0});
+        CHECK(rows_of(log, "transaction") == std::vector<std::int64_t>{kept});
+    };
+    SECTION("plain") {
+        test::event_log log;
+        test::recording_db db{dir / "t.db", test::recording(log)};
+        db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+        log.clear();
+        auto tx = db.begin();
+        kept_and_undone(tx, [](auto& t, int k) { t.exec("INSERT INTO kv VALUES(?)", k); });
+        tx.commit();
+        CHECK(tx.rows_kept() == 2);
+        check(log, 2);
+        CHECK(db.query<int>("SELECT k FROM kv ORDER BY k") == std::vector<int>{1, 5});
+    }
+    SECTION("archived (the capture triggers' outbox rows are undone too)") {
+        test::event_log log;
+        auto o = test::archive::items_options();
+        o.observer = log.observer();
+        test::archive::ItemsDb db{dir / "a.db", o};
+        log.clear();
+        db.transaction([](auto& tx) {
+            kept_and_undone(tx, [](auto& t, int k) { t.insert(test::archive::Item{k, "x", 0, "t"}); });
+        });
+        check(log, 2);
+        CHECK(db.query<int>("SELECT id FROM items ORDER BY id") == std::vector<int>{1, 5});
+    }
+}
+
+TEST_CASE("savepoints end in the reverse order they began: an outer one ended first is refused, a released one "
+          "does not hold up commit()",
+          "[transaction][savepoint]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+    auto tx = db.begin();
+    auto a = tx.begin_savepoint();
+    tx.exec("INSERT INTO kv VALUES(30)");
+    auto b = tx.begin_savepoint();
+    tx.exec("INSERT INTO kv VALUES(31)");
+    for (int i = 0; i < 2; ++i) {
+        try {
+            if (i == 0) a.release();
+            else a.rollback();
+            FAIL("an outer savepoint ended while an inner one is open");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+            CHECK_THAT(e.what(), Catch::Contains("begun after this one is still open"));
+        }
+    }
+    b.rollback();
+    a.release();
+    tx.commit();  // a and b are still in scope, both ended
+    CHECK(db.query<int>("SELECT k FROM kv") == std::vector<int>{30});
+}
+
+TEST_CASE("checkpoint() inside the caller's transaction is refused at once (class misuse), not retried until the "
+          "deadline",
+          "[transaction][checkpoint]") {
+    test::temp_dir dir;
+    db_t db{dir / "t.db"};
+    int runs = 0;
+    db.transaction([&](auto&) {
+        ++runs;
+        try {
+            static_cast<void>(db.checkpoint());
+            FAIL("a checkpoint ran inside a transaction");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+        }
+    });
+    CHECK(runs == 1);
+    CHECK(db.checkpoint().complete);  // after it, as usual
 }
 
 TEST_CASE("transaction inside a transaction is refused with a pointer to savepoints", "[transaction]") {

@@ -63,6 +63,8 @@ public:
           kept_rows_(o.kept_rows_),
           reported_(std::exchange(o.reported_, true)),
           depth_(o.depth_),
+          open_savepoints_(o.open_savepoints_),
+          undone_rows_(o.undone_rows_),
           ended_(std::move(o.ended_)),
           ended_class_(o.ended_class_),
           open_(std::exchange(o.open_, false)),
@@ -108,7 +110,7 @@ public:
                                           "when it throws: do not call commit() inside it",
                                           flow_->ctx().path.string());
         }
-        if (depth_ > 0) {
+        if (open_savepoints_ > 0) {
             throw detail::library_failure(error_class::misuse, "commit",
                                           "a savepoint of this transaction is still open: release it (or return from "
                                           "savepoint(f)) before commit()",
@@ -257,7 +259,7 @@ private:
         if (reported_) return;
         reported_ = true;
         try {
-            kept_rows_ = kept ? flow_->direct_changes() - changes_at_start_ : 0;
+            kept_rows_ = kept ? flow_->direct_changes() - changes_at_start_ - undone_rows_ : 0;
         } catch (...) {
             kept_rows_ = 0;
         }
@@ -275,7 +277,9 @@ private:
     std::int64_t changes_at_start_ = 0;
     std::int64_t kept_rows_ = 0;
     bool reported_ = false;
-    int depth_ = 0;  // open savepoints, for unique names
+    int depth_ = 0;            // savepoints not yet destroyed, for unique names
+    int open_savepoints_ = 0;  // savepoints neither released nor rolled back
+    std::int64_t undone_rows_ = 0;  // changes SQLite counted inside savepoints rolled back
     std::string ended_;  // why SQLite ended it under a statement (empty: it did not)
     error_class ended_class_ = error_class::misuse;  // the class later calls fail with then
     bool open_ = true;   // context::library_transaction is this transaction's (not moved from, not ended)

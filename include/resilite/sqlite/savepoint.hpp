@@ -47,10 +47,11 @@ public:
         active_ = false;
     }
 
+    // Still open when it fails (the destructor's abandon() tries again).
     void rollback() {
         if (!active_) return;
-        active_ = false;
         conn_->exec_script(undo_sql_);
+        active_ = false;
     }
 
     [[nodiscard]] bool active() const noexcept { return active_; }

@@ -85,6 +85,19 @@ public:
 
     // Db::checkpoint(): one operation with its event.
     checkpoint_result checkpoint(checkpoint_mode mode) {
+        // Inside this thread's own transaction SQLite refuses it as LOCKED, a failure that never
+        // clears: a transaction(f) would run f again until its retry deadline.
+        if (std::unique_lock held(ctx_.mutex, std::try_to_lock);
+            held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction()) {
+            const auto start = ctx_.now();
+            auto e = library_failure(error_class::misuse, "checkpoint",
+                                     "checkpoint() inside a transaction: the WAL cannot be copied into the "
+                                     "database while this connection's transaction is open; call it after the "
+                                     "transaction ends",
+                                     ctx_.path.string());
+            ctx_.emit_since("checkpoint", start, outcome::failed, 0, e.klass(), e.what());
+            throw e;
+        }
         return flow_.run(
             "checkpoint", [&](sqlite::connection& c) { return detail::checkpoint(c, mode); },
             [](const checkpoint_result& r) { return static_cast<std::int64_t>(r.checkpointed_frames); });
