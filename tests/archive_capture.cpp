@@ -1041,6 +1041,34 @@ TEST_CASE("archive written ahead: a COMMIT that stays busy past the retries take
     CHECK(report.reproduces_live == true);
 }
 
+TEST_CASE("archive segment named for a later month: appended to, not passed over (a clock that ran ahead, a file "
+          "renamed), and no open writes a snapshot for it",
+          "[archive]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const auto archive = dir / "app.db.archive";
+    { ItemsDb db{path, items_options()}; db.insert(Item{1, "one", 0, "t"}); }
+    const auto segments = resilite::detail::archive::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    std::filesystem::rename(archive / segments.front(), archive / "2999_01.sql");
+    const auto baselines = count_of(segments_text(archive), resilite::detail::archive::baseline_begin);
+    for (int i = 2; i <= 4; ++i) {
+        test::event_log log;
+        auto o = items_options();
+        o.observer = log.observer();
+        ItemsDb db{path, o};
+        db.insert(Item{i, "more", 0, "t"});
+        CHECK_FALSE(warned_with(log, "replaced or damaged"));
+    }
+    CHECK(resilite::detail::archive::list_segments(archive) == std::vector<std::string>{"2999_01.sql"});
+    CHECK(count_of(segments_text(archive), resilite::detail::archive::baseline_begin) == baselines);
+    ItemsDb db{path, items_options()};
+    const auto report = db.check_archive();
+    INFO(report.to_text());
+    CHECK(report.problems.empty());
+    CHECK(report.reproduces_live == true);
+}
+
 namespace {
 // A child process runs `body` in a transaction and dies after its record is synced into the
 // archive, before SQLite commits it.

@@ -487,6 +487,41 @@ TEST_CASE("archive rebuild never writes over a database and leaves no temporary 
         CHECK(e.path().filename().string().find("rebuild") == std::string::npos);
 }
 
+TEST_CASE("archive rebuild into the path of a lost database refuses while its write-ahead log is left there (SQLite "
+          "would apply it to the rebuilt file)",
+          "[archive][rebuild]") {
+    test::temp_dir dir;
+    static_cast<void>(five_inserts(dir.path()));
+    const auto archive = dir / "app.db.archive";
+    // A database killed with commits in its WAL, then removed without its -wal.
+    const auto lost = dir / "lost.db";
+    std::filesystem::copy_file(dir / "app.db", lost);
+    sqlite3* c = nullptr;
+    REQUIRE(sqlite3_open(lost.c_str(), &c) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(c, "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; "
+                            "INSERT INTO items(id, name, score, token) VALUES (100, 'in the log', 0, 't')",
+                         nullptr, nullptr, nullptr) == SQLITE_OK);
+    const auto wal = std::filesystem::path{lost.string() + "-wal"};
+    const auto left = read_all(wal);  // (before the close checkpoints it)
+    REQUIRE_FALSE(left.empty());
+    sqlite3_close(c);
+    std::filesystem::remove(lost);
+    write_all(wal, left);
+    try {
+        static_cast<void>(resilite::rebuild(archive, lost));
+        FAIL("rebuilt beside another database's write-ahead log");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::misuse);
+        CHECK_THAT(e.what(), Catch::Contains("lost.db-wal") && Catch::Contains("move it aside"));
+    }
+    CHECK_FALSE(std::filesystem::exists(lost));
+    CHECK(read_all(wal) == left);
+    // Moved aside, the rebuild is whole and sound.
+    std::filesystem::rename(wal, dir / "kept-wal");
+    CHECK(resilite::rebuild(archive, lost).applied_records == 6);
+    CHECK(resilite::check_health(lost, resilite::check_level::full).ok());
+}
+
 namespace {
 // What a progress_fn was told, step by step.
 struct progress_log {

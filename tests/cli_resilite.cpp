@@ -324,6 +324,32 @@ TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, a
     CHECK(r.out.find("nothing to repair") != std::string::npos);
 }
 
+TEST_CASE("cli.archive repair: --writers-stopped is refused while an application has the database beside the "
+          "archive open (its commits would be cut from the rewritten segment)",
+          "[cli][archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    const auto archive = dir / "app.db.archive";
+    const auto segment = archive / resilite::detail::archive::list_segments(archive).front();
+    {
+        ItemsDb open{db};  // an application with the database open (this process, not the command's)
+        // A torn tail, as a crash leaves one (written after the open, which would have cut it).
+        write_all(segment, read_all(segment) + "-- txn 999 2026-12-05T10:00:00.000Z changes outbox 1-1 bytes 80\nBEGIN;\nINSERT");
+        const auto text = read_all(segment);
+        auto r = run_cli(dir, fmt::format("archive repair '{}' --writers-stopped", archive.string()));
+        CHECK(r.code == 1);
+        CHECK(r.err_lines() == 1);
+        CHECK(r.err.find("is open in process") != std::string::npos);
+        CHECK(read_all(segment) == text);  // nothing was changed
+    }
+    // Once the application stopped, the operator's word is taken.
+    const auto r = run_cli(dir, fmt::format("archive repair '{}' --writers-stopped", archive.string()));
+    CHECK(r.code != 1);
+    CHECK(r.err.empty());
+    CHECK(read_all(segment).find("-- txn 999") == std::string::npos);
+}
+
 TEST_CASE("cli.progress: on a terminal rebuild, replay, a full check, backup and heal draw a bar on stderr, "
           "redirected or --quiet, nothing",
           "[cli]") {
@@ -470,7 +496,8 @@ TEST_CASE("cli.backup: backup, backups (each copy checked against its manifest e
         CAPTURE(r.err, r.out);
         CHECK(r.code == 1);
         CHECK(r.err_lines() == 1);
-        CHECK(r.err.find("open elsewhere") != std::string::npos);
+        // (The command names the process: it asks who holds SQLite's lock on the -shm file.)
+        CHECK(r.err.find(fmt::format("is open in process {}", ::getpid())) != std::string::npos);
     }
     CHECK(count_items(db) == 23);
     r = run_cli(dir, fmt::format("--json restore '{}' '{}' --force", copy.string(), db.string()));

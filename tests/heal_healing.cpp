@@ -161,6 +161,54 @@ void damage_header(const std::filesystem::path& path, std::uint64_t seed = 7) {
 
 }  // namespace
 
+TEST_CASE("heal at open: a record written ahead of a COMMIT a crash stopped is replayed whole, and the report says "
+          "nothing but the archive vouches for it",
+          "[heal][kill]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        HealDb db{path};
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 20);
+    }
+    // A writer killed after its record is synced into the archive, before its COMMIT.
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        HealDb::options o;
+        o.inject_failure = [](std::string_view op, int) -> int {
+            if (op == "commit") ::_exit(0);
+            return SQLITE_OK;
+        };
+        try {
+            HealDb db{path, o};
+            db.transaction([](auto& tx) { tx.insert(Item{99, "in flight", 0, "t"}); });
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    damage_header(path);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items WHERE id <= 20") == 20);
+    REQUIRE(report->committed_seq.has_value());
+    REQUIRE(report->healed_seq.has_value());
+    // Replayed whole (the transaction in flight at a crash is all or nothing), and said so.
+    CHECK(*report->healed_seq == *report->committed_seq + 1);
+    CHECK(db.get<Item>(99).has_value());
+    CHECK_THAT(report->to_text(), Catch::Contains(fmt::format("record {} comes from the archive alone, after "
+                                                              "record {}, the last one",
+                                                              *report->healed_seq, *report->committed_seq)));
+}
+
 TEST_CASE("heal at open: a damaged header heals from the newest backup plus the archive tail, nothing committed lost",
           "[heal]") {
     test::temp_dir dir;
@@ -2513,6 +2561,55 @@ TEST_CASE("restore drill: backup plus archive tail equals the live database, hea
     // No scratch file left behind.
     for (const auto& e : std::filesystem::directory_iterator(dir.path()))
         CHECK(e.path().filename().string().find("resilite-drill") == std::string::npos);
+}
+
+TEST_CASE("restore drill: never past the record the live database holds (another process's record written "
+          "ahead of its COMMIT)",
+          "[heal][drill]") {
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    {
+        ArchivedDb db{path};
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 15);
+    }
+    // The record the next commit writes ahead, made for real, then everything put back as it was.
+    test::temp_dir saved;
+    std::filesystem::copy(dir.path(), saved.path(), std::filesystem::copy_options::recursive);
+    { ArchivedDb other{path}; insert_items(other, 16, 16); }
+    const auto segments = resilite::detail::archive::list_segments(dir / "app.db.archive");
+    REQUIRE(segments.size() == 1);
+    const auto written = read_all(dir / "app.db.archive" / segments.front());
+    const auto at = written.find("'item 16'");
+    REQUIRE(at != std::string::npos);
+    const auto from = written.rfind("-- txn ", at);
+    const auto trailer = written.find(" crc32 ", at);
+    REQUIRE(trailer != std::string::npos);
+    const auto ahead = written.substr(from, written.find('\n', trailer) + 1 - from);
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))
+        std::filesystem::remove_all(e.path());
+    std::filesystem::copy(saved.path(), dir.path(), std::filesystem::copy_options::recursive);
+
+    auto o = ArchivedDb::options{};
+    o.settings = ArchivedDb::default_settings();
+    o.settings->busy_timeout = std::chrono::milliseconds{50};  // (the drill's drains meet the writer below)
+    ArchivedDb db{path, o};
+    // Another writer appended it and has not committed yet: it holds the write lock, and the
+    // live database ends at item 15.
+    sqlite3* writer = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &writer) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(writer, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    const auto segment = dir / "app.db.archive" / segments.front();
+    write_all(segment, read_all(segment) + ahead);
+    const auto r = db.drill();
+    sqlite3_exec(writer, "ROLLBACK", nullptr, nullptr, nullptr);
+    sqlite3_close(writer);
+    INFO(r.to_text());
+    CHECK(r.ok);
+    REQUIRE(r.tables.size() == 2);
+    CHECK(r.tables[0].live_rows == 15);
+    CHECK(r.tables[0].restored_rows == 15);
 }
 
 TEST_CASE("restore drill passed over a backup that fails its manifest check: the report and its event name it",

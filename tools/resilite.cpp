@@ -27,6 +27,7 @@
 #include <resilite/version.hpp>
 
 #include <CLI/CLI.hpp>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -265,11 +266,35 @@ tool_db::options tool_options(const places& p, bool heal) {
     return o;
 }
 
-// Another process has the database open (the sidecar lists the processes that opened it).
+// Another process has the database open: the sidecar lists the processes that opened it
+// (healing<> only), and a connection in WAL mode holds a read lock on byte 128 of the -shm
+// file while it is open (SQLite's "DMS" lock), which F_GETLK names whatever the policies.
+// (This process holds no connection to it here: closing the descriptor drops no lock of ours.)
 [[nodiscard]] std::vector<long> open_elsewhere(const fs::path& db) {
     auto opened = resilite::detail::read_marker(db).opened;
     std::erase_if(opened, [](long pid) { return resilite::detail::process_gone(pid) || pid == ::getpid(); });
+    if (const int fd = ::open((db.string() + "-shm").c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+        struct ::flock probe {};
+        probe.l_type = F_WRLCK;
+        probe.l_whence = SEEK_SET;
+        probe.l_start = 128;
+        probe.l_len = 1;
+        // (A holder in another PID namespace, a container sharing the volume, reads as pid 0.)
+        if (::fcntl(fd, F_GETLK, &probe) == 0 && probe.l_type != F_UNLCK) {
+            const long pid = probe.l_pid > 0 ? long{probe.l_pid} : 0;
+            if (pid != ::getpid() && std::find(opened.begin(), opened.end(), pid) == opened.end()) opened.push_back(pid);
+        }
+        ::close(fd);
+    }
     return opened;
+}
+
+// "process 12", "processes 12, 34"; 0 is one this process cannot see (another PID namespace).
+std::string processes_text(const std::vector<long>& pids) {
+    std::vector<std::string> names;
+    for (const long pid : pids)
+        names.push_back(pid > 0 ? std::to_string(pid) : "(one in another PID namespace)");
+    return fmt::format("{} {}", pids.size() == 1 ? "process" : "processes", fmt::join(names, ", "));
 }
 
 std::string utc_text(std::chrono::system_clock::time_point t) {
@@ -494,8 +519,8 @@ int restore(const output& out, const fs::path& backup_file, const fs::path& db, 
                                   "--force to replace it anyway (nothing was changed)",
                                   db.string())};
     if (const auto pids = open_elsewhere(db); !pids.empty())
-        throw refusal{fmt::format("{} is open in process {}; stop the application first (nothing was changed)",
-                                  db.string(), fmt::join(pids, ", "))};
+        throw refusal{fmt::format("{} is open in {}; stop the application first (nothing was changed)",
+                                  db.string(), processes_text(pids))};
     const auto quarantined = resilite::restore(backup_file, db);
     nlohmann::json j{{"database", db.string()}, {"backup", backup_file.string()}};
     j["quarantined"] = quarantined.empty() ? nlohmann::json(nullptr) : nlohmann::json(quarantined.string());
@@ -897,8 +922,8 @@ int archive_replay(const output& out, const fs::path& dir, const fs::path& db) {
     require_directory(dir);
     require_existing_database(db);
     if (const auto pids = open_elsewhere(db); !pids.empty())
-        throw refusal{fmt::format("{} is open in process {}; stop the application first (nothing was changed)",
-                                  db.string(), fmt::join(pids, ", "))};
+        throw refusal{fmt::format("{} is open in {}; stop the application first (nothing was changed)",
+                                  db.string(), processes_text(pids))};
     resilite::replay_options o;
     o.on_progress = bar.fn();
     o.stop_when = stop_on_interrupt();
@@ -923,6 +948,18 @@ int archive_repair(const output& out, const fs::path& dir, fs::path db, bool wri
                                       "application's writers out while the archive is rewritten), or stop every "
                                       "writer and pass --writers-stopped; nothing was changed",
                                       dir.string())};
+    }
+    // The operator's word that the writers stopped is checked where it can be: an application
+    // that has the database beside the archive open is writing it (the segment rewritten under
+    // it would lose the commits it appends meanwhile).
+    if (db.empty() && writers_stopped) {
+        if (const auto beside = database_beside(dir); !beside.empty()) {
+            if (const auto pids = open_elsewhere(beside); !pids.empty())
+                throw refusal{fmt::format("--writers-stopped, but {} (the database beside {}) is open in {}: "
+                                          "stop it, or leave out --writers-stopped so that the database's write lock "
+                                          "keeps its writers out; nothing was changed",
+                                          beside.string(), dir.string(), processes_text(pids))};
+        }
     }
     resilite::repair_options o;
     if (!db.empty()) {

@@ -128,6 +128,25 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                                           "rebuild_options::replace is set",
                                           new_db.string());
         }
+        if (!options.replace) {
+            // A log left by a database that was at this path (removed, its -wal not): SQLite's
+            // next open would apply it to the rebuilt file and corrupt it. It may hold commits
+            // the archive lacks, so it is not removed either.
+            const sqlite::file_set files{new_db};
+            for (const auto& left : {files.wal(), files.journal()}) {
+                std::error_code ec;
+                if (const auto size = std::filesystem::file_size(left, ec); !ec && size > 0) {
+                    throw detail::library_failure(
+                        error_class::misuse, "rebuild",
+                        resilite::detail::format(
+                            "{} ({} bytes) is left from a database that was at this path: SQLite's next open "
+                            "would apply it to the rebuilt database and damage it. It may hold commits the "
+                            "archive lacks: move it aside and keep it, then rebuild again; nothing was written",
+                            left.string(), size),
+                        new_db.string());
+                }
+            }
+        }
         detail::archive::archive_limit limit;
         if (options.until_seq > 0) limit.seq = options.until_seq;
         if (!options.until_utc.empty()) limit.utc = a::record_time(options.until_utc, new_db);

@@ -95,6 +95,25 @@ struct heal_report {
                                                 ? std::string{" (no evidence beyond the sources themselves)"}
                                                 : " (" + evidence + ")");
         }
+        if (healed && committed_seq && healed_seq && *healed_seq > *committed_seq) {
+            // Replayed although nothing beside the archive shows they committed: never claimed.
+            const auto n = *healed_seq - *committed_seq;
+            const auto which = n == 1 ? resilite::detail::format("record {} comes", *healed_seq)
+                                      : resilite::detail::format("records {} to {} come", *committed_seq + 1,
+                                                                 *healed_seq);
+            out += committed_exact
+                       ? resilite::detail::format(
+                             "  {} from the archive alone, after record {}, the last one the damaged database "
+                             "holds: written to the archive ahead of a COMMIT that did not happen there (a crash "
+                             "in between), never acknowledged; replayed whole\n",
+                             which, *committed_seq)
+                       : resilite::detail::format(
+                             "  {} from the archive alone, after record {}, the last one known committed ({}, "
+                             "which may lag after a power cut): nothing else shows whether {} committed; the "
+                             "last may be a transaction a crash stopped between its archive record and its "
+                             "COMMIT, replayed whole\n",
+                             which, *committed_seq, evidence, n == 1 ? "it" : "they");
+        }
         return out;
     }
 

@@ -696,7 +696,11 @@ private:
                 }
                 static_cast<void>(fsync_path(dir_.parent_path(), true));
             }
-            const auto segment = segment_name(utc);
+            // Never a segment named before the one the archive ends in (a segment named for a
+            // later month: a clock that ran ahead, a file renamed): the reader finds the end in
+            // the last segment by name, and a record appended to an earlier one would be unseen.
+            auto segment = segment_name(utc);
+            if (!tail_segment_.empty() && segment < tail_segment_) segment = tail_segment_;
             if (!tail_segment_.empty() && segment != tail_segment_) {
                 // Tells other writers, who only stat the segment they know, that a newer one starts.
                 segment_appender old{dir_ / tail_segment_, {}};

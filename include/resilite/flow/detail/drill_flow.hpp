@@ -3,7 +3,8 @@
 // hand, done by the library.
 //   1. drain the archive, so that it holds every commit so far;
 //   2. restore into a scratch file beside the database: the newest backup that passes its
-//      check plus the archive records after it, or the archive alone;
+//      check plus the archive records after it, or the archive alone, never past the record
+//      the live database holds;
 //   3. under the writer lock: drain again, fix a snapshot of the live database (a read
 //      transaction), replay the archive into the scratch file up to the record that snapshot
 //      holds, and compare every table with the live one (row count and content hash; secret
@@ -89,6 +90,10 @@ private:
     void restore(const sqlite::file_set& scratch, const settings& s, bool has_archive,
                  const std::filesystem::path& archive_dir, drill_report& rep) {
         scratch.remove_all();
+        // Never past the record the live database holds now (it only grows): a record above it
+        // was written ahead of a COMMIT that has not happened, or never will (a crash; the next
+        // open cancels it), or the database is an older copy put back by hand.
+        const auto live_seq = ctx_.with_lock([&] { return archived_seq(ctx_.connection()); });
         const auto dir = backup_directory(ctx_.path, s.backup);
         std::error_code ec;
         auto backups = std::filesystem::is_directory(dir, ec) ? list_backups(ctx_.path, dir) : std::vector<backup_file>{};
@@ -109,11 +114,17 @@ private:
             rep.backup_used = b.path;
             rep.source = resilite::detail::format("backup {}{}", b.path.filename().string(),
                                                   has_archive ? " + archive" : "");
-            if (has_archive) static_cast<void>(replay_archive(archive_dir, scratch.database()));
+            if (has_archive) {
+                replay_options o;
+                o.until_seq = live_seq;
+                static_cast<void>(replay_archive(archive_dir, scratch.database(), o));
+            }
             return;
         }
         if (has_archive) {
-            static_cast<void>(rebuild(archive_dir, scratch.database()));
+            rebuild_options o;
+            o.until_seq = live_seq;
+            static_cast<void>(rebuild(archive_dir, scratch.database(), o));
             rep.source = "archive alone";
             return;
         }
@@ -130,10 +141,7 @@ private:
         archive_.drain_quietly(true);
         auto& live = ctx_.connection();
         sqlite::transaction snapshot{live, transaction_mode::deferred};
-        const bool archived =
-            live.template query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1;
-        const auto seq =
-            archived ? live.template query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0) : 0;
+        const auto seq = archived_seq(live);
         if (has_archive) {
             replay_options o;
             o.until_seq = seq;
@@ -153,6 +161,15 @@ private:
                 if (t.secrets.count(lower(c)) == 0 && !left_out.contains(lower(t.name) + "." + lower(c)))
                     columns.push_back(std::move(c));
             const auto a = archive::content_hash(live, t.name, columns);
+            // A table the restored database lacks (created where nothing archived it) is a
+            // difference to name, not an error of the drill's own.
+            if (restored.template query_one<int>("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND "
+                                                 "name = ? COLLATE NOCASE",
+                                                 t.name) == 0) {
+                rep.tables.push_back({t.name, a.first, 0, false});
+                different.push_back(resilite::detail::format("{} (not in the restored database)", t.name));
+                continue;
+            }
             const auto b = archive::content_hash(restored, t.name, columns);
             rep.tables.push_back({t.name, a.first, b.first, a == b});
             if (a != b) different.push_back(t.name);
@@ -163,6 +180,15 @@ private:
                 "the restored database differs from the live one in {}{}", fmt::join(different, ", "),
                 has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");
         }
+    }
+
+    // The number of the last archive record the database holds (0: none, or not archived: then
+    // a replay has no bound).
+    [[nodiscard]] static std::int64_t archived_seq(sqlite::connection& c) {
+        const bool archived =
+            c.template query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1;
+        return archived ? c.template query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0)
+                        : 0;
     }
 
     context<R>& ctx_;
