@@ -356,6 +356,38 @@ TEST_CASE("checkpoint() inside the caller's transaction is refused at once (clas
     CHECK(db.checkpoint().complete);  // after it, as usual
 }
 
+TEST_CASE("a statement that failed inside a transaction that commits anyway is a failure in health(), counted once",
+          "[transaction][health]") {
+    test::temp_dir dir;
+    test::event_log log;
+    test::recording_db db{dir / "t.db", test::recording(log)};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+    const auto constraint = static_cast<std::size_t>(resilite::error_class::constraint);
+    const auto before = db.health();
+    db.transaction([](auto& tx) {
+        tx.exec("INSERT INTO kv VALUES(1)");
+        try {
+            tx.exec("INSERT INTO kv VALUES(1)");  // caught: the transaction goes on and commits
+        } catch (const resilite::error&) {
+        }
+    });
+    const auto after = db.health();
+    CHECK(after.failures - before.failures == 1);
+    CHECK(after.failures_by_class[constraint] - before.failures_by_class[constraint] == 1);
+    // A transaction that fails because of its statement: one failure, the transaction's.
+    try {
+        db.transaction([](auto& tx) { tx.exec("INSERT INTO kv VALUES(1)"); });
+        FAIL("a duplicate key was accepted");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::constraint);
+    }
+    const auto failed = db.health();
+    CHECK(failed.failures - after.failures == 1);
+    // Nor is it counted again by the next transaction that commits.
+    db.transaction([](auto& tx) { tx.exec("INSERT INTO kv VALUES(2)"); });
+    CHECK(db.health().failures == failed.failures);
+}
+
 TEST_CASE("transaction inside a transaction is refused with a pointer to savepoints", "[transaction]") {
     test::temp_dir dir;
     db_t db{dir / "t.db"};

@@ -273,11 +273,16 @@ TEST_CASE("the JSON reader reads what another parser writes, and refuses what it
         CHECK(nlohmann::json::parse(read->dump()) == nlohmann::json::parse(good));
     }
     CHECK(parse_json("18446744073709551615")->natural == 18446744073709551615u);
+    // A settings file ends at a NUL byte, as the JSON library read before ended it (a tail of
+    // zeros): accepted as before an upgrade; a NUL inside the object leaves it unfinished.
+    resilite::detail::settings_overlay overlay;
+    CHECK_FALSE(resilite::detail::parse_settings_json(std::string{"{\"busy_timeout\":\"2s\"}\n\0\0", 24}, overlay));
+    CHECK(resilite::detail::parse_settings_json(std::string{"{\"busy_timeout\":\0\"2s\"}", 22}, overlay));
     CHECK(parse_json("18446744073709551616")->number == json_value::number_kind::real);
     CHECK(parse_json("-1")->integer == -1);
     CHECK(parse_json("1.0")->dump() == "1.0");
     // A name given twice is kept twice (the settings file refuses it; a JSON library keeps one).
-    CHECK(parse_json(R"({"a":1,"a":2})")->members.size() == 2);
+    CHECK(parse_json(R"({"a":1,"a":2})")->names.size() == 2);
     std::string why;
     CHECK_FALSE(parse_json(std::string(65, '[') + std::string(65, ']'), &why).has_value());
     CHECK_THAT(why, Catch::Contains("nested too deeply"));

@@ -37,7 +37,10 @@ public:
     double real = 0;            // number_kind::real
     std::string text;           // kind::string
     std::vector<json_value> items;                            // kind::array
-    std::vector<std::pair<std::string, json_value>> members;  // kind::object, in file order
+    // kind::object, in file order: names[i] is values[i]'s name. (Two vectors, not one of pairs:
+    // a pair holding the class being defined is not allowed, a vector of it is.)
+    std::vector<std::string> names;
+    std::vector<json_value> values;
 
     [[nodiscard]] bool is_object() const noexcept { return type == kind::object; }
     [[nodiscard]] bool is_string() const noexcept { return type == kind::string; }
@@ -49,8 +52,8 @@ public:
 
     // The first member of that name, or null.
     [[nodiscard]] const json_value* find(std::string_view name) const noexcept {
-        for (const auto& [n, v] : members)
-            if (n == name) return &v;
+        for (std::size_t i = 0; i < names.size(); ++i)
+            if (names[i] == name) return &values[i];
         return nullptr;
     }
     // The member's text when it is a string.
@@ -115,11 +118,11 @@ public:
             }
             case kind::object: {
                 std::string out = "{";
-                for (const auto& [n, v] : members) {
-                    if (out.size() > 1) out += ',';
-                    out += json_string(n);
+                for (std::size_t i = 0; i < names.size(); ++i) {
+                    if (i > 0) out += ',';
+                    out += json_string(names[i]);
                     out += ':';
-                    out += v.dump();
+                    out += values[i].dump();
                 }
                 return out + "}";
             }
@@ -218,14 +221,14 @@ private:
         for (;;) {
             skip_space();
             if (i_ >= s_.size() || s_[i_] != '"') return fail("expected a name in quotes");
-            std::pair<std::string, json_value> member;
-            if (!string(member.first)) return false;
+            out.names.emplace_back();
+            if (!string(out.names.back())) return false;
             skip_space();
             if (i_ >= s_.size() || s_[i_] != ':') return fail("expected ':' after a name");
             ++i_;
             skip_space();
-            if (!value(member.second, depth + 1)) return false;
-            out.members.push_back(std::move(member));
+            out.values.emplace_back();
+            if (!value(out.values.back(), depth + 1)) return false;
             skip_space();
             if (i_ < s_.size() && s_[i_] == ',') {
                 ++i_;

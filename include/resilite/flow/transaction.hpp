@@ -47,6 +47,7 @@ public:
           managed_(parts.managed),
           changes_at_start_(flow_->direct_changes()) {
         flow_->ctx().library_transaction = true;
+        flow_->ctx().absorbed_failures.clear();
     }
 
     basic_transaction(const basic_transaction&) = delete;
@@ -156,7 +157,16 @@ private:
         }
         ended_now();
         report(outcome::ok, error_class::none, "committed", true);
+        count_absorbed_failures();
         flow_->after_commit();  // archive: drained (with flush on commit) before commit() returns
+    }
+
+    // Committed: its statements that failed, the application having caught it, are failures.
+    void count_absorbed_failures() noexcept {
+        auto& ctx = flow_->ctx();
+        for (const auto& [klass, took] : ctx.absorbed_failures)
+            ctx.counters.record(outcome::failed, klass, took);
+        ctx.absorbed_failures.clear();
     }
 
     // No resilite transaction is open on the connection any more (context::library_transaction).

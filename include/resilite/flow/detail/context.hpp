@@ -30,6 +30,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace resilite::detail {
 
@@ -133,6 +134,10 @@ public:
     // it ends (its thread holds the writer lock meanwhile). A transaction the application began
     // with its own BEGIN statement is not one: its COMMIT statement is its own to run.
     bool library_transaction = false;
+    // Statements of the open resilite transaction that failed (their events say so, uncounted):
+    // counted as failures when it commits, their failure absorbed by the application; forgotten
+    // when it fails or rolls back, whose own event counts it once (the holder of the writer lock).
+    std::vector<std::pair<error_class, std::chrono::nanoseconds>> absorbed_failures;
     // Without healing<>: the commit hook found the file at the path is not the one open (removed,
     // renamed or replaced) and rolled the commit back (flow/detail/connect.hpp).
     bool file_gone = false;

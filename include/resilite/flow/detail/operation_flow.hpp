@@ -156,8 +156,13 @@ public:
             auto failure = op_failure::from_current_exception();
             ctx_.note_damage(failure.klass, failure.detail);
             ctx_.note_failure(failure.klass, failure.detail);
-            // One failed transaction is one failure: the transaction's own event counts it.
+            // One failed transaction is one failure: the transaction's own event counts it (or,
+            // when it commits, the statement's failure is counted then: context::absorbed_failures).
             ctx_.emit_since(name, start, outcome::failed, 0, failure.klass, failure.detail, 1, false);
+            try {
+                ctx_.absorbed_failures.emplace_back(failure.klass, ctx_.now() - start);
+            } catch (...) {
+            }
             throw;
         }
     }

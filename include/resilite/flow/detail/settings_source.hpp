@@ -97,10 +97,10 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
 [[nodiscard]] inline std::optional<std::string> name_given_twice(const json& j, const std::string& path = {}) {
     if (!j.is_object()) return std::nullopt;
     std::set<std::string_view> seen;
-    for (const auto& [name, value] : j.members) {
-        const auto here = path.empty() ? name : path + "." + name;
-        if (!seen.insert(name).second) return here;
-        if (auto inner = name_given_twice(value, here)) return inner;
+    for (std::size_t i = 0; i < j.names.size(); ++i) {
+        const auto here = path.empty() ? j.names[i] : path + "." + j.names[i];
+        if (!seen.insert(j.names[i]).second) return here;
+        if (auto inner = name_given_twice(j.values[i], here)) return inner;
     }
     return std::nullopt;
 }
@@ -109,6 +109,9 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
 // a JSON object: top-level fields by name, each section an object of its fields
 // ({"busy_timeout": "2s", "retry": {"max_attempts": 50}}).
 [[nodiscard]] inline refusal parse_settings_json(std::string_view text, settings_overlay& out) {
+    // The text ends at a NUL byte, as it did for the JSON library read before: a file's tail of
+    // zeros (left by a crash on some file systems) was accepted, and must stay so after an upgrade.
+    text = text.substr(0, text.find('\0'));
     std::string why;
     const auto parsed = parse_json(text, &why);
     if (!parsed) return resilite::detail::format("not valid JSON: {}", why);
@@ -131,7 +134,9 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         o.fields.push_back(f);
         return std::nullopt;
     };
-    for (const auto& [key, value] : doc.members) {
+    for (std::size_t i = 0; i < doc.names.size(); ++i) {
+        const std::string& key = doc.names[i];
+        const json& value = doc.values[i];
         const bool section = std::any_of(setting_fields().begin(), setting_fields().end(),
                                          [&](const auto& f) { return f.section() == key; });
         if (!section) {
@@ -141,8 +146,8 @@ inline constexpr std::string_view settings_file_variable = "RESILITE_SETTINGS_FI
         if (!value.is_object())
             return resilite::detail::format("{}: expected an object of its fields, got {}", key,
                                             json_kind(value));
-        for (const auto& [name, inner] : value.members)
-            if (auto r = take(key + "." + name, inner)) return r;
+        for (std::size_t k = 0; k < value.names.size(); ++k)
+            if (auto r = take(key + "." + value.names[k], value.values[k])) return r;
     }
     out = std::move(o);
     return std::nullopt;
