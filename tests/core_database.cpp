@@ -338,8 +338,8 @@ TEST_CASE("P17 comprehensive operation logging", "[database][observer][property]
                     } catch (const std::runtime_error&) {
                     }
                     expected.push_back({"exec", outcome::ok, 1});
-                    // Not a resilite::error: no class.
-                    expected.push_back({"transaction", outcome::failed, 0});
+                    // Not a resilite::error: the application cancelled it (class aborted).
+                    expected.push_back({"transaction", outcome::failed, 0, 1, resilite::error_class::aborted});
                     break;
                 case op_kind::begin_rollback: {
                     auto tx = db->begin();

@@ -388,6 +388,37 @@ TEST_CASE("a statement that failed inside a transaction that commits anyway is a
     CHECK(db.health().failures == failed.failures);
 }
 
+TEST_CASE("a transaction or savepoint ended by the application's own exception fails with class aborted, never "
+          "none",
+          "[transaction][health]") {
+    test::temp_dir dir;
+    test::event_log log;
+    test::recording_db db{dir / "t.db", test::recording(log)};
+    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+    const auto aborted = static_cast<std::size_t>(resilite::error_class::aborted);
+    const auto none = static_cast<std::size_t>(resilite::error_class::none);
+    const auto before = db.health();
+    CHECK_THROWS_AS(db.transaction([](auto& tx) {
+        tx.exec("INSERT INTO kv VALUES(1)");
+        tx.savepoint([](auto& sp) {
+            sp.exec("INSERT INTO kv VALUES(2)");
+            throw boom{};
+        });
+    }),
+                    boom);
+    const auto after = db.health();
+    CHECK(after.failures_by_class[none] == before.failures_by_class[none]);
+    CHECK(after.failures_by_class[aborted] > before.failures_by_class[aborted]);
+    for (const auto& e : log.events()) {
+        if (e.name != "transaction" && e.name != "savepoint") continue;
+        INFO(e.name << ": " << e.detail);
+        CHECK(e.result == resilite::outcome::failed);
+        CHECK(e.error == resilite::error_class::aborted);
+        CHECK_THAT(e.detail, Catch::Contains("boom"));
+    }
+    CHECK(db.query<int>("SELECT count(*) FROM kv") == std::vector<int>{0});
+}
+
 TEST_CASE("transaction inside a transaction is refused with a pointer to savepoints", "[transaction]") {
     test::temp_dir dir;
     db_t db{dir / "t.db"};

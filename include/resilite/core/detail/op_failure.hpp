@@ -21,9 +21,11 @@ struct op_failure {
         } catch (const error& e) {
             return {e.klass(), e.what()};
         } catch (const std::exception& e) {
-            return {error_class::none, resilite::detail::format("exception: {}", e.what())};
+            // The application's own exception (a transaction's or savepoint's function threw):
+            // the operation was cancelled, not completed ("none" is never a failure's class).
+            return {error_class::aborted, resilite::detail::format("exception: {}", e.what())};
         } catch (...) {
-            return {error_class::none, "unknown exception"};
+            return {error_class::aborted, "unknown exception"};
         }
     }
 };
