@@ -1069,38 +1069,13 @@ TEST_CASE("archive segment named for a later month: appended to, not passed over
     CHECK(report.reproduces_live == true);
 }
 
-namespace {
-// A child process runs `body` in a transaction and dies after its record is synced into the
-// archive, before SQLite commits it.
-template <class F>
-void killed_before_commit(const std::filesystem::path& db_path, F body) {
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        auto o = items_options();
-        o.inject_failure = [](std::string_view op, int) -> int {
-            if (op == "commit") ::_exit(0);
-            return SQLITE_OK;
-        };
-        try {
-            ItemsDb db{db_path, o};
-            db.transaction(body);
-        } catch (...) {
-        }
-        ::_exit(1);
-    }
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-}
-}  // namespace
 
 TEST_CASE("archive written ahead: a record whose transaction never committed (killed before COMMIT) is cancelled at open",
           "[archive][kill]") {
     test::temp_dir dir;
     { ItemsDb db{dir / "app.db", items_options()}; db.insert(Item{1, "kept", 0, "t"}); }
-    killed_before_commit(dir / "app.db", [](auto& tx) { tx.insert(Item{2, "never committed", 0, "t"}); });
+    killed_before_commit<ItemsDb>(dir / "app.db", items_options(),
+                                  [](auto& tx) { tx.insert(Item{2, "never committed", 0, "t"}); });
     REQUIRE(segments_text(dir / "app.db.archive").find("never committed") != std::string::npos);
     test::event_log log;
     auto o = items_options();
@@ -1134,7 +1109,7 @@ TEST_CASE("archive written ahead: the several records of a transaction with DDL,
             db.exec("INSERT INTO extra VALUES(1, 'x')");
             db.insert(Item{1, "kept", 0, "t"});
         }
-        killed_before_commit(dir / "app.db", [&](auto& tx) {
+        killed_before_commit<ItemsDb>(dir / "app.db", items_options(), [&](auto& tx) {
             tx.insert(Item{2, "never committed", 0, "t"});
             tx.exec_script(ddl);
         });

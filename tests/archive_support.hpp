@@ -6,7 +6,11 @@
 
 #include <resilite/archive/detail/archive_replay.hpp>
 
+#include <catch2/catch.hpp>
 #include <fmt/format.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <iterator>
@@ -88,6 +92,30 @@ inline BatchedDb::options batched_options(const resilite::manual_clock& clock) {
     auto o = archive_options<BatchedDb>();
     o.clock = clock;
     return o;
+}
+
+// A child process runs `body` in a transaction of a Db opened with `o` and dies after its
+// record is synced into the archive, before SQLite commits it (a crash between the two).
+template <class Db, class F>
+void killed_before_commit(const std::filesystem::path& db_path, typename Db::options o, F body) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        o.inject_failure = [](std::string_view op, int) -> int {
+            if (op == "commit") ::_exit(0);
+            return SQLITE_OK;
+        };
+        try {
+            Db db{db_path, o};
+            db.transaction(body);
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
 }
 
 inline std::string read_all(const std::filesystem::path& p) {

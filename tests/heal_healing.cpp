@@ -166,39 +166,15 @@ TEST_CASE("heal at open: a record written ahead of a COMMIT a crash stopped is r
           "[heal][kill]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    {
-        HealDb db{path};
-        insert_items(db, 1, 10);
-        static_cast<void>(db.backup_now());
-        insert_items(db, 11, 20);
-    }
-    // A writer killed after its record is synced into the archive, before its COMMIT.
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        HealDb::options o;
-        o.inject_failure = [](std::string_view op, int) -> int {
-            if (op == "commit") ::_exit(0);
-            return SQLITE_OK;
-        };
-        try {
-            HealDb db{path, o};
-            db.transaction([](auto& tx) { tx.insert(Item{99, "in flight", 0, "t"}); });
-        } catch (...) {
-        }
-        ::_exit(1);
-    }
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
+    history_with_backup<HealDb>(path);
+    killed_before_commit<HealDb>(path, {}, [](auto& tx) { tx.insert(Item{99, "in flight", 0, "t"}); });
     damage_header(path);
     HealDb db{path};
     const auto report = db.last_heal();
     REQUIRE(report.has_value());
     INFO(report->to_text());
     CHECK(report->healed);
-    CHECK(db.query_one<int>("SELECT count(*) FROM items WHERE id <= 20") == 20);
+    CHECK(db.query_one<int>("SELECT count(*) FROM items WHERE id <= 40") == 40);
     REQUIRE(report->committed_seq.has_value());
     REQUIRE(report->healed_seq.has_value());
     // Replayed whole (the transaction in flight at a crash is all or nothing), and said so.
