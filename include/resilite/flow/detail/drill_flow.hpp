@@ -14,6 +14,7 @@
 
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
@@ -93,7 +94,7 @@ private:
         // Never past the record the live database holds now (it only grows): a record above it
         // was written ahead of a COMMIT that has not happened, or never will (a crash; the next
         // open cancels it), or the database is an older copy put back by hand.
-        const auto live_seq = ctx_.with_lock([&] { return archived_seq(ctx_.connection()); });
+        const auto live_seq = ctx_.with_lock([&] { return archive::stored_archive_seq(ctx_.connection()).value_or(0); });
         const auto dir = backup_directory(ctx_.path, s.backup);
         std::error_code ec;
         auto backups = std::filesystem::is_directory(dir, ec) ? list_backups(ctx_.path, dir) : std::vector<backup_file>{};
@@ -141,7 +142,7 @@ private:
         archive_.drain_quietly(true);
         auto& live = ctx_.connection();
         sqlite::transaction snapshot{live, transaction_mode::deferred};
-        const auto seq = archived_seq(live);
+        const auto seq = archive::stored_archive_seq(live).value_or(0);
         if (has_archive) {
             replay_options o;
             o.until_seq = seq;
@@ -180,15 +181,6 @@ private:
                 "the restored database differs from the live one in {}{}", fmt::join(different, ", "),
                 has_archive ? "" : " (there is no archive: a backup lacks the commits after it)");
         }
-    }
-
-    // The number of the last archive record the database holds (0: none, or not archived: then
-    // a replay has no bound).
-    [[nodiscard]] static std::int64_t archived_seq(sqlite::connection& c) {
-        const bool archived =
-            c.template query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") == 1;
-        return archived ? c.template query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0)
-                        : 0;
     }
 
     context<R>& ctx_;
