@@ -9,6 +9,7 @@
 #include <atomic>
 #include <csignal>
 #include <fstream>
+#include <future>
 #include <optional>
 #include <set>
 #include <sys/wait.h>
@@ -320,6 +321,72 @@ TEST_CASE("deadline: a writer blocked by another process gets retry_exhausted on
     CHECK(db.query_one<int>("SELECT count(*) FROM t") == 0);  // nothing written, by either
 }
 
+// Another thread's transaction holds the writer lock: a call waits for it within its retry
+// deadline, as it waits out another process's lock, and then gives up (was: it waited as long as
+// the transaction lasted, whatever the deadline). The manual clock moves while the call waits;
+// the test counts clock steps, never wall time.
+TEST_CASE("deadline: a call waiting behind another thread's transaction gives up on time",
+          "[retry][deadline][threads]") {
+    test::temp_dir dir;
+    resilite::manual_clock clock;
+    manual_db::options o;
+    o.clock = clock;
+    manual_db db{dir / "held.db", o};
+    db.exec_script("CREATE TABLE t(who TEXT)");
+    auto s = db.current_settings();
+    s.retry.deadline = 300ms;
+    db.reconfigure(s);
+
+    std::promise<void> holding, release;
+    auto released = release.get_future();
+    std::thread holder([&] {
+        auto tx = db.begin();
+        tx.exec("INSERT INTO t VALUES('holder')");
+        holding.set_value();
+        released.wait();
+        tx.commit();
+    });
+    holding.get_future().wait();
+
+    // Each call in turn, on its own thread, while the clock moves 25 ms per step.
+    auto outcome_of = [&](auto call) {
+        auto done = std::async(std::launch::async, [&]() -> std::string {
+            try {
+                call();
+                return "returned";
+            } catch (const resilite::error& e) {
+                if (e.klass() != error_class::retry_exhausted || !e.cause()) return e.what();
+                return std::string{to_string(e.cause()->klass())} + ": " + e.cause()->what();
+            }
+        });
+        int steps = 0;
+        while (done.wait_for(1ms) != std::future_status::ready && steps < 4000) {
+            clock.advance(25ms);
+            ++steps;
+        }
+        if (steps == 4000) {  // (never given up: release the holder so that the test ends)
+            release.set_value();
+            holder.join();
+            FAIL("still waiting after 4000 steps of 25 ms (deadline 300 ms): " << done.get());
+        }
+        return done.get();
+    };
+    const auto write = outcome_of([&] { db.exec("INSERT INTO t VALUES('writer')"); });
+    CHECK_THAT(write, Catch::StartsWith("busy: ") && Catch::Contains("another thread of this process"));
+    const auto read = outcome_of([&] { static_cast<void>(db.query_one<int>("SELECT count(*) FROM t")); });
+    CHECK_THAT(read, Catch::StartsWith("busy: "));
+    const auto tx = outcome_of([&] { db.transaction([](auto& t) { t.exec("INSERT INTO t VALUES('tx')"); }); });
+    CHECK_THAT(tx, Catch::StartsWith("busy: "));
+    resilite::audit_result audited;
+    CHECK(outcome_of([&] { audited = db.audit("a", "b", "c"); }) == "returned");
+    CHECK_FALSE(audited.in_database);  // in the fallback file, as when another process holds the lock
+    CHECK(audited.fallback_seq == 1);
+
+    release.set_value();
+    holder.join();
+    CHECK(db.query<std::string>("SELECT who FROM t") == std::vector<std::string>{"holder"});
+}
+
 TEST_CASE("a stale snapshot (BUSY_SNAPSHOT) restarts the whole transaction, which then succeeds",
           "[retry][snapshot]") {
     test::temp_dir dir;
@@ -401,7 +468,10 @@ TEST_CASE("invalid retry settings are refused", "[retry][settings]") {
     manual_db db{dir / "s.db"};
     for (auto change : std::vector<void (*)(retry_settings&)>{
              [](retry_settings& r) { r.max_attempts = 0; }, [](retry_settings& r) { r.cap = r.base - 1ms; },
-             [](retry_settings& r) { r.multiplier = 0; }, [](retry_settings& r) { r.deadline = 0ms; }}) {
+             [](retry_settings& r) { r.multiplier = 0; }, [](retry_settings& r) { r.deadline = 0ms; },
+             // "for ever" as the largest number: counted in nanoseconds, it overflowed (undefined)
+             [](retry_settings& r) { r.deadline = std::chrono::milliseconds::max(); },
+             [](retry_settings& r) { r.cap = std::chrono::hours{24 * 366}; }}) {
         auto s = db.current_settings();
         change(s.retry);
         CHECK_THROWS_AS(db.reconfigure(s), resilite::error);

@@ -26,6 +26,8 @@ struct retry_settings {
 
     friend bool operator==(const retry_settings&, const retry_settings&) = default;
 
+    static constexpr std::chrono::hours longest{24 * 365};  // as the settings file allows (settings.md)
+
     [[nodiscard]] std::optional<std::string> problem() const {
         if (base < std::chrono::milliseconds{0})
             return resilite::detail::format("retry base must not be negative");
@@ -37,6 +39,10 @@ struct retry_settings {
         if (max_attempts < 1)
             return resilite::detail::format("retry max_attempts must be at least 1 (got {})", max_attempts);
         if (deadline <= std::chrono::milliseconds{0}) return std::string{"retry deadline must be positive"};
+        // (in nanoseconds after a steady_clock time, as the retry loop counts, a longer one overflows)
+        if (deadline > longest || cap > longest)
+            return resilite::detail::format("retry deadline and cap must be at most {} days (got {} ms and {} ms)",
+                                            longest.count() / 24, deadline.count(), cap.count());
         return std::nullopt;
     }
 };

@@ -105,7 +105,9 @@ public:
             ctx_.emit_since("audit", start, outcome::failed, 0, e.klass(), e.what());
             throw e;
         }
-        if (ctx_.with_lock([&] { return ctx_.conn && ctx_.conn->in_transaction(); })) {
+        // (This thread's own transaction: the recursive lock is free to it. Another thread's is
+        // waited for by write(), within the retry deadline.)
+        if (std::unique_lock own(ctx_.mutex, std::try_to_lock); own && ctx_.conn && ctx_.conn->in_transaction()) {
             auto e = library_failure(error_class::misuse, "audit",
                                      "audit() inside a transaction: an audit entry must not roll back with it; call "
                                      "audit() after the transaction ends",
@@ -194,7 +196,7 @@ private:
             ++st.attempt;
             try {
                 ctx_.yield_to_backup();
-                auto lock = ctx_.lock_writer("audit");  // gives up (degraded) when a heal starts here
+                auto lock = ctx_.lock_writer("audit", lock_deadline(ctx_, st));  // (degraded when a heal starts here)
                 if (st.attempt == 1) load_limits(ctx_, st);
                 gate_pass_for<R> pass{ctx_, archive_};
                 auto& c = ctx_.connection();

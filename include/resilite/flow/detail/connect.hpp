@@ -173,6 +173,7 @@ inline void load_limits(const settings& s, retry_state& st) {
     st.previous_delay = std::chrono::nanoseconds{s.retry.base};
     st.limits = s.retry;
     st.busy_timeout = s.busy_timeout;
+    st.limits_loaded = true;
 }
 
 // The retry limits in force (the caller holds the writer lock).
@@ -181,13 +182,27 @@ void load_limits(const context<R>& ctx, retry_state& st) {
     load_limits(ctx.config, st);
 }
 
+// The published copy: never waits behind another thread's transaction (lock_writer bounds that
+// wait by these limits).
 template <class R>
 [[nodiscard]] retry_state start_retry(context<R>& ctx) {
-    std::lock_guard lock(ctx.mutex);
     retry_state st;
     st.start = ctx.now();
-    load_limits(ctx, st);
+    std::lock_guard lock(ctx.published_mutex);
+    load_limits(ctx.published, st);
     return st;
+}
+
+// For lock_writer: when a wait for the writer lock gives up, the operation's retry deadline (the
+// published settings' while the attempt has not loaded its limits yet). Asked only when the lock
+// is taken.
+template <class R>
+[[nodiscard]] auto lock_deadline(context<R>& ctx, const retry_state& st) {
+    return [&ctx, &st] {
+        if (st.limits_loaded) return st.start + st.limits.deadline;
+        std::lock_guard lock(ctx.published_mutex);
+        return st.start + ctx.published.retry.deadline;
+    };
 }
 
 // Which file the connection has open, to notice later that another one took its place (a heal

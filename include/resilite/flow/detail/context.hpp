@@ -168,19 +168,34 @@ public:
 
     // The writer lock for an operation: at once when free (the common case), else waited for in
     // short steps, and given up with class degraded when a heal of this process starts meanwhile
-    // (it holds the lock for its whole length; docs/degradation.md).
-    [[nodiscard]] std::unique_lock<writer_mutex> lock_writer(std::string_view operation) {
+    // (it holds the lock for its whole length; docs/degradation.md), or with class busy once
+    // give_up() (this clock's time; asked only when the lock is taken) has passed: another
+    // thread's transaction is waited for as another process's lock is, within the retry deadline.
+    template <class GiveUp>
+    [[nodiscard]] std::unique_lock<writer_mutex> lock_writer(std::string_view operation, GiveUp&& give_up) {
         std::unique_lock lock(mutex, std::try_to_lock);
-        while (!lock.owns_lock()) {
-            if (avail.reason() == unavailable_reason::healing) {
-                throw library_failure(error_class::degraded, operation,
-                                      "the database is unavailable (healing): a heal started in this process",
-                                      path.string());
+        if (!lock.owns_lock()) [[unlikely]] {
+            const time_point until = give_up();
+            while (!lock.owns_lock()) {
+                if (avail.reason() == unavailable_reason::healing) {
+                    throw library_failure(error_class::degraded, operation,
+                                          "the database is unavailable (healing): a heal started in this process",
+                                          path.string());
+                }
+                if (now() >= until) {
+                    throw library_failure(
+                        error_class::busy, operation,
+                        "another thread of this process held the database (an open transaction, a backup "
+                        "step or a checkpoint) until the retry deadline passed",
+                        path.string());
+                }
+                // Until a system_clock time: libstdc++ waits for it with pthread_mutex_timedlock,
+                // which ThreadSanitizer sees; a steady_clock wait uses pthread_mutex_clocklock,
+                // which GCC 12's does not, and every lock taken this way went unseen (false
+                // reports of races).
+                static_cast<void>(
+                    lock.try_lock_until(std::chrono::system_clock::now() + std::chrono::milliseconds{1}));
             }
-            // Until a system_clock time: libstdc++ waits for it with pthread_mutex_timedlock, which
-            // ThreadSanitizer sees; a steady_clock wait uses pthread_mutex_clocklock, which GCC 12's
-            // does not, and every lock taken this way went unseen (false reports of races).
-            static_cast<void>(lock.try_lock_until(std::chrono::system_clock::now() + std::chrono::milliseconds{1}));
         }
         if (pages_stale_.load(std::memory_order_acquire)) [[unlikely]] {  // forget_cached_pages()
             pages_stale_.store(false, std::memory_order_relaxed);

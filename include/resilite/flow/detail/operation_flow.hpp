@@ -72,7 +72,7 @@ public:
             ++st.attempt;
             try {
                 ctx_.yield_to_backup();
-                auto lock = ctx_.lock_writer(name);
+                auto lock = ctx_.lock_writer(name, lock_deadline(ctx_, st));
                 if (st.attempt == 1) {  // under the lock this attempt takes anyway
                     ctx_.settle_settings();  // accepted while another thread held the lock (P14)
                     load_limits(ctx_, st);
@@ -483,7 +483,7 @@ private:
     // One attempt to BEGIN; what it returns holds the writer lock.
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
         ctx_.yield_to_backup();
-        auto lock = ctx_.lock_writer("begin");
+        auto lock = ctx_.lock_writer("begin", lock_deadline(ctx_, st));
         pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());

@@ -13,6 +13,7 @@ struct retry_state {
     std::chrono::nanoseconds previous_delay{};  // for decorrelated jitter
     retry_settings limits{};
     std::chrono::milliseconds busy_timeout{};  // SQLite's wait inside one attempt, at most
+    bool limits_loaded = false;                // `limits` hold the settings (else the defaults)
 
     [[nodiscard]] std::chrono::nanoseconds remaining(std::chrono::steady_clock::time_point now) const {
         return std::chrono::nanoseconds{limits.deadline} - (now - start);
