@@ -25,12 +25,19 @@ struct stderr_observer {
     using slot = resilite::slot::observer;
     static constexpr bool enabled = true;
 
+    // (The filter inline, the printing not: a successful operation's event is dropped without a
+    // call, its fields often without being built.)
     void on_event(const event& e) const noexcept {
+        const auto level = e.result == outcome::ok && e.attempts > 1 ? outcome::warning : e.result;
+        if (static_cast<int>(level) < static_cast<int>(MinLevel)) return;
         if constexpr (MinLevel != outcome::ok) {
             if (e.name == "retry") return;
         }
-        const auto level = e.result == outcome::ok && e.attempts > 1 ? outcome::warning : e.result;
-        if (static_cast<int>(level) < static_cast<int>(MinLevel)) return;
+        print(e);
+    }
+
+private:
+    [[gnu::noinline]] static void print(const event& e) noexcept {
         try {
             fmt::print(stderr, "resilite: {} {} ({} rows, {} attempt{}, {:.3f} ms){}{}\n", e.name,
                        to_string(e.result), e.rows, e.attempts, e.attempts == 1 ? "" : "s",

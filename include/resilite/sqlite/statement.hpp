@@ -50,7 +50,9 @@ public:
         }
         return *this;
     }
-    ~statement() { sqlite3_finalize(stmt_); }
+    ~statement() {
+        if (stmt_ != nullptr) sqlite3_finalize(stmt_);  // (a moved-from one: every lease holds one)
+    }
 
     // Binds parameter `index` (1-based). copy = false lets SQLite use the caller's memory; only
     // valid when the value outlives every step until the next reset.
