@@ -311,7 +311,9 @@ TEST_CASE("deadline: a writer blocked by another process gets retry_exhausted on
         CHECK(e.klass() == error_class::retry_exhausted);
         CHECK(e.cause()->klass() == error_class::busy);
         CHECK(took >= 1350ms);
-        CHECK(took <= 1650ms);
+        // (An idle machine: 1.35-1.65 s. The bound is loose so that a loaded one, which can
+        // deschedule the process past it, does not fail the test; the lower bound is the check.)
+        CHECK(took <= 4000ms);
         INFO("gave up after " << std::chrono::duration_cast<std::chrono::milliseconds>(took).count()
                               << " ms, " << e.technical().attempt << " attempts");
         CHECK(e.technical().attempt > 1);
