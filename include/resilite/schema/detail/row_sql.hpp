@@ -12,11 +12,65 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 
 namespace resilite::detail {
+
+// The SQL texts of row_sql, built from the table's definition by functions that are not
+// templates (compiled once, not once per table).
+namespace row_sql_text {
+inline std::string columns(const table_def& d) {
+    std::string out;
+    for (const auto& c : d.columns) {
+        if (!out.empty()) out += ',';
+        out += quote_id(c.name);
+    }
+    return out;
+}
+inline std::string key_condition(const table_def& d) {
+    std::string out;
+    for (const auto& k : d.primary_key) {
+        if (!out.empty()) out += " AND ";
+        out += quote_id(k) + " = ?";
+    }
+    return out;
+}
+inline std::string placeholders(const table_def& d) {
+    std::string out;
+    for (std::size_t i = 0; i < d.columns.size(); ++i)
+        out += i == 0 ? "?" : ",?";
+    return out;
+}
+inline std::string insert(const table_def& d) {
+    return resilite::detail::format("INSERT INTO {}({}) VALUES({})", quote_id(d.name), columns(d), placeholders(d));
+}
+inline std::string upsert(const table_def& d, const std::string& insert_text) {
+    std::string set;
+    for (const auto& c : d.columns) {
+        bool key = false;
+        for (const auto& k : d.primary_key)
+            key = key || k == c.name;
+        if (key) continue;
+        if (!set.empty()) set += ',';
+        set += resilite::detail::format("{0}=excluded.{0}", quote_id(c.name));
+    }
+    return resilite::detail::format("{} ON CONFLICT({}) DO {}", insert_text, quote_list(d.primary_key),
+                                    set.empty() ? std::string{"NOTHING"} : "UPDATE SET " + set);
+}
+inline std::string select_all(const table_def& d) {
+    return resilite::detail::format("SELECT {} FROM {}", columns(d), quote_id(d.name));
+}
+inline std::string get(const table_def& d, const std::string& select_all_text) {
+    return resilite::detail::format("{} WHERE {}", select_all_text, key_condition(d));
+}
+inline std::string erase(const table_def& d) {
+    return resilite::detail::format("DELETE FROM {} WHERE {}", quote_id(d.name), key_condition(d));
+}
+}  // namespace row_sql_text
 
 template <class Table>
 struct row_sql {
@@ -24,75 +78,40 @@ struct row_sql {
         static const table_def d = Table::definition();
         return d;
     }
-    static std::string columns() {
-        std::string out;
-        for (const auto& c : def().columns) {
-            if (!out.empty()) out += ',';
-            out += quote_id(c.name);
-        }
-        return out;
-    }
-    static std::string key_condition() {
-        std::string out;
-        for (const auto& k : def().primary_key) {
-            if (!out.empty()) out += " AND ";
-            out += quote_id(k) + " = ?";
-        }
-        return out;
-    }
-    static std::string placeholders() {
-        std::string out;
-        for (std::size_t i = 0; i < def().columns.size(); ++i)
-            out += i == 0 ? "?" : ",?";
-        return out;
-    }
+    static std::string columns() { return row_sql_text::columns(def()); }
+    static std::string key_condition() { return row_sql_text::key_condition(def()); }
+    static std::string placeholders() { return row_sql_text::placeholders(def()); }
     static const std::string& insert() {
-        static const std::string s = resilite::detail::format(
-            "INSERT INTO {}({}) VALUES({})", quote_id(def().name), columns(), placeholders());
+        static const std::string s = row_sql_text::insert(def());
         return s;
     }
     static const std::string& upsert() {
-        static const std::string s = [] {
-            std::string set;
-            for (const auto& c : def().columns) {
-                bool key = false;
-                for (const auto& k : def().primary_key)
-                    key = key || k == c.name;
-                if (key) continue;
-                if (!set.empty()) set += ',';
-                set += resilite::detail::format("{0}=excluded.{0}", quote_id(c.name));
-            }
-            return resilite::detail::format("{} ON CONFLICT({}) DO {}", insert(),
-                                            quote_list(def().primary_key),
-                                            set.empty() ? std::string{"NOTHING"} : "UPDATE SET " + set);
-        }();
+        static const std::string s = row_sql_text::upsert(def(), insert());
         return s;
     }
     static const std::string& select_all() {
-        static const std::string s =
-            resilite::detail::format("SELECT {} FROM {}", columns(), quote_id(def().name));
+        static const std::string s = row_sql_text::select_all(def());
         return s;
     }
     static const std::string& get() {
-        static const std::string s = resilite::detail::format("{} WHERE {}", select_all(), key_condition());
+        static const std::string s = row_sql_text::get(def(), select_all());
         return s;
     }
     static const std::string& erase() {
-        static const std::string s =
-            resilite::detail::format("DELETE FROM {} WHERE {}", quote_id(def().name), key_condition());
+        static const std::string s = row_sql_text::erase(def());
         return s;
     }
 };
 
 // The table a typed-row statement names. row_sql writes "INSERT INTO <table>..." and
-// "SELECT <the row's columns> FROM <table>...", so the name is at a known place.
-template <class Row>
-std::string table_of_row_sql(std::string_view sql) {
+// "SELECT <the row's columns> FROM <table>...", so the name is at a known place. `members`: the
+// row's member names, in order.
+inline std::string table_of_row_sql(std::string_view sql, std::span<const std::string_view> members) {
     constexpr std::string_view insert_prefix = "INSERT INTO ";
     if (sql.starts_with(insert_prefix)) return unquote_id_prefix(sql.substr(insert_prefix.size()));
     std::string select_prefix = "SELECT ";
     bool first = true;
-    for (auto name : member_names<Row>()) {
+    for (auto name : members) {
         if (!std::exchange(first, false)) select_prefix += ',';
         select_prefix += quote_id(name);
     }
@@ -101,13 +120,18 @@ std::string table_of_row_sql(std::string_view sql) {
     return {};
 }
 
+template <class Row>
+std::string table_of_row_sql(std::string_view sql) {
+    static constexpr auto names = member_names<Row>();
+    return table_of_row_sql(sql, names);
+}
+
 // A typed-row statement that fails to prepare because the database lacks a column the row
 // declares (drift that report_only leaves alone, a column dropped by hand) is a schema error
 // naming the column and the table, not SQLite's bare "no such column". A column only the
 // caller's SQL tail names stays the caller's sql error. A statement prepared before the column
 // went fails at its step instead (SQLite prepares it again there).
-template <class Row>
-void throw_if_declared_column_missing(const error& e) {
+inline void throw_if_declared_column_missing(const error& e, std::span<const std::string_view> members) {
     if (e.klass() != error_class::sql || (e.technical().operation != "prepare" && e.technical().operation != "step"))
         return;
     const std::string_view message = e.technical().sqlite_message;
@@ -119,14 +143,20 @@ void throw_if_declared_column_missing(const error& e) {
     } else if (const auto at = message.find(no_named); at != std::string_view::npos) {
         column = message.substr(at + no_named.size());
     }
-    if (column.empty() || !has_member<Row>(column)) return;
+    if (column.empty() || std::find(members.begin(), members.end(), column) == members.end()) return;
     technical_detail d = e.technical();
-    const auto table = table_of_row_sql<Row>(d.sql);
+    const auto table = table_of_row_sql(d.sql, members);
     d.note = resilite::detail::format(
         "the table {} has no column {}, which the row type declares; the database "
         "does not match the declared schema (see sync_report())",
         table.empty() ? std::string{"?"} : quote_id(table), quote_id(column));
     throw error{error_class::schema, std::move(d)};
+}
+
+template <class Row>
+void throw_if_declared_column_missing(const error& e) {
+    static constexpr auto names = member_names<Row>();
+    throw_if_declared_column_missing(e, names);
 }
 
 // Prepares (or takes from the cache) a statement of the typed-row path for Row.
