@@ -361,6 +361,7 @@ TEST_CASE("deadline: a call waiting behind another thread's transaction gives up
                 return std::string{to_string(e.cause()->klass())} + ": " + e.cause()->what();
             }
         });
+        const auto before = clock.now();
         int steps = 0;
         while (done.wait_for(1ms) != std::future_status::ready && steps < 4000) {
             clock.advance(25ms);
@@ -371,7 +372,13 @@ TEST_CASE("deadline: a call waiting behind another thread's transaction gives up
             holder.join();
             FAIL("still waiting after 4000 steps of 25 ms (deadline 300 ms): " << done.get());
         }
-        return done.get();
+        auto what = done.get();
+        // Given up at the deadline (300 ms of the manual clock, plus a step or two of this loop),
+        // not at the default one (10 s, retrying meanwhile).
+        const auto waited = clock.now() - before;
+        INFO(what << " after " << std::chrono::duration_cast<std::chrono::milliseconds>(waited).count() << " ms");
+        CHECK(waited < 500ms);
+        return what;
     };
     const auto write = outcome_of([&] { db.exec("INSERT INTO t VALUES('writer')"); });
     CHECK_THAT(write, Catch::StartsWith("busy: ") && Catch::Contains("another thread of this process"));
@@ -383,6 +390,7 @@ TEST_CASE("deadline: a call waiting behind another thread's transaction gives up
     CHECK(outcome_of([&] { audited = db.audit("a", "b", "c"); }) == "returned");
     CHECK_FALSE(audited.in_database);  // in the fallback file, as when another process holds the lock
     CHECK(audited.fallback_seq == 1);
+    CHECK(db.retries() == 0);  // each gave up at once when the deadline had passed, without retrying
 
     release.set_value();
     holder.join();

@@ -193,15 +193,18 @@ template <class R>
     return st;
 }
 
-// For lock_writer: when a wait for the writer lock gives up, the operation's retry deadline (the
-// published settings' while the attempt has not loaded its limits yet). Asked only when the lock
-// is taken.
+// For lock_writer: when a wait for the writer lock gives up, the operation's retry deadline.
+// Asked only when the lock is taken; an attempt that has not loaded its limits under the lock yet
+// loads the published ones here, so that the retry policy then judges the failure by them too
+// (with the defaults, a call gave up only at the default deadline, retrying meanwhile).
 template <class R>
-[[nodiscard]] auto lock_deadline(context<R>& ctx, const retry_state& st) {
+[[nodiscard]] auto lock_deadline(context<R>& ctx, retry_state& st) {
     return [&ctx, &st] {
-        if (st.limits_loaded) return st.start + st.limits.deadline;
-        std::lock_guard lock(ctx.published_mutex);
-        return st.start + ctx.published.retry.deadline;
+        if (!st.limits_loaded) {
+            std::lock_guard lock(ctx.published_mutex);
+            load_limits(ctx.published, st);
+        }
+        return st.start + st.limits.deadline;
     };
 }
 

@@ -483,7 +483,7 @@ private:
     // One attempt to BEGIN; what it returns holds the writer lock.
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
         ctx_.yield_to_backup();
-        auto lock = ctx_.lock_writer("begin", lock_deadline(ctx_, st));
+        auto lock = ctx_.lock_writer("begin", [&st] { return st.start + st.limits.deadline; });  // (start_retry's)
         pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());
