@@ -212,6 +212,32 @@ TEST_CASE("backup progress: options.on_progress is told the pages copied, from 0
         CHECK(calls[i].done >= calls[i - 1].done);
 }
 
+// The copy waited for the transaction the calling thread holds, until backup.time_limit (10 min),
+// with every other thread of the process waiting behind it (a docs-only user found it).
+TEST_CASE("backup_now() inside the caller's own transaction is refused at once (class misuse)", "[backup]") {
+    test::temp_dir dir;
+    using Db = backed_db<resilite::backup<resilite::online_backup<7>, resilite::on_demand>>;
+    Db db{dir / "app.db"};
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY)");
+    int runs = 0;
+    db.transaction([&](auto& tx) {
+        ++runs;
+        tx.exec("INSERT INTO t VALUES(1)");
+        try {
+            static_cast<void>(db.backup_now());
+            FAIL("a backup ran inside the caller's transaction");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+            CHECK_THAT(e.what(), Catch::Contains("inside a transaction"));
+        }
+    });
+    CHECK(runs == 1);
+    CHECK(backups_in(dir / "app.db").empty());
+    const auto after = db.backup_now();  // after it, as usual, with the row
+    CHECK(std::filesystem::exists(after.path));
+    CHECK(backups_in(dir / "app.db").size() == 1);
+}
+
 TEST_CASE("health after a reopen shows the last backup from the directory, not nothing", "[backup]") {
     test::temp_dir dir;
     const auto path = dir / "app.db";

@@ -105,9 +105,8 @@ public:
             ctx_.emit_since("audit", start, outcome::failed, 0, e.klass(), e.what());
             throw e;
         }
-        // (This thread's own transaction: the recursive lock is free to it. Another thread's is
-        // waited for by write(), within the retry deadline.)
-        if (std::unique_lock own(ctx_.mutex, std::try_to_lock); own && ctx_.conn && ctx_.conn->in_transaction()) {
+        // (Another thread's transaction is waited for by write(), within the retry deadline.)
+        if (ctx_.own_transaction_open()) {
             auto e = library_failure(error_class::misuse, "audit",
                                      "audit() inside a transaction: an audit entry must not roll back with it; call "
                                      "audit() after the transaction ends",

@@ -159,9 +159,11 @@ void apply_busy_timeout(context<R>& ctx, std::chrono::milliseconds wait) {
 }
 
 // (On every operation's path: small enough to be inlined; the rare change is not.)
+// (The first attempt's time left is the whole deadline unless it waited for the writer lock: no
+// clock read on the common path.)
 template <class R>
 inline void prepare_attempt(context<R>& ctx, const retry_state& st) {
-    const auto remaining = st.attempt <= 1
+    const auto remaining = st.attempt <= 1 && !st.waited_for_lock
                                ? st.limits.deadline
                                : std::chrono::duration_cast<std::chrono::milliseconds>(st.remaining(ctx.now()));
     const auto wait = std::clamp(remaining, std::chrono::milliseconds{0}, st.busy_timeout);
@@ -200,6 +202,7 @@ template <class R>
 template <class R>
 [[nodiscard]] auto lock_deadline(context<R>& ctx, retry_state& st) {
     return [&ctx, &st] {
+        st.waited_for_lock = true;
         if (!st.limits_loaded) {
             std::lock_guard lock(ctx.published_mutex);
             load_limits(ctx.published, st);

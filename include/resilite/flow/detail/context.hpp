@@ -204,6 +204,14 @@ public:
         return lock;
     }
 
+    // True when this thread holds the writer lock inside a transaction (its own, or one begun on
+    // the connection by hand). Never waits: the recursive lock is free to its holder, and a lock
+    // another thread holds means the transaction, if any, is not this thread's.
+    [[nodiscard]] bool own_transaction_open() {
+        std::unique_lock held(mutex, std::try_to_lock);
+        return held.owns_lock() && conn && conn->in_transaction();
+    }
+
     // Closes the connection, the read connections first (the caller holds the writer lock).
     void drop_connection() noexcept {
         readers.close();

@@ -119,10 +119,7 @@ public:
             } catch (...) {
                 // Inside this thread's own transaction, the (recursive) lock is this thread's: a
                 // lock another thread holds (a heal) is not waited for here.
-                const bool nested = [&] {
-                    std::unique_lock held(ctx_.mutex, std::try_to_lock);
-                    return held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction();
-                }();
+                const bool nested = ctx_.own_transaction_open();
                 if (!nested && retry_after_failure(name, st, retry_context::reconnecting)) continue;
                 if (nested) finish_failed(name, st);
                 throw;
@@ -136,7 +133,7 @@ public:
     // (asked only when there are read connections).
     template <class F, class Rows, class Pooled>
     auto run_read(std::string_view name, F&& f, Rows&& rows_of, Pooled& pooled) {
-        if (ctx_.readers.enabled() && pooled() && !in_own_transaction()) {
+        if (ctx_.readers.enabled() && pooled() && !ctx_.own_transaction_open()) {  // (its reads see its writes)
             if (auto r = run_on_reader(name, f, rows_of)) return std::move(*r);
         }
         return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
@@ -380,13 +377,6 @@ public:
     }
 
 private:
-    // True when this thread holds the writer lock inside a transaction (its own, or one begun on
-    // the connection by hand): its reads see its writes only there.
-    [[nodiscard]] bool in_own_transaction() {
-        std::unique_lock held(ctx_.mutex, std::try_to_lock);  // (recursive: this thread's own)
-        return held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction();
-    }
-
     // One read on a read connection, retried as run() retries (limits: the published settings;
     // no writer lock is taken). Nothing: the writer connection must run it, because the pool is
     // closed, the file at the path changed, or the read connection refused the statement (it
@@ -481,9 +471,9 @@ private:
     }
 
     // One attempt to BEGIN; what it returns holds the writer lock.
-    transaction_parts<operation_flow> begin_attempt(transaction_mode mode, const retry_state& st, bool managed) {
+    transaction_parts<operation_flow> begin_attempt(transaction_mode mode, retry_state& st, bool managed) {
         ctx_.yield_to_backup();
-        auto lock = ctx_.lock_writer("begin", [&st] { return st.start + st.limits.deadline; });  // (start_retry's)
+        auto lock = ctx_.lock_writer("begin", lock_deadline(ctx_, st));
         pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());

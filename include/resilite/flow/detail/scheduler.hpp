@@ -87,8 +87,7 @@ public:
     checkpoint_result checkpoint(checkpoint_mode mode) {
         // Inside this thread's own transaction SQLite refuses it as LOCKED, a failure that never
         // clears: a transaction(f) would run f again until its retry deadline.
-        if (std::unique_lock held(ctx_.mutex, std::try_to_lock);
-            held.owns_lock() && ctx_.conn && ctx_.conn->in_transaction()) {
+        if (ctx_.own_transaction_open()) {
             const auto start = ctx_.now();
             auto e = library_failure(error_class::misuse, "checkpoint",
                                      "checkpoint() inside a transaction: the WAL cannot be copied into the "

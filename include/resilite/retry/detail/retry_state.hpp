@@ -14,6 +14,7 @@ struct retry_state {
     retry_settings limits{};
     std::chrono::milliseconds busy_timeout{};  // SQLite's wait inside one attempt, at most
     bool limits_loaded = false;                // `limits` hold the settings (else the defaults)
+    bool waited_for_lock = false;              // an attempt waited for another thread's turn first
 
     [[nodiscard]] std::chrono::nanoseconds remaining(std::chrono::steady_clock::time_point now) const {
         return std::chrono::nanoseconds{limits.deadline} - (now - start);
