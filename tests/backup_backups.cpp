@@ -228,7 +228,7 @@ TEST_CASE("backup_now() inside the caller's own transaction is refused at once (
             FAIL("a backup ran inside the caller's transaction");
         } catch (const resilite::error& e) {
             CHECK(e.klass() == resilite::error_class::misuse);
-            CHECK_THAT(e.what(), Catch::Contains("inside a transaction"));
+            CHECK_THAT(e.what(), Catch::Contains("while a transaction is open"));
         }
     });
     CHECK(runs == 1);

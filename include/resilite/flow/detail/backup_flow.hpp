@@ -42,13 +42,14 @@ public:
     backup_result backup_now() {
         const auto start = ctx_.now();
         try {
-            // Inside this thread's own transaction, the copy could never finish (it waits for the
-            // transaction this thread holds, until backup.time_limit) and every other thread
-            // would wait behind it.
+            // Inside this thread's own transaction (or one begun on the connection by hand), the
+            // copy could never finish (it waits for that transaction, until backup.time_limit)
+            // and every other thread would wait behind it.
             if (ctx_.own_transaction_open())
                 throw library_failure(error_class::misuse, "backup",
-                                      "backup_now() inside a transaction: the copy would wait for the transaction "
-                                      "this thread holds; call it after the transaction ends",
+                                      "backup_now() while a transaction is open on the database's connection (this "
+                                      "thread's, or one begun with a BEGIN statement): the copy would wait for it; "
+                                      "call it after the transaction ends",
                                       ctx_.path.string());
             auto r = take();
             ctx_.emit_since("backup", start, r.sink_error.empty() ? outcome::ok : outcome::warning, r.pages,

@@ -281,10 +281,13 @@ public:
     }
 
     // At the start of an operation: settings accepted meanwhile take effect (one load when none).
+    // Never waits: while another thread holds the writer lock, the settings stay pending for the
+    // next holder (every operation settles them under the lock it takes; so does the background
+    // thread's round).
     void settle_settings() {
         if (!settings_pending.load(std::memory_order_acquire)) [[likely]] return;
-        std::lock_guard lock(mutex);
-        if (settle_pending_settings) settle_pending_settings();
+        std::unique_lock lock(mutex, std::try_to_lock);
+        if (lock.owns_lock() && settle_pending_settings) settle_pending_settings();
     }
 
     // healing<> turned on or off at run time (the caller holds the writer lock): damage already

@@ -474,6 +474,7 @@ private:
     transaction_parts<operation_flow> begin_attempt(transaction_mode mode, retry_state& st, bool managed) {
         ctx_.yield_to_backup();
         auto lock = ctx_.lock_writer("begin", lock_deadline(ctx_, st));
+        if (st.attempt == 1) ctx_.settle_settings();  // (pending while another thread held the lock)
         pass_type pass{ctx_, archive_};
         if (!ctx_.conn)
             throw library_failure(error_class::cant_open, "begin", "no open connection", ctx_.path.string());

@@ -178,70 +178,80 @@ private:
         }
     }
 
+    // One round. The short work runs under the writer lock; the long work (checks, a backup, a
+    // drill) after it, as the same calls made by the application run (through the gate, taking
+    // the writer lock only for their own short steps), so that a full integrity check of a large
+    // file does not hold every other thread's calls until their retry deadline.
     bool maintain_locked() {
-        std::lock_guard lock(ctx_.mutex);
-        const auto t = ctx_.now();
-        ctx_.settle_settings();  // accepted while a transaction held the lock
-        bool did = settings_.poll(t);  // the settings file, when it changed
-        if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
-            if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()) && ctx_.avail.claim_heal()) {
-                heal_claim claim{ctx_.avail};
-                did = true;
-                try {
-                    static_cast<void>(heal_while_open(ctx_, archive_, heals_, "run time: healed by the background thread"));
-                } catch (...) {  // reported by heal_finished; the next call says why there is no database
+        gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
+        bool did = false, quick = false, full = false, backup = false, drill = false;
+        {
+            std::lock_guard lock(ctx_.mutex);
+            const auto t = ctx_.now();
+            ctx_.settle_settings();  // accepted while a transaction held the lock
+            did = settings_.poll(t);  // the settings file, when it changed
+            if constexpr (R::healing::enabled) {  // damage seen by a call or a check: heal now
+                if (ctx_.heal_due.load() && !(ctx_.conn && ctx_.conn->in_transaction()) && ctx_.avail.claim_heal()) {
+                    heal_claim claim{ctx_.avail};
+                    did = true;
+                    try {
+                        static_cast<void>(
+                            heal_while_open(ctx_, archive_, heals_, "run time: healed by the background thread"));
+                    } catch (...) {  // reported by heal_finished; the next call says why there is no database
+                    }
                 }
             }
-        }
-        if (audits_.import_waiting()) did = true;  // the audit fallback, once the database is back
-        gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
-        try {
-            pass = gate_pass<R>{ctx_, archive_};
-        } catch (...) {
-            return did;
-        }
-        if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
-            did = true;
-            schedule_checkpoint(t);
-            scheduled_checkpoint();
-            if (const auto wal = sqlite::file_set{ctx_.path}.wal_size(); wal > ctx_.config.wal_alert_bytes) {
-                ctx_.emit_since(
-                    "wal_size_alert", t, outcome::warning, 0, error_class::none,
-                    resilite::detail::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
-                                             ctx_.config.wal_alert_bytes));
+            if (audits_.import_waiting()) did = true;  // the audit fallback, once the database is back
+            try {
+                pass = gate_pass<R>{ctx_, archive_};
+            } catch (...) {
+                return did;
+            }
+            if (t.time_since_epoch().count() >= next_checkpoint_ns_.load()) {
+                did = true;
+                schedule_checkpoint(t);
+                scheduled_checkpoint();
+                if (const auto wal = sqlite::file_set{ctx_.path}.wal_size(); wal > ctx_.config.wal_alert_bytes) {
+                    ctx_.emit_since(
+                        "wal_size_alert", t, outcome::warning, 0, error_class::none,
+                        resilite::detail::format("WAL is {} bytes, above the alert threshold of {} bytes", wal,
+                                                 ctx_.config.wal_alert_bytes));
+                }
+            }
+            const auto due = [&](std::optional<time_point>& next, auto interval) {
+                if (!next || t < *next) return false;
+                next = t + interval;
+                return true;
+            };
+            quick = due(next_quick_check_, ctx_.config.quick_check_interval);
+            full = due(next_integrity_check_, ctx_.config.integrity_check_interval);
+            if (archive_.due(t)) {
+                did = true;
+                archive_.drain_quietly(false);
+            }
+            backup = due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(ctx_.config.backup.interval));
+            if constexpr (R::archiving || R::backup::enabled) {  // (nothing to drill from otherwise)
+                drill = due(next_drill_, ctx_.config.healing.drill_interval);
             }
         }
-        const auto due = [&](std::optional<time_point>& next, auto interval) {
-            if (!next || t < *next) return false;
-            next = t + interval;
-            return true;
-        };
-        if (due(next_quick_check_, ctx_.config.quick_check_interval)) {
-            did = true;
-            static_cast<void>(checks_.check(check_level::quick));
-        }
-        if (due(next_integrity_check_, ctx_.config.integrity_check_interval)) {
-            did = true;
-            static_cast<void>(checks_.check(check_level::full));
-        }
-        if (archive_.due(t)) {
-            did = true;
-            archive_.drain_quietly(false);
-        }
-        if (due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(ctx_.config.backup.interval))) {
-            did = true;
+        struct leave_locked {  // the pass is left under the writer lock, as it was taken
+            context<R>& ctx;
+            gate_pass<R>& pass;
+            ~leave_locked() {
+                std::lock_guard lock(ctx.mutex);
+                pass.leave();
+            }
+        } leave{ctx_, pass};
+        if (quick) static_cast<void>(checks_.check(check_level::quick));
+        if (full) static_cast<void>(checks_.check(check_level::full));
+        if (backup) {
             try {
                 static_cast<void>(backups_.backup_now());
             } catch (...) {  // reported by the backup's own event; the schedule goes on
             }
         }
-        if constexpr (R::archiving || R::backup::enabled) {  // (nothing to drill from otherwise)
-            if (due(next_drill_, ctx_.config.healing.drill_interval)) {
-                did = true;
-                static_cast<void>(drills_.run());  // reported by its own event
-            }
-        }
-        return did;
+        if (drill) static_cast<void>(drills_.run());  // reported by its own event
+        return did || quick || full || backup || drill;
     }
 
 public:
