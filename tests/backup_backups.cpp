@@ -15,6 +15,7 @@
 
 #include <array>
 #include <atomic>
+#include <future>
 #include <csignal>
 #include <optional>
 #include <cstdlib>
@@ -236,6 +237,47 @@ TEST_CASE("backup_now() inside the caller's own transaction is refused at once (
     const auto after = db.backup_now();  // after it, as usual, with the row
     CHECK(std::filesystem::exists(after.path));
     CHECK(backups_in(dir / "app.db").size() == 1);
+}
+
+// A maintenance round held the writer lock for its whole length, a scheduled backup included:
+// the application's calls waited it out, and with their wait for a turn bounded by the retry
+// deadline they would fail instead. The round's backup takes the lock for its steps only.
+TEST_CASE("a scheduled backup in a maintenance round lets another thread's call run between its steps",
+          "[backup][threads]") {
+    test::temp_dir dir;
+    using Db = backed_db<resilite::backup<resilite::online_backup<7>, resilite::every_minutes<10>>>;
+    resilite::manual_clock clock;
+    std::atomic<Db*> self{nullptr};
+    std::atomic<int> tried{0};
+    std::atomic<bool> wrote_between{false};
+    Db::options o;
+    o.clock = clock;
+    o.on_progress = [&](const resilite::progress& p) {
+        // Once, in the middle of the copy, on the maintaining thread: another thread writes.
+        if (p.operation != "backup" || p.done == 0 || p.done >= p.total || tried.exchange(1) != 0) return;
+        auto write = std::async(std::launch::async, [&] { self.load()->exec("INSERT INTO t(n) VALUES(1000)"); });
+        // (Only a safety net: the write needs no time of its own, but waits for the lock if the
+        // round holds it, until this returns.)
+        wrote_between = write.wait_for(std::chrono::seconds{20}) == std::future_status::ready;
+        if (!wrote_between) clock.advance(std::chrono::hours{1});  // (the write's deadline passes: it gives up)
+        try {
+            write.get();
+        } catch (const resilite::error&) {
+        }
+    };
+    Db db{dir / "app.db", std::move(o)};
+    self = &db;
+    db.exec_script("CREATE TABLE t(n INTEGER PRIMARY KEY, pad BLOB)");
+    db.transaction([](auto& tx) {
+        for (int i = 0; i < 100; ++i)
+            tx.exec("INSERT INTO t(n, pad) VALUES(?, randomblob(2000))", i);
+    });
+    clock.advance(std::chrono::minutes{11});
+    static_cast<void>(db.maintain());
+    REQUIRE(tried == 1);
+    CHECK(wrote_between);
+    CHECK(backups_in(dir / "app.db").size() == 1);
+    CHECK(db.query_one<int>("SELECT count(*) FROM t WHERE n = 1000") == 1);
 }
 
 TEST_CASE("health after a reopen shows the last backup from the directory, not nothing", "[backup]") {
