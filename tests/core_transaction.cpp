@@ -67,6 +67,14 @@ struct boom : std::runtime_error {
 };
 
 using db_t = resilite::Database<resilite::null_observer, test::manual_durability>;
+
+// A database whose events are recorded, with one table of keys (the tests of what health() counts).
+struct recorded_kv {
+    test::temp_dir dir;
+    test::event_log log;
+    test::recording_db db{dir / "t.db", test::recording(log)};
+    recorded_kv() { db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)"); }
+};
 }  // namespace
 
 TEST_CASE("P6 transaction atomicity", "[transaction][property][P6]") {
@@ -358,10 +366,8 @@ TEST_CASE("checkpoint() inside the caller's transaction is refused at once (clas
 
 TEST_CASE("a statement that failed inside a transaction that commits anyway is a failure in health(), counted once",
           "[transaction][health]") {
-    test::temp_dir dir;
-    test::event_log log;
-    test::recording_db db{dir / "t.db", test::recording(log)};
-    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+    recorded_kv kv;
+    auto& db = kv.db;
     const auto constraint = static_cast<std::size_t>(resilite::error_class::constraint);
     const auto before = db.health();
     db.transaction([](auto& tx) {
@@ -391,10 +397,9 @@ TEST_CASE("a statement that failed inside a transaction that commits anyway is a
 TEST_CASE("a transaction or savepoint ended by the application's own exception fails with class aborted, never "
           "none",
           "[transaction][health]") {
-    test::temp_dir dir;
-    test::event_log log;
-    test::recording_db db{dir / "t.db", test::recording(log)};
-    db.exec_script("CREATE TABLE kv(k INTEGER PRIMARY KEY)");
+    recorded_kv kv;
+    auto& db = kv.db;
+    auto& log = kv.log;
     const auto aborted = static_cast<std::size_t>(resilite::error_class::aborted);
     const auto none = static_cast<std::size_t>(resilite::error_class::none);
     const auto before = db.health();

@@ -475,14 +475,7 @@ private:
                 std::lock_guard lock(ctx_.mutex);
                 pass = detail::gate_pass<policies>{ctx_, archive_};
             }
-            struct leave_locked {  // the pass is left under the writer lock, as it was taken
-                detail::context<policies>& ctx;
-                detail::gate_pass<policies>& pass;
-                ~leave_locked() {
-                    std::lock_guard lock(ctx.mutex);
-                    pass.leave();
-                }
-            } leave{ctx_, pass};
+            detail::leave_under_lock<policies> leave{ctx_, pass};
             return f();
         } else {
             return f();

@@ -15,6 +15,7 @@
 
 #include <sqlite3.h>
 
+#include <mutex>
 #include <string_view>
 #include <type_traits>
 #include <utility>
@@ -140,6 +141,18 @@ public:
 
 private:
     context<R>* ctx_ = nullptr;
+};
+
+// For a pass held while the writer lock is not (a check, a backup, a drill run through the
+// gate): at scope exit it is left under the writer lock, as it was taken.
+template <class R>
+struct leave_under_lock {
+    context<R>& ctx;
+    gate_pass<R>& pass;
+    ~leave_under_lock() {
+        std::lock_guard lock(ctx.mutex);
+        pass.leave();
+    }
 };
 
 // A single statement's way through (the lazy way, core/detail/file_gate.hpp): no lock unless it

@@ -146,7 +146,7 @@ public:
     bool maintain() {
         // Unavailable: a probe once its backoff has passed; queued writes replayed once it is back.
         degrade_.probe_if_due();
-        const bool did = maintain_locked();
+        const bool did = maintain_round();
         // Off the machine, after the rest (a heal first): the network never holds the writer lock.
         bool shipped = false;
         try {
@@ -182,7 +182,7 @@ private:
     // drill) after it, as the same calls made by the application run (through the gate, taking
     // the writer lock only for their own short steps), so that a full integrity check of a large
     // file does not hold every other thread's calls until their retry deadline.
-    bool maintain_locked() {
+    bool maintain_round() {
         gate_pass<R> pass;  // healing<>: while another process heals, maintenance waits for the next round
         bool did = false, quick = false, full = false, backup = false, drill = false;
         {
@@ -234,14 +234,7 @@ private:
                 drill = due(next_drill_, ctx_.config.healing.drill_interval);
             }
         }
-        struct leave_locked {  // the pass is left under the writer lock, as it was taken
-            context<R>& ctx;
-            gate_pass<R>& pass;
-            ~leave_locked() {
-                std::lock_guard lock(ctx.mutex);
-                pass.leave();
-            }
-        } leave{ctx_, pass};
+        leave_under_lock<R> leave{ctx_, pass};
         if (quick) static_cast<void>(checks_.check(check_level::quick));
         if (full) static_cast<void>(checks_.check(check_level::full));
         if (backup) {
