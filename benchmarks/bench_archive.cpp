@@ -4,7 +4,9 @@
 //      (durable before the call returns) and with a batched archive (every 1000 ms).
 //   2. Rebuilding a database of N rows (default 1 M) from its archive alone, against the sqlite3
 //      shell replaying the same segment file (no checksums, no authorizer).
-//   bench_archive [commits, default 2000] [rows, default 1000000]
+//   3. A baseline (write_baseline()) after a history of rewrites: its time, and a rebuild from it
+//      against a rebuild from the whole history.
+//   bench_archive [commits, default 2000] [rows, default 1000000] [baseline rows, default 200000]
 // The writers run in 10 interleaved rounds (see interleave.hpp).
 #include <resilite/resilite.hpp>
 
@@ -272,6 +274,65 @@ void rebuild_speed(std::int64_t rows) {
     fmt::print(" (target: 64 MiB + SQLite's cache)\n");
     std::filesystem::remove_all(dir);
 }
+// A database of `rows` rows whose archive holds every row written 4 times (inserted, then updated
+// three times, 1,000 rows per commit): the time write_baseline() holds the writer, and a rebuild
+// from that history against a rebuild from the baseline written after it, in turns.
+void baseline_speed(std::int64_t rows) {
+    const auto dir = fresh_dir("archive-baseline");
+    const auto history = dir / "history";
+    const auto based = dir / "based";
+    std::filesystem::create_directories(history);
+    {
+        OnCommit db{history / "live.db"};
+        for (int pass = 0; pass < 4; ++pass) {
+            for (std::int64_t done = 0; done < rows;) {
+                db.transaction([&](auto& tx) {
+                    for (int i = 0; i < 1'000 && done < rows; ++i) {
+                        ++done;
+                        auto it = item(done);
+                        it.score += pass;
+                        if (pass == 0) tx.insert(it); else tx.upsert(it);
+                    }
+                });
+            }
+        }
+    }
+    std::filesystem::copy(history, based, std::filesystem::copy_options::recursive);
+    double baseline_s = 0;
+    {
+        OnCommit db{based / "live.db"};
+        baseline_s = bench::seconds_of([&] { static_cast<void>(db.write_baseline()); });
+    }
+    const auto archive_bytes = [](const std::filesystem::path& d) {
+        std::uintmax_t bytes = 0;
+        for (const auto& e : std::filesystem::directory_iterator(d))
+            bytes += e.file_size();
+        return static_cast<double>(bytes) / 1e6;
+    };
+    fmt::print("baselines: {} rows, each written 4 times ({:.1f} MB of archive):\n", rows,
+               archive_bytes(history / "live.db.archive"));
+    fmt::print("  write_baseline()     {:6.2f} s  (holds the writer; the baseline adds {:.1f} MB)\n", baseline_s,
+               archive_bytes(based / "live.db.archive") - archive_bytes(history / "live.db.archive"));
+    int round = 0;
+    const auto rebuild_of = [&](const std::filesystem::path& from) {
+        return [&, from] {
+            const auto target = dir / fmt::format("rebuilt-{}.db", round++);
+            resilite::archive_report report;
+            const double s = bench::seconds_of([&] { report = resilite::rebuild(from / "live.db.archive", target); });
+            if (report.tables.empty() || report.tables[0].rows != rows) std::abort();
+            std::filesystem::remove(target);
+            return s;
+        };
+    };
+    std::vector<bench::contender> cs;
+    cs.push_back({"history", rebuild_of(history)});
+    cs.push_back({"baseline", rebuild_of(based)});
+    bench::interleaved runs{std::move(cs)};
+    runs.run(3, false);
+    fmt::print("  rebuild, whole history {:6.2f} s, from the baseline {:6.2f} s (median of 3 in turns; {})\n",
+               runs.median_of("history"), runs.median_of("baseline"), runs.ratio("baseline", "history"));
+    std::filesystem::remove_all(dir);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -281,4 +342,5 @@ int main(int argc, char** argv) {
     write_throughput(commits, 1, 10);
     write_throughput(commits / 10, 100, 10);
     rebuild_speed(rows);
+    baseline_speed(argc > 3 ? std::atoll(argv[3]) : 200'000);
 }

@@ -1606,4 +1606,131 @@ TEST_CASE("archive replay by shape: NULLs are bound (one shape per column set, n
     CHECK(reader.query_one<int>("SELECT c299 FROM w WHERE id = 299") == 299);
 }
 
+
+TEST_CASE("archive baselines on demand: write_baseline() archives the outbox, then every table as one record, and a "
+          "rebuild from the archive alone starts there and equals the live database",
+          "[archive]") {
+    test::temp_dir dir;
+    const std::vector<std::string> item_cols{"id", "name", "score"};
+    std::int64_t baseline = 0;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        for (int i = 1; i <= 30; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i / 4.0, "secret"});
+        db.erase<Item>(7);
+        db.exec("INSERT INTO logs(msg) VALUES('kept')");
+        db.exec_script("CREATE TABLE notes(k TEXT PRIMARY KEY, v)");  // a table the schema does not declare
+        db.exec("INSERT INTO notes VALUES('a', 1)");
+        baseline = db.write_baseline();
+        CHECK(db.health().archive_seq == baseline);
+        db.insert(Item{31, "after", 1.0, "s"});
+        db.exec("UPDATE notes SET v = 2");
+        // Inside a transaction it would wait for itself: refused, and the transaction goes on.
+        db.transaction([&](auto& tx) {
+            tx.insert(Item{32, "in a transaction", 2.0, "s"});
+            try {
+                static_cast<void>(db.write_baseline());
+                FAIL("write_baseline() inside a transaction was not refused");
+            } catch (const resilite::error& e) {
+                CHECK(e.klass() == resilite::error_class::misuse);
+            }
+        });
+        const auto r = db.check_archive();
+        INFO(r.to_text());
+        CHECK(r.baseline_seq == baseline);
+        CHECK(r.reproduces_live == true);
+        CHECK(r.problems.empty());
+    }
+    const auto a = fmtr::read_archive(dir / "app.db.archive");
+    const auto it = std::find_if(a.records.begin(), a.records.end(),
+                                 [&](const fmtr::record& r) { return r.header.seq == baseline; });
+    REQUIRE(it != a.records.end());
+    CHECK(it->header.kind == fmtr::record_kind::baseline);
+    const auto r = resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db");
+    INFO(r.to_text());
+    CHECK(r.baseline_seq == baseline);
+    CHECK(r.applied_records == r.last_seq - baseline + 1);
+    CHECK(table_hash(dir / "rebuilt.db", "items", item_cols) == table_hash(dir / "app.db", "items", item_cols));
+    CHECK(table_hash(dir / "rebuilt.db", "notes", {"k", "v"}) == table_hash(dir / "app.db", "notes", {"k", "v"}));
+    CHECK(table_hash(dir / "rebuilt.db", "logs", {"msg"}) == table_hash(dir / "app.db", "logs", {"msg"}));
+
+    // Batched: what waits in the outbox is archived first, as records before the baseline.
+    resilite::manual_clock clock;
+    BatchedDb db{dir / "batched.db", batched_options(clock)};
+    for (int i = 1; i <= 5; ++i)
+        db.insert(Item{i, "waiting", 0, "s"});
+    REQUIRE(db.health().archive_pending > 0);
+    const auto b = db.write_baseline();
+    CHECK(db.health().archive_pending == 0);
+    const auto batched = fmtr::read_archive(dir / "batched.db.archive");
+    REQUIRE(batched.records.size() >= 2);
+    CHECK(batched.records.back().header.seq == b);
+    CHECK(batched.records.back().header.kind == fmtr::record_kind::baseline);
+    CHECK(batched.records[batched.records.size() - 2].header.kind == fmtr::record_kind::changes);
+}
+
+TEST_CASE("archive baselines on a schedule: a maintenance round writes one as soon as the records since the newest "
+          "hold archive.baseline_after_bytes, counted in the database (across a reopen), never below it",
+          "[archive]") {
+    test::temp_dir dir;
+    constexpr std::int64_t limit = 3000;
+    test::event_log log;
+    const auto open = [&] {
+        auto o = items_options();
+        o.settings->archive.baseline_after_bytes = limit;
+        o.observer = log.observer();
+        return std::make_unique<ItemsDb>(dir / "app.db", o);
+    };
+    auto db = open();
+    int id = 0;
+    for (int part = 0; part < 3; ++part) {  // reopened between parts: the count is the database's
+        for (int i = 0; i < 40; ++i) {
+            ++id;
+            db->insert(Item{id, std::string(60, 'x') + std::to_string(id), 1.0, "s"});
+            static_cast<void>(db->maintain());
+        }
+        db.reset();
+        db = open();
+    }
+    db.reset();
+    const auto a = fmtr::read_archive(dir / "app.db.archive");
+    REQUIRE(a.problems.empty());
+    std::int64_t since = 0, last_bytes = 0, baselines = 0, newest = 0;
+    for (const auto& r : a.records) {
+        if (r.header.kind == fmtr::record_kind::baseline) {
+            ++baselines;
+            newest = r.header.seq;
+            CHECK(since >= limit);               // not before the limit
+            CHECK(since - last_bytes < limit);   // at the first round after the record that reached it
+            since = 0;
+            continue;
+        }
+        since += static_cast<std::int64_t>(r.header.bytes);
+        last_bytes = static_cast<std::int64_t>(r.header.bytes);
+    }
+    CHECK(since < limit);
+    CHECK(baselines >= 3);  // 120 records of about 100 bytes
+    CHECK(static_cast<std::int64_t>(log.count("baseline")) == baselines);
+    for (const auto& e : log.events())
+        if (e.name == "baseline") CHECK(e.result == resilite::outcome::ok);
+    const auto r = resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db");
+    INFO(r.to_text());
+    CHECK(r.baseline_seq == newest);
+    const std::vector<std::string> item_cols{"id", "name", "score"};
+    CHECK(table_hash(dir / "rebuilt.db", "items", item_cols) == table_hash(dir / "app.db", "items", item_cols));
+
+    // Off by default: no baseline however much is archived.
+    log.clear();
+    {
+        auto o = items_options();
+        o.observer = log.observer();
+        ItemsDb plain{dir / "plain.db", o};
+        for (int i = 1; i <= 60; ++i) {
+            plain.insert(Item{i, std::string(100, 'y'), 1.0, "s"});
+            static_cast<void>(plain.maintain());
+        }
+    }
+    CHECK(log.count("baseline") == 0);
+}
+
 }  // namespace archive_rebuild_tests

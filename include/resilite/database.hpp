@@ -298,6 +298,18 @@ public:
         });
     }
 
+    // Writes a baseline now: what the outbox holds, then a full snapshot of every table as one
+    // record (a rebuild from the archive alone starts at the newest one). Returns its number.
+    // Holds the writer for as long as the snapshot takes (docs/archive.md, "Baselines").
+    std::int64_t write_baseline() {
+        static_assert(policies::archiving, "resilite::Database::write_baseline(): add the resilite::archive<> policy");
+        return admitted(degrade_.admit(detail::op_kind::write, "baseline"), [&] {
+            return flow_.run(
+                "baseline", [&](sqlite::connection&) { return archive_.write_baseline(); },
+                [](std::int64_t) { return std::int64_t{0}; }, detail::statement_place::as_given);
+        });
+    }
+
     // Drains, then validates the archive and rebuilds it in a scratch directory: reports what a
     // recovery from the archive alone would give, and whether it equals this database table by
     // table (secret columns left out: they are never archived).

@@ -21,6 +21,10 @@ struct archive_settings {
     // Archived rows are removed from the outbox in batches of this many (an extra commit of its
     // own each time); the segment, not the outbox, is what makes them durable.
     int settle_rows = 4096;
+    // A baseline (a full snapshot as one record, where a rebuild from the archive alone starts)
+    // is written by a maintenance round once the records archived since the newest one hold this
+    // many bytes; 0: only when the library needs one (docs/archive.md, "Baselines").
+    std::uint64_t baseline_after_bytes = 0;
 
     friend bool operator==(const archive_settings&, const archive_settings&) = default;
 

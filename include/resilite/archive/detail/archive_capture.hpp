@@ -37,7 +37,8 @@ inline constexpr std::string_view create_internal_sql =
     "CREATE TABLE IF NOT EXISTS resilite_archive_template(id INTEGER PRIMARY KEY, parts TEXT NOT NULL "
     "UNIQUE);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_state(id INTEGER PRIMARY KEY CHECK (id = 1), "
-    "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL);\n"
+    "last_seq INTEGER NOT NULL, last_id INTEGER NOT NULL, format INTEGER NOT NULL, "
+    "since_baseline INTEGER NOT NULL DEFAULT 0);\n"
     "CREATE TABLE IF NOT EXISTS resilite_archive_schema(type TEXT NOT NULL, name TEXT NOT NULL, "
     "tbl_name TEXT NOT NULL, sql TEXT NOT NULL, PRIMARY KEY(type, name));\n"
     "INSERT OR IGNORE INTO resilite_archive_state(id, last_seq, last_id, format) VALUES(1, 0, 0, 1);";

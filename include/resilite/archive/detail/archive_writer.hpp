@@ -48,6 +48,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <vector>
 
 namespace resilite::detail::archive {
@@ -80,6 +81,9 @@ public:
     // Drains larger than this are written in a second pass instead of being held in memory.
     void set_memory_limit(std::size_t bytes) noexcept { memory_limit_ = bytes; }
     // Captured rows this writer has not archived yet (another process may have meanwhile).
+    // Bytes of the records archived since the newest baseline, as the database stored them at
+    // this writer's last write (what archive.baseline_after_bytes is compared with).
+    [[nodiscard]] std::int64_t since_baseline() const noexcept { return since_baseline_; }
     [[nodiscard]] std::int64_t pending(sqlite::connection& c) const {
         return c
             .query_one<std::int64_t>("SELECT count(*) FROM resilite_archive_outbox WHERE id > ?", last_id_)
@@ -93,13 +97,22 @@ public:
     // `migrated`: migrations ran before this; their row changes went through the capture
     // triggers of the old shape, so only a snapshot describes the result for certain.
     // `snapshot_reason`: a full snapshot is asked for (archive repair); the note says why.
-    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated, std::string_view snapshot_reason = {}) {
+    // `baseline`: one is asked for as routine (write_baseline), without a note.
+    std::vector<std::string> catch_up(sqlite::connection& c, bool migrated, std::string_view snapshot_reason = {},
+                                      bool baseline = false) {
         std::vector<std::string> notes;
         {
             // Its own transaction, or the caller's (a record about to be written ahead).
             std::optional<sqlite::transaction> tx;
             if (!c.in_transaction()) tx.emplace(c, transaction_mode::immediate);
             c.exec_script(create_internal_sql);
+            // (Archived by an earlier version: no count of the bytes since the newest baseline;
+            // it counts from here.)
+            if (c.query_one<int>("SELECT count(*) FROM pragma_table_info('resilite_archive_state') "
+                                 "WHERE name = 'since_baseline'")
+                    .value_or(0) == 0)
+                c.exec_script("ALTER TABLE resilite_archive_state ADD COLUMN since_baseline INTEGER NOT NULL DEFAULT 0");
+            since_baseline_ = std::get<1>(stored_state(c));
             const auto [db_seq, db_id] = read_state(c);
             known_ = false;
             // An archive that cannot be read (a segment that is a link or a directory, no
@@ -116,7 +129,7 @@ public:
                                              "until it can",
                                              e.technical().note));
             }
-            bool need_baseline = !snapshot_reason.empty();
+            bool need_baseline = baseline || !snapshot_reason.empty();
             if (need_baseline) notes.emplace_back(snapshot_reason);
             if (!readable) {
                 last_seq_ = std::max(last_seq_, db_seq);
@@ -263,6 +276,25 @@ public:
             return n;
         } catch (...) {
             schema_version_ = -1;  // what a rolled-back schema sync recorded is gone: look again
+            throw;
+        }
+    }
+
+    // A baseline now (Db::write_baseline(), or archive.baseline_after_bytes): what the outbox
+    // holds, then a full snapshot of every table as one record, in a transaction of its own,
+    // synced before its COMMIT; it also pays a snapshot owed (owe_snapshot). Returns its number.
+    // Throws on failure; nothing is written (the outbox keeps its rows).
+    std::int64_t write_baseline(sqlite::connection& c, std::chrono::system_clock::time_point now) {
+        try {
+            sqlite::transaction tx{c, transaction_mode::immediate};
+            auto notes = catch_up(c, false, {}, true);
+            notes_.insert(notes_.end(), notes.begin(), notes.end());
+            snapshot_in_flight_ = true;
+            static_cast<void>(drain_in(c, now, true));
+            commit(tx);
+            return last_seq_;
+        } catch (...) {
+            schema_version_ = -1;
             throw;
         }
     }
@@ -764,13 +796,21 @@ private:
             pending_ = appended{dir_ / segment, static_cast<std::uintmax_t>(out.start()), tail_size_, last_seq_,
                                 records.back().crc, out.created(), !synced};
         }
-        const bool moved = last_row != last_id_ || stored_seq(c) != last_seq_;
+        const auto [stored, since_stored] = stored_state(c);
+        // The bytes since the newest baseline: another writer's records are in what it stored.
+        auto since = since_stored;
+        for (const auto& r : records)  // (a baseline's own bytes do not count: else a large one calls the next)
+            since = r.header.kind == record_kind::baseline ? 0 : since + static_cast<std::int64_t>(r.header.bytes);
+        const bool moved = last_row != last_id_ || stored != last_seq_ || since != since_stored;
         last_id_ = last_row;
         unsettled_ += rows;
+        since_baseline_ = since;
         // The number goes into the database with the transaction it describes: committed
         // together, or not at all.
         const auto changes_before = c.total_changes();
-        if (moved) c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?", last_seq_, last_id_);
+        if (moved)
+            c.exec("UPDATE resilite_archive_state SET last_seq = ?, last_id = ?, since_baseline = ?", last_seq_,
+                   last_id_, since);
         if ((settle && unsettled_ > 0) || unsettled_ >= settle_rows_) {
             keep_outbox_numbering(c);
             unsettled_ = 0;
@@ -779,8 +819,10 @@ private:
         return static_cast<std::int64_t>(records.size());
     }
 
-    [[nodiscard]] static std::int64_t stored_seq(sqlite::connection& c) {
-        return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state").value_or(0);
+    // The number and the bytes since the newest baseline the database stores.
+    [[nodiscard]] static std::tuple<std::int64_t, std::int64_t> stored_state(sqlite::connection& c) {
+        return c.query_one<std::int64_t, std::int64_t>("SELECT last_seq, since_baseline FROM resilite_archive_state")
+            .value_or(std::tuple<std::int64_t, std::int64_t>{0, 0});
     }
 
     // Learns where the archive ends, unless nothing changed since this writer last looked. A torn last record
@@ -892,6 +934,7 @@ private:
     std::int64_t last_seq_ = 0, last_id_ = 0;
     std::string last_utc_;
     std::int64_t unsettled_ = 0;  // archived rows still in the outbox
+    std::int64_t since_baseline_ = 0;  // since_baseline(), as last stored
     std::size_t memory_limit_ = 64u << 20;
     template_cache templates_;
     bool behind_archive_ = false;      // resolve_tail: the database is older than its archive (a copy)

@@ -129,6 +129,61 @@ public:
         return writer_->last_seq();
     }
 
+    // Db::write_baseline(), and the schedule below: a baseline now, after what the outbox holds.
+    // Returns its number. The caller holds the writer lock.
+    std::int64_t write_baseline() {
+        if (!writer_) {
+            throw library_failure(error_class::misuse, "baseline", "archiving is off (read-only or not a file)",
+                                  ctx_.path.string());
+        }
+        if (ctx_.own_transaction_open())  // (its BEGIN would fail; inside it, it would hold it up)
+            throw library_failure(error_class::misuse, "baseline",
+                                  "write_baseline() while a transaction is open on the database's connection (this "
+                                  "thread's, or one begun with a BEGIN statement): call it after the transaction ends",
+                                  ctx_.path.string());
+        reclaim_if_lost();
+        const auto seq = writer_->write_baseline(ctx_.connection(), ctx_.clock.utc_now());
+        pending_ = false;
+        report_notes();
+        return seq;
+    }
+
+    // archive.baseline_after_bytes: whether the records since the newest baseline hold that many
+    // bytes (the count stored by the last write to the archive, this process's or another's).
+    [[nodiscard]] bool baseline_due() const noexcept {
+        if constexpr (!R::archiving) {
+            return false;
+        } else {
+            const auto after = ctx_.config.archive.baseline_after_bytes;
+            return writer_ && after > 0 && static_cast<std::uint64_t>(writer_->since_baseline()) >= after &&
+                   !ctx_.own_transaction_open();
+        }
+    }
+
+    // A scheduled baseline that fails is a warning: nothing was written, and the next round tries again.
+    void baseline_quietly() noexcept {
+        if constexpr (R::archiving) {
+            const auto start = ctx_.now();
+            try {
+                const auto since = writer_->since_baseline();
+                const auto seq = write_baseline();
+                ctx_.emit_since("baseline", start, outcome::ok, 0, error_class::none,
+                                resilite::detail::format("txn {} is a full snapshot (archive.baseline_after_bytes: "
+                                                         "{} bytes of records since the previous one)",
+                                                         seq, since));
+            } catch (...) {
+                try {
+                    auto f = op_failure::from_current_exception();
+                    ctx_.emit_since("baseline", start, outcome::warning, 0, f.klass,
+                                    resilite::detail::format("no baseline written (the next maintenance round tries "
+                                                             "again): {}",
+                                                             f.detail));
+                } catch (...) {
+                }
+            }
+        }
+    }
+
     // A failed drain never fails the operation that committed: the changes are safe in the
     // outbox, a warning says so, and the next drain archives them.
     void drain_quietly(bool settle) noexcept {

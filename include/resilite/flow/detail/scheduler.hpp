@@ -229,6 +229,11 @@ private:
                 did = true;
                 archive_.drain_quietly(false);
             }
+            // (Long work for a large database, but one write transaction: it cannot leave the lock.)
+            if (archive_.baseline_due()) {
+                did = true;
+                archive_.baseline_quietly();
+            }
             backup = due(next_backup_, std::chrono::duration_cast<std::chrono::seconds>(ctx_.config.backup.interval));
             if constexpr (R::archiving || R::backup::enabled) {  // (nothing to drill from otherwise)
                 drill = due(next_drill_, ctx_.config.healing.drill_interval);

@@ -446,6 +446,7 @@ template <class Codec>
         RESILITE_SETTING(archive.interval, duration_codec<ms>{1ms, year});
         RESILITE_SETTING(archive.directory, path_text, fixed);
         RESILITE_SETTING(archive.settle_rows, integer_codec<int>{1, int_max});
+        RESILITE_SETTING(archive.baseline_after_bytes, integer_codec<std::uint64_t>{0, pib});
 
         RESILITE_SETTING(healing.enabled, boolean_codec{});
         RESILITE_SETTING(healing.max_attempts, integer_codec<int>{1, 1'000'000});
