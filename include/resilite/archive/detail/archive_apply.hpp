@@ -107,12 +107,12 @@ inline void remove_stale_temporaries(const std::filesystem::path& dir, bool insp
     r.directory = dir;
     r.segments = a.segments;
     r.problems = a.problems;
-    r.records = static_cast<std::int64_t>(a.records.size()) + a.skipped_records;
+    r.records = static_cast<std::int64_t>(a.records.size()) + a.skipped_records + a.history_records;
     r.not_read_through = a.skipped_through;
     r.not_read_records = a.skipped_records;
     if (!a.records.empty()) {
-        r.first_seq = a.records.front().header.seq;
-        r.first_time = a.records.front().header.utc;
+        r.first_seq = a.history_records > 0 ? a.first_seq : a.records.front().header.seq;
+        r.first_time = a.history_records > 0 ? a.first_utc : a.records.front().header.utc;
         r.last_seq = a.records.back().header.seq;
         r.last_time = a.records.back().header.utc;
         if (a.records[a.start].header.kind == record_kind::baseline)

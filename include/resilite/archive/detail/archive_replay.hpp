@@ -46,6 +46,10 @@ struct archive_contents {
     // walked over by their framing, not read or checked, and the line numbers of what was read
     // count from where reading started (a caller that reports problems reads again in full).
     std::int64_t skipped_through = 0, skipped_records = 0;
+    // Read for a rebuild (keep_history false): the records before the newest baseline were read
+    // and checked, then let go (a rebuild applies them to nothing); how many, and the first.
+    std::int64_t history_records = 0, first_seq = 0;
+    std::string first_utc;
 };
 
 // Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
@@ -68,12 +72,19 @@ struct archive_limit {
 // every segment is read in chunks of whole records: records are added to a chunk until it holds
 // at least `chunk_bytes` (so a chunk is at most that plus one record).
 inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
+// `keep_history` false (a rebuild): while the records come in rising order, those before a
+// baseline are let go as soon as it is read, so that memory holds the records from the newest
+// baseline on rather than an entry for every record of the archive's history.
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
                                                    const archive_limit& limit = {},
                                                    std::int64_t not_needed_through = 0,
-                                                   std::uintmax_t chunk_bytes = archive_chunk_bytes) {
+                                                   std::uintmax_t chunk_bytes = archive_chunk_bytes,
+                                                   bool keep_history = true) {
     using K = archive_problem::kind;
     if (!limit.none()) not_needed_through = 0;  // (a point in time is read in full)
+    // (Only in rising order: a record read before a baseline but numbered after it is needed.)
+    bool trim = !keep_history && limit.none() && not_needed_through == 0;
+    std::int64_t highest = 0;
     archive_contents a;
     std::vector<std::string> odd;
     a.segments = list_segments(dir, &odd);
@@ -87,7 +98,7 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
     // freed first).
     const auto read_in_full = [&] {
         a = archive_contents{};
-        return read_archive(dir, limit, 0, chunk_bytes);
+        return read_archive(dir, limit, 0, chunk_bytes, keep_history);
     };
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     const auto take = [&](segment_contents& contents) {
@@ -102,8 +113,23 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
             }
             a.problems.push_back(std::move(p));
         }
-        for (auto& r : contents.records)
+        for (auto& r : contents.records) {
+            if (r.header.seq <= highest) trim = false;
+            highest = std::max(highest, r.header.seq);
             a.records.push_back(std::move(r));
+        }
+        if (!trim) return;
+        const auto newest = std::find_if(a.records.rbegin(), a.records.rend(), [](const record& r) {
+            return r.header.kind == record_kind::baseline;
+        });
+        if (newest == a.records.rend() || std::next(newest) == a.records.rend()) return;
+        const auto keep = std::prev(newest.base());
+        if (a.history_records == 0) {
+            a.first_seq = a.records.front().header.seq;
+            a.first_utc = a.records.front().header.utc;
+        }
+        a.history_records += keep - a.records.begin();
+        a.records.erase(a.records.begin(), keep);
     };
     if (not_needed_through == 0) a.bodies.emplace(dir);
     for (const auto& name : a.segments) {
@@ -157,23 +183,26 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
     }
     std::stable_sort(a.records.begin(), a.records.end(),
                      [](const record& x, const record& y) { return x.header.seq < y.header.seq; });
-    std::vector<record> unique;
-    for (auto& r : a.records) {
-        if (!unique.empty() && unique.back().header.seq == r.header.seq) {
-            const bool same = unique.back().crc == r.crc;
+    std::size_t kept = 0;  // (in place: a second vector of every entry would double the peak)
+    for (std::size_t i = 0; i < a.records.size(); ++i) {
+        auto& r = a.records[i];
+        if (kept > 0 && a.records[kept - 1].header.seq == r.header.seq) {
+            const auto& first = a.records[kept - 1];
+            const bool same = first.crc == r.crc;
             a.problems.push_back(
                 {same ? K::duplicate : K::conflicting_duplicate, r.segment, r.line,
-                 same ? resilite::detail::format("txn {} appears again (first at {}:{}); skipped",
-                                                 r.header.seq, unique.back().segment, unique.back().line)
+                 same ? resilite::detail::format("txn {} appears again (first at {}:{}); skipped", r.header.seq,
+                                                 first.segment, first.line)
                       : resilite::detail::format("txn {} appears again with other content (first at {}:{}); "
                                                  "the first one is used",
-                                                 r.header.seq, unique.back().segment, unique.back().line),
+                                                 r.header.seq, first.segment, first.line),
                  !same});
             continue;
         }
-        unique.push_back(std::move(r));
+        if (kept != i) a.records[kept] = std::move(r);
+        ++kept;
     }
-    a.records = std::move(unique);
+    a.records.resize(kept);
     if (!limit.none()) {
         // (records are in sequence order, and their times too unless a time_order problem says not)
         // A damaged record is not needed when it is past the limit by number, or numbered after
