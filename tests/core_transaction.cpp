@@ -474,6 +474,15 @@ TEST_CASE("a transaction SQLite rolled back by itself commits nothing after it, 
     db.exec_script(
         "CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT NOT NULL);"
         "CREATE TRIGGER no_boom BEFORE INSERT ON kv WHEN new.v = 'boom' BEGIN SELECT RAISE(ROLLBACK, 'no boom'); END;");
+    const auto expect_aborted = [](auto&& call) {
+        try {
+            call();
+            FAIL("a statement through the Database after SQLite's rollback ran");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::aborted);
+            CHECK_THAT(e.technical().note, Catch::Contains("outside it"));
+        }
+    };
     const auto rolled_back_by_sqlite = [&](auto&& failing_statement) {
         INFO("the function caught the failure and went on: the transaction still fails");
         try {
@@ -492,6 +501,13 @@ TEST_CASE("a transaction SQLite rolled back by itself commits nothing after it, 
                     CHECK(e.klass() == resilite::error_class::aborted);
                     CHECK_THAT(e.technical().note, Catch::Contains("rolled back by SQLite"));
                 }
+                // Through the Database on this thread (it joins the thread's transaction): it
+                // would run on its own, outside the transaction, and commit.
+                expect_aborted([&] { db.exec("INSERT INTO kv VALUES(5, 'through db')"); });
+                expect_aborted([&] { db.exec_script("INSERT INTO kv VALUES(7, 'script')"); });
+                expect_aborted([&] { static_cast<void>(db.query<int>("INSERT INTO kv VALUES(8, 'q') RETURNING k")); });
+                // A read reads what is committed: what the failed transaction left.
+                CHECK(db.query_one<int>("SELECT count(*) FROM kv WHERE k <> 9") == 0);
             });
             FAIL("the transaction reported success");
         } catch (const resilite::error& e) {
@@ -505,6 +521,7 @@ TEST_CASE("a transaction SQLite rolled back by itself commits nothing after it, 
         CHECK_THROWS(failing_statement(tx));
         CHECK_FALSE(tx.active());
         CHECK_THROWS_AS(tx.exec("INSERT INTO kv VALUES(4, 'after')"), resilite::error);
+        expect_aborted([&] { db.exec("INSERT INTO kv VALUES(6, 'through db')"); });
         try {
             tx.commit();
             FAIL("commit() reported success");

@@ -69,6 +69,7 @@ public:
           ended_(std::move(o.ended_)),
           ended_class_(o.ended_class_),
           open_(std::exchange(o.open_, false)),
+          lost_(std::exchange(o.lost_, false)),
           owner_(o.owner_) {}
     basic_transaction& operator=(basic_transaction&&) = delete;
 
@@ -78,6 +79,7 @@ public:
         tx_.abandon();
         if (!reported_) report(outcome::warning, error_class::none, "rolled back: left without commit()");
         ended_now();
+        found_lost();
     }
 
     // Runs f(*this) inside a savepoint: released when f returns, undone (and the exception
@@ -126,6 +128,7 @@ public:
         tx_.rollback();
         report(outcome::ok, error_class::none, "rolled back");
         ended_now();
+        found_lost();
     }
 
     [[nodiscard]] bool active() const noexcept { return tx_.active(); }
@@ -173,6 +176,15 @@ private:
     void ended_now() noexcept {
         if (std::exchange(open_, false)) flow_->ctx().library_transaction = false;
     }
+    // Ended inside SQLite while this object still holds the writer lock (context::transaction_lost),
+    // and the application ending it.
+    void lost_now() noexcept {
+        lost_ = true;
+        flow_->ctx().transaction_lost = true;
+    }
+    void found_lost() noexcept {
+        if (std::exchange(lost_, false)) flow_->ctx().transaction_lost = false;
+    }
 
     // The statement hook: one attempt; the transaction decides about retries. A statement may
     // end the transaction inside SQLite (a trigger's RAISE(ROLLBACK), INSERT OR ROLLBACK, an
@@ -198,6 +210,7 @@ private:
                                    resilite::detail::format("a statement ({}) tried to commit it", name));
             tx_.ended_by_sqlite();
             ended_now();
+            lost_now();
             ended_ = resilite::detail::format(
                 "it was rolled back by SQLite when {} failed ({}): nothing of it is committed", name,
                 e.what());
@@ -219,6 +232,7 @@ private:
     [[noreturn]] void ended_by_statement(std::string_view name, std::string_view what) {
         tx_.ended_by_sqlite();
         ended_now();
+        lost_now();
         ended_ = resilite::detail::format(
             "{}, and it was rolled back: use commit() and rollback(), not COMMIT, END or ROLLBACK "
             "statements",
@@ -293,6 +307,7 @@ private:
     std::string ended_;  // why SQLite ended it under a statement (empty: it did not)
     error_class ended_class_ = error_class::misuse;  // the class later calls fail with then
     bool open_ = true;   // context::library_transaction is this transaction's (not moved from, not ended)
+    bool lost_ = false;  // context::transaction_lost is this transaction's
     std::thread::id owner_ = std::this_thread::get_id();  // the thread holding the writer lock
 };
 

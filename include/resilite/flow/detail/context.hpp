@@ -134,6 +134,11 @@ public:
     // it ends (its thread holds the writer lock meanwhile). A transaction the application began
     // with its own BEGIN statement is not one: its COMMIT statement is its own to run.
     bool library_transaction = false;
+    // SQLite ended this transaction by itself (a trigger's RAISE(ROLLBACK), INSERT OR ROLLBACK, a
+    // ROLLBACK statement) while the thread still holds it, and the writer lock: the thread's
+    // statements through the Database are refused (they would run on their own, outside it, and
+    // commit) until it ends it (rollback(), or the transaction object is gone).
+    bool transaction_lost = false;
     // Statements of the open resilite transaction that failed (their events say so, uncounted):
     // counted as failures when it commits, their failure absorbed by the application; forgotten
     // when it fails or rolls back, whose own event counts it once (the holder of the writer lock).
@@ -209,7 +214,7 @@ public:
     // another thread holds means the transaction, if any, is not this thread's.
     [[nodiscard]] bool own_transaction_open() {
         std::unique_lock held(mutex, std::try_to_lock);
-        return held.owns_lock() && conn && conn->in_transaction();
+        return held.owns_lock() && ((conn && conn->in_transaction()) || library_transaction || transaction_lost);
     }
 
     // Closes the connection, the read connections first (the caller holds the writer lock).
