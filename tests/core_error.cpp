@@ -758,4 +758,46 @@ TEST_CASE("error codes: error_class converts to std::error_code, and codes compa
     }
 }
 
+TEST_CASE("what() and a failure's event stay one line when the SQL, SQLite's message, the path or the "
+          "application's exception hold line breaks; technical() keeps them as they were",
+          "[error]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "two\nlines");
+    test::event_log log;
+    plain_db db{dir / "two\nlines" / "app.db", logged<plain_db>(log)};
+    db.exec_script(
+        "CREATE TABLE t(v NOT NULL);"
+        "CREATE TABLE guarded(v);"
+        "CREATE TRIGGER g BEFORE INSERT ON guarded BEGIN SELECT RAISE(ABORT, 'first line\nsecond line'); END;");
+    const auto one_line = [](std::string_view text) {
+        INFO(text);
+        CHECK(text.find('\n') == std::string_view::npos);
+        CHECK(text.find('\r') == std::string_view::npos);
+    };
+    const auto fails = [&](auto&& call, std::string_view sql_kept) {
+        log.clear();
+        try {
+            call();
+            FAIL("did not fail");
+        } catch (const error& e) {
+            one_line(e.what());
+            CHECK_THAT(std::string{e.what()}, Catch::Contains("\\n"));
+            if (!sql_kept.empty()) CHECK(e.technical().sql == sql_kept);
+        }
+        for (const auto& ev : log.events())
+            one_line(ev.detail);
+    };
+    fails([&] { db.exec("INSERT INTO t(v)\n    VALUES(NULL)"); }, "INSERT INTO t(v)\n    VALUES(NULL)");
+    fails([&] { db.exec("INSERT INTO guarded VALUES(1)"); }, "");
+    log.clear();
+    try {
+        db.transaction([](auto&) { throw std::runtime_error("the application's\r\nown"); });
+        FAIL("did not fail");
+    } catch (const std::runtime_error&) {
+    }
+    REQUIRE(log.count("transaction") == 1);
+    for (const auto& ev : log.events())
+        one_line(ev.detail);
+}
+
 }  // namespace core_error_tests

@@ -110,6 +110,27 @@ struct error_state {
     std::shared_ptr<error_state> cause;  // what a retry_exhausted error gave up on
 };
 
+// Text put into what() as it is would break its one line: SQL written over several lines,
+// SQLite's message from RAISE(ABORT, '...'), a path with a newline. Line breaks and the other
+// control characters (a tab stays) are written as escapes; technical() keeps the text itself.
+[[nodiscard]] inline std::string one_line(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (const char ch : text) {
+        const auto u = static_cast<unsigned char>(ch);
+        if (ch == '\n') {
+            out += "\\n";
+        } else if (ch == '\r') {
+            out += "\\r";
+        } else if ((u < 0x20 && ch != '\t') || u == 0x7f) {
+            out += resilite::detail::format("\\x{:02x}", u);
+        } else {
+            out += ch;
+        }
+    }
+    return out;
+}
+
 [[nodiscard]] inline std::string describe(error_class klass, const technical_detail& d,
                                           const error_state* cause = nullptr) {
     std::string out = resilite::detail::format("{} [class {}; operation {}", user_message(klass), name(klass),
@@ -119,12 +140,12 @@ struct error_state {
     } else if (!d.code_name.empty()) {
         out += resilite::detail::format("; {}", d.code_name);
     }
-    if (!d.sqlite_message.empty()) out += resilite::detail::format("; sqlite: {}", d.sqlite_message);
-    if (!d.sql.empty()) out += resilite::detail::format("; sql: {}", d.sql);
+    if (!d.sqlite_message.empty()) out += resilite::detail::format("; sqlite: {}", one_line(d.sqlite_message));
+    if (!d.sql.empty()) out += resilite::detail::format("; sql: {}", one_line(d.sql));
     out += resilite::detail::format("; attempt {}; elapsed {}us", d.attempt,
                                     std::chrono::duration_cast<std::chrono::microseconds>(d.elapsed).count());
-    if (!d.database_path.empty()) out += resilite::detail::format("; database {}", d.database_path);
-    if (!d.note.empty()) out += resilite::detail::format("; {}", d.note);
+    if (!d.database_path.empty()) out += resilite::detail::format("; database {}", one_line(d.database_path));
+    if (!d.note.empty()) out += resilite::detail::format("; {}", one_line(d.note));
     if (cause != nullptr) out += resilite::detail::format("; last cause: {}", name(cause->klass));
     out += ']';
     return out;

@@ -23,7 +23,7 @@ struct op_failure {
         } catch (const std::exception& e) {
             // The application's own exception (a transaction's or savepoint's function threw):
             // the operation was cancelled, not completed ("none" is never a failure's class).
-            return {error_class::aborted, resilite::detail::format("exception: {}", e.what())};
+            return {error_class::aborted, resilite::detail::format("exception: {}", one_line(e.what()))};
         } catch (...) {
             return {error_class::aborted, "unknown exception"};
         }

@@ -77,7 +77,7 @@ inline constexpr std::string_view audit_table_sql =
                          : resilite::detail::format("settings changed: {}", fmt::join(names, ", "));
 }
 
-[[nodiscard]] inline std::string one_line(std::string_view text) {
+[[nodiscard]] inline std::string first_line(std::string_view text) {
     std::string out{text.substr(0, text.find('\n'))};
     return out;
 }
@@ -130,7 +130,7 @@ public:
     void library(std::string_view action, std::string_view detail) noexcept {
         try {
             const auto start = ctx_.now();
-            auto e = stamp(action, "resilite", one_line(detail));
+            auto e = stamp(action, "resilite", first_line(detail));
             const bool usable = ctx_.with_lock([&] {
                 return ctx_.conn && !ctx_.conn->in_transaction() && ctx_.gate.depth() == 0 && !ctx_.read_only;
             });
