@@ -362,6 +362,37 @@ TEST_CASE("drift: a different primary key is critical", "[schema][drift]") {
     CHECK(d->level == schema_report::severity::critical);
 }
 
+TEST_CASE("drift: a declared integer key that the database's table does not make its rowid (BIGINT PRIMARY KEY, "
+          "INT PRIMARY KEY, INTEGER PRIMARY KEY DESC) is critical: it takes NULL keys, insert() could not return one",
+          "[schema][drift]") {
+    const std::string rest = "name TEXT NOT NULL DEFAULT '', note TEXT";
+    for (const std::string& table : {"items(id BIGINT PRIMARY KEY, " + rest + ")", "items(id INT PRIMARY KEY, " + rest + ")",
+                                    "items(id INTEGER PRIMARY KEY DESC, " + rest + ")",
+                                    "items(id INTEGER NOT NULL, " + rest + ", PRIMARY KEY(id))"}) {
+        INFO(table);
+        test::temp_dir dir;
+        connection c{dir / "d.db"};
+        const bool alias = table.find("NOT NULL, ") != std::string::npos;  // a table constraint: the rowid
+        c.exec_script("CREATE TABLE " + table);
+        const auto r = sync(c, simple_table());
+        const auto* d = find_drift(r, "not the table's rowid");
+        if (alias) {
+            CHECK(d == nullptr);
+            CHECK(r.status() == schema_status::ok);
+            continue;
+        }
+        REQUIRE(d != nullptr);
+        CHECK(d->level == schema_report::severity::critical);
+        CHECK(r.status() == schema_status::critical);
+        CHECK_FALSE(r.changed);
+    }
+    // Declared as the rowid too: PRIMARY KEY(id DESC) in a table constraint is SQLite's rowid.
+    test::temp_dir dir;
+    connection c{dir / "d.db"};
+    c.exec_script("CREATE TABLE items(id INTEGER, name TEXT NOT NULL DEFAULT '', note TEXT, PRIMARY KEY(id DESC))");
+    CHECK(find_drift(sync(c, simple_table()), "rowid") == nullptr);
+}
+
 TEST_CASE("drift: undeclared columns are kept and reported as warnings", "[schema][drift]") {
     test::temp_dir dir;
     connection c{dir / "d.db"};

@@ -213,6 +213,23 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                                 resilite::detail::format("primary key differs: declared ({}), database ({})",
                                                          fmt::join(decl_pk, ", "), fmt::join(db_pk, ", "))});
         }
+        // Declared as the rowid alias (a single INTEGER PRIMARY KEY): a table whose key is not
+        // the rowid (BIGINT PRIMARY KEY, INTEGER PRIMARY KEY DESC, ...) stores NULL keys, and
+        // insert() would return the rowid as if it were the key. SQLite gives such a key an index
+        // of its own; the rowid needs none.
+        if (db_pk == decl_pk && decl_pk.size() == 1) {
+            const auto key = std::find_if(t.columns.begin(), t.columns.end(),
+                                          [&](const column_def& col) { return lower(col.name) == decl_pk[0]; });
+            if (key != t.columns.end() && is_rowid_alias(t, *key) &&
+                c.query_one<int>("SELECT count(*) FROM pragma_index_list(?) WHERE origin = 'pk'", t.name)
+                        .value_or(0) > 0) {
+                r.drifts.push_back(
+                    {severity::critical, t.name, key->name,
+                     "the integer primary key is not the table's rowid (declared there as BIGINT, INT or "
+                     "INTEGER ... DESC, say): it takes NULL keys, and a row inserted without a key would get "
+                     "none; rebuild the table with INTEGER PRIMARY KEY in a migration"});
+            }
+        }
         std::optional<bool> rows;  // asked only when it matters
         const auto refs = db.references(t.name);
         for (const auto& col : t.columns) {
