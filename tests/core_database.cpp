@@ -784,4 +784,31 @@ TEST_CASE("identity: after a chdir() into a directory holding another app.db, a 
     }
 }
 
+TEST_CASE("close with a transaction begun by a BEGIN or SAVEPOINT statement still open says that closing rolls it "
+          "back, in its one close event, and checkpoints after it",
+          "[database]") {
+    for (const std::string begin : {"BEGIN", "SAVEPOINT s"}) {
+        INFO(begin);
+        test::temp_dir dir;
+        test::event_log log;
+        {
+            test::recording_db db{dir / "t.db", test::recording(log)};
+            db.exec_script("CREATE TABLE t(x)");
+            db.exec(begin);
+            db.exec("INSERT INTO t VALUES(1)");
+            log.clear();
+        }
+        const auto events = log.events();
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].name == "close");
+        CHECK(events[0].result == outcome::warning);
+        CHECK(events[0].error == resilite::error_class::aborted);
+        CHECK_THAT(events[0].detail, Catch::Contains("rolled it back") && !Catch::Contains("checkpoint"));
+        const bool wal_left = std::filesystem::exists(dir / "t.db-wal") && std::filesystem::file_size(dir / "t.db-wal") > 0;
+        CHECK_FALSE(wal_left);  // the checkpoint ran after it
+        test::recording_db again{dir / "t.db", test::recording(log)};
+        CHECK(again.query_one<int>("SELECT count(*) FROM t") == 0);
+    }
+}
+
 }  // namespace core_database_tests

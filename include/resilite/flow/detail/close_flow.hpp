@@ -61,11 +61,29 @@ void close_flow(context<R>& ctx, archive_flow<R>& archive, scheduler<R>& schedul
             return;
         }
     }
+    // A transaction begun by a BEGIN or SAVEPOINT statement (exec) and never ended: closing
+    // rolls it back. Said plainly (its statements were acknowledged one by one), and rolled back
+    // first, so that the drain and the checkpoint do not run inside it.
+    std::string rolled_back;
+    if (ctx.conn->in_transaction()) {
+        try {
+            rolled_back =
+                "a transaction begun with a BEGIN or SAVEPOINT statement was still open: closing rolled it back, "
+                "and nothing written in it is committed (end it with COMMIT or RELEASE, or use transaction())";
+            ctx.conn->exec_script("ROLLBACK");
+        } catch (...) {  // (sqlite3_close rolls it back anyway)
+        }
+    }
     archive.drain_quietly(true);
     try {
         const auto r = checkpoint(*ctx.conn, checkpoint_mode::truncate);
-        ctx.emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0, error_class::none,
-                       r.complete ? "" : "final checkpoint incomplete");
+        if (!rolled_back.empty()) {
+            ctx.emit_since("close", start, outcome::warning, 0, error_class::aborted,
+                           r.complete ? rolled_back : rolled_back + "; final checkpoint incomplete");
+        } else {
+            ctx.emit_since("close", start, r.complete ? outcome::ok : outcome::warning, 0, error_class::none,
+                           r.complete ? "" : "final checkpoint incomplete");
+        }
     } catch (...) {
         try {
             auto f = op_failure::from_current_exception();
