@@ -135,4 +135,38 @@ TEST_CASE("changing the checkpoint interval reschedules the next checkpoint", "[
     CHECK(log.count("checkpoint") == 1);
 }
 
+TEST_CASE("a PRAGMA run through exec, query or exec_script that changes the journal mode or the synchronous level "
+          "is refused (class misuse) and put back; reading them and other pragmas pass",
+          "[durability]") {
+    test::temp_dir dir;
+    resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "d.db"};
+    const auto state = [&] {
+        return std::pair{db.query_one<std::string>("PRAGMA journal_mode").value_or(""),
+                         db.query_one<int>("PRAGMA synchronous").value_or(-1)};
+    };
+    const auto before = state();
+    REQUIRE(before.first == "wal");
+    const auto refused = [&](auto&& call) {
+        try {
+            call();
+            FAIL("accepted");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::misuse);
+            CHECK_THAT(e.technical().note, Catch::Contains("put back"));
+        }
+        CHECK(state() == before);
+    };
+    refused([&] { db.exec("PRAGMA synchronous=OFF"); });
+    refused([&] { db.exec("/* why */ pragma main.SYNCHRONOUS = 0"); });
+    refused([&] { db.exec("PRAGMA journal_mode=OFF"); });
+    refused([&] { static_cast<void>(db.query<std::string>("PRAGMA journal_mode=MEMORY")); });
+    refused([&] { static_cast<void>(db.query_one<std::string>("PRAGMA journal_mode=DELETE")); });
+    refused([&] { db.exec_script("CREATE TABLE t(x); PRAGMA synchronous=0; INSERT INTO t VALUES(1)"); });
+    CHECK(db.query_one<int>("SELECT count(*) FROM t") == 1);  // (the script's other statements ran)
+    db.exec("PRAGMA foreign_keys=ON");
+    CHECK(db.query_one<int>("PRAGMA foreign_keys") == 1);
+    CHECK(db.query_one<int>("PRAGMA synchronous") == before.second);
+    CHECK(state() == before);
+}
+
 }  // namespace policy_durability_tests

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <string>
+#include <utility>
 
 namespace resilite::detail {
 
@@ -37,6 +38,49 @@ inline void apply_durability(sqlite::connection& c, synchronous sync, const std:
             path);
     }
     apply_synchronous(c, sync, path);
+}
+
+// Runs f, a statement or a script of the application's that may be a PRAGMA (`pragma`: the SQL
+// names one; the caller tells), and refuses (class misuse) one that changed the journal mode
+// or the synchronous level: the open set and checked them, and the settings and health() report
+// them. What it changed is put back first. Other pragmas pass.
+template <class F>
+auto keeping_durability(sqlite::connection& c, bool pragma, F&& f) {
+    if (!pragma) [[likely]] return f();
+    const auto state = [&] {
+        return std::pair{c.query_one<std::string>("PRAGMA journal_mode").value_or(""),
+                         c.query_one<int>("PRAGMA synchronous").value_or(-1)};
+    };
+    const auto before = state();
+    const auto refuse_if_changed = [&] {
+        const auto after = state();
+        if (after == before) return;
+        try {  // (journal_mode cannot change inside a transaction; neither did it then)
+            if (after.first != before.first)
+                static_cast<void>(c.query_one<std::string>(resilite::detail::format("PRAGMA journal_mode={}", before.first)));
+            if (after.second != before.second)
+                c.exec_script(resilite::detail::format("PRAGMA synchronous={}", before.second));
+        } catch (...) {
+        }
+        const auto now = state();
+        throw library_failure(
+            error_class::misuse, "exec",
+            resilite::detail::format(
+                "the statement changed journal_mode from {} to {} or synchronous from {} to {}, which the open set "
+                "and checked (the settings and health() report them); {}. Choose them with the durability policy "
+                "and settings().sync",
+                before.first, after.first, before.second, after.second,
+                now == before ? "they were put back" : "they could NOT be put back: reopen the database"),
+            c.path());
+    };
+    try {
+        auto result = f();
+        refuse_if_changed();
+        return result;
+    } catch (const error&) {
+        refuse_if_changed();  // (a script that failed after its pragma)
+        throw;
+    }
 }
 
 // Readers or another writer in the way are not an error: the result says it was incomplete.

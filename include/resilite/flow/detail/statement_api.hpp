@@ -21,6 +21,7 @@
 // run there (asked only then: the scan of the text stays off a read's path without a pool).
 
 #include <resilite/detail/format.hpp>
+#include <resilite/durability/detail/pragmas.hpp>
 #include <resilite/flow/detail/statement_place.hpp>
 #include <resilite/schema/detail/row_sql.hpp>
 #include <resilite/schema/detail/table_for.hpp>
@@ -46,7 +47,11 @@ public:
     template <class... Args>
     decltype(auto) exec(std::string_view sql, const Args&... args) {
         return self().write(
-            "exec", [&](sqlite::connection& c) { return c.exec(sql, args...); }, changed,
+            "exec",
+            [&](sqlite::connection& c) {
+                return keeping_durability(c, begins_with_word(sql, "pragma"), [&] { return c.exec(sql, args...); });
+            },
+            changed,
             [&](auto& queue) { return queue.encode("exec", sql, args...); },
             detail::runs_as_given(sql) ? statement_place::as_given : statement_place::write_ahead);
     }
@@ -56,8 +61,10 @@ public:
         self().run(
             "exec_script",
             [&](sqlite::connection& c) {
-                c.exec_script(sql);
-                return std::int64_t{0};
+                return keeping_durability(c, names_word(sql, "pragma"), [&] {
+                    c.exec_script(sql);
+                    return std::int64_t{0};
+                });
             },
             changed);
     }
@@ -67,7 +74,12 @@ public:
     [[nodiscard]] std::vector<sqlite::row_t<T...>> query(std::string_view sql, const Args&... args) {
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
-            "query", [&](sqlite::connection& c) { return c.template query_all<T...>(sql, args...); }, count,
+            "query",
+            [&](sqlite::connection& c) {
+                return keeping_durability(c, begins_with_word(sql, "pragma"),
+                                          [&] { return c.template query_all<T...>(sql, args...); });
+            },
+            count,
             [sql] { return detail::reads_only(sql); });
     }
 
@@ -76,7 +88,12 @@ public:
     [[nodiscard]] std::optional<sqlite::row_t<T...>> query_one(std::string_view sql, const Args&... args) {
         static_assert(owning_row<T...>, "resilite: " RESILITE_NO_VIEWS_MESSAGE);
         return self().read(
-            "query", [&](sqlite::connection& c) { return c.template query_one<T...>(sql, args...); }, count,
+            "query",
+            [&](sqlite::connection& c) {
+                return keeping_durability(c, begins_with_word(sql, "pragma"),
+                                          [&] { return c.template query_one<T...>(sql, args...); });
+            },
+            count,
             [sql] { return detail::reads_only(sql); });
     }
 

@@ -6,23 +6,26 @@
 
 namespace resilite::detail {
 
+// Whether `sql` holds `word` (lower case) anywhere, in any case (a script that may hold a PRAGMA).
+[[nodiscard]] constexpr bool names_word(std::string_view sql, std::string_view word) noexcept {
+    for (std::size_t i = 0; i + word.size() <= sql.size(); ++i) {
+        bool same = true;
+        for (std::size_t k = 0; k < word.size() && same; ++k) {
+            const char c = sql[i + k];
+            same = (c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) == word[k];
+        }
+        if (same) return true;
+    }
+    return false;
+}
+
 // True when `sql` names, in any case, something whose answer belongs to a connection: the
 // functions last_insert_rowid, changes and total_changes, the pragma_* table functions, the
 // temp schema. (A false alarm only sends a read to the writer connection.)
 [[nodiscard]] constexpr bool names_connection_state(std::string_view sql) noexcept {
-    constexpr std::string_view words[] = {"last_insert_rowid", "changes", "pragma_", "sqlite_temp",
-                                          "temp.", "temp\".", "temp`.", "temp]."};
-    for (std::size_t i = 0; i < sql.size(); ++i) {
-        for (const auto w : words) {
-            if (sql.size() - i < w.size()) continue;
-            bool same = true;
-            for (std::size_t k = 0; k < w.size() && same; ++k) {
-                const char c = sql[i + k];
-                same = (c >= 'A' && c <= 'Z' ? static_cast<char>(c | 0x20) : c) == w[k];
-            }
-            if (same) return true;
-        }
-    }
+    for (const std::string_view w : {"last_insert_rowid", "changes", "pragma_", "sqlite_temp", "temp.", "temp\".",
+                                     "temp`.", "temp]."})
+        if (names_word(sql, w)) return true;
     return false;
 }
 
