@@ -390,6 +390,8 @@ TEST_CASE("queue_writes: an exec that could never be replayed (two statements, a
         for (const char* control : {"COMMIT", "END", "ROLLBACK", "  begin immediate", "SAVEPOINT s1", "RELEASE s1",
                                     "VACUUM", "/* a comment */ ROLLBACK TO s1"})
             refused(control, error_class::misuse);
+        for (const char* nothing : {"", "   ", "-- only a comment", "/* nothing */ ;"})  // no statement to replay
+            refused(nothing, error_class::misuse);
         // What can be replayed is queued, a comment after it included.
         CHECK(db.exec("UPDATE items SET score = 2 WHERE id = 1; -- done").queued());
         CHECK(db.health().queue_depth == 2);

@@ -246,7 +246,7 @@ public:
 
     // An exec() that could never be replayed is refused now, as the database would refuse it,
     // instead of being answered "queued" and set aside at its replay: more than one statement
-    // (class misuse), a syntax error (class sql), or a statement that begins or ends a
+    // (class misuse), none (class misuse), a syntax error (class sql), or a statement that begins or ends a
     // transaction or cannot run inside one (each queued write is replayed inside a transaction
     // of its own; class misuse). Names are not checked: the tables are the database's.
     void refuse_unreplayable(std::string_view sql) {
@@ -266,7 +266,11 @@ public:
         if (!scratch_) scratch_.emplace(":memory:");
         sqlite3_stmt* stmt = nullptr;
         const int rc = sqlite3_prepare_v2(scratch_->native_handle(), begin, static_cast<int>(sql.size()), &stmt, nullptr);
+        const bool empty = rc == SQLITE_OK && stmt == nullptr;  // only blanks and comments
         sqlite3_finalize(stmt);
+        if (empty)
+            throw refusal(sql, error_class::misuse,
+                          "the SQL text holds no statement: there is nothing to queue or replay");
         if (rc != SQLITE_OK) {
             const std::string_view message = sqlite3_errmsg(scratch_->native_handle());
             if (message.starts_with("near \"") || message.starts_with("unrecognized token") ||
