@@ -196,6 +196,37 @@ TEST_CASE("a declared column the database lacks is a schema error naming it, nev
     }
 }
 
+TEST_CASE("report_only: a declared table or column the database lacks makes the report say warnings (exit code 2, "
+          "not ok), and a typed row on the missing table is a schema error naming it",
+          "[schema][rows]") {
+    test::temp_dir dir;
+    {
+        resilite::sqlite::connection c{dir / "drift.db"};
+        c.exec_script("CREATE TABLE readings(id INTEGER PRIMARY KEY, city TEXT NOT NULL)");
+    }
+    {
+        report_db db{dir / "drift.db"};
+        INFO(db.sync_report().to_text());
+        CHECK(db.sync_report().status() == resilite::schema_status::warnings);
+        CHECK(db.sync_report().exit_code() == 2);
+    }
+    report_db db{dir / "empty.db"};
+    INFO(db.sync_report().to_text());
+    CHECK(db.sync_report().status() == resilite::schema_status::warnings);
+    for (int op = 0; op < 3; ++op) {
+        try {
+            if (op == 0) static_cast<void>(db.insert(reading{2, "Bergen", "west"}));
+            if (op == 1) static_cast<void>(db.get<reading>(2));
+            if (op == 2) static_cast<void>(db.select<reading>());
+            FAIL("accepted");
+        } catch (const resilite::error& e) {
+            INFO(e.what());
+            CHECK(e.klass() == resilite::error_class::schema);
+            CHECK_THAT(e.technical().note, Catch::Contains("\"readings\"") && Catch::Contains("missing"));
+        }
+    }
+}
+
 TEST_CASE("a declared column dropped by hand after its statements were prepared is a schema error naming it",
           "[schema][rows]") {
     test::temp_dir dir;

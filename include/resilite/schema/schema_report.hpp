@@ -33,8 +33,12 @@ struct schema_report {
     std::vector<drift> drifts;
     bool changed = false;  // true when the database was altered
 
+    // report_only: an action not applied is something declared that the database lacks (a
+    // table, a column, an index): not ok, though nothing is incompatible (warnings).
     [[nodiscard]] schema_status status() const {
         bool warn = false;
+        for (const auto& a : actions)
+            warn = warn || (mode == schema_mode::report_only && !a.applied);
         for (const auto& d : drifts) {
             if (d.level == severity::critical) return schema_status::critical;
             warn = true;

@@ -135,6 +135,24 @@ inline void throw_if_declared_column_missing(const error& e, std::span<const std
     if (e.klass() != error_class::sql || (e.technical().operation != "prepare" && e.technical().operation != "step"))
         return;
     const std::string_view message = e.technical().sqlite_message;
+    if (constexpr std::string_view no_table = "no such table: "; message.starts_with(no_table)) {
+        technical_detail d = e.technical();
+        const auto table = table_of_row_sql(d.sql, members);
+        auto missing = message.substr(no_table.size());
+        if (missing.starts_with("main.")) missing.remove_prefix(5);
+        const auto same = [](std::string_view a, std::string_view b) {  // (names compare without case)
+            return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+                       return (x >= 'A' && x <= 'Z' ? static_cast<char>(x | 0x20) : x) ==
+                              (y >= 'A' && y <= 'Z' ? static_cast<char>(y | 0x20) : y);
+                   });
+        };
+        if (table.empty() || !same(missing, table)) return;
+        d.note = resilite::detail::format(
+            "the table {}, which the schema declares, is missing; the database does not match the declared "
+            "schema (see sync_report())",
+            quote_id(table));
+        throw error{error_class::schema, std::move(d)};
+    }
     constexpr std::string_view no_such = "no such column: ";
     constexpr std::string_view no_named = " has no column named ";
     std::string_view column;
