@@ -30,6 +30,7 @@ using resilite::detail::column_def;
 using resilite::detail::index_def;
 using resilite::detail::schema_def;
 using resilite::detail::table_def;
+using resilite::detail::trigger_def;
 using resilite::sqlite::connection;
 
 namespace {
@@ -391,6 +392,61 @@ TEST_CASE("drift: a declared integer key that the database's table does not make
     connection c{dir / "d.db"};
     c.exec_script("CREATE TABLE items(id INTEGER, name TEXT NOT NULL DEFAULT '', note TEXT, PRIMARY KEY(id DESC))");
     CHECK(find_drift(sync(c, simple_table()), "rowid") == nullptr);
+}
+
+TEST_CASE("drift: a declared index or trigger whose name another table's index or trigger has is critical and left "
+          "alone; a unique index recreated without UNIQUE is a warning",
+          "[schema][drift]") {
+    {
+        test::temp_dir dir;
+        connection c{dir / "d.db"};
+        c.exec_script("CREATE TABLE accounts(iban TEXT); CREATE UNIQUE INDEX items_by_name ON accounts(iban);");
+        for (const bool table_there : {false, true}) {
+            INFO(table_there);
+            if (table_there) c.exec_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '', note TEXT)");
+            const auto r = sync(c, simple_table());
+            const auto* d = find_drift(r, "is taken by an index on table accounts");
+            REQUIRE(d != nullptr);
+            CHECK(d->level == schema_report::severity::critical);
+            CHECK(c.query_one<std::string>("SELECT tbl_name FROM sqlite_master WHERE name = 'items_by_name'") ==
+                  "accounts");
+        }
+    }
+    {
+        test::temp_dir dir;
+        connection c{dir / "d.db"};
+        c.exec_script(
+            "CREATE TABLE payments(x); CREATE TABLE audit(x);"
+            "CREATE TRIGGER \"orders log\" AFTER INSERT ON payments BEGIN INSERT INTO audit VALUES(new.x); END;");
+        for (const std::string on : {"ON items", "ON \"items\"", "ON [Items]"}) {
+            INFO(on);
+            const auto r = resilite::detail::sync_schema(
+                c, schema_def{{simple_table()}, {trigger_def{"orders log", "AFTER INSERT " + on + " BEGIN SELECT 1; END"}}},
+                schema_mode::add_missing);
+            const auto* d = find_drift(r, "is taken by a trigger on table payments");
+            REQUIRE(d != nullptr);
+            CHECK(d->level == schema_report::severity::critical);
+            CHECK(c.query_one<std::string>("SELECT tbl_name FROM sqlite_master WHERE name = 'orders log'") ==
+                  "payments");
+        }
+        // Its own table's trigger of that name, changed: recreated, as before.
+        const auto same = resilite::detail::sync_schema(
+            c, schema_def{{simple_table()}, {trigger_def{"orders log", "AFTER INSERT ON payments BEGIN SELECT 2; END"}}},
+            schema_mode::add_missing);
+        CHECK(same.status() == schema_status::ok);
+        CHECK(same.changed);
+    }
+    {
+        test::temp_dir dir;
+        connection c{dir / "d.db"};
+        c.exec_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '', note TEXT);"
+                      "CREATE UNIQUE INDEX items_by_name ON items(name);");
+        const auto r = sync(c, simple_table());
+        const auto* d = find_drift(r, "without UNIQUE");
+        REQUIRE(d != nullptr);
+        CHECK(d->level == schema_report::severity::warning);
+        CHECK(r.changed);
+    }
 }
 
 TEST_CASE("drift: undeclared columns are kept and reported as warnings", "[schema][drift]") {

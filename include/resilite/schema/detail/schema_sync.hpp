@@ -75,16 +75,66 @@ struct existing_reference {
     std::string on_delete, on_update;
 };
 
+// The table a trigger's text (after CREATE TRIGGER "name") fires on, lower case and unquoted:
+// the word after the first ON. Empty when the text does not say it plainly (a qualified name, a
+// quoted one with a doubled quote inside).
+[[nodiscard]] inline std::string trigger_table(std::string_view sql) {
+    std::size_t i = 0;
+    const auto blank = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; };
+    bool plain = true;
+    const auto word = [&]() -> std::string {
+        while (i < sql.size() && blank(sql[i])) ++i;
+        const auto from = i;
+        if (i < sql.size() && (sql[i] == '"' || sql[i] == '`' || sql[i] == '[')) {
+            const char close = sql[i] == '[' ? ']' : sql[i];
+            const auto end = sql.find(close, i + 1);
+            if (end == std::string_view::npos) {
+                i = sql.size();
+                plain = false;
+                return {};
+            }
+            i = end + 1;
+            if (i < sql.size() && (sql[i] == close || sql[i] == '.')) plain = false;
+            return std::string{sql.substr(from + 1, end - from - 1)};
+        }
+        while (i < sql.size() && !blank(sql[i]) && sql[i] != '(') ++i;
+        if (i == from) ++i;  // (a parenthesis alone)
+        return std::string{sql.substr(from, i - from)};
+    };
+    while (i < sql.size()) {
+        const auto w = lower(word());
+        if (w == "begin") return {};
+        if (w != "on") continue;
+        const auto table = word();
+        if (!plain || table.find('.') != std::string::npos) return {};
+        return lower(table);
+    }
+    return {};
+}
+
+[[nodiscard]] inline std::string index_name_taken(std::string_view index, std::string_view table) {
+    return resilite::detail::format(
+        "the index name {} is taken by an index on table {}; it was left alone: give the declared index another name",
+        index, table);
+}
+
 struct schema_inspector {
     sqlite::connection& c;
     std::map<std::string, std::string> objects;  // "type:lower(name)" -> sql
+    std::map<std::string, std::string> owners;   // "type:lower(name)" -> lower(tbl_name)
 
     explicit schema_inspector(sqlite::connection& conn) : c(conn) {
-        for (const auto& [type, name, sql] :
-             c.query_all<std::string, std::string, std::optional<std::string>>(
-                 "SELECT type, name, sql FROM sqlite_master")) {
+        for (const auto& [type, name, table, sql] :
+             c.query_all<std::string, std::string, std::string, std::optional<std::string>>(
+                 "SELECT type, name, tbl_name, sql FROM sqlite_master")) {
             objects[type + ":" + lower(name)] = sql.value_or("");
+            owners[type + ":" + lower(name)] = lower(table);
         }
+    }
+    // The table an index or trigger of that name belongs to (lower case; empty when none).
+    [[nodiscard]] std::string owner(std::string_view type, std::string_view name) const {
+        const auto it = owners.find(std::string{type} + ":" + lower(name));
+        return it == owners.end() ? std::string{} : it->second;
     }
     [[nodiscard]] const std::string* find(std::string_view type, std::string_view name) const {
         const auto it = objects.find(std::string{type} + ":" + lower(name));
@@ -183,6 +233,10 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
         if (db.find("table", t.name) == nullptr) {
             r.actions.push_back({t.name, "create table", create_table_sql(t), false});
             for (const auto& i : t.indexes) {
+                if (db.find("index", i.name) != nullptr) {
+                    r.drifts.push_back({severity::critical, t.name, {}, index_name_taken(i.name, db.owner("index", i.name))});
+                    continue;
+                }
                 r.actions.push_back({t.name, "create index " + i.name, create_index_sql(t, i), false});
             }
             continue;
@@ -312,7 +366,16 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             const auto* have = db.find("index", i.name);
             if (have == nullptr) {
                 r.actions.push_back({t.name, "create index " + i.name, want, false});
+            } else if (const auto owner = db.owner("index", i.name); owner != lower(t.name)) {
+                // Another table's index by that name (a UNIQUE rule of its own): never dropped.
+                r.drifts.push_back({severity::critical, t.name, {}, index_name_taken(i.name, owner)});
             } else if (*have != want) {
+                if (lower(*have).starts_with("create unique") && !i.unique) {
+                    r.drifts.push_back({severity::warning, t.name, {},
+                                        resilite::detail::format("the unique index {} is recreated as declared, "
+                                                                 "without UNIQUE: duplicates are accepted from now on",
+                                                                 i.name)});
+                }
                 r.actions.push_back({t.name, "recreate index " + i.name,
                                      resilite::detail::format("DROP INDEX {}; {}", quote_id(i.name), want),
                                      false});
@@ -322,8 +385,14 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
     for (const auto& tr : def.triggers) {
         const auto want = create_trigger_sql(tr);
         const auto* have = db.find("trigger", tr.name);
+        const auto on = trigger_table(tr.sql);
         if (have == nullptr) {
             r.actions.push_back({tr.name, "create trigger " + tr.name, want, false});
+        } else if (const auto owner = db.owner("trigger", tr.name); !on.empty() && owner != on) {
+            r.drifts.push_back({severity::critical, tr.name, {},
+                                resilite::detail::format("the trigger name {} is taken by a trigger on table {}; it "
+                                                         "was left alone: give the declared trigger another name",
+                                                         tr.name, owner)});
         } else if (*have != want) {
             r.actions.push_back({tr.name, "recreate trigger " + tr.name,
                                  resilite::detail::format("DROP TRIGGER {}; {}", quote_id(tr.name), want),
