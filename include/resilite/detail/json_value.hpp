@@ -35,6 +35,7 @@ public:
     std::int64_t integer = 0;   // number_kind::signed_integer
     std::uint64_t natural = 0;  // number_kind::unsigned_integer
     double real = 0;            // number_kind::real
+    bool written_whole = false;  // a real written without fraction or exponent: a whole number past 64 bits
     std::string text;           // kind::string
     std::vector<json_value> items;                            // kind::array
     // kind::object, in file order: names[i] is values[i]'s name. (Two vectors, not one of pairs:
@@ -72,7 +73,7 @@ public:
     }
 
     // What the value is, for "expected ..., got ..." messages: "a string", "an object", "a number
-    // with a fraction".
+    // with a fraction or an exponent".
     [[nodiscard]] std::string_view described() const noexcept {
         switch (type) {
             case kind::null:
@@ -80,7 +81,8 @@ public:
             case kind::boolean:
                 return "a boolean";
             case kind::number:
-                return number == number_kind::real ? "a number with a fraction" : "a number";
+                if (number != number_kind::real) return "a number";
+                return written_whole ? "a whole number outside the 64-bit range" : "a number with a fraction or an exponent";
             case kind::string:
                 return "a string";
             case kind::array:
@@ -414,6 +416,7 @@ private:
             }
         }
         out.number = json_value::number_kind::real;
+        out.written_whole = whole;
         const auto r = std::from_chars(first, last, out.real);
         if (r.ec != std::errc{} || r.ptr != last) {
             i_ = start;
