@@ -407,17 +407,26 @@ private:
             heal_if_due();
             const auto a = degrade_.admit(detail::op_kind::queueable, name);
             if (a == detail::admission::queue) return degrade_.enqueue(name, encode);
+            detail::held_failure held;  // (reported below only if the write is not queued)
             try {
                 return write_result{write_result::status::committed,
-                                    admitted(a, [&] { return flow_.run(name, f, rows_of, place); }), 0};
+                                    admitted(a, [&] { return flow_.run(name, f, rows_of, place, false, &held); }),
+                                    0};
             } catch (const error& e) {
                 // Refused at the gate, or disk full / a read-only volume: nothing was committed
                 // (the archive took its record back), and the database is unavailable now.
                 const auto k = e.klass();
                 if ((k != error_class::degraded && k != error_class::full && k != error_class::read_only) ||
-                    ctx_.avail.available())
+                    ctx_.avail.available()) {
+                    flow_.report_held(name, held);
                     throw;
-                return degrade_.enqueue(name, encode);
+                }
+                try {
+                    return degrade_.enqueue(name, encode);
+                } catch (...) {
+                    flow_.report_held(name, held);
+                    throw;
+                }
             }
         } else {
             return run(name, std::forward<F>(f), std::forward<Rows>(rows_of), place);

@@ -66,10 +66,12 @@ public:
     // retryable failure the lock is released while the backoff delay passes.
     template <class F, class Rows>
     // `read`: a read (run_read), which may run while this thread's transaction is lost (below).
+    // `hold`: see held_failure (retry/detail/retry_state.hpp).
     auto run(std::string_view name, F&& f, Rows&& rows_of, statement_place place = statement_place::write_ahead,
-             bool read = false) {
+             bool read = false, held_failure* hold = nullptr) {
         retry_state st;
         st.start = ctx_.now();
+        st.hold = hold;
         for (;;) {
             ++st.attempt;
             try {
@@ -361,12 +363,23 @@ public:
         }
     }
 
+    // A failure held for the caller (held_failure), reported after all: its one event (which
+    // counts it in health()).
+    void report_held(std::string_view name, const held_failure& h) {
+        if (h.held) ctx_.emit_since(name, h.start, outcome::failed, 0, h.klass, h.detail, h.attempts);
+    }
+
     // Reports a failure that is not retried (or no longer): annotated error, one failure event.
     void finish_failed(std::string_view name, const retry_state& st) {
         ctx_.annotate_current(st.start, name, std::max(st.attempt, 1));
         auto failure = op_failure::from_current_exception();
         ctx_.note_damage(failure.klass, failure.detail);
         ctx_.note_failure(failure.klass, failure.detail);
+        if (st.hold != nullptr && (failure.klass == error_class::degraded || failure.klass == error_class::full ||
+                                   failure.klass == error_class::read_only)) {
+            *st.hold = {true, failure.klass, std::move(failure.detail), st.start, std::max(st.attempt, 1)};
+            return;
+        }
         ctx_.emit_since(name, st.start, outcome::failed, 0, failure.klass, failure.detail, std::max(st.attempt, 1));
     }
 
