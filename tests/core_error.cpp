@@ -759,7 +759,7 @@ TEST_CASE("error codes: error_class converts to std::error_code, and codes compa
 }
 
 TEST_CASE("what() and a failure's event stay one line when the SQL, SQLite's message, the path or the "
-          "application's exception hold line breaks; technical() keeps them as they were",
+          "application's exception hold line breaks, and technical() keeps them as they were",
           "[error]") {
     test::temp_dir dir;
     std::filesystem::create_directories(dir / "two\nlines");

@@ -136,7 +136,7 @@ TEST_CASE("changing the checkpoint interval reschedules the next checkpoint", "[
 }
 
 TEST_CASE("a PRAGMA run through exec, query or exec_script that changes the journal mode or the synchronous level "
-          "is refused (class misuse) and put back; reading them and other pragmas pass",
+          "is refused (class misuse) and put back, while reading them and other pragmas pass",
           "[durability]") {
     test::temp_dir dir;
     resilite::Database<resilite::null_observer, test::manual_durability> db{dir / "d.db"};

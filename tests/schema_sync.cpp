@@ -395,7 +395,7 @@ TEST_CASE("drift: a declared integer key that the database's table does not make
 }
 
 TEST_CASE("drift: a declared index or trigger whose name another table's index or trigger has is critical and left "
-          "alone; a unique index recreated without UNIQUE is a warning",
+          "alone, and a unique index recreated without UNIQUE is a warning",
           "[schema][drift]") {
     {
         test::temp_dir dir;
@@ -418,7 +418,8 @@ TEST_CASE("drift: a declared index or trigger whose name another table's index o
         c.exec_script(
             "CREATE TABLE payments(x); CREATE TABLE audit(x);"
             "CREATE TRIGGER \"orders log\" AFTER INSERT ON payments BEGIN INSERT INTO audit VALUES(new.x); END;");
-        for (const std::string on : {"ON items", "ON \"items\"", "ON [Items]"}) {
+        for (const std::string on : {"ON items", "ON \"items\"", "ON [Items]", "ON 'items'",
+                                     "-- fires on payment\n ON items", "/* on */ ON items"}) {
             INFO(on);
             const auto r = resilite::detail::sync_schema(
                 c, schema_def{{simple_table()}, {trigger_def{"orders log", "AFTER INSERT " + on + " BEGIN SELECT 1; END"}}},
@@ -429,12 +430,32 @@ TEST_CASE("drift: a declared index or trigger whose name another table's index o
             CHECK(c.query_one<std::string>("SELECT tbl_name FROM sqlite_master WHERE name = 'orders log'") ==
                   "payments");
         }
+        // A column named "on" is no keyword.
+        c.exec_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '', note TEXT, \"on\")");
+        const auto of_on = resilite::detail::sync_schema(
+            c, schema_def{{simple_table()}, {trigger_def{"orders log", "AFTER UPDATE OF \"on\" ON items BEGIN SELECT 1; END"}}},
+            schema_mode::add_missing);
+        CHECK(find_drift(of_on, "is taken by a trigger on table payments") != nullptr);
         // Its own table's trigger of that name, changed: recreated, as before.
         const auto same = resilite::detail::sync_schema(
             c, schema_def{{simple_table()}, {trigger_def{"orders log", "AFTER INSERT ON payments BEGIN SELECT 2; END"}}},
             schema_mode::add_missing);
-        CHECK(same.status() == schema_status::ok);
+        CHECK(same.status() != schema_status::critical);  // (a warning: items has an undeclared column "on")
+        CHECK(find_drift(same, "is taken by") == nullptr);
         CHECK(same.changed);
+    }
+    {  // Declared on another declared table before (moved): recreated, with the table there or not.
+        for (const bool table_there : {false, true}) {
+            test::temp_dir dir;
+            connection c{dir / "d.db"};
+            c.exec_script("CREATE TABLE others(name TEXT); CREATE INDEX items_by_name ON others(name);");
+            if (table_there) c.exec_script("CREATE TABLE items(id INTEGER PRIMARY KEY, name TEXT NOT NULL DEFAULT '', note TEXT)");
+            auto others = table_def{"others", {column_def{"name", "TEXT", false, {}, false, false, {}}}, {}, {}};
+            const auto r = resilite::detail::sync_schema(c, schema_def{{simple_table(), others}, {}}, schema_mode::add_missing);
+            INFO(r.to_text());
+            CHECK(r.status() == schema_status::ok);
+            CHECK(c.query_one<std::string>("SELECT tbl_name FROM sqlite_master WHERE name = 'items_by_name'") == "items");
+        }
     }
     {
         test::temp_dir dir;

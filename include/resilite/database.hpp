@@ -410,7 +410,7 @@ private:
             detail::held_failure held;  // (reported below only if the write is not queued)
             try {
                 return write_result{write_result::status::committed,
-                                    admitted(a, [&] { return flow_.run(name, f, rows_of, place, false, &held); }),
+                                    admitted(a, [&] { return flow_.run(name, f, rows_of, place, &held); }),
                                     0};
             } catch (const error& e) {
                 // Refused at the gate, or disk full / a read-only volume: nothing was committed
@@ -421,12 +421,7 @@ private:
                     flow_.report_held(name, held);
                     throw;
                 }
-                try {
-                    return degrade_.enqueue(name, encode);
-                } catch (...) {
-                    flow_.report_held(name, held);
-                    throw;
-                }
+                return degrade_.enqueue(name, encode);  // (a refusal to queue is its own one event)
             }
         } else {
             return run(name, std::forward<F>(f), std::forward<Rows>(rows_of), place);

@@ -130,7 +130,7 @@ public:
                                              e.technical().note));
             }
             bool need_baseline = baseline || !snapshot_reason.empty();
-            if (need_baseline) notes.emplace_back(snapshot_reason);
+            if (!snapshot_reason.empty()) notes.emplace_back(snapshot_reason);
             if (!readable) {
                 last_seq_ = std::max(last_seq_, db_seq);
                 last_id_ = db_id;
@@ -283,10 +283,21 @@ public:
     // A baseline now (Db::write_baseline(), or archive.baseline_after_bytes): what the outbox
     // holds, then a full snapshot of every table as one record, in a transaction of its own,
     // synced before its COMMIT; it also pays a snapshot owed (owe_snapshot). Returns its number.
-    // Throws on failure; nothing is written (the outbox keeps its rows).
-    std::int64_t write_baseline(sqlite::connection& c, std::chrono::system_clock::time_point now) {
+    // Throws on failure; nothing is written (the outbox keeps its rows). `unless_below`: none
+    // is written (0 is returned) when the records since the newest baseline, as the database
+    // stores them under the write lock, hold fewer bytes (another process wrote one meanwhile).
+    std::int64_t write_baseline(sqlite::connection& c, std::chrono::system_clock::time_point now,
+                                std::int64_t unless_below = 0) {
+        const auto since_before = since_baseline_;
         try {
             sqlite::transaction tx{c, transaction_mode::immediate};
+            if (unless_below > 0) {
+                since_baseline_ = std::get<1>(stored_state(c));
+                if (since_baseline_ < unless_below) {
+                    tx.rollback();
+                    return 0;
+                }
+            }
             auto notes = catch_up(c, false, {}, true);
             notes_.insert(notes_.end(), notes.begin(), notes.end());
             snapshot_in_flight_ = true;
@@ -295,6 +306,7 @@ public:
             return last_seq_;
         } catch (...) {
             schema_version_ = -1;
+            since_baseline_ = since_before;  // (the count the rolled-back append set is gone with it)
             throw;
         }
     }

@@ -25,9 +25,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <optional>
 #include <set>
 #include <string>
@@ -130,8 +132,9 @@ public:
     }
 
     // Db::write_baseline(), and the schedule below: a baseline now, after what the outbox holds.
-    // Returns its number. The caller holds the writer lock.
-    std::int64_t write_baseline() {
+    // Returns its number (0: `unless_below` bytes were not reached after all). The caller holds
+    // the writer lock.
+    std::int64_t write_baseline(std::int64_t unless_below = 0) {
         if (!writer_) {
             throw library_failure(error_class::misuse, "baseline", "archiving is off (read-only or not a file)",
                                   ctx_.path.string());
@@ -142,7 +145,7 @@ public:
                                   "thread's, or one begun with a BEGIN statement): call it after the transaction ends",
                                   ctx_.path.string());
         reclaim_if_lost();
-        const auto seq = writer_->write_baseline(ctx_.connection(), ctx_.clock.utc_now());
+        const auto seq = writer_->write_baseline(ctx_.connection(), ctx_.clock.utc_now(), unless_below);
         pending_ = false;
         report_notes();
         return seq;
@@ -156,7 +159,7 @@ public:
         } else {
             const auto after = ctx_.config.archive.baseline_after_bytes;
             return writer_ && after > 0 && static_cast<std::uint64_t>(writer_->since_baseline()) >= after &&
-                   !ctx_.own_transaction_open();
+                   ctx_.now() >= baseline_retry_ && !ctx_.own_transaction_open();
         }
     }
 
@@ -165,18 +168,23 @@ public:
         if constexpr (R::archiving) {
             const auto start = ctx_.now();
             try {
-                const auto since = writer_->since_baseline();
-                const auto seq = write_baseline();
+                const auto after = static_cast<std::int64_t>(
+                    std::min<std::uint64_t>(ctx_.config.archive.baseline_after_bytes, std::numeric_limits<std::int64_t>::max()));
+                const auto seq = write_baseline(after);
+                if (seq == 0) return;  // another process wrote one meanwhile
                 ctx_.emit_since("baseline", start, outcome::ok, 0, error_class::none,
                                 resilite::detail::format("txn {} is a full snapshot (archive.baseline_after_bytes: "
-                                                         "{} bytes of records since the previous one)",
-                                                         seq, since));
+                                                         "the records since the previous one held at least {} bytes)",
+                                                         seq, after));
             } catch (...) {
+                // Not again at every round (a full disk, a directory that cannot be written):
+                // after a checkpoint interval.
+                baseline_retry_ = ctx_.now() + ctx_.config.checkpoint_interval;
                 try {
                     auto f = op_failure::from_current_exception();
                     ctx_.emit_since("baseline", start, outcome::warning, 0, f.klass,
-                                    resilite::detail::format("no baseline written (the next maintenance round tries "
-                                                             "again): {}",
+                                    resilite::detail::format("no baseline written (tried again by a maintenance "
+                                                             "round after checkpoint_interval): {}",
                                                              f.detail));
                 } catch (...) {
                 }
@@ -382,6 +390,7 @@ private:
     bool claimed_ = false;  // the directory's identity file was written
     std::string behind_;    // behind_its_archive()
     time_point next_{};
+    time_point baseline_retry_{};  // a scheduled baseline failed: not before then
 };
 
 }  // namespace resilite::detail

@@ -65,10 +65,9 @@ public:
     // One operation in autocommit mode: each attempt takes the writer lock, runs f, and on a
     // retryable failure the lock is released while the backoff delay passes.
     template <class F, class Rows>
-    // `read`: a read (run_read), which may run while this thread's transaction is lost (below).
     // `hold`: see held_failure (retry/detail/retry_state.hpp).
     auto run(std::string_view name, F&& f, Rows&& rows_of, statement_place place = statement_place::write_ahead,
-             bool read = false, held_failure* hold = nullptr) {
+             held_failure* hold = nullptr) {
         retry_state st;
         st.start = ctx_.now();
         st.hold = hold;
@@ -84,10 +83,9 @@ public:
                 statement_pass_for<R> pass{ctx_, archive_};  // healing<>: no commit during a heal; a healed file reopened
                 auto& c = ctx_.connection();
                 // (Under the lock, so the transaction is this thread's.) Ended inside SQLite,
-                // noticed by the transaction or not yet (a ROLLBACK run through the Database). A
-                // read reads what is committed, which is what the failed transaction left.
-                if (!read && (ctx_.transaction_lost || (ctx_.library_transaction && !c.in_transaction())))
-                    [[unlikely]]
+                // noticed by the transaction or not yet (a ROLLBACK run through the Database).
+                // Reads too: a statement that reads can write (WITH ... INSERT ... RETURNING).
+                if (ctx_.transaction_lost || (ctx_.library_transaction && !c.in_transaction())) [[unlikely]]
                     throw library_failure(error_class::aborted, name,
                                           "this thread's transaction was rolled back by SQLite (a statement in it "
                                           "failed or ended it): this statement would run on its own, outside it, "
@@ -147,12 +145,10 @@ public:
     // (asked only when there are read connections).
     template <class F, class Rows, class Pooled>
     auto run_read(std::string_view name, F&& f, Rows&& rows_of, Pooled& pooled) {
-        // (A query that writes, INSERT ... RETURNING, is a write here.)
-        const bool reads_only = pooled();
-        if (ctx_.readers.enabled() && reads_only && !ctx_.own_transaction_open()) {  // (its reads see its writes)
+        if (ctx_.readers.enabled() && pooled() && !ctx_.own_transaction_open()) {  // (its reads see its writes)
             if (auto r = run_on_reader(name, f, rows_of)) return std::move(*r);
         }
-        return run(name, std::forward<F>(f), std::forward<Rows>(rows_of), statement_place::write_ahead, reads_only);
+        return run(name, std::forward<F>(f), std::forward<Rows>(rows_of));
     }
 
     // A statement inside a transaction: one attempt; the transaction decides about retries.

@@ -76,16 +76,27 @@ struct existing_reference {
 };
 
 // The table a trigger's text (after CREATE TRIGGER "name") fires on, lower case and unquoted:
-// the word after the first ON. Empty when the text does not say it plainly (a qualified name, a
-// quoted one with a doubled quote inside).
+// the name after the first ON that is a keyword (not quoted, not in a comment). Empty when the
+// text does not say it plainly (a qualified name, a quoted one with a doubled quote inside).
 [[nodiscard]] inline std::string trigger_table(std::string_view sql) {
     std::size_t i = 0;
     const auto blank = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; };
-    bool plain = true;
+    bool plain = true, quoted = false;
     const auto word = [&]() -> std::string {
-        while (i < sql.size() && blank(sql[i])) ++i;
+        for (;;) {  // blanks and comments
+            while (i < sql.size() && blank(sql[i])) ++i;
+            if (sql.substr(i, 2) == "--") {
+                i = std::min(sql.find('\n', i), sql.size());
+            } else if (sql.substr(i, 2) == "/*") {
+                const auto e = sql.find("*/", i + 2);
+                i = e == std::string_view::npos ? sql.size() : e + 2;
+            } else {
+                break;
+            }
+        }
         const auto from = i;
-        if (i < sql.size() && (sql[i] == '"' || sql[i] == '`' || sql[i] == '[')) {
+        quoted = i < sql.size() && (sql[i] == '"' || sql[i] == '`' || sql[i] == '[' || sql[i] == '\'');
+        if (quoted) {
             const char close = sql[i] == '[' ? ']' : sql[i];
             const auto end = sql.find(close, i + 1);
             if (end == std::string_view::npos) {
@@ -97,12 +108,14 @@ struct existing_reference {
             if (i < sql.size() && (sql[i] == close || sql[i] == '.')) plain = false;
             return std::string{sql.substr(from + 1, end - from - 1)};
         }
-        while (i < sql.size() && !blank(sql[i]) && sql[i] != '(') ++i;
-        if (i == from) ++i;  // (a parenthesis alone)
+        while (i < sql.size() && !blank(sql[i]) && sql[i] != '(' && sql[i] != ',' && sql[i] != '-' && sql[i] != '/')
+            ++i;
+        if (i == from) ++i;  // (a punctuation mark alone)
         return std::string{sql.substr(from, i - from)};
     };
     while (i < sql.size()) {
         const auto w = lower(word());
+        if (quoted) continue;
         if (w == "begin") return {};
         if (w != "on") continue;
         const auto table = word();
@@ -110,6 +123,12 @@ struct existing_reference {
         return lower(table);
     }
     return {};
+}
+
+// Whether the declaration has a table of that name (lower case).
+[[nodiscard]] inline bool declares_table(const schema_def& def, std::string_view lower_name) {
+    return std::any_of(def.tables.begin(), def.tables.end(),
+                       [&](const table_def& t) { return lower(t.name) == lower_name; });
 }
 
 [[nodiscard]] inline std::string index_name_taken(std::string_view index, std::string_view table) {
@@ -234,7 +253,14 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             r.actions.push_back({t.name, "create table", create_table_sql(t), false});
             for (const auto& i : t.indexes) {
                 if (db.find("index", i.name) != nullptr) {
-                    r.drifts.push_back({severity::critical, t.name, {}, index_name_taken(i.name, db.owner("index", i.name))});
+                    if (const auto owner = db.owner("index", i.name); !declares_table(def, owner)) {
+                        r.drifts.push_back({severity::critical, t.name, {}, index_name_taken(i.name, owner)});
+                    } else {  // the declaration's own, on the table it was declared on before
+                        r.actions.push_back({t.name, "recreate index " + i.name,
+                                             resilite::detail::format("DROP INDEX {}; {}", quote_id(i.name),
+                                                                      create_index_sql(t, i)),
+                                             false});
+                    }
                     continue;
                 }
                 r.actions.push_back({t.name, "create index " + i.name, create_index_sql(t, i), false});
@@ -280,8 +306,9 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
                 r.drifts.push_back(
                     {severity::critical, t.name, key->name,
                      "the integer primary key is not the table's rowid (declared there as BIGINT, INT or "
-                     "INTEGER ... DESC, say): it takes NULL keys, and a row inserted without a key would get "
-                     "none; rebuild the table with INTEGER PRIMARY KEY in a migration"});
+                     "INTEGER ... DESC, or the table is WITHOUT ROWID): insert() of a row without a key could "
+                     "not return it (and a rowid table takes NULL keys); rebuild the table with INTEGER PRIMARY "
+                     "KEY in a migration"});
             }
         }
         std::optional<bool> rows;  // asked only when it matters
@@ -366,8 +393,10 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
             const auto* have = db.find("index", i.name);
             if (have == nullptr) {
                 r.actions.push_back({t.name, "create index " + i.name, want, false});
-            } else if (const auto owner = db.owner("index", i.name); owner != lower(t.name)) {
-                // Another table's index by that name (a UNIQUE rule of its own): never dropped.
+            } else if (const auto owner = db.owner("index", i.name);
+                       owner != lower(t.name) && !declares_table(def, owner)) {
+                // An index of a table the schema does not declare (a UNIQUE rule of its own):
+                // never dropped. (One on another declared table was the declaration's, moved.)
                 r.drifts.push_back({severity::critical, t.name, {}, index_name_taken(i.name, owner)});
             } else if (*have != want) {
                 if (lower(*have).starts_with("create unique") && !i.unique) {
@@ -388,7 +417,8 @@ inline void check_reference(schema_report& r, const table_def& t, const column_d
         const auto on = trigger_table(tr.sql);
         if (have == nullptr) {
             r.actions.push_back({tr.name, "create trigger " + tr.name, want, false});
-        } else if (const auto owner = db.owner("trigger", tr.name); !on.empty() && owner != on) {
+        } else if (const auto owner = db.owner("trigger", tr.name);
+                   !on.empty() && owner != on && !declares_table(def, owner)) {
             r.drifts.push_back({severity::critical, tr.name, {},
                                 resilite::detail::format("the trigger name {} is taken by a trigger on table {}; it "
                                                          "was left alone: give the declared trigger another name",
