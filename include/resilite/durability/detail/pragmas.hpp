@@ -45,8 +45,7 @@ inline void apply_durability(sqlite::connection& c, synchronous sync, const std:
 // or the synchronous level: the open set and checked them, and the settings and health() report
 // them. What it changed is put back first. Other pragmas pass.
 template <class F>
-auto keeping_durability(sqlite::connection& c, bool pragma, F&& f) {
-    if (!pragma) [[likely]] return f();
+[[gnu::noinline]] auto keeping_durability_of_pragma(sqlite::connection& c, F& f) {
     const auto state = [&] {
         return std::pair{c.query_one<std::string>("PRAGMA journal_mode").value_or(""),
                          c.query_one<int>("PRAGMA synchronous").value_or(-1)};
@@ -81,6 +80,11 @@ auto keeping_durability(sqlite::connection& c, bool pragma, F&& f) {
         refuse_if_changed();  // (a script that failed after its pragma)
         throw;
     }
+}
+template <class F>
+[[gnu::always_inline]] inline auto keeping_durability(sqlite::connection& c, bool pragma, F&& f) {
+    if (!pragma) [[likely]] return f();  // (every statement but a PRAGMA: nothing more than the call)
+    return keeping_durability_of_pragma(c, f);
 }
 
 // Readers or another writer in the way are not an error: the result says it was incomplete.

@@ -49,7 +49,7 @@ public:
         return self().write(
             "exec",
             [&](sqlite::connection& c) {
-                return keeping_durability(c, begins_with_word(sql, "pragma"), [&] { return c.exec(sql, args...); });
+                return keeping_durability(c, begins_with_pragma(sql), [&] { return c.exec(sql, args...); });
             },
             changed,
             [&](auto& queue) { return queue.encode("exec", sql, args...); },
@@ -76,7 +76,7 @@ public:
         return self().read(
             "query",
             [&](sqlite::connection& c) {
-                return keeping_durability(c, begins_with_word(sql, "pragma"),
+                return keeping_durability(c, begins_with_pragma(sql),
                                           [&] { return c.template query_all<T...>(sql, args...); });
             },
             count,
@@ -90,7 +90,7 @@ public:
         return self().read(
             "query",
             [&](sqlite::connection& c) {
-                return keeping_durability(c, begins_with_word(sql, "pragma"),
+                return keeping_durability(c, begins_with_pragma(sql),
                                           [&] { return c.template query_one<T...>(sql, args...); });
             },
             count,

@@ -65,6 +65,16 @@ namespace resilite::detail {
     return word_at(sql, first_word_at(sql), word);
 }
 
+// Whether `sql` begins with PRAGMA (after blanks and comments). Asked of every statement run
+// through exec and query: a first letter other than P settles the common case inline.
+[[nodiscard]] constexpr bool begins_with_pragma(std::string_view sql) noexcept {
+    if (!sql.empty()) {
+        const char c = static_cast<char>(sql[0] | 0x20);
+        if (c >= 'a' && c <= 'z' && c != 'p') return false;
+    }
+    return begins_with_word(sql, "pragma");
+}
+
 // A statement that a read connection may run: it begins with SELECT, WITH or VALUES (after
 // blanks and comments) and names nothing whose answer belongs to a connection. Anything else (a
 // PRAGMA above all: its answer is per connection) runs on the writer connection; so does a
