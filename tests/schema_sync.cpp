@@ -394,8 +394,9 @@ TEST_CASE("drift: a declared integer key that the database's table does not make
     CHECK(find_drift(sync(c, simple_table()), "rowid") == nullptr);
 }
 
-TEST_CASE("drift: a declared index or trigger whose name another table's index or trigger has is critical and left "
-          "alone, and a unique index recreated without UNIQUE is a warning",
+TEST_CASE("drift: a declared index or trigger whose name an undeclared table's index or trigger has is critical and "
+          "left alone (one on another declared table was moved, and is recreated), and a unique index recreated "
+          "without UNIQUE is a warning",
           "[schema][drift]") {
     {
         test::temp_dir dir;
