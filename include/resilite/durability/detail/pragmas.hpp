@@ -40,10 +40,11 @@ inline void apply_durability(sqlite::connection& c, synchronous sync, const std:
     apply_synchronous(c, sync, path);
 }
 
-// Runs f, a statement or a script of the application's that may be a PRAGMA (`pragma`: the SQL
-// names one; the caller tells), and refuses (class misuse) one that changed the journal mode
-// or the synchronous level: the open set and checked them, and the settings and health() report
-// them. What it changed is put back first. Other pragmas pass.
+// keeping_durability(c, pragma, f) runs f, a statement or a script of the application's that may
+// be a PRAGMA (`pragma`: the SQL begins with one, or a script names one; the caller tells), and
+// refuses (class misuse) one that changed the journal mode or the synchronous level: the open
+// set and checked them, and the settings and health() report them. What it changed is put back
+// first. Other pragmas pass. This is its slow path, out of line.
 template <class F>
 [[gnu::noinline]] auto keeping_durability_of_pragma(sqlite::connection& c, F& f) {
     const auto state = [&] {

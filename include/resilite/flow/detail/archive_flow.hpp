@@ -163,7 +163,8 @@ public:
         }
     }
 
-    // A scheduled baseline that fails is a warning: nothing was written, and the next round tries again.
+    // A scheduled baseline that fails is a warning: nothing was written, and a round after
+    // checkpoint_interval tries again.
     void baseline_quietly() noexcept {
         if constexpr (R::archiving) {
             const auto start = ctx_.now();
