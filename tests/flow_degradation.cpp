@@ -459,8 +459,8 @@ TEST_CASE("queue_writes: a queue replayed, then the database healed from its arc
     CHECK_FALSE(std::filesystem::exists(queue));
 }
 
-TEST_CASE("queue_writes: a write that is tried, fails because the database cannot take writes now, and is queued is "
-          "one operation: its queued event, no failed event, no failure in health()",
+TEST_CASE("queue_writes: a full queue is a degraded error, a write SQLite refuses on replay is kept aside, and a "
+          "write tried, refused as unavailable and queued is one operation (its queued event, no failure)",
           "[degradation]") {
     test::temp_dir dir;
     test::event_log log;
@@ -473,28 +473,13 @@ TEST_CASE("queue_writes: a write that is tried, fails because the database canno
         foreign_heal heal{path};
         const auto failures = db.health().failures;
         log.clear();
-        CHECK(db.insert(item(2)).queued());  // tried (the gate refuses it), then queued
+        CHECK(db.insert(item(2)).queued());  // (the refused commit tells the database it is unavailable)
         CHECK(log.count("queued") == 1);
         for (const auto& e : log.events()) {
             INFO(e.name << ": " << e.detail);
             CHECK(e.result != resilite::outcome::failed);
         }
         CHECK(db.health().failures == failures);
-    }
-}
-
-TEST_CASE("queue_writes: a full queue is a degraded error, a write SQLite refuses on replay is kept aside",
-          "[degradation]") {
-    test::temp_dir dir;
-    test::event_log log;
-    clock_t_ clock;
-    using Db = HealingDb<Queue8>;
-    const auto path = dir.path() / "a.db";
-    Db db(path, options_for<Db>(log, clock));
-    CHECK(db.insert(item(1)).committed());
-    {
-        foreign_heal heal{path};
-        CHECK(db.insert(item(2)).queued());  // (the refused commit tells the database it is unavailable)
         CHECK(db.insert(item(1)).queued());  // a duplicate key: refused on replay
         for (std::int64_t id = 3; id <= 8; ++id)
             CHECK(db.insert(item(id)).queued());

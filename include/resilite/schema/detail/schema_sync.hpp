@@ -8,6 +8,7 @@
 #include <resilite/schema/detail/schema_def.hpp>
 #include <resilite/schema/schema_report.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/reads_only.hpp>
 #include <resilite/sqlite/transaction.hpp>
 
 #include <fmt/format.h>
@@ -83,17 +84,7 @@ struct existing_reference {
     const auto blank = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\r'; };
     bool plain = true, quoted = false;
     const auto word = [&]() -> std::string {
-        for (;;) {  // blanks and comments
-            while (i < sql.size() && blank(sql[i])) ++i;
-            if (sql.substr(i, 2) == "--") {
-                i = std::min(sql.find('\n', i), sql.size());
-            } else if (sql.substr(i, 2) == "/*") {
-                const auto e = sql.find("*/", i + 2);
-                i = e == std::string_view::npos ? sql.size() : e + 2;
-            } else {
-                break;
-            }
-        }
+        i += first_word_at(sql.substr(i));  // (past blanks and comments)
         const auto from = i;
         quoted = i < sql.size() && (sql[i] == '"' || sql[i] == '`' || sql[i] == '[' || sql[i] == '\'');
         if (quoted) {
