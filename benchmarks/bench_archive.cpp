@@ -6,7 +6,10 @@
 //      shell replaying the same segment file (no checksums, no authorizer).
 //   3. A baseline (write_baseline()) after a history of rewrites: its time, and a rebuild from it
 //      against a rebuild from the whole history.
+//   4. The peak memory of a rebuild of an archive of many one-row commits without a baseline,
+//      against the sqlite3 shell's.
 //   bench_archive [commits, default 2000] [rows, default 1000000] [baseline rows, default 200000]
+//                 [one-row commits, default 300000]
 // The writers run in 10 interleaved rounds (see interleave.hpp).
 #include <resilite/resilite.hpp>
 
@@ -186,6 +189,43 @@ void write_throughput(int commits, int per_commit, int rounds) {
     std::filesystem::remove_all(dir);
 }
 
+// Peak memory (maximum resident set) of `work`, in a child process of its own.
+long peak_kib(const std::function<void()>& work) {
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        work();
+        std::_Exit(0);
+    }
+    int status = 0;
+    rusage usage{};
+    if (pid < 0 || ::wait4(pid, &status, 0, &usage) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return -1;
+    return usage.ru_maxrss;
+}
+
+// The peak memory of a rebuild of `dir`/live.db.archive, and of the sqlite3 shell replaying it.
+void print_peaks(const std::filesystem::path& dir, bool shell) {
+    const long ours_kib =
+        peak_kib([&] { static_cast<void>(resilite::rebuild(dir / "live.db.archive", dir / "peak.db")); });
+    fmt::print("  peak memory: resilite::rebuild {:.0f} MiB", static_cast<double>(ours_kib) / 1024);
+    if (shell) {
+        // The shell runs under a child of ours; its own peak is that child's children's.
+        const auto report = dir / "shell-peak.txt";
+        static_cast<void>(peak_kib([&] {
+            const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'", (dir / "live.db.archive").string(),
+                                             (dir / "peak-shell.db").string());
+            if (std::system(command.c_str()) != 0) std::_Exit(1);
+            rusage children{};
+            ::getrusage(RUSAGE_CHILDREN, &children);
+            std::ofstream(report) << children.ru_maxrss;
+        }));
+        long shell_kib = -1;
+        std::ifstream(report) >> shell_kib;
+        fmt::print(", the sqlite3 shell {:.0f} MiB", static_cast<double>(shell_kib) / 1024);
+    }
+    fmt::print(" (target: 64 MiB + SQLite's cache)\n");
+}
+
 void rebuild_speed(std::int64_t rows) {
     const auto dir = fresh_dir("archive-rebuild");
     const auto live = dir / "live.db";
@@ -241,37 +281,7 @@ void rebuild_speed(std::int64_t rows) {
         fmt::print("  sqlite3 shell replay {:6.2f} s  (median of 3; resilite: {})\n", runs.median_of("sqlite3 shell"),
                    runs.ratio("resilite::rebuild", "sqlite3 shell"));
     }
-    // Peak memory (maximum resident set) of each, in a child process of its own.
-    const auto peak_kib = [&](const std::function<void()>& work) -> long {
-        const pid_t pid = ::fork();
-        if (pid == 0) {
-            work();
-            std::_Exit(0);
-        }
-        int status = 0;
-        rusage usage{};
-        if (pid < 0 || ::wait4(pid, &status, 0, &usage) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            return -1;
-        return usage.ru_maxrss;
-    };
-    const long ours_kib = peak_kib([&] { static_cast<void>(resilite::rebuild(dir / "live.db.archive", dir / "peak.db")); });
-    fmt::print("  peak memory: resilite::rebuild {:.0f} MiB", static_cast<double>(ours_kib) / 1024);
-    if (shell) {
-        // The shell runs under a child of ours; its own peak is that child's children's.
-        const auto report = dir / "shell-peak.txt";
-        static_cast<void>(peak_kib([&] {
-            const auto command = fmt::format("cat '{}'/*.sql | sqlite3 '{}'", (dir / "live.db.archive").string(),
-                                             (dir / "peak-shell.db").string());
-            if (std::system(command.c_str()) != 0) std::_Exit(1);
-            rusage children{};
-            ::getrusage(RUSAGE_CHILDREN, &children);
-            std::ofstream(report) << children.ru_maxrss;
-        }));
-        long shell_kib = -1;
-        std::ifstream(report) >> shell_kib;
-        fmt::print(", the sqlite3 shell {:.0f} MiB", static_cast<double>(shell_kib) / 1024);
-    }
-    fmt::print(" (target: 64 MiB + SQLite's cache)\n");
+    print_peaks(dir, shell);
     std::filesystem::remove_all(dir);
 }
 // A database of `rows` rows whose archive holds every row written 4 times (inserted, then updated
@@ -333,6 +343,29 @@ void baseline_speed(std::int64_t rows) {
                runs.median_of("history"), runs.median_of("baseline"), runs.ratio("baseline", "history"));
     std::filesystem::remove_all(dir);
 }
+// An archive of `commits` one-row commits and no baseline (an entry per record was what a
+// rebuild's memory grew with): the peak memory of a rebuild and of the shell. Written on
+// /dev/shm where there is one (the syncs of so many commits would take minutes on a disk).
+void many_small_commits(std::int64_t commits) {
+    const auto shm = std::filesystem::path{"/dev/shm"};
+    std::string templ = ((std::filesystem::is_directory(shm) ? shm : std::filesystem::temp_directory_path()) /
+                         "resilite-bench-small-XXXXXX")
+                            .string();
+    if (::mkdtemp(templ.data()) == nullptr) std::abort();
+    const std::filesystem::path dir = templ;
+    {
+        OnCommit db{dir / "live.db"};
+        for (std::int64_t i = 1; i <= commits; ++i)
+            db.upsert(item(i % 1000));
+    }
+    std::uintmax_t bytes = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir / "live.db.archive"))
+        bytes += e.file_size();
+    fmt::print("rebuild of {} one-row commits, no baseline ({:.1f} MB of archive):\n", commits,
+               static_cast<double>(bytes) / 1e6);
+    print_peaks(dir, std::system("command -v sqlite3 > /dev/null 2>&1") == 0);
+    std::filesystem::remove_all(dir);
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -343,4 +376,5 @@ int main(int argc, char** argv) {
     write_throughput(commits / 10, 100, 10);
     rebuild_speed(rows);
     baseline_speed(argc > 3 ? std::atoll(argv[3]) : 200'000);
+    many_small_commits(argc > 4 ? std::atoll(argv[4]) : 300'000);
 }

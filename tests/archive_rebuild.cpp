@@ -1829,4 +1829,135 @@ TEST_CASE("archive rebuild lets the history before the newest baseline go as it 
     CHECK(table_hash(dir / "rebuilt-again.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
 }
 
+
+TEST_CASE("archive rebuild keeps no entry per record: it reads the records from the newest baseline again as it "
+          "applies them, reports what a full read reports, and fails with nothing written if the archive changed "
+          "between the two reads",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    const std::vector<std::string> cols{"id", "name", "score"};
+    std::int64_t newest = 0;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        for (int i = 1; i <= 20; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+        newest = db.write_baseline();
+        for (int i = 21; i <= 40; ++i)
+            db.upsert(Item{i % 25 + 1, fmt::format("u{}", i), i * 0.25, "t"});
+    }
+    const auto archive = dir / "app.db.archive";
+    const auto problems = [](const resilite::archive_report& r) {
+        std::vector<std::string> out;
+        for (const auto& p : r.problems)
+            out.push_back(fmt::format("{} {}:{} {} {}", static_cast<int>(p.what), p.segment, p.line, p.fatal,
+                                      p.message));
+        return out;
+    };
+    // The same report as a read that keeps every entry, whatever the chunks.
+    const auto same_report = [&](const char* what) {
+        INFO(what);
+        const auto full = a::read_archive(archive);
+        const auto f = a::start_report(archive, full);
+        for (const std::uintmax_t chunk : {std::uintmax_t{1}, std::uintmax_t{4096}, a::archive_chunk_bytes}) {
+            INFO("chunk " << chunk);
+            const auto streamed = a::read_archive(archive, {}, 0, chunk, false, true);
+            CHECK(streamed.records.empty());
+            REQUIRE(streamed.streamed);
+            const auto r = a::start_report(archive, streamed);
+            CHECK(r.records == f.records);
+            CHECK(r.first_seq == f.first_seq);
+            CHECK(r.first_time == f.first_time);
+            CHECK(r.last_seq == f.last_seq);
+            CHECK(r.last_time == f.last_time);
+            CHECK(r.baseline_seq == f.baseline_seq);
+            CHECK(problems(r) == problems(f));
+        }
+    };
+    same_report("whole");
+    CHECK(a::read_archive(archive, {}, 0, 1, false, true).streamed->first.header.seq == newest);
+    const auto built = resilite::rebuild(archive, dir / "rebuilt.db");
+    INFO(built.to_text());
+    CHECK(built.baseline_seq == newest);
+    CHECK(built.applied_records == 21);  // the baseline and the 20 after it
+    CHECK(table_hash(dir / "rebuilt.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
+
+    const auto segments = a::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    const auto segment = archive / segments.front();
+    const auto original = read_all(segment);
+    const auto flip_in = [&](std::int64_t seq) {
+        auto text = original;
+        const auto at = text.find(fmt::format("-- txn {} ", seq));
+        REQUIRE(at != std::string::npos);
+        const auto body = text.find("BEGIN;\n", at);
+        REQUIRE(body != std::string::npos);
+        text[body + 7] ^= 0x20;  // the body's first letter
+        write_all(segment, text);
+    };
+    // A damaged record before the baseline costs nothing; one after it is a gap (both reported
+    // alike by the two reads).
+    flip_in(newest - 3);
+    same_report("damaged before the baseline");
+    flip_in(newest + 4);
+    same_report("damaged after the baseline");
+    // No baseline: the records from the first on, none let go.
+    {
+        auto text = original;
+        const auto from = text.find(fmt::format("-- txn {} ", newest));
+        const auto to = text.find(fmt::format("-- txn {} ", newest + 1));
+        REQUIRE(to != std::string::npos);
+        text.erase(from, to - from);
+        write_all(segment, text);
+        same_report("no baseline");
+        const auto streamed = a::read_archive(archive, {}, 0, 1, false, true);
+        CHECK(streamed.history_records == 0);
+        CHECK(streamed.streamed->first.header.seq == 1);
+    }
+
+    // Changed between the two reads: the rebuild fails, nothing applied.
+    write_all(segment, original);
+    for (const auto& change : {std::string{"cut"}, std::string{"other"}}) {
+        INFO(change);
+        write_all(segment, original);
+        const auto streamed = a::read_archive(archive, {}, 0, 1, false, true);
+        REQUIRE(streamed.streamed);
+        if (change == "cut") {
+            write_all(segment, original.substr(0, original.find(fmt::format("-- txn {} ", newest + 10))));
+        } else {
+            flip_in(newest + 10);
+        }
+        resilite::archive_report report;
+        const auto target = dir / fmt::format("changed-{}.db", change);
+        try {
+            a::build_from_archive(streamed, target, report, false);
+            FAIL("the rebuild applied an archive that changed while it was read");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == resilite::error_class::archive);
+            CHECK_THAT(e.technical().note, Catch::Contains("changed while it was read"));
+        }
+        CHECK(resilite::sqlite::connection{target}.query_one<std::int64_t>(
+                  "SELECT count(*) FROM sqlite_master WHERE name = 'items'") == 0);
+    }
+
+    // Segments out of order: read again holding an entry per record, as before.
+    write_all(segment, original);
+    {
+        auto text = original;
+        const auto from = text.find(fmt::format("-- txn {} ", newest + 1));
+        const auto to = text.find(fmt::format("-- txn {} ", newest + 3));
+        write_all(archive / "2000_01.sql", a::segment_preamble("app.db", "2000_01.sql") + text.substr(from, to - from));
+        text.erase(from, to - from);
+        write_all(segment, text);
+        const auto moved = a::read_archive(archive, {}, 0, 1, false, true);
+        CHECK_FALSE(moved.streamed);
+        CHECK(moved.records.size() == a::read_archive(archive).records.size());
+        resilite::rebuild_options o;
+        o.keep_going = true;
+        const auto again = resilite::rebuild(archive, dir / "rebuilt-moved.db", o);
+        INFO(again.to_text());
+        CHECK(table_hash(dir / "rebuilt-moved.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
+    }
+}
+
 }  // namespace archive_rebuild_tests

@@ -151,9 +151,9 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         if (options.until_seq > 0) limit.seq = options.until_seq;
         if (!options.until_utc.empty()) limit.utc = a::record_time(options.until_utc, new_db);
         const bool whole = limit.none() && options.tables.empty();
-        const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, false);
+        const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, false, true);
         auto report = a::start_report(archive_dir, contents);
-        if (contents.records.empty()) {
+        if (contents.no_record()) {
             throw detail::library_failure(
                 error_class::archive, "rebuild",
                 resilite::detail::format("the archive holds no valid record\n{}", report.to_text()),

@@ -107,16 +107,17 @@ inline void remove_stale_temporaries(const std::filesystem::path& dir, bool insp
     r.directory = dir;
     r.segments = a.segments;
     r.problems = a.problems;
-    r.records = static_cast<std::int64_t>(a.records.size()) + a.skipped_records + a.history_records;
+    r.records = static_cast<std::int64_t>(a.records.size()) + (a.streamed ? a.streamed->count : 0) +
+                a.skipped_records + a.history_records;
     r.not_read_through = a.skipped_through;
     r.not_read_records = a.skipped_records;
-    if (!a.records.empty()) {
-        r.first_seq = a.history_records > 0 ? a.first_seq : a.records.front().header.seq;
-        r.first_time = a.history_records > 0 ? a.first_utc : a.records.front().header.utc;
-        r.last_seq = a.records.back().header.seq;
-        r.last_time = a.records.back().header.utc;
-        if (a.records[a.start].header.kind == record_kind::baseline)
-            r.baseline_seq = a.records[a.start].header.seq;
+    if (const auto* start = a.start_record()) {
+        const auto& first = a.records.empty() ? *start : a.records.front();
+        r.first_seq = a.history_records > 0 ? a.first_seq : first.header.seq;
+        r.first_time = a.history_records > 0 ? a.first_utc : first.header.utc;
+        r.last_seq = a.last_record()->header.seq;
+        r.last_time = a.last_record()->header.utc;
+        if (start->header.kind == record_kind::baseline) r.baseline_seq = start->header.seq;
     }
     r.last_seq = std::max(r.last_seq, a.skipped_through);
     return r;
@@ -172,22 +173,26 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
     std::int64_t applied = 0, last_seq = after, last_id = 0;
     std::size_t considered = 0;  // (stop is asked at the first record and every 64th after it)
     std::uint64_t to_apply = 0;
-    if (on_progress != nullptr && *on_progress) {
+    // (A streamed read is a rebuild's: everything from its start, nothing held.)
+    const auto records = a.streamed ? a.streamed->count : static_cast<std::int64_t>(a.records.size() - from);
+    if (a.streamed) {
+        to_apply = static_cast<std::uint64_t>(a.streamed->count);
+    } else if (on_progress != nullptr && *on_progress) {
         for (std::size_t i = from; i < a.records.size() && a.records[i].header.seq <= until; ++i)
             to_apply += a.records[i].header.seq > after ? 1 : 0;
     }
     progress_meter meter{on_progress, operation, "applying records", "records", to_apply};
     {
         replayer rp{c, std::move(tables)};
-        for (std::size_t i = from; i < a.records.size(); ++i) {
-            const auto& r = a.records[i];
-            if (r.header.seq <= after) continue;
-            if (r.header.seq > until) break;
+        // False: past `until`, the rest not wanted.
+        const auto apply = [&](const record& r) {
+            if (r.header.seq <= after) return true;
+            if (r.header.seq > until) return false;
             if (stop && considered++ % 64 == 0 && stop()) {
                 throw library_failure(
                     error_class::interrupted, "apply",
                     resilite::detail::format("stopped after {} of {} records, as asked: nothing was applied",
-                                             applied, a.records.size() - from),
+                                             applied, records),
                     {});
             }
             if (a.bodies) {
@@ -200,6 +205,13 @@ inline std::int64_t apply_records(sqlite::connection& c, const archive_contents&
             meter.advance();
             last_seq = r.header.seq;
             last_id = r.header.last_id;
+            return true;
+        };
+        if (a.streamed) {
+            for_each_streamed(a, [&](const record& r) { static_cast<void>(apply(r)); });
+        } else {
+            for (std::size_t i = from; i < a.records.size(); ++i)
+                if (!apply(a.records[i])) break;
         }
     }
     for (const auto& [table, sql] : held_back) {
@@ -310,7 +322,7 @@ inline void build_from_archive(const archive_contents& a, const std::filesystem:
     sqlite::connection c{file};
     // Every value of a fresh build comes from a record, where its literal is at least as long
     // as the value: nothing larger can be legitimate. Nothing is ever attached.
-    std::size_t largest = 0;
+    std::size_t largest = a.streamed ? a.streamed->largest : 0;
     for (std::size_t i = a.start; i < a.records.size(); ++i)
         largest = std::max(largest, a.records[i].header.bytes);
     const auto length = std::min<std::size_t>(std::max<std::size_t>(2 * largest, 16u << 20),

@@ -32,6 +32,28 @@
 
 namespace resilite::detail::archive {
 
+// A rebuild's read (`read_archive`'s `stream`): where the records it applies are (from the
+// newest baseline on, or from the first record) and what they are, without an entry for each.
+// The rebuild reads them again from there (`for_each_streamed`) and fails if it does not meet
+// the same records: how many, and a digest of their numbers and checksums.
+struct streamed_records {
+    std::filesystem::path dir;
+    std::size_t segment = 0;      // index in `segments` of the first one's segment
+    std::uintmax_t pos = 0;       // offset of the chunk of whole records that holds it
+    int lines_before = 0;         // lines of its segment before that chunk
+    std::uintmax_t chunk_bytes = 0;
+    std::int64_t count = 0;
+    std::uint32_t digest = 0;
+    std::size_t largest = 0;      // the largest body
+    record first, last;           // (bodies left in the segments)
+};
+
+// Adds a record to a digest of the records met, in order (streamed_records::digest).
+inline void add_to_digest(detail::crc32& digest, const record& r) noexcept {
+    digest.process_bytes(&r.header.seq, sizeof r.header.seq);
+    digest.process_bytes(&r.crc, sizeof r.crc);
+}
+
 struct archive_contents {
     // A full read leaves the bodies in the segments (read in chunks of whole records, each freed
     // before the next: memory does not grow with the archive) and `bodies` reads each again when
@@ -50,6 +72,18 @@ struct archive_contents {
     // and checked, then let go (a rebuild applies them to nothing); how many, and the first.
     std::int64_t history_records = 0, first_seq = 0;
     std::string first_utc;
+    // Read for a rebuild with `stream`, the numbers rising throughout: `records` is empty, and
+    // this says where the records from `start` on are.
+    std::optional<streamed_records> streamed;
+
+    [[nodiscard]] bool no_record() const noexcept { return records.empty() && !streamed; }
+    // The first record a rebuild applies, and the last record read (none: no record).
+    [[nodiscard]] const record* start_record() const noexcept {
+        return streamed ? &streamed->first : records.empty() ? nullptr : &records[start];
+    }
+    [[nodiscard]] const record* last_record() const noexcept {
+        return streamed ? &streamed->last : records.empty() ? nullptr : &records.back();
+    }
 };
 
 // Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
@@ -67,23 +101,65 @@ struct archive_limit {
     }
 };
 
+inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
+
+// Reads segment `name` of `dir` from `from` (the segment's start, or where a chunk began;
+// `lines_before` lines before it) to its end, in chunks of whole records (segment_file.hpp,
+// whole_records_end): each read, parsed and checked as it would be inside the whole segment,
+// its records' lines, ends and body offsets counted from the segment's start. `f(contents, pos,
+// lines_before)` is called for each chunk; the records' bodies point into it until `f` returns.
+template <class F>
+void read_in_chunks(const std::filesystem::path& dir, const std::string& name, std::uintmax_t from,
+                    int lines_before, std::uintmax_t chunk_bytes, F&& f) {
+    std::uintmax_t size = 0;
+    const auto fd = open_segment(dir / name, size);
+    for (std::uintmax_t pos = from; pos < size;) {
+        const auto end = whole_records_end(fd.get(), size, pos, std::max<std::uintmax_t>(chunk_bytes, 1));
+        const auto chunk = read_from(fd.get(), pos, end);
+        // (A short read is an error, not the end: what follows would read as a torn tail.)
+        if (chunk.view().size() != end - pos)
+            throw library_failure(error_class::archive, "archive",
+                                  resilite::detail::format("archive segment {} could not be read whole: {} bytes "
+                                                           "at {} gave {} (it shrank, or an I/O error)",
+                                                           (dir / name).string(), end - pos, pos,
+                                                           chunk.view().size()),
+                                  (dir / name).string());
+        auto contents = read_segment(chunk, name);
+        for (auto& r : contents.records) {
+            r.body_at = static_cast<std::size_t>(pos) +
+                        static_cast<std::size_t>(r.body.data() - chunk.view().data());
+            r.line += lines_before;
+            r.end += static_cast<std::size_t>(pos);
+        }
+        for (auto& p : contents.problems)
+            if (p.line > 0) p.line += lines_before;
+        f(contents, pos, lines_before);
+        lines_before += count_lines(chunk);
+        pos = end;
+    }
+}
+
 // `not_needed_through` > 0: the reader's database already holds the records up to that number
 // (a replay after a restore): they are skipped unread where their framing allows. Otherwise
 // every segment is read in chunks of whole records: records are added to a chunk until it holds
 // at least `chunk_bytes` (so a chunk is at most that plus one record).
-inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
 // `keep_history` false (a rebuild): while the records come in rising order, those before a
 // baseline are let go as soon as it is read, so that memory holds the records from the newest
-// baseline on rather than an entry for every record of the archive's history.
+// baseline on rather than an entry for every record of the archive's history. With `stream`
+// too, no entry is kept for any record while the numbers rise: `streamed` says where the
+// records from the newest baseline on are, and the rebuild reads them again from there
+// (for_each_streamed), so memory does not grow with the archive. Numbers that stop rising
+// (segments out of order, copies) make it read again without `stream`.
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
                                                    const archive_limit& limit = {},
                                                    std::int64_t not_needed_through = 0,
                                                    std::uintmax_t chunk_bytes = archive_chunk_bytes,
-                                                   bool keep_history = true) {
+                                                   bool keep_history = true, bool stream = false) {
     using K = archive_problem::kind;
     if (!limit.none()) not_needed_through = 0;  // (a point in time is read in full)
     // (Only in rising order: a record read before a baseline but numbered after it is needed.)
     bool trim = !keep_history && limit.none() && not_needed_through == 0;
+    stream = stream && trim;
     std::int64_t highest = 0;
     archive_contents a;
     std::vector<std::string> odd;
@@ -101,7 +177,7 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
         return read_archive(dir, limit, 0, chunk_bytes, keep_history);
     };
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
-    const auto take = [&](segment_contents& contents) {
+    const auto take_problems = [&](segment_contents& contents) {
         for (auto& p : contents.problems) {
             if (p.what == K::checksum) {
                 std::int64_t seq = 0;
@@ -113,6 +189,66 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
             }
             a.problems.push_back(std::move(p));
         }
+    };
+    // The gaps and times going backwards between two records in sequence order.
+    const auto check_between = [&](const record& prev, const record& r, std::vector<archive_problem>& out) {
+        if (r.header.seq != prev.header.seq + 1) {
+            const bool explained = std::any_of(damaged.begin(), damaged.end(), [&](const auto& d) {
+                return d.first > prev.header.seq && d.first < r.header.seq;
+            });
+            out.push_back({K::gap, r.segment, r.line,
+                           resilite::detail::format("txn {} to {} are missing{}", prev.header.seq + 1,
+                                                    r.header.seq - 1,
+                                                    explained ? " (see the damaged records above)" : ""),
+                           true, r.header.seq - 1});
+        }
+        if (r.header.utc < prev.header.utc) {
+            out.push_back({K::time_order, r.segment, r.line,
+                           resilite::detail::format("txn {} ({}) is older than txn {} ({})", r.header.seq,
+                                                    r.header.utc, prev.header.seq, prev.header.utc),
+                           false});
+        }
+    };
+    // Streaming: the gaps and times found since the newest baseline (a baseline makes those
+    // before it cost nothing, as the entries it lets go), and a digest of the records since.
+    std::vector<archive_problem> since_start;
+    detail::crc32 digest;
+    std::int64_t seen = 0;
+    // False when the numbers stop rising: the caller reads again without streaming.
+    const auto stream_take = [&](segment_contents& contents, std::size_t segment, std::uintmax_t pos,
+                                 int lines_before) {
+        take_problems(contents);
+        for (auto& r : contents.records) {
+            if (r.header.seq <= highest) return false;
+            highest = r.header.seq;
+            r.body = {};
+            if (seen++ == 0) {
+                a.first_seq = r.header.seq;
+                a.first_utc = r.header.utc;
+            }
+            auto& s = a.streamed;
+            if (!s || r.header.kind == record_kind::baseline) {
+                s.emplace();
+                s->dir = dir;
+                s->segment = segment;
+                s->pos = pos;
+                s->lines_before = lines_before;
+                s->chunk_bytes = chunk_bytes;
+                s->first = r;
+                since_start.clear();
+                digest = detail::crc32{};
+            } else {
+                check_between(s->last, r, since_start);
+            }
+            ++s->count;
+            add_to_digest(digest, r);
+            s->largest = std::max(s->largest, r.header.bytes);
+            s->last = std::move(r);
+        }
+        return true;
+    };
+    const auto take = [&](segment_contents& contents) {
+        take_problems(contents);
         for (auto& r : contents.records) {
             if (r.header.seq <= highest) trim = false;
             highest = std::max(highest, r.header.seq);
@@ -131,40 +267,33 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
         a.history_records += keep - a.records.begin();
         a.records.erase(a.records.begin(), keep);
     };
-    if (not_needed_through == 0) a.bodies.emplace(dir);
+    if (stream) {
+        bool rising = true;
+        for (std::size_t i = 0; i < a.segments.size() && rising; ++i) {
+            read_in_chunks(dir, a.segments[i], 0, 0, chunk_bytes,
+                           [&](segment_contents& contents, std::uintmax_t pos, int lines_before) {
+                               if (rising) rising = stream_take(contents, i, pos, lines_before);
+                           });
+        }
+        if (!rising) {
+            a = archive_contents{};
+            return read_archive(dir, limit, 0, chunk_bytes, keep_history, false);
+        }
+        if (a.streamed) {
+            a.streamed->digest = digest.checksum();
+            a.history_records = seen - a.streamed->count;
+        }
+    }
+    if (not_needed_through == 0 && !stream) a.bodies.emplace(dir);
     for (const auto& name : a.segments) {
+        if (stream) break;
         if (not_needed_through == 0) {
-            // In chunks of whole records (segment_file.hpp, whole_records_end): each read, parsed
-            // and checked as it would be inside the whole segment, its records' bodies left in
-            // the file, its lines and offsets counted from the segment's start.
-            std::uintmax_t size = 0;
-            const auto fd = open_segment(dir / name, size);
-            int lines_before = 0;
-            for (std::uintmax_t pos = 0; pos < size;) {
-                const auto end = whole_records_end(fd.get(), size, pos, std::max<std::uintmax_t>(chunk_bytes, 1));
-                const auto chunk = read_from(fd.get(), pos, end);
-                // (A short read is an error, not the end: what follows would read as a torn tail.)
-                if (chunk.view().size() != end - pos)
-                    throw library_failure(
-                        error_class::archive, "archive",
-                        resilite::detail::format("archive segment {} could not be read whole: {} bytes at {} "
-                                                 "gave {} (it shrank, or an I/O error)",
-                                                 (dir / name).string(), end - pos, pos, chunk.view().size()),
-                        (dir / name).string());
-                auto contents = read_segment(chunk, name);
-                for (auto& r : contents.records) {
-                    r.body_at = static_cast<std::size_t>(pos) +
-                                static_cast<std::size_t>(r.body.data() - chunk.view().data());
+            // Each record's body left in the file (record_bodies reads it again when applied).
+            read_in_chunks(dir, name, 0, 0, chunk_bytes, [&](segment_contents& contents, std::uintmax_t, int) {
+                for (auto& r : contents.records)
                     r.body = {};
-                    r.line += lines_before;
-                    r.end += static_cast<std::size_t>(pos);
-                }
-                for (auto& p : contents.problems)
-                    if (p.line > 0) p.line += lines_before;
                 take(contents);
-                lines_before += count_lines(chunk);
-                pos = end;
-            }
+            });
             continue;
         }
         auto tail = read_segment_after(dir / name, not_needed_through, a.skipped_through);
@@ -235,15 +364,15 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
     for (std::size_t i = 0; i < a.records.size(); ++i) {
         if (a.records[i].header.kind == record_kind::baseline) a.start = i;
     }
-    const std::int64_t start_seq = a.records.empty() ? 0 : a.records[a.start].header.seq;
+    const std::int64_t start_seq = a.start_record() == nullptr ? 0 : a.start_record()->header.seq;
     for (const auto& [seq, index] : damaged) {
         if (seq < start_seq) {
             a.problems[index].fatal = false;
             a.problems[index].message += " (before the snapshot a rebuild starts from: nothing lost)";
         }
     }
-    if (!a.records.empty()) {
-        const auto& first = a.records[a.start];
+    if (const auto* start_record = a.start_record()) {
+        const auto& first = *start_record;
         // (read for a database that holds records already: the first one it lacks)
         const auto expected = not_needed_through > 0 ? not_needed_through + 1 : 1;
         if (first.header.kind != record_kind::baseline && first.header.seq > expected) {
@@ -255,28 +384,44 @@ inline constexpr std::uintmax_t archive_chunk_bytes = 8u << 20;
                                   true, first.header.seq - 1});
         }
     }
-    for (std::size_t i = a.start + 1; i < a.records.size(); ++i) {
-        const auto& prev = a.records[i - 1];
-        const auto& r = a.records[i];
-        if (r.header.seq != prev.header.seq + 1) {
-            const bool explained = std::any_of(damaged.begin(), damaged.end(), [&](const auto& d) {
-                return d.first > prev.header.seq && d.first < r.header.seq;
-            });
-            a.problems.push_back(
-                {K::gap, r.segment, r.line,
-                 resilite::detail::format("txn {} to {} are missing{}", prev.header.seq + 1, r.header.seq - 1,
-                                          explained ? " (see the damaged records above)" : ""),
-                 true, r.header.seq - 1});
-        }
-        if (r.header.utc < prev.header.utc) {
-            a.problems.push_back(
-                {K::time_order, r.segment, r.line,
-                 resilite::detail::format("txn {} ({}) is older than txn {} ({})", r.header.seq, r.header.utc,
-                                          prev.header.seq, prev.header.utc),
-                 false});
-        }
-    }
+    for (std::size_t i = a.start + 1; i < a.records.size(); ++i)
+        check_between(a.records[i - 1], a.records[i], a.problems);
+    for (auto& p : since_start)
+        a.problems.push_back(std::move(p));
     return a;
+}
+
+// Calls `f(record)` for each record a streamed read (read_archive's `stream`) found from its
+// start on, in order, its body read again and checked against its CRC-32 by the segment's read.
+// Throws (class archive) if it meets other records than the first read did: the archive changed
+// between the two reads (the caller's transaction then rolls back what `f` did).
+template <class F>
+void for_each_streamed(const archive_contents& a, F&& f) {
+    const auto& s = *a.streamed;
+    detail::crc32 digest;
+    std::int64_t count = 0, last = 0;
+    const auto changed = [&](std::string_view what) {
+        return library_failure(error_class::archive, "archive",
+                               resilite::detail::format("the archive {} changed while it was read ({}): nothing "
+                                                        "of it was applied",
+                                                        s.dir.string(), what),
+                               s.dir.string());
+    };
+    for (std::size_t i = s.segment; i < a.segments.size(); ++i) {
+        const bool first_segment = i == s.segment;
+        read_in_chunks(s.dir, a.segments[i], first_segment ? s.pos : 0, first_segment ? s.lines_before : 0,
+                       s.chunk_bytes, [&](segment_contents& contents, std::uintmax_t, int) {
+                           for (const auto& r : contents.records) {
+                               if (r.header.seq < s.first.header.seq) continue;  // (before it, in its chunk)
+                               if (r.header.seq <= last || ++count > s.count) throw changed("other records");
+                               last = r.header.seq;
+                               add_to_digest(digest, r);
+                               f(r);
+                           }
+                       });
+    }
+    if (count != s.count || digest.checksum() != s.digest)
+        throw changed(resilite::detail::format("{} records where there were {}", count, s.count));
 }
 
 // Functions a replayed statement may call: SQLite's pure built-ins. Anything else (an
