@@ -1758,81 +1758,9 @@ TEST_CASE("archive baselines on a schedule: a maintenance round writes one as so
     CHECK(log.count("baseline") == 0);
 }
 
-TEST_CASE("archive rebuild lets the history before the newest baseline go as it reads it (checked, counted, not "
-          "kept), and only while the numbers rise: a record read before a baseline but numbered after it is kept",
-          "[archive]") {
-    namespace a = resilite::detail::archive;
-    test::temp_dir dir;
-    std::int64_t newest = 0;
-    {
-        ItemsDb db{dir / "app.db", items_options()};
-        for (int i = 1; i <= 30; ++i)
-            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
-        static_cast<void>(db.write_baseline());
-        for (int i = 31; i <= 45; ++i)
-            db.upsert(Item{i % 20 + 1, fmt::format("u{}", i), i * 0.25, "t"});
-        newest = db.write_baseline();
-        for (int i = 46; i <= 50; ++i)
-            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
-    }
-    const auto archive = dir / "app.db.archive";
-    const std::vector<std::string> cols{"id", "name", "score"};
-    const auto seqs = [](const a::archive_contents& c) {
-        std::vector<std::int64_t> out;
-        for (const auto& r : c.records)
-            out.push_back(r.header.seq);
-        return out;
-    };
-    const auto full = a::read_archive(archive);
-    for (const std::uintmax_t chunk : {std::uintmax_t{1}, std::uintmax_t{4096}, a::archive_chunk_bytes}) {
-        const auto trimmed = a::read_archive(archive, {}, 0, chunk, false);
-        INFO("chunk " << chunk);
-        REQUIRE_FALSE(trimmed.records.empty());
-        CHECK(trimmed.records.front().header.seq == newest);
-        CHECK(trimmed.history_records + static_cast<std::int64_t>(trimmed.records.size()) ==
-              static_cast<std::int64_t>(full.records.size()));
-        const auto r = a::start_report(archive, trimmed), f = a::start_report(archive, full);
-        CHECK(r.records == f.records);
-        CHECK(r.first_seq == f.first_seq);
-        CHECK(r.first_time == f.first_time);
-        CHECK(r.last_seq == f.last_seq);
-        CHECK(r.baseline_seq == newest);
-        CHECK(f.baseline_seq == newest);
-        CHECK(r.problems.size() == f.problems.size());
-    }
-    const auto built = resilite::rebuild(archive, dir / "rebuilt.db");
-    INFO(built.to_text());
-    CHECK(built.baseline_seq == newest);
-    CHECK(built.records == static_cast<std::int64_t>(full.records.size()));
-    CHECK(table_hash(dir / "rebuilt.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
-
-    // The two records after the newest baseline moved into a segment named earlier: read first,
-    // numbered after it. The numbers stop rising, so nothing is let go.
-    const auto segments = a::list_segments(archive);
-    REQUIRE(segments.size() == 1);
-    auto text = read_all(archive / segments.front());
-    const auto from = text.find(fmt::format("-- txn {} ", newest + 1));
-    const auto to = text.find(fmt::format("-- txn {} ", newest + 3));
-    REQUIRE(from != std::string::npos);
-    REQUIRE(to != std::string::npos);
-    write_all(archive / "2000_01.sql", a::segment_preamble("app.db", "2000_01.sql") + text.substr(from, to - from));
-    text.erase(from, to - from);
-    write_all(archive / segments.front(), text);
-    const auto moved = a::read_archive(archive, {}, 0, 1, false);
-    CHECK(moved.history_records == 0);
-    CHECK(seqs(moved) == seqs(full));
-    resilite::rebuild_options o;
-    o.keep_going = true;
-    const auto again = resilite::rebuild(archive, dir / "rebuilt-again.db", o);
-    INFO(again.to_text());
-    CHECK(again.baseline_seq == newest);
-    CHECK(table_hash(dir / "rebuilt-again.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
-}
-
-
-TEST_CASE("archive rebuild keeps no entry per record: it reads the records from the newest baseline again as it "
-          "applies them, reports what a full read reports, and fails with nothing written if the archive changed "
-          "between the two reads",
+TEST_CASE("archive rebuild keeps no entry per record: it checks every record, lets those before the newest "
+          "baseline go, reads the rest again as it applies them, reports what a full read reports, and fails with "
+          "nothing written if the archive changed between the two reads",
           "[archive]") {
     namespace a = resilite::detail::archive;
     test::temp_dir dir;
@@ -1842,8 +1770,11 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
         ItemsDb db{dir / "app.db", items_options()};
         for (int i = 1; i <= 20; ++i)
             db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+        static_cast<void>(db.write_baseline());
+        for (int i = 21; i <= 30; ++i)
+            db.upsert(Item{i % 25 + 1, fmt::format("u{}", i), i * 0.25, "t"});
         newest = db.write_baseline();
-        for (int i = 21; i <= 40; ++i)
+        for (int i = 31; i <= 50; ++i)
             db.upsert(Item{i % 25 + 1, fmt::format("u{}", i), i * 0.25, "t"});
     }
     const auto archive = dir / "app.db.archive";
@@ -1854,14 +1785,15 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
                                       p.message));
         return out;
     };
-    // The same report as a read that keeps every entry, whatever the chunks.
-    const auto same_report = [&](const char* what) {
-        INFO(what);
-        const auto full = a::read_archive(archive);
+    // The same report as a read that keeps every entry, whatever the chunks, also up to a
+    // number or a time (check_archive() reads up to the live database's number).
+    const auto same_report_up_to = [&](const char* what, const a::archive_limit& limit) {
+        INFO(what << ", up to " << limit.seq << " " << limit.utc);
+        const auto full = a::read_archive(archive, limit);
         const auto f = a::start_report(archive, full);
         for (const std::uintmax_t chunk : {std::uintmax_t{1}, std::uintmax_t{4096}, a::archive_chunk_bytes}) {
             INFO("chunk " << chunk);
-            const auto streamed = a::read_archive(archive, {}, 0, chunk, false, true);
+            const auto streamed = a::read_archive(archive, limit, 0, chunk, true);
             CHECK(streamed.records.empty());
             REQUIRE(streamed.streamed);
             const auto r = a::start_report(archive, streamed);
@@ -1874,11 +1806,29 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
             CHECK(problems(r) == problems(f));
         }
     };
+    const auto whole = a::read_archive(archive);
+    REQUIRE(whole.records.back().header.seq == newest + 20);
+    const auto same_report = [&](const char* what) {
+        same_report_up_to(what, {});
+        a::archive_limit by_number, by_time, before_baseline;
+        by_number.seq = newest + 5;
+        by_time.utc = std::find_if(whole.records.begin(), whole.records.end(), [&](const auto& r) {
+                          return r.header.seq == newest + 8;
+                      })->header.utc;
+        before_baseline.seq = newest - 2;
+        for (const auto& limit : {by_number, by_time, before_baseline})
+            same_report_up_to(what, limit);
+    };
     same_report("whole");
-    CHECK(a::read_archive(archive, {}, 0, 1, false, true).streamed->first.header.seq == newest);
+    {
+        const auto streamed = a::read_archive(archive, {}, 0, 1, true);
+        CHECK(streamed.streamed->first.header.seq == newest);
+        CHECK(streamed.history_records + streamed.streamed->count == static_cast<std::int64_t>(whole.records.size()));
+    }
     const auto built = resilite::rebuild(archive, dir / "rebuilt.db");
     INFO(built.to_text());
     CHECK(built.baseline_seq == newest);
+    CHECK(built.records == static_cast<std::int64_t>(whole.records.size()));
     CHECK(built.applied_records == 21);  // the baseline and the 20 after it
     CHECK(table_hash(dir / "rebuilt.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
 
@@ -1901,18 +1851,29 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
     same_report("damaged before the baseline");
     flip_in(newest + 4);
     same_report("damaged after the baseline");
-    // No baseline: the records from the first on, none let go.
+    // The newest baseline's record gone, then both: the start is the baseline before it, then
+    // the first record, none let go.
     {
         auto text = original;
-        const auto from = text.find(fmt::format("-- txn {} ", newest));
-        const auto to = text.find(fmt::format("-- txn {} ", newest + 1));
-        REQUIRE(to != std::string::npos);
-        text.erase(from, to - from);
-        write_all(segment, text);
-        same_report("no baseline");
-        const auto streamed = a::read_archive(archive, {}, 0, 1, false, true);
-        CHECK(streamed.history_records == 0);
-        CHECK(streamed.streamed->first.header.seq == 1);
+        std::vector<std::int64_t> baselines;
+        for (const auto& r : whole.records)
+            if (r.header.kind == a::record_kind::baseline) baselines.push_back(r.header.seq);
+        REQUIRE(baselines.size() == 2);
+        for (auto b = baselines.rbegin(); b != baselines.rend(); ++b) {
+            const auto from = text.find(fmt::format("-- txn {} ", *b));
+            const auto to = text.find(fmt::format("-- txn {} ", *b + 1));
+            REQUIRE(to != std::string::npos);
+            text.erase(from, to - from);
+            write_all(segment, text);
+            same_report("a baseline removed");
+            const auto streamed = a::read_archive(archive, {}, 0, 1, true);
+            if (*b == newest) {
+                CHECK(streamed.streamed->first.header.seq == baselines.front());
+            } else {
+                CHECK(streamed.streamed->first.header.seq == whole.records.front().header.seq);
+                CHECK(streamed.history_records == 0);
+            }
+        }
     }
 
     // Changed between the two reads: the rebuild fails, nothing applied.
@@ -1920,7 +1881,7 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
     for (const auto& change : {std::string{"cut"}, std::string{"other"}}) {
         INFO(change);
         write_all(segment, original);
-        const auto streamed = a::read_archive(archive, {}, 0, 1, false, true);
+        const auto streamed = a::read_archive(archive, {}, 0, 1, true);
         REQUIRE(streamed.streamed);
         if (change == "cut") {
             write_all(segment, original.substr(0, original.find(fmt::format("-- txn {} ", newest + 10))));
@@ -1940,7 +1901,9 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
                   "SELECT count(*) FROM sqlite_master WHERE name = 'items'") == 0);
     }
 
-    // Segments out of order: read again holding an entry per record, as before.
+    // Segments out of order (two records after the newest baseline moved into a segment named
+    // earlier: read first, numbered after it): read again holding an entry per record, none let
+    // go (without that, they were lost from the rebuild).
     write_all(segment, original);
     {
         auto text = original;
@@ -1949,14 +1912,69 @@ TEST_CASE("archive rebuild keeps no entry per record: it reads the records from 
         write_all(archive / "2000_01.sql", a::segment_preamble("app.db", "2000_01.sql") + text.substr(from, to - from));
         text.erase(from, to - from);
         write_all(segment, text);
-        const auto moved = a::read_archive(archive, {}, 0, 1, false, true);
+        const auto moved = a::read_archive(archive, {}, 0, 1, true);
         CHECK_FALSE(moved.streamed);
-        CHECK(moved.records.size() == a::read_archive(archive).records.size());
+        CHECK(moved.history_records == 0);
+        CHECK(moved.records.size() == whole.records.size());
         resilite::rebuild_options o;
         o.keep_going = true;
         const auto again = resilite::rebuild(archive, dir / "rebuilt-moved.db", o);
         INFO(again.to_text());
         CHECK(table_hash(dir / "rebuilt-moved.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
+    }
+}
+
+TEST_CASE("archive check reports a record missing before the newest baseline as a warning (nothing lost, but no "
+          "rebuild to a point before it), and a rebuild to such a point fails naming it",
+          "[archive]") {
+    namespace a = resilite::detail::archive;
+    test::temp_dir dir;
+    std::int64_t newest = 0;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        for (int i = 1; i <= 12; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+        newest = db.write_baseline();
+        for (int i = 13; i <= 15; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+    }
+    const auto archive = dir / "app.db.archive";
+    const auto segments = a::list_segments(archive);
+    REQUIRE(segments.size() == 1);
+    auto text = read_all(archive / segments.front());
+    const auto missing = newest - 5;
+    const auto from = text.find(fmt::format("-- txn {} ", missing));
+    const auto to = text.find(fmt::format("-- txn {} ", missing + 1));
+    REQUIRE(to != std::string::npos);
+    text.erase(from, to - from);
+    write_all(archive / segments.front(), text);
+
+    const auto gap = fmt::format("txn {} to {} are missing", missing, missing);
+    const auto report = resilite::inspect_archive(archive);
+    INFO(report.to_text());
+    CHECK(report.status() == resilite::schema_status::warnings);
+    CHECK(report.rebuildable());
+    const auto found = std::find_if(report.problems.begin(), report.problems.end(), [&](const auto& p) {
+        return p.what == resilite::archive_problem::kind::gap && p.message.find(gap) != std::string::npos;
+    });
+    REQUIRE(found != report.problems.end());
+    CHECK_FALSE(found->fatal);
+    CHECK_THAT(found->message, Catch::Contains("no rebuild to a point before it"));
+    CHECK_THAT(report.to_text(), Catch::Contains(gap));
+
+    // The newest state rebuilds, and its report says the same.
+    const auto built = resilite::rebuild(archive, dir / "rebuilt.db");
+    CHECK_THAT(built.to_text(), Catch::Contains(gap));
+    CHECK(built.baseline_seq == newest);
+    // A point before the baseline needs the missing record.
+    resilite::rebuild_options o;
+    o.until_seq = newest - 2;
+    try {
+        static_cast<void>(resilite::rebuild(archive, dir / "before.db", o));
+        FAIL("a rebuild to a point after a missing record succeeded");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::archive);
+        CHECK_THAT(e.technical().report + e.technical().note, Catch::Contains(gap));
     }
 }
 

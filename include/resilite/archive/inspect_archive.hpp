@@ -63,9 +63,10 @@ namespace detail::archive {
         } catch (const error&) {  // (a database that never had an archive)
         }
     }
-    const auto contents = a::read_archive(archive_dir, limit);
+    // (Streamed: no entry per record is kept, the trial rebuild reads the records again.)
+    const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
     auto report = a::start_report(archive_dir, contents);
-    if (contents.records.empty()) {
+    if (contents.no_record()) {
         report.problems.push_back(
             {archive_problem::kind::gap, {}, 0, "the archive holds no valid record", true});
         return report;

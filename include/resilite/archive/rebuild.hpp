@@ -151,7 +151,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         if (options.until_seq > 0) limit.seq = options.until_seq;
         if (!options.until_utc.empty()) limit.utc = a::record_time(options.until_utc, new_db);
         const bool whole = limit.none() && options.tables.empty();
-        const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, false, true);
+        const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
         auto report = a::start_report(archive_dir, contents);
         if (contents.no_record()) {
             throw detail::library_failure(

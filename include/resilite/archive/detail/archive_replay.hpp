@@ -32,6 +32,18 @@
 
 namespace resilite::detail::archive {
 
+// A point in time: the records after it are left out, as if they were never written.
+struct archive_limit {
+    std::int64_t seq = std::numeric_limits<std::int64_t>::max();
+    std::string utc;  // "2026-11-22T08:01:02.123Z" form; empty: no limit by time
+    [[nodiscard]] bool excludes(const record_header& h) const noexcept {
+        return h.seq > seq || (!utc.empty() && h.utc > utc);
+    }
+    [[nodiscard]] bool none() const noexcept {
+        return seq == std::numeric_limits<std::int64_t>::max() && utc.empty();
+    }
+};
+
 // A rebuild's read (`read_archive`'s `stream`): where the records it applies are (from the
 // newest baseline on, or from the first record) and what they are, without an entry for each.
 // The rebuild reads them again from there (`for_each_streamed`) and fails if it does not meet
@@ -42,6 +54,7 @@ struct streamed_records {
     std::uintmax_t pos = 0;       // offset of the chunk of whole records that holds it
     int lines_before = 0;         // lines of its segment before that chunk
     std::uintmax_t chunk_bytes = 0;
+    archive_limit limit;          // the records after it left out
     std::int64_t count = 0;
     std::uint32_t digest = 0;
     std::size_t largest = 0;      // the largest body
@@ -68,13 +81,12 @@ struct archive_contents {
     // walked over by their framing, not read or checked, and the line numbers of what was read
     // count from where reading started (a caller that reports problems reads again in full).
     std::int64_t skipped_through = 0, skipped_records = 0;
-    // Read for a rebuild (keep_history false): the records before the newest baseline were read
-    // and checked, then let go (a rebuild applies them to nothing); how many, and the first.
+    // Read with `stream`, the numbers rising throughout: `records` is empty, `streamed` says
+    // where the records from the newest baseline on are; those before it were read and checked,
+    // then let go (a rebuild applies them to nothing): how many, and the first.
+    std::optional<streamed_records> streamed;
     std::int64_t history_records = 0, first_seq = 0;
     std::string first_utc;
-    // Read for a rebuild with `stream`, the numbers rising throughout: `records` is empty, and
-    // this says where the records from `start` on are.
-    std::optional<streamed_records> streamed;
 
     [[nodiscard]] bool no_record() const noexcept { return records.empty() && !streamed; }
     // The first record a rebuild applies, and the last record read (none: no record).
@@ -83,21 +95,6 @@ struct archive_contents {
     }
     [[nodiscard]] const record* last_record() const noexcept {
         return streamed ? &streamed->last : records.empty() ? nullptr : &records.back();
-    }
-};
-
-// Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
-// and time going backwards. Problems before the newest baseline cost a rebuild nothing and are
-// downgraded to warnings.
-// A point in time: the records after it are left out, as if they were never written.
-struct archive_limit {
-    std::int64_t seq = std::numeric_limits<std::int64_t>::max();
-    std::string utc;  // "2026-11-22T08:01:02.123Z" form; empty: no limit by time
-    [[nodiscard]] bool excludes(const record_header& h) const noexcept {
-        return h.seq > seq || (!utc.empty() && h.utc > utc);
-    }
-    [[nodiscard]] bool none() const noexcept {
-        return seq == std::numeric_limits<std::int64_t>::max() && utc.empty();
     }
 };
 
@@ -139,27 +136,26 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
     }
 }
 
+// Reads every segment; orders the valid records by sequence number; reports duplicates, gaps
+// and time going backwards. Problems before the newest baseline cost a rebuild nothing and are
+// downgraded to warnings.
 // `not_needed_through` > 0: the reader's database already holds the records up to that number
 // (a replay after a restore): they are skipped unread where their framing allows. Otherwise
 // every segment is read in chunks of whole records: records are added to a chunk until it holds
 // at least `chunk_bytes` (so a chunk is at most that plus one record).
-// `keep_history` false (a rebuild): while the records come in rising order, those before a
-// baseline are let go as soon as it is read, so that memory holds the records from the newest
-// baseline on rather than an entry for every record of the archive's history. With `stream`
-// too, no entry is kept for any record while the numbers rise: `streamed` says where the
-// records from the newest baseline on are, and the rebuild reads them again from there
-// (for_each_streamed), so memory does not grow with the archive. Numbers that stop rising
-// (segments out of order, copies) make it read again without `stream`.
+// `stream` (a rebuild, a trial rebuild): no entry is kept for any record while the numbers rise:
+// `streamed` says where the records from the newest baseline on are, and the rebuild reads them
+// again from there (for_each_streamed), so memory does not grow with the archive. Numbers that
+// stop rising (segments out of order, copies) make it read again without `stream`, an entry
+// per record (a record read before a baseline but numbered after it is needed).
 [[nodiscard]] inline archive_contents read_archive(const std::filesystem::path& dir,
                                                    const archive_limit& limit = {},
                                                    std::int64_t not_needed_through = 0,
                                                    std::uintmax_t chunk_bytes = archive_chunk_bytes,
-                                                   bool keep_history = true, bool stream = false) {
+                                                   bool stream = false) {
     using K = archive_problem::kind;
     if (!limit.none()) not_needed_through = 0;  // (a point in time is read in full)
-    // (Only in rising order: a record read before a baseline but numbered after it is needed.)
-    bool trim = !keep_history && limit.none() && not_needed_through == 0;
-    stream = stream && trim;
+    stream = stream && not_needed_through == 0;
     std::int64_t highest = 0;
     archive_contents a;
     std::vector<std::string> odd;
@@ -174,7 +170,7 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
     // freed first).
     const auto read_in_full = [&] {
         a = archive_contents{};
-        return read_archive(dir, limit, 0, chunk_bytes, keep_history);
+        return read_archive(dir, limit, 0, chunk_bytes);
     };
     std::vector<std::pair<std::int64_t, std::size_t>> damaged;  // seq of a checksum failure, problem index
     const auto take_problems = [&](segment_contents& contents) {
@@ -209,11 +205,20 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                            false});
         }
     };
-    // Streaming: the gaps and times found since the newest baseline (a baseline makes those
-    // before it cost nothing, as the entries it lets go), and a digest of the records since.
-    std::vector<archive_problem> since_start;
+    // A gap before the newest baseline: reported (a rebuild to a point before it cannot be done),
+    // not fatal (a rebuild starts from the baseline).
+    const auto before_snapshot = [](archive_problem& p) {
+        if (p.what != K::gap || !p.fatal) return;
+        p.fatal = false;
+        p.message += " (before the snapshot a rebuild starts from: nothing lost, but no rebuild to a point "
+                     "before it)";
+    };
+    // Streaming: the gaps and times found before the newest baseline and since, and a digest of
+    // the records since.
+    std::vector<archive_problem> before_start, since_start;
     detail::crc32 digest;
     std::int64_t seen = 0;
+    std::optional<std::int64_t> first_left_out;  // the first record past the limit
     // False when the numbers stop rising: the caller reads again without streaming.
     const auto stream_take = [&](segment_contents& contents, std::size_t segment, std::uintmax_t pos,
                                  int lines_before) {
@@ -221,12 +226,17 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
         for (auto& r : contents.records) {
             if (r.header.seq <= highest) return false;
             highest = r.header.seq;
+            if (limit.excludes(r.header)) {
+                if (!first_left_out) first_left_out = r.header.seq;
+                continue;
+            }
             r.body = {};
             if (seen++ == 0) {
                 a.first_seq = r.header.seq;
                 a.first_utc = r.header.utc;
             }
             auto& s = a.streamed;
+            if (s) check_between(s->last, r, since_start);
             if (!s || r.header.kind == record_kind::baseline) {
                 s.emplace();
                 s->dir = dir;
@@ -234,11 +244,14 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                 s->pos = pos;
                 s->lines_before = lines_before;
                 s->chunk_bytes = chunk_bytes;
+                s->limit = limit;
                 s->first = r;
+                for (auto& p : since_start) {
+                    before_snapshot(p);
+                    before_start.push_back(std::move(p));
+                }
                 since_start.clear();
                 digest = detail::crc32{};
-            } else {
-                check_between(s->last, r, since_start);
             }
             ++s->count;
             add_to_digest(digest, r);
@@ -249,23 +262,8 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
     };
     const auto take = [&](segment_contents& contents) {
         take_problems(contents);
-        for (auto& r : contents.records) {
-            if (r.header.seq <= highest) trim = false;
-            highest = std::max(highest, r.header.seq);
+        for (auto& r : contents.records)
             a.records.push_back(std::move(r));
-        }
-        if (!trim) return;
-        const auto newest = std::find_if(a.records.rbegin(), a.records.rend(), [](const record& r) {
-            return r.header.kind == record_kind::baseline;
-        });
-        if (newest == a.records.rend() || std::next(newest) == a.records.rend()) return;
-        const auto keep = std::prev(newest.base());
-        if (a.history_records == 0) {
-            a.first_seq = a.records.front().header.seq;
-            a.first_utc = a.records.front().header.utc;
-        }
-        a.history_records += keep - a.records.begin();
-        a.records.erase(a.records.begin(), keep);
     };
     if (stream) {
         bool rising = true;
@@ -277,7 +275,7 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
         }
         if (!rising) {
             a = archive_contents{};
-            return read_archive(dir, limit, 0, chunk_bytes, keep_history, false);
+            return read_archive(dir, limit, 0, chunk_bytes, false);
         }
         if (a.streamed) {
             a.streamed->digest = digest.checksum();
@@ -336,7 +334,6 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
         // (records are in sequence order, and their times too unless a time_order problem says not)
         // A damaged record is not needed when it is past the limit by number, or numbered after
         // a record left out by time (times go forward with the numbers).
-        std::optional<std::int64_t> first_left_out;
         for (const auto& r : a.records)
             if (limit.excludes(r.header) && (!first_left_out || r.header.seq < *first_left_out))
                 first_left_out = r.header.seq;
@@ -350,12 +347,12 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
         }
         // Records missing just before the first one left out: without them the result would be an
         // earlier point than the one asked for, silently.
-        const auto last_kept = a.records.empty() ? std::int64_t{0} : a.records.back().header.seq;
+        const auto* last = a.last_record();
+        const auto last_kept = last == nullptr ? std::int64_t{0} : last->header.seq;
         const auto point = first_left_out ? std::min(*first_left_out - 1, limit.seq) : last_kept;
         if (last_kept < point) {
             a.problems.push_back(
-                {K::gap, a.records.empty() ? std::string{} : a.records.back().segment,
-                 a.records.empty() ? 0 : a.records.back().line,
+                {K::gap, last == nullptr ? std::string{} : last->segment, last == nullptr ? 0 : last->line,
                  resilite::detail::format("txn {} to {}, before the point in time asked, are missing",
                                           last_kept + 1, point),
                  true, point});
@@ -384,10 +381,16 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                                   true, first.header.seq - 1});
         }
     }
-    for (std::size_t i = a.start + 1; i < a.records.size(); ++i)
+    for (std::size_t i = 1; i < a.records.size(); ++i) {
+        const auto before = a.problems.size();
         check_between(a.records[i - 1], a.records[i], a.problems);
-    for (auto& p : since_start)
-        a.problems.push_back(std::move(p));
+        if (i <= a.start)
+            for (auto p = a.problems.begin() + static_cast<std::ptrdiff_t>(before); p != a.problems.end(); ++p)
+                before_snapshot(*p);
+    }
+    for (auto* list : {&before_start, &since_start})
+        for (auto& p : *list)
+            a.problems.push_back(std::move(p));
     return a;
 }
 
@@ -412,7 +415,8 @@ void for_each_streamed(const archive_contents& a, F&& f) {
         read_in_chunks(s.dir, a.segments[i], first_segment ? s.pos : 0, first_segment ? s.lines_before : 0,
                        s.chunk_bytes, [&](segment_contents& contents, std::uintmax_t, int) {
                            for (const auto& r : contents.records) {
-                               if (r.header.seq < s.first.header.seq) continue;  // (before it, in its chunk)
+                               // (before it, in its chunk; past the limit)
+                               if (r.header.seq < s.first.header.seq || s.limit.excludes(r.header)) continue;
                                if (r.header.seq <= last || ++count > s.count) throw changed("other records");
                                last = r.header.seq;
                                add_to_digest(digest, r);
