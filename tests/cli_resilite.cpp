@@ -315,9 +315,18 @@ TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, a
     CHECK(j["snapshot_seq"].is_number());
     CHECK(j["after"]["rebuildable"] == true);
     CHECK(j["after"]["reproduces_live"] == true);
-    CHECK(run_cli(dir, fmt::format("archive verify '{}'", archive.string())).code == 0);
+    // Whole again: what was set aside stays missing from the history before the snapshot, a
+    // warning (a rebuild to a point before it cannot be done), nothing fatal.
+    r = run_cli(dir, fmt::format("--json archive verify '{}'", archive.string()));
+    CHECK(r.code == 2);
+    j = r.json();
+    CHECK(j["rebuildable"] == true);
+    for (const auto& p : j["problems"]) {
+        CHECK(p["fatal"] == false);
+        CHECK(p["message"].get<std::string>().find("before the snapshot a rebuild starts from") != std::string::npos);
+    }
     const auto rebuilt = dir / "rebuilt.db";
-    REQUIRE(run_cli(dir, fmt::format("--quiet archive rebuild '{}' '{}'", archive.string(), rebuilt.string())).code == 0);
+    REQUIRE(run_cli(dir, fmt::format("--quiet archive rebuild '{}' '{}'", archive.string(), rebuilt.string())).code == 2);
     CHECK(count_items(rebuilt) == 20);
     r = run_cli(dir, fmt::format("archive repair '{}' --db '{}'", archive.string(), db.string()));
     CHECK(r.code == 0);
@@ -1223,6 +1232,35 @@ TEST_CASE("cli.health: the changes not yet archived are counted from one snapsho
     r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
     CHECK(r.code == 2);
     CHECK(r.json()["archive_pending"] == 2);
+}
+
+TEST_CASE("cli.heal: a sound database holding changes its archive has not received (another program's, captured) "
+          "is not healed without them: heal --dry-run says a heal would refuse, heal --force refuses and changes "
+          "nothing",
+          "[cli][heal]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    {
+        resilite::sqlite::connection c{db, SQLITE_OPEN_READWRITE};  // another program, captured by the triggers
+        c.exec_script("DELETE FROM items WHERE id <= 3; UPDATE items SET name = 'changed' WHERE id = 12;");
+    }
+    REQUIRE(count_items(db) == 17);
+    auto r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    auto j = r.json();
+    CHECK(j["would_try_first"].is_null());
+    CHECK(j["would_refuse"].get<std::string>().find("4 captured changes its archive has not received") !=
+          std::string::npos);
+    r = run_cli(dir, fmt::format("heal '{}' --force", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("4 captured changes its archive has not received") != std::string::npos);
+    CHECK(count_items(db) == 17);
+    resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+    CHECK(c.query_one<std::string>("SELECT name FROM items WHERE id = 12") == "changed");
 }
 
 TEST_CASE("cli.backups: a backup being taken is never reported NOT USABLE while it is put in place (its manifest "

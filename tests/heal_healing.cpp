@@ -2271,6 +2271,30 @@ TEST_CASE("heal of what another program wrote around the library: db.heal() of a
         CHECK(db.query_one<int>("SELECT count(*) FROM logs") == 2);
         CHECK(db.query_one<int>("SELECT count(*) FROM items") == 20);
     }
+    SECTION("db.heal() of a sound database through a Database without the archive (the operator's command) is "
+            "refused and puts it back when it holds changes the archive has not received") {
+        {
+            HealDb db{path};
+            for (int i = 1; i <= 20; ++i)
+                db.insert(Item{i, "n", 0, "t"});
+            static_cast<void>(db.backup_now());
+        }
+        {
+            resilite::sqlite::connection c{path, SQLITE_OPEN_READWRITE};  // captured by the triggers
+            c.exec_script("DELETE FROM items WHERE id <= 3; UPDATE items SET name = 'changed' WHERE id = 12;");
+        }
+        BackupOnlyHealDb tool{path};
+        try {
+            static_cast<void>(tool.heal());
+            FAIL("a heal threw away changes a sound database held");
+        } catch (const resilite::error& e) {
+            CHECK(e.klass() == error_class::aborted);
+            CHECK_THAT(e.technical().note, Catch::Contains("4 captured changes its archive has not received") &&
+                                               Catch::Contains("put back where it was, unchanged"));
+        }
+        CHECK(tool.query_one<int>("SELECT count(*) FROM items") == 17);
+        CHECK(tool.query_one<std::string>("SELECT name FROM items WHERE id = 12") == "changed");
+    }
     SECTION("healed at open after an unclean close") {
         const pid_t child = ::fork();
         if (child == 0) {

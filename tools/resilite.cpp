@@ -866,7 +866,9 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     if (committed > reach)
         lost = fmt::format("records {} to {} committed (high-water mark) but are not in the archive", reach + 1, committed);
     // The heal's own rules: a loss the evidence shows is refused unless accepted; the circuit
-    // breaker stops every heal until `resilite heal reset`.
+    // breaker stops every heal until `resilite heal reset`; a sound database holding changes its
+    // archive has not received is put back rather than healed without them.
+    const auto pending = found.ok() && !damage ? file_health(db, p).archive_pending : std::int64_t{0};
     std::string refusal_reason;
     if (stranger)
         refusal_reason = "another database at the path is not damage a heal repairs: its open refuses it, as the "
@@ -875,6 +877,12 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         refusal_reason = fmt::format("healing stopped after {} heals in a row that did not succeed: recover by hand, "
                                      "then resilite heal reset",
                                      sidecar.heal_attempts);
+    else if (pending > 0)
+        refusal_reason = fmt::format("the database is sound and holds {} captured changes its archive has not "
+                                     "received, which every source lacks: a heal would lose them, so it puts the "
+                                     "database back unchanged (open it with the application, whose archive takes "
+                                     "them, then heal)",
+                                     pending);
     else if (!lost.empty() && !accept)
         refusal_reason = "a heal refuses to lose them unless healing.accept_loss_since_backup";
     else if (first.empty())

@@ -250,6 +250,20 @@ private:
         rep.quarantine = quarantine(m, s.healing);  // 3. (reports its own progress)
         save(m);
         gather_evidence(rep, s);
+        // Never worse: a heal asked for (no damage seen) of a database that passes its integrity
+        // check and holds changes its archive has not received (another program's, or an
+        // archive this Database does not drain: the operator's command has none) would throw
+        // them away. It is put back instead.
+        if (rep.found == heal_asked_for && damaged_outbox_.value_or(0) > 0 && damaged_sound()) {
+            rep.sources.push_back(
+                {"the database itself", false,
+                 resilite::detail::format(
+                     "it holds {} captured changes its archive has not received, which every source lacks: a heal "
+                     "would lose them. Open it with the application, whose archive<> takes them, then heal again",
+                     *damaged_outbox_)});
+            if (put_back_if_sound(rep, m)) fail_put_back(rep);
+            fail(rep, s, archive_directory(s));
+        }
 
         fetch_from_offsite(s, rep);  // a dead disk, a new machine: what went off it comes back first
 
