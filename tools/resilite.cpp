@@ -654,12 +654,15 @@ int archive_inspect(const output& out, const fs::path& dir, const fs::path& db,
                                              resilite::detail::archive::high_water_path(evidence))
                                              .for_database(resilite::detail::read_marker(evidence).identity);
     auto r = resilite::inspect_archive(dir, options);
-    if (mark > r.last_seq) {
+    // (Compared with a live database, the report ends at the database's own record: the archive
+    // may go on, a database behind it.)
+    const auto end = std::max(r.last_seq, resilite::detail::archive::archive_end(dir));
+    if (mark > end) {
         // A cut tail is not "a torn tail never acknowledged" when the mark says it committed.
         r.problems.push_back({resilite::archive_problem::kind::gap, {}, 0,
                               fmt::format("records {} to {} are missing: the high-water mark beside {} says record {} "
                                           "committed, and the archive ends at record {}",
-                                          r.last_seq + 1, mark, evidence.string(), mark, r.last_seq),
+                                          end + 1, mark, evidence.string(), mark, end),
                               true, mark});
     }
     out.print(archive_json(r), r.to_text());
