@@ -481,6 +481,41 @@ TEST_CASE("offsite: a copy cut short (the machine dies mid-upload) never truncat
     CHECK(read_all(server->folder("archive") / name) == read_all(archive / name));
 }
 
+TEST_CASE("offsite: a fetch killed midway leaves no cut file under a copy's name (rclone writes in place: the next "
+          "heal would take it for the copy and reject it), a whole one is moved in, a local file is never overwritten",
+          "[backup][offsite]") {
+    test::temp_dir dir;
+    // An rclone that writes into its destination (argument 3) and then dies, or finishes.
+    const auto bin = dir / "bin";
+    std::filesystem::create_directories(bin);
+    write_all(bin / "rclone", "#!/bin/sh\n"
+                              "printf 'cut' > \"$3/app-20261207T000000.000Z.db\"\n"
+                              "[ -f \"$3/../die\" ] && kill -9 $$\n"
+                              "printf 'whole' > \"$3/app-20261207T000000.000Z.db\"\n"
+                              "printf 'remote' > \"$3/MANIFEST\"\n"
+                              "exit 0\n");
+    std::filesystem::permissions(bin / "rclone", std::filesystem::perms::owner_all);
+    const std::string old_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
+    ::setenv("PATH", (bin.string() + ":" + old_path).c_str(), 1);
+    struct restore_path {
+        std::string path;
+        ~restore_path() { ::setenv("PATH", path.c_str(), 1); }
+    } restore{old_path};
+    resilite::offsite_settings s;
+    s.remote = "remote:folder";
+    const auto backups = dir / "app.db.backups";
+    write_all(dir / "die", "");
+    CHECK_FALSE(resilite::detail::offsite_fetch(s, dir / "app.db", "backups", backups).empty());
+    CHECK_FALSE(std::filesystem::exists(backups / "app-20261207T000000.000Z.db"));
+    std::filesystem::remove(dir / "die");
+    write_all(backups / "MANIFEST", "local");
+    CHECK(resilite::detail::offsite_fetch(s, dir / "app.db", "backups", backups).empty());
+    CHECK(read_all(backups / "app-20261207T000000.000Z.db") == "whole");
+    CHECK(read_all(backups / "MANIFEST") == "local");
+    for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no staging left
+        CHECK(e.path().filename().string().find(".fetch-") == std::string::npos);
+}
+
 TEST_CASE("offsite: a fetched copy left under its partial name (a round killed inside rclone's move, after the "
           "remote's copy was deleted) is taken under its name, the others dropped",
           "[backup][offsite]") {

@@ -2,8 +2,8 @@
 // Copies to and from the remote of offsite_settings, one rclone run each (core/detail/run_command).
 // Each database has its own folder, <remote>/<database file name>/, holding IDENTITY (whose
 // copies these are), backups/ and archive/. A folder that names another database is never
-// written to. Fetching never overwrites a local file (--ignore-existing): what is on the machine
-// is at least as new as its copy off it.
+// written to. Fetching never overwrites a local file: what is on the machine is at least as new
+// as its copy off it.
 
 #include <resilite/backup/offsite_settings.hpp>
 #include <resilite/core/detail/run_command.hpp>
@@ -11,9 +11,14 @@
 
 #include <fmt/format.h>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <cerrno>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -131,13 +136,42 @@ inline void take_partial_copies(const std::filesystem::path& dir) {
 }
 
 // Copies what <folder>/<kind>/ holds and `dir` lacks into `dir`; empty when it worked.
+// rclone writes a local file in place, so a fetch killed midway would leave a cut file under a
+// copy's name, which every later fetch would keep (what is here is never overwritten) and every
+// heal would reject: the backup's size differs from its manifest's. So rclone copies into a
+// staging directory beside `dir` (".<dir name>.fetch-<pid>"; files `dir` holds alike are
+// skipped), and each whole file is then renamed into `dir` if `dir` lacks its name. Stagings of
+// fetches whose process is gone are removed first.
 [[nodiscard]] inline std::string offsite_fetch(const offsite_settings& s, const std::filesystem::path& db,
                                                std::string_view kind, const std::filesystem::path& dir) {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    const auto r = run_rclone({"rclone", "copy", offsite_folder(s, db, kind), dir.string(), "--ignore-existing"}, s);
+    const auto parent = std::filesystem::absolute(dir, ec).parent_path();
+    const auto prefix = resilite::detail::format(".{}.fetch-", dir.filename().string());
+    for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+        const auto name = e.path().filename().string();
+        if (!name.starts_with(prefix)) continue;
+        const auto pid = std::atoll(name.c_str() + prefix.size());
+        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+            std::error_code ignored;
+            std::filesystem::remove_all(e.path(), ignored);
+        }
+    }
+    const auto stage = parent / resilite::detail::format("{}{}", prefix, ::getpid());
+    std::filesystem::remove_all(stage, ec);
+    std::filesystem::create_directories(stage, ec);
+    const auto r = run_rclone(
+        {"rclone", "copy", offsite_folder(s, db, kind), stage.string(), "--compare-dest", dir.string()}, s);
+    if (r.ok()) {
+        take_partial_copies(stage);
+        for (const auto& e : std::filesystem::directory_iterator(stage, ec)) {
+            const auto to = dir / e.path().filename();
+            if (e.is_regular_file(ec) && !std::filesystem::exists(to, ec))
+                static_cast<void>(::renameat2(AT_FDCWD, e.path().c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE));
+        }
+    }
+    std::filesystem::remove_all(stage, ec);
     if (!r.ok()) return r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);
-    take_partial_copies(dir);
     return {};
 }
 
