@@ -334,11 +334,10 @@ resilite::health_snapshot file_health(const fs::path& db, const places& p) {
         } catch (const std::exception&) {  // busy or unreadable: the check said what it could
         }
     }
-    const auto backups = resilite::detail::list_backups(db, p.backups);
-    if (!backups.empty()) {
-        s.last_backup_time = backups.back().taken;
+    if (const auto newest = resilite::detail::newest_listed_backup(db, p.backups)) {
+        s.last_backup_time = newest->taken;
         s.last_backup_age =
-            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - backups.back().taken);
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now() - newest->taken);
     }
     const auto m = resilite::detail::read_marker(db);
     s.heals = m.heal_epoch;

@@ -244,6 +244,21 @@ struct manifest_entry {
     return out;
 }
 
+// The newest backup of `db` in `dir` that matches its manifest entry by name and size (the cheap
+// part of untrusted_backup: health and metrics ask often), or any newest one where there is no
+// manifest. A copy renamed by hand, one cut short, one from another directory is not "the last
+// backup" whose age an alert watches.
+[[nodiscard]] inline std::optional<backup_file> newest_listed_backup(const std::filesystem::path& db,
+                                                                     const std::filesystem::path& dir) {
+    const auto all = list_backups(db, dir);
+    if (all.empty()) return std::nullopt;
+    const auto manifest = read_manifest(dir);
+    if (manifest.empty()) return all.back();
+    for (auto it = all.rbegin(); it != all.rend(); ++it)
+        if (!untrusted_backup(it->path, manifest, false)) return *it;
+    return std::nullopt;
+}
+
 // Which backups retention keeps: the newest `keep_last`, or the newest in each of the last
 // N hours / days / weeks; the newest backup is always kept.
 [[nodiscard]] inline std::set<std::filesystem::path> retained(const std::vector<backup_file>& all,

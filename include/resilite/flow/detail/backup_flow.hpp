@@ -74,8 +74,7 @@ public:
             const auto dir = backup_directory(ctx_.path, ctx_.config.backup);
             std::error_code ec;
             if (std::filesystem::is_directory(dir, ec)) {
-                const auto all = list_backups(ctx_.path, dir);
-                if (!all.empty()) last_time_ = all.back().taken;
+                if (const auto newest = newest_listed_backup(ctx_.path, dir)) last_time_ = newest->taken;
             }
         }
         return last_time_;
