@@ -1278,6 +1278,35 @@ TEST_CASE("cli.heal: a sound database holding changes its archive has not receiv
     CHECK(c.query_one<std::string>("SELECT name FROM items WHERE id = 12") == "changed");
 }
 
+TEST_CASE("cli.links: a backup or archive directory that is a symbolic link is said to be one (never followed), not "
+          "reported as holding no backup or no record",
+          "[cli][backup][archive]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    std::filesystem::rename(dir / "app.db.backups", dir / "real-backups");
+    std::filesystem::create_directory_symlink(dir / "real-backups", dir / "app.db.backups");
+    std::filesystem::rename(dir / "app.db.archive", dir / "real-archive");
+    std::filesystem::create_directory_symlink(dir / "real-archive", dir / "app.db.archive");
+    auto r = run_cli(dir, fmt::format("backups '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.code == 1);
+    CHECK(r.err.find("is a symbolic link; resilite never follows one") != std::string::npos);
+    r = run_cli(dir, fmt::format("archive verify '{}'", (dir / "app.db.archive").string()));
+    CHECK(r.code == 1);
+    CHECK(r.err.find("is a symbolic link; resilite never follows one") != std::string::npos);
+    r = run_cli(dir, fmt::format("health '{}'", db.string()));
+    CHECK(r.out.find("backups: " + (dir / "app.db.backups").string() + " is a symbolic link") != std::string::npos);
+    CHECK(r.out.find("no backup in") == std::string::npos);
+    r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    const auto plan = r.json();
+    int links = 0;
+    for (const auto& src : plan["sources"])
+        links += src["detail"].get<std::string>().find("is a symbolic link") != std::string::npos ? 1 : 0;
+    CHECK(links == 2);
+}
+
 TEST_CASE("cli.backups: a backup being taken is never reported NOT USABLE while it is put in place (its manifest "
           "entry is written before its file has its name)",
           "[cli][backup]") {

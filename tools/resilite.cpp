@@ -14,6 +14,7 @@
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/repair_archive.hpp>
 #include <resilite/archive/replay_archive.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/backup/restore.hpp>
 #include <resilite/database.hpp>
@@ -162,8 +163,16 @@ void require_database_or_its_sidecar(const fs::path& db) {
     require_database(db);
 }
 
+// What a directory that is a symbolic link is called: resilite never follows one (an empty
+// listing would read as "no backups" or "no records").
+std::string link_not_followed(const fs::path& dir) {
+    return fmt::format("{} is a symbolic link; resilite never follows one: give the directory's real path",
+                       dir.string());
+}
+
 void require_directory(const fs::path& dir) {
     std::error_code ec;
+    if (resilite::detail::is_link_path(dir)) throw refusal{link_not_followed(dir)};
     if (!fs::is_directory(dir, ec)) throw refusal{fmt::format("no archive directory at {}", dir.string())};
 }
 
@@ -377,11 +386,15 @@ int health(const output& out, const fs::path& db, const places& p) {
     text += s.last_backup_time ? fmt::format("  newest backup {} ({} s ago), {} in {}\n", utc_text(*s.last_backup_time),
                                              s.last_backup_age->count(), j["backups"].get<std::size_t>(),
                                              p.backups.string())
-                               : fmt::format("  no backup in {}\n", p.backups.string());
+                               : resilite::detail::is_link_path(p.backups)
+                                   ? fmt::format("  backups: {}\n", link_not_followed(p.backups))
+                                   : fmt::format("  no backup in {}\n", p.backups.string());
     // (A damaged database is not read: its archive still exists, and may be what heals it.)
     std::error_code ec;
     text += s.archive_seq ? fmt::format("  archive: record {} written, {} changes not yet archived ({})\n",
                                         *s.archive_seq, s.archive_pending, p.archive.string())
+            : resilite::detail::is_link_path(p.archive)
+                ? fmt::format("  archive: {}\n", link_not_followed(p.archive))
             : fs::is_directory(p.archive, ec)
                 ? fmt::format("  archive: {} (the database's own record of it not read)\n", p.archive.string())
                 : std::string{"  archive: none\n"};
@@ -423,6 +436,7 @@ std::optional<std::string> why_not_usable(const fs::path& backup,
 int backups(const output& out, const fs::path& db, const places& p) {
     // (the database itself may be gone: its backups are what is left)
     std::error_code ec;
+    if (resilite::detail::is_link_path(p.backups)) throw refusal{link_not_followed(p.backups)};
     if (!fs::exists(db, ec) && !fs::is_directory(p.backups, ec))
         throw refusal{fmt::format("no database at {} and no backups in {}", db.string(), p.backups.string())};
     // The files first, then the manifest: a backup's line is written before its file gets its
@@ -796,7 +810,8 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     // so a mark read after the archive could pass the archive's end without any loss.
     const auto mark = resilite::detail::archive::read_high_water(resilite::detail::archive::high_water_path(db));
     std::optional<resilite::archive_report> archive;
-    if (fs::is_directory(p.archive, ec)) archive = resilite::inspect_archive(p.archive);
+    const bool archive_link = resilite::detail::is_link_path(p.archive);
+    if (!archive_link && fs::is_directory(p.archive, ec)) archive = resilite::inspect_archive(p.archive);
     const auto identity = resilite::detail::database_identity(db);
     // Another database's archive is no source: the heal's replay refuses it (its records would
     // overwrite this database's rows by key), and so does its rebuild's identity check.
@@ -851,6 +866,14 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         sources.push_back({{"source", name}, {"usable", why.empty()}, {"detail", why}});
         text += fmt::format("  source: {}: {}\n", name, why.empty() ? "looks usable" : why);
         if (why.empty() && first.empty()) first = name;
+    }
+    if (resilite::detail::is_link_path(p.backups)) {
+        sources.push_back({{"source", "backups"}, {"usable", false}, {"detail", link_not_followed(p.backups)}});
+        text += fmt::format("  source: backups: {}\n", link_not_followed(p.backups));
+    }
+    if (archive_link) {
+        sources.push_back({{"source", "archive alone"}, {"usable", false}, {"detail", link_not_followed(p.archive)}});
+        text += fmt::format("  source: archive alone: {}\n", link_not_followed(p.archive));
     }
     if (archive) {
         const bool alone = archive->rebuildable() && (archive->first_seq == 1 || archive->baseline_seq > 0);
