@@ -1978,4 +1978,35 @@ TEST_CASE("archive check reports a record missing before the newest baseline as 
     }
 }
 
+TEST_CASE("archive rebuild to a point before the first record says so (not that the archive holds no record), and "
+          "to a number past the end says the result is the state at the end",
+          "[archive]") {
+    test::temp_dir dir;
+    {
+        ItemsDb db{dir / "app.db", items_options()};
+        for (int i = 1; i <= 5; ++i)
+            db.insert(Item{i, fmt::format("r{}", i), i * 0.5, "t"});
+    }
+    const auto archive = dir / "app.db.archive";
+    resilite::rebuild_options early;
+    early.until_utc = "2001-01-01T00:00:00Z";
+    try {
+        static_cast<void>(resilite::rebuild(archive, dir / "early.db", early));
+        FAIL("a rebuild to a point before every record succeeded");
+    } catch (const resilite::error& e) {
+        CHECK(e.klass() == resilite::error_class::misuse);
+        CHECK_THAT(e.technical().note, Catch::Contains("no record of the archive is at or before the point asked") &&
+                                           Catch::Contains("its first record is txn 1"));
+    }
+    CHECK_FALSE(std::filesystem::exists(dir / "early.db"));
+    resilite::rebuild_options late;
+    late.until_seq = 99999;
+    const auto r = resilite::rebuild(archive, dir / "late.db", late);
+    INFO(r.to_text());
+    CHECK(r.status() == resilite::schema_status::warnings);
+    CHECK_THAT(r.to_text(), Catch::Contains("txn 99999 was asked for and the archive ends at txn"));
+    const std::vector<std::string> cols{"id", "name", "score"};
+    CHECK(table_hash(dir / "late.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
+}
+
 }  // namespace archive_rebuild_tests

@@ -153,6 +153,32 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         const bool whole = limit.none() && options.tables.empty();
         const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
         auto report = a::start_report(archive_dir, contents);
+        if (contents.no_record() && !limit.none()) {
+            // Every record is after the point asked: the archive is not empty, the point is early.
+            const auto whole_archive =
+                a::start_report(archive_dir, a::read_archive(archive_dir, {}, 0, a::archive_chunk_bytes, true));
+            if (whole_archive.records > 0)
+                throw detail::library_failure(
+                    error_class::misuse, "rebuild",
+                    resilite::detail::format("no record of the archive is at or before the point asked ({}): its "
+                                             "first record is txn {} ({}); nothing was written",
+                                             options.until_utc.empty()
+                                                 ? resilite::detail::format("txn {}", options.until_seq)
+                                                 : options.until_utc,
+                                             whole_archive.first_seq, whole_archive.first_time),
+                    new_db.string());
+        }
+        if (options.until_seq > 0 && options.until_utc.empty() && !contents.no_record() &&
+            report.last_seq < options.until_seq) {
+            // (Not an error: the archive may simply end there. Said, so that a mistyped number
+            // is not taken for the state at it.)
+            report.problems.push_back(
+                {archive_problem::kind::gap, {}, 0,
+                 resilite::detail::format("txn {} was asked for and the archive ends at txn {}: the rebuild is "
+                                          "the state at its end",
+                                          options.until_seq, report.last_seq),
+                 false});
+        }
         if (contents.no_record()) {
             throw detail::library_failure(
                 error_class::archive, "rebuild",
