@@ -2637,6 +2637,35 @@ TEST_CASE("restore drill passed over a backup that fails its manifest check: the
     CHECK(drill->detail.find(newest.filename().string()) != std::string::npos);
 }
 
+TEST_CASE("restore drill passes over another database's backup in a shared backup directory (same file name): "
+          "named as skipped, the database's own backup used",
+          "[heal][drill]") {
+    test::temp_dir dir;
+    std::filesystem::create_directories(dir / "a");
+    std::filesystem::create_directories(dir / "b");
+    const auto shared = dir / "backups";
+    const auto options = [&] {
+        HealDb::options o;
+        o.settings = HealDb::default_settings();
+        o.settings->backup.directory = shared.string();
+        return o;
+    };
+    HealDb a{dir / "a" / "app.db", options()};
+    insert_items(a, 1, 10);
+    const auto own = a.backup_now().path;
+    {
+        HealDb b{dir / "b" / "app.db", options()};
+        insert_items(b, 1, 3);
+        static_cast<void>(b.backup_now());  // the newest in the directory, another database's
+    }
+    const auto r = a.drill();
+    INFO(r.to_text());
+    CHECK(r.ok);
+    CHECK(r.backup_used == own);
+    REQUIRE(r.skipped_backups.size() == 1);
+    CHECK(r.skipped_backups.front().find("a backup of another database") != std::string::npos);
+}
+
 TEST_CASE("restore drill fails, as an error event, when the backups and the archive could not heal the database",
           "[heal][drill]") {
     test::temp_dir dir;

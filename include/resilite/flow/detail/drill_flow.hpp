@@ -100,8 +100,15 @@ private:
         auto backups = std::filesystem::is_directory(dir, ec) ? list_backups(ctx_.path, dir) : std::vector<backup_file>{};
         std::reverse(backups.begin(), backups.end());
         const auto manifest = read_manifest(dir);
+        // (Two databases of one file name may share a backup directory.)
+        const auto mine = database_identity(ctx_.path);
         for (const auto& b : backups) {
             auto why = untrusted_backup(b.path, manifest);
+            if (!why && !mine.empty()) {
+                if (const auto from = identity_in_file(b.path); from && *from != mine)
+                    why = resilite::detail::format("a backup of another database (identity {}; this database is {})",
+                                                   *from, mine);
+            }
             if (!why) {
                 if (const auto check = check_health(b.path, check_level::quick); !check.ok())
                     why = resilite::detail::format("fails its quick check ({})", check.detail);
