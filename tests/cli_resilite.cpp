@@ -632,6 +632,7 @@ TEST_CASE("cli.heal: heal --dry-run changes nothing and names the source, heal b
     REQUIRE(j["quarantines"].size() == 1);
     CHECK(j["quarantines"][0]["files"].size() >= 1);
     CHECK(run_cli(dir, fmt::format("heal '{}'", (dir / "none.db").string())).code == 1);
+    CHECK(run_cli(dir, fmt::format("quarantine list '{}'", (dir / "none.db").string())).code == 1);
 
     // The file deleted (the sidecar knows it): an open refuses to guess whether on purpose, the
     // operator's heal brings it back.

@@ -481,6 +481,11 @@ int backups(const output& out, const fs::path& db, const places& p) {
 
 int quarantine_list(const output& out, const fs::path& db, const places& p) {
     const auto all = resilite::detail::list_quarantines(db, p.quarantine);
+    // (A database healed and then removed still has its copies listed.)
+    std::error_code ec;
+    if (all.empty() && !fs::exists(db, ec) && !resilite::detail::read_marker(db).exists)
+        throw refusal{fmt::format("no database at {}, and no quarantined copy of one in {}", db.string(),
+                                  p.quarantine.string())};
     nlohmann::json list = nlohmann::json::array();
     std::string text = fmt::format("{} quarantined copies of {} in {}\n", all.size(), db.string(), p.quarantine.string());
     for (const auto& q : all) {
