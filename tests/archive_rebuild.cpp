@@ -1922,6 +1922,25 @@ TEST_CASE("archive rebuild keeps no entry per record: it checks every record, le
         INFO(again.to_text());
         CHECK(table_hash(dir / "rebuilt-moved.db", "items", cols) == table_hash(dir / "app.db", "items", cols));
     }
+
+    // Appended to between the two reads (a live archive grows): what the first read checked is
+    // applied, the records after it are not, and the rebuild succeeds.
+    std::filesystem::remove(archive / "2000_01.sql");
+    write_all(segment, original);
+    {
+        const auto streamed = a::read_archive(archive, {}, 0, 1, true);
+        REQUIRE(streamed.streamed);
+        {
+            ItemsDb db{dir / "app.db", items_options()};
+            db.insert(Item{99, "late", 1.0, "t"});
+        }
+        REQUIRE(read_all(segment).size() > original.size());
+        resilite::archive_report report;
+        a::build_from_archive(streamed, dir / "appended.db", report, false);
+        CHECK(report.applied_records == streamed.streamed->count);
+        CHECK(resilite::sqlite::connection{dir / "appended.db"}.query_one<std::int64_t>(
+                  "SELECT count(*) FROM items WHERE id = 99") == 0);
+    }
 }
 
 TEST_CASE("archive check reports a record missing before the newest baseline as a warning (nothing lost, but no "

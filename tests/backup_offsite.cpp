@@ -487,13 +487,15 @@ TEST_CASE("offsite: a fetch killed midway leaves no cut file under a copy's name
     test::temp_dir dir;
     // An rclone that writes into its destination (argument 3) and then dies, or finishes.
     const auto bin = dir / "bin";
+    const auto die = dir / "die";
     std::filesystem::create_directories(bin);
-    write_all(bin / "rclone", "#!/bin/sh\n"
-                              "printf 'cut' > \"$3/app-20261207T000000.000Z.db\"\n"
-                              "[ -f \"$3/../die\" ] && kill -9 $$\n"
-                              "printf 'whole' > \"$3/app-20261207T000000.000Z.db\"\n"
-                              "printf 'remote' > \"$3/MANIFEST\"\n"
-                              "exit 0\n");
+    write_all(bin / "rclone", fmt::format("#!/bin/sh\n"
+                                          "printf 'cut' > \"$3/app-20261207T000000.000Z.db\"\n"
+                                          "[ -f '{}' ] && kill -9 $$\n"
+                                          "printf 'whole' > \"$3/app-20261207T000000.000Z.db\"\n"
+                                          "printf 'remote' > \"$3/MANIFEST\"\n"
+                                          "exit 0\n",
+                                          die.string()));
     std::filesystem::permissions(bin / "rclone", std::filesystem::perms::owner_all);
     const std::string old_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
     ::setenv("PATH", (bin.string() + ":" + old_path).c_str(), 1);
@@ -504,16 +506,27 @@ TEST_CASE("offsite: a fetch killed midway leaves no cut file under a copy's name
     resilite::offsite_settings s;
     s.remote = "remote:folder";
     const auto backups = dir / "app.db.backups";
-    write_all(dir / "die", "");
+    // Staging left by fetches whose process is gone: removed once older than two timeouts (a
+    // younger one may be another PID namespace's fetch in progress).
+    std::filesystem::create_directories(backups / ".fetch-999999999-0");
+    std::filesystem::create_directories(backups / ".fetch-999999999-1");
+    std::filesystem::last_write_time(backups / ".fetch-999999999-0",
+                                     std::filesystem::file_time_type::clock::now() - 3 * s.timeout);
+    write_all(die, "");
     CHECK_FALSE(resilite::detail::offsite_fetch(s, dir / "app.db", "backups", backups).empty());
     CHECK_FALSE(std::filesystem::exists(backups / "app-20261207T000000.000Z.db"));
-    std::filesystem::remove(dir / "die");
+    CHECK_FALSE(std::filesystem::exists(backups / ".fetch-999999999-0"));
+    CHECK(std::filesystem::exists(backups / ".fetch-999999999-1"));
+    std::filesystem::remove(die);
     write_all(backups / "MANIFEST", "local");
     CHECK(resilite::detail::offsite_fetch(s, dir / "app.db", "backups", backups).empty());
     CHECK(read_all(backups / "app-20261207T000000.000Z.db") == "whole");
     CHECK(read_all(backups / "MANIFEST") == "local");
-    for (const auto& e : std::filesystem::directory_iterator(dir.path()))  // no staging left
-        CHECK(e.path().filename().string().find(".fetch-") == std::string::npos);
+    std::vector<std::string> left;
+    for (const auto& e : std::filesystem::directory_iterator(backups))
+        left.push_back(e.path().filename().string());
+    std::sort(left.begin(), left.end());
+    CHECK(left == std::vector<std::string>{".fetch-999999999-1", "MANIFEST", "app-20261207T000000.000Z.db"});
 }
 
 TEST_CASE("offsite: a fetched copy left under its partial name (a round killed inside rclone's move, after the "

@@ -321,6 +321,7 @@ TEST_CASE("cli.archive repair: damage set aside into a kept file, a gap named, a
     CHECK(r.code == 2);
     j = r.json();
     CHECK(j["rebuildable"] == true);
+    CHECK_FALSE(j["problems"].empty());
     for (const auto& p : j["problems"]) {
         CHECK(p["fatal"] == false);
         CHECK(p["message"].get<std::string>().find("before the snapshot a rebuild starts from") != std::string::npos);

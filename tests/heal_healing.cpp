@@ -2272,7 +2272,7 @@ TEST_CASE("heal of what another program wrote around the library: db.heal() of a
         CHECK(db.query_one<int>("SELECT count(*) FROM items") == 20);
     }
     SECTION("db.heal() of a sound database through a Database without the archive (the operator's command) is "
-            "refused and puts it back when it holds changes the archive has not received") {
+            "refused, nothing moved or counted, when it holds changes the archive has not received") {
         {
             HealDb db{path};
             for (int i = 1; i <= 20; ++i)
@@ -2290,8 +2290,11 @@ TEST_CASE("heal of what another program wrote around the library: db.heal() of a
         } catch (const resilite::error& e) {
             CHECK(e.klass() == error_class::aborted);
             CHECK_THAT(e.technical().note, Catch::Contains("4 captured changes its archive has not received") &&
-                                               Catch::Contains("put back where it was, unchanged"));
+                                               Catch::Contains("nothing was moved"));
         }
+        // Nothing counted toward the circuit breaker, nothing quarantined.
+        CHECK(resilite::detail::read_marker(path).heal_attempts == 0);
+        CHECK_FALSE(std::filesystem::exists(dir / "quarantine"));
         CHECK(tool.query_one<int>("SELECT count(*) FROM items") == 17);
         CHECK(tool.query_one<std::string>("SELECT name FROM items WHERE id = 12") == "changed");
     }

@@ -153,8 +153,11 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         const bool whole = limit.none() && options.tables.empty();
         const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
         auto report = a::start_report(archive_dir, contents);
-        if (contents.no_record() && !limit.none()) {
-            // Every record is after the point asked: the archive is not empty, the point is early.
+        const bool fatal = std::any_of(report.problems.begin(), report.problems.end(),
+                                       [](const archive_problem& p) { return p.fatal; });
+        if (contents.no_record() && !limit.none() && !fatal) {
+            // Every record is after the point asked: the archive is not empty, the point is early
+            // (damage at or before the point is reported below instead).
             const auto whole_archive =
                 a::start_report(archive_dir, a::read_archive(archive_dir, {}, 0, a::archive_chunk_bytes, true));
             if (whole_archive.records > 0)
@@ -168,8 +171,8 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
                                              whole_archive.first_seq, whole_archive.first_time),
                     new_db.string());
         }
-        if (options.until_seq > 0 && options.until_utc.empty() && !contents.no_record() &&
-            report.last_seq < options.until_seq) {
+        if (options.until_seq > 0 && options.until_utc.empty() && !contents.no_record() && !contents.left_out &&
+            !fatal && report.last_seq < options.until_seq) {
             // (Not an error: the archive may simply end there. Said, so that a mistyped number
             // is not taken for the state at it.)
             report.problems.push_back(

@@ -87,6 +87,7 @@ struct archive_contents {
     std::optional<streamed_records> streamed;
     std::int64_t history_records = 0, first_seq = 0;
     std::string first_utc;
+    bool left_out = false;  // a record was read past the limit
 
     [[nodiscard]] bool no_record() const noexcept { return records.empty() && !streamed; }
     // The first record a rebuild applies, and the last record read (none: no record).
@@ -339,6 +340,7 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                 first_left_out = r.header.seq;
         const auto not_needed_after = first_left_out ? std::min(*first_left_out, limit.seq) : limit.seq;
         std::erase_if(a.records, [&](const record& r) { return limit.excludes(r.header); });
+        a.left_out = first_left_out.has_value();
         for (const auto& [seq, index] : damaged) {
             if (seq > not_needed_after && a.problems[index].fatal) {
                 a.problems[index].fatal = false;
@@ -415,8 +417,11 @@ void for_each_streamed(const archive_contents& a, F&& f) {
         read_in_chunks(s.dir, a.segments[i], first_segment ? s.pos : 0, first_segment ? s.lines_before : 0,
                        s.chunk_bytes, [&](segment_contents& contents, std::uintmax_t, int) {
                            for (const auto& r : contents.records) {
-                               // (before it, in its chunk; past the limit)
-                               if (r.header.seq < s.first.header.seq || s.limit.excludes(r.header)) continue;
+                               // (before it, in its chunk; past the limit; appended since the
+                               // first read, or completed since: a live archive grows)
+                               if (r.header.seq < s.first.header.seq || r.header.seq > s.last.header.seq ||
+                                   s.limit.excludes(r.header))
+                                   continue;
                                if (r.header.seq <= last || ++count > s.count) throw changed("other records");
                                last = r.header.seq;
                                add_to_digest(digest, r);

@@ -16,9 +16,11 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cctype>
 #include <cerrno>
-#include <cstdlib>
+#include <charconv>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -139,40 +141,53 @@ inline void take_partial_copies(const std::filesystem::path& dir) {
 // rclone writes a local file in place, so a fetch killed midway would leave a cut file under a
 // copy's name, which every later fetch would keep (what is here is never overwritten) and every
 // heal would reject: the backup's size differs from its manifest's. So rclone copies into a
-// staging directory beside `dir` (".<dir name>.fetch-<pid>"; files `dir` holds alike are
-// skipped), and each whole file is then renamed into `dir` if `dir` lacks its name. Stagings of
-// fetches whose process is gone are removed first.
+// staging directory inside `dir` (".fetch-<pid>-<n>": no backup or segment name, so nothing
+// that lists `dir` sees it; files `dir` holds alike are skipped), and each whole file is then
+// renamed into `dir` if `dir` lacks its name. A staging directory whose process is gone and that
+// is older than two timeouts (so not another PID namespace's fetch in progress) is removed.
 [[nodiscard]] inline std::string offsite_fetch(const offsite_settings& s, const std::filesystem::path& db,
                                                std::string_view kind, const std::filesystem::path& dir) {
+    constexpr std::string_view prefix = ".fetch-";
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
-    const auto parent = std::filesystem::absolute(dir, ec).parent_path();
-    const auto prefix = resilite::detail::format(".{}.fetch-", dir.filename().string());
-    for (const auto& e : std::filesystem::directory_iterator(parent, ec)) {
+    const auto now = std::filesystem::file_time_type::clock::now();
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
         const auto name = e.path().filename().string();
-        if (!name.starts_with(prefix)) continue;
-        const auto pid = std::atoll(name.c_str() + prefix.size());
-        if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+        long long pid = 0;
+        if (!name.starts_with(prefix) ||
+            std::from_chars(name.data() + prefix.size(), name.data() + name.size(), pid).ec != std::errc{} || pid <= 0)
+            continue;
+        std::error_code age;
+        const auto written = std::filesystem::last_write_time(e.path(), age);
+        if (!age && now - written > 2 * s.timeout && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
             std::error_code ignored;
             std::filesystem::remove_all(e.path(), ignored);
         }
     }
-    const auto stage = parent / resilite::detail::format("{}{}", prefix, ::getpid());
+    static std::atomic<unsigned> fetches{0};
+    const auto stage = dir / resilite::detail::format("{}{}-{}", prefix, ::getpid(), fetches.fetch_add(1));
     std::filesystem::remove_all(stage, ec);
-    std::filesystem::create_directories(stage, ec);
+    if (!std::filesystem::create_directories(stage, ec) && ec)
+        return resilite::detail::format("fetching the {} from off the machine: cannot create {}: {}", kind,
+                                        stage.string(), ec.message());
     const auto r = run_rclone(
         {"rclone", "copy", offsite_folder(s, db, kind), stage.string(), "--compare-dest", dir.string()}, s);
+    std::string failure;
     if (r.ok()) {
         take_partial_copies(stage);
         for (const auto& e : std::filesystem::directory_iterator(stage, ec)) {
             const auto to = dir / e.path().filename();
-            if (e.is_regular_file(ec) && !std::filesystem::exists(to, ec))
-                static_cast<void>(::renameat2(AT_FDCWD, e.path().c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE));
+            if (!e.is_regular_file(ec) || std::filesystem::exists(to, ec)) continue;
+            if (::renameat2(AT_FDCWD, e.path().c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0 &&
+                errno != EEXIST && failure.empty())
+                failure = resilite::detail::format("fetching the {} from off the machine: cannot move {} into {}: {}",
+                                                   kind, e.path().filename().string(), dir.string(),
+                                                   std::strerror(errno));
         }
     }
     std::filesystem::remove_all(stage, ec);
     if (!r.ok()) return r.failure(resilite::detail::format("fetching the {} from off the machine", kind), s.timeout);
-    return {};
+    return failure;
 }
 
 // Whose copies the database's folder holds. nullopt with `error` empty: none yet (a new folder).

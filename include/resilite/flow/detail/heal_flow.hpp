@@ -244,26 +244,28 @@ private:
             return done;
         }
         if (m.heal_attempts >= s.healing.max_attempts) refuse(m);  // 2. (another process's heals meanwhile)
+        // Never worse: a heal asked for (no damage seen) of a database that passes its integrity
+        // check and holds changes its archive has not received (another program's, which a
+        // Database without archive<> cannot drain: the operator's command has none) would throw
+        // them away. Refused before anything is moved or counted.
+        if (rep.found == heal_asked_for) {
+            if (const auto pending = unarchived_in(path).value_or(0);
+                pending > 0 && check_health(path, check_level::full).ok()) {
+                const auto text = resilite::detail::format(
+                    "the database passes its integrity check and holds {} captured changes its archive has not "
+                    "received, which every source lacks: a heal would lose them, so nothing was moved. Open it "
+                    "with the application, whose archive<> takes them, then heal again",
+                    pending);
+                ctx_.emit_since("heal_finished", start_, outcome::failed, 0, error_class::aborted, text);
+                throw library_failure(error_class::aborted, "heal", text, path.string());
+            }
+        }
         rep.attempt = ++m.heal_attempts;
         save(m);  // counted before anything can go wrong: a heal that kills the process counts too
 
         rep.quarantine = quarantine(m, s.healing);  // 3. (reports its own progress)
         save(m);
         gather_evidence(rep, s);
-        // Never worse: a heal asked for (no damage seen) of a database that passes its integrity
-        // check and holds changes its archive has not received (another program's, or an
-        // archive this Database does not drain: the operator's command has none) would throw
-        // them away. It is put back instead.
-        if (rep.found == heal_asked_for && damaged_outbox_.value_or(0) > 0 && damaged_sound()) {
-            rep.sources.push_back(
-                {"the database itself", false,
-                 resilite::detail::format(
-                     "it holds {} captured changes its archive has not received, which every source lacks: a heal "
-                     "would lose them. Open it with the application, whose archive<> takes them, then heal again",
-                     *damaged_outbox_)});
-            if (put_back_if_sound(rep, m)) fail_put_back(rep);
-            fail(rep, s, archive_directory(s));
-        }
 
         fetch_from_offsite(s, rep);  // a dead disk, a new machine: what went off it comes back first
 
