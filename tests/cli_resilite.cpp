@@ -1309,6 +1309,22 @@ TEST_CASE("cli.links: a backup or archive directory that is a symbolic link is s
     CHECK(links == 2);
 }
 
+TEST_CASE("cli.health: the text names the processes that have the database open, as the JSON does", "[cli]") {
+    test::temp_dir dir;
+    const auto db = dir / "app.db";
+    archived_database(db);
+    auto r = run_cli(dir, fmt::format("health '{}'", db.string()));
+    CAPTURE(r.out, r.err);
+    CHECK(r.out.find("open by no other process") != std::string::npos);
+    ItemsDb open{db};
+    r = run_cli(dir, fmt::format("health '{}'", db.string()));
+    CHECK(r.out.find(fmt::format("open by process {}\n", ::getpid())) != std::string::npos);
+    r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    const auto j = r.json();
+    REQUIRE(j["open_by_pids"].size() == 1);
+    CHECK(j["open_by_pids"][0].get<long>() == static_cast<long>(::getpid()));
+}
+
 TEST_CASE("cli.backups: a backup being taken is never reported NOT USABLE while it is put in place (its manifest "
           "entry is written before its file has its name)",
           "[cli][backup]") {

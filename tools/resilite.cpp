@@ -380,7 +380,8 @@ int health(const output& out, const fs::path& db, const places& p) {
     j["backups"] = resilite::detail::list_backups(db, p.backups).size();
     j["archive_directory"] = p.archive.string();
     j["quarantines"] = quarantines.size();
-    j["open_by_pids"] = open_elsewhere(db);
+    const auto open_by = open_elsewhere(db);
+    j["open_by_pids"] = open_by;
     std::string text = fmt::format("{}: {}\n", db.string(), s.healthy ? "sound (quick check)" : "DAMAGED: " + s.damage);
     text += fmt::format("  pages {} ({} free), WAL {} bytes\n", s.page_count, s.freelist_count, s.wal_bytes);
     text += s.last_backup_time ? fmt::format("  newest backup {} ({} s ago), {} in {}\n", utc_text(*s.last_backup_time),
@@ -402,6 +403,10 @@ int health(const output& out, const fs::path& db, const places& p) {
                         s.heals, s.heal_attempts, quarantines.size(), p.quarantine.string());
     if (s.audit_fallback_entries > 0)
         text += fmt::format("  {} audit entries wait in the fallback file\n", s.audit_fallback_entries);
+    // (0: a process in another PID namespace, a container sharing the volume)
+    text += open_by.empty() ? std::string{"  open by no other process\n"}
+                            : fmt::format("  open by process{} {}\n", open_by.size() == 1 ? "" : "es",
+                                          fmt::join(open_by, ", "));
     // Sound by every check, and still missing commits the archive holds: critical.
     const auto behind = resilite::detail::archive::behind_its_archive(db, p.archive);
     j["behind_archive"] = behind ? nlohmann::json(*behind) : nlohmann::json(nullptr);
