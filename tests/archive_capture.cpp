@@ -1449,6 +1449,10 @@ TEST_CASE("archive directory that is a symbolic link is never followed: open fai
     CHECK(std::distance(std::filesystem::directory_iterator(elsewhere), {}) == before);
     CHECK_THROWS_AS(resilite::rebuild(dir / "app.db.archive", dir / "rebuilt.db"), resilite::error);
     CHECK_NOTHROW(resilite::rebuild(elsewhere, dir / "rebuilt-from-real.db"));
+    // A check says it is a link, not that the archive holds no record.
+    const auto checked = resilite::inspect_archive(dir / "app.db.archive");
+    CHECK_FALSE(checked.rebuildable());
+    CHECK_THAT(checked.to_text(), Catch::Contains("is a symbolic link; resilite never follows one"));
 }
 
 TEST_CASE("archive: a directory removed while open gets a full snapshot, the archive alone rebuilds every row",

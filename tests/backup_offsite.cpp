@@ -497,12 +497,7 @@ TEST_CASE("offsite: a fetch killed midway leaves no cut file under a copy's name
                                           "exit 0\n",
                                           die.string()));
     std::filesystem::permissions(bin / "rclone", std::filesystem::perms::owner_all);
-    const std::string old_path = std::getenv("PATH") != nullptr ? std::getenv("PATH") : "";
-    ::setenv("PATH", (bin.string() + ":" + old_path).c_str(), 1);
-    struct restore_path {
-        std::string path;
-        ~restore_path() { ::setenv("PATH", path.c_str(), 1); }
-    } restore{old_path};
+    const path_first fake{bin};
     resilite::offsite_settings s;
     s.remote = "remote:folder";
     const auto backups = dir / "app.db.backups";

@@ -7,6 +7,7 @@
 // Conventions (git- and sqlite3-like): --help on every subcommand; --json prints one JSON object
 // on stdout; --quiet prints nothing but errors; messages are plain lines on stderr, never a stack
 // trace. Exit codes: 0 ok, 1 critical (or the command could not do what was asked), 2 warnings.
+#include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
@@ -163,12 +164,7 @@ void require_database_or_its_sidecar(const fs::path& db) {
     require_database(db);
 }
 
-// What a directory that is a symbolic link is called: resilite never follows one (an empty
-// listing would read as "no backups" or "no records").
-std::string link_not_followed(const fs::path& dir) {
-    return fmt::format("{} is a symbolic link; resilite never follows one: give the directory's real path",
-                       dir.string());
-}
+using resilite::detail::link_not_followed;
 
 void require_directory(const fs::path& dir) {
     std::error_code ec;
@@ -903,7 +899,13 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
     // The heal's own rules: a loss the evidence shows is refused unless accepted; the circuit
     // breaker stops every heal until `resilite heal reset`; a sound database holding changes its
     // archive has not received is put back rather than healed without them.
-    const auto pending = found.ok() && !damage ? file_health(db, p).archive_pending : std::int64_t{0};
+    std::int64_t pending = 0;
+    if (found.ok() && !damage) {
+        try {
+            pending = resilite::detail::archive::unarchived_in(db).value_or(0);
+        } catch (const resilite::error&) {  // (busy: the plan says what it can)
+        }
+    }
     std::string refusal_reason;
     if (stranger)
         refusal_reason = "another database at the path is not damage a heal repairs: its open refuses it, as the "

@@ -9,6 +9,7 @@
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/detail/format.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/connection.hpp>
 
 #include <unistd.h>
@@ -67,8 +68,12 @@ namespace detail::archive {
     const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
     auto report = a::start_report(archive_dir, contents);
     if (contents.no_record()) {
+        // (A link is never read: it would read as an archive with no record.)
         report.problems.push_back(
-            {archive_problem::kind::gap, {}, 0, "the archive holds no valid record", true});
+            detail::is_link_path(archive_dir)
+                ? archive_problem{archive_problem::kind::damaged, {}, 0,
+                                  "the archive directory " + detail::link_not_followed(archive_dir), true}
+                : archive_problem{archive_problem::kind::gap, {}, 0, "the archive holds no valid record", true});
         return report;
     }
     static std::atomic<int> counter{0};

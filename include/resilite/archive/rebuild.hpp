@@ -111,9 +111,7 @@ inline archive_report rebuild(const std::filesystem::path& archive_dir, const st
         if (detail::is_link_path(archive_dir)) {
             throw detail::library_failure(
                 error_class::archive, "rebuild",
-                resilite::detail::format("the archive directory {} is a symbolic link; resilite never "
-                                         "follows one: give the directory's real path",
-                                         archive_dir.string()),
+                "the archive directory " + detail::link_not_followed(archive_dir),
                 new_db.string());
         }
         if (!std::filesystem::is_directory(archive_dir)) {

@@ -167,8 +167,8 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                               unusable_segment(dir / name).value_or("not a regular file") + "; not read",
                               true});
     }
-    // When the walk cannot vouch for what it passed: every record read (what was read so far
-    // freed first).
+    // When the walk cannot vouch for what it passed, or the numbers stop rising in a streamed
+    // read: every record read, an entry kept for each (what was read so far freed first).
     const auto read_in_full = [&] {
         a = archive_contents{};
         return read_archive(dir, limit, 0, chunk_bytes);
@@ -274,10 +274,7 @@ void read_in_chunks(const std::filesystem::path& dir, const std::string& name, s
                                if (rising) rising = stream_take(contents, i, pos, lines_before);
                            });
         }
-        if (!rising) {
-            a = archive_contents{};
-            return read_archive(dir, limit, 0, chunk_bytes, false);
-        }
+        if (!rising) return read_in_full();
         if (a.streamed) {
             a.streamed->digest = digest.checksum();
             a.history_records = seen - a.streamed->count;

@@ -5,6 +5,7 @@
 #include <resilite/sqlite/connection.hpp>
 
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 
 namespace resilite::detail::archive {
@@ -14,6 +15,16 @@ namespace resilite::detail::archive {
     if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_state'") != 1)
         return std::nullopt;
     return c.query_one<std::int64_t>("SELECT last_seq FROM resilite_archive_state");
+}
+
+// The captured changes the file's outbox holds that its archive has not received; nothing when
+// it never kept an archive (no outbox). Read only.
+[[nodiscard]] inline std::optional<std::int64_t> unarchived_in(const std::filesystem::path& db) {
+    sqlite::connection c{db, SQLITE_OPEN_READONLY};
+    if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_outbox'") != 1)
+        return std::nullopt;
+    return c.query_one<std::int64_t>(
+        "SELECT count(*) FROM resilite_archive_outbox WHERE id > (SELECT last_id FROM resilite_archive_state)");
 }
 
 }  // namespace resilite::detail::archive

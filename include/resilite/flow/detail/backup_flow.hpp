@@ -10,6 +10,7 @@
 #include <resilite/backup/detail/backup_files.hpp>
 #include <resilite/core/detail/progress_meter.hpp>
 #include <resilite/detail/format.hpp>
+#include <resilite/detail/link_path.hpp>
 #include <resilite/flow/detail/archive_flow.hpp>
 #include <resilite/flow/detail/checker.hpp>
 #include <resilite/flow/detail/context.hpp>
@@ -88,10 +89,7 @@ private:
         if (is_link_path(dir))
             throw library_failure(
                 error_class::permission, "backup",
-                resilite::detail::format(
-                    "the backup directory {} is a symbolic link; resilite never follows one: "
-                    "give the directory's real path in settings().backup.directory",
-                    dir.string()),
+                "the backup directory " + link_not_followed(dir) + " in settings().backup.directory",
                 path.string());
         make_backup_directory(dir, path);
         clean_leftovers(dir, path);

@@ -249,7 +249,7 @@ private:
         // Database without archive<> cannot drain: the operator's command has none) would throw
         // them away. Refused before anything is moved or counted.
         if (rep.found == heal_asked_for) {
-            if (const auto pending = unarchived_in(path).value_or(0);
+            if (const auto pending = archive::unarchived_in(path).value_or(0);
                 pending > 0 && check_health(path, check_level::full).ok()) {
                 const auto text = resilite::detail::format(
                     "the database passes its integrity check and holds {} captured changes its archive has not "
@@ -564,7 +564,7 @@ private:
             // An archive that ends before the backup (its tail cut or lost) cannot be compared
             // with it: the backup is newer, and is kept rather than an older one. Nor can one that
             // never received changes the backup holds in its outbox (a batched archive).
-            const auto pending = has_archive ? unarchived_in(candidate.database()).value_or(0) : 0;
+            const auto pending = has_archive ? archive::unarchived_in(candidate.database()).value_or(0) : 0;
             if (auto problem =
                     verify(candidate.database(), archive_covers && pending == 0 ? &archive_dir : nullptr, rep)) {
                 rep.sources.push_back({name, false, *problem});
@@ -884,7 +884,8 @@ private:
                 rep.committed_exact = true;
                 what.push_back(resilite::detail::format("the damaged database holds record {}", seq));
             }
-            if (!read("its outbox", [&] { damaged_outbox_ = unarchived_in(damaged_file_); })) damaged_outbox_.reset();
+            if (!read("its outbox", [&] { damaged_outbox_ = archive::unarchived_in(damaged_file_); }))
+                damaged_outbox_.reset();
             std::optional<sqlite::connection> damaged;
             if (read("anything", [&] { damaged.emplace(damaged_file_, SQLITE_OPEN_READONLY); })) {
                 if (!read("its foreign keys", [&] { damaged_violations_ = foreign_key_violations(*damaged); }))
@@ -1013,14 +1014,6 @@ private:
     }
 
     // Outbox rows above the last archived one in a (damaged) database: captured, never archived.
-    [[nodiscard]] static std::optional<std::int64_t> unarchived_in(const std::filesystem::path& db) {
-        sqlite::connection c{db, SQLITE_OPEN_READONLY};
-        if (c.query_one<int>("SELECT count(*) FROM sqlite_master WHERE name = 'resilite_archive_outbox'") != 1)
-            return std::nullopt;
-        return c.query_one<std::int64_t>(
-            "SELECT count(*) FROM resilite_archive_outbox WHERE id > (SELECT last_id FROM resilite_archive_state)");
-    }
-
     [[nodiscard]] static std::int64_t archive_last(const std::filesystem::path& dir) {
         const auto segments = archive::list_segments(dir);
         for (auto it = segments.rbegin(); it != segments.rend(); ++it) {
