@@ -787,4 +787,34 @@ TEST_CASE("busy open: a full disk at open is a clear `full` error at once, not r
     }
 }
 
+TEST_CASE("busy open: a read-only volume at open is a clear `read_only` error at once, not retries",
+          "[retry][busy open]") {
+    test::temp_dir dir;
+    const test::small_volume volume{dir.path(), "1m"};
+    if (!volume.mounted()) {
+        WARN("cannot mount a small tmpfs here (needs root): the read-only volume is not exercised");
+        return;
+    }
+    const auto path = volume.path() / "ro.db";
+    {
+        manual_db setup{path};
+        setup.exec_script("CREATE TABLE t(x); INSERT INTO t VALUES(1)");
+    }
+    REQUIRE(volume.remount_read_only());
+    resilite::manual_clock clock;
+    const auto t0 = clock.now();
+    manual_db::options o;
+    o.clock = clock;
+    try {
+        manual_db db{path, o};
+        FAIL("opened a database on a read-only volume for writing");
+    } catch (const resilite::error& e) {
+        INFO(e.what());
+        CHECK(e.klass() == error_class::read_only);
+        CHECK(e.technical().attempt == 1);
+        CHECK(std::string{e.what()}.find("mounted read-only") != std::string::npos);
+    }
+    CHECK(clock.now() == t0);  // no backoff delay was slept
+}
+
 }  // namespace policy_retry_tests

@@ -57,6 +57,11 @@ public:
     }
     [[nodiscard]] bool mounted() const { return mounted_; }
     [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+    // Read-only from now on, as a volume the kernel remounted after errors (nothing of it may be
+    // open for writing: the remount is refused then).
+    [[nodiscard]] bool remount_read_only() const {
+        return mounted_ && std::system(("mount -o remount,ro '" + path_.string() + "' 2>/dev/null").c_str()) == 0;
+    }
 
 private:
     std::filesystem::path path_;

@@ -118,13 +118,24 @@ void refuse_unusable_path(const context<R>& ctx) {
     }
 }
 
-// An I/O error while opening on a volume without free space is a full disk: no retry helps.
+// A failure to open that no retry can end, said at once instead of after the retry deadline:
+// the volume holding the database is mounted read-only (resilite opens it to write: the WAL, its
+// sidecar), or has no free space left.
 template <class R>
-void refuse_full_disk(const context<R>& ctx, const error& failure) {
+void refuse_hopeless_open(const context<R>& ctx, const error& failure) {
+    if (!ctx.on_disk()) return;
     struct statvfs fs {};
     const auto dir = std::filesystem::absolute(ctx.path).parent_path();
-    if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_bavail > 0) return;
+    if (::statvfs(dir.c_str(), &fs) != 0) return;
     technical_detail d = failure.technical();
+    if ((fs.f_flag & ST_RDONLY) != 0) {
+        d.note = resilite::detail::format(
+            "the volume holding {} is mounted read-only: remount it read-write (or copy the database to a "
+            "writable volume) and open it again; nothing was changed",
+            dir.string());
+        throw error{error_class::read_only, std::move(d)};
+    }
+    if (fs.f_bavail > 0) return;
     d.note = resilite::detail::format("the volume holding {} has no free space", dir.string());
     throw error{error_class::full, std::move(d)};
 }

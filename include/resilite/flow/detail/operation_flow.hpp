@@ -302,6 +302,7 @@ public:
             finish_failed(name, st);
             return false;
         }
+        if (scope == retry_scope::reconnect && where == retry_context::opening) refuse_hopeless_open(ctx_, *failure);
         const auto remaining = st.remaining(ctx_.now());
         if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0}) {
             const auto elapsed = ctx_.now() - st.start;
@@ -334,7 +335,6 @@ public:
             throw exhausted;
         }
         back_off(name, st, *failure, remaining);
-        if (scope == retry_scope::reconnect && where == retry_context::opening) refuse_full_disk(ctx_, *failure);
         if (scope == retry_scope::reconnect && where != retry_context::commit_only &&
             where != retry_context::opening && where != retry_context::reading)
             reconnect(ctx_);
