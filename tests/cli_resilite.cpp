@@ -647,6 +647,39 @@ TEST_CASE("cli.heal: heal --dry-run changes nothing and names the source, heal b
     CHECK(resilite::detail::read_marker(db).restore_requested.empty());
 }
 
+TEST_CASE("cli.heal: on a volume mounted read-only, check and health say sound, heal --dry-run says a heal would "
+          "refuse, and backup, drill and heal --force fail at once with class read_only",
+          "[cli]") {
+    test::temp_dir dir;
+    const test::small_volume volume{dir.path(), "8m"};
+    if (!volume.mounted()) {
+        WARN("cannot mount a small tmpfs here (needs root): the read-only volume is not exercised");
+        return;
+    }
+    const auto db = volume.path() / "app.db";
+    archived_database(db);
+    REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    REQUIRE(volume.remount_read_only());
+
+    auto r = run_cli(dir, fmt::format("check '{}'", db.string()));
+    INFO(r.out << r.err);
+    CHECK(r.code == 0);
+    r = run_cli(dir, fmt::format("--json health '{}'", db.string()));
+    CHECK(r.json()["healthy"] == true);
+    r = run_cli(dir, fmt::format("--json heal '{}' --dry-run", db.string()));
+    CHECK(r.code == 1);
+    CHECK_THAT(r.json()["would_refuse"].get<std::string>(), Catch::Contains("mounted read-only"));
+    for (const char* sub : {"backup", "drill", "heal --force"}) {
+        r = run_cli(dir, fmt::format("{} '{}'", sub, db.string()));
+        INFO(sub << ": " << r.err);
+        CHECK(r.code == 1);
+        CHECK_THAT(r.err, Catch::Contains("class read_only") && Catch::Contains("mounted read-only"));
+    }
+    r = run_cli(dir, fmt::format("--json heal '{}'", db.string()));  // sound: left alone
+    CHECK(r.code == 0);
+    CHECK(r.json()["healed"] == false);
+}
+
 TEST_CASE("cli.heal: a database behind its archive (an older copy put back by hand) is found by heal --dry-run "
           "and healed with every commit",
           "[cli]") {

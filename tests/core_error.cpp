@@ -798,6 +798,20 @@ TEST_CASE("what() and a failure's event stay one line when the SQL, SQLite's mes
     REQUIRE(log.count("transaction") == 1);
     for (const auto& ev : log.events())
         one_line(ev.detail);
+    // A tab is written as \t too: logs are split on tabs as well as on lines.
+    log.clear();
+    try {
+        db.exec("INSERT INTO t(v)\tVALUES(NULL)");
+        FAIL("did not fail");
+    } catch (const error& e) {
+        const std::string what = e.what();
+        INFO(what);
+        CHECK(what.find('\t') == std::string::npos);
+        CHECK_THAT(what, Catch::Contains("INSERT INTO t(v)\\tVALUES(NULL)"));
+        CHECK(e.technical().sql == "INSERT INTO t(v)\tVALUES(NULL)");
+    }
+    for (const auto& ev : log.events())
+        CHECK(ev.detail.find('\t') == std::string::npos);
 }
 
 }  // namespace core_error_tests

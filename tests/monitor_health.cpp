@@ -343,6 +343,46 @@ TEST_CASE("check_health: SQLite 3.40's false NULL report on a WITHOUT ROWID tabl
     }
 }
 
+TEST_CASE("check_health: a sound database on a volume mounted read-only is sound, and WAL frames SQLite cannot "
+          "read there are not checked and not called damage",
+          "[health]") {
+    test::temp_dir dir;
+    const test::small_volume volume{dir.path(), "4m"};
+    if (!volume.mounted()) {
+        WARN("cannot mount a small tmpfs here (needs root): the read-only volume is not exercised");
+        return;
+    }
+    const auto make = [](const std::filesystem::path& p, bool leave_frames) {
+        sqlite3* db = nullptr;
+        REQUIRE(sqlite3_open(p.c_str(), &db) == SQLITE_OK);
+        REQUIRE(sqlite3_exec(db,
+                             "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=0; CREATE TABLE t(x); "
+                             "INSERT INTO t VALUES(1)",
+                             nullptr, nullptr, nullptr) == SQLITE_OK);
+        if (leave_frames) {  // copies of the file and its WAL while the commit is only in the WAL
+            std::filesystem::copy_file(p, p.string() + ".copy");
+            std::filesystem::copy_file(p.string() + "-wal", p.string() + ".copy-wal");
+        }
+        sqlite3_close(db);  // (checkpoints, removes the -wal)
+    };
+    const auto sound = volume.path() / "sound.db";
+    make(sound, false);
+    REQUIRE_FALSE(std::filesystem::exists(sound.string() + "-wal"));
+    make(dir / "frames.db", true);
+    const auto frames = volume.path() / "frames.db";
+    std::filesystem::copy_file(dir / "frames.db.copy", frames);
+    std::filesystem::copy_file(dir / "frames.db.copy-wal", frames.string() + "-wal");
+    REQUIRE(volume.remount_read_only());
+
+    const auto s = resilite::check_health(sound, resilite::check_level::full);
+    INFO(s.detail);
+    CHECK(s.result == resilite::health_report::finding::ok);
+    const auto f = resilite::check_health(frames, resilite::check_level::quick);
+    INFO(f.detail);
+    CHECK(f.result == resilite::health_report::finding::io_error);
+    CHECK_THAT(f.detail, Catch::Contains("mounted read-only") && Catch::Contains("not damage"));
+}
+
 TEST_CASE("health: scheduled checks run by the clock and a damaged database shows in the snapshot",
           "[health]") {
     test::temp_dir dir;

@@ -907,7 +907,10 @@ int heal_plan(const output& out, const fs::path& db, const places& p) {
         }
     }
     std::string refusal_reason;
-    if (stranger)
+    if (resilite::detail::on_read_only_volume(db))
+        refusal_reason = "the volume holding the database is mounted read-only: nothing can be moved aside or "
+                         "written there (remount it read-write first)";
+    else if (stranger)
         refusal_reason = "another database at the path is not damage a heal repairs: its open refuses it, as the "
                          "application's does (see found)";
     else if (sidecar.heal_attempts >= p.settings.healing.max_attempts)

@@ -111,8 +111,9 @@ struct error_state {
 };
 
 // Text put into what() as it is would break its one line: SQL written over several lines,
-// SQLite's message from RAISE(ABORT, '...'), a path with a newline. Line breaks and the other
-// control characters (a tab stays) are written as escapes; technical() keeps the text itself.
+// SQLite's message from RAISE(ABORT, '...'), a path with a newline. Line breaks, tabs (a log
+// split on tabs) and the other control characters are written as escapes; technical() keeps the
+// text itself.
 [[nodiscard]] inline std::string one_line(std::string_view text) {
     std::string out;
     out.reserve(text.size());
@@ -122,7 +123,9 @@ struct error_state {
             out += "\\n";
         } else if (ch == '\r') {
             out += "\\r";
-        } else if ((u < 0x20 && ch != '\t') || u == 0x7f) {
+        } else if (ch == '\t') {
+            out += "\\t";
+        } else if (u < 0x20 || u == 0x7f) {
             out += resilite::detail::format("\\x{:02x}", u);
         } else {
             out += ch;

@@ -3,6 +3,7 @@
 // (header level) and by healing; applications can run it on demand.
 
 #include <resilite/core/detail/progress_meter.hpp>
+#include <resilite/core/detail/read_only_volume.hpp>
 #include <resilite/core/error.hpp>
 #include <resilite/core/progress.hpp>
 #include <resilite/detail/format.hpp>
@@ -116,8 +117,7 @@ namespace detail {
     }
     if (level == check_level::header) return r;
 
-    try {
-        sqlite::connection c{path, SQLITE_OPEN_READONLY};
+    const auto run_check = [&](sqlite::connection& c) -> health_report {
         constexpr int steps_per_tick = 100000;
         detail::progress_meter meter{&on_progress, "check", level == check_level::full ? "integrity_check" : "quick_check",
                                      "steps", 0, 10 * steps_per_tick};
@@ -137,10 +137,38 @@ namespace detail {
         for (const auto& l : lines)
             found += (found.empty() ? "" : "\n") + l;  // one problem a line: errors summarise
         return {F::corrupt, level, found};
-    } catch (const error& e) {
+    };
+    const auto classify = [&](const error& e) -> health_report {
         if (e.klass() == error_class::not_a_database) return {F::not_a_database, level, e.what()};
         if (e.klass() == error_class::corrupt) return {F::corrupt, level, e.what()};
         return {F::io_error, level, e.what()};
+    };
+    try {
+        sqlite::connection c{path, SQLITE_OPEN_READONLY};
+        return run_check(c);
+    } catch (const error& e) {
+        if (e.klass() == error_class::not_a_database || e.klass() == error_class::corrupt ||
+            !detail::on_read_only_volume(path))
+            return classify(e);
+        // On a volume mounted read-only SQLite cannot create the -shm index it reads a WAL-mode
+        // file through. Nothing can change the file there: with no frames in its WAL, the file
+        // alone is the database, and is checked as immutable. Frames it cannot read are not
+        // checked, and not called damage either.
+        if (wal_in_use) {
+            return {F::io_error, level,
+                    resilite::detail::format(
+                        "not checked: the volume holding it is mounted read-only, and its WAL holds commits "
+                        "SQLite reads only through a -shm index it cannot create there; this is not damage "
+                        "(remount the volume read-write, or copy the database with its -wal to a writable "
+                        "place and check the copy) [{}]",
+                        e.what())};
+        }
+        try {
+            sqlite::connection c{detail::immutable_uri(path), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI};
+            return run_check(c);
+        } catch (const error& again) {
+            return classify(again);
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 // said at once (no retry can cure them), the connection with its durability settings, and the
 // identity check that keeps a Database from ever writing into a file that is not its database.
 
+#include <resilite/core/detail/read_only_volume.hpp>
 #include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/durability/detail/pragmas.hpp>
@@ -124,18 +125,17 @@ void refuse_unusable_path(const context<R>& ctx) {
 template <class R>
 void refuse_hopeless_open(const context<R>& ctx, const error& failure) {
     if (!ctx.on_disk()) return;
-    struct statvfs fs {};
     const auto dir = std::filesystem::absolute(ctx.path).parent_path();
-    if (::statvfs(dir.c_str(), &fs) != 0) return;
     technical_detail d = failure.technical();
-    if ((fs.f_flag & ST_RDONLY) != 0) {
+    if (on_read_only_volume(ctx.path)) {
         d.note = resilite::detail::format(
             "the volume holding {} is mounted read-only: remount it read-write (or copy the database to a "
             "writable volume) and open it again; nothing was changed",
             dir.string());
         throw error{error_class::read_only, std::move(d)};
     }
-    if (fs.f_bavail > 0) return;
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0 || fs.f_bavail > 0) return;
     d.note = resilite::detail::format("the volume holding {} has no free space", dir.string());
     throw error{error_class::full, std::move(d)};
 }
