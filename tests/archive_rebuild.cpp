@@ -660,6 +660,28 @@ TEST_CASE("archive inspect: a change the archive never saw makes the report say 
     CHECK(r.to_text().find("DIFFERS from live") != std::string::npos);
 }
 
+TEST_CASE("archive inspect with another database's archive says so, even when their rows are equal", "[archive]") {
+    test::temp_dir dir;
+    for (const char* name : {"a.db", "b.db"}) {
+        ItemsDb db{dir / name, items_options()};
+        for (int i = 1; i <= 3; ++i)
+            db.insert(Item{i, fmt::format("item {}", i), i * 0.5, "t"});
+    }
+    resilite::inspect_options o;
+    o.live_database = dir / "b.db";
+    o.excluded_columns = {"items.token"};
+    const auto r = resilite::inspect_archive(dir / "a.db.archive", o);
+    INFO(r.to_text());
+    CHECK(r.reproduces_live == false);
+    CHECK(r.exit_code() == 1);
+    CHECK_THAT(r.to_text(), Catch::Contains("belongs to another database"));
+    o.live_database = dir / "a.db";  // its own database: the same rows reproduce it
+    const auto own = resilite::inspect_archive(dir / "a.db.archive", o);
+    INFO(own.to_text());
+    CHECK(own.reproduces_live == true);
+    CHECK(own.exit_code() == 0);
+}
+
 TEST_CASE("archive inspect compares at one point: records of commits after the point the database holds (a writer "
           "committing now) are not a difference",
           "[archive]") {

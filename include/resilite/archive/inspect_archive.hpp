@@ -11,6 +11,7 @@
 #include <resilite/detail/format.hpp>
 #include <resilite/detail/link_path.hpp>
 #include <resilite/sqlite/connection.hpp>
+#include <resilite/sqlite/detail/identity.hpp>
 
 #include <unistd.h>
 
@@ -43,13 +44,26 @@ namespace detail::archive {
     // difference.
     // Committed records the archive holds beyond the database's own number (the database lost
     // them): read past the snapshot's number below, they would be taken for a writer's.
-    const auto behind = options.live_database && !options.whole_archive
+    // Another database's archive (its IDENTITY names another identity): its records say nothing
+    // about this database, and compared with it every table would "differ".
+    std::optional<std::string> foreign;
+    if (options.live_database) {
+        const auto owner = read_archive_identity(archive_dir);
+        sqlite::connection c{*options.live_database, SQLITE_OPEN_READONLY};
+        c.busy_timeout(std::chrono::milliseconds{5000});
+        if (const auto id = owner ? read_identity(c) : std::nullopt; id && *id != *owner)
+            foreign = resilite::detail::format(
+                "the archive belongs to another database (identity {}; {} is {}): not compared with it",
+                *owner, options.live_database->string(), *id);
+    }
+    const bool compare = options.live_database && !foreign;
+    const auto behind = compare && !options.whole_archive
                             ? a::behind_its_archive(*options.live_database, archive_dir)
                             : std::nullopt;
     std::optional<sqlite::connection> live;
     a::archive_limit limit;
     std::int64_t unarchived = 0;  // changes the snapshot's outbox holds that the archive has not received
-    if (options.live_database) {
+    if (compare) {
         live.emplace(*options.live_database, SQLITE_OPEN_READONLY);
         live->busy_timeout(std::chrono::milliseconds{5000});
         live->exec_script("BEGIN");
@@ -67,6 +81,10 @@ namespace detail::archive {
     // (Streamed: no entry per record is kept, the trial rebuild reads the records again.)
     const auto contents = a::read_archive(archive_dir, limit, 0, a::archive_chunk_bytes, true);
     auto report = a::start_report(archive_dir, contents);
+    if (foreign) {
+        report.problems.push_back({archive_problem::kind::mismatch, {}, 0, *foreign, true});
+        report.reproduces_live = false;
+    }
     if (contents.no_record()) {
         // (A link is never read: it would read as an archive with no record.)
         report.problems.push_back(
