@@ -681,7 +681,7 @@ TEST_CASE("cli.heal: on a volume mounted read-only, check and health say sound, 
 }
 
 TEST_CASE("cli.heal: a database behind its archive (an older copy put back by hand) is found by heal --dry-run "
-          "and healed with every commit",
+          "and drill, and healed with every commit",
           "[cli]") {
     // Before: "sound; nothing to heal" and "may be lost: nothing the evidence shows", while 15
     // acknowledged commits were in the archive and not in the file.
@@ -730,6 +730,16 @@ TEST_CASE("cli.heal: a database behind its archive (an older copy put back by ha
     CHECK(j["needed"] == true);
     CHECK_THAT(j["found"].get<std::string>(), Catch::Contains("behind its archive"));
     CHECK(count_items(db) == 15);  // nothing changed
+
+    // A drill compares at the database's own record (equal there), and says it is behind: a
+    // drill that only said ok here hid 15 committed transactions missing from the file.
+    r = run_cli(dir, fmt::format("--json drill '{}' --exclude items.token", db.string()));
+    INFO(r.out << r.err);
+    CHECK(r.code == 2);
+    j = r.json();
+    CHECK(j["ok"] == true);
+    CHECK_THAT(j["behind"].get<std::string>(), Catch::Contains("behind its archive"));
+    CHECK(count_items(db) == 15);
 
     r = run_cli(dir, fmt::format("--json heal '{}'", db.string()));
     INFO(r.out << r.err);

@@ -588,8 +588,9 @@ int drill(const output& out, const fs::path& db, const places& p, const std::vec
     nlohmann::json j{{"database", db.string()}, {"ok", r.ok},         {"source", r.source},
                      {"tables", tables},       {"problem", r.problem}, {"duration_ms", r.duration.count() / 1000000},
                      {"skipped_backups", r.skipped_backups}};
+    j["behind"] = r.behind.empty() ? nlohmann::json(nullptr) : nlohmann::json(r.behind);
     out.print(j, r.to_text());
-    return !r.ok ? critical : r.skipped_backups.empty() ? ok : warnings;
+    return !r.ok ? critical : r.skipped_backups.empty() && r.behind.empty() ? ok : warnings;
 }
 
 int check(const output& out, const fs::path& db, const std::string& level_name) {

@@ -33,6 +33,10 @@ struct drill_report {
     // Newer backups passed over, each "<file>: why" (no match with its manifest entry, or a
     // failed check): a drill that is ok with them is still a warning, as they could not heal.
     std::vector<std::string> skipped_backups;
+    // The database is behind its archive (committed records the archive holds and the file
+    // lacks: its -wal removed after a crash, an older copy put back by hand): the drill compared
+    // at the file's own record, and a heal would bring the rest back. A warning, ok or not.
+    std::string behind;
     std::string problem;  // why it failed (empty when ok)
     std::chrono::nanoseconds duration{0};
 
@@ -40,6 +44,7 @@ struct drill_report {
         std::string out = resilite::detail::format("restore drill: {}{}\n", ok ? "ok" : "FAILED",
                                                    source.empty() ? "" : " (" + source + ")");
         if (!problem.empty()) out += resilite::detail::format("  problem: {}\n", problem);
+        if (!behind.empty()) out += resilite::detail::format("  behind: {}\n", behind);
         for (const auto& b : skipped_backups)
             out += resilite::detail::format("  skipped backup {}\n", b);
         for (const auto& t : tables)

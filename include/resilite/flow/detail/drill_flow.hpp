@@ -15,6 +15,7 @@
 #include <resilite/archive/detail/archive_capture.hpp>
 #include <resilite/archive/detail/archive_replay.hpp>
 #include <resilite/archive/detail/archive_state.hpp>
+#include <resilite/archive/detail/behind_archive.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
 #include <resilite/archive/rebuild.hpp>
 #include <resilite/archive/replay_archive.hpp>
@@ -67,6 +68,11 @@ public:
                 std::filesystem::is_directory(archive_dir, ec) && !archive::list_segments(archive_dir).empty();
             restore(scratch, s, has_archive, archive_dir, rep);  // 2.
             if (rep.problem.empty()) compare(scratch, has_archive, archive_dir, rep, excluded);  // 3.
+            // Equal at the file's own record says nothing about the records after it that the
+            // archive holds and the file lost (a database opened without archive<>).
+            if (has_archive)
+                if (auto behind = archive::behind_its_archive(ctx_.path, archive_dir))
+                    rep.behind = *behind + "; a heal brings them back";
         } catch (const std::exception& e) {
             rep.problem = e.what();
         }
@@ -76,8 +82,11 @@ public:
         ctx_.with_lock([&] { last_ = rep; });
         // A drill that fails says the backups and the archive could not heal this database: a
         // problem of theirs (class archive), not damage of the live database.
-        // (Ok with a backup passed over: a warning, as that backup could not heal.)
-        const auto result = !rep.ok ? outcome::failed : rep.skipped_backups.empty() ? outcome::ok : outcome::warning;
+        // (Ok with a backup passed over, or behind its archive: a warning, as that backup could
+        // not heal, and the file lacks commits.)
+        const auto result = !rep.ok                                             ? outcome::failed
+                            : rep.skipped_backups.empty() && rep.behind.empty() ? outcome::ok
+                                                                                : outcome::warning;
         ctx_.emit_since("drill", start, result, static_cast<std::int64_t>(rep.tables.size()),
                         rep.ok ? error_class::none : error_class::archive,
                         result == outcome::ok ? std::string{} : rep.to_text());
