@@ -1900,15 +1900,34 @@ TEST_CASE("archive rebuild keeps no entry per record: it checks every record, le
 
     // Changed between the two reads: the rebuild fails, nothing applied.
     write_all(segment, original);
-    for (const auto& change : {std::string{"cut"}, std::string{"other"}}) {
+    for (const auto& change : {std::string{"cut"}, std::string{"other"}, std::string{"re-signed"}}) {
         INFO(change);
         write_all(segment, original);
         const auto streamed = a::read_archive(archive, {}, 0, 1, true);
         REQUIRE(streamed.streamed);
         if (change == "cut") {
             write_all(segment, original.substr(0, original.find(fmt::format("-- txn {} ", newest + 10))));
-        } else {
+        } else if (change == "other") {
             flip_in(newest + 10);
+        } else {
+            // A valid record in the place of another, as many records as before: only the
+            // digest of the numbers and checksums tells the second read from the first.
+            auto text = original;
+            const auto from = text.find(fmt::format("-- txn {} ", newest + 10));
+            const auto to = text.find(fmt::format("-- txn {} ", newest + 11));
+            REQUIRE(to != std::string::npos);
+            const std::string block = text.substr(from, to - from);
+            const auto eol = block.find('\n');
+            const auto h = a::parse::header(std::string_view{block}.substr(0, eol));
+            REQUIRE(h);
+            const auto body_at = eol + 1 + std::string_view{"BEGIN;\n"}.size();
+            std::string body = block.substr(body_at, block.rfind(a::trailer_prefix) - body_at);
+            body[0] ^= 0x20;  // "INSERT" -> "iNSERT": the same statement, another checksum
+            const auto resigned = a::format_record(*h, body);
+            REQUIRE(resigned != block);
+            text.replace(from, to - from, resigned);
+            write_all(segment, text);
+            REQUIRE(a::read_archive(archive).problems.empty());  // a valid archive
         }
         resilite::archive_report report;
         const auto target = dir / fmt::format("changed-{}.db", change);

@@ -426,8 +426,8 @@ void for_each_streamed(const archive_contents& a, F&& f) {
                            }
                        });
     }
-    if (count != s.count || digest.checksum() != s.digest)
-        throw changed(resilite::detail::format("{} records where there were {}", count, s.count));
+    if (count != s.count) throw changed(resilite::detail::format("{} records where there were {}", count, s.count));
+    if (digest.checksum() != s.digest) throw changed("other records in the place of those read first");
 }
 
 // Functions a replayed statement may call: SQLite's pure built-ins. Anything else (an
