@@ -152,16 +152,15 @@ namespace detail {
             return classify(e);
         // On a volume mounted read-only SQLite cannot create the -shm index it reads a WAL-mode
         // file through. Nothing can change the file there: with no frames in its WAL, the file
-        // alone is the database, and is checked as immutable. Frames it cannot read are not
-        // checked, and not called damage either.
-        if (wal_in_use) {
+        // alone is the database, and is checked as immutable. Frames it cannot read (or a hot
+        // journal it would play back) are not checked, and not called damage either.
+        if (wal_in_use || detail::hot_journal(path)) {
             return {F::io_error, level,
                     resilite::detail::format(
-                        "not checked: the volume holding it is mounted read-only, and its WAL holds commits "
-                        "SQLite reads only through a -shm index it cannot create there; this is not damage "
-                        "(remount the volume read-write, or copy the database with its -wal to a writable "
-                        "place and check the copy) [{}]",
-                        e.what())};
+                        "not checked: the volume holding it is mounted read-only, and its {} holds changes "
+                        "SQLite cannot apply there; this is not damage (remount the volume read-write, or "
+                        "copy the database with its {} to a writable place and check the copy) [{}]",
+                        wal_in_use ? "WAL" : "rollback journal", wal_in_use ? "-wal" : "-journal", e.what())};
         }
         try {
             sqlite::connection c{detail::immutable_uri(path), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI};
