@@ -853,6 +853,8 @@ private:
                                          mark.seq, mark.identity));
         }
         damaged_outbox_.reset();
+        outbox_stale_.clear();
+        const auto mark_seq = best;  // (the high-water mark's, before the damaged file's own)
         damaged_violations_.reset();
         damaged_virtual_.clear();
         damaged_tables_.clear();
@@ -886,6 +888,17 @@ private:
             }
             if (!read("its outbox", [&] { damaged_outbox_ = archive::unarchived_in(damaged_file_); }))
                 damaged_outbox_.reset();
+            // A file holding fewer records than the mark says committed lost its latest commits
+            // (its -wal removed after a crash, an older copy put in its place): its outbox is that
+            // older state's, no count of what the archive lacks (a batched archive's last
+            // interval went with the -wal).
+            if (damaged_outbox_ && seq < mark_seq) {
+                damaged_outbox_.reset();
+                outbox_stale_ = resilite::detail::format(
+                    "the damaged database holds record {} where record {} is known committed: it lost its "
+                    "latest commits, and its outbox cannot tell",
+                    seq, mark_seq);
+            }
             std::optional<sqlite::connection> damaged;
             if (read("anything", [&] { damaged.emplace(damaged_file_, SQLITE_OPEN_READONLY); })) {
                 if (!read("its foreign keys", [&] { damaged_violations_ = foreign_key_violations(*damaged); }))
@@ -977,8 +990,9 @@ private:
         if (!batched_ || damaged_outbox_) return {};
         return resilite::detail::format(
             "the changes committed in the last {} ms before the damage, which the batched archive "
-            "may not have taken yet (the damaged database cannot be read to tell)",
-            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count());
+            "may not have taken yet ({})",
+            std::chrono::duration_cast<std::chrono::milliseconds>(batch_interval_).count(),
+            outbox_stale_.empty() ? std::string{"the damaged database cannot be read to tell"} : outbox_stale_);
     }
 
     // Tables the damaged database held (when it could be read) and its archived schema never
@@ -1552,6 +1566,7 @@ private:
     // the commits of the last offsite interval may never have gone off the machine.
     std::string offsite_window_;
     std::optional<std::int64_t> damaged_outbox_;
+    std::string outbox_stale_;  // why the damaged file's outbox was not taken as a count
     std::optional<std::vector<std::string>> damaged_violations_;  // nothing: the damaged file is unreadable
     std::optional<std::set<std::string>> damaged_unarchived_;  // unarchived_columns of the damaged file, when readable
     bool damaged_readable_ = false;             // every part of it could be read (gather_evidence)
