@@ -546,7 +546,8 @@ TEST_CASE("identity: a different, new or emptied database at the path is refused
             resilite::sqlite::connection c{p};
             c.exec_script("PRAGMA journal_mode=WAL");
         });
-        refused("not the database resilite keeps here");
+        // (No table at all where resilite kept one: every table is gone, whatever file this is.)
+        refused("holds no table at all, but resilite had initialised it");
     }
     // Nothing was written into what is there now: no identity stamped, no table added.
     resilite::sqlite::connection c{path};

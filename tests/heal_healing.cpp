@@ -1625,6 +1625,42 @@ TEST_CASE("heal at open: a batched archive's database that lost its -wal after a
     CHECK_THAT(report->may_be_lost, Catch::Contains("batched"));
 }
 
+TEST_CASE("heal at open: a database whose -wal was removed before its first checkpoint (its file holds no table) "
+          "is emptied and healed from the archive, not refused as another database",
+          "[heal][archive]") {
+    // Before: "not the database resilite keeps here ... new, emptied or another database", class
+    // corrupt, at every open; resilite heal --dry-run said a heal would refuse (a helper's finding).
+    test::temp_dir dir;
+    const auto path = dir / "app.db";
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            HealDb db{path};
+            insert_items(db, 1, 10);
+            ::_exit(0);  // killed: no close, no checkpoint; every commit is in the -wal
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    for (const char* suffix : {"-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
+    const auto found = resilite::check_health(path, resilite::check_level::header);
+    INFO(found.detail);
+    CHECK(found.result == resilite::health_report::finding::emptied);
+    HealDb db{path};
+    const auto report = db.last_heal();
+    REQUIRE(report.has_value());
+    INFO(report->to_text());
+    CHECK(report->healed);
+    CHECK_THAT(report->found, Catch::Contains("no table"));
+    CHECK(rows_of(path) == expected_rows(1, 10));
+}
+
 TEST_CASE("heal after resilite::restore() of an older backup: the commits the restore rolled back stay rolled back",
           "[heal]") {
     test::temp_dir dir;

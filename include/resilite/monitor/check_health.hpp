@@ -64,14 +64,14 @@ namespace detail {
     }
     // Through SQLite, never a descriptor of ours: see detail/peek_file.hpp (closing one would
     // drop this process's locks on a database it has open).
-    const auto peek = detail::peek_file(path, 100);
+    const auto peek = detail::peek_file(path, 105);  // the header, and page 1's b-tree header
     if (peek.rc != SQLITE_OK) return {F::io_error, level, peek.message};
     std::array<unsigned char, 100> header{};
     if (peek.bytes.size() < header.size()) {
         return {F::bad_header, level,
                 resilite::detail::format("the file is {} bytes, shorter than the 100-byte header", size)};
     }
-    std::copy(peek.bytes.begin(), peek.bytes.end(), header.begin());
+    std::copy(peek.bytes.begin(), peek.bytes.begin() + static_cast<std::ptrdiff_t>(header.size()), header.begin());
     // What the WAL says first: a crash during a checkpoint can tear page 1 in the main file
     // while the log still holds it whole; SQLite recovers from the log, so the check does too.
     const auto sync = detail::read_marker(path).synchronous;
@@ -114,6 +114,19 @@ namespace detail {
                     "the file is {} bytes, but its header says {} pages of {} bytes ({} bytes): truncated",
                     size, be32(28), page_size, expected)};
         }
+    }
+    // A database resilite initialised (its sidecar names the identity it stamped into it) whose
+    // schema is empty (page 1 a leaf without a cell) lost every table: its -wal removed before
+    // the first checkpoint, say. Emptied, not "another database". (With frames in the WAL, page
+    // 1 may be there.)
+    if (!wal_in_use && peek.bytes.size() >= 105 && peek.bytes[100] == 0x0D && peek.bytes[103] == 0 &&
+        peek.bytes[104] == 0) {
+        if (const auto m = detail::read_marker(path); !m.identity.empty())
+            return {F::emptied, level,
+                    resilite::detail::format(
+                        "the database holds no table at all, but resilite had initialised it (identity {}): data "
+                        "lost (its -wal removed before its first checkpoint, or the file emptied)",
+                        m.identity)};
     }
     if (level == check_level::header) return r;
 
