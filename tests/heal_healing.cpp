@@ -1574,6 +1574,9 @@ TEST_CASE("heal at open: a database behind its archive gets the commits it lacks
     CHECK(report->healed);
     CHECK_THAT(report->found, Catch::Contains("behind its archive"));
     CHECK(rows_of(path) == expected_rows(1, 30));
+    // Its own number is older than the mark: no exact evidence, so no "nothing is missing" from it.
+    CHECK_FALSE(report->committed_exact);
+    CHECK(report->to_text().find("the last one the damaged database holds") == std::string::npos);
     // What it cannot give back is named: the secrets of rows the older file did not have.
     CHECK(report->may_be_lost.find("committed") == std::string::npos);
     CHECK_THAT(report->may_be_lost, Catch::Contains("secret columns"));
@@ -1623,6 +1626,7 @@ TEST_CASE("heal at open: a batched archive's database that lost its -wal after a
     CHECK(rows_of(path) == expected_rows(1, 20));  // what the backup and the archive hold
     CHECK(report->to_text().find("nothing committed is missing") == std::string::npos);
     CHECK_THAT(report->may_be_lost, Catch::Contains("batched"));
+    CHECK_FALSE(report->committed_exact);
 }
 
 TEST_CASE("heal at open: a database whose -wal was removed before its first checkpoint (its file holds no table) "

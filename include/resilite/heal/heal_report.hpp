@@ -52,8 +52,8 @@ struct heal_report {
     // what it came from, and the last record the healed database holds.
     std::optional<std::int64_t> committed_seq, healed_seq;
     std::string evidence;
-    // committed_seq is exact (read from the damaged database itself), not only a lower bound
-    // (the high-water mark, which may lag after a crash).
+    // committed_seq is exact (read from the damaged database itself, not below the high-water
+    // mark), not only a lower bound (the high-water mark, which may lag after a power cut).
     bool committed_exact = false;
     int attempt = 1;          // this heal's number among consecutive failed ones (circuit breaker)
     bool healed = false;

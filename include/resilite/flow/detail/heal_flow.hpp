@@ -883,7 +883,9 @@ private:
             read("its record number", [&] { seq = archive_seq_of(damaged_file_).value_or(0); });
             if (seq > 0) {
                 best = std::max(best, seq);
-                rep.committed_exact = true;
+                // (Exact only when the file is not behind the mark: one that lost its -wal holds
+                // an older number, and the last commits are then known from the mark alone.)
+                rep.committed_exact = seq >= mark_seq;
                 what.push_back(resilite::detail::format("the damaged database holds record {}", seq));
             }
             if (!read("its outbox", [&] { damaged_outbox_ = archive::unarchived_in(damaged_file_); }))
