@@ -659,7 +659,18 @@ TEST_CASE("cli.heal: on a volume mounted read-only, check and health say sound, 
     const auto db = volume.path() / "app.db";
     archived_database(db);
     REQUIRE(run_cli(dir, fmt::format("--quiet backup '{}'", db.string())).code == 0);
+    // Another database under a sidecar that names app.db's identity: still another database there.
+    const auto other = volume.path() / "other.db";
+    archived_database(other);
+    std::filesystem::copy_file(resilite::detail::marker_path(db), resilite::detail::marker_path(other),
+                               std::filesystem::copy_options::overwrite_existing);
     REQUIRE(volume.remount_read_only());
+    {
+        const auto o = run_cli(dir, fmt::format("check '{}'", other.string()));
+        INFO(o.out << o.err);
+        CHECK(o.code == 1);
+        CHECK_THAT(o.out, Catch::Contains("different database"));
+    }
 
     auto r = run_cli(dir, fmt::format("check '{}'", db.string()));
     INFO(r.out << r.err);

@@ -178,7 +178,8 @@ void require_directory(const fs::path& dir) {
 // says what it can).
 std::optional<std::string> not_this_database(const fs::path& db) {
     try {
-        resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        const auto [target, flags] = resilite::detail::read_target(db);  // (a read-only volume)
+        resilite::sqlite::connection c{target, flags};
         auto found = resilite::detail::check_identity(db, c);
         if (!found.problem.empty()) return std::move(found.problem);
     } catch (const std::exception&) {
@@ -195,6 +196,12 @@ resilite::health_report with_identity(const fs::path& db, resilite::health_repor
     return r;
 }
 
+
+// A check that could not read the file on a volume mounted read-only (its WAL or journal holds
+// changes SQLite cannot apply there): not checked, which is no finding of damage.
+bool not_checked_here(const fs::path& db, const std::optional<resilite::health_report>& r) {
+    return r && r->result == resilite::health_report::finding::io_error && resilite::detail::on_read_only_volume(db);
+}
 
 // What the command opens when it needs the library's flows (backup, drill, heal): no schema of
 // its own (it declares nothing, so it changes no table) and no archive writer (the application
@@ -318,7 +325,8 @@ resilite::health_snapshot file_health(const fs::path& db, const places& p) {
     s.wal_bytes = resilite::sqlite::file_set{db}.wal_size();
     if (check.ok()) {
         try {
-            resilite::sqlite::connection c{db, SQLITE_OPEN_READONLY};
+            const auto [target, flags] = resilite::detail::read_target(db);  // (a read-only volume)
+            resilite::sqlite::connection c{target, flags};
             s.page_count = c.query_one<std::int64_t>("PRAGMA page_count").value_or(0);
             s.freelist_count = c.query_one<std::int64_t>("PRAGMA freelist_count").value_or(0);
             const bool archived =
@@ -378,7 +386,11 @@ int health(const output& out, const fs::path& db, const places& p) {
     j["quarantines"] = quarantines.size();
     const auto open_by = open_elsewhere(db);
     j["open_by_pids"] = open_by;
-    std::string text = fmt::format("{}: {}\n", db.string(), s.healthy ? "sound (quick check)" : "DAMAGED: " + s.damage);
+    const bool not_checked = not_checked_here(db, s.last_check);
+    std::string text = fmt::format("{}: {}\n", db.string(),
+                                   s.healthy     ? std::string{"sound (quick check)"}
+                                   : not_checked ? "NOT CHECKED: " + s.damage
+                                                 : "DAMAGED: " + s.damage);
     text += fmt::format("  pages {} ({} free), WAL {} bytes\n", s.page_count, s.freelist_count, s.wal_bytes);
     text += s.last_backup_time ? fmt::format("  newest backup {} ({} s ago), {} in {}\n", utc_text(*s.last_backup_time),
                                              s.last_backup_age->count(), j["backups"].get<std::size_t>(),
@@ -408,8 +420,8 @@ int health(const output& out, const fs::path& db, const places& p) {
     j["behind_archive"] = behind ? nlohmann::json(*behind) : nlohmann::json(nullptr);
     if (behind) text += fmt::format("  BEHIND ITS ARCHIVE: {}; `resilite heal` brings them back\n", *behind);
     out.print(j, text);
-    if (!s.healthy || behind) return critical;
-    return s.heal_attempts > 0 || s.archive_pending > 0 ? warnings : ok;
+    if ((!s.healthy && !not_checked) || behind) return critical;
+    return not_checked || s.heal_attempts > 0 || s.archive_pending > 0 ? warnings : ok;
 }
 
 int metrics(const output& out, const fs::path& db, const places& p) {
@@ -610,7 +622,7 @@ int check(const output& out, const fs::path& db, const std::string& level_name) 
                            {"detail", r.detail}};
     out.print(j, fmt::format("{}: {} ({} check){}\n", db.string(), resilite::to_string(r.result),
                              resilite::to_string(r.level), r.detail.empty() ? "" : ": " + r.detail));
-    return r.ok() ? ok : critical;
+    return r.ok() ? ok : not_checked_here(db, r) ? warnings : critical;
 }
 
 nlohmann::json archive_json(const resilite::archive_report& r) {

@@ -22,20 +22,11 @@
 #include <algorithm>
 #include <fstream>
 #include <string>
+#include <tuple>
 
 namespace resilite {
 
 namespace detail {
-// A rollback journal SQLite would play back: it starts with the journal magic. Read directly:
-// SQLite takes no POSIX lock on a journal (only the main file and -shm are locked), so closing
-// this descriptor cannot drop one.
-[[nodiscard]] inline bool hot_journal(const std::filesystem::path& db) {
-    static constexpr unsigned char magic[8] = {0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7};
-    std::ifstream in(db.string() + "-journal", std::ios::binary);
-    unsigned char head[8]{};
-    in.read(reinterpret_cast<char*>(head), sizeof head);
-    return in.gcount() == 8 && std::memcmp(head, magic, 8) == 0;
-}
 }  // namespace detail
 
 // `on_progress`: told how far a quick or full check has come, in SQLite's steps (the total is not
@@ -64,6 +55,9 @@ namespace detail {
     }
     // Through SQLite, never a descriptor of ours: see detail/peek_file.hpp (closing one would
     // drop this process's locks on a database it has open).
+    // (Before page 1 is read: a first checkpoint by another process between the two would pair
+    // the old, empty page 1 with a WAL already emptied.)
+    const bool wal_before = detail::wal_has_frames(path);
     const auto peek = detail::peek_file(path, 105);  // the header, and page 1's b-tree header
     if (peek.rc != SQLITE_OK) return {F::io_error, level, peek.message};
     std::array<unsigned char, 100> header{};
@@ -119,8 +113,8 @@ namespace detail {
     // schema is empty (page 1 a leaf without a cell) lost every table: its -wal removed before
     // the first checkpoint, say. Emptied, not "another database". (With frames in the WAL, page
     // 1 may be there.)
-    if (!wal_in_use && peek.bytes.size() >= 105 && peek.bytes[100] == 0x0D && peek.bytes[103] == 0 &&
-        peek.bytes[104] == 0) {
+    if (!wal_before && !wal_in_use && !detail::hot_journal(path) && peek.bytes.size() >= 105 &&
+        peek.bytes[100] == 0x0D && peek.bytes[103] == 0 && peek.bytes[104] == 0) {
         if (const auto m = detail::read_marker(path); !m.identity.empty())
             return {F::emptied, level,
                     resilite::detail::format(
@@ -164,20 +158,36 @@ namespace detail {
             !detail::on_read_only_volume(path))
             return classify(e);
         // On a volume mounted read-only SQLite cannot create the -shm index it reads a WAL-mode
-        // file through. Nothing can change the file there: with no frames in its WAL, the file
-        // alone is the database, and is checked as immutable. Frames it cannot read (or a hot
-        // journal it would play back) are not checked, and not called damage either.
-        if (wal_in_use || detail::hot_journal(path)) {
+        // file through. With no frames in its WAL (and no hot journal) the file alone is the
+        // database, checked as immutable; frames it cannot read, or a journal it would play back,
+        // are not checked, and not called damage either.
+        const auto [target, flags] = detail::read_target(path);
+        if ((flags & SQLITE_OPEN_URI) == 0) {
+            const bool wal = detail::wal_has_frames(path);
             return {F::io_error, level,
                     resilite::detail::format(
                         "not checked: the volume holding it is mounted read-only, and its {} holds changes "
                         "SQLite cannot apply there; this is not damage (remount the volume read-write, or "
                         "copy the database with its {} to a writable place and check the copy) [{}]",
-                        wal_in_use ? "WAL" : "rollback journal", wal_in_use ? "-wal" : "-journal", e.what())};
+                        wal ? "WAL" : "rollback journal", wal ? "-wal" : "-journal", e.what())};
         }
+        // Read-only here is not read-only everywhere (a read-only bind mount, an NFS export
+        // another machine writes): an immutable read of a file that changed meanwhile could
+        // find damage that is not there, so a change is said instead.
+        const auto stamp = [&] {
+            std::error_code ignored;
+            return std::make_tuple(std::filesystem::file_size(path, ignored),
+                                   std::filesystem::last_write_time(path, ignored), detail::wal_has_frames(path));
+        };
+        const auto before = stamp();
         try {
-            sqlite::connection c{detail::immutable_uri(path), SQLITE_OPEN_READONLY | SQLITE_OPEN_URI};
-            return run_check(c);
+            sqlite::connection c{target, flags};
+            auto found = run_check(c);
+            if (stamp() != before)
+                return {F::io_error, level,
+                        "not checked: the file changed while it was read as immutable (the volume is mounted "
+                        "read-only here, but written elsewhere); check it where it is written"};
+            return found;
         } catch (const error& again) {
             return classify(again);
         }

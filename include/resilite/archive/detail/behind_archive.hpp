@@ -8,6 +8,7 @@
 #include <resilite/archive/detail/archive_state.hpp>
 #include <resilite/archive/detail/high_water.hpp>
 #include <resilite/archive/detail/segment_file.hpp>
+#include <resilite/core/detail/read_only_volume.hpp>
 #include <resilite/detail/format.hpp>
 #include <resilite/sqlite/connection.hpp>
 #include <resilite/sqlite/detail/marker.hpp>
@@ -73,7 +74,8 @@ namespace resilite::detail::archive {
         // are appended before it.
         const auto m = read_marker(db);
         const auto mark = read_high_water(high_water_path(db)).for_database(m.identity);
-        sqlite::connection c{db, SQLITE_OPEN_READONLY};
+        const auto [target, flags] = read_target(db);  // (a read-only volume)
+        sqlite::connection c{target, flags};
         c.busy_timeout(std::chrono::milliseconds{5000});
         const auto stored = stored_archive_seq(c);
         if (!stored) return std::nullopt;

@@ -885,7 +885,7 @@ private:
                 best = std::max(best, seq);
                 // (Exact only when the file is not behind the mark: one that lost its -wal holds
                 // an older number, and the last commits are then known from the mark alone.)
-                rep.committed_exact = seq >= mark_seq;
+                rep.committed_exact = seq >= mark_seq || read_marker(ctx_.path).rolled_back_to == seq;
                 what.push_back(resilite::detail::format("the damaged database holds record {}", seq));
             }
             if (!read("its outbox", [&] { damaged_outbox_ = archive::unarchived_in(damaged_file_); }))
@@ -894,7 +894,9 @@ private:
             // (its -wal removed after a crash, an older copy put in its place): its outbox is that
             // older state's, no count of what the archive lacks (a batched archive's last
             // interval went with the -wal).
-            if (damaged_outbox_ && seq < mark_seq) {
+            // (Not a copy resilite::restore() put back on purpose: it rolled back to that number.)
+            const bool restored = read_marker(ctx_.path).rolled_back_to == seq;
+            if (damaged_outbox_ && seq < mark_seq && !restored) {
                 damaged_outbox_.reset();
                 outbox_stale_ = resilite::detail::format(
                     "the damaged database holds record {} where record {} is known committed: it lost its "

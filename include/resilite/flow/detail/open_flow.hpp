@@ -72,6 +72,15 @@ void open_flow(Owner& owner, context<R>& ctx, operation_flow<R>& flow, schema_se
                         // process recovers the same WAL after the crash): the check is tried
                         // again under the retry policy, never skipped (the crash's mark stays
                         // until it has run).
+                        // On a volume mounted read-only no retry lets it run: said at once.
+                        if (h.result == health_report::finding::io_error && on_read_only_volume(ctx.path))
+                            throw library_failure(
+                                error_class::read_only, "open",
+                                resilite::detail::format("the quick_check after an unclean close could not run "
+                                                         "({}); the volume is mounted read-only: remount it "
+                                                         "read-write and open it again",
+                                                         h.detail),
+                                ctx.path.string());
                         if (h.result == health_report::finding::io_error)
                             throw library_failure(error_class::busy, "open",
                                                   resilite::detail::format("the quick_check after an unclean close "

@@ -302,7 +302,14 @@ public:
             finish_failed(name, st);
             return false;
         }
-        if (scope == retry_scope::reconnect && where == retry_context::opening) refuse_hopeless_open(ctx_, *failure);
+        if (scope == retry_scope::reconnect && where == retry_context::opening) {
+            try {
+                refuse_hopeless_open(ctx_, *failure);
+            } catch (...) {
+                finish_failed(name, st);  // (its event and failure, as any failed open)
+                throw;
+            }
+        }
         const auto remaining = st.remaining(ctx_.now());
         if (st.attempt >= st.limits.max_attempts || remaining <= std::chrono::nanoseconds{0}) {
             const auto elapsed = ctx_.now() - st.start;
