@@ -1582,6 +1582,30 @@ TEST_CASE("heal at open: a database behind its archive gets the commits it lacks
     CHECK_THAT(report->may_be_lost, Catch::Contains("secret columns"));
 }
 
+// Runs `work(db)` in a child process that is then killed with the Database open (no destructor,
+// no close: no drain, no checkpoint), and removes the -wal and -shm it left: a crash, then its
+// -wal lost.
+template <class Db, class F>
+void killed_then_wal_lost(const std::filesystem::path& path, F&& work) {
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            Db db{path};
+            work(db);
+            ::_exit(0);  // (inside the Database's scope: its destructor would drain and close)
+        } catch (...) {
+            ::_exit(3);
+        }
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    REQUIRE(WIFEXITED(status));
+    REQUIRE(WEXITSTATUS(status) == 0);
+    for (const char* suffix : {"-wal", "-shm"})
+        std::filesystem::remove(path.string() + suffix);
+}
+
 TEST_CASE("heal at open: a batched archive's database that lost its -wal after a drain names the batched window, "
           "never that nothing committed is missing",
           "[heal][archive]") {
@@ -1594,30 +1618,16 @@ TEST_CASE("heal at open: a batched archive's database that lost its -wal after a
                            manual_durability, resilite::manual_clock>;
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        try {
-            BatchedHealDb db{path};
-            insert_items(db, 1, 10);
-            static_cast<void>(db.backup_now());
-            insert_items(db, 11, 15);
-            static_cast<void>(db.drain_archive());
-            static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));  // the file holds that record
-            insert_items(db, 16, 20);
-            static_cast<void>(db.drain_archive());  // a record whose number the file holds only in its -wal
-            insert_items(db, 21, 25);               // acknowledged, in the outbox, never archived
-            ::_exit(0);  // killed: no close (its drain), no checkpoint
-        } catch (...) {
-            ::_exit(3);
-        }
-    }
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    for (const char* suffix : {"-wal", "-shm"})
-        std::filesystem::remove(path.string() + suffix);
+    killed_then_wal_lost<BatchedHealDb>(path, [](BatchedHealDb& db) {
+        insert_items(db, 1, 10);
+        static_cast<void>(db.backup_now());
+        insert_items(db, 11, 15);
+        static_cast<void>(db.drain_archive());
+        static_cast<void>(db.checkpoint(resilite::checkpoint_mode::truncate));  // the file holds that record
+        insert_items(db, 16, 20);
+        static_cast<void>(db.drain_archive());  // a record whose number the file holds only in its -wal
+        insert_items(db, 21, 25);               // acknowledged, in the outbox, never archived
+    });
     BatchedHealDb db{path};
     const auto report = db.last_heal();
     REQUIRE(report.has_value());
@@ -1636,23 +1646,9 @@ TEST_CASE("heal at open: a database whose -wal was removed before its first chec
     // corrupt, at every open; resilite heal --dry-run said a heal would refuse (a helper's finding).
     test::temp_dir dir;
     const auto path = dir / "app.db";
-    const pid_t child = ::fork();
-    REQUIRE(child >= 0);
-    if (child == 0) {
-        try {
-            HealDb db{path};
-            insert_items(db, 1, 10);
-            ::_exit(0);  // killed: no close, no checkpoint; every commit is in the -wal
-        } catch (...) {
-            ::_exit(3);
-        }
-    }
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    REQUIRE(WIFEXITED(status));
-    REQUIRE(WEXITSTATUS(status) == 0);
-    for (const char* suffix : {"-wal", "-shm"})
-        std::filesystem::remove(path.string() + suffix);
+    killed_then_wal_lost<HealDb>(path, [](HealDb& db) {
+        insert_items(db, 1, 10);  // every commit in the -wal: no checkpoint yet
+    });
     const auto found = resilite::check_health(path, resilite::check_level::header);
     INFO(found.detail);
     CHECK(found.result == resilite::health_report::finding::emptied);
