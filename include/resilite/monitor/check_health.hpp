@@ -97,8 +97,7 @@ namespace detail {
     // The in-header page count is valid when its "version valid for" matches the change counter.
     // With frames in the WAL the count is skipped: a checkpoint in progress (another process)
     // writes page 1 before it extends the file, and the WAL holds the pages meanwhile.
-    std::error_code wal_ec;
-    const bool wal_in_use = std::filesystem::file_size(path.string() + "-wal", wal_ec) > 32 && !wal_ec;
+    const bool wal_in_use = detail::wal_has_frames(path);
     if (!wal_in_use && be32(92) == be32(24) && be32(28) != 0) {
         const auto expected = static_cast<std::uintmax_t>(be32(28)) * page_size;
         if (size < expected) {

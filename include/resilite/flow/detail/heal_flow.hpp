@@ -843,7 +843,8 @@ private:
         std::int64_t best = 0;
         // The database's identity from its sidecar (the damaged file may not be readable).
         const auto mark = archive::read_high_water(archive::high_water_path(ctx_.path));
-        const auto mine = read_marker(ctx_.path).identity;
+        const auto sidecar = read_marker(ctx_.path);
+        const auto& mine = sidecar.identity;
         if (const auto hwm = mark.for_database(mine); hwm > 0) {
             best = hwm;
             what.push_back(resilite::detail::format("high-water mark {}", hwm));
@@ -885,7 +886,7 @@ private:
                 best = std::max(best, seq);
                 // (Exact only when the file is not behind the mark: one that lost its -wal holds
                 // an older number, and the last commits are then known from the mark alone.)
-                rep.committed_exact = seq >= mark_seq || read_marker(ctx_.path).rolled_back_to == seq;
+                rep.committed_exact = seq >= mark_seq || sidecar.rolled_back_to == seq;
                 what.push_back(resilite::detail::format("the damaged database holds record {}", seq));
             }
             if (!read("its outbox", [&] { damaged_outbox_ = archive::unarchived_in(damaged_file_); }))
@@ -895,8 +896,7 @@ private:
             // older state's, no count of what the archive lacks (a batched archive's last
             // interval went with the -wal).
             // (Not a copy resilite::restore() put back on purpose: it rolled back to that number.)
-            const bool restored = read_marker(ctx_.path).rolled_back_to == seq;
-            if (damaged_outbox_ && seq < mark_seq && !restored) {
+            if (damaged_outbox_ && seq < mark_seq && sidecar.rolled_back_to != seq) {
                 damaged_outbox_.reset();
                 outbox_stale_ = resilite::detail::format(
                     "the damaged database holds record {} where record {} is known committed: it lost its "
